@@ -1,0 +1,150 @@
+"""The ``xenlab`` command.
+
+With no arguments it opens the lab on screen; each subcommand is the
+headless equivalent of something the screen does. Every failure a learner
+can cause is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+# --------------------------------------------------------------------- asm
+def cmd_asm(args: argparse.Namespace) -> int:
+    from .isa.listing import render_listing
+    from .session.build import assemble
+    image = assemble(args.file)
+    if args.output:
+        try:
+            Path(args.output).write_bytes(image.to_bytes())
+        except OSError as e:
+            raise UserError(f"{args.output}: cannot write: {e.strerror}") from None
+    if args.listing or not args.output:
+        sys.stdout.write(render_listing(image))
+        if not render_listing(image).endswith("\n"):
+            sys.stdout.write("\n")
+    return 0
+
+
+# --------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    from .session.eventspec import parse_spec
+    from .session.headless import run_headless
+    until = parse_spec(args.until) if args.until else None
+    result = run_headless(args.target, steps=args.steps, until=until, program=args.program, arg=args.arg,
+                          trace_path=args.trace, costs=args.costs)
+    if args.json:
+        print(json.dumps(result.to_json(summary=args.summary), indent=2))
+        return 0
+    sys.stdout.write(result.console)
+    if result.console and not result.console.endswith("\n"):
+        sys.stdout.write("\n")
+    print(result.status_line())
+    if args.summary:
+        from .session.summary import format_summary
+        print(format_summary(result.summary))
+    return 0
+
+
+# --------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .session.bench import run_bench
+    figures = run_bench(rounds=args.rounds)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"guest instructions:          {figures['instructions']:,}")
+        print(f"wall time:                   {figures['seconds']:.3f} s")
+        print(f"instructions per second:     {figures['instructions_per_second']:,.0f}")
+        print(f"translated blocks:           {figures['translations']:,}")
+        print(f"checksum line:               {figures['checksum']}")
+    return 0
+
+
+COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = []
+
+
+def _setup_asm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="assembly source (.s)")
+    p.add_argument("-o", "--output", help="write the assembled image here")
+    p.add_argument("--listing", action="store_true", help="print address, encoding and source line")
+
+
+def _setup_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="a kernel source (.s) to boot on the bare machine")
+    p.add_argument("--steps", type=_int, default=None, help="stop after N guest instructions")
+    p.add_argument("--until", metavar="KIND[:NAME]", help="stop at the first matching event, e.g. trap:#PF")
+    p.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON Lines")
+    p.add_argument("--summary", action="store_true", help="count hypercalls, exits, traps per vCPU")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--program", default=None, help="user program (default machines/programs/workload.s)")
+    p.add_argument("--arg", type=_int, default=0, help="argument passed to the program in rdi")
+    p.add_argument("--costs", default=None, help="cycle cost table (default machines/costs.toml)")
+
+
+def _setup_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
+
+
+COMMANDS += [
+    ("asm", "assemble a source file and print its listing", _setup_asm, cmd_asm),
+    ("run", "run a machine headless and print what happened", _setup_run, cmd_run),
+    ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xenlab", description="A terminal lab that teaches how Xen virtualises a machine.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"xenlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, help_text, setup, _ in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        setup(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        handler = {name: fn for name, _, _, fn in COMMANDS}[args.command]
+        return handler(args)
+    except UserError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

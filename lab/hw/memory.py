@@ -1,0 +1,114 @@
+"""Machine memory: sparse 4 KiB frames addressed by machine frame number.
+
+A frame exists once something writes to it or allocates it; reading a frame
+that was never touched reads zeros. Frames are plain ``bytearray`` objects so
+the CPU's fast paths can index them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+
+
+class BusError(Exception):
+    """An access beyond the end of machine memory (a bus error)."""
+
+
+class MachineMemory:
+    def __init__(self, size_bytes: int) -> None:
+        if size_bytes % PAGE_SIZE:
+            raise ValueError("memory size must be a whole number of pages")
+        self.size = size_bytes
+        self.nr_frames = size_bytes >> PAGE_SHIFT
+        self.frames: dict[int, bytearray] = {}
+        #: Bumped on every write to a frame in ``watched``; the CPU uses this
+        #: to drop translated code when its page is written.
+        self.watched: set[int] = set()
+        self.on_watched_write = None  # callable(mfn) or None
+        #: Frames whose CPU writes must be seen by someone (write-protected
+        #: page tables under shadow paging, for instance): mfn -> callable.
+        self.write_hooks: dict[int, object] = {}
+
+    # -- frames ---------------------------------------------------------
+    def frame(self, mfn: int) -> bytearray:
+        """The frame's bytes, created zeroed on first use."""
+        f = self.frames.get(mfn)
+        if f is None:
+            if not 0 <= mfn < self.nr_frames:
+                raise BusError(f"machine frame {mfn:#x} is beyond the end of memory")
+            f = self.frames[mfn] = bytearray(PAGE_SIZE)
+        return f
+
+    def exists(self, mfn: int) -> bool:
+        return 0 <= mfn < self.nr_frames
+
+    # -- byte access by machine address -----------------------------------
+    def read(self, addr: int, length: int) -> bytes:
+        out = bytearray()
+        while length > 0:
+            off = addr & PAGE_MASK
+            n = min(length, PAGE_SIZE - off)
+            out += self.frame(addr >> PAGE_SHIFT)[off:off + n]
+            addr += n
+            length -= n
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            off = addr & PAGE_MASK
+            n = min(len(data) - pos, PAGE_SIZE - off)
+            mfn = addr >> PAGE_SHIFT
+            self.frame(mfn)[off:off + n] = data[pos:pos + n]
+            if mfn in self.watched and self.on_watched_write is not None:
+                self.on_watched_write(mfn)
+            addr += n
+            pos += n
+
+    def read_u64(self, addr: int) -> int:
+        if addr & 7 == 0:
+            return int.from_bytes(self.frame(addr >> PAGE_SHIFT)[addr & PAGE_MASK:(addr & PAGE_MASK) + 8], "little")
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+
+    def read_uint(self, addr: int, size: int) -> int:
+        return int.from_bytes(self.read(addr, size), "little")
+
+    def write_uint(self, addr: int, size: int, value: int) -> None:
+        self.write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def zero_frame(self, mfn: int) -> None:
+        self.frame(mfn)[:] = bytes(PAGE_SIZE)
+        if mfn in self.watched and self.on_watched_write is not None:
+            self.on_watched_write(mfn)
+
+    # -- state ------------------------------------------------------------
+    def digest_into(self, h: "hashlib._Hash") -> None:
+        """Feed every non-zero frame, in frame order, into a hash."""
+        zero = bytes(PAGE_SIZE)
+        for mfn in sorted(self.frames):
+            data = self.frames[mfn]
+            if data != zero:
+                h.update(mfn.to_bytes(8, "little"))
+                h.update(data)
+
+    def snapshot(self) -> dict[int, bytes]:
+        return {mfn: bytes(f) for mfn, f in self.frames.items()}
+
+    def restore(self, snap: dict[int, bytes]) -> None:
+        # Keep bytearray identity where possible so callers holding frames stay valid.
+        for mfn in list(self.frames):
+            if mfn not in snap:
+                del self.frames[mfn]
+        for mfn, data in snap.items():
+            f = self.frames.get(mfn)
+            if f is None:
+                self.frames[mfn] = bytearray(data)
+            else:
+                f[:] = data

@@ -1,0 +1,1 @@
+"""Sessions: building machines from files, time control, recording and replay."""

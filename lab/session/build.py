@@ -1,0 +1,49 @@
+"""Building machines from the learner's files, with errors as one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from ..hw.boot import BootError, boot_native
+from ..hw.costs import CostError, load_costs
+from ..hw.machine import Machine
+from ..isa.assembler import AsmError, assemble_file
+from ..isa.image import Image
+from ..paths import KERNELS, PROGRAMS, display
+
+DEFAULT_PROGRAM = PROGRAMS / "workload.s"
+NATIVE_KERNEL = KERNELS / "native.s"
+
+
+def assemble(path: Path | str) -> Image:
+    """Assemble a source file, turning every problem into a UserError."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{display(p)}: no such file")
+    if p.is_dir():
+        raise UserError(f"{display(p)}: is a directory, not an assembly file")
+    try:
+        return assemble_file(p, include_dirs=[KERNELS, PROGRAMS])
+    except AsmError as e:
+        raise UserError(str(e)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{display(p)}: cannot read: {e}") from None
+
+
+def native_machine(kernel: Path | str = NATIVE_KERNEL, program: Path | str | None = DEFAULT_PROGRAM,
+                   arg: int = 0, mem_mib: int = 64, vendor: str = "intel",
+                   costs: Path | str | None = None, keep_trace: bool = True) -> Machine:
+    """A bare machine with the kernel and user program loaded, ready to run."""
+    try:
+        cost_table = load_costs(costs)
+    except CostError as e:
+        raise UserError(str(e)) from None
+    kimg = assemble(kernel)
+    pimg = assemble(program) if program is not None else None
+    m = Machine(mem_mib=mem_mib, vendor=vendor, costs=cost_table, keep_trace=keep_trace)
+    try:
+        boot_native(m, kimg, pimg, arg=arg)
+    except BootError as e:
+        raise UserError(f"{display(kernel)}: {e}") from None
+    return m

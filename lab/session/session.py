@@ -1,0 +1,166 @@
+"""A session: one machine, the learner's focus and breakpoints, and views of state.
+
+Front ends (the TUI, the shell, ``xenlab`` subcommands) drive a machine only
+through a Session, and read what they show from its views and from trace
+events; none of them reaches into the simulator's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UserError
+from ..hw import paging
+from ..hw.cpu import Cpu
+from ..hw.flags import describe as describe_flags
+from ..isa.disassembler import disassemble
+from ..isa.encoding import INSN_SIZE, DecodeError, decode
+from ..isa.registers import GPR64
+from ..trace import Event
+from .eventspec import EventSpec
+
+
+@dataclass(frozen=True)
+class VcpuRef:
+    """One (v)CPU the learner can focus: a label plus where it lives."""
+    label: str
+    dom: int | None
+    vcpu: int
+    cpu: Cpu
+
+
+class Session:
+    def __init__(self, machine: Any) -> None:
+        self.machine = machine
+        self.breakpoints: list[EventSpec] = []
+        self.break_hit: Event | None = None
+        self._focus = 0
+        machine.trace.listeners.append(self._watch)
+
+    # -- focus ------------------------------------------------------------
+    def vcpus(self) -> list[VcpuRef]:
+        return [VcpuRef(*v) for v in self.machine.vcpu_refs()]
+
+    @property
+    def focus(self) -> VcpuRef:
+        refs = self.vcpus()
+        return refs[min(self._focus, len(refs) - 1)]
+
+    def set_focus(self, spec: str) -> VcpuRef:
+        """Focus ``DOM`` or ``DOM.VCPU`` (by id or name); bare metal is ``0``."""
+        dom_part, _, vcpu_part = spec.partition(".")
+        for i, ref in enumerate(self.vcpus()):
+            names = {str(ref.dom), ref.label.split()[0]} if ref.dom is not None else {"0", "native", "bare"}
+            if dom_part in names and (not vcpu_part or vcpu_part == str(ref.vcpu)):
+                self._focus = i
+                return ref
+        raise UserError(f"no domain or vCPU '{spec}'")
+
+    # -- time -------------------------------------------------------------
+    def _watch(self, ev: Event) -> None:
+        if self.break_hit is None and any(b.matches(ev) for b in self.breakpoints):
+            self.break_hit = ev
+            for ref in self.vcpus():
+                ref.cpu.yield_now = True
+
+    def step(self, n: int = 1) -> int:
+        """Single-step ``n`` instructions (stopping early at a breakpoint); return how many ran."""
+        self.break_hit = None
+        done = 0
+        m = self.machine
+        while done < n and not m.stopped and self.break_hit is None:
+            m.step()
+            done += 1
+        return done
+
+    def run(self, n: int | None = None) -> Event | None:
+        """Run ``n`` instructions (or until the machine stops); stop at a breakpoint."""
+        self.break_hit = None
+        self.machine.run(n if n is not None else 1 << 62)
+        return self.break_hit
+
+    def until(self, spec: EventSpec, limit: int = 50_000_000) -> Event | None:
+        self.break_hit = None
+        return self.machine.run_until(spec.matches, max_insns=limit)
+
+    # -- views -------------------------------------------------------------
+    def cpu_view(self, ref: VcpuRef | None = None) -> dict[str, Any]:
+        ref = ref or self.focus
+        c = ref.cpu
+        regs = {name: c.regs[i] for i, name in enumerate(GPR64)}
+        return {
+            "label": ref.label, "dom": ref.dom, "vcpu": ref.vcpu,
+            "cpl": c.cpl, "root": c.root, "rip": c.rip, "rflags": c.rflags,
+            "flags": describe_flags(c.rflags), "regs": regs,
+            "cr0": c.cr0, "cr2": c.cr2, "cr3": c.cr3, "cr4": c.cr4, "efer": c.efer,
+            "halted": c.halted, "stopped": c.stopped, "icount": c.icount, "cycles": c.cycles,
+            "paging": c.paging, "next": self.disassemble_at(c.rip, ref),
+        }
+
+    def _fetch(self, addr: int, ref: VcpuRef) -> bytes | None:
+        try:
+            return ref.cpu.read_virt(addr, INSN_SIZE, supervisor=True)
+        except Exception:
+            return None
+
+    def disassemble_at(self, addr: int, ref: VcpuRef | None = None) -> str:
+        ref = ref or self.focus
+        raw = self._inspect_bytes(addr, INSN_SIZE, ref)
+        if raw is None:
+            return "(not mapped)"
+        try:
+            return disassemble(decode(raw), addr)
+        except DecodeError:
+            return "(bad)"
+
+    def _inspect_bytes(self, addr: int, n: int, ref: VcpuRef) -> bytes | None:
+        """Read memory as the focused CPU sees it, without touching A/D bits or the TLB."""
+        c = ref.cpu
+        out = bytearray()
+        for page_va in range(addr & ~0xFFF, addr + n, 0x1000):
+            pa = self.translate_quietly(page_va, ref)
+            if pa is None:
+                return None
+            out += self.machine.mem.read(pa, 0x1000)
+        start = addr & 0xFFF
+        del c
+        return bytes(out[start:start + n])
+
+    def translate_quietly(self, va: int, ref: VcpuRef | None = None) -> int | None:
+        ref = ref or self.focus
+        c = ref.cpu
+        if not c.paging:
+            return va
+        res = paging.walk(self.machine.mem, c.walk_root(), va, access="r", cpl=0, set_ad=False)
+        return res.pa if res.ok else None
+
+    def walk(self, va: int, ref: VcpuRef | None = None) -> tuple[paging.WalkResult, list[str]]:
+        """Walk ``va`` through the focused CPU's tables without changing anything."""
+        ref = ref or self.focus
+        c = ref.cpu
+        if not c.paging:
+            raise UserError("paging is off on this CPU: addresses are physical")
+        res = paging.walk(self.machine.mem, c.walk_root(), va, access="r", cpl=c.cpl, set_ad=False)
+        return res, paging.walk_steps_text(res)
+
+    def source_view(self, radius: int = 6, ref: VcpuRef | None = None) -> list[tuple[int, str, bool]]:
+        """Source lines around the instruction about to run: (address, text, is_current)."""
+        ref = ref or self.focus
+        rip = ref.cpu.rip
+        for image in self.machine.images.values():
+            line = image.source_line(rip)
+            if line is None:
+                continue
+            out = []
+            for k in range(-radius, radius + 1):
+                addr = rip + k * INSN_SIZE
+                sl = image.source_line(addr)
+                if sl is None:
+                    continue
+                out.append((addr, f"{sl.file}:{sl.line}  {sl.text.strip()}", k == 0))
+            return out
+        return [(rip, f"{rip:#018x}  {self.disassemble_at(rip, ref)}", True)]
+
+    def console(self) -> str:
+        return self.machine.console.output
