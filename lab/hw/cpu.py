@@ -24,7 +24,7 @@ from ..isa.registers import RIP_BASE
 from . import flags as F
 from . import paging
 from .ept import EptMisconfig, EptTranslator, ept_walk
-from .faults import BP, DE, DF, GP, PF, UD, CpuStop, Fault, VmExit, mnemonic
+from .faults import BP, CONTRIBUTORY, DF, GP, PF, UD, CpuStop, Fault, VmExit, mnemonic
 from .memory import PAGE_SHIFT, BusError, MachineMemory
 from .tlb import Tlb
 from .translate import Block, compile_block, default_namespace, fetch_run
@@ -110,20 +110,26 @@ class Cpu:
         self.stopped: str | None = None
         self.int_shadow = False
         self.yield_now = False      # set (e.g. by a breakpoint) to end run() at the next block
+        self.reschedule = False     # set when a device's deadlines change: run() returns so they are re-read
         self.icount = 0
         self.cycles = 0
         self.tlb.flush(include_global=True)
-        self._delivering = 0
         self._new_caches()
 
     def _new_caches(self) -> None:
         # Fast translation caches: virtual page -> frame, per privilege class.
-        self._sup = ({}, {}, {})
-        self._usr = ({}, {}, {})
+        # rc/wc: page -> frame for reads/writes; xc: page -> frame address for
+        # fetches; bc: rip -> translated block, valid while xc is.
+        self._sup = ({}, {}, {}, {})
+        self._usr = ({}, {}, {}, {})
         self._select_caches()
 
     def _select_caches(self) -> None:
-        self.rc, self.wc, self.xc = self._usr if self.cpl == 3 else self._sup
+        self.rc, self.wc, self.xc, self.bc = self._usr if self.cpl == 3 else self._sup
+
+    def drop_blocks(self) -> None:
+        self._sup[3].clear()
+        self._usr[3].clear()
 
     def flush_caches(self) -> None:
         for group in (self._sup, self._usr):
@@ -320,28 +326,27 @@ class Cpu:
     def run(self, max_insns: int, until_cycle: int) -> None:
         """Run until ``max_insns`` more instructions, ``until_cycle``, a halt or a stop."""
         target = self.icount + max_insns
-        code_get = self.code.get
-        while self.icount < target and self.cycles < until_cycle and not self.yield_now:
+        irq = self.irq_source
+        self.reschedule = False
+        while self.icount < target and self.cycles < until_cycle and not self.yield_now and not self.reschedule:
             if self.stopped:
                 return
             if self.int_shadow:
                 self._execute(single=True, budget_cycles=None)
                 continue
-            if self.rf & F.IF and self.irq_source is not None and self._interrupt_ready():
+            if irq is not None and irq.waiting and self.rf & F.IF and self._interrupt_ready():
                 self._take_interrupt()
                 continue
             if self.halted:
                 return
-            rip = self.rip
-            frame_pa = self.xc.get(rip >> 12)
-            try:
-                if frame_pa is None:
-                    frame_pa = self.translate(rip, "x") & ~0xFFF
-                    self.xc[rip >> 12] = frame_pa
-                blk = code_get(self, rip, frame_pa | (rip & 0xFFF), False)
-            except (Fault, VmExit, CpuStop) as exc:
-                self._handle(exc, None)
-                continue
+            blk = self.bc.get(self.rip)
+            if blk is None:
+                try:
+                    blk = self._block_here(False)
+                except (Fault, VmExit, CpuStop) as exc:
+                    self._handle(exc, None)
+                    continue
+                self.bc[self.rip] = blk
             if self.cycles + blk.cost > until_cycle or self.icount + blk.n > target:
                 self._execute(single=True, budget_cycles=None)
                 continue
@@ -429,33 +434,39 @@ class Cpu:
         self.deliver(fault.vector, fault.error_code, software=False)
 
     def deliver(self, vector: int, error_code: int | None, software: bool, external: bool = False,
-                return_rip: int | None = None) -> None:
-        """Deliver through the IDT as x86-64 does, escalating to #DF and triple fault."""
-        if self._delivering >= 2 or (self._delivering == 1 and vector == DF):
-            self._triple_fault(f"fault while delivering {mnemonic(vector)}")
-            return
-        self._delivering += 1
+                return_rip: int | None = None, depth: int = 0) -> None:
+        """Deliver through the IDT as x86-64 does, escalating to #DF and triple fault.
+
+        A fault raised while delivering: after #DF it is a triple fault; after a
+        contributory exception (#DE #TS #NP #SS #GP) a contributory one, or after
+        #PF a contributory one or #PF, makes a double fault; otherwise (after
+        #UD, a software int or an external interrupt) the new fault is simply
+        delivered instead (Intel SDM vol. 3, table 6-5).
+        """
         try:
             self._deliver_once(vector, error_code, software, external, return_rip)
-        except Fault as f2:
-            self._delivering -= 1
-            if vector == DF or self._delivering >= 1:
-                self._triple_fault(f"{f2!r} while delivering #DF")
-                return
-            self.emit("trap", vector=DF, mnemonic="#DF", error_code=0, cr2=None, rip=self.rip, cpl=self.cpl,
-                      handler="idt", reason=f"{f2!r} while delivering {mnemonic(vector)}")
-            self._delivering = 1
-            try:
-                self._deliver_once(DF, 0, False, False, None)
-            except Fault as f3:
-                self._triple_fault(f"{f3!r} while delivering #DF")
-            finally:
-                self._delivering = 0
             return
-        self._delivering -= 1
+        except Fault as f2:
+            second = f2
+        if second.vector == PF and second.cr2 is not None:
+            self.cr2 = second.cr2
+        if vector == DF or depth > 3:
+            self._triple_fault(f"{second!r} while delivering {mnemonic(vector)}")
+            return
+        first_contributory = vector in CONTRIBUTORY and not software
+        doubles = ((first_contributory and second.vector in CONTRIBUTORY) or
+                   (vector == PF and (second.vector in CONTRIBUTORY or second.vector == PF)))
+        if doubles:
+            self.emit("trap", vector=DF, mnemonic="#DF", error_code=0, cr2=None, rip=self.rip, cpl=self.cpl,
+                      handler="idt", reason=f"{second!r} while delivering {mnemonic(vector)}")
+            self.deliver(DF, 0, False, depth=depth + 1)
+            return
+        self.emit("trap", vector=second.vector, mnemonic=second.mnemonic, error_code=second.error_code,
+                  cr2=second.cr2, rip=self.rip, cpl=self.cpl, handler="idt",
+                  reason=f"{second.reason} (while delivering {mnemonic(vector)})")
+        self.deliver(second.vector, second.error_code, False, depth=depth + 1)
 
     def _triple_fault(self, why: str) -> None:
-        self._delivering = 0
         if not self.root and self.vmcs is not None:
             self.vmexit(VmExit("TRIPLE_FAULT", 0, {"reason": why}))
             return
@@ -670,6 +681,7 @@ class Cpu:
         value = self.regs[0] & F.MASK[size]
         self._io_check(port, size, False, value, insn)
         self.bus.port_out(self, port, size, value)
+        self.reschedule = True
         self.rip = nxt
 
     def op_cpuid(self, insn, nxt: int) -> None:
@@ -928,7 +940,6 @@ class Cpu:
         self.shadow_cr3 = s.get("shadow_cr3")
         self.cpl = s["cpl"]
         self._new_caches()
-        self._delivering = 0
 
     def digest_into(self, h: "hashlib._Hash") -> None:
         s = self.snapshot()
@@ -997,7 +1008,7 @@ class CodeCache:
         self.mem.watched.discard(mfn)
         self.invalidations += 1
         for c in self.cpus:
-            c.xc.clear()
+            c.drop_blocks()
 
     def clear(self) -> None:
         self.blocks.clear()

@@ -30,10 +30,15 @@ class Pic8259:
         self.init_step = 0            # 0 = not initialising; 2..4 = expecting ICWn
         self.icw4_needed = False
         self.auto_eoi = False
+        self.waiting = False          # an unmasked line is requesting (cheap for the CPU to poll)
+
+    def _update(self) -> None:
+        self.waiting = bool(self.irr & ~self.imr)
 
     # -- lines ------------------------------------------------------------
     def raise_irq(self, line: int) -> None:
         self.irr |= 1 << line
+        self._update()
 
     def pending(self) -> int | None:
         ready = self.irr & ~self.imr
@@ -53,6 +58,7 @@ class Pic8259:
         self.irr &= ~(1 << line)
         if not self.auto_eoi:
             self.isr |= 1 << line
+        self._update()
         return vector
 
     # -- ports ------------------------------------------------------------
@@ -80,6 +86,7 @@ class Pic8259:
                 self.init_step = 0
             else:
                 self.imr = value
+        self._update()
 
     def port_in(self, port: int) -> int:
         if port == 0x21:

@@ -129,6 +129,18 @@ class _Gen:
         self.flags = (kind, res, a, b, size)
         self.committed = False
 
+    def mload(self, var: str, addr: str, size: int) -> None:
+        """``var = `` the value at ``addr``: inline through the read cache, else cpu.load."""
+        self.emit(f"_e = {addr}; _f = rc.get(_e >> 12); _o = _e & 0xFFF")
+        self.emit(f"{var} = int.from_bytes(_f[_o:_o + {size}], 'little') "
+                  f"if _f is not None and _o <= {4096 - size} else ld(_e, {size})")
+
+    def mstore(self, addr: str, size: int, value: str) -> None:
+        """Store ``value`` (already within ``size`` bytes) inline through the write cache."""
+        self.emit(f"_e = {addr}; _f = wc.get(_e >> 12); _o = _e & 0xFFF")
+        self.emit(f"if _f is not None and _o <= {4096 - size}: _f[_o:_o + {size}] = ({value}).to_bytes({size}, 'little')")
+        self.emit(f"else: st(_e, {size}, {value})")
+
     def commit(self) -> None:
         """Store the pending lazy flags into the CPU."""
         if self.flags is not None and not self.committed:
@@ -187,7 +199,7 @@ class _Gen:
                     self.emit(f"cpu.rip = {nxt & M64:#x}")
         self.commit_before_end()
         body = "\n".join(self.lines)
-        return ("def block(cpu):\n    r = cpu.regs; ld = cpu.load; st = cpu.store\n    ic = 0\n"
+        return ("def block(cpu):\n    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc\n    ic = 0\n"
                 "    try:\n" + "\n".join("    " + ln for ln in body.split("\n")) +
                 "\n    except BlockExit as e:\n        e.index = ic\n        raise\n")
 
@@ -220,7 +232,7 @@ class _Gen:
             return self.rd(insn.b if opnd == 1 else insn.a, size)
         if kind == "i":
             return f"{insn.imm & MASK[size]:#x}"
-        self.emit(f"m{i} = ld({self.ea(insn, nxt)}, {size})")
+        self.mload(f"m{i}", self.ea(insn, nxt), size)
         return f"m{i}"
 
     def g_mov(self, insn, i, addr, nxt):
@@ -229,18 +241,22 @@ class _Gen:
             self.wr(insn.a, insn.size, self.src(insn, i, nxt))
         else:
             v = self.rd(insn.b, insn.size) if f[1] == "r" else f"{insn.imm & MASK[insn.size]:#x}"
-            self.emit(f"st({self.ea(insn, nxt)}, {insn.size}, {v})")
+            self.mstore(self.ea(insn, nxt), insn.size, v)
 
     def g_movzx(self, insn, i, addr, nxt):
         ssz = insn.aux
-        v = self.rd(insn.b, ssz) if insn.form == "rr" else f"ld({self.ea(insn, nxt)}, {ssz})"
-        self.emit(f"v{i} = {v}")
+        if insn.form == "rr":
+            self.emit(f"v{i} = {self.rd(insn.b, ssz)}")
+        else:
+            self.mload(f"v{i}", self.ea(insn, nxt), ssz)
         self.wr(insn.a, insn.size, f"v{i}")
 
     def g_movsx(self, insn, i, addr, nxt):
         ssz = insn.aux
-        v = self.rd(insn.b, ssz) if insn.form == "rr" else f"ld({self.ea(insn, nxt)}, {ssz})"
-        self.emit(f"v{i} = {v}")
+        if insn.form == "rr":
+            self.emit(f"v{i} = {self.rd(insn.b, ssz)}")
+        else:
+            self.mload(f"v{i}", self.ea(insn, nxt), ssz)
         self.emit(f"if v{i} & {SIGN[ssz]:#x}: v{i} = (v{i} - {1 << (8 * ssz):#x}) & {MASK[insn.size]:#x}")
         self.wr(insn.a, insn.size, f"v{i}")
 
@@ -256,8 +272,9 @@ class _Gen:
             self.wr(insn.b, sz, f"t{i}")
             return
         reg = insn.a if insn.form == "rm" else insn.b
-        self.emit(f"e{i} = {self.ea(insn, nxt)}; t{i} = ld(e{i}, {sz})")
-        self.emit(f"st(e{i}, {sz}, {self.rd(reg, sz)})")
+        self.emit(f"e{i} = {self.ea(insn, nxt)}")
+        self.mload(f"t{i}", f"e{i}", sz)
+        self.mstore(f"e{i}", sz, self.rd(reg, sz))
         self.wr(reg, sz, f"t{i}")
 
     def g_push(self, insn, i, addr, nxt):
@@ -266,22 +283,26 @@ class _Gen:
         elif insn.form == "i":
             v = f"{insn.imm & M64:#x}"
         else:
-            self.emit(f"v{i} = ld({self.ea(insn, nxt)}, 8)")
+            self.mload(f"v{i}", self.ea(insn, nxt), 8)
             v = f"v{i}"
-        self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}; st(sp{i}, 8, {v}); r[4] = sp{i}")
+        self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}")
+        self.mstore(f"sp{i}", 8, v)
+        self.emit(f"r[4] = sp{i}")
 
     def g_pop(self, insn, i, addr, nxt):
-        self.emit(f"v{i} = ld(r[4], 8)")
+        self.mload(f"v{i}", "r[4]", 8)
         if insn.form == "r":
             self.emit(f"r[4] = (r[4] + 8) & {M64:#x}")
             self.emit(f"r[{insn.a}] = v{i}")
         else:
             # x86 computes a memory destination with the incremented rsp.
             self.emit(f"r[4] = (r[4] + 8) & {M64:#x}")
-            self.emit(f"st({self.ea(insn, nxt)}, 8, v{i})")
+            self.mstore(self.ea(insn, nxt), 8, f"v{i}")
 
     def g_pushfq(self, insn, i, addr, nxt):
-        self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}; st(sp{i}, 8, cpu.rflags & 0xFCFFFF); r[4] = sp{i}")
+        self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}")
+        self.mstore(f"sp{i}", 8, "(cpu.rflags & 0xFCFFFF)")
+        self.emit(f"r[4] = sp{i}")
 
     def g_popfq(self, insn, i, addr, nxt):
         self.emit(f"cpu.op_popfq({nxt:#x})")
@@ -295,7 +316,7 @@ class _Gen:
             b = self.src(insn, i, nxt)
         else:
             self.emit(f"e{i} = {self.ea(insn, nxt)}")
-            self.emit(f"a{i} = ld(e{i}, {sz})")
+            self.mload(f"a{i}", f"e{i}", sz)
             a = f"a{i}"
             b = self.rd(insn.b, sz) if f[1] == "r" else f"{insn.imm & MASK[sz]:#x}"
         self.emit(f"a{i} = {a}; b{i} = {b}")
@@ -315,7 +336,7 @@ class _Gen:
         if f[0] == "r":
             self.wr(insn.a, sz, f"x{i}")
         else:
-            self.emit(f"st(e{i}, {sz}, x{i})")
+            self.mstore(f"e{i}", sz, f"x{i}")
 
     def g_add(self, insn, i, addr, nxt): self._alu("add", insn, i, addr, nxt)
     def g_or(self, insn, i, addr, nxt): self._alu("or", insn, i, addr, nxt)
@@ -332,14 +353,15 @@ class _Gen:
         if insn.form[0] == "r":
             self.emit(f"a{i} = {self.rd(insn.a, sz)}")
         else:
-            self.emit(f"e{i} = {self.ea(insn, nxt)}; a{i} = ld(e{i}, {sz})")
+            self.emit(f"e{i} = {self.ea(insn, nxt)}")
+            self.mload(f"a{i}", f"e{i}", sz)
         return f"a{i}"
 
     def _unary_store(self, insn, i, expr):
         if insn.form[0] == "r":
             self.wr(insn.a, insn.size, expr)
         else:
-            self.emit(f"st(e{i}, {insn.size}, {expr})")
+            self.mstore(f"e{i}", insn.size, expr)
 
     def g_inc(self, insn, i, addr, nxt):
         cfs = self.cf_source(i)
@@ -396,7 +418,7 @@ class _Gen:
             if insn.form[1] == "r":
                 b = self.rd(insn.b, sz)
             else:
-                self.emit(f"mm{i} = ld({self.ea(insn, nxt)}, {sz})")
+                self.mload(f"mm{i}", self.ea(insn, nxt), sz)
                 b = f"mm{i}"
             other = self.rd(insn.a, sz) if len(insn.form) == 2 else f"{insn.imm & MASK[sz]:#x}"
             self.emit(f"s{i} = {sgn}; p{i} = s{i}({other}) * s{i}({b})")
@@ -511,7 +533,7 @@ class _Gen:
             return f"{(nxt + insn.imm) & M64:#x}"
         if insn.form == "r":
             return self.rd(insn.a, 8)
-        self.emit(f"t{i} = ld({self.ea(insn, nxt)}, 8)")
+        self.mload(f"t{i}", self.ea(insn, nxt), 8)
         return f"t{i}"
 
     def g_jmp(self, insn, i, addr, nxt):
@@ -524,19 +546,22 @@ class _Gen:
     def g_call(self, insn, i, addr, nxt):
         t = self._target(insn, i, nxt)
         self.emit(f"tg{i} = {t}")
-        self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}; st(sp{i}, 8, {nxt:#x}); r[4] = sp{i}")
+        self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}")
+        self.mstore(f"sp{i}", 8, f"{nxt:#x}")
+        self.emit(f"r[4] = sp{i}")
         self.emit(f"cpu.rip = tg{i}")
 
     def g_ret(self, insn, i, addr, nxt):
         extra = (insn.imm or 0) & 0xFFFF
-        self.emit(f"t{i} = ld(r[4], 8); r[4] = (r[4] + {8 + extra}) & {M64:#x}; cpu.rip = t{i}")
+        self.mload(f"t{i}", "r[4]", 8)
+        self.emit(f"r[4] = (r[4] + {8 + extra}) & {M64:#x}; cpu.rip = t{i}")
 
     def g_setcc(self, insn, i, addr, nxt):
         c = self.cond(insn.aux)
         if insn.form == "r":
             self.wr(insn.a, 1, f"(1 if {c} else 0)")
         else:
-            self.emit(f"st({self.ea(insn, nxt)}, 1, 1 if {c} else 0)")
+            self.mstore(self.ea(insn, nxt), 1, f"(1 if {c} else 0)")
 
     def g_cmovcc(self, insn, i, addr, nxt):
         sz = insn.size

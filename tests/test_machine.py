@@ -1,0 +1,152 @@
+"""The whole machine: the workload's checksum, determinism, snapshots, stepping vs running."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from lab.session.build import native_machine
+from machine_helpers import machine_with
+
+M = 2**64 - 1
+
+
+def expected_checksum(rounds: int = 1) -> int:
+    """The workload's checksum computed independently, in Python."""
+    total = 64                         # 64 getpid calls, pid 1
+    x = 0x9E3779B97F4A7C15
+    heap = [0] * (32 * 512)
+    for _ in range(rounds):
+        for i in range(len(heap)):
+            x ^= (x << 13) & M
+            x ^= x >> 7
+            x ^= (x << 17) & M
+            heap[i] = x
+        h = 0xCBF29CE484222325
+        for v in heap:
+            h = ((h ^ v) * 0x100000001B3) & M
+        total = (total + h) & M
+    return total
+
+
+def test_workload_checksum_on_the_native_kernel():
+    m = native_machine()
+    m.run()
+    out = m.console.output
+    assert m.cpu.stopped == "power off"
+    assert f"workload: checksum {expected_checksum():#018x}" in out
+    assert "program exited with code 0; syscalls 71, demand faults 32" in out
+    traps = [e for e in m.trace.events if e.kind == "trap"]
+    assert len(traps) == 32 and all(e.data["mnemonic"] == "#PF" and e.data["cpl"] == 3 for e in traps)
+
+
+def test_workload_with_more_rounds():
+    m = native_machine(arg=2)
+    m.run()
+    assert f"{expected_checksum(2):#018x}" in m.console.output
+
+
+def test_two_runs_give_the_same_digest_and_trace():
+    a = native_machine()
+    b = native_machine()
+    a.run()
+    b.run()
+    assert a.digest() == b.digest()
+    assert [e.to_json() for e in a.trace.events] == [e.to_json() for e in b.trace.events]
+
+
+def test_snapshot_run_restore_run_gives_the_same_digest():
+    m = native_machine()
+    m.run(50_000)
+    snap = m.snapshot()
+    m.run(100_000)
+    first = (m.digest(), len(m.trace.events), m.cpu.icount)
+    m.restore(snap)
+    m.run(100_000)
+    assert (m.digest(), len(m.trace.events), m.cpu.icount) == first
+    m.run()
+    assert f"{expected_checksum():#018x}" in m.console.output
+
+
+def test_stepping_matches_running_on_the_workload():
+    a = native_machine()
+    b = native_machine()
+    a.run(20_000)
+    while b.cpu.icount < 20_000:      # a step that faults delivers the fault and executes nothing
+        b.step()
+    assert a.cpu.icount == b.cpu.icount == 20_000
+    assert a.digest() == b.digest()
+
+
+# Random straight-line programs with loads, stores and forward branches: running
+# them as translated blocks and single-stepping them must end in the same state.
+REGS = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9"]
+BYTE_REGS = {"rax": "al", "rbx": "bl", "rcx": "cl", "rdx": "dl", "rsi": "sil", "rdi": "dil", "r8": "r8b", "r9": "r9b"}
+ops = st.one_of(
+    st.tuples(st.sampled_from(["add", "sub", "and", "or", "xor", "cmp", "test", "adc", "sbb", "mov"]),
+              st.sampled_from(REGS), st.sampled_from(REGS)).map(lambda t: f"{t[0]} {t[1]}, {t[2]}"),
+    st.tuples(st.sampled_from(["add", "sub", "xor", "cmp", "mov", "and"]), st.sampled_from(REGS),
+              st.integers(-2**31, 2**31 - 1)).map(lambda t: f"{t[0]} {t[1]}, {t[2]}"),
+    st.tuples(st.sampled_from(["inc", "dec", "neg", "not"]), st.sampled_from(REGS)).map(lambda t: f"{t[0]} {t[1]}"),
+    st.tuples(st.sampled_from(["shl", "shr", "sar", "rol", "ror"]), st.sampled_from(REGS),
+              st.integers(0, 63)).map(lambda t: f"{t[0]} {t[1]}, {t[2]}"),
+    st.tuples(st.sampled_from(REGS), st.integers(0, 255)).map(lambda t: f"mov [0x10000 + {t[1] * 8}], {t[0]}"),
+    st.tuples(st.sampled_from(REGS), st.integers(0, 255)).map(lambda t: f"mov {t[0]}, [0x10000 + {t[1] * 8}]"),
+    st.tuples(st.sampled_from(REGS), st.integers(0, 255)).map(lambda t: f"add [0x10000 + {t[1] * 8}], {t[0]}"),
+    st.tuples(st.sampled_from(["e", "ne", "b", "a", "l", "g", "s", "o", "p"]),
+              st.integers(1, 3)).map(lambda t: f"j{t[0]} .f{t[1]}"),
+    st.tuples(st.sampled_from(["e", "b", "l", "s"]), st.sampled_from(list(BYTE_REGS))).map(
+        lambda t: f"set{t[0]} {BYTE_REGS[t[1]]}"),
+    st.just("pushfq\npop r10"), st.just("push rax\npop r11"),
+)
+
+
+def _program(body: list[str], seeds: list[int]) -> str:
+    init = "\n".join(f"mov {r}, {v}" for r, v in zip(REGS, seeds))
+    lines = []
+    for k, op in enumerate(body):
+        lines.append(op)
+        if k % 4 == 3:
+            n = (k // 4) % 3 + 1
+            lines.append(f".f{n}:")
+    lines += [".f1:", ".f2:", ".f3:", "hlt"]
+    # labels must be unique: number the forward labels per program
+    out, seen = [], {}
+    for ln in lines:
+        if ln.startswith(".f") and ln.endswith(":"):
+            seen[ln] = seen.get(ln, 0) + 1
+            out.append(f"{ln[:-1]}_{seen[ln]}:")
+        else:
+            out.append(ln)
+    # jumps go to the next definition of their label
+    final, count = [], {}
+    for ln in out:
+        if ln.startswith("j") and " .f" in ln:
+            name = ln.split()[-1]
+            final.append(f"{ln}_{count.get(name + ':', 0) + 1}")
+        else:
+            if ln.startswith(".f"):
+                base = ln.split("_")[0] + ":"
+                count[base] = count.get(base, 0) + 1
+            final.append(ln)
+    return init + "\n" + "\n".join(final)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(body=st.lists(ops, min_size=1, max_size=40),
+       seeds=st.lists(st.integers(0, M), min_size=len(REGS), max_size=len(REGS)))
+def test_translated_blocks_and_single_stepping_agree(body, seeds):
+    src = _program(body, seeds)
+    a = machine_with(src)
+    b = machine_with(src)
+    a.run(10_000)
+    for _ in range(10_000):
+        if b.cpu.stopped:
+            break
+        b.step()
+    sa, sb = a.cpu.snapshot(), b.cpu.snapshot()
+    for k in ("tlb",):
+        sa.pop(k)
+        sb.pop(k)
+    assert sa == sb
+    assert a.mem.read(0x10000, 2048) == b.mem.read(0x10000, 2048)
+    assert a.digest() == b.digest()
