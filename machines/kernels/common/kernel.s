@@ -141,7 +141,7 @@ map_page:
     lea rdi, [rdi + rax*8]
     cmp r14, 12
     je .leaf
-    mov rax, [rdi]
+    call [rip + pv_ops + OP_READ_PTE]
     test rax, PTE_P
     jnz .present
     push rdi
@@ -297,18 +297,11 @@ load_program:
     call alloc_frame
     mov [rip + user_pml4], rax
     mov r15, rax
-    ; share the kernel's half: copy the direct-map slot of the current table
     mov rdi, rax
-    mov rsi, 3
+    mov rsi, 4
     call [rip + pv_ops + OP_ALLOC_PT]
-    mov rax, [rip + kernel_pml4]
-    mov rcx, DIRECT_MAP
-    add rax, rcx
-    mov rsi, [rax + 273*8]
     mov rdi, r15
-    add rdi, rcx
-    add rdi, 273*8
-    call [rip + pv_ops + OP_SET_PTE]
+    call [rip + pv_ops + OP_SHARE_KERNEL]
     ; map each segment page by page
     mov rbx, [rip + boot_info]
     mov r12, [rbx + BI_NSEG]
