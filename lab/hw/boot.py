@@ -48,20 +48,6 @@ def physical_of(va: int) -> int:
     return va - DIRECT_MAP if va >= DIRECT_MAP else va
 
 
-def load_kernel(mem, image: Image) -> list[tuple[int, int]]:
-    """Copy the kernel's sections to physical memory; return (start, end) ranges."""
-    ranges = []
-    for sec in image.sections:
-        if not sec.data:
-            continue
-        pa = physical_of(sec.base)
-        if pa + len(sec.data) > mem.size:
-            raise BootError(f"kernel section {sec.name} at {pa:#x} does not fit in {mem.size >> 20} MiB")
-        mem.write(pa, bytes(sec.data))
-        ranges.append((pa, pa + len(sec.data)))
-    return ranges
-
-
 def program_segments(image: Image, base: int) -> list[Segment]:
     """Lay the program's sections out as boot modules from ``base``."""
     segs = []
@@ -78,23 +64,50 @@ def program_segments(image: Image, base: int) -> list[Segment]:
     return segs
 
 
-def boot_native(machine, kernel: Image, program: Image | None, arg: int = 0) -> None:
-    """Put kernel and program in memory and point the CPU at the kernel."""
-    mem = machine.mem
-    ranges = load_kernel(mem, kernel)
+@dataclass
+class BootLayout:
+    """Where everything goes in (pseudo-)physical memory, and the boot info block."""
+    writes: list[tuple[int, bytes]]
+    entry: int                 # the kernel's entry as an address (virtual for PV, physical otherwise)
+    free: int                  # first free physical address after everything loaded
+    info: bytes                # the boot information block, for BOOT_INFO
+    segments: list[Segment]
+
+
+def boot_layout(kernel: Image, program: Image | None, arg: int, mem_size: int) -> BootLayout:
+    """Lay out kernel, program module and boot info as the lab's boot protocol says."""
+    writes: list[tuple[int, bytes]] = []
+    end = MODULE_BASE
+    for sec in kernel.sections:
+        if not sec.data:
+            continue
+        pa = physical_of(sec.base)
+        if pa + len(sec.data) > mem_size:
+            raise BootError(f"kernel section {sec.name} at {pa:#x} does not fit in {mem_size >> 20} MiB")
+        writes.append((pa, bytes(sec.data)))
+        end = max(end, pa + len(sec.data))
     segs: list[Segment] = []
-    free = max([MODULE_BASE] + [end for _, end in ranges])
     if program is not None:
         segs = program_segments(program, MODULE_BASE)
         for sec, seg in zip([s for s in program.sections if s.data], segs):
-            mem.write(seg.pa, bytes(sec.data))
-        if segs:
-            free = max(free, segs[-1].pa + ((segs[-1].size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)))
-    free = (free + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-    info = [BOOT_MAGIC, mem.size, len(segs), program.entry if program else 0, arg, free]
+            writes.append((seg.pa, bytes(sec.data)))
+            end = max(end, seg.pa + ((seg.size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)))
+    free = (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    if free >= mem_size:
+        raise BootError(f"kernel and program need {free >> 20} MiB or more; the machine has {mem_size >> 20} MiB")
+    info = [BOOT_MAGIC, mem_size, len(segs), program.entry if program else 0, arg, free]
     for seg in segs:
         info += [seg.va, seg.pa, seg.size, seg.flags]
-    mem.write(BOOT_INFO, b"".join(v.to_bytes(8, "little") for v in info))
+    return BootLayout(writes, kernel.entry, free, b"".join(v.to_bytes(8, "little") for v in info), segs)
+
+
+def boot_native(machine, kernel: Image, program: Image | None, arg: int = 0) -> None:
+    """Put kernel and program in memory and point the CPU at the kernel."""
+    mem = machine.mem
+    layout = boot_layout(kernel, program, arg, mem.size)
+    for pa, data in layout.writes:
+        mem.write(pa, data)
+    mem.write(BOOT_INFO, layout.info)
     cpu = machine.cpu
     cpu.rip = physical_of(kernel.entry)
     cpu.regs[3] = BOOT_INFO
@@ -103,4 +116,5 @@ def boot_native(machine, kernel: Image, program: Image | None, arg: int = 0) -> 
     if program is not None:
         machine.images["program"] = program
     machine._emit("boot", mode="native", entry=cpu.rip,
-                  message=f"kernel entry {cpu.rip:#x}, {len(segs)} program segment(s), first free frame {free:#x}")
+                  message=f"kernel entry {cpu.rip:#x}, {len(layout.segments)} program segment(s), "
+                          f"first free frame {layout.free:#x}")

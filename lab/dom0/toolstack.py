@@ -1,0 +1,192 @@
+"""The xl toolstack in dom0: create, list, destroy, pause, console, info ...
+
+Each command is dom0 work: it goes through Xen's hypercall path as dom0
+(``domctl``, ``sysctl``, ``sched_op``), so the trace shows the toolstack's
+hypercalls next to the guests', and only the control domain gets through.
+Output follows xl's own formats (``lab.dom0.xlformat``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..isa.assembler import AsmError, assemble_file
+from ..isa.image import Image
+from ..paths import KERNELS, MACHINES, PROGRAMS, display
+from ..xen import abi
+from ..xen.builder import BuildError, build_hvm, build_pv
+from ..xen.domain import Domain
+from ..xen.host import XEN_VERSION, XenHost
+from .xlcfg import ConfigError, DomainConfig, load_config
+from .xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
+
+#: The lab's stock kernel for each guest mode.
+STOCK_KERNELS = {"pv": "pv.s", "pv32": "pv32.s", "hvm": "hvm.s", "hvm-pvdrivers": "hvm.s", "pvhvm": "hvm.s",
+                 "pvh": "hvm.s"}
+FIRMWARE = MACHINES / "firmware" / "hvmloader.s"
+DEFAULT_PROGRAM = PROGRAMS / "workload.s"
+
+
+def assemble(path: Path) -> Image:
+    if not path.exists():
+        raise UserError(f"{display(path)}: no such file")
+    try:
+        return assemble_file(path, include_dirs=[KERNELS, PROGRAMS])
+    except AsmError as e:
+        raise UserError(str(e)) from None
+
+
+class Toolstack:
+    def __init__(self, host: XenHost) -> None:
+        self.host = host
+        self.warnings: list[str] = []
+        self._images: dict[str, Image] = {}
+
+    # -- dom0's hypercalls -----------------------------------------------------
+    def _call(self, name: str, args: list[Any], fn) -> Any:
+        from ..xen.hypercalls import dispatch_python
+        dom0 = self.host.domains[0]
+        return dispatch_python(self.host, dom0.vcpus[0], abi.hypercall_nr(name), args, fn)
+
+    def _image(self, path: Path) -> Image:
+        key = str(path.resolve())
+        if key not in self._images:
+            self._images[key] = assemble(path)
+        return self._images[key]
+
+    # -- xl create ---------------------------------------------------------------
+    def load(self, cfg: str | Path | DomainConfig, base: Path | None = None) -> DomainConfig:
+        if isinstance(cfg, DomainConfig):
+            return cfg
+        path = Path(cfg)
+        if not path.exists() and base is not None and (base / path).exists():
+            path = base / path
+        if not path.exists():
+            raise UserError(f"{display(path)}: no such file")
+        try:
+            conf = load_config(path)
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+        self.warnings += conf.warnings
+        return conf
+
+    def kernel_for(self, conf: DomainConfig, mode: str) -> Path:
+        stock = KERNELS / STOCK_KERNELS[mode]
+        if not conf.kernel:
+            return stock
+        k = Path(conf.kernel)
+        for candidate in (k, KERNELS / k.name, Path(conf.filename).parent / k):
+            if candidate.suffix == ".s" and candidate.exists():
+                return candidate
+        self.warnings.append(f"{conf.filename}: kernel '{conf.kernel}' is not a lab kernel; "
+                             f"using the lab's {display(stock)} for a {mode} guest")
+        return stock
+
+    def create(self, cfg: str | Path | DomainConfig, base: Path | None = None, paused: bool = False) -> Domain:
+        conf = self.load(cfg, base)
+        host = self.host
+        if host.domain_by_name(conf.name) is not None:
+            raise UserError(f"a domain named '{conf.name}' already exists")
+        mode = "pv32" if conf.lab_pv32 else conf.kernel_mode
+        kernel = self._image(self.kernel_for(conf, mode))
+        program_path = Path(conf.lab_program) if conf.lab_program else DEFAULT_PROGRAM
+        if conf.lab_program and not program_path.exists():
+            program_path = Path(conf.filename).parent / conf.lab_program
+        program = self._image(program_path)
+        pages = conf.memory << 8
+        if pages > host.free_pages:
+            raise UserError(f"{conf.filename}: not enough free memory for {conf.name}: "
+                            f"{conf.memory} MiB wanted, {host.free_pages >> 8} MiB free")
+
+        def build() -> int:
+            dom = host.new_domain(conf.name, mode, pages, conf.vcpus, config=conf)
+            dom.hap = conf.hap
+            for vid in range(conf.vcpus):
+                host.new_vcpu(dom, vid, host.make_cpu())
+            for v in dom.vcpus[1:]:
+                v.runstate = "offline"          # secondary vCPUs wait for VCPUOP_up
+            if dom.is_pv:
+                build_pv(host, dom, kernel, program, 0)
+            else:
+                build_hvm(host, dom, self._image(FIRMWARE), kernel, program, 0)
+            if paused:
+                host.pause(dom)
+            return dom.domid
+        try:
+            domid = self._call("domctl", ["createdomain", conf.name], build)
+        except BuildError as e:
+            raise UserError(str(e)) from None
+        return host.domains[domid]
+
+    # -- lifecycle -----------------------------------------------------------------
+    def find(self, name: str) -> Domain:
+        dom = self.host.domain_by_name(name)
+        if dom is None:
+            raise UserError(f"invalid domain identifier '{name}'")
+        return dom
+
+    def destroy(self, name: str) -> None:
+        dom = self.find(name)
+        if dom.privileged:
+            raise UserError("cannot destroy Domain-0")
+        self._call("domctl", ["destroydomain", f"d{dom.domid}"], lambda: self.host.destroy(dom) or 0)
+
+    def pause(self, name: str) -> None:
+        dom = self.find(name)
+        self._call("domctl", ["pausedomain", f"d{dom.domid}"], lambda: self.host.pause(dom) or 0)
+
+    def unpause(self, name: str) -> None:
+        dom = self.find(name)
+        self._call("domctl", ["unpausedomain", f"d{dom.domid}"], lambda: self.host.unpause(dom) or 0)
+
+    def shutdown(self, name: str) -> None:
+        dom = self.find(name)
+        if dom.privileged:
+            raise UserError("shutting down Domain-0 would stop the host; not in the lab")
+        self._call("sched_op", ["SCHEDOP_remote_shutdown", f"d{dom.domid}", "poweroff"],
+                   lambda: self.host.shutdown(dom, "poweroff") or 0)
+
+    # -- reports ---------------------------------------------------------------------
+    def list(self) -> str:
+        host = self.host
+        rows = []
+        for d in sorted(host.domains.values(), key=lambda d: d.domid):
+            f = d.state_flags()
+            reason = {"poweroff": 0, "reboot": 1, "suspend": 2, "crash": 3, "watchdog": 4,
+                      "soft_reset": 5}.get(d.shutdown_reason or "", None) if f["shutdown"] else None
+            rows.append(DomainRow(d.name, d.domid, d.mem_mib, len(d.vcpus),
+                                  state_string(f["running"], f["blocked"], f["paused"], f["shutdown"],
+                                               reason, f["dying"]),
+                                  sum(v.run_cycles for v in d.vcpus) / host.cpu_hz))
+        return format_list(rows)
+
+    def vcpu_list(self) -> str:
+        host = self.host
+        rows = []
+        for d in sorted(host.domains.values(), key=lambda d: d.domid):
+            for v in d.vcpus:
+                rows.append(VcpuRow(d.name, d.domid, v.id, v.pcpu or 0, online=v.runstate != "offline",
+                                    running=v.runstate == "running", blocked=v.runstate == "blocked",
+                                    time_s=v.run_cycles / host.cpu_hz))
+        return format_vcpu_list(rows, host.config.pcpus)
+
+    def info(self, key: str | None = None) -> str:
+        host = self.host
+        cfg = host.config
+        caps = ("pv", "hvm", "hvm_directio", "pv_directio") + (("hap",) if cfg.ept else ()) + ("shadow", "gnttab-v1")
+        info = HostInfo(
+            nr_cpus=cfg.pcpus, max_cpu_id=cfg.pcpus - 1, cores_per_socket=cfg.pcpus, cpu_khz=cfg.cpu_mhz * 1000,
+            virt_caps=caps, total_memory=host.mem.nr_frames >> 8, free_memory=host.free_pages >> 8,
+            xen_major=XEN_VERSION[0], xen_minor=XEN_VERSION[1], xen_extra=XEN_VERSION[2],
+            xen_changeset="xenlab", xen_commandline=f"console=com1 dom0_mem={host.domains[0].mem_mib}M",
+            cc_compiler="xenlab (the lab's Xen is Python)", cc_compile_by="xenlab", cc_compile_domain="lab",
+            cc_compile_date="-", build_id="-")
+        return format_info(info, key)
+
+    def console(self, name: str) -> str:
+        return self.find(name).console_output
+
+    def dmesg(self) -> str:
+        return "\n".join(self.host.dmesg)

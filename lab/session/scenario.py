@@ -1,0 +1,108 @@
+"""Scenario files: a host and the domains to create on it (``machines/*.toml``).
+
+    [host]
+    pcpus = 2          # physical CPUs
+    memory = 512       # MiB
+    vendor = "intel"   # or "amd": VM exits are reported with SVM codes
+    ept = true         # hardware-assisted paging present (false: shadow paging only)
+    cpu_mhz = 2000
+    timeslice_us = 1000
+
+    [dom0]
+    memory = 64
+    vcpus = 1
+
+    [[domain]]
+    config = "pv-guest.cfg"      # an xl.cfg file, relative to the scenario
+
+See docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..dom0.toolstack import Toolstack
+from ..errors import UserError
+from ..hw.costs import CostError, load_costs
+from ..paths import MACHINES, display
+from ..xen.console import ConsoleDaemon
+from ..xen.host import HostConfig, XenHost
+
+DEFAULT_SCENARIO = MACHINES / "default.toml"
+_HOST_KEYS = {"pcpus": int, "memory": int, "vendor": str, "ept": bool, "cpu_mhz": int, "timeslice_us": int,
+              "costs": str}
+
+
+@dataclass
+class Scenario:
+    path: Path
+    host: HostConfig
+    dom0_memory: int = 64
+    dom0_vcpus: int = 1
+    domains: list[Path] = field(default_factory=list)
+
+
+def _fail(path: Path, msg: str) -> UserError:
+    return UserError(f"{display(path)}: {msg}")
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{display(p)}: no such file")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise _fail(p, str(e)) from None
+    unknown = sorted(set(data) - {"host", "dom0", "domain", "description"})
+    if unknown:
+        raise _fail(p, f"unknown section '{unknown[0]}' (known: host, dom0, domain)")
+    h = data.get("host", {})
+    for k, v in h.items():
+        if k not in _HOST_KEYS:
+            raise _fail(p, f"[host] has no key '{k}' (known: {', '.join(sorted(_HOST_KEYS))})")
+        if not isinstance(v, _HOST_KEYS[k]) or (isinstance(v, bool) and _HOST_KEYS[k] is int):
+            raise _fail(p, f"[host] {k} must be a {_HOST_KEYS[k].__name__}, not {v!r}")
+    vendor = h.get("vendor", "intel")
+    if vendor not in ("intel", "amd"):
+        raise _fail(p, f"[host] vendor must be \"intel\" or \"amd\", not {vendor!r}")
+    pcpus = h.get("pcpus", 2)
+    if not 1 <= pcpus <= 8:
+        raise _fail(p, "[host] pcpus must be between 1 and 8")
+    memory = h.get("memory", 512)
+    if not 64 <= memory <= 4096:
+        raise _fail(p, "[host] memory must be between 64 and 4096 MiB")
+    try:
+        costs = load_costs((p.parent / h["costs"]) if "costs" in h else None)
+    except CostError as e:
+        raise UserError(str(e)) from None
+    cfg = HostConfig(pcpus=pcpus, mem_mib=memory, vendor=vendor, ept=h.get("ept", True),
+                     cpu_mhz=h.get("cpu_mhz", 2000), timeslice_us=h.get("timeslice_us", 1000), costs=costs)
+    d0 = data.get("dom0", {})
+    doms = []
+    for i, entry in enumerate(data.get("domain", [])):
+        if not isinstance(entry, dict) or "config" not in entry:
+            raise _fail(p, f"[[domain]] number {i + 1} needs config = \"FILE.cfg\"")
+        doms.append(p.parent / entry["config"])
+    return Scenario(p, cfg, d0.get("memory", 64), d0.get("vcpus", 1), doms)
+
+
+def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0_vcpus: int = 1,
+              keep_trace: bool = True) -> tuple[XenHost, Toolstack]:
+    """Xen with Domain-0 and its services running, and no guests yet."""
+    host = XenHost(host_config, keep_trace=keep_trace)
+    dom0 = host.new_domain("Domain-0", "pv", dom0_memory << 8, dom0_vcpus, privileged=True, domid=0)
+    for vid in range(dom0_vcpus):
+        host.new_vcpu(dom0, vid, None)          # dom0's work is the lab's services, in Python
+    host.services["xenconsoled"] = ConsoleDaemon(host)
+    return host, Toolstack(host)
+
+
+def start_scenario(scenario: Scenario, keep_trace: bool = True) -> tuple[XenHost, Toolstack]:
+    host, xl = boot_host(scenario.host, scenario.dom0_memory, scenario.dom0_vcpus, keep_trace)
+    for cfg in scenario.domains:
+        xl.create(cfg)
+    return host, xl

@@ -1,0 +1,218 @@
+"""The domain builder: what libxenguest and Xen do before a guest's first instruction.
+
+PV (``xc_dom_*``): the kernel and its boot module are copied into the
+domain's pseudo-physical memory; the builder writes the P2M list, the
+start_info page and the initial page tables (the whole of the domain's
+memory mapped in the kernel's direct map, the page tables themselves read-
+only), pins the L4 so Xen validates it, writes the hypercall page at the
+kernel's ``hypercall_page`` symbol (XEN_ELFNOTE_HYPERCALL_PAGE), and starts
+the vCPU with paging on at the kernel's entry, ``rsi`` = start_info.
+
+HVM: every guest frame is mapped in the EPT (or left to shadow paging); the
+kernel and its module are put where a boot loader would put them; the vCPU
+starts in the firmware (``machines/firmware/hvmloader.s``) at a reset-like
+state: flat protected mode, ring 0, paging off, non-root.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..hw import boot
+from ..hw.devices import Pic8259, Pit8254
+from ..hw.ept import make_eptp
+from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
+from ..hw.pagebuild import ept_map
+from ..hw.vmx import Vmcs
+from ..isa.image import Image
+from . import abi
+from .hypercall_page import build as build_hypercall_page
+
+DIRECT_MAP = boot.DIRECT_MAP
+PTE_P, PTE_RW, PTE_US = 1, 2, 4
+SIF_PRIVILEGED, SIF_INITDOMAIN = 1, 2
+CR0_PE, CR0_WP, CR0_PG = 1, 1 << 16, 1 << 31
+CR4_PAE, CR4_PGE = 1 << 5, 1 << 7
+EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1, 1 << 8, 1 << 10, 1 << 11
+HVMLOADER_ENTRY = 0x8000
+
+
+class BuildError(Exception):
+    pass
+
+
+def _write_phys(host, dom, pa: int, data: bytes) -> None:
+    pos = 0
+    while pos < len(data):
+        pfn = (pa + pos) >> PAGE_SHIFT
+        if pfn >= len(dom.p2m):
+            raise BuildError(f"{dom.name}: address {pa + pos:#x} is beyond the domain's "
+                             f"{dom.mem_mib} MiB")
+        off = (pa + pos) & (PAGE_SIZE - 1)
+        n = min(len(data) - pos, PAGE_SIZE - off)
+        host.mem.write((dom.p2m[pfn] << PAGE_SHIFT) + off, data[pos:pos + n])
+        pos += n
+
+
+def _load(host, dom, kernel: Image, program: Image | None, arg: int) -> boot.BootLayout:
+    try:
+        layout = boot.boot_layout(kernel, program, arg, dom.mem_pages * PAGE_SIZE)
+    except boot.BootError as e:
+        raise BuildError(f"{dom.name}: {e}") from None
+    for pa, data in layout.writes:
+        _write_phys(host, dom, pa, data)
+    dom.images["kernel"] = kernel
+    if program is not None:
+        dom.images["program"] = program
+    return layout
+
+
+# ---------------------------------------------------------------- PV
+def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> None:
+    layout = _load(host, dom, kernel, program, arg)
+    if "hypercall_page" not in kernel.symbols:
+        raise BuildError(f"{dom.name}: the PV kernel has no 'hypercall_page' symbol")
+    pv32 = dom.mode == "pv32"
+    mem = host.mem
+    # Bootstrap area, pseudo-physical, after everything loaded: the boot info,
+    # start_info, the P2M list, the console ring, the page tables.
+    next_pfn = layout.free >> PAGE_SHIFT
+
+    def take(n: int = 1) -> int:
+        nonlocal next_pfn
+        first = next_pfn
+        next_pfn += n
+        if next_pfn > dom.mem_pages:
+            raise BuildError(f"{dom.name}: {dom.mem_mib} MiB is too small for the kernel's start-up tables")
+        return first
+
+    info_pfn = take()
+    _write_phys(host, dom, info_pfn << PAGE_SHIFT, layout.info)
+    start_pfn = take()
+    p2m_pages = (dom.mem_pages * 8 + PAGE_SIZE - 1) // PAGE_SIZE
+    p2m_pfn = take(p2m_pages)
+    _write_phys(host, dom, p2m_pfn << PAGE_SHIFT, b"".join(m.to_bytes(8, "little") for m in dom.p2m))
+    cons_pfn = take()
+    n_l1 = (dom.mem_pages + 511) // 512
+    n_l2 = (n_l1 + 511) // 512
+    l4_pfn = take()
+    l3_pfn = take()
+    l2_pfn = take(n_l2)
+    l1_pfn = take(n_l1)
+    pt_frames = {l4_pfn, l3_pfn} | set(range(l2_pfn, l2_pfn + n_l2)) | set(range(l1_pfn, l1_pfn + n_l1))
+    first_free = take(0)
+    # The boot info the kernel reads says where free memory starts.
+    _write_phys(host, dom, (info_pfn << PAGE_SHIFT) + 0x28, (first_free << PAGE_SHIFT).to_bytes(8, "little"))
+
+    p2m = dom.p2m
+    # Initial page tables: pfn p at DIRECT_MAP + p*4096, US set (a 64-bit PV
+    # kernel runs in ring 3), page tables read-only, NX off for simplicity.
+    for pfn in range(dom.mem_pages):
+        flags = PTE_P | PTE_US | (0 if pfn in pt_frames else PTE_RW)
+        l1 = l1_pfn + pfn // 512
+        mem.write_u64((p2m[l1] << PAGE_SHIFT) + (pfn % 512) * 8, (p2m[pfn] << PAGE_SHIFT) | flags)
+    for i in range(n_l1):
+        l2 = l2_pfn + i // 512
+        mem.write_u64((p2m[l2] << PAGE_SHIFT) + (i % 512) * 8, (p2m[l1_pfn + i] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
+    for i in range(n_l2):
+        mem.write_u64((p2m[l3_pfn] << PAGE_SHIFT) + i * 8, (p2m[l2_pfn + i] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
+    slot = (DIRECT_MAP >> 39) & 511
+    mem.write_u64((p2m[l4_pfn] << PAGE_SHIFT) + slot * 8, (p2m[l3_pfn] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
+    rc = host.mm.pv.pin_table(dom.domid, p2m[l4_pfn], 4)
+    if rc < 0:
+        raise BuildError(f"{dom.name}: Xen refused the initial page tables ({abi.errno_name(-rc)}); see xl dmesg")
+
+    # shared_info: a Xen page shared with the domain; events start masked.
+    shared = host.alloc_frame(dom.domid)
+    dom.shared_info_mfn = shared
+    for v in range(32):
+        mem.write((shared << PAGE_SHIFT) + v * 64 + 1, b"\x01")
+    dom.console_pfn = cons_pfn
+    dom.start_info_pfn = start_pfn
+    console_port = 0
+    if not dom.privileged and "xenconsoled" in host.services:
+        console_port = host.services["xenconsoled"].connect(dom)
+    dom.console_evtchn = console_port
+
+    si = bytearray(PAGE_SIZE)
+    magic = b"xen-3.0-x86_32p" if pv32 else b"xen-3.0-x86_64"
+    si[0:len(magic)] = magic
+    flags = (SIF_PRIVILEGED | SIF_INITDOMAIN) if dom.privileged else 0
+    struct.pack_into("<QQI", si, 32, dom.mem_pages, shared << PAGE_SHIFT, flags)
+    struct.pack_into("<QI", si, 56, 0, 0)                                    # store_mfn, store_evtchn
+    struct.pack_into("<QI", si, 72, p2m[cons_pfn], console_port)             # console.domU
+    struct.pack_into("<QQQQQ", si, 88, DIRECT_MAP + (l4_pfn << PAGE_SHIFT), 2 + n_l2 + n_l1,
+                     DIRECT_MAP + (p2m_pfn << PAGE_SHIFT), DIRECT_MAP + (info_pfn << PAGE_SHIFT), len(layout.info))
+    cmdline = (getattr(dom.config, "cmdline", None) or "").encode()[:1023]
+    si[128:128 + len(cmdline)] = cmdline
+    _write_phys(host, dom, start_pfn << PAGE_SHIFT, bytes(si))
+
+    # The hypercall page at the kernel's hypercall_page symbol.
+    hp_pa = boot.physical_of(kernel.symbols["hypercall_page"])
+    _write_phys(host, dom, hp_pa, build_hypercall_page("pv32" if pv32 else "pv64"))
+
+    for vid, v in enumerate(dom.vcpus):
+        cpu = v.cpu
+        cpu.cr0 = CR0_PE | CR0_PG | CR0_WP
+        cpu.cr4 = CR4_PAE | CR4_PGE
+        cpu.efer = EFER_LME | EFER_LMA | EFER_NXE | EFER_SCE
+        cpu.write_cr(3, p2m[l4_pfn] << PAGE_SHIFT)
+        host.mm.pv.set_baseptr(dom.domid, vid, p2m[l4_pfn])
+        v.guest_table = p2m[l4_pfn]
+        v.kernel_mode = True
+        cpu.cs = 0xE019 if pv32 else 0xE030
+        cpu.ss = 0xE021 if pv32 else 0xE02B
+        cpu.set_cpl(1 if pv32 else 3, "PV kernel start")
+        cpu.rflags = 1 << 9
+        cpu.rip = kernel.entry
+        cpu.regs[6] = DIRECT_MAP + (start_pfn << PAGE_SHIFT)      # rsi = start_info
+        cpu.regs[4] = DIRECT_MAP + (first_free << PAGE_SHIFT)     # a stack until the kernel sets its own
+        cpu.root = True
+    host.emit(dom.vcpus[0], "boot", mode=dom.mode, entry=kernel.entry,
+              message=f"PV: start_info at {DIRECT_MAP + (start_pfn << PAGE_SHIFT):#x}, page tables at pfn "
+                      f"{l4_pfn:#x} (L4 mfn {p2m[l4_pfn]:#x}), P2M list at pfn {p2m_pfn:#x}")
+    host.log(f"d{dom.domid}: PV kernel entry {kernel.entry:#x}, L4 mfn {p2m[l4_pfn]:#x} pinned, "
+             f"{n_l1} L1 tables")
+
+
+# ---------------------------------------------------------------- HVM
+def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, arg: int = 0) -> None:
+    layout = _load(host, dom, kernel, program, arg)
+    _write_phys(host, dom, boot.BOOT_INFO, layout.info)
+    for sec in firmware.sections:
+        if sec.data:
+            _write_phys(host, dom, sec.base, bytes(sec.data))
+    _write_phys(host, dom, firmware.symbols["kernel_entry"], boot.physical_of(kernel.entry).to_bytes(8, "little"))
+    dom.images["firmware"] = firmware
+    use_ept = dom.hap and host.config.ept
+    if not use_ept:
+        from .shadow import ShadowPaging
+        dom.extra["shadow"] = ShadowPaging(host, dom)
+    else:
+        root = host.mm.xen_frame()
+        dom.ept_root = root
+
+        def alloc() -> int:
+            return host.mm.xen_frame()
+        for pfn, mfn in enumerate(dom.p2m):
+            ept_map(host.mem, alloc, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+    dom.devices["vpic"] = Pic8259()
+    v0 = dom.vcpus[0]
+    dom.devices["vpit"] = Pit8254(host.cpu_hz, lambda: v0.cpu.cycles)
+    for v in dom.vcpus:
+        cpu = v.cpu
+        cpu.vmcs = Vmcs(vendor=host.vendor, ept=use_ept, eptp=make_eptp(dom.ept_root << PAGE_SHIFT) if use_ept else 0,
+                        msr_exit={0x40000000}, external_interrupt_exiting=False,
+                        cr3_load_exiting=not use_ept, cr3_store_exiting=not use_ept, invlpg_exiting=not use_ept,
+                        exception_bitmap=(1 << 14) if not use_ept else 0)
+        cpu.irq_source = dom.devices["vpic"]
+        cpu.cr0 = CR0_PE
+        cpu.rip = HVMLOADER_ENTRY
+        cpu.regs[4] = 0x7FF0
+        if not use_ept:
+            dom.extra["shadow"].attach(v)
+        cpu.vmentry()
+    host.emit(v0, "boot", mode=dom.mode, entry=HVMLOADER_ENTRY,
+              message=f"HVM: firmware at {HVMLOADER_ENTRY:#x}, kernel entry {boot.physical_of(kernel.entry):#x}, "
+                      f"{'EPT' if use_ept else 'shadow paging'}")
+    host.log(f"d{dom.domid}: HVM guest, {'HAP (EPT root mfn %#x)' % dom.ept_root if use_ept else 'shadow paging'}")

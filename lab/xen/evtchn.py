@@ -1,0 +1,169 @@
+"""Event channels, 2-level ABI: ports, binding, and delivery through shared_info.
+
+Delivery follows ``xen/common/event_2l.c``: set the port's pending bit (stop
+if it was set), and if the port is unmasked set its selector bit in the
+vCPU's ``evtchn_pending_sel``; if that bit was new, set
+``evtchn_upcall_pending`` and kick the vCPU. A port whose far end is one of
+the lab's dom0 services (written in Python) notifies that service, which runs
+as dom0 work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import abi
+
+SHINFO_PENDING = 2048      # evtchn_pending[64 longs]
+SHINFO_MASK = 2560         # evtchn_mask[64 longs]
+VCPU_INFO_SIZE = 64
+NR_PORTS_64 = abi.EVTCHN_2L_NR_CHANNELS_64 if hasattr(abi, "EVTCHN_2L_NR_CHANNELS_64") else 4096
+
+
+@dataclass
+class Port:
+    state: str                       # closed, unbound, interdomain, virq, ipi
+    remote_dom: int | None = None
+    remote_port: int | None = None
+    virq: int | None = None
+    vcpu: int = 0
+    handler: Callable[[int], Any] | None = None   # a dom0 service's callback
+
+
+class EventChannels:
+    def __init__(self, host) -> None:
+        self.host = host
+        self.ports: dict[int, dict[int, Port]] = {}
+
+    def add_domain(self, dom) -> None:
+        self.ports[dom.domid] = {}
+
+    def remove_domain(self, dom) -> None:
+        for port in sorted(self.ports.get(dom.domid, {})):
+            self.close(dom.domid, port, quiet=True)
+        self.ports.pop(dom.domid, None)
+
+    # -- allocation -------------------------------------------------------
+    def _free_port(self, domid: int) -> int:
+        table = self.ports[domid]
+        port = 1                      # port 0 is reserved, never allocated
+        while port in table and table[port].state != "closed":
+            port += 1
+        return port
+
+    def alloc_unbound(self, domid: int, remote_dom: int) -> int:
+        port = self._free_port(domid)
+        self.ports[domid][port] = Port("unbound", remote_dom=remote_dom)
+        self._event(domid, "alloc_unbound", port, remote_dom, None, 0)
+        return port
+
+    def bind_interdomain(self, domid: int, remote_dom: int, remote_port: int) -> int:
+        rtable = self.ports.get(remote_dom)
+        if rtable is None:
+            return -abi.ERRNO["ESRCH"]
+        rp = rtable.get(remote_port)
+        if rp is None or rp.state != "unbound" or rp.remote_dom not in (domid, abi.DOMID_SELF):
+            return -abi.ERRNO["EINVAL"]
+        port = self._free_port(domid)
+        self.ports[domid][port] = Port("interdomain", remote_dom=remote_dom, remote_port=remote_port)
+        rp.state = "interdomain"
+        rp.remote_dom = domid
+        rp.remote_port = port
+        self._event(domid, "bind_interdomain", port, remote_dom, remote_port, 0)
+        return port
+
+    def bind_virq(self, domid: int, virq: int, vcpu: int) -> int:
+        if not 0 <= virq < abi.NR_VIRQS:
+            return -abi.ERRNO["EINVAL"]
+        for p, port in self.ports[domid].items():
+            if port.state == "virq" and port.virq == virq and port.vcpu == vcpu:
+                return -abi.ERRNO["EEXIST"]
+        port = self._free_port(domid)
+        self.ports[domid][port] = Port("virq", virq=virq, vcpu=vcpu)
+        self._event(domid, "bind_virq", port, None, None, 0)
+        return port
+
+    def bind_service(self, domid: int, port: int, handler: Callable[[int], Any]) -> None:
+        """Attach a dom0 service (Python) to one of dom0's ports."""
+        self.ports[domid][port].handler = handler
+
+    def close(self, domid: int, port: int, quiet: bool = False) -> int:
+        p = self.ports.get(domid, {}).get(port)
+        if p is None or p.state == "closed":
+            return -abi.ERRNO["EINVAL"]
+        if p.state == "interdomain" and p.remote_dom in self.ports:
+            rp = self.ports[p.remote_dom].get(p.remote_port)
+            if rp is not None and rp.state == "interdomain":
+                rp.state = "unbound"          # the other end goes back to unbound
+                rp.remote_dom = domid
+                rp.remote_port = None
+        p.state = "closed"
+        if not quiet:
+            self._event(domid, "close", port, p.remote_dom, p.remote_port, 0)
+        return 0
+
+    def status(self, domid: int, port: int) -> tuple[int, Port | None]:
+        p = self.ports.get(domid, {}).get(port)
+        if p is None:
+            return abi.EVTCHNSTAT_closed, None
+        code = {"closed": abi.EVTCHNSTAT_closed, "unbound": abi.EVTCHNSTAT_unbound,
+                "interdomain": abi.EVTCHNSTAT_interdomain, "virq": abi.EVTCHNSTAT_virq,
+                "ipi": abi.EVTCHNSTAT_ipi}[p.state]
+        return code, p
+
+    # -- notification ------------------------------------------------------
+    def send(self, domid: int, port: int) -> int:
+        p = self.ports.get(domid, {}).get(port)
+        if p is None or p.state == "closed":
+            return -abi.ERRNO["EINVAL"]
+        self._event(domid, "send", port, p.remote_dom, p.remote_port, 0)
+        if p.state == "interdomain":
+            self.set_pending(p.remote_dom, p.remote_port)
+        elif p.state == "ipi":
+            self.set_pending(domid, port)
+        return 0
+
+    def send_virq(self, domid: int, virq: int, vcpu: int = 0) -> bool:
+        for port, p in self.ports.get(domid, {}).items():
+            if p.state == "virq" and p.virq == virq and p.vcpu == vcpu:
+                self.set_pending(domid, port)
+                return True
+        return False
+
+    def set_pending(self, domid: int, port: int) -> None:
+        host = self.host
+        dom = host.domains.get(domid)
+        p = self.ports.get(domid, {}).get(port)
+        if dom is None or p is None:
+            return
+        if p.handler is not None:
+            # The far end is a dom0 service: it runs as dom0 work.
+            host.queue_dom0_work(f"event on port {port}", lambda: p.handler(port) or 0)
+            return
+        if not dom.shared_info_mfn:
+            return
+        base = dom.shared_info_mfn << 12
+        word, bit = divmod(port, 64)
+        pend_addr = base + SHINFO_PENDING + word * 8
+        pending = host.mem.read_u64(pend_addr)
+        if pending >> bit & 1:
+            return                                   # already pending: nothing more to do
+        host.mem.write_u64(pend_addr, pending | (1 << bit))
+        masked = host.mem.read_u64(base + SHINFO_MASK + word * 8) >> bit & 1
+        if masked:
+            return
+        vi = base + p.vcpu * VCPU_INFO_SIZE
+        sel = host.mem.read_u64(vi + 8)
+        if sel >> word & 1:
+            return
+        host.mem.write_u64(vi + 8, sel | (1 << word))
+        host.mem.write(vi, b"\x01")                  # evtchn_upcall_pending
+        if p.vcpu < len(dom.vcpus):
+            from . import events
+            events.kick(host, dom.vcpus[p.vcpu])
+
+    def _event(self, domid: int, op: str, port: int, rdom, rport, result: int) -> None:
+        dom = self.host.domains.get(domid)
+        v = dom.vcpus[0] if dom is not None and dom.vcpus else None
+        self.host.emit(v, "evtchn", op=op, port=port, remote_dom=rdom, remote_port=rport, result=result)

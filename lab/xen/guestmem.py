@@ -1,0 +1,71 @@
+"""Xen's access to guest memory: copy_from_guest / copy_to_guest.
+
+Hypercall arguments that are pointers are guest-virtual addresses. Xen
+translates them through the calling vCPU's page tables: for a PV guest those
+hold machine addresses directly; for an HVM or PVH guest they hold
+guest-physical addresses that the p2m (EPT) turns into machine ones. A bad
+pointer is -EFAULT for the hypercall, never a crash of Xen.
+"""
+
+from __future__ import annotations
+
+from ..hw import paging
+from ..hw.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+
+
+class GuestFault(Exception):
+    """A guest pointer that does not translate (the hypercall returns -EFAULT)."""
+
+
+def gfn_to_maddr(dom, gpa: int) -> int:
+    mfn = dom.gfn_to_mfn(gpa >> PAGE_SHIFT)
+    if mfn is None:
+        raise GuestFault(f"guest-physical address {gpa:#x} is outside d{dom.domid}'s memory")
+    return (mfn << PAGE_SHIFT) | (gpa & PAGE_MASK)
+
+
+def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
+    dom = vcpu.domain
+    cpu = vcpu.cpu
+    if dom.is_pv:
+        res = paging.walk(host.mem, cpu.cr3, va, access="w" if write else "r", cpl=0, set_ad=False)
+        if not res.ok:
+            raise GuestFault(f"{va:#x} is not mapped {'writable ' if write else ''}in d{dom.domid}'s page tables")
+        return res.pa
+    if not cpu.paging:
+        return gfn_to_maddr(dom, va)
+
+    def through_p2m(gpa: int, access: str):
+        return gfn_to_maddr(dom, gpa), []
+    res = paging.walk(host.mem, cpu.cr3, va, access="w" if write else "r", cpl=0, set_ad=False,
+                      table_translate=through_p2m)
+    if not res.ok:
+        raise GuestFault(f"{va:#x} is not mapped in d{dom.domid}'s page tables")
+    return res.hpa
+
+
+def copy_from_guest(host, vcpu, va: int, n: int) -> bytes:
+    out = bytearray()
+    while n > 0:
+        chunk = min(n, PAGE_SIZE - (va & PAGE_MASK))
+        out += host.mem.read(guest_va_to_maddr(host, vcpu, va), chunk)
+        va += chunk
+        n -= chunk
+    return bytes(out)
+
+
+def copy_to_guest(host, vcpu, va: int, data: bytes) -> None:
+    pos = 0
+    while pos < len(data):
+        chunk = min(len(data) - pos, PAGE_SIZE - (va & PAGE_MASK))
+        host.mem.write(guest_va_to_maddr(host, vcpu, va, write=True), data[pos:pos + chunk])
+        va += chunk
+        pos += chunk
+
+
+def read_u64(host, vcpu, va: int) -> int:
+    return int.from_bytes(copy_from_guest(host, vcpu, va, 8), "little")
+
+
+def write_u64(host, vcpu, va: int, value: int) -> None:
+    copy_to_guest(host, vcpu, va, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))

@@ -1,0 +1,480 @@
+"""The Xen host: the machine Xen owns, its domains, and the scheduler that runs them.
+
+Xen itself is Python code running "in root mode at ring 0": the CPUs call
+into it (``on_syscall``, ``on_exception``, ``on_vmexit`` ...) whenever a guest
+does something only the hypervisor may do, and Xen charges the cycles its
+work costs to the pCPU that did it. Guests are programs executed instruction
+by instruction on :class:`~lab.hw.cpu.Cpu` objects, one per vCPU.
+
+Time is per pCPU. The host always advances the pCPU whose clock is furthest
+behind, so the interleaving of domains is a pure function of the inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+from ..hw.costs import Costs, load_costs
+from ..hw.cpu import CodeCache, Cpu
+from ..hw.faults import Fault, VmExit
+from ..hw.memory import PAGE_SHIFT, MachineMemory
+from ..isa.encoding import Instruction
+from ..trace import Event, Trace
+from . import abi
+from .domain import (BLOCKED, CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
+                     RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+
+FOREVER = 1 << 62
+#: How far one pCPU may run ahead of the others before the host switches to them.
+QUANTUM = 20_000
+XEN_VERSION = (4, 23, "-dev")
+
+
+class HostConfig:
+    """What a scenario says about the host (see docs/scenarios.md)."""
+
+    def __init__(self, *, pcpus: int = 2, mem_mib: int = 512, vendor: str = "intel", ept: bool = True,
+                 cpu_mhz: int = 2000, timeslice_us: int = 1000, costs: Costs | None = None) -> None:
+        self.pcpus = pcpus
+        self.mem_mib = mem_mib
+        self.vendor = vendor
+        self.ept = ept
+        self.cpu_mhz = cpu_mhz
+        self.timeslice_us = timeslice_us
+        self.costs = costs or load_costs()
+
+
+class XenHost:
+    def __init__(self, config: HostConfig | None = None, keep_trace: bool = True) -> None:
+        self.config = cfg = config or HostConfig()
+        self.mem = MachineMemory(cfg.mem_mib << 20)
+        self.vendor = cfg.vendor
+        self.costs = cfg.costs
+        self.cpu_hz = cfg.cpu_mhz * 1_000_000
+        self.timeslice = cfg.timeslice_us * cfg.cpu_mhz
+        self.trace = Trace(keep=keep_trace)
+        table = {code: self.costs.of_mnemonic(info.name) for code, info in
+                 __import__("lab.isa.opcodes", fromlist=["BY_CODE"]).BY_CODE.items()}
+        self.code = CodeCache(self.mem, lambda insn: table[insn.op])
+        self.clock = [0] * cfg.pcpus
+        self.current: list[Vcpu | None] = [None] * cfg.pcpus
+        self.slice_end = [0] * cfg.pcpus
+        self.domains: dict[int, Domain] = {}
+        self.next_domid = 1
+        self.dmesg: list[str] = []
+        self.images: dict[str, Any] = {}
+        # Machine frames: Xen keeps the first 16 MiB for itself; the rest is its heap.
+        self.xen_reserved = (16 << 20) >> PAGE_SHIFT
+        self.free_frames: list[int] = list(range(self.xen_reserved, self.mem.nr_frames))
+        self.free_frames.reverse()             # pop() hands out ascending frames
+        from .evtchn import EventChannels
+        from .mm_glue import XenMM
+        self.evtchn = EventChannels(self)
+        self.mm = XenMM(self)
+        self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)
+        self.dom0_work: list[tuple[str, Callable[[], int]]] = []
+        self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
+        self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab)")
+        self.log(f"{cfg.pcpus} pCPUs, {cfg.mem_mib} MiB, vendor {cfg.vendor}, "
+                 f"{'HAP (EPT)' if cfg.ept and cfg.vendor == 'intel' else 'HAP (NPT)' if cfg.ept else 'no HAP: shadow paging only'}")
+
+    # -- logging and events -------------------------------------------------
+    def log(self, text: str, vcpu: Vcpu | None = None) -> None:
+        """A line of Xen's own console (``xl dmesg``)."""
+        prefix = f"(XEN) {vcpu.label} " if vcpu is not None else "(XEN) "
+        self.dmesg.append(prefix + text)
+
+    def emit(self, vcpu: Vcpu | None, kind: str, **data: Any) -> Event:
+        if vcpu is None:
+            return self.trace.emit(max(self.clock), 0, None, 0, kind, **data)
+        p = vcpu.pcpu if vcpu.pcpu is not None else 0
+        cyc = vcpu.cpu.cycles if vcpu.cpu is not None and self.current[p] is vcpu else self.clock[p]
+        return self.trace.emit(cyc, p, vcpu.domain.domid, vcpu.id, kind, **data)
+
+    def charge(self, vcpu: Vcpu, event_cost: str, extra: int = 0) -> int:
+        """Add the cost of Xen work done for ``vcpu`` to the time of the pCPU running it."""
+        c = self.costs.ev(event_cost) + extra
+        if vcpu.cpu is not None and vcpu.pcpu is not None and self.current[vcpu.pcpu] is vcpu:
+            vcpu.cpu.cycles += c
+        elif vcpu.pcpu is not None:
+            self.clock[vcpu.pcpu] += c
+        return c
+
+    # -- frames -------------------------------------------------------------
+    def alloc_frame(self, owner: int | None) -> int:
+        """A zeroed frame from Xen's heap, owned by domain ``owner`` (None: Xen)."""
+        if not self.free_frames:
+            raise MemoryError("out of machine memory")
+        mfn = self.free_frames.pop()
+        self.mem.zero_frame(mfn)
+        self.mm.assign(mfn, owner)
+        if owner is not None and owner in self.domains:
+            self.domains[owner].extra.setdefault("frames", []).append(mfn)
+        return mfn
+
+    @property
+    def free_pages(self) -> int:
+        return len(self.free_frames)
+
+    # -- domains ------------------------------------------------------------
+    def new_domain(self, name: str, mode: str, mem_pages: int, vcpus: int, privileged: bool = False,
+                   domid: int | None = None, config: Any = None) -> Domain:
+        if domid is None:
+            domid = self.next_domid
+            self.next_domid += 1
+        if mem_pages > self.free_pages:
+            raise MemoryError(f"not enough free memory for {name}: {mem_pages} pages wanted, "
+                              f"{self.free_pages} free")
+        dom = Domain(domid=domid, name=name, mode=mode, mem_pages=mem_pages, max_pages=mem_pages,
+                     privileged=privileged, config=config)
+        self.domains[domid] = dom
+        for pfn in range(mem_pages):
+            mfn = self.alloc_frame(domid)
+            dom.p2m.append(mfn)
+            self.mm.set_m2p(mfn, pfn)
+        self.evtchn.add_domain(dom)
+        self.emit(None, "domain", op="create", name=name, state=RUNNING, reason=mode)
+        self.log(f"d{domid}: created {name} ({mode}, {mem_pages * 4096 >> 20} MiB, {vcpus} vCPU)")
+        return dom
+
+    def new_vcpu(self, dom: Domain, vid: int, cpu: Cpu | None) -> Vcpu:
+        v = Vcpu(domain=dom, id=vid, cpu=cpu)
+        if cpu is not None:
+            cpu.vcpu = v
+            cpu.host = self
+            cpu.emit = self._cpu_emitter(v)
+        dom.vcpus.append(v)
+        return v
+
+    def make_cpu(self) -> Cpu:
+        return Cpu(self.mem, None, self.code, vendor=self.vendor, costs=self.costs.instruction)
+
+    def _cpu_emitter(self, v: Vcpu) -> Callable[..., Event]:
+        def emit(kind: str, **data: Any) -> Event:
+            return self.trace.emit(v.cpu.cycles, v.pcpu if v.pcpu is not None else 0, v.domain.domid, v.id,
+                                   kind, **data)
+        return emit
+
+    def domain_by_name(self, name_or_id: str) -> Domain | None:
+        for d in self.domains.values():
+            if d.name == name_or_id or str(d.domid) == name_or_id:
+                return d
+        return None
+
+    def pause(self, dom: Domain) -> None:
+        dom.pause_count += 1
+        for v in dom.vcpus:
+            if v.cpu is not None:
+                v.cpu.yield_now = True
+        self.emit(None, "domain", op="pause", name=dom.name, state="paused", reason=None)
+        for p, v in enumerate(self.current):
+            if v is not None and v.domain is dom:
+                self._deschedule(p, "paused")
+
+    def unpause(self, dom: Domain) -> None:
+        if dom.pause_count:
+            dom.pause_count -= 1
+        self.emit(None, "domain", op="unpause", name=dom.name, state=dom.state, reason=None)
+
+    def shutdown(self, dom: Domain, reason: str) -> None:
+        """SCHEDOP_shutdown: the guest asked to stop (poweroff, reboot, crash ...)."""
+        if not dom.alive:
+            return
+        dom.state = SHUTDOWN
+        dom.shutdown_reason = reason
+        for v in dom.vcpus:
+            v.runstate = RUNSTATE_OFFLINE
+        self._drop_from_pcpus(dom)
+        self.log(f"d{dom.domid}: shutdown: {reason}")
+        self.emit(None, "domain", op="shutdown", name=dom.name, state=SHUTDOWN, reason=reason)
+        for svc in self.services.values():
+            if hasattr(svc, "domain_shutdown"):
+                svc.domain_shutdown(dom)
+        action = getattr(dom.config, f"on_{'poweroff' if reason == 'poweroff' else reason}", None) \
+            if reason in ("poweroff", "reboot", "crash") else None
+        if action == "destroy" and not dom.privileged:
+            self.destroy(dom)
+
+    def crash(self, dom: Domain, why: str, vcpu: Vcpu | None = None) -> None:
+        """domain_crash(): this domain alone stops; the host goes on."""
+        if not dom.alive:
+            return
+        self.log(f"domain_crash called: {why}", vcpu)
+        dom.state = CRASHED
+        dom.crash_reason = why
+        dom.shutdown_reason = "crash"
+        for v in dom.vcpus:
+            v.runstate = RUNSTATE_OFFLINE
+        self._drop_from_pcpus(dom)
+        self.emit(vcpu, "domain", op="crash", name=dom.name, state=CRASHED, reason=why)
+        for svc in self.services.values():
+            if hasattr(svc, "domain_shutdown"):
+                svc.domain_shutdown(dom)
+        if getattr(dom.config, "on_crash", "preserve") == "destroy" and not dom.privileged:
+            self.destroy(dom)
+
+    def destroy(self, dom: Domain) -> None:
+        if dom.domid not in self.domains:
+            return
+        dom.state = DYING
+        self._drop_from_pcpus(dom)
+        self.evtchn.remove_domain(dom)
+        self.mm.destroy_domain(dom.domid)
+        for mfn in sorted(set(dom.p2m) | set(dom.extra.get("frames", []))):
+            if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
+                self.code.invalidate_frame(mfn)
+                self.mem.zero_frame(mfn)
+                self.free_frames.append(mfn)
+        del self.domains[dom.domid]
+        for svc in self.services.values():
+            if hasattr(svc, "domain_gone"):
+                svc.domain_gone(dom)
+        self.log(f"d{dom.domid}: destroyed")
+        self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
+
+    def _drop_from_pcpus(self, dom: Domain) -> None:
+        for v in dom.vcpus:
+            if v.cpu is not None:
+                v.cpu.yield_now = True          # leave the CPU loop at the next block boundary
+        for p, v in enumerate(self.current):
+            if v is not None and v.domain is dom:
+                self._deschedule(p, "domain stopped")
+
+    # -- vCPU state changes -----------------------------------------------------
+    def block(self, v: Vcpu, why: str) -> None:
+        v.runstate = RUNSTATE_BLOCKED
+        self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
+                  reason=why)
+        if v.cpu is not None:
+            v.cpu.yield_now = True
+
+    def wake(self, v: Vcpu, why: str) -> None:
+        """Make a blocked vCPU runnable, with the credit scheduler's BOOST.
+
+        A vCPU woken by an event gets priority over ones that used up their
+        time: if no pCPU is idle, the pCPU doing the waking is preempted, so
+        an I/O-bound vCPU (dom0's backends) runs soon after its event.
+        """
+        if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
+            v.runstate = RUNSTATE_RUNNABLE
+            v.boost = True
+            self.emit(v, "sched", op="wake", from_dom=None, from_vcpu=None, to_dom=v.domain.domid, to_vcpu=v.id,
+                      reason=why)
+            if all(cur is not None for cur in self.current) and self.running_pcpu is not None:
+                p = self.running_pcpu
+                self.slice_end[p] = 0
+                cur = self.current[p]
+                if cur is not None and cur.cpu is not None:
+                    cur.cpu.yield_now = True
+
+    def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
+        """Work for a dom0 service, run on dom0's vCPU when the scheduler gets to it."""
+        self.dom0_work.append((label, fn))
+        dom0 = self.domains.get(0)
+        if dom0 is not None:
+            for v in dom0.vcpus:
+                self.wake(v, f"work: {label}")
+                break
+
+    # -- the CPU's calls into Xen ---------------------------------------------------
+    def on_syscall(self, cpu: Cpu, nxt: int) -> None:
+        from . import pv
+        pv.on_syscall(self, cpu.vcpu, nxt)
+
+    def on_softint(self, cpu: Cpu, vector: int, nxt: int) -> None:
+        from . import pv
+        pv.on_softint(self, cpu.vcpu, vector, nxt)
+
+    def on_exception(self, cpu: Cpu, fault: Fault) -> None:
+        from . import pv
+        pv.on_exception(self, cpu.vcpu, fault)
+
+    def on_interrupt(self, cpu: Cpu, vector: int) -> None:
+        self.emit(cpu.vcpu, "interrupt", vector=vector, source="host")
+
+    def on_vmexit(self, cpu: Cpu, exc: VmExit) -> None:
+        from . import hvm
+        hvm.on_vmexit(self, cpu.vcpu, exc)
+
+    def on_cpu_stop(self, cpu: Cpu, reason: str) -> None:
+        v = cpu.vcpu
+        self.crash(v.domain, reason, v)
+
+    # -- scheduling ---------------------------------------------------------------
+    def runnable(self) -> list[Vcpu]:
+        out = []
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            if not d.alive or d.pause_count:
+                continue
+            for v in d.vcpus:
+                if v.runstate == RUNSTATE_RUNNABLE:
+                    out.append(v)
+        return out
+
+    def _deschedule(self, p: int, why: str) -> None:
+        v = self.current[p]
+        if v is None:
+            return
+        if v.cpu is not None:
+            self.clock[p] = max(self.clock[p], v.cpu.cycles)
+        if v.runstate == RUNSTATE_RUNNING:
+            v.runstate = RUNSTATE_RUNNABLE
+        self.current[p] = None
+
+    def _pick(self, p: int) -> Vcpu | None:
+        cands = self.runnable()
+        if not cands:
+            return None
+        # Boosted (just woken) first, then least recently scheduled; ties by domain
+        # then vCPU id, so the choice is deterministic.
+        cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
+        v = cands[0]
+        v.boost = False
+        prev = self.current[p]
+        v.runstate = RUNSTATE_RUNNING
+        v.pcpu = p
+        v.last_scheduled = self.clock[p] + 1
+        self.current[p] = v
+        self.slice_end[p] = self.clock[p] + self.timeslice
+        if v.cpu is not None:
+            v.cpu.cycles = max(v.cpu.cycles, self.clock[p])
+        self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
+                  from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
+        return v
+
+    def next_deadline(self) -> int | None:
+        """The earliest timer of any vCPU or emulated device."""
+        best = None
+        for d in self.domains.values():
+            if not d.alive:
+                continue
+            for v in d.vcpus:
+                if v.timer_deadline is not None:
+                    best = v.timer_deadline if best is None else min(best, v.timer_deadline)
+            pit = d.devices.get("vpit")
+            if pit is not None:
+                nf = pit.next_fire()
+                if nf is not None:
+                    best = nf if best is None else min(best, nf)
+        return best
+
+    def _fire_timers(self, now: int) -> None:
+        from . import timers
+        timers.fire(self, now)
+
+    @property
+    def instructions(self) -> int:
+        return sum(v.cpu.icount for d in self.domains.values() for v in d.vcpus if v.cpu is not None)
+
+    def run(self, max_insns: int = FOREVER, stop: Callable[[], bool] | None = None) -> bool:
+        """Run guests for up to ``max_insns`` instructions in all; False when nothing can run."""
+        start = self.instructions
+        self.yield_now = False
+        while not self.yield_now:
+            done = self.instructions - start
+            if done >= max_insns:
+                return True
+            if stop is not None and stop():
+                return True
+            p = min(range(len(self.clock)), key=lambda i: (self.clock[i], i))
+            now = self.clock[p]
+            self._fire_timers(now)
+            v = self.current[p]
+            if v is None or v.runstate != RUNSTATE_RUNNING or now >= self.slice_end[p]:
+                if v is not None:
+                    self._deschedule(p, "timeslice")
+                v = self._pick(p)
+            if v is None:
+                if not self._idle(p):
+                    return False
+                continue
+            self._run_vcpu(p, v, max_insns - done)
+        return True
+
+    def _idle(self, p: int) -> bool:
+        """pCPU ``p`` has nothing to run: move its clock on, or report that the host is idle."""
+        busy = [self.clock[i] for i in range(len(self.clock)) if self.current[i] is not None and i != p]
+        targets = [c + QUANTUM for c in busy]
+        dl = self.next_deadline()
+        if dl is not None and dl > self.clock[p]:
+            targets.append(dl)
+        if self.dom0_work:
+            targets.append(self.clock[p] + 1)
+        if not targets:
+            return False
+        self.clock[p] = max(self.clock[p] + 1, min(targets))
+        return True
+
+    def _run_vcpu(self, p: int, v: Vcpu, budget: int) -> None:
+        self.running_pcpu = p
+        try:
+            self._run_vcpu_on(p, v, budget)
+        finally:
+            self.running_pcpu = None
+
+    def _run_vcpu_on(self, p: int, v: Vcpu, budget: int) -> None:
+        if v.cpu is None:
+            self._run_dom0_services(p, v)
+            return
+        cpu = v.cpu
+        cpu.cycles = max(cpu.cycles, self.clock[p])
+        until = min(self.slice_end[p], min((self.clock[i] for i in range(len(self.clock)) if i != p),
+                                          default=FOREVER) + QUANTUM)
+        dl = self.next_deadline()
+        if dl is not None and dl > cpu.cycles:
+            until = min(until, dl)
+        until = max(until, cpu.cycles + 1)
+        before_c, before_i = cpu.cycles, cpu.icount
+        cpu.yield_now = False
+        if cpu.halted and not cpu._interrupt_ready():
+            # An HVM vCPU in hlt: blocked until an interrupt arrives.
+            self.block(v, "hlt")
+        else:
+            cpu.run(budget, until)
+        v.run_cycles += cpu.cycles - before_c
+        self.clock[p] = max(self.clock[p], cpu.cycles)
+        if cpu.cycles == before_c and cpu.icount == before_i and v.runstate == RUNSTATE_RUNNING:
+            self.clock[p] += 1      # guarantee progress of time
+        if v.runstate != RUNSTATE_RUNNING or cpu.stopped:
+            self._deschedule(p, v.runstate)
+        if cpu.stopped and v.domain.alive:
+            self.crash(v.domain, cpu.stopped, v)
+        from . import timers
+        timers.tick_devices(self, v.domain, cpu.cycles)
+
+    def _run_dom0_services(self, p: int, v: Vcpu) -> None:
+        if not self.dom0_work:
+            self.block(v, "idle")
+            self._deschedule(p, "blocked")
+            return
+        label, fn = self.dom0_work.pop(0)
+        cost = fn() or 0
+        self.clock[p] += max(1, cost)
+        v.run_cycles += max(1, cost)
+
+    # -- state ------------------------------------------------------------------------
+    def vcpu_refs(self) -> list[tuple[str, int | None, int, Cpu]]:
+        out = []
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            for v in d.vcpus:
+                if v.cpu is not None:
+                    out.append((f"{d.name} ({d.mode})", d.domid, v.id, v.cpu))
+        return out
+
+    @property
+    def stopped(self) -> str | None:
+        return None if any(d.alive and not d.privileged for d in self.domains.values()) else "no guest running"
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        self.mem.digest_into(h)
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            h.update(repr((d.domid, d.name, d.state, d.pause_count, d.console_output,
+                           [(v.runstate, v.kernel_mode, v.guest_table, v.guest_table_user, v.timer_deadline)
+                            for v in d.vcpus])).encode())
+            for v in d.vcpus:
+                if v.cpu is not None:
+                    v.cpu.digest_into(h)
+        h.update(repr((self.clock, self.trace.seq, len(self.dmesg))).encode())
+        return h.hexdigest()[:32]

@@ -1,0 +1,504 @@
+"""The hypercall table: who may call what, argument decoding, and each handler.
+
+``dispatch`` does what Xen's hypercall entry does before any handler runs:
+unknown numbers get -ENOSYS, HVM callers at CPL > 0 get -EPERM, hypercalls
+the guest type may not make get -ENOSYS, and the control-domain-only ones
+(domctl, sysctl, platform_op) get -EPERM from anyone but dom0 (the default
+XSM policy). Every hypercall becomes one ``hypercall`` trace event with its
+decoded arguments, its result and the errno name when it failed.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable
+
+from . import abi
+from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
+
+M64 = 0xFFFF_FFFF_FFFF_FFFF
+E = abi.ERRNO
+HANDLERS: dict[int, Callable] = {}
+
+
+def handler(name: str):
+    def deco(fn):
+        HANDLERS[abi.hypercall_nr(name)] = fn
+        return fn
+    return deco
+
+
+def _s64(v: int) -> int:
+    v &= M64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def refusal(v, nr: int, info: dict) -> int | None:
+    """The checks Xen makes before any handler runs; the errno, or None to go on."""
+    dom = v.domain
+    if nr not in abi.HYPERCALL_BY_NR or nr >= 64:
+        return -E["ENOSYS"]
+    if dom.is_hvm and v.cpu is not None and v.cpu.cpl > 0:
+        info["why"] = f"HVM hypercall from CPL {v.cpu.cpl}"
+        return -E["EPERM"]
+    if dom.is_hvm and not abi.hvm_may_call(nr):
+        return -E["ENOSYS"]
+    if dom.is_pv and not abi.pv_may_call(nr):
+        return -E["ENOSYS"]
+    if abi.HYPERCALL_BY_NR[nr].control_domain_only and not dom.privileged:
+        info["why"] = "control domain only (XSM default policy)"
+        return -E["EPERM"]
+    return None
+
+
+def _record(host, v, nr: int, args: list, ret: int | None, info: dict) -> None:
+    dom = v.domain
+    cost = host.charge(v, "hypercall_pv" if dom.is_pv else "vmexit") + host.charge(v, "xen_handler")
+    shown = ret if ret is not None else 0
+    err = abi.errno_name(-_s64(shown)) if ret is not None and _s64(shown) < 0 else None
+    name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
+    host.emit(v, "hypercall", name=name, nr=nr, args=info.pop("args", args),
+              ret=_s64(shown), errno=err, cost=cost, **({"detail": info} if info else {}))
+
+
+def dispatch(host, v, nr: int, args: list[int]) -> int | None:
+    """A hypercall from guest code: arguments are registers, pointers are guest-virtual."""
+    info: dict[str, Any] = {}
+    ret = refusal(v, nr, info)
+    if ret is None:
+        if nr not in HANDLERS:
+            ret = -E["ENOSYS"]
+            info["why"] = "not implemented in the lab"
+        else:
+            try:
+                ret = HANDLERS[nr](host, v, args, info)
+            except GuestFault as e:
+                ret = -E["EFAULT"]
+                info["why"] = str(e)
+    _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], ret, info)
+    return ret
+
+
+def dispatch_python(host, v, nr: int, args: list, fn: Callable[[], Any]) -> Any:
+    """A hypercall made by one of dom0's services (written in Python): same checks, same event."""
+    info: dict[str, Any] = {}
+    ret = refusal(v, nr, info)
+    if ret is not None:
+        _record(host, v, nr, list(args), ret, info)
+        from ..errors import UserError
+        raise UserError(f"{abi.hypercall_name(nr)} refused: {abi.errno_name(-ret)}")
+    result = fn()
+    _record(host, v, nr, list(args), 0, info)
+    return result
+
+
+def _nargs(nr: int) -> int:
+    return {0: 1, 1: 4, 3: 2, 4: 2, 12: 2, 13: 2, 14: 3, 15: 1, 17: 2, 18: 3, 20: 3, 21: 2, 23: 0,
+            24: 3, 26: 4, 29: 2, 30: 2, 32: 2, 34: 2}.get(nr, 5)
+
+
+# ---------------------------------------------------------------- PV: traps and stacks
+@handler("set_trap_table")
+def set_trap_table(host, v, args, info) -> int:
+    """A virtual IDT: struct trap_info {u8 vector, u8 flags, u16 cs, u64 address}, zero-terminated."""
+    dom = v.domain
+    va = args[0]
+    if va == 0:
+        dom.trap_table.clear()
+        return 0
+    entries = []
+    for i in range(256):
+        raw = copy_from_guest(host, v, va + i * 16, 16)
+        vector, flags, cs, address = struct.unpack("<BBH4xQ", raw)
+        if address == 0:
+            break
+        dom.trap_table[vector] = (flags, cs, address)
+        entries.append(f"{vector}->{address:#x}")
+    info["args"] = [f"{va:#x}"] + entries
+    return 0
+
+
+@handler("stack_switch")
+def stack_switch(host, v, args, info) -> int:
+    v.kernel_ss, v.kernel_sp = args[0] & 0xFFFF, args[1]
+    info["args"] = [f"ss={v.kernel_ss:#x}", f"rsp={v.kernel_sp:#x}"]
+    return 0
+
+
+@handler("set_callbacks")
+def set_callbacks(host, v, args, info) -> int:
+    v.domain.callbacks["event"] = args[0]
+    v.domain.callbacks["failsafe"] = args[1]
+    v.domain.callbacks["syscall"] = args[2]
+    return 0
+
+
+@handler("callback_op")
+def callback_op(host, v, args, info) -> int:
+    cmd, va = args[0], args[1]
+    if cmd not in (0, 1):                      # CALLBACKOP_register 0, unregister 1
+        return -E["ENOSYS"]
+    raw = copy_from_guest(host, v, va, 16)
+    typ, flags, address = struct.unpack("<HH4xQ", raw)
+    names = {abi.CALLBACKTYPE_event: "event", abi.CALLBACKTYPE_failsafe: "failsafe",
+             abi.CALLBACKTYPE_syscall: "syscall", abi.CALLBACKTYPE_nmi: "nmi",
+             abi.CALLBACKTYPE_syscall32: "syscall32", abi.CALLBACKTYPE_sysenter: "sysenter"}
+    if typ not in names:
+        return -E["EINVAL"]
+    info["args"] = ["register" if cmd == 0 else "unregister", f"{names[typ]} -> {address:#x}"]
+    if cmd == 0:
+        v.domain.callbacks[names[typ]] = address
+    else:
+        v.domain.callbacks.pop(names[typ], None)
+    return 0
+
+
+@handler("iret")
+def iret(host, v, args, info) -> None:
+    from .pv import do_iret
+    do_iret(host, v)
+    info["args"] = []
+    return None
+
+
+# ---------------------------------------------------------------- PV: memory
+def _pv_only(v) -> int | None:
+    return None if v.domain.is_pv else -E["ENOSYS"]
+
+
+@handler("mmu_update")
+def mmu_update(host, v, args, info) -> int:
+    req_va, count, done_va, foreigndom = args[0], args[1] & 0xFFFFFFFF, args[2], args[3] & 0xFFFF
+    reqs = []
+    for i in range(count):
+        ptr, val = struct.unpack("<QQ", copy_from_guest(host, v, req_va + 16 * i, 16))
+        reqs.append((ptr, val))
+    info["args"] = [f"{p:#x} <- {val:#x}" for p, val in reqs[:4]] + ([f"... {count} reqs"] if count > 4 else [])
+    rc, done = host.mm.mmu_update(v, reqs, foreigndom)
+    if done_va:
+        write_u64(host, v, done_va, done)
+    return rc
+
+
+@handler("mmuext_op")
+def mmuext_op(host, v, args, info) -> int:
+    ops_va, count, done_va = args[0], args[1] & 0xFFFFFFFF, args[2]
+    ops = []
+    for i in range(count):
+        cmd, arg1, arg2 = struct.unpack("<I4xQQ", copy_from_guest(host, v, ops_va + 24 * i, 24))
+        ops.append({"cmd": cmd, "arg1": arg1, "arg2": arg2})
+    info["args"] = [f"{abi.MMUEXT_NAMES.get(o['cmd'], o['cmd'])}({o['arg1']:#x})" for o in ops[:4]]
+    rc, done = host.mm.mmuext_op(v, ops)
+    if done_va:
+        write_u64(host, v, done_va, done)
+    return rc
+
+
+@handler("update_va_mapping")
+def update_va_mapping(host, v, args, info) -> int:
+    va, val, flags = args[0], args[1], args[2]
+    info["args"] = [f"{va:#x}", f"{val:#x}", f"flags={flags:#x}"]
+    return host.mm.update_va_mapping(v, va, val, flags)
+
+
+@handler("vm_assist")
+def vm_assist(host, v, args, info) -> int:
+    cmd, typ = args[0], args[1]
+    if typ > 63 or cmd not in (0, 1):
+        return -E["EINVAL"]
+    if cmd == 0:
+        v.domain.vm_assist |= 1 << typ
+    else:
+        v.domain.vm_assist &= ~(1 << typ)
+    return 0
+
+
+# ---------------------------------------------------------------- scheduling, timers, vCPUs
+@handler("sched_op")
+def sched_op(host, v, args, info) -> int:
+    cmd, arg = args[0], args[1]
+    info["args"] = [abi.SCHEDOP_NAMES.get(cmd, str(cmd)), f"{arg:#x}"]
+    if cmd == abi.SCHEDOP_yield:
+        v.cpu.yield_now = True
+        return 0
+    if cmd == abi.SCHEDOP_block:
+        from .events import upcall_pending
+        if not upcall_pending(host, v):
+            host.block(v, "SCHEDOP_block")
+        return 0
+    if cmd in (abi.SCHEDOP_shutdown, abi.SCHEDOP_shutdown_code):
+        reason = int.from_bytes(copy_from_guest(host, v, arg, 4), "little")
+        name = abi.SHUTDOWN_NAMES.get(reason)
+        if name is None:
+            return -E["EINVAL"]
+        info["args"] = [abi.SCHEDOP_NAMES.get(cmd), name]
+        if cmd == abi.SCHEDOP_shutdown:
+            host.shutdown(v.domain, name if name != "crash" else "crash")
+        return 0
+    return -E["ENOSYS"]
+
+
+@handler("set_timer_op")
+def set_timer_op(host, v, args, info) -> int:
+    """Arm the vCPU's single-shot timer at an absolute system time (ns); 0 cancels."""
+    ns = args[0]
+    if ns == 0:
+        v.timer_deadline = None
+    else:
+        v.timer_deadline = ns * host.cpu_hz // 1_000_000_000
+    info["args"] = [f"{ns} ns"]
+    return 0
+
+
+@handler("vcpu_op")
+def vcpu_op(host, v, args, info) -> int:
+    cmd, vid, arg = args[0], args[1], args[2]
+    dom = v.domain
+    info["args"] = [abi.VCPUOP_NAMES.get(cmd, str(cmd)), vid, f"{arg:#x}"]
+    if vid >= len(dom.vcpus):
+        return -E["ENOENT"]
+    target = dom.vcpus[vid]
+    if cmd == abi.VCPUOP_is_up:
+        return 0 if target.runstate == "offline" else 1
+    if cmd == abi.VCPUOP_set_periodic_timer:
+        period_ns = read_u64(host, v, arg)
+        if period_ns < 1_000_000:
+            return -E["EINVAL"]
+        target.periodic_period = period_ns * host.cpu_hz // 1_000_000_000
+        target.timer_deadline = (v.cpu.cycles if v.cpu else 0) + target.periodic_period
+        return 0
+    if cmd == abi.VCPUOP_stop_periodic_timer:
+        target.periodic_period = None
+        return 0
+    if cmd == abi.VCPUOP_set_singleshot_timer:
+        ns = read_u64(host, v, arg)
+        target.timer_deadline = ns * host.cpu_hz // 1_000_000_000
+        return 0
+    if cmd == abi.VCPUOP_stop_singleshot_timer:
+        target.timer_deadline = None
+        return 0
+    if cmd == abi.VCPUOP_get_runstate_info:
+        state = {"running": 0, "runnable": 1, "blocked": 2, "offline": 3}[target.runstate]
+        copy_to_guest(host, v, arg, struct.pack("<iQ", state, target.run_cycles))
+        return 0
+    if cmd == abi.VCPUOP_down:
+        target.runstate = "offline"
+        return 0
+    if cmd == abi.VCPUOP_up:
+        if target.runstate == "offline":
+            target.runstate = "runnable"
+        return 0
+    return -E["ENOSYS"]
+
+
+# ---------------------------------------------------------------- information
+@handler("xen_version")
+def xen_version(host, v, args, info) -> int:
+    from .host import XEN_VERSION
+    cmd, va = args[0], args[1]
+    info["args"] = [abi.XENVER_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENVER_NAMES") else cmd]
+    if cmd == abi.XENVER_version:
+        return (XEN_VERSION[0] << 16) | XEN_VERSION[1]
+    if cmd == abi.XENVER_extraversion:
+        copy_to_guest(host, v, va, XEN_VERSION[2].encode().ljust(16, b"\0"))
+        return 0
+    if cmd == abi.XENVER_capabilities:
+        copy_to_guest(host, v, va, b"xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64".ljust(1024, b"\0"))
+        return 0
+    if cmd == abi.XENVER_pagesize:
+        return 4096
+    if cmd == abi.XENVER_get_features:
+        idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+        feats = 0
+        if idx == 0:
+            dom = v.domain
+            feats = (1 << abi.XENFEAT_writable_page_tables) if dom.is_pv else (1 << abi.XENFEAT_auto_translated_physmap)
+            if dom.is_hvm:
+                feats |= 1 << abi.XENFEAT_hvm_callback_vector
+            if dom.privileged:
+                feats |= 1 << abi.XENFEAT_dom0
+        copy_to_guest(host, v, va + 4, feats.to_bytes(4, "little"))
+        return 0
+    return -E["ENOSYS"]
+
+
+@handler("console_io")
+def console_io(host, v, args, info) -> int:
+    """Write to Xen's console. A domU is refused, as a non-debug Xen refuses it."""
+    cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
+    info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
+    if not v.domain.privileged:
+        return -E["EPERM"]
+    if cmd == abi.CONSOLEIO_write:
+        text = copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1")
+        from .console import guest_console_write
+        guest_console_write(host, v.domain, text)
+        return 0
+    if cmd == abi.CONSOLEIO_read:
+        return 0
+    return -E["ENOSYS"]
+
+
+@handler("memory_op")
+def memory_op(host, v, args, info) -> int:
+    cmd, va = args[0] & 0xFFFF, args[1]
+    dom = v.domain
+    info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
+    if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
+        domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
+        if domid not in (abi.DOMID_SELF, dom.domid):
+            if not dom.privileged:
+                return -E["EPERM"]
+            dom = host.domains.get(domid)
+            if dom is None:
+                return -E["ESRCH"]
+        return dom.mem_pages if cmd == abi.XENMEM_current_reservation else dom.max_pages
+    if cmd == abi.XENMEM_maximum_ram_page:
+        return host.mem.nr_frames - 1
+    if cmd == abi.XENMEM_machphys_mapping:
+        if dom.is_hvm:
+            return -E["ENOSYS"]
+        copy_to_guest(host, v, va, struct.pack("<QQQ", 0xFFFF800000000000, 0xFFFF804000000000,
+                                                host.mem.nr_frames - 1))
+        return 0
+    if cmd == abi.XENMEM_memory_map:
+        return -E["ENOSYS"]
+    return -E["ENOSYS"]
+
+
+@handler("multicall")
+def multicall(host, v, args, info) -> int:
+    """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result."""
+    va, count = args[0], args[1] & 0xFFFFFFFF
+    info["args"] = [f"{count} calls"]
+    for i in range(count):
+        entry = va + i * 64
+        raw = copy_from_guest(host, v, entry, 64)
+        op = int.from_bytes(raw[0:8], "little")
+        sub = [int.from_bytes(raw[16 + 8 * k:24 + 8 * k], "little") for k in range(5)]
+        if op in (abi.hypercall_nr("multicall"), abi.hypercall_nr("iret")):
+            res = -E["EINVAL"]
+        else:
+            res = dispatch(host, v, op, sub)
+        write_u64(host, v, entry + 8, (res or 0) & M64)
+    return 0
+
+
+# ---------------------------------------------------------------- event channels
+@handler("event_channel_op")
+def event_channel_op(host, v, args, info) -> int:
+    cmd, va = args[0], args[1]
+    ev = host.evtchn
+    dom = v.domain
+    name = abi.EVTCHNOP_NAMES.get(cmd, str(cmd))
+    info["args"] = [name]
+    if cmd == abi.EVTCHNOP_send:
+        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+        info["args"].append(f"port {port}")
+        host.charge(v, "event_channel_send")
+        return ev.send(dom.domid, port)
+    if cmd == abi.EVTCHNOP_alloc_unbound:
+        d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
+        if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
+            return -E["EPERM"]
+        target = dom.domid if d == abi.DOMID_SELF else d
+        if target not in host.domains:
+            return -E["ESRCH"]
+        port = ev.alloc_unbound(target, remote)
+        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
+        info["args"].append(f"remote d{remote} -> port {port}")
+        return 0
+    if cmd == abi.EVTCHNOP_bind_interdomain:
+        rdom, rport = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+        port = ev.bind_interdomain(dom.domid, rdom, rport)
+        if port < 0:
+            return port
+        copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
+        info["args"].append(f"d{rdom}:{rport} -> port {port}")
+        return 0
+    if cmd == abi.EVTCHNOP_bind_virq:
+        virq, vcpu = struct.unpack("<II", copy_from_guest(host, v, va, 8))
+        port = ev.bind_virq(dom.domid, virq, vcpu)
+        if port < 0:
+            return port
+        copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
+        info["args"].append(f"virq {virq} -> port {port}")
+        return 0
+    if cmd == abi.EVTCHNOP_close:
+        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+        return ev.close(dom.domid, port)
+    if cmd == abi.EVTCHNOP_status:
+        d, port = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+        target = dom.domid if d == abi.DOMID_SELF else d
+        if target != dom.domid and not dom.privileged:
+            return -E["EPERM"]
+        code, p = ev.status(target, port)
+        copy_to_guest(host, v, va + 8, code.to_bytes(4, "little"))
+        return 0
+    if cmd == abi.EVTCHNOP_unmask:
+        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+        from .events import unmask
+        return unmask(host, dom, port)
+    return -E["ENOSYS"]
+
+
+# ---------------------------------------------------------------- HVM
+@handler("hvm_op")
+def hvm_op(host, v, args, info) -> int:
+    cmd, va = args[0], args[1]
+    dom = v.domain
+    info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
+    if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
+        d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
+        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+        if target is None:
+            return -E["ESRCH"]
+        if target is not dom and not dom.privileged:
+            return -E["EPERM"]
+        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
+        if cmd == abi.HVMOP_get_param:
+            copy_to_guest(host, v, va + 8, target.hvm_params.get(idx, 0).to_bytes(8, "little"))
+            return 0
+        target.hvm_params[idx] = value
+        return 0
+    return -E["ENOSYS"]
+
+
+# ---------------------------------------------------------------- control domain only
+XEN_DOMCTL_NAMES = {1: "createdomain", 2: "destroydomain", 3: "pausedomain", 4: "unpausedomain",
+                    5: "getdomaininfo"}
+
+
+@handler("domctl")
+def domctl(host, v, args, info) -> int:
+    """struct xen_domctl {u32 cmd; u32 interface_version; u16 domain; ...}; control domain only."""
+    cmd, _version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
+    info["args"] = [XEN_DOMCTL_NAMES.get(cmd, str(cmd)), f"d{domid}"]
+    target = host.domains.get(domid)
+    if cmd in (2, 3, 4, 5) and target is None:
+        return -E["ESRCH"]
+    if cmd == 2:
+        host.destroy(target)
+        return 0
+    if cmd == 3:
+        host.pause(target)
+        return 0
+    if cmd == 4:
+        host.unpause(target)
+        return 0
+    if cmd == 5:
+        copy_to_guest(host, v, args[0] + 16, struct.pack("<HxxIQQ", domid, target.pause_count,
+                                                           target.mem_pages, target.max_pages))
+        return 0
+    return -E["ENOSYS"]
+
+
+@handler("sysctl")
+def sysctl(host, v, args, info) -> int:
+    return -E["ENOSYS"]
+
+
+@handler("platform_op")
+def platform_op(host, v, args, info) -> int:
+    return -E["ENOSYS"]
+

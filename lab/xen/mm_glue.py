@@ -1,0 +1,139 @@
+"""Xen's memory bookkeeping on the host: frame ownership, the M2P, and the PV rules.
+
+The page-type rules themselves live in :mod:`lab.xen.mm` (PvMM). This module
+wires them to the running host: who owns which frame, Xen's read-only M2P
+table that every PV guest sees at 0xffff800000000000, and what a successful
+mmuext_op means for the vCPUs (a new CR3, a TLB flush, an INVLPG).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import abi
+from .mm import MmuAction, PvMM
+
+M2P_VA = 0xFFFF_8000_0000_0000
+PTE_P, PTE_RW, PTE_US, PTE_NX = 1, 2, 4, 1 << 63
+
+
+class XenMM:
+    def __init__(self, host) -> None:
+        self.host = host
+        self._vcpu = None
+        self.pv = PvMM(host.mem, log=self._log, emit=self._emit,
+                       privileged=lambda d: d in host.domains and host.domains[d].privileged,
+                       domain_exists=lambda d: d in host.domains,
+                       xen_l4_slots=self._xen_l4_slots,
+                       adjust_guest=lambda d: d in host.domains and host.domains[d].mode == "pv",
+                       on_action=self._action)
+        self._next_xen = 0x100
+        self.m2p_l3 = 0
+        self._build_m2p()
+
+    # -- Xen's own frames and the M2P ------------------------------------------
+    def xen_frame(self) -> int:
+        """A frame from the range Xen keeps for itself."""
+        mfn = self._next_xen
+        if mfn >= self.host.xen_reserved:
+            raise MemoryError("Xen's reserved memory is exhausted")
+        self._next_xen += 1
+        self.host.mem.zero_frame(mfn)
+        self.pv.assign(mfn, abi.DOMID_XEN)
+        return mfn
+
+    def _build_m2p(self) -> None:
+        mem = self.host.mem
+        nr = mem.nr_frames
+        pages = (nr * 8 + 4095) // 4096
+        self.m2p_frames = [self.xen_frame() for _ in range(pages)]
+        l1s = [self.xen_frame() for _ in range((pages + 511) // 512)]
+        l2 = self.xen_frame()
+        self.m2p_l3 = self.xen_frame()
+        ro = PTE_P | PTE_US | PTE_NX
+        for i, mfn in enumerate(self.m2p_frames):
+            mem.write_u64((l1s[i // 512] << 12) + (i % 512) * 8, (mfn << 12) | ro)
+        for i, l1 in enumerate(l1s):
+            mem.write_u64((l2 << 12) + i * 8, (l1 << 12) | PTE_P | PTE_US)
+        mem.write_u64(self.m2p_l3 << 12, (l2 << 12) | PTE_P | PTE_US)
+        invalid = (0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little") * 512
+        for mfn in self.m2p_frames:
+            mem.write(mfn << 12, invalid)
+
+    def set_m2p(self, mfn: int, pfn: int) -> None:
+        self.pv.m2p[mfn] = pfn
+        page, idx = divmod(mfn * 8, 4096)
+        self.host.mem.write_u64((self.m2p_frames[page] << 12) + idx, pfn)
+
+    def _xen_l4_slots(self, mfn: int, domid: int) -> dict[int, int]:
+        """init_xen_l4_slots(): what Xen puts in slots 256-271 of every guest L4."""
+        return {256: (self.m2p_l3 << 12) | PTE_P | PTE_US}
+
+    # -- ownership ------------------------------------------------------------
+    def assign(self, mfn: int, owner: int | None) -> None:
+        self.pv.assign(mfn, abi.DOMID_XEN if owner is None else owner)
+
+    def release(self, mfn: int) -> None:
+        self.pv.release(mfn)
+        page, idx = divmod(mfn * 8, 4096)
+        self.host.mem.write_u64((self.m2p_frames[page] << 12) + idx, 0xFFFF_FFFF_FFFF_FFFF)
+
+    def frames_of(self, domid: int) -> list[int]:
+        return [mfn for mfn, pg in enumerate(self.pv.pages) if pg.owner == domid]
+
+    def destroy_domain(self, domid: int) -> None:
+        self.pv.destroy_domain(domid)
+
+    # -- hypercalls -------------------------------------------------------------
+    def mmu_update(self, v, reqs: list[tuple[int, int]], foreigndom: int) -> tuple[int, int]:
+        self._vcpu = v
+        return self.pv.mmu_update(v.domain.domid, reqs, foreigndom, vcpu=v.id)
+
+    def mmuext_op(self, v, ops: list[dict]) -> tuple[int, int]:
+        self._vcpu = v
+        if v.domain.is_hvm:
+            pin_only = all(o["cmd"] in abi.HVM_ALLOWED_MMUEXT for o in ops)
+            if not pin_only:
+                return -abi.ERRNO["EOPNOTSUPP"], 0
+        return self.pv.mmuext_op(v.domain.domid, ops, vcpu=v.id)
+
+    def update_va_mapping(self, v, va: int, val: int, flags: int) -> int:
+        self._vcpu = v
+        l1e = self.pv.l1e_maddr_for_va(v.cpu.cr3 >> 12, va)
+        return self.pv.update_va_mapping(v.domain.domid, l1e, val, flags, va=va, vcpu=v.id)
+
+    # -- what the rules tell the host -------------------------------------------
+    def _action(self, a: MmuAction) -> None:
+        host = self.host
+        dom = host.domains.get(a.domid)
+        if dom is None:
+            return
+        targets = [dom.vcpus[a.vcpu]] if a.scope == "local" and a.vcpu < len(dom.vcpus) else list(dom.vcpus)
+        for v in targets:
+            cpu = v.cpu
+            if cpu is None:
+                continue
+            if a.kind == "new_baseptr":
+                v.guest_table = a.mfn
+                if v.kernel_mode:
+                    cpu.write_cr(3, a.mfn << 12)
+            elif a.kind == "new_user_baseptr":
+                v.guest_table_user = a.mfn
+                if not v.kernel_mode:
+                    cpu.write_cr(3, a.mfn << 12)
+            elif a.kind == "tlb_flush":
+                cpu.tlb.flush(include_global=True)
+                cpu.flush_caches()
+                host.emit(v, "tlb", op="flush (mmuext_op)", addr=None, entries=0)
+            elif a.kind == "invlpg":
+                cpu.tlb.invlpg(a.va)
+                cpu.flush_caches()
+                host.emit(v, "tlb", op="invlpg (Xen)", addr=a.va, entries=len(cpu.tlb.entries()))
+
+    def _log(self, text: str) -> None:
+        msg = text[len("(XEN) "):] if text.startswith("(XEN) ") else text
+        self.host.log(msg, self._vcpu)
+
+    def _emit(self, **data: Any) -> None:
+        kind = data.pop("kind", "pagetable")
+        self.host.emit(self._vcpu, kind, **data)

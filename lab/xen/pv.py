@@ -1,0 +1,211 @@
+"""PV guests: Xen owns the IDT, so every trap, system call and interrupt comes here first.
+
+A 64-bit PV guest runs its kernel and its user programs both in ring 3, with
+separate kernel and user page tables. Xen tells them apart by the vCPU's
+kernel-mode flag (``TF_kernel_mode``) and switches the tables whenever
+control crosses between them (``toggle_guest_mode``):
+
+* a ``syscall`` from guest user mode enters Xen, which switches to the
+  guest kernel's tables and stack and *bounces* it to the kernel's syscall
+  callback;
+* a ``syscall`` from guest kernel mode is a hypercall (through the hypercall
+  page);
+* an exception is bounced to the handler the kernel registered with
+  ``set_trap_table``, with CR2 placed in ``vcpu_info.arch.cr2``;
+* ``HYPERVISOR_iret`` returns to the guest, to user mode when the saved CS
+  has RPL 3.
+
+Bounce frames are laid out as Xen lays them out for 64-bit PV guests
+(``public/arch-x86/xen-x86_64.h``): ``rcx, r11, [error code,] rip, cs,
+rflags, rsp, ss`` from the new stack pointer up.
+
+The 32-bit profile (``lab_pv32``) runs the guest kernel in ring 1 and makes
+hypercalls with ``int 0x82``; the lab keeps 4-level page tables for it.
+"""
+
+from __future__ import annotations
+
+from ..hw import flags as F
+from ..hw.faults import Fault, mnemonic
+from . import abi
+from .guestmem import GuestFault, copy_from_guest, write_u64
+
+M64 = 0xFFFF_FFFF_FFFF_FFFF
+FLAT_RING3_CS64 = 0xE033
+FLAT_RING3_SS64 = 0xE02B
+FLAT_RING1_CS = 0xE019
+FLAT_RING1_SS = 0xE021
+VGCF_in_syscall = 1 << 8
+VCPU_INFO_CR2 = 16          # offsetof(vcpu_info, arch.cr2)
+
+
+def kernel_cs(dom) -> int:
+    return FLAT_RING1_CS if dom.mode == "pv32" else FLAT_RING3_CS64 & ~3
+
+
+def guest_cpl(dom) -> int:
+    return 1 if dom.mode == "pv32" else 3
+
+
+# ---------------------------------------------------------------- mode switches
+def toggle_guest_mode(host, v, to_kernel: bool, why: str) -> None:
+    """Switch between the guest kernel's and guest user's page tables."""
+    if v.kernel_mode == to_kernel:
+        return
+    v.kernel_mode = to_kernel
+    cpu = v.cpu
+    table = v.guest_table if to_kernel else (v.guest_table_user or v.guest_table)
+    cpu.write_cr(3, table << 12)
+    new_cpl = (1 if v.domain.mode == "pv32" else 3) if to_kernel else 3
+    cpu.set_cpl(new_cpl, why)
+    host.emit(v, "ring", from_cpl=3, to_cpl=3, root=True,
+              why=f"{why}: guest {'user -> kernel' if to_kernel else 'kernel -> user'} "
+                  f"(cr3 {table << 12:#x})")
+
+
+def _push(host, v, sp: int, values: list[int]) -> int:
+    for val in values:
+        sp = (sp - 8) & M64
+        write_u64(host, v, sp, val)
+    return sp
+
+
+def bounce(host, v, handler: int, *, error_code: int | None, rip: int, what: str,
+           disable_events: bool = False) -> None:
+    """create_bounce_frame(): deliver to the guest kernel at ``handler``."""
+    cpu = v.cpu
+    dom = v.domain
+    from_user = not v.kernel_mode
+    saved_cs = FLAT_RING3_CS64 if from_user else kernel_cs(dom)
+    saved_ss = FLAT_RING3_SS64
+    rsp, rflags = cpu.regs[4], cpu.rflags
+    if from_user:
+        toggle_guest_mode(host, v, True, what)
+        sp = v.kernel_sp
+        if sp == 0:
+            host.crash(dom, f"no kernel stack (stack_switch) for a bounce from user mode ({what})", v)
+            return
+    else:
+        sp = rsp
+    sp &= ~0xF
+    frame = [saved_ss, rsp, rflags, saved_cs, rip]
+    if error_code is not None:
+        frame.append(error_code)
+    frame += [cpu.regs[11], cpu.regs[1]]
+    try:
+        sp = _push(host, v, sp, frame)
+    except GuestFault as e:
+        host.crash(dom, f"cannot write the bounce frame for {what}: {e}", v)
+        return
+    cpu.regs[4] = sp
+    cpu.rip = handler
+    if disable_events:
+        _set_event_mask(host, v, True)
+
+
+def _set_event_mask(host, v, masked: bool) -> None:
+    dom = v.domain
+    if dom.shared_info_mfn:
+        host.mem.write((dom.shared_info_mfn << 12) + v.id * 64 + 1, b"\x01" if masked else b"\x00")
+
+
+# ---------------------------------------------------------------- entry points
+def on_syscall(host, v, nxt: int) -> None:
+    cpu = v.cpu
+    if v.kernel_mode and v.domain.mode != "pv32":
+        hypercall_from_guest(host, v, nxt)
+        return
+    # A system call from guest user mode: bounce to the kernel's syscall callback.
+    target = v.domain.callbacks.get("syscall")
+    host.emit(v, "syscall", nr=cpu.regs[0], rip=nxt - 16, via="syscall -> Xen -> bounce to guest kernel")
+    host.charge(v, "hypercall_pv")
+    if not target:
+        host.crash(v.domain, "syscall from user mode with no syscall callback registered", v)
+        return
+    host.emit(v, "trap", vector=None, mnemonic="syscall", error_code=None, cr2=None, rip=nxt - 16, cpl=cpu.cpl,
+              handler="bounce", reason=f"Xen bounces the system call to the guest kernel at {target:#x}")
+    # Xen's syscall bounce leaves rcx/r11 on the frame, as a syscall would have.
+    cpu.regs[1] = nxt
+    cpu.regs[11] = cpu.rflags
+    bounce(host, v, target, error_code=None, rip=nxt, what="syscall bounce")
+
+
+def on_softint(host, v, vector: int, nxt: int) -> None:
+    cpu = v.cpu
+    dom = v.domain
+    if vector == abi.HYPERCALL_VECTOR and dom.mode == "pv32" and v.kernel_mode:
+        hypercall_from_guest(host, v, nxt, compat=True)
+        return
+    entry = dom.trap_table.get(vector)
+    dpl = (entry[0] & 3) if entry else 0
+    if entry is None or cpu.cpl > dpl:
+        # Like hardware: an int n the gate does not allow is a #GP(vector*8+2).
+        on_exception(host, v, Fault(13, vector * 8 + 2, reason=f"int {vector:#x} not allowed from ring {cpu.cpl}"),
+                     rip=nxt - 16)
+        return
+    host.emit(v, "trap", vector=vector, mnemonic=f"int {vector:#x}", error_code=None, cr2=None, rip=nxt - 16,
+              cpl=cpu.cpl, handler="bounce", reason="software interrupt bounced to the guest kernel")
+    bounce(host, v, entry[2], error_code=None, rip=nxt, what=f"int {vector:#x}",
+           disable_events=bool(entry[0] & 4))
+
+
+def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
+    cpu = v.cpu
+    dom = v.domain
+    rip = cpu.rip if rip is None else rip
+    host.charge(v, "exception_delivery")
+    entry = dom.trap_table.get(fault.vector)
+    host.emit(v, "trap", vector=fault.vector, mnemonic=fault.mnemonic, error_code=fault.error_code, cr2=fault.cr2,
+              rip=rip, cpl=cpu.cpl, handler="xen" if entry is None else "bounce",
+              reason=fault.reason or mnemonic(fault.vector))
+    if fault.vector == 14 and fault.cr2 is not None and dom.shared_info_mfn:
+        host.mem.write_u64((dom.shared_info_mfn << 12) + v.id * 64 + VCPU_INFO_CR2, fault.cr2)
+    if entry is None:
+        host.crash(dom, f"unhandled {fault.mnemonic} at {rip:#x} ({fault.reason}): no handler in the trap table", v)
+        return
+    bounce(host, v, entry[2], error_code=fault.error_code, rip=rip, what=fault.mnemonic,
+           disable_events=bool(entry[0] & 4))
+
+
+# ---------------------------------------------------------------- hypercalls
+def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
+    from .hypercalls import dispatch
+    cpu = v.cpu
+    r = cpu.regs
+    if compat:
+        nr = r[0] & 0xFFFFFFFF
+        args = [r[3] & 0xFFFFFFFF, r[1] & 0xFFFFFFFF, r[2] & 0xFFFFFFFF, r[6] & 0xFFFFFFFF, r[7] & 0xFFFFFFFF]
+    else:
+        nr = r[0]
+        args = [r[7], r[6], r[2], r[10], r[8]]
+    cpu.rip = nxt
+    ret = dispatch(host, v, nr, args)
+    if ret is not None:               # iret and a few others set the state themselves
+        r[0] = ret & (0xFFFFFFFF if compat else M64)
+
+
+def do_iret(host, v) -> int | None:
+    """HYPERVISOR_iret: pop struct iret_context from the guest kernel stack."""
+    cpu = v.cpu
+    sp = cpu.regs[4]
+    try:
+        raw = copy_from_guest(host, v, sp, 9 * 8)
+    except GuestFault as e:
+        host.crash(v.domain, f"iret with a bad stack: {e}", v)
+        return None
+    rax, r11, rcx, flags, rip, cs, rflags, rsp, ss = (int.from_bytes(raw[i:i + 8], "little") for i in range(0, 72, 8))
+    cpu.regs[0] = rax
+    if not flags & VGCF_in_syscall:
+        cpu.regs[11] = r11
+        cpu.regs[1] = rcx
+    cpu.regs[4] = rsp
+    cpu.rip = rip
+    # The guest's IF is virtual: it becomes the event mask; the real IF stays on.
+    _set_event_mask(host, v, not rflags & F.IF)
+    cpu.rflags = (rflags & ~(F.IOPL_MASK | F.IF)) | F.IF
+    to_user = (cs & 3) == 3
+    if to_user:
+        toggle_guest_mode(host, v, False, "HYPERVISOR_iret")
+    else:
+        v.kernel_mode = True
+    return None

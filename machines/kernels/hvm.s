@@ -1,0 +1,75 @@
+; The lab kernel as an HVM guest: the native kernel, unmodified.
+;
+; It runs in non-root ring 0 and executes the same privileged instructions as
+; on bare metal (native_ops.s); the VMCS decides which of them leave the
+; guest as VM exits: port I/O, hlt, cpuid, some MSRs. Its memory is guest-
+; physical, translated again by Xen's EPT (or shadowed, with hap=0).
+;
+; The one addition is what Linux also does on an HVM guest: look for Xen
+; with CPUID, give it a hypercall page through the MSR that CPUID names, and
+; ask for Xen's version with a hypercall (vmcall on Intel, vmmcall on AMD,
+; inside the page Xen wrote).
+
+.include "common/layout.inc"
+
+.data
+.org 0xffff888000300000
+.bss
+.org 0xffff888000340000
+
+.include "common/boot_stub.s"
+
+.text
+.org 0xffff888000200000
+.equ TRAP_INIT_OP, hvm_trap_init
+.include "native_ops.s"
+
+; hvm_trap_init: the native set-up, then find Xen and set up the hypercall page
+hvm_trap_init:
+    call native_trap_init
+    mov eax, 0x40000000
+    cpuid
+    cmp ebx, 0x566e6558              ; "XenV"
+    jne .no_xen
+    cmp ecx, 0x65584d4d              ; "MMXe"
+    jne .no_xen
+    cmp edx, 0x4d4d566e              ; "nVMM"
+    jne .no_xen
+    mov eax, 0x40000002
+    cpuid                            ; ebx = the MSR that takes the hypercall page
+    mov ecx, ebx
+    lea rax, [rip + hypercall_page]
+    mov rdx, DIRECT_MAP
+    sub rax, rdx                     ; its guest-physical address
+    mov rdx, rax
+    shr rdx, 32
+    wrmsr
+    xor edi, edi                     ; XENVER_version
+    xor esi, esi
+    call hypercall_page + 17*32      ; __HYPERVISOR_xen_version
+    push rax
+    lea rdi, [rip + msg_xen]
+    call puts
+    mov rdi, [rsp]
+    shr rdi, 16
+    call put_dec
+    lea rdi, [rip + msg_dot]
+    call puts
+    pop rdi
+    and rdi, 0xffff
+    call put_dec
+    lea rdi, [rip + msg_newline]
+    call puts
+.no_xen:
+    ret
+
+.align 4096
+hypercall_page:
+    .zero 4096
+
+.data
+flavour_name:   .asciz "HVM guest, non-root ring 0"
+msg_xen:        .asciz "hvm: found Xen with CPUID, hypercall page set; Xen "
+msg_dot:        .asciz "."
+
+.include "common/kernel.s"
