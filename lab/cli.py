@@ -55,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     until = parse_spec(args.until) if args.until else None
     result = run_headless(args.target, steps=args.steps, until=until, program=args.program, arg=args.arg,
                           trace_path=args.trace, costs=args.costs)
+    for w in result.warnings:
+        print(w, file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(summary=args.summary), indent=2))
         return 0
@@ -65,6 +67,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.summary:
         from .session.summary import format_summary
         print(format_summary(result.summary))
+    return 0
+
+
+# --------------------------------------------------------------------- xl
+XL_COMMANDS = ("list", "info", "dmesg", "console", "vcpu-list", "create", "destroy", "pause", "unpause",
+               "shutdown")
+
+
+def cmd_xl(args: argparse.Namespace) -> int:
+    from .session.scenario import DEFAULT_SCENARIO, load_scenario, start_scenario
+    from .session.xlcommand import run_xl
+    host, xl = start_scenario(load_scenario(args.scenario or DEFAULT_SCENARIO))
+    if args.steps:
+        host.run(args.steps)
+    out = run_xl(xl, [args.xl_command] + args.xl_args)
+    for w in xl.warnings:
+        print(w, file=sys.stderr)
+    if out:
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
 
 
@@ -83,6 +104,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- open
+def cmd_open(args: argparse.Namespace) -> int:
+    target = getattr(args, "target", None)
+    if target is not None:
+        from .paths import display
+        # Check the file before the screen takes over the terminal, so a typo is one line.
+        p = Path(target)
+        if not p.exists():
+            raise UserError(f"{display(p)}: no such file")
+        if p.suffix != ".s":
+            raise UserError(f"{display(p)}: expected a kernel source (.s)")
+    from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
+    make_app(target).run()
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = []
 
 
@@ -93,7 +130,8 @@ def _setup_asm(p: argparse.ArgumentParser) -> None:
 
 
 def _setup_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="a kernel source (.s) to boot on the bare machine")
+    p.add_argument("target", nargs="+",
+                   help="a kernel source (.s) for the bare machine, a scenario (.toml), or xl.cfg files")
     p.add_argument("--steps", type=_int, default=None, help="stop after N guest instructions")
     p.add_argument("--until", metavar="KIND[:NAME]", help="stop at the first matching event, e.g. trap:#PF")
     p.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON Lines")
@@ -104,6 +142,19 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--costs", default=None, help="cycle cost table (default machines/costs.toml)")
 
 
+def _setup_open(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?", default=None,
+                   help="a kernel source (.s) to boot on the bare machine (default: the native kernel)")
+
+
+def _setup_xl(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", default=None, help="the host and domains (default machines/default.toml)")
+    p.add_argument("--steps", type=_int, default=0, help="run the guests this many instructions first")
+    p.add_argument("xl_command", choices=XL_COMMANDS, metavar="COMMAND",
+                   help="one of: " + ", ".join(XL_COMMANDS))
+    p.add_argument("xl_args", nargs="*", metavar="ARG")
+
+
 def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
@@ -112,7 +163,9 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
 COMMANDS += [
     ("asm", "assemble a source file and print its listing", _setup_asm, cmd_asm),
     ("run", "run a machine headless and print what happened", _setup_run, cmd_run),
+    ("xl", "run an xl command against a scenario (list, info, console NAME, dmesg ...)", _setup_xl, cmd_xl),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
+    ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
 ]
 
 
@@ -133,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return 0
+            return cmd_open(args)
         handler = {name: fn for name, _, _, fn in COMMANDS}[args.command]
         return handler(args)
     except UserError as e:

@@ -60,6 +60,12 @@ class Machine:
         """The CPUs a learner can focus: (label, domain, vcpu, cpu)."""
         return [("bare metal", None, 0, self.cpu)]
 
+    def images_for(self, dom: int | None) -> dict[str, Any]:
+        return self.images
+
+    def console_of(self, dom: int | None) -> str:
+        return self.console.output
+
     # -- running ------------------------------------------------------------
     @property
     def stopped(self) -> str | None:

@@ -191,6 +191,15 @@ def _summary(session: Session, args: list[str]) -> str:
     return format_summary(summarize(session.machine.trace.events))
 
 
+@command("xl", "xl COMMAND [ARGS]", "the Xen toolstack: list, info, dmesg, console NAME, vcpu-list, create CFG ...")
+def _xl(session: Session, args: list[str]) -> str:
+    xl = getattr(session.machine, "toolstack", None)
+    if xl is None:
+        raise UserError("xl needs a Xen host; this is a bare machine (open a scenario, e.g. machines/default.toml)")
+    from .xlcommand import run_xl
+    return run_xl(xl, args)
+
+
 @command("digest", "digest", "print a hash of the whole machine state")
 def _digest(session: Session, args: list[str]) -> str:
     return session.machine.digest()

@@ -1,4 +1,9 @@
-"""``xenlab run``: run a machine without a screen and report what happened."""
+"""``xenlab run``: run a machine without a screen and report what happened.
+
+The target is a kernel source (``.s``: the bare machine), a scenario
+(``.toml``: a Xen host and its domains) or one or more xl.cfg files (each
+becomes a domain on the default host, next to Domain-0).
+"""
 
 from __future__ import annotations
 
@@ -26,31 +31,60 @@ class RunResult:
     until_hit: dict | None
     console: str
     summary: dict[str, Any] = field(default_factory=dict)
+    domains: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def status_line(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else "still running"
         hit = ""
         if self.until_hit is not None:
             hit = f"; reached {self.until_hit['kind']} event #{self.until_hit['seq']}"
-        return (f"[{state} after {self.instructions:,} instructions, {self.cycles:,} cycles"
-                f" ({self.idle_cycles:,} idle){hit}]")
+        idle = f" ({self.idle_cycles:,} idle)" if not self.domains else ""
+        return f"[{state} after {self.instructions:,} instructions, {self.cycles:,} cycles{idle}{hit}]"
 
     def to_json(self, summary: bool = True) -> dict[str, Any]:
         out = {"target": self.target, "instructions": self.instructions, "cycles": self.cycles,
                "idle_cycles": self.idle_cycles, "stopped": self.stopped, "until": self.until_hit,
-               "console": self.console}
+               "console": self.console, "domains": self.domains, "warnings": self.warnings}
         if summary:
             out["summary"] = self.summary
         return out
 
 
-def run_headless(target: str, *, steps: int | None = None, until: EventSpec | None = None,
+def _write_trace(trace, path: str, target: str) -> None:
+    try:
+        with open(path, "w") as fp:
+            trace.write_jsonl(fp, {"target": target, "lab_format": FORMAT_VERSION})
+    except OSError as e:
+        raise UserError(f"{path}: cannot write: {e.strerror}") from None
+
+
+def build_target(targets: list[str], program: str | None = None, arg: int = 0, costs: str | None = None):
+    """The machine a target names: (kind, machine, toolstack or None, warnings)."""
+    paths = [Path(t) for t in targets]
+    suffixes = {p.suffix for p in paths}
+    if suffixes == {".s"} and len(paths) == 1:
+        m = native_machine(paths[0], Path(program) if program else DEFAULT_PROGRAM, arg=arg, costs=costs)
+        return "native", m, None, []
+    from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario, start_scenario
+    if suffixes == {".toml"} and len(paths) == 1:
+        host, xl = start_scenario(load_scenario(paths[0]))
+        return "xen", host, xl, xl.warnings
+    if suffixes == {".cfg"}:
+        sc = load_scenario(DEFAULT_SCENARIO)
+        host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
+        for p in paths:
+            xl.create(p)
+        return "xen", host, xl, xl.warnings
+    bad = next((p for p in paths if p.suffix not in (".s", ".toml", ".cfg")), paths[0])
+    raise UserError(f"{display(bad)}: expected a kernel source (.s), a scenario (.toml) or xl.cfg files (.cfg)")
+
+
+def run_headless(target: str | list[str], *, steps: int | None = None, until: EventSpec | None = None,
                  program: str | None = None, arg: int = 0, trace_path: str | None = None,
                  costs: str | None = None) -> RunResult:
-    path = Path(target)
-    if path.suffix != ".s":
-        raise UserError(f"{display(path)}: expected a kernel source (.s)")
-    machine = native_machine(path, Path(program) if program else DEFAULT_PROGRAM, arg=arg, costs=costs)
+    targets = [target] if isinstance(target, str) else list(target)
+    kind, machine, xl, warnings = build_target(targets, program, arg, costs)
     limit = steps if steps is not None else DEFAULT_LIMIT
     hit = None
     if until is not None:
@@ -58,13 +92,24 @@ def run_headless(target: str, *, steps: int | None = None, until: EventSpec | No
         hit = ev.to_dict() if ev is not None else None
     else:
         machine.run(limit)
-    machine.console.flush()
+    shown = ", ".join(display(t) for t in targets)
     if trace_path:
-        try:
-            with open(trace_path, "w") as fp:
-                machine.trace.write_jsonl(fp, {"target": display(path), "lab_format": FORMAT_VERSION})
-        except OSError as e:
-            raise UserError(f"{trace_path}: cannot write: {e.strerror}") from None
-    cpu = machine.cpu
-    return RunResult(display(path), cpu.icount, cpu.cycles, machine.idle_cycles, cpu.stopped, hit,
-                     machine.console.output, summarize(machine.trace.events))
+        _write_trace(machine.trace, trace_path, shown)
+    if kind == "native":
+        machine.console.flush()
+        cpu = machine.cpu
+        return RunResult(shown, cpu.icount, cpu.cycles, machine.idle_cycles, cpu.stopped, hit,
+                         machine.console.output, summarize(machine.trace.events))
+    host = machine
+    domains = []
+    console = []
+    for d in sorted(host.domains.values(), key=lambda d: d.domid):
+        domains.append({"domid": d.domid, "name": d.name, "mode": d.mode, "state": d.state,
+                        "reason": d.crash_reason or d.shutdown_reason,
+                        "instructions": sum(v.cpu.icount for v in d.vcpus if v.cpu is not None)})
+        if d.console_output:
+            console.append(f"--- {d.name} (d{d.domid}, {d.mode}) ---\n{d.console_output.rstrip()}\n")
+    alive = [d["name"] for d in domains if d["state"] == "running" and d["domid"] != 0]
+    stopped = None if alive else "every guest has stopped"
+    return RunResult(shown, host.instructions, max(host.clock), 0, stopped, hit, "".join(console),
+                     summarize(host.trace.events), domains, warnings)

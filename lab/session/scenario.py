@@ -98,7 +98,9 @@ def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0
     for vid in range(dom0_vcpus):
         host.new_vcpu(dom0, vid, None)          # dom0's work is the lab's services, in Python
     host.services["xenconsoled"] = ConsoleDaemon(host)
-    return host, Toolstack(host)
+    xl = Toolstack(host)
+    host.toolstack = xl
+    return host, xl
 
 
 def start_scenario(scenario: Scenario, keep_trace: bool = True) -> tuple[XenHost, Toolstack]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..hw import paging
+from ..hw.ept import EptTranslator, ept_walk
 from ..hw.cpu import Cpu
 from ..hw.flags import describe as describe_flags
 from ..isa.disassembler import disassemble
@@ -127,13 +128,28 @@ class Session:
         del c
         return bytes(out[start:start + n])
 
+    def _walk(self, c, va: int, cpl: int) -> paging.WalkResult:
+        """A look at the tables that changes nothing: no A/D bits, no TLB fill.
+
+        A non-root CPU with EPT walks two dimensions: each guest table and the
+        final address are translated guest-physical -> machine through EPT.
+        """
+        ept = None
+        if not c.root and c.vmcs is not None and c.vmcs.ept:
+            ept = EptTranslator(self.machine.mem, c.vmcs.eptp, set_ad=False)
+        return paging.walk(self.machine.mem, c.walk_root(), va, access="r", cpl=cpl, set_ad=False,
+                           table_translate=ept)
+
     def translate_quietly(self, va: int, ref: VcpuRef | None = None) -> int | None:
         ref = ref or self.focus
         c = ref.cpu
         if not c.paging:
+            if not c.root and c.vmcs is not None and c.vmcs.ept:
+                res = ept_walk(self.machine.mem, c.vmcs.eptp, va, "r", set_ad=False)
+                return res.hpa if res.ok else None
             return va
-        res = paging.walk(self.machine.mem, c.walk_root(), va, access="r", cpl=0, set_ad=False)
-        return res.pa if res.ok else None
+        res = self._walk(c, va, 0)
+        return res.hpa if res.ok else None
 
     def walk(self, va: int, ref: VcpuRef | None = None) -> tuple[paging.WalkResult, list[str]]:
         """Walk ``va`` through the focused CPU's tables without changing anything."""
@@ -141,14 +157,14 @@ class Session:
         c = ref.cpu
         if not c.paging:
             raise UserError("paging is off on this CPU: addresses are physical")
-        res = paging.walk(self.machine.mem, c.walk_root(), va, access="r", cpl=c.cpl, set_ad=False)
+        res = self._walk(c, va, c.cpl)
         return res, paging.walk_steps_text(res)
 
     def source_view(self, radius: int = 6, ref: VcpuRef | None = None) -> list[tuple[int, str, bool]]:
         """Source lines around the instruction about to run: (address, text, is_current)."""
         ref = ref or self.focus
         rip = ref.cpu.rip
-        for image in self.machine.images.values():
+        for image in self.machine.images_for(ref.dom).values():
             line = image.source_line(rip)
             if line is None:
                 continue
@@ -162,5 +178,5 @@ class Session:
             return out
         return [(rip, f"{rip:#018x}  {self.disassemble_at(rip, ref)}", True)]
 
-    def console(self) -> str:
-        return self.machine.console.output
+    def console(self, ref: VcpuRef | None = None) -> str:
+        return self.machine.console_of((ref or self.focus).dom)

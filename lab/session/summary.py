@@ -31,7 +31,8 @@ def summarize(events: Iterable[Event]) -> dict[str, Any]:
             g["vmexits"][ev.data.get("reason")] += 1
             c["vmexits"][ev.data.get("reason")] += cost
         elif ev.kind == "trap":
-            g["traps"][f"{ev.data.get('mnemonic')} ({ev.data.get('vector')})"] += 1
+            vec = ev.data.get("vector")
+            g["traps"][f"{ev.data.get('mnemonic')}" + (f" ({vec})" if vec is not None else "")] += 1
         elif ev.kind == "syscall":
             g["syscalls"][str(ev.data.get("nr"))] += 1
         elif ev.kind == "ioport":

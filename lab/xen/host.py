@@ -453,6 +453,36 @@ class XenHost:
         self.clock[p] += max(1, cost)
         v.run_cycles += max(1, cost)
 
+    def step(self) -> None:
+        """One guest instruction (on whichever vCPU the scheduler runs next)."""
+        self.run(1)
+
+    def run_until(self, predicate: Callable[[Event], bool], max_insns: int = 50_000_000) -> Event | None:
+        hit: list[Event] = []
+
+        def watch(ev: Event) -> None:
+            if not hit and predicate(ev):
+                hit.append(ev)
+                self.yield_now = True
+                for d in self.domains.values():
+                    for v in d.vcpus:
+                        if v.cpu is not None:
+                            v.cpu.yield_now = True
+        self.trace.listeners.append(watch)
+        try:
+            self.run(max_insns, stop=lambda: bool(hit))
+        finally:
+            self.trace.listeners.remove(watch)
+        return hit[0] if hit else None
+
+    def images_for(self, dom: int | None) -> dict[str, Any]:
+        d = self.domains.get(dom) if dom is not None else None
+        return d.images if d is not None else {}
+
+    def console_of(self, dom: int | None) -> str:
+        d = self.domains.get(dom) if dom is not None else None
+        return d.console_output if d is not None else ""
+
     # -- state ------------------------------------------------------------------------
     def vcpu_refs(self) -> list[tuple[str, int | None, int, Cpu]]:
         out = []

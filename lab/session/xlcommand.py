@@ -1,0 +1,38 @@
+"""The ``xl`` command line, shared by ``xenlab xl``, the TUI and the shell."""
+
+from __future__ import annotations
+
+from ..dom0.toolstack import Toolstack
+from ..errors import UserError
+
+USAGE = {
+    "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg", "console": "xl console DOMAIN",
+    "vcpu-list": "xl vcpu-list", "create": "xl create CFG", "destroy": "xl destroy DOMAIN",
+    "pause": "xl pause DOMAIN", "unpause": "xl unpause DOMAIN", "shutdown": "xl shutdown DOMAIN",
+}
+
+
+def run_xl(xl: Toolstack, words: list[str]) -> str:
+    if not words:
+        raise UserError("xl: which command? (" + ", ".join(USAGE) + ")")
+    cmd, args = words[0], words[1:]
+    if cmd not in USAGE:
+        raise UserError(f"xl: unknown command '{cmd}' (known: {', '.join(USAGE)})")
+    needs_one = cmd in ("console", "create", "destroy", "pause", "unpause", "shutdown")
+    if needs_one and len(args) != 1:
+        raise UserError(f"usage: {USAGE[cmd]}")
+    if cmd == "list":
+        return xl.list()
+    if cmd == "info":
+        return xl.info(args[0] if args else None)
+    if cmd == "dmesg":
+        return xl.dmesg()
+    if cmd == "vcpu-list":
+        return xl.vcpu_list()
+    if cmd == "console":
+        return xl.console(args[0]) or f"(no console output from {args[0]} yet)"
+    if cmd == "create":
+        dom = xl.create(args[0])
+        return f"Parsing config from {args[0]}\ncreated {dom.name} (d{dom.domid})"
+    getattr(xl, cmd)(args[0])
+    return ""

@@ -1,0 +1,471 @@
+"""The xenlab app: wires the runner (simulation thread) to the main screen.
+
+``make_app`` builds the app without running it, so tests, snapshot modules
+and the ``xenlab`` command all get the same app.
+
+About thirty times a second ``_pump`` drains the runner's event buffer into
+the log panes (one batch per pane), writes replies to the command output and,
+when the runner has published a new StateView, redraws the state panes, all
+under one ``batch_update``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.text import Text
+from textual import events
+from textual.app import App
+from textual.binding import Binding
+from textual.content import Content
+from textual.widgets import RichLog, Static
+
+from ..errors import UserError
+from ..paths import display
+from ..session.commands import REGISTRY, execute
+from ..session.eventspec import EventSpec, parse_spec
+from ..trace import KINDS
+from .actions import ACTIONS, GROUPS, SCREEN_COMMANDS, TIMED_COMMANDS
+from .palette import LabCommands
+from .runner import (BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, AnyEvent,
+                     AnyOf, Runner, StateView, split_command)
+from .screens.help import HelpScreen
+from .screens.main import MainScreen
+from .state import CALL_KINDS, IO_KINDS
+from .widgets.domains import DomainTree
+from .widgets.logs import CallsPane, DevicePane, route
+from .widgets.text import Text as TextView
+
+DARK, LIGHT = "textual-dark", "textual-light"
+SWITCH_INTERVAL = 0.005      # seconds; see on_mount
+TIME_ACTIONS = ("run", "pause", "run_pause", "step", "step_event", "until_xen")
+_GROUPS = {name: Binding.Group(label, compact=True) for name, label in GROUPS.items()}
+
+
+def status_content(runner: Runner, view: StateView | None, shown: int, width: int = 200) -> Content:
+    """The status bar: state, speed, simulated time, instructions, breakpoints, events."""
+    compact = width < 110
+    mode = runner.mode
+    style = {RUNNING: "$text-success bold", PAUSED: "$text-warning bold", STOPPED: "$text-error bold",
+             NO_MACHINE: "$text-error bold", CRASHED: "$text-error bold", BOOTING: "$text-muted"}.get(mode, "bold")
+    label = mode
+    if mode == RUNNING and runner.job_label:
+        label = f"running {runner.job_label}"
+    elif mode == STOPPED and view is not None and view.stopped:
+        label = f"stopped: {view.stopped}"
+    if compact and len(label) > 28:
+        label = label[:27] + "…"
+    sep = " │ "
+    speed = runner.speed_label
+    parts: list[Any] = [(f" ● {label}", style), sep]
+    parts += [speed.replace(" insn/tick", "/tick").replace("full speed", "full")] if compact else \
+        [("speed ", "$text-muted"), speed]
+    if view is not None:
+        cpu = view.cpu
+        parts += [sep, ("cyc " if compact else "cycle ", "$text-muted"), f"{cpu['cycles']:,}"]
+        if view.cpu_hz and not compact:
+            parts.append((f" ({cpu['cycles'] / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
+        parts += [sep, ("insn ", "$text-muted"), f"{cpu['icount']:,}"]
+        if view.breakpoints and not compact:
+            parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
+    seen = runner.stats.events_seen
+    parts += [sep, ("ev " if compact else "events ", "$text-muted"), f"{seen:,}"]
+    dropped = seen - shown - len(runner.events)
+    if dropped > 0 and not compact:
+        parts.append((f" ({dropped:,} only in the trace)", "$text-muted"))
+    return Content.assemble(*parts)
+
+
+def help_listing(name: str | None = None) -> str:
+    """``help`` on the screen: the lab's commands plus the screen's own."""
+    screen_cmds = {c.name: c for c in SCREEN_COMMANDS}
+    if name:
+        cmd = REGISTRY.get(name) or screen_cmds.get(name)
+        if cmd is None:
+            raise UserError(f"no command '{name}'")
+        return f"{cmd.usage}\n  {cmd.summary}"
+    rows = [(c.usage, c.summary) for c in sorted(REGISTRY.values(), key=lambda c: c.name)]
+    width = max(len(u) for u, _ in rows + [(c.usage, "") for c in SCREEN_COMMANDS])
+    out = [f"{u:<{width}}  {s}" for u, s in rows]
+    out.append("")
+    out.append("on this screen also:")
+    out += [f"{c.usage:<{width}}  {c.summary}" for c in SCREEN_COMMANDS]
+    out.append("")
+    out.append("keys: " + ", ".join(f"{a.key.upper()} {a.label}" for a in ACTIONS) + ", ctrl+p palette")
+    return "\n".join(out)
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise UserError(f"the count must be a number, not '{text}'") from None
+    if n < 1:
+        raise UserError("the count must be at least 1")
+    return n
+
+
+class XenLab(App[None]):
+    """The on-screen lab."""
+
+    CSS_PATH = ["app.tcss", "main.tcss"]
+    TITLE = "xenlab"
+    COMMANDS = App.COMMANDS | {LabCommands}
+    BINDINGS = [Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.tooltip,
+                        group=_GROUPS.get(a.group)) for a in ACTIONS] + [
+        Binding("question_mark", "help", "Help", show=False, id="help_key",
+                tooltip="Open the help screen (when not typing a command)"),
+    ]
+
+    def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
+                 tick: float = TICK, max_rows: int = 2000) -> None:
+        super().__init__()
+        self.runner = runner
+        if theme:
+            self.theme = theme
+        self.sub_title = subtitle
+        self.tick = tick
+        self.max_rows = max_rows
+        self._switch_interval = sys.getswitchinterval()
+        self._pump_timer: Any = None
+        self.events_shown = 0
+        self.ticks = 0
+        self._gen = 0
+        self._mode = ""
+        self._status_key: tuple = ()
+        #: What the command output shows, as (kind, text): the pane's plain record.
+        self.transcript: deque[tuple[str, str]] = deque(maxlen=2000)
+        self._command_pending: str | None = None
+        self.view: StateView | None = None
+        self.screen_error: Exception | None = None
+        names = sorted(set(REGISTRY) | {c.name for c in SCREEN_COMMANDS})
+        self.main = MainScreen(names, sorted(KINDS))
+
+    # -- lifecycle ----------------------------------------------------------------
+    def get_default_screen(self) -> MainScreen:
+        return self.main
+
+    def on_mount(self) -> None:
+        # The simulation thread is pure Python: with the default 5 ms GIL switch
+        # interval every wake-up of the screen's event loop waits up to 5 ms.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self.runner.start()
+        self._pump_timer = self.set_interval(self.tick, self._on_tick, name="pump")
+
+    def on_unmount(self) -> None:
+        if self._pump_timer is not None:
+            self._pump_timer.stop()
+        self.runner.close()
+        sys.setswitchinterval(self._switch_interval)
+
+    def _on_tick(self) -> None:
+        if self._exit or not self.screen_stack or not self.main.is_mounted:
+            return
+        try:
+            self.pump()
+        except Exception as exc:        # a drawing bug must not become a traceback on screen
+            self.screen_error = exc
+            try:
+                self.main.show_message(f"screen error: {type(exc).__name__}: {exc}", "err")
+            except Exception:
+                pass
+
+    async def on_event(self, event: events.Event) -> None:
+        # Input first: the simulation gives way while the screen answers a key or click.
+        if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown,
+                              events.MouseScrollUp)) and self.runner.busy:
+            self.runner.give_way()
+            await super().on_event(event)
+            # Until the frame that shows the answer has been drawn (or INPUT_HOLD passes).
+            self.call_after_refresh(self.runner.resume)
+            return
+        await super().on_event(event)
+
+    # -- the pump -------------------------------------------------------------------
+    def pump(self) -> None:
+        """Move what the sim thread produced onto the screen (one batch per tick)."""
+        self.ticks += 1
+        r = self.runner
+        events = r.drain_events(r.events.maxlen or 10_000)
+        self.events_shown += len(events)
+        replies = r.drain_replies()
+        view = r.view
+        main = self.main
+        with self.batch_update():
+            if events:
+                calls = route(events, CALL_KINDS, self.max_rows)
+                if calls:
+                    main.query_one(CallsPane).add(calls)
+                devs = route(events, IO_KINDS, self.max_rows)
+                if devs:
+                    main.query_one(DevicePane).add(devs)
+            for reply in replies:
+                self._write_reply(reply.kind, reply.text)
+            changed = False
+            if view is not None and view.gen != self._gen:
+                self._gen = view.gen
+                self.show_view(view)
+                changed = True
+            status_key = (r.mode, r.job_label, r.speed, self.size.width)
+            if status_key != self._status_key:
+                self._status_key = status_key
+                changed = True
+            if changed or not r.busy and self.ticks % 6 == 0:
+                # The status follows the views (at most ten a second while running).
+                main.query_one("#status", TextView).show(
+                    status_content(r, self.view, self.events_shown, self.size.width))
+            if r.mode != self._mode:
+                self._mode = r.mode
+                self.refresh_bindings()
+                if r.mode in (NO_MACHINE, CRASHED) and r.error:
+                    main.query_one("#cpu-summary", TextView).show(
+                        Content.styled(f"{r.mode}: {r.error}", "$text-error bold"))
+
+    def show_view(self, view: StateView) -> None:
+        self.view = view
+        main = self.main
+        main.query_one(DomainTree).show(view.vcpus)
+        main.query_one("#cpu").show(view)
+        main.query_one("#pages").show(view)
+        calls = main.query_one(CallsPane)
+        devio = main.query_one(DevicePane)
+        calls.images = devio.images = view.images
+        cpu = view.cpu
+        devio.show_console((cpu["dom"], cpu["label"]), view.console)
+
+    # -- output -----------------------------------------------------------------------
+    def _write_reply(self, kind: str, text: str) -> None:
+        self.transcript.append((kind, text))
+        out = self.main.query_one("#output", RichLog)
+        colors = self.theme_variables
+        style = {"err": colors.get("text-error", "red"), "echo": colors.get("text-accent", ""),
+                 "info": colors.get("foreground", "")}.get(kind, "")
+        for line in text.splitlines() or [""]:
+            out.write(Text(line, style=style + (" bold" if kind == "echo" else "")))
+        self.main.show_message(text, kind)
+        if kind == "out" and self._command_pending is not None:
+            pending, self._command_pending = self._command_pending, None
+            if self.main.layout_name != "wide" and "\n" in text:
+                self.main.activate("pages" if pending == "walk" else "output")
+
+    def error(self, text: str) -> None:
+        self._write_reply("err", text)
+
+    # -- commands -------------------------------------------------------------------------
+    def on_input_submitted(self, event: Any) -> None:
+        event.stop()
+        line = event.value.strip()
+        event.input.value = ""
+        if not line:
+            return
+        self.main.cmd().history.add(line)
+        self.submit_command(line)
+
+    def prefill_command(self, text: str) -> None:
+        cmd = self.main.cmd()
+        cmd.value = text
+        cmd.cursor_position = len(text)
+        cmd.focus()
+
+    def submit_command(self, line: str) -> None:
+        """Run one command line as if typed; mistakes become a red message."""
+        self._write_reply("echo", f"xen> {line}")
+        try:
+            self._dispatch(line)
+        except UserError as e:
+            self.error(str(e))
+
+    def _dispatch(self, line: str) -> None:
+        words = split_command(line)
+        if not words:
+            return
+        name, args = words[0], words[1:]
+        handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{name}", None)
+        if handler is not None and (name in TIMED_COMMANDS or name == "help"
+                                    or any(c.name == name for c in SCREEN_COMMANDS)):
+            handler(args)
+            return
+        self._require_machine()
+        self._command_pending = name
+        self.runner.command(line)
+
+    def _require_machine(self) -> None:
+        r = self.runner
+        if r.mode == NO_MACHINE:
+            raise UserError(f"no machine is loaded ({r.error})")
+        if r.mode == CRASHED:
+            raise UserError("the simulator stopped with an internal error; restart the lab")
+
+    def _cmd_help(self, args: list[str]) -> None:
+        self._command_pending = "help"
+        self._write_reply("out", help_listing(args[0] if args else None))
+
+    def _cmd_run(self, args: list[str]) -> None:
+        self._require_machine()
+        self.runner.run(_count(args[0]) if args else None)
+
+    def _cmd_step(self, args: list[str]) -> None:
+        self._require_machine()
+        self.runner.step(_count(args[0]) if args else 1)
+
+    def _cmd_until(self, args: list[str]) -> None:
+        self._require_machine()
+        if not args:
+            raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
+        self.runner.until(parse_spec(args[0]), args[0])
+
+    def _cmd_pause(self, args: list[str]) -> None:
+        self.runner.pause()
+
+    def _cmd_speed(self, args: list[str]) -> None:
+        r = self.runner
+        if args:
+            word = args[0].lower()
+            if word == "faster":
+                r.faster()
+            elif word == "slower":
+                r.slower()
+            elif word in ("max", "full"):
+                r.set_speed(len(SPEEDS) - 1)
+            else:
+                n = _count(word)
+                levels = [(abs(math.log10(s) - math.log10(n)), i) for i, s in enumerate(SPEEDS) if s]
+                r.set_speed(min(levels)[1])
+        self._write_reply("info", f"speed: {r.speed_label}")
+
+    def _cmd_filter(self, args: list[str]) -> None:
+        target = self.main.query_one(CallsPane)
+        if args and args[0] in ("calls", "io"):
+            if args[0] == "io":
+                target = self.main.query_one(DevicePane)
+            args = args[1:]
+        f = target.filter
+        try:
+            if not args:
+                pass
+            elif args[0] == "clear":
+                f.set_kind("all")
+                f.set_dom("all")
+            elif args[0] == "kind" and len(args) == 2:
+                f.set_kind(args[1])
+            elif args[0] in ("domain", "dom") and len(args) == 2:
+                f.set_dom(args[1])
+            else:
+                raise UserError("usage: filter [calls|io] [kind KIND|domain DOM|clear]")
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        target.apply_filter()
+        self._write_reply("info", f"filter: {f.describe()}")
+
+    def _cmd_theme(self, args: list[str]) -> None:
+        if not args:
+            self._write_reply("info", f"theme: {self.theme}")
+            return
+        name = {"dark": DARK, "light": LIGHT}.get(args[0], args[0])
+        if name not in self.available_themes:
+            raise UserError(f"no theme '{args[0]}' (try dark, light, or one of: "
+                            f"{', '.join(sorted(self.available_themes))})")
+        self.theme = name
+        self._write_reply("info", f"theme: {name}")
+
+    def _cmd_clear(self, args: list[str]) -> None:
+        self.main.query_one("#output", RichLog).clear()
+        self.transcript.clear()
+
+    def _cmd_quit(self, args: list[str]) -> None:
+        self.exit()
+
+    # -- messages from panes -------------------------------------------------------------
+    def on_domain_tree_focus_requested(self, message: DomainTree.FocusRequested) -> None:
+        if self.runner.mode not in (NO_MACHINE, CRASHED, BOOTING):
+            self.runner.focus(message.spec)
+
+    # -- actions ------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in TIME_ACTIONS:
+            mode = self.runner.mode
+            if action == "run" and mode == RUNNING:
+                return False          # F5 shows "Pause" instead
+            if action == "pause":
+                return mode == RUNNING
+            if mode in (NO_MACHINE, CRASHED, BOOTING, STOPPED):
+                return None
+        return True
+
+    def action_run_pause(self) -> None:
+        self.runner.toggle()
+
+    def action_run(self) -> None:
+        self.runner.run(None)
+
+    def action_pause(self) -> None:
+        self.runner.pause()
+
+    def action_step(self) -> None:
+        self.runner.step(1)
+
+    def action_step_event(self) -> None:
+        self.runner.until(AnyEvent(), "next event")
+
+    def action_until_xen(self) -> None:
+        self.runner.until(AnyOf(EventSpec("hypercall"), EventSpec("vmexit")), "hypercall or vmexit")
+
+    def action_faster(self) -> None:
+        self.runner.faster()
+        self.main.show_message(f"speed: {self.runner.speed_label}")
+
+    def action_slower(self) -> None:
+        self.runner.slower()
+        self.main.show_message(f"speed: {self.runner.speed_label}")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_command_line(self) -> None:
+        cmd = self.main.cmd()
+        if cmd.has_focus:
+            self.main.focus_pane(self.main.visible_panes()[-1])
+        else:
+            cmd.focus()
+
+    def action_next_pane(self) -> None:
+        self.main.next_pane()
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT if self.current_theme.dark else DARK
+
+
+def build_session(target: str | None = None) -> Any:
+    """The session for ``target``: a kernel source (.s) on the bare machine, or the default."""
+    from ..session.build import NATIVE_KERNEL, native_machine
+    from ..session.session import Session
+    if target is None:
+        return Session(native_machine())
+    path = Path(target)
+    if path.suffix != ".s":
+        raise UserError(f"{display(path)}: expected a kernel source (.s)")
+    return Session(native_machine(path if path != NATIVE_KERNEL else NATIVE_KERNEL))
+
+
+def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
+             speed: int | None = None, tick: float = TICK, max_rows: int = 2000) -> XenLab:
+    """Build (not run) the lab app on ``session``, or on a machine built from ``target``.
+
+    The machine is built on the simulation thread, so the screen appears at
+    once; a bad target becomes a message on the screen.
+    """
+    kwargs: dict[str, Any] = {"execute": execute}
+    if speed is not None:
+        kwargs["speed"] = speed
+    if session is not None:
+        runner = Runner(session, **kwargs)
+    else:
+        runner = Runner(factory=lambda: build_session(target), **kwargs)
+    subtitle = "bare metal: " + (display(target) if target else "machines/kernels/native.s")
+    return XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows)

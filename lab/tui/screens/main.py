@@ -1,0 +1,164 @@
+"""The lab's main screen: the panes, the command line and the status bar, laid out by size.
+
+On a small terminal the panes are tabs, one at a time; on a medium one the
+CPU pane stays on the left beside a tabbed column; on a large one every pane
+is on screen in a grid. The same widgets move between layouts through CSS
+classes, so nothing is rebuilt and no state is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Container, Horizontal
+from textual.content import Content
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Header, RichLog, Static, Tab, Tabs
+
+from ..state import layout_for
+from ..widgets.commandline import CommandLine
+from ..widgets.cpu import CpuPane
+from ..widgets.domains import DomainTree
+from ..widgets.footer import KeyFooter
+from ..widgets.logs import CallsPane, DevicePane
+from ..widgets.pages import PagesPane
+from ..widgets.text import Text
+
+#: (id, tab title, border title) in grid order.
+PANES = (
+    ("domains", "Domains", "Domains & vCPUs"),
+    ("cpu", "CPU", "CPU"),
+    ("pages", "Pages", "Page tables & TLB"),
+    ("calls", "Hypercalls", "Hypercalls, exits, traps, syscalls"),
+    ("devio", "Device I/O", "Device I/O & console"),
+    ("output", "Output", "Command output"),
+)
+PANE_IDS = tuple(p[0] for p in PANES)
+
+
+class MainScreen(Screen[None]):
+    """Its styles (lab/tui/main.tcss) are loaded by the app, as this is the default screen."""
+
+    AUTO_FOCUS = "#cmd"
+
+    def __init__(self, command_names: list[str], event_kinds: list[str]) -> None:
+        super().__init__()
+        self._names = command_names
+        self._kinds = event_kinds
+        self.layout_name = ""
+        self.active_pane = "cpu"
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="≡")
+        yield Tabs(*[Tab(title, id=f"tab-{pid}") for pid, title, _ in PANES], active="tab-cpu", id="pane-tabs")
+        with Container(id="panes"):
+            yield DomainTree(id="domains", classes="pane")
+            yield CpuPane(id="cpu", classes="pane")
+            yield PagesPane(id="pages", classes="pane")
+            yield CallsPane(id="calls", classes="pane")
+            yield DevicePane(id="devio", classes="pane")
+            yield RichLog(id="output", classes="pane", max_lines=2000, wrap=True, markup=False,
+                          highlight=False, min_width=20)
+        yield Static("", id="message")
+        with Horizontal(id="cmdbar"):
+            yield Static("xen>", id="prompt")
+            yield CommandLine(self._names, self._kinds, id="cmd", compact=True)
+        yield Text("", id="status")
+        yield KeyFooter(compact=True)
+
+    def on_mount(self) -> None:
+        for pid, _, border in PANES:
+            self.query_one(f"#{pid}").border_title = border
+        self.apply_layout(self.app.size.width, self.app.size.height)
+        self.activate(self.active_pane)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.apply_layout(event.size.width, event.size.height)
+
+    # -- layout -----------------------------------------------------------------
+    def apply_layout(self, width: int, height: int) -> None:
+        name = layout_for(width, height)
+        if name == self.layout_name:
+            return
+        self.layout_name = name
+        for n in ("narrow", "medium", "wide"):
+            self.set_class(n == name, f"-{n}")
+        self.query_one(CpuPane).set_source_radius(3 if name == "narrow" else None)
+        tabs = self.query_one(Tabs)
+        if name == "medium":
+            tabs.hide("tab-cpu")
+            if self.active_pane == "cpu":
+                self.activate("pages")
+        else:
+            tabs.show("tab-cpu")
+
+    def pane(self, pid: str) -> Widget:
+        return self.query_one(f"#{pid}")
+
+    def activate(self, pid: str) -> None:
+        """Show pane ``pid`` (in the tab layouts) and select its tab."""
+        if self.layout_name == "medium" and pid == "cpu":
+            pid = "pages"
+        self.active_pane = pid
+        for other in PANE_IDS:
+            self.pane(other).set_class(other == pid, "-active")
+        tabs = self.query_one(Tabs)
+        if tabs.active != f"tab-{pid}":
+            tabs.active = f"tab-{pid}"
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        # Ignore stale messages: after two quick switches the first one's message
+        # arrives when another tab is already active (answering it would loop).
+        if event.tab is not None and event.tab.id and event.tab.id == event.tabs.active:
+            pid = event.tab.id.removeprefix("tab-")
+            if pid != self.active_pane:
+                self.activate(pid)
+
+    def visible_panes(self) -> list[str]:
+        if self.layout_name == "wide":
+            return list(PANE_IDS)
+        if self.layout_name == "medium":
+            return ["cpu", self.active_pane]
+        return [self.active_pane]
+
+    def next_pane(self) -> str:
+        """Narrow/medium: show the next tab. Wide: move the focus to the next pane."""
+        if self.layout_name == "wide":
+            current = self.focused
+            order = list(PANE_IDS)
+            idx = -1
+            for i, pid in enumerate(order):
+                p = self.pane(pid)
+                if current is not None and (current is p or p in current.ancestors):
+                    idx = i
+            pid = order[(idx + 1) % len(order)]
+            self.focus_pane(pid)
+            return pid
+        order = [p for p in PANE_IDS if not (self.layout_name == "medium" and p == "cpu")]
+        idx = order.index(self.active_pane) if self.active_pane in order else -1
+        pid = order[(idx + 1) % len(order)]
+        self.activate(pid)
+        return pid
+
+    def focus_pane(self, pid: str) -> None:
+        pane = self.pane(pid)
+        if pane.focusable:
+            pane.focus()
+            return
+        for child in pane.query("*"):
+            if child.focusable:
+                child.focus()
+                return
+        pane.focus()
+
+    def show_message(self, text: str, kind: str = "info") -> None:
+        msg = self.query_one("#message", Static)
+        first = text.splitlines()[0] if text else ""
+        msg.update(Content(first))
+        msg.set_class(kind == "err", "-error")
+
+    def cmd(self) -> Any:
+        return self.query_one("#cmd", CommandLine)

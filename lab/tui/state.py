@@ -1,0 +1,124 @@
+"""Plain state behind the screen: command history, log filters, layout choice.
+
+Widgets render these and change them through their methods; nothing here
+imports Textual, so it is tested without a screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+ALL = "all"
+
+#: Kinds shown in the hypercall log and the device I/O log, in filter-cycle order.
+CALL_KINDS = ("hypercall", "vmexit", "trap", "syscall", "sysret")
+IO_KINDS = ("ioport", "mmio", "ioreq", "ring_io", "evtchn", "grant", "xenstore")
+
+
+class History:
+    """Command-line history: ``older``/``newer`` walk it as up and down do in a shell."""
+
+    def __init__(self, limit: int = 500) -> None:
+        self.limit = limit
+        self.items: list[str] = []
+        self._pos: int | None = None     # index into items while browsing
+        self._draft = ""
+
+    def add(self, line: str) -> None:
+        line = line.rstrip()
+        self._pos = None
+        if not line or (self.items and self.items[-1] == line):
+            return
+        self.items.append(line)
+        del self.items[:-self.limit]
+
+    def older(self, current: str) -> str | None:
+        if not self.items:
+            return None
+        if self._pos is None:
+            self._draft = current
+            self._pos = len(self.items)
+        if self._pos == 0:
+            return self.items[0]
+        self._pos -= 1
+        return self.items[self._pos]
+
+    def newer(self) -> str | None:
+        if self._pos is None:
+            return None
+        self._pos += 1
+        if self._pos >= len(self.items):
+            self._pos = None
+            return self._draft
+        return self.items[self._pos]
+
+
+@dataclass
+class LogFilter:
+    """Which events a log pane shows: its kinds, narrowed to one kind and/or one domain."""
+    kinds: tuple[str, ...]
+    kind: str = ALL
+    dom: Any = ALL                     # ALL, None (bare metal) or a domain id
+    doms_seen: list[Any] = field(default_factory=list)
+
+    def accepts_kind(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    def keep(self, ev: Any) -> bool:
+        if self.kind != ALL and ev.kind != self.kind:
+            return False
+        if self.dom != ALL and ev.dom != self.dom:
+            return False
+        return True
+
+    def saw(self, events: Iterable[Any]) -> None:
+        for ev in events:
+            if ev.dom not in self.doms_seen:
+                self.doms_seen.append(ev.dom)
+
+    def cycle_kind(self) -> str:
+        order = [ALL, *self.kinds]
+        self.kind = order[(order.index(self.kind) + 1) % len(order)]
+        return self.kind
+
+    def cycle_dom(self) -> Any:
+        order = [ALL, *sorted(self.doms_seen, key=lambda d: -1 if d is None else d)]
+        i = order.index(self.dom) if self.dom in order else 0
+        self.dom = order[(i + 1) % len(order)]
+        return self.dom
+
+    def set_kind(self, kind: str) -> None:
+        if kind != ALL and kind not in self.kinds:
+            raise ValueError(f"this log shows {', '.join(self.kinds)}; not '{kind}'")
+        self.kind = kind
+
+    def set_dom(self, text: str) -> None:
+        """``all``, ``bare`` (no domain) or a domain id like ``1`` or ``d1``."""
+        t = text.strip().lower()
+        if t == ALL:
+            self.dom = ALL
+        elif t in ("bare", "native", "none", "-"):
+            self.dom = None
+        else:
+            try:
+                self.dom = int(t[1:] if t.startswith("d") else t, 0)
+            except ValueError:
+                raise ValueError(f"a domain is 'all', 'bare' or a number, not '{text}'") from None
+
+    def describe(self) -> str:
+        dom = "all" if self.dom == ALL else ("bare" if self.dom is None else f"d{self.dom}")
+        return f"kind {self.kind} · domain {dom}"
+
+
+#: Layout by terminal size: tabs on small screens, a grid on large ones.
+WIDE_MIN = (160, 42)
+MEDIUM_MIN = (120, 32)
+
+
+def layout_for(width: int, height: int) -> str:
+    if width >= WIDE_MIN[0] and height >= WIDE_MIN[1]:
+        return "wide"
+    if width >= MEDIUM_MIN[0] and height >= MEDIUM_MIN[1]:
+        return "medium"
+    return "narrow"

@@ -1,0 +1,68 @@
+"""The command line: an Input with history and completion of command names."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from textual.binding import Binding
+from textual.suggester import Suggester
+from textual.widgets import Input
+
+from ..state import History
+
+
+class CommandSuggester(Suggester):
+    """Completes the first word from the command names, and event kinds after ``until``/``break``."""
+
+    def __init__(self, names: Iterable[str], kinds: Iterable[str] = ()) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.names = sorted(set(names))
+        self.kinds = sorted(set(kinds))
+
+    async def get_suggestion(self, value: str) -> str | None:
+        return suggest(value, self.names, self.kinds)
+
+
+def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
+    if not value or value != value.lstrip():
+        return None
+    words = value.split(" ")
+    if len(words) == 1:
+        for n in names:
+            if n.startswith(value) and n != value:
+                return n
+        return None
+    if len(words) == 2 and words[0] in ("until", "break", "events") and words[1]:
+        for k in kinds:
+            if k.startswith(words[1]) and k != words[1]:
+                return f"{words[0]} {k}"
+    return None
+
+
+class CommandLine(Input):
+    """Enter runs the line; up/down walk the history; tab accepts the suggestion."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Older", show=False, id="cmd.older", tooltip="Previous command"),
+        Binding("down", "history(1)", "Newer", show=False, id="cmd.newer", tooltip="Next command"),
+        Binding("tab", "complete", "Complete", show=False, id="cmd.complete",
+                tooltip="Accept the suggested completion"),
+    ]
+
+    def __init__(self, names: Iterable[str], kinds: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(placeholder="command: step, until trap:#PF, walk, regs, help ...  (F1 help)",
+                         suggester=CommandSuggester(names, kinds), **kwargs)
+        self.history = History()
+
+    def action_history(self, direction: int) -> None:
+        text = self.history.older(self.value) if direction < 0 else self.history.newer()
+        if text is not None:
+            self.value = text
+            self.cursor_position = len(text)
+
+    def action_complete(self) -> None:
+        if self._suggestion and self._suggestion != self.value:
+            self.value = self._suggestion + " "
+            self.cursor_position = len(self.value)
+        else:
+            self.screen.focus_next()

@@ -1,0 +1,212 @@
+"""The CPU pane: where the focused (v)CPU runs, its registers and the code about to run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from .text import Text
+
+from ..explain import display
+from ..runner import StateView
+
+GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+        "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+CELL = 14          # width of one cell of the rings picture
+
+CR0_BITS = ((1 << 0, "PE"), (1 << 16, "WP"), (1 << 31, "PG"))
+CR4_BITS = ((1 << 5, "PAE"), (1 << 7, "PGE"))
+EFER_BITS = ((1 << 0, "SCE"), (1 << 8, "LME"), (1 << 10, "LMA"), (1 << 11, "NXE"))
+
+_SOURCE = re.compile(r"^(?P<file>.+?):(?P<line>\d+)  (?P<text>.*)$")
+
+CHANGED = "$text-warning bold"
+MUTED = "$text-muted"
+CURRENT = "reverse $accent"
+
+
+def where_words(cpl: int, root: bool) -> str:
+    """What running at this ring and mode usually means, for the caption."""
+    if root:
+        return {0: "full privilege: a bare-metal kernel, or Xen itself",
+                1: "a 32-bit PV guest kernel (Xen keeps ring 0)",
+                2: "unused by Xen and by common kernels",
+                3: "user mode (and, under 64-bit PV, the guest kernel too)"}[cpl]
+    return {0: "an HVM or PVH guest kernel under VMX non-root: privileged, but Xen sees the exits",
+            1: "non-root ring 1 (unusual)", 2: "non-root ring 2 (unusual)",
+            3: "a user program inside an HVM or PVH guest"}[cpl]
+
+
+def decode_bits(value: int, bits: tuple[tuple[int, str], ...]) -> str:
+    return " ".join(name for bit, name in bits if value & bit)
+
+
+def rings_content(view: StateView) -> Content:
+    """Rings 0..3 against root and non-root, with every vCPU placed where it runs now."""
+    cells: dict[tuple[int, bool], list[tuple[str, str]]] = {}
+    hypervisor = any(v.dom is not None for v in view.vcpus)
+    if hypervisor:
+        cells.setdefault((0, True), []).append(("Xen", "$text-warning"))
+    for v in view.vcpus:
+        name = v.label if v.dom is None else f"d{v.dom}v{v.vcpu}"
+        style = CURRENT if v.focused else MUTED
+        cells.setdefault((v.cpl, v.root), []).append((("▶ " if v.focused else "") + name, style))
+    parts: list[Any] = [("ring  " + "root".ljust(CELL + 1) + "non-root\n", "bold")]
+    for ring in range(4):
+        parts.append((f"  {ring}   ", "bold"))
+        for root in (True, False):
+            items = cells.get((ring, root), [])
+            used = 0
+            if not items:
+                parts.append(("·", MUTED))
+                used = 1
+            for k, (text, style) in enumerate(items):
+                if k:
+                    parts.append(" ")
+                    used += 1
+                parts.append((text, style))
+                used += len(text)
+            parts.append(" " * max(1, CELL + 1 - used))
+        parts.append("\n")
+    return Content.assemble(*parts).rstrip()
+
+
+def summary_content(view: StateView) -> Content:
+    cpu = view.cpu
+    state = f"stopped: {cpu['stopped']}" if cpu["stopped"] else ("halted" if cpu["halted"] else "ready")
+    state_style = "$text-error bold" if cpu["stopped"] else ("$text-warning" if cpu["halted"] else "$text-success")
+    who = cpu["label"] if cpu["dom"] is None else f"{cpu['label']} vcpu {cpu['vcpu']}"
+    mode = "root" if cpu["root"] else "non-root"
+    parts: list[Any] = [(who, "bold"), "  ", (state, state_style), "\n",
+                        ("ring ", MUTED), (f"{cpu['cpl']} {mode}", "$text-accent bold"), ": ",
+                        (where_words(cpu["cpl"], cpu["root"]), MUTED), "\n",
+                        ("next ", MUTED), (cpu["next"], "bold"), "\n",
+                        ("rip  ", MUTED), f"{cpu['rip']:#x}\n",
+                        ("insn ", MUTED), f"{cpu['icount']:,}", ("  cycle ", MUTED), f"{cpu['cycles']:,}"]
+    if view.cpu_hz:
+        parts.append((f" ({cpu['cycles'] / view.cpu_hz * 1e6:,.1f} µs)", MUTED))
+    return Content.assemble(*parts)
+
+
+def registers_content(cpu: dict[str, Any], prev: dict[str, Any] | None) -> Content:
+    """General and control registers; values that differ from ``prev`` stand out."""
+    def val(name: str, value: int, width: int = 16) -> tuple[str, str]:
+        changed = prev is not None and prev.get(name, value) != value
+        return (f"{value:0{width}x}", CHANGED if changed else "")
+
+    regs = dict(cpu["regs"])
+    prev_regs = dict(prev["regs"]) if prev is not None else None
+    flat_prev = None if prev is None else {**prev_regs, **{k: prev[k] for k in
+                                                          ("rip", "rflags", "cr0", "cr2", "cr3", "cr4", "efer")}}
+    parts: list[Any] = []
+    names = [n for n in GPRS if n in regs] + [n for n in regs if n not in GPRS]
+    half = (len(names) + 1) // 2
+    for i in range(half):
+        row = [names[i]] + ([names[i + half]] if i + half < len(names) else [])
+        for k, n in enumerate(row):
+            if k:
+                parts.append("   ")
+            parts.append((f"{n:>3} ", MUTED))
+            changed = flat_prev is not None and flat_prev.get(n, regs[n]) != regs[n]
+            parts.append((f"{regs[n]:016x}", CHANGED if changed else ""))
+        parts.append("\n")
+    prevd = flat_prev
+
+    def ctl(name: str, bits: tuple[tuple[int, str], ...] | None = None) -> None:
+        v = cpu[name]
+        changed = prevd is not None and prevd.get(name, v) != v
+        parts.append((f"{name:>6} ", MUTED))
+        parts.append((f"{v:016x}", CHANGED if changed else ""))
+        if bits:
+            parts.append((f" {decode_bits(v, bits)}", MUTED))
+        parts.append("\n")
+
+    ctl("rip")
+    rf = cpu["rflags"]
+    changed = prevd is not None and prevd.get("rflags", rf) != rf
+    parts.append(("rflags ", MUTED))
+    parts.append((f"{rf:016x}", CHANGED if changed else ""))
+    parts.append((f" {cpu['flags']}", "$text-accent"))
+    parts.append("\n")
+    ctl("cr0", CR0_BITS)
+    ctl("cr2")
+    ctl("cr3")
+    ctl("cr4", CR4_BITS)
+    ctl("efer", EFER_BITS)
+    parts.append((f"   cpl ", MUTED))
+    parts.append(f"{cpu['cpl']}  {'root' if cpu['root'] else 'non-root'}  paging "
+                 f"{'on' if cpu['paging'] else 'off'}")
+    return Content.assemble(*parts)
+
+
+def split_source(text: str) -> tuple[str | None, str | None, str]:
+    m = _SOURCE.match(text)
+    if not m:
+        return None, None, text
+    return display(m.group("file")), m.group("line"), m.group("text")
+
+
+def source_content(view: StateView, radius: int | None = None) -> Content:
+    """The lines around the instruction about to run, the current one marked."""
+    parts: list[Any] = []
+    last_file = None
+    lines = list(view.source)
+    if radius is not None:
+        here = next((i for i, (_, _, cur) in enumerate(lines) if cur), len(lines) // 2)
+        lines = lines[max(0, here - radius):here + radius + 1]
+    width = max((len(split_source(t)[1] or "") for _, t, _ in lines), default=0)
+    for addr, text, current in lines:
+        file, line, code = split_source(text)
+        if file is not None and file != last_file:
+            parts.append((file + "\n", MUTED))
+            last_file = file
+        marker = "▶ " if current else "  "
+        if line is None:
+            row = f"{marker}{code}"
+        else:
+            row = f"{marker}{line:>{width}}  {code}"
+        parts.append((row, CURRENT if current else ""))
+        parts.append("\n")
+    if not view.source:
+        parts.append(("(no source for this address)", MUTED))
+    return Content.assemble(*parts).rstrip()
+
+
+class CpuPane(VerticalScroll):
+    """Rings picture, summary, source around rip, registers."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._view: StateView | None = None
+        self.source_radius: int | None = None     # None: every line the session gives
+
+    def on_resize(self, event: Any) -> None:
+        # Rings and summary side by side when there is room, else one above the other.
+        self.query_one("#cpu-top").set_class(self.size.width < 80, "-stacked")
+
+    def set_source_radius(self, radius: int | None) -> None:
+        self.source_radius = radius
+        if self._view is not None:
+            self.query_one("#cpu-source", Text).show(source_content(self._view, radius))
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="cpu-top"):
+            yield Text("", id="cpu-rings")
+            yield Text("booting...", id="cpu-summary", wraps=True)
+        yield Text("", id="cpu-source")
+        yield Text("", id="cpu-regs")
+
+    def show(self, view: StateView) -> None:
+        cpu = view.cpu
+        self.query_one("#cpu-rings", Text).show(rings_content(view))
+        self.query_one("#cpu-summary", Text).show(summary_content(view))
+        self.query_one("#cpu-source", Text).show(source_content(view, self.source_radius))
+        # Changed registers: against the CPU as it was when the last step, run or command began.
+        self.query_one("#cpu-regs", Text).show(registers_content(cpu, view.before))
+        self._view = view
+
+    def show_message(self, text: str) -> None:
+        self.query_one("#cpu-summary", Text).show(Content(text))

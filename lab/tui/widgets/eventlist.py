@@ -1,0 +1,237 @@
+"""A bounded, filterable, selectable list of trace events drawn with the Line API.
+
+Only visible rows are rendered; new events arrive in batches (``add``), once
+per screen tick. The full history stays in the trace: this list keeps the last
+``max_rows`` rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from rich.segment import Segment
+from textual.binding import Binding
+from textual.events import Click, MouseScrollDown, MouseScrollUp
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ..explain import event_row
+
+#: Component class per kind (the .tcss colours them with theme variables).
+KIND_CLASS = {
+    "hypercall": "eventlist--hypercall", "vmexit": "eventlist--vmexit", "vmentry": "eventlist--vmexit",
+    "trap": "eventlist--trap", "interrupt": "eventlist--trap",
+    "syscall": "eventlist--syscall", "sysret": "eventlist--syscall",
+    "ioport": "eventlist--io", "mmio": "eventlist--io", "ioreq": "eventlist--io",
+    "evtchn": "eventlist--xen", "grant": "eventlist--xen", "xenstore": "eventlist--xen",
+    "ring_io": "eventlist--xen",
+}
+
+
+class EventList(ScrollView, can_focus=True):
+    """Rows of events; up/down move a cursor, enter or a click selects."""
+
+    COMPONENT_CLASSES = {
+        "eventlist--cursor", "eventlist--hypercall", "eventlist--vmexit", "eventlist--trap",
+        "eventlist--syscall", "eventlist--io", "eventlist--xen", "eventlist--other",
+    }
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False, id="events.up", tooltip="Previous event"),
+        Binding("down", "cursor(1)", "Down", show=False, id="events.down", tooltip="Next event"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="events.pageup",
+                tooltip="One page of events back"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="events.pagedown",
+                tooltip="One page of events on"),
+        Binding("home", "first", "First", show=False, id="events.first", tooltip="Oldest event kept"),
+        Binding("end", "last", "Last", show=False, id="events.last",
+                tooltip="Newest event, and follow new ones"),
+        Binding("enter", "select", "Explain", show=False, id="events.select",
+                tooltip="Explain the event under the cursor"),
+    ]
+
+    class Selected(Message):
+        """The learner picked an event (cursor moved onto it, or enter/click)."""
+
+        def __init__(self, event_list: "EventList", event: Any) -> None:
+            super().__init__()
+            self.event_list = event_list
+            self.event = event
+
+        @property
+        def control(self) -> "EventList":
+            return self.event_list
+
+    def __init__(self, max_rows: int = 2000, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.max_rows = max_rows
+        self._rows: list[tuple[Any, str]] = []
+        self._visible: list[int] = []
+        self._filter: Callable[[Any], bool] = lambda ev: True
+        self._width = 0
+        self.cursor: int | None = None      # index into the visible rows
+        self.follow = True                  # keep the newest row in view
+
+    # -- data ---------------------------------------------------------------
+    @property
+    def row_count(self) -> int:
+        return len(self._visible)
+
+    @property
+    def events(self) -> list[Any]:
+        """The events shown (after filtering), oldest first."""
+        return [self._rows[i][0] for i in self._visible]
+
+    @property
+    def selected_event(self) -> Any:
+        if self.cursor is None or not self._visible:
+            return None
+        return self._rows[self._visible[self.cursor]][0]
+
+    def add(self, events: Iterable[Any]) -> int:
+        """Append events (one batch per tick); returns how many rows were added."""
+        rows = self._rows
+        start = len(rows)
+        for ev in events:
+            rows.append((ev, event_row(ev)))
+        added = len(rows) - start
+        if not added:
+            return 0
+        keep = self._filter
+        new_visible = [i for i in range(start, len(rows)) if keep(rows[i][0])]
+        for i in new_visible:
+            self._width = max(self._width, len(rows[i][1]))
+        self._visible.extend(new_visible)
+        if len(rows) > self.max_rows + self.max_rows // 4:
+            self._trim()
+        self._update_size()
+        return added
+
+    def _trim(self) -> None:
+        drop = len(self._rows) - self.max_rows
+        old_cursor_row = self._visible[self.cursor] if self.cursor is not None and self._visible else None
+        del self._rows[:drop]
+        self._visible = [i - drop for i in self._visible if i >= drop]
+        if old_cursor_row is not None:
+            self._place_cursor(old_cursor_row - drop)
+
+    def _place_cursor(self, row: int) -> None:
+        """Put the cursor on the visible row at or after data row ``row``."""
+        if not self._visible:
+            self.cursor = None
+            return
+        for k, i in enumerate(self._visible):
+            if i >= row:
+                self.cursor = k
+                return
+        self.cursor = len(self._visible) - 1
+
+    def set_filter(self, keep: Callable[[Any], bool]) -> None:
+        row = self._visible[self.cursor] if self.cursor is not None and self._visible else None
+        self._filter = keep
+        self._visible = [i for i, (ev, _) in enumerate(self._rows) if keep(ev)]
+        self._width = max((len(self._rows[i][1]) for i in self._visible), default=0)
+        if row is not None and not self.follow:
+            self._place_cursor(row)
+        else:
+            self.cursor = None
+        self._update_size()
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._visible.clear()
+        self.cursor = None
+        self.follow = True
+        self._width = 0
+        self._update_size()
+
+    def _update_size(self) -> None:
+        self.virtual_size = Size(self._width + 1, len(self._visible))
+        if self.follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        # A pane shown again (tabs) or resized keeps showing the newest rows.
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def on_show(self) -> None:
+        if self.follow:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
+
+    # -- drawing --------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        base = self.rich_style
+        if index >= len(self._visible):
+            return Strip.blank(width, base)
+        ev, text = self._rows[self._visible[index]]
+        style = base + self.get_component_rich_style(KIND_CLASS.get(ev.kind, "eventlist--other"),
+                                                     partial=True)
+        if index == self.cursor:
+            style += self.get_component_rich_style("eventlist--cursor", partial=True)
+        strip = Strip([Segment(text, style)], len(text))
+        return strip.crop_extend(scroll_x, scroll_x + width, style if index == self.cursor else base)
+
+    # -- keys and mouse ----------------------------------------------------------
+    def _move_to(self, k: int) -> None:
+        if not self._visible:
+            return
+        k = max(0, min(len(self._visible) - 1, k))
+        self.cursor = k
+        self.follow = k == len(self._visible) - 1
+        self.scroll_to_region_row(k)
+        self.refresh()
+        self.post_message(self.Selected(self, self.selected_event))
+
+    def scroll_to_region_row(self, k: int) -> None:
+        top = self.scroll_offset.y
+        height = max(1, self.scrollable_content_region.height)
+        if k < top:
+            self.scroll_to(y=k, animate=False, immediate=True)
+        elif k >= top + height:
+            self.scroll_to(y=k - height + 1, animate=False, immediate=True)
+
+    def action_cursor(self, delta: int) -> None:
+        if self.cursor is None:
+            self._move_to(len(self._visible) - 1 if delta < 0 else len(self._visible) - 1)
+        else:
+            self._move_to(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        height = max(1, self.scrollable_content_region.height)
+        start = self.cursor if self.cursor is not None else len(self._visible) - 1
+        self._move_to(start + direction * height)
+
+    def action_first(self) -> None:
+        self._move_to(0)
+
+    def action_last(self) -> None:
+        self._move_to(len(self._visible) - 1)
+
+    def action_select(self) -> None:
+        if self.cursor is None:
+            self.action_last()
+        elif self.selected_event is not None:
+            self.post_message(self.Selected(self, self.selected_event))
+
+    def on_click(self, event: Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        k = self.scroll_offset.y + offset.y
+        if 0 <= k < len(self._visible):
+            self._move_to(k)
+
+    def on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
+        self.follow = False
+
+    def on_mouse_scroll_down(self, event: MouseScrollDown) -> None:
+        if self.scroll_offset.y >= self.max_scroll_y - 1 and (
+                self.cursor is None or self.cursor == len(self._visible) - 1):
+            self.follow = True

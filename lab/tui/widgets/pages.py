@@ -1,0 +1,122 @@
+"""The page-table pane: one address walked level by level, and the focused CPU's TLB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from .text import Text
+
+from ...hw.ept import ept_steps_text
+from ...hw.paging import describe_entry, entry_frame, table_indexes
+from ..runner import StateView
+
+MUTED = "$text-muted"
+FAULT = "$text-error bold"
+GOOD = "$text-success"
+LEVEL_NAMES = {4: "PML4", 3: "PDPT", 2: "PD", 1: "PT"}
+
+
+def _flags(entry: int, level: int) -> str:
+    text = describe_entry(entry, level)
+    # "0x... P RW A -> table frame 0x102": keep the flag names only.
+    body = text.split(" ", 1)[1] if " " in text else ""
+    return body.split(" -> ")[0]
+
+
+def walk_content(view: StateView) -> Content:
+    res = view.walk
+    what = "rip" if view.walk_requested is None else "pinned address"
+    cr3 = view.cpu.get("cr3", 0)
+    if res is None:
+        note = view.walk_note or "nothing to walk"
+        return Content.assemble(("no walk: ", "bold"), (note, MUTED))
+    parts: list[Any] = [("walk ", "bold"), (f"{res.va:#x}", "$text-accent bold"), (f" ({what})", MUTED),
+                        f"   cr3 {cr3:#x}\n"]
+    if res.noncanonical:
+        parts.append((f"{res.va:#x} is not canonical: the CPU raises #GP(0) without walking", FAULT))
+        return Content.assemble(*parts)
+    i4, i3, i2, i1, off = table_indexes(res.va)
+    parts.append((f"indexes  L4 {i4}  L3 {i3}  L2 {i2}  L1 {i1}  offset {off:#x}", MUTED))
+    if res.two_dimensional:
+        parts.append(("\n2-D walk: each guest table address is itself translated through EPT", "$text-warning"))
+    parts.append("\n")
+    for st in res.steps:
+        if res.two_dimensional and st.ept:
+            parts.append((f"   gPA {st.entry_addr:#x} through EPT:\n", MUTED))
+            for line in ept_steps_text(st.ept, indent="     "):
+                parts.append((line + "\n", MUTED))
+        parts.append((f"L{st.level} ", "bold"))
+        parts.append((f"{LEVEL_NAMES.get(st.level, '')} ", MUTED))
+        where = f"{st.table:#x}"
+        if res.two_dimensional:
+            where += f" (host {st.table_hpa:#x})"
+        parts.append(f"table {where} [{st.index}]\n")
+        if st.present:
+            frame = entry_frame(st.entry, st.level)
+            leaf = st.level == 1 or ("PS" in st.flags and st.level in (2, 3))
+            nxt = f"{'frame' if leaf else 'table'} {frame << 12:#x}"
+            style = ""
+        else:
+            nxt = "not present"
+            style = FAULT
+        parts.append("   ")
+        parts.append((f"{st.entry:016x}", style))
+        if st.present:
+            parts.append((f"  {_flags(st.entry, st.level)}", "$text-accent"))
+            parts.append((f"  -> {nxt}\n", style))
+        else:
+            parts.append(("  not present\n", style))
+    if res.ept_exit is not None:
+        parts.append((f"EPT: {res.ept_exit.describe()}\n", FAULT))
+    if res.fault is not None:
+        f = res.fault
+        names = " ".join(f.error_code_names()) or "-"
+        parts.append((f"#PF  error code {f.error_code:#x} ({names})  CR2 {f.cr2:#x}\n", FAULT))
+        parts.append((f"   {f.reason}\n", "$text-error"))
+    elif res.pa is not None:
+        size = {1 << 12: "4 KiB", 1 << 21: "2 MiB", 1 << 30: "1 GiB"}.get(res.page_size, f"{res.page_size:#x}")
+        parts.append(("=> ", "bold"))
+        parts.append((f"pa {res.pa:#x}", GOOD + " bold"))
+        parts.append(f" in a {size} page")
+        if res.two_dimensional:
+            if res.final_ept:
+                parts.append((f"\n   gPA {res.pa:#x} through EPT:\n", MUTED))
+                for line in ept_steps_text(res.final_ept, indent="     "):
+                    parts.append((line + "\n", MUTED))
+            if res.hpa is not None:
+                parts.append(("=> ", "bold"))
+                parts.append((f"host pa {res.hpa:#x}", GOOD + " bold"))
+        parts.append("\n")
+        perms = ("RW" if res.writable else "read-only") + (", user" if res.user else ", supervisor") + \
+            (", NX" if res.nx else "") + (", global" if res.global_ else "")
+        parts.append((perms + "; ", MUTED))
+    parts.append((f"{res.mem_refs} memory references", "bold"))
+    return Content.assemble(*parts)
+
+
+def tlb_content(view: StateView) -> Content:
+    entries = view.tlb
+    parts: list[Any] = [("TLB ", "bold"), (f"of {view.cpu.get('label', '?')}: {len(entries)} entries\n", MUTED)]
+    if not entries:
+        parts.append(("(empty: paging is off, or just flushed)", MUTED))
+    for e in entries:
+        try:
+            parts.append(e.describe() + "\n")
+        except Exception:
+            parts.append(str(e) + "\n")
+    return Content.assemble(*parts).rstrip()
+
+
+class PagesPane(VerticalScroll):
+    """Walk of one address (rip unless pinned with ``walk ADDR``) and the TLB."""
+
+    def compose(self) -> ComposeResult:
+        yield Text("", id="pages-walk")
+        yield Text("", id="pages-tlb")
+
+    def show(self, view: StateView) -> None:
+        self.query_one("#pages-walk", Text).show(walk_content(view))
+        self.query_one("#pages-tlb", Text).show(tlb_content(view))
