@@ -51,7 +51,11 @@ def summarize(events: Iterable[Event]) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     lines = []
+    xen = any(v["dom"] is not None for v in summary["vcpus"])
     for v in summary["vcpus"]:
+        if v["dom"] is None and xen:
+            lines.append("-- Xen (events of no domain) --")
+            continue
         who = "bare metal" if v["dom"] is None else f"d{v['dom']}"
         lines.append(f"-- {who} v{v['vcpu']} --")
         for title, key, cyc in (("Hypercalls", "hypercalls", "hypercall_cycles"),

@@ -105,10 +105,12 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     _write_phys(host, dom, (info_pfn << PAGE_SHIFT) + 0x28, (first_free << PAGE_SHIFT).to_bytes(8, "little"))
 
     p2m = dom.p2m
-    # Initial page tables: pfn p at DIRECT_MAP + p*4096, US set (a 64-bit PV
-    # kernel runs in ring 3), page tables read-only, NX off for simplicity.
+    # Initial page tables: pfn p at DIRECT_MAP + p*4096, page tables read-only.
+    # A 64-bit PV kernel runs in ring 3, so its pages need US; a ring-1 kernel
+    # (32-bit profile) keeps them supervisor-only, out of user code's reach.
+    kernel_us = 0 if pv32 else PTE_US
     for pfn in range(dom.mem_pages):
-        flags = PTE_P | PTE_US | (0 if pfn in pt_frames else PTE_RW)
+        flags = PTE_P | kernel_us | (0 if pfn in pt_frames else PTE_RW)
         l1 = l1_pfn + pfn // 512
         mem.write_u64((p2m[l1] << PAGE_SHIFT) + (pfn % 512) * 8, (p2m[pfn] << PAGE_SHIFT) | flags)
     for i in range(n_l1):

@@ -54,11 +54,13 @@ def toggle_guest_mode(host, v, to_kernel: bool, why: str) -> None:
         return
     v.kernel_mode = to_kernel
     cpu = v.cpu
+    old_cpl = cpu.cpl
     table = v.guest_table if to_kernel else (v.guest_table_user or v.guest_table)
-    cpu.write_cr(3, table << 12)
+    if cpu.cr3 != table << 12:
+        cpu.write_cr(3, table << 12)
     new_cpl = (1 if v.domain.mode == "pv32" else 3) if to_kernel else 3
     cpu.set_cpl(new_cpl, why)
-    host.emit(v, "ring", from_cpl=3, to_cpl=3, root=True,
+    host.emit(v, "ring", from_cpl=old_cpl, to_cpl=new_cpl, root=True,
               why=f"{why}: guest {'user -> kernel' if to_kernel else 'kernel -> user'} "
                   f"(cr3 {table << 12:#x})")
 
@@ -172,16 +174,14 @@ def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
     from .hypercalls import dispatch
     cpu = v.cpu
     r = cpu.regs
-    if compat:
-        nr = r[0] & 0xFFFFFFFF
-        args = [r[3] & 0xFFFFFFFF, r[1] & 0xFFFFFFFF, r[2] & 0xFFFFFFFF, r[6] & 0xFFFFFFFF, r[7] & 0xFFFFFFFF]
-    else:
-        nr = r[0]
-        args = [r[7], r[6], r[2], r[10], r[8]]
+    # The lab's 32-bit profile keeps the 64-bit argument registers (its code is
+    # the lab's 64-bit instruction set); what it changes is the ring and int 0x82.
+    nr = r[0] & 0xFFFFFFFF if compat else r[0]
+    args = [r[7], r[6], r[2], r[10], r[8]]
     cpu.rip = nxt
     ret = dispatch(host, v, nr, args)
     if ret is not None:               # iret and a few others set the state themselves
-        r[0] = ret & (0xFFFFFFFF if compat else M64)
+        r[0] = ret & M64
 
 
 def do_iret(host, v) -> int | None:
