@@ -89,6 +89,18 @@ def cmd_xl(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- compare
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .session.compare import compare, format_table
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
+    results = compare(args.program, modes)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print(format_table(results))
+    return 0
+
+
 # --------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     from .session.bench import run_bench
@@ -155,6 +167,12 @@ def _setup_xl(p: argparse.ArgumentParser) -> None:
     p.add_argument("xl_args", nargs="*", metavar="ARG")
 
 
+def _setup_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("program", nargs="?", default=None, help="user program (default machines/programs/workload.s)")
+    p.add_argument("--modes", default=None, help="comma-separated: native,pv,pv32,hvm,hvm-shadow")
+    p.add_argument("--json", action="store_true", help="one object per mode, keys as docs/compare.md")
+
+
 def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
@@ -164,6 +182,8 @@ COMMANDS += [
     ("asm", "assemble a source file and print its listing", _setup_asm, cmd_asm),
     ("run", "run a machine headless and print what happened", _setup_run, cmd_run),
     ("xl", "run an xl command against a scenario (list, info, console NAME, dmesg ...)", _setup_xl, cmd_xl),
+    ("compare", "run one program in each mode and count traps, hypercalls, exits, cycles", _setup_compare,
+     cmd_compare),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
 ]

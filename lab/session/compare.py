@@ -1,0 +1,176 @@
+"""``xenlab compare``: the same program in each mode, counted side by side.
+
+Every figure comes from the trace of a fresh run: guest instructions from
+the vCPU, everything else by counting events of the guest's domain. That
+keeps the table explainable: each number can be found, event by event, in
+``xenlab run ... --trace``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..dom0.xlcfg import DomainConfig
+from ..errors import UserError
+from ..paths import KERNELS, display
+from .build import DEFAULT_PROGRAM, native_machine
+
+#: The modes the lab can run, with what each needs. Modes of the I/O issue
+#: (hvm-pvdrivers, pvhvm, pvh) join when their kernels do.
+MODES: dict[str, dict[str, Any]] = {
+    "native": {"what": "bare metal, kernel in ring 0"},
+    "pv": {"type": "pv", "kernel": "pv.s", "what": "64-bit PV, kernel in ring 3"},
+    "pv32": {"type": "pv", "kernel": "pv32.s", "pv32": True, "what": "32-bit PV profile, kernel in ring 1"},
+    "hvm": {"type": "hvm", "kernel": "hvm.s", "hap": True, "what": "HVM, EPT"},
+    "hvm-shadow": {"type": "hvm", "kernel": "hvm.s", "hap": False, "what": "HVM, shadow paging (hap=0)"},
+}
+DEFAULT_MODES = ["native", "pv", "pv32", "hvm", "hvm-shadow"]
+FUTURE_MODES = {"hvm-pvdrivers", "pvhvm", "pvh"}
+LIMIT = 50_000_000
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    what: str
+    instructions: int = 0
+    cycles: int = 0
+    checksum: str = ""
+    stopped: str = ""
+    traps: Counter = field(default_factory=Counter)
+    hypercalls: Counter = field(default_factory=Counter)
+    vmexits: Counter = field(default_factory=Counter)
+    io_exits: int = 0
+    ioreqs: int = 0
+    ring_requests: int = 0
+    evtchn_notifications: int = 0
+    shadow_syncs: int = 0
+    syscalls: int = 0
+    ratio: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "description": self.what, "instructions": self.instructions,
+                "cycles": self.cycles, "ratio_to_native": round(self.ratio, 3), "checksum": self.checksum,
+                "stopped": self.stopped, "syscalls": self.syscalls,
+                "traps": dict(sorted(self.traps.items())), "traps_total": sum(self.traps.values()),
+                "hypercalls": dict(sorted(self.hypercalls.items())), "hypercalls_total": sum(self.hypercalls.values()),
+                "vmexits": dict(sorted(self.vmexits.items())), "vmexits_total": sum(self.vmexits.values()),
+                "io_exits": self.io_exits, "ioreqs": self.ioreqs, "ring_requests": self.ring_requests,
+                "evtchn_notifications": self.evtchn_notifications, "shadow_syncs": self.shadow_syncs}
+
+
+def _count(res: ModeResult, events, dom) -> None:
+    for ev in events:
+        if ev.dom != dom:
+            continue
+        k = ev.kind
+        d = ev.data
+        if k == "trap":
+            res.traps[d.get("mnemonic")] += 1
+        elif k == "hypercall":
+            res.hypercalls[d.get("name")] += 1
+        elif k == "vmexit":
+            res.vmexits[d.get("reason")] += 1
+            if d.get("reason") in ("IO_INSTRUCTION", "IOIO"):
+                res.io_exits += 1
+        elif k == "ioreq" and d.get("state") in ("ready", "STATE_IOREQ_READY", 1):
+            res.ioreqs += 1
+        elif k == "ring_io" and d.get("op", "").startswith("request"):
+            res.ring_requests += 1
+        elif k == "evtchn" and d.get("op") == "send":
+            res.evtchn_notifications += 1
+        elif k == "pagetable" and str(d.get("op", "")).startswith("shadow"):
+            res.shadow_syncs += 1
+        elif k == "syscall":
+            res.syscalls += 1
+
+
+def _checksum(text: str) -> str:
+    for line in text.splitlines():
+        if "checksum" in line:
+            return line.split("checksum", 1)[1].strip()
+    return ""
+
+
+def run_mode(mode: str, program: Path) -> ModeResult:
+    spec = MODES[mode]
+    res = ModeResult(mode, spec["what"])
+    if mode == "native":
+        m = native_machine(program=program)
+        m.run(LIMIT)
+        m.console.flush()
+        res.instructions, res.cycles, res.stopped = m.cpu.icount, m.cpu.cycles, m.cpu.stopped or ""
+        res.checksum = _checksum(m.console.output)
+        _count(res, m.trace.events, None)
+        return res
+    from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
+    sc = load_scenario(DEFAULT_SCENARIO)
+    host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
+    conf = DomainConfig(name=f"{mode}-guest", type=spec["type"], memory=32, maxmem=32,
+                        kernel=str(KERNELS / spec["kernel"]), lab_pv32=spec.get("pv32", False),
+                        hap=spec.get("hap", True), lab_program=str(program), on_poweroff="preserve",
+                        on_crash="preserve", filename=f"<compare {mode}>")
+    dom = xl.create(conf)
+    host.run(LIMIT)
+    v = dom.vcpus[0]
+    res.instructions = v.cpu.icount
+    res.cycles = v.run_cycles
+    res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
+    res.checksum = _checksum(dom.console_output)
+    _count(res, host.trace.events, dom.domid)
+    return res
+
+
+def compare(program: str | None = None, modes: list[str] | None = None) -> list[ModeResult]:
+    prog = Path(program) if program else DEFAULT_PROGRAM
+    if not prog.exists():
+        raise UserError(f"{display(prog)}: no such file")
+    wanted = modes or DEFAULT_MODES
+    for m in wanted:
+        if m in FUTURE_MODES:
+            raise UserError(f"mode '{m}' needs the PV drivers, which the lab does not have yet "
+                            f"(available: {', '.join(MODES)})")
+        if m not in MODES:
+            raise UserError(f"unknown mode '{m}' (available: {', '.join(MODES)})")
+    results = [run_mode(m, prog) for m in wanted]
+    base = next((r for r in results if r.mode == "native"), None)
+    if base is None and "native" not in wanted:
+        base = run_mode("native", prog)
+    for r in results:
+        r.ratio = r.cycles / base.cycles if base and base.cycles else 0.0
+    return results
+
+
+def format_table(results: list[ModeResult]) -> str:
+    cols = [r.mode for r in results]
+    rows: list[tuple[str, list[str]]] = [
+        ("description", [r.what for r in results]),
+        ("guest instructions", [f"{r.instructions:,}" for r in results]),
+        ("system calls", [str(r.syscalls) for r in results]),
+        ("traps", [str(sum(r.traps.values())) for r in results]),
+        ("hypercalls", [str(sum(r.hypercalls.values())) for r in results]),
+    ]
+    names = sorted({n for r in results for n in r.hypercalls})
+    rows += [(f"  {n}", [str(r.hypercalls.get(n, 0)) for r in results]) for n in names]
+    rows.append(("VM exits", [str(sum(r.vmexits.values())) for r in results]))
+    reasons = sorted({n for r in results for n in r.vmexits})
+    rows += [(f"  {n}", [str(r.vmexits.get(n, 0)) for r in results]) for n in reasons]
+    rows += [
+        ("I/O exits", [str(r.io_exits) for r in results]),
+        ("ioreqs", [str(r.ioreqs) for r in results]),
+        ("ring requests", [str(r.ring_requests) for r in results]),
+        ("event-channel sends", [str(r.evtchn_notifications) for r in results]),
+        ("shadow syncs", [str(r.shadow_syncs) for r in results]),
+        ("simulated cycles", [f"{r.cycles:,}" for r in results]),
+        ("ratio to native", [f"{r.ratio:.2f}x" for r in results]),
+        ("checksum", [r.checksum or "-" for r in results]),
+    ]
+    w0 = max(len(n) for n, _ in rows)
+    widths = [max(len(c), *(len(vals[i]) for _, vals in rows)) for i, c in enumerate(cols)]
+    out = [" " * w0 + "  " + "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+    for name, vals in rows:
+        out.append(name.ljust(w0) + "  " + "  ".join(v.rjust(w) for v, w in zip(vals, widths)))
+    return "\n".join(out)
