@@ -181,8 +181,8 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
 COMMANDS += [
     ("asm", "assemble a source file and print its listing", _setup_asm, cmd_asm),
     ("run", "run a machine headless and print what happened", _setup_run, cmd_run),
-    ("xl", "run an xl command against a scenario (list, info, console NAME, dmesg ...)", _setup_xl, cmd_xl),
-    ("compare", "run one program in each mode and count traps, hypercalls, exits, cycles", _setup_compare,
+    ("xl", "run an xl command (list, info, console ...) on a scenario", _setup_xl, cmd_xl),
+    ("compare", "run one program in every mode and count it side by side", _setup_compare,
      cmd_compare),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
