@@ -107,3 +107,31 @@ def test_the_installed_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "lab.cli", "run", "machines/kernels/native.s", "--steps", "100"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "after 100 instructions" in r.stdout
+
+
+def test_run_a_native_scenario_and_a_xen_scenario(capsys):
+    code, out, err = run(capsys, "run", "machines/native.toml")
+    assert code == 0 and "stopped: power off" in out and "checksum 0x" in out
+    code, out, err = run(capsys, "run", "machines/default.toml")
+    assert code == 0
+    assert "--- pv-guest (d1, pv) ---" in out and "--- hvm-guest (d2, hvm) ---" in out
+    assert out.count("workload: checksum 0x8f2d0232ed22c5b5") == 2
+
+
+def test_bad_scenario_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[host]\nvendor = \"arm\"\n")
+    code, out, err = run(capsys, "run", str(bad))
+    assert code == 2 and 'vendor must be "intel" or "amd"' in err and len(err.strip().splitlines()) == 1
+
+
+def test_xl_against_the_default_scenario(capsys):
+    code, out, err = run(capsys, "xl", "--steps", "3000000", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("Name") and "Domain-0" in lines[1]
+    assert any(ln.startswith("pv-guest") and "---s--" in ln for ln in lines)
+    code, out, err = run(capsys, "xl", "--steps", "3000000", "console", "pv-guest")
+    assert "workload: checksum 0x8f2d0232ed22c5b5" in out
+    code, out, err = run(capsys, "xl", "console", "nosuch")
+    assert code == 2 and "invalid domain identifier 'nosuch'" in err

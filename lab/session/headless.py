@@ -68,7 +68,13 @@ def build_target(targets: list[str], program: str | None = None, arg: int = 0, c
         return "native", m, None, []
     from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario, start_scenario
     if suffixes == {".toml"} and len(paths) == 1:
-        host, xl = start_scenario(load_scenario(paths[0]))
+        sc = load_scenario(paths[0])
+        if sc.native is not None:
+            n = sc.native
+            m = native_machine(n["kernel"], n["program"] or DEFAULT_PROGRAM, arg=n["arg"] or arg,
+                               mem_mib=n["memory"], vendor=n["vendor"], costs=costs)
+            return "native", m, None, []
+        host, xl = start_scenario(sc)
         return "xen", host, xl, xl.warnings
     if suffixes == {".cfg"}:
         sc = load_scenario(DEFAULT_SCENARIO)

@@ -39,10 +39,12 @@ _HOST_KEYS = {"pcpus": int, "memory": int, "vendor": str, "ept": bool, "cpu_mhz"
 @dataclass
 class Scenario:
     path: Path
-    host: HostConfig
+    host: HostConfig | None
     dom0_memory: int = 64
     dom0_vcpus: int = 1
     domains: list[Path] = field(default_factory=list)
+    #: A bare-metal scenario: {"kernel": path, "program": path, "memory": MiB, "arg": n}
+    native: dict | None = None
 
 
 def _fail(path: Path, msg: str) -> UserError:
@@ -57,9 +59,22 @@ def load_scenario(path: Path | str) -> Scenario:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise _fail(p, str(e)) from None
-    unknown = sorted(set(data) - {"host", "dom0", "domain", "description"})
+    unknown = sorted(set(data) - {"host", "dom0", "domain", "description", "native"})
     if unknown:
-        raise _fail(p, f"unknown section '{unknown[0]}' (known: host, dom0, domain)")
+        raise _fail(p, f"unknown section '{unknown[0]}' (known: host, dom0, domain, native)")
+    if "native" in data:
+        nat = data["native"]
+        extra = sorted(set(nat) - {"kernel", "program", "memory", "arg", "vendor"})
+        if extra:
+            raise _fail(p, f"[native] has no key '{extra[0]}' (known: kernel, program, memory, arg, vendor)")
+        if "host" in data or "domain" in data:
+            raise _fail(p, "a scenario is either [native] (bare metal) or a Xen host with [[domain]]s, not both")
+        if "kernel" not in nat:
+            raise _fail(p, "[native] needs kernel = \"kernels/....s\"")
+        native = {"kernel": p.parent / nat["kernel"],
+                  "program": p.parent / nat["program"] if "program" in nat else None,
+                  "memory": nat.get("memory", 64), "arg": nat.get("arg", 0), "vendor": nat.get("vendor", "intel")}
+        return Scenario(p, None, native=native)
     h = data.get("host", {})
     for k, v in h.items():
         if k not in _HOST_KEYS:
