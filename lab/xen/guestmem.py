@@ -28,7 +28,9 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
     dom = vcpu.domain
     cpu = vcpu.cpu
     if dom.is_pv:
-        res = paging.walk(host.mem, cpu.cr3, va, access="w" if write else "r", cpl=0, set_ad=False)
+        # Xen acts for the guest kernel: through the kernel's base table.
+        root = vcpu.guest_table << 12 if vcpu.guest_table else cpu.cr3
+        res = paging.walk(host.mem, root, va, access="w" if write else "r", cpl=0, set_ad=False)
         if not res.ok:
             raise GuestFault(f"{va:#x} is not mapped {'writable ' if write else ''}in d{dom.domid}'s page tables")
         return res.pa

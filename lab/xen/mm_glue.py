@@ -14,7 +14,7 @@ from . import abi
 from .mm import MmuAction, PvMM
 
 M2P_VA = 0xFFFF_8000_0000_0000
-PTE_P, PTE_RW, PTE_US, PTE_NX = 1, 2, 4, 1 << 63
+PTE_P, PTE_RW, PTE_US, PTE_A, PTE_NX = 1, 2, 4, 0x20, 1 << 63
 
 
 class XenMM:
@@ -66,8 +66,12 @@ class XenMM:
         self.host.mem.write_u64((self.m2p_frames[page] << 12) + idx, pfn)
 
     def _xen_l4_slots(self, mfn: int, domid: int) -> dict[int, int]:
-        """init_xen_l4_slots(): what Xen puts in slots 256-271 of every guest L4."""
-        return {256: (self.m2p_l3 << 12) | PTE_P | PTE_US}
+        """init_xen_l4_slots(): what Xen puts in slots 256-271 of every guest L4.
+
+        Xen's own entries carry the accessed bit (``__PAGE_HYPERVISOR_RO``), so a
+        guest walk through the M2P does not change them.
+        """
+        return {256: (self.m2p_l3 << 12) | PTE_P | PTE_US | PTE_A}
 
     # -- ownership ------------------------------------------------------------
     def assign(self, mfn: int, owner: int | None) -> None:
@@ -92,14 +96,21 @@ class XenMM:
     def mmuext_op(self, v, ops: list[dict]) -> tuple[int, int]:
         self._vcpu = v
         if v.domain.is_hvm:
-            pin_only = all(o["cmd"] in abi.HVM_ALLOWED_MMUEXT for o in ops)
-            if not pin_only:
-                return -abi.ERRNO["EOPNOTSUPP"], 0
+            # do_mmuext_op(): an HVM caller may only pin and unpin, and for a
+            # translated guest (paging_mode_refcounts) those do nothing: its
+            # frames never take PV page types. The first other command ends
+            # the batch with -EOPNOTSUPP.
+            for i, o in enumerate(ops):
+                if o["cmd"] not in abi.HVM_ALLOWED_MMUEXT:
+                    return -abi.ERRNO["EOPNOTSUPP"], i
+            return 0, len(ops)
         return self.pv.mmuext_op(v.domain.domid, ops, vcpu=v.id)
 
     def update_va_mapping(self, v, va: int, val: int, flags: int) -> int:
         self._vcpu = v
-        l1e = self.pv.l1e_maddr_for_va(v.cpu.cr3 >> 12, va)
+        # Hypercalls come from guest kernel mode: the kernel's base table.
+        table = v.guest_table if v.domain.is_pv and v.guest_table else v.cpu.cr3 >> 12
+        l1e = self.pv.l1e_maddr_for_va(table, va)
         return self.pv.update_va_mapping(v.domain.domid, l1e, val, flags, va=va, vcpu=v.id)
 
     # -- what the rules tell the host -------------------------------------------

@@ -1,0 +1,130 @@
+"""Grant tables v1: the only way one domain reaches another's frame."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from lab.session.scenario import boot_host
+from lab.xen import abi
+from lab.xen.grant import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly,
+                           GTF_permit_access, GTF_reading, GTF_readonly, GTF_writing, OKAY, PERMISSION_DENIED,
+                           BAD_GNTREF, BAD_HANDLE, BAD_COPY_ARG, _tables)
+from lab.xen.hypercalls import dispatch
+
+DIRECT_MAP = 0xFFFF888000000000
+
+
+@pytest.fixture()
+def two_guests():
+    host, xl = boot_host()
+    a = xl.create("machines/pv-guest.cfg")
+    from lab.dom0.xlcfg import load_config
+    conf = load_config("machines/pv-guest.cfg")
+    conf.name = "pv-b"
+    b = xl.create(conf)
+    host.run(150_000)          # both kernels are up, with their page tables
+    return host, a, b
+
+
+def grant(host, granter, ref, to_domid, pfn, readonly=False):
+    gt = _tables(host)
+    status, frames = gt.setup_table(granter.domid, 1)
+    assert status == OKAY
+    flags = GTF_permit_access | (GTF_readonly if readonly else 0)
+    host.mem.write((frames[0] << 12) + ref * 8, struct.pack("<HHI", flags, to_domid, granter.p2m[pfn]))
+    return gt
+
+
+def free_va(dom):
+    """A direct-map page of the guest nothing uses (high in its memory)."""
+    pfn = dom.mem_pages - 2
+    return pfn, DIRECT_MAP + (pfn << 12)
+
+
+def pte_of(host, dom, va):
+    l1e = host.mm.pv.l1e_maddr_for_va(dom.vcpus[0].guest_table, va)
+    return host.mem.read_u64(l1e)
+
+
+def test_map_write_unmap_and_flags(two_guests):
+    host, a, b = two_guests
+    gt = grant(host, a, 8, b.domid, pfn=a.mem_pages - 3)
+    target_mfn = a.p2m[a.mem_pages - 3]
+    host.mem.write(target_mfn << 12, b"hello from A")
+    vb = b.vcpus[0]
+    _, va = free_va(b)
+    status, handle, _ = gt.map(vb, va, GNTMAP_host_map, 8, a.domid)
+    assert status == OKAY
+    assert (pte_of(host, b, va) >> 12) & 0xFFFFFFFFFF == target_mfn, "B's page table now points at A's frame"
+    flags = struct.unpack("<H", host.mem.read(gt._entry_addr(a.domid, 8), 2))[0]
+    assert flags & GTF_reading and flags & GTF_writing
+    assert host.mm.pv.check_invariants() == []
+    assert gt.unmap(vb, va, handle) == OKAY
+    assert pte_of(host, b, va) & 1 == 0
+    flags = struct.unpack("<H", host.mem.read(gt._entry_addr(a.domid, 8), 2))[0]
+    assert not flags & (GTF_reading | GTF_writing)
+    assert gt.unmap(vb, va, handle) == BAD_HANDLE
+
+
+def test_read_only_grant_is_enforced(two_guests):
+    host, a, b = two_guests
+    gt = grant(host, a, 9, b.domid, pfn=a.mem_pages - 3, readonly=True)
+    _, va = free_va(b)
+    status, _, _ = gt.map(b.vcpus[0], va, GNTMAP_host_map, 9, a.domid)
+    assert status == PERMISSION_DENIED
+    status, handle, _ = gt.map(b.vcpus[0], va, GNTMAP_host_map | GNTMAP_readonly, 9, a.domid)
+    assert status == OKAY
+    assert not pte_of(host, b, va) & 2, "mapped without RW"
+
+
+def test_grant_for_someone_else_or_revoked_does_not_work(two_guests):
+    host, a, b = two_guests
+    gt = grant(host, a, 10, 0, pfn=a.mem_pages - 3)            # granted to dom0, not to B
+    _, va = free_va(b)
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10, a.domid)[0] == PERMISSION_DENIED
+    gt = grant(host, a, 11, b.domid, pfn=a.mem_pages - 3)
+    host.mem.write(gt._entry_addr(a.domid, 11), b"\x00\x00")    # A revokes the grant
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 11, a.domid)[0] == PERMISSION_DENIED
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10_000, a.domid)[0] == BAD_GNTREF
+
+
+def test_without_a_grant_another_domains_frame_cannot_be_mapped(two_guests):
+    host, a, b = two_guests
+    _tables(host)
+    _, va = free_va(b)
+    val = (a.p2m[5] << 12) | 0x7
+    assert host.mm.update_va_mapping(b.vcpus[0], va, val, abi.UVMF_INVLPG) < 0
+    assert host.mm.pv.check_invariants() == []
+
+
+def test_copy_through_a_grant_and_bounds(two_guests):
+    host, a, b = two_guests
+    gt = grant(host, a, 12, b.domid, pfn=a.mem_pages - 3)
+    host.mem.write(a.p2m[a.mem_pages - 3] << 12, b"granted bytes")
+    vb = b.vcpus[0]
+    pfn, _ = free_va(b)
+    status = gt.copy_one(vb, (12, a.domid, 0), (b.p2m[pfn], abi.DOMID_SELF, 100), 13, GNTCOPY_source_gref)
+    assert status == OKAY
+    assert host.mem.read((b.p2m[pfn] << 12) + 100, 13) == b"granted bytes"
+    assert gt.copy_one(vb, (12, a.domid, 4000), (b.p2m[pfn], abi.DOMID_SELF, 0), 200,
+                       GNTCOPY_source_gref) == BAD_COPY_ARG
+    # B may not name A's frame directly: only through the grant
+    assert gt.copy_one(vb, (a.p2m[5], a.domid, 0), (b.p2m[pfn], abi.DOMID_SELF, 0), 8, 0) == PERMISSION_DENIED
+    assert gt.copy_one(vb, (b.p2m[pfn], abi.DOMID_SELF, 0), (12, a.domid, 0), 8, GNTCOPY_dest_gref) == OKAY
+
+
+def test_grant_table_op_from_the_hypercall_path(two_guests):
+    host, a, b = two_guests
+    va_ = a.vcpus[0]
+    # query_size before any table: 0 frames, max 64
+    buf = DIRECT_MAP + ((a.mem_pages - 4) << 12)
+    from lab.xen.guestmem import copy_from_guest, copy_to_guest
+    copy_to_guest(host, va_, buf, struct.pack("<HxxIIh", abi.DOMID_SELF, 0, 0, 0))
+    assert dispatch(host, va_, 20, [abi.GNTTABOP_query_size, buf, 1]) == 0
+    nr, mx, st = struct.unpack("<IIh", copy_from_guest(host, va_, buf + 4, 10))
+    assert (nr, mx, st) == (0, 64, 0)
+    ev = [e for e in host.trace.events if e.kind == "hypercall"][-1]
+    assert ev.data["name"] == "grant_table_op" and ev.data["nr"] == 20
+    assert dispatch(host, va_, 20, [99, buf, 1]) == -abi.ERRNO["ENOSYS"]
