@@ -16,7 +16,7 @@ from ..isa.assembler import AsmError, assemble_file
 from ..isa.image import Image
 from ..paths import KERNELS, MACHINES, PROGRAMS, display
 from ..xen import abi
-from ..xen.builder import BuildError, build_hvm, build_pv
+from ..xen.builder import BuildError, build_hvm, build_pv, build_pvh
 from ..xen.domain import Domain
 from ..xen.host import XEN_VERSION, XenHost
 from .xlcfg import ConfigError, DomainConfig, load_config
@@ -24,7 +24,7 @@ from .xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, fo
 
 #: The lab's stock kernel for each guest mode.
 STOCK_KERNELS = {"pv": "pv.s", "pv32": "pv32.s", "hvm": "hvm.s", "hvm-pvdrivers": "hvm.s", "pvhvm": "hvm.s",
-                 "pvh": "hvm.s"}
+                 "pvh": "pvh.s"}
 FIRMWARE = MACHINES / "firmware" / "hvmloader.s"
 DEFAULT_PROGRAM = PROGRAMS / "workload.s"
 
@@ -109,6 +109,8 @@ class Toolstack:
                 v.runstate = "offline"          # secondary vCPUs wait for VCPUOP_up
             if dom.is_pv:
                 build_pv(host, dom, kernel, program, 0)
+            elif dom.type == "pvh":
+                build_pvh(host, dom, kernel, program, 0)
             else:
                 build_hvm(host, dom, self._image(FIRMWARE), kernel, program, 0)
             if paused:

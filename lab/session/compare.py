@@ -26,9 +26,10 @@ MODES: dict[str, dict[str, Any]] = {
     "pv32": {"type": "pv", "kernel": "pv32.s", "pv32": True, "what": "32-bit PV profile, kernel in ring 1"},
     "hvm": {"type": "hvm", "kernel": "hvm.s", "hap": True, "what": "HVM, EPT"},
     "hvm-shadow": {"type": "hvm", "kernel": "hvm.s", "hap": False, "what": "HVM, shadow paging (hap=0)"},
+    "pvh": {"type": "pvh", "kernel": "pvh.s", "hap": True, "what": "PVH, EPT, no device model"},
 }
-DEFAULT_MODES = ["native", "pv", "pv32", "hvm", "hvm-shadow"]
-FUTURE_MODES = {"hvm-pvdrivers", "pvhvm", "pvh"}
+DEFAULT_MODES = ["native", "pv", "pv32", "hvm", "hvm-shadow", "pvh"]
+FUTURE_MODES = {"hvm-pvdrivers", "pvhvm"}
 LIMIT = 50_000_000
 
 

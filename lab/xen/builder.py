@@ -218,3 +218,53 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
               message=f"HVM: firmware at {HVMLOADER_ENTRY:#x}, kernel entry {boot.physical_of(kernel.entry):#x}, "
                       f"{'EPT' if use_ept else 'shadow paging'}")
     host.log(f"d{dom.domid}: HVM guest, {'HAP (EPT root mfn %#x)' % dom.ept_root if use_ept else 'shadow paging'}")
+
+
+# ---------------------------------------------------------------- PVH
+HVM_START_INFO = 0x6000
+XEN_HVM_START_MAGIC = 0x336EC578
+
+
+def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> None:
+    """PVH: no firmware and no device model; start at the kernel's 32-bit entry.
+
+    rbx points at struct hvm_start_info (public/arch-x86/hvm/start_info.h),
+    whose first module is the lab's boot information; the console ring and its
+    event channel are HVM params (HVM_PARAM_CONSOLE_PFN / _EVTCHN).
+    """
+    layout = _load(host, dom, kernel, program, arg)
+    cons_pfn = layout.free >> PAGE_SHIFT
+    info = bytearray(layout.info)
+    struct.pack_into("<Q", info, 0x28, (cons_pfn + 1) << PAGE_SHIFT)     # free memory starts after the ring
+    _write_phys(host, dom, boot.BOOT_INFO, bytes(info))
+    modlist = HVM_START_INFO + 0x100
+    start = struct.pack("<IIIIQQQQII", XEN_HVM_START_MAGIC, 1, 0, 1, modlist, 0, 0, 0, 0, 0)
+    _write_phys(host, dom, HVM_START_INFO, start)
+    _write_phys(host, dom, modlist, struct.pack("<QQQQ", boot.BOOT_INFO, len(info), 0, 0))
+    dom.console_pfn = cons_pfn
+    port = host.services["xenconsoled"].connect(dom) if "xenconsoled" in host.services else 0
+    dom.console_evtchn = port
+    dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = cons_pfn
+    dom.hvm_params[abi.HVM_PARAM_CONSOLE_EVTCHN] = port
+    shared = host.alloc_frame(dom.domid)
+    dom.shared_info_mfn = shared
+    if not (dom.hap and host.config.ept):
+        raise BuildError(f"{dom.name}: a PVH guest needs hardware-assisted paging (hap=1 on a host with EPT/NPT)")
+    root = host.mm.xen_frame()
+    dom.ept_root = root
+    for pfn, mfn in enumerate(dom.p2m):
+        ept_map(host.mem, host.mm.xen_frame, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+    entry = boot.physical_of(kernel.entry)
+    for v in dom.vcpus:
+        cpu = v.cpu
+        cpu.vmcs = Vmcs(vendor=host.vendor, ept=True, eptp=make_eptp(root << PAGE_SHIFT),
+                        msr_exit={0x40000000}, external_interrupt_exiting=False)
+        cpu.cr0 = CR0_PE
+        cpu.rip = entry
+        cpu.regs[3] = HVM_START_INFO
+        cpu.vmentry()
+    host.emit(dom.vcpus[0], "boot", mode=dom.mode, entry=entry,
+              message=f"PVH: 32-bit entry {entry:#x} with paging off, rbx = hvm_start_info at "
+                      f"{HVM_START_INFO:#x}; no firmware, no device model")
+    host.log(f"d{dom.domid}: PVH guest, entry {entry:#x}, HAP (EPT root mfn {root:#x}), console ring pfn "
+             f"{cons_pfn:#x} port {port}")

@@ -63,7 +63,8 @@ def on_vmexit(host, v, exc: VmExit) -> None:
         host.crash(dom, f"unhandled VM exit {name} ({number}) at {cpu.rip:#x}", v)
         return
     handler(host, v, exc)
-    host.charge(v, "xen_handler")
+    if exc.reason != "VMCALL":               # a hypercall charges its handler itself
+        host.charge(v, "xen_handler")
     if dom.alive and cpu.stopped is None:
         cpu.vmentry()
         host.emit(v, "vmentry", rip=cpu.rip)

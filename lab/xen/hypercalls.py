@@ -53,7 +53,9 @@ def refusal(v, nr: int, info: dict) -> int | None:
 
 def _record(host, v, nr: int, args: list, ret: int | None, info: dict) -> None:
     dom = v.domain
-    cost = host.charge(v, "hypercall_pv" if dom.is_pv else "vmexit") + host.charge(v, "xen_handler")
+    # A PV hypercall is a syscall-like entry into Xen; an HVM one was already
+    # charged as its VMCALL exit. Both pay for Xen's handler.
+    cost = (host.charge(v, "hypercall_pv") if dom.is_pv else 0) + host.charge(v, "xen_handler")
     shown = ret if ret is not None else 0
     err = abi.errno_name(-_s64(shown)) if ret is not None and _s64(shown) < 0 else None
     name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
@@ -404,12 +406,18 @@ def event_channel_op(host, v, args, info) -> int:
         target = dom.domid if d == abi.DOMID_SELF else d
         if target not in host.domains:
             return -E["ESRCH"]
+        if remote == abi.DOMID_SELF:
+            remote = dom.domid                 # the caller, as evtchn_alloc_unbound() resolves it
         port = ev.alloc_unbound(target, remote)
+        if port < 0:
+            return port
         copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
         info["args"].append(f"remote d{remote} -> port {port}")
         return 0
     if cmd == abi.EVTCHNOP_bind_interdomain:
         rdom, rport = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+        if rdom == abi.DOMID_SELF:
+            rdom = dom.domid
         port = ev.bind_interdomain(dom.domid, rdom, rport)
         if port < 0:
             return port

@@ -22,6 +22,10 @@
 .text
 .org 0xffff888000200000
 .equ TRAP_INIT_OP, hvm_trap_init
+.equ CONSOLE_WRITE_OP, native_console_write
+.equ IDLE_OP, native_idle
+.equ SHUTDOWN_OP, native_shutdown
+.equ TIMER_INIT_OP, native_timer_init
 .include "native_ops.s"
 
 ; hvm_trap_init: the native set-up, then find Xen and set up the hypercall page

@@ -19,6 +19,10 @@
 .text
 .org 0xffff888000200000
 .equ TRAP_INIT_OP, native_trap_init
+.equ CONSOLE_WRITE_OP, native_console_write
+.equ IDLE_OP, native_idle
+.equ SHUTDOWN_OP, native_shutdown
+.equ TIMER_INIT_OP, native_timer_init
 .include "native_ops.s"
 
 .data

@@ -4,7 +4,8 @@
 ; instructions touch the hardware; in an HVM guest some of them cause VM exits.
 ;
 ; The file that includes this one sets the .text origin, the flavour name and
-; TRAP_INIT_OP (native_trap_init, or a routine that calls it).
+; the operations it does differently: TRAP_INIT_OP, CONSOLE_WRITE_OP, IDLE_OP,
+; SHUTDOWN_OP and TIMER_INIT_OP (the native_* routines below, or its own).
 
 pv_ops:
     .quad native_set_pte
@@ -13,12 +14,12 @@ pv_ops:
     .quad native_irq_disable
     .quad native_irq_enable
     .quad native_set_kstack
-    .quad native_console_write
-    .quad native_idle
-    .quad native_shutdown
+    .quad CONSOLE_WRITE_OP
+    .quad IDLE_OP
+    .quad SHUTDOWN_OP
     .quad TRAP_INIT_OP
     .quad native_syscall_init
-    .quad native_timer_init
+    .quad TIMER_INIT_OP
     .quad native_enter_user
     .quad native_alloc_pt
     .quad native_activate_mm

@@ -52,11 +52,6 @@
 .equ SI_PT_BASE,         88
 .equ SI_MFN_LIST,        104
 .equ SI_MOD_START,       112
-; the console ring (public/io/console.h)
-.equ CONS_OUT,           1024
-.equ CONS_OUT_SIZE,      2048
-.equ CONS_OUT_CONS,      3080
-.equ CONS_OUT_PROD,      3084
 
 ; Hypercalls: a call into the 32-byte stub Xen wrote for each number.
 .equ HC_mmu_update,      hypercall_page + 1*32
@@ -232,52 +227,14 @@ pv_set_kstack:
     call HC_stack_switch
     ret
 
-; pv_console_write(rdi = buffer, rsi = length)
+; pv_console_write(rdi = buffer, rsi = length): Xen's console for dom0, the
+; console ring for a domU (common/console_ring.s)
 pv_console_write:
     test qword [rip + is_dom0], SIF_INITDOMAIN
-    jz .ring
+    jz ring_console_write
     mov rdx, rdi
     mov rdi, CONSOLEIO_write
     call HC_console_io
-    ret
-.ring:
-    ; copy into the console ring's out[], publish out_prod, notify dom0
-    mov r8, [rip + console_page]
-    mov r9d, [r8 + CONS_OUT_PROD]
-.byte:
-    test rsi, rsi
-    jz .publish
-    mov eax, r9d
-    sub eax, [r8 + CONS_OUT_CONS]
-    cmp eax, CONS_OUT_SIZE
-    jae .full
-    mov eax, r9d
-    and eax, CONS_OUT_SIZE - 1
-    mov cl, [rdi]
-    mov [r8 + rax + CONS_OUT], cl
-    inc r9d
-    inc rdi
-    dec rsi
-    jmp .byte
-.full:
-    ; the ring is full: publish what we have, notify, and let dom0 drain it
-    mov [r8 + CONS_OUT_PROD], r9d
-    push rdi
-    push rsi
-    call console_notify
-    mov rdi, 0                       ; SCHEDOP_yield
-    xor esi, esi
-    call HC_sched_op
-    pop rsi
-    pop rdi
-    mov r8, [rip + console_page]
-    jmp .byte
-.publish:
-    mov [r8 + CONS_OUT_PROD], r9d
-console_notify:
-    mov rdi, EVTCHNOP_send
-    lea rsi, [rip + console_evtchn]
-    call HC_event_channel_op
     ret
 
 pv_idle:
@@ -506,8 +463,6 @@ syscall_callback:
 start_info:     .quad 0
 p2m_list:       .quad 0
 is_dom0:        .quad 0
-console_page:   .quad 0
-console_evtchn: .dword 0
 shutdown_reason: .dword 0
 mmu_req:        .quad 0, 0
 mmuext_req:     .quad 0, 0, 0
@@ -516,3 +471,5 @@ msg_pv_failed:  .asciz "pv: a hypercall failed with errno "
 .bss
 .align 4096
 shared_info_page: .zero 4096
+
+.include "common/console_ring.s"

@@ -1,0 +1,122 @@
+; The lab kernel as a PVH guest: HVM hardware without the emulated PC.
+;
+; Like an HVM guest it runs in non-root ring 0 with its own page tables over
+; EPT, so page tables, system calls and page faults are native (no exits).
+; Unlike HVM there is no device model and no emulated platform at all: no
+; firmware, no PIC or PIT, no ACPI. Xen starts it at its 32-bit entry with
+; paging off and rbx pointing at struct hvm_start_info (magic 0x336ec578);
+; everything a device would do is a hypercall through the page it asks for
+; with CPUID and an MSR: the console ring and its event channel (found in
+; HVM params), SCHEDOP_block to idle, SCHEDOP_shutdown to power off.
+
+.include "common/layout.inc"
+
+.data
+.org 0xffff888000300000
+.bss
+.org 0xffff888000340000
+
+.include "common/boot_stub.s"
+
+; Xen's entry point for PVH (XEN_ELFNOTE_PHYS32_ENTRY): rbx = hvm_start_info.
+.section .boot
+.align 16
+pvh_start:
+    mov eax, [rbx]
+    cmp eax, 0x336ec578
+    jne .not_pvh
+    mov rax, [rbx + 16]              ; modlist_paddr
+    mov rbx, [rax]                   ; module 0: the lab's boot information
+    jmp _start
+.not_pvh:
+    ud2
+.entry pvh_start
+
+.text
+.org 0xffff888000200000
+.equ TRAP_INIT_OP, pvh_trap_init
+.equ CONSOLE_WRITE_OP, ring_console_write
+.equ IDLE_OP, pvh_idle
+.equ SHUTDOWN_OP, pvh_shutdown
+.equ TIMER_INIT_OP, pvh_timer_init
+.include "native_ops.s"
+
+.equ HC_sched_op,         hypercall_page + 29*32
+.equ HC_event_channel_op, hypercall_page + 32*32
+.equ HC_hvm_op,           hypercall_page + 34*32
+.equ EVTCHNOP_send,       4
+.equ HVMOP_get_param,     1
+.equ HVM_PARAM_CONSOLE_PFN, 17
+.equ HVM_PARAM_CONSOLE_EVTCHN, 18
+.equ DOMID_SELF,          0x7ff0
+
+; pvh_trap_init: the native set-up, the hypercall page, and the console ring
+pvh_trap_init:
+    call native_trap_init
+    mov eax, 0x40000002
+    cpuid                            ; ebx = the hypercall-page MSR
+    mov ecx, ebx
+    lea rax, [rip + hypercall_page]
+    mov rdx, DIRECT_MAP
+    sub rax, rdx
+    mov rdx, rax
+    shr rdx, 32
+    wrmsr
+    mov esi, HVM_PARAM_CONSOLE_PFN
+    call get_param
+    shl rax, 12
+    mov rcx, DIRECT_MAP
+    add rax, rcx
+    mov [rip + console_page], rax
+    mov esi, HVM_PARAM_CONSOLE_EVTCHN
+    call get_param
+    mov [rip + console_evtchn], eax
+    ret
+
+; get_param(esi = index) -> rax: HVMOP_get_param on ourselves
+get_param:
+    lea rdi, [rip + hvm_param]
+    mov word [rdi], DOMID_SELF
+    mov [rdi + 4], esi
+    mov rsi, rdi
+    mov rdi, HVMOP_get_param
+    call HC_hvm_op
+    mov rax, [rip + hvm_param + 8]
+    ret
+
+pvh_idle:
+    mov rdi, 1                       ; SCHEDOP_block
+    xor esi, esi
+    call HC_sched_op
+    ret
+
+; pvh_shutdown(rdi = exit code): there is no ACPI to write to, so ask Xen
+pvh_shutdown:
+    mov dword [rip + shutdown_reason], 0
+    cmp rdi, 255
+    jne .go
+    mov dword [rip + shutdown_reason], 3
+.go:
+    mov rdi, 2                       ; SCHEDOP_shutdown
+    lea rsi, [rip + shutdown_reason]
+    call HC_sched_op
+.stay:
+    jmp .stay
+
+; No PIT and no PIC in a PVH guest: its timer would be a PV timer on an event
+; channel, which this kernel does not bind.
+pvh_timer_init:
+    ret
+
+.align 4096
+hypercall_page:
+    .zero 4096
+
+.include "common/console_ring.s"
+
+.data
+flavour_name:   .asciz "PVH guest, non-root ring 0, no device model"
+hvm_param:      .quad 0, 0
+shutdown_reason: .dword 0
+
+.include "common/kernel.s"
