@@ -14,7 +14,7 @@ from test_machine import expected_checksum
 
 @pytest.fixture(scope="module")
 def results():
-    return {r.mode: r for r in compare(modes=["native", "pv", "pv32", "hvm"])}
+    return {r.mode: r for r in compare(modes=["native", "pv", "pv32", "hvm", "pvh"])}
 
 
 def test_every_mode_prints_the_same_checksum(results):
@@ -37,6 +37,10 @@ def test_the_counts_tell_pv_from_hvm(results):
     assert hvm.io_exits == hvm.vmexits["IO_INSTRUCTION"] > 0
     assert hvm.vmexits["VMCALL"] == sum(hvm.hypercalls.values()) == 1
     assert pv32.vmexits == {}
+    # PVH: no device model, so no port I/O at all; its console is a ring and an event channel
+    pvh = results["pvh"]
+    assert pvh.io_exits == 0 and pvh.evtchn_notifications > 0 and pvh.vmexits["VMCALL"] > 0
+    assert pvh.traps == native.traps
     assert pv.cycles > native.cycles and hvm.cycles > native.cycles
     assert native.ratio == 1.0
 
@@ -54,4 +58,4 @@ def test_unknown_and_future_modes_are_clear_errors():
     with pytest.raises(UserError, match="unknown mode 'vmware'"):
         compare(modes=["vmware"])
     with pytest.raises(UserError, match="needs the PV drivers"):
-        compare(modes=["pvh"])
+        compare(modes=["pvhvm"])
