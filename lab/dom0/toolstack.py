@@ -95,6 +95,10 @@ class Toolstack:
         if conf.lab_program and not program_path.exists():
             program_path = Path(conf.filename).parent / conf.lab_program
         program = self._image(program_path)
+        arg = 0
+        for word in (conf.cmdline or "").split():
+            if word.startswith("rounds=") and word[7:].isdigit():
+                arg = int(word[7:])          # the workload's rounds, passed to the program in rdi
         pages = conf.memory << 8
         if pages > host.free_pages:
             raise UserError(f"{conf.filename}: not enough free memory for {conf.name}: "
@@ -108,11 +112,11 @@ class Toolstack:
             for v in dom.vcpus[1:]:
                 v.runstate = "offline"          # secondary vCPUs wait for VCPUOP_up
             if dom.is_pv:
-                build_pv(host, dom, kernel, program, 0)
+                build_pv(host, dom, kernel, program, arg)
             elif dom.type == "pvh":
-                build_pvh(host, dom, kernel, program, 0)
+                build_pvh(host, dom, kernel, program, arg)
             else:
-                build_hvm(host, dom, self._image(FIRMWARE), kernel, program, 0)
+                build_hvm(host, dom, self._image(FIRMWARE), kernel, program, arg)
             if paused:
                 host.pause(dom)
             return dom.domid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .abi import EINVAL
 from .evtchn import SHINFO_MASK, SHINFO_PENDING, VCPU_INFO_SIZE
 
 
@@ -18,12 +19,37 @@ def upcall_pending(host, v) -> bool:
 
 
 def kick(host, v) -> None:
-    """An event is pending for ``v``: wake it if it blocked waiting for one."""
+    """An event is pending for ``v``: wake it if it blocked, or make it stop at
+    the next block boundary so Xen can deliver the upcall before it goes on."""
     host.wake(v, "event pending")
+    if v.cpu is not None and v.runstate == "running":
+        v.cpu.yield_now = True
+
+
+def deliver_upcall(host, v) -> bool:
+    """On the way back to a PV guest: if an event is pending and events are not
+    masked, bounce to the kernel's event callback with events masked (as Xen's
+    test_guest_events / create_bounce_frame do). True if it delivered."""
+    dom = v.domain
+    target = dom.callbacks.get("event")
+    vi = _vcpu_info(host, v)
+    if not dom.is_pv or not target or vi is None or v.cpu is None:
+        return False
+    pending, masked = host.mem.read(vi, 2)
+    if pending != 1 or masked:
+        return False
+    from .pv import bounce
+    cpu = v.cpu
+    host.emit(v, "trap", vector=None, mnemonic="event upcall", error_code=None, cr2=None, rip=cpu.rip,
+              cpl=cpu.cpl, handler="bounce", reason=f"an event is pending: Xen bounces to the event callback at {target:#x}")
+    bounce(host, v, target, error_code=None, rip=cpu.rip, what="event upcall", disable_events=True)
+    return True
 
 
 def unmask(host, dom, port: int) -> int:
     """EVTCHNOP_unmask: clear the mask bit; re-notify if the port is still pending."""
+    if not 0 <= port < host.evtchn.max_ports(dom.domid):
+        return -EINVAL                      # !port_is_valid(): outside shared_info's bitmaps
     if not dom.shared_info_mfn:
         return 0
     base = dom.shared_info_mfn << 12

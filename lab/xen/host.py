@@ -419,6 +419,9 @@ class XenHost:
             return
         cpu = v.cpu
         cpu.cycles = max(cpu.cycles, self.clock[p])
+        if v.domain.is_pv:
+            from .events import deliver_upcall
+            deliver_upcall(self, v)
         until = min(self.slice_end[p], min((self.clock[i] for i in range(len(self.clock)) if i != p),
                                           default=FOREVER) + QUANTUM)
         dl = self.next_deadline()

@@ -182,6 +182,8 @@ def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
     ret = dispatch(host, v, nr, args)
     if ret is not None:               # iret and a few others set the state themselves
         r[0] = ret & M64
+    from .events import deliver_upcall
+    deliver_upcall(host, v)
 
 
 def do_iret(host, v) -> int | None:

@@ -39,6 +39,10 @@
 .equ EVTCHNOP_send,      4
 .equ CALLBACKOP_register, 0
 .equ CALLBACKTYPE_syscall, 2
+.equ CALLBACKTYPE_event, 0
+.equ EVTCHNOP_bind_virq, 1
+.equ VIRQ_TIMER,         0
+.equ VCPUOP_set_periodic_timer, 6
 .equ VGCF_in_syscall,    0x100
 .equ FLAT_USER_CS,       0xe033
 .equ FLAT_USER_SS,       0xe02b
@@ -64,6 +68,7 @@
 .equ HC_sched_op,        hypercall_page + 29*32
 .equ HC_callback_op,     hypercall_page + 30*32
 .equ HC_event_channel_op, hypercall_page + 32*32
+.equ HC_vcpu_op,         hypercall_page + 24*32
 
 pv_ops:
     .quad pv_set_pte
@@ -303,11 +308,29 @@ pv_syscall_init:
     call HC_callback_op
     test rax, rax
     jnz pv_failed
+    mov rdi, CALLBACKOP_register
+    lea rsi, [rip + event_callback]
+    call HC_callback_op
+    test rax, rax
+    jnz pv_failed
     ret
 
-; No periodic tick for the PV kernel: its timer arrives as VIRQ_TIMER on an
-; event channel, which this kernel does not bind.
+; pv_timer_init: the PV tick is VIRQ_TIMER on an event channel, driven by a
+; periodic timer Xen keeps for the vCPU (VCPUOP_set_periodic_timer, 10 ms)
 pv_timer_init:
+    mov rdi, EVTCHNOP_bind_virq
+    lea rsi, [rip + bind_virq_req]
+    call HC_event_channel_op
+    test rax, rax
+    jnz pv_failed
+    mov eax, [rip + bind_virq_req + 8]
+    mov [rip + timer_port], eax
+    mov rdi, VCPUOP_set_periodic_timer
+    xor esi, esi                     ; vCPU 0
+    lea rdx, [rip + timer_period]
+    call HC_vcpu_op
+    test rax, rax
+    jnz pv_failed
     ret
 
 ; pv_enter_user(rdi = entry, rsi = user stack, rdx = argument): HYPERVISOR_iret
@@ -367,6 +390,54 @@ pv_syscall_entry:
     push VGCF_in_syscall
     push 0
     push 0
+    push rax
+    jmp HC_iret
+
+; An event upcall: Xen found evtchn_upcall_pending set and events unmasked,
+; masked them and bounced here with [rcx, r11, rip, cs, rflags, rsp, ss].
+; Scan the 2-level bitmaps as Xen's event_2l ABI lays them out, clear what we
+; handle, and return with HYPERVISOR_iret, which unmasks events again.
+pv_event_entry:
+    pop rcx
+    pop r11
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    mov byte [rip + shared_info_page], 0          ; evtchn_upcall_pending = 0
+    xor eax, eax
+    xchg rax, [rip + shared_info_page + 8]        ; take evtchn_pending_sel
+    test rax, 1                                   ; the lab's ports are all below 64: word 0
+    jz .done
+    mov rdx, [rip + shared_info_page + 2048]      ; evtchn_pending[0]
+    mov rcx, [rip + shared_info_page + 2560]      ; evtchn_mask[0]
+    not rcx
+    and rdx, rcx
+    xor [rip + shared_info_page + 2048], rdx      ; clear the pending bits we take
+    mov ecx, [rip + timer_port]
+    mov rax, 1
+    shl rax, cl
+    test rdx, rax
+    jz .done
+    call timer_tick
+.done:
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    push 0
+    push rcx
+    push r11
     push rax
     jmp HC_iret
 
@@ -460,6 +531,14 @@ syscall_callback:
     .word CALLBACKTYPE_syscall, 0
     .dword 0
     .quad pv_syscall_entry
+event_callback:
+    .word CALLBACKTYPE_event, 0
+    .dword 0
+    .quad pv_event_entry
+; struct evtchn_bind_virq {u32 virq; u32 vcpu; u32 port (out)}
+bind_virq_req:  .dword VIRQ_TIMER, 0, 0
+timer_port:     .dword 0
+timer_period:   .quad 10000000            ; ns
 start_info:     .quad 0
 p2m_list:       .quad 0
 is_dom0:        .quad 0

@@ -1,0 +1,64 @@
+"""Event channels delivered to a running PV kernel: VIRQ_TIMER, the upcall, the kernel's handler."""
+
+from __future__ import annotations
+
+from lab.session.scenario import boot_host
+from lab.xen import abi
+
+DIRECT_MAP = 0xFFFF888000000000
+
+
+def kernel_u64(host, dom, symbol):
+    pa = dom.images["kernel"].symbols[symbol] - DIRECT_MAP
+    return host.mem.read_u64((dom.p2m[pa >> 12] << 12) + (pa & 0xFFF))
+
+
+def test_virq_timer_reaches_the_pv_kernel_as_an_upcall():
+    host, xl = boot_host()
+    dom = xl.create("machines/pv-guest.cfg")
+    host.run(60_000)
+    ports = host.evtchn.ports[dom.domid]
+    timer = [p for p, port in ports.items() if port.state == "virq" and port.virq == abi.VIRQ_TIMER]
+    assert len(timer) == 1, "the PV kernel binds VIRQ_TIMER"
+    assert dom.vcpus[0].periodic_period == 10_000_000 * host.cpu_hz // 1_000_000_000
+    before = kernel_u64(host, dom, "ticks")
+    for _ in range(3):
+        host.evtchn.send_virq(dom.domid, abi.VIRQ_TIMER, 0)
+        host.run(3_000)
+    assert kernel_u64(host, dom, "ticks") == before + 3
+    upcalls = [e for e in host.trace.events if e.kind == "trap" and e.data.get("mnemonic") == "event upcall"]
+    assert len(upcalls) == 3 and all(e.dom == dom.domid and e.data["handler"] == "bounce" for e in upcalls)
+    host.run(5_000_000)
+    assert "timer ticks 3" in dom.console_output or "timer ticks" in dom.console_output
+    assert "checksum 0x8f2d0232ed22c5b5" in dom.console_output
+
+
+def test_a_masked_port_is_not_delivered_until_unmasked():
+    host, xl = boot_host()
+    dom = xl.create("machines/pv-guest.cfg")
+    host.run(60_000)
+    port = next(p for p, x in host.evtchn.ports[dom.domid].items() if x.state == "virq")
+    base = dom.shared_info_mfn << 12
+    mask_addr = base + 2560
+    host.mem.write_u64(mask_addr, host.mem.read_u64(mask_addr) | (1 << port))
+    before = kernel_u64(host, dom, "ticks")
+    host.evtchn.send_virq(dom.domid, abi.VIRQ_TIMER, 0)
+    host.run(3_000)
+    assert kernel_u64(host, dom, "ticks") == before, "masked: pending but not delivered"
+    assert host.mem.read_u64(base + 2048) >> port & 1
+    from lab.xen.events import unmask
+    unmask(host, dom, port)
+    host.run(3_000)
+    assert kernel_u64(host, dom, "ticks") == before + 1, "unmask re-notifies a still-pending port"
+
+
+def test_a_long_run_ticks_on_its_own():
+    host, xl = boot_host()
+    from lab.dom0.xlcfg import load_config
+    conf = load_config("machines/pv-guest.cfg")
+    conf.cmdline = "rounds=90"
+    dom = xl.create(conf)
+    host.run(40_000_000)
+    assert dom.state == "shutdown"
+    ticks = int(dom.console_output.split("timer ticks ")[1].split()[0])
+    assert ticks >= 1
