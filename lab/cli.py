@@ -125,8 +125,8 @@ def cmd_open(args: argparse.Namespace) -> int:
         p = Path(target)
         if not p.exists():
             raise UserError(f"{display(p)}: no such file")
-        if p.suffix != ".s":
-            raise UserError(f"{display(p)}: expected a kernel source (.s)")
+        if p.suffix not in (".s", ".toml"):
+            raise UserError(f"{display(p)}: expected a kernel source (.s) or a scenario (.toml)")
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
     make_app(target).run()
     return 0
@@ -156,7 +156,8 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
 
 def _setup_open(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", default=None,
-                   help="a kernel source (.s) to boot on the bare machine (default: the native kernel)")
+                   help="a kernel source (.s) to boot on the bare machine, or a scenario (.toml) of a Xen "
+                        "host and its domains (default: the native kernel on the bare machine)")
 
 
 def _setup_xl(p: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ GROUPS = {"speed": "Speed"}
 
 ACTIONS: tuple[Action, ...] = (
     Action("help", "f1", "help", "Help", "Open the help screen: panes, keys and commands"),
-    Action("command_line", "f2", "command_line", "Cmd", "Move to the command line, or back to the panes",
+    Action("command_line", "f2", "command_line", "Prompt", "Move to the command line, or back to the panes",
            show=False),
     Action("slower", "f3", "slower", "Slower", "Run fewer instructions per screen tick", group="speed"),
     Action("faster", "f4", "faster", "Faster", "Run more instructions per screen tick (up to full speed)",

@@ -3,7 +3,7 @@
 ``make_app`` builds the app without running it, so tests, snapshot modules
 and the ``xenlab`` command all get the same app.
 
-About thirty times a second ``_pump`` drains the runner's event buffer into
+About thirty times a second ``pump`` drains the runner's event buffer into
 the log panes (one batch per pane), writes replies to the command output and,
 when the runner has published a new StateView, redraws the state panes, all
 under one ``batch_update``.
@@ -12,7 +12,6 @@ under one ``batch_update``.
 from __future__ import annotations
 
 import math
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +40,6 @@ from .widgets.logs import CallsPane, DevicePane, route
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
-SWITCH_INTERVAL = 0.005      # seconds; see on_mount
 TIME_ACTIONS = ("run", "pause", "run_pause", "step", "step_event", "until_xen")
 _GROUPS = {name: Binding.Group(label, compact=True) for name, label in GROUPS.items()}
 
@@ -53,8 +51,8 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
     style = {RUNNING: "$text-success bold", PAUSED: "$text-warning bold", STOPPED: "$text-error bold",
              NO_MACHINE: "$text-error bold", CRASHED: "$text-error bold", BOOTING: "$text-muted"}.get(mode, "bold")
     label = mode
-    if mode == RUNNING and runner.job_label:
-        label = f"running {runner.job_label}"
+    if mode == RUNNING and runner.job_label and runner.job_label != "run":
+        label = f"running: {runner.job_label}"
     elif mode == STOPPED and view is not None and view.stopped:
         label = f"stopped: {view.stopped}"
     if compact and len(label) > 28:
@@ -130,7 +128,6 @@ class XenLab(App[None]):
         self.sub_title = subtitle
         self.tick = tick
         self.max_rows = max_rows
-        self._switch_interval = sys.getswitchinterval()
         self._pump_timer: Any = None
         self.events_shown = 0
         self.ticks = 0
@@ -150,10 +147,6 @@ class XenLab(App[None]):
         return self.main
 
     def on_mount(self) -> None:
-        # The simulation thread is pure Python: with the default 5 ms GIL switch
-        # interval every wake-up of the screen's event loop waits up to 5 ms.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         self.runner.start()
         self._pump_timer = self.set_interval(self.tick, self._on_tick, name="pump")
 
@@ -161,7 +154,6 @@ class XenLab(App[None]):
         if self._pump_timer is not None:
             self._pump_timer.stop()
         self.runner.close()
-        sys.setswitchinterval(self._switch_interval)
 
     def _on_tick(self) -> None:
         if self._exit or not self.screen_stack or not self.main.is_mounted:
@@ -191,17 +183,17 @@ class XenLab(App[None]):
         """Move what the sim thread produced onto the screen (one batch per tick)."""
         self.ticks += 1
         r = self.runner
-        events = r.drain_events(r.events.maxlen or 10_000)
-        self.events_shown += len(events)
+        batch = r.drain_events(r.events.maxlen or 10_000)
+        self.events_shown += len(batch)
         replies = r.drain_replies()
         view = r.view
         main = self.main
         with self.batch_update():
-            if events:
-                calls = route(events, CALL_KINDS, self.max_rows)
+            if batch:
+                calls = route(batch, CALL_KINDS, self.max_rows)
                 if calls:
                     main.query_one(CallsPane).add(calls)
-                devs = route(events, IO_KINDS, self.max_rows)
+                devs = route(batch, IO_KINDS, self.max_rows)
                 if devs:
                     main.query_one(DevicePane).add(devs)
             for reply in replies:
@@ -248,9 +240,10 @@ class XenLab(App[None]):
         for line in text.splitlines() or [""]:
             out.write(Text(line, style=style + (" bold" if kind == "echo" else "")))
         self.main.show_message(text, kind)
-        if kind == "out" and self._command_pending is not None:
+        if kind in ("out", "err") and self._command_pending is not None:
+            # A command's multi-line answer is shown where it can be read.
             pending, self._command_pending = self._command_pending, None
-            if self.main.layout_name != "wide" and "\n" in text:
+            if kind == "out" and self.main.layout_name != "wide" and "\n" in text:
                 self.main.activate("pages" if pending == "walk" else "output")
 
     def error(self, text: str) -> None:
@@ -442,15 +435,27 @@ class XenLab(App[None]):
 
 
 def build_session(target: str | None = None) -> Any:
-    """The session for ``target``: a kernel source (.s) on the bare machine, or the default."""
-    from ..session.build import NATIVE_KERNEL, native_machine
+    """The session for ``target``: a kernel source (.s) booted on the bare machine, or a
+    scenario (.toml) of a Xen host and its domains; the native kernel by default."""
+    from ..session.build import native_machine
     from ..session.session import Session
     if target is None:
         return Session(native_machine())
     path = Path(target)
+    if path.suffix == ".toml":
+        from ..session.scenario import load_scenario, start_scenario
+        host, _toolstack = start_scenario(load_scenario(path))
+        return Session(host)
     if path.suffix != ".s":
-        raise UserError(f"{display(path)}: expected a kernel source (.s)")
-    return Session(native_machine(path if path != NATIVE_KERNEL else NATIVE_KERNEL))
+        raise UserError(f"{display(path)}: expected a kernel source (.s) or a scenario (.toml)")
+    return Session(native_machine(path))
+
+
+def describe_target(target: str | None) -> str:
+    if target is None:
+        return "bare metal: machines/kernels/native.s"
+    kind = "scenario" if Path(target).suffix == ".toml" else "bare metal"
+    return f"{kind}: {display(target)}"
 
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
@@ -467,5 +472,4 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
         runner = Runner(session, **kwargs)
     else:
         runner = Runner(factory=lambda: build_session(target), **kwargs)
-    subtitle = "bare metal: " + (display(target) if target else "machines/kernels/native.s")
-    return XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows)
+    return XenLab(runner, theme=theme, subtitle=describe_target(target), tick=tick, max_rows=max_rows)

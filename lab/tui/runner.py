@@ -100,7 +100,7 @@ class StateView:
     walk_requested: int | None        # the address asked for, None for rip
     console: str
     breakpoints: tuple[str, ...]
-    images: tuple[Any, ...]           # loaded images, for mapping rip to a source line
+    images: dict[Any, tuple[Any, ...]]   # loaded images by domain, for mapping rip to a source line
     cpu_hz: int | None
     stopped: str | None
     #: The focused CPU as it was when the last step, run or command began: what
@@ -171,7 +171,8 @@ class Runner:
         self._gen = 0
         self._dirty = True
         self._last_publish = 0.0
-        self._chunk = 2_000
+        # Instructions per slice at full speed, per kind of job (until single-steps, so is slower).
+        self._chunks = {"run": 2_000, "step": 500, "until": 500}
         self._hold_until = 0.0
         self._before: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
@@ -483,12 +484,12 @@ class Runner:
         job = self._job
         assert job is not None
         per_tick = SPEEDS[self.speed]
-        n = self._chunk if per_tick is None else per_tick
+        n = self._chunks[job.kind] if per_tick is None else per_tick
         if job.left is not None:
             n = min(n, job.left)
         s = self.session
         before = self._progress()
-        icount0 = s.focus.cpu.icount
+        icount0 = sum(p[0] for p in before)
         t0 = time.perf_counter()
         hit = None
         found = None
@@ -501,7 +502,7 @@ class Runner:
             found = s.until(job.spec, limit=n)
             hit = s.break_hit if found is None else None
         dt = time.perf_counter() - t0
-        ran = s.focus.cpu.icount - icount0
+        ran = sum(p[0] for p in self._progress()) - icount0       # every vCPU's instructions
         self.stats.sim_seconds += dt
         self.stats.chunks += 1
         self.stats.instructions += max(ran, 0)
@@ -510,7 +511,8 @@ class Runner:
             job.left -= n
         if per_tick is None and dt > 0:
             # Aim for slices of FULL_SPEED_SLICE seconds so a pause is taken promptly.
-            self._chunk = int(max(100, min(200_000, self._chunk * FULL_SPEED_SLICE / dt)))
+            chunk = self._chunks[job.kind] * FULL_SPEED_SLICE / dt
+            self._chunks[job.kind] = int(max(100, min(200_000, chunk)))
         self._dirty = True
         if found is not None:
             self._finish("reached", f"#{found.seq} {found.summary()}")
@@ -595,11 +597,15 @@ def build_view(session: Any, gen: int, walk_addr: int | None,
     except Exception:
         tlb = ()
     m = session.machine
+    images: dict[Any, tuple[Any, ...]] = {}
+    for dom in dict.fromkeys(r.dom for r in refs):
+        by_dom = m.images_for(dom) if hasattr(m, "images_for") else getattr(m, "images", {})
+        images[dom] = tuple(by_dom.values())
     return StateView(
         gen=gen, vcpus=tuple(infos), cpu=cpu, source=source, tlb=tlb, walk=walk, walk_lines=lines,
         walk_note=note, walk_requested=walk_addr, console=session.console(),
         breakpoints=tuple(str(b) for b in session.breakpoints),
-        images=tuple(getattr(m, "images", {}).values()), cpu_hz=getattr(m, "cpu_hz", None),
+        images=images, cpu_hz=getattr(m, "cpu_hz", None),
         stopped=m.stopped, before=before)
 
 

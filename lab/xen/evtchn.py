@@ -45,15 +45,27 @@ class EventChannels:
         self.ports.pop(dom.domid, None)
 
     # -- allocation -------------------------------------------------------
+    def max_ports(self, domid: int) -> int:
+        """The 2-level ABI's port count: the bits of shared_info's evtchn_pending[]."""
+        dom = self.host.domains.get(domid)
+        if dom is not None and dom.mode == "pv32":
+            return abi.EVTCHN_2L_NR_CHANNELS_32
+        return NR_PORTS_64
+
     def _free_port(self, domid: int) -> int:
+        """get_free_port(): the lowest free port, or -ENOSPC when all are in use."""
         table = self.ports[domid]
         port = 1                      # port 0 is reserved, never allocated
         while port in table and table[port].state != "closed":
             port += 1
+        if port >= self.max_ports(domid):
+            return -abi.ERRNO["ENOSPC"]
         return port
 
     def alloc_unbound(self, domid: int, remote_dom: int) -> int:
         port = self._free_port(domid)
+        if port < 0:
+            return port
         self.ports[domid][port] = Port("unbound", remote_dom=remote_dom)
         self._event(domid, "alloc_unbound", port, remote_dom, None, 0)
         return port
@@ -63,9 +75,11 @@ class EventChannels:
         if rtable is None:
             return -abi.ERRNO["ESRCH"]
         rp = rtable.get(remote_port)
-        if rp is None or rp.state != "unbound" or rp.remote_dom not in (domid, abi.DOMID_SELF):
+        if rp is None or rp.state != "unbound" or rp.remote_dom != domid:
             return -abi.ERRNO["EINVAL"]
         port = self._free_port(domid)
+        if port < 0:
+            return port
         self.ports[domid][port] = Port("interdomain", remote_dom=remote_dom, remote_port=remote_port)
         rp.state = "interdomain"
         rp.remote_dom = domid
@@ -76,10 +90,17 @@ class EventChannels:
     def bind_virq(self, domid: int, virq: int, vcpu: int) -> int:
         if not 0 <= virq < abi.NR_VIRQS:
             return -abi.ERRNO["EINVAL"]
+        if not abi.virq_is_per_vcpu(virq) and vcpu != 0:
+            return -abi.ERRNO["EINVAL"]           # a global or per-domain VIRQ binds to vCPU 0
+        dom = self.host.domains.get(domid)
+        if dom is None or not 0 <= vcpu < len(dom.vcpus):
+            return -abi.ERRNO["ENOENT"]
         for p, port in self.ports[domid].items():
             if port.state == "virq" and port.virq == virq and port.vcpu == vcpu:
                 return -abi.ERRNO["EEXIST"]
         port = self._free_port(domid)
+        if port < 0:
+            return port
         self.ports[domid][port] = Port("virq", virq=virq, vcpu=vcpu)
         self._event(domid, "bind_virq", port, None, None, 0)
         return port

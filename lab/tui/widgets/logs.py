@@ -33,7 +33,7 @@ class EventPane(Vertical):
         super().__init__(**kwargs)
         self.filter = LogFilter(self.KINDS)
         self.max_rows = max_rows
-        self.images: tuple[Any, ...] = ()
+        self.images: dict[Any, tuple[Any, ...]] = {}      # by domain, from the latest StateView
 
     def compose(self) -> ComposeResult:
         yield Static(self._filter_text(), classes="log-filter")
@@ -76,7 +76,8 @@ class EventPane(Vertical):
     def explain(self, ev: Any) -> None:
         if ev is None:
             return
-        lines = describe_event(ev, self.images)
+        images = self.images.get(ev.dom) or tuple(i for imgs in self.images.values() for i in imgs)
+        lines = describe_event(ev, images)
         styles = ["bold", "$text-accent", "", "$text-muted"]
         parts = [(line + "\n", styles[min(i, 3)]) for i, line in enumerate(lines)]
         detail = self.query_one(".log-detail-text", Static)

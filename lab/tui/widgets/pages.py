@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from .text import Text
 
-from ...hw.ept import ept_steps_text
+from ...hw.ept import EPT_ADDR_MASK
 from ...hw.paging import describe_entry, entry_frame, table_indexes
 from ..runner import StateView
 
@@ -24,6 +24,20 @@ def _flags(entry: int, level: int) -> str:
     # "0x... P RW A -> table frame 0x102": keep the flag names only.
     body = text.split(" ", 1)[1] if " " in text else ""
     return body.split(" -> ")[0]
+
+
+def ept_lines(steps: Any) -> list[str]:
+    """One short line per EPT entry read: level, index, entry, permissions, where it leads."""
+    out = []
+    for st in steps or ():
+        if not st.present:
+            out.append(f"     EPT L{st.level} [{st.index:3d}] {st.entry:016x}  not present")
+            continue
+        nxt = "frame" if st.leaf else "table"
+        flags = " ".join(st.flags)
+        out.append(f"     EPT L{st.level} [{st.index:3d}] {st.entry:016x}  {flags}  -> {nxt} "
+                   f"{st.entry & EPT_ADDR_MASK:#x}")
+    return out
 
 
 def walk_content(view: StateView) -> Content:
@@ -46,7 +60,7 @@ def walk_content(view: StateView) -> Content:
     for st in res.steps:
         if res.two_dimensional and st.ept:
             parts.append((f"   gPA {st.entry_addr:#x} through EPT:\n", MUTED))
-            for line in ept_steps_text(st.ept, indent="     "):
+            for line in ept_lines(st.ept):
                 parts.append((line + "\n", MUTED))
         parts.append((f"L{st.level} ", "bold"))
         parts.append((f"{LEVEL_NAMES.get(st.level, '')} ", MUTED))
@@ -84,7 +98,7 @@ def walk_content(view: StateView) -> Content:
         if res.two_dimensional:
             if res.final_ept:
                 parts.append((f"\n   gPA {res.pa:#x} through EPT:\n", MUTED))
-                for line in ept_steps_text(res.final_ept, indent="     "):
+                for line in ept_lines(res.final_ept):
                     parts.append((line + "\n", MUTED))
             if res.hpa is not None:
                 parts.append(("=> ", "bold"))
