@@ -125,8 +125,8 @@ def cmd_open(args: argparse.Namespace) -> int:
         p = Path(target)
         if not p.exists():
             raise UserError(f"{display(p)}: no such file")
-        if p.suffix not in (".s", ".toml"):
-            raise UserError(f"{display(p)}: expected a kernel source (.s) or a scenario (.toml)")
+        if p.suffix not in (".s", ".toml", ".cfg"):
+            raise UserError(f"{display(p)}: expected a kernel source (.s), a scenario (.toml) or an xl.cfg file")
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
     make_app(target).run()
     return 0

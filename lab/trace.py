@@ -27,9 +27,10 @@ class KindInfo:
 
 _KINDS = [
     KindInfo("boot", ("mode", "entry", "message"), "GEN", "a machine or domain starts executing"),
-    KindInfo("hypercall", ("name", "nr", "args", "ret", "errno"), "PV",
-             "a hypercall, with its decoded arguments and result (errno name when negative)"),
-    KindInfo("vmexit", ("reason", "nr", "rip", "qualification", "info"), "HVM",
+    KindInfo("hypercall", ("name", "nr", "args", "ret", "errno", "rip", "caller", "cost", "detail"), "PV",
+             "a hypercall, with its decoded arguments and result (errno name when negative); rip is the "
+             "trapping instruction, caller the instruction that called into the hypercall page"),
+    KindInfo("vmexit", ("reason", "nr", "rip", "qualification", "info", "cost"), "HVM",
              "a VM exit, by VMX reason name and number (SVM exit code on an AMD host)"),
     KindInfo("vmentry", ("rip",), "HVM", "the vCPU re-enters non-root mode"),
     KindInfo("trap", ("vector", "mnemonic", "error_code", "cr2", "rip", "cpl", "handler", "reason"), "PV",

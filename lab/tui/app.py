@@ -435,26 +435,20 @@ class XenLab(App[None]):
 
 
 def build_session(target: str | None = None) -> Any:
-    """The session for ``target``: a kernel source (.s) booted on the bare machine, or a
-    scenario (.toml) of a Xen host and its domains; the native kernel by default."""
-    from ..session.build import native_machine
+    """The session for ``target``: a kernel source (.s) on the bare machine, a scenario
+    (.toml), or an xl.cfg file; the default scenario (dom0, a PV and an HVM guest) if none."""
+    from ..session.headless import build_target
+    from ..session.scenario import DEFAULT_SCENARIO
     from ..session.session import Session
-    if target is None:
-        return Session(native_machine())
-    path = Path(target)
-    if path.suffix == ".toml":
-        from ..session.scenario import load_scenario, start_scenario
-        host, _toolstack = start_scenario(load_scenario(path))
-        return Session(host)
-    if path.suffix != ".s":
-        raise UserError(f"{display(path)}: expected a kernel source (.s) or a scenario (.toml)")
-    return Session(native_machine(path))
+    _kind, machine, _xl, _warnings = build_target([str(target) if target is not None else str(DEFAULT_SCENARIO)])
+    return Session(machine)
 
 
 def describe_target(target: str | None) -> str:
     if target is None:
-        return "bare metal: machines/kernels/native.s"
-    kind = "scenario" if Path(target).suffix == ".toml" else "bare metal"
+        return "scenario: machines/default.toml"
+    suffix = Path(target).suffix
+    kind = {".toml": "scenario", ".cfg": "guest config"}.get(suffix, "bare metal")
     return f"{kind}: {display(target)}"
 
 

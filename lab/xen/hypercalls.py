@@ -59,8 +59,30 @@ def _record(host, v, nr: int, args: list, ret: int | None, info: dict) -> None:
     shown = ret if ret is not None else 0
     err = abi.errno_name(-_s64(shown)) if ret is not None and _s64(shown) < 0 else None
     name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
+    rip, caller = _where(host, v)
     host.emit(v, "hypercall", name=name, nr=nr, args=info.pop("args", args),
-              ret=_s64(shown), errno=err, cost=cost, **({"detail": info} if info else {}))
+              ret=_s64(shown), errno=err, rip=rip, caller=caller, cost=cost, **({"detail": info} if info else {}))
+
+
+def _where(host, v) -> tuple[int | None, int | None]:
+    """The trapping instruction, and the call into the hypercall page that led to it.
+
+    The CPU has already moved past the trap instruction. When that sits in the
+    hypercall page (the tail every stub jumps to), the return address on the
+    stack names the kernel's own call site, which is the line a learner wants.
+    """
+    if v.cpu is None:
+        return None, None
+    rip = (v.cpu.rip - 16) & M64
+    kernel = v.domain.images.get("kernel")
+    page = kernel.symbols.get("hypercall_page") if kernel is not None else None
+    if page is None or not page <= rip < page + 4096:
+        return rip, None
+    try:
+        ret = read_u64(host, v, v.cpu.regs[4])
+    except GuestFault:
+        return rip, None
+    return rip, (ret - 16) & M64
 
 
 def dispatch(host, v, nr: int, args: list[int]) -> int | None:

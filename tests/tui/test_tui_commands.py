@@ -1,0 +1,234 @@
+"""The command line: lab commands, the screen's own commands, history, completion, errors."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from lab.tui.app import LIGHT, help_listing
+from lab.tui.runner import PAUSED, RUNNING, SPEEDS, STOPPED
+from lab.tui.widgets.logs import CallsPane, DevicePane
+from tui_support import command, lab, message_text, output_text, run, settle
+
+
+def test_regs_prints_registers():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "regs")
+            out = output_text(app)
+            assert "xen> regs" in out
+            assert "rflags" in out and "cr3" in out
+    run(go())
+
+
+def test_unknown_command_is_a_red_message_not_a_traceback():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "frobnicate 3")
+            assert "unknown command 'frobnicate'" in message_text(app)
+            assert app.main.query_one("#message", Static).has_class("-error")
+            assert ("err", "unknown command 'frobnicate' (try 'help')") in app.transcript
+            assert "Traceback" not in output_text(app)
+            await command(pilot, app, "regs")          # the next good command clears the red
+            assert not app.main.query_one("#message", Static).has_class("-error")
+    run(go())
+
+
+def test_bad_arguments_and_quotes_are_messages():
+    async def go():
+        async with lab() as (app, pilot):
+            for line, expect in (("step zero", "the count must be a number"),
+                                 ("run -3", "the count must be at least 1"),
+                                 ("until", "until needs an event"),
+                                 ("until nonsense", "unknown event kind 'nonsense'"),
+                                 ("walk banana", "the address must be a number"),
+                                 ("echo 'unterminated", "cannot parse the command"),
+                                 ("focus 7", "no domain or vCPU '7'"),
+                                 ("theme nosuch", "no theme 'nosuch'"),
+                                 ("filter kind ioport", "this log shows"),
+                                 ("speed fast", "the count must be a number")):
+                await command(pilot, app, line)
+                assert expect in message_text(app), line
+            assert app.runner.mode == PAUSED
+    run(go())
+
+
+def test_step_n_and_run_n():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "step 5")
+            assert app.view.cpu["icount"] == 5
+            await command(pilot, app, "run 1000")
+            assert app.view.cpu["icount"] == 1005
+            assert "run 1,000: done after 1,000 instructions" in output_text(app)
+            await command(pilot, app, "step 200")    # a long step runs on the sim thread in slices
+            assert app.view.cpu["icount"] == 1205
+    run(go())
+
+
+def test_until_matches_the_headless_command():
+    from lab.session.build import native_machine
+    from lab.session.commands import execute
+    from lab.session.session import Session
+    headless = Session(native_machine())
+    expected = execute(headless, "until trap:#PF").splitlines()[0]
+
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "until trap:#PF")
+            assert expected in output_text(app)
+            assert app.view.cpu["icount"] == headless.machine.cpu.icount
+            assert app.view.cpu["rip"] == headless.machine.cpu.rip
+    run(go())
+
+
+def test_break_stops_a_run():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "break syscall")
+            assert "breakpoint 0: syscall" in output_text(app)
+            await command(pilot, app, "run")
+            assert app.runner.mode == PAUSED
+            assert "run: breakpoint after" in output_text(app)
+            assert app.view.breakpoints == ("syscall",)
+            await command(pilot, app, "break clear")
+            await command(pilot, app, "run")
+            assert app.runner.mode == STOPPED
+    run(go())
+
+
+def test_walk_pins_an_address_in_the_page_table_pane():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "until trap:#PF")
+            await command(pilot, app, "walk 0x400000")
+            assert app.view.walk_requested == 0x400000
+            assert app.main.active_pane == "pages"          # a small screen shows the walk
+            from tui_support import pane_text
+            text = pane_text(app, "#pages-walk")
+            assert "walk 0x400000 (pinned address)" in text
+            assert "L4 PML4 table" in text and "memory references" in text
+            await command(pilot, app, "walk")
+            assert app.view.walk_requested is None
+            assert "(rip)" in pane_text(app, "#pages-walk")
+    run(go())
+
+
+def test_focus_command_and_events_command():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "focus 0")
+            assert "focus: bare metal vcpu 0" in output_text(app)
+            await command(pilot, app, "until syscall")
+            await command(pilot, app, "events 3")
+            assert "syscall" in output_text(app).split("xen> events 3")[-1]
+    run(go())
+
+
+def test_pause_and_speed_commands():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "speed 1")
+            assert app.runner.speed == 0
+            assert "speed: 1 insn/tick" in output_text(app)
+            cmd = app.main.cmd()
+            cmd.value = "run"
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            assert app.runner.mode == RUNNING
+            cmd.value = "pause"
+            await pilot.press("enter")
+            await settle(pilot, app)
+            assert app.runner.mode == PAUSED
+            await command(pilot, app, "speed max")
+            assert SPEEDS[app.runner.speed] is None
+            await command(pilot, app, "speed slower")
+            assert app.runner.speed == len(SPEEDS) - 2
+            await command(pilot, app, "speed faster")
+            await command(pilot, app, "speed")
+            assert output_text(app).endswith("speed: full speed")
+    run(go())
+
+
+def test_filter_command_narrows_the_logs():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "until trap:#PF")
+            calls = app.main.query_one(CallsPane)
+            assert {ev.kind for ev in calls.list.events} >= {"syscall", "sysret", "trap"}
+            await command(pilot, app, "filter kind trap")
+            assert {ev.kind for ev in calls.list.events} == {"trap"}
+            await command(pilot, app, "filter domain 3")
+            assert calls.list.events == []
+            await command(pilot, app, "filter clear")
+            assert len({ev.kind for ev in calls.list.events}) >= 3
+            await command(pilot, app, "filter io kind ioport")
+            devio = app.main.query_one(DevicePane)
+            assert devio.filter.kind == "ioport" and devio.list.events
+            assert "kind ioport" in message_text(app)
+    run(go())
+
+
+def test_theme_clear_help_and_quit():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "theme light")
+            assert app.theme == LIGHT
+            await command(pilot, app, "help")
+            out = output_text(app)
+            assert "until KIND[:NAME]" in out and "filter [calls|io]" in out
+            await command(pilot, app, "help walk")
+            assert "walk [ADDR]" in output_text(app)
+            await command(pilot, app, "clear")
+            assert output_text(app) == ""
+            app.main.cmd().value = "quit"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app._exit
+    run(go())
+
+
+def test_history_walks_with_up_and_down():
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "regs")
+            await command(pilot, app, "source")
+            cmd = app.main.cmd()
+            cmd.value = "draft"
+            await pilot.press("up")
+            assert cmd.value == "source"
+            await pilot.press("up")
+            assert cmd.value == "regs"
+            await pilot.press("up")
+            assert cmd.value == "regs"
+            await pilot.press("down", "down")
+            assert cmd.value == "draft"
+    run(go())
+
+
+def test_completion_of_command_names_and_event_kinds():
+    async def go():
+        async with lab() as (app, pilot):
+            cmd = app.main.cmd()
+            cmd.focus()
+            await pilot.press(*"unt")
+            await pilot.pause(0.2)
+            await pilot.press("tab")
+            assert cmd.value == "until "
+            await pilot.press(*"hyp")
+            await pilot.pause(0.2)
+            await pilot.press("tab")
+            assert cmd.value == "until hypercall "
+            cmd.value = ""
+            await pilot.press(*"fil")
+            await pilot.pause(0.2)
+            await pilot.press("right")          # right also accepts, as in any Textual Input
+            assert cmd.value == "filter"
+    run(go())
+
+
+def test_help_listing_covers_every_command():
+    from lab.session.commands import REGISTRY
+    from lab.tui.actions import SCREEN_COMMANDS
+    text = help_listing()
+    for name in list(REGISTRY) + [c.name for c in SCREEN_COMMANDS]:
+        assert name in text

@@ -1,0 +1,186 @@
+"""The simulation thread and the plain state behind the screen, without a screen."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.session.build import native_machine
+from lab.session.commands import execute
+from lab.session.eventspec import EventSpec, parse_spec
+from lab.session.session import Session
+from lab.trace import Event
+from lab.tui.explain import describe_event, event_row, explanation
+from lab.tui.runner import (CRASHED, PAUSED, RUNNING, SPEEDS, STOPPED, AnyEvent, AnyOf, Runner,
+                            where_line)
+from lab.tui.state import ALL, History, LogFilter, layout_for
+
+
+@pytest.fixture
+def runner():
+    r = Runner(Session(native_machine()), execute=execute)
+    r.start()
+    assert r.wait_idle()
+    yield r
+    r.close()
+
+
+def test_boot_publishes_a_view(runner):
+    assert runner.mode == PAUSED
+    v = runner.view
+    assert v.cpu["label"] == "bare metal" and v.vcpus[0].focused
+    assert v.vcpus[0].state == "running" and v.vcpus[0].spec == "0.0"
+    assert runner.drain_events(100)[0].kind == "boot"
+
+
+def test_step_and_until_are_exact(runner):
+    runner.step(3)
+    assert runner.wait_idle()
+    assert runner.view.cpu["icount"] == 3
+    runner.until(parse_spec("trap:#PF"))
+    assert runner.wait_idle()
+    headless = Session(native_machine())
+    headless.step(3)
+    headless.until(parse_spec("trap:#PF"))
+    assert runner.view.cpu["icount"] == headless.machine.cpu.icount
+    assert runner.session.machine.digest() == headless.machine.digest()
+
+
+def test_run_to_the_end_and_refuse_more(runner):
+    runner.run()
+    assert runner.wait_idle(30)
+    assert runner.mode == STOPPED and runner.view.stopped == "power off"
+    runner.step(1)
+    assert runner.wait_idle()
+    assert any("has stopped" in r.text for r in runner.drain_replies())
+
+
+def test_pause_interrupts_a_slow_run(runner):
+    runner.set_speed(0)                      # one instruction per tick
+    runner.run()
+    import time
+    time.sleep(0.2)
+    assert runner.mode == RUNNING
+    runner.pause()
+    assert runner.wait_idle()
+    assert runner.mode == PAUSED
+    assert 0 < runner.view.cpu["icount"] < 50
+
+
+def test_event_buffer_is_bounded():
+    r = Runner(Session(native_machine()), execute=execute, buffer=16)
+    r.start()
+    r.run()
+    assert r.wait_idle(30)
+    assert len(r.events) == 16
+    assert r.stats.events_seen > 300          # the trace kept everything
+    assert len(r.session.machine.trace.events) == r.stats.events_seen
+    r.close()
+
+
+def test_commands_run_on_the_sim_thread_and_errors_are_replies(runner):
+    runner.command("regs")
+    runner.command("nonsense")
+    assert runner.wait_idle()
+    replies = runner.drain_replies()
+    assert replies[0].kind == "out" and "rflags" in replies[0].text
+    assert replies[1].kind == "err" and "unknown command" in replies[1].text
+
+
+def test_factory_errors_leave_no_machine():
+    from lab.errors import UserError
+
+    def bad():
+        raise UserError("kernel.s:3:1: unknown instruction 'foo'")
+    r = Runner(factory=bad, execute=execute)
+    r.start()
+    assert r.wait_idle() is False or r.mode == "no machine"
+    assert r.mode == "no machine" and "unknown instruction" in r.error
+    r.close()
+
+
+def test_internal_errors_are_caught(runner):
+    def boom(n=None):
+        raise ZeroDivisionError("oops")
+    runner.session.run = boom
+    runner.run()
+    assert runner.wait_idle()
+    assert runner.mode == CRASHED and runner.error == "ZeroDivisionError: oops"
+    assert "Traceback" in runner.last_traceback
+
+
+def test_any_event_and_any_of():
+    ev = Event(1, 10, 0, None, 0, "vmexit", {"reason": "CPUID"})
+    assert AnyEvent().matches(ev)
+    spec = AnyOf(EventSpec("hypercall"), EventSpec("vmexit"))
+    assert spec.matches(ev) and str(spec) == "hypercall or vmexit"
+    assert not spec.matches(Event(2, 10, 0, None, 0, "trap", {}))
+
+
+def test_where_line():
+    s = Session(native_machine())
+    assert where_line(s.cpu_view()).startswith("bare metal: ring 0 root, rip 0x")
+
+
+def test_speeds_end_at_full_speed():
+    assert SPEEDS[-1] is None and all(a < b for a, b in zip(SPEEDS[:-2], SPEEDS[1:-1]))
+
+
+# -- plain state -------------------------------------------------------------------
+def test_history():
+    h = History(limit=3)
+    for line in ("a", "b", "b", "c", "d"):
+        h.add(line)
+    assert h.items == ["b", "c", "d"]
+    assert h.older("draft") == "d" and h.older("") == "c" and h.older("") == "b" and h.older("") == "b"
+    assert h.newer() == "c" and h.newer() == "d" and h.newer() == "draft" and h.newer() is None
+
+
+def test_log_filter():
+    f = LogFilter(("trap", "syscall"))
+    evs = [Event(1, 0, 0, None, 0, "trap", {}), Event(2, 0, 0, 1, 0, "syscall", {})]
+    f.saw(evs)
+    assert [f.keep(e) for e in evs] == [True, True]
+    assert f.cycle_kind() == "trap" and [f.keep(e) for e in evs] == [True, False]
+    f.set_kind(ALL)
+    assert f.cycle_dom() is None and f.cycle_dom() == 1 and f.cycle_dom() == ALL
+    f.set_dom("d1")
+    assert f.dom == 1 and [f.keep(e) for e in evs] == [False, True]
+    with pytest.raises(ValueError):
+        f.set_kind("ioport")
+    with pytest.raises(ValueError):
+        f.set_dom("x1")
+
+
+def test_layout_for_sizes():
+    assert layout_for(80, 24) == "narrow"
+    assert layout_for(120, 40) == "medium"
+    assert layout_for(200, 50) == "wide"
+    assert layout_for(200, 30) == "narrow"
+
+
+# -- explanations -------------------------------------------------------------------
+def test_explanations_by_kind_and_name():
+    pf = Event(5, 100, 0, None, 0, "trap", {"vector": 14, "mnemonic": "#PF", "error_code": 6,
+                                              "cr2": 0x1000, "rip": 0x400170})
+    assert "page fault" in explanation(pf) and "CR2" in explanation(pf)
+    sc = Event(6, 100, 0, None, 0, "syscall", {"nr": 1, "rip": 0x400090, "via": "syscall"})
+    assert "ring 3 -> ring 0 through LSTAR" in explanation(sc)
+    hc = Event(7, 100, 0, 1, 0, "hypercall", {"name": "mmu_update", "nr": 1, "args": [1, 2], "ret": 0})
+    assert "mmu_update" in explanation(hc) and "page-table" in explanation(hc)
+    ve = Event(8, 100, 0, 2, 0, "vmexit", {"reason": "IO_INSTRUCTION", "nr": 30, "rip": 0x10})
+    assert "QEMU" in explanation(ve)
+    ev = Event(9, 100, 0, 1, 0, "evtchn", {"op": "send", "port": 3})
+    assert "event channel" in explanation(ev)
+    row = event_row(hc)
+    assert "d1.v0" in row and "hypercall mmu_update nr=1 (0x1, 0x2) -> 0" in row
+
+
+def test_describe_event_maps_rip_to_the_source_line():
+    s = Session(native_machine())
+    ev = s.until(parse_spec("trap:#PF"))
+    lines = describe_event(ev, s.machine.images.values())
+    assert lines[0].startswith("trap #PF")
+    assert lines[1].startswith("caused by machines/programs/workload.s:")
+    assert lines[1].split("  ", 1)[1] in " ".join(s.machine.images["program"].source_line(ev.data["rip"]).text.split())
+    no_rip = Event(1, 0, 0, None, 0, "console", {"text": "hi"})
+    assert describe_event(no_rip, [])[1] == "this event records no rip"
