@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -217,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:           # a bug in the lab, not the learner's input
+        if os.environ.get("XENLAB_DEBUG"):
+            raise
+        print(f"xenlab: internal error: {type(e).__name__}: {e} (a bug in the lab; "
+              f"set XENLAB_DEBUG=1 to see where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
