@@ -117,6 +117,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- shell / exec
+def cmd_shell(args: argparse.Namespace) -> int:
+    from .repl import interactive, open_session
+    return interactive(open_session(args.target))
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from .repl import open_session, run_script
+    lines: list[str] = []
+    for chunk in args.commands or []:
+        lines += chunk.split(";")
+    if args.script:
+        try:
+            lines += Path(args.script).read_text().splitlines()
+        except OSError as e:
+            raise UserError(f"{args.script}: cannot read: {e.strerror}") from None
+    if not lines:
+        raise UserError("exec: give commands with -c \"step 5; walk\" or a script file with -f")
+    return run_script(open_session(args.target), lines, sys.stdout)
+
+
 # --------------------------------------------------------------------- open
 def cmd_open(args: argparse.Namespace) -> int:
     target = getattr(args, "target", None)
@@ -175,6 +196,17 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one object per mode, keys as docs/compare.md")
 
 
+def _setup_shell(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?", default=None, help="a kernel (.s), scenario (.toml) or xl.cfg; "
+                   "default machines/default.toml")
+
+
+def _setup_exec(p: argparse.ArgumentParser) -> None:
+    _setup_shell(p)
+    p.add_argument("-c", "--command", dest="commands", action="append", help="commands separated by ';' (repeatable)")
+    p.add_argument("-f", "--script", help="a file of commands, one per line")
+
+
 def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
@@ -186,6 +218,8 @@ COMMANDS += [
     ("xl", "run an xl command (list, info, console ...) on a scenario", _setup_xl, cmd_xl),
     ("compare", "run one program in every mode and count it side by side", _setup_compare,
      cmd_compare),
+    ("shell", "the lab's command line without the screen", _setup_shell, cmd_shell),
+    ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
 ]

@@ -135,3 +135,19 @@ def test_xl_against_the_default_scenario(capsys):
     assert "workload: checksum 0x8f2d0232ed22c5b5" in out
     code, out, err = run(capsys, "xl", "console", "nosuch")
     assert code == 2 and "invalid domain identifier 'nosuch'" in err
+
+
+def test_exec_runs_lab_commands_headless(capsys):
+    code, out, err = run(capsys, "exec", "machines/default.toml", "-c",
+                         "break hypercall:mmu_update; run; xl list; focus hvm-guest; until vmexit:IO_INSTRUCTION")
+    assert code == 0, err
+    assert "breakpoint: hypercall mmu_update(1) -> 0" in out
+    assert "pv-guest                                     1    32     1     r-----" in out, "stopped at the breakpoint"
+    assert "focus: hvm-guest (hvm) vcpu 0" in out
+    assert "vmexit IO_INSTRUCTION(30)" in out
+
+
+def test_exec_stops_at_a_bad_command(capsys):
+    code, out, err = run(capsys, "exec", "machines/native.toml", "-c", "step 2; frobnicate; step")
+    assert code == 2 and "unknown command 'frobnicate'" in err
+    assert out.count("xen> ") == 2

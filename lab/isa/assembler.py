@@ -1480,7 +1480,8 @@ def assemble_file(path: Path | str, include_dirs: Iterable[Path | str] = ()) -> 
         line = raw[:e.start].count(b"\n") + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise AsmError(path, line, col, "file is not UTF-8 text") from None
-    return assemble(text, path, include_dirs)
+    # Shown (in errors and the source panes) relative to the working directory, like includes.
+    return assemble(text, _shown_path(os.path.abspath(path)), include_dirs)
 
 
 def assemble_line(text: str, address: int = 0, symbols: Mapping[str, int] | None = None) -> Instruction:

@@ -64,6 +64,8 @@ class Session:
             self.break_hit = ev
             for ref in self.vcpus():
                 ref.cpu.yield_now = True
+            if hasattr(self.machine, "yield_now"):
+                self.machine.yield_now = True       # a Xen host: stop scheduling too
 
     def step(self, n: int = 1) -> int:
         """Single-step ``n`` instructions (stopping early at a breakpoint); return how many ran."""

@@ -1,0 +1,66 @@
+"""The lab's shell: the TUI's command line without the screen.
+
+``xenlab shell [TARGET]`` is an interactive prompt (prompt-toolkit: history,
+completion of command names); ``xenlab exec TARGET -c "step 5; walk"`` runs
+commands non-interactively and prints what each says, which makes every
+feature of the screen scriptable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, TextIO
+
+from .errors import UserError
+from .session.commands import REGISTRY, execute
+from .session.session import Session
+
+
+def open_session(target: str | None) -> Session:
+    from .session.headless import build_target
+    from .session.scenario import DEFAULT_SCENARIO
+    _kind, machine, xl, warnings = build_target([target or str(DEFAULT_SCENARIO)])
+    for w in warnings:
+        print(w, file=sys.stderr)
+    return Session(machine)
+
+
+def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
+    """Run each command; a failing one prints its error and stops with status 2."""
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        out.write(f"xen> {line}\n")
+        try:
+            text = execute(session, line)
+        except UserError as e:
+            print(str(e), file=sys.stderr)
+            return 2
+        if text:
+            out.write(text.rstrip("\n") + "\n")
+    return 0
+
+
+def interactive(session: Session) -> int:  # pragma: no cover - needs a terminal
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import WordCompleter
+    from prompt_toolkit.history import InMemoryHistory
+
+    prompt = PromptSession(history=InMemoryHistory(),
+                           completer=WordCompleter(sorted(REGISTRY) + ["quit"], sentence=True))
+    print("xenlab shell: 'help' lists the commands, 'quit' leaves")
+    while True:
+        try:
+            line = prompt.prompt("xen> ")
+        except (EOFError, KeyboardInterrupt):
+            return 0
+        if line.strip() in ("quit", "exit"):
+            return 0
+        try:
+            text = execute(session, line)
+        except UserError as e:
+            print(str(e))
+            continue
+        if text:
+            print(text)
