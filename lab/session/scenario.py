@@ -24,6 +24,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dom0.qemu import DeviceModel
 from ..dom0.toolstack import Toolstack
 from ..errors import UserError
 from ..hw.costs import CostError, load_costs
@@ -113,6 +114,7 @@ def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0
     for vid in range(dom0_vcpus):
         host.new_vcpu(dom0, vid, None)          # dom0's work is the lab's services, in Python
     host.services["xenconsoled"] = ConsoleDaemon(host)
+    DeviceModel.install(host)                   # QEMU for HVM guests' emulated devices
     xl = Toolstack(host)
     host.toolstack = xl
     return host, xl

@@ -1,0 +1,63 @@
+"""The emulated devices of the lab's device model (QEMU in dom0).
+
+Each device is plain Python that speaks its hardware's register protocol on
+I/O ports. A device never reaches into Xen: it talks to the world through a
+:class:`DeviceContext` that the device model gives it (a note for the trace,
+a line for a log, an interrupt line to raise, the serial console). Unit tests
+hand devices a :class:`RecordingContext` instead and read what they did.
+
+Every device answers any access, whatever its size or value, without raising:
+a register it does not have reads as all ones (or as the hardware would) and a
+write to it is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+
+class DeviceContext(Protocol):
+    def note(self, text: str) -> None:
+        """A device-level event: what the device did with the current access."""
+
+    def log(self, text: str) -> None:
+        """A line for the device model's log (QEMU's stderr / qemu-dm-NAME.log)."""
+
+    def raise_irq(self, line: int) -> None:
+        """Assert ISA interrupt ``line`` of the guest's interrupt controller (edge)."""
+
+
+class RecordingContext:
+    """A context that keeps everything (for tests and for devices used on their own)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.logs: list[str] = []
+        self.irqs: list[int] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def log(self, text: str) -> None:
+        self.logs.append(text)
+
+    def raise_irq(self, line: int) -> None:
+        self.irqs.append(line)
+
+
+def ones(size: int) -> int:
+    """What a read of ``size`` bytes from nothing returns: all ones."""
+    return (1 << (8 * size)) - 1
+
+
+def split_read(read_byte: Callable[[int], int], port: int, size: int) -> int:
+    """A multi-byte read of byte-wide registers, one byte per port, little endian."""
+    value = 0
+    for i in range(size):
+        value |= (read_byte(port + i) & 0xFF) << (8 * i)
+    return value
+
+
+def split_write(write_byte: Callable[[int, int], None], port: int, size: int, value: int) -> None:
+    for i in range(size):
+        write_byte(port + i, (value >> (8 * i)) & 0xFF)

@@ -1,0 +1,429 @@
+"""The device model: QEMU in dom0, one instance per HVM domain.
+
+On a real Xen host libxl starts ``qemu-system-i386 -xen-domid N -machine
+xenfv`` in dom0 for every HVM guest. QEMU registers the I/O ports and memory
+ranges it emulates with Xen as an ioreq server; when the guest touches one,
+the access leaves the guest as a VM exit (IO_INSTRUCTION), Xen writes an
+ioreq into the page it shares with QEMU and notifies QEMU's event channel,
+QEMU emulates the access and answers, and Xen resumes the vCPU with the
+result. In ``public/hvm/ioreq.h`` an ioreq goes through the states:
+
+    STATE_IOREQ_READY (1)      Xen has filled it in; QEMU may take it
+    STATE_IOREQ_INPROCESS (2)  QEMU is emulating the access
+    STATE_IORESP_READY (3)     QEMU has answered; Xen completes the instruction
+
+The lab's :class:`DeviceModel` is the dom0 service (``host.services
+["device_model"]``) that Xen's HVM exit handler hands such accesses to. It
+starts a :class:`Qemu` for an HVM domain the first time the domain's I/O
+reaches it. Each access becomes three ``ioreq`` trace events named by those
+states, with the device's own account of what it did in between (``ioreq``
+events whose ``state`` is the device's words, such as "IDE0 master (hda):
+READ SECTORS lba 5 count 1").
+
+The simplification: the guest's vCPU waits for QEMU synchronously. The
+access is emulated at once inside the exit; the vCPU is charged the whole
+``ioreq_round_trip`` (exit to Xen, notification, dom0 scheduled, QEMU's
+work, the reply, resumption), and dom0 is charged QEMU's own part of it as
+dom0 work (``ioreq_dom0`` in the cost table, else half the round trip). On a
+real host the vCPU would be descheduled and dom0 would run QEMU in between.
+
+The machine QEMU emulates for an HVM guest here (see docs/device-model.md):
+
+=========  =============================================  ==============================
+PCI        device                                         I/O ports
+=========  =============================================  ==============================
+00:00.0    i440FX host bridge 8086:1237                   0xCF8-0xCFF (config space)
+00:01.0    PIIX3 ISA bridge 8086:7000                     COM1 16550 UART 0x3F8-0x3FF
+00:01.1    PIIX3 IDE 8086:7010                            0x1F0-0x1F7, 0x3F6; 0x170-0x177, 0x376
+00:03.0    Xen platform device 5853:0001                  0x10-0x1F (unplug), BAR0 0xC000
+00:04.0+   NE2000 (ne2k_pci) 10ec:8029, one per ioemu vif  BAR0 0xC100, 0xC200 ...
+=========  =============================================  ==============================
+
+PVH domains have no device model at all (``claims`` is always False for
+them), nor do PV domains.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..paths import display
+from .devices import ones
+from .devices.ide import IdeController, IdeDrive
+from .devices.nic import BAR_SIZE as NIC_BAR_SIZE
+from .devices.nic import NE2K_DEVICE, NE2K_VENDOR, Ne2000, mac_text
+from .devices.pci import CMD_IO, CMD_MASTER, CMD_MEMORY, Bar, PciFunction, PciHost
+from .devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_REVISION, UNPLUG_ALL_DISKS,
+                               UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
+                               XEN_VENDOR, XenPlatform)
+from .devices.serial import Uart16550
+from .diskimage import open_disk
+
+STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
+STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",
+               3: "STATE_IORESP_READY"}
+
+#: Where the lab's firmware puts the BARs (hvmloader assigns I/O BARs from 0xC000
+#: and memory BARs from 0xF0000000).
+PLATFORM_IO_BAR = 0xC000
+NIC_IO_BAR = 0xC100
+PLATFORM_MMIO_BAR = 0xF0000000
+PLATFORM_SLOT, FIRST_NIC_SLOT, MAX_NICS = 3, 4, 4
+#: hvmloader routes PCI interrupt links A-D to ISA IRQs 5, 10, 11, 5 (PCI_ISA_IRQ_MASK 0x0c20);
+#: a device's link is (pin - 1 + slot) & 3.
+LINK_IRQS = (5, 10, 11, 5)
+NIC_MODEL = "ne2k_pci"
+
+_VDEV_RE = re.compile(r"(xvd|hd|sd)([a-z]+)(\d*)")
+
+
+def ioreq_event(host, v, state: str, port: int, size: int, direction: str, value: int | None, **extra: Any) -> None:
+    """An ``ioreq`` trace event; ``value`` is left out while it is not known (a read not yet answered)."""
+    data: dict[str, Any] = {"port": port, "size": size, "dir": direction}
+    if value is not None:
+        data["value"] = value
+    host.emit(v, "ioreq", **data, state=state, **extra)
+
+
+def pci_irq(slot: int, pin: int = 1) -> int:
+    return LINK_IRQS[(pin - 1 + slot) & 3]
+
+
+def disk_index(vdev: str) -> tuple[str, int] | None:
+    """The bus and index libxl gives a vdev: ("ide", 0) for hda or xvda, ("scsi", n) for sdX."""
+    m = _VDEV_RE.fullmatch(vdev)
+    if m is None:
+        m2 = re.fullmatch(r"d(\d+)(?:p\d+)?", vdev)
+        return ("ide", int(m2.group(1))) if m2 else None
+    n = 0
+    for ch in m.group(2):
+        n = n * 26 + (ord(ch) - ord("a") + 1)
+    return ("scsi" if m.group(1) == "sd" else "ide", n - 1)
+
+
+class Qemu:
+    """One device-model instance: the emulated PC of one HVM domain."""
+
+    def __init__(self, dm: "DeviceModel", dom) -> None:
+        self.dm = dm
+        self.host = dm.host
+        self.dom = dom
+        self.log_lines: list[str] = []        # QEMU's own log (qemu-dm-NAME.log)
+        self._vcpu = None                     # the vCPU whose ioreq is being handled
+        self._req: tuple[int, int, str, int | None] | None = None
+        self._serial_line = ""
+        conf = dom.config
+        self.pci = PciHost(self)
+        self.pci.add(0, 0, PciFunction("i440FX host bridge", 0x8086, 0x1237, 0x0600, revision=0x02))
+        self.pci.add(1, 0, PciFunction("PIIX3 ISA bridge", 0x8086, 0x7000, 0x0601, multifunction=True))
+        ide_fn = self.pci.add(1, 1, PciFunction("PIIX3 IDE", 0x8086, 0x7010, 0x0101, prog_if=0x80,
+                                                command=CMD_IO | CMD_MASTER))
+        ide_fn._put(0x40, 2, 0x8000)          # IDETIM: primary channel decode enable
+        ide_fn._put(0x42, 2, 0x8000)          # IDETIM: secondary channel decode enable
+        self.ide = IdeController(self)
+        self.serial = Uart16550(self, on_output=self._serial_out)
+        self.platform: XenPlatform | None = None
+        if getattr(conf, "xen_platform_pci", True):
+            fn = self.pci.add(PLATFORM_SLOT, 0, PciFunction(
+                "Xen Platform Device", XEN_VENDOR, XEN_PLATFORM_DEVICE, PLATFORM_CLASS, revision=PLATFORM_REVISION,
+                subsystem=(XEN_VENDOR, XEN_PLATFORM_DEVICE), interrupt_pin=1,
+                interrupt_line=pci_irq(PLATFORM_SLOT), command=CMD_IO | CMD_MEMORY,
+                bars=(Bar(0, "io", BAR0_SIZE), Bar(1, "mem", BAR1_SIZE, prefetch=True))))
+            fn.set_bar(0, PLATFORM_IO_BAR)
+            fn.set_bar(1, PLATFORM_MMIO_BAR)
+            self.platform = XenPlatform(self, fn, self.unplug, dm.blacklisted, self._platform_log)
+        else:
+            self.log("xen_platform_pci=0: no Xen platform device, so no unplug protocol")
+        self.nics: list[Ne2000] = []
+        self._attach_disks(getattr(conf, "disks", None) or [], getattr(conf, "filename", None))
+        self._attach_nics(getattr(conf, "vifs", None) or [])
+        self.devices: list[Any] = [self.pci, self.serial, self.ide]
+        if self.platform is not None:
+            self.devices.append(self.platform)
+        self.devices += self.nics
+        self.log(f"started for d{dom.domid} ({dom.name}): " + "; ".join(self.pci.enumerate()))
+
+    # -- construction ----------------------------------------------------------------
+    def _attach_disks(self, disks: Iterable[Any], cfg_file: str | None) -> None:
+        for spec in disks:
+            vdev = getattr(spec, "vdev", "?")
+            if getattr(spec, "devtype", "disk") == "cdrom":
+                self.log(f"disk {vdev}: CD-ROM drives are not emulated by the lab (PV only)")
+                continue
+            where = disk_index(vdev)
+            if where is None or where[0] != "ide" or not 0 <= where[1] < 4:
+                kind = "SCSI disks" if where and where[0] == "scsi" else "disks beyond hdd"
+                self.log(f"disk {vdev}: {kind} get no emulated device in the lab (PV only)")
+                continue
+            index = where[1]
+            if self.ide.channels[index // 2].drives[index % 2] is not None:
+                self.log(f"disk {vdev}: IDE position {index} is taken; not emulated")
+                continue
+            image = open_disk(getattr(spec, "target", None), config_file=cfg_file, base_dir=self.dm.image_dir,
+                              readonly=getattr(spec, "access", "rw") != "rw", fmt=getattr(spec, "format", "raw"),
+                              log=lambda text, v=vdev: self.log(f"disk {v}: {text}"))
+            self.ide.attach(index, IdeDrive(vdev, image, serial=index + 1))
+            pos = ("primary", "secondary")[index // 2] + (" slave" if index % 2 else " master")
+            self.log(f"disk {vdev}: IDE {pos}, {image.sectors} sectors, image "
+                     f"{display(image.path) if image.path else '(memory)'}"
+                     f"{' (read-only)' if image.readonly else ''}")
+
+    def _attach_nics(self, vifs: Iterable[Any]) -> None:
+        for vif in vifs:
+            if not getattr(vif, "emulated", False):
+                continue
+            if len(self.nics) >= MAX_NICS:
+                self.log(f"vif {getattr(vif, 'devid', '?')}: at most {MAX_NICS} emulated NICs; not emulated")
+                continue
+            i = len(self.nics)
+            slot = FIRST_NIC_SLOT + i
+            model = getattr(vif, "model", None) or NIC_MODEL
+            if model != NIC_MODEL:
+                self.log(f"vif {vif.devid}: model {model} is not modelled; the guest gets an {NIC_MODEL} (NE2000)")
+            fn = self.pci.add(slot, 0, PciFunction(
+                "NE2000 (ne2k_pci)", NE2K_VENDOR, NE2K_DEVICE, 0x0200, interrupt_pin=1,
+                interrupt_line=pci_irq(slot), command=CMD_IO | CMD_MASTER, bars=(Bar(0, "io", NIC_BAR_SIZE),)))
+            fn.set_bar(0, NIC_IO_BAR + NIC_BAR_SIZE * i)
+            mac = vif.mac_bytes if hasattr(vif, "mac_bytes") else bytes(6)
+            nic = Ne2000(self, mac, fn, label=f"{NIC_MODEL} 00:{slot:02x}.0")
+            self.nics.append(nic)
+            self.log(f"vif {vif.devid}: {NIC_MODEL} at PCI 00:{slot:02x}.0, I/O {fn.bar_address(0):#x}, "
+                     f"IRQ {pci_irq(slot)}, MAC {mac_text(nic.mac)}")
+
+    # -- the DeviceContext the devices talk to ---------------------------------------
+    def note(self, text: str) -> None:
+        if self._req is not None and self._vcpu is not None:
+            port, size, direction, value = self._req
+            ioreq_event(self.host, self._vcpu, text, port, size, direction, value)
+        else:
+            # Not part of a guest access (a frame from the network, console input): the state alone.
+            v = self.dom.vcpus[0] if self.dom.vcpus else None
+            self.host.emit(v, "ioreq", state=text)
+
+    def log(self, text: str) -> None:
+        self.log_lines.append(text)
+
+    def raise_irq(self, line: int) -> None:
+        pic = self.dom.devices.get("vpic")
+        v = self.dom.vcpus[0] if self.dom.vcpus else None
+        if pic is None or not 0 <= line < 8:
+            self.note(f"IRQ {line}: not delivered (the lab's emulated PIC has lines 0-7 only)")
+            return
+        pic.raise_irq(line)
+        self.host.emit(v, "interrupt", vector=pic.vector_base + line,
+                       source=f"qemu-dm IRQ {line} (dm_op set_isa_irq_level)")
+        if pic.waiting:
+            for vc in self.dom.vcpus:
+                if vc.cpu is not None and vc.blocked and vc.cpu.rflags & (1 << 9):
+                    vc.cpu.halted = False
+                    self.host.wake(vc, "interrupt")
+
+    def _serial_out(self, ch: str) -> None:
+        dom = self.dom
+        dom.console_output += ch
+        dom.extra["serial_log"] = dom.extra.get("serial_log", "") + ch
+        if ch == "\n":
+            v = dom.vcpus[0] if dom.vcpus else None
+            self.host.emit(v, "console", text=self._serial_line)
+            self._serial_line = ""
+        else:
+            self._serial_line += ch
+
+    def _platform_log(self, line: str) -> None:
+        self.log(f"xen_platform: {line}")
+        self.host.log(f"d{self.dom.domid} xen-platform: PV driver log: {line}")
+
+    # -- ports ---------------------------------------------------------------------------
+    def device_at(self, port: int) -> Any | None:
+        for dev in self.devices:
+            for lo, hi in dev.port_ranges():
+                if lo <= port <= hi:
+                    return dev
+        return None
+
+    def claims(self, port: int) -> bool:
+        return self.device_at(port) is not None
+
+    def io(self, port: int, size: int, direction: str, value: int = 0) -> int:
+        """Emulate one access; the value read (all ones when nothing answers)."""
+        dev = self.device_at(port)
+        if dev is None:
+            return ones(size)
+        if direction == "in":
+            return dev.io_read(port, size) & ones(size)
+        dev.io_write(port, size, value & ones(size))
+        return value & ones(size)
+
+    # -- the unplug protocol's effect ------------------------------------------------------
+    def unplug(self, mask: int) -> list[str]:
+        gone = []
+        if mask & UNPLUG_ALL_DISKS:
+            gone += [f"IDE disk {v}" for v in self.ide.detach(keep_primary_master=False)]
+        elif mask & UNPLUG_AUX_IDE_DISKS:
+            gone += [f"IDE disk {v}" for v in self.ide.detach(keep_primary_master=True)]
+        if mask & UNPLUG_ALL_NICS:
+            for nic in self.nics:
+                if nic.present:
+                    self.pci.remove(nic.pci)
+                    gone.append(f"NIC {nic.label}")
+        if mask & UNPLUG_NVME_DISKS:
+            self.log("unplug: no NVMe disks are emulated")
+        for what in gone:
+            self.log(f"unplug: {what} removed")
+        return gone
+
+    # -- views -------------------------------------------------------------------------------
+    @property
+    def serial_log(self) -> str:
+        return self.serial.text
+
+
+class DeviceModel:
+    """The dom0 service that runs one :class:`Qemu` per HVM domain."""
+
+    name = "device_model"
+
+    def __init__(self, host, image_dir: Path | None = None,
+                 blacklist: Iterable[tuple[str, int]] = ()) -> None:
+        self.host = host
+        #: Where images of configs that came from no file (and /dev targets) go; None: the lab data directory.
+        self.image_dir = image_dir
+        #: (product name, build number) pairs of PV drivers to refuse (``/mh/driver-blacklist``).
+        self.driver_blacklist: set[tuple[str, int]] = set(blacklist)
+        self.instances: dict[int, Qemu] = {}
+        self._dom0_pending = 0
+        self._dom0_queued = False
+
+    @classmethod
+    def install(cls, host, **kwargs: Any) -> "DeviceModel":
+        """Create the service and register it as ``host.services["device_model"]``."""
+        dm = cls(host, **kwargs)
+        host.services[cls.name] = dm
+        return dm
+
+    # -- which domains have one ------------------------------------------------------------
+    @staticmethod
+    def wants(dom) -> bool:
+        """HVM domains have a device model; PV and PVH domains have none."""
+        return dom.type == "hvm" and not dom.privileged
+
+    def instance(self, dom, create: bool = True) -> Qemu | None:
+        q = self.instances.get(dom.domid)
+        if q is not None and q.dom is dom:
+            return q
+        if not create or not self.wants(dom) or self.host.domains.get(dom.domid) is not dom:
+            return None
+        q = Qemu(self, dom)
+        self.instances[dom.domid] = q
+        self.host.log(f"d{dom.domid}: device model (qemu-xen in dom0) started: {len(q.ide.drives())} IDE disk(s), "
+                      f"{len(q.nics)} NIC(s), platform device {'present' if q.platform else 'hidden'}")
+        return q
+
+    def blacklisted(self, product: str, build: int) -> bool:
+        """Is this PV driver build blacklisted? The lab's list, then xenstore's
+        ``/mh/driver-blacklist/{product}/{build}`` (if xenstored runs and the node is readable)."""
+        if (product, build) in self.driver_blacklist:
+            return True
+        request = getattr(self.host.services.get("xenstored"), "dom0_request", None)
+        if request is None:
+            return False
+        try:
+            request("read", f"/mh/driver-blacklist/{product}/{build}")
+        except Exception:            # ENOENT (the usual answer) or any other refusal: not blacklisted
+            return False
+        return True
+
+    # -- what Xen calls ----------------------------------------------------------------------
+    def claims(self, dom, port: int) -> bool:
+        if not self.wants(dom):
+            return False
+        q = self.instance(dom)
+        return q is not None and q.claims(port)
+
+    def port_io(self, v, port: int, size: int, direction: str, value: int) -> int:
+        """One ioreq: Xen sends it, QEMU emulates the access, Xen gets the answer."""
+        host = self.host
+        q = self.instance(v.domain)
+        mask = ones(size)
+        if q is None:
+            return mask
+        value &= mask
+        out_value = value if direction == "out" else None
+        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_READY], port, size, direction, out_value)
+        cost = host.charge(v, "ioreq_round_trip")
+        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_INPROCESS], port, size, direction, out_value)
+        q._vcpu, q._req = v, (port, size, direction, out_value)
+        try:
+            result = q.io(port, size, direction, value)
+        except Exception as e:       # a device bug must not take the host down with it
+            q.log(f"internal error emulating {direction} {port:#x}: {type(e).__name__}: {e}")
+            host.log(f"d{v.domain.domid} qemu-dm: internal error at port {port:#x}: {e}", v)
+            result = mask
+        finally:
+            q._vcpu, q._req = None, None
+        ioreq_event(host, v, STATE_NAMES[STATE_IORESP_READY], port, size, direction,
+                    result & mask if direction == "in" else value, cost=cost)
+        self._charge_dom0()
+        return result & mask
+
+    def _charge_dom0(self) -> None:
+        costs = self.host.costs
+        share = costs.event.get("ioreq_dom0", costs.ev("ioreq_round_trip") // 2)
+        self._dom0_pending += share
+        if not self._dom0_queued:
+            self._dom0_queued = True
+            self.host.queue_dom0_work("qemu-dm: ioreqs", self._dom0_run)
+
+    def _dom0_run(self) -> int:
+        cycles, self._dom0_pending, self._dom0_queued = self._dom0_pending, 0, False
+        return cycles
+
+    def claims_mmio(self, dom, gpa: int) -> bool:
+        """No MMIO is emulated: every emulated device here is reached by port I/O."""
+        return False
+
+    def mmio(self, v, exc) -> None:
+        # Never called while claims_mmio is False; if it were, the access could not be completed.
+        self.host.crash(v.domain, f"device model has no MMIO device at gpa {exc.info.get('gpa', 0):#x}", v)
+
+    # -- domain life cycle -------------------------------------------------------------------
+    def domain_shutdown(self, dom) -> None:
+        q = self.instances.get(dom.domid)
+        if q is not None and q.dom is dom and q._serial_line:
+            v = dom.vcpus[0] if dom.vcpus else None
+            self.host.emit(v, "console", text=q._serial_line)
+            q._serial_line = ""
+
+    def domain_gone(self, dom) -> None:
+        q = self.instances.get(dom.domid)
+        if q is not None and q.dom is dom:
+            del self.instances[dom.domid]
+
+    # -- for xl, the bridge and the learner ------------------------------------------------
+    def serial_output(self, dom) -> str:
+        q = self.instance(dom, create=False)
+        return q.serial_log if q is not None else ""
+
+    def console_input(self, dom, text: str) -> bool:
+        """Type ``text`` at the guest's serial console; False if it has none."""
+        q = self.instance(dom)
+        if q is None:
+            return False
+        q.serial.feed(text.encode("latin-1", "replace"))
+        return True
+
+    def nic(self, dom, index: int = 0) -> Ne2000 | None:
+        q = self.instance(dom)
+        if q is None or not 0 <= index < len(q.nics):
+            return None
+        return q.nics[index]
+
+    def lspci(self, dom) -> list[str]:
+        q = self.instance(dom)
+        return q.pci.enumerate() if q is not None else []
+
+    def qemu_log(self, dom) -> list[str]:
+        q = self.instance(dom, create=False)
+        return list(q.log_lines) if q is not None else []
