@@ -139,7 +139,8 @@ def test_xl_against_the_default_scenario(capsys):
 
 def test_exec_runs_lab_commands_headless(capsys):
     code, out, err = run(capsys, "exec", "machines/default.toml", "-c",
-                         "break hypercall:mmu_update; run; xl list; focus hvm-guest; until vmexit:IO_INSTRUCTION")
+                         "break hypercall:mmu_update; run; xl list; break clear; focus hvm-guest; "
+                         "until vmexit:IO_INSTRUCTION")
     assert code == 0, err
     assert "breakpoint: hypercall mmu_update(1) -> 0" in out
     assert "pv-guest                                     1    32     1     r-----" in out, "stopped at the breakpoint"

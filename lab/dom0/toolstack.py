@@ -117,6 +117,15 @@ class Toolstack:
                 build_pvh(host, dom, kernel, program, arg)
             else:
                 build_hvm(host, dom, self._image(FIRMWARE), kernel, program, arg)
+            xs = host.services.get("xenstored")
+            if xs is not None:
+                # As libxl does: the domain's home, then a frontend/backend pair per device.
+                from .xsclient import add_disk, add_nic, write_domain_home
+                write_domain_home(xs, dom)
+                for disk in conf.disks:
+                    add_disk(xs, dom, disk)
+                for vif in conf.vifs:
+                    add_nic(xs, dom, vif)
             if paused:
                 host.pause(dom)
             return dom.domid

@@ -106,6 +106,8 @@ def _until(session: Session, args: list[str]) -> str:
     if not args:
         raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
     ev = session.until(parse_spec(args[0]))
+    if ev is None and session.break_hit is not None:
+        return f"breakpoint first: {session.break_hit.summary()}\n{_where(session)}"
     if ev is None:
         return f"no {args[0]} event before the machine stopped\n{_where(session)}"
     return f"#{ev.seq} {ev.summary()}\n{_where(session)}"
@@ -198,6 +200,35 @@ def _xl(session: Session, args: list[str]) -> str:
         raise UserError("xl needs a Xen host; this is a bare machine (open a scenario, e.g. machines/default.toml)")
     from .xlcommand import run_xl
     return run_xl(xl, args)
+
+
+def _xenstore(session: Session):
+    xs = getattr(session.machine, "services", {}).get("xenstored")
+    if xs is None:
+        raise UserError("xenstore needs a Xen host; this is a bare machine")
+    return xs
+
+
+@command("xenstore-ls", "xenstore-ls [PATH]", "the xenstore tree below PATH, as xenstore-ls prints it")
+def _xs_ls(session: Session, args: list[str]) -> str:
+    from ..dom0.xsclient import xenstore_ls
+    return xenstore_ls(_xenstore(session), args[0] if args else "/")
+
+
+@command("xenstore-read", "xenstore-read PATH...", "the values at PATH")
+def _xs_read(session: Session, args: list[str]) -> str:
+    from ..dom0.xsclient import xenstore_read
+    if not args:
+        raise UserError("usage: xenstore-read PATH...")
+    return xenstore_read(_xenstore(session), *args)
+
+
+@command("xenstore-write", "xenstore-write PATH VALUE...", "write values, as dom0")
+def _xs_write(session: Session, args: list[str]) -> str:
+    from ..dom0.xsclient import xenstore_write
+    if len(args) < 2 or len(args) % 2:
+        raise UserError("usage: xenstore-write PATH VALUE [PATH VALUE ...]")
+    return xenstore_write(_xenstore(session), *args)
 
 
 @command("digest", "digest", "print a hash of the whole machine state")

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..dom0.qemu import DeviceModel
+from ..dom0.xenstored import Xenstored
+from ..dom0.xsclient import init_dom0
 from ..dom0.toolstack import Toolstack
 from ..errors import UserError
 from ..hw.costs import CostError, load_costs
@@ -115,6 +117,8 @@ def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0
         host.new_vcpu(dom0, vid, None)          # dom0's work is the lab's services, in Python
     host.services["xenconsoled"] = ConsoleDaemon(host)
     DeviceModel.install(host)                   # QEMU for HVM guests' emulated devices
+    xenstored = Xenstored.install(host)
+    init_dom0(xenstored)
     xl = Toolstack(host)
     host.toolstack = xl
     return host, xl

@@ -67,6 +67,17 @@ def _load(host, dom, kernel: Image, program: Image | None, arg: int) -> boot.Boo
     return layout
 
 
+def _connect_store(host, dom, pfn: int) -> int:
+    """Introduce the domain to xenstored with its store ring page; the guest's port (0: none)."""
+    xs = host.services.get("xenstored")
+    if xs is None or dom.privileged:
+        return 0
+    dom.store_pfn = pfn
+    _pfn, port = xs.connect(dom, pfn)
+    dom.store_evtchn = port
+    return port
+
+
 # ---------------------------------------------------------------- PV
 def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> None:
     layout = _load(host, dom, kernel, program, arg)
@@ -93,6 +104,7 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     p2m_pfn = take(p2m_pages)
     _write_phys(host, dom, p2m_pfn << PAGE_SHIFT, b"".join(m.to_bytes(8, "little") for m in dom.p2m))
     cons_pfn = take()
+    store_pfn = take()
     n_l1 = (dom.mem_pages + 511) // 512
     n_l2 = (n_l1 + 511) // 512
     l4_pfn = take()
@@ -136,12 +148,14 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
         console_port = host.services["xenconsoled"].connect(dom)
     dom.console_evtchn = console_port
 
+    store_port = _connect_store(host, dom, store_pfn)
+
     si = bytearray(PAGE_SIZE)
     magic = b"xen-3.0-x86_32p" if pv32 else b"xen-3.0-x86_64"
     si[0:len(magic)] = magic
     flags = (SIF_PRIVILEGED | SIF_INITDOMAIN) if dom.privileged else 0
     struct.pack_into("<QQI", si, 32, dom.mem_pages, shared << PAGE_SHIFT, flags)
-    struct.pack_into("<QI", si, 56, 0, 0)                                    # store_mfn, store_evtchn
+    struct.pack_into("<QI", si, 56, p2m[store_pfn] if store_port else 0, store_port)  # store_mfn, store_evtchn
     struct.pack_into("<QI", si, 72, p2m[cons_pfn], console_port)             # console.domU
     struct.pack_into("<QQQQQ", si, 88, DIRECT_MAP + (l4_pfn << PAGE_SHIFT), 2 + n_l2 + n_l1,
                      DIRECT_MAP + (p2m_pfn << PAGE_SHIFT), DIRECT_MAP + (info_pfn << PAGE_SHIFT), len(layout.info))
@@ -180,7 +194,14 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
 # ---------------------------------------------------------------- HVM
 def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, arg: int = 0) -> None:
     layout = _load(host, dom, kernel, program, arg)
-    _write_phys(host, dom, boot.BOOT_INFO, layout.info)
+    store_pfn = layout.free >> PAGE_SHIFT
+    info = bytearray(layout.info)
+    struct.pack_into("<Q", info, 0x28, (store_pfn + 1) << PAGE_SHIFT)      # the store page is not free memory
+    _write_phys(host, dom, boot.BOOT_INFO, bytes(info))
+    port = _connect_store(host, dom, store_pfn)
+    if port:
+        dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
+        dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = port
     for sec in firmware.sections:
         if sec.data:
             _write_phys(host, dom, sec.base, bytes(sec.data))
@@ -234,8 +255,9 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     """
     layout = _load(host, dom, kernel, program, arg)
     cons_pfn = layout.free >> PAGE_SHIFT
+    store_pfn = cons_pfn + 1
     info = bytearray(layout.info)
-    struct.pack_into("<Q", info, 0x28, (cons_pfn + 1) << PAGE_SHIFT)     # free memory starts after the ring
+    struct.pack_into("<Q", info, 0x28, (store_pfn + 1) << PAGE_SHIFT)    # free memory starts after the rings
     _write_phys(host, dom, boot.BOOT_INFO, bytes(info))
     modlist = HVM_START_INFO + 0x100
     start = struct.pack("<IIIIQQQQII", XEN_HVM_START_MAGIC, 1, 0, 1, modlist, 0, 0, 0, 0, 0)
@@ -246,6 +268,10 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     dom.console_evtchn = port
     dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = cons_pfn
     dom.hvm_params[abi.HVM_PARAM_CONSOLE_EVTCHN] = port
+    store_port = _connect_store(host, dom, store_pfn)
+    if store_port:
+        dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
+        dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = store_port
     shared = host.alloc_frame(dom.domid)
     dom.shared_info_mfn = shared
     if not (dom.hap and host.config.ept):
