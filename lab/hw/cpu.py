@@ -195,7 +195,9 @@ class Cpu:
         if self.cr0 & CR0_PG:
             if not _canonical(va):
                 raise Fault(GP, 0, reason=f"non-canonical address {va:#x}")
-            wp = bool(self.cr0 & CR0_WP)
+            # Under shadow paging Xen keeps the real CR0.WP set whatever the
+            # guest's CR0 says, so its read-only shadow entries hold in ring 0 too.
+            wp = bool(self.cr0 & CR0_WP) or self._shadowed()
             nxe = bool(self.efer & EFER_NXE)
             e = self.tlb.lookup(va)
             if e is not None and e.allows(access, cpl, wp=wp, nxe=nxe):
@@ -215,9 +217,36 @@ class Cpu:
                 return res.hpa if ept else res.pa
         else:
             gpa = va & 0x000F_FFFF_FFFF_FFFF
+            if self._shadowed():
+                return self._translate_unpaged_shadow(gpa, access, cpl, fill)
         if self._ept_active():
             return self._ept_translate(gpa, access, va)
         return gpa
+
+    def _shadowed(self) -> bool:
+        """Non-root under shadow paging: the hardware walks Xen's tables, not the guest's."""
+        return not self.root and getattr(self, "shadow_cr3", None) is not None
+
+    def _translate_unpaged_shadow(self, gpa: int, access: str, cpl: int, fill: bool) -> int:
+        """A guest with CR0.PG clear under shadow paging.
+
+        Xen runs such a guest with paging really on, through its 1:1 map of
+        guest-physical memory (unpaged mode): the address the guest uses is
+        walked like a linear one, and a miss is a #PF that the VMCS sends to Xen.
+        """
+        nxe = bool(self.efer & EFER_NXE)
+        e = self.tlb.lookup(gpa)
+        if e is not None and e.allows(access, cpl, wp=True, nxe=nxe):
+            return e.translate(gpa)
+        res = paging.walk(self.mem, self.walk_root(), gpa, access=access, cpl=cpl, wp=True, nxe=nxe)
+        if res.fault is not None or res.pa is None:
+            code = res.fault.error_code if res.fault is not None else (paging.PFEC_WRITE if access == "w" else 0)
+            why = res.fault.reason if res.fault is not None else f"guest-physical {gpa:#x} is beyond any shadow"
+            self.emit("pagetable", op="fault", addr=gpa, value=code, level=None, result="#PF", message=why)
+            raise Fault(PF, code, cr2=gpa, reason=why)
+        if fill:
+            self.tlb.insert(gpa, res)
+        return res.pa
 
     @staticmethod
     def _ept_exit(exc) -> VmExit:
@@ -226,9 +255,24 @@ class Cpu:
         return VmExit("EPT_VIOLATION", exc.qualification, {"gpa": exc.gpa, "gla": exc.gla, "reason": exc.reason})
 
     def walk_root(self) -> int:
-        """The table the hardware walks: CR3, or Xen's shadow of it."""
+        """The table the hardware walks: CR3, or Xen's shadow of it.
+
+        In non-root operation under shadow paging (``shadow_cr3`` set) the
+        hardware walks Xen's shadow of the guest's tables; ``cr3`` keeps the
+        guest's own (guest-physical) value, which is what the guest reads back.
+        While the guest has CR0.PG clear it walks ``shadow_unpaged_cr3``, when
+        set: Xen's 1:1 map of guest-physical memory. (Real Xen hears of a CR0.PG
+        change through a CR0 access exit and reloads the real CR3; the lab's
+        VMCS has no CR0 exiting, so the choice is made here.)
+        """
         shadow = getattr(self, "shadow_cr3", None)
-        return shadow if shadow is not None and not self.root else self.cr3
+        if shadow is None or self.root:
+            return self.cr3
+        if not self.cr0 & CR0_PG:
+            unpaged = getattr(self, "shadow_unpaged_cr3", None)
+            if unpaged is not None:
+                return unpaged
+        return shadow
 
     def _ept_active(self) -> bool:
         return not self.root and self.vmcs is not None and self.vmcs.ept
@@ -921,6 +965,7 @@ class Cpu:
             "stopped": self.stopped, "int_shadow": self.int_shadow, "icount": self.icount,
             "cycles": self.cycles, "tlb": self.tlb.snapshot(),
             "shadow_cr3": getattr(self, "shadow_cr3", None),
+            "shadow_unpaged_cr3": getattr(self, "shadow_unpaged_cr3", None),
         }
 
     def restore(self, s: dict) -> None:
@@ -938,6 +983,7 @@ class Cpu:
         self.icount, self.cycles = s["icount"], s["cycles"]
         self.tlb.restore(s["tlb"])
         self.shadow_cr3 = s.get("shadow_cr3")
+        self.shadow_unpaged_cr3 = s.get("shadow_unpaged_cr3")
         self.cpl = s["cpl"]
         self._new_caches()
 
