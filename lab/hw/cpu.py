@@ -463,13 +463,14 @@ class Cpu:
         self.deliver(vector, None, software=False, external=True)
 
     def deliver_exception(self, fault: Fault) -> None:
-        if fault.vector == PF and fault.cr2 is not None:
-            self.cr2 = fault.cr2
         if not self.root and self.vmcs is not None and self.vmcs.exits_on_exception(fault.vector):
+            # A #PF that exits leaves CR2 alone: the address travels in the exit information.
             self.vmexit(VmExit("EXCEPTION_NMI", fault.error_code or 0,
                                {"vector": fault.vector, "error_code": fault.error_code, "cr2": fault.cr2,
                                 "reason": fault.reason}))
             return
+        if fault.vector == PF and fault.cr2 is not None:
+            self.cr2 = fault.cr2
         if self.root and self.host is not None:
             self.host.on_exception(self, fault)
             return

@@ -83,7 +83,7 @@ def _count(res: ModeResult, events, dom) -> None:
             res.ring_requests += 1
         elif k == "evtchn" and d.get("op") == "send":
             res.evtchn_notifications += 1
-        elif k == "pagetable" and str(d.get("op", "")).startswith("shadow"):
+        elif k == "pagetable" and d.get("op") == "shadow sync":
             res.shadow_syncs += 1
         elif k == "syscall":
             res.syscalls += 1

@@ -21,6 +21,12 @@ from ..isa.registers import GPR64
 from ..trace import Event
 from .eventspec import EventSpec
 
+#: How ``source_view`` names lines in a domain's hypercall page: Xen writes
+#: that page at run time over the kernel's ``.zero 4096``, so it has no source.
+HYPERCALL_PAGE_LABEL = "hypercall page (written by Xen)"
+HYPERCALL_PAGE_SIZE = 4096
+HYPERCALL_STUB_SIZE = 32
+
 
 @dataclass(frozen=True)
 class VcpuRef:
@@ -137,10 +143,22 @@ class Session:
         final address are translated guest-physical -> machine through EPT.
         """
         ept = None
+        root = c.walk_root()
         if not c.root and c.vmcs is not None and c.vmcs.ept:
             ept = EptTranslator(self.machine.mem, c.vmcs.eptp, set_ad=False)
-        return paging.walk(self.machine.mem, c.walk_root(), va, access="r", cpl=cpl, set_ad=False,
+        elif not c.root and hasattr(self.machine, "guest_phys_to_machine"):
+            # Shadow paging: show the guest's own tables, translated through its p2m,
+            # not Xen's shadow (which fills in lazily).
+            dom = self._ref_of(c).dom
+
+            def ept(gpa: int, access: str):
+                return self.machine.guest_phys_to_machine(dom, gpa), []
+            root = c.cr3
+        return paging.walk(self.machine.mem, root, va, access="r", cpl=cpl, set_ad=False,
                            table_translate=ept)
+
+    def _ref_of(self, cpu) -> VcpuRef:
+        return next(r for r in self.vcpus() if r.cpu is cpu)
 
     def translate_quietly(self, va: int, ref: VcpuRef | None = None) -> int | None:
         ref = ref or self.focus
@@ -149,6 +167,8 @@ class Session:
             if not c.root and c.vmcs is not None and c.vmcs.ept:
                 res = ept_walk(self.machine.mem, c.vmcs.eptp, va, "r", set_ad=False)
                 return res.hpa if res.ok else None
+            if not c.root and hasattr(self.machine, "guest_phys_to_machine"):
+                return self.machine.guest_phys_to_machine(ref.dom, va)
             return va
         res = self._walk(c, va, 0)
         return res.hpa if res.ok else None
@@ -163,9 +183,26 @@ class Session:
         return res, paging.walk_steps_text(res)
 
     def source_view(self, radius: int = 6, ref: VcpuRef | None = None) -> list[tuple[int, str, bool]]:
-        """Source lines around the instruction about to run: (address, text, is_current)."""
+        """Source lines around the instruction about to run: (address, text, is_current).
+
+        ``text`` is ``file:line  source`` where the address has a source line,
+        else ``address  disassembly``. Inside a domain's hypercall page (the
+        kernel's ``hypercall_page``, which Xen fills with stubs when it builds
+        the domain or when an HVM kernel asks), the lines are the stubs as they
+        are in memory, disassembled: ``hypercall page (written by Xen):+OFFSET
+        disassembly``.
+        """
         ref = ref or self.focus
         rip = ref.cpu.rip
+        page = self.hypercall_page_at(rip, ref)
+        if page is not None:
+            out = []
+            for k in range(-radius, radius + 1):
+                addr = rip + k * INSN_SIZE
+                if page <= addr < page + HYPERCALL_PAGE_SIZE:
+                    out.append((addr, f"{HYPERCALL_PAGE_LABEL}:+{addr - page:#x}  {self._stub_text(addr, page, ref)}",
+                                k == 0))
+            return out
         for image in self.machine.images_for(ref.dom).values():
             line = image.source_line(rip)
             if line is None:
@@ -179,6 +216,28 @@ class Session:
                 out.append((addr, f"{sl.file}:{sl.line}  {sl.text.strip()}", k == 0))
             return out
         return [(rip, f"{rip:#018x}  {self.disassemble_at(rip, ref)}", True)]
+
+    def hypercall_page_at(self, addr: int, ref: VcpuRef | None = None) -> int | None:
+        """The start of the focused domain's hypercall page if ``addr`` is inside it, else None."""
+        ref = ref or self.focus
+        for image in self.machine.images_for(ref.dom).values():
+            base = image.symbols.get("hypercall_page")
+            if base is not None and base <= addr < base + HYPERCALL_PAGE_SIZE:
+                return base
+        return None
+
+    def _stub_text(self, addr: int, page: int, ref: VcpuRef) -> str:
+        """One instruction of the hypercall page, with the hypercall a stub's first line selects."""
+        text = self.disassemble_at(addr, ref)
+        off = addr - page
+        if off % HYPERCALL_STUB_SIZE == 0 and off < HYPERCALL_PAGE_SIZE - HYPERCALL_STUB_SIZE \
+                and text.startswith("mov eax"):
+            from ..xen import abi
+            nr = off // HYPERCALL_STUB_SIZE
+            h = abi.HYPERCALL_BY_NR.get(nr)
+            if h is not None:
+                text += f"    ; stub {nr}: {h.name}"
+        return text
 
     def console(self, ref: VcpuRef | None = None) -> str:
         return self.machine.console_of((ref or self.focus).dom)

@@ -482,6 +482,12 @@ class XenHost:
         d = self.domains.get(dom) if dom is not None else None
         return d.images if d is not None else {}
 
+    def guest_phys_to_machine(self, dom: int | None, gpa: int) -> int | None:
+        """An HVM guest's physical address as a machine address (through its p2m)."""
+        d = self.domains.get(dom) if dom is not None else None
+        mfn = d.gfn_to_mfn(gpa >> 12) if d is not None else None
+        return None if mfn is None else (mfn << 12) | (gpa & 0xFFF)
+
     def console_of(self, dom: int | None) -> str:
         d = self.domains.get(dom) if dom is not None else None
         return d.console_output if d is not None else ""
