@@ -28,6 +28,12 @@ def handler(name: str):
     return deco
 
 
+def _canonical(va: int) -> bool:
+    """An x86-64 address whose bits 63:47 are all equal (is_canonical_address())."""
+    top = (va & M64) >> 47
+    return top == 0 or top == (1 << 17) - 1
+
+
 def _s64(v: int) -> int:
     v &= M64
     return v - (1 << 64) if v >> 63 else v
@@ -36,11 +42,12 @@ def _s64(v: int) -> int:
 def refusal(v, nr: int, info: dict) -> int | None:
     """The checks Xen makes before any handler runs; the errno, or None to go on."""
     dom = v.domain
-    if nr not in abi.HYPERCALL_BY_NR or nr >= 64:
-        return -E["ENOSYS"]
     if dom.is_hvm and v.cpu is not None and v.cpu.cpl > 0:
+        # hvm_hypercall() checks the CPL before it even looks at the number.
         info["why"] = f"HVM hypercall from CPL {v.cpu.cpl}"
         return -E["EPERM"]
+    if nr not in abi.HYPERCALL_BY_NR or nr >= 64:
+        return -E["ENOSYS"]
     if dom.is_hvm and not abi.hvm_may_call(nr):
         return -E["ENOSYS"]
     if dom.is_pv and not abi.pv_may_call(nr):
@@ -136,6 +143,9 @@ def set_trap_table(host, v, args, info) -> int:
         vector, flags, cs, address = struct.unpack("<BBH4xQ", raw)
         if address == 0:
             break
+        if not _canonical(address):
+            info["why"] = f"trap {vector} handler {address:#x} is not canonical"
+            return -E["EINVAL"]
         dom.trap_table[vector] = (flags, cs, address)
         entries.append(f"{vector}->{address:#x}")
     info["args"] = [f"{va:#x}"] + entries
@@ -151,9 +161,10 @@ def stack_switch(host, v, args, info) -> int:
 
 @handler("set_callbacks")
 def set_callbacks(host, v, args, info) -> int:
-    v.domain.callbacks["event"] = args[0]
-    v.domain.callbacks["failsafe"] = args[1]
-    v.domain.callbacks["syscall"] = args[2]
+    # do_set_callbacks() registers each and ignores a refusal (a non-canonical address).
+    for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
+        if _canonical(address):
+            v.domain.callbacks[name] = address
     return 0
 
 
@@ -169,6 +180,8 @@ def callback_op(host, v, args, info) -> int:
              abi.CALLBACKTYPE_syscall32: "syscall32", abi.CALLBACKTYPE_sysenter: "sysenter"}
     if typ not in names:
         return -E["EINVAL"]
+    if cmd == 0 and not _canonical(address):
+        return -E["EINVAL"]                   # register_guest_callback()
     info["args"] = ["register" if cmd == 0 else "unregister", f"{names[typ]} -> {address:#x}"]
     if cmd == 0:
         v.domain.callbacks[names[typ]] = address

@@ -91,10 +91,19 @@ class XenMM:
     # -- hypercalls -------------------------------------------------------------
     def mmu_update(self, v, reqs: list[tuple[int, int]], foreigndom: int) -> tuple[int, int]:
         self._vcpu = v
-        return self.pv.mmu_update(v.domain.domid, reqs, foreigndom, vcpu=v.id)
+        try:
+            return self.pv.mmu_update(v.domain.domid, reqs, foreigndom, vcpu=v.id)
+        finally:
+            self._vcpu = None           # later events (a builder's pin) are nobody's hypercall
 
     def mmuext_op(self, v, ops: list[dict]) -> tuple[int, int]:
         self._vcpu = v
+        try:
+            return self._mmuext_op(v, ops)
+        finally:
+            self._vcpu = None
+
+    def _mmuext_op(self, v, ops: list[dict]) -> tuple[int, int]:
         if v.domain.is_hvm:
             # do_mmuext_op(): an HVM caller may only pin and unpin, and for a
             # translated guest (paging_mode_refcounts) those do nothing: its
@@ -108,10 +117,13 @@ class XenMM:
 
     def update_va_mapping(self, v, va: int, val: int, flags: int) -> int:
         self._vcpu = v
-        # Hypercalls come from guest kernel mode: the kernel's base table.
-        table = v.guest_table if v.domain.is_pv and v.guest_table else v.cpu.cr3 >> 12
-        l1e = self.pv.l1e_maddr_for_va(table, va)
-        return self.pv.update_va_mapping(v.domain.domid, l1e, val, flags, va=va, vcpu=v.id)
+        try:
+            # Hypercalls come from guest kernel mode: the kernel's base table.
+            table = v.guest_table if v.domain.is_pv and v.guest_table else v.cpu.cr3 >> 12
+            l1e = self.pv.l1e_maddr_for_va(table, va)
+            return self.pv.update_va_mapping(v.domain.domid, l1e, val, flags, va=va, vcpu=v.id)
+        finally:
+            self._vcpu = None
 
     # -- what the rules tell the host -------------------------------------------
     def _action(self, a: MmuAction) -> None:
@@ -142,8 +154,9 @@ class XenMM:
                 host.emit(v, "tlb", op="invlpg (Xen)", addr=a.va, entries=len(cpu.tlb.entries()))
 
     def _log(self, text: str) -> None:
+        # PvMM names the vCPU itself ("d1v0 Bad type ..."): log the line as it is.
         msg = text[len("(XEN) "):] if text.startswith("(XEN) ") else text
-        self.host.log(msg, self._vcpu)
+        self.host.log(msg)
 
     def _emit(self, **data: Any) -> None:
         kind = data.pop("kind", "pagetable")

@@ -1,0 +1,238 @@
+"""HVM guests: CPUID, the hypercall page, VM exits, unclaimed ports, crashes, shadow paging.
+
+tests/data/guests/hvm_script.s is an HVM kernel that finds Xen with CPUID, hands
+Xen its hypercall page through the MSR CPUID names, and then runs a script of
+hypercalls and probes that the test writes into its memory.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.isa.encoding import decode
+from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, OP_CALL, OP_CPUID, OP_IN, OP_LOAD, OP_USER_CALL, SVM_EXIT,
+                         VMX_EXIT, default_run, domid, ept_violations, events, script_guest, signed, small_host,
+                         stock_guests)
+
+STUB, TAIL, INSN = 32, 4096 - 32, 16
+
+
+def _probe(tmp_path_factory, vendor: str):
+    host, xl = small_host(vendor=vendor)
+    g = script_guest(xl, tmp_path_factory.mktemp(vendor), "probe", "hvm", memory=16)
+    steps = {
+        "xen_version": g.add("xen_version", 0, 0),
+        "in8": g.add(OP_IN, 0x1234, 1),
+        "in16": g.add(OP_IN, 0x1234, 2),
+        "in32": g.add(OP_IN, 0x5678, 4),
+        "user xen_version": g.add(OP_USER_CALL, 17),
+        "user mmu_update": g.add(OP_USER_CALL, 1),
+        "user unknown": g.add(OP_USER_CALL, 31),
+        "mmu_update": g.add("mmu_update", g.buf(), 1, 0, 0x7FF0),
+        "cpuid base+1": g.add(OP_CPUID, 0x40000001, 0),
+        "cpuid base+2": g.add(OP_CPUID, 0x40000002, 0),
+        "cpuid 1": g.add(OP_CPUID, 1, 0),
+        "after": g.add("xen_version", 0, 0),
+    }
+    g.install()
+    host.run()
+    return host, g, steps
+
+
+@pytest.fixture(scope="module")
+def intel(tmp_path_factory):
+    return _probe(tmp_path_factory, "intel")
+
+
+@pytest.fixture(scope="module")
+def amd(tmp_path_factory):
+    return _probe(tmp_path_factory, "amd")
+
+
+def test_the_script_ran_and_powered_off(intel, amd):
+    for host, g, steps in (intel, amd):
+        assert g.steps_done == len(steps)
+        assert g.dom.state == "shutdown" and g.dom.shutdown_reason == "poweroff"
+
+
+def test_cpuid_shows_xens_leaves(intel):
+    host, g, steps = intel
+    raw = g.read(g.addr("xen_leaves"), 24)
+    assert raw[4:16] == b"XenVMMXenVMM"
+    max_leaf = int.from_bytes(raw[0:4], "little")
+    assert max_leaf >= 0x40000002
+    assert int.from_bytes(raw[20:24], "little") == 0x40000000      # EBX of 0x40000002: the MSR
+    assert g.result(steps["cpuid base+1"]) == (4 << 16) | 23        # Xen 4.23
+    assert g.result(steps["cpuid base+2"], 0) == 1                  # one hypercall page
+    ecx = g.result(steps["cpuid 1"], 2)
+    assert ecx >> 31 & 1 and not ecx >> 5 & 1                       # hypervisor bit; no VMX for the guest
+    leaves = [e.data["info"].get("leaf") for e in events(host, "vmexit", dom=g.dom.domid, reason="CPUID")]
+    assert leaves[:2] == [0x40000000, 0x40000002]
+
+
+def _stub(page: bytes, nr: int) -> list:
+    first = decode(page, nr * STUB)
+    second = decode(page, nr * STUB + INSN)
+    return [first, second]
+
+
+@pytest.mark.parametrize("vendor,trap", [("intel", "vmcall"), ("amd", "vmmcall")])
+def test_xen_writes_the_hypercall_page(intel, amd, vendor, trap):
+    host, g, _ = intel if vendor == "intel" else amd
+    page = g.read(g.addr("hypercall_page"), 4096)
+    msr = events(host, "msr", dom=g.dom.domid, dir="write")
+    assert msr and msr[0].data["msr"] == 0x40000000 and msr[0].data["value"] == g.addr("hypercall_page")
+    assert g.dom.hypercall_page_gpa == g.addr("hypercall_page")
+    for nr in list(range(0, 23)) + list(range(24, 56)):
+        mov, jmp = _stub(page, nr)
+        assert (mov.mnemonic, mov.form, mov.size, mov.a, mov.imm) == ("mov", "ri", 4, 0, nr), nr
+        assert jmp.mnemonic == "jmp" and nr * STUB + 2 * INSN + jmp.imm == TAIL, nr
+    tail = [decode(page, TAIL), decode(page, TAIL + INSN)]
+    assert [i.mnemonic for i in tail] == [trap, "ret"]
+    assert [i.mnemonic for i in _stub(page, 23)] == ["ud2", "ud2"]      # HYPERVISOR_iret: ud2
+
+
+def test_hypercalls_through_the_page_work(intel, amd):
+    for host, g, steps in (intel, amd):
+        assert g.result(steps["xen_version"]) == (4 << 16) | 23
+        assert g.result(steps["after"]) == (4 << 16) | 23
+        assert signed(g.result(steps["mmu_update"])) == -38                # PV only
+        ev = events(host, "hypercall", dom=g.dom.domid, name="mmu_update")
+        assert [(e.data["nr"], e.data["ret"], e.data["errno"]) for e in ev] == [(1, -1, "EPERM"), (1, -38, "ENOSYS")]
+
+
+def test_a_hypercall_from_ring_3_is_eperm(intel):
+    host, g, steps = intel
+    assert signed(g.result(steps["user xen_version"])) == -1
+    assert signed(g.result(steps["user mmu_update"])) == -1
+    assert signed(g.result(steps["user unknown"])) == -1              # the CPL is checked first
+    calls = events(host, "hypercall", dom=g.dom.domid)
+    user = [e for e in calls if e.data["errno"] == "EPERM"]
+    assert [(e.data["name"], e.data["nr"], e.data["ret"]) for e in user] == [
+        ("xen_version", 17, -1), ("mmu_update", 1, -1), ("xenoprof_op", 31, -1)]
+    assert "CPL 3" in user[0].data["detail"]["why"]
+    ring3 = [e for e in events(host, "ring", dom=g.dom.domid) if e.data["to_cpl"] == 3]
+    assert ring3 and all(e.data["root"] is False for e in ring3)
+
+
+def test_unclaimed_ports_read_all_ones(intel):
+    host, g, steps = intel
+    assert g.result(steps["in8"]) == 0xFF
+    assert g.result(steps["in16"]) == 0xFFFF
+    assert g.result(steps["in32"]) == 0xFFFF_FFFF
+    ins = [e for e in events(host, "ioport", dom=g.dom.domid) if e.data["dir"] == "in"]
+    assert [(e.data["port"], e.data["size"], e.data["value"], e.data["device"]) for e in ins] == [
+        (0x1234, 1, 0xFF, "none"), (0x1234, 2, 0xFFFF, "none"), (0x5678, 4, 0xFFFF_FFFF, "none")]
+
+
+def test_exit_numbers_by_vendor(intel, amd):
+    for (host, g, _), table, names in ((intel, VMX_EXIT, {"VMCALL": 18, "IO_INSTRUCTION": 30, "CPUID": 10,
+                                                              "MSR_WRITE": 32}),
+                                       (amd, SVM_EXIT, {"VMMCALL": 0x81, "IOIO": 0x7B, "CPUID": 0x72,
+                                                        "MSR": 0x7C})):
+        exits = events(host, "vmexit", dom=g.dom.domid)
+        nrs = {e.data["nr"] for e in exits}
+        assert set(names.values()) <= nrs
+        if table is VMX_EXIT:
+            assert all(table[e.data["reason"]] == e.data["nr"] for e in exits)
+        else:
+            assert 18 not in nrs and 30 not in nrs
+
+
+# ---------------------------------------------------------------- crashes
+@pytest.fixture(scope="module")
+def crashes(tmp_path_factory):
+    d = tmp_path_factory.mktemp("crash")
+    host, xl = small_host()
+    pv, hvm = stock_guests(xl, d)
+    ept = script_guest(xl, d, "ept-violator", "hvm", memory=16)
+    ept.add("xen_version", 0, 0)
+    ept.add(OP_LOAD, 0x4000_0000)                        # 1 GiB: no RAM, no device
+    ept.add("xen_version", 0, 0)
+    ept.install()
+    tf = script_guest(xl, d, "triple-faulter", "hvm", memory=16)
+    tf.add("xen_version", 0, 0)
+    tf.add(OP_CALL, tf.addr("hypercall_page", 23 * 32))  # the iret stub: ud2, and no IDT
+    tf.add("xen_version", 0, 0)
+    tf.install()
+    host.run()
+    return host, xl, pv, hvm, ept, tf
+
+
+def test_an_ept_violation_outside_ram_crashes_that_domain(crashes):
+    host, _, _, _, ept, _ = crashes
+    dom = ept.dom
+    assert dom.state == "crashed" and ept.steps_done == 1
+    assert "EPT violation at gpa 0x40000000" in dom.crash_reason
+    exits = events(host, "vmexit", dom=dom.domid, reason="EPT_VIOLATION")
+    assert len(exits) == 1 and exits[0].data["nr"] == 48
+    pt = events(host, "pagetable", dom=dom.domid, op="ept violation")
+    assert pt and pt[0].data["addr"] == 0x4000_0000 and pt[0].data["result"] == "crash"
+    assert any("domain_crash called: EPT violation" in line for line in host.dmesg)
+
+
+def test_a_triple_fault_crashes_that_domain(crashes):
+    host, _, _, _, _, tf = crashes
+    dom = tf.dom
+    assert dom.state == "crashed" and tf.steps_done == 1
+    assert dom.crash_reason.startswith("triple fault")
+    exits = events(host, "vmexit", dom=dom.domid, reason="TRIPLE_FAULT")
+    assert len(exits) == 1 and exits[0].data["nr"] == 2
+    traps = [e.data["mnemonic"] for e in events(host, "trap", dom=dom.domid)]
+    assert traps[0] == "#UD"
+
+
+def test_crashed_guests_leave_the_others_running_to_the_end(crashes):
+    host, xl, pv, hvm, ept, tf = crashes
+    for g in (pv, hvm):
+        assert g.state == "shutdown" and g.shutdown_reason == "poweroff"
+        assert CHECKSUM_LINE in g.console_output and EXIT_LINE in g.console_output
+    assert host.domains[0].alive
+    assert sorted(e.data["name"] for e in events(host, "domain", op="crash")) == ["ept-violator", "triple-faulter"]
+    states = {ln.split()[0]: ln.split()[4] for ln in xl.list().splitlines()[1:]}
+    assert states["ept-violator"] == states["triple-faulter"] == "---sc-"
+    assert states["pv-guest"] == states["hvm-guest"] == "---s--"
+    assert ept_violations(host, hvm) == []
+    assert host.mm.pv.check_invariants() == []
+
+
+# ---------------------------------------------------------------- system calls and paging
+def test_hvm_system_calls_cause_no_vm_exits():
+    host, _ = default_run()
+    hvm = domid(host, "hvm-guest")
+    evs = [e for e in host.trace.events if e.dom == hvm]
+    starts = [i for i, e in enumerate(evs) if e.kind == "syscall"]
+    assert len(starts) == 71
+    getpid = 0
+    for i in starts:
+        sc = evs[i]
+        assert sc.data["via"] == "syscall"                           # straight to the guest kernel
+        j = next((k for k in range(i + 1, len(evs)) if evs[k].kind in ("sysret", "syscall")), len(evs))
+        inside = evs[i + 1:j]
+        if sc.data["nr"] == 39:
+            getpid += 1
+            assert not [e for e in inside if e.kind in ("vmexit", "hypercall")]
+            assert j < len(evs) and evs[j].kind == "sysret"
+        # whatever exits a syscall causes come from the work it does (console output)
+        assert all(e.data["reason"] == "IO_INSTRUCTION" for e in inside if e.kind == "vmexit")
+    assert getpid == 64
+    assert not events(host, "trap", dom=hvm, mnemonic="syscall")
+
+
+@pytest.mark.parametrize("hap,host_ept", [(0, True), (1, False)])
+def test_shadow_paging_runs_the_same_guest(tmp_path, hap, host_ept):
+    host, xl = small_host(ept=host_ept)
+    from xen_helpers import create
+    shadow = create(xl, tmp_path, "shadowed", "hvm", hap=hap)
+    assert shadow.ept_root == 0 and "shadow" in shadow.extra
+    host.run()
+    assert CHECKSUM_LINE in shadow.console_output and EXIT_LINE in shadow.console_output
+    exits = events(host, "vmexit", dom=shadow.domid)
+    reasons = {e.data["reason"] for e in exits}
+    assert "CR_ACCESS" in reasons and "EXCEPTION_NMI" in reasons
+    assert "EPT_VIOLATION" not in reasons
+    assert all(e.data["nr"] == VMX_EXIT[e.data["reason"]] for e in exits)
+    # With EPT the same guest never exits for CR3 or page faults.
+    ept_host, _ = default_run()
+    ept_reasons = {e.data["reason"] for e in events(ept_host, "vmexit", dom=domid(ept_host, "hvm-guest"))}
+    assert not {"CR_ACCESS", "EXCEPTION_NMI", "INVLPG"} & ept_reasons
