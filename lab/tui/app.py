@@ -64,10 +64,13 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         [("speed ", "$text-muted"), speed]
     if view is not None:
         cpu = view.cpu
-        parts += [sep, ("cyc " if compact else "cycle ", "$text-muted"), f"{cpu['cycles']:,}"]
+        # On a Xen host: the host's time (its furthest pCPU) and every vCPU's instructions.
+        cycles = view.host_cycles if view.host_cycles is not None else cpu["cycles"]
+        insns = view.host_insns if view.host_insns is not None else cpu["icount"]
+        parts += [sep, ("cyc " if compact else "cycle ", "$text-muted"), f"{cycles:,}"]
         if view.cpu_hz and not compact:
-            parts.append((f" ({cpu['cycles'] / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
-        parts += [sep, ("insn ", "$text-muted"), f"{cpu['icount']:,}"]
+            parts.append((f" ({cycles / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
+        parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
     seen = runner.stats.events_seen
@@ -134,6 +137,7 @@ class XenLab(App[None]):
         self._gen = 0
         self._mode = ""
         self._status_key: tuple = ()
+        self._host_key: tuple = ()
         #: What the command output shows, as (kind, text): the pane's plain record.
         self.transcript: deque[tuple[str, str]] = deque(maxlen=2000)
         self._command_pending: str | None = None
@@ -189,6 +193,12 @@ class XenLab(App[None]):
         view = r.view
         main = self.main
         with self.batch_update():
+            names = tuple((d.domid, d.name) for d in view.domains) if view is not None else ()
+            if (r.xen, names) != self._host_key:
+                # Before the first rows are written: they name events with no domain "Xen" or "bare".
+                self._host_key = (r.xen, names)
+                for pane in (main.query_one(CallsPane), main.query_one(DevicePane)):
+                    pane.set_host(r.xen, dict(names))
             if batch:
                 calls = route(batch, CALL_KINDS, self.max_rows)
                 if calls:
@@ -221,14 +231,19 @@ class XenLab(App[None]):
     def show_view(self, view: StateView) -> None:
         self.view = view
         main = self.main
-        main.query_one(DomainTree).show(view.vcpus)
+        main.query_one(DomainTree).show(view)
         main.query_one("#cpu").show(view)
         main.query_one("#pages").show(view)
         calls = main.query_one(CallsPane)
         devio = main.query_one(DevicePane)
         calls.images = devio.images = view.images
         cpu = view.cpu
-        devio.show_console((cpu["dom"], cpu["label"]), view.console)
+        if view.xen:
+            dom = next((d for d in view.domains if d.domid == view.focus_dom), None)
+            name = dom.name if dom is not None else cpu["label"]
+            devio.show_console((view.focus_dom, name), view.console, f"console of {name} (d{view.focus_dom})")
+        else:
+            devio.show_console((cpu["dom"], cpu["label"]), view.console)
 
     # -- output -----------------------------------------------------------------------
     def _write_reply(self, kind: str, text: str) -> None:
@@ -279,7 +294,7 @@ class XenLab(App[None]):
             return
         name, args = words[0], words[1:]
         handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{name}", None)
-        if handler is not None and (name in TIMED_COMMANDS or name == "help"
+        if handler is not None and (name in TIMED_COMMANDS or name in ("help", "focus")
                                     or any(c.name == name for c in SCREEN_COMMANDS)):
             handler(args)
             return
@@ -311,6 +326,15 @@ class XenLab(App[None]):
         if not args:
             raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
         self.runner.until(parse_spec(args[0]), args[0])
+
+    def _cmd_focus(self, args: list[str]) -> None:
+        # The runner focuses Domain-0 too, whose vCPU runs services rather than guest code.
+        self._require_machine()
+        if len(args) > 1:
+            raise UserError("usage: focus DOM[.VCPU]")
+        if not args:
+            self._command_pending = "focus"
+        self.runner.focus(args[0] if args else None)
 
     def _cmd_pause(self, args: list[str]) -> None:
         self.runner.pause()
@@ -426,6 +450,10 @@ class XenLab(App[None]):
             self.main.focus_pane(self.main.visible_panes()[-1])
         else:
             cmd.focus()
+
+    def action_next_domain(self) -> None:
+        if self.runner.mode not in (NO_MACHINE, CRASHED, BOOTING):
+            self.runner.focus_next()
 
     def action_next_pane(self) -> None:
         self.main.next_pane()

@@ -122,6 +122,8 @@ KIND_TEXT = {
     "xenstore": "a xenstore request: the shared configuration tree drivers use to find each "
                 "other",
     "ring_io": "a request or response on a PV shared ring (blkfront/netfront and backend)",
+    "domain": "a domain's life changed: Xen created, paused, unpaused, shut down, crashed or destroyed it "
+              "(through the toolstack's domctl, or the guest's own SCHEDOP_shutdown)",
 }
 
 @lru_cache(maxsize=256)
@@ -133,8 +135,15 @@ def display(path: str) -> str:
 ADDRESS_FIELDS = frozenset(("rip", "cr2", "addr", "value", "entry", "frame", "qualification", "error_code"))
 
 
-def dom_label(dom: int | None) -> str:
-    return "bare" if dom is None else f"d{dom}"
+#: How events with no domain are labelled: on a Xen host they are Xen's own.
+XEN_LABEL = "Xen"
+
+
+def dom_label(dom: int | None, xen: bool = False) -> str:
+    """``d1`` for a domain; an event with no domain is Xen's on a Xen host, the bare machine's otherwise."""
+    if dom is None:
+        return XEN_LABEL if xen else "bare"
+    return f"d{dom}"
 
 
 def event_name(ev: Any) -> str:
@@ -191,9 +200,9 @@ def event_details(ev: Any) -> str:
     return " ".join(_fmt(n, d[n]) for n in fields if n in d and n not in skip and d[n] is not None)
 
 
-def event_row(ev: Any) -> str:
-    """One log line: sequence, cycle, domain/vCPU, kind, name, details."""
-    who = f"{dom_label(ev.dom)}.v{ev.vcpu}"
+def event_row(ev: Any, xen: bool = False) -> str:
+    """One log line: sequence, cycle, domain/vCPU (or Xen), kind, name, details."""
+    who = XEN_LABEL if ev.dom is None and xen else f"{dom_label(ev.dom)}.v{ev.vcpu}"
     return f"#{ev.seq:<6}{ev.cycle:>11,} {who:<7} {ev.kind:<8} {event_name(ev):<9} {event_details(ev)}"
 
 
@@ -232,10 +241,22 @@ def _abi_note(name: str) -> str:
     return getattr(h, "note", "") if h is not None else ""
 
 
+HYPERCALL_PAGE_LABEL = "hypercall page (written by Xen)"
+
+
 def source_of(images: Iterable[Any], addr: int | None) -> str | None:
-    """``file:line  text`` of the instruction at ``addr`` in any loaded image."""
+    """``file:line  text`` of the instruction at ``addr`` in any of the images given.
+
+    An address in a kernel's ``hypercall_page`` is named as a place in that page:
+    Xen writes the page, so the ``.zero 4096`` it covers in the source says nothing.
+    """
     if addr is None:
         return None
+    images = tuple(images)
+    for image in images:
+        base = getattr(image, "symbols", {}).get("hypercall_page")
+        if base is not None and base <= addr < base + 4096:
+            return f"{HYPERCALL_PAGE_LABEL} at hypercall_page+{addr - base:#x}"
     for image in images:
         try:
             sl = image.source_line(addr)
@@ -246,21 +267,40 @@ def source_of(images: Iterable[Any], addr: int | None) -> str | None:
     return None
 
 
-def describe_event(ev: Any, images: Iterable[Any]) -> list[str]:
+def describe_event(ev: Any, images: Iterable[Any], xen: bool = False, names: dict | None = None) -> list[str]:
     """The detail lines the log panes show for a selected event.
 
     In order: what happened, which source line caused it, what it means, and
-    every field the event carries.
+    every field the event carries. ``images`` are the loaded images of the
+    event's own domain (another domain's addresses mean nothing here). A
+    hypercall made through the hypercall page names its ``caller``, the
+    kernel's call into the page, as the line that caused it; the trapping
+    instruction (``rip``) is then a line of the page.
     """
-    lines = [f"{ev.summary()}   (#{ev.seq}, cycle {ev.cycle:,}, {dom_label(ev.dom)} vcpu {ev.vcpu})"]
+    images = tuple(images)
+    who = dom_label(ev.dom, xen)
+    if ev.dom is not None and names and ev.dom in names:
+        who = f"{who} {names[ev.dom]}"
+    where = who if ev.dom is None and xen else f"{who} vcpu {ev.vcpu}"
+    lines = [f"{ev.summary()}   (#{ev.seq}, cycle {ev.cycle:,}, {where})"]
     rip = ev.data.get("rip")
-    src = source_of(images, rip) if isinstance(rip, int) else None
-    if src:
-        lines.append(f"caused by {src}")
-    elif isinstance(rip, int):
-        lines.append(f"at rip {rip:#x} (no source line for it)")
+    caller = ev.data.get("caller")
+    if isinstance(caller, int):
+        src = source_of(images, caller)
+        lines.append(f"called from {src}" if src else f"called from {caller:#x} (no source line for it)")
+        trap = source_of(images, rip) if isinstance(rip, int) else None
+        if trap:
+            lines.append(f"trapped into Xen in the {trap}")
     else:
-        lines.append("this event records no rip")
+        src = source_of(images, rip) if isinstance(rip, int) else None
+        if src:
+            lines.append(f"caused by {src}")
+        elif isinstance(rip, int):
+            lines.append(f"at rip {rip:#x} (no source line for it)")
+        elif ev.dom is None and xen:
+            lines.append("Xen's own work: no guest instruction caused it")
+        else:
+            lines.append("this event records no rip")
     lines.append(explanation(ev))
     fields = " ".join(_fmt(n, v) for n, v in ev.data.items() if v is not None)
     if fields:

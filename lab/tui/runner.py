@@ -75,15 +75,35 @@ class AnyOf:
 
 @dataclass(frozen=True)
 class VcpuInfo:
-    """One line of the domains tree."""
+    """One line of the domains tree, and one mark in the rings picture."""
     label: str
     dom: int | None
     vcpu: int
     spec: str               # what ``focus`` takes to select it
-    state: str              # "running", "halted" or "stopped: why"
+    state: str              # "running", "halted" or "stopped: why" (the CPU's); Xen's runstate for a service vCPU
     cpl: int
     root: bool
     focused: bool
+    runstate: str = ""      # Xen's runstate: running, runnable, blocked, offline ("" on bare metal)
+    pcpu: int | None = None  # the physical CPU it runs (or last ran) on
+    role: str = ""          # whose code runs now: "kernel" or "user" ("" when unknown)
+    has_cpu: bool = True    # False: the vCPU runs dom0's services in Python, no guest instructions
+    mode: str = ""          # the domain's guest mode: pv, pv32, hvm, pvh ... ("" on bare metal)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """One domain of a Xen host, as the domains tree shows it."""
+    domid: int
+    name: str
+    mode: str               # pv, pv32, hvm, hvm-pvdrivers, pvhvm, pvh
+    type: str               # what Xen calls it: pv, hvm or pvh
+    state: str              # running, runnable, blocked, paused, shutdown, crashed, dying
+    flags: str              # the State column of ``xl list`` (r b p s c d)
+    mem_mib: int
+    vcpus: tuple[VcpuInfo, ...]
+    focused: bool
+    reason: str | None = None     # why it shut down or crashed
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,16 @@ class StateView:
     #: The focused CPU as it was when the last step, run or command began: what
     #: the CPU pane compares against to highlight changed registers.
     before: dict[str, Any] | None = None
+    #: A Xen host's domains, in domain-id order (empty on bare metal).
+    domains: tuple[DomainInfo, ...] = ()
+    xen: bool = False
+    #: When the focused domain runs no guest code (Domain-0's services): what it does instead.
+    service: str | None = None
+    #: The focused domain (its id), None on bare metal.
+    focus_dom: int | None = None
+    #: Simulated time and instructions of the whole machine (every pCPU and vCPU).
+    host_cycles: int | None = None
+    host_insns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +194,10 @@ class Runner:
         self.error: str | None = None        # last simulator error (one line)
         self.last_traceback: str | None = None
         self.walk_addr: int | None = None
+        #: A domain focused although its vCPUs run no guest code (Domain-0's services).
+        self.service_dom: int | None = None
+        #: Whether the machine is a Xen host (known once it has booted).
+        self.xen = False
         self._requests: queue.Queue = queue.Queue()
         self._submitted = 0                  # requests put (screen thread) ...
         self._handled = 0                    # ... and handled (sim thread)
@@ -174,6 +208,7 @@ class Runner:
         # Instructions per slice at full speed, per kind of job (until single-steps, so is slower).
         self._chunks = {"run": 2_000, "step": 500, "until": 500}
         self._hold_until = 0.0
+        self._host_idle = False
         self._before: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
         self._quit = False
@@ -217,8 +252,13 @@ class Runner:
     def command(self, line: str) -> None:
         self.request("command", line)
 
-    def focus(self, spec: str) -> None:
+    def focus(self, spec: str | None) -> None:
+        """Focus ``DOM[.VCPU]`` (by id or name); ``None`` lists what can be focused."""
         self.request("focus", spec)
+
+    def focus_next(self) -> None:
+        """Focus the next domain (on bare metal, the next CPU)."""
+        self.request("focus_next")
 
     def walk(self, addr: int | None) -> None:
         self.request("walk", addr)
@@ -352,6 +392,7 @@ class Runner:
                     self._reply("err", "no machine is loaded: " + self.error)
                     self._handled += 1
                 return
+        self.xen = isinstance(getattr(self.session.machine, "domains", None), dict)
         trace = self.session.machine.trace
         for ev in trace.events[-self.events.maxlen:]:
             self.events.append(ev)
@@ -422,6 +463,12 @@ class Runner:
         self._start(_Job("until", UNTIL_LIMIT, spec=spec, label=f"until {label}"))
 
     def _op_command(self, line: str) -> None:
+        words = line.split()
+        if self.service_dom is not None and words and words[0] in CPU_COMMANDS:
+            dom = self.session.machine.domains.get(self.service_dom)
+            name = dom.name if dom is not None else f"d{self.service_dom}"
+            raise UserError(f"{name} runs no guest code in the lab: focus a guest first "
+                            f"(e.g. 'focus {focus_order(self.session)[-1][1]}')")
         self._mark_before()
         text = self._execute(self.session, line) if self._execute else ""
         self._reply("out", text)
@@ -429,9 +476,39 @@ class Runner:
         if words and words[0] == "walk":
             self.walk_addr = int(words[1], 0) if len(words) > 1 else None
 
-    def _op_focus(self, spec: str) -> None:
-        ref = self.session.set_focus(spec)
+    def _op_focus(self, spec: str | None) -> None:
+        if spec is None:
+            self._reply("out", focus_listing(self.session, self.service_dom))
+            return
+        try:
+            ref = self.session.set_focus(spec)
+        except UserError:
+            dom = service_domain(self.session.machine, spec)
+            if dom is None:
+                raise
+            self.service_dom = dom.domid
+            self._reply("info", f"focus: {dom.name} (d{dom.domid}): its vCPU runs dom0's services, "
+                                "not guest code")
+            return
+        self.service_dom = None
         self._reply("info", f"focus: {ref.label} vcpu {ref.vcpu}")
+
+    def _op_focus_next(self) -> None:
+        order = focus_order(self.session)
+        if not order:
+            return
+        current = self.service_dom if self.service_dom is not None else self.session.focus.dom
+        doms = [d for d, _ in order]
+        if current in doms and len(order) > 1:
+            spec = order[(doms.index(current) + 1) % len(order)][1]
+        elif current in doms:
+            ref = self.session.focus
+            refs = self.session.vcpus()
+            nxt = refs[(refs.index(ref) + 1) % len(refs)]
+            spec = f"{0 if nxt.dom is None else nxt.dom}.{nxt.vcpu}"
+        else:
+            spec = order[0][1]
+        self._op_focus(spec)
 
     def _op_walk(self, addr: int | None) -> None:
         self.walk_addr = addr
@@ -479,6 +556,11 @@ class Runner:
     def _progress(self) -> tuple:
         return tuple((r.cpu.icount, r.cpu.cycles) for r in self.session.vcpus())
 
+    def _host_time(self) -> tuple:
+        """A Xen host's pCPU clocks: they move on while dom0's services work or the pCPUs idle,
+        when no vCPU runs an instruction."""
+        return tuple(getattr(self.session.machine, "clock", ()) or ())
+
     def _work(self) -> None:
         """Run one slice of the current job."""
         job = self._job
@@ -489,11 +571,15 @@ class Runner:
             n = min(n, job.left)
         s = self.session
         before = self._progress()
+        host_before = self._host_time()
         icount0 = sum(p[0] for p in before)
         t0 = time.perf_counter()
         hit = None
         found = None
-        if job.kind == "run":
+        timed = per_tick is None and self.xen and job.kind in ("run", "until")
+        if timed:
+            hit, found = self._timed_slice(job, FULL_SPEED_SLICE)
+        elif job.kind == "run":
             hit = s.run(n)
         elif job.kind == "step":
             s.step(n)
@@ -508,8 +594,8 @@ class Runner:
         self.stats.instructions += max(ran, 0)
         job.done += max(ran, 0)
         if job.left is not None:
-            job.left -= n
-        if per_tick is None and dt > 0:
+            job.left -= max(ran, 0) if timed else n
+        if per_tick is None and dt > 0 and not timed:
             # Aim for slices of FULL_SPEED_SLICE seconds so a pause is taken promptly.
             chunk = self._chunks[job.kind] * FULL_SPEED_SLICE / dt
             self._chunks[job.kind] = int(max(100, min(200_000, chunk)))
@@ -530,7 +616,10 @@ class Runner:
             else:
                 self._finish("done")
             return
-        if self._progress() == before:
+        # Stuck: nothing ran. A timed slice may end after a step that moved nothing on
+        # (dom0's vCPU blocking), so on a Xen host only the host's own word counts.
+        stuck = self._host_idle if timed else self._progress() == before
+        if stuck and self._progress() == before and self._host_time() == host_before:
             self._finish("stuck", "the CPU is halted and nothing will wake it")
             return
         if per_tick is not None:
@@ -547,6 +636,48 @@ class Runner:
                     return
                 self._handle(req)
 
+    def _timed_slice(self, job: _Job, seconds: float) -> tuple[Any, Any]:
+        """About ``seconds`` of a run or until job on a Xen host; (breakpoint hit, event reached).
+
+        A Xen host's run loop may stop between two vCPU runs and go on later as
+        if it had never stopped: the scheduler picks the next vCPU from the
+        pCPUs' clocks alone. Stopping after a number of instructions instead
+        cuts a vCPU's run short and changes how the domains interleave, and a
+        number chosen from the wall clock would make the machine's course
+        depend on the speed of the computer. So on a Xen host a slice ends at
+        such a boundary once its time is up, and ``run N`` and ``until`` end
+        exactly where the same command ends headless.
+        """
+        s = self.session
+        m = s.machine
+        deadline = time.perf_counter() + seconds
+        found: list[Any] = []
+        listener = None
+        if job.kind == "until":
+            refs = s.vcpus()
+
+            def listener(ev: Any) -> None:
+                if not found and job.spec.matches(ev):
+                    found.append(ev)
+                    for r in refs:             # leave the CPU loop at the next block boundary
+                        r.cpu.yield_now = True
+            m.trace.listeners.append(listener)
+        s.break_hit = None
+        budget = job.left if job.left is not None else 1 << 62
+        calls = [0]
+
+        def stop() -> bool:
+            calls[0] += 1           # at least one vCPU run or service step, however late the thread was
+            return bool(found) or s.break_hit is not None or (calls[0] > 1 and time.perf_counter() >= deadline)
+        try:
+            self._host_idle = m.run(budget, stop=stop) is False     # nothing at all could run
+        finally:
+            if listener is not None:
+                m.trace.listeners.remove(listener)
+        if found:
+            return None, found[0]
+        return s.break_hit, None
+
     def _publish(self, force: bool = False) -> None:
         """Capture a StateView when something changed (at most once per tick unless forced)."""
         if not self._dirty or self.session is None:
@@ -559,54 +690,189 @@ class Runner:
         self._dirty = False
         self._gen += 1
         self.stats.snapshots += 1
-        self.view = build_view(self.session, self._gen, self.walk_addr, self._before)
+        self.view = build_view(self.session, self._gen, self.walk_addr, self._before, self.service_dom)
+
+
+#: Commands that read the focused CPU: refused while a domain with no guest code is focused.
+CPU_COMMANDS = ("walk", "regs", "disasm", "source")
+
+
+def role_of(mode: str, cpl: int, kernel_mode: bool | None) -> str:
+    """Whose code a CPU runs: "kernel" or "user".
+
+    A PV kernel is not told apart by its ring (a 64-bit PV kernel runs in ring 3
+    like its programs): Xen keeps a kernel-mode flag per vCPU, switched on every
+    entry to and exit from the guest kernel. Elsewhere ring 0 is the kernel.
+    """
+    if mode in ("pv", "pv32") and kernel_mode is not None:
+        return "kernel" if kernel_mode else "user"
+    return "kernel" if cpl == 0 else "user"
+
+
+_STATE_LETTERS = (("running", "r"), ("blocked", "b"), ("paused", "p"), ("shutdown", "s"), ("crashed", "c"),
+                  ("dying", "d"))
+
+
+def domain_state(dom: Any) -> tuple[str, str]:
+    """(one word, ``xl list``'s State column) for a domain."""
+    flags = dom.state_flags()
+    letters = "".join(letter if flags[key] else "-" for key, letter in _STATE_LETTERS)
+    if dom.state != "running":
+        return dom.state, letters
+    for word in ("paused", "running", "blocked"):
+        if flags[word]:
+            return word, letters
+    return "runnable", letters
+
+
+def _domains(machine: Any) -> dict[int, Any]:
+    doms = getattr(machine, "domains", None)
+    return doms if isinstance(doms, dict) else {}
+
+
+def service_domain(machine: Any, spec: str) -> Any:
+    """The domain ``spec`` names if none of the vCPUs it names runs guest code (Domain-0), else None."""
+    dom_part, _, vcpu_part = spec.partition(".")
+    for d in sorted(_domains(machine).values(), key=lambda d: d.domid):
+        if dom_part not in (str(d.domid), d.name, f"d{d.domid}"):
+            continue
+        vcpus = [v for v in d.vcpus if not vcpu_part or str(v.id) == vcpu_part]
+        if vcpus and all(v.cpu is None for v in vcpus):
+            return d
+    return None
+
+
+def focus_order(session: Any) -> list[tuple[Any, str]]:
+    """(domain, focus spec of its first vCPU) for every domain, in id order; the CPUs on bare metal."""
+    doms = _domains(session.machine)
+    if doms:
+        return [(d.domid, f"{d.domid}.{d.vcpus[0].id}") for d in sorted(doms.values(), key=lambda d: d.domid)
+                if d.vcpus]
+    return [(r.dom, f"0.{r.vcpu}") for r in session.vcpus()[:1]]
+
+
+def focus_listing(session: Any, service_dom: int | None) -> str:
+    """What ``focus`` with no argument prints: every vCPU, the focused one starred."""
+    doms = _domains(session.machine)
+    if not doms:
+        focus = session.focus
+        return "\n".join(("* " if r == focus else "  ") + f"{r.label} (vcpu {r.vcpu})" for r in session.vcpus())
+    focus = session.focus
+    lines = []
+    for d in sorted(doms.values(), key=lambda d: d.domid):
+        for v in d.vcpus:
+            if v.cpu is None:
+                here = service_dom == d.domid
+                what = "dom0 services"
+            else:
+                here = service_dom is None and focus.dom == d.domid and focus.vcpu == v.id
+                what = f"ring {v.cpu.cpl} {'root' if v.cpu.root else 'non-root'}"
+            lines.append(f"{'* ' if here else '  '}{d.domid}.{v.id}  {d.name} ({d.mode}) vcpu {v.id}: {what}")
+    return "\n".join(lines)
+
+
+def _service_text(machine: Any, dom: Any) -> str:
+    names = ", ".join(sorted(getattr(machine, "services", {}) or {})) or "none yet"
+    parts = []
+    for v in dom.vcpus:
+        where = f"pCPU {v.pcpu}" if v.pcpu is not None else "no pCPU yet"
+        parts.append(f"vcpu {v.id}: {v.runstate} ({where}), {v.run_cycles:,} cycles of work")
+    queued = len(getattr(machine, "dom0_work", ()) or ())
+    return (f"{dom.name}'s vCPU runs the lab's dom0 services as Python code (services: {names}). "
+            "Their work costs simulated cycles on a pCPU, but no guest instructions run, so there are "
+            f"no registers, source or page tables to show. {'; '.join(parts)}; "
+            f"{queued} piece{'s' if queued != 1 else ''} of work queued.")
 
 
 def build_view(session: Any, gen: int, walk_addr: int | None,
-               before: dict[str, Any] | None = None) -> StateView:
+               before: dict[str, Any] | None = None, service_dom: int | None = None) -> StateView:
     """Read the session's views into a StateView (call only on the thread that owns it)."""
+    m = session.machine
+    doms = _domains(m)
+    xen = bool(doms) or hasattr(m, "domains")
+    if service_dom is not None and service_dom not in doms:
+        service_dom = None              # the domain has gone: back to the session's focus
     refs = session.vcpus()
     focus = session.focus
     infos = []
+    by_cpu: dict[int, VcpuInfo] = {}
     for r in refs:
         c = r.cpu
         state = f"stopped: {c.stopped}" if c.stopped else ("halted" if c.halted else "running")
         spec = f"{0 if r.dom is None else r.dom}.{r.vcpu}"
-        infos.append(VcpuInfo(r.label, r.dom, r.vcpu, spec, state, c.cpl, c.root, r == focus))
+        v = getattr(c, "vcpu", None) if xen else None
+        mode = v.domain.mode if v is not None else ""
+        info = VcpuInfo(r.label, r.dom, r.vcpu, spec, state, c.cpl, c.root,
+                        r == focus and service_dom is None,
+                        runstate=v.runstate if v is not None else "", pcpu=v.pcpu if v is not None else None,
+                        role=role_of(mode, c.cpl, v.kernel_mode if v is not None else None), mode=mode)
+        infos.append(info)
+        by_cpu[id(c)] = info
+    domains = []
+    for d in sorted(doms.values(), key=lambda d: d.domid):
+        vinfos = []
+        for v in d.vcpus:
+            if v.cpu is not None and id(v.cpu) in by_cpu:
+                vinfos.append(by_cpu[id(v.cpu)])
+            else:
+                vinfos.append(VcpuInfo(f"{d.name} ({d.mode})", d.domid, v.id, f"{d.domid}.{v.id}", v.runstate,
+                                       0, True, service_dom == d.domid, runstate=v.runstate, pcpu=v.pcpu,
+                                       role="services" if v.cpu is None else "", has_cpu=v.cpu is not None,
+                                       mode=d.mode))
+        word, letters = domain_state(d)
+        focused = service_dom == d.domid if service_dom is not None else focus.dom == d.domid
+        domains.append(DomainInfo(d.domid, d.name, d.mode, d.type, word, letters, d.mem_mib, tuple(vinfos),
+                                  focused, d.crash_reason or d.shutdown_reason))
     cpu = session.cpu_view()
     if before is not None and (before["dom"], before["vcpu"], before["label"]) != \
             (cpu["dom"], cpu["vcpu"], cpu["label"]):
         before = None                 # another vCPU: nothing to compare with
-    try:
-        source = tuple(session.source_view())
-    except Exception as e:       # an unmapped rip must not take the pane down
-        source = ((cpu["rip"], f"(no source: {e})", True),)
+    service = None
     walk = None
     lines: tuple[str, ...] = ()
     note = ""
-    va = cpu["rip"] if walk_addr is None else walk_addr
-    try:
-        walk, text = session.walk(va)
-        lines = tuple(text)
-    except UserError as e:
-        note = str(e)
-    except Exception as e:
-        note = f"cannot walk {va:#x}: {e}"
-    try:
-        tlb = tuple(focus.cpu.tlb.entries())
-    except Exception:
-        tlb = ()
-    m = session.machine
+    tlb: tuple[Any, ...] = ()
+    source: tuple[tuple[int, str, bool], ...] = ()
+    if service_dom is not None:
+        dom = doms[service_dom]
+        service = _service_text(m, dom)
+        note = f"{dom.name} runs no guest code in the lab: focus a guest to walk its page tables"
+        console = m.console_of(service_dom)
+    else:
+        try:
+            source = tuple(session.source_view())
+        except Exception as e:       # an unmapped rip must not take the pane down
+            source = ((cpu["rip"], f"(no source: {e})", True),)
+        va = cpu["rip"] if walk_addr is None else walk_addr
+        try:
+            walk, text = session.walk(va)
+            lines = tuple(text)
+        except UserError as e:
+            note = str(e)
+        except Exception as e:
+            note = f"cannot walk {va:#x}: {e}"
+        try:
+            tlb = tuple(focus.cpu.tlb.entries())
+        except Exception:
+            tlb = ()
+        console = session.console()
     images: dict[Any, tuple[Any, ...]] = {}
-    for dom in dict.fromkeys(r.dom for r in refs):
-        by_dom = m.images_for(dom) if hasattr(m, "images_for") else getattr(m, "images", {})
-        images[dom] = tuple(by_dom.values())
+    for dom_id in dict.fromkeys([r.dom for r in refs] + list(doms)):
+        by_dom = m.images_for(dom_id) if hasattr(m, "images_for") else getattr(m, "images", {})
+        images[dom_id] = tuple(by_dom.values())
+    host_cycles = host_insns = None
+    if xen:
+        clock = getattr(m, "clock", None)
+        host_cycles = max(clock) if clock else None
+        host_insns = getattr(m, "instructions", None)
     return StateView(
         gen=gen, vcpus=tuple(infos), cpu=cpu, source=source, tlb=tlb, walk=walk, walk_lines=lines,
-        walk_note=note, walk_requested=walk_addr, console=session.console(),
+        walk_note=note, walk_requested=walk_addr, console=console,
         breakpoints=tuple(str(b) for b in session.breakpoints),
         images=images, cpu_hz=getattr(m, "cpu_hz", None),
-        stopped=m.stopped, before=before)
+        stopped=m.stopped, before=before, domains=tuple(domains), xen=xen, service=service,
+        focus_dom=service_dom if service_dom is not None else (focus.dom if xen else None),
+        host_cycles=host_cycles, host_insns=host_insns)
 
 
 def split_command(line: str) -> list[str]:

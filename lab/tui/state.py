@@ -11,8 +11,9 @@ from typing import Any, Iterable
 
 ALL = "all"
 
-#: Kinds shown in the hypercall log and the device I/O log, in filter-cycle order.
-CALL_KINDS = ("hypercall", "vmexit", "trap", "syscall", "sysret")
+#: Kinds shown in the hypercall log and the device I/O log, in filter-cycle order. The
+#: hypercall log also shows domains' lives (created, paused, shut down, crashed, destroyed).
+CALL_KINDS = ("hypercall", "vmexit", "trap", "syscall", "sysret", "domain")
 IO_KINDS = ("ioport", "mmio", "ioreq", "ring_io", "evtchn", "grant", "xenstore")
 
 
@@ -59,8 +60,12 @@ class LogFilter:
     """Which events a log pane shows: its kinds, narrowed to one kind and/or one domain."""
     kinds: tuple[str, ...]
     kind: str = ALL
-    dom: Any = ALL                     # ALL, None (bare metal) or a domain id
+    dom: Any = ALL                     # ALL, None (Xen itself, or the bare machine) or a domain id
     doms_seen: list[Any] = field(default_factory=list)
+    #: On a Xen host, events with no domain are Xen's own ("Xen"); on bare metal the machine's ("bare").
+    xen: bool = False
+    #: Domain names by id, so ``filter domain pv-guest`` works and the filter line names it.
+    names: dict[int, str] = field(default_factory=dict)
 
     def accepts_kind(self, kind: str) -> bool:
         return kind in self.kinds
@@ -94,21 +99,33 @@ class LogFilter:
         self.kind = kind
 
     def set_dom(self, text: str) -> None:
-        """``all``, ``bare`` (no domain) or a domain id like ``1`` or ``d1``."""
+        """``all``; ``xen`` or ``bare`` (events with no domain); a domain id like ``1`` or ``d1``; or a name."""
         t = text.strip().lower()
+        by_name = {name.lower(): dom for dom, name in self.names.items()}
         if t == ALL:
             self.dom = ALL
-        elif t in ("bare", "native", "none", "-"):
+        elif t in ("bare", "native", "none", "-", "xen"):
             self.dom = None
+        elif t in by_name:
+            self.dom = by_name[t]
         else:
             try:
                 self.dom = int(t[1:] if t.startswith("d") else t, 0)
             except ValueError:
-                raise ValueError(f"a domain is 'all', 'bare' or a number, not '{text}'") from None
+                nobody = "'xen'" if self.xen else "'bare'"
+                raise ValueError(f"a domain is 'all', {nobody}, a number or a domain's name, "
+                                 f"not '{text}'") from None
+
+    def dom_text(self, dom: Any) -> str:
+        if dom == ALL:
+            return "all"
+        if dom is None:
+            return "Xen" if self.xen else "bare"
+        name = self.names.get(dom)
+        return f"d{dom} {name}" if name else f"d{dom}"
 
     def describe(self) -> str:
-        dom = "all" if self.dom == ALL else ("bare" if self.dom is None else f"d{self.dom}")
-        return f"kind {self.kind} · domain {dom}"
+        return f"kind {self.kind} · domain {self.dom_text(self.dom)}"
 
 
 #: Layout by terminal size: tabs on small screens, a grid on large ones.

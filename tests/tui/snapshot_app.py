@@ -17,4 +17,10 @@ def build(**kwargs):
     return make_app(**kwargs)
 
 
+def build_xen(**kwargs):
+    """The default Xen scenario: Domain-0, a 64-bit PV guest and an HVM guest over EPT."""
+    from lab.paths import MACHINES
+    return build(target=str(MACHINES / "default.toml"), **kwargs)
+
+
 app = build()

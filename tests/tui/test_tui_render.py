@@ -150,3 +150,105 @@ def test_xen_event_kinds_are_routed_and_explained():
     assert "grant" in explanation(evs[3]) and "xenstore" in explanation(evs[4])
     assert "d2.v0" in event_row(evs[1]) and "IO_INSTRUCTION" in event_row(evs[1])
     assert "in  <- 0x0 size 2 [ready]" in event_row(evs[5])
+
+
+def test_rings_name_the_focused_guest_kernel_or_user_and_wrap_a_crowded_cell():
+    from lab.tui.runner import DomainInfo
+    pv_kernel = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=0,
+                         role="kernel", mode="pv")
+    hvm = [VcpuInfo(f"g{d} (hvm)", d, 0, f"{d}.0", "running", 0, False, False, runstate="runnable", pcpu=1,
+                    role="kernel", mode="hvm") for d in range(2, 7)]
+    dom0 = VcpuInfo("Domain-0 (pv)", 0, 0, "0.0", "blocked", 0, True, False, runstate="blocked", pcpu=1,
+                    role="services", has_cpu=False, mode="pv")
+    view = StateView(gen=1, vcpus=(pv_kernel, *hvm), cpu=_cpu(label="pv-guest (pv)"), source=(), tlb=(),
+                     walk=None, walk_lines=(), walk_note="", walk_requested=None, console="", breakpoints=(),
+                     images={}, cpu_hz=None, stopped=None, xen=True, focus_dom=1,
+                     domains=(DomainInfo(0, "Domain-0", "pv", "pv", "blocked", "-b----", 64, (dom0,), False),))
+    lines = rings_content(view).plain.splitlines()
+    nonroot = lines[0].index("non-root")
+    assert lines[1].startswith("  0   Xen")
+    # Five HVM vCPUs in ring 0 non-root do not fit one cell: they continue on the next line.
+    assert lines[1][nonroot:].split() == ["d2v0", "d3v0", "d4v0"]
+    assert lines[2].startswith("      ") and lines[2][nonroot:].split() == ["d5v0", "d6v0"]
+    assert lines[3].startswith("  1 ")
+    assert "▶ d1v0 kernel" in lines[5] and lines[5].startswith("  3 ")
+    assert "d0v0" not in "".join(lines)                   # dom0's services run no guest code
+    summary = summary_content(view).plain
+    assert summary.startswith("d1 pv-guest (pv) vcpu 0  running on pCPU 0")
+    assert "ring 3 root: the 64-bit PV guest kernel" in summary
+    user = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=0,
+                    role="user", mode="pv")
+    view = StateView(**{**view.__dict__, "vcpus": (user,)})
+    assert "▶ d1v0 user" in rings_content(view).plain
+    assert "a user program of the PV guest" in summary_content(view).plain
+
+
+def test_service_domain_summary_and_pages():
+    from lab.tui.runner import DomainInfo
+    dom0 = VcpuInfo("Domain-0 (pv)", 0, 0, "0.0", "blocked", 0, True, True, runstate="blocked", pcpu=1,
+                    role="services", has_cpu=False, mode="pv")
+    view = StateView(gen=1, vcpus=(), cpu=_cpu(), source=(), tlb=(), walk=None, walk_lines=(),
+                     walk_note="Domain-0 runs no guest code in the lab", walk_requested=None, console="",
+                     breakpoints=(), images={}, cpu_hz=None, stopped=None, xen=True, focus_dom=0,
+                     service="its vCPU runs dom0 services",
+                     domains=(DomainInfo(0, "Domain-0", "pv", "pv", "blocked", "-b----", 64, (dom0,), True),))
+    assert summary_content(view).plain == "d0 Domain-0 (pv)  dom0 services\nits vCPU runs dom0 services"
+    assert "no guest code" in walk_content(view).plain
+    assert "no guest code" in tlb_content(view).plain
+
+
+def test_domain_tree_labels():
+    from lab.tui.runner import DomainInfo
+    from lab.tui.widgets.domains import domain_label, vcpu_label
+    v = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=1,
+                 role="kernel", mode="pv")
+    assert vcpu_label(v, {}).plain == "▶ vcpu0 pCPU1 running · ring 3 root kernel"
+    assert len(vcpu_label(v, {}).plain) <= 42            # one line of the pane at its narrowest
+    h = VcpuInfo("hvm-guest (hvm)", 2, 0, "2.0", "halted", 0, False, False, runstate="blocked", pcpu=None,
+                 role="kernel", mode="hvm")
+    assert vcpu_label(h, {}).plain == "  vcpu0 pCPU- halted · ring 0 non-root"
+    s = VcpuInfo("Domain-0 (pv)", 0, 0, "0.0", "blocked", 0, True, False, runstate="blocked", pcpu=0,
+                 role="services", has_cpu=False, mode="pv")
+    assert vcpu_label(s, {}).plain == "  vcpu0 pCPU0 blocked · dom0 services"
+    d = DomainInfo(1, "pv-guest", "pv", "pv", "shutdown", "---s--", 32, (v,), True, "poweroff")
+    assert domain_label(d, {}).plain == "d1 pv-guest  pv · shutdown (poweroff) · 32 MiB"
+    bare = VcpuInfo("bare metal", None, 0, "0.0", "running", 0, True, True)
+    assert vcpu_label(bare, {}).plain == "▶ cpu0 ring 0 root running"
+
+
+def test_log_filter_names_xen_and_domains():
+    from lab.tui.state import LogFilter
+    f = LogFilter(CALL_KINDS, xen=True, names={1: "pv-guest", 2: "hvm-guest"})
+    f.set_dom("xen")
+    assert f.dom is None and f.describe() == "kind all · domain Xen"
+    f.set_dom("hvm-guest")
+    assert f.dom == 2 and f.describe() == "kind all · domain d2 hvm-guest"
+    f.set_dom("d1")
+    assert f.dom == 1
+    bare = LogFilter(CALL_KINDS)
+    bare.set_dom("bare")
+    assert bare.describe() == "kind all · domain bare"
+    import pytest
+    with pytest.raises(ValueError, match="'xen'"):
+        f.set_dom("nobody")
+
+
+def test_xen_events_are_labelled_xen_and_hypercalls_name_their_caller():
+    from lab.isa.image import Image, Section, SourceLine
+    from lab.tui.explain import describe_event
+    create = Event(3, 0, 0, None, 0, "domain", {"op": "create", "name": "pv-guest", "state": "running"})
+    assert " Xen " in event_row(create, xen=True) and "bare" not in event_row(create, xen=True)
+    assert "bare.v0" in event_row(create)                   # on bare metal, the machine's own
+    lines = describe_event(create, (), xen=True)
+    assert "Xen)" in lines[0] and "Xen's own work" in lines[1] and "created" in lines[2]
+    page = 0x2000
+    img = Image(sections=[Section(".text", 0x1000, bytearray(0x2000))], symbols={"hypercall_page": page},
+                line_map={0x1100: SourceLine("machines/kernels/pv_ops.s", 150, "    call HC_mmu_update")},
+                item_sizes={0x1100: 16})
+    hc = Event(9, 100, 0, 1, 0, "hypercall", {"name": "mmu_update", "nr": 1, "args": [], "ret": 0,
+                                              "rip": page + 0xfe0, "caller": 0x1100})
+    lines = describe_event(hc, (img,), xen=True, names={1: "pv-guest"})
+    assert "d1 pv-guest vcpu 0" in lines[0]
+    assert lines[1] == "called from machines/kernels/pv_ops.s:150  call HC_mmu_update"
+    assert lines[2] == "trapped into Xen in the hypercall page (written by Xen) at hypercall_page+0xfe0"
+    assert describe_event(hc, (), xen=True)[1] == "called from 0x1100 (no source line for it)"

@@ -184,3 +184,29 @@ def test_describe_event_maps_rip_to_the_source_line():
     assert lines[1].split("  ", 1)[1] in " ".join(s.machine.images["program"].source_line(ev.data["rip"]).text.split())
     no_rip = Event(1, 0, 0, None, 0, "console", {"text": "hi"})
     assert describe_event(no_rip, [])[1] == "this event records no rip"
+
+
+def test_xen_slices_of_any_length_end_where_headless_ends(monkeypatch):
+    """On a Xen host the runner slices by time at the scheduler's own boundaries: however short
+    the slices (here one scheduling step each), the machine takes the same course as headless,
+    and a step that moves nothing on (dom0's vCPU blocking) is not taken for a stuck machine."""
+    from lab.paths import MACHINES
+    from lab.tui import runner as runner_mod
+    from lab.tui.app import build_session
+    headless = build_session(str(MACHINES / "default.toml"))
+    want = headless.until(parse_spec("vmexit:IO_INSTRUCTION"))
+    headless_digest = headless.machine.digest()
+    monkeypatch.setattr(runner_mod, "FULL_SPEED_SLICE", 0.0)
+    r = Runner(build_session(str(MACHINES / "default.toml")), execute=execute)
+    r.start()
+    try:
+        assert r.wait_idle(30)
+        r.drain_replies()
+        r.until(parse_spec("vmexit:IO_INSTRUCTION"))
+        assert r.wait_idle(60)
+        replies = " ".join(x.text for x in r.drain_replies())
+        assert f"reached after" in replies and f"#{want.seq} " in replies, replies
+        assert r.stats.chunks > 3                          # it really was cut into slices
+        assert r.session.machine.digest() == headless_digest
+    finally:
+        r.close()

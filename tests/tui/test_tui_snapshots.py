@@ -7,7 +7,7 @@ Accept new baselines with ``--snapshot-update`` and look at each SVG.
 
 from __future__ import annotations
 
-from snapshot_app import build
+from snapshot_app import build, build_xen
 from tui_support import command, settle
 
 APP = "snapshot_app.py"
@@ -67,3 +67,53 @@ def test_light_theme_after_the_program_finishes(snap_compare):
         await settle(pilot, pilot.app)
         await command(pilot, pilot.app, "run")
     assert snap_compare(build(theme="textual-light"), terminal_size=(120, 40), run_before=run_before)
+
+
+# -- the default Xen scenario -----------------------------------------------------------------
+
+def _xen(*commands):
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        app = pilot.app
+        await settle(pilot, app)
+        for line in commands:
+            await command(pilot, app, line)
+    return run_before
+
+
+def test_xen_whole_screen_pv_guest_after_its_first_mmu_update(snap_compare):
+    """Every pane on the PV guest: Xen in ring 0, its kernel in ring 3 (kernel mode), the
+    hypercall page's stub in the CPU pane, the hypercall log ending at the mmu_update."""
+    assert snap_compare(build_xen(), terminal_size=(200, 50),
+                        run_before=_xen("until hypercall:mmu_update", "focus pv-guest"))
+
+
+def test_xen_whole_screen_hvm_guest_after_an_io_exit(snap_compare):
+    """Every pane on the HVM guest: non-root ring 0, its firmware's out, the exit in the log,
+    its console."""
+    assert snap_compare(build_xen(), terminal_size=(200, 50),
+                        run_before=_xen("until vmexit:IO_INSTRUCTION", "focus hvm-guest"))
+
+
+def test_xen_page_table_pane_during_an_hvm_2d_walk(snap_compare):
+    """The page-table tab, full width: a user address of the HVM guest, each guest level's
+    table translated through EPT, then the final address; 24 memory references."""
+    async def run_before(pilot):
+        await _xen("until sysret", "focus hvm-guest", "walk 0x401000")(pilot)
+        assert pilot.app.main.active_pane == "pages"
+    assert snap_compare(build_xen(), terminal_size=(110, 60), run_before=run_before)
+
+
+def test_xen_small_screen(snap_compare):
+    """80x24 on the Xen scenario: the CPU tab of the PV guest in the hypercall page."""
+    assert snap_compare(build_xen(), terminal_size=(80, 24),
+                        run_before=_xen("until hypercall:mmu_update", "focus pv-guest"))
+
+
+def test_xen_small_screen_domains_tab(snap_compare):
+    """80x24: the Domains tab with Domain-0 focused."""
+    async def run_before(pilot):
+        await _xen("until hypercall:mmu_update", "focus Domain-0")(pilot)
+        pilot.app.main.activate("domains")
+        await settle(pilot, pilot.app)
+    assert snap_compare(build_xen(), terminal_size=(80, 24), run_before=run_before)

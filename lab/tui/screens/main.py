@@ -14,6 +14,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal
 from textual.content import Content
+from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Header, RichLog, Static, Tab, Tabs
@@ -21,6 +22,7 @@ from textual.widgets import Header, RichLog, Static, Tab, Tabs
 from ..state import layout_for
 from ..widgets.commandline import CommandLine
 from ..widgets.cpu import CpuPane
+from ..widgets.domains import HINT as DOMAINS_HINT
 from ..widgets.domains import DomainTree
 from ..widgets.footer import KeyFooter
 from ..widgets.logs import CallsPane, DevicePane
@@ -32,7 +34,7 @@ PANES = (
     ("domains", "Domains", "Domains & vCPUs"),
     ("cpu", "CPU", "CPU"),
     ("pages", "Pages", "Page tables & TLB"),
-    ("calls", "Hypercalls", "Hypercalls, exits, traps, syscalls"),
+    ("calls", "Hypercalls", "Hypercalls, exits, traps, syscalls, domains"),
     ("devio", "Device I/O", "Device I/O & console"),
     ("output", "Output", "Command output"),
 )
@@ -44,12 +46,18 @@ class MainScreen(Screen[None]):
 
     AUTO_FOCUS = "#cmd"
 
+    #: Screen's own ``focused`` repaints the whole screen on every focus change.
+    #: The widgets that gain and lose the focus, and the panes around them
+    #: (``mark_focused_pane``), repaint themselves, so nothing else needs it.
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
+
     def __init__(self, command_names: list[str], event_kinds: list[str]) -> None:
         super().__init__()
         self._names = command_names
         self._kinds = event_kinds
         self.layout_name = ""
         self.active_pane = "cpu"
+        self.focused_pane: Widget | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -72,6 +80,7 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         for pid, _, border in PANES:
             self.query_one(f"#{pid}").border_title = border
+        self.query_one(DomainTree).border_subtitle = DOMAINS_HINT
         self.apply_layout(self.app.size.width, self.app.size.height)
         self.activate(self.active_pane)
 
@@ -153,6 +162,40 @@ class MainScreen(Screen[None]):
                 child.focus()
                 return
         pane.focus()
+
+    # -- which pane has the focus -----------------------------------------------
+    def set_focus(self, widget: Widget | None, scroll_visible: bool = True, from_app_focus: bool = False) -> None:
+        super().set_focus(widget, scroll_visible, from_app_focus)
+        # Now rather than when DescendantFocus arrives: the panes repaint in the same
+        # frame as the widgets that gained and lost the focus.
+        self.mark_focused_pane(self._pane_of(self.focused))
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.mark_focused_pane(self._pane_of(self.focused))
+
+    @staticmethod
+    def _pane_of(widget: Widget | None) -> Widget | None:
+        if widget is None:
+            return None
+        return next((w for w in widget.ancestors_with_self if w.has_class("pane")), None)
+
+    def mark_focused_pane(self, pane: Widget | None) -> None:
+        """Draw ``pane``'s border in the focus colour, and the previous one's as usual.
+
+        Only the two panes themselves are restyled: what is inside them does not
+        depend on the class, and restyling it would repaint (and, through the
+        scrollbars, lay out) much of the screen on every focus change.
+        """
+        old = self.focused_pane
+        if pane is old:
+            return
+        self.focused_pane = pane
+        for p in (old, pane):
+            if p is None or not p.is_attached:
+                continue
+            p.set_class(p is pane, "-focused", update=False)
+            self.app.stylesheet.apply(p)
+            p.refresh()
 
     def show_message(self, text: str, kind: str = "info") -> None:
         msg = self.query_one("#message", Static)

@@ -21,15 +21,35 @@ CR0_BITS = ((1 << 0, "PE"), (1 << 16, "WP"), (1 << 31, "PG"))
 CR4_BITS = ((1 << 5, "PAE"), (1 << 7, "PGE"))
 EFER_BITS = ((1 << 0, "SCE"), (1 << 8, "LME"), (1 << 10, "LMA"), (1 << 11, "NXE"))
 
-_SOURCE = re.compile(r"^(?P<file>.+?):(?P<line>\d+)  (?P<text>.*)$")
+_SOURCE = re.compile(r"^(?P<file>.+?):(?P<line>\d+|\+0x[0-9a-f]+)  (?P<text>.*)$")
 
 CHANGED = "$text-warning bold"
 MUTED = "$text-muted"
 CURRENT = "reverse $accent"
 
 
-def where_words(cpl: int, root: bool) -> str:
-    """What running at this ring and mode usually means, for the caption."""
+def where_words(cpl: int, root: bool, mode: str = "", role: str = "") -> str:
+    """What running at this ring and mode means, for the caption.
+
+    ``mode`` is the domain's guest mode ("" on bare metal or when unknown) and
+    ``role`` whose code runs ("kernel" or "user"), which for a PV guest the
+    ring alone does not tell.
+    """
+    if mode in ("pv", "pv32"):
+        if role == "kernel" and cpl == 3:
+            return ("the 64-bit PV guest kernel: it shares ring 3 with its programs; Xen, in ring 0, tells "
+                    "them apart by the vCPU's kernel mode and gives each its own page tables")
+        if role == "kernel" and cpl == 1:
+            return "the 32-bit PV guest kernel in ring 1: Xen keeps ring 0, the programs run in ring 3"
+        if role == "user":
+            return ("a user program of the PV guest: its system calls go to Xen first, which bounces them "
+                    "to the guest kernel")
+    elif mode:
+        if not root and cpl == 0:
+            return ("the guest kernel in VMX non-root ring 0: privileged inside the VM, while Xen sees the "
+                    "exits the VMCS asks for")
+        if not root and cpl == 3:
+            return "a user program inside the HVM or PVH guest (non-root ring 3)"
     if root:
         return {0: "full privilege: a bare-metal kernel, or Xen itself",
                 1: "a 32-bit PV guest kernel (Xen keeps ring 0)",
@@ -40,52 +60,107 @@ def where_words(cpl: int, root: bool) -> str:
             3: "a user program inside an HVM or PVH guest"}[cpl]
 
 
+ROLE_WORDS = {"kernel": "kernel", "user": "user"}
+
+
 def decode_bits(value: int, bits: tuple[tuple[int, str], ...]) -> str:
     return " ".join(name for bit, name in bits if value & bit)
 
 
+def _cell_lines(items: list[tuple[str, str]], width: int) -> list[list[tuple[str, str]]]:
+    """Items of one cell of the rings picture, wrapped onto as many lines as they need."""
+    lines: list[list[tuple[str, str]]] = [[]]
+    used = 0
+    for text, style in items:
+        need = len(text) + (1 if lines[-1] else 0)
+        if lines[-1] and used + need > width:
+            lines.append([])
+            used = 0
+            need = len(text)
+        lines[-1].append((text, style))
+        used += need
+    return lines
+
+
 def rings_content(view: StateView) -> Content:
-    """Rings 0..3 against root and non-root, with every vCPU placed where it runs now."""
+    """Rings 0..3 against root and non-root, with every vCPU placed where it runs now.
+
+    Xen sits in ring 0 root whenever there are domains. The focused vCPU is
+    marked and says whose code it runs (guest kernel or user): for a 64-bit PV
+    guest both are in ring 3, told apart by Xen's kernel-mode flag.
+    """
     cells: dict[tuple[int, bool], list[tuple[str, str]]] = {}
-    hypervisor = any(v.dom is not None for v in view.vcpus)
+    hypervisor = view.xen or any(v.dom is not None for v in view.vcpus)
     if hypervisor:
         cells.setdefault((0, True), []).append(("Xen", "$text-warning"))
     for v in view.vcpus:
+        if not v.has_cpu:
+            continue
         name = v.label if v.dom is None else f"d{v.dom}v{v.vcpu}"
-        style = CURRENT if v.focused else MUTED
-        cells.setdefault((v.cpl, v.root), []).append((("▶ " if v.focused else "") + name, style))
+        if v.focused:
+            role = ROLE_WORDS.get(v.role, "")
+            text = f"▶ {name} {role}".rstrip() if v.dom is not None else f"▶ {name}"
+            cells.setdefault((v.cpl, v.root), []).append((text, CURRENT))
+        else:
+            cells.setdefault((v.cpl, v.root), []).append((name, MUTED))
     parts: list[Any] = [("ring  " + "root".ljust(CELL + 1) + "non-root\n", "bold")]
     for ring in range(4):
-        parts.append((f"  {ring}   ", "bold"))
-        for root in (True, False):
-            items = cells.get((ring, root), [])
-            used = 0
-            if not items:
-                parts.append(("·", MUTED))
-                used = 1
-            for k, (text, style) in enumerate(items):
-                if k:
-                    parts.append(" ")
-                    used += 1
-                parts.append((text, style))
-                used += len(text)
-            parts.append(" " * max(1, CELL + 1 - used))
-        parts.append("\n")
+        columns = [_cell_lines(cells.get((ring, root), []), CELL) for root in (True, False)]
+        for k in range(max(len(c) for c in columns)):
+            parts.append((f"  {ring}   " if k == 0 else "      ", "bold"))
+            for col, lines in enumerate(columns):
+                line = lines[k] if k < len(lines) else []
+                used = 0
+                if not line:
+                    if k == 0:
+                        parts.append(("·", MUTED))
+                        used = 1
+                for i, (text, style) in enumerate(line):
+                    if i:
+                        parts.append(" ")
+                        used += 1
+                    parts.append((text, style))
+                    used += len(text)
+                if col == 0:
+                    parts.append(" " * max(1, CELL + 1 - used))
+            parts.append("\n")
     return Content.assemble(*parts).rstrip()
+
+
+def _focused_info(view: StateView) -> Any:
+    return next((v for v in view.vcpus if v.focused), None)
 
 
 def summary_content(view: StateView) -> Content:
     cpu = view.cpu
-    state = f"stopped: {cpu['stopped']}" if cpu["stopped"] else ("halted" if cpu["halted"] else "ready")
+    if view.service is not None:
+        dom = next((d for d in view.domains if d.domid == view.focus_dom), None)
+        name = f"d{dom.domid} {dom.name} ({dom.mode})" if dom is not None else "this domain"
+        return Content.assemble((name, "bold"), "  ", ("dom0 services", "$text-accent bold"), "\n",
+                                (view.service, MUTED))
+    info = _focused_info(view)
+    runstate = info.runstate if info is not None else ""
+    # The CPU's own state when it has stopped or halted; else, under Xen, the vCPU's runstate.
+    state = f"stopped: {cpu['stopped']}" if cpu["stopped"] else ("halted" if cpu["halted"] else runstate or "ready")
     state_style = "$text-error bold" if cpu["stopped"] else ("$text-warning" if cpu["halted"] else "$text-success")
-    who = cpu["label"] if cpu["dom"] is None else f"{cpu['label']} vcpu {cpu['vcpu']}"
+    label = cpu["label"]
+    if cpu["dom"] is None:
+        who = label
+    else:
+        who = label if label.startswith(f"d{cpu['dom']} ") else f"d{cpu['dom']} {label}"
+        who = f"{who} vcpu {cpu['vcpu']}"
     mode = "root" if cpu["root"] else "non-root"
-    parts: list[Any] = [(who, "bold"), "  ", (state, state_style), "\n",
-                        ("ring ", MUTED), (f"{cpu['cpl']} {mode}", "$text-accent bold"), ": ",
-                        (where_words(cpu["cpl"], cpu["root"]), MUTED), "\n",
-                        ("next ", MUTED), (cpu["next"], "bold"), "\n",
-                        ("rip  ", MUTED), f"{cpu['rip']:#x}\n",
-                        ("insn ", MUTED), f"{cpu['icount']:,}", ("  cycle ", MUTED), f"{cpu['cycles']:,}"]
+    role = info.role if info is not None else ""
+    dmode = info.mode if info is not None else ""
+    parts: list[Any] = [(who, "bold"), "  ", (state, state_style)]
+    if info is not None and info.runstate:
+        parts.append((f" on pCPU {info.pcpu}" if info.pcpu is not None else " (no pCPU yet)", MUTED))
+    ring = f"{cpu['cpl']} {mode}"
+    parts += ["\n", ("ring ", MUTED), (ring, "$text-accent bold"), ": ",
+              (where_words(cpu["cpl"], cpu["root"], dmode, role), MUTED), "\n",
+              ("next ", MUTED), (cpu["next"], "bold"), "\n",
+              ("rip  ", MUTED), f"{cpu['rip']:#x}\n",
+              ("insn ", MUTED), f"{cpu['icount']:,}", ("  cycle ", MUTED), f"{cpu['cycles']:,}"]
     if view.cpu_hz:
         parts.append((f" ({cpu['cycles'] / view.cpu_hz * 1e6:,.1f} µs)", MUTED))
     return Content.assemble(*parts)
@@ -146,7 +221,9 @@ def split_source(text: str) -> tuple[str | None, str | None, str]:
     m = _SOURCE.match(text)
     if not m:
         return None, None, text
-    return display(m.group("file")), m.group("line"), m.group("text")
+    file = m.group("file")
+    # A source file is shown relative to the lab; a label such as the hypercall page's as it is.
+    return (display(file) if file.endswith(".s") else file), m.group("line"), m.group("text")
 
 
 def source_content(view: StateView, radius: int | None = None) -> Content:
@@ -203,6 +280,11 @@ class CpuPane(VerticalScroll):
         cpu = view.cpu
         self.query_one("#cpu-rings", Text).show(rings_content(view))
         self.query_one("#cpu-summary", Text).show(summary_content(view))
+        if view.service is not None:          # a domain with no guest code: nothing below the summary
+            self.query_one("#cpu-source", Text).show(Content(""))
+            self.query_one("#cpu-regs", Text).show(Content(""))
+            self._view = view
+            return
         self.query_one("#cpu-source", Text).show(source_content(view, self.source_radius))
         # Changed registers: against the CPU as it was when the last step, run or command began.
         self.query_one("#cpu-regs", Text).show(registers_content(cpu, view.before))

@@ -26,7 +26,7 @@ KIND_CLASS = {
     "syscall": "eventlist--syscall", "sysret": "eventlist--syscall",
     "ioport": "eventlist--io", "mmio": "eventlist--io", "ioreq": "eventlist--io",
     "evtchn": "eventlist--xen", "grant": "eventlist--xen", "xenstore": "eventlist--xen",
-    "ring_io": "eventlist--xen",
+    "ring_io": "eventlist--xen", "domain": "eventlist--xen",
 }
 
 
@@ -73,6 +73,7 @@ class EventList(ScrollView, can_focus=True):
         self._width = 0
         self.cursor: int | None = None      # index into the visible rows
         self.follow = True                  # keep the newest row in view
+        self.xen = False                    # events with no domain are Xen's (else the bare machine's)
 
     # -- data ---------------------------------------------------------------
     @property
@@ -95,7 +96,7 @@ class EventList(ScrollView, can_focus=True):
         rows = self._rows
         start = len(rows)
         for ev in events:
-            rows.append((ev, event_row(ev)))
+            rows.append((ev, event_row(ev, self.xen)))
         added = len(rows) - start
         if not added:
             return 0
@@ -150,6 +151,9 @@ class EventList(ScrollView, can_focus=True):
     def _update_size(self) -> None:
         self.virtual_size = Size(self._width + 1, len(self._visible))
         if self.follow:
+            # Now, against the size the list has; and again after the next refresh, when a
+            # scrollbar that has just appeared may have taken a row.
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
             self.scroll_end(animate=False, immediate=False, x_axis=False)
         self.refresh()
 

@@ -53,6 +53,14 @@ class EventPane(Vertical):
         self.filter.saw(events)
         self.list.add(events)
 
+    def set_host(self, xen: bool, names: dict[int, str]) -> None:
+        """What the machine is: on a Xen host events with no domain are Xen's; domains have names."""
+        changed = xen != self.filter.xen or names != self.filter.names
+        self.filter.xen = self.list.xen = xen
+        self.filter.names = dict(names)
+        if changed:
+            self.query_one(".log-filter", Static).update(self._filter_text())
+
     def apply_filter(self) -> None:
         self.list.set_filter(self.filter.keep)
         self.query_one(".log-filter", Static).update(self._filter_text())
@@ -76,8 +84,8 @@ class EventPane(Vertical):
     def explain(self, ev: Any) -> None:
         if ev is None:
             return
-        images = self.images.get(ev.dom) or tuple(i for imgs in self.images.values() for i in imgs)
-        lines = describe_event(ev, images)
+        # Only the event's own domain's images: another domain's addresses mean nothing here.
+        lines = describe_event(ev, self.images.get(ev.dom, ()), self.filter.xen, self.filter.names)
         styles = ["bold", "$text-accent", "", "$text-muted"]
         parts = [(line + "\n", styles[min(i, 3)]) for i, line in enumerate(lines)]
         detail = self.query_one(".log-detail-text", Static)
@@ -109,13 +117,14 @@ class DevicePane(EventPane):
         yield Static(Content.styled("console", "bold"), classes="console-title")
         yield Log(max_lines=self.console_lines, classes="console-log")
 
-    def show_console(self, key: tuple, text: str) -> None:
+    def show_console(self, key: tuple, text: str, title: str = "console") -> None:
         """Append what is new in the focused domain's console output."""
         log = self.query_one(".console-log", Log)
         if key != self._console_key or len(text) < self._console_len:
             log.clear()
             self._console_key = key
             self._console_len = 0
+            self.query_one(".console-title", Static).update(Content.styled(title, "bold"))
         new = text[self._console_len:]
         if new:
             log.write(new)

@@ -48,7 +48,10 @@ def walk_content(view: StateView) -> Content:
         note = view.walk_note or "nothing to walk"
         return Content.assemble(("no walk: ", "bold"), (note, MUTED))
     parts: list[Any] = [("walk ", "bold"), (f"{res.va:#x}", "$text-accent bold"), (f" ({what})", MUTED),
-                        f"   cr3 {cr3:#x}\n"]
+                        f"   cr3 {cr3:#x}"]
+    if view.cpu.get("dom") is not None:
+        parts.append((f"   d{view.cpu['dom']}v{view.cpu.get('vcpu', 0)}", MUTED))
+    parts.append("\n")
     if res.noncanonical:
         parts.append((f"{res.va:#x} is not canonical: the CPU raises #GP(0) without walking", FAULT))
         return Content.assemble(*parts)
@@ -93,7 +96,8 @@ def walk_content(view: StateView) -> Content:
     elif res.pa is not None:
         size = {1 << 12: "4 KiB", 1 << 21: "2 MiB", 1 << 30: "1 GiB"}.get(res.page_size, f"{res.page_size:#x}")
         parts.append(("=> ", "bold"))
-        parts.append((f"pa {res.pa:#x}", GOOD + " bold"))
+        # In a 2-D walk the guest's tables end on a guest-physical address; EPT maps it on.
+        parts.append((f"{'gPA' if res.two_dimensional else 'pa'} {res.pa:#x}", GOOD + " bold"))
         parts.append(f" in a {size} page")
         if res.two_dimensional:
             if res.final_ept:
@@ -112,6 +116,8 @@ def walk_content(view: StateView) -> Content:
 
 
 def tlb_content(view: StateView) -> Content:
+    if view.service is not None:
+        return Content.styled("TLB: none to show (no guest code runs in this domain)", MUTED)
     entries = view.tlb
     parts: list[Any] = [("TLB ", "bold"), (f"of {view.cpu.get('label', '?')}: {len(entries)} entries\n", MUTED)]
     if not entries:

@@ -1,0 +1,74 @@
+"""Session views on a Xen host: the source view inside a domain's hypercall page."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.isa.encoding import INSN_SIZE
+from lab.paths import MACHINES
+from lab.session.commands import execute
+from lab.session.headless import build_target
+from lab.session.session import HYPERCALL_PAGE_LABEL, Session
+
+
+@pytest.fixture(scope="module")
+def at_mmu_update():
+    """The default scenario right after the PV guest's first mmu_update, focused on the PV guest."""
+    _kind, host, _xl, _warnings = build_target([str(MACHINES / "default.toml")])
+    s = Session(host)
+    execute(s, "until hypercall:mmu_update")
+    s.set_focus("pv-guest")
+    return s
+
+
+def test_source_view_in_the_hypercall_page_shows_the_stub_xen_wrote(at_mmu_update):
+    s = at_mmu_update
+    rip = s.focus.cpu.rip
+    kernel = s.machine.images_for(s.focus.dom)["kernel"]
+    page = kernel.symbols["hypercall_page"]
+    assert page <= rip < page + 4096            # just after the trap, in the page's shared tail
+    assert s.hypercall_page_at(rip) == page
+    lines = s.source_view()
+    # The contract: (address, text, is_current), one instruction apart, the current one marked.
+    assert [cur for _, _, cur in lines].count(True) == 1
+    addrs = [a for a, _, _ in lines]
+    assert addrs == list(range(addrs[0], addrs[-1] + 1, INSN_SIZE))
+    assert all(page <= a < page + 4096 for a in addrs)
+    current = next(text for a, text, cur in lines if cur)
+    assert current == f"{HYPERCALL_PAGE_LABEL}:+{rip - page:#x}  ret"
+    texts = [text for _, text, _ in lines]
+    assert any(t.endswith("  syscall") for t in texts)           # the trap into Xen (64-bit PV)
+    assert any("  jmp 0x" in t for t in texts)                   # other stubs jump to the tail
+    assert not any(".zero" in t for t in texts)                  # never the source's placeholder
+
+
+def test_a_stub_names_its_hypercall(at_mmu_update):
+    s = at_mmu_update
+    page = s.machine.images_for(s.focus.dom)["kernel"].symbols["hypercall_page"]
+    text = s._stub_text(page + 1 * 32, page, s.focus)
+    assert text == "mov eax, 0x1    ; stub 1: mmu_update"
+    assert s._stub_text(page + 1 * 32 + INSN_SIZE, page, s.focus).startswith("jmp 0x")
+
+
+def test_after_the_stub_returns_the_kernel_source_is_shown_again(at_mmu_update):
+    s = at_mmu_update
+    cpu = s.focus.cpu
+    before = cpu.icount
+    for _ in range(100):                         # the host may run the other guest first
+        if cpu.icount > before:
+            break
+        s.step(1)
+    assert cpu.icount == before + 1              # ret: back to the kernel's call site
+    lines = s.source_view()
+    current = next(text for _, text, cur in lines if cur)
+    assert current.startswith("machines/kernels/pv_ops.s:")
+    assert not any(HYPERCALL_PAGE_LABEL in text for _, text, _ in lines)
+
+
+def test_hvm_hypercall_page_holds_vmcall():
+    _kind, host, _xl, _warnings = build_target([str(MACHINES / "default.toml")])
+    s = Session(host)
+    execute(s, "until vmexit:VMCALL")
+    s.set_focus("hvm-guest")
+    texts = [text for _, text, _ in s.source_view()]
+    assert any(t.startswith(HYPERCALL_PAGE_LABEL) and t.endswith("  vmcall") for t in texts)
