@@ -12,6 +12,7 @@ import hashlib
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = PAGE_SIZE - 1
+ZERO_PAGE = bytes(PAGE_SIZE)
 
 
 class BusError(Exception):
@@ -84,17 +85,22 @@ class MachineMemory:
         self.write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
 
     def zero_frame(self, mfn: int) -> None:
-        self.frame(mfn)[:] = bytes(PAGE_SIZE)
+        # A frame never touched already reads as zeros: it stays absent (allocating
+        # a guest's whole memory must not cost a bytearray per page).
+        f = self.frames.get(mfn)
+        if f is not None:
+            f[:] = ZERO_PAGE
+        elif not 0 <= mfn < self.nr_frames:
+            raise BusError(f"machine frame {mfn:#x} is beyond the end of memory")
         if mfn in self.watched and self.on_watched_write is not None:
             self.on_watched_write(mfn)
 
     # -- state ------------------------------------------------------------
     def digest_into(self, h: "hashlib._Hash") -> None:
         """Feed every non-zero frame, in frame order, into a hash."""
-        zero = bytes(PAGE_SIZE)
         for mfn in sorted(self.frames):
             data = self.frames[mfn]
-            if data != zero:
+            if data != ZERO_PAGE:
                 h.update(mfn.to_bytes(8, "little"))
                 h.update(data)
 

@@ -1,4 +1,5 @@
-"""``python -m lab.tui [KERNEL.s]``: open the lab on screen."""
+"""``python -m lab.tui [TARGET]``: open the lab on screen (a scenario .toml, an xl.cfg, or a kernel .s;
+the default Xen scenario when none is given)."""
 
 from __future__ import annotations
 

@@ -137,6 +137,8 @@ class XenLab(App[None]):
         self._gen = 0
         self._mode = ""
         self._status_key: tuple = ()
+        self._status_due = False
+        self._status_waited = 0
         self._host_key: tuple = ()
         #: What the command output shows, as (kind, text): the pane's plain record.
         self.transcript: deque[tuple[str, str]] = deque(maxlen=2000)
@@ -150,8 +152,11 @@ class XenLab(App[None]):
     def get_default_screen(self) -> MainScreen:
         return self.main
 
-    def on_mount(self) -> None:
+    def on_load(self) -> None:
+        # The machine boots on its own thread while the screen is composed.
         self.runner.start()
+
+    def on_mount(self) -> None:
         self._pump_timer = self.set_interval(self.tick, self._on_tick, name="pump")
 
     def on_unmount(self) -> None:
@@ -208,19 +213,28 @@ class XenLab(App[None]):
                     main.query_one(DevicePane).add(devs)
             for reply in replies:
                 self._write_reply(reply.kind, reply.text)
-            changed = False
+            shown_view = False
             if view is not None and view.gen != self._gen:
                 self._gen = view.gen
                 self.show_view(view)
-                changed = True
+                shown_view = self._status_due = True
             status_key = (r.mode, r.job_label, r.speed, self.size.width)
             if status_key != self._status_key:
                 self._status_key = status_key
-                changed = True
-            if changed or not r.busy and self.ticks % 6 == 0:
-                # The status follows the views (at most ten a second while running).
+                self._status_due = True
+            if not r.busy and self.ticks % 6 == 0:
+                self._status_due = True
+            # The status follows the views (at most ten a second while running), one tick
+            # later: drawn in the same frame as the panes, the status bar at the bottom
+            # would make the frame's update region the whole screen, and every widget on
+            # it would be drawn again.
+            if self._status_due and (not shown_view or self._status_waited):
+                self._status_due = False
+                self._status_waited = 0
                 main.query_one("#status", TextView).show(
                     status_content(r, self.view, self.events_shown, self.size.width))
+            elif self._status_due:
+                self._status_waited += 1
             if r.mode != self._mode:
                 self._mode = r.mode
                 self.refresh_bindings()

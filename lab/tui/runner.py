@@ -33,8 +33,12 @@ SPEEDS: tuple[int | None, ...] = (1, 10, 100, 1_000, 10_000, 100_000, None)
 DEFAULT_SPEED = len(SPEEDS) - 1
 TICK = 1 / 30                      # seconds between screen refreshes
 #: At full speed the registers change faster than anyone can read: the state
-#: panes are redrawn less often there, which leaves the time to the simulator.
-FULL_SPEED_VIEW_INTERVAL = 1 / 10
+#: panes are redrawn less often there, which leaves the time to the simulator
+#: (measured with benchmarks/tui_responsiveness.py on a 200x50 screen: at ten a
+#: second the screen's drawing took a quarter of the interpreter from the
+#: simulation; at five, with the other savings, the simulator keeps over 70% of
+#: its headless speed while the learner moves between panes).
+FULL_SPEED_VIEW_INTERVAL = 1 / 5
 EVENT_BUFFER = 8192                # events kept for the screen between two ticks
 FULL_SPEED_SLICE = 0.006           # seconds of simulation between looks at the request queue
 INPUT_HOLD = 0.06                  # seconds the simulation gives way after a key press or click
@@ -668,7 +672,10 @@ class Runner:
 
         def stop() -> bool:
             calls[0] += 1           # at least one vCPU run or service step, however late the thread was
-            return bool(found) or s.break_hit is not None or (calls[0] > 1 and time.perf_counter() >= deadline)
+            if found or s.break_hit is not None:
+                return True
+            # Time is up, or the screen has a key to answer (give_way): stop at this boundary.
+            return calls[0] > 1 and (time.perf_counter() >= deadline or self._hold_until > time.monotonic())
         try:
             self._host_idle = m.run(budget, stop=stop) is False     # nothing at all could run
         finally:

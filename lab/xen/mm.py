@@ -204,7 +204,7 @@ def _pd(domid: int | None) -> str:
 
 
 # -------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class PageInfo:
     """One machine frame's ``struct page_info``."""
     owner: int | None = None    # domid; DOMID_XEN, DOMID_IO; None = free
@@ -225,6 +225,19 @@ class PageInfo:
     def copy(self) -> "PageInfo":
         return PageInfo(self.owner, self.count, self.type, self.type_count, self.pinned,
                         self.validated, self.allocated, self.linear)
+
+
+class FrameTable(dict):
+    """Xen's frame table (mfn -> page_info), filled in as frames are first looked at:
+    a frame nobody has touched is free, and most of a large host never is."""
+
+    def __missing__(self, mfn: int) -> PageInfo:
+        pg = self[mfn] = PageInfo()
+        return pg
+
+    def in_order(self):
+        """(mfn, page_info) of every frame looked at so far, by frame number."""
+        return sorted(self.items())
 
 
 @dataclass(frozen=True)
@@ -282,7 +295,7 @@ class PvMM:
         self.on_action = on_action
         self.pv_linear_pt = pv_linear_pt
 
-        self.pages: list[PageInfo] = [PageInfo() for _ in range(self.nr_frames)]
+        self.pages: FrameTable = FrameTable()
         #: Xen's machine-to-phys table: mfn -> gpfn (INVALID_M2P_ENTRY when unset).
         self.m2p: dict[int, int] = {}
         #: (domid, vcpu) -> [kernel base mfn, user base mfn] (None = no table).
@@ -821,7 +834,7 @@ class PvMM:
         ``level`` table of ``domid``)? A dry run: the bookkeeping is restored,
         nothing is written or logged. Returns (ok, Xen's first message)."""
         saved = self.messages
-        saved_pages = [p.copy() for p in self.pages]
+        saved_pages = FrameTable((m, p.copy()) for m, p in self.pages.items())
         saved_actions = self.actions
         self.messages = []
         self.actions = []
@@ -1361,7 +1374,7 @@ class PvMM:
         self._dying[domid] = True
         for key in sorted(k for k in self.bases if k[0] == domid):
             self.vcpu_destroy_pagetables(*key)
-        mine = [m for m in range(self.nr_frames) if self.pages[m].owner == domid]
+        mine = [m for m, pg in self.pages.in_order() if pg.owner == domid]
         for mfn in mine:
             pg = self.pages[mfn]
             if pg.pinned:
@@ -1382,7 +1395,7 @@ class PvMM:
     # ---------------------------------------------------------------- state
     def snapshot(self) -> dict[str, Any]:
         return {
-            "pages": [p.copy() for p in self.pages],
+            "pages": {m: p.copy() for m, p in self.pages.items()},
             "m2p": dict(self.m2p),
             "bases": {k: list(v) for k, v in self.bases.items()},
             "ldt": dict(self.ldt),
@@ -1393,7 +1406,7 @@ class PvMM:
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        self.pages = [p.copy() for p in snap["pages"]]
+        self.pages = FrameTable((m, p.copy()) for m, p in snap["pages"].items())
         self.m2p = dict(snap["m2p"])
         self.bases = {k: list(v) for k, v in snap["bases"].items()}
         self.ldt = dict(snap["ldt"])
@@ -1404,7 +1417,7 @@ class PvMM:
 
     def digest_into(self, h: Any) -> None:
         """Feed the bookkeeping, in frame order, into a hash."""
-        for mfn, pg in enumerate(self.pages):
+        for mfn, pg in self.pages.in_order():
             if pg.owner is None and not pg.count:
                 continue
             h.update(struct.pack("<QqqqqBBBq", mfn, -1 if pg.owner is None else pg.owner, pg.count,
@@ -1438,7 +1451,7 @@ class PvMM:
         def concerns(d: int | None) -> bool:
             return watch is None or d in watch
 
-        for mfn, pg in enumerate(self.pages):
+        for mfn, pg in self.pages.in_order():
             if pg.count < 0 or pg.type_count < 0:
                 out.append(f"mfn {mfn:#x}: negative count ({self.describe(mfn)})")
             if pg.owner is None:
@@ -1539,7 +1552,7 @@ class PvMM:
             exp_count[mfn] += self.ext_refs[mfn]
         for mfn in sorted(self.ext_type_refs):
             exp_type[mfn] += self.ext_type_refs[mfn]
-        for mfn, pg in enumerate(self.pages):
+        for mfn, pg in self.pages.in_order():
             if pg.owner is None:
                 continue
             if pg.type_count != exp_type[mfn]:

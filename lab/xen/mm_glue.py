@@ -63,7 +63,9 @@ class XenMM:
     def set_m2p(self, mfn: int, pfn: int) -> None:
         self.pv.m2p[mfn] = pfn
         page, idx = divmod(mfn * 8, 4096)
-        self.host.mem.write_u64((self.m2p_frames[page] << 12) + idx, pfn)
+        # Straight into the frame: the M2P is Xen's, never watched nor hooked, and a
+        # domain's creation sets one entry per page it owns.
+        self.host.mem.frame(self.m2p_frames[page])[idx:idx + 8] = (pfn & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little")
 
     def _xen_l4_slots(self, mfn: int, domid: int) -> dict[int, int]:
         """init_xen_l4_slots(): what Xen puts in slots 256-271 of every guest L4.
@@ -83,7 +85,7 @@ class XenMM:
         self.host.mem.write_u64((self.m2p_frames[page] << 12) + idx, 0xFFFF_FFFF_FFFF_FFFF)
 
     def frames_of(self, domid: int) -> list[int]:
-        return [mfn for mfn, pg in enumerate(self.pv.pages) if pg.owner == domid]
+        return [mfn for mfn, pg in self.pv.pages.in_order() if pg.owner == domid]
 
     def destroy_domain(self, domid: int) -> None:
         self.pv.destroy_domain(domid)

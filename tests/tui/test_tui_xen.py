@@ -340,3 +340,28 @@ def test_until_and_run_end_exactly_where_the_headless_commands_end():
             await command(pilot, app, "run 250000")
             assert app.runner.session.machine.digest() == after_run
     run(go())
+
+
+def test_xen_layouts_keep_everything_on_screen():
+    async def go():
+        async with xen_lab(size=(80, 24)) as (app, pilot):
+            await command(pilot, app, "until hypercall:mmu_update")
+            for size, count in (((80, 24), 1), ((120, 40), 2), ((200, 50), 6)):
+                await pilot.resize_terminal(*size)
+                await pilot.pause(0.1)
+                panes = [p.region for p in app.main.query(".pane") if p.display and p.region.area]
+                assert len(panes) == count
+                for i, a in enumerate(panes):
+                    assert app.main.region.contains_region(a)
+                    assert not any(a.overlaps(b) for b in panes[i + 1:])
+                for sel in ("#cmd", "#status", "Footer"):
+                    assert app.main.region.contains_region(app.main.query_one(sel).region)
+                # Every key of the footer fits beside the palette hint, even at 80 columns.
+                footer = app.main.query_one("Footer")
+                keys = [k for k in footer.query("FooterKey") if k.region.area]
+                assert keys and all(footer.region.contains_region(k.region) for k in keys)
+                assert not any(a.region.overlaps(b.region) for i, a in enumerate(keys) for b in keys[i + 1:])
+            # The domains pane is wide enough for a vCPU's line at 200 columns.
+            tree = app.main.query_one(DomainTree)
+            assert tree.virtual_size.width <= tree.scrollable_content_region.width
+    run(go())

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.suggester import Suggester
 from textual.widgets import Input
 
@@ -41,6 +43,11 @@ def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
 
 class CommandLine(Input):
     """Enter runs the line; up/down walk the history; tab accepts the suggestion."""
+
+    #: Input sets its virtual size on every key, and Widget's asks for a layout of the
+    #: whole screen when it changes. The command line's size is fixed by the stylesheet
+    #: (one row, the width left beside the prompt), so a key needs a repaint only.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
 
     BINDINGS = [
         Binding("up", "history(-1)", "Older", show=False, id="cmd.older", tooltip="Previous command"),
