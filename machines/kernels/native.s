@@ -23,6 +23,11 @@
 .equ IDLE_OP, native_idle
 .equ SHUTDOWN_OP, native_shutdown
 .equ TIMER_INIT_OP, native_timer_init
+.equ BLK_INIT_OP, no_device
+.equ BLK_RW_OP, no_device
+.equ NET_INIT_OP, no_device
+.equ NET_SEND_OP, no_device
+.equ NET_POLL_OP, no_device
 .include "native_ops.s"
 
 .data

@@ -25,6 +25,11 @@ pv_ops:
     .quad native_activate_mm
     .quad native_read_pte
     .quad native_share_kernel
+    .quad BLK_INIT_OP
+    .quad BLK_RW_OP
+    .quad NET_INIT_OP
+    .quad NET_SEND_OP
+    .quad NET_POLL_OP
 .align 16
 
 native_set_pte:

@@ -17,6 +17,11 @@
 .org 0xffff888000200000
 .equ PV_SHARE_KERNEL_OP, pv64_share_kernel
 .equ PV_ACTIVATE_MM_OP, pv64_activate_mm
+.equ BLK_INIT_OP, no_device
+.equ BLK_RW_OP, no_device
+.equ NET_INIT_OP, no_device
+.equ NET_SEND_OP, no_device
+.equ NET_POLL_OP, no_device
 .include "pv_ops.s"
 
 ; The user tables of a 64-bit PV guest carry no kernel mappings.

@@ -88,6 +88,11 @@ pv_ops:
     .quad PV_ACTIVATE_MM_OP
     .quad pv_read_pte
     .quad PV_SHARE_KERNEL_OP
+    .quad BLK_INIT_OP
+    .quad BLK_RW_OP
+    .quad NET_INIT_OP
+    .quad NET_SEND_OP
+    .quad NET_POLL_OP
 .align 16
 
 ; _start: Xen starts the PV kernel here with paging on, in its own page tables,

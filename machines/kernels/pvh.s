@@ -39,6 +39,11 @@ pvh_start:
 .equ IDLE_OP, pvh_idle
 .equ SHUTDOWN_OP, pvh_shutdown
 .equ TIMER_INIT_OP, pvh_timer_init
+.equ BLK_INIT_OP, no_device
+.equ BLK_RW_OP, no_device
+.equ NET_INIT_OP, no_device
+.equ NET_SEND_OP, no_device
+.equ NET_POLL_OP, no_device
 .include "native_ops.s"
 
 .equ HC_sched_op,         hypercall_page + 29*32

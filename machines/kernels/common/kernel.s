@@ -400,6 +400,12 @@ fatal_trap:
     mov rdi, 255
     jmp [rip + pv_ops + OP_SHUTDOWN]
 
+; no_device(): the block or network operation of a kernel flavour that has no
+; such device
+no_device:
+    mov rax, -ENODEV
+    ret
+
 ; timer_tick(): the periodic tick's common work
 timer_tick:
     inc qword [rip + ticks]
