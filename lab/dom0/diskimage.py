@@ -13,8 +13,9 @@ one image on a real Xen host).
 * Nothing is cached: each read or write goes to the file, so two openers of
   one image stay coherent.
 * Where the target is relative it is found beside the config file that named
-  it; a config that came from no file (typed in, or built in Python) puts its
-  images in the lab data directory (:func:`data_dir`).
+  it; a config that came from no file (typed in, or built in Python), and the
+  configs that come with the lab (under ``machines/``, which the lab never
+  writes to), put their images in the lab data directory (:func:`data_dir`).
 * The lab never opens host block devices: a target under ``/dev/`` (the
   ``phy`` style of ``'/dev/vg/guest,raw,xvda,rw'``) becomes a file of the
   same name under the data directory, and so does a target that exists but is
@@ -69,9 +70,18 @@ def resolve_target(target: str, config_file: str | os.PathLike | None = None,
         return t
     if config_file is not None:
         cfg = Path(config_file)
-        if cfg.is_file():
+        if cfg.is_file() and not _ships_with_lab(cfg):
             return cfg.parent / t
     return store / t
+
+
+def _ships_with_lab(cfg: Path) -> bool:
+    from ..paths import MACHINES
+    try:
+        cfg.resolve().relative_to(MACHINES.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 class DiskImage:

@@ -206,33 +206,46 @@ class DebugConsole:
 
 
 class IoBus:
-    """Routes port I/O to the device that claims the port; unclaimed reads are all ones."""
+    """Routes port I/O to the device that claims the port; unclaimed reads are all ones.
+
+    Two kinds of device plug in: the platform's own byte-wide ones
+    (``port_in(port)`` / ``port_out(port, value)``) and PC devices that see the
+    access size (``io_read(port, size)`` / ``io_write(port, size, value)``), as
+    an IDE data port or a PCI configuration register must.
+    """
 
     def __init__(self, emit: Callable[..., Any], now: Callable[[], int]) -> None:
         self.emit = emit
         self.now = now
-        self.devices: list[tuple[range, str, Any]] = []
+        self.devices: list[tuple[range, str, Any, bool]] = []
 
     def attach(self, ports: range, name: str, device: Any) -> None:
-        self.devices.append((ports, name, device))
+        self.devices.append((ports, name, device, hasattr(device, "io_read")))
 
-    def _find(self, port: int) -> tuple[str, Any] | tuple[None, None]:
-        for ports, name, dev in self.devices:
+    def _find(self, port: int) -> tuple[str | None, Any, bool]:
+        for ports, name, dev, sized in self.devices:
             if port in ports:
-                return name, dev
-        return None, None
+                return name, dev, sized
+        return None, None, False
 
     def port_in(self, cpu, port: int, size: int) -> int:
-        name, dev = self._find(port)
-        value = (1 << (8 * size)) - 1 if dev is None else dev.port_in(port) & ((1 << (8 * size)) - 1)
+        name, dev, sized = self._find(port)
+        mask = (1 << (8 * size)) - 1
+        if dev is None:
+            value = mask
+        else:
+            value = (dev.io_read(port, size) if sized else dev.port_in(port)) & mask
         self.emit("ioport", port=port, size=size, dir="in", value=value, device=name or "none")
         return value
 
     def port_out(self, cpu, port: int, size: int, value: int) -> None:
-        name, dev = self._find(port)
+        name, dev, sized = self._find(port)
         self.emit("ioport", port=port, size=size, dir="out", value=value, device=name or "none")
         if dev is not None:
-            dev.port_out(port, value)
+            if sized:
+                dev.io_write(port, size, value & ((1 << (8 * size)) - 1))
+            else:
+                dev.port_out(port, value)
 
 
 class PowerControl:

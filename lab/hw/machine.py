@@ -46,6 +46,9 @@ class Machine:
         self.cpu.irq_source = self.pic
         self.idle_cycles = 0
         self.images: dict[str, Any] = {}
+        #: Devices plugged in from outside (a disk, a network card), or None; anything with
+        #: snapshot() and restore() so that the machine's snapshots take them along.
+        self.pc: Any = None
 
     def _cost_fn(self) -> Callable[[Instruction], int]:
         from ..isa.opcodes import BY_CODE
@@ -144,7 +147,8 @@ class Machine:
     def snapshot(self) -> dict:
         return {"mem": self.mem.snapshot(), "cpu": self.cpu.snapshot(), "pic": self.pic.snapshot(),
                 "pit": self.pit.snapshot(), "console": self.console.snapshot(),
-                "trace": self.trace.snapshot(), "idle": self.idle_cycles}
+                "trace": self.trace.snapshot(), "idle": self.idle_cycles,
+                "pc": self.pc.snapshot() if self.pc is not None else None}
 
     def restore(self, snap: dict) -> None:
         self.mem.restore(snap["mem"])
@@ -155,6 +159,8 @@ class Machine:
         self.console.restore(snap["console"])
         self.trace.restore(snap["trace"])
         self.idle_cycles = snap["idle"]
+        if self.pc is not None and snap.get("pc") is not None:
+            self.pc.restore(snap["pc"])
 
     def digest(self) -> str:
         """A hash of the whole machine state (memory, CPU, devices, trace position)."""

@@ -33,8 +33,13 @@ def assemble(path: Path | str) -> Image:
 
 def native_machine(kernel: Path | str = NATIVE_KERNEL, program: Path | str | None = DEFAULT_PROGRAM,
                    arg: int = 0, mem_mib: int = 64, vendor: str = "intel",
-                   costs: Path | str | None = None, keep_trace: bool = True) -> Machine:
-    """A bare machine with the kernel and user program loaded, ready to run."""
+                   costs: Path | str | None = None, keep_trace: bool = True,
+                   disk: "DiskImage | None | bool" = True, nic: bool = True) -> Machine:
+    """A bare machine with the kernel and user program loaded, ready to run.
+
+    ``disk``: the image on the IDE primary master (True: an empty in-memory disk,
+    None or False: no disk); ``nic``: an NE2000 whose wire ends at a peer that
+    answers as 10.0.0.1."""
     try:
         cost_table = load_costs(costs)
     except CostError as e:
@@ -42,6 +47,10 @@ def native_machine(kernel: Path | str = NATIVE_KERNEL, program: Path | str | Non
     kimg = assemble(kernel)
     pimg = assemble(program) if program is not None else None
     m = Machine(mem_mib=mem_mib, vendor=vendor, costs=cost_table, keep_trace=keep_trace)
+    from ..dom0.diskimage import DiskImage
+    from .native_pc import NativePc
+    image = DiskImage.in_memory() if disk is True else (disk or None)
+    m.pc = NativePc(m, image, nic=nic)
     try:
         boot_native(m, kimg, pimg, arg=arg)
     except BootError as e:

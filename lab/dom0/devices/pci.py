@@ -236,3 +236,16 @@ class PciHost:
             if f.present:
                 out.append(f"{self.bdf(0, slot, fn)} {f.describe()}")
         return out
+
+
+def add_pc_chipset(pci: PciHost) -> PciFunction:
+    """QEMU's PC chipset on bus 0: the i440FX host bridge (00:00.0), the PIIX3 ISA bridge
+    (00:01.0) and the PIIX3 IDE function (00:01.1, legacy ports, both channels decoded).
+    Returns the IDE function."""
+    pci.add(0, 0, PciFunction("i440FX host bridge", 0x8086, 0x1237, 0x0600, revision=0x02))
+    pci.add(1, 0, PciFunction("PIIX3 ISA bridge", 0x8086, 0x7000, 0x0601, multifunction=True))
+    ide_fn = pci.add(1, 1, PciFunction("PIIX3 IDE", 0x8086, 0x7010, 0x0101, prog_if=0x80,
+                                       command=CMD_IO | CMD_MASTER))
+    ide_fn._put(0x40, 2, 0x8000)          # IDETIM: primary channel decode enable
+    ide_fn._put(0x42, 2, 0x8000)          # IDETIM: secondary channel decode enable
+    return ide_fn

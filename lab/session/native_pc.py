@@ -1,0 +1,87 @@
+"""The bare machine's PC: a PCI bus, an IDE disk and an NE2000 card on its I/O ports.
+
+They are the very devices an HVM guest's device model emulates (``lab/dom0/devices``),
+laid out as the lab's firmware lays them out for an HVM guest: the i440FX host bridge,
+the PIIX3 ISA bridge and IDE function, the NIC at slot 4 with its I/O BAR at 0xC100.
+On bare metal nothing stands between the CPU and them: a port access is one ``ioport``
+event and the device's answer, with no VM exit and no ioreq. That is the baseline the
+Xen modes' I/O is compared against.
+
+The card's wire ends at a peer answering as 10.0.0.1 (dom0's address on a Xen host),
+so the same programs that ping dom0 from a guest ping something here too.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from typing import Any
+
+from ..dom0.devices.ide import IdeController, IdeDrive
+from ..dom0.devices.nic import BAR_SIZE as NIC_BAR_SIZE, NE2K_DEVICE, NE2K_VENDOR, Ne2000
+from ..dom0.devices.pci import CMD_IO, CMD_MASTER, Bar, PciFunction, PciHost, add_pc_chipset
+from ..dom0.diskimage import DiskImage
+from ..dom0.qemu import FIRST_NIC_SLOT, NIC_IO_BAR, pci_irq
+
+#: The bare machine's MAC: locally administered, in Xen's 00:16:3e range as the guests' are.
+NATIVE_MAC = bytes.fromhex("00163e000002")
+
+
+class NativeContext:
+    """What the devices may do on bare metal: note (kept, bounded), log, raise a PIC line."""
+
+    def __init__(self, machine) -> None:
+        self.machine = machine
+        self.notes: deque[str] = deque(maxlen=256)
+        self.log_lines: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def log(self, text: str) -> None:
+        self.log_lines.append(text)
+
+    def raise_irq(self, line: int) -> None:
+        # The bare machine has one 8259 (lines 0-7); the IDE channels' 14/15 stay unwired,
+        # which the lab's drivers do not need (they poll).
+        if 0 <= line < 8:
+            self.machine.pic.raise_irq(line)
+
+
+class NativePc:
+    """The devices, attached to ``machine.bus``; snapshots go with the machine's."""
+
+    def __init__(self, machine, disk: DiskImage | None, nic: bool = True, peer: Any = None) -> None:
+        self.ctx = NativeContext(machine)
+        self.pci = PciHost(self.ctx)
+        add_pc_chipset(self.pci)
+        self.ide = IdeController(self.ctx)
+        if disk is not None:
+            self.ide.attach(0, IdeDrive("hda", disk, serial=1))
+        self.nic: Ne2000 | None = None
+        if nic:
+            fn = self.pci.add(FIRST_NIC_SLOT, 0, PciFunction(
+                "NE2000 (ne2k_pci)", NE2K_VENDOR, NE2K_DEVICE, 0x0200, interrupt_pin=1,
+                interrupt_line=pci_irq(FIRST_NIC_SLOT), command=CMD_IO | CMD_MASTER,
+                bars=(Bar(0, "io", NIC_BAR_SIZE),)))
+            fn.set_bar(0, NIC_IO_BAR)
+            self.nic = Ne2000(self.ctx, NATIVE_MAC, fn, label="ne2k_pci 00:04.0")
+            if peer is not None:
+                self.nic.on_send = lambda frame: [self.nic.receive(f) for f in peer(frame)]
+        bus = machine.bus
+        bus.attach(range(0xCF8, 0xD00), "pci", self.pci)
+        for lo, hi in self.ide.port_ranges():
+            bus.attach(range(lo, hi + 1), "ide", self.ide)
+        if self.nic is not None:
+            bus.attach(range(NIC_IO_BAR, NIC_IO_BAR + NIC_BAR_SIZE), "ne2k", self.nic)
+
+    def snapshot(self) -> dict:
+        return {"state": copy.deepcopy({"pci": self.pci, "ide": self.ide, "nic": self.nic},
+                                       memo={id(self.ctx): self.ctx})}
+
+    def restore(self, snap: dict) -> None:
+        state = copy.deepcopy(snap["state"], memo={id(self.ctx): self.ctx})
+        for name in ("pci", "ide", "nic"):
+            cur, old = getattr(self, name), state[name]
+            if cur is not None:
+                cur.__dict__.update(old.__dict__)

@@ -1,0 +1,62 @@
+"""The bare machine's PC devices: the same IDE disk, PCI bus and NE2000 as an HVM guest's device model,
+reached by plain port I/O (one ioport event each, no VM exit, no ioreq)."""
+
+from __future__ import annotations
+
+from lab.dom0.diskimage import DiskImage
+from lab.session.build import native_machine
+
+
+def pci_read(m, slot: int, reg: int) -> int:
+    m.bus.port_out(m.cpu, 0xCF8, 4, 0x8000_0000 | slot << 11 | reg)
+    return m.bus.port_in(m.cpu, 0xCFC, 4)
+
+
+def ide_command(m, cmd: int, lba: int = 0, count: int = 1) -> None:
+    m.bus.port_out(m.cpu, 0x1F6, 1, 0xE0 | (lba >> 24) & 0xF)
+    m.bus.port_out(m.cpu, 0x1F2, 1, count)
+    for i, port in enumerate((0x1F3, 0x1F4, 0x1F5)):
+        m.bus.port_out(m.cpu, port, 1, (lba >> (8 * i)) & 0xFF)
+    m.bus.port_out(m.cpu, 0x1F7, 1, cmd)
+
+
+def test_pci_bus_lists_the_chipset_ide_and_the_nic():
+    m = native_machine()
+    assert pci_read(m, 0, 0) == 0x1237_8086          # i440FX host bridge
+    assert pci_read(m, 1, 0) & 0xFFFF == 0x8086      # PIIX3 (ISA bridge, function 0)
+    assert pci_read(m, 4, 0) == 0x8029_10EC          # ne2k_pci in slot 4
+    assert pci_read(m, 4, 0x10) & ~3 == 0xC100       # its I/O BAR where the lab's firmware puts it
+    assert pci_read(m, 3, 0) == 0xFFFF_FFFF          # no Xen platform device on bare metal
+
+
+def test_ide_disk_writes_and_reads_back_by_port_io():
+    disk = DiskImage.in_memory(sectors=64)
+    m = native_machine(disk=disk)
+    data = bytes(range(256)) * 2
+    ide_command(m, 0x30, lba=5)                         # WRITE SECTORS
+    assert m.bus.port_in(m.cpu, 0x1F7, 1) & 0x08        # DRQ: the drive wants the data
+    for i in range(0, 512, 2):
+        m.bus.port_out(m.cpu, 0x1F0, 2, int.from_bytes(data[i:i + 2], "little"))
+    assert disk.read(5) == data
+    ide_command(m, 0x20, lba=5)                         # READ SECTORS
+    words = [m.bus.port_in(m.cpu, 0x1F0, 2) for _ in range(256)]
+    assert b"".join(w.to_bytes(2, "little") for w in words) == data
+    ios = [e for e in m.trace.events if e.kind == "ioport" and e.data["device"] == "ide"]
+    assert len(ios) >= 2 * 256 and not [e for e in m.trace.events if e.kind in ("vmexit", "ioreq")]
+
+
+def test_no_disk_means_the_ide_ports_float():
+    m = native_machine(disk=None)
+    assert m.bus.port_in(m.cpu, 0x1F7, 1) == 0xFF
+
+
+def test_snapshot_restores_the_disk_and_the_card():
+    disk = DiskImage.in_memory(sectors=16)
+    m = native_machine(disk=disk)
+    snap = m.snapshot()
+    ide_command(m, 0x30, lba=1)
+    for _ in range(256):
+        m.bus.port_out(m.cpu, 0x1F0, 2, 0xABCD)
+    assert m.pc.ide.drives()[0][1].image.read(1) == b"\xcd\xab" * 256
+    m.restore(snap)
+    assert m.pc.ide.drives()[0][1].image.read(1) == bytes(512)
