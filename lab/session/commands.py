@@ -202,6 +202,24 @@ def _xl(session: Session, args: list[str]) -> str:
     return run_xl(xl, args)
 
 
+@command("io", "io [DOM]", "a domain's shared rings, event channels (pending, masked) and grants")
+def _io(session: Session, args: list[str]) -> str:
+    host = session.machine
+    if not isinstance(getattr(host, "domains", None), dict):
+        raise UserError("io needs a Xen host; the bare machine has no rings, event channels or grants")
+    if args:
+        dom = host.domain_by_name(args[0])
+        if dom is None:
+            raise UserError(f"no domain '{args[0]}' (xl list shows them)")
+        domid = dom.domid
+    else:
+        domid = session.focus().dom
+        if domid is None:
+            raise UserError("no domain is focused: io DOM")
+    from .io_state import describe
+    return describe(host, domid)
+
+
 def _xenstore(session: Session):
     xs = getattr(session.machine, "services", {}).get("xenstored")
     if xs is None:
