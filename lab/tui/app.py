@@ -252,6 +252,7 @@ class XenLab(App[None]):
         devio = main.query_one(DevicePane)
         calls.images = devio.images = view.images
         cpu = view.cpu
+        devio.show_io(view.io)
         if view.xen:
             dom = next((d for d in view.domains if d.domid == view.focus_dom), None)
             name = dom.name if dom is not None else cpu["label"]

@@ -140,6 +140,8 @@ class StateView:
     #: Simulated time and instructions of the whole machine (every pCPU and vCPU).
     host_cycles: int | None = None
     host_insns: int | None = None
+    #: The focused guest's rings, event channels and grants (``io``), "" when there are none to show.
+    io: str = ""
 
 
 @dataclass(frozen=True)
@@ -872,14 +874,21 @@ def build_view(session: Any, gen: int, walk_addr: int | None,
         clock = getattr(m, "clock", None)
         host_cycles = max(clock) if clock else None
         host_insns = getattr(m, "instructions", None)
+    io = ""
+    focus_dom = service_dom if service_dom is not None else (focus.dom if xen else None)
+    if xen and focus_dom in doms:
+        from ..session.io_state import describe
+        try:
+            io = describe(m, focus_dom)
+        except Exception as e:        # a guest's half-written table must not take the pane down
+            io = f"(cannot read the I/O state: {e})"
     return StateView(
         gen=gen, vcpus=tuple(infos), cpu=cpu, source=source, tlb=tlb, walk=walk, walk_lines=lines,
         walk_note=note, walk_requested=walk_addr, console=console,
         breakpoints=tuple(str(b) for b in session.breakpoints),
         images=images, cpu_hz=getattr(m, "cpu_hz", None),
         stopped=m.stopped, before=before, domains=tuple(domains), xen=xen, service=service,
-        focus_dom=service_dom if service_dom is not None else (focus.dom if xen else None),
-        host_cycles=host_cycles, host_insns=host_insns)
+        focus_dom=focus_dom, host_cycles=host_cycles, host_insns=host_insns, io=io)
 
 
 def split_command(line: str) -> list[str]:

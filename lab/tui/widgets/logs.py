@@ -113,9 +113,18 @@ class DevicePane(EventPane):
         self._console_len = 0
 
     def compose(self) -> ComposeResult:
+        yield Static("", classes="io-state")
         yield from super().compose()
         yield Static(Content.styled("console", "bold"), classes="console-title")
         yield Log(max_lines=self.console_lines, classes="console-log")
+
+    def show_io(self, text: str) -> None:
+        """The focused domain's rings, event channels and grants (the ``io`` command's text)."""
+        if text != getattr(self, "_io_text", None):
+            self._io_text = text
+            box = self.query_one(".io-state", Static)
+            box.display = bool(text)
+            box.update(Content(text))
 
     def show_console(self, key: tuple, text: str, title: str = "console") -> None:
         """Append what is new in the focused domain's console output."""
