@@ -168,9 +168,38 @@ def _source(session: Session, args: list[str]) -> str:
     return "\n".join(("=> " if cur else "   ") + text for _, text, cur in session.source_view())
 
 
-@command("console", "console", "show the console output so far")
+@command("console", "console [DOM [TEXT...]]",
+         "a domain's console output (default: the focused one's); with TEXT, type TEXT and Enter into it")
 def _console(session: Session, args: list[str]) -> str:
-    return session.console() or "(no console output yet)"
+    if not args:
+        return session.console() or "(no console output yet)"
+    host = session.machine
+    if not isinstance(getattr(host, "domains", None), dict):
+        raise UserError("the bare machine's console (the 0xE9 debug port) is output only: console")
+    dom = host.domain_by_name(args[0])
+    if dom is None:
+        raise UserError(f"no domain '{args[0]}' (xl list shows them)")
+    if len(args) == 1:
+        return host.console_of(dom.domid) or f"(no console output from {dom.name} yet)"
+    text = " ".join(args[1:]) + "\n"
+    how = type_into_console(host, dom, text)
+    return f"typed {len(text)} characters into {dom.name}'s console ({how}); run to let it answer"
+
+
+def type_into_console(host, dom, text: str) -> str:
+    """Give ``text`` to a guest as console input, the way its console reaches it: an HVM
+    guest's emulated serial port (the device model), else its console ring (xenconsoled)."""
+    dm = host.services.get("device_model")
+    if dm is not None and dm.wants(dom):
+        if not dm.console_input(dom, text):
+            raise UserError(f"{dom.name} has no serial port to type into")
+        return "serial port 0x3f8 of its device model"
+    cons = host.services.get("xenconsoled")
+    feed = getattr(cons, "console_input", None)
+    if feed is None or dom.privileged:
+        raise UserError(f"{dom.name}'s console takes no input in the lab")
+    feed(dom, text)
+    return "the console ring's in[] and its event channel"
 
 
 @command("events", "events [N] [KIND[:NAME]]", "show the last N trace events (default 20)")

@@ -12,6 +12,7 @@ under one ``batch_update``.
 from __future__ import annotations
 
 import math
+import shlex
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,7 @@ from .runner import (BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOP
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
+from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
 from .widgets.logs import CallsPane, DevicePane, route
 from .widgets.text import Text as TextView
@@ -120,6 +122,8 @@ class XenLab(App[None]):
                         group=_GROUPS.get(a.group)) for a in ACTIONS] + [
         Binding("question_mark", "help", "Help", show=False, id="help_key",
                 tooltip="Open the help screen (when not typing a command)"),
+        Binding("ctrl+right_square_bracket", "leave_console", "Leave console", id="leave_console",
+                tooltip="Stop typing into the guest's console (as xl console's ctrl+])", priority=True),
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
@@ -138,6 +142,8 @@ class XenLab(App[None]):
         self._mode = ""
         self._status_key: tuple = ()
         self._status_due = False
+        #: The domain whose console the command line types into (``console DOM``), or None.
+        self.console_dom: str | None = None
         self._status_waited = 0
         self._host_key: tuple = ()
         #: What the command output shows, as (kind, text): the pane's plain record.
@@ -296,12 +302,42 @@ class XenLab(App[None]):
         cmd.focus()
 
     def submit_command(self, line: str) -> None:
-        """Run one command line as if typed; mistakes become a red message."""
+        """Run one command line as if typed; mistakes become a red message.
+
+        In console mode (``console DOM``) the line is the guest's console input instead."""
+        if self.console_dom is not None:
+            self._write_reply("echo", f"{self.console_dom}> {line}")
+            try:
+                self._require_machine()
+                self._command_pending = "console"
+                self.runner.command(shlex.join(["console", self.console_dom, line]))
+            except UserError as e:
+                self.error(str(e))
+            return
         self._write_reply("echo", f"xen> {line}")
         try:
             self._dispatch(line)
         except UserError as e:
             self.error(str(e))
+
+    def enter_console(self, dom: str | None) -> None:
+        """Type into ``dom``'s console from the command line (None: back to lab commands)."""
+        self.console_dom = dom
+        prompt = self.main.query_one("#prompt", Static)
+        cmd = self.main.cmd()
+        if dom is None:
+            prompt.update("xen>")
+            cmd.placeholder = CommandLine.PLACEHOLDER
+            self.main.show_message("back to lab commands", "info")
+        else:
+            prompt.update(f"{dom}>")
+            cmd.placeholder = f"a line for {dom}'s console (Enter sends it; ctrl+] leaves)"
+            self.main.show_message(f"typing into {dom}'s console: ctrl+] leaves", "info")
+        self.refresh_bindings()
+
+    def action_leave_console(self) -> None:
+        if self.console_dom is not None:
+            self.enter_console(None)
 
     def _dispatch(self, line: str) -> None:
         words = split_command(line)
@@ -309,7 +345,7 @@ class XenLab(App[None]):
             return
         name, args = words[0], words[1:]
         handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{name}", None)
-        if handler is not None and (name in TIMED_COMMANDS or name in ("help", "focus")
+        if handler is not None and (name in TIMED_COMMANDS or name in ("help", "focus", "console")
                                     or any(c.name == name for c in SCREEN_COMMANDS)):
             handler(args)
             return
@@ -341,6 +377,19 @@ class XenLab(App[None]):
         if not args:
             raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
         self.runner.until(parse_spec(args[0]), args[0])
+
+    def _cmd_console(self, args: list[str]) -> None:
+        # "console DOM" on screen: lines typed next go to that guest (as "xl console" does).
+        self._require_machine()
+        if len(args) != 1:
+            self._command_pending = "console"
+            self.runner.command(shlex.join(["console", *args]))
+            return
+        dom = next((d for d in (self.view.domains if self.view else ()) if args[0] in (d.name, str(d.domid))), None)
+        if dom is None:
+            raise UserError(f"no domain '{args[0]}' (xl list shows them)")
+        self.runner.focus(dom.name)
+        self.enter_console(dom.name)
 
     def _cmd_focus(self, args: list[str]) -> None:
         # The runner focuses Domain-0 too, whose vCPU runs services rather than guest code.
@@ -419,6 +468,8 @@ class XenLab(App[None]):
 
     # -- actions ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_console":
+            return True if self.console_dom is not None else None
         if action in TIME_ACTIONS:
             mode = self.runner.mode
             if action == "run" and mode == RUNNING:

@@ -365,3 +365,23 @@ def test_xen_layouts_keep_everything_on_screen():
             tree = app.main.query_one(DomainTree)
             assert tree.virtual_size.width <= tree.scrollable_content_region.width
     run(go())
+
+
+def test_console_mode_types_lines_into_the_guest_until_ctrl_bracket():
+    async def go():
+        async with xen_lab() as (app, pilot):
+            await command(pilot, app, "console hvm-guest")
+            assert app.console_dom == "hvm-guest"
+            assert str(app.main.query_one("#prompt").render()) == "hvm-guest>"
+            await command(pilot, app, "ls -l")
+            host = app.runner.session.machine
+            dom = host.domain_by_name("hvm-guest")
+            uart = host.services["device_model"].instance(dom).serial
+            assert bytes(uart.rx + uart.pending) == b"ls -l\n"       # waiting in the UART for the guest
+            assert "typed 6 characters into hvm-guest's console" in output_text(app)
+            await pilot.press("ctrl+right_square_bracket")
+            await settle(pilot, app)
+            assert app.console_dom is None and str(app.main.query_one("#prompt").render()) == "xen>"
+            await command(pilot, app, "console pv-guest hello")      # with text: one line, no mode
+            assert app.console_dom is None
+    run(go())

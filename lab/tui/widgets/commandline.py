@@ -49,6 +49,8 @@ class CommandLine(Input):
     #: (one row, the width left beside the prompt), so a key needs a repaint only.
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
 
+    PLACEHOLDER = "command: step, until trap:#PF, walk, regs, help ...  (F1 help)"
+
     BINDINGS = [
         Binding("up", "history(-1)", "Older", show=False, id="cmd.older", tooltip="Previous command"),
         Binding("down", "history(1)", "Newer", show=False, id="cmd.newer", tooltip="Next command"),
@@ -57,7 +59,7 @@ class CommandLine(Input):
     ]
 
     def __init__(self, names: Iterable[str], kinds: Iterable[str] = (), **kwargs: Any) -> None:
-        super().__init__(placeholder="command: step, until trap:#PF, walk, regs, help ...  (F1 help)",
+        super().__init__(placeholder=self.PLACEHOLDER,
                          suggester=CommandSuggester(names, kinds), **kwargs)
         self.history = History()
 
