@@ -43,3 +43,20 @@ def test_grants_list_what_a_domain_grants_and_who_maps_it(tmp_path):
     assert status == 0
     g = grants(host, dom.domid)[0]
     assert g.mapped_by == ["d0 (ro)"] and "reading" in g.flag_text
+
+
+def test_a_pv_disk_shows_its_ring_from_the_shared_page_and_blkback(tmp_path):
+    from lab.session.io_state import rings
+    host, xl = small_host()
+    img = tmp_path / "g.img"
+    dom = create(xl, tmp_path, "g", "pv", disk=[f"format=raw, vdev=xvda, access=rw, target={img}"])
+    host.run(5_000_000)
+    assert "workload: disk ok" in dom.console_output
+    (ring,) = rings(host, dom.domid)
+    # the workload wrote one sector and read it back: two requests, both answered
+    assert (ring.name, ring.req_prod, ring.req_cons, ring.rsp_prod) == ("vbd 51712 (xvda)", 2, 2, 2)
+    assert ring.backend == "blkback" and ring.state == "backend Connected" and ring.outstanding == 0
+    ports = {p.remote for p in event_channels(host, dom.domid)}
+    assert any(r.endswith("(blkback)") for r in ports)
+    text = describe(host, dom.domid)
+    assert "vbd 51712 (xvda) req_prod 2" in text and "mapped by d0 (rw)" in text

@@ -189,6 +189,9 @@ class Qemu:
             mac = vif.mac_bytes if hasattr(vif, "mac_bytes") else bytes(6)
             nic = Ne2000(self, mac, fn, label=f"{NIC_MODEL} 00:{slot:02x}.0")
             self.nics.append(nic)
+            bridge = self.host.services.get("bridge")
+            if bridge is not None:                     # QEMU's tap joins the vif's bridge
+                bridge.attach_nic(self.dom.domid, vif.devid, nic)
             self.log(f"vif {vif.devid}: {NIC_MODEL} at PCI 00:{slot:02x}.0, I/O {fn.bar_address(0):#x}, "
                      f"IRQ {pci_irq(slot)}, MAC {mac_text(nic.mac)}")
 

@@ -83,9 +83,12 @@ def event_channels(host, domid: int) -> list[PortView]:
         elif p.remote_dom is not None:
             remote = f"d{p.remote_dom}" + (f":{p.remote_port}" if p.remote_port else "")
             far = host.evtchn.ports.get(p.remote_dom, {}).get(p.remote_port) if p.remote_port else None
-            service = getattr(getattr(far, "handler", None), "__self__", None)
+            handler = getattr(far, "handler", None)
+            service = getattr(handler, "__self__", None)
             if service is not None:
                 remote += f" ({getattr(service, 'name', type(service).__name__)})"
+            elif handler is not None:
+                remote += f" ({getattr(handler, 'service_name', 'a dom0 service')})"
         else:
             remote = ""
         pending = masked = False

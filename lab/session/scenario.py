@@ -24,6 +24,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dom0.blkback import Blkback
+from ..dom0.bridge import Bridge
+from ..dom0.netback import Netback
 from ..dom0.qemu import DeviceModel
 from ..dom0.xenstored import Xenstored
 from ..dom0.xsclient import init_dom0
@@ -119,6 +122,9 @@ def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0
     DeviceModel.install(host)                   # QEMU for HVM guests' emulated devices
     xenstored = Xenstored.install(host)
     init_dom0(xenstored)
+    Bridge.install(host)                        # xenbr0: vifs and emulated NICs
+    Blkback.install(host)                       # PV backends: watch backend/vbd and backend/vif
+    Netback.install(host)
     xl = Toolstack(host)
     host.toolstack = xl
     return host, xl
