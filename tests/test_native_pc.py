@@ -60,3 +60,22 @@ def test_snapshot_restores_the_disk_and_the_card():
     assert m.pc.ide.drives()[0][1].image.read(1) == b"\xcd\xab" * 256
     m.restore(snap)
     assert m.pc.ide.drives()[0][1].image.read(1) == bytes(512)
+
+
+def test_the_card_reaches_a_peer_that_answers_arp_like_dom0():
+    from lab.dom0.bridge import DOM0_IP, DOM0_MAC
+    m = native_machine()
+    nic = m.pc.nic
+    nic.cmd = 0x22                    # started, so it accepts what comes back
+    nic.start, nic.stop, nic.curpag, nic.boundary = 0x4600, 0x8000, 0x47, 0x46   # ring in packet RAM
+    nic.rxcr = 0x04                   # accept broadcast and our own address
+    nic.phys[:] = nic.mac
+    arp = (b"\xff" * 6 + nic.mac + b"\x08\x06" + bytes.fromhex("0001080006040001") + nic.mac
+           + bytes([10, 0, 0, 2]) + bytes(6) + DOM0_IP)
+    nic.send(arp)
+    (reply,) = nic.received
+    assert reply[:6] == nic.mac and reply[6:12] == DOM0_MAC and reply[20:22] == b"\x00\x02"
+    snap = m.snapshot()
+    m.restore(snap)
+    m.pc.nic.send(arp)                # after a restore the cable still ends at the live card
+    assert len(m.pc.nic.received) == 2

@@ -213,44 +213,56 @@ class Bridge:
     def _local(self, frame: bytes) -> None:
         self.local_received.append(frame)
         self.stats["local_in"] += 1
-        ethertype = struct.unpack_from("!H", frame, 12)[0]
-        if ethertype == ETH_P_ARP:
-            self._arp(frame)
-        elif ethertype == ETH_P_IP:
-            self._ip(frame)
-
-    def _arp(self, frame: bytes) -> None:
-        if len(frame) < ETH_HLEN + 28:
-            return
-        htype, ptype, hlen, plen, oper = struct.unpack_from("!HHBBH", frame, ETH_HLEN)
-        sha, spa = frame[22:28], frame[28:32]
-        tpa = frame[38:42]
-        if (htype, ptype, hlen, plen, oper) != (1, ETH_P_IP, 6, 4, ARP_REQUEST) or tpa != DOM0_IP:
-            return
-        reply = (sha + DOM0_MAC + struct.pack("!H", ETH_P_ARP)
-                 + struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, ARP_REPLY) + DOM0_MAC + DOM0_IP + sha + spa)
-        self.dom0_send(reply)
-
-    def _ip(self, frame: bytes) -> None:
-        ip = frame[ETH_HLEN:]
-        if len(ip) < 20 or ip[0] >> 4 != 4:
-            return
-        ihl = (ip[0] & 15) * 4
-        total = struct.unpack_from("!H", ip, 2)[0]
-        if ihl < 20 or total < ihl or total > len(ip) or inet_checksum(ip[:ihl]) != 0:
+        reply, bad_header = answer(frame)
+        if bad_header:
             self.stats["dropped"] += 1
-            return                                     # ip_rcv drops a bad header silently
-        if ip[16:20] != DOM0_IP or ip[9] != IPPROTO_ICMP:
-            return
-        flags_frag = struct.unpack_from("!H", ip, 6)[0]
-        if flags_frag & 0x3FFF:
-            return                                     # fragments are not reassembled in the lab
-        icmp = ip[ihl:total]
-        if len(icmp) < 8 or icmp[0] != ICMP_ECHO or inet_checksum(icmp) != 0:
-            return
-        body = bytes([ICMP_ECHOREPLY, 0]) + b"\0\0" + icmp[4:]
-        body = body[:2] + struct.pack("!H", inet_checksum(body)) + body[4:]
-        hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0x4000, 64, IPPROTO_ICMP, 0,
-                                    DOM0_IP, ip[12:16]))
-        hdr[10:12] = struct.pack("!H", inet_checksum(bytes(hdr)))
-        self.dom0_send(frame[6:12] + DOM0_MAC + struct.pack("!H", ETH_P_IP) + bytes(hdr) + body)
+        if reply is not None:
+            self.dom0_send(reply)
+
+
+def answer(frame: bytes, mac: bytes = DOM0_MAC, ip_addr: bytes = DOM0_IP) -> tuple[bytes | None, bool]:
+    """What a host at (``mac``, ``ip_addr``) answers to ``frame``: an ARP reply to a request
+    for its address, an ICMP echo reply to a ping of it, else nothing. Returns (reply or
+    None, whether the frame was an IPv4 packet with a bad header, which ip_rcv drops)."""
+    ethertype = struct.unpack_from("!H", frame, 12)[0] if len(frame) >= ETH_HLEN else None
+    if ethertype == ETH_P_ARP:
+        return _arp_reply(frame, mac, ip_addr), False
+    if ethertype == ETH_P_IP:
+        return _echo_reply(frame, mac, ip_addr)
+    return None, False
+
+
+def _arp_reply(frame: bytes, mac: bytes, ip_addr: bytes) -> bytes | None:
+    if len(frame) < ETH_HLEN + 28:
+        return None
+    htype, ptype, hlen, plen, oper = struct.unpack_from("!HHBBH", frame, ETH_HLEN)
+    sha, spa = frame[22:28], frame[28:32]
+    tpa = frame[38:42]
+    if (htype, ptype, hlen, plen, oper) != (1, ETH_P_IP, 6, 4, ARP_REQUEST) or tpa != ip_addr:
+        return None
+    return (sha + mac + struct.pack("!H", ETH_P_ARP)
+            + struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, ARP_REPLY) + mac + ip_addr + sha + spa)
+
+
+def _echo_reply(frame: bytes, mac: bytes, ip_addr: bytes) -> tuple[bytes | None, bool]:
+    ip = frame[ETH_HLEN:]
+    if len(ip) < 20 or ip[0] >> 4 != 4:
+        return None, False
+    ihl = (ip[0] & 15) * 4
+    total = struct.unpack_from("!H", ip, 2)[0]
+    if ihl < 20 or total < ihl or total > len(ip) or inet_checksum(ip[:ihl]) != 0:
+        return None, True                              # ip_rcv drops a bad header silently
+    if ip[16:20] != ip_addr or ip[9] != IPPROTO_ICMP:
+        return None, False
+    flags_frag = struct.unpack_from("!H", ip, 6)[0]
+    if flags_frag & 0x3FFF:
+        return None, False                             # fragments are not reassembled in the lab
+    icmp = ip[ihl:total]
+    if len(icmp) < 8 or icmp[0] != ICMP_ECHO or inet_checksum(icmp) != 0:
+        return None, False
+    body = bytes([ICMP_ECHOREPLY, 0]) + b"\0\0" + icmp[4:]
+    body = body[:2] + struct.pack("!H", inet_checksum(body)) + body[4:]
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0x4000, 64, IPPROTO_ICMP, 0,
+                                ip_addr, ip[12:16]))
+    hdr[10:12] = struct.pack("!H", inet_checksum(bytes(hdr)))
+    return frame[6:12] + mac + struct.pack("!H", ETH_P_IP) + bytes(hdr) + body, False

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from typing import Any
 
+from ..dom0.bridge import answer
 from ..dom0.devices.ide import IdeController, IdeDrive
 from ..dom0.devices.nic import BAR_SIZE as NIC_BAR_SIZE, NE2K_DEVICE, NE2K_VENDOR, Ne2000
 from ..dom0.devices.pci import CMD_IO, CMD_MASTER, Bar, PciFunction, PciHost, add_pc_chipset
@@ -51,7 +51,7 @@ class NativeContext:
 class NativePc:
     """The devices, attached to ``machine.bus``; snapshots go with the machine's."""
 
-    def __init__(self, machine, disk: DiskImage | None, nic: bool = True, peer: Any = None) -> None:
+    def __init__(self, machine, disk: DiskImage | None, nic: bool = True) -> None:
         self.ctx = NativeContext(machine)
         self.pci = PciHost(self.ctx)
         add_pc_chipset(self.pci)
@@ -66,8 +66,7 @@ class NativePc:
                 bars=(Bar(0, "io", NIC_BAR_SIZE),)))
             fn.set_bar(0, NIC_IO_BAR)
             self.nic = Ne2000(self.ctx, NATIVE_MAC, fn, label="ne2k_pci 00:04.0")
-            if peer is not None:
-                self.nic.on_send = lambda frame: [self.nic.receive(f) for f in peer(frame)]
+            self.nic.on_send = self._wire
         bus = machine.bus
         bus.attach(range(0xCF8, 0xD00), "pci", self.pci)
         for lo, hi in self.ide.port_ranges():
@@ -75,12 +74,18 @@ class NativePc:
         if self.nic is not None:
             bus.attach(range(NIC_IO_BAR, NIC_IO_BAR + NIC_BAR_SIZE), "ne2k", self.nic)
 
+    def _wire(self, frame: bytes) -> None:
+        """The cable: the peer at 10.0.0.1 answers ARP and ping as dom0 does on a Xen host."""
+        reply, _bad = answer(frame)
+        if reply is not None and self.nic is not None:
+            self.nic.receive(reply)
+
     def snapshot(self) -> dict:
         return {"state": copy.deepcopy({"pci": self.pci, "ide": self.ide, "nic": self.nic},
-                                       memo={id(self.ctx): self.ctx})}
+                                       memo={id(self.ctx): self.ctx, id(self): self})}
 
     def restore(self, snap: dict) -> None:
-        state = copy.deepcopy(snap["state"], memo={id(self.ctx): self.ctx})
+        state = copy.deepcopy(snap["state"], memo={id(self.ctx): self.ctx, id(self): self})
         for name in ("pci", "ide", "nic"):
             cur, old = getattr(self, name), state[name]
             if cur is not None:
