@@ -147,7 +147,7 @@ def test_pause_unpause_destroy_shutdown(tmp_path):
     host.run()
     assert CHECKSUM_LINE in hvm.console_output
     run_xl(xl, ["destroy", "hvm-guest"])
-    assert host.free_pages == free0 + (pv.mem_pages + hvm.mem_pages) + 1      # + PV shared_info
+    assert host.free_pages == free0 + (pv.mem_pages + hvm.mem_pages) + 2      # + both shared_info pages
     assert host.mm.pv.check_invariants() == []
     with pytest.raises(UserError, match="Domain-0"):
         run_xl(xl, ["destroy", "Domain-0"])

@@ -680,6 +680,13 @@ HVMOP_set_evtchn_upcall_vector = 23
 HVMOP_guest_request_vm_event = 24
 HVMOP_altp2m = 25
 HVMOP_NAMES: dict[int, str] = _collect("HVMOP_")
+#: struct xen_hvm_evtchn_upcall_vector {u32 vcpu; u8 vector}; vectors below 0x10 are refused.
+HVM_UPCALL_VECTOR_MIN = 0x10
+#: The vector Linux gives HVM_PARAM_CALLBACK_IRQ (HYPERVISOR_CALLBACK_VECTOR, irq_vectors.h).
+HYPERVISOR_CALLBACK_VECTOR = 0xF3
+#: x2APIC end-of-interrupt register (MSR 0x800 + APIC_EOI 0xB0 >> 4); IA32_APIC_BASE.EXTD.
+MSR_X2APIC_EOI = 0x80B
+APIC_BASE_EXTD = 1 << 10
 
 # physdev_op sub-ops (public/physdev.h) and what HVM may use.
 PHYSDEVOP_irq_status_query = 5
@@ -785,6 +792,8 @@ VCPUOP_register_vcpu_time_memory_area = 13
 VCPUOP_register_runstate_phys_area = 14
 VCPUOP_register_vcpu_time_phys_area = 15
 VCPUOP_NAMES: dict[int, str] = _collect("VCPUOP_")
+#: struct vcpu_set_singleshot_timer flags: fail with -ETIME if the timeout is already past.
+VCPU_SSHOTTMR_future = 1
 
 RUNSTATE_running = 0
 RUNSTATE_runnable = 1
@@ -826,6 +835,16 @@ MEMOP_CMD_MASK = (1 << MEMOP_EXTENT_SHIFT) - 1
 XENMAPSPACE_shared_info = 0
 XENMAPSPACE_grant_table = 1
 XENMAPSPACE_gmfn = 2
+XENMAPSPACE_gmfn_range = 3
+XENMAPSPACE_gmfn_foreign = 4
+XENMAPSPACE_dev_mmio = 5
+XENMAPSPACE_NAMES: dict[int, str] = _collect("XENMAPSPACE_")
+#: idx bit of XENMAPSPACE_grant_table asking for a v2 status frame.
+XENMAPIDX_grant_table_status = 0x80000000
+#: struct xen_add_to_physmap {domid_t domid; u16 size; u32 space; xen_ulong_t idx; xen_pfn_t gpfn}.
+XEN_ADD_TO_PHYSMAP_SIZE = 24
+#: What mfn_to_gfn() gives for a frame mapped at no gfn (INVALID_M2P_ENTRY, ~0UL).
+INVALID_M2P_ENTRY = 0xFFFF_FFFF_FFFF_FFFF
 
 XENVER_version = 0
 XENVER_extraversion = 1

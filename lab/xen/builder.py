@@ -26,6 +26,7 @@ from ..hw.pagebuild import ept_map
 from ..hw.vmx import Vmcs
 from ..isa.image import Image
 from . import abi
+from .hvm import HvmIntr
 from .hypercall_page import build as build_hypercall_page
 
 DIRECT_MAP = boot.DIRECT_MAP
@@ -192,6 +193,13 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
 
 
 # ---------------------------------------------------------------- HVM
+def _new_shared_info(host, dom) -> None:
+    """Xen's shared_info page for an HVM/PVH domain: mapped nowhere until the guest asks
+    (XENMEM_add_to_physmap, XENMAPSPACE_shared_info). Upcalls are not masked: HVM ignores the mask."""
+    if not dom.shared_info_mfn:
+        dom.shared_info_mfn = host.alloc_frame(dom.domid)
+
+
 def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, arg: int = 0) -> None:
     layout = _load(host, dom, kernel, program, arg)
     store_pfn = layout.free >> PAGE_SHIFT
@@ -222,13 +230,14 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     dom.devices["vpic"] = Pic8259()
     v0 = dom.vcpus[0]
     dom.devices["vpit"] = Pit8254(host.cpu_hz, lambda: v0.cpu.cycles)
+    _new_shared_info(host, dom)
     for v in dom.vcpus:
         cpu = v.cpu
         cpu.vmcs = Vmcs(vendor=host.vendor, ept=use_ept, eptp=make_eptp(dom.ept_root << PAGE_SHIFT) if use_ept else 0,
-                        msr_exit={0x40000000}, external_interrupt_exiting=False,
+                        msr_exit={0x40000000, abi.MSR_X2APIC_EOI}, external_interrupt_exiting=False,
                         cr3_load_exiting=not use_ept, cr3_store_exiting=not use_ept, invlpg_exiting=not use_ept,
                         exception_bitmap=(1 << 14) if not use_ept else 0)
-        cpu.irq_source = dom.devices["vpic"]
+        cpu.irq_source = HvmIntr(host, v, dom.devices["vpic"])
         cpu.cr0 = CR0_PE
         cpu.rip = HVMLOADER_ENTRY
         cpu.regs[4] = 0x7FF0
@@ -272,8 +281,7 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     if store_port:
         dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
         dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = store_port
-    shared = host.alloc_frame(dom.domid)
-    dom.shared_info_mfn = shared
+    _new_shared_info(host, dom)
     if not (dom.hap and host.config.ept):
         raise BuildError(f"{dom.name}: a PVH guest needs hardware-assisted paging (hap=1 on a host with EPT/NPT)")
     root = host.mm.xen_frame()
@@ -284,7 +292,8 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     for v in dom.vcpus:
         cpu = v.cpu
         cpu.vmcs = Vmcs(vendor=host.vendor, ept=True, eptp=make_eptp(root << PAGE_SHIFT),
-                        msr_exit={0x40000000}, external_interrupt_exiting=False)
+                        msr_exit={0x40000000, abi.MSR_X2APIC_EOI}, external_interrupt_exiting=False)
+        cpu.irq_source = HvmIntr(host, v)      # no PIC: only the callback vector and the vLAPIC
         cpu.cr0 = CR0_PE
         cpu.rip = entry
         cpu.regs[3] = HVM_START_INFO

@@ -36,6 +36,10 @@ class Vcpu:
     # -- timers ---------------------------------------------------------------
     timer_deadline: int | None = None     # set_timer_op / singleshot (absolute cycles)
     periodic_period: int | None = None
+    # -- HVM/PVH event delivery (struct hvm_vcpu) -------------------------------
+    upcall_vector: int = 0          # HVMOP_set_evtchn_upcall_vector (0: none)
+    lapic_irr: int = 0              # the vLAPIC's IRR and ISR, one bit per vector (only the
+    lapic_isr: int = 0              # upcall vector is ever raised there in the lab)
 
     @property
     def label(self) -> str:
@@ -80,6 +84,13 @@ class Domain:
     ept_root: int = 0
     hap: bool = True
     devices: dict[str, Any] = field(default_factory=dict)     # Xen-internal emulated devices (vPIC, vPIT)
+    # HVM_PARAM_CALLBACK_IRQ as Xen keeps it (struct hvm_irq): "none", "gsi", "pci_intx" or
+    # "vector"; the GSI, the (device, INTx) pair or the vector; and whether the line is asserted.
+    callback_via_type: str = "none"
+    callback_via: Any = 0
+    callback_via_asserted: bool = False
+    # p2m entries that XENMEM_add_to_physmap put beyond the domain's RAM (gfn -> mfn).
+    physmap_extra: dict[int, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,4 +123,6 @@ class Domain:
                 "crashed": self.state == CRASHED, "dying": self.state == DYING}
 
     def gfn_to_mfn(self, gfn: int) -> int | None:
-        return self.p2m[gfn] if 0 <= gfn < len(self.p2m) else None
+        if 0 <= gfn < len(self.p2m):
+            return self.p2m[gfn]
+        return self.physmap_extra.get(gfn)

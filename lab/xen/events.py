@@ -1,4 +1,11 @@
-"""Waking vCPUs for events, and the upcall state in vcpu_info."""
+"""Waking vCPUs for events, and the upcall state in vcpu_info.
+
+A PV vCPU takes its upcall through the event callback it registered (a
+bounce frame on the way back to the guest). An HVM or PVH vCPU takes it as
+an interrupt (``lab/xen/hvm.py``): whichever HVM_PARAM_CALLBACK_IRQ or
+HVMOP_set_evtchn_upcall_vector configured, raised when evtchn_upcall_pending
+goes from 0 to 1 (``vcpu_mark_events_pending``).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +31,40 @@ def kick(host, v) -> None:
     host.wake(v, "event pending")
     if v.cpu is not None and v.runstate == "running":
         v.cpu.yield_now = True
+
+
+def mark_pending(host, v) -> None:
+    """vcpu_mark_events_pending(): set ``v``'s evtchn_upcall_pending and tell the vCPU.
+
+    An HVM/PVH vCPU is told only when the flag goes from 0 to 1: while it stays
+    set, further events raise nothing more (the guest clears it before it
+    scans). A PV vCPU is kicked so the callback is bounced to soon.
+    """
+    vi = _vcpu_info(host, v)
+    if vi is None:
+        return
+    was = host.mem.read(vi, 1)[0] & 1
+    host.mem.write(vi, b"\x01")
+    if v.domain.is_pv:
+        kick(host, v)
+    elif not was:
+        from .hvm import assert_evtchn_irq
+        assert_evtchn_irq(host, v)
+
+
+def enable_event_delivery(host, v) -> None:
+    """local_event_delivery_enable(): clear the vCPU's evtchn_upcall_mask."""
+    vi = _vcpu_info(host, v)
+    if vi is not None:
+        host.mem.write(vi + 1, b"\x00")
+
+
+def local_events_need_delivery(host, v) -> bool:
+    """Would ``v`` take an upcall right now? (SCHEDOP_block does not sleep if so.)"""
+    if v.domain.is_pv:
+        return upcall_pending(host, v)
+    from .hvm import local_events_need_delivery as hvm_need
+    return hvm_need(host, v)
 
 
 def deliver_upcall(host, v) -> bool:
@@ -63,7 +104,8 @@ def unmask(host, dom, port: int) -> int:
         sel = host.mem.read_u64(vi + 8)
         if not sel >> word & 1:
             host.mem.write_u64(vi + 8, sel | (1 << word))
-            host.mem.write(vi, b"\x01")
             if vcpu < len(dom.vcpus):
-                kick(host, dom.vcpus[vcpu])
+                mark_pending(host, dom.vcpus[vcpu])
+            else:
+                host.mem.write(vi, b"\x01")
     return 0

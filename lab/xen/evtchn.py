@@ -3,7 +3,8 @@
 Delivery follows ``xen/common/event_2l.c``: set the port's pending bit (stop
 if it was set), and if the port is unmasked set its selector bit in the
 vCPU's ``evtchn_pending_sel``; if that bit was new, set
-``evtchn_upcall_pending`` and kick the vCPU. A port whose far end is one of
+``evtchn_upcall_pending`` and notify the vCPU (``events.mark_pending``: a
+PV vCPU's callback, an HVM/PVH vCPU's interrupt). A port whose far end is one of
 the lab's dom0 services (written in Python) notifies that service, which runs
 as dom0 work.
 """
@@ -179,10 +180,11 @@ class EventChannels:
         if sel >> word & 1:
             return
         host.mem.write_u64(vi + 8, sel | (1 << word))
-        host.mem.write(vi, b"\x01")                  # evtchn_upcall_pending
         if p.vcpu < len(dom.vcpus):
             from . import events
-            events.kick(host, dom.vcpus[p.vcpu])
+            events.mark_pending(host, dom.vcpus[p.vcpu])     # evtchn_upcall_pending, then the upcall
+        else:
+            host.mem.write(vi, b"\x01")
 
     def _event(self, domid: int, op: str, port: int, rdom, rport, result: int) -> None:
         dom = self.host.domains.get(domid)

@@ -1,8 +1,10 @@
 """Grant tables, version 1: how one domain lets another reach a page of its memory.
 
 The granting guest writes entries into its grant table (frames Xen gives it
-with ``GNTTABOP_setup_table``): ``u16 flags; u16 domid; u32 frame``, 512 to a
-page, entries 0-7 reserved. Another domain may then map (``map_grant_ref``)
+with ``GNTTABOP_setup_table``; an HVM or PVH guest puts them into its own
+physical address space with ``XENMEM_add_to_physmap``, XENMAPSPACE_grant_table,
+and setup_table tells it only their gfns): ``u16 flags; u16 domid; u32
+frame``, 512 to a page, entries 0-7 reserved. Another domain may then map (``map_grant_ref``)
 or copy (``copy``) that frame, and only while the entry says so:
 
 * the entry must permit access (type GTF_permit_access) to *that* domain;
@@ -68,6 +70,15 @@ class GrantTables:
         while len(frames) < nr:
             frames.append(self.host.alloc_frame(domid))
         return OKAY, frames[:nr]
+
+    def frame_for_physmap(self, domid: int, idx: int) -> int | None:
+        """gnttab_get_shared_frame_mfn(): frame ``idx``, growing the table up to its maximum."""
+        frames = self.frames.setdefault(domid, [])
+        if idx >= len(frames):
+            if idx + 1 > MAX_FRAMES:
+                return None
+            self.setup_table(domid, idx + 1)
+        return frames[idx]
 
     def _entry_addr(self, granter: int, ref: int) -> int | None:
         frames = self.frames.get(granter, [])
@@ -242,10 +253,17 @@ def grant_table_op(host, v, args, info) -> int:
             copy_to_guest(host, v, va + 8, struct.pack("<h", PERMISSION_DENIED))
             return 0
         target = dom.domid if d == abi.DOMID_SELF else d
+        tdom = host.domains.get(target)
+        if tdom is None:
+            copy_to_guest(host, v, va + 8, struct.pack("<h", BAD_DOMAIN))
+            return 0
         status, frames = gt.setup_table(target, nr)
         copy_to_guest(host, v, va + 8, struct.pack("<h", status))
         for i, mfn in enumerate(frames):
-            copy_to_guest(host, v, frame_list + 8 * i, mfn.to_bytes(8, "little"))
+            # gnttab_shared_gfn(): a PV domain gets the mfn; a translated one the gfn where
+            # the frame sits in its physmap (after XENMEM_add_to_physmap), else INVALID_GFN.
+            gfn = mfn if tdom.is_pv else host.mm.pv.m2p.get(mfn, abi.INVALID_M2P_ENTRY)
+            copy_to_guest(host, v, frame_list + 8 * i, gfn.to_bytes(8, "little"))
         return 0
     if cmd == abi.GNTTABOP_query_size:
         d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")

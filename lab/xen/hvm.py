@@ -9,6 +9,14 @@ Inside Xen, as in real Xen, live the emulated PIC and PIT (``vpic``,
 ``vpit``), the HVM debug port 0xE9 (``hvm_print_line``) and the CPUID
 policy with Xen's leaves at 0x40000000. Port I/O that nothing claims
 completes as real hardware does: reads return all ones.
+
+Event channels reach an HVM or PVH vCPU as an interrupt (``xen/arch/x86/hvm/
+irq.c``): the callback that HVM_PARAM_CALLBACK_IRQ names (a GSI or a PCI
+INTx line raised on the emulated PIC, or a vector injected directly), or the
+per-vCPU vector of HVMOP_set_evtchn_upcall_vector, raised in the vLAPIC.
+:class:`HvmIntr` is each vCPU's interrupt source, Xen's
+``hvm_vcpu_has_pending_irq``. XENMEM_add_to_physmap puts shared_info and the
+grant-table frames into the guest's physical address space.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ def on_vmexit(host, v, exc: VmExit) -> None:
     if handler is None:
         host.crash(dom, f"unhandled VM exit {name} ({number}) at {cpu.rip:#x}", v)
         return
+    maybe_deassert_evtchn_irq(host, dom)
     handler(host, v, exc)
     if exc.reason != "VMCALL":               # a hypercall charges its handler itself
         host.charge(v, "xen_handler")
@@ -91,8 +100,9 @@ def _exit_hlt(host, v, exc) -> None:
         if all(x.runstate == "offline" for x in v.domain.vcpus):
             host.shutdown(v.domain, "poweroff")
         return
-    pic = v.domain.devices.get("vpic")
-    if pic is not None and pic.waiting:
+    # hvm_hlt(): an interrupt the vCPU can take now means no sleep at all.
+    src = cpu.irq_source
+    if src is not None and src.pending() is not None:
         return
     host.block(v, "hlt")
 
@@ -147,6 +157,9 @@ def _exit_io(host, v, exc) -> None:
 def _exit_msr(host, v, exc) -> None:
     cpu = v.cpu
     msr = exc.info["msr"]
+    if msr == abi.MSR_X2APIC_EOI:
+        _x2apic_eoi(host, v, exc)
+        return
     if exc.reason == "MSR_WRITE":
         value = exc.info["value"]
         if msr == XEN_HYPERCALL_MSR:
@@ -236,9 +249,379 @@ def _exit_external(host, v, exc) -> None:
     pass
 
 
+def _inject_gp(host, v, reason: str) -> None:
+    """Xen injects #GP(0) into the guest: delivered through its IDT on the way back in."""
+    cpu = v.cpu
+    cpu.root = False
+    host.emit(v, "trap", vector=13, mnemonic="#GP", error_code=0, cr2=None, rip=cpu.rip, cpl=cpu.cpl,
+              handler="idt", reason=reason)
+    cpu.deliver(13, 0, software=False)
+
+
+def _x2apic_eoi(host, v, exc) -> None:
+    """The vLAPIC's EOI register as x2APIC MSR 0x80B: write 0 to end the highest in-service vector.
+
+    Xen's guest_{rd,wr}msr_x2apic(): only in x2APIC mode (IA32_APIC_BASE.EXTD), write-only,
+    and a non-zero write is refused; each refusal is #GP(0).
+    """
+    cpu = v.cpu
+    value = exc.info.get("value", 0)
+    if not cpu.apic_base & abi.APIC_BASE_EXTD:
+        _inject_gp(host, v, "x2APIC MSR 0x80b while the local APIC is not in x2APIC mode")
+        return
+    if exc.reason != "MSR_WRITE" or value != 0:
+        _inject_gp(host, v, "the x2APIC EOI register is write-only and takes 0")
+        return
+    host.emit(v, "msr", dir="write", msr=abi.MSR_X2APIC_EOI, value=value)
+    if v.lapic_isr:
+        v.lapic_isr &= ~(1 << (v.lapic_isr.bit_length() - 1))
+    if v.lapic_irr and isinstance(cpu.irq_source, HvmIntr):
+        cpu.irq_source.hint = True          # a vector held back by the one in service may go now
+    _advance(cpu)
+
+
 _HANDLERS = {
     "CPUID": _exit_cpuid, "HLT": _exit_hlt, "IO_INSTRUCTION": _exit_io, "MSR_READ": _exit_msr,
     "MSR_WRITE": _exit_msr, "VMCALL": _exit_vmcall, "EPT_VIOLATION": _exit_ept, "EPT_MISCONFIG": _exit_ept,
     "TRIPLE_FAULT": _exit_triple, "EXCEPTION_NMI": _exit_exception, "CR_ACCESS": _exit_cr,
     "INVLPG": _exit_invlpg, "RDTSC": _exit_rdtsc, "PAUSE": _exit_pause, "EXTERNAL_INTERRUPT": _exit_external,
 }
+
+
+# ---------------------------------------------------------------- event-channel upcalls
+#: Where hvmloader routes PCI interrupt links A-D (PCI_ISA_IRQ_MASK 0x0c20): ISA IRQs 5, 10, 11, 5.
+#: Xen keeps the routing in hvm_irq->pci_link.route; the lab's firmware never changes it.
+PCI_LINK_ROUTE = (5, 10, 11, 5)
+#: GSIs of an HVM domain's emulated IOAPIC (hvm_irq->nr_gsis = VIOAPIC_NUM_PINS).
+NR_HVM_GSIS = 48
+#: Lines of the lab's emulated PIC (a master 8259A only).
+NR_VPIC_LINES = 8
+IF = 1 << 9
+
+
+def _upcall_pending(host, v) -> bool:
+    from .events import upcall_pending
+    return upcall_pending(host, v)
+
+
+class HvmIntr:
+    """The interrupt an HVM or PVH vCPU takes next: Xen's hvm_vcpu_has_pending_irq().
+
+    In Xen's order: the event-channel callback vector while vcpu_info's
+    evtchn_upcall_pending is set (HVM_PARAM_CALLBACK_IRQ type 2: no EOI, it
+    comes back at each VM entry for as long as the flag stays set), then the
+    emulated PIC, then the vLAPIC (where the lab raises only the per-vCPU
+    upcall vector; the guest ends it with an EOI). The CPU asks ``pending()``
+    when RFLAGS.IF is set and ``ack()`` when it takes the interrupt.
+    """
+
+    def __init__(self, host, v, pic=None) -> None:
+        self.host = host
+        self.v = v
+        self.pic = pic
+        self.name = "pic"
+        self.hint = False          # a callback vector or vLAPIC interrupt may be pending
+
+    @property
+    def waiting(self) -> bool:
+        """Cheap for the CPU to poll: is anything perhaps pending?"""
+        return self.hint or (self.pic is not None and self.pic.waiting)
+
+    def _callback_vector(self) -> int | None:
+        dom = self.v.domain
+        if dom.callback_via_type == "vector" and _upcall_pending(self.host, self.v):
+            return dom.callback_via
+        return None
+
+    def _lapic(self) -> int | None:
+        v = self.v
+        if not v.lapic_irr:
+            return None
+        vec = v.lapic_irr.bit_length() - 1
+        if v.lapic_isr and (v.lapic_isr.bit_length() - 1) & 0xF0 >= vec & 0xF0:
+            return None                     # a vector of the same or a higher class is in service
+        return vec
+
+    def pending(self) -> int | None:
+        cb = self._callback_vector()
+        lap = self._lapic()
+        self.hint = cb is not None or lap is not None
+        if cb is not None:
+            return cb
+        if self.pic is not None:
+            vec = self.pic.pending()
+            if vec is not None:
+                return vec
+        return lap
+
+    def ack(self) -> int | None:
+        cb = self._callback_vector()
+        if cb is not None:
+            self.name = f"evtchn upcall: callback vector {cb:#x}"
+            return cb
+        if self.pic is not None and self.pic.pending() is not None:
+            self.name = "pic"
+            return self.pic.ack()
+        lap = self._lapic()
+        if lap is not None:
+            v = self.v
+            v.lapic_irr &= ~(1 << lap)
+            v.lapic_isr |= 1 << lap
+            self.name = (f"evtchn upcall: per-vCPU vector {lap:#x} (vLAPIC)" if lap == v.upcall_vector
+                         else "vlapic")
+            self.pending()
+            return lap
+        self.hint = False
+        return None
+
+
+def local_events_need_delivery(host, v) -> bool:
+    """hvm_local_events_need_delivery(): an interrupt is pending and RFLAGS.IF lets it in."""
+    cpu = v.cpu
+    src = cpu.irq_source if cpu is not None else None
+    return bool(src is not None and cpu.rflags & IF and src.pending() is not None)
+
+
+def _kick(host, v) -> None:
+    """vcpu_kick(): wake the vCPU if it blocked; it takes the interrupt when IF allows."""
+    src = v.cpu.irq_source if v.cpu is not None else None
+    if isinstance(src, HvmIntr):
+        src.hint = True
+    host.wake(v, "event pending")
+
+
+def assert_evtchn_irq(host, v) -> None:
+    """hvm_assert_evtchn_irq(): evtchn_upcall_pending was just set for ``v``."""
+    dom = v.domain
+    if v.upcall_vector:
+        vec = v.upcall_vector
+        v.lapic_irr |= 1 << vec
+        host.emit(v, "interrupt", vector=vec, source=f"evtchn upcall: per-vCPU vector {vec:#x} raised in the vLAPIC")
+        _kick(host, v)
+    elif dom.callback_via_type == "vector":
+        if _upcall_pending(host, v):
+            host.emit(v, "interrupt", vector=dom.callback_via,
+                      source=f"evtchn upcall: callback vector {dom.callback_via:#x}")
+        _kick(host, v)
+    elif v.id == 0:
+        set_callback_irq_level(host, v)
+
+
+def _callback_line(dom) -> tuple[int | None, str]:
+    """The ISA IRQ (vPIC line) the GSI or PCI INTx callback raises, and how to name it."""
+    if dom.callback_via_type == "gsi":
+        gsi = dom.callback_via
+        return gsi, f"GSI {gsi}"
+    dev, intx = dom.callback_via
+    link = (dev + intx) & 3                     # hvm_pci_intx_link()
+    irq = dom.extra.get("pci_link_route", PCI_LINK_ROUTE)[link]
+    return irq, f"PCI INTx 00:{dev:02x}.0 INT{'ABCD'[intx]} (link {link}, ISA IRQ {irq})"
+
+
+def set_callback_irq_level(host, v) -> None:
+    """hvm_set_callback_irq_level(): vCPU 0's upcall_pending drives the GSI / INTx callback line.
+
+    Xen's line is level-triggered: it stays asserted while the flag is set
+    and drops at the first VM exit after the guest clears it. The lab's PIC is
+    edge-triggered, so each rise of the flag raises a new edge on the line:
+    an event that arrives after the guest cleared the flag, before any VM
+    exit, still interrupts it (on Xen the line had stayed up).
+    """
+    dom = v.domain
+    asserted = _upcall_pending(host, v)
+    if not asserted:
+        dom.callback_via_asserted = False       # negative edge: nothing to do on an edge-triggered line
+        return
+    dom.callback_via_asserted = True
+    if dom.callback_via_type not in ("gsi", "pci_intx"):
+        return
+    line, what = _callback_line(dom)
+    pic = dom.devices.get("vpic")
+    if pic is None or line is None or not 0 <= line < NR_VPIC_LINES:
+        host.emit(v, "interrupt", vector=None,
+                  source=f"evtchn upcall: {what} not delivered (the lab's emulated PIC has lines 0-7 only)")
+        return
+    pic.raise_irq(line)
+    host.emit(v, "interrupt", vector=pic.vector_base + line, source=f"evtchn upcall: {what} on the emulated PIC")
+    # vpic_update_int_output(): the PIC's output kicks vCPU 0.
+    _kick(host, v)
+
+
+def maybe_deassert_evtchn_irq(host, dom) -> None:
+    """hvm_maybe_deassert_evtchn_irq(), at every VM exit: the guest cleared vCPU 0's flag."""
+    if dom.callback_via_asserted and dom.vcpus and not _upcall_pending(host, dom.vcpus[0]):
+        set_callback_irq_level(host, dom.vcpus[0])
+
+
+def set_callback_via(host, dom, via: int) -> None:
+    """hvm_set_callback_via(): HVM_PARAM_CALLBACK_IRQ was written.
+
+    val[63:56] is the type: 0 GSI (val 0 turns the callback off), 1 PCI INTx
+    (device in bits 15:11, INTx pin in 1:0), 2 vector (bits 7:0). A domain
+    without the emulated PIC (PVH) can only use the vector.
+    """
+    typ = (via >> abi.HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT) & 0xFF
+    kind = {abi.HVM_PARAM_CALLBACK_TYPE_GSI: "gsi", abi.HVM_PARAM_CALLBACK_TYPE_PCI_INTX: "pci_intx",
+            abi.HVM_PARAM_CALLBACK_TYPE_VECTOR: "vector"}.get(typ, "none")
+    if kind == "gsi" and via == 0:
+        kind = "none"
+    if kind != "vector" and "vpic" not in dom.devices:
+        # No emulated PIC/IOAPIC (PVH): only a vector can be set, and it cannot be unset.
+        host.log(f"d{dom.domid}: callback via {via:#x} ignored: no emulated PIC (only a vector works)")
+        return
+    if kind == "gsi":
+        value: object = via & 0xFF
+        if value == 0 or value >= NR_HVM_GSIS:
+            kind = "none"
+    elif kind == "pci_intx":
+        value = ((via >> 11) & 31, via & 3)
+    elif kind == "vector":
+        value = via & 0xFF
+    else:
+        value = 0
+    dom.callback_via_type = kind
+    dom.callback_via = value if kind != "none" else 0
+    # The new line takes over the old one's state; raise it if vCPU 0 has an upcall pending.
+    dom.callback_via_asserted = False
+    for v in dom.vcpus:
+        if v.runstate != "offline":
+            assert_evtchn_irq(host, v)
+    if kind == "gsi":
+        text = f"GSI {value}"
+    elif kind == "pci_intx":
+        text = f"PCI INTx Dev {value[0]:#04x} Int{'ABCD'[value[1]]}"
+    elif kind == "vector":
+        text = f"Direct Vector {value:#04x}"
+    else:
+        text = "None"
+    host.log(f"Dom{dom.domid} callback via changed to {text}")
+
+
+def set_upcall_vector(host, dom, vcpu: int, vector: int) -> int:
+    """HVMOP_set_evtchn_upcall_vector: vCPU ``vcpu`` takes its upcalls at ``vector`` through its vLAPIC."""
+    if not dom.is_hvm:
+        return -abi.ERRNO["EINVAL"]
+    if vector < abi.HVM_UPCALL_VECTOR_MIN:
+        return -abi.ERRNO["EINVAL"]
+    if not 0 <= vcpu < len(dom.vcpus):
+        return -abi.ERRNO["ENOENT"]
+    v = dom.vcpus[vcpu]
+    if vector != dom.vcpus[0].upcall_vector or (v.upcall_vector and vector != v.upcall_vector):
+        host.log(f"upcall vector {vector:02x}", v)
+    v.upcall_vector = vector
+    assert_evtchn_irq(host, v)               # as Xen does: one upcall straight away
+    return 0
+
+
+# ---------------------------------------------------------------- XENMEM_add_to_physmap
+def _special_frames(host, dom) -> set[int]:
+    """Frames Xen owns for the domain and shares with it (is_special_page()): never freed here."""
+    from .grant import _tables
+    out = set(_tables(host).frames.get(dom.domid, []))
+    if dom.shared_info_mfn:
+        out.add(dom.shared_info_mfn)
+    return out
+
+
+def _clear_m2p(host, mfn: int) -> None:
+    host.mm.pv.m2p.pop(mfn, None)
+    page, idx = divmod(mfn * 8, 4096)
+    host.mem.write_u64((host.mm.m2p_frames[page] << 12) + idx, abi.INVALID_M2P_ENTRY)
+
+
+def _flush_domain(host, dom) -> None:
+    for v in dom.vcpus:
+        if v.cpu is not None:
+            v.cpu.tlb.flush(include_global=True)
+            v.cpu.flush_caches()
+
+
+def _set_p2m(host, dom, gfn: int, mfn: int | None) -> None:
+    """One p2m entry changes: the p2m itself, then the EPT (or the shadows) that follow it."""
+    from ..hw.pagebuild import ept_map
+    old = dom.gfn_to_mfn(gfn)
+    shadow = dom.extra.get("shadow")
+    if shadow is not None and old is not None:
+        # sh_remove_all_mappings(): no shadow entry may keep mapping the old frame.
+        for slot in list(shadow.rmap.get(gfn, {})):
+            shadow._set(slot, 0, leaf=True)
+        shadow.gfn_of.pop(old, None)
+    if gfn < len(dom.p2m):
+        dom.p2m[gfn] = mfn                      # (never None: RAM gfns are only replaced)
+    elif mfn is None:
+        dom.physmap_extra.pop(gfn, None)
+    else:
+        dom.physmap_extra[gfn] = mfn
+    if shadow is not None:
+        if mfn is not None:
+            shadow.gfn_of[mfn] = gfn
+        shadow._finish()
+    if dom.ept_root:
+        ept_map(host.mem, host.mm.xen_frame, dom.ept_root << 12, gfn << 12,
+                (mfn or 0) << 12, perms="rwx" if mfn is not None else "")
+    if old is not None:
+        host.code.invalidate_frame(old)
+    _flush_domain(host, dom)
+
+
+def _remove_ram_page(host, dom, gfn: int, mfn: int) -> None:
+    """guest_remove_page(): the domain gives the frame back; free once nothing references it."""
+    host.mm.release(mfn)
+    dom.mem_pages -= 1
+    if host.mm.pv.pages[mfn].owner is None:
+        frames = dom.extra.get("frames", [])
+        if mfn in frames:
+            frames.remove(mfn)
+        host.code.invalidate_frame(mfn)
+        host.mem.zero_frame(mfn)
+        host.free_frames.append(mfn)
+
+
+def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> int:
+    """xenmem_add_to_physmap_one() for shared_info and grant-table frames."""
+    E = abi.ERRNO
+    if space == abi.XENMAPSPACE_shared_info:
+        if idx != 0 or not dom.shared_info_mfn:
+            return -E["EINVAL"]
+        mfn = dom.shared_info_mfn
+    elif space == abi.XENMAPSPACE_grant_table:
+        from .grant import _tables
+        # Grant tables are version 1 here: a status-frame index is simply out of range.
+        found = _tables(host).frame_for_physmap(dom.domid, idx)
+        if found is None:
+            info["why"] = f"grant-table frame {idx:#x} is beyond the table's maximum"
+            return -E["EINVAL"]
+        mfn = found
+    elif space in (abi.XENMAPSPACE_gmfn, abi.XENMAPSPACE_gmfn_range):
+        info["why"] = "(lab) moving the domain's own RAM pages is not modelled"
+        return -E["EOPNOTSUPP"]
+    elif space == abi.XENMAPSPACE_dev_mmio:
+        return -E["EACCES"]                     # the hardware domain only, for itself
+    else:
+        return -E["EINVAL"]
+    if host.mm.pv.pages[mfn].owner != dom.domid:
+        return -E["EINVAL"]                     # never hand a domain a frame that is not its own
+    prev = dom.gfn_to_mfn(gpfn)
+    old_gfn = host.mm.pv.m2p.get(mfn)
+    if prev == mfn and old_gfn == gpfn:
+        return 0                                # already there
+    if old_gfn is not None and old_gfn != gpfn and old_gfn < len(dom.p2m):
+        info["why"] = f"(lab) the frame is at RAM gfn {old_gfn:#x}, which cannot become a hole"
+        return -E["EBUSY"]
+    special = _special_frames(host, dom)
+    replaced = prev is not None and prev != mfn
+    if replaced and prev in special:
+        _clear_m2p(host, prev)                  # special pages are simply unhooked
+    if old_gfn is not None and old_gfn != gpfn:
+        _set_p2m(host, dom, old_gfn, None)      # unmap it from its old place
+    _set_p2m(host, dom, gpfn, mfn)
+    freed = replaced and prev not in special
+    if freed:
+        _remove_ram_page(host, dom, gpfn, prev)   # normal domain memory is freed, not leaked
+    host.mm.set_m2p(mfn, gpfn)
+    what = "shared_info" if space == abi.XENMAPSPACE_shared_info else f"grant-table frame {idx}"
+    host.emit(dom.vcpus[0] if dom.vcpus else None, "pagetable", op="p2m update", addr=gpfn << 12, value=mfn,
+              level=None, result="mapped",
+              message=f"XENMEM_add_to_physmap: {what} (mfn {mfn:#x}) now at gfn {gpfn:#x}"
+                      + (f"; the RAM page that was there (mfn {prev:#x}) is freed" if freed else ""))
+    return 0

@@ -259,8 +259,12 @@ def sched_op(host, v, args, info) -> int:
         v.cpu.yield_now = True
         return 0
     if cmd == abi.SCHEDOP_block:
-        from .events import upcall_pending
-        if not upcall_pending(host, v):
+        # vcpu_block_enable_events(): unmask event delivery (local_event_delivery_enable
+        # clears vcpu_info's evtchn_upcall_mask), then sleep unless an upcall could be
+        # taken now; an HVM/PVH vCPU is woken by its callback interrupt, whatever its IF.
+        from .events import enable_event_delivery, local_events_need_delivery
+        enable_event_delivery(host, v)
+        if not local_events_need_delivery(host, v):
             host.block(v, "SCHEDOP_block")
         return 0
     if cmd in (abi.SCHEDOP_shutdown, abi.SCHEDOP_shutdown_code):
@@ -308,8 +312,13 @@ def vcpu_op(host, v, args, info) -> int:
         target.periodic_period = None
         return 0
     if cmd == abi.VCPUOP_set_singleshot_timer:
-        ns = read_u64(host, v, arg)
-        target.timer_deadline = ns * host.cpu_hz // 1_000_000_000
+        # struct vcpu_set_singleshot_timer {u64 timeout_abs_ns; u32 flags}
+        ns, flags = struct.unpack("<QI", copy_from_guest(host, v, arg, 12))
+        deadline = ns * host.cpu_hz // 1_000_000_000
+        info["args"][2] = f"{ns} ns" + (" (future)" if flags & abi.VCPU_SSHOTTMR_future else "")
+        if flags & abi.VCPU_SSHOTTMR_future and v.cpu is not None and deadline < v.cpu.cycles:
+            return -E["ETIME"]
+        target.timer_deadline = deadline
         return 0
     if cmd == abi.VCPUOP_stop_singleshot_timer:
         target.timer_deadline = None
@@ -378,9 +387,11 @@ def console_io(host, v, args, info) -> int:
 
 @handler("memory_op")
 def memory_op(host, v, args, info) -> int:
-    cmd, va = args[0] & 0xFFFF, args[1]
+    cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
     dom = v.domain
     info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
+    if cmd == abi.XENMEM_add_to_physmap:
+        return _add_to_physmap(host, v, va, info)
     if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
         domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
         if domid not in (abi.DOMID_SELF, dom.domid):
@@ -401,6 +412,28 @@ def memory_op(host, v, args, info) -> int:
     if cmd == abi.XENMEM_memory_map:
         return -E["ENOSYS"]
     return -E["ENOSYS"]
+
+
+def _add_to_physmap(host, v, va: int, info: dict) -> int:
+    """struct xen_add_to_physmap {domid_t domid; u16 size; u32 space; xen_ulong_t idx; xen_pfn_t gpfn}."""
+    d, _size, space, idx, gpfn = struct.unpack("<HHIQQ", copy_from_guest(host, v, va, abi.XEN_ADD_TO_PHYSMAP_SIZE))
+    dom = v.domain
+    info["args"].append(f"{abi.XENMAPSPACE_NAMES.get(space, space)} idx {idx:#x} -> gpfn {gpfn:#x}")
+    if space == abi.XENMAPSPACE_gmfn_foreign:
+        return -E["ENOSYS"]                   # foreign frames only through add_to_physmap_batch
+    target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+    if target is None:
+        return -E["ESRCH"]
+    if not target.is_hvm:
+        info["why"] = "not a translated (HVM/PVH) domain"
+        return -E["EACCES"]                   # xatp_permission_check(): !paging_mode_translate
+    if target is not dom and not dom.privileged:
+        info["why"] = "another domain's physmap (XSM_TARGET)"
+        return -E["EPERM"]
+    if gpfn == abi.INVALID_M2P_ENTRY:
+        return -E["EINVAL"]                   # INVALID_GFN
+    from .hvm import add_to_physmap
+    return add_to_physmap(host, target, space, idx, gpfn, info)
 
 
 @handler("multicall")
@@ -499,11 +532,23 @@ def hvm_op(host, v, args, info) -> int:
         if target is not dom and not dom.privileged:
             return -E["EPERM"]
         info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
+        if not target.is_hvm:
+            return -E["EINVAL"]
         if cmd == abi.HVMOP_get_param:
             copy_to_guest(host, v, va + 8, target.hvm_params.get(idx, 0).to_bytes(8, "little"))
             return 0
         target.hvm_params[idx] = value
+        if idx == abi.HVM_PARAM_CALLBACK_IRQ:
+            from .hvm import set_callback_via
+            info["args"].append(f"{value:#x}")
+            set_callback_via(host, target, value)
         return 0
+    if cmd == abi.HVMOP_set_evtchn_upcall_vector:
+        # struct xen_hvm_evtchn_upcall_vector {u32 vcpu; u8 vector}
+        vcpu, vector = struct.unpack("<IB", copy_from_guest(host, v, va, 5))
+        info["args"].append(f"vcpu {vcpu} vector {vector:#x}")
+        from .hvm import set_upcall_vector
+        return set_upcall_vector(host, dom, vcpu, vector)
     return -E["ENOSYS"]
 
 

@@ -99,16 +99,33 @@ class _BadGfn(Exception):
         self.is_table = is_table
 
 
+class _P2mView:
+    """The domain's p2m as Xen's shadow code reads it: its RAM, and the frames XENMEM_add_to_physmap
+    placed (which may lie beyond RAM). ``gfn in view`` is false for a hole."""
+
+    def __init__(self, dom) -> None:
+        self.dom = dom
+
+    def __contains__(self, gfn: int) -> bool:
+        return self.dom.gfn_to_mfn(gfn) is not None
+
+    def __getitem__(self, gfn: int) -> int:
+        mfn = self.dom.gfn_to_mfn(gfn)
+        if mfn is None:
+            raise IndexError(gfn)
+        return mfn
+
+
 class _P2mTranslate:
     """Guest-physical to machine through the p2m, for Xen's software walk of guest tables."""
     accepts_walk_context = True
 
-    def __init__(self, p2m: list[int]) -> None:
+    def __init__(self, p2m: _P2mView) -> None:
         self.p2m = p2m
 
     def __call__(self, gpa: int, access: str, gla: int | None = None, is_table_access: bool = False):
         gfn = gpa >> 12
-        if gfn >= len(self.p2m):
+        if gfn not in self.p2m:
             raise _BadGfn(gpa, is_table_access)
         return (self.p2m[gfn] << 12) | (gpa & 0xFFF), ()
 
@@ -120,7 +137,7 @@ class ShadowPaging:
         self.host = host
         self.dom = dom
         self.mem = host.mem
-        self.p2m: list[int] = dom.p2m
+        self.p2m = _P2mView(dom)
         self.gfn_of: dict[int, int] = {mfn: gfn for gfn, mfn in enumerate(dom.p2m)}
         #: (guest table gfn, level) -> shadow mfn (Xen's shadow hash, keyed by gfn and shadow type).
         self.shadows: dict[tuple[int, int], int] = {}
@@ -205,7 +222,7 @@ class ShadowPaging:
 
     def _leaf_entry(self, flags: int, gfn: int, nxe: bool) -> int:
         """A shadow L1 entry for guest frame ``gfn`` with the guest leaf's ``flags``."""
-        if not flags & P or not flags & A or gfn >= len(self.p2m):
+        if not flags & P or not flags & A or gfn not in self.p2m:
             return 0
         s = (self.p2m[gfn] << 12) | (flags & (P | RW | US | A | (NX if nxe else 0)))
         if not flags & D or gfn in self.pagetables:
@@ -321,7 +338,7 @@ class ShadowPaging:
         gfn = (cpu.cr3 & ADDR) >> 12
         if self.bound.get(v.id) == gfn:
             return True
-        if gfn >= len(self.p2m):
+        if gfn not in self.p2m:
             self.host.crash(self.dom, f"shadow: guest CR3 {cpu.cr3:#x} is outside the domain's memory", v)
             return False
         self._bind(v)
@@ -338,7 +355,7 @@ class ShadowPaging:
             return
         value = exc.info["value"]
         gfn = (value & ADDR) >> 12
-        if gfn >= len(self.p2m):
+        if gfn not in self.p2m:
             self.host.crash(self.dom, f"shadow: guest loads CR3 {value:#x}, outside the domain's memory", v)
             return
         cpu.write_cr(3, value)              # the guest's CR3 (guest-physical), and the TLB flush it implies
@@ -556,7 +573,7 @@ class ShadowPaging:
     # ------------------------------------------------------------------ unpaged mode
     def _unpaged_fault(self, v, gpa: int, ec: int) -> None:
         gfn = gpa >> 12
-        if gfn >= len(self.p2m):
+        if gfn not in self.p2m:
             self._event(v, "shadow fault", gpa, ec, None, "crash",
                         f"guest-physical {gpa:#x} (paging off) has no RAM or device behind it")
             self.host.crash(self.dom, f"shadow: guest-physical {gpa:#x} (paging off) is outside the domain's "
@@ -572,7 +589,7 @@ class ShadowPaging:
                         f"mfn {self.p2m[gfn]:#x} in its unpaged-mode table")
             n = 0
             for i in range(1, min(PREFETCH_DISTANCE, 512 - (gfn & 511))):
-                if self.mem.read_u64(slot + i * 8) != 0 or gfn + i >= len(self.p2m):
+                if self.mem.read_u64(slot + i * 8) != 0 or gfn + i not in self.p2m:
                     break
                 self._set(slot + i * 8, self._unpaged_entry(gfn + i), leaf=True)
                 n += 1
