@@ -19,11 +19,14 @@ DIRECT_MAP = 0xFFFF888000000000
 @pytest.fixture()
 def two_guests():
     host, xl = boot_host()
-    a = xl.create("machines/pv-guest.cfg")
     from lab.dom0.xlcfg import load_config
-    conf = load_config("machines/pv-guest.cfg")
-    conf.name = "pv-b"
-    b = xl.create(conf)
+    guests = []
+    for name in ("pv-a", "pv-b"):
+        conf = load_config("machines/pv-guest.cfg")
+        conf.name = name
+        conf.disks, conf.vifs = [], []      # no PV devices: the grant table is the test's alone
+        guests.append(xl.create(conf))
+    a, b = guests
     host.run(150_000)          # both kernels are up, with their page tables
     return host, a, b
 

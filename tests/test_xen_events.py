@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lab.session.scenario import boot_host
 from lab.xen import abi
+from test_machine import expected_checksum
 
 DIRECT_MAP = 0xFFFF888000000000
 
@@ -22,15 +23,17 @@ def test_virq_timer_reaches_the_pv_kernel_as_an_upcall():
     assert len(timer) == 1, "the PV kernel binds VIRQ_TIMER"
     assert dom.vcpus[0].periodic_period == 10_000_000 * host.cpu_hz // 1_000_000_000
     before = kernel_u64(host, dom, "ticks")
+    mark = host.trace.seq                 # (the kernel's boot took upcalls of its own: xenstore replies)
     for _ in range(3):
         host.evtchn.send_virq(dom.domid, abi.VIRQ_TIMER, 0)
         host.run(3_000)
     assert kernel_u64(host, dom, "ticks") == before + 3
-    upcalls = [e for e in host.trace.events if e.kind == "trap" and e.data.get("mnemonic") == "event upcall"]
+    upcalls = [e for e in host.trace.events
+               if e.seq >= mark and e.kind == "trap" and e.data.get("mnemonic") == "event upcall"]
     assert len(upcalls) == 3 and all(e.dom == dom.domid and e.data["handler"] == "bounce" for e in upcalls)
     host.run(5_000_000)
     assert "timer ticks 3" in dom.console_output
-    assert "checksum 0x8f2d0232ed22c5b5" in dom.console_output
+    assert f"checksum {expected_checksum():#018x}" in dom.console_output
 
 
 def test_a_masked_port_is_not_delivered_until_unmasked():

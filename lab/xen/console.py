@@ -5,11 +5,14 @@ kernel writes into the console ring page the builder gave it (struct
 xencons_interface: ``in[1024]``, ``out[2048]``, then ``in_cons``,
 ``in_prod``, ``out_cons``, ``out_prod``) and notifies an event channel. The
 other end of that channel is xenconsoled in dom0, which drains the ring into
-the domain's console log, the text ``xl console`` shows.
+the domain's console log, the text ``xl console`` shows. Typed input goes the
+other way: xenconsoled copies it into ``in[]``, advances ``in_prod`` and
+notifies the same channel; the guest consumes it and advances ``in_cons``.
 """
 
 from __future__ import annotations
 
+IN_OFF, IN_SIZE = 0, 1024
 OUT_OFF, OUT_SIZE = 1024, 2048
 IN_CONS, IN_PROD, OUT_CONS, OUT_PROD = 3072, 3076, 3080, 3084
 
@@ -34,6 +37,7 @@ class ConsoleDaemon:
     def __init__(self, host) -> None:
         self.host = host
         self.ports: dict[int, int] = {}        # dom0 port -> domid
+        self.pending_input: dict[int, bytearray] = {}   # domid -> typed bytes not yet in in[]
 
     def connect(self, dom) -> int:
         """Give ``dom`` a console channel; return the port for its start_info."""
@@ -42,7 +46,54 @@ class ConsoleDaemon:
         local = ev.bind_interdomain(0, dom.domid, guest_port)
         ev.bind_service(0, local, self.notified)
         self.ports[local] = dom.domid
+        self.pending_input.pop(dom.domid, None)
         return guest_port
+
+    def _port_of(self, domid: int) -> int | None:
+        for port, d in sorted(self.ports.items()):
+            if d == domid:
+                return port
+        return None
+
+    def console_input(self, dom, text: str) -> bool:
+        """Type ``text`` into a domU's console: into ``in[]`` as far as it has room (the
+        rest waits until the guest has read some), then a notification. False: no ring."""
+        port = self._port_of(dom.domid)
+        if port is None or not dom.console_pfn or dom.privileged:
+            return False
+        self.pending_input.setdefault(dom.domid, bytearray()).extend(text.encode("latin-1", "replace"))
+        if self._feed(dom):
+            self.host.evtchn.send(0, port)
+        return True
+
+    def _feed(self, dom) -> int:
+        """Move waiting input into the ring; how many bytes went in."""
+        waiting = self.pending_input.get(dom.domid)
+        if not waiting:
+            return 0
+        base = dom.p2m[dom.console_pfn] << 12
+        mem = self.host.mem
+        cons = int.from_bytes(mem.read(base + IN_CONS, 4), "little")
+        prod = int.from_bytes(mem.read(base + IN_PROD, 4), "little")
+        used = (prod - cons) & 0xFFFFFFFF
+        if used > IN_SIZE:
+            self.host.log(f"xenconsoled: d{dom.domid} console input indexes are inconsistent; input held back")
+            return 0
+        n = min(IN_SIZE - used, len(waiting))
+        for i in range(n):
+            mem.write(base + IN_OFF + ((prod + i) % IN_SIZE), bytes([waiting[i]]))
+        del waiting[:n]
+        # the bytes first, then the index that publishes them
+        mem.write(base + IN_PROD, ((prod + n) & 0xFFFFFFFF).to_bytes(4, "little"))
+        if n:
+            host = self.host
+            d0 = host.domains.get(0)
+            v = d0.vcpus[0] if d0 is not None and d0.vcpus else None
+            p = v.pcpu if v is not None and v.pcpu is not None else 0
+            host.trace.emit(host.clock[p], p, dom.domid, 0, "ring_io", ring="console",
+                            op=f"input: {n} byte(s) into in[]", req_prod=(prod + n) & 0xFFFFFFFF, req_cons=cons,
+                            notify=True)
+        return n
 
     def notified(self, port: int) -> int:
         domid = self.ports.get(port)
@@ -51,6 +102,8 @@ class ConsoleDaemon:
             return 50
         base = dom.p2m[dom.console_pfn] << 12
         mem = self.host.mem
+        if self.pending_input.get(domid) and self._feed(dom):
+            self.host.evtchn.send(0, port)         # the guest made room: the rest of what was typed
         cons = int.from_bytes(mem.read(base + OUT_CONS, 4), "little")
         prod = int.from_bytes(mem.read(base + OUT_PROD, 4), "little")
         if (prod - cons) & 0xFFFFFFFF > OUT_SIZE:
@@ -75,3 +128,4 @@ class ConsoleDaemon:
         for port, domid in list(self.ports.items()):
             if domid == dom.domid:
                 del self.ports[port]
+        self.pending_input.pop(dom.domid, None)

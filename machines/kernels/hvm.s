@@ -9,6 +9,10 @@
 ; with CPUID, give it a hypercall page through the MSR that CPUID names, and
 ; ask for Xen's version with a hypercall (vmcall on Intel, vmmcall on AMD,
 ; inside the page Xen wrote).
+;
+; Its disk is the emulated IDE disk (common/ide.s), the same driver as on
+; bare metal: every port access it makes is an I/O exit and an ioreq to the
+; device model in dom0.
 
 .include "common/layout.inc"
 
@@ -26,12 +30,13 @@
 .equ IDLE_OP, native_idle
 .equ SHUTDOWN_OP, native_shutdown
 .equ TIMER_INIT_OP, native_timer_init
-.equ BLK_INIT_OP, no_device
-.equ BLK_RW_OP, no_device
-.equ NET_INIT_OP, no_device
-.equ NET_SEND_OP, no_device
-.equ NET_POLL_OP, no_device
+.equ BLK_INIT_OP, ide_init
+.equ BLK_RW_OP, ide_rw
+.equ NET_INIT_OP, ne2k_init
+.equ NET_SEND_OP, ne2k_send
+.equ NET_POLL_OP, ne2k_poll
 .include "native_ops.s"
+.include "common/ide.s"
 
 ; hvm_trap_init: the native set-up, then find Xen and set up the hypercall page
 hvm_trap_init:
@@ -81,4 +86,8 @@ flavour_name:   .asciz "HVM guest, non-root ring 0"
 msg_xen:        .asciz "hvm: found Xen with CPUID, hypercall page set; Xen "
 msg_dot:        .asciz "."
 
+.include "common/ne2000.s"
+.include "common/net.s"
+.equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
+.include "common/shell.s"
 .include "common/kernel.s"

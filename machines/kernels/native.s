@@ -3,7 +3,8 @@
 ; The boot stub (common/boot_stub.s) turns on paging and jumps to kmain; from
 ; then on the shared kernel (common/kernel.s) runs, and every privileged
 ; operation it needs is one of the native operations (native_ops.s): the
-; real instruction, executed at ring 0.
+; real instruction, executed at ring 0. Its disk is the IDE disk on the
+; primary channel, driven by port I/O (common/ide.s).
 
 .include "common/layout.inc"
 
@@ -23,14 +24,19 @@
 .equ IDLE_OP, native_idle
 .equ SHUTDOWN_OP, native_shutdown
 .equ TIMER_INIT_OP, native_timer_init
-.equ BLK_INIT_OP, no_device
-.equ BLK_RW_OP, no_device
-.equ NET_INIT_OP, no_device
-.equ NET_SEND_OP, no_device
-.equ NET_POLL_OP, no_device
+.equ BLK_INIT_OP, ide_init
+.equ BLK_RW_OP, ide_rw
+.equ NET_INIT_OP, ne2k_init
+.equ NET_SEND_OP, ne2k_send
+.equ NET_POLL_OP, ne2k_poll
 .include "native_ops.s"
+.include "common/ide.s"
 
 .data
 flavour_name:   .asciz "native, ring 0"
 
+.include "common/ne2000.s"
+.include "common/net.s"
+.equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
+.include "common/shell.s"
 .include "common/kernel.s"

@@ -17,11 +17,12 @@
 .org 0xffff888000200000
 .equ PV_SHARE_KERNEL_OP, pv64_share_kernel
 .equ PV_ACTIVATE_MM_OP, pv64_activate_mm
-.equ BLK_INIT_OP, no_device
-.equ BLK_RW_OP, no_device
-.equ NET_INIT_OP, no_device
-.equ NET_SEND_OP, no_device
-.equ NET_POLL_OP, no_device
+.equ BLK_INIT_OP, blkfront_init
+.equ BLK_RW_OP, blkfront_rw
+.equ PV_KERNEL_US, PTE_US                 ; the kernel runs in ring 3: its pages are user pages
+.equ NET_INIT_OP, netfront_init
+.equ NET_SEND_OP, netfront_send
+.equ NET_POLL_OP, netfront_poll
 .include "pv_ops.s"
 
 ; The user tables of a 64-bit PV guest carry no kernel mappings.
@@ -100,4 +101,8 @@ hypercall_page:
 .data
 flavour_name:   .asciz "PV guest, 64-bit, kernel in ring 3"
 
+.include "common/netfront.s"
+.include "common/net.s"
+.equ SHELL_CONSOLE_RING, console_page   ; the shell reads the console ring (in[], console_ring.s)
+.include "common/shell.s"
 .include "common/kernel.s"

@@ -14,6 +14,9 @@
 ;   lidt (IDT)                       set_trap_table
 ;   wrmsr LSTAR                      callback_op(register syscall callback)
 ;   iretq to ring 3                  HYPERVISOR_iret
+;   IDE port I/O (the disk)          blkfront: a shared ring, grants and an event
+;                                    channel, found through xenstore
+;                                    (common/blkfront.s, xenbus.s, gnttab.s, evtchn.s)
 ;
 ; Page tables hold machine frame numbers (direct paging): every physical
 ; address the shared kernel computes is pseudo-physical, and this file turns
@@ -21,7 +24,9 @@
 ;
 ; The including file defines hypercall_page (4 KiB, aligned), the flavour
 ; name, PV_SHARE_KERNEL_OP and PV_ACTIVATE_MM_OP (which differ between the
-; 64-bit scheme with separate user tables and the 32-bit ring-1 scheme).
+; 64-bit scheme with separate user tables and the 32-bit ring-1 scheme), and
+; PV_KERNEL_US, the user bit of the kernel's own mappings (PTE_US for a ring-3
+; kernel, 0 for a ring-1 one).
 
 .equ XEN_M2P,            0xffff800000000000   ; Xen's read-only machine-to-phys table
 .equ MMU_NORMAL_PT_UPDATE, 0
@@ -69,6 +74,22 @@
 .equ HC_callback_op,     hypercall_page + 30*32
 .equ HC_event_channel_op, hypercall_page + 32*32
 .equ HC_vcpu_op,         hypercall_page + 24*32
+.equ HC_grant_table_op,  hypercall_page + 20*32
+.equ HC_memory_op,       hypercall_page + 12*32
+.equ HC_xen_version,     hypercall_page + 17*32
+.equ HC_hvm_op,          hypercall_page + 34*32
+.equ GNTTABOP_setup_table, 2
+.equ SI_STORE_MFN,       56
+.equ SI_STORE_EVTCHN,    64
+
+; The PV side of the Xen drivers' hooks (common/evtchn.s, gnttab.s, xenbus.s)
+.equ XEN_EVENTS_INIT,    pv_events_init
+.equ XEN_EVENTS_OFF,     pv_events_off
+.equ XEN_EVENTS_RESTORE, pv_events_restore
+.equ XEN_FIND_STORE,     pv_find_store
+.equ GNTTAB_MAP,         pv_gnttab_map
+.equ VIRT_TO_GFN,        pv_virt_to_gfn
+.equ HVM_CALLBACK_VIA,   0
 
 pv_ops:
     .quad pv_set_pte
@@ -287,6 +308,8 @@ pv_trap_init:
     call HC_update_va_mapping
     test rax, rax
     jnz pv_failed
+    lea rax, [rip + shared_info_page]
+    mov [rip + shared_info_va], rax
     ; a domU's console ring: the machine frame in start_info, through the M2P
     mov rsi, [rip + start_info]
     mov rax, [rsi + SI_CONSOLE_MFN]
@@ -330,6 +353,9 @@ pv_timer_init:
     jnz pv_failed
     mov eax, [rip + bind_virq_req + 8]
     mov [rip + timer_port], eax
+    mov edi, eax
+    lea rsi, [rip + pv_timer_event]
+    call evtchn_set_handler
     mov rdi, VCPUOP_set_periodic_timer
     xor esi, esi                     ; vCPU 0
     lea rdx, [rip + timer_period]
@@ -355,6 +381,105 @@ pv_enter_user:
     xor edx, edx
     xor esi, esi
     jmp HC_iret
+
+; ------------------------------------------------------------ Xen drivers' PV hooks
+
+pv_events_init:
+    xor eax, eax
+    ret
+
+; pv_events_off() -> rax = the previous event mask; pv_events_restore(rdi):
+; the mask byte in vcpu_info is a PV kernel's interrupt flag. Unmasking with
+; an upcall pending makes a hypercall so Xen delivers it on the way back
+; (Linux: xen_irq_enable -> xen_force_evtchn_callback).
+pv_events_off:
+    movzx eax, byte [rip + shared_info_page + 1]
+    mov byte [rip + shared_info_page + 1], 1
+    ret
+
+pv_events_restore:
+    mov [rip + shared_info_page + 1], dil
+    test dil, dil
+    jnz .masked
+    cmp byte [rip + shared_info_page], 0
+    je .masked
+    xor edi, edi                     ; XENVER_version: any hypercall will do
+    xor esi, esi
+    call HC_xen_version
+.masked:
+    ret
+
+; pv_find_store() -> rax = the store ring's kernel address (0: none), rdx = its
+; port: start_info's store_mfn, through the M2P to our own frame
+pv_find_store:
+    mov rsi, [rip + start_info]
+    mov edx, [rsi + SI_STORE_EVTCHN]
+    mov rax, [rsi + SI_STORE_MFN]
+    test rax, rax
+    jz .none
+    mov rcx, XEN_M2P
+    mov rax, [rcx + rax*8]
+    shl rax, 12
+    mov rcx, DIRECT_MAP
+    add rax, rcx
+    ret
+.none:
+    xor eax, eax
+    xor edx, edx
+    ret
+
+; pv_gnttab_map() -> rax = 0 or -errno: GNTTABOP_setup_table gives us the
+; machine numbers of the table's frames, and we map them over pages of our own
+; reserved for them (xen_gnttab_pages), as shared_info is mapped
+pv_gnttab_map:
+    push rbx
+    lea rsi, [rip + gnttab_setup]    ; struct gnttab_setup_table {dom, nr_frames, status, frame_list}
+    mov word [rsi], DOMID_SELF
+    mov dword [rsi + 4], GNTTAB_FRAMES
+    mov word [rsi + 8], 0
+    lea rax, [rip + gnttab_frames]
+    mov [rsi + 16], rax
+    mov rdi, GNTTABOP_setup_table
+    mov rdx, 1
+    call HC_grant_table_op
+    test rax, rax
+    jnz .out
+    movsx rax, word [rip + gnttab_setup + 8]
+    test rax, rax
+    jnz .status
+    xor ebx, ebx
+.frame:
+    mov rdi, rbx
+    shl rdi, 12
+    lea rax, [rip + xen_gnttab_pages]
+    add rdi, rax
+    lea rax, [rip + gnttab_frames]
+    mov rsi, [rax + rbx*8]
+    shl rsi, 12
+    or rsi, PTE_P | PTE_RW | PV_KERNEL_US
+    mov rax, [rip + nx_bit]
+    or rsi, rax
+    mov rdx, UVMF_INVLPG
+    call HC_update_va_mapping
+    test rax, rax
+    jnz .out
+    inc rbx
+    cmp rbx, GNTTAB_FRAMES
+    jb .frame
+    xor eax, eax
+.out:
+    pop rbx
+    ret
+.status:
+    mov rax, -EIO                    ; a GNTST_* failure
+    pop rbx
+    ret
+
+; pv_virt_to_gfn(rdi = direct-map address) -> rax = the machine frame
+pv_virt_to_gfn:
+    call virt_to_machine
+    shr rax, 12
+    ret
 
 pv_failed:
     push rax
@@ -400,8 +525,9 @@ pv_syscall_entry:
 
 ; An event upcall: Xen found evtchn_upcall_pending set and events unmasked,
 ; masked them and bounced here with [rcx, r11, rip, cs, rflags, rsp, ss].
-; Scan the 2-level bitmaps as Xen's event_2l ABI lays them out, clear what we
-; handle, and return with HYPERVISOR_iret, which unmasks events again.
+; evtchn_do_upcall (common/evtchn.s) scans the 2-level bitmaps as Xen's
+; event_2l ABI lays them out and runs each port's handler (the timer's is
+; pv_timer_event); HYPERVISOR_iret then unmasks events again.
 pv_event_entry:
     pop rcx
     pop r11
@@ -414,23 +540,7 @@ pv_event_entry:
     push r9
     push r10
     push r11
-    mov byte [rip + shared_info_page], 0          ; evtchn_upcall_pending = 0
-    xor eax, eax
-    xchg rax, [rip + shared_info_page + 8]        ; take evtchn_pending_sel
-    test rax, 1                                   ; the lab's ports are all below 64: word 0
-    jz .done
-    mov rdx, [rip + shared_info_page + 2048]      ; evtchn_pending[0]
-    mov rcx, [rip + shared_info_page + 2560]      ; evtchn_mask[0]
-    not rcx
-    and rdx, rcx
-    xor [rip + shared_info_page + 2048], rdx      ; clear the pending bits we take
-    mov ecx, [rip + timer_port]
-    mov rax, 1
-    shl rax, cl
-    test rdx, rax
-    jz .done
-    call timer_tick
-.done:
+    call evtchn_do_upcall
     pop r11
     pop r10
     pop r9
@@ -445,6 +555,9 @@ pv_event_entry:
     push r11
     push rax
     jmp HC_iret
+
+pv_timer_event:
+    jmp timer_tick
 
 ; A page fault: [rcx, r11, error code, rip, cs, rflags, rsp, ss]; CR2 is in vcpu_info.
 pv_trap_pf:
@@ -551,9 +664,16 @@ shutdown_reason: .dword 0
 mmu_req:        .quad 0, 0
 mmuext_req:     .quad 0, 0, 0
 msg_pv_failed:  .asciz "pv: a hypercall failed with errno "
+shared_info_va: .quad 0
+gnttab_setup:   .quad 0, 0, 0
+gnttab_frames:  .quad 0, 0, 0, 0
 
 .bss
 .align 4096
 shared_info_page: .zero 4096
 
 .include "common/console_ring.s"
+.include "common/evtchn.s"
+.include "common/gnttab.s"
+.include "common/xenbus.s"
+.include "common/blkfront.s"

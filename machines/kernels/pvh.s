@@ -7,7 +7,7 @@
 ; paging off and rbx pointing at struct hvm_start_info (magic 0x336ec578);
 ; everything a device would do is a hypercall through the page it asks for
 ; with CPUID and an MSR: the console ring and its event channel (found in
-; HVM params), SCHEDOP_block to idle, SCHEDOP_shutdown to power off.
+; HVM params), sti; hlt to idle (a HLT exit), SCHEDOP_shutdown to power off.
 
 .include "common/layout.inc"
 
@@ -39,16 +39,26 @@ pvh_start:
 .equ IDLE_OP, pvh_idle
 .equ SHUTDOWN_OP, pvh_shutdown
 .equ TIMER_INIT_OP, pvh_timer_init
-.equ BLK_INIT_OP, no_device
-.equ BLK_RW_OP, no_device
-.equ NET_INIT_OP, no_device
-.equ NET_SEND_OP, no_device
-.equ NET_POLL_OP, no_device
+.equ BLK_INIT_OP, blkfront_init
+.equ BLK_RW_OP, blkfront_rw
+.equ NET_INIT_OP, netfront_init
+.equ NET_SEND_OP, netfront_send
+.equ NET_POLL_OP, netfront_poll
 .include "native_ops.s"
 
 .equ HC_sched_op,         hypercall_page + 29*32
 .equ HC_event_channel_op, hypercall_page + 32*32
 .equ HC_hvm_op,           hypercall_page + 34*32
+.equ HC_memory_op,        hypercall_page + 12*32
+; The PV drivers (common/evtchn.s, gnttab.s, xenbus.s, blkfront.s): shared_info
+; and the grant table added to our physmap, events as vector 0xf3
+.equ XEN_EVENTS_INIT,     hvm_events_init
+.equ XEN_EVENTS_OFF,      hvm_events_off
+.equ XEN_EVENTS_RESTORE,  hvm_events_restore
+.equ XEN_FIND_STORE,      hvm_find_store
+.equ GNTTAB_MAP,          hvm_gnttab_map
+.equ VIRT_TO_GFN,         hvm_virt_to_gfn
+.equ HVM_CALLBACK_VIA,    (2 << 56) | HVM_CALLBACK_VECTOR   ; HVM_PARAM_CALLBACK_IRQ type 2: a vector
 .equ EVTCHNOP_send,       4
 .equ HVMOP_get_param,     1
 .equ HVM_PARAM_CONSOLE_PFN, 17
@@ -76,6 +86,10 @@ pvh_trap_init:
     mov esi, HVM_PARAM_CONSOLE_EVTCHN
     call get_param
     mov [rip + console_evtchn], eax
+    ; the event upcall arrives as an interrupt on Linux's callback vector
+    mov rdi, HVM_CALLBACK_VECTOR
+    lea rsi, [rip + hvm_callback_entry]
+    call set_gate
     ret
 
 ; get_param(esi = index) -> rax: HVMOP_get_param on ourselves
@@ -89,10 +103,14 @@ get_param:
     mov rax, [rip + hvm_param + 8]
     ret
 
+; pvh_idle: wait for the next interrupt as Linux's PVH guests do (safe_halt):
+; sti; hlt leaves the guest on a HLT exit, and the callback vector wakes it.
+; (SCHEDOP_block would do with interrupts on, but a wait from a system call
+; runs with them off, and Xen only wakes an HVM-like vCPU for an interrupt it
+; can take.)
 pvh_idle:
-    mov rdi, 1                       ; SCHEDOP_block
-    xor esi, esi
-    call HC_sched_op
+    sti
+    hlt
     ret
 
 ; pvh_shutdown(rdi = exit code): there is no ACPI to write to, so ask Xen
@@ -118,10 +136,19 @@ hypercall_page:
     .zero 4096
 
 .include "common/console_ring.s"
+.include "common/evtchn.s"
+.include "common/gnttab.s"
+.include "common/xenbus.s"
+.include "common/blkfront.s"
 
 .data
 flavour_name:   .asciz "PVH guest, non-root ring 0, no device model"
 hvm_param:      .quad 0, 0
 shutdown_reason: .dword 0
+shared_info_va: .quad 0
 
+.include "common/netfront.s"
+.include "common/net.s"
+.equ SHELL_CONSOLE_RING, console_page   ; the shell reads the console ring (in[], console_ring.s)
+.include "common/shell.s"
 .include "common/kernel.s"

@@ -1,0 +1,160 @@
+; The lab kernel as a PVHVM guest: an HVM guest that uses Xen's own
+; mechanisms wherever it can.
+;
+; Like the HVM guest with PV drivers (hvm_pvdrivers.s) it boots through
+; hvmloader, runs in non-root ring 0 over EPT, finds the Xen platform PCI
+; device, unplugs the emulated disks and NICs and drives its disk with
+; blkfront. What it drops is the emulated interrupt path:
+;
+; - Events arrive on an IDT vector of their own, 0xf3 as in Linux
+;   (HYPERVISOR_CALLBACK_VECTOR): HVM_PARAM_CALLBACK_IRQ type 2. Xen injects
+;   the vector while evtchn_upcall_pending is set; no PIC, no EOI.
+; - The tick is Xen's PV timer: VIRQ_TIMER bound to an event channel
+;   (EVTCHNOP_bind_virq) and a periodic timer Xen keeps for the vCPU
+;   (VCPUOP_set_periodic_timer), instead of the emulated PIT behind the PIC.
+;   The 8259A is set up with every line masked, as a kernel that does not
+;   use it leaves it.
+
+.include "common/layout.inc"
+
+.data
+.org 0xffff888000300000
+.bss
+.org 0xffff888000340000
+
+.include "common/boot_stub.s"
+
+.text
+.org 0xffff888000200000
+.equ TRAP_INIT_OP, pvhvm_trap_init
+.equ CONSOLE_WRITE_OP, native_console_write
+.equ IDLE_OP, native_idle
+.equ SHUTDOWN_OP, native_shutdown
+.equ TIMER_INIT_OP, pvhvm_timer_init
+.equ BLK_INIT_OP, xen_blk_init
+.equ BLK_RW_OP, xen_blk_rw
+.equ NET_INIT_OP, xen_net_init
+.equ NET_SEND_OP, xen_net_send
+.equ NET_POLL_OP, xen_net_poll
+.include "native_ops.s"
+
+; What the shared Xen drivers need from an HVM flavour.
+.equ HC_memory_op,        hypercall_page + 12*32
+.equ HC_vcpu_op,          hypercall_page + 24*32
+.equ HC_sched_op,         hypercall_page + 29*32
+.equ HC_event_channel_op, hypercall_page + 32*32
+.equ HC_hvm_op,           hypercall_page + 34*32
+.equ EVTCHNOP_bind_virq,  1
+.equ EVTCHNOP_send,       4
+.equ VCPUOP_set_periodic_timer, 6
+.equ VIRQ_TIMER,          0
+.equ DOMID_SELF,          0x7ff0
+.equ HVM_CALLBACK_TYPE_VECTOR, 2
+.equ HVM_CALLBACK_VIA,    (HVM_CALLBACK_TYPE_VECTOR << 56) | HVM_CALLBACK_VECTOR
+.equ XEN_EVENTS_INIT,     hvm_events_init
+.equ XEN_EVENTS_OFF,      hvm_events_off
+.equ XEN_EVENTS_RESTORE,  hvm_events_restore
+.equ XEN_FIND_STORE,      hvm_find_store
+.equ GNTTAB_MAP,          hvm_gnttab_map
+.equ VIRT_TO_GFN,         hvm_virt_to_gfn
+
+.include "common/ide.s"
+.include "common/platform.s"
+.include "common/evtchn.s"
+.include "common/gnttab.s"
+.include "common/xenbus.s"
+.include "common/blkfront.s"
+
+.text
+; pvhvm_trap_init: the native set-up, the hypercall page, and the gate for
+; Xen's callback vector
+pvhvm_trap_init:
+    call native_trap_init
+    call xen_hvm_setup
+    mov [rip + on_xen], rax
+    test rax, rax
+    jz .done
+    mov rdi, HVM_CALLBACK_VECTOR
+    lea rsi, [rip + hvm_callback_entry]
+    call set_gate
+.done:
+    ret
+
+; pvhvm_timer_init: the unplug, the PIC quiet, then events and the PV timer
+pvhvm_timer_init:
+    call pic_mask_all
+    cmp qword [rip + on_xen], 0
+    je .out
+    call platform_init
+    call evtchn_init                 ; shared_info, and the callback vector given to Xen
+    cmp qword [rip + evtchn_ready], 0
+    je .no_events
+    lea rdi, [rip + msg_callback]
+    call puts
+    ; VIRQ_TIMER on a port of ours, its handler, then a 10 ms period
+    mov rdi, EVTCHNOP_bind_virq
+    lea rsi, [rip + bind_virq_req]
+    call HC_event_channel_op
+    test rax, rax
+    jnz .no_timer
+    mov edi, [rip + bind_virq_req + 8]
+    mov [rip + timer_port], edi
+    lea rsi, [rip + pvhvm_timer_event]
+    call evtchn_set_handler
+    mov rdi, VCPUOP_set_periodic_timer
+    xor esi, esi                     ; vCPU 0
+    lea rdx, [rip + timer_period]
+    call HC_vcpu_op
+    test rax, rax
+    jnz .no_timer
+    lea rdi, [rip + msg_timer]
+    jmp puts
+.no_events:
+    lea rdi, [rip + msg_no_events]
+    jmp puts
+.no_timer:
+    lea rdi, [rip + msg_no_timer]
+    jmp puts
+.out:
+    ret
+
+; pvhvm_timer_event(rdi = port): the PV tick
+pvhvm_timer_event:
+    jmp timer_tick
+
+; pic_mask_all: initialise the 8259A (vectors 0x20-0x27) with every line masked
+pic_mask_all:
+    mov al, 0x11
+    out 0x20, al
+    mov al, 0x20
+    out 0x21, al
+    mov al, 0x04
+    out 0x21, al
+    mov al, 0x01
+    out 0x21, al
+    mov al, 0xff
+    out 0x21, al
+    ret
+
+.align 4096
+hypercall_page:
+    .zero 4096
+
+.data
+flavour_name:   .asciz "PVHVM guest, non-root ring 0, callback vector"
+msg_callback:   .asciz "pvhvm: event channels through callback vector 0xf3\n"
+msg_timer:      .asciz "pvhvm: PV timer: VIRQ_TIMER, 10 ms periodic\n"
+msg_no_events:  .asciz "pvhvm: no event channels: no PV timer, no PV devices\n"
+msg_no_timer:   .asciz "pvhvm: the PV timer could not be set up\n"
+on_xen:         .quad 0
+shared_info_va: .quad 0
+bind_virq_req:  .dword VIRQ_TIMER, 0, 0     ; struct evtchn_bind_virq {virq, vcpu, port}
+timer_port:     .dword 0
+timer_period:   .quad 10000000             ; ns
+
+.include "common/ne2000.s"
+.include "common/netfront.s"
+.include "common/net.s"
+.equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
+.include "common/shell.s"
+.include "common/kernel.s"
