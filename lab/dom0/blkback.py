@@ -122,7 +122,10 @@ class Blkback(XenbusBackend):
         return open_disk(target, config_file=getattr(conf, "filename", None) if spec is not None else None,
                          base_dir=getattr(dm, "image_dir", None), readonly=readonly,
                          fmt=getattr(spec, "format", "raw") or "raw",
-                         log=lambda text: self.log(f"{dev.nodename}: {vdev}: {text}"))
+                         # what happened to the host file (created, missing...) is the host's
+                         # business: the backend's log only, never dom0's console, so a machine
+                         # runs the same whether its image existed before or not
+                         log=lambda text: self.log_lines.append(f"{self.log_prefix}: {dev.nodename}: {vdev}: {text}"))
 
     def _details(self, dev: BackendDevice) -> list[tuple[str, Any]]:
         """What connect() writes: the features and the disk's geometry."""

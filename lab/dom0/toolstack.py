@@ -22,8 +22,11 @@ from ..xen.host import XEN_VERSION, XenHost
 from .xlcfg import ConfigError, DomainConfig, load_config
 from .xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
 
+#: Bit 63 of the boot argument: the guest kernel runs its shell instead of the program.
+SHELL_FLAG = 1 << 63
+
 #: The lab's stock kernel for each guest mode.
-STOCK_KERNELS = {"pv": "pv.s", "pv32": "pv32.s", "hvm": "hvm.s", "hvm-pvdrivers": "hvm.s", "pvhvm": "hvm.s",
+STOCK_KERNELS = {"pv": "pv.s", "pv32": "pv32.s", "hvm": "hvm.s", "hvm-pvdrivers": "hvm_pvdrivers.s", "pvhvm": "pvhvm.s",
                  "pvh": "pvh.s"}
 FIRMWARE = MACHINES / "firmware" / "hvmloader.s"
 DEFAULT_PROGRAM = PROGRAMS / "workload.s"
@@ -98,7 +101,9 @@ class Toolstack:
         arg = 0
         for word in (conf.cmdline or "").split():
             if word.startswith("rounds=") and word[7:].isdigit():
-                arg = int(word[7:])          # the workload's rounds, passed to the program in rdi
+                arg |= int(word[7:]) & ((1 << 63) - 1)   # the workload's rounds, passed to the program in rdi
+            elif word == "shell":
+                arg |= SHELL_FLAG            # the kernel starts its shell on the console
         pages = conf.memory << 8
         if pages > host.free_pages:
             raise UserError(f"{conf.filename}: not enough free memory for {conf.name}: "

@@ -469,7 +469,7 @@ class XenLab(App[None]):
     # -- actions ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "leave_console":
-            return True if self.console_dom is not None else None
+            return self.console_dom is not None          # shown only in console mode
         if action in TIME_ACTIONS:
             mode = self.runner.mode
             if action == "run" and mode == RUNNING:
