@@ -59,4 +59,5 @@ def test_a_pv_disk_shows_its_ring_from_the_shared_page_and_blkback(tmp_path):
     ports = {p.remote for p in event_channels(host, dom.domid)}
     assert any(r.endswith("(blkback)") for r in ports)
     text = describe(host, dom.domid)
-    assert "vbd 51712 (xvda) req_prod 2" in text and "mapped by d0 (rw)" in text
+    assert "vbd 51712 (xvda) · backend Connected\n    req_prod 2  req_cons 2  rsp_prod 2" in text
+    assert "mapped by d0 (rw)" in text

@@ -149,18 +149,19 @@ def describe(host, domid: int) -> str:
     lines.append("rings" + ("" if rs else ": none"))
     for r in rs:
         cons = "?" if r.req_cons is None else str(r.req_cons)
-        lines.append(f"  {r.name:<14} req_prod {r.req_prod:<5} req_cons {cons:<5} rsp_prod {r.rsp_prod:<5} "
-                     f"req_event {r.req_event:<5} rsp_event {r.rsp_event:<5} {r.state}".rstrip())
+        lines.append(f"  {r.name} · {r.state}" if r.state else f"  {r.name}")
+        lines.append(f"    req_prod {r.req_prod}  req_cons {cons}  rsp_prod {r.rsp_prod}")
+        lines.append(f"    req_event {r.req_event}  rsp_event {r.rsp_event}")
     ports = event_channels(host, domid)
     lines.append("event channels" + ("" if ports else ": none"))
     for p in ports:
         bits = ("pending " if p.pending else "") + ("masked" if p.masked else "")
-        lines.append(f"  port {p.port:<4} {p.state:<12} {p.remote:<14} {bits}".rstrip())
+        lines.append(f"  port {p.port:<3} {p.state:<11} {p.remote} {bits}".rstrip())
     gs = grants(host, domid)
     lines.append("grants" + ("" if gs else ": none"))
     for g in gs:
         who = ", mapped by " + ", ".join(g.mapped_by) if g.mapped_by else ""
-        lines.append(f"  ref {g.ref:<4} to d{g.domid:<3} frame {g.frame:#x} {g.flag_text}{who}")
+        lines.append(f"  ref {g.ref:<4} d{g.domid} frame {g.frame:#x} {g.flag_text}{who}")
     return "\n".join(lines)
 
 
