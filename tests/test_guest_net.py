@@ -7,95 +7,24 @@ bridge's view) against Ethernet, ARP, IPv4 and ICMP as the RFCs lay them out.
 
 from __future__ import annotations
 
-import re
 import struct
 from pathlib import Path
 
 import pytest
 
-from lab.dom0.blkback import Blkback
-from lab.dom0.bridge import Bridge
-from lab.dom0.netback import Netback
 from lab.paths import KERNELS
 from xen_helpers import events, small_host, write_cfg
 
 PROMPT = "guest# "
 DOM0_MAC = bytes.fromhex("00163e000001")
 HVM_MAC, PV_MAC = "00:16:3e:00:00:21", "00:16:3e:00:00:31"
-DRIVERS = {"ne2k": ("ne2k_init", "ne2k_send", "ne2k_poll", "common/ne2000.s"),
-           "netfront": ("netfront_init", "netfront_send", "netfront_poll", "common/netfront.s")}
-FLAVOURS = {"hvm.s": ("ne2k", "0"), "native.s": ("ne2k", "0"), "pv.s": ("netfront", "console_page"),
-            "pv32.s": ("netfront", "console_page"), "pvh.s": ("netfront", "console_page"),
-            "hvm_pvdrivers.s": ("either", "0"), "pvhvm.s": ("either", "0")}
-DRIVERS["either"] = ("xen_net_init", "xen_net_send", "xen_net_poll", "common/ne2000.s")
-#: For a flavour that may use either card (platform.s decides at boot, as it does for the disk):
-#: netfront once the emulated NICs are unplugged, else the NE2000.
-EITHER = """
-.text
-xen_net_init:
-    cmp qword [rip + platform_state], PLATFORM_UNPLUGGED
-    je .pv
-    lea rax, [rip + ne2k_send]
-    lea rcx, [rip + ne2k_poll]
-    mov [rip + xen_net_fns], rax
-    mov [rip + xen_net_fns + 8], rcx
-    jmp ne2k_init
-.pv:
-    lea rax, [rip + netfront_send]
-    lea rcx, [rip + netfront_poll]
-    mov [rip + xen_net_fns], rax
-    mov [rip + xen_net_fns + 8], rcx
-    jmp netfront_init
-xen_net_send:
-    jmp [rip + xen_net_fns]
-xen_net_poll:
-    jmp [rip + xen_net_fns + 8]
-.data
-xen_net_fns: .quad 0, 0
-"""
 
 
 # ------------------------------------------------------------------ guests running the shell
-def shell_kernel(directory: Path, flavour: str) -> Path:
-    """The stock flavour, with its network card and the shell wired in where the flavour does not
-    do it itself, and the shell started at boot: kmain goes to shell_main once the disk is found."""
-    directory = Path(directory)
-    (directory / "common").mkdir(exist_ok=True)
-    src = (KERNELS / flavour).read_text()
-    driver, ring = FLAVOURS[flavour]
-    init, send, poll, path = DRIVERS[driver]
-    extra = []
-    if re.search(r"^\.equ NET_INIT_OP, no_device", src, re.M):
-        for name, fn in (("NET_INIT_OP", init), ("NET_SEND_OP", send), ("NET_POLL_OP", poll)):
-            src = re.sub(rf"^\.equ {name}, no_device", f".equ {name}, {fn}", src, flags=re.M)
-        extra += [path, "common/net.s"]
-        if driver == "either":
-            extra.insert(1, "common/netfront.s")
-            if "xen_net_init:" not in (KERNELS / "common" / "platform.s").read_text() + src:
-                (directory / "common" / "either_net.s").write_text(EITHER)
-                extra.append("common/either_net.s")
-    if "common/shell.s" not in src:
-        extra.append("common/shell.s")
-    if "SHELL_CONSOLE_RING" not in src:
-        src = f".equ SHELL_CONSOLE_RING, {ring}\n" + src
-    tail = '.include "common/kernel.s"'
-    assert tail in src
-    src = src.replace(tail, "".join(f'.include "{p}"\n' for p in extra) + tail)
-    out = directory / f"shell_{flavour}"
-    out.write_text(src)
-    kernel = (KERNELS / "common" / "kernel.s").read_text()
-    hook = "    call disk_init\n"
-    assert hook in kernel
-    (directory / "common" / "kernel.s").write_text(kernel.replace(hook, hook + "    jmp shell_main\n", 1))
-    return out
-
-
 def net_host(**kw):
-    """dom0 with xenbr0, netback and blkback running (installed here when the host lacks them)."""
+    """dom0 with xenbr0, netback and blkback running (every host the lab boots has them)."""
     host, xl = small_host(**kw)
-    for svc in (Bridge, Netback, Blkback):
-        if svc.name not in host.services:
-            svc.install(host)
+    assert {"bridge", "netback", "blkback"} <= set(host.services)
     return host, xl
 
 
@@ -115,7 +44,8 @@ def shell_guest(xl, directory: Path, name: str, type_: str, mac: str | None = No
                         f"target={Path(directory) / (name + '.img')}"]
     if type_ == "hvm":
         keys.setdefault("hap", 1)
-    cfg = write_cfg(directory, name, type_, kernel=str(shell_kernel(directory, flavour)), **keys)
+    keys["extra"] = "shell"                      # the stock kernel, started into its shell
+    cfg = write_cfg(directory, name, type_, kernel=str(KERNELS / flavour), **keys)
     return xl.create(cfg)
 
 

@@ -79,3 +79,23 @@ def test_the_card_reaches_a_peer_that_answers_arp_like_dom0():
     m.restore(snap)
     m.pc.nic.send(arp)                # after a restore the cable still ends at the live card
     assert len(m.pc.nic.received) == 2
+
+
+def test_the_native_shell_answers_on_com1_and_pings_the_peer(tmp_path):
+    from lab.paths import MACHINES
+    from lab.session.commands import execute
+    from lab.session.headless import build_target
+    from lab.session.session import Session
+    scenario = tmp_path / "shell.toml"
+    scenario.write_text(f'[native]\nkernel = "{MACHINES / "kernels/native.s"}"\n'
+                        f'program = "{MACHINES / "programs/workload.s"}"\nshell = true\n')
+    s = Session(build_target([str(scenario)])[1])
+    execute(s, "run 500000")
+    assert "xenlab shell" in s.console() and "workload:" not in s.console()
+    for line in ("ping 10.0.0.1", "disk write 2 native", "disk read 2"):
+        assert "typed" in execute(s, f"console {line}")
+        execute(s, "run 1000000")
+    out = s.console()
+    assert "echo reply from 00:16:3e:00:00:01" in out and "sector 2: native" in out
+    # straight to the image through the IDE registers, never through a hypervisor
+    assert s.machine.pc.ide.drives()[0][1].image.read(2).startswith(b"native")

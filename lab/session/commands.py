@@ -175,7 +175,14 @@ def _console(session: Session, args: list[str]) -> str:
         return session.console() or "(no console output yet)"
     host = session.machine
     if not isinstance(getattr(host, "domains", None), dict):
-        raise UserError("the bare machine's console (the 0xE9 debug port) is output only: console")
+        pc = getattr(host, "pc", None)
+        if pc is None:
+            raise UserError("this machine has no serial port to type into")
+        # on bare metal: console TEXT (the first word may name the machine, as 'bare')
+        words = args[1:] if args[0] in ("bare", "native") and len(args) > 1 else args
+        text = " ".join(words) + "\n"
+        pc.serial.feed(text.encode("latin-1", "replace"))
+        return f"typed {len(text)} characters into the bare machine's COM1; run to let it answer"
     dom = host.domain_by_name(args[0])
     if dom is None:
         raise UserError(f"no domain '{args[0]}' (xl list shows them)")

@@ -1,4 +1,4 @@
-"""The bare machine's PC: a PCI bus, an IDE disk and an NE2000 card on its I/O ports.
+"""The bare machine's PC: a PCI bus, an IDE disk, an NE2000 card and COM1 on its I/O ports.
 
 They are the very devices an HVM guest's device model emulates (``lab/dom0/devices``),
 laid out as the lab's firmware lays them out for an HVM guest: the i440FX host bridge,
@@ -20,6 +20,7 @@ from ..dom0.bridge import answer
 from ..dom0.devices.ide import IdeController, IdeDrive
 from ..dom0.devices.nic import BAR_SIZE as NIC_BAR_SIZE, NE2K_DEVICE, NE2K_VENDOR, Ne2000
 from ..dom0.devices.pci import CMD_IO, CMD_MASTER, Bar, PciFunction, PciHost, add_pc_chipset
+from ..dom0.devices.serial import Uart16550
 from ..dom0.diskimage import DiskImage
 from ..dom0.qemu import FIRST_NIC_SLOT, NIC_IO_BAR, pci_irq
 
@@ -67,8 +68,13 @@ class NativePc:
             fn.set_bar(0, NIC_IO_BAR)
             self.nic = Ne2000(self.ctx, NATIVE_MAC, fn, label="ne2k_pci 00:04.0")
             self.nic.on_send = self._wire
+        # COM1: where the kernel's shell reads what the learner types (its output stays
+        # on the debug port, which is the bare machine's console)
+        self.serial = Uart16550(self.ctx, on_output=lambda ch: None)
         bus = machine.bus
         bus.attach(range(0xCF8, 0xD00), "pci", self.pci)
+        for lo, hi in self.serial.port_ranges():
+            bus.attach(range(lo, hi + 1), "serial", self.serial)
         for lo, hi in self.ide.port_ranges():
             bus.attach(range(lo, hi + 1), "ide", self.ide)
         if self.nic is not None:
@@ -81,12 +87,12 @@ class NativePc:
             self.nic.receive(reply)
 
     def snapshot(self) -> dict:
-        return {"state": copy.deepcopy({"pci": self.pci, "ide": self.ide, "nic": self.nic},
+        return {"state": copy.deepcopy({"pci": self.pci, "ide": self.ide, "nic": self.nic, "serial": self.serial},
                                        memo={id(self.ctx): self.ctx, id(self): self})}
 
     def restore(self, snap: dict) -> None:
         state = copy.deepcopy(snap["state"], memo={id(self.ctx): self.ctx, id(self): self})
-        for name in ("pci", "ide", "nic"):
+        for name in ("pci", "ide", "nic", "serial"):
             cur, old = getattr(self, name), state[name]
             if cur is not None:
                 cur.__dict__.update(old.__dict__)

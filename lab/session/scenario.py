@@ -70,16 +70,20 @@ def load_scenario(path: Path | str) -> Scenario:
         raise _fail(p, f"unknown section '{unknown[0]}' (known: host, dom0, domain, native)")
     if "native" in data:
         nat = data["native"]
-        extra = sorted(set(nat) - {"kernel", "program", "memory", "arg", "vendor"})
+        extra = sorted(set(nat) - {"kernel", "program", "memory", "arg", "vendor", "shell"})
         if extra:
-            raise _fail(p, f"[native] has no key '{extra[0]}' (known: kernel, program, memory, arg, vendor)")
+            raise _fail(p, f"[native] has no key '{extra[0]}' (known: kernel, program, memory, arg, vendor, shell)")
+        if not isinstance(nat.get("shell", False), bool):
+            raise _fail(p, f"[native] shell must be true or false, not {nat['shell']!r}")
         if "host" in data or "domain" in data:
             raise _fail(p, "a scenario is either [native] (bare metal) or a Xen host with [[domain]]s, not both")
         if "kernel" not in nat:
             raise _fail(p, "[native] needs kernel = \"kernels/....s\"")
         native = {"kernel": p.parent / nat["kernel"],
                   "program": p.parent / nat["program"] if "program" in nat else None,
-                  "memory": nat.get("memory", 64), "arg": nat.get("arg", 0), "vendor": nat.get("vendor", "intel")}
+                  "memory": nat.get("memory", 64), "vendor": nat.get("vendor", "intel"),
+                  # bit 63 of the boot argument: the kernel's shell on COM1 instead of the program
+                  "arg": nat.get("arg", 0) | (1 << 63 if nat.get("shell") else 0)}
         return Scenario(p, None, native=native)
     h = data.get("host", {})
     for k, v in h.items():
