@@ -65,3 +65,31 @@ def test_a_long_run_ticks_on_its_own():
     assert dom.state == "shutdown"
     ticks = int(dom.console_output.split("timer ticks ")[1].split()[0])
     assert ticks >= 1
+
+
+def test_bind_ipi_notifies_the_same_domain_and_global_virqs_go_to_dom0():
+    from xen_helpers import hypercall
+    host, xl = boot_host()
+    dom = xl.create("machines/pv-guest.cfg")
+    host.run(60_000)
+    v = dom.vcpus[0]
+    ev = host.evtchn
+    port = ev.bind_ipi(dom.domid, 0)
+    assert port > 0 and ev.status(dom.domid, port)[0] == abi.EVTCHNSTAT_ipi
+    assert ev.bind_ipi(dom.domid, 5) == -abi.ERRNO["ENOENT"]          # no such vCPU
+    base = dom.shared_info_mfn << 12
+    assert not host.mem.read_u64(base + 2048 + (port // 64) * 8) >> (port % 64) & 1
+    assert ev.send(dom.domid, port) == 0                              # an IPI to itself
+    assert host.mem.read_u64(base + 2048 + (port // 64) * 8) >> (port % 64) & 1
+    # VIRQ_CON_RING is global: a domU may bind it, but Xen sends it to dom0 only
+    assert ev.bind_virq(dom.domid, abi.VIRQ_CON_RING, 1) == -abi.ERRNO["EINVAL"]   # global: vCPU 0 only
+    guest_port = ev.bind_virq(dom.domid, abi.VIRQ_CON_RING, 0)
+    got = []
+    dom0_port = ev.bind_virq(0, abi.VIRQ_CON_RING, 0)
+    ev.bind_service(0, dom0_port, lambda p: got.append(p))
+    mark = len(host.dmesg)
+    host.log("a line on Xen's console")
+    host.run(2_000_000)                        # dom0's services run when dom0 is scheduled
+    assert got and set(got) == {dom0_port} and len(got) == len(host.dmesg) - mark   # one per line
+    word, bit = divmod(guest_port, 64)
+    assert not host.mem.read_u64(base + 2048 + word * 8) >> bit & 1

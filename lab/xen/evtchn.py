@@ -106,6 +106,24 @@ class EventChannels:
         self._event(domid, "bind_virq", port, None, None, 0)
         return port
 
+    def bind_ipi(self, domid: int, vcpu: int) -> int:
+        """EVTCHNOP_bind_ipi: a port whose send notifies ``vcpu`` of the same domain."""
+        dom = self.host.domains.get(domid)
+        if dom is None or not 0 <= vcpu < len(dom.vcpus):
+            return -abi.ERRNO["ENOENT"]
+        port = self._free_port(domid)
+        if port < 0:
+            return port
+        self.ports[domid][port] = Port("ipi", vcpu=vcpu)
+        self._event(domid, "bind_ipi", port, None, None, 0)
+        return port
+
+    def send_global_virq(self, virq: int) -> bool:
+        """send_global_virq(): a global VIRQ goes to its handler domain, the hardware domain
+        (dom0) unless XEN_DOMCTL_set_virq_handler named another, on vCPU 0. The lab has no
+        set_virq_handler, so a domU may bind a global VIRQ but never receives it, as in Xen."""
+        return self.send_virq(0, virq, 0)
+
     def bind_service(self, domid: int, port: int, handler: Callable[[int], Any]) -> None:
         """Attach a dom0 service (Python) to one of dom0's ports."""
         self.ports[domid][port].handler = handler

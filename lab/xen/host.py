@@ -84,6 +84,9 @@ class XenHost:
         """A line of Xen's own console (``xl dmesg``)."""
         prefix = f"(XEN) {vcpu.label} " if vcpu is not None else "(XEN) "
         self.dmesg.append(prefix + text)
+        # Bytes written to Xen's console ring: VIRQ_CON_RING to dom0, if it bound it.
+        if getattr(self, "evtchn", None) is not None and 0 in self.evtchn.ports:
+            self.evtchn.send_global_virq(abi.VIRQ_CON_RING)
 
     def emit(self, vcpu: Vcpu | None, kind: str, **data: Any) -> Event:
         if vcpu is None:

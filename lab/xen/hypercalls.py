@@ -500,6 +500,14 @@ def event_channel_op(host, v, args, info) -> int:
         copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
         info["args"].append(f"virq {virq} -> port {port}")
         return 0
+    if cmd == abi.EVTCHNOP_bind_ipi:
+        vcpu = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+        port = ev.bind_ipi(dom.domid, vcpu)
+        if port < 0:
+            return port
+        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
+        info["args"].append(f"vcpu {vcpu} -> port {port}")
+        return 0
     if cmd == abi.EVTCHNOP_close:
         port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
         return ev.close(dom.domid, port)
