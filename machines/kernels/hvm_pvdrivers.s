@@ -142,27 +142,11 @@ pvd_unmask_callback:
 ; evtchn_upcall_pending is set. Scan the event channels (which clears it),
 ; then EOI the PIC.
 pvd_callback_irq:
-    push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
     inc qword [rip + callback_irqs]
-    call evtchn_do_upcall
+    call evtchn_upcall_saving
+    push rax
     mov al, 0x20                     ; EOI to the 8259A
     out 0x20, al
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
     pop rax
     iretq
 

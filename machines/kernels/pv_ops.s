@@ -531,25 +531,7 @@ pv_syscall_entry:
 pv_event_entry:
     pop rcx
     pop r11
-    push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
-    call evtchn_do_upcall
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rax
+    call evtchn_upcall_saving
     push 0
     push rcx
     push r11

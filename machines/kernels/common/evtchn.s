@@ -273,6 +273,12 @@ hvm_events_init:
 ; hvm_callback_entry: the interrupt vector Xen raises for pending events
 ; (HVM_PARAM_CALLBACK_IRQ type 2). No EOI: the vector type needs none.
 hvm_callback_entry:
+    call evtchn_upcall_saving
+    iretq
+
+; evtchn_upcall_saving: evtchn_do_upcall for an interrupt or callback entry, with
+; every register the call may change saved around it
+evtchn_upcall_saving:
     push rax
     push rcx
     push rdx
@@ -292,7 +298,7 @@ hvm_callback_entry:
     pop rdx
     pop rcx
     pop rax
-    iretq
+    ret
 
 .data
 evtchn_ready:     .quad 0
