@@ -112,12 +112,11 @@ def grants(host, domid: int) -> list[GrantView]:
             m = gt.maptrack[mapper][handle]
             if m.granter == domid:
                 mapped.setdefault(m.ref, []).append(f"d{mapper} ({'rw' if m.writable else 'ro'})")
-    for ref in range(len(frames) * ENTRIES_PER_FRAME):
-        entry = gt.read_entry(domid, ref)
-        if entry is None or not entry[0] & 3:
-            continue
-        flags, to, frame = entry
-        out.append(GrantView(ref, flags, to, frame, mapped.get(ref, [])))
+    for i, mfn in enumerate(frames):          # a frame at a time: 512 entries of <u16 flags, u16 domid, u32 frame>
+        for slot, (flags, to, frame) in enumerate(struct.iter_unpack("<HHI", host.mem.read(mfn << 12, 4096))):
+            if flags & 3:
+                ref = i * ENTRIES_PER_FRAME + slot
+                out.append(GrantView(ref, flags, to, frame, mapped.get(ref, [])))
     return out
 
 

@@ -13,6 +13,7 @@ from textual.widgets import Log, Static
 from ..explain import describe_event
 from ..state import CALL_KINDS, IO_KINDS, LogFilter
 from .eventlist import EventList
+from .text import Text as TextView
 
 
 class EventPane(Vertical):
@@ -113,7 +114,7 @@ class DevicePane(EventPane):
         self._console_len = 0
 
     def compose(self) -> ComposeResult:
-        yield Static("", classes="io-state")
+        yield TextView("", classes="io-state")
         yield from super().compose()
         yield Static(Content.styled("console", "bold"), classes="console-title")
         yield Log(max_lines=self.console_lines, classes="console-log")
@@ -122,9 +123,10 @@ class DevicePane(EventPane):
         """The focused domain's rings, event channels and grants (the ``io`` command's text)."""
         if text != getattr(self, "_io_text", None):
             self._io_text = text
-            box = self.query_one(".io-state", Static)
-            box.display = bool(text)
-            box.update(Content(text))
+            box = self.query_one(".io-state", TextView)
+            if box.display != bool(text):
+                box.display = bool(text)
+            box.show(Content(text))           # a layout only when the text's shape changes
 
     def show_console(self, key: tuple, text: str, title: str = "console") -> None:
         """Append what is new in the focused domain's console output."""
