@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..isa.assembler import AsmError, assemble_file
+from ..isa.assembler import AsmError
+from ..isa.cache import assemble_file_cached
 from ..isa.image import Image
 from ..paths import KERNELS, MACHINES, PROGRAMS, display
 from ..xen import abi
@@ -36,7 +37,7 @@ def assemble(path: Path) -> Image:
     if not path.exists():
         raise UserError(f"{display(path)}: no such file")
     try:
-        return assemble_file(path, include_dirs=[KERNELS, PROGRAMS])
+        return assemble_file_cached(path, include_dirs=[KERNELS, PROGRAMS])
     except AsmError as e:
         raise UserError(str(e)) from None
 

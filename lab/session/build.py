@@ -8,7 +8,8 @@ from ..errors import UserError
 from ..hw.boot import BootError, boot_native
 from ..hw.costs import CostError, load_costs
 from ..hw.machine import Machine
-from ..isa.assembler import AsmError, assemble_file
+from ..isa.assembler import AsmError
+from ..isa.cache import assemble_file_cached
 from ..isa.image import Image
 from ..paths import KERNELS, PROGRAMS, display
 
@@ -24,7 +25,7 @@ def assemble(path: Path | str) -> Image:
     if p.is_dir():
         raise UserError(f"{display(p)}: is a directory, not an assembly file")
     try:
-        return assemble_file(p, include_dirs=[KERNELS, PROGRAMS])
+        return assemble_file_cached(p, include_dirs=[KERNELS, PROGRAMS])
     except AsmError as e:
         raise UserError(str(e)) from None
     except (OSError, UnicodeDecodeError) as e:

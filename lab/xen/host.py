@@ -132,10 +132,16 @@ class XenHost:
         dom = Domain(domid=domid, name=name, mode=mode, mem_pages=mem_pages, max_pages=mem_pages,
                      privileged=privileged, config=config)
         self.domains[domid] = dom
-        for pfn in range(mem_pages):
-            mfn = self.alloc_frame(domid)
-            dom.p2m.append(mfn)
-            self.mm.set_m2p(mfn, pfn)
+        # The domain's memory at once: the frames alloc_frame would pop one by one.
+        mfns = self.free_frames[:-mem_pages - 1:-1] if mem_pages else []
+        del self.free_frames[len(self.free_frames) - mem_pages:]
+        zero, assign, set_m2p = self.mem.zero_frame, self.mm.assign, self.mm.set_m2p
+        for pfn, mfn in enumerate(mfns):
+            zero(mfn)
+            assign(mfn, domid)
+            set_m2p(mfn, pfn)
+        dom.p2m.extend(mfns)
+        dom.extra.setdefault("frames", []).extend(mfns)
         self.evtchn.add_domain(dom)
         self.emit(None, "domain", op="create", name=name, state=RUNNING, reason=mode)
         self.log(f"d{domid}: created {name} ({mode}, {mem_pages * 4096 >> 20} MiB, {vcpus} vCPU)")

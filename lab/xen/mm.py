@@ -407,8 +407,8 @@ class PvMM:
         """
         if not self.valid(mfn):
             raise ValueError(f"mfn {mfn:#x} is beyond the end of memory")
-        pg = self.pages[mfn]
-        if pg.owner is not None or pg.count:
+        pg = self.pages.get(mfn)          # (a frame never looked at is free)
+        if pg is not None and (pg.owner is not None or pg.count):
             raise ValueError(f"mfn {mfn:#x} is not free ({self.describe(mfn)})")
         self.pages[mfn] = pg = PageInfo(owner=domid, count=1, allocated=True)
         if domid == DOMID_XEN:
