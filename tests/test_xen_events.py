@@ -94,3 +94,16 @@ def test_bind_ipi_notifies_the_same_domain_and_global_virqs_go_to_dom0():
     assert got and set(got) == {dom0_port} and len(got) == len(xen_lines)    # one per line of Xen's
     word, bit = divmod(guest_port, 64)
     assert not host.mem.read_u64(base + 2048 + word * 8) >> bit & 1
+
+
+def test_typing_at_xens_console_raises_virq_console_for_dom0_to_read():
+    host, xl = boot_host()
+    ev = host.evtchn
+    got = []
+    port = ev.bind_virq(0, abi.VIRQ_CONSOLE, 0)
+    ev.bind_service(0, port, lambda p: got.append(p))
+    from lab.session.commands import type_into_console
+    type_into_console(host, host.domains[0], "xl list\n")
+    host.run(100_000)
+    assert got == [port]
+    assert bytes(host.console_input) == b"xl list\n"      # waiting for dom0's CONSOLEIO_read

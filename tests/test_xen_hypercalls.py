@@ -15,7 +15,7 @@ import pytest
 from lab.xen.console import guest_console_write
 from lab.xen.guestmem import copy_from_guest, copy_to_guest
 from lab.xen.hypercalls import dispatch_python
-from xen_helpers import (DOMID_SELF, ERRNO, HYPERCALL_NR, SVM_EXIT, VMX_EXIT, default_run, domid, events,
+from xen_helpers import (DOMID_SELF, ERRNO, HYPERCALL_NR, SVM_EXIT, VMX_EXIT, default_run, domid, events, peek,
                          hypercall, last_event, script_guest, small_host, vendor_run)
 
 NR = HYPERCALL_NR
@@ -515,3 +515,18 @@ def test_event_channel_unmask(env):
         va = put(host, pv2, 0, struct.pack("<I", bad))
         assert hypercall(host, pv2.vcpu, "event_channel_op", 9, va) == -22
     assert host.mm.pv.check_invariants() == []
+
+
+def test_console_io_read_hands_the_control_domain_what_was_typed_at_xens_console(env):
+    host, _, pv, _, _ = env
+    va = put(host, pv, 0, bytes(64))
+    host.type_at_console("xl list\n")
+    assert hypercall(host, pv.vcpu, "console_io", 1, 64, va) == -1            # a domU: EPERM
+    pv.dom.privileged = True                      # as a control domain with a CPU would
+    try:
+        assert hypercall(host, pv.vcpu, "console_io", 1, 3, va) == 3          # CONSOLEIO_read, count 3
+        assert hypercall(host, pv.vcpu, "console_io", 1, 64, va + 3) == 5     # the rest
+        assert peek(host, pv.dom, va, 8) == b"xl list\n"
+        assert hypercall(host, pv.vcpu, "console_io", 1, 64, va) == 0         # nothing more
+    finally:
+        pv.dom.privileged = False

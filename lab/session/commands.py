@@ -196,6 +196,10 @@ def _console(session: Session, args: list[str]) -> str:
 def type_into_console(host, dom, text: str) -> str:
     """Give ``text`` to a guest as console input, the way its console reaches it: an HVM
     guest's emulated serial port (the device model), else its console ring (xenconsoled)."""
+    if dom.privileged:
+        # dom0's console is Xen's own serial console switched to it (ctrl-a three times on a host)
+        host.type_at_console(text)
+        return "Xen's serial console, which raises VIRQ_CONSOLE for dom0 to read it with CONSOLEIO_read"
     dm = host.services.get("device_model")
     if dm is not None and dm.wants(dom):
         if not dm.console_input(dom, text):

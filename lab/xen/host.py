@@ -63,6 +63,8 @@ class XenHost:
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
         self.dmesg: list[str] = []
+        #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
+        self.console_input = bytearray()
         self.images: dict[str, Any] = {}
         # Machine frames: Xen keeps the first 16 MiB for itself; the rest is its heap.
         self.xen_reserved = (16 << 20) >> PAGE_SHIFT
@@ -80,6 +82,12 @@ class XenHost:
                  f"{'HAP (EPT)' if cfg.ept and cfg.vendor == 'intel' else 'HAP (NPT)' if cfg.ept else 'no HAP: shadow paging only'}")
 
     # -- logging and events -------------------------------------------------
+    def type_at_console(self, text: str) -> None:
+        """Bytes typed at Xen's own (serial) console while it is switched to dom0: kept for
+        CONSOLEIO_read, and VIRQ_CONSOLE tells dom0 they are there (serial_rx -> __serial_rx)."""
+        self.console_input += text.encode("latin-1", "replace")
+        self.evtchn.send_global_virq(abi.VIRQ_CONSOLE)
+
     def log(self, text: str, vcpu: Vcpu | None = None) -> None:
         """A line of Xen's own console (``xl dmesg``)."""
         prefix = f"(XEN) {vcpu.label} " if vcpu is not None else "(XEN) "

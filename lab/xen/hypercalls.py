@@ -381,7 +381,11 @@ def console_io(host, v, args, info) -> int:
         guest_console_write(host, v.domain, text)
         return 0
     if cmd == abi.CONSOLEIO_read:
-        return 0
+        # do_console_io(): up to ``count`` bytes of what was typed at Xen's console; the count read
+        data = bytes(host.console_input[:count])
+        del host.console_input[:len(data)]
+        copy_to_guest(host, v, va, data)
+        return len(data)
     return -E["ENOSYS"]
 
 
