@@ -71,3 +71,20 @@ def test_json_output_has_the_documented_keys(capsys):
 def test_unknown_modes_are_clear_errors():
     with pytest.raises(UserError, match="unknown mode 'vmware'"):
         compare(modes=["vmware"])
+
+
+def test_the_compare_command_runs_fresh_machines_and_leaves_the_session_alone():
+    from lab.session.build import native_machine
+    from lab.session.commands import execute
+    from lab.session.session import Session
+    s = Session(native_machine())
+    before = s.machine.digest()
+    out = execute(s, "compare --modes native,pvh")
+    lines = out.splitlines()
+    assert lines[0].split() == ["native", "pvh"] and not any(l.startswith("description") for l in lines)
+    assert any(l.startswith("ring requests") and l.split()[-2:] == ["0", "4"] for l in lines)
+    assert s.machine.digest() == before
+    with pytest.raises(UserError, match="unknown mode 'vmware'"):
+        execute(s, "compare --modes vmware")
+    with pytest.raises(UserError, match="usage: compare"):
+        execute(s, "compare --modes")

@@ -260,6 +260,28 @@ def _io(session: Session, args: list[str]) -> str:
     return describe(host, domid)
 
 
+@command("compare", "compare [--modes M1,M2...] [PROGRAM.s]",
+         "run one program in each mode on fresh machines and count them side by side")
+def _compare(session: Session, args: list[str]) -> str:
+    from .compare import compare, format_table
+    modes, program = None, None
+    it = iter(args)
+    for word in it:
+        if word == "--modes":
+            value = next(it, None)
+            if value is None:
+                raise UserError("usage: compare [--modes M1,M2...] [PROGRAM.s]")
+            modes = [m for m in value.split(",") if m]
+        elif word.startswith("--modes="):
+            modes = [m for m in word.split("=", 1)[1].split(",") if m]
+        elif program is None and not word.startswith("-"):
+            program = word
+        else:
+            raise UserError(f"compare: unexpected '{word}' (usage: compare [--modes M1,M2...] [PROGRAM.s])")
+    # fresh machines, one per mode: the session's own machine is not touched
+    return format_table(compare(program, modes), descriptions=False)
+
+
 def _xenstore(session: Session):
     xs = getattr(session.machine, "services", {}).get("xenstored")
     if xs is None:

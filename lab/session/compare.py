@@ -169,10 +169,11 @@ def compare(program: str | None = None, modes: list[str] | None = None) -> list[
     return results
 
 
-def format_table(results: list[ModeResult]) -> str:
+def format_table(results: list[ModeResult], descriptions: bool = True) -> str:
+    """The table; without ``descriptions`` it fits a narrow pane (the modes' names say enough)."""
     cols = [r.mode for r in results]
-    rows: list[tuple[str, list[str]]] = [
-        ("description", [r.what for r in results]),
+    rows: list[tuple[str, list[str]]] = [("description", [r.what for r in results])] if descriptions else []
+    rows += [
         ("guest instructions", [f"{r.instructions:,}" for r in results]),
         ("system calls", [str(r.syscalls) for r in results]),
         ("traps", [str(sum(r.traps.values())) for r in results]),
