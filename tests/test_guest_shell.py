@@ -50,8 +50,14 @@ def test_pv_shell_over_the_console_ring(tmp_path):
     assert cons == prod > 0                          # the kernel read everything xenconsoled wrote
     stats = command(host, dom, "stats")
     assert "frames sent 2" in stats and "received 2" in stats
+    mark = host.trace.seq
     out = command(host, dom, "syscall")
-    assert out.startswith("getpid() = 1 in ")
+    assert out.startswith("getpid() = 1 (from user mode) in ")
+    # a real system call from user mode: bounced through Xen, then the stub's call back to the shell
+    calls = [e for e in host.trace.events if e.seq >= mark and e.kind == "syscall" and e.dom == dom.domid]
+    assert [e.data["nr"] for e in calls] == [39, 513]
+    assert all("Xen" in e.data["via"] for e in calls)
+    assert command(host, dom, "syscall").startswith("getpid() = 1 (from user mode) in ")   # and again
     # a line typed with a correction (backspace) arrives corrected
     start = len(dom.console_output)
     type_line(host, dom, "pinf\x7fg 0")

@@ -99,3 +99,24 @@ def test_the_native_shell_answers_on_com1_and_pings_the_peer(tmp_path):
     assert "echo reply from 00:16:3e:00:00:01" in out and "sector 2: native" in out
     # straight to the image through the IDE registers, never through a hypervisor
     assert s.machine.pc.ide.drives()[0][1].image.read(2).startswith(b"native")
+
+
+def test_the_shells_system_call_comes_from_user_mode_and_costs_no_hypervisor(tmp_path):
+    from lab.paths import MACHINES
+    from lab.session.commands import execute
+    from lab.session.headless import build_target
+    from lab.session.session import Session
+    scenario = tmp_path / "shell.toml"
+    scenario.write_text(f'[native]\nkernel = "{MACHINES / "kernels/native.s"}"\n'
+                        f'program = "{MACHINES / "programs/workload.s"}"\nshell = true\n')
+    s = Session(build_target([str(scenario)])[1])
+    execute(s, "run 500000")
+    mark = s.machine.trace.seq
+    execute(s, "console syscall")
+    execute(s, "run 500000")
+    assert "getpid() = 1 (from user mode) in " in s.console()
+    calls = [e for e in s.machine.trace.events if e.seq >= mark and e.kind == "syscall"]
+    assert [e.data["nr"] for e in calls] == [39, 513] and all(e.data["via"] == "syscall" for e in calls)
+    execute(s, "console syscall")                 # the shell's stack survived: it works again
+    execute(s, "run 500000")
+    assert s.console().count("(from user mode)") == 2

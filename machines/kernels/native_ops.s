@@ -53,7 +53,8 @@ native_irq_enable:
     ret
 
 native_set_kstack:
-    mov [rip + tss + 4], rdi         ; TSS.RSP0
+    mov [rip + tss + 4], rdi         ; TSS.RSP0: traps and interrupts from user mode
+    mov [rip + syscall_rsp0], rdi    ; and syscall, which switches stacks in software
     ret
 
 ; native_console_write(rdi = buffer, rsi = length): one byte per out to port 0xe9
@@ -251,7 +252,7 @@ native_enter_user:
 ; syscall: rcx = user rip, r11 = user rflags, still on the user stack
 syscall_entry:
     mov [rip + user_rsp], rsp
-    mov rsp, kstack_top
+    mov rsp, [rip + syscall_rsp0]
     push rcx
     push r11
     push rdi
@@ -342,6 +343,7 @@ irq_timer:
 
 .data
 user_rsp:   .quad 0
+syscall_rsp0: .quad kstack_top
 .align 16
 gdt:        .quad 0
             .quad 0x00af9a000000ffff     ; 0x08 kernel code

@@ -35,6 +35,8 @@
 .equ SH_LINE_MAX,       200
 .equ SH_SECTOR,         512
 
+.equ SH_STUB_VA,            0x0000000070000000
+
 .text
 
 shell_main:
@@ -430,31 +432,102 @@ sh_cycles_report:
     lea rdi, [rip + sh_msg_cycles]
     jmp puts
 
+; sh_syscall(): a real system call, from user mode: a five-instruction program
+; at SH_STUB_VA makes getpid, then the lab's call 513, which brings the kernel
+; back here. So the call takes the flavour's whole path: a PV guest's syscall
+; bounces through Xen, an HVM guest's never leaves the guest.
 sh_syscall:
     push rbx
+    push rbp
     push r12
+    push r13
+    push r14
+    push r15
+    call sh_user_space
+    call sh_map_stub
     rdtsc
     shl rdx, 32
     or rax, rdx
-    mov r12, rax
-    mov rdi, SYS_getpid
-    call do_syscall
-    mov rbx, rax
+    mov [rip + sh_t0], rax
+    mov [rip + sh_saved_rsp], rsp
+    lea rdi, [rsp - 512]             ; the stub's system calls land below the shell's frames
+    and rdi, -16
+    call [rip + pv_ops + OP_SET_KSTACK]
+    mov rdi, SH_STUB_VA
+    mov rsi, USER_STACK_TOP
+    xor edx, edx
+    call [rip + pv_ops + OP_ENTER_USER]
+; sh_syscall_back: where system call 513 resumes the shell (do_syscall has put
+; the shell's stack back and r12 = what getpid returned to the stub)
+sh_syscall_back:
     rdtsc
     shl rdx, 32
     or rax, rdx
-    sub r12, rax
-    neg r12
+    sub rax, [rip + sh_t0]
+    mov r13, rax
     lea rdi, [rip + sh_msg_getpid]
     call puts
-    mov rdi, rbx
+    mov rdi, r12
     call put_dec
+    lea rdi, [rip + sh_msg_from_user]
+    call puts
     lea rdi, [rip + sh_msg_in]
-    mov rsi, r12
+    mov rsi, r13
     call sh_cycles_report
+    pop r15
+    pop r14
+    pop r13
     pop r12
+    pop rbp
     pop rbx
     ret
+
+; sh_return_from_user(rsi = the stub's argument): system call 513. Drops the
+; system call's own frame: the shell's stack and kernel entry stack come back,
+; and interrupts (events) are on again, as the shell waits with them on.
+sh_return_from_user:
+    mov rax, [rip + sh_saved_rsp]
+    test rax, rax
+    jz .not_ours
+    mov qword [rip + sh_saved_rsp], 0
+    mov rsp, rax
+    mov r12, rsi
+    mov rdi, kstack_top
+    call [rip + pv_ops + OP_SET_KSTACK]
+    call [rip + pv_ops + OP_IRQ_ENABLE]
+    jmp sh_syscall_back
+.not_ours:
+    mov rax, -ENOSYS                 ; no shell is waiting: an unknown system call
+    ret
+
+; sh_map_stub(): the stub's code on a user page at SH_STUB_VA (once)
+sh_map_stub:
+    cmp qword [rip + sh_stub_mapped], 0
+    jne .done
+    call alloc_frame
+    push rax
+    mov rdi, DIRECT_MAP
+    add rdi, rax
+    lea rsi, [rip + sh_stub]
+    mov rcx, (sh_stub_end - sh_stub) / 8
+    rep movsq
+    pop rdx
+    or rdx, PTE_P | PTE_US           ; read-only, executable, user
+    mov rsi, SH_STUB_VA
+    mov rdi, [rip + user_pml4]
+    call map_page
+    mov qword [rip + sh_stub_mapped], 1
+.done:
+    ret
+
+; The stub itself: position-independent, copied to SH_STUB_VA.
+sh_stub:
+    mov eax, SYS_getpid
+    syscall
+    mov rdi, rax
+    mov eax, SYS_lab_shell_return
+    syscall
+sh_stub_end:
 
 ; sh_user_space(): the program's address space, built once (load_program), so
 ; that the heap exists and `run` can start the program in it later
@@ -594,6 +667,10 @@ sh_run:
 
 .data
 sh_user_entry:      .quad 0
+sh_saved_rsp:       .quad 0
+sh_t0:              .quad 0
+sh_stub_mapped:     .quad 0
+sh_msg_from_user:   .asciz " (from user mode)"
 sh_user_stack:      .quad 0
 sh_cpuid_text:      .ascii "............ / ............"
                     .byte 0
