@@ -372,10 +372,12 @@ class Runner:
                 self._handled += 1
 
     def _crashed(self, exc: BaseException) -> None:
-        self.mode = CRASHED
+        # What went wrong first, the mode last: the screen thread may read them as soon
+        # as it sees CRASHED.
         self._job = None
         self.error = f"{type(exc).__name__}: {exc}"
         self.last_traceback = traceback.format_exc()
+        self.mode = CRASHED
         self._reply("err", f"simulator error: {self.error}")
         try:
             self._publish(force=True)
