@@ -389,8 +389,8 @@ class Runner:
             try:
                 self.session = self._factory()   # type: ignore[misc]
             except UserError as e:
-                self.mode = NO_MACHINE
                 self.error = str(e)
+                self.mode = NO_MACHINE
                 self._reply("err", str(e))
                 while not self._quit:
                     self.idle.set()
