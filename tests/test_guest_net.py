@@ -120,7 +120,9 @@ def test_hvm_guest_pings_dom0_through_the_emulated_ne2000(tmp_path):
     host, xl = net_host()
     dom = shell_guest(xl, tmp_path, "h1", "hvm", mac=HVM_MAC)
     boot = wait_prompt(host, dom)
-    assert f"net: card up, MAC {HVM_MAC}, IP 10.0.0.2" in boot          # no xenstore: the lab's 10.0.0.2
+    # no xenstore in a plain HVM kernel: its domain id comes from Xen's CPUID leaf 0x40000004
+    hvm_ip = f"10.0.0.{10 + dom.domid}"
+    assert f"net: card up, MAC {HVM_MAC}, IP {hvm_ip}" in boot
     nic = host.services["device_model"].nic(dom)
     exits_before = len(events(host, "ioreq", dom.domid, state="STATE_IOREQ_READY"))
     out = command(host, dom, "ping 0")
@@ -130,8 +132,8 @@ def test_hvm_guest_pings_dom0_through_the_emulated_ne2000(tmp_path):
     assert [(f["type"], f.get("op"), f.get("icmp_type")) for f in sent] == [(0x0806, 1, None), (0x0800, None, 8)]
     arp, echo = sent
     assert arp["dst"] == b"\xff" * 6 and arp["src"] == arp["sha"] == mac(HVM_MAC)
-    assert arp["spa"] == ip4("10.0.0.2") and arp["tpa"] == ip4("10.0.0.1")
-    assert echo["dst"] == DOM0_MAC and echo["src_ip"] == ip4("10.0.0.2") and echo["dst_ip"] == ip4("10.0.0.1")
+    assert arp["spa"] == ip4(hvm_ip) and arp["tpa"] == ip4("10.0.0.1")
+    assert echo["dst"] == DOM0_MAC and echo["src_ip"] == ip4(hvm_ip) and echo["dst_ip"] == ip4("10.0.0.1")
     assert echo["seq"] == 1 and echo["ttl"] == 64 and echo["data"] == bytes(range(56))
     assert all(len(f) >= 60 for f in nic.sent)                           # padded to Ethernet's minimum
     # what came back into the card: dom0's ARP reply and its echo reply with the same id and data
@@ -183,15 +185,16 @@ def test_pv_guest_pings_an_hvm_guest(tmp_path):
     wait_prompt(host, hvm)
     pv = shell_guest(xl, tmp_path, "p1", "pv", mac=PV_MAC)
     wait_prompt(host, pv)
-    out = command(host, pv, "ping 10.0.0.2")
-    assert out == f"ping 10.0.0.2: echo reply from {HVM_MAC} seq 1\n"
+    hvm_ip = f"10.0.0.{10 + hvm.domid}"
+    out = command(host, pv, f"ping {hvm.domid}")              # ping DOMID: 10.0.0.(10+DOMID)
+    assert out == f"ping {hvm_ip}: echo reply from {HVM_MAC} seq 1\n"
     # the HVM guest's kernel answered ARP and the echo request from its shell's idle loop
     replies = [parse(f) for f in host.services["device_model"].nic(hvm).sent]
     assert [(f["type"], f.get("op"), f.get("icmp_type")) for f in replies] == [(0x0806, 2, None),
                                                                                 (0x0800, None, 0)]
     arp, echo = replies
     assert arp["dst"] == mac(PV_MAC) and arp["sha"] == mac(HVM_MAC) and arp["tha"] == mac(PV_MAC)
-    assert arp["spa"] == ip4("10.0.0.2") and arp["tpa"] == ip4(f"10.0.0.{10 + pv.domid}")
+    assert arp["spa"] == ip4(hvm_ip) and arp["tpa"] == ip4(f"10.0.0.{10 + pv.domid}")
     assert echo["dst"] == mac(PV_MAC) and echo["dst_ip"] == ip4(f"10.0.0.{10 + pv.domid}")
     assert echo["seq"] == 1 and echo["data"] == bytes(range(56))
     stats = command(host, hvm, "stats")
@@ -211,7 +214,7 @@ def test_guest_answers_echo_requests_and_drops_damaged_ones(tmp_path):
         if damage == "icmp":
             body[-1] ^= 1
         hdr = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 7, 0, 64, 1, 0,
-                                    ip4("10.0.0.1"), ip4("10.0.0.2")))
+                                    ip4("10.0.0.1"), ip4(f"10.0.0.{10 + dom.domid}")))
         hdr[10:12] = struct.pack(">H", csum(bytes(hdr)))
         if damage == "ip":
             hdr[10] ^= 0x40

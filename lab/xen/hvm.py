@@ -47,6 +47,10 @@ def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         return (XEN_VERSION[0] << 16) | XEN_VERSION[1], 0, 0, 0
     if leaf == XEN_CPUID_BASE + 2:
         return 1, XEN_HYPERCALL_MSR, 0, 0
+    if leaf == XEN_CPUID_BASE + 4 and subleaf == 0:
+        # HVM-specific features: the vCPU id in EBX and the domain id in ECX, said present
+        # by XEN_HVM_CPUID_VCPU_ID_PRESENT (bit 3) and XEN_HVM_CPUID_DOMID_PRESENT (bit 4)
+        return (1 << 3) | (1 << 4), v.id, v.domain.domid, 0
     if XEN_CPUID_BASE < leaf <= XEN_CPUID_BASE + 5:
         return 0, 0, 0, 0
     a, b, c, d = native_cpuid(host.vendor, leaf, subleaf)

@@ -33,6 +33,27 @@
 
 .text
 
+; net_domid_from_cpuid(): on Xen, leaf 0x40000004 (HVM-specific features)
+; has the domain id in ECX when EAX has XEN_HVM_CPUID_DOMID_PRESENT (bit 4)
+; (public/arch-x86/cpuid.h); on bare metal there is no Xen signature.
+net_domid_from_cpuid:
+    push rbx
+    mov eax, 0x40000000
+    cpuid
+    cmp ebx, 0x566e6558              ; "XenV"
+    jne .none
+    cmp eax, 0x40000004
+    jb .none
+    mov eax, 0x40000004
+    xor ecx, ecx
+    cpuid
+    test eax, 0x10
+    jz .none
+    mov [rip + net_domid], rcx
+.none:
+    pop rbx
+    ret
+
 ; net_init() -> rax = 0 or -errno: connect the card, pick our address, say so.
 ; Safe to call again once the card is up.
 net_init:
@@ -41,6 +62,10 @@ net_init:
     call [rip + pv_ops + OP_NET_INIT]
     test rax, rax
     jnz .out
+    cmp qword [rip + net_domid], 0
+    jge .known
+    call net_domid_from_cpuid        ; an HVM guest without xenstore: Xen's CPUID leaf says it
+.known:
     mov rax, [rip + net_domid]
     mov ecx, 2
     test rax, rax
