@@ -36,6 +36,7 @@
 .equ NET_SEND_OP, ne2k_send
 .equ NET_POLL_OP, ne2k_poll
 .include "native_ops.s"
+.include "common/xen.inc"
 .include "common/ide.s"
 
 ; hvm_trap_init: the native set-up, then find Xen and set up the hypercall page
@@ -60,7 +61,7 @@ hvm_trap_init:
     wrmsr
     xor edi, edi                     ; XENVER_version
     xor esi, esi
-    call hypercall_page + 17*32      ; __HYPERVISOR_xen_version
+    call HC_xen_version
     push rax
     lea rdi, [rip + msg_xen]
     call puts

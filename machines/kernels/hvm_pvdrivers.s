@@ -41,14 +41,9 @@
 .equ NET_SEND_OP, xen_net_send
 .equ NET_POLL_OP, xen_net_poll
 .include "native_ops.s"
+.include "common/xen.inc"
 
 ; What the shared Xen drivers need from an HVM flavour.
-.equ HC_memory_op,        hypercall_page + 12*32
-.equ HC_sched_op,         hypercall_page + 29*32
-.equ HC_event_channel_op, hypercall_page + 32*32
-.equ HC_hvm_op,           hypercall_page + 34*32
-.equ EVTCHNOP_send,       4
-.equ DOMID_SELF,          0x7ff0
 .equ XEN_EVENTS_INIT,     pvd_events_init
 .equ XEN_EVENTS_OFF,      hvm_events_off
 .equ XEN_EVENTS_RESTORE,  hvm_events_restore

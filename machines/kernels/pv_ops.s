@@ -35,19 +35,14 @@
 .equ MMUEXT_INVLPG_LOCAL, 7
 .equ MMUEXT_NEW_USER_BASEPTR, 15
 .equ UVMF_INVLPG,        2
-.equ DOMID_SELF,         0x7ff0
 .equ SCHEDOP_block,      1
 .equ SCHEDOP_shutdown,   2
 .equ SHUTDOWN_poweroff,  0
 .equ SHUTDOWN_crash,     3
 .equ CONSOLEIO_write,    0
-.equ EVTCHNOP_send,      4
 .equ CALLBACKOP_register, 0
 .equ CALLBACKTYPE_syscall, 2
 .equ CALLBACKTYPE_event, 0
-.equ EVTCHNOP_bind_virq, 1
-.equ VIRQ_TIMER,         0
-.equ VCPUOP_set_periodic_timer, 6
 .equ VGCF_in_syscall,    0x100
 .equ FLAT_USER_CS,       0xe033
 .equ FLAT_USER_SS,       0xe02b
@@ -62,22 +57,7 @@
 .equ SI_MFN_LIST,        104
 .equ SI_MOD_START,       112
 
-; Hypercalls: a call into the 32-byte stub Xen wrote for each number.
-.equ HC_mmu_update,      hypercall_page + 1*32
-.equ HC_set_trap_table,  hypercall_page + 0*32
-.equ HC_stack_switch,    hypercall_page + 3*32
-.equ HC_update_va_mapping, hypercall_page + 14*32
-.equ HC_console_io,      hypercall_page + 18*32
-.equ HC_iret,            hypercall_page + 23*32
-.equ HC_mmuext_op,       hypercall_page + 26*32
-.equ HC_sched_op,        hypercall_page + 29*32
-.equ HC_callback_op,     hypercall_page + 30*32
-.equ HC_event_channel_op, hypercall_page + 32*32
-.equ HC_vcpu_op,         hypercall_page + 24*32
-.equ HC_grant_table_op,  hypercall_page + 20*32
-.equ HC_memory_op,       hypercall_page + 12*32
-.equ HC_xen_version,     hypercall_page + 17*32
-.equ HC_hvm_op,          hypercall_page + 34*32
+.include "common/xen.inc"
 .equ GNTTABOP_setup_table, 2
 .equ SI_STORE_MFN,       56
 .equ SI_STORE_EVTCHN,    64

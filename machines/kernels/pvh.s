@@ -45,11 +45,8 @@ pvh_start:
 .equ NET_SEND_OP, netfront_send
 .equ NET_POLL_OP, netfront_poll
 .include "native_ops.s"
+.include "common/xen.inc"
 
-.equ HC_sched_op,         hypercall_page + 29*32
-.equ HC_event_channel_op, hypercall_page + 32*32
-.equ HC_hvm_op,           hypercall_page + 34*32
-.equ HC_memory_op,        hypercall_page + 12*32
 ; The PV drivers (common/evtchn.s, gnttab.s, xenbus.s, blkfront.s): shared_info
 ; and the grant table added to our physmap, events as vector 0xf3
 .equ XEN_EVENTS_INIT,     hvm_events_init
@@ -59,11 +56,6 @@ pvh_start:
 .equ GNTTAB_MAP,          hvm_gnttab_map
 .equ VIRT_TO_GFN,         hvm_virt_to_gfn
 .equ HVM_CALLBACK_VIA,    (2 << 56) | HVM_CALLBACK_VECTOR   ; HVM_PARAM_CALLBACK_IRQ type 2: a vector
-.equ EVTCHNOP_send,       4
-.equ HVMOP_get_param,     1
-.equ HVM_PARAM_CONSOLE_PFN, 17
-.equ HVM_PARAM_CONSOLE_EVTCHN, 18
-.equ DOMID_SELF,          0x7ff0
 
 ; pvh_trap_init: the native set-up, the hypercall page, and the console ring
 pvh_trap_init:

@@ -37,18 +37,9 @@
 .equ NET_SEND_OP, xen_net_send
 .equ NET_POLL_OP, xen_net_poll
 .include "native_ops.s"
+.include "common/xen.inc"
 
 ; What the shared Xen drivers need from an HVM flavour.
-.equ HC_memory_op,        hypercall_page + 12*32
-.equ HC_vcpu_op,          hypercall_page + 24*32
-.equ HC_sched_op,         hypercall_page + 29*32
-.equ HC_event_channel_op, hypercall_page + 32*32
-.equ HC_hvm_op,           hypercall_page + 34*32
-.equ EVTCHNOP_bind_virq,  1
-.equ EVTCHNOP_send,       4
-.equ VCPUOP_set_periodic_timer, 6
-.equ VIRQ_TIMER,          0
-.equ DOMID_SELF,          0x7ff0
 .equ HVM_CALLBACK_TYPE_VECTOR, 2
 .equ HVM_CALLBACK_VIA,    (HVM_CALLBACK_TYPE_VECTOR << 56) | HVM_CALLBACK_VECTOR
 .equ XEN_EVENTS_INIT,     hvm_events_init

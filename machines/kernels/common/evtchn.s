@@ -36,16 +36,9 @@
 ; interrupt to a handler that calls evtchn_do_upcall (hvm_callback_entry
 ; below for the vector; a GSI/INTx handler also acknowledges the PIC).
 
-.equ EVTCHNOP_alloc_unbound, 6
 .equ SHINFO_PENDING,     2048
 .equ SHINFO_MASK,        2560
 .equ EVTCHN_HANDLERS,    1024        ; ports with a handler slot (the lab allocates low ports)
-.equ XENMEM_add_to_physmap, 7
-.equ XENMAPSPACE_shared_info, 0
-.equ XENMAPSPACE_grant_table, 1
-.equ HVMOP_set_param,    0
-.equ HVMOP_get_param_,   1
-.equ HVM_PARAM_CALLBACK_IRQ, 0
 .equ HVM_CALLBACK_VECTOR, 0xf3       ; Linux's HYPERVISOR_CALLBACK_VECTOR
 
 .text

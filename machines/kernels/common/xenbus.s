@@ -60,8 +60,6 @@
 .equ XS_EINVAL,         22
 .equ XS_ENOENT,         2
 .equ XS_EIO,            5
-.equ HVM_PARAM_STORE_PFN, 1
-.equ HVM_PARAM_STORE_EVTCHN, 2
 
 .text
 
@@ -612,7 +610,7 @@ xs_get_param:
     mov [rdi + 4], esi
     mov qword [rdi + 8], 0
     mov rsi, rdi
-    mov rdi, HVMOP_get_param_
+    mov rdi, HVMOP_get_param
     call HC_hvm_op
     test rax, rax
     jnz .fail
