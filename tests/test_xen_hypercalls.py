@@ -420,7 +420,11 @@ def test_hvm_op_params(env):
     va = put(host, hvm, 0, struct.pack("<H2xIQ", pv.dom.domid, 1, 0x99))       # another domain's
     assert hypercall(host, hvm.vcpu, "hvm_op", 0, va) == -1
     check_event(host, "hvm_op", 34, -1, "EPERM", hvm.dom.domid)
-    assert 1 not in pv.dom.hvm_params
+    # nor may another domU set this guest's parameter: it keeps the value it set itself
+    va = put(host, pv, 0, struct.pack("<H2xIQ", hvm.dom.domid, 1, 0x99))
+    assert hypercall(host, pv.vcpu, "hvm_op", 0, va) == -1
+    check_event(host, "hvm_op", 34, -1, "EPERM", pv.dom.domid)
+    assert hvm.dom.hvm_params[1] == 0x1234
     va = put(host, hvm, 0, struct.pack("<H2xIQ", 0x7FF4, 1, 0))
     assert hypercall(host, hvm.vcpu, "hvm_op", 0, va) == -3                   # DOMID_INVALID: ESRCH
 

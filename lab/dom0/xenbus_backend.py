@@ -20,6 +20,7 @@ line in dom0's log (:meth:`XenbusBackend.log`) and, where Linux does so,
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -175,7 +176,7 @@ def grant_tables(host):
     return _tables(host)
 
 
-class XenbusBackend:
+class XenbusBackend(ABC):
     """A backend driver: probes devices of one type and follows their frontends.
 
     Subclasses set ``kind`` and ``name`` and implement :meth:`probe`,
@@ -399,7 +400,6 @@ class XenbusBackend:
             if dev is not None and dev.domid == dom.domid:
                 self.remove(dev, "domain destroyed")
 
-    # -- what a driver provides ---------------------------------------------------------------
     # -- what the learner's io view reads ------------------------------------------------
     def rings_of(self, dev: BackendDevice) -> list[tuple[str, "BackRing | None"]]:
         """(label, ring) of each shared ring the device has mapped; subclasses say."""
@@ -417,14 +417,18 @@ class XenbusBackend:
                     out.append((label, ring.maddr >> 12, ring.req_cons, f"backend {XENBUS_STATES[dev.state]}"))
         return out
 
+    # -- what a driver provides ---------------------------------------------------------------
+    @abstractmethod
     def probe(self, dev: BackendDevice) -> bool:
-        raise NotImplementedError
+        """A new device: open what backs it, publish its features; False refuses it."""
 
+    @abstractmethod
     def frontend_changed(self, dev: BackendDevice, state: int) -> None:
-        raise NotImplementedError
+        """The frontend moved to XenbusState ``state``: connect, close or wait."""
 
+    @abstractmethod
     def disconnect(self, dev: BackendDevice) -> None:
-        raise NotImplementedError
+        """Unmap the rings and close the port (the device is going or the frontend closed)."""
 
     # -- helpers for drivers ---------------------------------------------------------------------
     def map_grant(self, domid: int, ref: int, readonly: bool) -> tuple[int, int, int]:
