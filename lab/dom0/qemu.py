@@ -53,8 +53,8 @@ from ..paths import display
 from .devices import ones
 from .devices.ide import IdeController, IdeDrive
 from .devices.nic import BAR_SIZE as NIC_BAR_SIZE
-from .devices.nic import NE2K_DEVICE, NE2K_VENDOR, Ne2000, mac_text
-from .devices.pci import CMD_IO, CMD_MASTER, CMD_MEMORY, Bar, PciFunction, PciHost
+from .devices.nic import Ne2000, mac_text, ne2k_pci_function
+from .devices.pci import CMD_IO, CMD_MEMORY, Bar, PciFunction, PciHost, add_pc_chipset
 from .devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_REVISION, UNPLUG_ALL_DISKS,
                                UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
                                XEN_VENDOR, XenPlatform)
@@ -116,12 +116,7 @@ class Qemu:
         self._serial_line = ""
         conf = dom.config
         self.pci = PciHost(self)
-        self.pci.add(0, 0, PciFunction("i440FX host bridge", 0x8086, 0x1237, 0x0600, revision=0x02))
-        self.pci.add(1, 0, PciFunction("PIIX3 ISA bridge", 0x8086, 0x7000, 0x0601, multifunction=True))
-        ide_fn = self.pci.add(1, 1, PciFunction("PIIX3 IDE", 0x8086, 0x7010, 0x0101, prog_if=0x80,
-                                                command=CMD_IO | CMD_MASTER))
-        ide_fn._put(0x40, 2, 0x8000)          # IDETIM: primary channel decode enable
-        ide_fn._put(0x42, 2, 0x8000)          # IDETIM: secondary channel decode enable
+        add_pc_chipset(self.pci)
         self.ide = IdeController(self)
         self.serial = Uart16550(self, on_output=self._serial_out)
         self.platform: XenPlatform | None = None
@@ -182,10 +177,7 @@ class Qemu:
             model = getattr(vif, "model", None) or NIC_MODEL
             if model != NIC_MODEL:
                 self.log(f"vif {vif.devid}: model {model} is not modelled; the guest gets an {NIC_MODEL} (NE2000)")
-            fn = self.pci.add(slot, 0, PciFunction(
-                "NE2000 (ne2k_pci)", NE2K_VENDOR, NE2K_DEVICE, 0x0200, interrupt_pin=1,
-                interrupt_line=pci_irq(slot), command=CMD_IO | CMD_MASTER, bars=(Bar(0, "io", NIC_BAR_SIZE),)))
-            fn.set_bar(0, NIC_IO_BAR + NIC_BAR_SIZE * i)
+            fn = self.pci.add(slot, 0, ne2k_pci_function(pci_irq(slot), NIC_IO_BAR + NIC_BAR_SIZE * i))
             mac = vif.mac_bytes if hasattr(vif, "mac_bytes") else bytes(6)
             nic = Ne2000(self, mac, fn, label=f"{NIC_MODEL} 00:{slot:02x}.0")
             self.nics.append(nic)

@@ -18,8 +18,8 @@ from collections import deque
 
 from ..dom0.bridge import answer
 from ..dom0.devices.ide import IdeController, IdeDrive
-from ..dom0.devices.nic import BAR_SIZE as NIC_BAR_SIZE, NE2K_DEVICE, NE2K_VENDOR, Ne2000
-from ..dom0.devices.pci import CMD_IO, CMD_MASTER, Bar, PciFunction, PciHost, add_pc_chipset
+from ..dom0.devices.nic import BAR_SIZE as NIC_BAR_SIZE, Ne2000, ne2k_pci_function
+from ..dom0.devices.pci import PciHost, add_pc_chipset
 from ..dom0.devices.serial import Uart16550
 from ..dom0.diskimage import DiskImage
 from ..dom0.qemu import FIRST_NIC_SLOT, NIC_IO_BAR, pci_irq
@@ -61,11 +61,7 @@ class NativePc:
             self.ide.attach(0, IdeDrive("hda", disk, serial=1))
         self.nic: Ne2000 | None = None
         if nic:
-            fn = self.pci.add(FIRST_NIC_SLOT, 0, PciFunction(
-                "NE2000 (ne2k_pci)", NE2K_VENDOR, NE2K_DEVICE, 0x0200, interrupt_pin=1,
-                interrupt_line=pci_irq(FIRST_NIC_SLOT), command=CMD_IO | CMD_MASTER,
-                bars=(Bar(0, "io", NIC_BAR_SIZE),)))
-            fn.set_bar(0, NIC_IO_BAR)
+            fn = self.pci.add(FIRST_NIC_SLOT, 0, ne2k_pci_function(pci_irq(FIRST_NIC_SLOT), NIC_IO_BAR))
             self.nic = Ne2000(self.ctx, NATIVE_MAC, fn, label="ne2k_pci 00:04.0")
             self.nic.on_send = self._wire
         # COM1: where the kernel's shell reads what the learner types (its output stays

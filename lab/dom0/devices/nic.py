@@ -44,7 +44,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import DeviceContext, ones
-from .pci import PciFunction
+from .pci import CMD_IO, CMD_MASTER, Bar, PciFunction
 
 NE2K_VENDOR, NE2K_DEVICE = 0x10EC, 0x8029
 BAR_SIZE = 0x100
@@ -60,6 +60,14 @@ PRX, PTX, RXE, TXE, OVW, CNT, RDC, RST = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x4
 RCR_AB, RCR_AM, RCR_PRO = 0x04, 0x08, 0x10
 RSR_PRX, RSR_PHY = 0x01, 0x20
 TSR_PTX = 0x01
+
+
+def ne2k_pci_function(irq_line: int, io_bar: int) -> PciFunction:
+    """The card's PCI function as QEMU's ne2k_pci has it (class 0200, INTA), its I/O BAR at ``io_bar``."""
+    fn = PciFunction("NE2000 (ne2k_pci)", NE2K_VENDOR, NE2K_DEVICE, 0x0200, interrupt_pin=1,
+                     interrupt_line=irq_line, command=CMD_IO | CMD_MASTER, bars=(Bar(0, "io", BAR_SIZE),))
+    fn.set_bar(0, io_bar)
+    return fn
 
 
 def multicast_hash(mac: bytes) -> int:
