@@ -38,27 +38,14 @@
 .include "native_ops.s"
 .include "common/xen.inc"
 .include "common/ide.s"
+.include "common/xen_hvm.s"
 
 ; hvm_trap_init: the native set-up, then find Xen and set up the hypercall page
 hvm_trap_init:
     call native_trap_init
-    mov eax, 0x40000000
-    cpuid
-    cmp ebx, 0x566e6558              ; "XenV"
-    jne .no_xen
-    cmp ecx, 0x65584d4d              ; "MMXe"
-    jne .no_xen
-    cmp edx, 0x4d4d566e              ; "nVMM"
-    jne .no_xen
-    mov eax, 0x40000002
-    cpuid                            ; ebx = the MSR that takes the hypercall page
-    mov ecx, ebx
-    lea rax, [rip + hypercall_page]
-    mov rdx, DIRECT_MAP
-    sub rax, rdx                     ; its guest-physical address
-    mov rdx, rax
-    shr rdx, 32
-    wrmsr
+    call xen_hvm_setup
+    test rax, rax
+    jz .no_xen
     xor edi, edi                     ; XENVER_version
     xor esi, esi
     call HC_xen_version

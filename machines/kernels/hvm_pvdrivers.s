@@ -54,6 +54,7 @@
 .equ PIC_VECTOR_BASE,     0x20           ; where native_timer_init puts the 8259A's IRQ 0
 
 .include "common/ide.s"
+.include "common/xen_hvm.s"
 .include "common/platform.s"
 .include "common/evtchn.s"
 .include "common/gnttab.s"

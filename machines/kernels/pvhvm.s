@@ -50,6 +50,7 @@
 .equ VIRT_TO_GFN,         hvm_virt_to_gfn
 
 .include "common/ide.s"
+.include "common/xen_hvm.s"
 .include "common/platform.s"
 .include "common/evtchn.s"
 .include "common/gnttab.s"

@@ -46,39 +46,6 @@
 
 .text
 
-; xen_hvm_setup() -> rax = 1 if running on Xen, else 0
-; As Linux finds Xen on an HVM guest: CPUID leaf 0x40000000 says "XenVMMXenVMM",
-; leaf 0x40000002 names the MSR that takes the hypercall page, and Xen fills
-; the page the kernel gives it with vmcall (Intel) or vmmcall (AMD) stubs.
-; The including file defines hypercall_page (4 KiB, page aligned).
-xen_hvm_setup:
-    mov eax, 0x40000000
-    xor ecx, ecx
-    cpuid
-    cmp ebx, 0x566e6558              ; "XenV"
-    jne .no_xen
-    cmp ecx, 0x65584d4d              ; "MMXe"
-    jne .no_xen
-    cmp edx, 0x4d4d566e              ; "nVMM"
-    jne .no_xen
-    mov eax, 0x40000002
-    xor ecx, ecx
-    cpuid                            ; ebx = the MSR that takes the hypercall page
-    mov ecx, ebx
-    lea rax, [rip + hypercall_page]
-    mov rdx, DIRECT_MAP
-    sub rax, rdx                     ; its guest-physical address
-    mov rdx, rax
-    shr rdx, 32
-    wrmsr
-    mov eax, 1
-    ret
-.no_xen:
-    lea rdi, [rip + msg_platform_no_xen]
-    call puts
-    xor eax, eax
-    ret
-
 ; pci_config_read(edi = config address, register included) -> eax = the dword
 pci_config_read:
     mov eax, edi
@@ -230,7 +197,6 @@ platform_irq:   .quad 0
 xen_blk_rw_fn:  .quad no_device
 xen_net_send_fn: .quad no_device
 xen_net_poll_fn: .quad no_device
-msg_platform_no_xen:      .asciz "platform: not running on Xen (no Xen CPUID leaves)\n"
 msg_platform_log:         .asciz "xenlab PV drivers: unplugging emulated disks and NICs\n"
 msg_platform_unplugged:   .asciz "platform: unplugged emulated disks and NICs\n"
 msg_platform_absent:      .asciz "platform: no Xen platform PCI device; keeping the emulated disks and NICs\n"
