@@ -38,12 +38,13 @@ DEFAULT_MODES = ["native", "pv", "pv32", "hvm", "hvm-shadow", "hvm-pvdrivers", "
 LIMIT = 50_000_000
 
 
-def guest_devices(mode: str, index: int = 1) -> tuple[list[DiskSpec], list[VifSpec]]:
-    """The disk (an empty in-memory image) and network card a compared guest gets."""
+def guest_devices(mode: str) -> tuple[list[DiskSpec], list[VifSpec]]:
+    """The disk (an empty in-memory image) and network card a compared guest gets (the only
+    guest on its host, so one MAC serves every mode)."""
     hvm = MODES[mode].get("type") == "hvm"
     vdev = "hda" if hvm else "xvda"
     disk = DiskSpec(target=None, vdev=vdev, devid=vdev_to_devid(vdev), spec=f"vdev={vdev}, access=rw")
-    mac = f"00:16:3e:00:01:{index:02x}"
+    mac = "00:16:3e:00:01:01"
     vif = VifSpec(devid=0, mac=mac, type="ioemu" if hvm else "vif", model="ne2k_pci" if hvm else None)
     return [disk], [vif]
 
