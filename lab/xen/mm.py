@@ -99,9 +99,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Callable, Iterable
 
 from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
+from lab.hw.snapshot import Plain
 from lab.hw.paging import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
                            _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER)
 from lab.xen.abi import (DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
@@ -227,6 +229,15 @@ class PageInfo:
                         self.validated, self.allocated, self.linear)
 
 
+_page_row = attrgetter("owner", "count", "type", "type_count", "pinned", "validated", "allocated", "linear")
+#: Frames per saved chunk of the frame table.
+_CHUNK = 512
+
+
+def _set_page(pg: PageInfo, row: tuple) -> None:
+    (pg.owner, pg.count, pg.type, pg.type_count, pg.pinned, pg.validated, pg.allocated, pg.linear) = row
+
+
 class FrameTable(dict):
     """Xen's frame table (mfn -> page_info), filled in as frames are first looked at:
     a frame nobody has touched is free, and most of a large host never is."""
@@ -267,6 +278,9 @@ class PvMM:
     """Xen's PV memory manager over one machine's memory."""
 
     LOG_PREFIX = "(XEN) "
+    #: Wiring and the per-call scratch state; everything else is saved by save_state.
+    NOT_STATE = frozenset({"mem", "log", "emit", "foreign_ok", "privileged", "iomem_permitted", "_domain_exists",
+                           "xen_l4_slots", "adjust_guest", "read_vcpumask", "on_action", "_saved_chunks"})
 
     def __init__(self, mem: MachineMemory, nr_frames: int | None = None,
                  log: Callable[[str], None] | None = None,
@@ -315,6 +329,7 @@ class PvMM:
         self.errors: list[str] = []
         self._ctx: tuple[int, int] | None = None
         self._dry_run = 0
+        self._saved_chunks: tuple = ()
 
     # ---------------------------------------------------------------- context and output
     def _begin(self, domid: int, vcpu: int) -> tuple[int, int] | None:
@@ -1393,6 +1408,58 @@ class PvMM:
             self._dying.pop(domid, None)
 
     # ---------------------------------------------------------------- state
+    def save_state(self) -> dict[str, Any]:
+        """The frame table as chunks of (frame numbers, rows); a chunk equal to the last
+        snapshot's is shared with it. Every other field is saved as it is."""
+        keys = list(self.pages.keys())
+        rows = list(map(_page_row, self.pages.values()))
+        prev = self._saved_chunks
+        chunks = []
+        for n, i in enumerate(range(0, len(keys), _CHUNK)):
+            c = (tuple(keys[i:i + _CHUNK]), tuple(rows[i:i + _CHUNK]))
+            p = prev[n] if n < len(prev) else None
+            chunks.append(p if p == c else c)
+        self._saved_chunks = chunks = tuple(chunks)
+        state = {k: v for k, v in vars(self).items() if k not in self.NOT_STATE}
+        state["pages"] = Plain(chunks)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        chunks = state.pop("pages")
+        for k in [k for k in vars(self) if k not in self.NOT_STATE and k not in state and k != "pages"]:
+            delattr(self, k)
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._load_frame_table(chunks)
+        self._saved_chunks = chunks
+
+    def _load_frame_table(self, chunks: tuple) -> None:
+        """Fix the pages that differ; the table keeps its objects and, where it can, its order
+        (Xen's walks over it go in that order)."""
+        pages = self.pages
+        keys = list(pages.keys())
+        rows = list(map(_page_row, pages.values()))
+        i = 0
+        for ckeys, crows in chunks:
+            j = i + len(ckeys)
+            if tuple(keys[i:j]) != ckeys:
+                break
+            if tuple(rows[i:j]) != crows:
+                for m, row in zip(ckeys, crows):
+                    _set_page(pages[m], row)
+            i = j
+        else:
+            for m in keys[i:]:
+                del pages[m]                     # looked at only after the snapshot
+            return
+        old = dict(pages)
+        pages.clear()
+        for ckeys, crows in chunks:
+            for m, row in zip(ckeys, crows):
+                pg = old.get(m) or PageInfo()
+                _set_page(pg, row)
+                pages[m] = pg
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "pages": {m: p.copy() for m, p in self.pages.items()},
