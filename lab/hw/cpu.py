@@ -993,13 +993,20 @@ class Cpu:
         self._new_caches()
 
     def save_state(self) -> Plain:
-        """Registers, control registers, MSRs, VMCS, TLB, run flags and counters (plain data)."""
+        """Registers, control registers, MSRs, VMCS, TLB, run flags and counters.
+
+        The page caches in front of the TLB are the simulator's, not the CPU's: a
+        restored CPU starts with them empty, so its TLB hit and miss counts (which
+        count the simulator's lookups) may run differently; nothing else does."""
         s = self._arch_state()
         s["tlb"] = self.tlb.save_state().value
         s["yield_now"], s["reschedule"] = self.yield_now, self.reschedule
-        return Plain(s)
+        # What the CPU is wired to holds state of its own (an HVM vCPU's interrupt
+        # controller, the bus's devices): naming them here puts them in the snapshot.
+        return {"arch": Plain(s), "wired": (self.irq_source, self.bus, self.host, self.__dict__.get("vcpu"))}
 
-    def load_state(self, s: dict) -> None:
+    def load_state(self, state: dict) -> None:
+        s = state["arch"]
         vmcs, tlb = self.vmcs, self.tlb
         self.restore({**s, "tlb": {"sets": [], "stats": {}}})
         self.tlb = tlb

@@ -120,6 +120,10 @@ class SavedSet(frozenset):
     __slots__ = ()
 
 
+class AtomSet(frozenset):
+    __slots__ = ()
+
+
 class SavedBytearray(bytes):
     __slots__ = ()
 
@@ -191,8 +195,8 @@ class Snapshot:
     def frames(self) -> dict[int, bytes]:
         """The machine memory saved in this snapshot (frame number -> bytes)."""
         for cls_name, state in self.states.values():
-            if cls_name.endswith("MachineMemory"):
-                return state.value if isinstance(state, Plain) else state
+            if cls_name == "MachineMemory":
+                return state["frames"].value
         return {}
 
 
@@ -292,7 +296,11 @@ class StateKeeper:
         return Ref(self.token(obj))
 
     def capture(self, v: Any, prev: Any = None) -> Any:
-        """A saved copy of ``v``: plain data, with components as :class:`Ref`."""
+        """A saved copy of ``v``: plain data, with components as :class:`Ref`.
+
+        The memo (container id -> (container, saved)) keeps one saved copy of a
+        container that two components share, and holds the container so that its
+        id is not reused while the snapshot is taken."""
         t = type(v)
         if t in ATOMS or t is Plain:
             return v
@@ -301,29 +309,29 @@ class StateKeeper:
                 return prev
             m = self._memo.get(id(v))
             if m is not None:
-                return m
+                return m[1]
             if not v or set(map(type, v)) <= ATOMS:
                 out: Any = AtomList(v)
             else:
                 out = SavedList()
-                self._memo[id(v)] = out
+                self._memo[id(v)] = (v, out)
                 out.extend(self.capture(x) for x in v)
                 return out
-            self._memo[id(v)] = out
+            self._memo[id(v)] = (v, out)
             return out
         if t is dict:
             if type(prev) is AtomDict and prev == v:
                 return prev
             m = self._memo.get(id(v))
             if m is not None:
-                return m
+                return m[1]
             if not v or (set(map(type, v)) <= ATOMS and set(map(type, v.values())) <= ATOMS):
                 out = AtomDict(v)
             else:
                 out = SavedDict()
                 for k, x in v.items():
                     out[self.capture(k)] = self.capture(x, prev.get(k) if type(prev) is SavedDict else None)
-            self._memo[id(v)] = out
+            self._memo[id(v)] = (v, out)
             return out
         if t is tuple:
             items = tuple(self.capture(x) for x in v)
@@ -332,7 +340,9 @@ class StateKeeper:
             return SavedTuple(items)
         if t is set or t is frozenset:
             if set(map(type, v)) <= ATOMS:
-                return frozenset(v) if t is set else v
+                if t is frozenset:
+                    return v
+                return prev if type(prev) is AtomSet and prev == v else AtomSet(v)
             return SavedOther(t, SavedSet(self.capture(x) for x in v))
         if t is bytearray:
             mfn = self._frame_of.get(id(v))
@@ -340,20 +350,21 @@ class StateKeeper:
                 return FrameRef(mfn)
             m = self._memo.get(id(v))
             if m is None:
-                m = self._memo[id(v)] = SavedBytearray(v)
-            return m
+                m = self._memo[id(v)] = (v, SavedBytearray(v))
+            return m[1]
         if t is memoryview:
             raise StateError("a component holds a memoryview, which a snapshot cannot save")
         if isinstance(v, (dict, list, deque)):                       # subclasses and friends
             m = self._memo.get(id(v))
             if m is not None:
-                return m
+                return m[1]
             extra = self._ref(v.default_factory) if isinstance(v, defaultdict) and v.default_factory else None
             if isinstance(v, dict):
                 items: Any = [(self.capture(k), self.capture(x)) for k, x in v.items()]
             else:
                 items = [self.capture(x) for x in v]
-            out = self._memo[id(v)] = SavedOther(t, items, (extra, getattr(v, "maxlen", None)))
+            out = SavedOther(t, items, (extra, getattr(v, "maxlen", None)))
+            self._memo[id(v)] = (v, out)
             return out
         if _is_frozen_value(v):
             return v
@@ -425,6 +436,8 @@ class StateKeeper:
             return out
         if t is tuple or t is frozenset:
             return v
+        if t is AtomSet:
+            return set(v)
         if t is SavedTuple:
             return tuple(self.rebuild(x) for x in v)
         if t is SavedBytearray:
@@ -455,8 +468,6 @@ class StateKeeper:
             else:
                 out.extend(self.rebuild(x) for x in v.items)
             return out
-        if t is set:
-            return set(v)
         return v                                 # a frozen value
 
 
@@ -467,3 +478,92 @@ def keeper_of(machine: Any) -> StateKeeper:
     if k is None:
         k = machine._keeper = StateKeeper(machine.mem)
     return k
+
+
+def snapshot_diff(a: Snapshot, b: Snapshot, limit: int = 10) -> list[str]:
+    """Where two snapshots of the same machine differ, as paths from the machine
+    (``XenHost.domains[1] Domain.console_output``); at most ``limit`` of them.
+
+    Components are matched by where they are reached from the root, not by token,
+    so two runs that made new objects (a xenstore watch, a queued callback) compare
+    equal when those objects hold the same state. Callbacks and configuration, which
+    never change, are not compared.
+    """
+    out: list[str] = []
+    pairs: dict[int, int] = {}
+
+    def same_ref(ta: int, tb: int, path: str) -> None:
+        if ta in pairs:
+            if pairs[ta] != tb:
+                out.append(f"{path}: refers to a different object")
+            return
+        pairs[ta] = tb
+        ina, inb = ta in a.states, tb in b.states
+        if ina != inb:
+            out.append(f"{path}: a component in one snapshot, a constant in the other")
+            return
+        if not ina:
+            return
+        (na, sa), (nb, sb) = a.states[ta], b.states[tb]
+        if na != nb:
+            out.append(f"{path}: {na} != {nb}")
+            return
+        walk(sa, sb, f"{path} {na}" if path else na)
+
+    def walk(x: Any, y: Any, path: str) -> None:
+        if len(out) >= limit:
+            return
+        tx, ty = type(x), type(y)
+        if tx is Plain and ty is Plain:
+            x, y = x.value, y.value
+            tx, ty = type(x), type(y)
+        if tx is Ref and ty is Ref:
+            same_ref(x.token, y.token, path)
+            return
+        if tx in (dict, AtomDict, SavedDict) and ty in (dict, AtomDict, SavedDict):
+            kx = {_key(k): k for k in x}
+            ky = {_key(k): k for k in y}
+            for k in kx.keys() - ky.keys():
+                out.append(f"{path}[{k!r}]: only in the first")
+            for k in ky.keys() - kx.keys():
+                out.append(f"{path}[{k!r}]: only in the second")
+            for k in sorted(kx.keys() & ky.keys(), key=repr):
+                walk(x[kx[k]], y[ky[k]], f"{path}.{k}" if isinstance(k, str) and k.isidentifier()
+                     else f"{path}[{k!r}]")
+            return
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            if len(x) != len(y):
+                out.append(f"{path}: {len(x)} items != {len(y)} items")
+                return
+            for i, (p, q) in enumerate(zip(x, y)):
+                walk(p, q, f"{path}[{i}]")
+            return
+        if tx is AtomSet and ty is AtomSet:
+            if x != y:
+                out.append(f"{path}: {_short(sorted(x, key=repr))} != {_short(sorted(y, key=repr))}")
+            return
+        if tx is SavedOther and ty is SavedOther:
+            walk(list(x.items), list(y.items), path)
+            return
+        if tx is FrameRef and ty is FrameRef:
+            if x.mfn != y.mfn:
+                out.append(f"{path}: frame {x.mfn:#x} != frame {y.mfn:#x}")
+            return
+        if x != y:
+            if isinstance(x, (bytes, bytearray)) and isinstance(y, (bytes, bytearray)) and len(x) == len(y):
+                at = next(i for i in range(len(x)) if x[i] != y[i])
+                out.append(f"{path}: bytes differ from offset {at:#x}")
+            else:
+                out.append(f"{path}: {_short(x)} != {_short(y)}")
+
+    same_ref(a.root, b.root, "")
+    return out[:limit]
+
+
+def _key(k: Any) -> Any:
+    return ("ref", k.token) if type(k) is Ref else k
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
