@@ -8,12 +8,14 @@ middle of disk and network I/O and after console input.
 
 from __future__ import annotations
 
+import collections
 import pickle
 import random
+import types
 
 import pytest
 
-from lab.hw.snapshot import StateError, snapshot_diff, snapshot_nbytes
+from lab.hw.snapshot import StateError, _is_frozen_value, is_constant, keeper_of, snapshot_diff, snapshot_nbytes
 from lab.paths import MACHINES
 from lab.session.build import native_machine
 from lab.session.scenario import load_scenario, start_scenario
@@ -222,3 +224,71 @@ def test_diff_names_what_differs():
     diffs = snapshot_diff(a, m.snapshot())
     assert "Machine.cpu Cpu.arch.regs[3]: 268435456 != 268435457" in diffs, diffs
     assert "Machine.mem MachineMemory.frames[512]: bytes differ from offset 0x5" in diffs, diffs
+
+
+# ------------------------------------------------------------------ covered by construction
+#: Saved inside their owner's own state: the frame table's pages, a CPU's TLB and VMCS.
+SAVED_BY_OWNER = {"PageInfo", "Tlb", "Vmcs"}
+#: Not state: the trace's events and listeners, translated code and the CPUs' page caches.
+NOT_STATE = {"events", "listeners", "blocks", "by_frame", "_keeper", "_sup", "_usr", "rc", "wc", "xc", "bc"}
+
+
+def reachable_lab_objects(root):
+    """Every object of the lab's own classes that the machine reaches through its
+    attributes, containers, bound methods and closures (but not inside configuration
+    and assembled code, which never change): (object, path)."""
+    seen, out, stack = set(), [], [(root, type(root).__name__)]
+    while stack:
+        o, path = stack.pop()
+        if id(o) in seen or type(o) in (int, str, bytes, float, bool, type(None), bytearray, range):
+            continue
+        seen.add(id(o))
+        if isinstance(o, types.MethodType):
+            stack.append((o.__self__, path))
+        elif isinstance(o, types.FunctionType):
+            stack.extend((c.cell_contents, f"{path} <{name}>")
+                         for c, name in zip(o.__closure__ or (), o.__code__.co_freevars))
+        elif isinstance(o, dict):
+            stack.extend((v, f"{path}[{k!r}]") for k, v in o.items())
+        elif isinstance(o, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(o))
+        elif type(o).__module__.startswith("lab.") and not isinstance(o, type) and not is_constant(o):
+            out.append((o, path))
+            fields = vars(o).items() if hasattr(o, "__dict__") else \
+                [(s, getattr(o, s)) for c in type(o).__mro__ for s in getattr(c, "__slots__", ()) if hasattr(o, s)]
+            stack.extend((v, f"{path}.{k}") for k, v in fields if k not in NOT_STATE)
+    return out
+
+
+@pytest.mark.parametrize("machine", ["five-modes", "native-shell"])
+def test_every_object_the_machine_reaches_is_in_its_snapshot(machine):
+    if machine == "native-shell":
+        m = native_machine(arg=1 << 63)
+        m.run(300_000)
+        m.pc.serial.feed(b"ping 10.0.0.1\n")
+        m.run(3_000)
+    else:
+        m, _xl = start_scenario(load_scenario(MACHINES / "five-modes.toml"))
+        m.run(150_000)
+    snap = m.snapshot()
+    keeper = keeper_of(m)
+    saved = {id(keeper.obj(token)) for token in snap.states}
+    missing = {type(o).__qualname__: path for o, path in reachable_lab_objects(m)
+               if id(o) not in saved and not is_constant(o) and not _is_frozen_value(o)
+               and type(o).__qualname__ not in SAVED_BY_OWNER}
+    assert missing == {}
+
+
+def test_incremental_snapshots_and_restores_hold_what_a_full_snapshot_holds(tmp_path):
+    host, xl = net_host()
+    xl.create(write_cfg(tmp_path, "g", "pv", memory=16))
+    host.run(30_000)
+    first = host.snapshot()
+    host.run(40_000)
+    host.snapshot()
+    host.restore(first)
+    host.run(25_000)                      # the frame table only notes what it was asked for
+    incremental = host.snapshot()
+    host.__dict__.pop("_keeper")          # a new keeper knows nothing: it saves every frame
+    full = host.snapshot()
+    assert snapshot_diff(incremental, full) == []

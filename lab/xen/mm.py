@@ -98,6 +98,7 @@ with the source file and line; the lab shows the vCPU only.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Callable, Iterable
@@ -234,13 +235,61 @@ _page_row = attrgetter("owner", "count", "type", "type_count", "pinned", "valida
 _CHUNK = 512
 
 
+def _chunks_of(pages: dict[int, PageInfo]) -> dict[int, dict[int, tuple]]:
+    """Every frame's row, by chunk of _CHUNK frames."""
+    items = sorted(zip(dict.keys(pages), map(_page_row, dict.values(pages))))
+    keys = [m for m, _row in items]
+    chunks: dict[int, dict[int, tuple]] = {}
+    i = 0
+    while i < len(items):
+        cid = keys[i] // _CHUNK
+        j = bisect_left(keys, (cid + 1) * _CHUNK, i)
+        chunks[cid] = dict(items[i:j])
+        i = j
+    return chunks
+
+
 def _set_page(pg: PageInfo, row: tuple) -> None:
     (pg.owner, pg.count, pg.type, pg.type_count, pg.pinned, pg.validated, pg.allocated, pg.linear) = row
 
 
 class FrameTable(dict):
     """Xen's frame table (mfn -> page_info), filled in as frames are first looked at:
-    a frame nobody has touched is free, and most of a large host never is."""
+    a frame nobody has touched is free, and most of a large host never is.
+
+    Once a snapshot has saved it, the table notes the frames looked up since
+    (``touched``): only those can have changed, so the next snapshot or restore
+    looks at them alone. Xen's code reaches a page_info only through a lookup."""
+
+    __slots__ = ("touched",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.touched: set[int] | None = None        # None: not noted (every frame may have changed)
+
+    def __getitem__(self, mfn: int) -> PageInfo:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        return dict.__getitem__(self, mfn)
+
+    def get(self, mfn: int, default: Any = None) -> Any:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        return dict.get(self, mfn, default)
+
+    def __setitem__(self, mfn: int, pg: PageInfo) -> None:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        dict.__setitem__(self, mfn, pg)
+
+    def __delitem__(self, mfn: int) -> None:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        dict.__delitem__(self, mfn)
 
     def __missing__(self, mfn: int) -> PageInfo:
         pg = self[mfn] = PageInfo()
@@ -280,7 +329,8 @@ class PvMM:
     LOG_PREFIX = "(XEN) "
     #: Wiring and the per-call scratch state; everything else is saved by save_state.
     NOT_STATE = frozenset({"mem", "log", "emit", "foreign_ok", "privileged", "iomem_permitted", "_domain_exists",
-                           "xen_l4_slots", "adjust_guest", "read_vcpumask", "on_action", "_saved_chunks"})
+                           "xen_l4_slots", "adjust_guest", "read_vcpumask", "on_action", "_saved_chunks",
+                           "_saved_table"})
 
     def __init__(self, mem: MachineMemory, nr_frames: int | None = None,
                  log: Callable[[str], None] | None = None,
@@ -329,7 +379,8 @@ class PvMM:
         self.errors: list[str] = []
         self._ctx: tuple[int, int] | None = None
         self._dry_run = 0
-        self._saved_chunks: tuple = ()
+        self._saved_chunks: dict[int, dict[int, tuple]] = {}
+        self._saved_table: FrameTable | None = None
 
     # ---------------------------------------------------------------- context and output
     def _begin(self, domid: int, vcpu: int) -> tuple[int, int] | None:
@@ -1409,17 +1460,32 @@ class PvMM:
 
     # ---------------------------------------------------------------- state
     def save_state(self) -> dict[str, Any]:
-        """The frame table as chunks of (frame numbers, rows); a chunk equal to the last
-        snapshot's is shared with it. Every other field is saved as it is."""
-        keys = list(self.pages.keys())
-        rows = list(map(_page_row, self.pages.values()))
-        prev = self._saved_chunks
-        chunks = []
-        for n, i in enumerate(range(0, len(keys), _CHUNK)):
-            c = (tuple(keys[i:i + _CHUNK]), tuple(rows[i:i + _CHUNK]))
-            p = prev[n] if n < len(prev) else None
-            chunks.append(p if p == c else c)
-        self._saved_chunks = chunks = tuple(chunks)
+        """The frame table as chunks of 512 frames (chunk -> {mfn: row}); a chunk with no
+        frame looked up since the last snapshot is shared with it. Every other field is
+        saved as it is."""
+        pages = self.pages
+        base = self._saved_chunks
+        if pages.touched is None or self._saved_table is not pages:
+            chunks = _chunks_of(pages)
+        else:
+            chunks = dict(base)
+            for cid in {m // _CHUNK for m in pages.touched}:
+                old = base.get(cid, {})
+                new = dict(old)
+                for m in range(cid * _CHUNK, (cid + 1) * _CHUNK):
+                    if m in pages.touched:
+                        pg = dict.get(pages, m)
+                        if pg is None:
+                            new.pop(m, None)
+                        else:
+                            new[m] = _page_row(pg)
+                if new == old:
+                    continue
+                if new:
+                    chunks[cid] = new
+                else:
+                    chunks.pop(cid, None)
+        self._remember(chunks)
         state = {k: v for k, v in vars(self).items() if k not in self.NOT_STATE}
         state["pages"] = Plain(chunks)
         return state
@@ -1431,34 +1497,40 @@ class PvMM:
         for k, v in state.items():
             setattr(self, k, v)
         self._load_frame_table(chunks)
-        self._saved_chunks = chunks
+        self._remember(chunks)
 
-    def _load_frame_table(self, chunks: tuple) -> None:
-        """Fix the pages that differ; the table keeps its objects and, where it can, its order
-        (Xen's walks over it go in that order)."""
+    def _remember(self, chunks: dict[int, dict[int, tuple]]) -> None:
+        """The table now holds exactly ``chunks``: note the frames looked up from here on."""
+        self._saved_chunks = chunks
+        self._saved_table = self.pages
+        self.pages.touched = set()
+
+    def _load_frame_table(self, chunks: dict[int, dict[int, tuple]]) -> None:
+        """Set the pages that can differ: those looked up since the last snapshot or restore,
+        and those of the chunks where that one and ``chunks`` differ."""
         pages = self.pages
-        keys = list(pages.keys())
-        rows = list(map(_page_row, pages.values()))
-        i = 0
-        for ckeys, crows in chunks:
-            j = i + len(ckeys)
-            if tuple(keys[i:j]) != ckeys:
-                break
-            if tuple(rows[i:j]) != crows:
-                for m, row in zip(ckeys, crows):
-                    _set_page(pages[m], row)
-            i = j
+        base = self._saved_chunks
+        if pages.touched is None or self._saved_table is not pages:
+            suspects: Iterable[int] = set(pages) | {m for c in chunks.values() for m in c}
         else:
-            for m in keys[i:]:
-                del pages[m]                     # looked at only after the snapshot
-            return
-        old = dict(pages)
-        pages.clear()
-        for ckeys, crows in chunks:
-            for m, row in zip(ckeys, crows):
-                pg = old.get(m) or PageInfo()
+            suspects = set(pages.touched)
+            for cid in base.keys() | chunks.keys():
+                a, b = base.get(cid), chunks.get(cid)
+                if a is not b:
+                    suspects.update(a or ())
+                    suspects.update(b or ())
+        for m in suspects:
+            row = chunks.get(m // _CHUNK, {}).get(m)
+            pg = dict.get(pages, m)
+            if row is None:
+                if pg is not None:
+                    dict.__delitem__(pages, m)
+            elif pg is None:
+                pg = PageInfo()
                 _set_page(pg, row)
-                pages[m] = pg
+                dict.__setitem__(pages, m, pg)
+            elif _page_row(pg) != row:
+                _set_page(pg, row)
 
     def snapshot(self) -> dict[str, Any]:
         return {
