@@ -57,9 +57,18 @@ def mib(n: int) -> str:
 
 
 def timed(fn):
-    t = time.perf_counter()
+    """(wall time, CPU time of this process, result): on a shared computer the CPU time
+    is the steadier figure."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - t, out
+    return time.perf_counter() - t, time.process_time() - c, out
+
+
+def figures(pairs) -> str:
+    wall = [w for w, _c in pairs]
+    cpu = [c for _w, c in pairs]
+    return (f"median {ms(statistics.median(wall))} wall / {ms(statistics.median(cpu))} CPU, "
+            f"worst {ms(max(wall))} wall / {ms(max(cpu))} CPU")
 
 
 def main() -> None:
@@ -77,24 +86,23 @@ def main() -> None:
     fulls, restores, digests = [], [], []
     for _ in range(5):
         host.__dict__.pop("_keeper", None)              # a fresh keeper: nothing to share with
-        t, snap = timed(host.snapshot)
-        fulls.append(t)
+        w, c, snap = timed(host.snapshot)
+        fulls.append((w, c))
         digest = host.digest()
         host.run(args.every)
-        t, _ = timed(lambda: host.restore(snap))
-        restores.append(t)
+        w, c, _ = timed(lambda: host.restore(snap))
+        restores.append((w, c))
         digests.append(host.digest() == digest)
         host.run(args.every)
-    print(f"full snapshot:    median {ms(statistics.median(fulls))}, worst {ms(max(fulls))}")
-    print(f"full restore:     median {ms(statistics.median(restores))}, worst {ms(max(restores))}"
-          f"{'' if all(digests) else '  (DIGEST MISMATCH)'}")
+    print(f"full snapshot: {figures(fulls)}")
+    print(f"full restore:  {figures(restores)}{'' if all(digests) else '  (DIGEST MISMATCH)'}")
     print(f"one full snapshot alone: {mib(snapshot_nbytes([snap]))}")
 
     # Snapshots every --every instructions over the whole run.
     host = build_host()
     host.run(WARM_UP)
     start = host.instructions
-    t_plain, _ = timed(lambda: host.run(args.instructions))
+    t_plain, _c, _ = timed(lambda: host.run(args.instructions))
     plain_done = host.instructions - start
 
     host = build_host()
@@ -108,16 +116,16 @@ def main() -> None:
         if host.instructions == before:
             print("the guests stopped before the end of the run")
             break
-        t, s = timed(host.snapshot)
+        w, c, s = timed(host.snapshot)
         snaps.append(s)
-        times.append(t)
+        times.append((w, c))
     t_snap = time.perf_counter() - t0
     done = host.instructions - start
     total = snapshot_nbytes(snaps)
     first = snapshot_nbytes(snaps[:1])
     incr = (total - first) / max(1, len(snaps) - 1)
-    print(f"incremental snapshot every {args.every:,} instructions: median {ms(statistics.median(times[1:]))}, "
-          f"worst {ms(max(times[1:]))}, adds {mib(int(incr))} on average")
+    print(f"incremental snapshot every {args.every:,} instructions: {figures(times[1:])}, "
+          f"adds {mib(int(incr))} on average")
     print(f"{len(snaps)} snapshots over {done:,} instructions: {mib(total)} together "
           f"(the first {mib(first)})")
     print(f"run of {plain_done:,} instructions: {t_plain:.1f} s without snapshots, "

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from array import array
 import pathlib
 from collections import defaultdict, deque
 from typing import Any
@@ -135,6 +136,16 @@ class SavedOther:
 
     def __init__(self, kind: type, items: Any, extra: Any = None) -> None:
         self.kind, self.items, self.extra = kind, items, extra
+
+
+def _all_atoms(values: Any) -> bool:
+    """Is this list all plain values? Lists of machine numbers (free frames, a p2m) are
+    by far the most common, and an array of them is checked in C."""
+    try:
+        array("q", values)
+        return True
+    except (TypeError, OverflowError):
+        return set(map(type, values)) <= ATOMS
 
 
 def is_constant(obj: Any) -> bool:
@@ -310,7 +321,7 @@ class StateKeeper:
             m = self._memo.get(id(v))
             if m is not None:
                 return m[1]
-            if not v or set(map(type, v)) <= ATOMS:
+            if not v or _all_atoms(v):
                 out: Any = AtomList(v)
             else:
                 out = SavedList()

@@ -237,14 +237,15 @@ _CHUNK = 512
 
 def _chunks_of(pages: dict[int, PageInfo]) -> dict[int, dict[int, tuple]]:
     """Every frame's row, by chunk of _CHUNK frames."""
-    items = sorted(zip(dict.keys(pages), map(_page_row, dict.values(pages))))
-    keys = [m for m, _row in items]
+    rows = dict(zip(dict.keys(pages), map(_page_row, dict.values(pages))))
+    keys = sorted(rows)
     chunks: dict[int, dict[int, tuple]] = {}
     i = 0
-    while i < len(items):
+    while i < len(keys):
         cid = keys[i] // _CHUNK
         j = bisect_left(keys, (cid + 1) * _CHUNK, i)
-        chunks[cid] = dict(items[i:j])
+        part = keys[i:j]
+        chunks[cid] = dict(zip(part, map(rows.__getitem__, part)))
         i = j
     return chunks
 
