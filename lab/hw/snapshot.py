@@ -271,8 +271,8 @@ class StateKeeper:
     def save(self, root: Any, icount: int = 0, cycles: int = 0, seq: int = 0) -> Snapshot:
         frames = self.mem.frames if self.mem is not None else {}
         self._frame_of = {id(f): mfn for mfn, f in frames.items()}
-        self._memo: dict[int, Any] = {}
-        self._pending: list[Any] = [root]
+        self._memo = {}
+        self._pending = [root]
         self._queued = {id(root)}
         states: dict[int, tuple[str, Any]] = {}
         root_token = self.token(root)
