@@ -14,9 +14,15 @@ import pytest
 from lab.xen import abi
 from lab.xen.grant import (BAD_COPY_ARG, BAD_VIRT_ADDR, GNTCOPY_dest_gref, GNTCOPY_source_gref,
                            GNTMAP_host_map, GNTMAP_readonly, GTF_reading, GTF_writing, OKAY, _tables)
-from test_grants import free_va, grant, pte_of, two_guests  # noqa: F401  (two_guests is a fixture)
+from test_grants import free_va, grant, pte_of
+from xen_helpers import two_pv_guests
 
 pytestmark = pytest.mark.machine
+
+
+@pytest.fixture()
+def two_guests():
+    return two_pv_guests()
 
 GNTTAB_MAX_FRAMES = 64          # Xen's default gnttab_max_frames (xen/common/grant_table.c)
 PAGE = 4096

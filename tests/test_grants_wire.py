@@ -23,10 +23,15 @@ import struct
 import pytest
 
 from lab.xen.grant import _tables
-from test_grants import DIRECT_MAP, free_va, grant, pte_of, two_guests  # noqa: F401  (fixture)
-from xen_helpers import hypercall
+from test_grants import DIRECT_MAP, free_va, grant, pte_of
+from xen_helpers import hypercall, two_pv_guests
 
 pytestmark = pytest.mark.machine
+
+
+@pytest.fixture()
+def two_guests():
+    return two_pv_guests()
 
 GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GNTTABOP_setup_table = 0, 1, 2
 GNTTABOP_copy, GNTTABOP_query_size = 5, 6

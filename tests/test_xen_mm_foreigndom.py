@@ -8,11 +8,18 @@ unprivileged pt_owner is a detail the lab may still align.
 
 from __future__ import annotations
 
+import pytest
+
 from lab.xen import abi as A
-from test_xen_mm import D0, D1, D2, D2_FRAME, DATA0, RW, P, Env, e, env, info, slot  # noqa: F401  (env is a fixture)
+from test_xen_mm import D0, D1, D2, D2_FRAME, DATA0, RW, P, Env, e, info, slot
 
 D2_L1 = D2_FRAME
 D2_DATA = D2_FRAME + 1
+
+
+@pytest.fixture
+def env() -> Env:
+    return Env()
 
 
 def pt_owner(domid: int, pg_owner: int = A.DOMID_SELF) -> int:

@@ -134,6 +134,21 @@ def small_host(*, vendor: str = "intel", ept: bool = True, mem_mib: int = 160, d
     return host, xl
 
 
+def two_pv_guests():
+    """The stock PV guest twice (pv-a, pv-b) without disks or network cards, their kernels up.
+    Returns (host, a, b): nothing of theirs uses a grant, so a test's grants are its own."""
+    from lab.dom0.xlcfg import load_config
+    host, xl = boot_host()
+    guests = []
+    for name in ("pv-a", "pv-b"):
+        conf = load_config(MACHINES / "pv-guest.cfg")
+        conf.name = name
+        conf.disks, conf.vifs = [], []
+        guests.append(xl.create(conf))
+    host.run(150_000)          # both kernels are up, with their page tables
+    return host, *guests
+
+
 def write_cfg(directory: Path, name: str, type_: str = "pv", kernel: str | Path | None = None, memory: int = 32,
               **keys) -> Path:
     """An xl.cfg file in Xen's syntax."""
