@@ -238,3 +238,39 @@ def test_the_ept_walker_sees_a_table_that_is_not_xens(guests, corrupt):
     found = ept_violations(host, hvm)
     assert f"EPT table {hvm.p2m[9]:#x} is not Xen's" in found
 
+
+
+# ------------------------------------------------------------------ the state digests
+# Determinism tests compare digests: equal digests must mean equal machines, so every part of the
+# state a digest claims to cover must move it.
+def test_the_bare_machines_digest_moves_with_each_part_of_its_state():
+    from lab.session.build import native_machine
+    m = native_machine()
+    m.run(50)
+    seen = [m.digest()]
+    assert m.digest() == seen[0], "a digest of an unchanged machine is stable"
+    changes = [
+        lambda: m.mem.write(0x5000, b"\x01"),                       # one byte of memory
+        lambda: m.cpu.regs.__setitem__(3, m.cpu.regs[3] ^ 1),       # one bit of rbx
+        lambda: setattr(m.cpu, "cr2", m.cpu.cr2 ^ 0x1000),          # a control register
+        lambda: setattr(m.pic, "imr", m.pic.imr ^ 1),               # the interrupt controller
+        lambda: m.console.port_out(0xE9, ord("x")),                 # console output
+    ]
+    for change in changes:
+        change()
+        seen.append(m.digest())
+        assert seen[-1] != seen[-2], f"change {len(seen) - 1} left the digest as it was"
+
+
+def test_the_xen_hosts_digest_moves_with_memory_and_domains(guests, corrupt):
+    host, pv, _hvm = guests
+    before = host.digest()
+    corrupt(pv.p2m[9] << 12, host.mem.read_u64(pv.p2m[9] << 12) ^ 1)
+    after_memory = host.digest()
+    assert after_memory != before
+    pv.pause_count += 1
+    try:
+        assert host.digest() != after_memory
+    finally:
+        pv.pause_count -= 1
+    assert host.digest() == after_memory
