@@ -19,10 +19,9 @@ from ..hw.costs import Costs, load_costs
 from ..hw.cpu import CodeCache, Cpu
 from ..hw.faults import Fault, VmExit
 from ..hw.memory import PAGE_SHIFT, MachineMemory
-from ..isa.encoding import Instruction
 from ..trace import Event, Trace
 from . import abi
-from .domain import (BLOCKED, CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
+from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
 
 FOREVER = 1 << 62

@@ -104,7 +104,8 @@ from typing import Any, Callable, Iterable
 from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
 from lab.hw.paging import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
                            _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER)
-from lab.xen.abi import (DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
+from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno names at run time
+                         DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
                          ENOSYS, EOPNOTSUPP, EPERM, ESRCH, HYPERVISOR_VIRT_END, MMU_MACHPHYS_UPDATE,
                          MMU_NAMES, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
                          MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE,
