@@ -18,9 +18,9 @@ import struct
 from pathlib import Path
 
 from lab.dom0.xenstore import encode_request, message_type
-from lab.dom0.xenstored import GuestRing, MachinePage, format_message
+from lab.dom0.xenstored import GuestRing, format_message
 from lab.hw.boot import DIRECT_MAP
-from xen_helpers import HYPERCALL_NR, events, hypercall, small_host, write_cfg
+from xen_helpers import HYPERCALL_NR, GuestPage, events, hypercall, small_host, write_cfg
 
 # public/io/xenbus.h
 UNKNOWN, INITIALISING, INITWAIT, INITIALISED, CONNECTED, CLOSING, CLOSED = range(7)
@@ -34,7 +34,8 @@ EVTCHNOP_send, EVTCHNOP_alloc_unbound = 4, 6
 READ, WRITE, WRITE_BARRIER, FLUSH, DISCARD = 0, 1, 2, 3, 5
 OKAY, ERROR, EOPNOTSUPP = 0, -1, -2
 VDISK_READONLY = 4
-GNTST = {0: "GNTST_okay", -3: "GNTST_bad_gntref", -8: "GNTST_permission_denied", -9: "GNTST_bad_page"}
+GNTST = {0: "GNTST_okay", -1: "GNTST_general_error", -3: "GNTST_bad_gntref", -8: "GNTST_permission_denied",
+         -9: "GNTST_bad_page"}
 BLK_RING_SIZE = 32          # __RING_SIZE for 112-byte entries in one page
 XVDA = 51712                # 202 << 8 | 0 << 4
 XVDB = 51728
@@ -50,7 +51,7 @@ class Guest:
         self.v = dom.vcpus[0]
         self._top = dom.mem_pages                 # pages handed out from the top of its memory
         self.args = self.page()                   # hypercall arguments go here
-        self.xs_ring = GuestRing(MachinePage(host.mem, dom.p2m[dom.store_pfn] << 12))
+        self.xs_ring = GuestRing(GuestPage(host, dom.p2m[dom.store_pfn]))
         self.req_id = 0
         st = self.call("grant_table_op", GNTTABOP_setup_table, self._put(
             struct.pack("<HxxIhxxxxxxQ", DOMID_SELF, 1, 0, self.va(self.args) + 64)), 1)
@@ -297,7 +298,8 @@ def test_ring_grant_that_does_not_map_is_fatal(tmp_path):
     fe.connect()
     assert store(host, f"{fe.be}/state") == str(CLOSING)
     assert "mapping in shared page" in dom0_log(host)
-    assert events(host, "grant", dom=0, op="map_grant_ref")[-1].data["status"] in (-8, "GNTST_permission_denied")
+    # xen/common/grant_table.c, _set_status_v1(): a grant for another domain is GNTST_general_error
+    assert events(host, "grant", dom=0, op="map_grant_ref")[-1].data["status"] in (-1, "GNTST_general_error")
     assert not events(host, "evtchn", dom=0, op="bind_interdomain", remote_dom=g.dom.domid, remote_port=fe.port)
 
 
@@ -394,7 +396,7 @@ def test_revoked_grant_fails_the_request(tmp_path):
     g.set_grant(ref, 0, 0, 0)                           # the frontend ends its grant
     assert fe.io(WRITE, 9, [(ref, 0, 0)]) == (1, WRITE, ERROR)
     assert img.read_bytes()[9 * 512:10 * 512] == bytes(512)
-    assert "could not remap it" in dom0_log(host) and "GNTST_permission_denied" in dom0_log(host)
+    assert "could not remap it" in dom0_log(host) and "GNTST_general_error" in dom0_log(host)
 
 
 def test_foreign_and_bogus_grefs(tmp_path):
@@ -406,10 +408,11 @@ def test_foreign_and_bogus_grefs(tmp_path):
     host.mem.write(secret << 12, b"secret!!" * 64)
     page = g.page()
     cases = [
-        ("granted to d5", g.grant(page, domid=5), -8),                       # GNTST_permission_denied
+        # xen/common/grant_table.c: _set_status_v1(), get_paged_frame(), the ref bounds check
+        ("granted to d5", g.grant(page, domid=5), -1),                       # GNTST_general_error
         ("another domain's frame", g.grant(frame=secret), -9),              # GNTST_bad_page
         ("beyond the grant table", 600, -3),                                 # GNTST_bad_gntref
-        ("never granted", 300, -8),
+        ("never granted", 300, -1),
     ]
     for i, (what, ref, gntst) in enumerate(cases):
         mark = len(host.trace.events)

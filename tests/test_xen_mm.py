@@ -331,10 +331,12 @@ def test_mmio_needs_io_rights(env):
     env.ok()
 
 
-def test_foreign_ok_hook_admits_granted_frames():
-    env = Env(foreign_ok=lambda d, mfn, w: d == D1 and mfn == D2_FRAME)
+def test_grant_ok_hook_admits_a_granted_frame_in_its_one_slot():
+    env = Env(grant_ok=lambda d, mfn, w, at: d == D1 and mfn == D2_FRAME and at == slot(L1, 7))
     env.tree()
     env.pin(L4)
+    # anywhere else, the same frame is another domain's: refused
+    assert env.mm.mmu_update(D1, [(slot(L1, 8), e(D2_FRAME, P | RW))]) == (-A.EBUSY, 0)
     assert env.mm.mmu_update(D1, [(slot(L1, 7), e(D2_FRAME, P | RW))]) == (0, 1)
     pg = info(env, D2_FRAME)
     assert pg.count == 2 and pg.type == A.PGT_writable_page and pg.type_count == 1

@@ -156,6 +156,20 @@ def peek(host, dom, va: int, n: int) -> bytes:
     return bytes(out)
 
 
+class GuestPage:
+    """One page of a guest's memory as the guest itself reads and writes it (its side of a ring)."""
+
+    def __init__(self, host, mfn: int) -> None:
+        self.host = host
+        self.maddr = mfn << PAGE_SHIFT
+
+    def read(self, off: int, n: int) -> bytes:
+        return self.host.mem.read(self.maddr + off, n)
+
+    def write(self, off: int, data: bytes) -> None:
+        self.host.mem.write(self.maddr + off, data)
+
+
 class ScriptGuest:
     """A domain running tests/data/guests/{pv,hvm}_script.s and the script it will run."""
 

@@ -38,16 +38,32 @@ class ConsoleDaemon:
         self.host = host
         self.ports: dict[int, int] = {}        # dom0 port -> domid
         self.pending_input: dict[int, bytearray] = {}   # domid -> typed bytes not yet in in[]
+        self.pages: dict[int, object] = {}     # domid -> the ring page, held (lab.xen.frames)
 
     def connect(self, dom) -> int:
-        """Give ``dom`` a console channel; return the port for its start_info."""
+        """Give ``dom`` a console channel; return the port for its start_info.
+
+        The ring page is mapped as xenconsoled maps it (a foreign mapping, or the
+        console grant): held writable while the domain lives, so it can never be
+        freed under the daemon nor become one of the guest's page tables."""
         ev = self.host.evtchn
         guest_port = ev.alloc_unbound(dom.domid, 0)
         local = ev.bind_interdomain(0, dom.domid, guest_port)
         ev.bind_service(0, local, self.notified)
         self.ports[local] = dom.domid
         self.pending_input.pop(dom.domid, None)
+        self._release(dom.domid)
+        if dom.console_pfn:
+            page = self.host.frames.hold_gfn(dom, dom.console_pfn, writable=True,
+                                             holder=f"xenconsoled ring of d{dom.domid}")
+            if not isinstance(page, int):
+                self.pages[dom.domid] = page
         return guest_port
+
+    def _release(self, domid: int) -> None:
+        page = self.pages.pop(domid, None)
+        if page is not None:
+            page.release()
 
     def _port_of(self, domid: int) -> int | None:
         for port, d in sorted(self.ports.items()):
@@ -69,22 +85,21 @@ class ConsoleDaemon:
     def _feed(self, dom) -> int:
         """Move waiting input into the ring; how many bytes went in."""
         waiting = self.pending_input.get(dom.domid)
-        if not waiting:
+        page = self.pages.get(dom.domid)
+        if not waiting or page is None:
             return 0
-        base = dom.p2m[dom.console_pfn] << 12
-        mem = self.host.mem
-        cons = int.from_bytes(mem.read(base + IN_CONS, 4), "little")
-        prod = int.from_bytes(mem.read(base + IN_PROD, 4), "little")
+        cons = page.read_u32(IN_CONS)
+        prod = page.read_u32(IN_PROD)
         used = (prod - cons) & 0xFFFFFFFF
         if used > IN_SIZE:
             self.host.log(f"xenconsoled: d{dom.domid} console input indexes are inconsistent; input held back")
             return 0
         n = min(IN_SIZE - used, len(waiting))
         for i in range(n):
-            mem.write(base + IN_OFF + ((prod + i) % IN_SIZE), bytes([waiting[i]]))
+            page.write(IN_OFF + ((prod + i) % IN_SIZE), bytes([waiting[i]]))
         del waiting[:n]
         # the bytes first, then the index that publishes them
-        mem.write(base + IN_PROD, ((prod + n) & 0xFFFFFFFF).to_bytes(4, "little"))
+        page.write_u32(IN_PROD, prod + n)
         if n:
             host = self.host
             d0 = host.domains.get(0)
@@ -98,23 +113,22 @@ class ConsoleDaemon:
     def notified(self, port: int) -> int:
         domid = self.ports.get(port)
         dom = self.host.domains.get(domid)
-        if dom is None or not dom.console_pfn:
+        page = self.pages.get(domid) if domid is not None else None
+        if dom is None or page is None:
             return 50
-        base = dom.p2m[dom.console_pfn] << 12
-        mem = self.host.mem
         if self.pending_input.get(domid) and self._feed(dom):
             self.host.evtchn.send(0, port)         # the guest made room: the rest of what was typed
-        cons = int.from_bytes(mem.read(base + OUT_CONS, 4), "little")
-        prod = int.from_bytes(mem.read(base + OUT_PROD, 4), "little")
+        cons = page.read_u32(OUT_CONS)
+        prod = page.read_u32(OUT_PROD)
         if (prod - cons) & 0xFFFFFFFF > OUT_SIZE:
             self.host.log(f"xenconsoled: d{domid} console ring indexes are inconsistent; ignoring")
-            mem.write(base + OUT_CONS, prod.to_bytes(4, "little"))
+            page.write_u32(OUT_CONS, prod)
             return 200
         out = bytearray()
         while cons != prod:
-            out.append(mem.read(base + OUT_OFF + (cons % OUT_SIZE), 1)[0])
+            out.append(page.read(OUT_OFF + (cons % OUT_SIZE), 1)[0])
             cons = (cons + 1) & 0xFFFFFFFF
-        mem.write(base + OUT_CONS, cons.to_bytes(4, "little"))
+        page.write_u32(OUT_CONS, cons)
         guest_console_write(self.host, dom, out.decode("latin-1"))
         return 200 + 10 * len(out)
 
@@ -129,3 +143,4 @@ class ConsoleDaemon:
             if domid == dom.domid:
                 del self.ports[port]
         self.pending_input.pop(dom.domid, None)
+        self._release(dom.domid)

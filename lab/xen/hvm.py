@@ -188,11 +188,18 @@ def _exit_msr(host, v, exc) -> None:
 
 
 def _exit_vmcall(host, v, exc) -> None:
-    from .hypercalls import dispatch
+    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     _advance(cpu)
     ret = dispatch(host, v, r[0], [r[7], r[6], r[2], r[10], r[8]])
+    if isinstance(ret, Preempted):
+        # A continuation: the RIP goes back onto the VMCALL, which runs again with the new arguments.
+        for reg, val in zip((7, 6, 2, 10, 8), ret.args):
+            r[reg] = val
+        cpu.rip -= INSN_SIZE
+        cpu.yield_now = True
+        return
     if ret is not None:
         r[0] = ret & 0xFFFF_FFFF_FFFF_FFFF
 
@@ -572,13 +579,13 @@ def _remove_ram_page(host, dom, gfn: int, mfn: int) -> None:
     """guest_remove_page(): the domain gives the frame back; free once nothing references it."""
     host.mm.release(mfn)
     dom.mem_pages -= 1
+    frames = dom.extra.get("frames", [])
+    if mfn in frames:
+        frames.remove(mfn)
     if host.mm.pv.pages[mfn].owner is None:
-        frames = dom.extra.get("frames", [])
-        if mfn in frames:
-            frames.remove(mfn)
-        host.code.invalidate_frame(mfn)
-        host.mem.zero_frame(mfn)
-        host.free_frames.append(mfn)
+        host.free_frame(mfn)
+    else:
+        host.mm.orphans.add(mfn)                # a mapping still holds it: freed when that goes
 
 
 def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> int:
