@@ -241,9 +241,10 @@ class XenbusBackend(ABC):
         value = self.read(path)
         if value is None:
             return None
-        text = value.strip()
+        text = value.strip(" \t\n\v\f\r")
         digits = 0
-        while digits < len(text) and (text[digits].isdigit() or (digits == 0 and text[0] in "+-")):
+        # ASCII digits only, as scanf reads them (Python's int() would take "\u0663" as 3)
+        while digits < len(text) and (text[digits] in "0123456789" or (digits == 0 and text[0] in "+-")):
             digits += 1
         try:
             return int(text[:digits], 10)

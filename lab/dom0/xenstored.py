@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..xen import abi
-from .xenstore import XenStore, XenStoreError, decode_reply, decode_value, encode_request, message_type
+from .xenstore import (XenStore, XenStoreError, decode_reply, decode_value, encode_request, is_decimal,
+                       message_type)
 
 # struct xenstore_domain_interface
 RING_SIZE = abi.XENSTORE_RING_SIZE
@@ -469,7 +470,7 @@ class Xenstored:
 
     def _pre_introduce(self, msg: Message) -> str | None:
         args = msg.strings()
-        if len(args) < 3 or not all(a.isdigit() for a in args[:3]):
+        if len(args) < 3 or not all(is_decimal(a) for a in args[:3]):
             return None                              # the store gives the EINVAL
         domid, frame, port = (int(a) for a in args[:3])
         if not 0 < domid < abi.DOMID_FIRST_RESERVED or self.store.is_domain_introduced(domid):

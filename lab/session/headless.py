@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import UserError
 from ..paths import display
 from ..trace import FORMAT_VERSION
+from ..xen.console import displayable
 from .build import DEFAULT_PROGRAM, native_machine
 from .eventspec import EventSpec
 from .summary import summarize
@@ -114,7 +115,10 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
                         "reason": d.crash_reason or d.shutdown_reason,
                         "instructions": sum(v.cpu.icount for v in d.vcpus if v.cpu is not None)})
         if d.console_output:
-            console.append(f"--- {d.name} (d{d.domid}, {d.mode}) ---\n{d.console_output.rstrip()}\n")
+            # Every line carries its domain, and control characters are shown, never sent:
+            # nothing a guest prints can pass for another console or for the header.
+            body = "".join(f"d{d.domid}| {displayable(line)}\n" for line in d.console_output.rstrip().split("\n"))
+            console.append(f"--- {d.name} (d{d.domid}, {d.mode}) ---\n{body}")
     alive = [d["name"] for d in domains if d["state"] == "running" and d["domid"] != 0]
     stopped = None if alive else "every guest has stopped"
     return RunResult(shown, host.instructions, max(host.clock), 0, stopped, hit, "".join(console),

@@ -17,14 +17,39 @@ OUT_OFF, OUT_SIZE = 1024, 2048
 IN_CONS, IN_PROD, OUT_CONS, OUT_PROD = 3072, 3076, 3080, 3084
 
 
+def is_console_printable(c: str) -> bool:
+    """xen/include/xen/console.h: isprint() (Xen's ctype: 0x20-0x7e and 0xa0-0xff), newline, tab."""
+    o = ord(c)
+    return 0x20 <= o <= 0x7E or 0xA0 <= o <= 0xFF or c in "\n\t"
+
+
+def printable(text: str) -> str:
+    """Guest text as Xen lets it into its own console: non-printable characters dropped
+    (hvm_print_line, and do_console_io's "Strip non-printable characters" for a domU)."""
+    return "".join(c for c in text if is_console_printable(c))
+
+
+def displayable(line: str) -> str:
+    """A console line safe to put on a terminal: control characters shown as ``\\xNN``
+    (nothing a guest prints is interpreted, so it cannot move the cursor or fake a header)."""
+    return "".join(c if is_console_printable(c) or ord(c) > 0xFF else f"\\x{ord(c):02x}" for c in line)
+
+
 def guest_console_write(host, dom, text: str) -> None:
-    """Append to a domain's console log; one trace event per complete line."""
+    """Append to a domain's console log; one trace event per complete line.
+
+    The console log keeps the guest's bytes as xenconsoled does; what reaches
+    Xen's own log (``xl dmesg``) from a domU is filtered as Xen filters it, so
+    a guest cannot print carriage returns or escape codes there, nor lines
+    that pass for Xen's own."""
     pending = dom.extra.get("console_partial", "") + text
     lines = pending.split("\n")
     for line in lines[:-1]:
         host.emit(dom.vcpus[0] if dom.vcpus else None, "console", text=line)
-        if dom.privileged or dom.is_hvm:
-            host.dmesg.append(f"(d{dom.domid}) {line}")     # as Xen prints guest debug output
+        if dom.privileged:
+            host.dmesg.append(f"(d{dom.domid}) {line}")     # the hardware domain's bytes go out as they are
+        elif dom.is_hvm:
+            host.dmesg.append(f"(d{dom.domid}) {printable(line)}")     # as hvm_print_line() passes it
     dom.extra["console_partial"] = lines[-1]
     dom.console_output += text
 
