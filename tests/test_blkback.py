@@ -14,9 +14,11 @@ from the lab, so a wrong value in the backend fails a test.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
+from lab.dom0.diskimage import shared_images
 from lab.dom0.xenstore import encode_request, message_type
 from lab.dom0.xenstored import GuestRing, format_message
 from lab.hw.boot import DIRECT_MAP
@@ -200,16 +202,39 @@ class BlkFront:
 
 
 # ------------------------------------------------------------------------------------ set-up
+class PrivateImage:
+    """The lab's private image of a target (what the guest's disk holds), read like a file."""
+
+    def __init__(self, host, target: Path) -> None:
+        self.host = host
+        self.target = target
+
+    def read_bytes(self) -> bytes:
+        img = shared_images(self.host)[os.path.normpath(os.path.abspath(self.target))]
+        return img.read(0, img.sectors)
+
+
 def disk_guest(tmp_path: Path, xl, name: str = "blk", access: str = "rw", image: bytes | None = None,
-               vdev: str = "xvda", devtype: str = "") -> tuple[Guest, Path]:
+               vdev: str = "xvda", devtype: str = "") -> tuple[Guest, PrivateImage]:
+    """A PV guest with one disk; ``image``: a host file the learner asks to be read as its content."""
     img = tmp_path / f"{name}.img"
     if image is not None:
         img.write_bytes(image)
     spec = f"format=raw, vdev={vdev}, access={access}, {devtype}target={img.name}"
     cfg = write_cfg(tmp_path, name, "pv", memory=16, disk=[spec])
-    dom = xl.create(cfg, paused=True)
-    xl.host.run()
-    return Guest(xl.host, dom), img
+    saved = os.environ.get("XENLAB_READ_HOST_IMAGES")
+    os.environ["XENLAB_READ_HOST_IMAGES"] = "1" if image is not None else "0"
+    try:
+        dom = xl.create(cfg, paused=True)
+        xl.host.run()
+    finally:
+        if saved is None:
+            del os.environ["XENLAB_READ_HOST_IMAGES"]
+        else:
+            os.environ["XENLAB_READ_HOST_IMAGES"] = saved
+    if image is not None:
+        assert img.read_bytes() == image
+    return Guest(xl.host, dom), PrivateImage(xl.host, img)
 
 
 def store(host, path: str):
@@ -254,7 +279,7 @@ def test_handshake_step_by_step(tmp_path):
     assert store(host, f"{be_path}/info") == "0"
     assert store(host, f"{be_path}/feature-flush-cache") == "1"
     assert store(host, f"{be_path}/max-ring-page-order") == "0"
-    assert (tmp_path / "blk.img").stat().st_size == 16384 * 512
+    assert not (tmp_path / "blk.img").exists(), "the lab never creates the file a config names"
     g = Guest(host, dom)
     fe = BlkFront(g)
     mark = len(host.trace.events)
@@ -341,7 +366,9 @@ def test_write_then_read_back(tmp_path):
     assert fe.io(READ, 100, [(rw, 0, 7)], rid=7) == (7, READ, OKAY)
     assert g.read(dst, 0, 2048) == data[:2048]
     assert g.read(dst, 2048, 2048) == data[2048:]
-    # blkback does not keep the data: a new host with the same image reads the same sectors.
+    # The image is private to the host: nothing was written to the learner's files, and a
+    # new host starts from the same zeros (recordings replay).
+    assert not (tmp_path / "blk.img").exists()
     host2, xl2 = small_host()
     g2, _ = disk_guest(tmp_path, xl2, name="blk")
     fe2 = BlkFront(g2)
@@ -349,7 +376,7 @@ def test_write_then_read_back(tmp_path):
     g2.xs("WRITE", f"{fe2.fe}/state", str(CONNECTED))
     dst2 = g2.page()
     assert fe2.io(READ, 104, [(g2.grant(dst2), 0, 3)]) == (1, READ, OKAY)
-    assert g2.read(dst2, 0, 2048) == data[2048:]
+    assert g2.read(dst2, 0, 2048) == bytes(2048)
 
 
 def test_notify_rule_follows_rsp_event(tmp_path):
@@ -383,6 +410,7 @@ def test_readonly_disk_refuses_writes(tmp_path):
     assert fe.io(FLUSH, 0, [], rid=2) == (2, FLUSH, ERROR)
     assert "write to read-only device xvda" in dom0_log(host)
     assert img.read_bytes() == image
+    assert img.target.read_bytes() == image, "the host file is only ever read"
     dst = g.page()
     assert fe.io(READ, 3, [(g.grant(dst), 0, 0)], rid=3) == (3, READ, OKAY)
     assert g.read(dst, 0, 512) == b"R" * 512
@@ -558,7 +586,8 @@ def test_hvm_disk_is_the_image_qemu_uses(tmp_path):
     assert store(host, f"{be}/state") == str(INITWAIT)
     vbd = host.services["blkback"].vbd(dom.domid, devid)
     ide = host.services["device_model"].instance(dom).ide.drives()
-    assert vbd.image.path == img and [d.image.path for _i, d in ide] == [img]
+    assert [d.image for _i, d in ide] == [vbd.image] and vbd.image.name == f"private image of {img.name}"
+    assert not img.exists()
 
 
 def test_nonsense_in_the_frontend_directory_is_fatal_not_a_crash(tmp_path):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..xen import abi
-from .diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk
+from .diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk, shared_images
 from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, GNTST_NAMES, INITIALISED, INITIALISING, INITWAIT, UNKNOWN,
                              BackendDevice, BackRing, XenbusBackend, charge_dom0, ring_event)
 from .xsclient import vbd_name
@@ -121,6 +121,7 @@ class Blkback(XenbusBackend):
         dm = self.host.services.get("device_model")
         return open_disk(target, config_file=getattr(conf, "filename", None) if spec is not None else None,
                          base_dir=getattr(dm, "image_dir", None), readonly=readonly,
+                         shared=shared_images(self.host),
                          fmt=getattr(spec, "format", "raw") or "raw",
                          # what happened to the host file (created, missing...) is the host's
                          # business: the backend's log only, never dom0's console, so a machine
