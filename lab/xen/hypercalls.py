@@ -47,12 +47,12 @@ def preempt_check(host, v) -> bool:
     time is the vCPU's cycles, asks whether the slice has ended, and stops a batch
     after PREEMPT_BATCH entries in any case, so no single call runs unbounded.
     """
-    cpu = v.cpu
-    if cpu is None or v.pcpu is None:
-        return False
     v.batch_entries += 1
     if v.batch_entries % PREEMPT_BATCH == 0:
         return True
+    cpu = v.cpu
+    if cpu is None or v.pcpu is None:
+        return False
     return cpu.yield_now or (host.current[v.pcpu] is v and cpu.cycles >= host.slice_end[v.pcpu])
 
 
