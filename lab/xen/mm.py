@@ -63,7 +63,9 @@ What is checked, as in Xen:
 
 What the lab simplifies, and says so:
 
-* One CPU, no preemption: no ``-ERESTART`` continuations, no partial
+* One CPU at a time: batches are preempted only between entries (the
+  hypercall layer reads them one by one and makes the continuation,
+  ``lab/xen/hypercalls.py``), never inside one validation: no partial
   validation (``PGT_partial``), no ``page_lock`` races. Failed validations are
   unwound at once (Xen defers part of that to ``old_guest_table``).
 * Only 4-level tables. The lab's 32-bit PV profile uses the same 4-level
