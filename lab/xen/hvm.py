@@ -27,7 +27,6 @@ from ..hw.faults import VmExit
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from . import abi
-from .guestmem import GuestFault, gfn_to_maddr
 from .hypercall_page import build as build_hypercall_page
 
 XEN_CPUID_BASE = 0x40000000
@@ -167,16 +166,21 @@ def _exit_msr(host, v, exc) -> None:
     if exc.reason == "MSR_WRITE":
         value = exc.info["value"]
         if msr == XEN_HYPERCALL_MSR:
+            # guest_wrmsr_xen(): get_page_from_gfn() and get_page_type(PGT_writable_page) on
+            # the page, else the WRMSR raises #GP(0) (arch/x86/msr.c, cpuid.c).
             gpa = value & ~0xFFF
-            try:
-                page = build_hypercall_page(host.vendor)
-                host.mem.write(gfn_to_maddr(v.domain, gpa), page)
-            except GuestFault as e:
-                host.log(f"hypercall page at bad gpa {gpa:#x}: {e}", v)
-            else:
-                v.domain.hypercall_page_gpa = gpa
-                host.log(f"hypercall page written at gpa {gpa:#x}", v)
+            held = host.frames.hold_gfn(v.domain, gpa >> 12, writable=True, holder="hypercall page")
             host.emit(v, "msr", dir="write", msr=msr, value=value)
+            if isinstance(held, int):
+                host.log(f"hypercall page at bad gpa {gpa:#x}: not a page of the domain", v)
+                _inject_gp(host, v, f"hypercall page MSR: gpa {gpa:#x} is not the domain's RAM")
+                return
+            try:
+                held.write(0, build_hypercall_page(host.vendor))
+            finally:
+                held.release()
+            v.domain.hypercall_page_gpa = gpa
+            host.log(f"hypercall page written at gpa {gpa:#x}", v)
         else:
             cpu.write_msr(msr, value)
     else:

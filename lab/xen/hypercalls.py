@@ -376,6 +376,10 @@ def sched_op(host, v, args, info) -> int:
         if cmd == abi.SCHEDOP_shutdown:
             host.shutdown(v.domain, name if name != "crash" else "crash")
         return 0
+    if cmd == abi.SCHEDOP_remote_shutdown and not v.domain.privileged:
+        # common/sched/core.c: xsm_schedop_shutdown(XSM_DM_PRIV) refuses a domU
+        info["why"] = "another domain's shutdown: the control domain's (XSM default policy)"
+        return -E["EPERM"]
     return -E["ENOSYS"]
 
 

@@ -693,8 +693,8 @@ class PvMM:
                     and self.grant_ok(l1e_owner, mfn, rw, self._l1_slot)):
                 pg_owner = real                       # the entry a grant mapping installed
             elif real is None or pg_owner == l1e_owner or not self.privileged(pg_owner):
-                self._warn(f"pg_owner d{pg_owner} l1e_owner d{l1e_owner}, but real_pg_owner "
-                           f"d{real if real is not None else -1}")
+                # %pd in Xen's message: d[XEN], d[IO], NULL for a free frame
+                self._warn(f"pg_owner {_pd(pg_owner)} l1e_owner {_pd(l1e_owner)}, but real_pg_owner {_pd(real)}")
                 return self._could_not_pin(entry, mfn, real, l1e_owner, pg_owner)
             else:
                 pg_owner = real

@@ -214,6 +214,10 @@ def do_iret(host, v) -> int | None:
     _set_event_mask(host, v, not rflags & F.IF)
     cpu.rflags = (rflags & ~(F.IOPL_MASK | F.IF)) | F.IF
     to_user = (cs & 3) == 3
+    if to_user and v.domain.mode == "pv" and not v.guest_table_user:
+        # pv/iret.c do_iret(): a 64-bit guest has no user address space to return to
+        host.crash(v.domain, "Guest switching to user mode with no user page tables", v)
+        return None
     if to_user:
         toggle_guest_mode(host, v, False, "HYPERVISOR_iret")
     else:
