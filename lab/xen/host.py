@@ -246,6 +246,9 @@ class XenHost:
         self._drop_from_pcpus(dom)
         self.evtchn.remove_domain(dom)
         self.mm.destroy_domain(dom.domid)
+        pool = dom.extra.get("paging_pool")
+        if pool is not None:
+            pool.release_all()                               # its EPT or shadow tables (paging_teardown)
         for mfn in sorted(set(dom.p2m) | set(dom.extra.get("frames", []))):
             if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
                 self.free_frame(mfn)
