@@ -99,3 +99,33 @@ def test_a_guest_cannot_print_lines_that_pass_for_xens_own(tmp_path):
     assert all(line.startswith(f"d{dom.domid}| ") for line in section.splitlines()[1:])
     assert "\\x0d" in section and "\\x1b" in section and "\r" not in section and "\x1b" not in section
     assert host.domains[0].alive
+
+
+HOSTILE = [0, 1, 0xFFFF_FFFF, 1 << 31, (1 << 64) - 1, abi.HYPERVISOR_VIRT_START, "last page",
+           abi.DOMID_SELF, abi.DOMID_XEN, 0x7FF3]
+
+
+def test_every_hypercall_with_hostile_arguments_leaves_the_host_running(arena):
+    """Every hypercall number, from a PV and an HVM guest, with arguments that are pointers into
+    Xen's range, unmapped or huge counts and foreign domain ids: each returns (an errno, or the
+    caller's own domain crashed), nothing raises, and nobody else is touched."""
+    host = arena.host
+    iret = 23
+    for g in (arena.pv, arena.hvm):
+        # the guest's last page: a real pointer, with at most a page of entries after it
+        last = 0xFFFF_8880_0000_0000 + ((g.dom.mem_pages - 1) << 12) if g.dom.is_pv else (g.dom.mem_pages - 1) << 12
+        hostile = [last if a == "last page" else a for a in HOSTILE]
+        for nr in range(64):
+            if nr == iret:
+                continue                          # HYPERVISOR_iret has its own test
+            for i in range(len(hostile)):
+                args = [hostile[(i + k) % len(hostile)] for k in range(5)]
+                args[0] = i % 12                  # most calls take a sub-command first
+                if nr == 13:
+                    # a multicall's entries are whole hypercalls: a huge count over all of memory
+                    # is a quarter of a million of them (paid for, preempted); start near the end
+                    args[0] = last
+                if g.dom.alive:
+                    arena.call(g, nr, *args)
+    assert host.domains[0].alive and arena.victim.dom.alive
+    arena.untouched()
