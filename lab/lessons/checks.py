@@ -237,6 +237,8 @@ class EventCheck(Node):
             if last is not None:
                 field_name = NAME_FIELD.get(last.kind, "name")
                 name = last.data.get(field_name)
+                if isinstance(name, int) and last.kind in ("ioport", "ioreq", "mmio"):
+                    name = f"{name:#x}"          # ports and addresses as the panes show them
                 msg += f"; the last {last.kind} {'there ' if self.dom else ''}was {name}" \
                     if name is not None else f"; the last {last.kind} was #{last.seq}"
                 if last.data.get("errno"):

@@ -42,7 +42,8 @@ def perform(tutor: Tutor, line: str) -> str:
     """One line of a lesson script: a lesson action or a command of the lab."""
     words = line.split(maxsplit=1)
     if words and words[0] == "answer":
-        return tutor.act("answer", words[1] if len(words) > 1 else "")
+        # a lesson's own lines may name a drill's numbers: answer {{drill.l4}}
+        return tutor.act("answer", tutor.render(words[1]) if len(words) > 1 else "")
     if words and words[0] == "lesson":
         action, _, arg = (words[1] if len(words) > 1 else "").partition(" ")
         return tutor.act(action, arg)
