@@ -61,7 +61,7 @@ def tokenize(text: str) -> list[Token]:
         if gap.strip():
             raise CheckSyntaxError(f"unexpected '{gap.strip()}'", pos + 1)
         raw = m.group(0)
-        if raw[0] in "\"'":
+        if raw[0] in "\"'" and len(raw) >= 2 and raw[-1] == raw[0]:
             out.append(Token(raw[1:-1], m.start() + 1, quoted=True))
         elif '"' in raw or "'" in raw:
             raise CheckSyntaxError("unclosed quote", m.start() + 1 + max(raw.find('"'), raw.find("'")))
