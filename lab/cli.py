@@ -149,9 +149,18 @@ def cmd_open(args: argparse.Namespace) -> int:
             raise UserError(f"{display(p)}: no such file")
         if p.suffix not in (".s", ".toml", ".cfg"):
             raise UserError(f"{display(p)}: expected a kernel source (.s), a scenario (.toml) or an xl.cfg file")
+    return run_screen(target)
+
+
+def run_screen(target: str | None = None, lesson=None, seed: int = 0) -> int:
+    """The lab on screen; choosing a lesson there (or restarting one) opens it on a fresh machine."""
+    from .lessons.model import find_lesson
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
-    make_app(target).run()
-    return 0
+    while True:
+        result = make_app(target, lesson=lesson, seed=seed, first_run_hint=True).run()
+        if not (isinstance(result, tuple) and result[0] == "lesson"):
+            return 0
+        lesson = find_lesson(result[1])
 
 
 # --------------------------------------------------------------------- lessons
@@ -219,9 +228,7 @@ def cmd_lesson(args: argparse.Namespace) -> int:
         print(f"lesson {lesson.id}: {lesson.title} ({len(lesson.steps)} steps)")
         results = check_script(tutor, lines) if args.check else solve(tutor)
         return 0 if format_results(lesson, results, sys.stdout) else 1
-    from .tui.app import make_app     # Textual only loads for the screen
-    make_app(lesson=lesson, seed=args.seed).run()
-    return 0
+    return run_screen(lesson=lesson, seed=args.seed)
 
 
 def display_path(p: Path) -> str:
