@@ -87,6 +87,9 @@ def test_the_picker_lists_the_course_and_opens_the_chosen_lesson(tmp_path):
             await pilot.pause()
             assert isinstance(app.screen, LessonPicker)
             assert len(app.screen.lessons) >= 12
+            from textual.widgets import OptionList
+            first = app.screen.query_one(OptionList).get_option_at_index(1)
+            assert "[new]" in str(first.prompt)                # a status, never read as markup
             await pilot.press("down", "enter")
             await pilot.pause()
         assert app.return_value == ("lesson", "rings")       # the command line opens it on a fresh machine

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
@@ -37,7 +38,9 @@ class LessonPicker(ModalScreen[str | None]):
             options = []
             for n, lesson in enumerate(self.lessons, 1):
                 status = self.progress.status(lesson.id, len(lesson.steps)) if self.progress else ""
-                options.append(Option(f"{n:>2}. {lesson.title}  [{status}]\n    {lesson.summary}", id=lesson.id))
+                # Content: the text is never read as markup ("[new]" would vanish)
+                options.append(Option(Content(f"{n:>2}. {lesson.title}  [{status}]\n    {lesson.summary}"),
+                                      id=lesson.id))
             yield OptionList(*options, id="lessons-list")
             if self.error:
                 yield Static(self.error, id="lessons-error")
