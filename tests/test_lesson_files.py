@@ -78,3 +78,14 @@ def test_lessons_are_found_by_id_and_by_number():
     assert find_lesson("2").id == "rings"
     with pytest.raises(Exception, match="no lesson 'nosuch'"):
         find_lesson("nosuch")
+
+
+def test_the_lesson_layer_imports_nothing_above_it():
+    """lab/lessons sits below the session layer: it is handed a session, it never imports one."""
+    import subprocess
+    import sys
+    code = ("import sys, lab.lessons.model, lab.lessons.checks, lab.lessons.tutor, lab.lessons.progress; "
+            "print(sorted(m for m in sys.modules if m.startswith(('lab.session', 'lab.tui', 'lab.cli', "
+            "'textual', 'rich', 'prompt_toolkit'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
