@@ -182,6 +182,13 @@ class Trace:
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
         return (self.seq, len(self.events), dict(self.counts))
 
+    # Its position is state; its events and listeners are not.
+    def save_state(self) -> tuple[int, int, dict[str, int]]:
+        return self.snapshot()
+
+    def load_state(self, state: tuple[int, int, dict[str, int]]) -> None:
+        self.restore(state)
+
     def restore(self, snap: tuple[int, int, dict[str, int]]) -> None:
         self.seq, n, counts = snap
         del self.events[n:]

@@ -15,6 +15,7 @@ from lab.dom0.devices.nic import multicast_hash
 from lab.dom0.devices.serial import Uart16550
 from lab.dom0.diskimage import DEFAULT_SECTORS, DiskImage, DiskImageError, open_disk, resolve_target
 from lab.dom0.qemu import DeviceModel, Qemu, disk_index
+from lab.dom0.xenstored import Xenstored
 from lab.dom0.xlcfg import load_config
 from lab.hw.devices import Pic8259
 from lab.session.scenario import boot_host
@@ -781,9 +782,8 @@ def test_end_to_end_pvh_guest_has_no_device_model(tmp_path):
 
 
 def test_blacklist_read_from_xenstore(tmp_path):
-    xenstored = pytest.importorskip("lab.dom0.xenstored")
     host, dm, dom, v = setup_dm(tmp_path)
-    xs = xenstored.Xenstored.install(host)
+    xs = Xenstored.install(host)
     xs.dom0_request("write", "/mh/driver-blacklist/linux/7", "1")
     p = Port(dm, v)
     assert p.inw(0x10) == 0x49D2

@@ -6,29 +6,19 @@ import struct
 
 import pytest
 
-from lab.session.scenario import boot_host
 from lab.xen import abi
 from lab.xen.grant import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly,
                            GTF_permit_access, GTF_reading, GTF_readonly, GTF_writing, OKAY, PERMISSION_DENIED,
                            BAD_GNTREF, BAD_HANDLE, BAD_COPY_ARG, _tables)
 from lab.xen.hypercalls import dispatch
+from xen_helpers import two_pv_guests
 
 DIRECT_MAP = 0xFFFF888000000000
 
 
 @pytest.fixture()
 def two_guests():
-    host, xl = boot_host()
-    from lab.dom0.xlcfg import load_config
-    guests = []
-    for name in ("pv-a", "pv-b"):
-        conf = load_config("machines/pv-guest.cfg")
-        conf.name = name
-        conf.disks, conf.vifs = [], []      # no PV devices: the grant table is the test's alone
-        guests.append(xl.create(conf))
-    a, b = guests
-    host.run(150_000)          # both kernels are up, with their page tables
-    return host, a, b
+    return two_pv_guests()
 
 
 def grant(host, granter, ref, to_domid, pfn, readonly=False):

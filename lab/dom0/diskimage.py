@@ -92,6 +92,10 @@ class DiskImage:
         self.readonly = readonly
         self.created = False
         self._mem: dict[int, bytes] | None = None
+        #: Sectors of a file image written since it was opened (lba -> bytes), and what
+        #: they held before: so snapshots can carry the disk's contents and put them back.
+        self._written: dict[int, bytes] = {}
+        self._pristine: dict[int, bytes] = {}
         if self.path is None:
             self.sectors = min(sectors or DEFAULT_SECTORS, MAX_SECTORS)
             self._mem = {}
@@ -159,12 +163,38 @@ class DiskImage:
             for i in range(count):
                 self._mem[lba + i] = bytes(data[i * SECTOR_SIZE:(i + 1) * SECTOR_SIZE])
             return
+        fresh = [i for i in range(count) if lba + i not in self._pristine]
+        if fresh:
+            before = self.read(lba, count)
+            for i in fresh:
+                self._pristine[lba + i] = before[i * SECTOR_SIZE:(i + 1) * SECTOR_SIZE]
+        self._write_file(lba, data)
+        for i in range(count):
+            self._written[lba + i] = bytes(data[i * SECTOR_SIZE:(i + 1) * SECTOR_SIZE])
+
+    def _write_file(self, lba: int, data: bytes) -> None:
         try:
             with open(self.path, "r+b") as f:
                 f.seek(lba * SECTOR_SIZE)
                 f.write(data)
         except OSError as e:
             raise DiskImageError(f"{self.path}: write failed: {e.strerror or e}") from None
+
+    # -- state --------------------------------------------------------------------
+    def save_state(self) -> dict:
+        """The disk's contents as this run changed them (the file's other sectors never change)."""
+        return {"sectors": self.sectors, "readonly": self.readonly, "created": self.created,
+                "mem": self._mem, "written": self._written}
+
+    def load_state(self, state: dict) -> None:
+        self.sectors, self.readonly, self.created = state["sectors"], state["readonly"], state["created"]
+        self._mem = state["mem"]
+        written = state["written"]
+        for lba in sorted(set(self._written) | set(written)):
+            want = written.get(lba, self._pristine.get(lba))
+            if want is not None and self._written.get(lba) != want:
+                self._write_file(lba, want)
+        self._written = written
 
     def sha256(self) -> str:
         """A digest of the whole disk's contents (for recordings and tests)."""

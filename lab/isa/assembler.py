@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import UserError
 from . import opcodes
@@ -80,7 +80,7 @@ class Tok:
     kind: str          # id num str ref op dot end
     text: str
     col: int           # 1-based column of the first character
-    value: object = None
+    value: Any = None  # num: int; ref: (label, forward)
 
     def is_op(self, text: str) -> bool:
         return self.kind == "op" and self.text == text
@@ -257,8 +257,9 @@ class _Cursor:
             self.pos += 1
         return t
 
-    def fail(self, tok: Tok, message: str) -> AsmError:
-        return _fail(self.where, tok.col, message)
+    def fail(self, at: Any, message: str) -> AsmError:
+        """An error at ``at``: a token or an expression node (anything with a column)."""
+        return _fail(self.where, at.col, message)
 
     def expect_end(self) -> None:
         t = self.peek()

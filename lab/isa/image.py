@@ -59,6 +59,7 @@ class Section:
 
 @dataclass
 class Image:
+    STATE_CONSTANT = True       # assembled code: snapshots keep it by identity
     sections: list[Section] = field(default_factory=list)
     symbols: dict[str, int] = field(default_factory=dict)
     line_map: dict[int, SourceLine] = field(default_factory=dict)

@@ -96,8 +96,8 @@ class EventChannels:
         dom = self.host.domains.get(domid)
         if dom is None or not 0 <= vcpu < len(dom.vcpus):
             return -abi.ERRNO["ENOENT"]
-        for p, port in self.ports[domid].items():
-            if port.state == "virq" and port.virq == virq and port.vcpu == vcpu:
+        for bound in self.ports[domid].values():
+            if bound.state == "virq" and bound.virq == virq and bound.vcpu == vcpu:
                 return -abi.ERRNO["EEXIST"]
         port = self._free_port(domid)
         if port < 0:

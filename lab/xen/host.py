@@ -19,10 +19,10 @@ from ..hw.costs import Costs, load_costs
 from ..hw.cpu import CodeCache, Cpu
 from ..hw.faults import Fault, VmExit
 from ..hw.memory import PAGE_SHIFT, MachineMemory
-from ..isa.encoding import Instruction
+from ..hw.snapshot import Snapshot, keeper_of
 from ..trace import Event, Trace
 from . import abi
-from .domain import (BLOCKED, CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
+from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
 
 FOREVER = 1 << 62
@@ -33,6 +33,8 @@ XEN_VERSION = (4, 23, "-dev")
 
 class HostConfig:
     """What a scenario says about the host (see docs/scenarios.md)."""
+
+    STATE_CONSTANT = True       # configuration: snapshots keep it by identity
 
     def __init__(self, *, pcpus: int = 2, mem_mib: int = 512, vendor: str = "intel", ept: bool = True,
                  cpu_mhz: int = 2000, timeslice_us: int = 1000, costs: Costs | None = None) -> None:
@@ -46,6 +48,9 @@ class HostConfig:
 
 
 class XenHost:
+    #: The snapshot keeper is how state is saved, not state.
+    NOT_STATE = ("_keeper",)
+
     def __init__(self, config: HostConfig | None = None, keep_trace: bool = True) -> None:
         self.config = cfg = config or HostConfig()
         self.mem = MachineMemory(cfg.mem_mib << 20)
@@ -521,6 +526,15 @@ class XenHost:
     @property
     def stopped(self) -> str | None:
         return None if any(d.alive and not d.privileged for d in self.domains.values()) else "no guest running"
+
+    def snapshot(self) -> Snapshot:
+        """The whole host: memory, Xen's bookkeeping, every domain and vCPU, dom0's services."""
+        return keeper_of(self).save(self, self.instructions, max(self.clock), self.trace.seq)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Back to ``snap`` (across ``xl create`` and ``xl destroy`` too): the same objects,
+        holding what they held then, so the host runs on exactly as it did from there."""
+        keeper_of(self).load(snap)
 
     def digest(self) -> str:
         h = hashlib.sha256()

@@ -21,6 +21,8 @@ grant-table frames into the guest's physical address space.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..hw import flags as F
 from ..hw.cpu import native_cpuid
 from ..hw.faults import VmExit
@@ -474,7 +476,7 @@ def set_callback_via(host, dom, via: int) -> None:
         host.log(f"d{dom.domid}: callback via {via:#x} ignored: no emulated PIC (only a vector works)")
         return
     if kind == "gsi":
-        value: object = via & 0xFF
+        value: Any = via & 0xFF
         if value == 0 or value >= NR_HVM_GSIS:
             kind = "none"
     elif kind == "pci_intx":

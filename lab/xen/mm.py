@@ -98,13 +98,17 @@ with the source file and line; the lab shows the vCPU only.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Callable, Iterable
 
 from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
+from lab.hw.snapshot import Plain
 from lab.hw.paging import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
                            _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER)
-from lab.xen.abi import (DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
+from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno names at run time
+                         DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
                          ENOSYS, EOPNOTSUPP, EPERM, ESRCH, HYPERVISOR_VIRT_END, MMU_MACHPHYS_UPDATE,
                          MMU_NAMES, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
                          MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE,
@@ -227,9 +231,67 @@ class PageInfo:
                         self.validated, self.allocated, self.linear)
 
 
+_page_row = attrgetter("owner", "count", "type", "type_count", "pinned", "validated", "allocated", "linear")
+#: Frames per saved chunk of the frame table.
+_CHUNK = 512
+
+
+def _chunks_of(pages: dict[int, PageInfo]) -> dict[int, dict[int, tuple]]:
+    """Every frame's row, by chunk of _CHUNK frames."""
+    rows = dict(zip(dict.keys(pages), map(_page_row, dict.values(pages))))
+    keys = sorted(rows)
+    chunks: dict[int, dict[int, tuple]] = {}
+    i = 0
+    while i < len(keys):
+        cid = keys[i] // _CHUNK
+        j = bisect_left(keys, (cid + 1) * _CHUNK, i)
+        part = keys[i:j]
+        chunks[cid] = dict(zip(part, map(rows.__getitem__, part)))
+        i = j
+    return chunks
+
+
+def _set_page(pg: PageInfo, row: tuple) -> None:
+    (pg.owner, pg.count, pg.type, pg.type_count, pg.pinned, pg.validated, pg.allocated, pg.linear) = row
+
+
 class FrameTable(dict):
     """Xen's frame table (mfn -> page_info), filled in as frames are first looked at:
-    a frame nobody has touched is free, and most of a large host never is."""
+    a frame nobody has touched is free, and most of a large host never is.
+
+    Once a snapshot has saved it, the table notes the frames looked up since
+    (``touched``): only those can have changed, so the next snapshot or restore
+    looks at them alone. Xen's code reaches a page_info only through a lookup."""
+
+    __slots__ = ("touched",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.touched: set[int] | None = None        # None: not noted (every frame may have changed)
+
+    def __getitem__(self, mfn: int) -> PageInfo:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        return dict.__getitem__(self, mfn)
+
+    def get(self, mfn: int, default: Any = None) -> Any:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        return dict.get(self, mfn, default)
+
+    def __setitem__(self, mfn: int, pg: PageInfo) -> None:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        dict.__setitem__(self, mfn, pg)
+
+    def __delitem__(self, mfn: int) -> None:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        dict.__delitem__(self, mfn)
 
     def __missing__(self, mfn: int) -> PageInfo:
         pg = self[mfn] = PageInfo()
@@ -267,6 +329,10 @@ class PvMM:
     """Xen's PV memory manager over one machine's memory."""
 
     LOG_PREFIX = "(XEN) "
+    #: Wiring and the per-call scratch state; everything else is saved by save_state.
+    NOT_STATE = frozenset({"mem", "log", "emit", "foreign_ok", "privileged", "iomem_permitted", "_domain_exists",
+                           "xen_l4_slots", "adjust_guest", "read_vcpumask", "on_action", "_saved_chunks",
+                           "_saved_table"})
 
     def __init__(self, mem: MachineMemory, nr_frames: int | None = None,
                  log: Callable[[str], None] | None = None,
@@ -315,6 +381,8 @@ class PvMM:
         self.errors: list[str] = []
         self._ctx: tuple[int, int] | None = None
         self._dry_run = 0
+        self._saved_chunks: dict[int, dict[int, tuple]] = {}
+        self._saved_table: FrameTable | None = None
 
     # ---------------------------------------------------------------- context and output
     def _begin(self, domid: int, vcpu: int) -> tuple[int, int] | None:
@@ -1393,6 +1461,79 @@ class PvMM:
             self._dying.pop(domid, None)
 
     # ---------------------------------------------------------------- state
+    def save_state(self) -> dict[str, Any]:
+        """The frame table as chunks of 512 frames (chunk -> {mfn: row}); a chunk with no
+        frame looked up since the last snapshot is shared with it. Every other field is
+        saved as it is."""
+        pages = self.pages
+        base = self._saved_chunks
+        if pages.touched is None or self._saved_table is not pages:
+            chunks = _chunks_of(pages)
+        else:
+            chunks = dict(base)
+            for cid in {m // _CHUNK for m in pages.touched}:
+                old = base.get(cid, {})
+                new = dict(old)
+                for m in range(cid * _CHUNK, (cid + 1) * _CHUNK):
+                    if m in pages.touched:
+                        pg = dict.get(pages, m)
+                        if pg is None:
+                            new.pop(m, None)
+                        else:
+                            new[m] = _page_row(pg)
+                if new == old:
+                    continue
+                if new:
+                    chunks[cid] = new
+                else:
+                    chunks.pop(cid, None)
+        self._remember(chunks)
+        state = {k: v for k, v in vars(self).items() if k not in self.NOT_STATE}
+        state["pages"] = Plain(chunks)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        chunks = state.pop("pages")
+        for k in [k for k in vars(self) if k not in self.NOT_STATE and k not in state and k != "pages"]:
+            delattr(self, k)
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._load_frame_table(chunks)
+        self._remember(chunks)
+
+    def _remember(self, chunks: dict[int, dict[int, tuple]]) -> None:
+        """The table now holds exactly ``chunks``: note the frames looked up from here on."""
+        self._saved_chunks = chunks
+        self._saved_table = self.pages
+        self.pages.touched = set()
+
+    def _load_frame_table(self, chunks: dict[int, dict[int, tuple]]) -> None:
+        """Set the pages that can differ: those looked up since the last snapshot or restore,
+        and those of the chunks where that one and ``chunks`` differ."""
+        pages = self.pages
+        base = self._saved_chunks
+        if pages.touched is None or self._saved_table is not pages:
+            suspects: Iterable[int] = set(pages) | {m for c in chunks.values() for m in c}
+        else:
+            suspects = set(pages.touched)
+            for cid in base.keys() | chunks.keys():
+                a, b = base.get(cid), chunks.get(cid)
+                if a is not b:
+                    suspects.update(a or ())
+                    suspects.update(b or ())
+        for m in suspects:
+            row = chunks.get(m // _CHUNK, {}).get(m)
+            pg = dict.get(pages, m)
+            if row is None:
+                if pg is not None:
+                    dict.__delitem__(pages, m)
+            elif pg is None:
+                pg = PageInfo()
+                _set_page(pg, row)
+                dict.__setitem__(pages, m, pg)
+            elif _page_row(pg) != row:
+                _set_page(pg, row)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "pages": {m: p.copy() for m, p in self.pages.items()},
