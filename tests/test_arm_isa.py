@@ -143,3 +143,11 @@ def test_every_logical_immediate_encodes_back_to_the_same_value(n, immr, imms, s
     enc = encode_bit_masks(value, sf)
     assert enc is not None
     assert decode_bit_masks(enc[0], enc[2], enc[1], sf) == value
+
+
+def test_the_listing_shows_each_a64_word_as_objdump_does():
+    from lab.isa.listing import render_listing
+    img = assemble(".arch arm64\n_start:\n    hvc #0xea1   // Xen\n    ret\n", "k.s")
+    lines = render_listing(img).splitlines()
+    assert lines[2].split()[1:] == ["d401d422", "hvc", "#0xea1", "//", "Xen"]
+    assert lines[3].split()[1] == "d65f03c0"
