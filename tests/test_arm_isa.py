@@ -151,3 +151,10 @@ def test_the_listing_shows_each_a64_word_as_objdump_does():
     lines = render_listing(img).splitlines()
     assert lines[2].split()[1:] == ["d401d422", "hvc", "#0xea1", "//", "Xen"]
     assert lines[3].split()[1] == "d65f03c0"
+
+
+def test_align_pads_arm_code_with_a64_nops():
+    img = assemble(".arch arm64\n    ret\n.align 16\n    ret\n", "k.s")
+    data = img.sections[0].data
+    assert [int.from_bytes(data[k:k + 4], "little") for k in range(0, 20, 4)] == \
+        [0xD65F03C0, 0xD503201F, 0xD503201F, 0xD503201F, 0xD65F03C0]

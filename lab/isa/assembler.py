@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..errors import UserError
 from . import a64_asm, opcodes
+from .a64 import A64
 from .a64 import INSN_SIZE as A64_SIZE
 from .a64 import encode as encode_a64
 from .encoding import INSN_SIZE, Instruction, Mem, decode, encode
@@ -747,7 +748,12 @@ class Assembler:
         if pad > MAX_SECTION:
             raise _fail(where, col, f"section '{sec.name}' would grow beyond {MAX_SECTION >> 20} MiB")
         ctx = self._ctx(where)
-        if sec.code and n % INSN_SIZE == 0:
+        if sec.code and self.arch == "arm64" and n % A64_SIZE == 0:
+            zeros = -start % A64_SIZE
+            self._grow(zeros, where, col)
+            nop = encode_a64(A64("nop")).to_bytes(A64_SIZE, "little")
+            self._grow(pad - zeros, where, col, nop * ((pad - zeros) // A64_SIZE))
+        elif sec.code and n % INSN_SIZE == 0:
             # Code is padded with whole nop slots, so it disassembles cleanly.
             zeros = -start % INSN_SIZE
             self._grow(zeros, where, col)
