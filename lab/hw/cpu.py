@@ -74,6 +74,7 @@ class Cpu:
         self.costs = costs or {}
         self.emit = emit or (lambda kind, **data: None)
         self.host: Any = None              # the hypervisor, when one runs this CPU's guest
+        self.vcpu: Any = None              # ... and the vCPU it runs here
         self.irq_source: Any = None        # object with pending() -> vector|None and ack(vector)
         self.tlb = Tlb()
         code.cpus.append(self)
@@ -121,8 +122,8 @@ class Cpu:
         # Fast translation caches: virtual page -> frame, per privilege class.
         # rc/wc: page -> frame for reads/writes; xc: page -> frame address for
         # fetches; bc: rip -> translated block, valid while xc is.
-        self._sup = ({}, {}, {}, {})
-        self._usr = ({}, {}, {}, {})
+        self._sup: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
+        self._usr: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
         self._select_caches()
 
     def _select_caches(self) -> None:

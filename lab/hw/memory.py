@@ -8,6 +8,7 @@ the CPU's fast paths can index them directly.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from .snapshot import Plain
 
@@ -31,10 +32,10 @@ class MachineMemory:
         #: Bumped on every write to a frame in ``watched``; the CPU uses this
         #: to drop translated code when its page is written.
         self.watched: set[int] = set()
-        self.on_watched_write = None  # callable(mfn) or None
+        self.on_watched_write: Callable[[int], None] | None = None
         #: Frames whose CPU writes must be seen by someone (write-protected
         #: page tables under shadow paging, for instance): mfn -> callable.
-        self.write_hooks: dict[int, object] = {}
+        self.write_hooks: dict[int, Callable[[int, int, int], None]] = {}
         #: The frames the last snapshot saved (or restored): unchanged ones are shared.
         self._saved: dict[int, bytes] = {}
 

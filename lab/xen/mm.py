@@ -63,7 +63,9 @@ What is checked, as in Xen:
 
 What the lab simplifies, and says so:
 
-* One CPU, no preemption: no ``-ERESTART`` continuations, no partial
+* One CPU at a time: batches are preempted only between entries (the
+  hypercall layer reads them one by one and makes the continuation,
+  ``lab/xen/hypercalls.py``), never inside one validation: no partial
   validation (``PGT_partial``), no ``page_lock`` races. Failed validations are
   unwound at once (Xen defers part of that to ``old_guest_table``).
 * Only 4-level tables. The lab's 32-bit PV profile uses the same 4-level
@@ -87,8 +89,15 @@ What the lab simplifies, and says so:
 * The seg_desc type (GDT/LDT frames) is not descriptor-checked here; the code
   that handles ``set_gdt`` checks descriptors before taking the type.
 * In Xen, grant mappings are installed by the grant-table code, not by
-  ``get_page_from_l1e``. The ``foreign_ok(domid, mfn, writable)`` hook lets
-  the lab's grant code accept such a mapping of another domain's frame here.
+  ``get_page_from_l1e`` (``create_grant_pv_mapping``). The lab's grant code
+  writes its entry through this module, and the ``grant_ok(domid, mfn,
+  writable, slot)`` hook accepts another domain's frame only in the one L1
+  slot (machine address ``slot``) where a live grant mapping put it: a plain
+  ``mmu_update`` can never map a foreign frame, nor copy a grant entry
+  elsewhere. Unlike Xen's, the lab's grant entry also holds the references
+  any L1 entry holds, so a guest that zaps it with ``mmu_update`` leaves the
+  counts balanced (the grant mapping keeps its own until it is unmapped).
+* Frames beyond the end of RAM in a PV entry are MMIO (I/O rights needed).
 
 Messages go to ``log`` as ``xl dmesg`` shows them: ``(XEN) d1v0 Bad L1 flags
 0x80``. Xen prints most of them with ``gdprintk``, which debug builds prefix
@@ -107,7 +116,8 @@ from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
 from lab.hw.snapshot import Plain
 from lab.hw.paging import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
                            _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER)
-from lab.xen.abi import (DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
+from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno names at run time
+                         DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
                          ENOSYS, EOPNOTSUPP, EPERM, ESRCH, HYPERVISOR_VIRT_END, MMU_MACHPHYS_UPDATE,
                          MMU_NAMES, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
                          MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE,
@@ -336,7 +346,8 @@ class PvMM:
     def __init__(self, mem: MachineMemory, nr_frames: int | None = None,
                  log: Callable[[str], None] | None = None,
                  emit: Callable[..., None] | None = None, *,
-                 foreign_ok: Callable[[int, int, bool], bool] | None = None,
+                 grant_ok: Callable[[int, int, bool, int | None], bool] | None = None,
+                 on_free: Callable[[int, int | None], None] | None = None,
                  privileged: Callable[[int], bool] | None = None,
                  iomem_permitted: Callable[[int, int], bool] | None = None,
                  domain_exists: Callable[[int], bool] | None = None,
@@ -349,7 +360,11 @@ class PvMM:
         self.nr_frames = mem.nr_frames if nr_frames is None else nr_frames
         self.log = log or (lambda _s: None)
         self.emit = emit
-        self.foreign_ok = foreign_ok
+        self.grant_ok = grant_ok
+        #: Told (mfn, former owner) whenever a frame's last reference goes.
+        self.on_free = on_free
+        #: Machine address of the L1 slot being validated or written (for ``grant_ok``).
+        self._l1_slot: int | None = None
         #: The control domain (dom0) in the default XSM policy.
         self.privileged = privileged or (lambda d: d == 0)
         self.iomem_permitted = iomem_permitted or (lambda d, _mfn: self.privileged(d))
@@ -516,7 +531,10 @@ class PvMM:
             else:
                 self._owned.pop(pg.owner, None)
                 self._dying.pop(pg.owner, None)
+        owner = pg.owner
         self.pages[mfn] = PageInfo()
+        if self.on_free is not None and not self._dry_run:
+            self.on_free(mfn, owner)
 
     # ---------------------------------------------------------------- general references
     def _get_page(self, mfn: int, d: int) -> bool:
@@ -739,11 +757,12 @@ class PvMM:
             return 0
         rw = bool(f & _PAGE_RW)
         if real != pg_owner:
-            if real is not None and self.foreign_ok is not None and self.foreign_ok(l1e_owner, mfn, rw):
-                pg_owner = real                       # the lab's grant hook
+            if (real is not None and self.grant_ok is not None
+                    and self.grant_ok(l1e_owner, mfn, rw, self._l1_slot)):
+                pg_owner = real                       # the entry a grant mapping installed
             elif real is None or pg_owner == l1e_owner or not self.privileged(pg_owner):
-                self._warn(f"pg_owner d{pg_owner} l1e_owner d{l1e_owner}, but real_pg_owner "
-                           f"d{real if real is not None else -1}")
+                # %pd in Xen's message: d[XEN], d[IO], NULL for a free frame
+                self._warn(f"pg_owner {_pd(pg_owner)} l1e_owner {_pd(l1e_owner)}, but real_pg_owner {_pd(real)}")
                 return self._could_not_pin(entry, mfn, real, l1e_owner, pg_owner)
             else:
                 pg_owner = real
@@ -849,7 +868,9 @@ class PvMM:
                 continue
             first = len(self.messages)
             if typ == PGT_l1_page_table:
+                self._l1_slot = base | (i << 3)
                 rc = self._get_page_from_l1e(e, d, d)
+                self._l1_slot = None
             else:
                 rc = self._get_page_from_lne(typ, e, mfn, d)
             if rc < 0:
@@ -951,7 +972,11 @@ class PvMM:
                 value = self._update_intpte(ol1e, nl1e, preserve_ad)
                 self._write_entry(addr, value)
                 return 0, value
-            rc = self._get_page_from_l1e(nl1e, pt_dom, pg_dom)
+            self._l1_slot = addr
+            try:
+                rc = self._get_page_from_l1e(nl1e, pt_dom, pg_dom)
+            finally:
+                self._l1_slot = None
             if rc < 0:
                 return rc, None
             if rc > 0:
@@ -1011,11 +1036,11 @@ class PvMM:
         """HYPERVISOR_mmu_update: returns (rc, done). Stops at the first failure."""
         prev = self._begin(domid, vcpu)
         try:
-            return self._mmu_update(domid, list(reqs), foreigndom & 0xFFFF_FFFF, vcpu)
+            return self._mmu_update(domid, iter(reqs), foreigndom & 0xFFFF_FFFF, vcpu)
         finally:
             self._ctx = prev
 
-    def _mmu_update(self, d: int, reqs: list[tuple[int, int]], foreigndom: int,
+    def _mmu_update(self, d: int, reqs: Iterable[tuple[int, int]], foreigndom: int,
                     vcpu: int) -> tuple[int, int]:
         pt_owner = d
         pt_dom = foreigndom >> 16
@@ -1575,7 +1600,7 @@ class PvMM:
 
         Checks: no frame of page-table type is mapped writable; every type and
         general count equals the references that hold it; no domain maps a
-        frame it does not own (except through ``foreign_ok`` or the control
+        frame it does not own (except through ``grant_ok`` or the control
         domain's foreign mappings); Xen's frames are never mapped or used as
         tables by guests; counts are never negative; linear-table counts are
         consistent. ``domains`` limits the ownership checks to those domids.
@@ -1651,7 +1676,8 @@ class PvMM:
                         if tp.owner == DOMID_XEN and not self.privileged(d):
                             out.append(f"{where}: maps Xen's frame {t:#x}")
                         elif not (self.privileged(d)
-                                  or (self.foreign_ok is not None and self.foreign_ok(d, t, rw))):
+                                  or (self.grant_ok is not None
+                                      and self.grant_ok(d, t, rw, (mfn << PAGE_SHIFT) | (i << 3)))):
                             out.append(f"{where}: maps {t:#x} owned by {_pd(tp.owner)}")
                     continue
                 if e & _PAGE_PSE:
