@@ -993,7 +993,7 @@ class Cpu:
         self.cpl = s["cpl"]
         self._new_caches()
 
-    def save_state(self) -> Plain:
+    def save_state(self) -> dict[str, Any]:
         """Registers, control registers, MSRs, VMCS, TLB, run flags and counters.
 
         The page caches in front of the TLB are the simulator's, not the CPU's: a
