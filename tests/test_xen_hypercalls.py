@@ -219,10 +219,16 @@ def test_xen_version(env, who):
     copy_to_guest(host, g.vcpu, g.buf(2048), struct.pack("<II", 0, 0))
     assert hypercall(host, g.vcpu, "xen_version", 6, g.buf(2048)) == 0          # XENVER_get_features
     feats = struct.unpack("<I", get(host, g, g.buf(2052), 4))[0]
+    # xen/common/kernel.c: translated guests get writable_page_tables (0) and
+    # auto_translated_physmap (2); PV gets preserve_ad (5), highmem_assist (6) and
+    # gnttab_map_avail_bits (7); HVM gets hvm_callback_vector (8) and hvm_safe_pvclock (9).
+    common = (1 << 13) | (1 << 18) | (1 << 19) | (1 << 20)
     if who == "pv":
-        assert feats & 1 and not feats & 4                 # writable_page_tables, not auto-translated
+        assert feats == common | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 17)
     else:
-        assert feats & 4 and feats & (1 << 8) and not feats & 1   # auto_translated_physmap, hvm_callback_vector
+        assert feats == common | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 9) | (1 << 16)
+    copy_to_guest(host, g.vcpu, g.buf(2048), struct.pack("<II", 1, 0))
+    assert hypercall(host, g.vcpu, "xen_version", 6, g.buf(2048)) == -22        # submap_idx 1: EINVAL
     assert hypercall(host, g.vcpu, "xen_version", 0x7777, 0) == -38
 
 

@@ -871,6 +871,17 @@ XENFEAT_hvm_callback_vector = 8
 XENFEAT_hvm_safe_pvclock = 9
 XENFEAT_hvm_pirqs = 10
 XENFEAT_dom0 = 11
+XENFEAT_grant_map_identity = 12
+XENFEAT_memory_op_vnode_supported = 13
+XENFEAT_ARM_SMCCC_supported = 14
+XENFEAT_linux_rsdp_unrestricted = 15
+XENFEAT_not_direct_mapped = 16
+XENFEAT_direct_mapped = 17
+XENFEAT_runstate_phys_area = 18
+XENFEAT_vcpu_time_phys_area = 19
+XENFEAT_dm_msix_all_writes = 20
+#: Sub-maps of 32 feature bits there are (XENFEAT_NR_SUBMAPS): only index 0.
+XENFEAT_NR_SUBMAPS = 1
 XENFEAT_NAMES: dict[int, str] = _collect("XENFEAT_")
 
 # ELF notes a guest kernel carries (public/elfnote.h) and the PVH start info

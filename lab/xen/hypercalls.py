@@ -354,18 +354,41 @@ def xen_version(host, v, args, info) -> int:
     if cmd == abi.XENVER_pagesize:
         return 4096
     if cmd == abi.XENVER_get_features:
+        # xen_feature_info_t {u32 submap_idx; u32 submap}
         idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        feats = 0
-        if idx == 0:
-            dom = v.domain
-            feats = (1 << abi.XENFEAT_writable_page_tables) if dom.is_pv else (1 << abi.XENFEAT_auto_translated_physmap)
-            if dom.is_hvm:
-                feats |= 1 << abi.XENFEAT_hvm_callback_vector
-            if dom.privileged:
-                feats |= 1 << abi.XENFEAT_dom0
-        copy_to_guest(host, v, va + 4, feats.to_bytes(4, "little"))
+        info["args"].append(f"submap {idx}")
+        if idx >= abi.XENFEAT_NR_SUBMAPS:
+            return -E["EINVAL"]
+        copy_to_guest(host, v, va + 4, guest_features(v.domain).to_bytes(4, "little"))
         return 0
     return -E["ENOSYS"]
+
+
+def guest_features(dom) -> int:
+    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it for an x86 guest.
+
+    Translated guests (HVM, PVH) get writable_page_tables and auto_translated_physmap; PV
+    guests get the direct-paging extras instead (preserved A/D bits, highmem assist, grant
+    map available bits). ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off
+    unless the config asks for it, and the lab has no such option.
+    """
+    feats = ((1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_vcpu_time_phys_area)
+             | (1 << abi.XENFEAT_runstate_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes))
+    if dom.vm_assist & (1 << abi.VMASST_TYPE_pae_extended_cr3):
+        feats |= 1 << abi.XENFEAT_pae_pgdir_above_4gb
+    translated = not dom.is_pv
+    if translated:
+        feats |= (1 << abi.XENFEAT_writable_page_tables) | (1 << abi.XENFEAT_auto_translated_physmap)
+    if dom.privileged:
+        feats |= 1 << abi.XENFEAT_dom0
+    if dom.is_pv:
+        feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
+                  | (1 << abi.XENFEAT_gnttab_map_avail_bits))
+    else:
+        feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
+    # A PV guest's frames are machine frames: "direct mapped" in the features' sense.
+    feats |= 1 << (abi.XENFEAT_direct_mapped if not translated else abi.XENFEAT_not_direct_mapped)
+    return feats
 
 
 @handler("console_io")
