@@ -1009,7 +1009,8 @@ def svm_exception_exit(vector: int) -> int:
 
 
 #: The SVM exit an AMD host reports where an Intel host reports the VMX
-#: reason. CR_ACCESS stands for the CR3 write the lab intercepts; EXCEPTION_NMI
+#: reason. CR_ACCESS stands for the CR3 write the lab intercepts (a read is CR3_READ,
+#: told apart by the qualification in lab.hw.vmx.exit_code); EXCEPTION_NMI
 #: depends on the vector (svm_exception_exit), the entry here is for #UD, the
 #: one the lab intercepts most; an NMI itself exits as NMI (0x61).
 SVM_EQUIVALENT: dict[str, str] = {

@@ -64,9 +64,11 @@ def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
 def on_vmexit(host, v, exc: VmExit) -> None:
     cpu = v.cpu
     dom = v.domain
-    name, number = exit_code(host.vendor, exc.reason, exc.info.get("vector"))
+    name, number = exit_code(host.vendor, exc.reason, exc.info.get("vector"), exc.qualification)
     if host.vendor == "intel":
         name = abi.vmx_exit_name(number) if hasattr(abi, "vmx_exit_name") else name
+    else:
+        name = abi.svm_exit_name(number)      # Xen's VMEXIT_ names (svm/vmcb.h): EXCEPTION_PF, not EXCP_14
     cost = host.charge(v, "vmexit")
     host.emit(v, "vmexit", reason=name, nr=number, rip=cpu.rip, qualification=exc.qualification,
               info={k: val for k, val in exc.info.items() if k != "reason"}, cost=cost)
