@@ -427,7 +427,7 @@ END = r"""
     mov rax, 1
     mov [rdi], rax
     ; power off
-    mov dx, 0x604
+    mov dx, 0xb004
     mov ax, 0x2000
     out dx, ax
 .stay:

@@ -210,6 +210,10 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     if port:
         dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
         dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = port
+    # hvmloader moves the ACPI blocks to the V1 layout (0xb000) for qemu-xen, the lab's device
+    # model (tools/firmware/hvmloader: HVM_PARAM_ACPI_IOPORTS_LOCATION = 1); the lab's small
+    # firmware does not make that call, so the builder records its result.
+    dom.hvm_params[abi.HVM_PARAM_ACPI_IOPORTS_LOCATION] = 1
     for sec in firmware.sections:
         if sec.data:
             _write_phys(host, dom, sec.base, bytes(sec.data))
