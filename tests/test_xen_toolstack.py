@@ -71,7 +71,8 @@ def test_xl_list_columns_and_state_letters(zoo):
     assert list(rows) == [d.name for d in sorted(host.domains.values(), key=lambda d: d.domid)]
     assert rows["Domain-0"][:4] == (0, 16, 1, "-b----")
     assert rows["runner"][:4] == (running.domid, 32, 1, "r-----")
-    assert rows["sleeper"][:4] == (paused.domid, 32, 2, "--p---")
+    # VCPUs is the online count (xl_info.c: vcpu_online); the second waits for VCPUOP_up
+    assert rows["sleeper"][:4] == (paused.domid, 32, 1, "--p---")
     assert rows["waiter"][3] == "-b----"
     for reason, (_, state) in SHUTDOWN_REASONS.items():
         g = downs[reason]

@@ -77,6 +77,7 @@ class Domain:
     # -- PV: the guest's virtual IDT and callbacks ------------------------------
     trap_table: dict[int, tuple[int, int, int]] = field(default_factory=dict)   # vector -> (flags, cs, address)
     callbacks: dict[str, int] = field(default_factory=dict)                     # event, failsafe, syscall
+    callback_flags: dict[str, int] = field(default_factory=dict)                # name -> CALLBACKF_* bits
     vm_assist: int = 0
     # -- HVM ------------------------------------------------------------------
     hvm_params: dict[int, int] = field(default_factory=dict)
