@@ -267,11 +267,12 @@ class XenHost:
             v.cpu.yield_now = True
 
     def wake(self, v: Vcpu, why: str) -> None:
-        """Make a blocked vCPU runnable, with the credit scheduler's BOOST.
+        """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
 
-        A vCPU woken by an event gets priority over ones that used up their
-        time: if no pCPU is idle, the pCPU doing the waking is preempted, so
-        an I/O-bound vCPU (dom0's backends) runs soon after its event.
+        A vCPU that was blocked burned no credit, so it goes ahead of the ones
+        that used up their time (``boost``), and, as ``runq_tickle()`` does when
+        no pCPU is idle, the pCPU doing the waking is preempted: an I/O-bound
+        vCPU (dom0's backends) runs soon after its event.
         """
         if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
             v.runstate = RUNSTATE_RUNNABLE
@@ -343,7 +344,7 @@ class XenHost:
         cands = self.runnable()
         if not cands:
             return None
-        # Boosted (just woken) first, then least recently scheduled; ties by domain
+        # credit2 order, approximated: just woken first, then least recently run (most credit); ties by domain
         # then vCPU id, so the choice is deterministic.
         cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
         v = cands[0]
