@@ -76,6 +76,10 @@ class Toolstack:
         except ConfigError as e:
             raise UserError(str(e)) from None
         self.warnings += conf.warnings
+        if conf.boots_nothing:
+            # xl_parse.c refuses it before anything is built
+            raise UserError(f"{display(path)}: Neither kernel nor bootloader specified "
+                            "(set lab_stock_kernel = 1 to boot the lab's stock kernel for this type)")
         return conf
 
     def kernel_for(self, conf: DomainConfig, mode: str) -> Path:
