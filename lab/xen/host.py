@@ -24,6 +24,7 @@ from ..trace import Event, Trace
 from . import abi
 from .domain import (BLOCKED, CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from .heap import FreeFrames
 
 FOREVER = 1 << 62
 #: How far one pCPU may run ahead of the others before the host switches to them.
@@ -66,10 +67,12 @@ class XenHost:
         #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
         self.console_input = bytearray()
         self.images: dict[str, Any] = {}
-        # Machine frames: Xen keeps the first 16 MiB for itself; the rest is its heap.
-        self.xen_reserved = (16 << 20) >> PAGE_SHIFT
-        self.free_frames: list[int] = list(range(self.xen_reserved, self.mem.nr_frames))
-        self.free_frames.reverse()             # pop() hands out ascending frames
+        # Machine frames: Xen keeps the first 16 MiB for itself, more on a large host (its
+        # M2P, 8 bytes per frame, and room for the p2m/EPT tables of all memory, one table
+        # per 512 frames); the rest is its heap.
+        nr = self.mem.nr_frames
+        self.xen_reserved = max((16 << 20) >> PAGE_SHIFT, 0x100 + 1024 + (nr * 8 + 4095) // 4096 + nr // 256)
+        self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)   # pop() hands out ascending frames
         from .evtchn import EventChannels
         from .mm_glue import XenMM
         self.evtchn = EventChannels(self)
@@ -141,13 +144,13 @@ class XenHost:
                      privileged=privileged, config=config)
         self.domains[domid] = dom
         # The domain's memory at once: the frames alloc_frame would pop one by one.
-        mfns = self.free_frames[:-mem_pages - 1:-1] if mem_pages else []
-        del self.free_frames[len(self.free_frames) - mem_pages:]
-        zero, assign, set_m2p = self.mem.zero_frame, self.mm.assign, self.mm.set_m2p
-        for pfn, mfn in enumerate(mfns):
-            zero(mfn)
-            assign(mfn, domid)
-            set_m2p(mfn, pfn)
+        mfns = self.free_frames.take(mem_pages)
+        mem = self.mem
+        touched = mem.frames.keys() | mem.watched
+        for mfn in sorted(touched & set(mfns)) if touched else ():
+            mem.zero_frame(mfn)                  # frames never written already read as zeros
+        self.mm.assign_many(mfns, domid)
+        self.mm.set_m2p_many(mfns)
         dom.p2m.extend(mfns)
         dom.extra.setdefault("frames", []).extend(mfns)
         self.evtchn.add_domain(dom)
