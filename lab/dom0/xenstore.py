@@ -142,6 +142,11 @@ def perm_string(perm: Perm) -> str:
     return f"{perm[0]}{perm[1]}"
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: a guest's "\u0663" or "\u00b2" passes str.isdigit() but is no number."""
+    return text.isascii() and text.isdigit()
+
+
 _STRTOL = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
 
 
@@ -715,7 +720,7 @@ def _ok() -> bytes:
 
 
 def _domid(text: str | None) -> int:
-    if text is None or not text.isdigit():
+    if text is None or not is_decimal(text):
         raise _err("EINVAL", f"bad domid {text!r}")
     return int(text)
 
@@ -780,11 +785,9 @@ def _h_introduce(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     args = [_str(a) for a in split_strings(p)]
     if len(args) < 3:
         raise _err("EINVAL", "INTRODUCE takes domid, mfn and event channel")
-    try:
-        mfn = int(args[1])
-    except ValueError:
-        raise _err("EINVAL", "INTRODUCE: the mfn is a number") from None
-    s.introduce(_domid(args[0]), mfn, c_atoi(args[2].encode()))     # do_introduce: port = atoi()
+    if not is_decimal(args[1]):
+        raise _err("EINVAL", "INTRODUCE: the mfn is a number")
+    s.introduce(_domid(args[0]), int(args[1]), c_atoi(args[2].encode()))     # do_introduce: port = atoi()
     return _ok()
 
 
