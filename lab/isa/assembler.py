@@ -691,7 +691,8 @@ class Assembler:
         parts = spec.replace(",", " ").split()
         if not parts or not _MACRO_PARAM.match(parts[0]):
             raise _fail(where, after + 1, ".macro takes a name, then its parameters")
-        name, params = parts[0], []
+        name = parts[0]
+        params: list[tuple[str, str | None]] = []
         if name in self.macros or name.lower() in opcodes.BY_NAME:
             raise _fail(where, after + 1, f"'{name}' is already a macro or an instruction")
         for p in parts[1:]:
