@@ -57,7 +57,7 @@ def test_workload_checksum_on_the_native_kernel():
     assert m.cpu.stopped == "power off"
     assert f"workload: checksum {expected_checksum():#018x}" in out
     assert "program exited with code 0; syscalls 76, demand faults 32" in out
-    traps = [e for e in m.trace.events if e.kind == "trap"]
+    traps = [e for e in m.trace.iter_all() if e.kind == "trap"]
     assert len(traps) == 32 and all(e.data["mnemonic"] == "#PF" and e.data["cpl"] == 3 for e in traps)
 
 
@@ -73,7 +73,7 @@ def test_two_runs_give_the_same_digest_and_trace():
     a.run()
     b.run()
     assert a.digest() == b.digest()
-    assert [e.to_json() for e in a.trace.events] == [e.to_json() for e in b.trace.events]
+    assert [e.to_json() for e in a.trace.iter_all()] == [e.to_json() for e in b.trace.iter_all()]
 
 
 def test_snapshot_run_restore_run_gives_the_same_digest():
@@ -81,10 +81,10 @@ def test_snapshot_run_restore_run_gives_the_same_digest():
     m.run(50_000)
     snap = m.snapshot()
     m.run(100_000)
-    first = (m.digest(), len(m.trace.events), m.cpu.icount)
+    first = (m.digest(), len(m.trace), m.cpu.icount)
     m.restore(snap)
     m.run(100_000)
-    assert (m.digest(), len(m.trace.events), m.cpu.icount) == first
+    assert (m.digest(), len(m.trace), m.cpu.icount) == first
     m.run()
     assert f"{expected_checksum():#018x}" in m.console.output
 
