@@ -1072,7 +1072,9 @@ class CodeCache:
         insns, fault = fetch_run(frame, va, single)
         if fault is not None:
             raise fault
-        blk = compile_block(insns, va, self.cost_of, self.namespace)
+        off = va & 0xFFF
+        blk = compile_block(insns, va, self.cost_of, self.namespace,
+                            bytes(frame[off:off + len(insns) * INSN_SIZE]))
         self.translations += 1
         self.blocks[key] = blk
         self.by_frame.setdefault(mfn, []).append(key)

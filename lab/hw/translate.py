@@ -24,6 +24,7 @@ from ..isa import opcodes
 from ..isa.encoding import INSN_SIZE, DecodeError, Instruction, decode
 from ..isa.registers import RIP_BASE, RSP
 from . import flags as F
+from .blockcache import BLOCKS
 from .faults import Fault
 
 M64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -587,12 +588,18 @@ class _Gen:
 
 
 def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruction], int],
-                  namespace: dict) -> Block:
-    gen = _Gen(insns, va, cost_of)
-    src = gen.build()
+                  namespace: dict, code_bytes: bytes | None = None) -> Block:
+    """The block for ``insns`` at ``va``; with ``code_bytes`` (the instructions' encoding)
+    compiled code is shared through the block cache, keyed by address and bytes."""
+    key = BLOCKS.key(va, code_bytes) if code_bytes is not None else None
+    code = BLOCKS.get(key) if key is not None else None
+    if code is None:
+        src = _Gen(insns, va, cost_of).build()
+        code = compile(src, f"<block {va:#x}>", "exec")
+        if key is not None:
+            BLOCKS.put(key, code)
     ns = dict(namespace)
     ns["I"] = tuple(insns)
-    code = compile(src, f"<block {va:#x}>", "exec")
     exec(code, ns)
     costs = [cost_of(x) for x in insns]
     prefix = []
