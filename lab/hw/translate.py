@@ -17,6 +17,7 @@ Generated code follows three rules that keep faults precise:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -78,6 +79,48 @@ def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction
         # The slot straddles the page end: only possible for misaligned code.
         return [], Fault(6, reason=f"instruction at {va:#x} crosses a page boundary")
     return insns, None
+
+
+_REG = re.compile(r"\br\[(\d+)\]")
+_REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
+
+
+def _registers_in_locals(lines: list[str]) -> str:
+    """The block's function, with the registers it uses held in locals.
+
+    Each register the block names is read into a local once; those it writes go
+    back to the CPU at the end, before a CPU method runs (which reads and writes
+    the registers itself; the locals are read again after it), and when the block
+    leaves by an exception. ``sy`` is set while the CPU's copy is the true one, so
+    a method that raises after changing registers keeps its changes.
+    """
+    body = [_REG.sub(r"r\1", ln) for ln in lines]
+    used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
+    written = sorted({int(n) for ln in body for n in _REG_WRITE.findall(ln)})
+    load = "; ".join(f"r{n} = r[{n}]" for n in used)
+    store = "; ".join(f"r[{n}] = r{n}" for n in written)
+    out = ["def block(cpu):",
+           "    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc",
+           "    ic = 0; sy = 0"]
+    if load:
+        out.append("    " + load)
+    out.append("    try:")
+    for ln in body:
+        if "cpu.op_" in ln:
+            indent = ln[:len(ln) - len(ln.lstrip())]
+            out.append("    " + indent + "sy = 1" + (f"; {store}" if store else ""))
+            out.append("    " + ln)
+            out.append("    " + indent + (f"{load}; " if load else "") + "sy = 0")
+        else:
+            out.append("    " + ln)
+    if store:
+        out.append("        " + store)
+    out.append("    except BlockExit as e:")
+    out.append("        e.index = ic")
+    if store:
+        out.append(f"        if not sy: {store}")
+    out.append("        raise")
+    return "\n".join(out) + "\n"
 
 
 class _Gen:
@@ -199,10 +242,7 @@ class _Gen:
                 if not self._sets_rip(name):
                     self.emit(f"cpu.rip = {nxt & M64:#x}")
         self.commit_before_end()
-        body = "\n".join(self.lines)
-        return ("def block(cpu):\n    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc\n    ic = 0\n"
-                "    try:\n" + "\n".join("    " + ln for ln in body.split("\n")) +
-                "\n    except BlockExit as e:\n        e.index = ic\n        raise\n")
+        return _registers_in_locals(self.lines)
 
     def commit_before_end(self) -> None:
         # The flag commit must happen before the final rip assignment is irrelevant;
