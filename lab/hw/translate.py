@@ -445,7 +445,7 @@ class _Gen:
     def g_imul(self, insn, i, addr, nxt):
         sz = insn.size
         bits = 8 * sz
-        sgn = f"(lambda v: v - {1 << bits:#x} if v & {SIGN[sz]:#x} else v)"
+        sgn = f"sx{sz}"             # the signed value of a size-byte operand (default_namespace)
         if insn.form in ("r", "m"):
             a = self._unary(insn, i, nxt)
             self.emit(f"s{i} = {sgn}; p{i} = s{i}({self.rd(0, sz)}) * s{i}({a})")
@@ -656,10 +656,19 @@ def block_source(insns: list[Instruction], va: int) -> str:
     return _Gen(insns, va, lambda _: 1).build()
 
 
+def _signed(size: int) -> Callable[[int], int]:
+    wrap, sign = 1 << (8 * size), SIGN[size]
+
+    def signed(v: int) -> int:
+        return v - wrap if v & sign else v
+    return signed
+
+
 def default_namespace() -> dict:
     from .faults import CpuStop, VmExit
     return {"Fault": Fault, "cond": F.condition,
-            "BlockExit": (Fault, VmExit, CpuStop)}
+            "BlockExit": (Fault, VmExit, CpuStop),
+            **{f"sx{size}": _signed(size) for size in (1, 2, 4, 8)}}
 
 
 RSP_ = RSP  # re-exported for readers of generated code
