@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from lab.session.build import native_machine
@@ -119,6 +120,14 @@ ops = st.one_of(
     st.tuples(st.sampled_from(["e", "b", "l", "s"]), st.sampled_from(list(BYTE_REGS))).map(
         lambda t: f"set{t[0]} {BYTE_REGS[t[1]]}"),
     st.just("pushfq\npop r10"), st.just("push rax\npop r11"),
+    # imul in its three forms; cpuid, a CPU method that writes registers in mid-block
+    st.tuples(st.sampled_from(REGS), st.sampled_from(REGS)).map(lambda t: f"imul {t[0]}, {t[1]}"),
+    st.tuples(st.sampled_from(REGS), st.sampled_from(REGS), st.integers(-2**31, 2**31 - 1)).map(
+        lambda t: f"imul {t[0]}, {t[1]}, {t[2]}"),
+    st.sampled_from(REGS).map(lambda r: f"imul {r}"),
+    st.just("mov eax, 0\ncpuid"),
+    # a load beyond memory faults in mid-block: the registers written before it must hold
+    st.just("mov rax, [0x7ff000]"),
 )
 
 
@@ -172,3 +181,19 @@ def test_translated_blocks_and_single_stepping_agree(body, seeds):
     assert sa == sb
     assert a.mem.read(0x10000, 2048) == b.mem.read(0x10000, 2048)
     assert a.digest() == b.digest()
+
+
+@pytest.mark.parametrize("src", [
+    "mov eax, 0\ncpuid\nadd rbx, 1\nmov rsi, rax\nhlt",          # a CPU method writes registers mid-block
+    "mov rax, 3\nmov rbx, 4\nimul rax, rbx\nmov rcx, [0x7ff000]\nhlt",   # a fault after register writes
+    "mov rax, -3\nimul rax, rax, -7\nmov rdx, 5\nimul rdx\nhlt",
+])
+def test_registers_held_in_locals_reach_the_cpu(src):
+    a = machine_with(src)
+    b = machine_with(src)
+    a.run(100)
+    for _ in range(100):
+        if b.cpu.stopped:
+            break
+        b.step()
+    assert a.cpu.regs == b.cpu.regs and a.cpu.stopped == b.cpu.stopped
