@@ -113,6 +113,8 @@ class Cpu:
         self.reschedule = False     # set when a device's deadlines change: run() returns so they are re-read
         self.icount = 0
         self.cycles = 0
+        self.loop_until = 0
+        self.loop_target = 0
         self.tlb.flush(include_global=True)
         self._new_caches()
 
@@ -391,6 +393,9 @@ class Cpu:
         target = self.icount + max_insns
         irq = self.irq_source
         self.reschedule = False
+        # The limits a block that loops by itself keeps to (see translate.py).
+        self.loop_until = until_cycle
+        self.loop_target = target
         while self.icount < target and self.cycles < until_cycle and not self.yield_now and not self.reschedule:
             if self.stopped:
                 return

@@ -85,7 +85,7 @@ _REG = re.compile(r"\br\[(\d+)\]")
 _REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
 
 
-def _registers_in_locals(lines: list[str]) -> str:
+def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     """The block's function, with the registers it uses held in locals.
 
     Each register the block names is read into a local once; those it writes go
@@ -93,6 +93,13 @@ def _registers_in_locals(lines: list[str]) -> str:
     the registers itself; the locals are read again after it), and when the block
     leaves by an exception. ``sy`` is set while the CPU's copy is the true one, so
     a method that raises after changing registers keeps its changes.
+
+    With ``loop_va`` (the block jumps back to its own start) the block goes round
+    again by itself for as long as the dispatcher in ``Cpu.run`` would have run it
+    again: the same budget checks, the same interrupt check, and only while the
+    block is still valid (its page not written). Each round is charged when it
+    starts, as the dispatcher charges a block, so a fault unwinds the same way.
+    ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
     """
     body = [_REG.sub(r"r\1", ln) for ln in lines]
     used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
@@ -105,14 +112,27 @@ def _registers_in_locals(lines: list[str]) -> str:
     if load:
         out.append("    " + load)
     out.append("    try:")
+    pad = "    "
+    if loop_va is not None:
+        out.append("        bc = cpu.bc; irq = cpu.irq_source")
+        out.append("        while True:")
+        pad = "        "
     for ln in body:
         if "cpu.op_" in ln:
             indent = ln[:len(ln) - len(ln.lstrip())]
-            out.append("    " + indent + "sy = 1" + (f"; {store}" if store else ""))
-            out.append("    " + ln)
-            out.append("    " + indent + (f"{load}; " if load else "") + "sy = 0")
+            out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
+            out.append(pad + ln)
+            out.append(pad + indent + (f"{load}; " if load else "") + "sy = 0")
         else:
-            out.append("    " + ln)
+            out.append(pad + ln)
+    if loop_va is not None:
+        out.append(f"            if (cpu.rip != {loop_va:#x} or cpu.cycles + COST > cpu.loop_until"
+                   " or cpu.cycles >= cpu.loop_until"
+                   " or cpu.icount + N > cpu.loop_target or cpu.yield_now or cpu.reschedule"
+                   f" or cpu.stopped or bc.get({loop_va:#x}) is None"
+                   f" or (irq is not None and irq.waiting and cpu.rf & {F.IF:#x})):")
+        out.append("                break")
+        out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
     if store:
         out.append("        " + store)
     out.append("    except BlockExit as e:")
@@ -242,7 +262,19 @@ class _Gen:
                 if not self._sets_rip(name):
                     self.emit(f"cpu.rip = {nxt & M64:#x}")
         self.commit_before_end()
-        return _registers_in_locals(self.lines)
+        return _registers_in_locals(self.lines, self.va if self._loops() else None)
+
+    def _loops(self) -> bool:
+        """Whether the block ends by jumping back to its own start (a loop the block can
+        go round by itself). Never a one-instruction block: a single step runs one."""
+        last = self.insns[-1]
+        name = opcodes.BY_CODE[last.op].name
+        if len(self.insns) < 2 or name not in ("jmp", "jcc") or last.form != "i":
+            return False
+        if any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in self.insns):
+            return False
+        end = self.va + len(self.insns) * INSN_SIZE
+        return (end + last.imm) & M64 == self.va
 
     def commit_before_end(self) -> None:
         # The flag commit must happen before the final rip assignment is irrelevant;
@@ -638,15 +670,17 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
         code = compile(src, f"<block {va:#x}>", "exec")
         if key is not None:
             BLOCKS.put(key, code)
-    ns = dict(namespace)
-    ns["I"] = tuple(insns)
-    exec(code, ns)
     costs = [cost_of(x) for x in insns]
     prefix = []
     total = 0
     for c in costs:
         prefix.append(total)
         total += c
+    ns = dict(namespace)
+    ns["I"] = tuple(insns)
+    ns["COST"] = total          # for a block that loops by itself: each round's charge
+    ns["N"] = len(insns)
+    exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
     return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns))
 
