@@ -26,8 +26,9 @@ from types import CodeType
 from ..isa.cache import cache_dir
 
 FORMAT = 1
-#: Entries kept on disk at most: the lab's own kernels and programs need a few thousand.
-MAX_ENTRIES = 20_000
+#: Entries kept on disk at most: the lab's own kernels in every mode need about 2,600
+#: (some 4.5 MB); loading the file is part of every start.
+MAX_ENTRIES = 6_000
 
 
 @functools.cache
