@@ -16,6 +16,7 @@ import pickle
 import tempfile
 import zlib
 from array import array
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
@@ -172,6 +173,7 @@ class TraceSpill:
     def __init__(self) -> None:
         self._file = None
         self._offsets = array("q")      # where each frame starts in the file
+        self.first_seqs = array("q")    # the seq of each frame's first event
         self._end = 0
 
     @property
@@ -192,6 +194,7 @@ class TraceSpill:
             self._file = tempfile.TemporaryFile(prefix="xenlab-trace-")
         os.pwrite(self._file.fileno(), blob, self._end)
         self._offsets.append(self._end)
+        self.first_seqs.append(events[0].seq)
         self._end += len(blob)
 
     def frame(self, i: int) -> list[Event]:
@@ -207,6 +210,7 @@ class TraceSpill:
         if frames < len(self._offsets):
             self._end = self._offsets[frames]
             del self._offsets[frames:]
+            del self.first_seqs[frames:]
             self._file.truncate(self._end)
 
     def close(self) -> None:
@@ -214,6 +218,7 @@ class TraceSpill:
             self._file.close()
             self._file = None
         self._offsets = array("q")
+        self.first_seqs = array("q")
         self._end = 0
 
 
@@ -222,9 +227,10 @@ class Trace:
 
     Memory stays bounded however long the machine runs: the last ``window`` events
     stay in memory (``recent``), every event goes, in frames, to a spill file on disk,
-    and ``iter_all`` reads the whole stream back in order. Event seq numbers count
-    from 0 without gaps, so event ``k`` is the ``k``-th event. With ``keep`` false
-    only the counts and the listeners see events.
+    and ``iter_all`` reads the whole stream back in order. Frames hold a fixed
+    number of events, so a snapshot names its place by how many events were kept;
+    seq numbers only grow (restoring a later snapshot skips ahead). With ``keep``
+    false only the counts and the listeners see events.
     """
 
     def __init__(self, keep: bool = True, window: int = WINDOW, frame: int = FRAME) -> None:
@@ -279,14 +285,23 @@ class Trace:
         yield from pending
 
     def since(self, seq: int) -> list[Event]:
-        """The events numbered ``seq`` and after, from memory when the window reaches back that far."""
+        """The events numbered ``seq`` and after, from memory when the window reaches back that far.
+
+        Seq numbers only grow, but may skip (a machine restored to a later snapshot
+        goes on from that snapshot's seq), so events are found by seq, not position."""
         w = self._window
-        if not w or seq >= self.seq:
+        if not w or w[-1].seq < seq:
             return []
-        if seq >= w[0].seq:
-            return list(islice(w, seq - w[0].seq, None))
-        first = max(seq, 0) // self.frame_size
-        out: list[Event] = []
+        if w[0].seq <= seq or len(w) == len(self):
+            out: list[Event] = []
+            for e in reversed(w):
+                if e.seq < seq:
+                    break
+                out.append(e)
+            out.reverse()
+            return out
+        first = max(bisect_right(self._spill.first_seqs, seq) - 1, 0)
+        out = []
         for i in range(first, self._spill.frames):
             out.extend(e for e in self._spill.frame(i) if e.seq >= seq)
         out.extend(e for e in self._pending if e.seq >= seq)
@@ -306,7 +321,7 @@ class Trace:
         when it holds enough of them, else from the whole trace."""
         found = [e for e in self._window if pred(e)]
         w = self._window
-        if len(found) >= n or not w or w[0].seq == 0:
+        if len(found) >= n or len(w) == len(self):
             return found[-n:] if n > 0 else []
         tail: deque[Event] = deque(maxlen=max(n, 0))
         tail.extend(e for e in self.iter_all() if pred(e))

@@ -107,3 +107,20 @@ def test_events_command_finds_old_events_beyond_the_window():
     assert out.startswith(f"#{last_of_kind.seq:<7}")
     out = execute(s, "events 3").splitlines()
     assert [int(ln.split()[0][1:]) for ln in out] == [m.trace.seq - 3, m.trace.seq - 2, m.trace.seq - 1]
+
+
+def test_restoring_a_later_snapshot_skips_seq_numbers_and_since_still_finds_by_seq():
+    # A snapshot taken later and restored after an earlier one: the seq goes on from
+    # the later snapshot while the events in between are gone.
+    for window, n in ((40, 30), (40, 300)):
+        t = Trace(window=window, frame=16)
+        _fill(t, n)
+        early = t.snapshot()
+        _fill(t, 50)
+        late = t.snapshot()
+        t.restore(early)
+        t.restore(late)
+        assert t.seq == n + 50
+        _fill(t, 5)
+        assert [e.seq for e in t.since(n + 50)] == list(range(n + 50, n + 55))
+        assert [e.seq for e in t.since(n - 3)] == [n - 3, n - 2, n - 1] + list(range(n + 50, n + 55))
