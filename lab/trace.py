@@ -10,8 +10,17 @@ change.
 from __future__ import annotations
 
 import json
+import marshal
+import os
+import pickle
+import tempfile
+import zlib
+from array import array
+from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
 
 FORMAT_VERSION = 1
 
@@ -145,13 +154,92 @@ def name_matches(ev: "Event", want: str) -> bool:
 
 Listener = Callable[[Event], None]
 
+#: Events kept in memory: what the panes, ``events`` and the checks look back on.
+WINDOW = 20_000
+#: Events per frame of the spill file.
+FRAME = 8_192
+
+
+class TraceSpill:
+    """The full trace on disk: compact frames of a fixed number of events each, in seq order.
+
+    A frame is the zlib-compressed ``marshal`` form of its events' tuples (``pickle``
+    when a value is beyond ``marshal``), so events read back equal the events
+    written. The file is an unnamed temporary file: it is gone when the trace is
+    closed or the process ends, however it ends. It is private to this process and
+    never read by another lab version, so its form can change freely.
+    """
+
+    def __init__(self) -> None:
+        self._file = None
+        self._offsets = array("q")      # where each frame starts in the file
+        self.first_seqs = array("q")    # the seq of each frame's first event
+        self._end = 0
+
+    @property
+    def frames(self) -> int:
+        return len(self._offsets)
+
+    @property
+    def bytes(self) -> int:
+        return self._end
+
+    def append(self, events: list[Event]) -> None:
+        rows = [(e.seq, e.cycle, e.pcpu, e.dom, e.vcpu, e.kind, e.data) for e in events]
+        try:
+            blob = b"m" + zlib.compress(marshal.dumps(rows), 1)
+        except ValueError:              # a value marshal cannot hold
+            blob = b"p" + zlib.compress(pickle.dumps(rows, pickle.HIGHEST_PROTOCOL), 1)
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="xenlab-trace-")
+        os.pwrite(self._file.fileno(), blob, self._end)
+        self._offsets.append(self._end)
+        self.first_seqs.append(events[0].seq)
+        self._end += len(blob)
+
+    def frame(self, i: int) -> list[Event]:
+        start = self._offsets[i]
+        stop = self._offsets[i + 1] if i + 1 < len(self._offsets) else self._end
+        blob = os.pread(self._file.fileno(), stop - start, start)
+        raw = zlib.decompress(blob[1:])
+        rows = marshal.loads(raw) if blob[:1] == b"m" else pickle.loads(raw)
+        return [Event(*row) for row in rows]
+
+    def truncate(self, frames: int) -> None:
+        """Keep only the first ``frames`` frames."""
+        if frames < len(self._offsets):
+            self._end = self._offsets[frames]
+            del self._offsets[frames:]
+            del self.first_seqs[frames:]
+            self._file.truncate(self._end)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._offsets = array("q")
+        self.first_seqs = array("q")
+        self._end = 0
+
 
 class Trace:
-    """The machine's event stream: kept whole, and fanned out to listeners."""
+    """The machine's event stream, fanned out to listeners as it happens.
 
-    def __init__(self, keep: bool = True) -> None:
-        self.events: list[Event] = []
+    Memory stays bounded however long the machine runs: the last ``window`` events
+    stay in memory (``recent``), every event goes, in frames, to a spill file on disk,
+    and ``iter_all`` reads the whole stream back in order. Frames hold a fixed
+    number of events, so a snapshot names its place by how many events were kept;
+    seq numbers only grow (restoring a later snapshot skips ahead). With ``keep``
+    false only the counts and the listeners see events.
+    """
+
+    def __init__(self, keep: bool = True, window: int = WINDOW, frame: int = FRAME) -> None:
         self.keep = keep
+        self.frame_size = frame
+        self.window_size = max(window, frame)
+        self._window: deque[Event] = deque(maxlen=self.window_size)
+        self._pending: list[Event] = []        # events after the last spilled frame
+        self._spill = TraceSpill()
         self.listeners: list[Listener] = []
         self.counts: dict[str, int] = {}
         self.seq = 0
@@ -160,7 +248,12 @@ class Trace:
         self.seq = ev.seq + 1
         self.counts[ev.kind] = self.counts.get(ev.kind, 0) + 1
         if self.keep:
-            self.events.append(ev)
+            self._window.append(ev)
+            pending = self._pending
+            pending.append(ev)
+            if len(pending) >= self.frame_size:
+                self._spill.append(pending)
+                self._pending = []
         for fn in self.listeners:
             fn(ev)
 
@@ -169,18 +262,91 @@ class Trace:
         self.add(ev)
         return ev
 
+    # -- reading --------------------------------------------------------------
+    def __len__(self) -> int:
+        """How many events the trace holds (all of them, in memory or on disk)."""
+        return self._spill.frames * self.frame_size + len(self._pending) if self.keep else 0
+
+    def recent(self, n: int | None = None) -> list[Event]:
+        """The last ``n`` events (at most the in-memory window), oldest first."""
+        w = self._window
+        if n is None or n >= len(w):
+            return list(w)
+        if n <= 0:
+            return []
+        return list(islice(w, len(w) - n, None))
+
+    def iter_all(self) -> Iterator[Event]:
+        """Every event from the first, in order: the spilled frames, then the rest."""
+        frames = self._spill.frames
+        pending = list(self._pending)
+        for i in range(frames):
+            yield from self._spill.frame(i)
+        yield from pending
+
+    def since(self, seq: int) -> list[Event]:
+        """The events numbered ``seq`` and after, from memory when the window reaches back that far.
+
+        Seq numbers only grow, but may skip (a machine restored to a later snapshot
+        goes on from that snapshot's seq), so events are found by seq, not position."""
+        w = self._window
+        if not w or w[-1].seq < seq:
+            return []
+        if w[0].seq <= seq or len(w) == len(self):
+            out: list[Event] = []
+            for e in reversed(w):
+                if e.seq < seq:
+                    break
+                out.append(e)
+            out.reverse()
+            return out
+        first = max(bisect_right(self._spill.first_seqs, seq) - 1, 0)
+        out = []
+        for i in range(first, self._spill.frames):
+            out.extend(e for e in self._spill.frame(i) if e.seq >= seq)
+        out.extend(e for e in self._pending if e.seq >= seq)
+        return out
+
+    def count(self, kind: str | None = None) -> int:
+        """Events of ``kind`` so far (of every kind with no argument), kept as they happen."""
+        if kind is None:
+            return sum(self.counts.values())
+        return self.counts.get(kind, 0)
+
     def of_kind(self, kind: str) -> list[Event]:
-        return [e for e in self.events if e.kind == kind]
+        return [e for e in self.iter_all() if e.kind == kind]
+
+    def last_matching(self, pred: Callable[[Event], bool], n: int) -> list[Event]:
+        """The last ``n`` events for which ``pred`` holds, oldest first: from the window
+        when it holds enough of them, else from the whole trace."""
+        found = [e for e in self._window if pred(e)]
+        w = self._window
+        if len(found) >= n or len(w) == len(self):
+            return found[-n:] if n > 0 else []
+        tail: deque[Event] = deque(maxlen=max(n, 0))
+        tail.extend(e for e in self.iter_all() if pred(e))
+        return list(tail)
 
     def write_jsonl(self, fp, header: dict[str, Any] | None = None) -> None:
         fp.write(json.dumps({"format": "xenlab-trace", "version": FORMAT_VERSION, **(header or {})},
                             separators=(",", ":")) + "\n")
-        for ev in self.events:
+        for ev in self.iter_all():
             fp.write(ev.to_json() + "\n")
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Size of the spill file: what the trace holds on disk."""
+        return self._spill.bytes
+
+    def close(self) -> None:
+        """Drop every kept event and the spill file (the counts and seq stay)."""
+        self._spill.close()
+        self._pending = []
+        self._window.clear()
 
     # Snapshot support: the trace is part of the state that replay restores.
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
-        return (self.seq, len(self.events), dict(self.counts))
+        return (self.seq, len(self), dict(self.counts))
 
     # Its position is state; its events and listeners are not.
     def save_state(self) -> tuple[int, int, dict[str, int]]:
@@ -191,8 +357,25 @@ class Trace:
 
     def restore(self, snap: tuple[int, int, dict[str, int]]) -> None:
         self.seq, n, counts = snap
-        del self.events[n:]
         self.counts = dict(counts)
+        if not self.keep or n >= len(self):
+            return
+        frames = n // self.frame_size
+        if frames < self._spill.frames:
+            self._pending = self._spill.frame(frames)
+            self._spill.truncate(frames)
+        del self._pending[n - frames * self.frame_size:]
+        self._refill_window()
+
+    def _refill_window(self) -> None:
+        """Rebuild the in-memory window from the end of the kept events."""
+        tail: list[Event] = list(self._pending)
+        i = self._spill.frames
+        while len(tail) < self.window_size and i > 0:
+            i -= 1
+            tail[:0] = self._spill.frame(i)
+        self._window.clear()
+        self._window.extend(tail[-self.window_size:])
 
 
 def read_jsonl(lines: Iterable[str]) -> tuple[dict[str, Any], list[Event]]:

@@ -282,11 +282,11 @@ def test_handshake_step_by_step(tmp_path):
     assert not (tmp_path / "blk.img").exists(), "the lab never creates the file a config names"
     g = Guest(host, dom)
     fe = BlkFront(g)
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     fe.connect()
     # 3 -> 4: the ring mapped, the channel bound, Connected.
     assert store(host, f"{be_path}/state") == str(CONNECTED)
-    new = host.trace.events[mark:]
+    new = host.trace.since(mark)
     maps = [e for e in new if e.kind == "grant" and e.data["op"] == "map_grant_ref" and e.dom == 0]
     assert [(e.data["ref"], e.data["granter"], e.data["status"]) for e in maps] == [(fe.ref, d, "GNTST_okay")]
     binds = [e for e in new if e.kind == "evtchn" and e.data["op"] == "bind_interdomain" and e.dom == 0]
@@ -338,7 +338,7 @@ def test_write_then_read_back(tmp_path):
     g.write(src2, 0, data[2048:])
     # Two segments: sectors 2-5 of the first page, then 0-3 of the second.
     r1, r2 = g.grant(src, readonly=True), g.grant(src2, readonly=True)
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     sends_before = len(events(host, "evtchn", dom=0, op="send"))
     rid, op, status = fe.io(WRITE, 100, [(r1, 2, 5), (r2, 0, 3)], rid=0xABCDEF0123)
     assert (rid, op, status) == (0xABCDEF0123, WRITE, OKAY)
@@ -347,11 +347,11 @@ def test_write_then_read_back(tmp_path):
     assert raw[100 * 512:104 * 512] == data[:2048]
     assert raw[104 * 512:108 * 512] == data[2048:]
     assert raw[99 * 512:100 * 512] == raw[108 * 512:109 * 512] == bytes(512)
-    ops = [e.data["op"] for e in host.trace.events[mark:] if e.kind == "ring_io"]
+    ops = [e.data["op"] for e in host.trace.since(mark) if e.kind == "ring_io"]
     assert ops == ["request WRITE", "response OKAY"]
-    assert all(e.dom == g.dom.domid for e in host.trace.events[mark:] if e.kind == "ring_io")
+    assert all(e.dom == g.dom.domid for e in host.trace.since(mark) if e.kind == "ring_io")
     # The segments were mapped read-only (GNTMAP_readonly 4 with device_map 1) and unmapped again.
-    maps = [e for e in host.trace.events[mark:] if e.kind == "grant" and e.dom == 0]
+    maps = [e for e in host.trace.since(mark) if e.kind == "grant" and e.dom == 0]
     assert [(e.data["op"], e.data["ref"]) for e in maps] == [("map_grant_ref", r1), ("map_grant_ref", r2),
                                                               ("unmap_grant_ref", r1), ("unmap_grant_ref", r2)]
     assert all(e.data["flags"] & 4 for e in maps if e.data["op"] == "map_grant_ref")
@@ -443,9 +443,9 @@ def test_foreign_and_bogus_grefs(tmp_path):
         ("never granted", 300, -1),
     ]
     for i, (what, ref, gntst) in enumerate(cases):
-        mark = len(host.trace.events)
+        mark = len(host.trace)
         assert fe.io(READ, 0, [(ref, 0, 7)], rid=i) == (i, READ, ERROR), what
-        maps = [e for e in host.trace.events[mark:] if e.kind == "grant" and e.dom == 0]
+        maps = [e for e in host.trace.since(mark) if e.kind == "grant" and e.dom == 0]
         assert [(e.data["op"], GNTST.get(e.data["status"], e.data["status"])) for e in maps] == \
             [("map_grant_ref", GNTST[gntst])], what
     assert host.mem.read(secret << 12, 512) == b"secret!!" * 64
@@ -537,10 +537,10 @@ def test_frontend_closing_and_closed(tmp_path):
     d = g.dom.domid
     g.xs("WRITE", f"{fe.fe}/state", str(CLOSING))
     assert store(host, f"{fe.be}/state") == str(CLOSING)
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     g.xs("WRITE", f"{fe.fe}/state", str(CLOSED))
     assert store(host, f"{fe.be}/state") == str(CLOSED)
-    new = host.trace.events[mark:]
+    new = host.trace.since(mark)
     assert [(e.data["op"], e.data["ref"]) for e in new if e.kind == "grant" and e.dom == 0] == \
         [("unmap_grant_ref", fe.ref)]
     closes = [e for e in new if e.kind == "evtchn" and e.data["op"] == "close" and e.dom == 0]

@@ -124,7 +124,7 @@ def test_double_fault_then_triple_fault_stops_the_machine():
     # An IDT limit of zero: #UD cannot be delivered -> #GP -> #DF cannot -> triple fault.
     m = run_to_halt(machine_with("mov word [0x2000], 0\nmov qword [0x2002], 0x3000\nlidt [0x2000]\nud2\nhlt"))
     assert m.cpu.stopped.startswith("triple fault")
-    assert any(e.kind == "halt" and "triple" in e.data["reason"] for e in m.trace.events)
+    assert any(e.kind == "halt" and "triple" in e.data["reason"] for e in m.trace.iter_all())
 
 
 def _user_mode_src(user_code: str) -> str:
@@ -162,7 +162,7 @@ def test_privileged_instructions_at_cpl3_raise_gp(insn):
     run_to_halt(m)
     assert m.cpu.regs[15] == 13, f"{insn} at CPL 3 must #GP"
     assert m.cpu.cpl == 0
-    traps = [e for e in m.trace.events if e.kind == "trap"]
+    traps = [e for e in m.trace.iter_all() if e.kind == "trap"]
     assert traps[-1].data["mnemonic"] == "#GP" and traps[-1].data["cpl"] == 3
 
 
@@ -231,9 +231,9 @@ kentry:
     m = machine_with(src)
     m.run(100)
     assert m.cpu.regs[3] == 1234
-    kinds = [e.kind for e in m.trace.events]
+    kinds = [e.kind for e in m.trace.iter_all()]
     assert "syscall" in kinds and "sysret" in kinds
-    rings = [(e.data["from_cpl"], e.data["to_cpl"]) for e in m.trace.events if e.kind == "ring"]
+    rings = [(e.data["from_cpl"], e.data["to_cpl"]) for e in m.trace.iter_all() if e.kind == "ring"]
     assert rings[:3] == [(0, 3), (3, 0), (0, 3)]
 
 
@@ -282,7 +282,7 @@ tick:
     m = machine_with(src)
     run_to_halt(m, 200_000)
     assert m.cpu.regs[12] == 3
-    assert sum(1 for e in m.trace.events if e.kind == "interrupt" and e.data["vector"] == 0x20) == 3
+    assert sum(1 for e in m.trace.iter_all() if e.kind == "interrupt" and e.data["vector"] == 0x20) == 3
 
 
 def test_hlt_with_interrupts_on_idles_until_the_timer():

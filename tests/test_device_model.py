@@ -67,7 +67,7 @@ class Port:
 
 
 def ioreq_states(host) -> list[str]:
-    return [e.get("state") for e in host.trace.events if e.kind == "ioreq"]
+    return [e.get("state") for e in host.trace.iter_all() if e.kind == "ioreq"]
 
 
 # ------------------------------------------------------------------ disk images
@@ -523,11 +523,11 @@ def test_nic_prom_send_and_receive_by_port_io(tmp_path):
     assert p.inb(NIC + 0x07) & 0x02 and p.inb(NIC + 0x04) & 0x01   # ISR.PTX, TSR.PTX
     # receive one frame for us, one broadcast, and drop one for someone else
     p.outb(NIC + 0x07, 0xFF)                                       # acknowledge everything
-    irqs_before = len([e for e in host.trace.events if e.kind == "interrupt"])
+    irqs_before = len([e for e in host.trace.iter_all() if e.kind == "interrupt"])
     reply = GUEST_MAC + PEER_MAC + b"\x08\x00" + b"pong"
     assert nic.receive(reply)
     assert not nic.receive(bytes.fromhex("00163e0000ff") + PEER_MAC + b"\x08\x00")
-    assert len([e for e in host.trace.events if e.kind == "interrupt"]) > irqs_before
+    assert len([e for e in host.trace.iter_all() if e.kind == "interrupt"]) > irqs_before
     assert p.inb(NIC + 0x07) & 0x01                                # ISR.PRX
     remote(p, 0x4700, 4, write=False)
     hdr = b"".join(p.inw(NIC + 0x10).to_bytes(2, "little") for _ in range(2))
@@ -556,9 +556,9 @@ def test_nic_stopped_or_unplugged_drops_frames_and_multicast_hash(tmp_path):
 def test_ioreq_life_cycle_cost_and_dom0_work(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
-    before = len(host.trace.events)
+    before = len(host.trace)
     assert p.inb(0x3FD) & 0x60 == 0x60
-    evs = host.trace.events[before:]
+    evs = host.trace.since(before)
     assert [e.get("state") for e in evs if e.kind == "ioreq"] == [
         "STATE_IOREQ_READY", "STATE_IOREQ_INPROCESS", "STATE_IORESP_READY"]
     assert evs[-1].get("value") == 0x60 and evs[-1].get("port") == 0x3FD and evs[-1].get("dir") == "in"
@@ -589,7 +589,7 @@ def test_console_input_reaches_the_guest_and_serial_output_the_console(tmp_path)
     for ch in b"$ ok\n":
         p.outb(0x3F8, ch)
     assert dom.console_output.endswith("$ ok\n") and dm.serial_output(dom) == "$ ok\n"
-    assert any(e.kind == "console" and e.get("text") == "$ ok" for e in host.trace.events)
+    assert any(e.kind == "console" and e.get("text") == "$ ok" for e in host.trace.iter_all())
 
 
 def test_device_model_instances_follow_the_domain(tmp_path):
@@ -758,7 +758,7 @@ def test_end_to_end_hvm_guest_writes_and_reads_a_sector(tmp_path):
     assert data[5 * 512:6 * 512] == b"".join((0x4100 + i).to_bytes(2, "little") for i in range(256))
     assert data[:5 * 512] == bytes(5 * 512)
     # the trace: IO_INSTRUCTION exits, each followed by an ioreq's three states
-    evs = [e for e in host.trace.events if e.dom == dom.domid]
+    evs = [e for e in host.trace.iter_all() if e.dom == dom.domid]
     io_exits = [e for e in evs if e.kind == "vmexit" and e.get("reason") == "IO_INSTRUCTION"]
     ready = [e for e in evs if e.kind == "ioreq" and e.get("state") == "STATE_IOREQ_READY"]
     assert len(ready) > 512 and len(io_exits) >= len(ready)
@@ -789,8 +789,8 @@ def test_end_to_end_pvh_guest_has_no_device_model(tmp_path):
     host, dom = run_guest(tmp_path, PROBE, "pvh")
     cpu = dom.vcpus[0].cpu
     assert cpu.regs[9] & 0xFFFF == 0xFFFF and cpu.regs[10] & 0xFF == 0xFF
-    assert not [e for e in host.trace.events if e.kind == "ioreq" and e.dom == dom.domid]
-    io = [e for e in host.trace.events if e.kind == "ioport" and e.dom == dom.domid and e.get("port") == 0x1F0]
+    assert not [e for e in host.trace.iter_all() if e.kind == "ioreq" and e.dom == dom.domid]
+    io = [e for e in host.trace.iter_all() if e.kind == "ioport" and e.dom == dom.domid and e.get("port") == 0x1F0]
     assert io and io[0].get("device") == "none"
     assert host.services["device_model"].instance(dom, create=False) is None   # no QEMU (blkback serves the disk)
 
@@ -807,7 +807,7 @@ def test_blacklist_read_from_xenstore(tmp_path):
     p.outl(0x10, 8)
     assert p.inw(0x10) == 0x49D2
     assert any(e.kind == "xenstore" and "/mh/driver-blacklist/linux/8" in str(e.get("path"))
-               for e in host.trace.events)
+               for e in host.trace.iter_all())
 
 
 ACPI_GUEST = """
@@ -845,14 +845,14 @@ def test_hvm_acpi_power_off_goes_through_the_device_model(tmp_path):
     cpu = dom.vcpus[0].cpu
     assert cpu.regs[12] & 0xFFFF == 0x0100
     assert 0 < cpu.regs[13] < cpu.regs[14] <= 0xFFFF_FFFF
-    io = {e.get("port"): e.get("device") for e in host.trace.events if e.kind == "ioport" and e.dom == dom.domid}
+    io = {e.get("port"): e.get("device") for e in host.trace.iter_all() if e.kind == "ioport" and e.dom == dom.domid}
     assert io[0x604] == "none"
     assert io[0xB000] == io[0xB002] == io[0xB008] == "acpi pm1a event block / pm timer (in Xen)"
     assert io.get(0xB004, "device model (ioreq)") == "device model (ioreq)"
-    notes = [e.get("state") for e in host.trace.events if e.kind == "ioreq" and e.get("port") == 0xB004]
+    notes = [e.get("state") for e in host.trace.iter_all() if e.kind == "ioreq" and e.get("port") == 0xB004]
     assert notes[:2] == ["STATE_IOREQ_READY", "STATE_IOREQ_INPROCESS"]
     assert "ACPI PM1a_CNT: SLP_EN, SLP_TYP 0 (S5): power off" in notes
-    dm_ops = [e for e in host.trace.events if e.kind == "hypercall" and e.get("name") == "dm_op"]
+    dm_ops = [e for e in host.trace.iter_all() if e.kind == "hypercall" and e.get("name") == "dm_op"]
     assert len(dm_ops) == 1 and dm_ops[0].dom == 0 and dm_ops[0].get("nr") == 41
     assert dom.hvm_params[19] == 1                                   # HVM_PARAM_ACPI_IOPORTS_LOCATION: V1
     assert "acpi: guest entered S5, requesting shutdown" in host.services["device_model"].qemu_log(dom)

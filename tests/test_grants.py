@@ -123,6 +123,6 @@ def test_grant_table_op_from_the_hypercall_path(two_guests):
     assert dispatch(host, va_, 20, [abi.GNTTABOP_query_size, buf, 1]) == 0
     nr, mx, st = struct.unpack("<IIh", copy_from_guest(host, va_, buf + 4, 10))
     assert (nr, mx, st) == (0, 64, 0)
-    ev = [e for e in host.trace.events if e.kind == "hypercall"][-1]
+    ev = [e for e in host.trace.iter_all() if e.kind == "hypercall"][-1]
     assert ev.data["name"] == "grant_table_op" and ev.data["nr"] == 20
     assert dispatch(host, va_, 20, [99, buf, 1]) == -abi.ERRNO["ENOSYS"]

@@ -283,9 +283,9 @@ def test_native_kernel_drives_the_same_ide_disk_with_plain_port_io(tmp_path):
     image = disk.read(0, SECTORS)
     assert image[20 * SECTOR:22 * SECTOR] == new and image[:SECTOR] == workload_sector_bytes()
     assert IDE_LINE in m.console.output and DISK_OK in m.console.output and CHECKSUM_LINE in m.console.output
-    ide = [e for e in m.trace.events if e.kind == "ioport" and e.data["port"] in IDE_PORTS]
+    ide = [e for e in m.trace.iter_all() if e.kind == "ioport" and e.data["port"] in IDE_PORTS]
     assert len([e for e in ide if e.data["port"] == 0x1F0]) == 256 * (1 + 1 + 2 + 2)
-    assert not [e for e in m.trace.events if e.kind in ("vmexit", "ioreq")]
+    assert not [e for e in m.trace.iter_all() if e.kind in ("vmexit", "ioreq")]
 
 
 # ------------------------------------------------------------------ the unplug protocol

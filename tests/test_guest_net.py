@@ -164,7 +164,7 @@ def test_pv_guest_pings_dom0_through_netfront(tmp_path):
     assert vif.stats["tx_packets"] == 2 and vif.stats["rx_packets"] == 2 and vif.stats["tx_errors"] == 0
     # no emulation at all: grant copies by dom0, no ioreq
     assert not events(host, "ioreq", dom.domid)
-    copies = [e for e in host.trace.events if e.kind == "grant" and e.get("op") == "copy"]
+    copies = [e for e in host.trace.iter_all() if e.kind == "grant" and e.get("op") == "copy"]
     assert len(copies) == 4 and all(e.get("status") in (0, "GNTST_okay", "okay") for e in copies)
     # a ping nobody answers: ARP goes unanswered and ping says so
     out = command(host, dom, "ping 7", budget=20_000_000)
@@ -235,13 +235,13 @@ def test_hvm_guest_with_pv_drivers_uses_netfront_after_the_unplug(tmp_path, mode
     assert "platform: unplugged emulated disks and NICs" in boot
     assert "netfront: connected to the backend" in boot
     assert f"net: card up, MAC {HVM_MAC}, IP 10.0.0.{10 + dom.domid}" in boot  # xenstore reachable: its domid
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     assert command(host, dom, "ping 0") == "ping 10.0.0.1: echo reply from 00:16:3e:00:00:01 seq 1\n"
     # the emulated card is gone: the frames went through the rings, not through port I/O to QEMU
     nic = host.services["device_model"].nic(dom)
     assert not nic.present and nic.sent == []
     nic_ports = range(0xC100, 0xC200)
-    assert not [e for e in host.trace.events[mark:] if e.kind == "ioreq" and e.get("port") in nic_ports]
+    assert not [e for e in host.trace.since(mark) if e.kind == "ioreq" and e.get("port") in nic_ports]
     vif = host.services["netback"].devices[(dom.domid, 0)].data["vif"]
     assert vif.stats["tx_packets"] == 2 and vif.stats["rx_packets"] == 2
 

@@ -38,7 +38,7 @@ def test_hvm_shell_over_the_serial_port(tmp_path):
     out = command(host, dom, "cpuid")
     assert out.startswith("cpuid: GenuineIntel / XenVMMXenVMM, both in ") and out.endswith(" cycles\n")
     # the input came through the emulated 16550: every key a port read, an ioreq
-    assert any(e.kind == "ioreq" and e.get("port") == 0x3F8 and e.get("dir") == "in" for e in host.trace.events)
+    assert any(e.kind == "ioreq" and e.get("port") == 0x3F8 and e.get("dir") == "in" for e in host.trace.iter_all())
 
 
 def test_pv_shell_over_the_console_ring(tmp_path):
@@ -54,7 +54,7 @@ def test_pv_shell_over_the_console_ring(tmp_path):
     out = command(host, dom, "syscall")
     assert out.startswith("getpid() = 1 (from user mode) in ")
     # a real system call from user mode: bounced through Xen, then the stub's call back to the shell
-    calls = [e for e in host.trace.events if e.seq >= mark and e.kind == "syscall" and e.dom == dom.domid]
+    calls = [e for e in host.trace.iter_all() if e.seq >= mark and e.kind == "syscall" and e.dom == dom.domid]
     assert [e.data["nr"] for e in calls] == [39, 513]
     assert all("Xen" in e.data["via"] for e in calls)
     assert command(host, dom, "syscall").startswith("getpid() = 1 (from user mode) in ")   # and again
@@ -75,7 +75,7 @@ def test_pvh_shell_disk_ping_and_counters(tmp_path):
     assert out.startswith("touch: heap page 0x0000000010000000 faulted in; demand faults 1 in ")
     out = command(host, dom, "touch")
     assert out.startswith("touch: heap page 0x0000000010001000 faulted in; demand faults 2 in ")
-    assert not [e for e in host.trace.events if e.kind == "ioreq" and e.dom == dom.domid]
+    assert not [e for e in host.trace.iter_all() if e.kind == "ioreq" and e.dom == dom.domid]
 
 
 def test_console_input_fills_the_ring_and_waits_for_room(tmp_path):
@@ -87,16 +87,16 @@ def test_console_input_fills_the_ring_and_waits_for_room(tmp_path):
     base = dom.p2m[dom.console_pfn] << 12
     assert ring_indexes(host, dom) == (0, 1024)                 # full: the rest waits
     assert host.mem.read(base, 1024) == text[:1024].encode()
-    sends = [e for e in host.trace.events if e.kind == "evtchn" and e.get("op") == "send" and e.dom == 0]
+    sends = [e for e in host.trace.iter_all() if e.kind == "evtchn" and e.get("op") == "send" and e.dom == 0]
     assert len(sends) == 1                                      # the guest was notified
-    ring = [e for e in host.trace.events if e.kind == "ring_io" and e.get("ring") == "console"]
+    ring = [e for e in host.trace.iter_all() if e.kind == "ring_io" and e.get("ring") == "console"]
     assert [(e.dom, e.get("req_prod"), e.get("req_cons")) for e in ring] == [(dom.domid, 1024, 0)]
     # the guest reads 1000 bytes and notifies: xenconsoled moves what still waits
     host.mem.write(base + IN_CONS, (1000).to_bytes(4, "little"))
     port = next(p for p, d in cons.ports.items() if d == dom.domid)
     cons.notified(port)
     assert ring_indexes(host, dom) == (1000, 1500)
-    assert len([e for e in host.trace.events if e.kind == "evtchn" and e.get("op") == "send" and e.dom == 0]) == 2
+    assert len([e for e in host.trace.iter_all() if e.kind == "evtchn" and e.get("op") == "send" and e.dom == 0]) == 2
     assert host.mem.read(base + 1024 % 1024, 1) == text[1024].encode()      # wrapped to in[0]
     assert host.mem.read(base + (1499 % 1024), 1) == text[1499].encode()
     # nothing to type into: dom0, and a guest whose ring indexes are nonsense keeps its input

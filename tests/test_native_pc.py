@@ -41,8 +41,8 @@ def test_ide_disk_writes_and_reads_back_by_port_io():
     ide_command(m, 0x20, lba=5)                         # READ SECTORS
     words = [m.bus.port_in(m.cpu, 0x1F0, 2) for _ in range(256)]
     assert b"".join(w.to_bytes(2, "little") for w in words) == data
-    ios = [e for e in m.trace.events if e.kind == "ioport" and e.data["device"] == "ide"]
-    assert len(ios) >= 2 * 256 and not [e for e in m.trace.events if e.kind in ("vmexit", "ioreq")]
+    ios = [e for e in m.trace.iter_all() if e.kind == "ioport" and e.data["device"] == "ide"]
+    assert len(ios) >= 2 * 256 and not [e for e in m.trace.iter_all() if e.kind in ("vmexit", "ioreq")]
 
 
 def test_no_disk_means_the_ide_ports_float():
@@ -115,7 +115,7 @@ def test_the_shells_system_call_comes_from_user_mode_and_costs_no_hypervisor(tmp
     execute(s, "console syscall")
     execute(s, "run 500000")
     assert "getpid() = 1 (from user mode) in " in s.console()
-    calls = [e for e in s.machine.trace.events if e.seq >= mark and e.kind == "syscall"]
+    calls = [e for e in s.machine.trace.iter_all() if e.seq >= mark and e.kind == "syscall"]
     assert [e.data["nr"] for e in calls] == [39, 513] and all(e.data["via"] == "syscall" for e in calls)
     execute(s, "console syscall")                 # the shell's stack survived: it works again
     execute(s, "run 500000")

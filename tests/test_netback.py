@@ -145,7 +145,7 @@ def eth(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
 
 
 def bridge_ops(host, mark: int) -> list[tuple[str, str, list]]:
-    return [(e.data["ingress"], e.data["op"], e.data["egress"]) for e in host.trace.events[mark:]
+    return [(e.data["ingress"], e.data["op"], e.data["egress"]) for e in host.trace.since(mark)
             if e.kind == "ring_io" and e.data["ring"] == "xenbr0"]
 
 
@@ -161,10 +161,10 @@ def test_handshake_and_features(tmp_path):
     assert store(host, f"{be}/feature-rx-copy") == "1" and store(host, f"{be}/feature-rx-flip") == "0"
     g = Guest(host, dom)
     nf = NetFront(g)
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     nf.connect()
     assert store(host, f"{be}/state") == str(CONNECTED)
-    new = host.trace.events[mark:]
+    new = host.trace.since(mark)
     maps = [(e.data["ref"], e.data["status"]) for e in new if e.kind == "grant" and e.dom == 0]
     assert maps == [(nf.tx_ref, "GNTST_okay"), (nf.rx_ref, "GNTST_okay")]
     assert [e.data["remote_port"] for e in new if e.kind == "evtchn" and e.dom == 0
@@ -189,7 +189,7 @@ def test_frames_between_two_vifs(tmp_path):
     va, vb = f"vif{a.dom.domid}.0", f"vif{b.dom.domid}.0"
     fb.post_rx(2)
     hello = eth(mac(b.dom.domid), mac(a.dom.domid), 0x88B5, b"hello from a".ljust(50, b"."))
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     fa.send(hello, rid=5)
     assert fa.tx_responses() == [(5, RSP_OKAY)]
     assert fb.received() == [hello]
@@ -198,7 +198,7 @@ def test_frames_between_two_vifs(tmp_path):
     assert b.pending(fb.port)
     # The other way: a has posted no rx buffer, so the frame is dropped and counted.
     reply = eth(mac(a.dom.domid), mac(b.dom.domid), 0x88B5, b"reply".ljust(46, b"."))
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     fb.send(reply, rid=1)
     assert fb.tx_responses() == [(1, RSP_OKAY)]
     assert bridge_ops(host, mark) == [(vb, "forward", [va])]      # a was learned from its first frame
@@ -334,7 +334,7 @@ def test_frame_from_an_emulated_ne2000_reaches_a_pv_vif(tmp_path):
         outb(off, val)
     for i in range(0, len(frame), 2):
         outb(0x10, int.from_bytes(frame[i:i + 2], "little"), 2)
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     for off, val in ((4, 0x40), (5, len(frame)), (6, 0), (0, 0x26)):
         outb(off, val)
     assert nic.sent == [frame]
@@ -343,7 +343,7 @@ def test_frame_from_an_emulated_ne2000_reaches_a_pv_vif(tmp_path):
     assert bridge_ops(host, mark)[0][:2] == (f"vif{hvm.domid}.0-emu", "flood (unknown destination)")
     # And back: the PV guest answers the NE2000's address, which the bridge has learned.
     back = eth(mac(hvm.domid), mac(pv.dom.domid), 0x88B5, b"to the NE2000".ljust(46, b"?"))
-    mark = len(host.trace.events)
+    mark = len(host.trace)
     nf.send(back)
     assert bridge_ops(host, mark) == [(f"vif{pv.dom.domid}.0", "forward", [f"vif{hvm.domid}.0-emu"])]
     assert nic.received == [back.ljust(60, b"\0")]

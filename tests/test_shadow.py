@@ -44,7 +44,7 @@ def _run(cfg, host_config: HostConfig | None = None, limit: int = LIMIT):
 
 
 def _events(host, dom, kind: str):
-    return [e for e in host.trace.events if e.kind == kind and e.dom == dom.domid]
+    return [e for e in host.trace.iter_all() if e.kind == kind and e.dom == dom.domid]
 
 
 def _exits(host, dom) -> Counter:
@@ -216,7 +216,7 @@ def test_every_shadow_operation_costs_cycles_from_the_cost_table():
 def test_two_runs_give_the_same_trace_and_digest():
     a = _run(MACHINES / "hvm-shadow.cfg")
     b = _run(MACHINES / "hvm-shadow.cfg")
-    assert [e.to_dict() for e in a[0].trace.events] == [e.to_dict() for e in b[0].trace.events]
+    assert [e.to_dict() for e in a[0].trace.iter_all()] == [e.to_dict() for e in b[0].trace.iter_all()]
     assert a[0].digest() == b[0].digest()
     assert a[1].extra["shadow"].snapshot() == b[1].extra["shadow"].snapshot()
 

@@ -29,7 +29,7 @@ def observe(machine, n: int):
     """Run ``n`` instructions; what they did: trace lines, consoles, digest, and the state after."""
     start = machine.trace.seq
     machine.run(n)
-    lines = [e.to_json() for e in machine.trace.events if e.seq >= start]
+    lines = [e.to_json() for e in machine.trace.since(start)]
     consoles = {ref[1]: machine.console_of(ref[1]) for ref in machine.vcpu_refs()}
     return lines, consoles, machine.digest(), machine.snapshot()
 
@@ -230,8 +230,11 @@ def test_diff_names_what_differs():
 # ------------------------------------------------------------------ covered by construction
 #: Saved inside their owner's own state: the frame table's pages, a CPU's TLB and VMCS.
 SAVED_BY_OWNER = {"PageInfo", "Tlb", "Vmcs"}
-#: Not state: the trace's events and listeners, translated code and the CPUs' page caches.
-NOT_STATE = {"events", "listeners", "blocks", "by_frame", "_keeper", "_sup", "_usr", "rc", "wc", "xc", "bc"}
+#: Not state: the trace's events (its window, those not yet spilled, the spill file) and
+#: listeners, translated code and the CPUs' page caches (with the guest's, set aside
+#: during a VM exit, and its cached EPT translations).
+NOT_STATE = {"_window", "_pending", "_spill", "listeners", "blocks", "by_frame", "_keeper", "_sup", "_usr",
+             "_parked", "_ept_cache", "rc", "wc", "xc", "bc"}
 
 
 def reachable_lab_objects(root):

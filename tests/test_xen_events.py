@@ -28,7 +28,7 @@ def test_virq_timer_reaches_the_pv_kernel_as_an_upcall():
         host.evtchn.send_virq(dom.domid, abi.VIRQ_TIMER, 0)
         host.run(3_000)
     assert kernel_u64(host, dom, "ticks") == before + 3
-    upcalls = [e for e in host.trace.events
+    upcalls = [e for e in host.trace.iter_all()
                if e.seq >= mark and e.kind == "trap" and e.data.get("mnemonic") == "event upcall"]
     assert len(upcalls) == 3 and all(e.dom == dom.domid and e.data["handler"] == "bounce" for e in upcalls)
     host.run(5_000_000)

@@ -200,7 +200,7 @@ def test_crashed_guests_leave_the_others_running_to_the_end(crashes):
 def test_hvm_system_calls_cause_no_vm_exits():
     host, _ = default_run()
     hvm = domid(host, "hvm-guest")
-    evs = [e for e in host.trace.events if e.dom == hvm]
+    evs = [e for e in host.trace.iter_all() if e.dom == hvm]
     starts = [i for i, e in enumerate(evs) if e.kind == "syscall"]
     assert len(starts) == 76
     getpid = 0

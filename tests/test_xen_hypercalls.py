@@ -84,8 +84,7 @@ def test_vmx_exit_reasons_in_the_trace_are_intels():
     assert by_reason["IO_INSTRUCTION"].data["nr"] == 30
     assert by_reason["CPUID"].data["nr"] == 10
     # The VMCALL exit is followed by the hypercall it carried.
-    i = host.trace.events.index(by_reason["VMCALL"])
-    nxt = next(e for e in host.trace.events[i + 1:] if e.dom == hvm and e.kind == "hypercall")
+    nxt = next(e for e in host.trace.since(by_reason["VMCALL"].seq + 1) if e.dom == hvm and e.kind == "hypercall")
     assert (nxt.data["name"], nxt.data["nr"]) == ("xen_version", 17)
     assert events(host, "vmexit", dom=pv) == []              # a PV guest never exits
 
@@ -411,7 +410,7 @@ def test_multicall_runs_each_entry_and_stores_each_result(env):
         results = [struct.unpack("<q", get(host, g, va + 64 * i + 8, 8))[0] for i in range(4)]
         mmu = -38 if g is hvm else 0                                        # zero requests is fine for PV
         assert results == [(4 << 16) | 23, -38, -22, mmu]
-        inner = [e for e in host.trace.events if e.seq >= seq and e.kind == "hypercall"]
+        inner = [e for e in host.trace.iter_all() if e.seq >= seq and e.kind == "hypercall"]
         assert [e.data["name"] for e in inner] == ["xen_version", "xenoprof_op", "mmu_update", "multicall"]
 
 

@@ -431,7 +431,7 @@ class Attack:
         seq = host.trace.seq
         ret = hypercall(host, v, nr, *args)
         note = f"hypercall {nr} {[hex(a) for a in args]} -> {ret}"
-        calls = [e for e in host.trace.events if e.seq >= seq and e.kind == "hypercall" and e.dom == self.att.domid]
+        calls = [e for e in host.trace.iter_all() if e.seq >= seq and e.kind == "hypercall" and e.dom == self.att.domid]
         assert calls and calls[-1].data["nr"] == nr, note
         assert calls[-1].data["ret"] == ret or (nr == 23 and ret == 0), note
         for e in calls:

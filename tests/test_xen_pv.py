@@ -149,7 +149,7 @@ def test_a_pv_system_call_is_bounced_through_xen():
     v = pv.vcpus[0]
     kernel_cr3, user_cr3 = v.guest_table << 12, v.guest_table_user << 12
     assert kernel_cr3 and user_cr3 and kernel_cr3 != user_cr3
-    evs = [e for e in host.trace.events if e.dom == pv.domid]
+    evs = [e for e in host.trace.iter_all() if e.dom == pv.domid]
     starts = [i for i, e in enumerate(evs) if e.kind == "syscall"]
     assert len(starts) == 76
     bounced = 0

@@ -33,12 +33,12 @@ def test_record_layout_is_t_rec():
 def traced():
     _kind, host, _xl, _w = build_target([str(MACHINES / "default.toml")])
     buf = io.BytesIO()
-    first = len(host.trace.events)
+    first = host.trace.seq
     writer = X.XentraceWriter(buf, host.vendor, lambda d: d in host.domains and host.domains[d].is_hvm)
     host.trace.listeners.append(writer)
     host.run(400_000)
     writer.close()
-    return host, host.trace.events[first:], X.read_xentrace(buf.getvalue())
+    return host, host.trace.since(first), X.read_xentrace(buf.getvalue())
 
 
 def test_per_cpu_windows_behind_cpu_change_records(traced):

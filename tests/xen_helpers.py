@@ -332,7 +332,7 @@ def hypercall(host, v, nr: int | str, *args: int) -> int:
 
 
 def last_event(host, kind: str = "hypercall"):
-    for ev in reversed(host.trace.events):
+    for ev in reversed(host.trace.recent()):
         if ev.kind == kind:
             return ev
     return None
@@ -340,7 +340,7 @@ def last_event(host, kind: str = "hypercall"):
 
 def events(host, kind: str, dom: int | None = None, **match) -> list:
     out = []
-    for ev in host.trace.events:
+    for ev in host.trace.iter_all():
         if ev.kind != kind or (dom is not None and ev.dom != dom):
             continue
         if all(ev.data.get(k) == v for k, v in match.items()):

@@ -115,6 +115,8 @@ class Cpu:
         self.reschedule = False     # set when a device's deadlines change: run() returns so they are re-read
         self.icount = 0
         self.cycles = 0
+        self.loop_until = 0
+        self.loop_target = 0
         self.tlb.flush(include_global=True)
         self._new_caches()
 
@@ -124,23 +126,32 @@ class Cpu:
         # fetches; bc: rip -> translated block, valid while xc is.
         self._sup: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
         self._usr: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
+        # The guest's caches, set aside while the CPU is in root operation after a
+        # VM exit (VPID-tagged TLB entries survive exits and entries alike). Every
+        # flush while they are set aside reaches them too.
+        self._parked: tuple | None = None
+        self._ept_cache: dict[tuple, int] = {}
         self._select_caches()
 
     def _select_caches(self) -> None:
         self.rc, self.wc, self.xc, self.bc = self._usr if self.cpl == 3 else self._sup
 
+    def _cache_groups(self) -> tuple:
+        return (self._sup, self._usr) + (self._parked or ())
+
     def drop_blocks(self) -> None:
-        self._sup[3].clear()
-        self._usr[3].clear()
+        for group in self._cache_groups():
+            group[3].clear()
 
     def flush_caches(self) -> None:
-        for group in (self._sup, self._usr):
+        for group in self._cache_groups():
             for c in group:
                 c.clear()
+        self._ept_cache.clear()
 
     def drop_write_caches(self) -> None:
-        self._sup[1].clear()
-        self._usr[1].clear()
+        for group in self._cache_groups():
+            group[1].clear()
 
     def set_cpl(self, cpl: int, why: str) -> None:
         if cpl != self.cpl:
@@ -280,9 +291,19 @@ class Cpu:
         return not self.root and self.vmcs is not None and self.vmcs.ept
 
     def _ept_translate(self, gpa: int, access: str, gla: int | None) -> int:
-        res = ept_walk(self.mem, self.vmcs.eptp, gpa, access, gla=gla)
+        # Guest-physical to machine translations are cached per page and access, as the
+        # TLB caches combined mappings: once a walk has set the accessed (and, for a
+        # write, dirty) flags, walking again changes nothing. Whoever changes the EPT
+        # flushes these with the rest (INVEPT, in Xen's ept_sync_domain()).
+        eptp = self.vmcs.eptp
+        key = (gpa >> 12, access, eptp)
+        base = self._ept_cache.get(key)
+        if base is not None:
+            return base | (gpa & 0xFFF)
+        res = ept_walk(self.mem, eptp, gpa, access, gla=gla)
         if res.exit is not None:
             raise self._ept_exit(res.exit)
+        self._ept_cache[key] = res.hpa & ~0xFFF
         return res.hpa
 
     def _frame(self, hpa: int) -> bytearray:
@@ -374,6 +395,9 @@ class Cpu:
         target = self.icount + max_insns
         irq = self.irq_source
         self.reschedule = False
+        # The limits a block that loops by itself keeps to (see translate.py).
+        self.loop_until = until_cycle
+        self.loop_target = target
         while self.icount < target and self.cycles < until_cycle and not self.yield_now and not self.reschedule:
             if self.stopped:
                 return
@@ -590,12 +614,27 @@ class Cpu:
             return
         vm.record_exit(exc.reason, exc.qualification, self, INSN_SIZE)
         self.root = True
-        self.flush_caches()
+        if self._parked is None:
+            # Root operation gets caches of its own; the guest's wait for the entry.
+            self._parked = (self._sup, self._usr)
+            self._sup = ({}, {}, {}, {})
+            self._usr = ({}, {}, {}, {})
+            self._select_caches()
+        else:
+            for group in (self._sup, self._usr):
+                for c in group:
+                    c.clear()
         self.host.on_vmexit(self, exc)
 
     def vmentry(self) -> None:
         self.root = False
-        self.flush_caches()
+        if self._parked is not None:
+            # Back to the guest's own caches: whatever changed its translations
+            # while Xen ran (EPT or shadow updates, TLB flushes) has flushed them.
+            self._sup, self._usr = self._parked
+            self._parked = None
+        else:
+            self.flush_caches()
         self._select_caches()
 
     def _nonroot(self) -> bool:
@@ -1073,7 +1112,9 @@ class CodeCache:
         insns, fault = fetch_run(frame, va, single)
         if fault is not None:
             raise fault
-        blk = compile_block(insns, va, self.cost_of, self.namespace)
+        off = va & 0xFFF
+        blk = compile_block(insns, va, self.cost_of, self.namespace,
+                            bytes(frame[off:off + len(insns) * INSN_SIZE]))
         self.translations += 1
         self.blocks[key] = blk
         self.by_frame.setdefault(mfn, []).append(key)

@@ -33,7 +33,7 @@ control (bit 10) or sub-page permissions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .memory import PAGE_SIZE
 
@@ -192,7 +192,11 @@ class EptStep:
     index: int              # 0..511
     entry_addr: int         # host-physical address of the entry
     entry: int              # value as read, before A/D updates
-    flags: list[str] = field(default_factory=list)
+
+    @property
+    def flags(self) -> list[str]:
+        # Named only when shown: a walk on the hot path never needs the names.
+        return flag_names(self.entry, self.level)
 
     @property
     def present(self) -> bool:
@@ -333,7 +337,7 @@ def ept_walk(mem, eptp: int, gpa: int, access: str, *, gla: int | None = None,
         index = (gpa >> _LEVEL_SHIFT[level]) & 511
         entry_addr = table + index * 8
         entry = mem.read_u64(entry_addr)
-        steps.append(EptStep(level, table, index, entry_addr, entry, flag_names(entry, level)))
+        steps.append(EptStep(level, table, index, entry_addr, entry))
         r = r and bool(entry & EPT_R)
         w = w and bool(entry & EPT_W)
         x = x and bool(entry & EPT_X)

@@ -205,9 +205,13 @@ class WalkStep:
     index: int                      # 0..511
     entry_addr: int                 # table + index * 8 (guest-physical in a 2-D walk)
     entry: int                      # the value read, before A/D updates
-    flags: list[str] = field(default_factory=list)
     ept: list[EptStep] | None = None    # 2-D walks: the EPT walk that translated ``table``
     table_hpa: int = 0              # host-physical (machine) address of the table
+
+    @property
+    def flags(self) -> list[str]:
+        # Named only when shown: a walk on the hot path never needs the names.
+        return flag_names(self.entry, self.level)
 
     @property
     def entry_hpa(self) -> int:
@@ -355,8 +359,7 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
                                   f"(reads as all ones)", level)
             return res
         res.mem_refs += 1
-        steps.append(WalkStep(level, table, index, entry_addr, entry, flag_names(entry, level),
-                              ept_steps, table_hpa))
+        steps.append(WalkStep(level, table, index, entry_addr, entry, ept_steps, table_hpa))
         if not entry & _PAGE_PRESENT:
             res.fault = PageFault(base_code, va, f"not present at L{level} (entry {entry:#x})", level)
             return res

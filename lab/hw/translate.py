@@ -17,6 +17,7 @@ Generated code follows three rules that keep faults precise:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,6 +25,7 @@ from ..isa import opcodes
 from ..isa.encoding import INSN_SIZE, DecodeError, Instruction, decode
 from ..isa.registers import RIP_BASE, RSP
 from . import flags as F
+from .blockcache import BLOCKS
 from .faults import Fault
 
 M64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -77,6 +79,68 @@ def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction
         # The slot straddles the page end: only possible for misaligned code.
         return [], Fault(6, reason=f"instruction at {va:#x} crosses a page boundary")
     return insns, None
+
+
+_REG = re.compile(r"\br\[(\d+)\]")
+_REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
+
+
+def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
+    """The block's function, with the registers it uses held in locals.
+
+    Each register the block names is read into a local once; those it writes go
+    back to the CPU at the end, before a CPU method runs (which reads and writes
+    the registers itself; the locals are read again after it), and when the block
+    leaves by an exception. ``sy`` is set while the CPU's copy is the true one, so
+    a method that raises after changing registers keeps its changes.
+
+    With ``loop_va`` (the block jumps back to its own start) the block goes round
+    again by itself for as long as the dispatcher in ``Cpu.run`` would have run it
+    again: the same budget checks, the same interrupt check, and only while the
+    block is still valid (its page not written). Each round is charged when it
+    starts, as the dispatcher charges a block, so a fault unwinds the same way.
+    ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
+    """
+    body = [_REG.sub(r"r\1", ln) for ln in lines]
+    used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
+    written = sorted({int(n) for ln in body for n in _REG_WRITE.findall(ln)})
+    load = "; ".join(f"r{n} = r[{n}]" for n in used)
+    store = "; ".join(f"r[{n}] = r{n}" for n in written)
+    out = ["def block(cpu):",
+           "    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc",
+           "    ic = 0; sy = 0"]
+    if load:
+        out.append("    " + load)
+    out.append("    try:")
+    pad = "    "
+    if loop_va is not None:
+        out.append("        bc = cpu.bc; irq = cpu.irq_source")
+        out.append("        while True:")
+        pad = "        "
+    for ln in body:
+        if "cpu.op_" in ln:
+            indent = ln[:len(ln) - len(ln.lstrip())]
+            out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
+            out.append(pad + ln)
+            out.append(pad + indent + (f"{load}; " if load else "") + "sy = 0")
+        else:
+            out.append(pad + ln)
+    if loop_va is not None:
+        out.append(f"            if (cpu.rip != {loop_va:#x} or cpu.cycles + COST > cpu.loop_until"
+                   " or cpu.cycles >= cpu.loop_until"
+                   " or cpu.icount + N > cpu.loop_target or cpu.yield_now or cpu.reschedule"
+                   f" or cpu.stopped or bc.get({loop_va:#x}) is None"
+                   f" or (irq is not None and irq.waiting and cpu.rf & {F.IF:#x})):")
+        out.append("                break")
+        out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
+    if store:
+        out.append("        " + store)
+    out.append("    except BlockExit as e:")
+    out.append("        e.index = ic")
+    if store:
+        out.append(f"        if not sy: {store}")
+    out.append("        raise")
+    return "\n".join(out) + "\n"
 
 
 class _Gen:
@@ -198,10 +262,19 @@ class _Gen:
                 if not self._sets_rip(name):
                     self.emit(f"cpu.rip = {nxt & M64:#x}")
         self.commit_before_end()
-        body = "\n".join(self.lines)
-        return ("def block(cpu):\n    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc\n    ic = 0\n"
-                "    try:\n" + "\n".join("    " + ln for ln in body.split("\n")) +
-                "\n    except BlockExit as e:\n        e.index = ic\n        raise\n")
+        return _registers_in_locals(self.lines, self.va if self._loops() else None)
+
+    def _loops(self) -> bool:
+        """Whether the block ends by jumping back to its own start (a loop the block can
+        go round by itself). Never a one-instruction block: a single step runs one."""
+        last = self.insns[-1]
+        name = opcodes.BY_CODE[last.op].name
+        if len(self.insns) < 2 or name not in ("jmp", "jcc") or last.form != "i":
+            return False
+        if any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in self.insns):
+            return False
+        end = self.va + len(self.insns) * INSN_SIZE
+        return (end + last.imm) & M64 == self.va
 
     def commit_before_end(self) -> None:
         # The flag commit must happen before the final rip assignment is irrelevant;
@@ -404,7 +477,7 @@ class _Gen:
     def g_imul(self, insn, i, addr, nxt):
         sz = insn.size
         bits = 8 * sz
-        sgn = f"(lambda v: v - {1 << bits:#x} if v & {SIGN[sz]:#x} else v)"
+        sgn = f"sx{sz}"             # the signed value of a size-byte operand (default_namespace)
         if insn.form in ("r", "m"):
             a = self._unary(insn, i, nxt)
             self.emit(f"s{i} = {sgn}; p{i} = s{i}({self.rd(0, sz)}) * s{i}({a})")
@@ -587,19 +660,27 @@ class _Gen:
 
 
 def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruction], int],
-                  namespace: dict) -> Block:
-    gen = _Gen(insns, va, cost_of)
-    src = gen.build()
-    ns = dict(namespace)
-    ns["I"] = tuple(insns)
-    code = compile(src, f"<block {va:#x}>", "exec")
-    exec(code, ns)
+                  namespace: dict, code_bytes: bytes | None = None) -> Block:
+    """The block for ``insns`` at ``va``; with ``code_bytes`` (the instructions' encoding)
+    compiled code is shared through the block cache, keyed by address and bytes."""
+    key = BLOCKS.key(va, code_bytes) if code_bytes is not None else None
+    code = BLOCKS.get(key) if key is not None else None
+    if code is None:
+        src = _Gen(insns, va, cost_of).build()
+        code = compile(src, f"<block {va:#x}>", "exec")
+        if key is not None:
+            BLOCKS.put(key, code)
     costs = [cost_of(x) for x in insns]
     prefix = []
     total = 0
     for c in costs:
         prefix.append(total)
         total += c
+    ns = dict(namespace)
+    ns["I"] = tuple(insns)
+    ns["COST"] = total          # for a block that loops by itself: each round's charge
+    ns["N"] = len(insns)
+    exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
     return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns))
 
@@ -609,10 +690,19 @@ def block_source(insns: list[Instruction], va: int) -> str:
     return _Gen(insns, va, lambda _: 1).build()
 
 
+def _signed(size: int) -> Callable[[int], int]:
+    wrap, sign = 1 << (8 * size), SIGN[size]
+
+    def signed(v: int) -> int:
+        return v - wrap if v & sign else v
+    return signed
+
+
 def default_namespace() -> dict:
     from .faults import CpuStop, VmExit
     return {"Fault": Fault, "cond": F.condition,
-            "BlockExit": (Fault, VmExit, CpuStop)}
+            "BlockExit": (Fault, VmExit, CpuStop),
+            **{f"sx{size}": _signed(size) for size in (1, 2, 4, 8)}}
 
 
 RSP_ = RSP  # re-exported for readers of generated code

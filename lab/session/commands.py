@@ -223,15 +223,14 @@ def _events(session: Session, args: list[str]) -> str:
             n = _count([a])
         else:
             spec = parse_spec(a)
-    evs = session.machine.trace.events
-    if spec is not None:
-        evs = [e for e in evs if spec.matches(e)]
-    return "\n".join(f"#{e.seq:<7} {e.cycle:>12}  {e.summary()}" for e in evs[-n:]) or "(no events)"
+    trace = session.machine.trace
+    evs = trace.recent(n) if spec is None else trace.last_matching(spec.matches, n)
+    return "\n".join(f"#{e.seq:<7} {e.cycle:>12}  {e.summary()}" for e in evs) or "(no events)"
 
 
 @command("summary", "summary", "count hypercalls, exits, traps and system calls so far")
 def _summary(session: Session, args: list[str]) -> str:
-    return format_summary(summarize(session.machine.trace.events))
+    return format_summary(summarize(session.machine.trace.iter_all()))
 
 
 @command("xl", "xl COMMAND [ARGS]", "the Xen toolstack: list, info, dmesg, console NAME, vcpu-list, create CFG ...")

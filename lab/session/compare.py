@@ -129,7 +129,7 @@ def run_mode(mode: str, program: Path) -> ModeResult:
         m.console.flush()
         res.instructions, res.cycles, res.stopped = m.cpu.icount, m.cpu.cycles, m.cpu.stopped or ""
         res.checksum = _checksum(m.console.output)
-        _count(res, m.trace.events, None)
+        _count(res, m.trace.iter_all(), None)
         return res
     from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
     sc = load_scenario(DEFAULT_SCENARIO)
@@ -149,7 +149,7 @@ def run_mode(mode: str, program: Path) -> ModeResult:
     res.dom0_cycles = dom0.run_cycles - dom0_before
     res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
     res.checksum = _checksum(dom.console_output)
-    _count(res, host.trace.events, dom.domid)
+    _count(res, host.trace.iter_all(), dom.domid)
     return res
 
 

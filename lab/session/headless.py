@@ -124,7 +124,7 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
         machine.console.flush()
         cpu = machine.cpu
         return RunResult(shown, cpu.icount, cpu.cycles, machine.idle_cycles, cpu.stopped, hit,
-                         machine.console.output, summarize(machine.trace.events))
+                         machine.console.output, summarize(machine.trace.iter_all()))
     host = machine
     domains = []
     console = []
@@ -137,4 +137,4 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
     alive = [d["name"] for d in domains if d["state"] == "running" and d["domid"] != 0]
     stopped = None if alive else "every guest has stopped"
     return RunResult(shown, host.instructions, max(host.clock), 0, stopped, hit, "".join(console),
-                     summarize(host.trace.events), domains, warnings)
+                     summarize(host.trace.iter_all()), domains, warnings)

@@ -402,9 +402,9 @@ class Runner:
                 return
         self.xen = isinstance(getattr(self.session.machine, "domains", None), dict)
         trace = self.session.machine.trace
-        for ev in trace.events[-self.events.maxlen:]:
-            self.events.append(ev)
-        self.stats.events_seen = len(trace.events[-self.events.maxlen:])
+        recent = trace.recent(self.events.maxlen)
+        self.events.extend(recent)
+        self.stats.events_seen = len(recent)
         trace.listeners.append(self._listen)
         self.mode = STOPPED if self.session.machine.stopped else PAUSED
 

@@ -437,11 +437,36 @@ class XenHost:
         if dl is not None and dl > self.clock[p]:
             targets.append(dl)
         if self.dom0_work:
-            targets.append(self.clock[p] + 1)
+            targets.append(self._dom0_work_wait(p))
         if not targets:
             return False
         self.clock[p] = max(self.clock[p] + 1, min(targets))
         return True
+
+    def _dom0_work_wait(self, p: int) -> int:
+        """Until when idle pCPU ``p`` waits for dom0's queued work to be picked up.
+
+        Dom0's vCPU may become runnable at any cycle, so ``p`` looks again one cycle
+        on. But while each of dom0's vCPUs is running on another pCPU, nothing can
+        change for ``p`` until that pCPU's turn comes: no vCPU can wake (deadlines
+        are targets of their own, and no emulated interrupt is waiting), so one
+        step to the cycle where ``p`` stops being the earliest pCPU is exactly the
+        cycle-by-cycle steps it replaces.
+        """
+        now = self.clock[p]
+        dom0 = self.domains.get(0)
+        if dom0 is None or not dom0.vcpus or any(v.runstate != RUNSTATE_RUNNING or v.pcpu == p
+                                                 for v in dom0.vcpus):
+            return now + 1
+        for d in self.domains.values():
+            pic = d.devices.get("vpic")
+            if pic is not None and pic.waiting:
+                return now + 1
+        others = [(self.clock[i], i) for i in range(len(self.clock)) if i != p]
+        if not others:
+            return now + 1
+        clock, first = min(others)
+        return max(now + 1, clock + (1 if p < first else 0))
 
     def _run_vcpu(self, p: int, v: Vcpu, budget: int) -> None:
         self.running_pcpu = p

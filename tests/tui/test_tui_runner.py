@@ -82,7 +82,7 @@ def test_event_buffer_is_bounded():
     assert r.wait_idle(30)
     assert len(r.events) == 16
     assert r.stats.events_seen > 300          # the trace kept everything
-    assert len(r.session.machine.trace.events) == r.stats.events_seen
+    assert len(r.session.machine.trace) == r.stats.events_seen
     r.close()
 
 

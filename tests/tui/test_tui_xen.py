@@ -289,7 +289,7 @@ def test_f8_lands_on_a_hypercall_or_a_vm_exit():
                 await pilot.press("f8")
                 await settle(pilot, app)
                 assert app.runner.mode == PAUSED
-                reached = [e for e in trace.events if e.seq >= seq and e.kind in ("hypercall", "vmexit")]
+                reached = [e for e in trace.iter_all() if e.seq >= seq and e.kind in ("hypercall", "vmexit")]
                 assert reached
                 first = reached[0]
                 assert f"#{first.seq} {first.summary()}" in output_text(app)

@@ -1,0 +1,141 @@
+"""The lab's speed against py65 (a pure-Python 6502 emulator), measured in the same run.
+
+Prints, in guest instructions per CPU-second:
+
+* py65 running a 6502 loop (load, add, store, count, branch);
+* ``xenlab bench``: the native kernel's workload, paging, privilege checks and tracing on;
+* every mode's steady-state speed: the compared guest's workload made long, measured
+  after its first ``--warm-up`` instructions;
+* ``xenlab compare`` (all eight modes) in CPU seconds, with the compiled-block cache
+  warm from an earlier run and cold (an empty cache directory).
+
+The machine may be shared: the py65 figure is taken again between the lab's, and
+each ratio uses the py65 figure nearest to it.
+
+Usage::
+
+    python benchmarks/speed.py [--seconds 3] [--modes pv,hvm] [--no-compare]
+
+py65 is a benchmark-only dependency: ``pip install py65``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab.dom0.xlcfg import DomainConfig  # noqa: E402
+from lab.paths import KERNELS  # noqa: E402
+from lab.session import compare as C  # noqa: E402
+from lab.session.bench import run_bench  # noqa: E402
+from lab.session.build import DEFAULT_PROGRAM  # noqa: E402
+from lab.session.scenario import DEFAULT_SCENARIO, boot_host, load_scenario  # noqa: E402
+
+#: 6502 at 0x0200: LDX #0; loop: TXA; CLC; ADC $10; STA $10; INX; BNE loop; INC $11; JMP loop
+PROGRAM_6502 = bytes([0xA2, 0x00, 0x8A, 0x18, 0x65, 0x10, 0x85, 0x10, 0xE8, 0xD0, 0xF7,
+                      0xE6, 0x11, 0x4C, 0x02, 0x02])
+ROUNDS = 400            # workload rounds of a guest measured in steady state: it never ends first
+
+
+def py65_rate(seconds: float) -> float:
+    from py65.devices.mpu6502 import MPU
+    mpu = MPU()
+    mpu.memory[0x200:0x200 + len(PROGRAM_6502)] = PROGRAM_6502
+    mpu.pc = 0x200
+    step = mpu.step
+    n = 0
+    start = time.process_time()
+    while True:
+        for _ in range(10_000):
+            step()
+        n += 10_000
+        spent = time.process_time() - start
+        if spent >= seconds:
+            return n / spent
+
+
+def bench_rate() -> tuple[float, dict]:
+    start = time.process_time()
+    r = run_bench()
+    return r["instructions"] / (time.process_time() - start), r
+
+
+def steady_rate(mode: str, seconds: float, warm_up: int) -> float:
+    """Guest instructions per CPU-second of ``mode``'s guest, once past boot."""
+    if mode == "native":
+        from lab.session.build import native_machine
+        m = native_machine(arg=ROUNDS)
+        m.run(warm_up)
+        cpu = m.cpu
+        run = m.run
+    else:
+        spec = C.MODES[mode]
+        sc = load_scenario(DEFAULT_SCENARIO)
+        host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
+        conf = DomainConfig(name=f"{mode}-guest", type=spec["type"], memory=32, maxmem=32,
+                            kernel=str(KERNELS / spec["kernel"]), lab_pv32=spec.get("pv32", False),
+                            hap=spec.get("hap", True), lab_program=str(DEFAULT_PROGRAM),
+                            cmdline=f"rounds={ROUNDS}", filename=f"<speed {mode}>")
+        conf.disks, conf.vifs = C.guest_devices(mode)
+        dom = xl.create(conf)
+        host.run(warm_up)
+        cpu = dom.vcpus[0].cpu
+        run = host.run
+    i0 = cpu.icount
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        run(200_000)
+    return (cpu.icount - i0) / (time.process_time() - start)
+
+
+def compare_cpu(cache: str | None) -> float:
+    """CPU seconds of ``xenlab compare`` in a fresh process (``cache``: its cache directory)."""
+    env = dict(os.environ)
+    if cache is not None:
+        env["XENLAB_CACHE"] = cache
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-m", "lab.cli", "compare"], cwd=ROOT, env=env,
+                   stdout=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="CPU seconds per steady-state figure")
+    ap.add_argument("--warm-up", type=int, default=400_000)
+    ap.add_argument("--modes", default=",".join(C.DEFAULT_MODES))
+    ap.add_argument("--no-compare", action="store_true", help="skip timing xenlab compare")
+    args = ap.parse_args()
+
+    print(f"Python {sys.version.split()[0]} ({sys.implementation.name}), load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    ref = py65_rate(args.seconds)
+    print(f"{'py65 (6502)':<24} {ref / 1e6:6.2f} M/s")
+    rate, r = bench_rate()
+    ref2 = py65_rate(args.seconds)
+    ref = (ref + ref2) / 2
+    print(f"{'xenlab bench':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65   ({r['instructions']:,} "
+          f"instructions, {r['translations']} blocks)")
+    for mode in args.modes.split(","):
+        rate = steady_rate(mode, args.seconds, args.warm_up)
+        ref = py65_rate(args.seconds / 2)
+        print(f"{'steady ' + mode:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
+    if not args.no_compare:
+        with tempfile.TemporaryDirectory(prefix="xenlab-speed-") as cold:
+            cold_s = compare_cpu(cold)
+            warm_s = compare_cpu(cold)
+        print(f"{'xenlab compare':<24} {cold_s:6.2f} s CPU cold (empty caches), {warm_s:.2f} s warm")
+
+
+if __name__ == "__main__":
+    main()

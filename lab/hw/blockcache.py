@@ -1,0 +1,138 @@
+"""Compiled translated blocks kept in the process and between runs.
+
+Python's ``compile()`` is most of what translating a block costs. The generated
+code is a pure function of the block's address, its instruction bytes and the
+translator itself, so compiled code is kept under exactly that key: in this
+process for every machine it runs, and on disk for the next run. A block whose
+bytes change (a page written, a snapshot restored under the machine) has a new
+key; nothing is ever keyed by an object's identity. A new translator (any change
+to the code that decodes or generates) reads none of the old entries.
+
+Where: beside the assembled images (``lab.isa.cache.cache_dir()``), one file per
+translator version. Any trouble reading or writing it means compiling afresh.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import marshal
+import os
+import threading
+from pathlib import Path
+from types import CodeType
+
+from ..isa.cache import cache_dir
+
+FORMAT = 1
+#: Entries kept on disk at most: the lab's own kernels in every mode need about 2,600
+#: (some 4.5 MB); loading the file is part of every start.
+MAX_ENTRIES = 6_000
+
+
+@functools.cache
+def translator_version() -> str:
+    """A digest of the code that decodes instructions and generates blocks."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256(f"{FORMAT} {marshal.version}".encode())
+    for f in [here / "translate.py", here / "flags.py", here / "faults.py",
+              *sorted((here.parent / "isa").glob("*.py"))]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:24]
+
+
+class BlockCache:
+    """Code objects of compiled blocks, by (address, instruction bytes)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._directory = directory
+        self._code: dict[bytes, CodeType] = {}
+        self._added: dict[bytes, CodeType] = {}
+        self._loaded = False
+        self._path: Path | None = None      # the file read at first use: saved back to the same
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(va: int, code: bytes) -> bytes:
+        return va.to_bytes(8, "little") + code
+
+    def path(self) -> Path:
+        return (self._directory or cache_dir()) / "blocks" / f"{translator_version()}.marshal"
+
+    def get(self, key: bytes) -> CodeType | None:
+        if not self._loaded:
+            self._load()
+        code = self._code.get(key)
+        if code is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return code
+
+    def put(self, key: bytes, code: CodeType) -> None:
+        with self._lock:
+            if len(self._code) >= 4 * MAX_ENTRIES:
+                return                # a guest writing endless new code: keep memory bounded
+            self._code[key] = code
+            if len(self._added) < MAX_ENTRIES:
+                self._added[key] = code
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            self._path = self.path()
+            stored = self._read(self._path)
+            stored.update(self._code)
+            self._code = stored
+
+    @staticmethod
+    def _read(path: Path) -> dict[bytes, CodeType]:
+        try:
+            with open(path, "rb") as f:
+                data = marshal.load(f)
+        except Exception:             # missing, unreadable or damaged: compile afresh
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, bytes) and isinstance(v, CodeType)}
+
+    def save(self) -> None:
+        """Add this process's new blocks to the file on disk (whole or not at all)."""
+        with self._lock:
+            if not self._added:
+                return
+            added, self._added = self._added, {}
+        path = self._path or self.path()
+        merged = self._read(path)
+        merged.update(added)
+        if len(merged) > MAX_ENTRIES:
+            # Too many: keep this run's blocks and the most recently stored of the rest.
+            rest = [k for k in merged if k not in added]
+            keep = rest[len(rest) - max(MAX_ENTRIES - len(added), 0):]
+            merged = {k: merged[k] for k in keep} | added
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                marshal.dump(merged, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass                      # a read-only home: the lab works, only slower to start
+
+    def clear(self) -> None:
+        with self._lock:
+            self._code.clear()
+            self._added.clear()
+            self._loaded = False
+            self._path = None
+
+
+#: The one cache every machine in this process shares.
+BLOCKS = BlockCache()
+atexit.register(BLOCKS.save)

@@ -1,0 +1,73 @@
+"""Compiled blocks are shared by address and instruction bytes, in the process and on disk."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.hw import blockcache, translate
+from lab.hw.blockcache import BLOCKS, BlockCache
+from machine_helpers import machine_with, run_to_halt
+
+PROGRAM = "mov rax, 5\nmov rbx, 7\nadd rax, rbx\nimul rax, rax\nhlt"
+
+
+def _no_compiling(*args, **kwargs):
+    raise AssertionError("a cached block was compiled again")
+
+
+def test_a_second_machine_reuses_the_compiled_blocks(monkeypatch):
+    run_to_halt(machine_with(PROGRAM))
+    monkeypatch.setattr(translate, "compile", _no_compiling, raising=False)
+    hits = BLOCKS.hits
+    m = run_to_halt(machine_with(PROGRAM))
+    assert m.cpu.regs[0] == 144 and BLOCKS.hits > hits
+
+
+def test_other_bytes_at_the_same_address_are_other_blocks():
+    a = run_to_halt(machine_with(PROGRAM))
+    b = run_to_halt(machine_with(PROGRAM.replace("mov rbx, 7", "mov rbx, 9")))
+    assert a.cpu.regs[0] == 144 and b.cpu.regs[0] == 196
+
+
+def test_code_rewritten_under_the_machine_runs_as_written():
+    # As a restored snapshot does: the same address, new bytes, a cache already warm.
+    m = machine_with(PROGRAM)
+    run_to_halt(m)
+    other = machine_with(PROGRAM.replace("add rax, rbx", "sub rax, rbx"))
+    m.mem.write(other.cpu.rip, other.mem.read(other.cpu.rip, 5 * 16))
+    m.code.invalidate_frame(other.cpu.rip >> 12)
+    m.cpu.reset()
+    m.cpu.rip = other.cpu.rip
+    run_to_halt(m)
+    assert m.cpu.regs[0] == 4
+
+
+def test_blocks_survive_the_process_on_disk(tmp_path):
+    first = BlockCache(tmp_path)
+    code = compile("def block(cpu):\n    return 42\n", "<block 0x1000>", "exec")
+    key = first.key(0x1000, b"\x01" * 16)
+    assert first.get(key) is None
+    first.put(key, code)
+    first.save()
+    second = BlockCache(tmp_path)
+    got = second.get(key)
+    ns: dict = {}
+    exec(got, ns)
+    assert ns["block"](None) == 42 and second.hits == 1
+
+
+def test_a_new_translator_reads_none_of_the_old_blocks(tmp_path, monkeypatch):
+    first = BlockCache(tmp_path)
+    key = first.key(0, b"\x00" * 16)
+    first.put(key, compile("x = 1", "<block 0x0>", "exec"))
+    first.save()
+    monkeypatch.setattr(blockcache, "translator_version", lambda: "another")
+    assert BlockCache(tmp_path).get(key) is None
+
+
+@pytest.mark.parametrize("damage", [b"", b"not marshal at all", b"\xe3\x00"])
+def test_a_damaged_cache_file_means_compiling_afresh(tmp_path, damage):
+    cache = BlockCache(tmp_path)
+    cache.path().parent.mkdir(parents=True)
+    cache.path().write_bytes(damage)
+    assert cache.get(cache.key(0, b"\x00" * 16)) is None
