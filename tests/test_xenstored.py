@@ -399,3 +399,17 @@ def test_a_guest_writing_garbage_cannot_crash_the_daemon(chunks, index, bad_rsp)
     # Whatever the guest did, it never touched what only dom0 may write.
     assert xsd.dom0_request("READ", "/local/domain/1/memory/target") == "32768"
     assert xsd.dom0_request("GET_PERMS", "/local/domain/1") == ["n0", "r1"]
+
+
+def test_introduce_again_rebinds_the_event_channel(lab):
+    # introduce_domain() (tools/xenstored/domain.c) on an introduced domain: unbind the
+    # old port, bind the one given, answer OK; the guest's requests then arrive on it.
+    host, xsd, dom, guest, page = lab
+    new_port = host.evtchn.alloc_unbound(dom.domid, 0)
+    assert xsd.dom0_request("INTRODUCE", str(dom.domid), [str(dom.p2m[dom.store_pfn]), str(new_port)]) == "OK"
+    local = xsd.local_port[dom.domid]
+    assert host.evtchn.ports[0][local].remote_port == new_port
+    assert host.evtchn.ports[dom.domid][new_port].state == "interdomain"
+    dom.store_evtchn = new_port
+    replies = guest_call(host, dom, guest, Message(abi.XS_READ, 7, 0, b"name\0").encode())
+    assert replies[-1].payload == b"pv-guest"

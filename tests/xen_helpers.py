@@ -158,6 +158,8 @@ def write_cfg(directory: Path, name: str, type_: str = "pv", kernel: str | Path 
              'on_poweroff = "preserve"', 'on_crash = "preserve"']
     if kernel is not None:
         lines.append(f'kernel = "{kernel}"')
+    else:
+        lines.append("lab_stock_kernel = 1")
     for k, v in keys.items():
         lines.append(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {int(v) if isinstance(v, bool) else v}")
     path = Path(directory) / f"{name}.cfg"

@@ -309,6 +309,8 @@ class Xenstored:
     def __init__(self, host, store: XenStore | None = None) -> None:
         self.host = host
         self.store = store or XenStore()
+        # The store asks Xen which domains exist, as cxenstored does (xenmanage_get_domain_info).
+        self.store.domain_exists = lambda domid: domid in host.domains
         self.conns: dict[int, RingConnection] = {}
         self.ports: dict[int, int] = {}               # dom0's port -> domid
         self.local_port: dict[int, int] = {}          # domid -> dom0's port
@@ -473,9 +475,27 @@ class Xenstored:
         if len(args) < 3 or not all(is_decimal(a) for a in args[:3]):
             return None                              # the store gives the EINVAL
         domid, frame, port = (int(a) for a in args[:3])
-        if not 0 < domid < abi.DOMID_FIRST_RESERVED or self.store.is_domain_introduced(domid):
+        if not 0 < domid < abi.DOMID_FIRST_RESERVED or port <= 0:
+            return None
+        if self.store.is_domain_introduced(domid):
+            self._rebind(domid, port)
             return None
         return self._introduce(domid, frame, port)
+
+    def _rebind(self, domid: int, port: int) -> None:
+        """introduce_domain() on a domain already introduced: unbind the old event channel
+        and bind the one given (a failed bind leaves the domain with no port, still OK)."""
+        if domid not in self.conns:
+            return
+        old = self.local_port.pop(domid, None)
+        if old is not None:
+            self.ports.pop(old, None)
+            self.host.evtchn.close(0, old, quiet=True)
+        local = self.host.evtchn.bind_interdomain(0, domid, port)
+        if local >= 0:
+            self.host.evtchn.bind_service(0, local, self.notified)
+            self.ports[local] = domid
+            self.local_port[domid] = local
 
     def _bad_client(self, conn: RingConnection, e: ProtocolError) -> None:
         """ignore_connection(): set the error indicator and stop talking to the domain."""

@@ -41,6 +41,59 @@ _MAX_DEPTH = 100            # expression nesting, and .equ chains
 _MAX_NODES = 200            # operators in one expression (keeps recursion shallow)
 _MAX_SHIFT = 1024           # keeps `1 << huge` from eating memory
 _MAX_INCLUDE_DEPTH = 32
+_MAX_MACRO_DEPTH = 64          # macros expanding macros (and .rept inside them)
+_MAX_EXPANDED_LINES = 1_000_000   # all .rept and macro expansion together: a typo must not hang
+_BLOCK_WORD = re.compile(r"\s*(\.[A-Za-z_]+)\b")
+_MACRO_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class _Macro:
+    name: str
+    params: list[tuple[str, str | None]]      # (name, default text or None)
+    body: list[SourceLine]
+    where: SourceLine
+
+
+def _strip_comment(text: str) -> str:
+    """The line without its ';' comment (a ';' inside a quoted string stays)."""
+    quote = None
+    for i, c in enumerate(text):
+        if quote:
+            if c == "\\":
+                continue
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c == ";":
+            return text[:i]
+    return text
+
+
+def _split_macro_args(text: str) -> list[str]:
+    """Macro arguments: comma-separated, commas inside brackets, parentheses or quotes kept."""
+    out, depth, quote, cur = [], 0, None, ""
+    for c in text:
+        if quote:
+            cur += c
+            if c == quote:
+                quote = None
+            continue
+        if c in "\"'":
+            quote = c
+        elif c in "[(":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += c
+    if cur.strip() or out:
+        out.append(cur.strip())
+    return out
 
 _RESERVED = set(GPR_BY_NAME) | set(CONTROL_REGS) | set(SIZE_BY_NAME) | {"ptr", "rip"}
 # Names that look like a register: an undefined one is more likely a typo for a register.
@@ -564,6 +617,12 @@ class Assembler:
         self.items: list[_Item] = []
         self.sources: dict[str, str] = {}
         self.include_stack: list[str] = []
+        self.macros: dict[str, _Macro] = {}
+        #: The .macro or .rept block being collected: [kind, header line, lines, nesting, detail]
+        self._block: list | None = None
+        self._expanded = 0                   # lines produced by .rept and macros so far
+        self._expansions = 0                 # macro invocations so far (\@)
+        self._macro_depth = 0
         self.scope: str | None = None
         self.entry_item: _Item | None = None
         #: The instruction set being assembled: "x86_64" (the default) or "arm64" (after .arch arm64).
@@ -584,8 +643,107 @@ class Assembler:
         self.sources.setdefault(name, text)
         self.include_stack.append(real)
         for i, line in enumerate(text.split("\n")):
-            self._line(SourceLine(name, i + 1, line.rstrip("\r")))
+            self._feed(SourceLine(name, i + 1, line.rstrip("\r")))
+        if self._block is not None and len(self.include_stack) == 1:
+            kind, start = self._block[0], self._block[1]
+            raise _fail(start, 1, f"'.{kind}' has no '.end{'m' if kind == 'macro' else 'r'}'")
         self.include_stack.pop()
+
+    # -- pass 1: .macro and .rept blocks, macro calls ---------------------------------
+    def _feed(self, where: SourceLine) -> None:
+        """One source line: collected into a block, expanded, or assembled."""
+        m = _BLOCK_WORD.match(where.text)
+        word = m.group(1).lower() if m else ""
+        if self._block is not None:
+            block = self._block
+            if word in (".macro", ".rept"):
+                block[3] += 1
+            elif word in (".endm", ".endr"):
+                block[3] -= 1
+                if block[3] == 0:
+                    if word != (".endm" if block[0] == "macro" else ".endr"):
+                        raise _fail(where, m.start(1) + 1, f"'{word}' closes a '.{block[0]}' block")
+                    self._block = None
+                    self._end_block(block, where)
+                    return
+            block[2].append(where)
+            return
+        if word == ".macro":
+            self._start_macro(where, m.end(1))
+        elif word == ".rept":
+            toks = tokenize(where.text[m.end(1):], where)
+            count = self._layout_value(toks, where) if toks[0].kind != "end" else None
+            if count is None or count < 0:
+                raise _fail(where, m.start(1) + 1, ".rept takes a count of zero or more")
+            self._block = ["rept", where, [], 1, count]
+        elif word in (".endm", ".endr"):
+            raise _fail(where, m.start(1) + 1, f"'{word}' with no block open")
+        else:
+            first = where.text.split(None, 1)
+            name = first[0] if first else ""
+            if name in self.macros and not name.endswith(":"):
+                self._call_macro(self.macros[name], where, where.text.lstrip()[len(name):])
+            else:
+                self._line(where)
+
+    def _start_macro(self, where: SourceLine, after: int) -> None:
+        spec = _strip_comment(where.text[after:]).strip()
+        parts = spec.replace(",", " ").split()
+        if not parts or not _MACRO_PARAM.match(parts[0]):
+            raise _fail(where, after + 1, ".macro takes a name, then its parameters")
+        name = parts[0]
+        params: list[tuple[str, str | None]] = []
+        if name in self.macros or name.lower() in opcodes.BY_NAME:
+            raise _fail(where, after + 1, f"'{name}' is already a macro or an instruction")
+        for p in parts[1:]:
+            pname, eq, default = p.partition("=")
+            if not _MACRO_PARAM.match(pname) or any(pname == q for q, _ in params):
+                raise _fail(where, after + 1, f"bad or repeated macro parameter '{p}'")
+            params.append((pname, default if eq else None))
+        self._block = ["macro", where, [], 1, (name, params)]
+
+    def _end_block(self, block: list, where: SourceLine) -> None:
+        kind, start, lines, _, detail = block
+        if kind == "macro":
+            name, params = detail
+            self.macros[name] = _Macro(name, params, lines, start)
+            return
+        if self._expanded + detail * len(lines) > _MAX_EXPANDED_LINES:
+            raise _fail(start, 1, f"more than {_MAX_EXPANDED_LINES} lines from .rept and macros")
+        for _ in range(detail):
+            self._expand(lines, start)
+
+    def _expand(self, lines: list[SourceLine], start: SourceLine) -> None:
+        self._expanded += len(lines)
+        if self._expanded > _MAX_EXPANDED_LINES:
+            raise _fail(start, 1, f"more than {_MAX_EXPANDED_LINES} lines from .rept and macros")
+        for line in lines:
+            self._feed(line)
+
+    def _call_macro(self, mac: _Macro, where: SourceLine, arg_text: str) -> None:
+        args = _split_macro_args(_strip_comment(arg_text))
+        if len(args) > len(mac.params):
+            raise _fail(where, 1, f"macro '{mac.name}' takes {len(mac.params)} argument(s), not {len(args)}")
+        values = {}
+        for i, (pname, default) in enumerate(mac.params):
+            given = args[i] if i < len(args) and args[i] != "" else None
+            if given is None and default is None:
+                raise _fail(where, 1, f"macro '{mac.name}': no value for parameter '{pname}'")
+            values[pname] = given if given is not None else default
+        if self._macro_depth >= _MAX_MACRO_DEPTH:
+            raise _fail(where, 1, f"macros nested more than {_MAX_MACRO_DEPTH} deep")
+        self._expansions += 1
+        names = sorted(values, key=len, reverse=True)         # \ab before \a
+        pattern = re.compile(r"\\(@|" + "|".join(re.escape(n) for n in names) + r")") if names else re.compile(r"\\(@)")
+        counter = str(self._expansions)
+        body = [SourceLine(line.file, line.line,
+                           pattern.sub(lambda mm: counter if mm.group(1) == "@" else values[mm.group(1)], line.text))
+                for line in mac.body]
+        self._macro_depth += 1
+        try:
+            self._expand(body, where)
+        finally:
+            self._macro_depth -= 1
 
     # -- pass 1: one line -------------------------------------------------------
     def _line(self, where: SourceLine) -> None:

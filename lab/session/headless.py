@@ -98,16 +98,25 @@ def build_target(targets: list[str], program: str | None = None, arg: int = 0, c
 
 def run_headless(target: str | list[str], *, steps: int | None = None, until: EventSpec | None = None,
                  program: str | None = None, arg: int = 0, trace_path: str | None = None,
-                 costs: str | None = None) -> RunResult:
+                 costs: str | None = None, xentrace_path: str | None = None) -> RunResult:
     targets = [target] if isinstance(target, str) else list(target)
     kind, machine, xl, warnings = build_target(targets, program, arg, costs)
+    writer = None
+    if xentrace_path:
+        from .xentrace import attach_xentrace
+        writer = attach_xentrace(machine, xentrace_path)
     limit = steps if steps is not None else DEFAULT_LIMIT
     hit = None
-    if until is not None:
-        ev = machine.run_until(until.matches, max_insns=limit)
-        hit = ev.to_dict() if ev is not None else None
-    else:
-        machine.run(limit)
+    try:
+        if until is not None:
+            ev = machine.run_until(until.matches, max_insns=limit)
+            hit = ev.to_dict() if ev is not None else None
+        else:
+            machine.run(limit)
+    finally:
+        if writer is not None:
+            writer.close()
+            writer.fp.close()
     shown = ", ".join(display(t) for t in targets)
     if trace_path:
         _write_trace(machine.trace, trace_path, shown)

@@ -167,8 +167,11 @@ class EventChannels:
 
     # -- notification ------------------------------------------------------
     def send(self, domid: int, port: int) -> int:
+        """evtchn_send() (common/event_channel.c): interdomain and IPI ports notify, an
+        unbound one drops the notification silently, any other state (closed, VIRQ, PIRQ)
+        is -EINVAL: only Xen raises a VIRQ or PIRQ."""
         p = self.ports.get(domid, {}).get(port)
-        if p is None or p.state == "closed":
+        if p is None or p.state not in ("interdomain", "ipi", "unbound"):
             return -abi.ERRNO["EINVAL"]
         self._event(domid, "send", port, p.remote_dom, p.remote_port, 0)
         if p.state == "interdomain":

@@ -24,6 +24,7 @@ from ..trace import Event, Trace
 from . import abi
 from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from .heap import FreeFrames
 
 FOREVER = 1 << 62
 #: How far one pCPU may run ahead of the others before the host switches to them.
@@ -71,10 +72,12 @@ class XenHost:
         #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
         self.console_input = bytearray()
         self.images: dict[str, Any] = {}
-        # Machine frames: Xen keeps the first 16 MiB for itself; the rest is its heap.
-        self.xen_reserved = (16 << 20) >> PAGE_SHIFT
-        self.free_frames: list[int] = list(range(self.xen_reserved, self.mem.nr_frames))
-        self.free_frames.reverse()             # pop() hands out ascending frames
+        # Machine frames: Xen keeps the first 16 MiB for itself, more on a large host (its
+        # M2P, 8 bytes per frame, and room for the p2m/EPT tables of all memory, one table
+        # per 512 frames); the rest is its heap.
+        nr = self.mem.nr_frames
+        self.xen_reserved = max((16 << 20) >> PAGE_SHIFT, 0x100 + 1024 + (nr * 8 + 4095) // 4096 + nr // 256)
+        self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)   # pop() hands out ascending frames
         from .evtchn import EventChannels
         from .frames import FrameAccess
         from .mm_glue import XenMM
@@ -154,13 +157,13 @@ class XenHost:
                      privileged=privileged, config=config)
         self.domains[domid] = dom
         # The domain's memory at once: the frames alloc_frame would pop one by one.
-        mfns = self.free_frames[:-mem_pages - 1:-1] if mem_pages else []
-        del self.free_frames[len(self.free_frames) - mem_pages:]
-        zero, assign, set_m2p = self.mem.zero_frame, self.mm.assign, self.mm.set_m2p
-        for pfn, mfn in enumerate(mfns):
-            zero(mfn)
-            assign(mfn, domid)
-            set_m2p(mfn, pfn)
+        mfns = self.free_frames.take(mem_pages)
+        mem = self.mem
+        touched = mem.frames.keys() | mem.watched
+        for mfn in sorted(touched & set(mfns)) if touched else ():
+            mem.zero_frame(mfn)                  # frames never written already read as zeros
+        self.mm.assign_many(mfns, domid)
+        self.mm.set_m2p_many(mfns)
         dom.p2m.extend(mfns)
         dom.extra.setdefault("frames", []).extend(mfns)
         self.evtchn.add_domain(dom)
@@ -283,11 +286,12 @@ class XenHost:
             v.cpu.yield_now = True
 
     def wake(self, v: Vcpu, why: str) -> None:
-        """Make a blocked vCPU runnable, with the credit scheduler's BOOST.
+        """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
 
-        A vCPU woken by an event gets priority over ones that used up their
-        time: if no pCPU is idle, the pCPU doing the waking is preempted, so
-        an I/O-bound vCPU (dom0's backends) runs soon after its event.
+        A vCPU that was blocked burned no credit, so it goes ahead of the ones
+        that used up their time (``boost``), and, as ``runq_tickle()`` does when
+        no pCPU is idle, the pCPU doing the waking is preempted: an I/O-bound
+        vCPU (dom0's backends) runs soon after its event.
         """
         if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
             v.runstate = RUNSTATE_RUNNABLE
@@ -359,7 +363,7 @@ class XenHost:
         cands = self.runnable()
         if not cands:
             return None
-        # Boosted (just woken) first, then least recently scheduled; ties by domain
+        # credit2 order, approximated: just woken first, then least recently run (most credit); ties by domain
         # then vCPU id, so the choice is deterministic.
         cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
         v = cands[0]

@@ -36,7 +36,37 @@ XEN_CPUID_BASE = 0x40000000
 XEN_HYPERCALL_MSR = 0x40000000
 #: A 4-level EPT maps 48-bit guest-physical addresses: gfns below 2^36.
 EPT_GFN_BITS = 36
-ACPI_PM1A_CNT = 0x604
+#: Xen's HVM ACPI event block (public/hvm/ioreq.h): V0 for qemu-traditional, V1 for
+#: qemu-xen, chosen by HVM_PARAM_ACPI_IOPORTS_LOCATION. Xen emulates PM1a_STS/EN and the
+#: PM timer (hvm/pmtimer.c); PM1a_CNT, between them, is the device model's.
+ACPI_PM1A_EVT_BLK_ADDRESS_V0 = 0x1F40
+ACPI_PM1A_EVT_BLK_ADDRESS_V1 = 0xB000
+#: The ACPI PM timer's frequency (FREQUENCE_PMTIMER, pmtimer.c), a 32-bit counter (TMR_VAL_EXT).
+PMTIMER_HZ = 3_579_545
+
+
+def acpi_pm_base(dom) -> int:
+    """Where this HVM domain's PM1a event block is, as pmtimer.c places it."""
+    if dom.hvm_params.get(abi.HVM_PARAM_ACPI_IOPORTS_LOCATION, 0) == 1:
+        return ACPI_PM1A_EVT_BLK_ADDRESS_V1
+    return ACPI_PM1A_EVT_BLK_ADDRESS_V0
+
+
+def _pmtimer_io(host, v, port: int, base: int, direction: str, value: int) -> int:
+    """pmtimer.c: PM1a_STS (write 1 to clear) and PM1a_EN at base..base+3; TMR_VAL at base+8."""
+    pm = v.domain.devices.setdefault("pmtimer", {"sts": 0, "en": 0})
+    off = port - base
+    if off >= 8:
+        ticks = (v.cpu.cycles if v.cpu else 0) * PMTIMER_HZ // host.cpu_hz
+        return ticks & 0xFFFF_FFFF
+    reg = "sts" if off < 2 else "en"
+    if direction == "out":
+        if reg == "sts":
+            pm["sts"] &= ~value & 0xFFFF
+        else:
+            pm["en"] = value & 0xFFFF
+        return value
+    return pm[reg]
 
 
 def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
@@ -68,9 +98,11 @@ def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
 def on_vmexit(host, v, exc: VmExit) -> None:
     cpu = v.cpu
     dom = v.domain
-    name, number = exit_code(host.vendor, exc.reason, exc.info.get("vector"))
+    name, number = exit_code(host.vendor, exc.reason, exc.info.get("vector"), exc.qualification)
     if host.vendor == "intel":
         name = abi.vmx_exit_name(number) if hasattr(abi, "vmx_exit_name") else name
+    else:
+        name = abi.svm_exit_name(number)      # Xen's VMEXIT_ names (svm/vmcb.h): EXCEPTION_PF, not EXCP_14
     cost = host.charge(v, "vmexit")
     host.emit(v, "vmexit", reason=name, nr=number, rip=cpu.rip, qualification=exc.qualification,
               info={k: val for k, val in exc.info.items() if k != "reason"}, cost=cost)
@@ -143,13 +175,10 @@ def _exit_io(host, v, exc) -> None:
             guest_console_write(host, dom, chr(value & 0xFF))
         else:
             result = 0xE9
-    elif port == ACPI_PM1A_CNT:
-        device = "acpi pm1a (in Xen)"
-        if direction == "out" and value & 0x2000:
-            host.emit(v, "ioport", port=port, size=size, dir=direction, value=value, device=device)
-            host.shutdown(dom, "poweroff")
-            return
-        result = 0
+    elif dom.type == "hvm" and (acpi_pm_base(dom) <= port < acpi_pm_base(dom) + 4
+                                or acpi_pm_base(dom) + 8 <= port < acpi_pm_base(dom) + 12):
+        device = "acpi pm1a event block / pm timer (in Xen)"
+        result = _pmtimer_io(host, v, port, acpi_pm_base(dom), direction, value)
     else:
         dm = host.services.get("device_model")
         if dm is not None and dm.claims(dom, port):

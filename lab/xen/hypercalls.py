@@ -208,6 +208,7 @@ def set_callbacks(host, v, args, info) -> int:
     for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
         if _canonical(address):
             v.domain.callbacks[name] = address
+            v.domain.callback_flags[name] = 0      # set_callbacks registers with no flags
     return 0
 
 
@@ -228,8 +229,10 @@ def callback_op(host, v, args, info) -> int:
     info["args"] = ["register" if cmd == 0 else "unregister", f"{names[typ]} -> {address:#x}"]
     if cmd == 0:
         v.domain.callbacks[names[typ]] = address
+        v.domain.callback_flags[names[typ]] = flags
     else:
         v.domain.callbacks.pop(names[typ], None)
+        v.domain.callback_flags.pop(names[typ], None)
     return 0
 
 
@@ -368,13 +371,15 @@ def sched_op(host, v, args, info) -> int:
             host.block(v, "SCHEDOP_block")
         return 0
     if cmd in (abi.SCHEDOP_shutdown, abi.SCHEDOP_shutdown_code):
-        reason = int.from_bytes(copy_from_guest(host, v, arg, 4), "little")
-        name = abi.SHUTDOWN_NAMES.get(reason)
-        if name is None:
-            return -E["EINVAL"]
+        # do_sched_op() passes the reason on as a u8 and refuses none (common/sched/core.c):
+        # a code Xen does not name is still the domain's shutdown code.
+        reason = int.from_bytes(copy_from_guest(host, v, arg, 4), "little") & 0xFF
+        name = abi.SHUTDOWN_NAMES.get(reason, f"code {reason}")
         info["args"] = [abi.SCHEDOP_NAMES.get(cmd), name]
         if cmd == abi.SCHEDOP_shutdown:
-            host.shutdown(v.domain, name if name != "crash" else "crash")
+            host.shutdown(v.domain, name)
+        elif "shutdown_code" not in v.domain.extra:
+            v.domain.extra["shutdown_code"] = reason      # the first one set stays
         return 0
     if cmd == abi.SCHEDOP_remote_shutdown and not v.domain.privileged:
         # common/sched/core.c: xsm_schedop_shutdown(XSM_DM_PRIV) refuses a domU
@@ -428,8 +433,7 @@ def vcpu_op(host, v, args, info) -> int:
         target.timer_deadline = None
         return 0
     if cmd == abi.VCPUOP_get_runstate_info:
-        state = {"running": 0, "runnable": 1, "blocked": 2, "offline": 3}[target.runstate]
-        copy_to_guest(host, v, arg, struct.pack("<iQ", state, target.run_cycles))
+        copy_to_guest(host, v, arg, runstate_info(host, target))
         return 0
     if cmd == abi.VCPUOP_down:
         target.runstate = "offline"
@@ -439,6 +443,21 @@ def vcpu_op(host, v, args, info) -> int:
             target.runstate = "runnable"
         return 0
     return -E["ENOSYS"]
+
+
+def runstate_info(host, target) -> bytes:
+    """struct vcpu_runstate_info (public/vcpu.h): int state, then (8-byte aligned)
+    u64 state_entry_time and u64 time[4], all in ns of system time. The lab keeps the
+    running time only (run_cycles); time spent runnable, blocked or offline reads 0."""
+    state = {"running": abi.RUNSTATE_running, "runnable": abi.RUNSTATE_runnable,
+             "blocked": abi.RUNSTATE_blocked, "offline": abi.RUNSTATE_offline}[target.runstate]
+    ns = 1_000_000_000
+
+    def to_ns(cycles: int) -> int:
+        return cycles * ns // host.cpu_hz
+    times = [0, 0, 0, 0]
+    times[abi.RUNSTATE_running] = to_ns(target.run_cycles)
+    return struct.pack("<i4xQ4Q", state, to_ns(target.last_scheduled), *times)
 
 
 # ---------------------------------------------------------------- information
@@ -458,18 +477,41 @@ def xen_version(host, v, args, info) -> int:
     if cmd == abi.XENVER_pagesize:
         return 4096
     if cmd == abi.XENVER_get_features:
+        # xen_feature_info_t {u32 submap_idx; u32 submap}
         idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        feats = 0
-        if idx == 0:
-            dom = v.domain
-            feats = (1 << abi.XENFEAT_writable_page_tables) if dom.is_pv else (1 << abi.XENFEAT_auto_translated_physmap)
-            if dom.is_hvm:
-                feats |= 1 << abi.XENFEAT_hvm_callback_vector
-            if dom.privileged:
-                feats |= 1 << abi.XENFEAT_dom0
-        copy_to_guest(host, v, va + 4, feats.to_bytes(4, "little"))
+        info["args"].append(f"submap {idx}")
+        if idx >= abi.XENFEAT_NR_SUBMAPS:
+            return -E["EINVAL"]
+        copy_to_guest(host, v, va + 4, guest_features(v.domain).to_bytes(4, "little"))
         return 0
     return -E["ENOSYS"]
+
+
+def guest_features(dom) -> int:
+    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it for an x86 guest.
+
+    Translated guests (HVM, PVH) get writable_page_tables and auto_translated_physmap; PV
+    guests get the direct-paging extras instead (preserved A/D bits, highmem assist, grant
+    map available bits). ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off
+    unless the config asks for it, and the lab has no such option.
+    """
+    feats = ((1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_vcpu_time_phys_area)
+             | (1 << abi.XENFEAT_runstate_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes))
+    if dom.vm_assist & (1 << abi.VMASST_TYPE_pae_extended_cr3):
+        feats |= 1 << abi.XENFEAT_pae_pgdir_above_4gb
+    translated = not dom.is_pv
+    if translated:
+        feats |= (1 << abi.XENFEAT_writable_page_tables) | (1 << abi.XENFEAT_auto_translated_physmap)
+    if dom.privileged:
+        feats |= 1 << abi.XENFEAT_dom0
+    if dom.is_pv:
+        feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
+                  | (1 << abi.XENFEAT_gnttab_map_avail_bits))
+    else:
+        feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
+    # A PV guest's frames are machine frames: "direct mapped" in the features' sense.
+    feats |= 1 << (abi.XENFEAT_direct_mapped if not translated else abi.XENFEAT_not_direct_mapped)
+    return feats
 
 
 @handler("console_io")
@@ -514,8 +556,10 @@ def memory_op(host, v, args, info) -> int:
     if cmd == abi.XENMEM_machphys_mapping:
         if dom.is_hvm:
             return -E["ENOSYS"]
-        copy_to_guest(host, v, va, struct.pack("<QQQ", 0xFFFF800000000000, 0xFFFF804000000000,
-                                                host.mem.nr_frames - 1))
+        # arch_memory_op(): a domU is told the whole M2P area's size; the hardware domain
+        # (with memory hot-plug off) the host's highest frame (x86_64/mm.c)
+        max_mfn = host.mem.nr_frames - 1 if dom.privileged else abi.MACH2PHYS_NR_ENTRIES - 1
+        copy_to_guest(host, v, va, struct.pack("<QQQ", abi.MACH2PHYS_VIRT_START, abi.MACH2PHYS_VIRT_END, max_mfn))
         return 0
     if cmd == abi.XENMEM_memory_map:
         return -E["ENOSYS"]
@@ -691,8 +735,12 @@ XEN_DOMCTL_NAMES = {1: "createdomain", 2: "destroydomain", 3: "pausedomain", 4: 
 @handler("domctl")
 def domctl(host, v, args, info) -> int:
     """struct xen_domctl {u32 cmd; u32 interface_version; u16 domain; ...}; control domain only."""
-    cmd, _version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
+    cmd, version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
     info["args"] = [XEN_DOMCTL_NAMES.get(cmd, str(cmd)), f"d{domid}"]
+    if version != abi.XEN_DOMCTL_INTERFACE_VERSION:
+        # do_domctl(): a caller built against another interface is refused before anything
+        info["why"] = f"interface_version {version:#x}, Xen's is {abi.XEN_DOMCTL_INTERFACE_VERSION:#x}"
+        return -E["EACCES"]
     target = host.domains.get(domid)
     if cmd in (2, 3, 4, 5) and target is None:
         return -E["ESRCH"]
@@ -706,10 +754,58 @@ def domctl(host, v, args, info) -> int:
         host.unpause(target)
         return 0
     if cmd == 5:
-        copy_to_guest(host, v, args[0] + 16, struct.pack("<HxxIQQ", domid, target.pause_count,
-                                                           target.mem_pages, target.max_pages))
+        copy_to_guest(host, v, args[0] + 16, getdomaininfo(host, target))
         return 0
     return -E["ENOSYS"]
+
+
+#: The states whose SCHEDOP_shutdown code getdomaininfo reports in flags bits 16-23.
+_SHUTDOWN_CODES = {name: code for code, name in abi.SHUTDOWN_NAMES.items()}
+
+
+def getdomaininfo(host, dom) -> bytes:
+    """struct xen_domctl_getdomaininfo as common/domctl.c fills it (public/domctl.h):
+    domain, pad, flags (XEN_DOMINF_*), tot/max/outstanding/shr/paged pages, the shared_info
+    frame, cpu_time (ns), nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool, gpaddr_bits."""
+    from .domain import CRASHED, DYING, SHUTDOWN
+    flags = abi.XEN_DOMINF_blocked
+    cpu_ns = 0
+    online = 0
+    for vc in dom.vcpus:
+        cpu_ns += vc.run_cycles * 1_000_000_000 // host.cpu_hz
+        if vc.runstate == "offline":
+            continue
+        online += 1
+        if vc.runstate != "blocked":
+            flags &= ~abi.XEN_DOMINF_blocked
+        if vc.runstate == "running":
+            flags |= abi.XEN_DOMINF_running
+    if dom.state == DYING:
+        flags |= abi.XEN_DOMINF_dying
+    if dom.is_hvm:
+        flags |= abi.XEN_DOMINF_hvm_guest
+    if dom.state in (SHUTDOWN, CRASHED):
+        # domain_shutdown() pauses the vCPUs (paused_for_shutdown), it does not take them
+        # down: they count as online and are neither blocked nor running.
+        online = len(dom.vcpus)
+        flags &= ~(abi.XEN_DOMINF_blocked | abi.XEN_DOMINF_running)
+        code = abi.SHUTDOWN_crash if dom.state == CRASHED else _shutdown_code(dom)
+        flags |= abi.XEN_DOMINF_shutdown | (code << abi.XEN_DOMINF_shutdownshift)
+    if dom.pause_count:
+        flags |= abi.XEN_DOMINF_paused
+    if dom.is_hvm and dom.hap:
+        flags |= abi.XEN_DOMINF_hap
+    shared = dom.shared_info_mfn if dom.is_pv else abi.INVALID_M2P_ENTRY
+    max_vcpu = len(dom.vcpus) - 1 if dom.vcpus else 0xFFFF_FFFF       # XEN_INVALID_MAX_VCPU_ID
+    return struct.pack("<HHIQQQQQQQIII16sIB7x", dom.domid, 0, flags, dom.mem_pages, dom.max_pages, 0, 0, 0,
+                       shared, cpu_ns, online, max_vcpu, 0, bytes(16), 0, 0)
+
+
+def _shutdown_code(dom) -> int:
+    name = dom.shutdown_reason or "poweroff"
+    if name.startswith("code "):
+        return int(name[5:]) & abi.XEN_DOMINF_shutdownmask
+    return _SHUTDOWN_CODES.get(name, abi.SHUTDOWN_poweroff)
 
 
 @handler("sysctl")

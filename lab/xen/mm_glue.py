@@ -8,6 +8,7 @@ mmuext_op means for the vCPUs (a new CR3, a TLB flush, an INVLPG).
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Iterable
 
 from . import abi
@@ -70,6 +71,22 @@ class XenMM:
         # domain's creation sets one entry per page it owns.
         self.host.mem.frame(self.m2p_frames[page])[idx:idx + 8] = (pfn & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little")
 
+    def set_m2p_many(self, mfns: list[int], first_pfn: int = 0) -> None:
+        """:meth:`set_m2p` of ``mfns[i]`` -> ``first_pfn + i``, written page by page of the M2P."""
+        self.pv.m2p.update(zip(mfns, range(first_pfn, first_pfn + len(mfns))))
+        mem, frames = self.host.mem, self.m2p_frames
+        i, n = 0, len(mfns)
+        while i < n:
+            # a run of consecutive frames whose M2P entries share one M2P page
+            start = mfns[i]
+            j = i + 1
+            limit = min(n, i + 512 - (start % 512))
+            while j < limit and mfns[j] == mfns[j - 1] + 1:
+                j += 1
+            page, idx = divmod(start * 8, 4096)
+            mem.frame(frames[page])[idx:idx + 8 * (j - i)] = struct.pack(f"<{j - i}Q", *range(first_pfn + i, first_pfn + j))
+            i = j
+
     def _xen_l4_slots(self, mfn: int, domid: int) -> dict[int, int]:
         """init_xen_l4_slots(): what Xen puts in slots 256-271 of every guest L4.
 
@@ -81,6 +98,9 @@ class XenMM:
     # -- ownership ------------------------------------------------------------
     def assign(self, mfn: int, owner: int | None) -> None:
         self.pv.assign(mfn, abi.DOMID_XEN if owner is None else owner)
+
+    def assign_many(self, mfns: list[int], owner: int) -> None:
+        self.pv.assign_many(mfns, owner)
 
     def release(self, mfn: int) -> None:
         self.pv.release(mfn)
