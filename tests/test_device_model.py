@@ -14,6 +14,7 @@ from lab.dom0.devices.ide import ABRT, BSY, DRDY, DRQ, ERR, IDNF, IdeController,
 from lab.dom0.devices.nic import multicast_hash
 from lab.dom0.devices.serial import Uart16550
 from lab.dom0.diskimage import DEFAULT_SECTORS, DiskImage, DiskImageError, open_disk, resolve_target
+from xen_helpers import private_image_bytes
 from lab.dom0.qemu import DeviceModel, Qemu, disk_index
 from lab.dom0.xenstored import Xenstored
 from lab.dom0.xlcfg import load_config
@@ -596,7 +597,9 @@ def test_device_model_instances_follow_the_domain(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     q = dm.instance(dom)
     assert dm.instance(dom) is q and any("device model" in line for line in host.dmesg)
-    assert (tmp_path / "hda.img").exists() and (tmp_path / "hdb.img").exists()
+    # both disks are private images: the targets the config names are never created
+    assert [d.image.name for _i, d in q.ide.drives()] == ["private image of hda.img", "private image of hdb.img"]
+    assert not (tmp_path / "hda.img").exists() and not (tmp_path / "hdb.img").exists()
     host.destroy(dom)
     assert dom.domid not in dm.instances
 
@@ -753,8 +756,9 @@ def test_end_to_end_hvm_guest_writes_and_reads_a_sector(tmp_path):
     assert cpu.regs[8] == sum(0x4100 + i for i in range(256))      # read back what it wrote
     assert cpu.regs[9] & 0xFFFF == 0                                # data port with no transfer
     assert "disk ok\n" in dom.console_output
-    # the data landed in the image file, beside the config
-    data = (tmp_path / "disk.img").read_bytes()
+    # the data landed in the disk's private image; the target beside the config is never made
+    data = private_image_bytes(host, tmp_path / "disk.img")
+    assert not (tmp_path / "disk.img").exists()
     assert data[5 * 512:6 * 512] == b"".join((0x4100 + i).to_bytes(2, "little") for i in range(256))
     assert data[:5 * 512] == bytes(5 * 512)
     # the trace: IO_INSTRUCTION exits, each followed by an ioreq's three states
@@ -777,11 +781,15 @@ def test_end_to_end_hvm_guest_writes_and_reads_a_sector(tmp_path):
     assert host.domains[0].vcpus[0].run_cycles > 0                  # dom0 did QEMU's share
 
 
-def test_end_to_end_image_persists_across_guests(tmp_path):
-    run_guest(tmp_path, GUEST, "hvm")
-    digest = hashlib.sha256((tmp_path / "disk.img").read_bytes()).hexdigest()
+def test_end_to_end_every_run_starts_from_the_same_disk(tmp_path):
+    """A private image starts zero-filled on every host, whatever an earlier run wrote: replays
+    see the same disk."""
+    host, _ = run_guest(tmp_path, GUEST, "hvm")
+    written = private_image_bytes(host, tmp_path / "disk.img")
+    assert written != bytes(len(written))
     host, dom = run_guest(tmp_path, PROBE, "hvm")
-    assert hashlib.sha256((tmp_path / "disk.img").read_bytes()).hexdigest() == digest
+    data = private_image_bytes(host, tmp_path / "disk.img")
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(bytes(len(data))).hexdigest()
     assert dom.vcpus[0].cpu.regs[10] & 0xFF == 0x50                  # DRDY | DSC: the disk is there
 
 

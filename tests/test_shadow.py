@@ -130,7 +130,9 @@ def test_shadow_tables_live_in_xen_memory_and_map_only_guest_frames(shadow_run):
     sp: ShadowPaging = dom.extra["shadow"]
     guest = set(dom.p2m)
     assert sp.frames and not guest & set(sp.frames)
-    assert all(mfn < host.xen_reserved for mfn in sp.frames)
+    # Xen's frames, from the domain's own paging pool (hap/shadow allocation)
+    pool = dom.extra["paging_pool"]
+    assert all(host.mm.pv.pages[mfn].owner == 0x7FF2 and mfn in pool.frames for mfn in sp.frames)
     leaves = sp.leaves()
     assert leaves and all(mfn in guest for _, _, mfn in leaves)
     # Walk every table reachable from each vCPU's roots, too.

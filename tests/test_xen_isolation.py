@@ -167,11 +167,20 @@ def test_foreign_and_privileged_operations_are_refused(pair):
 
 
 def test_a_huge_count_ends_at_the_end_of_the_mapping(pair):
+    """Entries are read one at a time (pv/mm.c, common/multicall.c): valid ones are done, and the
+    first that cannot be read, past the end of the guest's mapping, ends the call with -EFAULT."""
     host, _, pv, hvm, _ = pair
     last = DIRECT_MAP + (pv.dom.mem_pages - 1) * 4096 + 4096 - 32      # two requests before unmapped memory
-    copy_to_guest(host, pv.vcpu, last, bytes(32))
-    for nr in ("mmu_update", "mmuext_op", "multicall"):
-        assert hypercall(host, pv.vcpu, nr, last, 0xFFFF_FFFF, 0, DOMID_SELF) == -14
+    own = pv.dom.p2m[pv.dom.mem_pages - 1]
+    copy_to_guest(host, pv.vcpu, last, struct.pack("<QQ", (own << 12) | 1, 7) * 2)
+    done = pv.buf(64)
+    assert hypercall(host, pv.vcpu, "mmu_update", last, 0x7FFF_FFFF, done, DOMID_SELF) == -14
+    assert pv.u64(done) == 2
+    copy_to_guest(host, pv.vcpu, last - 16, struct.pack("<I4xQQ", 6, 0, 0) * 2)  # MMUEXT_TLB_FLUSH_LOCAL
+    assert hypercall(host, pv.vcpu, "mmuext_op", last - 16, 0x7FFF_FFFF, done, DOMID_SELF) == -14
+    assert pv.u64(done) == 2
+    copy_to_guest(host, pv.vcpu, last - 16, bytes(48))              # an entry that runs off the end
+    assert hypercall(host, pv.vcpu, "multicall", last - 16, 0xFFFF_FFFF) == -14
     gpa = (hvm.dom.mem_pages << 12) - 64
     copy_to_guest(host, hvm.vcpu, gpa, bytes(64))
     assert hypercall(host, hvm.vcpu, "multicall", gpa, 0xFFFF_FFFF) == -14

@@ -147,8 +147,10 @@ def test_pause_unpause_destroy_shutdown(tmp_path):
     assert events(host, "hypercall", dom=0, name="domctl")[-1].data["args"][0] == "destroydomain"
     host.run()
     assert CHECKSUM_LINE in hvm.console_output
+    pool = len(hvm.extra["paging_pool"].frames)
     run_xl(xl, ["destroy", "hvm-guest"])
-    assert host.free_pages == free0 + (pv.mem_pages + hvm.mem_pages) + 2      # + both shared_info pages
+    # + both shared_info pages, + the HVM guest's paging pool (its EPT tables, paging_teardown())
+    assert host.free_pages == free0 + (pv.mem_pages + hvm.mem_pages) + 2 + pool
     assert host.mm.pv.check_invariants() == []
     with pytest.raises(UserError, match="Domain-0"):
         run_xl(xl, ["destroy", "Domain-0"])

@@ -12,6 +12,8 @@ notifies the same channel; the guest consumes it and advances ``in_cons``.
 
 from __future__ import annotations
 
+from .frames import HeldFrame
+
 IN_OFF, IN_SIZE = 0, 1024
 OUT_OFF, OUT_SIZE = 1024, 2048
 IN_CONS, IN_PROD, OUT_CONS, OUT_PROD = 3072, 3076, 3080, 3084
@@ -63,7 +65,7 @@ class ConsoleDaemon:
         self.host = host
         self.ports: dict[int, int] = {}        # dom0 port -> domid
         self.pending_input: dict[int, bytearray] = {}   # domid -> typed bytes not yet in in[]
-        self.pages: dict[int, object] = {}     # domid -> the ring page, held (lab.xen.frames)
+        self.pages: dict[int, HeldFrame] = {}  # domid -> the ring page, held
 
     def connect(self, dom) -> int:
         """Give ``dom`` a console channel; return the port for its start_info.

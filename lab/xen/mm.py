@@ -348,7 +348,7 @@ class PvMM:
 
     LOG_PREFIX = "(XEN) "
     #: Wiring and the per-call scratch state; everything else is saved by save_state.
-    NOT_STATE = frozenset({"mem", "log", "emit", "foreign_ok", "privileged", "iomem_permitted", "_domain_exists",
+    NOT_STATE = frozenset({"mem", "log", "emit", "grant_ok", "on_free", "_l1_slot", "privileged", "iomem_permitted", "_domain_exists",
                            "xen_l4_slots", "adjust_guest", "read_vcpumask", "on_action", "_saved_chunks",
                            "_saved_table"})
 
