@@ -30,6 +30,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .. import sources
+
 SECTOR_SIZE = 512
 #: Size of an image the lab creates: 8 MiB (16384 sectors).
 DEFAULT_SECTORS = 16384
@@ -120,6 +122,17 @@ class DiskImage:
         """An image that lives only as long as the object (tests, and a fallback)."""
         return cls(None, sectors, readonly)
 
+    @classmethod
+    def with_content(cls, sectors: int, data: bytes, readonly: bool = False) -> "DiskImage":
+        """An in-memory image holding ``data`` from sector 0 (zeros after it)."""
+        img = cls(None, sectors, readonly)
+        assert img._mem is not None
+        for lba in range(min(len(data) // SECTOR_SIZE, img.sectors)):
+            chunk = data[lba * SECTOR_SIZE:(lba + 1) * SECTOR_SIZE]
+            if chunk.strip(b"\0"):
+                img._mem[lba] = chunk
+        return img
+
     @property
     def size(self) -> int:
         return self.sectors * SECTOR_SIZE
@@ -190,6 +203,10 @@ def open_disk(target: str | None, *, config_file: str | os.PathLike | None = Non
         say("disk spec has no target: using an empty in-memory disk")
         return DiskImage.in_memory(readonly=readonly)
     path = resolve_target(target, config_file, base_dir)
+    start = sources.current().disk(path)
+    if start is not None:
+        # a replay, or a trip back in time: the disk as it was when the session began
+        return DiskImage.with_content(start.sectors or DEFAULT_SECTORS, start.data, readonly=readonly)
     if str(path) != target and Path(target).is_absolute():
         say(f"target {target} is not a regular file: the lab uses {path} instead")
     try:
