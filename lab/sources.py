@@ -2,11 +2,10 @@
 
 Every loader (scenarios, xl.cfg files, kernels and their includes, programs,
 firmware, the cost table, a disk's starting content) asks this module, not
-the filesystem. By default it is the filesystem; a recording installs a
-:class:`CapturingSource` that also hands every file read to the recording, and
-a replay or a trip back in time installs a :class:`ServedSource` that serves
-exactly the files the recording holds, so a recording replays on another
-computer with no files beside it.
+the filesystem. By default it is the filesystem; a recording is told of every
+file read (:func:`watch`), and a replay or a trip back in time installs a
+:class:`ServedSource` that serves exactly the files the recording holds, so a
+recording replays on another computer with no files beside it.
 
 Files are named by :func:`source_key`: relative to the lab when inside it
 (``machines/default.toml``), else the absolute path.
@@ -93,25 +92,6 @@ class DiskStart:
         return cls(sectors, data[:sectors * SECTOR_SIZE])
 
 
-class CapturingSource(FileSource):
-    """The filesystem, telling ``on_file(key, bytes)`` and ``on_disk(key, DiskStart)`` what was read."""
-
-    def __init__(self, on_file: Callable[[str, bytes], None],
-                 on_disk: Callable[[str, DiskStart], None] | None = None) -> None:
-        self.on_file = on_file
-        self.on_disk = on_disk
-
-    def read_bytes(self, path: str | os.PathLike) -> bytes:
-        data = super().read_bytes(path)
-        self.on_file(source_key(path), data)
-        return data
-
-    def disk(self, path: Path) -> DiskStart | None:
-        if self.on_disk is not None:
-            self.on_disk(source_key(path), DiskStart.of_file(path))
-        return None
-
-
 class ServedSource(FileSource):
     """Exactly the files (and disk contents) a recording holds; nothing else exists."""
 
@@ -136,7 +116,22 @@ class ServedSource(FileSource):
         return self.disks.get(source_key(path)) or DiskStart(0)
 
 
-_current: FileSource = FileSource()
+_FILESYSTEM = FileSource()
+_current: FileSource = _FILESYSTEM
+#: Told of every file (and disk) read from the filesystem: (on_file(key, bytes), on_disk(key, DiskStart)).
+_watchers: list[tuple[Callable[[str, bytes], None], Callable[[str, DiskStart], None] | None]] = []
+
+
+def watch(on_file: Callable[[str, bytes], None],
+          on_disk: Callable[[str, DiskStart], None] | None = None) -> Callable[[], None]:
+    """Be told of every file read from the filesystem from now on; returns a function that stops it."""
+    entry = (on_file, on_disk)
+    _watchers.append(entry)
+
+    def stop() -> None:
+        if entry in _watchers:
+            _watchers.remove(entry)
+    return stop
 
 
 def current() -> FileSource:
@@ -156,12 +151,29 @@ def using(source: FileSource) -> Iterator[FileSource]:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    return _current.read_bytes(path)
+    data = _current.read_bytes(path)
+    if _watchers and _current is _FILESYSTEM:
+        key = source_key(path)
+        for on_file, _ in list(_watchers):
+            on_file(key, data)
+    return data
+
+
+def disk(path: Path) -> DiskStart | None:
+    """The content a disk image must start with, or None to use the image file as it is."""
+    start = _current.disk(path)
+    if start is None and _current is _FILESYSTEM:
+        watchers = [on_disk for _, on_disk in _watchers if on_disk is not None]
+        if watchers:
+            key, first = source_key(path), DiskStart.of_file(path)
+            for on_disk in watchers:
+                on_disk(key, first)
+    return start
 
 
 def read_text(path: str | os.PathLike) -> str:
     """A text file (UTF-8); UnicodeDecodeError if it is not."""
-    return _current.read_bytes(path).decode("utf-8")
+    return read_bytes(path).decode("utf-8")
 
 
 def is_file(path: str | os.PathLike) -> bool:

@@ -203,7 +203,7 @@ def open_disk(target: str | None, *, config_file: str | os.PathLike | None = Non
         say("disk spec has no target: using an empty in-memory disk")
         return DiskImage.in_memory(readonly=readonly)
     path = resolve_target(target, config_file, base_dir)
-    start = sources.current().disk(path)
+    start = sources.disk(path)
     if start is not None:
         # a replay, or a trip back in time: the disk as it was when the session began
         return DiskImage.with_content(start.sectors or DEFAULT_SECTORS, start.data, readonly=readonly)

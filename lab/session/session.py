@@ -60,6 +60,22 @@ class Session:
         self._focus = 0
         #: Called with every :class:`Input` as it applies (recordings, lesson checks).
         self.input_listeners: list[Callable[[Input], None]] = []
+        #: While set, no run, step or until goes past this many instructions (time
+        #: travel re-executes an input only up to the point it is going to).
+        self.insn_cap: int | None = None
+        #: Set by lab.session.timetravel when the session can go back in time.
+        self.time_machine: Any = None
+        #: The live recording (lab.session.live.SessionRecorder), or None.
+        self.recorder: Any = None
+        machine.trace.listeners.append(self._watch)
+
+    def replace_machine(self, machine: Any) -> None:
+        """Drive another machine (time travel rebuilt the session's machine from its sources)."""
+        try:
+            self.machine.trace.listeners.remove(self._watch)
+        except ValueError:
+            pass
+        self.machine = machine
         machine.trace.listeners.append(self._watch)
 
     # -- inputs -------------------------------------------------------------
@@ -109,12 +125,20 @@ class Session:
             if hasattr(self.machine, "yield_now"):
                 self.machine.yield_now = True       # a Xen host: stop scheduling too
 
+    def _room(self, n: int) -> int:
+        """``n`` instructions, or fewer if the cap is nearer."""
+        if self.insn_cap is None:
+            return n
+        return max(0, min(n, self.insn_cap - self.clock()[0]))
+
     def step(self, n: int = 1) -> int:
         """Single-step ``n`` instructions (stopping early at a breakpoint); return how many ran."""
         self.break_hit = None
         done = 0
         m = self.machine
         while done < n and not m.stopped and self.break_hit is None:
+            if self.insn_cap is not None and self.clock()[0] >= self.insn_cap:
+                break
             m.step()
             done += 1
         return done
@@ -122,11 +146,16 @@ class Session:
     def run(self, n: int | None = None) -> Event | None:
         """Run ``n`` instructions (or until the machine stops); stop at a breakpoint."""
         self.break_hit = None
-        self.machine.run(n if n is not None else 1 << 62)
+        budget = self._room(n if n is not None else 1 << 62)
+        if budget > 0:
+            self.machine.run(budget)
         return self.break_hit
 
     def until(self, spec: EventSpec, limit: int = 50_000_000) -> Event | None:
         self.break_hit = None
+        limit = self._room(limit)
+        if limit <= 0:
+            return None
         return self.machine.run_until(spec.matches, max_insns=limit)
 
     # -- views -------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""A live session: built from its sources, able to go back in time, and recorded if asked.
+
+Every front end opens its session here, so the shell, ``xenlab exec``, the
+screen and a replay all get the same time travel and the same recordings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import sources
+from ..sources import DiskStart
+from .recording import RecordingWriter
+from .session import Input, Session
+from .timetravel import Origin, TimeMachine, build_spec
+
+
+class SessionRecorder:
+    """Writes a session's inputs, digests and markers to a recording as they happen."""
+
+    def __init__(self, session: Session, writer: RecordingWriter) -> None:
+        self.session = session
+        self.writer = writer
+        self.n = -1
+        writer.start(session.machine)
+        session.input_listeners.append(self._on_input)
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    @property
+    def active(self) -> bool:
+        return not self.writer.closed
+
+    def _on_input(self, inp: Input) -> None:
+        if self.writer.closed:
+            return
+        if self.n >= 0:
+            self.writer.digest(self.session.machine, "input", self.n)     # what input n left behind
+        self.n += 1
+        self.writer.input(self.n, inp.kind, inp.text, inp.insns, inp.cycles)
+        words = inp.text.split()
+        if inp.kind == "command" and len(words) == 2 and words[0] == "mark":
+            self.writer.mark(words[1], inp.insns, self.n)
+        elif inp.kind == "lesson":
+            self.writer.mark(f"lesson:{inp.text}", inp.insns, self.n)
+
+    def finish(self) -> None:
+        """The end line (with the last digest); the file is complete."""
+        if not self.writer.closed:
+            self.writer.end(self.session.machine, self.n)
+        if self.session.recorder is self:
+            self.session.recorder = None
+
+
+def open_session(targets: list[str], program: str | None = None, arg: int = 0, costs: str | None = None,
+                 record: str | Path | None = None, quiet_warnings: list[str] | None = None) -> Session:
+    """Build the machine the targets name, as a session that can travel in time (and record)."""
+    from .headless import build_target
+    build = build_spec(targets, program, arg, costs)
+    origin = Origin(build)
+    writer = None
+    if record is not None:
+        kind_guess = "native" if all(str(t).endswith(".s") for t in targets) else "xen"
+        writer = RecordingWriter(record, build, kind_guess)
+
+    def on_file(key: str, data: bytes) -> None:
+        origin.add_file(key, data)
+        if writer is not None and not writer.closed:
+            writer.add_file(key, data)
+
+    def on_disk(key: str, start: DiskStart) -> None:
+        origin.add_disk(key, start)
+        if writer is not None and not writer.closed:
+            writer.add_disk(key, start)
+
+    # Files read later (xl create of a new config) belong to this session too.
+    stop = sources.watch(on_file, on_disk)
+    try:
+        kind, machine, _xl, warnings = build_target([str(t) for t in targets], program, arg, costs)
+    except BaseException:
+        stop()
+        if writer is not None:
+            writer.close()
+            Path(writer.path).unlink(missing_ok=True)
+        raise
+    if quiet_warnings is not None:
+        quiet_warnings.extend(warnings)
+    session = Session(machine)
+    session.stop_watching = stop
+    TimeMachine(session, origin)
+    session.recorder = None
+    if writer is not None:
+        writer.kind = kind
+        session.recorder = SessionRecorder(session, writer)
+    return session
+
+
+def start_recording(session: Session, path: str | Path) -> SessionRecorder:
+    """Record the session into a new file: from its start (the inputs of its timeline up to
+    here, without digests, which would mean running it all again), then on as it goes."""
+    tm: TimeMachine = session.time_machine
+    stop_recording(session)
+    kind = "xen" if isinstance(getattr(session.machine, "domains", None), dict) else "native"
+    writer = RecordingWriter(path, tm.origin.build, kind)
+    for key, data in tm.origin.files.items():
+        writer.add_file(key, data)
+    for key, start in tm.origin.disks.items():
+        writer.add_disk(key, start)
+    writer.start(None)
+    i, cap = tm.position
+    n = -1
+    for st in tm.steps[:i + (1 if cap is not None else 0)]:
+        n += 1
+        writer.input(n, st.input.kind, st.input.text, st.input.insns, st.input.cycles)
+    if cap is not None:
+        n += 1           # the session is inside that input: say where, as the learner would
+        writer.input(n, "command", f"seek {cap}", *session.clock())
+    rec = SessionRecorder.__new__(SessionRecorder)
+    rec.session, rec.writer, rec.n = session, writer, n
+    session.input_listeners.append(rec._on_input)
+    session.recorder = rec
+    return rec
+
+
+def stop_recording(session: Session) -> Any:
+    rec = getattr(session, "recorder", None)
+    if rec is not None:
+        rec.finish()
+    session.recorder = None
+    return rec
