@@ -55,7 +55,7 @@ class FileSource:
     def exists(self, path: str | os.PathLike) -> bool:
         return os.path.exists(path)
 
-    def disk(self, path: Path) -> "DiskStart | None":
+    def disk(self, path: Path, key: str) -> "DiskStart | None":
         """A disk image's starting content when it must not come from the file (None: use the file)."""
         return None
 
@@ -111,9 +111,9 @@ class ServedSource(FileSource):
     def exists(self, path: str | os.PathLike) -> bool:
         return self.is_file(path)
 
-    def disk(self, path: Path) -> DiskStart:
+    def disk(self, path: Path, key: str) -> DiskStart:
         # A disk the recording does not name started empty (it was created on first use).
-        return self.disks.get(source_key(path)) or DiskStart(0)
+        return self.disks.get(key) or DiskStart(0)
 
 
 _FILESYSTEM = FileSource()
@@ -159,13 +159,17 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-def disk(path: Path) -> DiskStart | None:
-    """The content a disk image must start with, or None to use the image file as it is."""
-    start = _current.disk(path)
+def disk(path: Path, key: str | None = None) -> DiskStart | None:
+    """The content a disk image must start with, or None to use the image file as it is.
+
+    ``key`` names the disk in a recording (default: :func:`source_key`); images in
+    the lab's data directory are named relative to it, so they match on any computer."""
+    key = key or source_key(path)
+    start = _current.disk(path, key)
     if start is None and _current is _FILESYSTEM:
         watchers = [on_disk for _, on_disk in _watchers if on_disk is not None]
         if watchers:
-            key, first = source_key(path), DiskStart.of_file(path)
+            first = DiskStart.of_file(path)
             for on_disk in watchers:
                 on_disk(key, first)
     return start

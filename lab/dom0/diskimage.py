@@ -77,6 +77,15 @@ def resolve_target(target: str, config_file: str | os.PathLike | None = None,
     return store / t
 
 
+def _disk_key(path: Path, base_dir: Path | None) -> str | None:
+    """A disk's name in a recording: ``data:NAME`` inside the lab's data directory, else its path."""
+    store = base_dir if base_dir is not None else data_dir()
+    try:
+        return "data:" + path.resolve().relative_to(store.resolve()).as_posix()
+    except (ValueError, OSError):
+        return None
+
+
 def _ships_with_lab(cfg: Path) -> bool:
     from ..paths import MACHINES
     try:
@@ -203,7 +212,7 @@ def open_disk(target: str | None, *, config_file: str | os.PathLike | None = Non
         say("disk spec has no target: using an empty in-memory disk")
         return DiskImage.in_memory(readonly=readonly)
     path = resolve_target(target, config_file, base_dir)
-    start = sources.disk(path)
+    start = sources.disk(path, _disk_key(path, base_dir))
     if start is not None:
         # a replay, or a trip back in time: the disk as it was when the session began
         return DiskImage.with_content(start.sectors or DEFAULT_SECTORS, start.data, readonly=readonly)

@@ -27,6 +27,8 @@ FORMAT = "xenlab-recording"
 VERSION = 1
 #: A digest line every this many instructions inside a long run (besides one after every input).
 DIGEST_EVERY = 1_000_000
+#: Files up to this size are inline as text; larger ones (kernels) compressed, to keep recordings small.
+INLINE_TEXT_LIMIT = 2048
 
 
 # ------------------------------------------------------------------ fingerprints
@@ -60,11 +62,13 @@ def any_nonzero(frame: bytearray) -> bool:
 
 
 def encode_file(data: bytes) -> Any:
-    """A source file inline: its text, or ``{"zlib": base64}`` when it is not UTF-8."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"zlib": base64.b64encode(zlib.compress(data, 9)).decode("ascii")}
+    """A source file inline: its text, or ``{"zlib": base64}`` when it is large or not UTF-8."""
+    if len(data) <= INLINE_TEXT_LIMIT:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"zlib": base64.b64encode(zlib.compress(data, 9)).decode("ascii")}
 
 
 def decode_file(value: Any) -> bytes:
