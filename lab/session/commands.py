@@ -66,7 +66,10 @@ def execute(session: Session, line: str) -> str:
         hint = f" (did you mean {', '.join(sorted(close))}?)" if close else " (try 'help')"
         raise UserError(f"unknown command '{name}'{hint}")
     session.note_input("command", line.strip())
-    return cmd.run(session, args)
+    try:
+        return cmd.run(session, args)
+    finally:
+        session.input_applied()
 
 
 def _where(session: Session) -> str:

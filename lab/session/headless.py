@@ -104,6 +104,7 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
             if until is not None:
                 session.note_input("command", f"until {until}")      # what the until command does
                 ev = session.until(until)
+                session.input_applied()
                 hit = ev.to_dict() if ev is not None else None
             else:
                 execute(session, f"run {limit}")

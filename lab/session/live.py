@@ -25,6 +25,7 @@ class SessionRecorder:
         self.n = -1
         writer.start(session.machine)
         session.input_listeners.append(self._on_input)
+        session.applied_listeners.append(self._on_applied)
 
     @property
     def path(self) -> Path:
@@ -34,11 +35,13 @@ class SessionRecorder:
     def active(self) -> bool:
         return not self.writer.closed
 
+    def _on_applied(self) -> None:
+        if not self.writer.closed and self.n >= 0:
+            self.writer.digest(self.session.machine, "input", self.n)     # what input n left behind
+
     def _on_input(self, inp: Input) -> None:
         if self.writer.closed:
             return
-        if self.n >= 0:
-            self.writer.digest(self.session.machine, "input", self.n)     # what input n left behind
         self.n += 1
         self.writer.input(self.n, inp.kind, inp.text, inp.insns, inp.cycles)
         words = inp.text.split()
@@ -50,7 +53,12 @@ class SessionRecorder:
     def finish(self) -> None:
         """The end line (with the last digest); the file is complete."""
         if not self.writer.closed:
+            self.session._catch_up()        # a run the screen made since the last input
             self.writer.end(self.session.machine, self.n)
+        for listeners, fn in ((self.session.input_listeners, self._on_input),
+                              (self.session.applied_listeners, self._on_applied)):
+            if fn in listeners:
+                listeners.remove(fn)
         if self.session.recorder is self:
             self.session.recorder = None
 
@@ -121,6 +129,9 @@ def start_recording(session: Session, path: str | Path) -> SessionRecorder:
     rec = SessionRecorder.__new__(SessionRecorder)
     rec.session, rec.writer, rec.n = session, writer, n
     session.input_listeners.append(rec._on_input)
+    session.applied_listeners.append(rec._on_applied)
+    if n >= 0:
+        writer.digest(session.machine, "input", n)
     session.recorder = rec
     return rec
 

@@ -112,8 +112,10 @@ def apply_line(session: Session, ln: Line) -> None:
     elif kind == "run":
         session.note_input("run", text)
         run_to(session, text)
+        session.input_applied()
     else:
         session.note_input(kind, text)     # lesson steps and the like: no effect on the machine
+        session.input_applied()
 
 
 def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_divergence: bool = True,

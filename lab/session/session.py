@@ -50,6 +50,9 @@ class Input:
     text: str
     insns: int
     cycles: int
+    #: True for an input noted after it took effect: the screen ran the machine
+    #: outside the command language (``run`` with text ``INSNS``: up to that count).
+    applied: bool = False
 
 
 class Session:
@@ -60,6 +63,10 @@ class Session:
         self._focus = 0
         #: Called with every :class:`Input` as it applies (recordings, lesson checks).
         self.input_listeners: list[Callable[[Input], None]] = []
+        #: Called after each input has taken effect (recordings digest the state then).
+        self.applied_listeners: list[Callable[[], None]] = []
+        self._applied_clock: tuple[int, int] | None = None
+        self._applying = False      # between an input being noted and it having taken effect
         #: While set, no run, step or until goes past this many instructions (time
         #: travel re-executes an input only up to the point it is going to).
         self.insn_cap: int | None = None
@@ -91,11 +98,33 @@ class Session:
 
     def note_input(self, kind: str, text: str) -> Input:
         """Stamp an input with the time it applies and tell every listener."""
+        self._catch_up()
         insns, cycles = self.clock()
         inp = Input(kind, text, insns, cycles)
+        self._applying = True
         for listener in list(self.input_listeners):
             listener(inp)
         return inp
+
+    def input_applied(self) -> None:
+        """The last input has taken effect."""
+        self._applying = False
+        self._applied_clock = self.clock()
+        for fn in list(self.applied_listeners):
+            fn()
+
+    def _catch_up(self) -> None:
+        """If the machine ran since the last input without one (the screen's run key), note
+        that run now, as an input that has already taken effect."""
+        if self._applied_clock is None or not self.input_listeners or self._applying:
+            return
+        now = self.clock()
+        if now[0] == self._applied_clock[0]:
+            return
+        inp = Input("run", str(now[0]), *self._applied_clock, applied=True)
+        for listener in list(self.input_listeners):
+            listener(inp)
+        self.input_applied()
 
     # -- focus ------------------------------------------------------------
     def vcpus(self) -> list[VcpuRef]:

@@ -100,6 +100,8 @@ class Step:
     seq_start: int
     seq_end: int
     cap: int | None = None
+    #: Set once the input has taken effect (its end is known).
+    closed: bool = False
 
 
 def changes_machine(inp: Input) -> bool:
@@ -112,8 +114,8 @@ def changes_machine(inp: Input) -> bool:
 def apply_input(session: Session, kind: str, text: str) -> None:
     """Re-execute one input quietly (no listeners told, its answer dropped)."""
     from .commands import execute
-    listeners = session.input_listeners
-    session.input_listeners = []
+    listeners, applied = session.input_listeners, session.applied_listeners
+    session.input_listeners, session.applied_listeners = [], []
     try:
         if kind == "command":
             try:
@@ -123,7 +125,8 @@ def apply_input(session: Session, kind: str, text: str) -> None:
         elif kind == "run":
             run_to(session, text)
     finally:
-        session.input_listeners = listeners
+        session.input_listeners, session.applied_listeners = listeners, applied
+        session._applying = True        # the input being travelled from has not finished yet
 
 
 def run_to(session: Session, text: str) -> None:
@@ -166,6 +169,7 @@ class TimeMachine:
         self.reexecuted = 0
         session.time_machine = self
         session.input_listeners.append(self._on_input)
+        session.applied_listeners.append(self._close_last)
 
     # -- the live edge -------------------------------------------------------------
     @property
@@ -179,16 +183,22 @@ class TimeMachine:
         if not self.live:
             self._cut_future()
         m = self.session.machine
-        self._save((len(self.steps), inp.insns))
-        self.steps.append(Step(inp, inp.insns, inp.insns, m.trace.seq, m.trace.seq))
+        if inp.applied:
+            # a run the screen made outside the command language: it has already happened
+            seq = self.steps[-1].seq_end if self.steps else 0
+            self.steps.append(Step(inp, inp.insns, self.now(), seq, m.trace.seq, closed=True))
+        else:
+            self._save((len(self.steps), inp.insns))
+            self.steps.append(Step(inp, inp.insns, inp.insns, m.trace.seq, m.trace.seq))
         self.position = (len(self.steps), None)
 
     def _close_last(self) -> None:
         """The last input has finished: note where it ended."""
-        if self.steps and self.live:
+        if self.steps and self.live and not self.steps[-1].closed:
             last = self.steps[-1]
             last.end = self.session.clock()[0]
             last.seq_end = self.session.machine.trace.seq
+            last.closed = True
 
     def _cut_future(self) -> None:
         i, cap = self.position
@@ -196,6 +206,7 @@ class TimeMachine:
         if cap is not None:
             st = self.steps[i]
             st.cap, st.end, st.seq_end = cap, self.session.clock()[0], self.session.machine.trace.seq
+            st.closed = True
         self._saved = {k: v for k, v in self._saved.items() if k[0] <= i}
         self.markers = {k: v for k, v in self.markers.items() if v[0] < len(self.steps) or
                         (v[0] == len(self.steps) and v[1] is None)}
@@ -207,6 +218,7 @@ class TimeMachine:
 
     def extent(self) -> int:
         """The instruction count at the end of the timeline."""
+        self.session._catch_up()
         self._close_last()
         return self.steps[-1].end if self.steps else (self.now() if self.live else 0)
 
