@@ -163,7 +163,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(rec.warning, file=sys.stderr)
     headless = args.verify or args.to or args.trace or args.export_cast
     if not headless:
-        from .tui.app import make_replay_app     # Textual only loads for the screen
+        from .tui.replay_app import make_replay_app     # Textual only loads for the screen
         make_replay_app(rec).run()
         return 0
     result = replay(rec, verify=args.verify)
@@ -193,8 +193,20 @@ def cmd_open(args: argparse.Namespace) -> int:
         if p.suffix not in (".s", ".toml", ".cfg"):
             raise UserError(f"{display(p)}: expected a kernel source (.s), a scenario (.toml) or an xl.cfg file")
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
-    make_app(target).run()
+    record = None if getattr(args, "no_record", False) else default_recording_path()
+    make_app(target, record=record).run()
+    if record is not None and record.exists():
+        from .paths import display
+        print(f"this session is recorded in {display(record)} (xenlab replay FILE plays it)", file=sys.stderr)
     return 0
+
+
+def default_recording_path() -> Path:
+    """Where the screen records a session unless told not to: the lab's data directory."""
+    import time
+    from .dom0.diskimage import data_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")      # a file name only; the machine never sees the clock
+    return data_dir() / "recordings" / f"session-{stamp}-{os.getpid()}.jsonl"
 
 
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = []
@@ -224,6 +236,8 @@ def _setup_open(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", default=None,
                    help="a kernel source (.s) to boot on the bare machine, or a scenario (.toml) of a Xen "
                         "host and its domains (default: the native kernel on the bare machine)")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record the session (by default it is, in the lab's data directory)")
 
 
 def _setup_xl(p: argparse.ArgumentParser) -> None:

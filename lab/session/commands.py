@@ -356,13 +356,21 @@ def _back(session: Session, args: list[str]) -> str:
     return _landed(session, f"back {here - tm.now():,}")
 
 
-@command("seek", "seek INSN | #EVENT | MARKER", "go to any point of the session: an instruction count, "
-         "just after an event, or a marker")
+@command("seek", "seek INSN | #EVENT | MARKER | end | +input | -input | +mark | -mark",
+         "go to any point of the session: an instruction count, just after an event, a marker, "
+         "the end, the next or previous input or marker")
 def _seek(session: Session, args: list[str]) -> str:
     tm = _time_machine(session)
     if len(args) != 1:
-        raise UserError("usage: seek INSN | #EVENT | MARKER (e.g. seek 1000, seek #42, seek boot)")
+        raise UserError("usage: seek INSN | #EVENT | MARKER | end | +input | -input | +mark | -mark "
+                        "(e.g. seek 1000, seek #42, seek boot)")
     arg = args[0]
+    if arg in ("+input", "-input"):
+        tm.move_input(1 if arg[0] == "+" else -1)
+        return _landed(session, f"input {tm.position[0]}")
+    if arg in ("+mark", "-mark"):
+        name = tm.move_marker(1 if arg[0] == "+" else -1)
+        return _landed(session, f"at marker '{name}'")
     if arg.startswith("#"):
         tm.seek_event(_number(arg[1:], "the event number"))
         return _landed(session, f"after event {arg}")

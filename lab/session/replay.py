@@ -115,7 +115,6 @@ def apply_line(session: Session, ln: Line) -> None:
         session.input_applied()
     else:
         session.note_input(kind, text)     # lesson steps and the like: no effect on the machine
-        session.input_applied()
 
 
 def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_divergence: bool = True,

@@ -75,6 +75,7 @@ class Session:
         #: The live recording (lab.session.live.SessionRecorder), or None.
         self.recorder: Any = None
         machine.trace.listeners.append(self._watch)
+        self._applied_clock = self.clock()      # the machine as built: nothing ran yet
 
     def replace_machine(self, machine: Any) -> None:
         """Drive another machine (time travel rebuilt the session's machine from its sources)."""
@@ -104,6 +105,8 @@ class Session:
         self._applying = True
         for listener in list(self.input_listeners):
             listener(inp)
+        if kind not in ("command", "run"):
+            self.input_applied()        # a lesson's action and the like: nothing to wait for
         return inp
 
     def input_applied(self) -> None:
@@ -113,7 +116,12 @@ class Session:
         for fn in list(self.applied_listeners):
             fn()
 
-    def _catch_up(self) -> None:
+    def note_run(self, chunk: int | None = None) -> None:
+        """The screen ran the machine outside the command language, up to here: note it as an
+        input (``run`` to this instruction count, in runs of ``chunk`` when it ran that way)."""
+        self._catch_up(chunk)
+
+    def _catch_up(self, chunk: int | None = None) -> None:
         """If the machine ran since the last input without one (the screen's run key), note
         that run now, as an input that has already taken effect."""
         if self._applied_clock is None or not self.input_listeners or self._applying:
@@ -121,7 +129,8 @@ class Session:
         now = self.clock()
         if now[0] == self._applied_clock[0]:
             return
-        inp = Input("run", str(now[0]), *self._applied_clock, applied=True)
+        text = str(now[0]) if chunk is None else f"{now[0]} by {chunk}"
+        inp = Input("run", text, *self._applied_clock, applied=True)
         for listener in list(self.input_listeners):
             listener(inp)
         self.input_applied()

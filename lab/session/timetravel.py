@@ -161,6 +161,8 @@ class TimeMachine:
         self.markers: dict[str, tuple[int, int | None, int]] = {}
         #: Told the new machine whenever travel had to build one (front ends re-attach listeners).
         self.on_replace: list[Callable[[Any], None]] = []
+        #: Called after every trip: what the front ends showed of the trace is now another time's.
+        self.on_travel: list[Callable[[], None]] = []
         self.can_snapshot = callable(getattr(session.machine, "snapshot", None)) and \
             callable(getattr(session.machine, "restore", None))
         #: Whether runs on this machine can be cut and continued exactly (the bare machine's can).
@@ -323,6 +325,10 @@ class TimeMachine:
         else:
             self._rebuild()
         self._forward(i, cap)
+        # The machine is where travel put it, not where a run of the screen's took it.
+        self.session._applied_clock = self.session.clock()
+        for fn in list(self.on_travel):
+            fn()
 
     def _start_of(self, i: int) -> int:
         if i < len(self.steps):
@@ -390,6 +396,37 @@ class TimeMachine:
         if n > 0:
             self.session.run(n)
 
+    def move_input(self, delta: int) -> None:
+        """To the start of the next (+1) or previous (-1) input; the end after the last."""
+        self._close_last()
+        i, cap = self.position
+        if delta > 0:
+            if i >= len(self.steps):
+                raise UserError("already at the end of the session")
+            self.goto(i + 1, None)
+        else:
+            if cap is None and i == 0:
+                raise UserError("already at the start of the session")
+            self.goto(i if cap is not None else i - 1, None)
+
+    def move_marker(self, delta: int) -> str:
+        """To the next (+1) or previous (-1) marker; its name."""
+        here = self._key(*self.position)
+        ordered = sorted(self.markers.items(), key=lambda kv: (self._key(kv[1][0], kv[1][1]), kv[0]))
+        if delta > 0:
+            nxt = [kv for kv in ordered if self._key(kv[1][0], kv[1][1]) > here]
+            pick = nxt[0] if nxt else None
+        else:
+            prev = [kv for kv in ordered if self._key(kv[1][0], kv[1][1]) < here]
+            pick = prev[-1] if prev else None
+        if pick is None:
+            raise UserError(f"no {'later' if delta > 0 else 'earlier'} marker")
+        self.goto(pick[1][0], pick[1][1])
+        return pick[0]
+
+    def _key(self, i: int, cap: int | None) -> tuple[int, int]:
+        return (i, cap if cap is not None else self._start_of(i))
+
     # -- saved states ----------------------------------------------------------------
     def _save(self, key: tuple[int, int], within: bool = False) -> None:
         if not self.can_snapshot or key in self._saved:
@@ -397,7 +434,10 @@ class TimeMachine:
         if within and not self.splits_exactly:
             return
         s = self.session
-        self._saved[key] = (s.machine.snapshot(), (list(s.breakpoints), s._focus))
+        snap = s.machine.snapshot()
+        if self._saved:
+            _share_unchanged(snap, self._saved[max(self._saved)][0])
+        self._saved[key] = (snap, (list(s.breakpoints), s._focus))
         if len(self._saved) > MAX_SAVED:
             keys = sorted(self._saved)
             for k in keys[1:-1:2]:            # every other one, keeping the first and the newest
@@ -434,27 +474,67 @@ class TimeMachine:
     # -- figures ---------------------------------------------------------------------
     def saved_bytes(self) -> int:
         """About how much memory the saved states hold."""
-        total = 0
-        for snap, _ in self._saved.values():
-            total += _size(snap)
-        return total
+        seen: set[int] = set()
+        return sum(_size(snap, 0, seen) for snap, _ in self._saved.values())
 
 
-def _size(obj: Any, depth: int = 0) -> int:
+def _share_unchanged(snap: Any, before: Any) -> None:
+    """Let a new snapshot hold the very bytes of an older one wherever a page is unchanged:
+    a few pages change between two saved states, so each costs only what changed."""
+    if not isinstance(snap, dict) or not isinstance(before, dict):
+        return
+    for key, value in snap.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            for k, v in value.items():
+                if isinstance(v, bytes):
+                    o = old.get(k)
+                    if o is not None and o is not v and o == v:
+                        value[k] = o
+                elif isinstance(v, dict):
+                    _share_unchanged({k: v}, {k: old.get(k)})
+
+
+def _size(obj: Any, depth: int = 0, seen: set[int] | None = None) -> int:
+    seen = set() if seen is None else seen
     if isinstance(obj, (bytes, bytearray)):
+        if id(obj) in seen:
+            return 0                    # shared with another saved state
+        seen.add(id(obj))
         return len(obj)
     if depth > 6:
         return 0
     if isinstance(obj, dict):
-        return sum(_size(v, depth + 1) for v in obj.values()) + 64 * len(obj)
+        return sum(_size(v, depth + 1, seen) for v in obj.values()) + 64 * len(obj)
     if isinstance(obj, (list, tuple)):
-        return sum(_size(v, depth + 1) for v in obj) + 8 * len(obj)
+        return sum(_size(v, depth + 1, seen) for v in obj) + 8 * len(obj)
     return 32
+
+
+@dataclass(frozen=True)
+class TimelineView:
+    """What a timeline shows: where the session is, how far it goes, its inputs and markers."""
+    now: int
+    extent: int
+    inputs: tuple[int, ...]
+    markers: tuple[tuple[str, int], ...]
+    input_index: int
+    live: bool
+
+
+def timeline_view(tm: TimeMachine) -> TimelineView:
+    steps = list(tm.steps)
+    i, _cap = tm.position
+    end = max([st.end for st in steps] + [tm.now()])
+    return TimelineView(tm.now(), end, tuple(st.start for st in steps),
+                        tuple(sorted(((name, ins) for name, (_, _, ins) in tm.markers.items()),
+                                     key=lambda m: (m[1], m[0]))),
+                        min(i, len(steps)), tm.position == (len(steps), None))
 
 
 def attach(session: Session, origin: Origin) -> TimeMachine:
     return TimeMachine(session, origin)
 
 
-__all__ = ["Origin", "TimeMachine", "Step", "apply_input", "build_spec", "attach", "changes_machine",
-           "run_to"]
+__all__ = ["Origin", "TimeMachine", "Step", "TimelineView", "apply_input", "build_spec", "attach",
+           "changes_machine", "run_to", "timeline_view"]

@@ -75,6 +75,9 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
+    rec = getattr(runner.session, "recorder", None)
+    if rec is not None and rec.active:
+        parts += [sep, ("● rec", "$text-error bold")]
     seen = runner.stats.events_seen
     parts += [sep, ("ev " if compact else "events ", "$text-muted"), f"{seen:,}"]
     dropped = seen - shown - len(runner.events)
@@ -124,6 +127,10 @@ class XenLab(App[None]):
                 tooltip="Open the help screen (when not typing a command)"),
         Binding("ctrl+right_square_bracket", "leave_console", "Leave console", id="leave_console",
                 tooltip="Stop typing into the guest's console (as xl console's ctrl+])", priority=True),
+        Binding("ctrl+b", "back", "Back", show=False, id="back",
+                tooltip="Go back one instruction (the whole machine, as it was)"),
+        Binding("ctrl+r", "toggle_record", "Record", show=False, id="toggle_record",
+                tooltip="Stop recording the session, or record it (from its start) in the lab's data directory"),
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
@@ -145,6 +152,7 @@ class XenLab(App[None]):
         #: The domain whose console the command line types into (``console DOM``), or None.
         self.console_dom: str | None = None
         self._status_waited = 0
+        self._history = 0
         self._host_key: tuple = ()
         #: What the command output shows, as (kind, text): the pane's plain record.
         self.transcript: deque[tuple[str, str]] = deque(maxlen=2000)
@@ -169,6 +177,20 @@ class XenLab(App[None]):
         if self._pump_timer is not None:
             self._pump_timer.stop()
         self.runner.close()
+        if self.runner.session is not None:
+            from ..session.live import stop_recording
+            stop_recording(self.runner.session)      # the end line: the recording is complete
+
+    def action_back(self) -> None:
+        self.runner.command("back 1")
+
+    def action_toggle_record(self) -> None:
+        rec = getattr(self.runner.session, "recorder", None)
+        if rec is not None and rec.active:
+            self.runner.command("record off")
+        else:
+            from ..cli import default_recording_path
+            self.runner.command(f"record on {shlex.quote(str(default_recording_path()))}")
 
     def _on_tick(self) -> None:
         if self._exit or not self.screen_stack or not self.main.is_mounted:
@@ -198,6 +220,12 @@ class XenLab(App[None]):
         """Move what the sim thread produced onto the screen (one batch per tick)."""
         self.ticks += 1
         r = self.runner
+        if r.history != self._history:
+            # time travel: the logs showed another time; they start again from its trace
+            self._history = r.history
+            self.main.query_one(CallsPane).list.clear()
+            self.main.query_one(DevicePane).list.clear()
+            self.events_shown = 0
         batch = r.drain_events(r.events.maxlen or 10_000)
         self.events_shown += len(batch)
         replies = r.drain_replies()
@@ -528,14 +556,13 @@ class XenLab(App[None]):
         self.theme = LIGHT if self.current_theme.dark else DARK
 
 
-def build_session(target: str | None = None) -> Any:
+def build_session(target: str | None = None, record: str | Path | None = None) -> Any:
     """The session for ``target``: a kernel source (.s) on the bare machine, a scenario
-    (.toml), or an xl.cfg file; the default scenario (dom0, a PV and an HVM guest) if none."""
-    from ..session.headless import build_target
+    (.toml), or an xl.cfg file; the default scenario (dom0, a PV and an HVM guest) if none.
+    It can go back in time, and records to ``record`` when given."""
+    from ..session.live import open_session
     from ..session.scenario import DEFAULT_SCENARIO
-    from ..session.session import Session
-    _kind, machine, _xl, _warnings = build_target([str(target) if target is not None else str(DEFAULT_SCENARIO)])
-    return Session(machine)
+    return open_session([str(target) if target is not None else str(DEFAULT_SCENARIO)], record=record)
 
 
 def describe_target(target: str | None) -> str:
@@ -547,7 +574,8 @@ def describe_target(target: str | None) -> str:
 
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
-             speed: int | None = None, tick: float = TICK, max_rows: int = 2000) -> XenLab:
+             speed: int | None = None, tick: float = TICK, max_rows: int = 2000,
+             record: str | Path | None = None, subtitle: str | None = None) -> XenLab:
     """Build (not run) the lab app on ``session``, or on a machine built from ``target``.
 
     The machine is built on the simulation thread, so the screen appears at
@@ -559,5 +587,6 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
     if session is not None:
         runner = Runner(session, **kwargs)
     else:
-        runner = Runner(factory=lambda: build_session(target), **kwargs)
-    return XenLab(runner, theme=theme, subtitle=describe_target(target), tick=tick, max_rows=max_rows)
+        runner = Runner(factory=lambda: build_session(target, record), **kwargs)
+    return XenLab(runner, theme=theme, subtitle=subtitle or describe_target(target), tick=tick,
+                  max_rows=max_rows)

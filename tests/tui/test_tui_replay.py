@@ -1,0 +1,131 @@
+"""The replay screen: a recording on screen, its timeline and the keys that move along it;
+and the live screen's recording."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.paths import KERNELS
+from lab.session.commands import execute
+from lab.session.live import open_session, stop_recording
+from lab.session.recording import load_recording
+from lab.session.replay import replay
+from lab.tui.replay_app import make_replay_app
+from lab.tui.widgets.timeline import Timeline
+from tui_support import THEME, command, lab, output_text, settle
+
+SCRIPT = ["run 3000", "mark boot", "step 4", "run 2000", "mark later", "run 1000"]
+
+
+def _recording(tmp_path: Path) -> Path:
+    path = tmp_path / "demo.jsonl"
+    session = open_session([str(KERNELS / "native.s")], record=path)
+    for line in SCRIPT:
+        execute(session, line)
+    stop_recording(session)
+    session.stop_watching()
+    return path
+
+
+def _app(tmp_path: Path):
+    return make_replay_app(load_recording(_recording(tmp_path)), theme=THEME)
+
+
+def test_timeline_keys_move_the_machine(tmp_path):
+    async def go():
+        app = _app(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settle(pilot, app)
+            tm = app.runner.session.time_machine
+            assert tm.now() == 0
+            await pilot.press("ctrl+down")                 # next marker
+            await settle(pilot, app)
+            assert tm.now() == 3000
+            await pilot.press("ctrl+down")
+            await settle(pilot, app)
+            assert tm.now() == 5004
+            await pilot.press("ctrl+left")                 # one instruction back
+            await settle(pilot, app)
+            assert tm.now() == 5003
+            await pilot.press("ctrl+right")
+            await settle(pilot, app)
+            assert tm.now() == 5004
+            await pilot.press("ctrl+up")                   # previous marker
+            await settle(pilot, app)
+            assert tm.now() == 3000
+            assert tm.position == (1, None)                # before "step 4"
+            await pilot.press("shift+right")               # next input: after "step 4"
+            await settle(pilot, app)
+            assert tm.position == (2, None) and tm.now() == 3004
+            await pilot.press("shift+left")
+            await settle(pilot, app)
+            assert tm.position == (1, None)
+            app.update_timeline()
+            timeline = app.main.query_one(Timeline)
+            assert timeline.view is not None and timeline.view.now == tm.now()
+            assert "markers: boot  later" in timeline._shown.plain
+            bar = timeline._shown.plain.splitlines()[0]
+            assert bar.count("▼") == 1 and bar.count("●") == 1      # 'boot' lies under the machine
+            assert bar.index("●") < bar.index("▼")
+            # the whole replay plays to the end
+            await pilot.press("f10")
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if not app.playing:
+                    break
+            await settle(pilot, app)
+            assert tm.live and tm.now() == 6004
+    asyncio.run(go())
+
+
+def test_branch_from_a_past_point(tmp_path):
+    async def go():
+        app = _app(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settle(pilot, app)
+            await command(pilot, app, "seek boot")
+            await command(pilot, app, "step 1")           # takes over: the future is gone
+            tm = app.runner.session.time_machine
+            assert tm.live and tm.now() == 3001 and tm.extent() == 3001
+            assert "stepped 1" in output_text(app)
+    asyncio.run(go())
+
+
+def test_live_screen_records_and_back_key(tmp_path):
+    async def go():
+        path = tmp_path / "live.jsonl"
+        async with lab(size=(100, 30), record=path) as (app, pilot):
+            await command(pilot, app, "run 2500")
+            await pilot.press("ctrl+b")                    # back one instruction
+            await settle(pilot, app)
+            assert app.runner.session.time_machine.now() == 2499
+            await command(pilot, app, "step 2")
+            digest = app.runner.session.machine.digest()
+            status = app.main.query_one("#status")._shown.plain
+            assert "● rec" in status
+        rec = load_recording(path)
+        assert rec.complete
+        # the screen runs run and step itself: each is recorded as how far it went
+        assert [(ln.obj["kind"], ln.obj["text"]) for ln in rec.inputs()] == [
+            ("run", "2500"), ("command", "back 1"), ("run", "2501")]
+        result = replay(rec)
+        assert result.divergence is None and result.session.machine.digest() == digest
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+def test_replay_screen_snapshot(snap_compare, tmp_path, size):
+    """The replay screen at a marker: panes as they were, the timeline with both markers."""
+    async def run_before(pilot):
+        await pilot.pause()
+        app = pilot.app
+        await settle(pilot, app)
+        await pilot.press("ctrl+down")
+        await settle(pilot, app)
+        app.update_timeline()
+        await pilot.pause()
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
