@@ -68,10 +68,20 @@ def test_every_shipped_scenario_replays_exactly(tmp_path, scenario):
     assert again.getvalue() == trace
 
 
-def test_xen_session_with_time_travel_replays(tmp_path):
+def small_intervals(monkeypatch, every: int) -> None:
+    """Digest lines inside runs every ``every`` instructions instead of every million."""
+    import lab.session.live as live
+    import lab.session.replay as replay_mod
+    monkeypatch.setattr(live, "DIGEST_EVERY", every)
+    monkeypatch.setattr(replay_mod, "DIGEST_EVERY", every)
+
+
+def test_xen_session_with_time_travel_replays(tmp_path, monkeypatch):
+    small_intervals(monkeypatch, 7000)
     path, digests, _ = record(tmp_path, DEFAULT, XEN_SCRIPT)
     rec = load_recording(path)
     assert rec.complete and rec.warning is None
+    assert len([d for d in rec.digests() if d.obj["at"] == "interval"]) >= 4
     assert [m.obj["name"] for m in rec.markers()] == ["booted"]
     result = replay(rec)
     assert result.divergence is None, result.summary()
@@ -319,3 +329,22 @@ def test_cast_is_written_to_a_stream(tmp_path):
     rows = [json.loads(x) for x in out.getvalue().splitlines()]
     assert rows[0]["version"] == 2 and all(r[1] == "o" for r in rows[1:])
     assert [r[0] for r in rows[1:]] == sorted(r[0] for r in rows[1:])
+
+
+def test_digests_inside_long_runs_find_a_divergence_there(tmp_path, monkeypatch):
+    small_intervals(monkeypatch, 4000)
+    path, digests, _ = record(tmp_path, NATIVE, ["run 10000", "run 10000"])
+    rec = load_recording(path)
+    inside = [d for d in rec.digests() if d.obj["at"] == "interval"]
+    assert [d.obj["insns"] for d in inside] == [4000, 8000, 12000, 16000, 20000]
+    assert replay(rec).divergence is None
+    # a different state in the middle of the second run: named at that line, not at its end
+    lines = path.read_text().splitlines()
+    target = inside[3].no - 1
+    obj = json.loads(lines[target])
+    obj["digest"] = "0" * 32
+    lines[target] = json.dumps(obj)
+    path.write_text("\n".join(lines) + "\n")
+    result = replay(path)
+    assert result.divergence is not None
+    assert result.divergence.line == inside[3].no and result.divergence.insns == 16000

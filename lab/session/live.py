@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import sources
 from ..sources import DiskStart
-from .recording import RecordingWriter
+from .recording import DIGEST_EVERY, RecordingWriter
 from .session import Input, Session
 from .timetravel import Origin, TimeMachine, build_spec
 
@@ -19,13 +19,19 @@ from .timetravel import Origin, TimeMachine, build_spec
 class SessionRecorder:
     """Writes a session's inputs, digests and markers to a recording as they happen."""
 
-    def __init__(self, session: Session, writer: RecordingWriter) -> None:
+    def __init__(self, session: Session, writer: RecordingWriter, n: int = -1, start: bool = True) -> None:
         self.session = session
         self.writer = writer
-        self.n = -1
-        writer.start(session.machine)
+        self.n = n
+        if start:
+            writer.start(session.machine)
         session.input_listeners.append(self._on_input)
         session.applied_listeners.append(self._on_applied)
+        self._stop_checkpoints = session.add_checkpoint(DIGEST_EVERY, self._on_checkpoint)
+
+    def _on_checkpoint(self) -> None:
+        if not self.writer.closed:
+            self.writer.digest(self.session.machine, "interval", self.n)
 
     @property
     def path(self) -> Path:
@@ -59,6 +65,7 @@ class SessionRecorder:
                               (self.session.applied_listeners, self._on_applied)):
             if fn in listeners:
                 listeners.remove(fn)
+        self._stop_checkpoints()
         if self.session.recorder is self:
             self.session.recorder = None
 
@@ -126,10 +133,7 @@ def start_recording(session: Session, path: str | Path) -> SessionRecorder:
     if cap is not None:
         n += 1           # the session is inside that input: say where, as the learner would
         writer.input(n, "command", f"seek {cap}", *session.clock())
-    rec = SessionRecorder.__new__(SessionRecorder)
-    rec.session, rec.writer, rec.n = session, writer, n
-    session.input_listeners.append(rec._on_input)
-    session.applied_listeners.append(rec._on_applied)
+    rec = SessionRecorder(session, writer, n, start=False)
     if n >= 0:
         writer.digest(session.machine, "input", n)
     session.recorder = rec

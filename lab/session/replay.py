@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..paths import display
 from ..sources import ServedSource
 from .commands import execute
-from .recording import Line, Recording, fingerprint, load_recording
+from .recording import DIGEST_EVERY, Line, Recording, fingerprint, load_recording
 from .session import Session
 from .timetravel import Origin, TimeMachine, run_to
 
@@ -124,37 +124,66 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
     session, served = open_replay(rec)
     result = ReplayResult(rec, session)
     frames: dict[int, int] = {}
+    shown = display(rec.path)
+
+    def check(ln: Line) -> None:
+        for k, crc in ln.obj["frames"].items():
+            try:
+                mfn = int(k, 16)
+            except ValueError:
+                raise UserError(f"{shown}:{ln.no}: bad frame number '{k}'") from None
+            if crc:
+                frames[mfn] = crc
+            else:
+                frames.pop(mfn, None)
+        if not verify or result.divergence is not None:
+            return
+        result.digests_checked += 1
+        if session.machine.digest() != ln.obj["digest"]:
+            result.divergence = Divergence(ln.no, session.clock()[0], compare(ln.obj, frames, session.machine))
+
+    lines = rec.lines
+    k = 0
     with sources.using(served):
-        for ln in rec.lines:
+        while k < len(lines):
+            if result.divergence is not None and stop_at_divergence:
+                break
+            ln = lines[k]
+            k += 1
             t = ln.t
             if t == "input":
+                # The digests taken while this input ran, checked as the replay passes the same points.
+                during: list[Line] = []
+                while k < len(lines) and (lines[k].t in ("source", "disk") or
+                                          (lines[k].t == "digest" and lines[k].obj["at"] == "interval")):
+                    if lines[k].t == "digest":
+                        during.append(lines[k])
+                    k += 1
+
+                def on_checkpoint() -> None:
+                    if during:
+                        check(during.pop(0))
+                    elif verify and result.divergence is None:
+                        result.divergence = Divergence(ln.no, session.clock()[0],
+                                                       ["the replay ran further than the recording"])
+                stop = session.add_checkpoint(DIGEST_EVERY, on_checkpoint)
                 before = session.machine.trace.seq
                 if on_input is not None:
                     on_input(result.inputs, ln)
-                apply_line(session, ln)
+                try:
+                    apply_line(session, ln)
+                finally:
+                    stop()
+                if during and verify and result.divergence is None:
+                    result.divergence = Divergence(during[0].no, session.clock()[0],
+                                                   ["the replay stopped before this point"])
                 result.spans.append((result.inputs, before, session.machine.trace.seq, ln))
                 result.inputs += 1
             elif t == "digest":
-                for k, crc in ln.obj["frames"].items():
-                    try:
-                        mfn = int(k, 16)
-                    except ValueError:
-                        raise UserError(f"{display(rec.path)}:{ln.no}: bad frame number '{k}'") from None
-                    if crc:
-                        frames[mfn] = crc
-                    else:
-                        frames.pop(mfn, None)
-                if not verify:
-                    continue
+                check(ln)
+            elif t == "end" and verify and result.divergence is None:
                 result.digests_checked += 1
                 if session.machine.digest() != ln.obj["digest"]:
-                    result.divergence = Divergence(ln.no, session.clock()[0],
-                                                   compare(ln.obj, frames, session.machine))
-                    if stop_at_divergence:
-                        break
-            elif t == "end" and verify:
-                result.digests_checked += 1
-                if session.machine.digest() != ln.obj["digest"] and result.divergence is None:
                     result.divergence = Divergence(ln.no, session.clock()[0], ["the final digest"])
     return result
 

@@ -70,6 +70,8 @@ class Session:
         #: While set, no run, step or until goes past this many instructions (time
         #: travel re-executes an input only up to the point it is going to).
         self.insn_cap: int | None = None
+        #: (every, fn): called as runs pass multiples of ``every`` instructions (add_checkpoint).
+        self.checkpoints: list[tuple[int, Callable[[], None]]] = []
         #: Set by lab.session.timetravel when the session can go back in time.
         self.time_machine: Any = None
         #: The live recording (lab.session.live.SessionRecorder), or None.
@@ -185,9 +187,58 @@ class Session:
         """Run ``n`` instructions (or until the machine stops); stop at a breakpoint."""
         self.break_hit = None
         budget = self._room(n if n is not None else 1 << 62)
-        if budget > 0:
+        if budget <= 0:
+            return self.break_hit
+        if not self.checkpoints:
             self.machine.run(budget)
+        elif isinstance(getattr(self.machine, "domains", None), dict):
+            self._run_host_with_checkpoints(budget)
+        else:
+            self._run_with_checkpoints(budget)
         return self.break_hit
+
+    def add_checkpoint(self, every: int, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` each time a run passes a multiple of ``every`` instructions, at a point
+        where stopping would not change the machine's course; returns a function that stops it."""
+        entry = (every, fn)
+        self.checkpoints.append(entry)
+        return lambda: entry in self.checkpoints and self.checkpoints.remove(entry)
+
+    def _due(self, before: int, now: int) -> list[Callable[[], None]]:
+        return [fn for every, fn in list(self.checkpoints) if now // every > before // every]
+
+    def _run_with_checkpoints(self, budget: int) -> None:
+        """The bare machine: a run cut at an instruction and continued is the same run, so
+        it runs up to each checkpoint's next multiple and calls it there."""
+        m = self.machine
+        end = self.clock()[0] + budget
+        while True:
+            now = self.clock()[0]
+            if now >= end or m.stopped or self.break_hit is not None:
+                return
+            mark = min([(now // every + 1) * every for every, _ in self.checkpoints] + [end])
+            m.run(mark - now)
+            after = self.clock()[0]
+            if after == now:
+                return
+            for fn in self._due(now, after):
+                fn()
+
+    def _run_host_with_checkpoints(self, budget: int) -> None:
+        """A Xen host: between two vCPU runs (its run loop's own pause points) the checkpoints
+        whose multiple was passed are called; the run goes on as if nothing had looked."""
+        m = self.machine
+        last = [m.instructions]
+
+        def look() -> bool:
+            now = m.instructions
+            if now != last[0]:
+                for fn in self._due(last[0], now):
+                    fn()
+                last[0] = now
+            return False
+        m.run(budget, stop=look)
+        look()                      # the run ended between two vCPU runs too
 
     def until(self, spec: EventSpec, limit: int = 50_000_000) -> Event | None:
         self.break_hit = None

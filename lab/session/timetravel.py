@@ -29,9 +29,9 @@ TRAVEL_COMMANDS = frozenset({"back", "seek", "mark", "record", "timeline"})
 #: Commands that cannot change the session's machine: not re-executed either.
 PURE_COMMANDS = frozenset({"help", "compare", "digest"})
 #: Saved states kept at most (thinned evenly beyond this).
-MAX_SAVED = 48
+MAX_SAVED = 256
 #: Inside a long input on a machine whose runs split exactly, save a state every so many instructions.
-SAVE_EVERY = 250_000
+SAVE_EVERY = 100_000
 
 
 @dataclass
@@ -114,8 +114,8 @@ def changes_machine(inp: Input) -> bool:
 def apply_input(session: Session, kind: str, text: str) -> None:
     """Re-execute one input quietly (no listeners told, its answer dropped)."""
     from .commands import execute
-    listeners, applied = session.input_listeners, session.applied_listeners
-    session.input_listeners, session.applied_listeners = [], []
+    listeners, applied, checkpoints = session.input_listeners, session.applied_listeners, session.checkpoints
+    session.input_listeners, session.applied_listeners, session.checkpoints = [], [], []
     try:
         if kind == "command":
             try:
@@ -125,7 +125,7 @@ def apply_input(session: Session, kind: str, text: str) -> None:
         elif kind == "run":
             run_to(session, text)
     finally:
-        session.input_listeners, session.applied_listeners = listeners, applied
+        session.input_listeners, session.applied_listeners, session.checkpoints = listeners, applied, checkpoints
         session._applying = True        # the input being travelled from has not finished yet
 
 
@@ -172,6 +172,8 @@ class TimeMachine:
         session.time_machine = self
         session.input_listeners.append(self._on_input)
         session.applied_listeners.append(self._close_last)
+        if self.can_snapshot:
+            session.add_checkpoint(SAVE_EVERY, self._save_inside)
 
     # -- the live edge -------------------------------------------------------------
     @property
@@ -246,6 +248,19 @@ class TimeMachine:
                     return self.goto(i + 1, None)
                 return self.goto(i, target)
         self.goto(len(self.steps), None)
+
+    def _save_inside(self) -> None:
+        """A live run passed a multiple of SAVE_EVERY: save here if the run can go on from here."""
+        if self.steps and self.live and not self.steps[-1].closed and self._continuable(self.steps[-1]):
+            self._save((len(self.steps) - 1, self.now()), within=True)
+
+    def _continuable(self, st: Step) -> bool:
+        """Whether input ``st``, cut at a pause point, can be continued exactly with a plain run."""
+        if self.splits_exactly:
+            return self._ends_at_cap(st)
+        # a Xen host's run goes on from between two vCPU runs as if it had not stopped
+        words = st.input.text.split()
+        return st.input.kind == "command" and len(words) == 2 and words[0] == "run"
 
     def _ends_at_cap(self, st: Step) -> bool:
         """A run or step command ends where its last instruction does: no work after it."""
@@ -340,7 +355,7 @@ class TimeMachine:
         j, partial = self.position
         if partial is None:
             return (j, self._start_of(j))
-        if self.splits_exactly and self._ends_at_cap(self.steps[j]):
+        if self._continuable(self.steps[j]):
             return (j, partial)
         return None
 
@@ -430,8 +445,6 @@ class TimeMachine:
     # -- saved states ----------------------------------------------------------------
     def _save(self, key: tuple[int, int], within: bool = False) -> None:
         if not self.can_snapshot or key in self._saved:
-            return
-        if within and not self.splits_exactly:
             return
         s = self.session
         snap = s.machine.snapshot()
