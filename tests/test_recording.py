@@ -348,3 +348,22 @@ def test_digests_inside_long_runs_find_a_divergence_there(tmp_path, monkeypatch)
     result = replay(path)
     assert result.divergence is not None
     assert result.divergence.line == inside[3].no and result.divergence.insns == 16000
+
+
+def test_random_damage_never_escapes_as_a_traceback(tmp_path, capsys):
+    path, _, _ = record(tmp_path, NATIVE, ["run 300", "mark a", "step 2"])
+    raw = path.read_bytes()
+    rng = random.Random(77)
+    for trial in range(25):
+        damaged = bytearray(raw)
+        for _ in range(rng.randrange(1, 4)):
+            i = rng.randrange(len(damaged))
+            damaged[i] = rng.choice(b'{}[]",:0123456789abcdefxyz \n\x00\xff')
+        bad = tmp_path / f"d{trial}.jsonl"
+        bad.write_bytes(bytes(damaged))
+        code = main(["replay", str(bad), "--verify"])
+        out, err = capsys.readouterr()
+        assert code in (0, 1, 2), (trial, code)
+        assert "internal error" not in err and "Traceback" not in err, (trial, err)
+        if code == 2:
+            assert len(err.strip().splitlines()) == 1, (trial, err)

@@ -248,6 +248,9 @@ def load_recording(path: Path | str) -> Recording:
         if not isinstance(build, dict) or not isinstance(build.get("targets"), list) \
                 or not all(isinstance(t, str) for t in build["targets"]) or not build["targets"]:
             raise ValueError("the header's build has no targets")
+        if not all(build.get(k) is None or isinstance(build.get(k), str) for k in ("program", "costs")) \
+                or not isinstance(build.get("arg", 0), int) or isinstance(build.get("arg", 0), bool):
+            raise ValueError("the header's build names its program and costs as text and arg as a number")
         files = {str(k): decode_file(v) for k, v in dict(header["sources"]).items()}
         disks = {str(k): DiskStart.from_json(v) for k, v in dict(header.get("disks", {})).items()}
         if header.get("machine") not in ("xen", "native"):

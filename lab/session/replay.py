@@ -140,7 +140,11 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
             return
         result.digests_checked += 1
         if session.machine.digest() != ln.obj["digest"]:
-            result.divergence = Divergence(ln.no, session.clock()[0], compare(ln.obj, frames, session.machine))
+            try:
+                what = compare(ln.obj, frames, session.machine)
+            except (TypeError, ValueError, IndexError, KeyError):
+                what = ["the digest (the line's details are damaged)"]
+            result.divergence = Divergence(ln.no, session.clock()[0], what)
 
     lines = rec.lines
     k = 0

@@ -32,6 +32,9 @@ PURE_COMMANDS = frozenset({"help", "compare", "digest"})
 MAX_SAVED = 256
 #: Inside a long input on a machine whose runs split exactly, save a state every so many instructions.
 SAVE_EVERY = 100_000
+#: Arriving inside an input, also save this many instructions before the point (then ``back``
+#: from there re-executes at most a few thousand instructions).
+NEAR_SAVES = (65_536, 16_384, 4_096, 1_024, 256)
 
 
 @dataclass
@@ -372,6 +375,18 @@ class TimeMachine:
         if cap is not None:
             j, partial = self.position
             st = self.steps[i]
+            if self.can_snapshot and self.splits_exactly and self._ends_at_cap(st):
+                # Save states closer and closer to the point on the way, so that stepping
+                # back from it again and again re-executes little each time.
+                here = partial if partial is not None else st.start
+                for x in sorted({cap - d for d in NEAR_SAVES if here < cap - d}):
+                    if partial is None:
+                        self._apply(st, x)
+                    else:
+                        self._continue(st, x)
+                    partial = self.now()
+                    self.position = (i, partial)
+                    self._save((i, partial), within=True)
             if partial is None:
                 self._apply(st, cap)
             elif partial < cap:
