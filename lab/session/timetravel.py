@@ -358,7 +358,8 @@ class TimeMachine:
         j, partial = self.position
         if partial is None:
             return (j, self._start_of(j))
-        if self._continuable(self.steps[j]):
+        if self._continuable(self.steps[j]) and (self.splits_exactly or (j, partial) in self._saved):
+            # (a Xen host's run goes on exactly only from between two vCPU runs: where states are saved)
             return (j, partial)
         return None
 
