@@ -184,6 +184,10 @@ class XenLab(App[None]):
     def action_back(self) -> None:
         self.runner.command("back 1")
 
+    def on_event_list_travel(self, message: Any) -> None:
+        """t or a double-click on a logged event: the whole machine to just after it happened."""
+        self.runner.command(f"seek #{message.event.seq}")
+
     def action_toggle_record(self) -> None:
         rec = getattr(self.runner.session, "recorder", None)
         if rec is not None and rec.active:

@@ -129,3 +129,27 @@ def test_replay_screen_snapshot(snap_compare, tmp_path, size):
         app.update_timeline()
         await pilot.pause()
     assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
+
+
+def test_t_on_a_logged_event_takes_the_machine_there(tmp_path):
+    async def go():
+        async with lab(size=(120, 36)) as (app, pilot):
+            await command(pilot, app, "run 60000")
+            tm = app.runner.session.time_machine
+            end = tm.now()
+            app.main.activate("calls")
+            await pilot.pause()
+            events = app.main.query_one("#calls EventList")
+            events.focus()
+            await pilot.press("home", "down", "down")
+            ev = events.selected_event
+            assert ev is not None
+            await pilot.press("t")
+            await settle(pilot, app)
+            machine = app.runner.session.machine
+            assert tm.now() < end
+            assert machine.trace.seq > ev.seq                       # it has happened ...
+            assert machine.trace.events[-1].seq >= ev.seq
+            assert f"after event #{ev.seq}" in output_text(app)    # ... and the log starts again there
+            assert events.row_count <= ev.seq + 5
+    asyncio.run(go())
