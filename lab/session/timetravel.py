@@ -166,6 +166,8 @@ class TimeMachine:
         self.on_replace: list[Callable[[Any], None]] = []
         #: Called after every trip: what the front ends showed of the trace is now another time's.
         self.on_travel: list[Callable[[], None]] = []
+        #: Called when an input given in the past cut the future off (the learner took over).
+        self.on_branch: list[Callable[[], None]] = []
         self.can_snapshot = callable(getattr(session.machine, "snapshot", None)) and \
             callable(getattr(session.machine, "restore", None))
         #: Whether runs on this machine can be cut and continued exactly (the bare machine's can).
@@ -218,6 +220,8 @@ class TimeMachine:
         self.markers = {k: v for k, v in self.markers.items() if v[0] < len(self.steps) or
                         (v[0] == len(self.steps) and v[1] is None)}
         self.position = (len(self.steps), None)
+        for fn in list(self.on_branch):
+            fn()
 
     # -- where things are ----------------------------------------------------------
     def now(self) -> int:

@@ -21,8 +21,8 @@ from .runner import Runner
 from .screens.replay import ReplayScreen
 from .widgets.timeline import Timeline
 
-#: Screen ticks between two inputs while playing.
-PLAY_TICKS = 15
+#: Screen ticks between two inputs while playing, at the slowest speed (F3/F4 change it).
+PLAY_TICKS = 30
 
 
 class ReplayLab(XenLab):
@@ -32,6 +32,8 @@ class ReplayLab(XenLab):
         self.main = ReplayScreen(names, sorted(KINDS))
         self.recording = recording
         self.playing = False
+        #: Record the new session when the learner takes over (off in tests).
+        self.record_branch = True
         self._timeline_key: tuple = ()
 
     def _on_tick(self) -> None:
@@ -39,7 +41,8 @@ class ReplayLab(XenLab):
         if self._exit or not self.main.is_mounted:
             return
         self.update_timeline()
-        if self.playing and not self.runner.busy and self.ticks % PLAY_TICKS == 0:
+        every = max(1, PLAY_TICKS // (1 + self.runner.speed))
+        if self.playing and not self.runner.busy and self.ticks % every == 0:
             view = self.timeline()
             if view is None or view.live:
                 self.playing = False
@@ -83,6 +86,27 @@ class ReplayLab(XenLab):
 
     def action_next_input(self) -> None:
         self.runner.command("seek +input")
+
+    def action_prev_event(self) -> None:
+        self.runner.command("back event")
+
+    def action_next_event(self) -> None:
+        session = self.runner.session
+        if session is not None:
+            self.runner.command(f"seek #{session.machine.trace.seq}")    # the next event to happen
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        tm = getattr(self.runner.session, "time_machine", None)
+        if tm is not None:
+            tm.on_branch.append(self._branched)
+
+    def _branched(self) -> None:
+        """The learner took over in the past: a new live session from here, recorded afresh."""
+        if getattr(self.runner.session, "recorder", None) is None and self.record_branch:
+            import shlex
+            from ..cli import default_recording_path
+            self.runner.command(f"record on {shlex.quote(str(default_recording_path()))}")
 
     def action_prev_marker(self) -> None:
         self.runner.command("seek -mark")

@@ -64,6 +64,18 @@ def test_timeline_keys_move_the_machine(tmp_path):
             await pilot.press("shift+left")
             await settle(pilot, app)
             assert tm.position == (1, None)
+            machine = app.runner.session.machine
+            seq = machine.trace.seq
+            await pilot.press("shift+down")                # just after the next event
+            await settle(pilot, app)
+            machine = app.runner.session.machine
+            assert machine.trace.seq > seq and tm.now() > 3000
+            await pilot.press("shift+up")                  # back to just after the one before
+            await settle(pilot, app)
+            assert app.runner.session.machine.trace.seq <= seq + 1
+            await pilot.press("ctrl+up")
+            await settle(pilot, app)
+            assert tm.now() == 3000
             app.update_timeline()
             timeline = app.main.query_one(Timeline)
             assert timeline.view is not None and timeline.view.now == tm.now()
@@ -92,6 +104,13 @@ def test_branch_from_a_past_point(tmp_path):
             tm = app.runner.session.time_machine
             assert tm.live and tm.now() == 3001 and tm.extent() == 3001
             assert "stepped 1" in output_text(app)
+            # the new session is recorded, from its start
+            await settle(pilot, app)
+            rec = app.runner.session.recorder
+            assert rec is not None and rec.active
+            path = rec.path
+        loaded = load_recording(path)
+        assert [ln.obj["text"] for ln in loaded.inputs()][-2:] == ["run 3000", "3001"]
     asyncio.run(go())
 
 

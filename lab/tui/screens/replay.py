@@ -15,6 +15,8 @@ REPLAY_KEYS = (
     ("ctrl+right", "forward_insn", "insn▶", "Step forward one instruction"),
     ("shift+left", "prev_input", "◀input", "Go to the previous input"),
     ("shift+right", "next_input", "input▶", "Go to the next input"),
+    ("shift+up", "prev_event", "◀event", "Go back to just after the previous event"),
+    ("shift+down", "next_event", "event▶", "Go on to just after the next event of the recording"),
     ("ctrl+up", "prev_marker", "◀mark", "Go to the previous marker"),
     ("ctrl+down", "next_marker", "mark▶", "Go to the next marker"),
 )
