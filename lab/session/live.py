@@ -6,6 +6,7 @@ screen and a replay all get the same time travel and the same recordings.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,27 @@ def open_session(targets: list[str], program: str | None = None, arg: int = 0, c
         kind_guess = "native" if all(str(t).endswith(".s") for t in targets) else "xen"
         writer = RecordingWriter(record, build, kind_guess)
 
+    # Weak references: a session nobody holds any more stops listening by itself.
+    origin_ref = weakref.ref(origin)
+    writer_ref = weakref.ref(writer) if writer is not None else (lambda: None)
+
     def on_file(key: str, data: bytes) -> None:
-        origin.add_file(key, data)
-        if writer is not None and not writer.closed:
-            writer.add_file(key, data)
+        o, w = origin_ref(), writer_ref()
+        if o is None:
+            stop()
+            return
+        o.add_file(key, data)
+        if w is not None and not w.closed:
+            w.add_file(key, data)
 
     def on_disk(key: str, start: DiskStart) -> None:
-        origin.add_disk(key, start)
-        if writer is not None and not writer.closed:
-            writer.add_disk(key, start)
+        o, w = origin_ref(), writer_ref()
+        if o is None:
+            stop()
+            return
+        o.add_disk(key, start)
+        if w is not None and not w.closed:
+            w.add_disk(key, start)
 
     # Files read later (xl create of a new config) belong to this session too.
     stop = sources.watch(on_file, on_disk)
