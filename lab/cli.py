@@ -290,7 +290,7 @@ COMMANDS += [
     ("shell", "the lab's command line without the screen", _setup_shell, cmd_shell),
     ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
-    ("replay", "replay a recorded session: on screen, or headless to verify, seek, trace or export",
+    ("replay", "replay a recorded session (on screen, or headless)",
      _setup_replay, cmd_replay),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
 ]
