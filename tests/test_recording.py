@@ -391,3 +391,31 @@ def test_random_damage_never_escapes_as_a_traceback(tmp_path, capsys):
         assert "internal error" not in err and "Traceback" not in err, (trial, err)
         if code == 2:
             assert len(err.strip().splitlines()) == 1, (trial, err)
+
+
+def test_a_lab_killed_mid_session_leaves_a_replayable_file(tmp_path):
+    """SIGKILL while recording: the file replays up to its last complete line, and says so."""
+    import os
+    import signal
+    import time
+    path = tmp_path / "killed.jsonl"
+    script = tmp_path / "long.txt"
+    script.write_text("\n".join(["run 40000", "regs"] * 400) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "exec", NATIVE, "--record", str(path),
+                             "-f", str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_bytes().count(b'"t":"input"') >= 6:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    rec = load_recording(path)
+    assert not rec.complete and rec.warning
+    assert len(rec.inputs()) >= 6
+    result = replay(rec)
+    assert result.divergence is None, result.summary()
+    assert "ends early" in result.summary()
