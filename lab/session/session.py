@@ -118,6 +118,16 @@ class Session:
         for fn in list(self.applied_listeners):
             fn()
 
+    def note_done(self, kind: str, text: str) -> None:
+        """An input the screen has already applied (its steps, say): noted now, stamped with
+        the time it began."""
+        if self._applied_clock is None or not self.input_listeners or self._applying:
+            return
+        inp = Input(kind, text, *self._applied_clock, applied=True)
+        for listener in list(self.input_listeners):
+            listener(inp)
+        self.input_applied()
+
     def note_run(self, chunk: int | None = None) -> None:
         """The screen ran the machine outside the command language, up to here: note it as an
         input (``run`` to this instruction count, in runs of ``chunk`` when it ran that way)."""

@@ -160,6 +160,7 @@ class _Job:
     label: str = ""
     done: int = 0
     chunk: int | None = None           # the instructions per tick it has run at (None: not yet)
+    steps: int = 0                     # a step job: steps taken since the session was last told
     timed: bool = False                # ran in timed slices (a Xen host at full speed)
 
 
@@ -435,10 +436,16 @@ class Runner:
         and time travel can run it again exactly (docs/recordings.md)."""
         if job is None or self.session is None:
             return
+        if job.kind == "step":
+            # steps one at a time are the step command's, whatever the speed
+            if job.steps:
+                self.session.note_done("command", f"step {job.steps}")
+                job.steps = 0
+            return
         chunk = None
         if self.xen and not job.timed:
             # a Xen host's runs cut at an instruction count change how the domains interleave
-            chunk = 1 if job.kind == "step" else job.chunk
+            chunk = job.chunk
         self.session.note_run(chunk)
 
     def _drain_requests(self) -> None:
@@ -489,8 +496,11 @@ class Runner:
         if n <= 64:          # short steps happen at once, whatever the speed
             if self._refuse_if_stopped():
                 return
-            done = self.session.step(n)
-            self.session.note_run(1 if self.xen else None)     # on a Xen host, steps are runs of 1
+            self.session.note_input("command", f"step {n}")      # exactly what the step command does
+            try:
+                done = self.session.step(n)
+            finally:
+                self.session.input_applied()
             self.stats.instructions += done
             hit = self.session.break_hit
             msg = f"stepped {done}: {where_line(self.session.cpu_view())}"
@@ -629,7 +639,7 @@ class Runner:
         elif job.kind == "run":
             hit = s.run(n)
         elif job.kind == "step":
-            s.step(n)
+            job.steps += s.step(n)
             hit = s.break_hit
         else:
             found = s.until(job.spec, limit=n)

@@ -110,7 +110,7 @@ def test_branch_from_a_past_point(tmp_path):
             assert rec is not None and rec.active
             path = rec.path
         loaded = load_recording(path)
-        assert [ln.obj["text"] for ln in loaded.inputs()][-2:] == ["run 3000", "3001"]
+        assert [ln.obj["text"] for ln in loaded.inputs()][-2:] == ["run 3000", "step 1"]
     asyncio.run(go())
 
 
@@ -128,9 +128,9 @@ def test_live_screen_records_and_back_key(tmp_path):
             assert "● rec" in status
         rec = load_recording(path)
         assert rec.complete
-        # the screen runs run and step itself: each is recorded as how far it went
+        # the screen runs run and step itself: a run is recorded as how far it went, steps as steps
         assert [(ln.obj["kind"], ln.obj["text"]) for ln in rec.inputs()] == [
-            ("run", "2500"), ("command", "back 1"), ("run", "2501")]
+            ("run", "2500"), ("command", "back 1"), ("command", "step 2")]
         result = replay(rec)
         assert result.divergence is None and result.session.machine.digest() == digest
     asyncio.run(go())
