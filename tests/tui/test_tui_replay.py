@@ -172,3 +172,36 @@ def test_t_on_a_logged_event_takes_the_machine_there(tmp_path):
             assert f"after event #{ev.seq}" in output_text(app)    # ... and the log starts again there
             assert events.row_count <= ev.seq + 5
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("speed", [4, 6])
+def test_screen_runs_on_a_xen_host_replay_exactly(tmp_path, speed):
+    """At a chosen speed (runs of 10,000 per tick) and at full speed (timed slices between vCPU
+    runs), with a pause in the middle: the recording replays to the same state."""
+    from lab.paths import MACHINES
+
+    async def go():
+        path = tmp_path / "xen.jsonl"
+        async with lab(size=(100, 30), record=path, target=str(MACHINES / "default.toml"),
+                       speed=speed) as (app, pilot):
+            app.runner.run(45_000)
+            await settle(pilot, app)
+            await command(pilot, app, "xl list")
+            app.runner.run(20_000)
+            await pilot.pause(0.05)
+            app.runner.pause()
+            await settle(pilot, app)
+            await command(pilot, app, "step 3")
+            digest = app.runner.session.machine.digest()
+        rec = load_recording(path)
+        kinds = [ln.obj["kind"] for ln in rec.inputs()]
+        assert kinds.count("run") >= 2
+        runs = [ln.obj["text"] for ln in rec.inputs() if ln.obj["kind"] == "run"]
+        if speed == 4:
+            assert all(text.endswith(" by 10000") for text in runs), runs
+        else:
+            assert all(" by " not in text for text in runs), runs
+        result = replay(rec)
+        assert result.divergence is None, result.summary()
+        assert result.session.machine.digest() == digest
+    asyncio.run(go())
