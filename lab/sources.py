@@ -55,8 +55,8 @@ class FileSource:
     def exists(self, path: str | os.PathLike) -> bool:
         return os.path.exists(path)
 
-    def disk(self, path: Path, key: str) -> "DiskStart | None":
-        """A disk image's starting content when it must not come from the file (None: use the file)."""
+    def disk(self, key: str) -> "DiskStart | None":
+        """A disk's starting content when it must not come from the host (None: as the host has it)."""
         return None
 
 
@@ -85,11 +85,6 @@ class DiskStart:
             raise ValueError("a disk's content is larger than the disk")
         return cls(sectors, data)
 
-    @classmethod
-    def of_file(cls, path: Path) -> "DiskStart":
-        data = path.read_bytes() if path.is_file() else b""
-        sectors = len(data) // SECTOR_SIZE if data else 0
-        return cls(sectors, data[:sectors * SECTOR_SIZE])
 
 
 class ServedSource(FileSource):
@@ -111,8 +106,8 @@ class ServedSource(FileSource):
     def exists(self, path: str | os.PathLike) -> bool:
         return self.is_file(path)
 
-    def disk(self, path: Path, key: str) -> DiskStart:
-        # A disk the recording does not name started empty (it was created on first use).
+    def disk(self, key: str) -> DiskStart:
+        # A disk the recording does not name started empty, of the default size.
         return self.disks.get(key) or DiskStart(0)
 
 
@@ -159,17 +154,14 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-def disk(path: Path, key: str | None = None) -> DiskStart | None:
-    """The content a disk image must start with, or None to use the image file as it is.
-
-    ``key`` names the disk in a recording (default: :func:`source_key`); images in
-    the lab's data directory are named relative to it, so they match on any computer."""
-    key = key or source_key(path)
-    start = _current.disk(path, key)
+def disk(key: str, describe: Callable[[], DiskStart]) -> DiskStart | None:
+    """What the disk named ``key`` must start with, or None to start it as the host has it
+    (then ``describe()`` says what that is, for whoever records)."""
+    start = _current.disk(key)
     if start is None and _current is _FILESYSTEM:
         watchers = [on_disk for _, on_disk in _watchers if on_disk is not None]
         if watchers:
-            first = DiskStart.of_file(path)
+            first = describe()
             for on_disk in watchers:
                 on_disk(key, first)
     return start
