@@ -507,8 +507,12 @@ class TimeMachine:
     # -- figures ---------------------------------------------------------------------
     def saved_bytes(self) -> int:
         """About how much memory the saved states hold."""
+        snaps = [snap for snap, _ in self._saved.values()]
+        from ..hw.snapshot import Snapshot, snapshot_nbytes
+        if snaps and all(isinstance(s, Snapshot) for s in snaps):
+            return snapshot_nbytes(snaps)           # counting what the snapshots share once
         seen: set[int] = set()
-        return sum(_size(snap, 0, seen) for snap, _ in self._saved.values())
+        return sum(_size(snap, 0, seen) for snap in snaps)
 
 
 def _share_unchanged(snap: Any, before: Any) -> None:
