@@ -55,7 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .session.headless import run_headless
     until = parse_spec(args.until) if args.until else None
     result = run_headless(args.target, steps=args.steps, until=until, program=args.program, arg=args.arg,
-                          trace_path=args.trace, costs=args.costs, xentrace_path=args.xentrace)
+                          trace_path=args.trace, costs=args.costs, xentrace_path=args.xentrace,
+                          record=args.record)
     for w in result.warnings:
         print(w, file=sys.stderr)
     if args.json:
@@ -120,7 +121,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------- shell / exec
 def cmd_shell(args: argparse.Namespace) -> int:
     from .repl import interactive, open_session
-    return interactive(open_session(args.target))
+    session = open_session(args.target, record=args.record)
+    try:
+        return interactive(session)
+    finally:
+        _finish_recording(session)
+
+
+def _finish_recording(session) -> None:
+    from .session.live import stop_recording
+    rec = stop_recording(session)
+    if rec is not None:
+        from .paths import display
+        print(f"recorded {rec.writer.inputs} inputs to {display(rec.path)}", file=sys.stderr)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -135,16 +148,45 @@ def cmd_exec(args: argparse.Namespace) -> int:
             raise UserError(f"{args.script}: cannot read: {e.strerror}") from None
     if not lines:
         raise UserError("exec: give commands with -c \"step 5; walk\" or a script file with -f")
-    session = open_session(args.target)
-    if not getattr(args, "xentrace", None):
-        return run_script(session, lines, sys.stdout)
-    from .session.xentrace import attach_xentrace
-    writer = attach_xentrace(session.machine, args.xentrace)
+    session = open_session(args.target, record=args.record)
+    writer = None
+    if args.xentrace:
+        from .session.xentrace import attach_xentrace
+        writer = attach_xentrace(session.machine, args.xentrace)
     try:
         return run_script(session, lines, sys.stdout)
     finally:
-        writer.close()
-        writer.fp.close()
+        _finish_recording(session)
+        if writer is not None:
+            writer.close()
+            writer.fp.close()
+
+
+# --------------------------------------------------------------------- replay
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .session.recording import load_recording
+    from .session.replay import go_to, replay, write_cast, write_trace
+    rec = load_recording(args.file)
+    if rec.warning:
+        print(rec.warning, file=sys.stderr)
+    headless = args.verify or args.to or args.trace or args.export_cast
+    if not headless:
+        from .tui.replay_app import make_replay_app     # Textual only loads for the screen
+        make_replay_app(rec).run()
+        return 0
+    result = replay(rec, verify=args.verify)
+    if args.to:
+        print(go_to(result, args.to))
+        from .session.commands import execute
+        print(execute(result.session, "regs"))
+    if args.trace:
+        write_trace(result, args.trace)
+    if args.export_cast:
+        write_cast(result, args.export_cast)
+    if args.verify:
+        print(result.summary())
+        return 1 if result.divergence is not None else 0
+    return 0
 
 
 # --------------------------------------------------------------------- open
@@ -158,18 +200,31 @@ def cmd_open(args: argparse.Namespace) -> int:
             raise UserError(f"{display(p)}: no such file")
         if p.suffix not in (".s", ".toml", ".cfg"):
             raise UserError(f"{display(p)}: expected a kernel source (.s), a scenario (.toml) or an xl.cfg file")
-    return run_screen(target)
+    return run_screen(target, no_record=getattr(args, "no_record", False))
 
 
-def run_screen(target: str | None = None, lesson=None, seed: int = 0) -> int:
+def run_screen(target: str | None = None, lesson=None, seed: int = 0, no_record: bool = False) -> int:
     """The lab on screen; choosing a lesson there (or restarting one) opens it on a fresh machine."""
     from .lessons.model import find_lesson
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
     while True:
-        result = make_app(target, lesson=lesson, seed=seed, first_run_hint=True).run()
+        record = None if no_record else default_recording_path()
+        result = make_app(target, lesson=lesson, seed=seed, first_run_hint=True, record=record).run()
+        if record is not None and record.exists():
+            from .paths import display
+            print(f"this session is recorded in {display(record)} (xenlab replay FILE plays it)",
+                  file=sys.stderr)
         if not (isinstance(result, tuple) and result[0] == "lesson"):
             return 0
         lesson = find_lesson(result[1])
+
+
+def default_recording_path() -> Path:
+    """Where the screen records a session unless told not to: the lab's data directory."""
+    import time
+    from .dom0.diskimage import data_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")      # a file name only; the machine never sees the clock
+    return data_dir() / "recordings" / f"session-{stamp}-{os.getpid()}.jsonl"
 
 
 # --------------------------------------------------------------------- lessons
@@ -266,12 +321,15 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--program", default=None, help="user program (default machines/programs/workload.s)")
     p.add_argument("--arg", type=_int, default=0, help="argument passed to the program in rdi")
     p.add_argument("--costs", default=None, help="cycle cost table (default machines/costs.toml)")
+    p.add_argument("--record", metavar="FILE", default=None, help="record the session to FILE (docs/recordings.md)")
 
 
 def _setup_open(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", default=None,
                    help="a kernel source (.s) to boot on the bare machine, or a scenario (.toml) of a Xen "
                         "host and its domains (default: the native kernel on the bare machine)")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record the session (by default it is, in the lab's data directory)")
 
 
 def _setup_xl(p: argparse.ArgumentParser) -> None:
@@ -291,6 +349,7 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 def _setup_shell(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", default=None, help="a kernel (.s), scenario (.toml) or xl.cfg; "
                    "default machines/default.toml")
+    p.add_argument("--record", metavar="FILE", default=None, help="record the session to FILE (docs/recordings.md)")
 
 
 def _setup_exec(p: argparse.ArgumentParser) -> None:
@@ -298,6 +357,16 @@ def _setup_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--command", dest="commands", action="append", help="commands separated by ';' (repeatable)")
     p.add_argument("-f", "--script", help="a file of commands, one per line")
     p.add_argument("--xentrace", metavar="FILE", help="write Xen's binary trace (public/trace.h), for xenalyze")
+
+
+def _setup_replay(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a recording (.jsonl, docs/recordings.md)")
+    p.add_argument("--verify", action="store_true", help="re-simulate headless and check every digest "
+                   "(exit 1 at a divergence)")
+    p.add_argument("--to", metavar="MARKER|INSN", default=None, help="stop there and print the state")
+    p.add_argument("--trace", metavar="OUT.jsonl", default=None, help="write the replay's full event trace")
+    p.add_argument("--export-cast", metavar="OUT.cast", default=None,
+                   help="write the session's narration as an asciicast (asciinema plays it)")
 
 
 def _setup_bench(p: argparse.ArgumentParser) -> None:
@@ -330,6 +399,8 @@ COMMANDS += [
     ("shell", "the lab's command line without the screen", _setup_shell, cmd_shell),
     ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
+    ("replay", "replay a recorded session (on screen, or headless)",
+     _setup_replay, cmd_replay),
     ("lessons", "list the guided lessons and your progress", _setup_lessons, cmd_lessons),
     ("lesson", "open a lesson on screen, or --solve / --check it headless; lesson validate FILE...",
      _setup_lesson, cmd_lesson),

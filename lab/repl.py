@@ -16,13 +16,15 @@ from .session.commands import REGISTRY, execute
 from .session.session import Session
 
 
-def open_session(target: str | None) -> Session:
-    from .session.headless import build_target
+def open_session(target: str | None, record: str | None = None) -> Session:
+    """The session a target names, able to go back in time; recorded to ``record`` if given."""
+    from .session import live
     from .session.scenario import DEFAULT_SCENARIO
-    _kind, machine, xl, warnings = build_target([target or str(DEFAULT_SCENARIO)])
+    warnings: list[str] = []
+    session = live.open_session([target or str(DEFAULT_SCENARIO)], record=record, quiet_warnings=warnings)
     for w in warnings:
         print(w, file=sys.stderr)
-    return Session(machine)
+    return session
 
 
 def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:

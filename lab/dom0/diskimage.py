@@ -20,6 +20,10 @@ never creates, truncates or changes it, and never opens a device:
   blkback's PV disk) shares one private image, as QEMU and blkback share one
   image on a real Xen host.
 
+What a disk starts with (its size, and the target's content when it was
+read) goes through :func:`lab.sources.disk`, so a recording holds it and a
+replay starts the disk the same, on any computer.
+
 Only ``raw`` is understood; another ``format`` is read as raw, with a note.
 """
 
@@ -30,6 +34,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from .. import sources
 
 SECTOR_SIZE = 512
 #: Size of an image the lab creates: 8 MiB (16384 sectors).
@@ -130,6 +136,13 @@ class DiskImage:
                 if chunk != zero[:len(chunk)]:
                     self._store(lba, chunk.ljust(-(-len(chunk) // SECTOR_SIZE) * SECTOR_SIZE, b"\0"))
 
+    def load_bytes(self, data: bytes) -> None:
+        """Starting content from bytes (a recording's): sector 0 on, zeros after."""
+        for lba in range(0, min(len(data) // SECTOR_SIZE, self.sectors), 2048):
+            chunk = data[lba * SECTOR_SIZE:min(lba + 2048, self.sectors) * SECTOR_SIZE]
+            if chunk.strip(b"\0"):
+                self._store(lba, chunk)
+
     def _check(self, lba: int, count: int) -> None:
         if count < 0 or lba < 0 or lba + count > self.sectors:
             raise DiskImageError(f"sectors {lba}..{lba + count - 1} are outside the disk "
@@ -208,6 +221,19 @@ class DiskImage:
         return h.hexdigest()
 
 
+def starting_content(source: Path) -> "sources.DiskStart":
+    """What a disk opened now starts with: the target's size, and its content when the
+    learner asked for host images to be read."""
+    size = _host_size(source)
+    data = b""
+    if size is not None and read_host_images():
+        try:
+            data = source.read_bytes()[:size * SECTOR_SIZE]
+        except OSError:
+            data = b""
+    return sources.DiskStart(size or DEFAULT_SECTORS, data)
+
+
 def shared_images(host) -> dict[str, DiskImage]:
     """The private images a host (or a bare machine) has opened so far, by target."""
     images = getattr(host, "disk_images", None)
@@ -237,6 +263,16 @@ def open_disk(target: str | None, *, config_file: str | os.PathLike | None = Non
     if shared is not None and key in shared:
         return shared[key]
     store = (base_dir if base_dir is not None else data_dir()) / "disks"
+    recorded = sources.disk(sources.source_key(source), lambda: starting_content(source))
+    if recorded is not None:
+        # a replay, or a trip back in time: the disk as it was when the session began
+        img = DiskImage.private(store, recorded.sectors or None, readonly, f"private image of {target}")
+        if recorded.data:
+            img.load_bytes(recorded.data)
+        say(f"{target}: starting content from the session's sources ({img.sectors} sectors)")
+        if shared is not None:
+            shared[key] = img
+        return img
     size = _host_size(source)
     img = DiskImage.private(store, size, readonly, f"private image of {target}")
     if size is not None and read_host_images():

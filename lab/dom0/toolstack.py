@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from .. import sources
 from ..errors import UserError
 from ..isa.assembler import AsmError
 from ..isa.cache import assemble_file_cached
@@ -36,7 +37,7 @@ DEFAULT_PROGRAM = PROGRAMS / "workload.s"
 
 
 def assemble(path: Path) -> Image:
-    if not path.exists():
+    if not sources.exists(path):
         raise UserError(f"{display(path)}: no such file")
     try:
         return assemble_file_cached(path, include_dirs=[KERNELS, PROGRAMS])
@@ -67,9 +68,9 @@ class Toolstack:
         if isinstance(cfg, DomainConfig):
             return cfg
         path = Path(cfg)
-        if not path.exists() and base is not None and (base / path).exists():
+        if not sources.exists(path) and base is not None and sources.exists(base / path):
             path = base / path
-        if not path.exists():
+        if not sources.exists(path):
             raise UserError(f"{display(path)}: no such file")
         try:
             conf = load_config(path)
@@ -88,7 +89,7 @@ class Toolstack:
             return stock
         k = Path(conf.kernel)
         for candidate in (k, KERNELS / k.name, Path(conf.filename).parent / k):
-            if candidate.suffix == ".s" and candidate.exists():
+            if candidate.suffix == ".s" and sources.exists(candidate):
                 return candidate
         self.warnings.append(f"{conf.filename}: kernel '{conf.kernel}' is not a lab kernel; "
                              f"using the lab's {display(stock)} for a {mode} guest")
@@ -102,7 +103,7 @@ class Toolstack:
         mode = "pv32" if conf.lab_pv32 else conf.kernel_mode
         kernel = self._image(self.kernel_for(conf, mode))
         program_path = Path(conf.lab_program) if conf.lab_program else DEFAULT_PROGRAM
-        if conf.lab_program and not program_path.exists():
+        if conf.lab_program and not sources.exists(program_path):
             program_path = Path(conf.filename).parent / conf.lab_program
         program = self._image(program_path)
         arg = 0

@@ -59,6 +59,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Union
 
+from .. import sources
+
 __all__ = [
     "ConfigError", "CfgValue", "parse_cfg", "parse_settings", "Setting",
     "DiskSpec", "VifSpec", "DomainConfig", "load_config", "parse_disk_spec",
@@ -1401,16 +1403,14 @@ def _compose_cmdline(root: str | None, extra: str | None) -> str | None:
 def _read_source(path_or_text: object, filename: str | None) -> tuple[str, str]:
     if isinstance(path_or_text, os.PathLike):
         path = os.fspath(path_or_text)
-        with open(path, "rb") as fh:
-            data = fh.read()
-        return _as_text(data), filename or str(path)
+        return _as_text(sources.read_bytes(path)), filename or str(path)
     if isinstance(path_or_text, bytes):
         return _as_text(path_or_text), filename or "<string>"
     text = str(path_or_text)
     if "\n" not in text and "=" not in text and text and len(text) < 4096 and (
-            os.path.isfile(text) or "/" in text or text.endswith((".cfg", ".xl"))):
-        with open(text, "rb") as fh:        # a path (OSError if it is not there)
-            return _as_text(fh.read()), filename or text
+            sources.is_file(text) or "/" in text or text.endswith((".cfg", ".xl"))):
+        # a path (OSError if it is not there)
+        return _as_text(sources.read_bytes(text)), filename or text
     return text, filename or "<string>"
 
 

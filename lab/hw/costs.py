@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import sources
 from ..paths import MACHINES
 
 DEFAULT_PATH = MACHINES / "costs.toml"
@@ -32,7 +33,7 @@ class Costs:
 def load_costs(path: Path | str | None = None) -> Costs:
     p = Path(path) if path else DEFAULT_PATH
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(sources.read_text(p))
     except FileNotFoundError:
         raise CostError(f"{p}: no such cost table") from None
     except tomllib.TOMLDecodeError as e:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from .. import sources
 from ..errors import UserError
 from . import a64_asm, opcodes
 from .a64 import A64
@@ -981,7 +982,7 @@ class Assembler:
         candidates = [os.path.normpath(os.path.join(here, rel))]
         candidates += [os.path.normpath(os.path.join(str(d), rel)) for d in self.include_dirs]
         for cand in candidates:
-            if os.path.isfile(cand):
+            if sources.is_file(cand):
                 break
         else:
             raise _fail(where, arg[0].col, f"cannot find include file '{rel}'")
@@ -991,8 +992,7 @@ class Assembler:
         if len(self.include_stack) >= _MAX_INCLUDE_DEPTH:
             raise _fail(where, arg[0].col, "includes nested too deeply")
         try:
-            with open(cand, encoding="utf-8") as f:
-                text = f.read()
+            text = sources.read_text(cand)
         except UnicodeDecodeError:
             raise _fail(where, arg[0].col, f"include file '{rel}' is not UTF-8 text") from None
         except OSError as e:
@@ -1695,8 +1695,7 @@ def assemble_file(path: Path | str, include_dirs: Iterable[Path | str] = ()) -> 
     """Assemble a file; .include looks beside each file, then in ``include_dirs``."""
     path = str(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = sources.read_bytes(path)
     except OSError as e:
         raise AsmError(path, 1, 1, f"cannot read file: {e.strerror}") from None
     try:

@@ -18,6 +18,7 @@ import pickle
 from pathlib import Path
 from typing import Iterable
 
+from .. import sources
 from ..paths import ROOT
 from .assembler import assemble_file
 from .image import Image
@@ -53,10 +54,10 @@ def _still_current(image: Image) -> bool:
     for name, text in image.sources.items():
         # sources are named as the learner sees them: relative to the lab when inside it
         p = Path(name)
-        if not p.is_absolute() and not p.exists():
+        if not p.is_absolute() and not sources.exists(p):
             p = ROOT / p
         try:
-            if p.read_text(encoding="utf-8") != text:
+            if sources.read_text(p) != text:
                 return False
         except (OSError, UnicodeDecodeError):
             return False

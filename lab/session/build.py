@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import sources
 from ..errors import UserError
 from ..hw.boot import BootError, boot_native
 from ..hw.costs import CostError, load_costs
@@ -20,9 +21,9 @@ NATIVE_KERNEL = KERNELS / "native.s"
 def assemble(path: Path | str) -> Image:
     """Assemble a source file, turning every problem into a UserError."""
     p = Path(path)
-    if not p.exists():
+    if not sources.exists(p):
         raise UserError(f"{display(p)}: no such file")
-    if p.is_dir():
+    if not sources.is_file(p):
         raise UserError(f"{display(p)}: is a directory, not an assembly file")
     try:
         return assemble_file_cached(p, include_dirs=[KERNELS, PROGRAMS])

@@ -66,7 +66,10 @@ def execute(session: Session, line: str) -> str:
         hint = f" (did you mean {', '.join(sorted(close))}?)" if close else " (try 'help')"
         raise UserError(f"unknown command '{name}'{hint}")
     session.note_input("command", line.strip())
-    return cmd.run(session, args)
+    try:
+        return cmd.run(session, args)
+    finally:
+        session.input_applied()
 
 
 def _where(session: Session) -> str:
@@ -314,3 +317,110 @@ def _xs_write(session: Session, args: list[str]) -> str:
 @command("digest", "digest", "print a hash of the whole machine state")
 def _digest(session: Session, args: list[str]) -> str:
     return session.machine.digest()
+
+
+# --------------------------------------------------------------------- time travel
+def _time_machine(session: Session):
+    tm = session.time_machine
+    if tm is None:
+        raise UserError("this session cannot travel in time (it was not opened from its sources)")
+    return tm
+
+
+def _landed(session: Session, what: str) -> str:
+    tm = session.time_machine
+    return f"{what}: instruction {tm.now():,} of {tm.extent():,}\n{_where(session)}"
+
+
+#: ``back KIND``: the event kinds a learner steps back through by name.
+BACK_KINDS = {"event": None, "hypercall": "hypercall", "vmexit": "vmexit", "trap": "trap", "ioport": "ioport",
+              "evtchn": "evtchn", "console": "console", "domain": "domain"}
+
+
+@command("back", "back [N | event | hypercall | vmexit]",
+         "go back N instructions (default 1), or to the previous event of a kind")
+def _back(session: Session, args: list[str]) -> str:
+    tm = _time_machine(session)
+    if args and not args[0][0].isdigit():
+        if args[0] not in BACK_KINDS:
+            raise UserError(f"back: '{args[0]}' is not a number or one of {', '.join(BACK_KINDS)}")
+        seq = tm.back_events(BACK_KINDS[args[0]])
+        ev = next((e for e in session.machine.trace.since(seq) if e.seq == seq), None)
+        return _landed(session, f"back to #{seq} {ev.summary() if ev else ''}".rstrip())
+    n = _count(args)
+    here = tm.now()
+    if here == 0:
+        raise UserError("already at the start of the session")
+    tm.seek_insns(max(0, here - n))
+    return _landed(session, f"back {here - tm.now():,}")
+
+
+@command("seek", "seek INSN | #EVENT | MARKER | end | +input | -input | +mark | -mark",
+         "go to any point of the session: an instruction count, just after an event, a marker, "
+         "the end, the next or previous input or marker")
+def _seek(session: Session, args: list[str]) -> str:
+    tm = _time_machine(session)
+    if len(args) != 1:
+        raise UserError("usage: seek INSN | #EVENT | MARKER | end | +input | -input | +mark | -mark "
+                        "(e.g. seek 1000, seek #42, seek boot)")
+    arg = args[0]
+    if arg in ("+input", "-input"):
+        tm.move_input(1 if arg[0] == "+" else -1)
+        return _landed(session, f"input {tm.position[0]}")
+    if arg in ("+mark", "-mark"):
+        name = tm.move_marker(1 if arg[0] == "+" else -1)
+        return _landed(session, f"at marker '{name}'")
+    if arg.startswith("#"):
+        tm.seek_event(_number(arg[1:], "the event number"))
+        return _landed(session, f"after event {arg}")
+    if arg[0].isdigit():
+        tm.seek_insns(_number(arg.replace("_", ""), "the instruction count"))
+        return _landed(session, "at")
+    if arg in ("end", "live"):
+        tm.goto(len(tm.steps), None)
+        return _landed(session, "at the end")
+    tm.seek_marker(arg)
+    return _landed(session, f"at marker '{arg}'")
+
+
+@command("mark", "mark [NAME]", "set a marker here (seek NAME comes back); without NAME, list them")
+def _mark(session: Session, args: list[str]) -> str:
+    tm = _time_machine(session)
+    if not args:
+        if not tm.markers:
+            return "no markers"
+        return "\n".join(f"{name:<16} instruction {insns:,}" for name, (_, _, insns)
+                         in sorted(tm.markers.items(), key=lambda kv: kv[1][2]))
+    return tm.mark(args[0])
+
+
+@command("record", "record [on FILE | off | save FILE]",
+         "show, start or stop the session's recording; save writes the session so far and records on")
+def _record(session: Session, args: list[str]) -> str:
+    from .live import start_recording, stop_recording
+    from ..paths import display
+    rec = session.recorder
+    if not args:
+        if rec is None:
+            return "not recording (record on FILE starts)"
+        return f"recording to {display(rec.path)}: {rec.writer.inputs} inputs, {rec.writer.bytes:,} bytes"
+    if args[0] == "off":
+        if rec is None:
+            return "not recording"
+        stop_recording(session)
+        return f"recording stopped; {display(rec.path)} is complete"
+    if args[0] == "on":
+        if rec is not None and len(args) == 1:
+            return f"already recording to {display(rec.path)}"
+        if len(args) != 2:
+            raise UserError("usage: record on FILE")
+        rec = start_recording(session, args[1])
+        return f"recording to {display(rec.path)}"
+    if args[0] == "save":
+        if len(args) != 2:
+            raise UserError("usage: record save FILE")
+        old = rec
+        rec = start_recording(session, args[1])
+        was = f" ({display(old.path)} is complete)" if old is not None else ""
+        return f"saved the session so far to {display(rec.path)}, and recording on into it{was}"
+    raise UserError("usage: record [on FILE | off | save FILE]")

@@ -98,22 +98,45 @@ def build_target(targets: list[str], program: str | None = None, arg: int = 0, c
 
 def run_headless(target: str | list[str], *, steps: int | None = None, until: EventSpec | None = None,
                  program: str | None = None, arg: int = 0, trace_path: str | None = None,
-                 costs: str | None = None, xentrace_path: str | None = None) -> RunResult:
+                 costs: str | None = None, xentrace_path: str | None = None,
+                 record: str | None = None) -> RunResult:
     targets = [target] if isinstance(target, str) else list(target)
-    kind, machine, xl, warnings = build_target(targets, program, arg, costs)
+    limit = steps if steps is not None else DEFAULT_LIMIT
+    hit = None
+    session = None
+    if record is not None:
+        # Driven through the command language, so the recording holds the run as its one input.
+        from .live import open_session
+        warnings: list[str] = []
+        session = open_session(targets, program, arg, costs, record=record, quiet_warnings=warnings)
+        machine = session.machine
+        kind = "xen" if isinstance(getattr(machine, "domains", None), dict) else "native"
+    else:
+        kind, machine, xl, warnings = build_target(targets, program, arg, costs)
     writer = None
     if xentrace_path:
         from .xentrace import attach_xentrace
         writer = attach_xentrace(machine, xentrace_path)
-    limit = steps if steps is not None else DEFAULT_LIMIT
-    hit = None
     try:
-        if until is not None:
+        if session is not None:
+            from .commands import execute
+            if until is not None:
+                session.note_input("command", f"until {until}")      # what the until command does
+                ev = session.until(until)
+                session.input_applied()
+                hit = ev.to_dict() if ev is not None else None
+            else:
+                execute(session, f"run {limit}")
+        elif until is not None:
             ev = machine.run_until(until.matches, max_insns=limit)
             hit = ev.to_dict() if ev is not None else None
         else:
             machine.run(limit)
     finally:
+        if session is not None:
+            from .live import stop_recording
+            stop_recording(session)
+            session.stop_watching()
         if writer is not None:
             writer.close()
             writer.fp.close()

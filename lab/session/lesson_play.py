@@ -17,14 +17,13 @@ from ..lessons.progress import Progress
 from ..lessons.tutor import Tutor
 from ..paths import display
 from .commands import execute
-from .headless import build_target
 from .session import Session
 
 
 def boot_session(lesson: Lesson) -> Session:
     """A fresh machine for ``lesson``: its scenario booted and its setup commands run."""
-    _kind, machine, _xl, _warnings = build_target([str(p) for p in lesson.scenario])
-    session = Session(machine)
+    from .live import open_session
+    session = open_session([str(p) for p in lesson.scenario])      # back and seek work in lessons too
     for line in lesson.setup:
         try:
             execute(session, line)

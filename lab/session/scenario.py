@@ -31,6 +31,7 @@ from ..dom0.qemu import DeviceModel
 from ..dom0.xenstored import Xenstored
 from ..dom0.xsclient import init_dom0
 from ..dom0.toolstack import Toolstack
+from .. import sources
 from ..errors import UserError
 from ..hw.costs import CostError, load_costs
 from ..paths import MACHINES, display
@@ -59,10 +60,10 @@ def _fail(path: Path, msg: str) -> UserError:
 
 def load_scenario(path: Path | str) -> Scenario:
     p = Path(path)
-    if not p.exists():
+    if not sources.exists(p):
         raise UserError(f"{display(p)}: no such file")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(sources.read_text(p))
     except tomllib.TOMLDecodeError as e:
         raise _fail(p, str(e)) from None
     unknown = sorted(set(data) - {"host", "dom0", "domain", "description", "native"})

@@ -50,6 +50,9 @@ class Input:
     text: str
     insns: int
     cycles: int
+    #: True for an input noted after it took effect: the screen ran the machine
+    #: outside the command language (``run`` with text ``INSNS``: up to that count).
+    applied: bool = False
 
 
 class Session:
@@ -60,6 +63,29 @@ class Session:
         self._focus = 0
         #: Called with every :class:`Input` as it applies (recordings, lesson checks).
         self.input_listeners: list[Callable[[Input], None]] = []
+        #: Called after each input has taken effect (recordings digest the state then).
+        self.applied_listeners: list[Callable[[], None]] = []
+        self._applied_clock: tuple[int, int] | None = None
+        self._applying = False      # between an input being noted and it having taken effect
+        #: While set, no run, step or until goes past this many instructions (time
+        #: travel re-executes an input only up to the point it is going to).
+        self.insn_cap: int | None = None
+        #: (every, fn): called as runs pass multiples of ``every`` instructions (add_checkpoint).
+        self.checkpoints: list[tuple[int, Callable[[], None]]] = []
+        #: Set by lab.session.timetravel when the session can go back in time.
+        self.time_machine: Any = None
+        #: The live recording (lab.session.live.SessionRecorder), or None.
+        self.recorder: Any = None
+        machine.trace.listeners.append(self._watch)
+        self._applied_clock = self.clock()      # the machine as built: nothing ran yet
+
+    def replace_machine(self, machine: Any) -> None:
+        """Drive another machine (time travel rebuilt the session's machine from its sources)."""
+        try:
+            self.machine.trace.listeners.remove(self._watch)
+        except ValueError:
+            pass
+        self.machine = machine
         machine.trace.listeners.append(self._watch)
 
     # -- inputs -------------------------------------------------------------
@@ -75,11 +101,51 @@ class Session:
 
     def note_input(self, kind: str, text: str) -> Input:
         """Stamp an input with the time it applies and tell every listener."""
+        self._catch_up()
         insns, cycles = self.clock()
         inp = Input(kind, text, insns, cycles)
+        self._applying = True
         for listener in list(self.input_listeners):
             listener(inp)
+        if kind not in ("command", "run"):
+            self.input_applied()        # a lesson's action and the like: nothing to wait for
         return inp
+
+    def input_applied(self) -> None:
+        """The last input has taken effect."""
+        self._applying = False
+        self._applied_clock = self.clock()
+        for fn in list(self.applied_listeners):
+            fn()
+
+    def note_done(self, kind: str, text: str) -> None:
+        """An input the screen has already applied (its steps, say): noted now, stamped with
+        the time it began."""
+        if self._applied_clock is None or not self.input_listeners or self._applying:
+            return
+        inp = Input(kind, text, *self._applied_clock, applied=True)
+        for listener in list(self.input_listeners):
+            listener(inp)
+        self.input_applied()
+
+    def note_run(self, chunk: int | None = None) -> None:
+        """The screen ran the machine outside the command language, up to here: note it as an
+        input (``run`` to this instruction count, in runs of ``chunk`` when it ran that way)."""
+        self._catch_up(chunk)
+
+    def _catch_up(self, chunk: int | None = None) -> None:
+        """If the machine ran since the last input without one (the screen's run key), note
+        that run now, as an input that has already taken effect."""
+        if self._applied_clock is None or not self.input_listeners or self._applying:
+            return
+        now = self.clock()
+        if now[0] == self._applied_clock[0]:
+            return
+        text = str(now[0]) if chunk is None else f"{now[0]} by {chunk}"
+        inp = Input("run", text, *self._applied_clock, applied=True)
+        for listener in list(self.input_listeners):
+            listener(inp)
+        self.input_applied()
 
     # -- focus ------------------------------------------------------------
     def vcpus(self) -> list[VcpuRef]:
@@ -109,12 +175,20 @@ class Session:
             if hasattr(self.machine, "yield_now"):
                 self.machine.yield_now = True       # a Xen host: stop scheduling too
 
+    def _room(self, n: int) -> int:
+        """``n`` instructions, or fewer if the cap is nearer."""
+        if self.insn_cap is None:
+            return n
+        return max(0, min(n, self.insn_cap - self.clock()[0]))
+
     def step(self, n: int = 1) -> int:
         """Single-step ``n`` instructions (stopping early at a breakpoint); return how many ran."""
         self.break_hit = None
         done = 0
         m = self.machine
         while done < n and not m.stopped and self.break_hit is None:
+            if self.insn_cap is not None and self.clock()[0] >= self.insn_cap:
+                break
             m.step()
             done += 1
         return done
@@ -122,11 +196,65 @@ class Session:
     def run(self, n: int | None = None) -> Event | None:
         """Run ``n`` instructions (or until the machine stops); stop at a breakpoint."""
         self.break_hit = None
-        self.machine.run(n if n is not None else 1 << 62)
+        budget = self._room(n if n is not None else 1 << 62)
+        if budget <= 0:
+            return self.break_hit
+        if not self.checkpoints:
+            self.machine.run(budget)
+        elif isinstance(getattr(self.machine, "domains", None), dict):
+            self._run_host_with_checkpoints(budget)
+        else:
+            self._run_with_checkpoints(budget)
         return self.break_hit
+
+    def add_checkpoint(self, every: int, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` each time a run passes a multiple of ``every`` instructions, at a point
+        where stopping would not change the machine's course; returns a function that stops it."""
+        entry = (every, fn)
+        self.checkpoints.append(entry)
+        return lambda: entry in self.checkpoints and self.checkpoints.remove(entry)
+
+    def _due(self, before: int, now: int) -> list[Callable[[], None]]:
+        return [fn for every, fn in list(self.checkpoints) if now // every > before // every]
+
+    def _run_with_checkpoints(self, budget: int) -> None:
+        """The bare machine: a run cut at an instruction and continued is the same run, so
+        it runs up to each checkpoint's next multiple and calls it there."""
+        m = self.machine
+        end = self.clock()[0] + budget
+        while True:
+            now = self.clock()[0]
+            if now >= end or m.stopped or self.break_hit is not None:
+                return
+            mark = min([(now // every + 1) * every for every, _ in self.checkpoints] + [end])
+            m.run(mark - now)
+            after = self.clock()[0]
+            if after == now:
+                return
+            for fn in self._due(now, after):
+                fn()
+
+    def _run_host_with_checkpoints(self, budget: int) -> None:
+        """A Xen host: between two vCPU runs (its run loop's own pause points) the checkpoints
+        whose multiple was passed are called; the run goes on as if nothing had looked."""
+        m = self.machine
+        last = [m.instructions]
+
+        def look() -> bool:
+            now = m.instructions
+            if now != last[0]:
+                for fn in self._due(last[0], now):
+                    fn()
+                last[0] = now
+            return False
+        m.run(budget, stop=look)
+        look()                      # the run ended between two vCPU runs too
 
     def until(self, spec: EventSpec, limit: int = 50_000_000) -> Event | None:
         self.break_hit = None
+        limit = self._room(limit)
+        if limit <= 0:
+            return None
         return self.machine.run_until(spec.matches, max_insns=limit)
 
     # -- views -------------------------------------------------------------

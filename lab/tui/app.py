@@ -77,6 +77,9 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
+    rec = getattr(runner.session, "recorder", None)
+    if rec is not None and rec.active:
+        parts += [sep, ("● rec", "$text-error bold")]
     seen = runner.stats.events_seen
     parts += [sep, ("ev " if compact else "events ", "$text-muted"), f"{seen:,}"]
     dropped = seen - shown - len(runner.events)
@@ -126,6 +129,10 @@ class XenLab(App[None]):
                 tooltip="Open the help screen (when not typing a command)"),
         Binding("ctrl+right_square_bracket", "leave_console", "Leave console", id="leave_console",
                 tooltip="Stop typing into the guest's console (as xl console's ctrl+])", priority=True),
+        Binding("ctrl+b", "back", "Back", show=False, id="back",
+                tooltip="Go back one instruction (the whole machine, as it was)"),
+        Binding("ctrl+r", "toggle_record", "Record", show=False, id="toggle_record",
+                tooltip="Stop recording the session, or record it (from its start) in the lab's data directory"),
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
@@ -153,6 +160,7 @@ class XenLab(App[None]):
         #: The domain whose console the command line types into (``console DOM``), or None.
         self.console_dom: str | None = None
         self._status_waited = 0
+        self._history = 0
         self._host_key: tuple = ()
         #: What the command output shows, as (kind, text): the pane's plain record.
         self.transcript: deque[tuple[str, str]] = deque(maxlen=2000)
@@ -182,6 +190,24 @@ class XenLab(App[None]):
         if self._pump_timer is not None:
             self._pump_timer.stop()
         self.runner.close()
+        if self.runner.session is not None:
+            from ..session.live import stop_recording
+            stop_recording(self.runner.session)      # the end line: the recording is complete
+
+    def action_back(self) -> None:
+        self.runner.command("back 1")
+
+    def on_event_list_travel(self, message: Any) -> None:
+        """t or a double-click on a logged event: the whole machine to just after it happened."""
+        self.runner.command(f"seek #{message.event.seq}")
+
+    def action_toggle_record(self) -> None:
+        rec = getattr(self.runner.session, "recorder", None)
+        if rec is not None and rec.active:
+            self.runner.command("record off")
+        else:
+            from ..cli import default_recording_path
+            self.runner.command(f"record on {shlex.quote(str(default_recording_path()))}")
 
     def _on_tick(self) -> None:
         if self._exit or not self.screen_stack or not self.main.is_mounted:
@@ -211,6 +237,12 @@ class XenLab(App[None]):
         """Move what the sim thread produced onto the screen (one batch per tick)."""
         self.ticks += 1
         r = self.runner
+        if r.history != self._history:
+            # time travel: the logs showed another time; they start again from its trace
+            self._history = r.history
+            self.main.query_one(CallsPane).list.clear()
+            self.main.query_one(DevicePane).list.clear()
+            self.events_shown = 0
         batch = r.drain_events(r.events.maxlen or 10_000)
         self.events_shown += len(batch)
         replies = r.drain_replies()
@@ -598,14 +630,13 @@ class XenLab(App[None]):
         self.theme = LIGHT if self.current_theme.dark else DARK
 
 
-def build_session(target: str | None = None) -> Any:
+def build_session(target: str | None = None, record: str | Path | None = None) -> Any:
     """The session for ``target``: a kernel source (.s) on the bare machine, a scenario
-    (.toml), or an xl.cfg file; the default scenario (dom0, a PV and an HVM guest) if none."""
-    from ..session.headless import build_target
+    (.toml), or an xl.cfg file; the default scenario (dom0, a PV and an HVM guest) if none.
+    It can go back in time, and records to ``record`` when given."""
+    from ..session.live import open_session
     from ..session.scenario import DEFAULT_SCENARIO
-    from ..session.session import Session
-    _kind, machine, _xl, _warnings = build_target([str(target) if target is not None else str(DEFAULT_SCENARIO)])
-    return Session(machine)
+    return open_session([str(target) if target is not None else str(DEFAULT_SCENARIO)], record=record)
 
 
 def describe_target(target: str | None) -> str:
@@ -618,10 +649,11 @@ def describe_target(target: str | None) -> str:
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
              speed: int | None = None, tick: float = TICK, max_rows: int = 2000, lesson: Any = None,
-             seed: int = 0, progress: Any = None, first_run_hint: bool = False) -> XenLab:
+             seed: int = 0, progress: Any = None, first_run_hint: bool = False,
+             record: str | Path | None = None) -> XenLab:
     """Build (not run) the lab app on ``session``, or on a machine built from ``target``,
     or on ``lesson``'s machine with its tutor. ``first_run_hint``: tell a learner with no
-    progress yet where to start.
+    progress yet where to start. ``record``: record the session into this file.
 
     The machine is built on the simulation thread, so the screen appears at
     once; a bad target becomes a message on the screen.
@@ -646,7 +678,7 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
         runner = Runner(session, **kwargs)
         subtitle = describe_target(target)
     else:
-        runner = Runner(factory=lambda: build_session(target), **kwargs)
+        runner = Runner(factory=lambda: build_session(target, record), **kwargs)
         subtitle = describe_target(target)
     app = XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows, lesson=lesson,
                  progress=progress, first_run=first_run_hint and not progress.lessons and progress.saving)

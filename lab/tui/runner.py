@@ -159,6 +159,9 @@ class _Job:
     spec: Any = None                   # for "until"
     label: str = ""
     done: int = 0
+    chunk: int | None = None           # the instructions per tick it has run at (None: not yet)
+    steps: int = 0                     # a step job: steps taken since the session was last told
+    timed: bool = False                # ran in timed slices (a Xen host at full speed)
 
 
 @dataclass
@@ -197,6 +200,8 @@ class Runner:
         self.job_label = ""
         self.speed = speed
         self.stats = Stats()
+        #: Bumped when time travel puts the machine at another time (the logs start again).
+        self.history = 0
         self.error: str | None = None        # last simulator error (one line)
         self.last_traceback: str | None = None
         self.walk_addr: int | None = None
@@ -406,7 +411,42 @@ class Runner:
         self.events.extend(recent)
         self.stats.events_seen = len(recent)
         trace.listeners.append(self._listen)
+        tm = getattr(self.session, "time_machine", None)
+        if tm is not None:
+            tm.on_replace.append(self._machine_replaced)
+            tm.on_travel.append(self._travelled)
         self.mode = STOPPED if self.session.machine.stopped else PAUSED
+
+    def _machine_replaced(self, machine: Any) -> None:
+        """Time travel built the session's machine afresh: follow its trace instead."""
+        machine.trace.listeners.append(self._listen)
+        self._dirty = True
+
+    def _travelled(self) -> None:
+        """After a trip in time the logs must show the trace as it was then: the screen
+        clears its logs when ``history`` changes and takes these events again."""
+        self.history += 1
+        self.events.clear()
+        for ev in self.session.machine.trace.recent(self.events.maxlen):
+            self.events.append(ev)
+        self._dirty = True
+
+    def _note_job(self, job: "_Job | None") -> None:
+        """Tell the session how far the screen's run went, and how it ran, so a recording
+        and time travel can run it again exactly (docs/recordings.md)."""
+        if job is None or self.session is None:
+            return
+        if job.kind == "step":
+            # steps one at a time are the step command's, whatever the speed
+            if job.steps:
+                self.session.note_done("command", f"step {job.steps}")
+                job.steps = 0
+            return
+        chunk = None
+        if self.xen and not job.timed:
+            # a Xen host's runs cut at an instruction count change how the domains interleave
+            chunk = job.chunk
+        self.session.note_run(chunk)
 
     def _drain_requests(self) -> None:
         while True:
@@ -456,7 +496,11 @@ class Runner:
         if n <= 64:          # short steps happen at once, whatever the speed
             if self._refuse_if_stopped():
                 return
-            done = self.session.step(n)
+            self.session.note_input("command", f"step {n}")      # exactly what the step command does
+            try:
+                done = self.session.step(n)
+            finally:
+                self.session.input_applied()
             self.stats.instructions += done
             hit = self.session.break_hit
             msg = f"stepped {done}: {where_line(self.session.cpu_view())}"
@@ -478,6 +522,7 @@ class Runner:
             raise UserError(f"{name} runs no guest code in the lab: focus a guest first "
                             f"(e.g. 'focus {focus_order(self.session)[-1][1]}')")
         self._mark_before()
+        self._note_job(self._job)           # a command while running: the run so far comes first
         text = self._execute(self.session, line) if self._execute else ""
         self._reply("out", text)
         words = line.split()
@@ -548,6 +593,7 @@ class Runner:
 
     def _finish(self, why: str, extra: str = "") -> None:
         job = self._job
+        self._note_job(job)
         self._job = None
         self.job_label = ""
         self.mode = STOPPED if self.session.machine.stopped else PAUSED
@@ -585,12 +631,15 @@ class Runner:
         hit = None
         found = None
         timed = per_tick is None and self.xen and job.kind in ("run", "until")
+        if (job.chunk, job.timed) != (per_tick, timed) and job.done:
+            self._note_job(job)             # the speed changed: the run so far ran the old way
+        job.chunk, job.timed = per_tick, timed
         if timed:
             hit, found = self._timed_slice(job, FULL_SPEED_SLICE)
         elif job.kind == "run":
             hit = s.run(n)
         elif job.kind == "step":
-            s.step(n)
+            job.steps += s.step(n)
             hit = s.break_hit
         else:
             found = s.until(job.spec, limit=n)

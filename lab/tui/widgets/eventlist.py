@@ -49,7 +49,21 @@ class EventList(ScrollView, can_focus=True):
                 tooltip="Newest event, and follow new ones"),
         Binding("enter", "select", "Explain", show=False, id="events.select",
                 tooltip="Explain the event under the cursor"),
+        Binding("t", "travel", "Go there", show=False, id="events.travel",
+                tooltip="Take the whole machine to the moment this event happened (or double-click it)"),
     ]
+
+    class Travel(Message):
+        """The learner asked to take the machine to the moment this event happened."""
+
+        def __init__(self, event_list: "EventList", event: Any) -> None:
+            super().__init__()
+            self.event_list = event_list
+            self.event = event
+
+        @property
+        def control(self) -> "EventList":
+            return self.event_list
 
     class Selected(Message):
         """The learner picked an event (cursor moved onto it, or enter/click)."""
@@ -224,6 +238,10 @@ class EventList(ScrollView, can_focus=True):
         elif self.selected_event is not None:
             self.post_message(self.Selected(self, self.selected_event))
 
+    def action_travel(self) -> None:
+        if self.selected_event is not None:
+            self.post_message(self.Travel(self, self.selected_event))
+
     def on_click(self, event: Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
@@ -231,6 +249,8 @@ class EventList(ScrollView, can_focus=True):
         k = self.scroll_offset.y + offset.y
         if 0 <= k < len(self._visible):
             self._move_to(k)
+            if event.chain >= 2:
+                self.action_travel()
 
     def on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
         self.follow = False
