@@ -320,8 +320,7 @@ COMMANDS += [
     ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
     ("lessons", "list the guided lessons and your progress", _setup_lessons, cmd_lessons),
-    ("lesson", "open a lesson on screen, or --solve / --check it headless; lesson validate FILE...",
-     _setup_lesson, cmd_lesson),
+    ("lesson", "open a lesson, or solve, check or validate it headless", _setup_lesson, cmd_lesson),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
 ]
 
