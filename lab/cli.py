@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .session.headless import run_headless
     until = parse_spec(args.until) if args.until else None
     result = run_headless(args.target, steps=args.steps, until=until, program=args.program, arg=args.arg,
-                          trace_path=args.trace, costs=args.costs)
+                          trace_path=args.trace, costs=args.costs, xentrace_path=args.xentrace)
     for w in result.warnings:
         print(w, file=sys.stderr)
     if args.json:
@@ -135,7 +135,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
             raise UserError(f"{args.script}: cannot read: {e.strerror}") from None
     if not lines:
         raise UserError("exec: give commands with -c \"step 5; walk\" or a script file with -f")
-    return run_script(open_session(args.target), lines, sys.stdout)
+    session = open_session(args.target)
+    if not getattr(args, "xentrace", None):
+        return run_script(session, lines, sys.stdout)
+    from .session.xentrace import attach_xentrace
+    writer = attach_xentrace(session.machine, args.xentrace)
+    try:
+        return run_script(session, lines, sys.stdout)
+    finally:
+        writer.close()
+        writer.fp.close()
 
 
 # --------------------------------------------------------------------- open
@@ -251,6 +260,7 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_int, default=None, help="stop after N guest instructions")
     p.add_argument("--until", metavar="KIND[:NAME]", help="stop at the first matching event, e.g. trap:#PF")
     p.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON Lines")
+    p.add_argument("--xentrace", metavar="FILE", help="write Xen's binary trace (public/trace.h), for xenalyze")
     p.add_argument("--summary", action="store_true", help="count hypercalls, exits, traps per vCPU")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--program", default=None, help="user program (default machines/programs/workload.s)")
@@ -287,6 +297,7 @@ def _setup_exec(p: argparse.ArgumentParser) -> None:
     _setup_shell(p)
     p.add_argument("-c", "--command", dest="commands", action="append", help="commands separated by ';' (repeatable)")
     p.add_argument("-f", "--script", help="a file of commands, one per line")
+    p.add_argument("--xentrace", metavar="FILE", help="write Xen's binary trace (public/trace.h), for xenalyze")
 
 
 def _setup_bench(p: argparse.ArgumentParser) -> None:

@@ -321,7 +321,9 @@ def test_vcpu_memory_version_features():
     feat = {"writable_page_tables": 0, "writable_descriptor_tables": 1,
             "auto_translated_physmap": 2, "supervisor_mode_kernel": 3,
             "pae_pgdir_above_4gb": 4, "mmu_pt_update_preserve_ad": 5,
-            "hvm_callback_vector": 8, "hvm_safe_pvclock": 9, "hvm_pirqs": 10, "dom0": 11}
+            "hvm_callback_vector": 8, "hvm_safe_pvclock": 9, "hvm_pirqs": 10, "dom0": 11,
+            "memory_op_vnode_supported": 13, "not_direct_mapped": 16, "direct_mapped": 17,
+            "runstate_phys_area": 18, "vcpu_time_phys_area": 19, "dm_msix_all_writes": 20}
     for name, value in feat.items():
         assert getattr(abi, "XENFEAT_" + name) == value
     assert (abi.RUNSTATE_running, abi.RUNSTATE_runnable, abi.RUNSTATE_blocked,

@@ -734,3 +734,54 @@ def test_assemble_line_errors(text, address, message):
     with pytest.raises(AsmError) as e:
         assemble_line(text, address)
     assert str(e.value) == message
+
+
+# ---------------------------------------------------------------- .macro and .rept
+def _insns(src: str) -> list[Instruction]:
+    data = assemble(src, "m.s").sections[0].data
+    return [decode(bytes(data[i:i + INSN_SIZE])) for i in range(0, len(data), INSN_SIZE)]
+
+
+def test_macro_with_arguments_defaults_and_unique_labels():
+    src = (".macro pair a, b=rbx\n    push \\a\n    push \\b\n.endm\n"
+           ".macro spin reg\nagain\\@:\n    dec \\reg\n    jnz again\\@\n.endm\n"
+           "pair rax\npair rcx, rdx ; a comment\nspin r8\nspin r9\n")
+    assert _insns(src) == _insns("push rax\npush rbx\npush rcx\npush rdx\n"
+                                 "a1:\ndec r8\njnz a1\na2:\ndec r9\njnz a2\n")
+
+
+def test_rept_nested_in_a_macro_and_counts_from_constants():
+    src = ".equ N, 2\n.macro twice op\n.rept N\n    \\op\n.endr\n.endm\ntwice nop\n.rept N + 1\ninc rax\n.endr\n.rept 0\nud2\n.endr\n"
+    assert _insns(src) == _insns("nop\nnop\ninc rax\ninc rax\ninc rax\n")
+
+
+def test_mov_r64_imm64_takes_a_full_immediate():
+    (insn,) = _insns("mov r9, 0x123456789abcdef0\n")
+    assert insn.imm == 0x123456789ABCDEF0 and insn.a == 9
+
+
+@pytest.mark.parametrize("src,message", [
+    (".macro\n.endm\n", "takes a name"),
+    (".rept 2\nnop\n", "'.rept' has no '.endr'"),
+    (".endm\n", "with no block open"),
+    (".macro m a\n\\a\n.endm\nm\n", "no value for parameter 'a'"),
+    (".macro m a\n\\a\n.endm\nm 1, 2\n", "takes 1 argument"),
+    (".rept 1 << 40\nnop\n.endr\n", "more than 1000000 lines"),
+    (".macro m\nm\n.endm\nm\n", "nested more than 64 deep"),
+    (".macro mov\n.endm\n", "already a macro or an instruction"),
+    (".rept 2\nnop\n.endm\n", "'.endm' closes a '.rept' block"),
+])
+def test_macro_and_rept_mistakes_are_one_line_errors(src, message):
+    with pytest.raises(AsmError, match=message):
+        assemble(src, "bad.s")
+
+
+def test_kernels_using_the_register_macros_assemble_to_the_same_code():
+    # the macros expand to exactly the push/pop sequence they replaced
+    from lab.paths import KERNELS
+    img = assemble_file(KERNELS / "native.s", include_dirs=[KERNELS])
+    trap_pf = img.symbols["trap_pf"]
+    sec = next(s for s in img.sections if s.base <= trap_pf < s.base + len(s.data))
+    off = trap_pf - sec.base
+    pushes = [decode(bytes(sec.data[off + i * INSN_SIZE:off + (i + 1) * INSN_SIZE])) for i in range(9)]
+    assert [(p.op, p.a) for p in pushes] == [(opcodes.BY_NAME["push"].code, r) for r in (0, 1, 2, 6, 7, 8, 9, 10, 11)]

@@ -72,38 +72,51 @@ def ioreq_states(host) -> list[str]:
 
 # ------------------------------------------------------------------ disk images
 
-def test_disk_image_created_sparse_zeroed_and_keeps_writes(tmp_path):
-    p = tmp_path / "d.img"
-    img = DiskImage(p)
-    assert img.created and img.sectors == DEFAULT_SECTORS and p.stat().st_size == DEFAULT_SECTORS * 512
-    assert img.read(7) == bytes(512)
+def test_a_private_image_is_sparse_zeroed_and_keeps_writes(tmp_path):
+    img = DiskImage.private(tmp_path / "disks", None, False, "private image of d.img")
+    assert img.sectors == DEFAULT_SECTORS and img.read(7) == bytes(512)
+    assert list((tmp_path / "disks").iterdir()) == [], "unnamed: nobody else can open it"
     img.write(7, b"\xab" * 512)
-    again = DiskImage(p)
-    assert not again.created and again.read(7) == b"\xab" * 512 and again.read(8) == bytes(512)
+    assert img.read(7) == b"\xab" * 512 and img.read(8) == bytes(512)
     with pytest.raises(DiskImageError):
-        again.read(DEFAULT_SECTORS)
+        img.read(DEFAULT_SECTORS)
     with pytest.raises(DiskImageError):
-        again.write(-1, bytes(512))
+        img.write(-1, bytes(512))
     with pytest.raises(DiskImageError):
-        again.write(0, b"short")
-    ro = DiskImage(p, readonly=True)
+        img.write(0, b"short")
+    ro = DiskImage.private(tmp_path / "disks", 8, True, "ro")
     with pytest.raises(DiskImageError):
         ro.write(0, bytes(512))
 
 
-def test_disk_target_resolution(tmp_path):
+def test_a_target_is_looked_at_never_written(tmp_path, monkeypatch):
+    """Only the size of an existing target is read; its content only when the learner asks."""
     cfg = tmp_path / "guest.cfg"
     cfg.write_text("name='x'\n")
-    assert resolve_target("disk.img", cfg, tmp_path / "data") == tmp_path / "disk.img"
-    assert resolve_target("disk.img", "<string>", tmp_path / "data") == tmp_path / "data" / "disk.img"
-    assert resolve_target("/dev/vg/guest", cfg, tmp_path / "data") == tmp_path / "data" / "dev" / "vg" / "guest"
-    assert resolve_target(str(tmp_path / "abs.img"), cfg, tmp_path / "data") == tmp_path / "abs.img"
-    notes = []
-    img = open_disk("/dev/vg/guest", base_dir=tmp_path, log=notes.append)
-    assert img.path == tmp_path / "dev" / "vg" / "guest" and img.path.is_file()
-    assert any("not a regular file" in n for n in notes)
+    assert resolve_target("disk.img", cfg) == tmp_path / "disk.img"
+    assert resolve_target(str(tmp_path / "abs.img"), cfg) == tmp_path / "abs.img"
+    data = tmp_path / "data"
+    notes: list[str] = []
+    img = open_disk("/dev/vg/guest", base_dir=data, log=notes.append)
+    assert img.sectors == DEFAULT_SECTORS
+    assert notes == ["/dev/vg/guest: a private zero-filled image (16384 sectors)"]
+    (tmp_path / "real.img").write_bytes(b"\x11" * 512 * 20)
     notes.clear()
-    img = open_disk("x.img", base_dir=tmp_path, fmt="qcow2", log=notes.append)
+    shared: dict = {}
+    img = open_disk("real.img", config_file=cfg, base_dir=data, log=notes.append, shared=shared)
+    assert img.sectors == 20 and img.read(0) == bytes(512) and "never opened" in notes[0]
+    assert open_disk("real.img", config_file=cfg, base_dir=data, shared=shared) is img, "one image per target"
+    img.write(0, b"\x22" * 512)
+    assert (tmp_path / "real.img").read_bytes() == b"\x11" * 512 * 20
+    monkeypatch.setenv("XENLAB_READ_HOST_IMAGES", "1")
+    notes.clear()
+    img = open_disk("real.img", config_file=cfg, base_dir=data, log=notes.append)
+    assert img.read(19) == b"\x11" * 512 and "starting content read" in notes[0]
+    img.write(19, bytes(512))
+    assert (tmp_path / "real.img").read_bytes() == b"\x11" * 512 * 20
+    assert not (tmp_path / "disk.img").exists()
+    notes.clear()
+    img = open_disk("x.img", base_dir=data, fmt="qcow2", log=notes.append)
     assert any("qcow2" in n for n in notes) and img.sectors == DEFAULT_SECTORS
 
 
@@ -335,6 +348,7 @@ def test_pci_enumeration_lists_the_platform_device(tmp_path):
     found = scan(p)
     assert found == {
         "00:00.0": (0x12378086, 0x0600), "00:01.0": (0x70008086, 0x0601), "00:01.1": (0x70108086, 0x0101),
+        "00:01.3": (0x71138086, 0x0680),                                   # xenfv's PIIX4 ACPI
         "00:03.0": (0x00015853, 0xFF80), "00:04.0": (0x802910EC, 0x0200),
     }
     assert pci_read(p, 0, 3, 0, 0x08) & 0xFF == 1                  # revision 1
@@ -344,7 +358,7 @@ def test_pci_enumeration_lists_the_platform_device(tmp_path):
     assert pci_read(p, 0, 9, 0, 0) == 0xFFFFFFFF                   # nothing in slot 9
     assert pci_read(p, 0, 3, 0, 0x00, 2) == 0x5853 and pci_read(p, 0, 3, 0, 0x02, 2) == 0x0001
     assert any("PCI: read 00:03.0 reg 0x00" in (s or "") for s in ioreq_states(host))
-    assert dm.lspci(dom)[3].startswith("00:03.0 [5853:0001] class ff80 rev 01")
+    assert dm.lspci(dom)[4].startswith("00:03.0 [5853:0001] class ff80 rev 01")
 
 
 def test_pci_bar_sizing_read_only_registers_and_bad_accesses(tmp_path):
@@ -794,3 +808,51 @@ def test_blacklist_read_from_xenstore(tmp_path):
     assert p.inw(0x10) == 0x49D2
     assert any(e.kind == "xenstore" and "/mh/driver-blacklist/linux/8" in str(e.get("path"))
                for e in host.trace.events)
+
+
+ACPI_GUEST = """
+.org 0x100000
+_start:
+    mov dx, 0x604                    ; q35's PM1a_CNT: nothing there on Xen's HVM machine
+    mov ax, 0x2000
+    out dx, ax
+    mov dx, 0xb000                   ; PM1a_STS, PM1a_EN: Xen's (hvm/pmtimer.c)
+    mov ax, 0x0100
+    out dx, ax                       ; write-to-clear: nothing was set
+    mov dx, 0xb002
+    out dx, ax                       ; PWRBTN_EN
+    in ax, dx
+    mov r12, rax
+    mov dx, 0xb008                   ; TMR_VAL twice: it counts up at 3.579545 MHz
+    in eax, dx
+    mov r13, rax
+    in eax, dx
+    mov r14, rax
+    mov dx, 0xb004                   ; PM1a_CNT (ACPI_PM1A_CNT_BLK_ADDRESS_V1): SLP_EN, SLP_TYP 0 (S5)
+    mov ax, 0x2000
+    out dx, ax
+.hang:
+    jmp .hang
+"""
+
+
+def test_hvm_acpi_power_off_goes_through_the_device_model(tmp_path):
+    # public/hvm/ioreq.h puts the qemu-xen ACPI blocks at 0xb000; Xen emulates the event
+    # block and the PM timer (hvm/pmtimer.c), QEMU the sleep register, and QEMU's power-off
+    # reaches Xen as dom0's dm_op (XEN_DMOP_remote_shutdown).
+    host, dom = run_guest(tmp_path, ACPI_GUEST, "hvm")
+    assert dom.state == "shutdown" and dom.shutdown_reason == "poweroff"
+    cpu = dom.vcpus[0].cpu
+    assert cpu.regs[12] & 0xFFFF == 0x0100
+    assert 0 < cpu.regs[13] < cpu.regs[14] <= 0xFFFF_FFFF
+    io = {e.get("port"): e.get("device") for e in host.trace.events if e.kind == "ioport" and e.dom == dom.domid}
+    assert io[0x604] == "none"
+    assert io[0xB000] == io[0xB002] == io[0xB008] == "acpi pm1a event block / pm timer (in Xen)"
+    assert io.get(0xB004, "device model (ioreq)") == "device model (ioreq)"
+    notes = [e.get("state") for e in host.trace.events if e.kind == "ioreq" and e.get("port") == 0xB004]
+    assert notes[:2] == ["STATE_IOREQ_READY", "STATE_IOREQ_INPROCESS"]
+    assert "ACPI PM1a_CNT: SLP_EN, SLP_TYP 0 (S5): power off" in notes
+    dm_ops = [e for e in host.trace.events if e.kind == "hypercall" and e.get("name") == "dm_op"]
+    assert len(dm_ops) == 1 and dm_ops[0].dom == 0 and dm_ops[0].get("nr") == 41
+    assert dom.hvm_params[19] == 1                                   # HVM_PARAM_ACPI_IOPORTS_LOCATION: V1
+    assert "acpi: guest entered S5, requesting shutdown" in host.services["device_model"].qemu_log(dom)

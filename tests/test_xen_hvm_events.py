@@ -207,7 +207,7 @@ _start:
     hlt
     jmp .stay
 .off:
-    mov dx, 0x604                    ; ACPI power-off
+    mov dx, 0xb004                   ; ACPI PM1a_CNT (V1): power-off
     mov ax, 0x2000
     out dx, ax
 .hang:

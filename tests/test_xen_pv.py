@@ -112,7 +112,7 @@ def test_page_table_refusals_are_logged_as_xen_logs_them(page_rules):
     _, g, _, _, log, (l4, l1, _, _) = page_rules
     lines = log.splitlines()
     assert all(line.startswith("(XEN) ") for line in lines if "d1v0" in line)
-    assert f"(XEN) d{g.dom.domid}v0 Bad type (saw" in log
+    assert f"(XEN) arch/x86/mm.c:2951:d{g.dom.domid}v0 Bad type (saw" in log
     assert f"for mfn {l1:05x}" in log
     assert "Could not get page type PGT_writable_page" in log
     assert "Attempt to create linear p.t. with write perms" in log

@@ -71,7 +71,8 @@ def test_xl_list_columns_and_state_letters(zoo):
     assert list(rows) == [d.name for d in sorted(host.domains.values(), key=lambda d: d.domid)]
     assert rows["Domain-0"][:4] == (0, 16, 1, "-b----")
     assert rows["runner"][:4] == (running.domid, 32, 1, "r-----")
-    assert rows["sleeper"][:4] == (paused.domid, 32, 2, "--p---")
+    # VCPUs is the online count (xl_info.c: vcpu_online); the second waits for VCPUOP_up
+    assert rows["sleeper"][:4] == (paused.domid, 32, 1, "--p---")
     assert rows["waiter"][3] == "-b----"
     for reason, (_, state) in SHUTDOWN_REASONS.items():
         g = downs[reason]
@@ -160,7 +161,7 @@ def test_pause_unpause_destroy_shutdown(tmp_path):
 def test_on_poweroff_destroy_removes_the_domain(tmp_path):
     host, xl = small_host()
     path = tmp_path / "goner.cfg"
-    path.write_text('name = "goner"\ntype = "pv"\nmemory = 32\non_poweroff = "destroy"\n')
+    path.write_text('name = "goner"\ntype = "pv"\nmemory = 32\non_poweroff = "destroy"\nlab_stock_kernel = 1\n')
     g = xl.create(path)
     host.run()
     assert g.state == "dying" and host.domain_by_name("goner") is None
@@ -265,3 +266,19 @@ def test_xl_create_through_the_command_line(tmp_path):
     assert events(host, "hypercall", dom=0, name="domctl")[-1].data["args"][0] == "createdomain"
     with pytest.raises(UserError, match="unknown command"):
         run_xl(xl, ["frobnicate"])
+
+
+@pytest.mark.parametrize("gtype", ["pv", "pvh"])
+def test_pv_or_pvh_config_without_kernel_or_bootloader_gets_xls_error(tmp_path, gtype):
+    # xl_parse.c: "Neither kernel nor bootloader specified"; the lab's stock kernel only when asked.
+    host, xl = small_host()
+    path = tmp_path / "bare.cfg"
+    path.write_text(f'name = "bare"\ntype = "{gtype}"\nmemory = 16\n')
+    with pytest.raises(UserError, match="bare.cfg: Neither kernel nor bootloader specified"):
+        xl.create(path)
+    assert host.domain_by_name("bare") is None
+    path.write_text(f'name = "bare"\ntype = "{gtype}"\nmemory = 16\nlab_stock_kernel = 1\n')
+    assert xl.create(path).mode == gtype
+    path2 = tmp_path / "grub.cfg"
+    path2.write_text(f'name = "grub"\ntype = "{gtype}"\nmemory = 16\nbootloader = "pygrub"\n')
+    assert xl.create(path2).mode == gtype                      # a bootloader finds a kernel

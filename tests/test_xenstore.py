@@ -132,9 +132,13 @@ def test_invalid_paths_are_einval(store, path):
 def test_path_length_limits(store):
     assert errno_of(store.call, 0, "WRITE", "/" + "a" * 3072, "x") == "EINVAL"
     store.call(0, "WRITE", "/" + "a" * 3071, "x")
-    long_rel = "data/" + "b" * 2044                         # 2049 below /local/domain/1/
-    assert errno_of(store.call, 1, "WRITE", long_rel, "x") == "EINVAL"
-    store.call(1, "WRITE", "data/" + "b" * 2043, "x")
+    # canonicalize(): a domU's path below /local/domain/1/ must stay under
+    # XENSTORE_REL_PATH_MAX (2048): reaching it is exceeding it (domain_max_chk, master).
+    deep = "data/" + ("c" * 99 + "/") * 20                  # 2005 characters, short components
+    assert errno_of(store.call, 1, "WRITE", deep + "d" * 43, "x") == "EINVAL"    # 2048
+    store.call(1, "WRITE", deep + "d" * 42, "x")                                 # 2047
+    # One 2043-byte name fits the path but not its parent's node (16 + 8 + 2044 >= 2048).
+    assert errno_of(store.call, 1, "WRITE", "data/" + "b" * 2040, "x") == "ENOSPC"
 
 
 def test_relative_paths_resolve_against_the_callers_home(store):
@@ -295,9 +299,13 @@ def test_reset_watches(store):
 
 
 def test_watch_quota(store):
-    for i in range(128):
+    # do_watch() (tools/xenstored/watch.c): ENOSPC once the count would reach the quota
+    # of 128 (domain_quota_add_exceeds: val >= quota), so 127 watches fit; dom0 is exempt.
+    for i in range(127):
         store.call(1, "WATCH", "data", f"t{i}")
-    assert errno_of(store.call, 1, "WATCH", "data", "one-too-many") == "E2BIG"
+    assert errno_of(store.call, 1, "WATCH", "data", "one-too-many") == "ENOSPC"
+    for i in range(200):
+        store.call(0, "WATCH", "/local", f"t{i}")
 
 
 # --- transactions -----------------------------------------------------------------------------
@@ -376,9 +384,9 @@ def test_transaction_misuse(store):
     assert errno_of(store.call, 2, "READ", "name", tx=tx) == "ENOENT"     # not yours
     assert errno_of(store.call, 1, "TRANSACTION_END", None, "X", tx=tx) == "EINVAL"
     assert errno_of(store.call, 1, "TRANSACTION_END", None, "T") == "ENOENT"
-    for _ in range(9):
+    for _ in range(8):                      # 9 open in all: the 10th reaches the quota
         store.call(1, "TRANSACTION_START")
-    assert errno_of(store.call, 1, "TRANSACTION_START") == "ENOSPC"
+    assert errno_of(store.call, 1, "TRANSACTION_START") == "ENOSPC"   # transaction.c
 
 
 def test_retrying_transactions(store):
@@ -656,3 +664,75 @@ def test_no_domu_ever_reads_what_it_may_not(ops):
             open_tx[domid].remove(tx)
         s.take_events(domid)
     assert s.check() == []
+
+
+# --- held against cxenstored (Xen master, tools/xenstored/) ------------------------------------
+
+def test_node_size_quota_binds_the_parent_whose_children_grow(store):
+    # create_node() writes the existing parent too, and write_node_raw() checks its size:
+    # header 16 + one permission 8 + value 0 + child names with their nuls, below 2048.
+    store.call(1, "MKDIR", "data/dir")
+    n = 0
+    while True:
+        try:
+            store.call(1, "WRITE", f"data/dir/k{n:03d}", "")
+        except XenStoreError as e:
+            assert e.errno == "ENOSPC"
+            break
+        n += 1
+    parent = store.node("/local/domain/1/data/dir")
+    assert n == (2047 - 16 - 8 * len(parent.perms)) // 5       # 5 bytes per "kNNN\0"
+    assert parent.size() < 2048 <= parent.size() + 5
+    assert store.node(f"/local/domain/1/data/dir/k{n:03d}") is None        # nothing half-made
+    store.call(0, "WRITE", f"/local/domain/1/data/dir/k{n:03d}", "")      # dom0 is exempt
+
+
+def test_node_count_quota_reaches_at_999(store):
+    for d in range(4):
+        store.call(1, "MKDIR", f"data/n{d}")
+    owned = sum(1 for node in store.nodes.values() if node.owner == 1)
+    for i in range(999 - owned):
+        store.call(1, "WRITE", f"data/n{i // 300}/{i}", "")
+    assert errno_of(store.call, 1, "WRITE", "data/one-more", "") == "ENOSPC"
+
+
+def test_set_perms_names_domains_that_exist():
+    # domain_alloc_permrefs(): an owner that is no domain is ENOENT (a domid above 65535
+    # too); a later entry for one is kept (GET_PERMS shows it) but grants nothing.
+    s = XenStore(domain_exists=lambda d: d in (0, 1, 2))
+    s.call(0, "WRITE", "/t", "v")
+    assert errno_of(s.call, 0, "SET_PERMS", "/t", ["n7"]) == "ENOENT"
+    assert errno_of(s.call, 0, "SET_PERMS", "/t", ["n65537", "r1"]) == "ENOENT"
+    assert errno_of(s.call, 0, "SET_PERMS", "/t", ["q1"]) == "EINVAL"
+    s.call(0, "SET_PERMS", "/t", ["n0", "r7", "r0x1"])            # strtol(…, 0): 0x1 is domain 1
+    assert s.call(0, "GET_PERMS", "/t") == ["n0", "r7", "r1"]
+    assert s.call(1, "READ", "/t") == "v"
+    s.call(0, "SET_PERMS", "/t", ["n0", "r1", "r2", "r1", "r2", "r1"])      # dom0 is exempt
+    s.call(0, "SET_PERMS", "/t", ["n1"])
+    assert errno_of(s.call, 1, "SET_PERMS", "/t", ["n1", "r0", "r2", "r0", "r2"]) == "ENOSPC"  # 5 reach the quota
+
+
+def test_introduce_again_rebinds_and_answers_ok(store):
+    # do_introduce(): an introduced domain (dom0 too) is re-bound and its connection
+    # reset: OK, no second @introduceDomain, its watches and transactions gone.
+    store.call(0, "INTRODUCE", "3", ["1234", "5"])
+    store.call(0, "WATCH", "@introduceDomain", "intro")
+    store.take_events(0)
+    store.call(3, "WATCH", "/local/domain/3", "mine")
+    assert store.call(0, "INTRODUCE", "3", ["1234", "9"]) == "OK"
+    assert store.introduced[3][1] == 9
+    assert store.take_events(0) == []
+    assert not [w for w in store.watches if w.domid == 3]
+    assert store.call(0, "INTRODUCE", "0", ["0", "1"]) == "OK"
+    assert errno_of(store.call, 0, "INTRODUCE", "3", ["1234", "0"]) == "EINVAL"      # port <= 0
+
+
+def test_directory_part_reads_its_offset_with_atoi(store):
+    # send_directory_part(): off = atoi(...); "1x" is 1, "x" is 0, "-1" is past the end.
+    for name in ("ab", "cd"):
+        store.call(0, "WRITE", f"/dq/{name}", "")
+    gen = f"{store.node('/dq').gen}".encode() + b"\0"
+    assert store.call(0, "DIRECTORY_PART", "/dq", ["3x"]) == gen + b"cd\0\0"
+    assert store.call(0, "DIRECTORY_PART", "/dq", ["junk"]) == gen + b"ab\0cd\0\0"
+    assert store.call(0, "DIRECTORY_PART", "/dq", ["1"]) == gen + b"b\0cd\0\0"
+    assert store.call(0, "DIRECTORY_PART", "/dq", ["-1"]) == gen + b"\0"

@@ -13,9 +13,10 @@ from lab.dom0 import xsclient
 from lab.dom0.xenstore import XenStoreError
 from lab.dom0.xenstored import (CONNECTION, ERROR, HEADER, REQ_CONS, REQ_PROD, RING_SIZE, RSP_CONS, RSP_PROD,
                                 SERVER_FEATURES, XENSTORE_ERROR_PROTO, XENSTORE_ERROR_RINGIDX, BytesPage,
-                                GuestRing, MachinePage, Message, ProtocolError, RingConnection, Xenstored,
+                                GuestRing, Message, ProtocolError, RingConnection, Xenstored,
                                 format_message, init_interface, parse_messages)
 from lab.session.scenario import boot_host
+from xen_helpers import GuestPage
 from lab.xen import abi
 
 MACHINES = Path(__file__).resolve().parent.parent / "machines"
@@ -164,7 +165,7 @@ def make_lab():
     assert pfn and xsd.connect(dom) == (pfn, dom.store_evtchn), "connecting again gives the same ring"
     assert xsd.dom0_request("READ", f"/local/domain/{dom.domid}/name") == "pv-guest", "xl create wrote the home"
     run_dom0(host)
-    page = MachinePage(host.mem, dom.p2m[pfn] << 12)
+    page = GuestPage(host, dom.p2m[pfn])
     return host, xsd, dom, GuestRing(page), page
 
 
@@ -398,3 +399,17 @@ def test_a_guest_writing_garbage_cannot_crash_the_daemon(chunks, index, bad_rsp)
     # Whatever the guest did, it never touched what only dom0 may write.
     assert xsd.dom0_request("READ", "/local/domain/1/memory/target") == "32768"
     assert xsd.dom0_request("GET_PERMS", "/local/domain/1") == ["n0", "r1"]
+
+
+def test_introduce_again_rebinds_the_event_channel(lab):
+    # introduce_domain() (tools/xenstored/domain.c) on an introduced domain: unbind the
+    # old port, bind the one given, answer OK; the guest's requests then arrive on it.
+    host, xsd, dom, guest, page = lab
+    new_port = host.evtchn.alloc_unbound(dom.domid, 0)
+    assert xsd.dom0_request("INTRODUCE", str(dom.domid), [str(dom.p2m[dom.store_pfn]), str(new_port)]) == "OK"
+    local = xsd.local_port[dom.domid]
+    assert host.evtchn.ports[0][local].remote_port == new_port
+    assert host.evtchn.ports[dom.domid][new_port].state == "interdomain"
+    dom.store_evtchn = new_port
+    replies = guest_call(host, dom, guest, Message(abi.XS_READ, 7, 0, b"name\0").encode())
+    assert replies[-1].payload == b"pv-guest"

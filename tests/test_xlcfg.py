@@ -596,3 +596,23 @@ def test_fuzz_disk_and_vif_specs(spec):
     if d is not None:
         assert parse_disk_spec(d.to_spec()) == d
     assert vdev_to_devid(spec) is None or vdev_to_devid(spec) >= 0
+
+
+@pytest.mark.parametrize("value,expect", [("h", "hvm"), ("", "hvm"), ("hv", "hvm"), ("p", "pv"), ("pv", "pv"),
+                                          ("pvh", "pvh"), ("hvmx", None), ("pvhx", None), ("x", None)])
+def test_type_matches_by_prefix_as_xl_does(value, expect):
+    # xl_parse.c: strncmp("hvm", value, strlen(value)), then "pv", then "pvh"
+    text = f"name='a'\ntype='{value}'"
+    if expect is None:
+        with pytest.raises(ConfigError, match=f"Invalid domain type {value}"):
+            load_config(text)
+    else:
+        assert load_config(text).type == expect
+
+
+def test_builder_matches_by_prefix_as_xl_does():
+    assert load_config("name='a'\nbuilder='h'").type == "hvm"
+    assert load_config("name='a'\nbuilder='gen'").type == "pv"
+    assert load_config("name='a'\nbuilder=''").type == "hvm"
+    with pytest.raises(ConfigError, match="Contradicting"):
+        load_config("name='a'\nbuilder='g'\ntype='h'")

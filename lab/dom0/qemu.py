@@ -35,6 +35,7 @@ PCI        device                                         I/O ports
 00:00.0    i440FX host bridge 8086:1237                   0xCF8-0xCFF (config space)
 00:01.0    PIIX3 ISA bridge 8086:7000                     COM1 16550 UART 0x3F8-0x3FF
 00:01.1    PIIX3 IDE 8086:7010                            0x1F0-0x1F7, 0x3F6; 0x170-0x177, 0x376
+00:01.3    PIIX4 ACPI (power management)                  PM1a_CNT 0xB004-0xB005 (S5: power off)
 00:03.0    Xen platform device 5853:0001                  0x10-0x1F (unplug), BAR0 0xC000
 00:04.0+   NE2000 (ne2k_pci) 10ec:8029, one per ioemu vif  BAR0 0xC100, 0xC200 ...
 =========  =============================================  ==============================
@@ -49,8 +50,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..paths import display
 from .devices import ones
+from .devices.acpi import AcpiPmControl
 from .devices.ide import IdeController, IdeDrive
 from .devices.nic import BAR_SIZE as NIC_BAR_SIZE
 from .devices.nic import Ne2000, mac_text, ne2k_pci_function
@@ -59,7 +60,7 @@ from .devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_RE
                                UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
                                XEN_VENDOR, XenPlatform)
 from .devices.serial import Uart16550
-from .diskimage import open_disk
+from .diskimage import open_disk, shared_images
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
 STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",
@@ -117,6 +118,8 @@ class Qemu:
         conf = dom.config
         self.pci = PciHost(self)
         add_pc_chipset(self.pci)
+        # xenfv's PIIX4 power-management function (QEMU's piix4_pm, 8086:7113, class 0x0680)
+        self.pci.add(1, 3, PciFunction("PIIX4 ACPI", 0x8086, 0x7113, 0x0680, revision=0x03))
         self.ide = IdeController(self)
         self.serial = Uart16550(self, on_output=self._serial_out)
         self.platform: XenPlatform | None = None
@@ -134,7 +137,8 @@ class Qemu:
         self.nics: list[Ne2000] = []
         self._attach_disks(getattr(conf, "disks", None) or [], getattr(conf, "filename", None))
         self._attach_nics(getattr(conf, "vifs", None) or [])
-        self.devices: list[Any] = [self.pci, self.serial, self.ide]
+        self.acpi = AcpiPmControl(self, self._power_off)
+        self.devices: list[Any] = [self.pci, self.serial, self.ide, self.acpi]
         if self.platform is not None:
             self.devices.append(self.platform)
         self.devices += self.nics
@@ -158,11 +162,12 @@ class Qemu:
                 continue
             image = open_disk(getattr(spec, "target", None), config_file=cfg_file, base_dir=self.dm.image_dir,
                               readonly=getattr(spec, "access", "rw") != "rw", fmt=getattr(spec, "format", "raw"),
+                              shared=shared_images(self.dm.host),
                               log=lambda text, v=vdev: self.log(f"disk {v}: {text}"))
             self.ide.attach(index, IdeDrive(vdev, image, serial=index + 1))
             pos = ("primary", "secondary")[index // 2] + (" slave" if index % 2 else " master")
             self.log(f"disk {vdev}: IDE {pos}, {image.sectors} sectors, image "
-                     f"{display(image.path) if image.path else '(memory)'}"
+                     f"{image.name}"
                      f"{' (read-only)' if image.readonly else ''}")
 
     def _attach_nics(self, vifs: Iterable[Any]) -> None:
@@ -225,6 +230,20 @@ class Qemu:
             self._serial_line = ""
         else:
             self._serial_line += ch
+
+    def _power_off(self) -> None:
+        """qemu_system_shutdown_request(): QEMU asks Xen to shut the domain down
+        (xendevicemodel_shutdown, XEN_DMOP_remote_shutdown), as dom0 does through dm_op."""
+        from ..xen import abi
+        from ..xen.hypercalls import dispatch_python
+        host, dom = self.host, self.dom
+        dom0 = host.domains.get(0)
+        if dom0 is None or not dom0.vcpus:
+            host.shutdown(dom, "poweroff")
+            return
+        dispatch_python(host, dom0.vcpus[0], abi.hypercall_nr("dm_op"),
+                        [f"d{dom.domid}", "XEN_DMOP_remote_shutdown", "poweroff"],
+                        lambda: host.shutdown(dom, "poweroff"))
 
     def _platform_log(self, line: str) -> None:
         self.log(f"xen_platform: {line}")

@@ -8,6 +8,8 @@ Output follows xl's own formats (``lab.dom0.xlformat``).
 
 from __future__ import annotations
 
+import struct
+
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,10 @@ class Toolstack:
         except ConfigError as e:
             raise UserError(str(e)) from None
         self.warnings += conf.warnings
+        if conf.boots_nothing:
+            # xl_parse.c refuses it before anything is built
+            raise UserError(f"{display(path)}: Neither kernel nor bootloader specified "
+                            "(set lab_stock_kernel = 1 to boot the lab's stock kernel for this type)")
         return conf
 
     def kernel_for(self, conf: DomainConfig, mode: str) -> Path:
@@ -173,13 +179,19 @@ class Toolstack:
     def list(self) -> str:
         host = self.host
         rows = []
+        from ..xen.hypercalls import getdomaininfo
         for d in sorted(host.domains.values(), key=lambda d: d.domid):
-            f = d.state_flags()
-            reason = {"poweroff": 0, "reboot": 1, "suspend": 2, "crash": 3, "watchdog": 4,
-                      "soft_reset": 5}.get(d.shutdown_reason or "", None) if f["shutdown"] else None
-            rows.append(DomainRow(d.name, d.domid, d.mem_mib, len(d.vcpus),
-                                  state_string(f["running"], f["blocked"], f["paused"], f["shutdown"],
-                                               reason, f["dying"]),
+            # xl list reads each domain's getdomaininfo: XEN_DOMINF_* flags, online vCPUs, cpu_time
+            raw = getdomaininfo(host, d)
+            flags, = struct.unpack_from("<I", raw, 4)
+            online, = struct.unpack_from("<I", raw, 64)
+            shut = bool(flags & abi.XEN_DOMINF_shutdown)
+            reason = (flags >> abi.XEN_DOMINF_shutdownshift) & abi.XEN_DOMINF_shutdownmask if shut else None
+            rows.append(DomainRow(d.name, d.domid, d.mem_mib, online,
+                                  state_string(bool(flags & abi.XEN_DOMINF_running),
+                                               bool(flags & abi.XEN_DOMINF_blocked),
+                                               bool(flags & abi.XEN_DOMINF_paused), shut, reason,
+                                               bool(flags & abi.XEN_DOMINF_dying)),
                                   sum(v.run_cycles for v in d.vcpus) / host.cpu_hz))
         return format_list(rows)
 

@@ -28,15 +28,21 @@ Children are listed in the order they were created, as cxenstored does
 (oxenstored sorts them); the order is deterministic either way.
 
 Errors are Xen's errno *names* (``ENOENT``), as they travel on the wire.
-Quotas are cxenstored's defaults and bind domUs only; exceeding one gives
-``ENOSPC`` (cxenstored) rather than oxenstored's ``EQUOTA``.
+Quotas are cxenstored's defaults and bind domUs only, checked as Xen master's
+``domain_quota_val_exceeds()`` checks them: a new count or size *reaching* the
+quota is refused, so a domain may hold at most 999 nodes, 127 watches and 9
+open transactions, and a node must stay below 2048 bytes (its header, its
+permissions, its value and its children's names: a parent whose list of
+children grows is checked too). Exceeding one gives ``ENOSPC`` (cxenstored)
+rather than oxenstored's ``EQUOTA``. ``docs/xenstore.md`` says where this
+follows master rather than Xen 4.17.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..xen import abi
 
@@ -48,13 +54,23 @@ PERM_BITS = {"n": PERM_NONE, "r": PERM_READ, "w": PERM_WRITE, "b": PERM_READ | P
 XSD_ERRORS = ("EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO", "ENOTEMPTY",
               "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM")
 
-#: cxenstored's default hard quotas (tools/xenstored/core.c), applied to domUs only.
+#: cxenstored's default hard quotas (tools/xenstored/domain.c, quotas[]), applied to domUs
+#: only. A value that reaches the quota exceeds it (domain_quota_val_exceeds: val >= quota).
 QUOTA_NODES = 1000           # nodes a domain may own
 QUOTA_WATCHES = 128          # watches per domain
 QUOTA_TRANSACTIONS = 10      # open transactions per domain
 QUOTA_NODE_PERMS = 5         # permission entries per node
-QUOTA_NODE_SIZE = 2048       # bytes of permissions, value and child names in one node
+QUOTA_NODE_SIZE = 2048       # bytes of one node as stored (calc_node_acc_size)
 QUOTA_PATH_LENGTH = abi.XENSTORE_REL_PATH_MAX   # below /local/domain/<domid>/
+#: sizeof(struct node_hdr) (tools/xenstored/core.h): u64 generation, u16 num_perms,
+#: u16 datalen, u32 childlen; and sizeof(struct xs_permissions), two 32-bit fields.
+NODE_HDR_SIZE = 16
+XS_PERMISSIONS_SIZE = 8
+
+
+def exceeds(value: int, quota: int) -> bool:
+    """domain_quota_val_exceeds(): reaching the quota is exceeding it."""
+    return value >= quota
 
 SPECIAL_NODES = ("@releaseDomain", "@introduceDomain")
 _VALID = re.compile(r"[A-Za-z0-9\-/_@]*\Z")
@@ -90,9 +106,9 @@ class Node:
         return self.perms[0][1]
 
     def size(self) -> int:
-        """What cxenstored counts against the node-size quota (roughly)."""
-        return (8 * len(self.perms) + len(encode_value(self.value))
-                + sum(len(c) + 1 for c in self.children))
+        """calc_node_acc_size(): header, permissions, value and nul-terminated child names."""
+        return (NODE_HDR_SIZE + XS_PERMISSIONS_SIZE * len(self.perms) + len(encode_value(self.value))
+                + sum(len(c.encode("utf-8", "surrogateescape")) + 1 for c in self.children))
 
 
 @dataclass
@@ -126,11 +142,27 @@ def perm_string(perm: Perm) -> str:
     return f"{perm[0]}{perm[1]}"
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: a guest's "\u0663" or "\u00b2" passes str.isdigit() but is no number."""
+    return text.isascii() and text.isdigit()
+
+
+_STRTOL = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+
+
 def parse_perm(text: str) -> Perm:
-    """``r1`` -> ("r", 1); EINVAL for anything else (xs_strings_to_perms)."""
-    if len(text) < 2 or text[0] not in PERM_BITS or not text[1:].isdigit() or int(text[1:]) > 0xFFFF:
+    """``r1`` -> ("r", 1); EINVAL for anything else (xenstore_strings_to_perms).
+
+    The domid is read as C's ``strtol(p, &end, 0)`` reads it (so ``r0x10`` is domain 16)
+    into an unsigned int; a domid no domain has is not a syntax error (see set_perms)."""
+    m = _STRTOL.match(text[1:]) if text[:1] in PERM_BITS else None
+    if m is None:
         raise _err("EINVAL", f"bad permission {text!r}")
-    return (text[0], int(text[1:]))
+    digits = m.group(2)
+    value = int(digits, 16 if digits[1:2] in ("x", "X") else 8 if digits[:1] == "0" else 10)
+    if m.group(1) == "-":
+        value = -value
+    return (text[0], value & MASK32)
 
 
 def parse_perms(items: Iterable[str] | str) -> tuple[Perm, ...]:
@@ -196,8 +228,12 @@ class _View:
 class XenStore:
     """The tree, the watches, the transactions and the introduced domains."""
 
-    def __init__(self, privileged: Iterable[int] = (0,)) -> None:
+    def __init__(self, privileged: Iterable[int] = (0,),
+                 domain_exists: Callable[[int], bool] | None = None) -> None:
         self.privileged: set[int] = set(privileged)
+        #: Does a domain with this id exist? xenstored asks Xen (xenmanage_get_domain_info);
+        #: a store with no hypervisor behind it takes every ordinary domid as existing.
+        self.domain_exists: Callable[[int], bool] = domain_exists or (lambda d: 0 <= d < abi.DOMID_FIRST_RESERVED)
         self.nodes: dict[str, Node] = {}
         self.generation = 0
         self.watches: list[Watch] = []
@@ -229,6 +265,8 @@ class XenStore:
         if self.is_privileged(domid) or perms[0][1] == domid or (target is not None and perms[0][1] == target):
             return PERM_READ | PERM_WRITE | PERM_OWNER
         for letter, who in perms[1:]:
+            if not self.domain_exists(who):
+                continue                 # XS_PERM_IGNORE: an entry for a domain that does not exist
             if who == domid or (target is not None and who == target):
                 return PERM_BITS[letter]
         return PERM_BITS[perms[0][0]]
@@ -244,7 +282,7 @@ class XenStore:
             raise _err("EINVAL", "path longer than XENSTORE_ABS_PATH_MAX")
         if not self.is_privileged(caller):
             m = _LOCAL.match(name)
-            if len(name) - (m.end() if m else 0) > QUOTA_PATH_LENGTH:
+            if exceeds(len(name) - (m.end() if m else 0), QUOTA_PATH_LENGTH):
                 raise _err("EINVAL", "path longer than the path-length quota")
         return name
 
@@ -281,7 +319,7 @@ class XenStore:
 
     def transaction_start(self, caller: int) -> int:
         if not self.is_privileged(caller) and \
-                sum(1 for (d, _) in self.transactions if d == caller) >= QUOTA_TRANSACTIONS:
+                exceeds(sum(1 for (d, _) in self.transactions if d == caller) + 1, QUOTA_TRANSACTIONS):
             raise _err("ENOSPC", "too many transactions")
         tid = self.next_tx.get(caller, 1)
         while (caller, tid) in self.transactions or tid == 0:
@@ -354,8 +392,8 @@ class XenStore:
             if w.domid == caller and w.path == wpath and w.token == token:
                 raise _err("EEXIST", f"already watching {wpath} with token {token!r}")
         if not self.is_privileged(caller) and \
-                sum(1 for w in self.watches if w.domid == caller) >= QUOTA_WATCHES:
-            raise _err("E2BIG", "too many watches")
+                exceeds(sum(1 for w in self.watches if w.domid == caller) + 1, QUOTA_WATCHES):
+            raise _err("ENOSPC", "too many watches")          # do_watch(), tools/xenstored/watch.c
         w = Watch(caller, wpath, token, len(domain_path(caller)) + 1 if relative else 0)
         self.watches.append(w)
         self._queue_event(caller, wpath[w.prefix_len:], token)      # fires once, straight away
@@ -443,7 +481,8 @@ class XenStore:
             self._fire(view, name, False, node, view.nodes.get(parent_of(name)))
 
     def _check_size(self, caller: int, node: Node) -> None:
-        if not self.is_privileged(caller) and node.size() > QUOTA_NODE_SIZE:
+        """write_node_raw(): every node written, new or changed, parent included."""
+        if not self.is_privileged(caller) and exceeds(node.size(), QUOTA_NODE_SIZE):
             raise _err("ENOSPC", "node larger than the node-size quota")
 
     def _create(self, view: _View, caller: int, name: str, value: str) -> Node:
@@ -457,7 +496,7 @@ class XenStore:
             parent = view.get(parent_name)
         if not self.is_privileged(caller):
             owned = sum(1 for n in view.nodes.values() if n.owner == caller)
-            if owned + len(missing) > QUOTA_NODES:
+            if exceeds(owned + len(missing), QUOTA_NODES):
                 raise _err("ENOSPC", "too many nodes")
         new: list[tuple[str, Node]] = []
         for path in reversed(missing):
@@ -465,16 +504,21 @@ class XenStore:
             if not self.is_privileged(caller):
                 perms = ((perms[0][0], caller),) + perms[1:]
             node = Node(value if path == name else "", perms)
-            self._check_size(caller, node)
             new.append((path, node))
             parent = node
-        # Now write: the existing parent gains a child, then each new node.
-        top = view.get(parent_of(missing[-1]))
-        assert top is not None
-        view.put(parent_of(missing[-1]), replace(top, children=top.children + (basename(missing[-1]),)))
         for i, (path, node) in enumerate(new):
             if i + 1 < len(new):
-                node = replace(node, children=(basename(new[i + 1][0]),))
+                new[i] = (path, replace(node, children=(basename(new[i + 1][0]),)))
+        # create_node() writes bottom up and checks the size of each node written, the
+        # existing parent whose list of children grows included; any refusal undoes it all.
+        top = view.get(parent_of(missing[-1]))
+        assert top is not None
+        grown = replace(top, children=top.children + (basename(missing[-1]),))
+        for _path, node in new:
+            self._check_size(caller, node)
+        self._check_size(caller, grown)
+        view.put(parent_of(missing[-1]), grown)
+        for path, node in new:
             view.put(path, node)
         return view.nodes[name]
 
@@ -515,14 +559,20 @@ class XenStore:
         parsed = parse_perms(perms)
         if not parsed:
             raise _err("EINVAL", "no permissions given")
-        if not self.is_privileged(caller) and len(parsed) > QUOTA_NODE_PERMS:
+        if not self.is_privileged(caller) and exceeds(len(parsed), QUOTA_NODE_PERMS):
             raise _err("ENOSPC", "too many permissions")
+        # domain_alloc_permrefs(): an owner no domain is (a domid above 65535 included) is
+        # ENOENT; a later entry for one is kept but ignored (XS_PERM_IGNORE).
+        if not (parsed[0][1] < abi.DOMID_FIRST_RESERVED and self.domain_exists(parsed[0][1])):
+            raise _err("ENOENT", f"no domain {parsed[0][1]}")
         view = self._view(caller, tx)
         name = self.canonical(caller, path, allow_special=True)
         node = self._node(view, caller, name, PERM_WRITE | PERM_OWNER)
         if not self.is_privileged(caller) and parsed[0][1] != node.owner:
             raise _err("EPERM", "only a privileged domain may change a node's owner")
-        new = view.put(name, replace(node, perms=parsed))
+        changed = replace(node, perms=parsed)
+        self._check_size(caller, changed)
+        new = view.put(name, changed)
         self._fire(view, name, False, new, view.nodes.get(parent_of(name)), node.perms)
 
     # -- domains ----------------------------------------------------------------------------
@@ -530,10 +580,17 @@ class XenStore:
         return domain_path(domid)
 
     def introduce(self, domid: int, mfn: int, port: int) -> bool:
-        """INTRODUCE; True if the domain is new (and @introduceDomain fired)."""
-        if not 0 < domid < abi.DOMID_FIRST_RESERVED:
-            raise _err("EINVAL", f"cannot introduce domain {domid}")
+        """INTRODUCE; True if the domain is new (and @introduceDomain fired).
+
+        do_introduce() (tools/xenstored/domain.c): a port that is not positive is EINVAL;
+        a domain already introduced, dom0 included, is re-bound to the port given and its
+        connection reset (domain_conn_reset: its watches and transactions go), and the
+        answer is OK."""
+        if not 0 <= domid < abi.DOMID_FIRST_RESERVED or port <= 0:
+            raise _err("EINVAL", f"cannot introduce domain {domid} on port {port}")
         if domid in self.introduced:
+            self.introduced[domid] = (self.introduced[domid][0], port)
+            self.reset_watches(domid)
             return False
         self.introduced[domid] = (mfn, port)
         self.shut_down.discard(domid)
@@ -663,7 +720,7 @@ def _ok() -> bytes:
 
 
 def _domid(text: str | None) -> int:
-    if text is None or not text.isdigit():
+    if text is None or not is_decimal(text):
         raise _err("EINVAL", f"bad domid {text!r}")
     return int(text)
 
@@ -672,11 +729,18 @@ def _h_directory(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     return b"".join(n.encode() + b"\0" for n in s.directory(c, onearg(p), tx))
 
 
+def c_atoi(text: bytes) -> int:
+    """C's atoi(): leading white space, a sign, the digits that follow; 0 if none."""
+    m = re.match(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)", text)
+    return int(m.group(1)) if m else 0
+
+
 def _h_directory_part(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     args = split_strings(p)
-    if len(args) != 2 or not args[1].isdigit():
+    if len(args) != 2:
         raise _err("EINVAL", "DIRECTORY_PART takes a path and an offset")
-    return s.directory_part(c, _str(args[0]), int(args[1]), tx)
+    # send_directory_part(): the offset is atoi() of the second string, into an unsigned int
+    return s.directory_part(c, _str(args[0]), c_atoi(args[1]) & MASK32, tx)
 
 
 def _h_read(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
@@ -721,11 +785,9 @@ def _h_introduce(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     args = [_str(a) for a in split_strings(p)]
     if len(args) < 3:
         raise _err("EINVAL", "INTRODUCE takes domid, mfn and event channel")
-    try:
-        mfn, port = int(args[1]), int(args[2])
-    except ValueError:
-        raise _err("EINVAL", "INTRODUCE: mfn and event channel are numbers") from None
-    s.introduce(_domid(args[0]), mfn, port)
+    if not is_decimal(args[1]):
+        raise _err("EINVAL", "INTRODUCE: the mfn is a number")
+    s.introduce(_domid(args[0]), int(args[1]), c_atoi(args[2].encode()))     # do_introduce: port = atoi()
     return _ok()
 
 

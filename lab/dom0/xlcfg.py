@@ -39,6 +39,16 @@ Lab-only keys (real xl would ignore them as unknown):
     ``type``.
 ``lab_program``
     path of the user program the guest kernel runs.
+``lab_stock_kernel``
+    boolean; boot the lab's stock kernel for the guest's mode when the config
+    names neither ``kernel`` nor ``bootloader``. Without it a PV or PVH config
+    with neither gets xl's own error, ``Neither kernel nor bootloader
+    specified`` (xl_parse.c).
+
+``type`` and the deprecated ``builder`` are matched as xl matches them, by
+prefix with ``strncmp(name, value, strlen(value))`` in the order hvm, pv, pvh
+(builder: hvm, generic): ``type = "h"`` and even ``type = ""`` are hvm,
+``type = "p"`` is pv.
 """
 
 from __future__ import annotations
@@ -1137,6 +1147,14 @@ def parse_vif_spec(spec: str, index: int, domain_name: str, domain_type: str = "
 # ---------------------------------------------------------------------------
 
 DOMAIN_TYPES = ("pv", "pvh", "hvm")
+
+
+def _xl_prefix_match(value: str, names: tuple[tuple[str, str], ...]) -> str | None:
+    """xl_parse.c: the first name for which strncmp(name, value, strlen(value)) is 0."""
+    for name, result in names:
+        if name.startswith(value):
+            return result
+    return None
 #: parse_action_on_shutdown (xl_parse.c).
 ON_SHUTDOWN_ACTIONS = ("destroy", "restart", "rename-restart", "preserve",
                        "coredump-destroy", "coredump-restart", "soft-reset")
@@ -1152,7 +1170,7 @@ LAB_KEYS = frozenset((
     "cmdline", "root", "extra", "on_poweroff", "on_reboot", "on_crash", "hap",
     "xen_platform_pci", "viridian", "device_model_version", "disk", "vif",
 ))
-LAB_ONLY_KEYS = frozenset(("lab_pv32", "lab_kernel_mode", "lab_program"))
+LAB_ONLY_KEYS = frozenset(("lab_pv32", "lab_kernel_mode", "lab_program", "lab_stock_kernel"))
 
 #: Real xl.cfg keys that the lab accepts and keeps, but which change nothing
 #: in the simulation (they configure the host, the display, the device model
@@ -1265,6 +1283,7 @@ class DomainConfig:
     lab_pv32: bool = False
     lab_kernel_mode: str | None = None
     lab_program: str | None = None
+    lab_stock_kernel: bool = False
     #: host-only xl.cfg keys as written (kept so the config survives to_text()).
     host_keys: dict[str, CfgValue] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list, compare=False)
@@ -1276,6 +1295,14 @@ class DomainConfig:
         if self.lab_kernel_mode:
             return self.lab_kernel_mode
         return {"pv": "pv", "hvm": "hvm", "pvh": "pvh"}[self.type]
+
+    @property
+    def boots_nothing(self) -> bool:
+        """A PV or PVH config naming neither kernel, bootloader nor firmware: what xl
+        refuses with "Neither kernel nor bootloader specified" (xl_parse.c), unless the
+        lab's stock kernel is asked for (lab_stock_kernel)."""
+        return (self.type in ("pv", "pvh") and not self.kernel and not self.lab_stock_kernel
+                and "bootloader" not in self.host_keys and "firmware" not in self.host_keys)
 
     @property
     def is_hvm(self) -> bool:
@@ -1357,6 +1384,8 @@ class DomainConfig:
             put("lab_kernel_mode", self.lab_kernel_mode)
         if self.lab_program is not None:
             put("lab_program", self.lab_program)
+        if self.lab_stock_kernel:
+            put("lab_stock_kernel", 1)
         return "\n".join(lines) + "\n"
 
 
@@ -1411,12 +1440,12 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
     dtype: str | None = None
     t = r.string("type")
     if t is not None:
-        if t not in DOMAIN_TYPES:
+        dtype = _xl_prefix_match(t, (("hvm", "hvm"), ("pv", "pv"), ("pvh", "pvh")))
+        if dtype is None:
             raise r.err(r.line("type"), f"Invalid domain type {t}.")
-        dtype = t
     b = r.string("builder")
     if b is not None:
-        btype = {"hvm": "hvm", "generic": "pv"}.get(b)
+        btype = _xl_prefix_match(b, (("hvm", "hvm"), ("generic", "pv")))
         if btype is None:
             raise r.err(r.line("builder"), f"Invalid domain type {b}.")
         if dtype is not None and dtype != btype:
@@ -1512,6 +1541,7 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
             raise r.err(r.line("lab_kernel_mode"), f"lab_kernel_mode \"{mode}\" does not fit"
                         f" type=\"{dtype}\" (use {' or '.join(_MODES_FOR_TYPE[dtype])})")
     program = r.string("lab_program")
+    stock_kernel = bool(r.boolean("lab_stock_kernel"))
     if platform_pci is False and mode in ("hvm-pvdrivers", "pvhvm"):
         warn(r.line("xen_platform_pci"), "xen_platform_pci=0 hides the Xen platform PCI device:"
              " the guest's PV drivers will not load")
@@ -1565,7 +1595,7 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
         on_crash=actions["on_crash"], hap=True if hap is None else hap,
         xen_platform_pci=True if platform_pci is None else platform_pci,
         viridian=viridian, device_model_version=dmv, disks=disks, vifs=vifs,
-        lab_pv32=lab_pv32, lab_kernel_mode=mode, lab_program=program,
+        lab_pv32=lab_pv32, lab_kernel_mode=mode, lab_program=program, lab_stock_kernel=stock_kernel,
         host_keys=host_keys, warnings=warnings, filename=fname,
     )
 

@@ -466,8 +466,15 @@ class Cpu:
 
     def deliver_exception(self, fault: Fault) -> None:
         if not self.root and self.vmcs is not None and self.vmcs.exits_on_exception(fault.vector):
-            # A #PF that exits leaves CR2 alone: the address travels in the exit information.
-            self.vmexit(VmExit("EXCEPTION_NMI", fault.error_code or 0,
+            # A #PF that exits leaves CR2 alone. On VMX the exit qualification is the
+            # faulting linear address and the error code travels in the VM-exit
+            # interruption error code (SDM vol. 3C 28.2.1; vmx.c reads it as the address);
+            # SVM's EXITINFO1 is the error code and EXITINFO2 the address (svm.c).
+            if self.vmcs.vendor == "amd":
+                qualification = fault.error_code or 0
+            else:
+                qualification = (fault.cr2 or 0) if fault.vector == PF else 0
+            self.vmexit(VmExit("EXCEPTION_NMI", qualification,
                                {"vector": fault.vector, "error_code": fault.error_code, "cr2": fault.cr2,
                                 "reason": fault.reason}))
             return
@@ -993,7 +1000,7 @@ class Cpu:
         self.cpl = s["cpl"]
         self._new_caches()
 
-    def save_state(self) -> Plain:
+    def save_state(self) -> dict[str, Any]:
         """Registers, control registers, MSRs, VMCS, TLB, run flags and counters.
 
         The page caches in front of the TLB are the simulator's, not the CPU's: a

@@ -271,8 +271,8 @@ class StateKeeper:
     def save(self, root: Any, icount: int = 0, cycles: int = 0, seq: int = 0) -> Snapshot:
         frames = self.mem.frames if self.mem is not None else {}
         self._frame_of = {id(f): mfn for mfn, f in frames.items()}
-        self._memo: dict[int, Any] = {}
-        self._pending: list[Any] = [root]
+        self._memo = {}
+        self._pending = [root]
         self._queued = {id(root)}
         states: dict[int, tuple[str, Any]] = {}
         root_token = self.token(root)
@@ -345,10 +345,10 @@ class StateKeeper:
             self._memo[id(v)] = (v, out)
             return out
         if t is tuple:
-            items = tuple(self.capture(x) for x in v)
-            if all(a is b for a, b in zip(items, v)):
+            members = tuple(self.capture(x) for x in v)
+            if all(a is b for a, b in zip(members, v)):
                 return v
-            return SavedTuple(items)
+            return SavedTuple(members)
         if t is set or t is frozenset:
             if set(map(type, v)) <= ATOMS:
                 if t is frozenset:
@@ -428,10 +428,9 @@ class StateKeeper:
             m = self._memo.get(id(v))
             if m is not None:
                 return m
-            out = into if type(into) is list and id(into) not in self._filled else []
+            out: Any = into if type(into) is list and id(into) not in self._filled else []
             self._memo[id(v)] = out
-            items = list(v) if t is AtomList else [self.rebuild(x) for x in v]
-            out[:] = items
+            out[:] = list(v) if t is AtomList else [self.rebuild(x) for x in v]
             self._filled.add(id(out))
             return out
         if t is AtomDict or t is SavedDict:
@@ -440,9 +439,9 @@ class StateKeeper:
                 return m
             out = into if type(into) is dict and id(into) not in self._filled else {}
             self._memo[id(v)] = out
-            items = dict(v) if t is AtomDict else {self.rebuild(k): self.rebuild(x) for k, x in v.items()}
+            pairs = dict(v) if t is AtomDict else {self.rebuild(k): self.rebuild(x) for k, x in v.items()}
             out.clear()
-            out.update(items)
+            out.update(pairs)
             self._filled.add(id(out))
             return out
         if t is tuple or t is frozenset:
@@ -457,6 +456,8 @@ class StateKeeper:
                 m = self._memo[id(v)] = bytearray(v)
             return m
         if t is FrameRef:
+            if self.mem is None:
+                raise StateError("a snapshot names a memory frame, but the machine has no memory")
             return self.mem.frame(v.mfn)
         if t is SavedOther:
             m = self._memo.get(id(v))

@@ -33,11 +33,18 @@ SVM_CODES = {
 }
 
 
-def exit_code(vendor: str, reason: str, vector: int | None = None) -> tuple[str, int]:
+#: Bits 5:4 of a CR_ACCESS qualification: the access type, 1 for ``mov reg, crN`` (SDM table 28-3).
+CR_ACCESS_TYPE_MOV_FROM = 1
+
+
+def exit_code(vendor: str, reason: str, vector: int | None = None, qualification: int = 0) -> tuple[str, int]:
     """(name, number) of an exit as the host's vendor reports it."""
     if vendor == "amd":
         if reason == "EXCEPTION_NMI":
             return (f"EXCP_{vector}", 0x40 + (vector or 0))
+        if reason == "CR_ACCESS" and (qualification >> 4) & 3 == CR_ACCESS_TYPE_MOV_FROM:
+            # SVM reports reads and writes of each CR apart: VMEXIT_CR3_READ is 0x03 (svm/vmcb.h).
+            return ("CR3_READ", 0x03)
         code, name = SVM_CODES[reason]
         return (name, code)
     return (reason, EXIT_NUMBERS[reason])
@@ -96,7 +103,7 @@ class Vmcs:
 
     def record_exit(self, reason: str, qualification: int, cpu, insn_len: int) -> None:
         self.exit_reason = reason
-        name, number = exit_code(self.vendor, reason)
+        name, number = exit_code(self.vendor, reason, qualification=qualification)
         self.exit_number = number if self.vendor == "intel" else number
         self.exit_qualification = qualification
         self.exit_instruction_length = insn_len

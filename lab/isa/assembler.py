@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import UserError
-from . import opcodes
+from . import a64_asm, opcodes
+from .a64 import A64
+from .a64 import INSN_SIZE as A64_SIZE
+from .a64 import encode as encode_a64
 from .encoding import INSN_SIZE, Instruction, Mem, decode, encode
 from .image import Image, Section, SourceLine
 from .registers import CONTROL_REGS, GPR_BY_NAME, RIP_BASE, SIZE_BY_NAME, SIZE_NAMES
@@ -38,6 +41,59 @@ _MAX_DEPTH = 100            # expression nesting, and .equ chains
 _MAX_NODES = 200            # operators in one expression (keeps recursion shallow)
 _MAX_SHIFT = 1024           # keeps `1 << huge` from eating memory
 _MAX_INCLUDE_DEPTH = 32
+_MAX_MACRO_DEPTH = 64          # macros expanding macros (and .rept inside them)
+_MAX_EXPANDED_LINES = 1_000_000   # all .rept and macro expansion together: a typo must not hang
+_BLOCK_WORD = re.compile(r"\s*(\.[A-Za-z_]+)\b")
+_MACRO_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class _Macro:
+    name: str
+    params: list[tuple[str, str | None]]      # (name, default text or None)
+    body: list[SourceLine]
+    where: SourceLine
+
+
+def _strip_comment(text: str) -> str:
+    """The line without its ';' comment (a ';' inside a quoted string stays)."""
+    quote = None
+    for i, c in enumerate(text):
+        if quote:
+            if c == "\\":
+                continue
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c == ";":
+            return text[:i]
+    return text
+
+
+def _split_macro_args(text: str) -> list[str]:
+    """Macro arguments: comma-separated, commas inside brackets, parentheses or quotes kept."""
+    out, depth, quote, cur = [], 0, None, ""
+    for c in text:
+        if quote:
+            cur += c
+            if c == quote:
+                quote = None
+            continue
+        if c in "\"'":
+            quote = c
+        elif c in "[(":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += c
+    if cur.strip() or out:
+        out.append(cur.strip())
+    return out
 
 _RESERVED = set(GPR_BY_NAME) | set(CONTROL_REGS) | set(SIZE_BY_NAME) | {"ptr", "rip"}
 # Names that look like a register: an undefined one is more likely a typo for a register.
@@ -96,8 +152,12 @@ _IDENT = re.compile(r"\.?[A-Za-z_][A-Za-z0-9_.]*")
 _WORD = re.compile(r"[0-9A-Za-z_]+")
 
 
-def tokenize(text: str, where: SourceLine) -> list[Tok]:
-    """Split one source line into tokens; comments are dropped."""
+def tokenize(text: str, where: SourceLine, arm: bool = False) -> list[Tok]:
+    """Split one source line into tokens; comments are dropped.
+
+    With ``arm`` (after ``.arch arm64``) ``#`` marks an immediate, ``!`` a
+    pre-indexed address, and ``//`` starts a comment, as in GNU as for AArch64.
+    """
     toks: list[Tok] = []
     if text.lstrip().startswith("#"):
         return [Tok("end", "", len(text) + 1)]
@@ -107,8 +167,11 @@ def tokenize(text: str, where: SourceLine) -> list[Tok]:
         col = i + 1
         if c in " \t\r\f\v":
             i += 1
-        elif c == ";":
+        elif c == ";" or (arm and text.startswith("//", i)):
             break
+        elif arm and c in "#!":
+            toks.append(Tok("op", c, col))
+            i += 1
         elif c in "0123456789":
             m = _WORD.match(text, i)
             word = m.group()
@@ -554,8 +617,16 @@ class Assembler:
         self.items: list[_Item] = []
         self.sources: dict[str, str] = {}
         self.include_stack: list[str] = []
+        self.macros: dict[str, _Macro] = {}
+        #: The .macro or .rept block being collected: [kind, header line, lines, nesting, detail]
+        self._block: list | None = None
+        self._expanded = 0                   # lines produced by .rept and macros so far
+        self._expansions = 0                 # macro invocations so far (\@)
+        self._macro_depth = 0
         self.scope: str | None = None
         self.entry_item: _Item | None = None
+        #: The instruction set being assembled: "x86_64" (the default) or "arm64" (after .arch arm64).
+        self.arch = "x86_64"
         for name, value in (symbols or {}).items():
             self.syms[name] = _Sym(name, "extern", None, value=value, rel=1)
         self.sec = self._section(".text", SourceLine("", 1, ""))
@@ -572,12 +643,111 @@ class Assembler:
         self.sources.setdefault(name, text)
         self.include_stack.append(real)
         for i, line in enumerate(text.split("\n")):
-            self._line(SourceLine(name, i + 1, line.rstrip("\r")))
+            self._feed(SourceLine(name, i + 1, line.rstrip("\r")))
+        if self._block is not None and len(self.include_stack) == 1:
+            kind, start = self._block[0], self._block[1]
+            raise _fail(start, 1, f"'.{kind}' has no '.end{'m' if kind == 'macro' else 'r'}'")
         self.include_stack.pop()
+
+    # -- pass 1: .macro and .rept blocks, macro calls ---------------------------------
+    def _feed(self, where: SourceLine) -> None:
+        """One source line: collected into a block, expanded, or assembled."""
+        m = _BLOCK_WORD.match(where.text)
+        word = m.group(1).lower() if m else ""
+        if self._block is not None:
+            block = self._block
+            if word in (".macro", ".rept"):
+                block[3] += 1
+            elif word in (".endm", ".endr"):
+                block[3] -= 1
+                if block[3] == 0:
+                    if word != (".endm" if block[0] == "macro" else ".endr"):
+                        raise _fail(where, m.start(1) + 1, f"'{word}' closes a '.{block[0]}' block")
+                    self._block = None
+                    self._end_block(block, where)
+                    return
+            block[2].append(where)
+            return
+        if word == ".macro":
+            self._start_macro(where, m.end(1))
+        elif word == ".rept":
+            toks = tokenize(where.text[m.end(1):], where)
+            count = self._layout_value(toks, where) if toks[0].kind != "end" else None
+            if count is None or count < 0:
+                raise _fail(where, m.start(1) + 1, ".rept takes a count of zero or more")
+            self._block = ["rept", where, [], 1, count]
+        elif word in (".endm", ".endr"):
+            raise _fail(where, m.start(1) + 1, f"'{word}' with no block open")
+        else:
+            first = where.text.split(None, 1)
+            name = first[0] if first else ""
+            if name in self.macros and not name.endswith(":"):
+                self._call_macro(self.macros[name], where, where.text.lstrip()[len(name):])
+            else:
+                self._line(where)
+
+    def _start_macro(self, where: SourceLine, after: int) -> None:
+        spec = _strip_comment(where.text[after:]).strip()
+        parts = spec.replace(",", " ").split()
+        if not parts or not _MACRO_PARAM.match(parts[0]):
+            raise _fail(where, after + 1, ".macro takes a name, then its parameters")
+        name = parts[0]
+        params: list[tuple[str, str | None]] = []
+        if name in self.macros or name.lower() in opcodes.BY_NAME:
+            raise _fail(where, after + 1, f"'{name}' is already a macro or an instruction")
+        for p in parts[1:]:
+            pname, eq, default = p.partition("=")
+            if not _MACRO_PARAM.match(pname) or any(pname == q for q, _ in params):
+                raise _fail(where, after + 1, f"bad or repeated macro parameter '{p}'")
+            params.append((pname, default if eq else None))
+        self._block = ["macro", where, [], 1, (name, params)]
+
+    def _end_block(self, block: list, where: SourceLine) -> None:
+        kind, start, lines, _, detail = block
+        if kind == "macro":
+            name, params = detail
+            self.macros[name] = _Macro(name, params, lines, start)
+            return
+        if self._expanded + detail * len(lines) > _MAX_EXPANDED_LINES:
+            raise _fail(start, 1, f"more than {_MAX_EXPANDED_LINES} lines from .rept and macros")
+        for _ in range(detail):
+            self._expand(lines, start)
+
+    def _expand(self, lines: list[SourceLine], start: SourceLine) -> None:
+        self._expanded += len(lines)
+        if self._expanded > _MAX_EXPANDED_LINES:
+            raise _fail(start, 1, f"more than {_MAX_EXPANDED_LINES} lines from .rept and macros")
+        for line in lines:
+            self._feed(line)
+
+    def _call_macro(self, mac: _Macro, where: SourceLine, arg_text: str) -> None:
+        args = _split_macro_args(_strip_comment(arg_text))
+        if len(args) > len(mac.params):
+            raise _fail(where, 1, f"macro '{mac.name}' takes {len(mac.params)} argument(s), not {len(args)}")
+        values = {}
+        for i, (pname, default) in enumerate(mac.params):
+            given = args[i] if i < len(args) and args[i] != "" else None
+            if given is None and default is None:
+                raise _fail(where, 1, f"macro '{mac.name}': no value for parameter '{pname}'")
+            values[pname] = given if given is not None else default
+        if self._macro_depth >= _MAX_MACRO_DEPTH:
+            raise _fail(where, 1, f"macros nested more than {_MAX_MACRO_DEPTH} deep")
+        self._expansions += 1
+        names = sorted(values, key=len, reverse=True)         # \ab before \a
+        pattern = re.compile(r"\\(@|" + "|".join(re.escape(n) for n in names) + r")") if names else re.compile(r"\\(@)")
+        counter = str(self._expansions)
+        body = [SourceLine(line.file, line.line,
+                           pattern.sub(lambda mm: counter if mm.group(1) == "@" else values[mm.group(1)], line.text))
+                for line in mac.body]
+        self._macro_depth += 1
+        try:
+            self._expand(body, where)
+        finally:
+            self._macro_depth -= 1
 
     # -- pass 1: one line -------------------------------------------------------
     def _line(self, where: SourceLine) -> None:
-        toks = tokenize(where.text, where)
+        toks = tokenize(where.text, where, arm=self.arch == "arm64")
         cur = _Cursor(toks, where)
         while True:
             t, nxt = cur.peek(), cur.peek(1)
@@ -615,7 +785,7 @@ class Assembler:
         return scope + name
 
     def _define(self, tok: Tok, where: SourceLine, sym: _Sym) -> None:
-        if tok.text.lower() in _RESERVED:
+        if tok.text.lower() in (a64_asm.RESERVED if self.arch == "arm64" else _RESERVED):
             raise _fail(where, tok.col, f"'{tok.text}' is a reserved word and cannot be a symbol")
         old = self.syms.get(sym.name)
         if old is not None:
@@ -737,7 +907,12 @@ class Assembler:
         if pad > MAX_SECTION:
             raise _fail(where, col, f"section '{sec.name}' would grow beyond {MAX_SECTION >> 20} MiB")
         ctx = self._ctx(where)
-        if sec.code and n % INSN_SIZE == 0:
+        if sec.code and self.arch == "arm64" and n % A64_SIZE == 0:
+            zeros = -start % A64_SIZE
+            self._grow(zeros, where, col)
+            nop = encode_a64(A64("nop")).to_bytes(A64_SIZE, "little")
+            self._grow(pad - zeros, where, col, nop * ((pad - zeros) // A64_SIZE))
+        elif sec.code and n % INSN_SIZE == 0:
             # Code is padded with whole nop slots, so it disassembles cleanly.
             zeros = -start % INSN_SIZE
             self._grow(zeros, where, col)
@@ -850,8 +1025,44 @@ class Assembler:
         node = self._expr_arg(args[0], where)
         self.entry_item = _Item("entry", self._ctx(where, args[0]), (node,))
 
+    def d_arch(self, tok, args, where):
+        self._args(tok, args, where, 1, 1)
+        arg = args[0]
+        name = arg[0].text.lower() if arg[0].kind == "id" and arg[1].kind == "end" else None
+        if name not in ("arm64", "aarch64", "x86_64"):
+            raise _fail(where, arg[0].col, "expected '.arch arm64' or '.arch x86_64'")
+        if self.items and any(i.kind in ("insn", "a64") for i in self.items) and \
+                self.arch != ("x86_64" if name == "x86_64" else "arm64"):
+            raise _fail(where, tok.col, "'.arch' must come before the first instruction")
+        self.arch = "x86_64" if name == "x86_64" else "arm64"
+
     # -- pass 1: instructions ----------------------------------------------------
+    def _a64_instruction(self, toks: list[Tok], where: SourceLine) -> None:
+        mn = toks[0]
+        name = mn.text.lower()
+        if name not in a64_asm.MNEMONICS:
+            raise _fail(where, mn.col, f"unknown instruction '{mn.text}' (this file is .arch arm64)")
+        rest = toks[1:]
+        parts = _split_commas(rest, where) if rest[0].kind != "end" else []
+
+        def expr_of(part: list[Tok]) -> object:
+            cur = _Cursor(part + [Tok("end", "", part[-1].col + len(part[-1].text))], where)
+            node = cur.expr()
+            cur.expect_end()
+            return node
+        ops = a64_asm.parse_operands(parts, expr_of, where, _fail)
+        self.sec.code = True
+        self._place(self.sec, where)
+        if self.sec.here % A64_SIZE:
+            raise _fail(where, mn.col, "an A64 instruction must be 4-byte aligned; put '.align 4' before it")
+        ctx = self._ctx(where, toks)
+        self._grow(A64_SIZE, where, mn.col)
+        self._record("a64", ctx, A64_SIZE, (name, mn.col, ops))
+
     def _instruction(self, toks: list[Tok], where: SourceLine) -> None:
+        if self.arch == "arm64":
+            self._a64_instruction(toks, where)
+            return
         cur = _Cursor(toks, where)
         mn = cur.next()
         rep = mn.text.lower() == "rep"
@@ -1016,12 +1227,24 @@ class Assembler:
         insn = _build_instruction(self, item)
         self._write(item, encode(insn))
 
+    def _emit_a64(self, item: _Item) -> None:
+        name, col, ops = item.args
+        where = item.ctx.where
+        builder = a64_asm.Builder(name, col, ops, lambda node: self.value(node, item.ctx), item.addr,
+                                  lambda c, message: _fail(where, c, message))
+        insn = builder.build()
+        try:
+            word = encode_a64(insn)
+        except ValueError as e:
+            raise _fail(where, col, str(e)) from None
+        self._write(item, word.to_bytes(4, "little"))
+
     def _write(self, item: _Item, data: bytes) -> None:
         sec = item.ctx.sec
         sec.data[item.ctx.offset:item.ctx.offset + len(data)] = data
 
     def _image(self) -> Image:
-        img = Image(sources=dict(self.sources))
+        img = Image(sources=dict(self.sources), arch=self.arch)
         for sec in self.placement:          # source order of each section's first byte
             if sec.data:
                 img.sections.append(Section(sec.name, sec.base, sec.data))
@@ -1036,7 +1259,7 @@ class Assembler:
             if item.size and item.addr not in img.line_map:
                 img.line_map[item.addr] = item.ctx.where
                 img.item_sizes[item.addr] = item.size
-                if item.kind == "insn":
+                if item.kind in ("insn", "a64"):
                     img.instructions.add(item.addr)
         img.line_map = dict(sorted(img.line_map.items()))
         if self.entry_item is not None:
@@ -1059,6 +1282,7 @@ _DIRECTIVES: dict[str, Callable] = {
     ".section": Assembler.d_section, ".text": Assembler._shorthand, ".data": Assembler._shorthand,
     ".rodata": Assembler._shorthand, ".bss": Assembler._shorthand,
     ".global": Assembler.d_global, ".globl": Assembler.d_global, ".entry": Assembler.d_entry,
+    ".arch": Assembler.d_arch,
 }
 
 

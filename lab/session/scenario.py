@@ -97,9 +97,9 @@ def load_scenario(path: Path | str) -> Scenario:
     pcpus = h.get("pcpus", 2)
     if not 1 <= pcpus <= 8:
         raise _fail(p, "[host] pcpus must be between 1 and 8")
-    memory = h.get("memory", 512)
-    if not 64 <= memory <= 4096:
-        raise _fail(p, "[host] memory must be between 64 and 4096 MiB")
+    memory = h.get("memory", 8192)
+    if not 64 <= memory <= 65536:
+        raise _fail(p, "[host] memory must be between 64 and 65536 MiB")
     try:
         costs = load_costs((p.parent / h["costs"]) if "costs" in h else None)
     except CostError as e:

@@ -746,6 +746,22 @@ SCHEDOP_watchdog = 6
 SCHEDOP_pin_override = 7
 SCHEDOP_NAMES: dict[int, str] = _collect("SCHEDOP_")
 
+#: XEN_DOMCTL_INTERFACE_VERSION of Xen master (public/domctl.h); do_domctl() refuses any other
+#: with -EACCES.
+XEN_DOMCTL_INTERFACE_VERSION = 0x18
+# getdomaininfo's flags (public/domctl.h)
+XEN_DOMINF_dying = 1 << 0
+XEN_DOMINF_hvm_guest = 1 << 1
+XEN_DOMINF_shutdown = 1 << 2
+XEN_DOMINF_paused = 1 << 3
+XEN_DOMINF_blocked = 1 << 4
+XEN_DOMINF_running = 1 << 5
+XEN_DOMINF_debugged = 1 << 6
+XEN_DOMINF_xs_domain = 1 << 7
+XEN_DOMINF_hap = 1 << 8
+XEN_DOMINF_shutdownmask = 255
+XEN_DOMINF_shutdownshift = 16
+
 SHUTDOWN_poweroff = 0
 SHUTDOWN_reboot = 1
 SHUTDOWN_suspend = 2
@@ -871,6 +887,17 @@ XENFEAT_hvm_callback_vector = 8
 XENFEAT_hvm_safe_pvclock = 9
 XENFEAT_hvm_pirqs = 10
 XENFEAT_dom0 = 11
+XENFEAT_grant_map_identity = 12
+XENFEAT_memory_op_vnode_supported = 13
+XENFEAT_ARM_SMCCC_supported = 14
+XENFEAT_linux_rsdp_unrestricted = 15
+XENFEAT_not_direct_mapped = 16
+XENFEAT_direct_mapped = 17
+XENFEAT_runstate_phys_area = 18
+XENFEAT_vcpu_time_phys_area = 19
+XENFEAT_dm_msix_all_writes = 20
+#: Sub-maps of 32 feature bits there are (XENFEAT_NR_SUBMAPS): only index 0.
+XENFEAT_NR_SUBMAPS = 1
 XENFEAT_NAMES: dict[int, str] = _collect("XENFEAT_")
 
 # ELF notes a guest kernel carries (public/elfnote.h) and the PVH start info
@@ -998,7 +1025,8 @@ def svm_exception_exit(vector: int) -> int:
 
 
 #: The SVM exit an AMD host reports where an Intel host reports the VMX
-#: reason. CR_ACCESS stands for the CR3 write the lab intercepts; EXCEPTION_NMI
+#: reason. CR_ACCESS stands for the CR3 write the lab intercepts (a read is CR3_READ,
+#: told apart by the qualification in lab.hw.vmx.exit_code); EXCEPTION_NMI
 #: depends on the vector (svm_exception_exit), the entry here is for #UD, the
 #: one the lab intercepts most; an NMI itself exits as NMI (0x61).
 SVM_EQUIVALENT: dict[str, str] = {

@@ -22,12 +22,13 @@ from ..hw import boot
 from ..hw.devices import Pic8259, Pit8254
 from ..hw.ept import make_eptp
 from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
-from ..hw.pagebuild import ept_map
+from ..hw.pagebuild import ept_map_pages
 from ..hw.vmx import Vmcs
 from ..isa.image import Image
 from . import abi
 from .hvm import HvmIntr
 from .hypercall_page import build as build_hypercall_page
+from .paging_pool import PoolExhausted, pool_of
 
 DIRECT_MAP = boot.DIRECT_MAP
 PTE_P, PTE_RW, PTE_US = 1, 2, 4
@@ -80,6 +81,10 @@ def _connect_store(host, dom, pfn: int) -> int:
 
 
 # ---------------------------------------------------------------- PV
+#: How much of a PV domain's memory the builder maps for its kernel (see build_pv).
+PV_INITIAL_MAP_PAGES = (64 << 20) >> PAGE_SHIFT
+
+
 def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> None:
     layout = _load(host, dom, kernel, program, arg)
     if "hypercall_page" not in kernel.symbols:
@@ -103,10 +108,15 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     start_pfn = take()
     p2m_pages = (dom.mem_pages * 8 + PAGE_SIZE - 1) // PAGE_SIZE
     p2m_pfn = take(p2m_pages)
-    _write_phys(host, dom, p2m_pfn << PAGE_SHIFT, b"".join(m.to_bytes(8, "little") for m in dom.p2m))
+    _write_phys(host, dom, p2m_pfn << PAGE_SHIFT, struct.pack(f"<{len(dom.p2m)}Q", *dom.p2m))
     cons_pfn = take()
     store_pfn = take()
-    n_l1 = (dom.mem_pages + 511) // 512
+    # The initial mapping covers the boot area, not all of memory (libxc maps the kernel,
+    # the boot structures and the page tables plus some slack; Linux maps the rest itself).
+    # The lab maps the first PV_INITIAL_MAP_PAGES (64 MiB) or the whole domain if smaller,
+    # and tells the kernel that is its memory: its allocator never goes past the mapping.
+    mapped = min(dom.mem_pages, max(PV_INITIAL_MAP_PAGES, next_pfn + 1024))   # room for the tables
+    n_l1 = (mapped + 511) // 512
     n_l2 = (n_l1 + 511) // 512
     l4_pfn = take()
     l3_pfn = take()
@@ -114,18 +124,22 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     l1_pfn = take(n_l1)
     pt_frames = {l4_pfn, l3_pfn} | set(range(l2_pfn, l2_pfn + n_l2)) | set(range(l1_pfn, l1_pfn + n_l1))
     first_free = take(0)
-    # The boot info the kernel reads says where free memory starts.
+    if first_free + 128 > mapped:
+        raise BuildError(f"{dom.name}: the start-up tables do not fit the initial mapping")
+    # The boot info the kernel reads says where free memory starts, and where the memory it
+    # may use ends: the end of the initial mapping.
     _write_phys(host, dom, (info_pfn << PAGE_SHIFT) + 0x28, (first_free << PAGE_SHIFT).to_bytes(8, "little"))
+    _write_phys(host, dom, (info_pfn << PAGE_SHIFT) + 0x08, (mapped << PAGE_SHIFT).to_bytes(8, "little"))
 
     p2m = dom.p2m
     # Initial page tables: pfn p at DIRECT_MAP + p*4096, page tables read-only.
     # A 64-bit PV kernel runs in ring 3, so its pages need US; a ring-1 kernel
     # (32-bit profile) keeps them supervisor-only, out of user code's reach.
     kernel_us = 0 if pv32 else PTE_US
-    for pfn in range(dom.mem_pages):
-        flags = PTE_P | kernel_us | (0 if pfn in pt_frames else PTE_RW)
-        l1 = l1_pfn + pfn // 512
-        mem.write_u64((p2m[l1] << PAGE_SHIFT) + (pfn % 512) * 8, (p2m[pfn] << PAGE_SHIFT) | flags)
+    for first in range(0, mapped, 512):
+        mem.write(p2m[l1_pfn + first // 512] << PAGE_SHIFT, b"".join(
+            ((p2m[pfn] << PAGE_SHIFT) | PTE_P | kernel_us | (0 if pfn in pt_frames else PTE_RW)).to_bytes(8, "little")
+            for pfn in range(first, min(first + 512, mapped))))
     for i in range(n_l1):
         l2 = l2_pfn + i // 512
         mem.write_u64((p2m[l2] << PAGE_SHIFT) + (i % 512) * 8, (p2m[l1_pfn + i] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
@@ -210,6 +224,10 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     if port:
         dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
         dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = port
+    # hvmloader moves the ACPI blocks to the V1 layout (0xb000) for qemu-xen, the lab's device
+    # model (tools/firmware/hvmloader: HVM_PARAM_ACPI_IOPORTS_LOCATION = 1); the lab's small
+    # firmware does not make that call, so the builder records its result.
+    dom.hvm_params[abi.HVM_PARAM_ACPI_IOPORTS_LOCATION] = 1
     for sec in firmware.sections:
         if sec.data:
             _write_phys(host, dom, sec.base, bytes(sec.data))
@@ -220,13 +238,7 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
         from .shadow import ShadowPaging
         dom.extra["shadow"] = ShadowPaging(host, dom)
     else:
-        root = host.mm.xen_frame()
-        dom.ept_root = root
-
-        def alloc() -> int:
-            return host.mm.xen_frame()
-        for pfn, mfn in enumerate(dom.p2m):
-            ept_map(host.mem, alloc, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+        dom.ept_root = _ept_for(host, dom)
     dom.devices["vpic"] = Pic8259()
     v0 = dom.vcpus[0]
     dom.devices["vpit"] = Pit8254(host.cpu_hz, lambda: v0.cpu.cycles)
@@ -248,6 +260,17 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
               message=f"HVM: firmware at {HVMLOADER_ENTRY:#x}, kernel entry {boot.physical_of(kernel.entry):#x}, "
                       f"{'EPT' if use_ept else 'shadow paging'}")
     host.log(f"d{dom.domid}: HVM guest, {'HAP (EPT root mfn %#x)' % dom.ept_root if use_ept else 'shadow paging'}")
+
+
+def _ept_for(host, dom) -> int:
+    """The domain's EPT, every RAM gfn mapped, its tables from the domain's paging pool."""
+    pool = pool_of(host, dom)
+    try:
+        root = pool.alloc()
+        ept_map_pages(host.mem, pool.alloc, root << PAGE_SHIFT, dom.p2m, perms="rwx")
+    except PoolExhausted as e:
+        raise BuildError(f"{dom.name}: {e} (shadow_memory in the config sizes it)") from None
+    return root
 
 
 # ---------------------------------------------------------------- PVH
@@ -284,10 +307,7 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     _new_shared_info(host, dom)
     if not (dom.hap and host.config.ept):
         raise BuildError(f"{dom.name}: a PVH guest needs hardware-assisted paging (hap=1 on a host with EPT/NPT)")
-    root = host.mm.xen_frame()
-    dom.ept_root = root
-    for pfn, mfn in enumerate(dom.p2m):
-        ept_map(host.mem, host.mm.xen_frame, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+    dom.ept_root = root = _ept_for(host, dom)
     entry = boot.physical_of(kernel.entry)
     for v in dom.vcpus:
         cpu = v.cpu

@@ -26,7 +26,8 @@ class Vcpu:
     pcpu: int | None = None         # where it runs (or last ran)
     run_cycles: int = 0             # cycles spent running (xl vcpu-list "Time(s)")
     last_scheduled: int = 0
-    boost: bool = False             # woken by an event: scheduled ahead of the others
+    boost: bool = False             # woken by an event: most credit, so ahead of the others (credit2)
+    batch_entries: int = 0          # batched-hypercall entries done (preemption every PREEMPT_BATCH)
     # -- PV state (struct pv_vcpu) ------------------------------------------
     kernel_mode: bool = True        # TF_kernel_mode: guest kernel vs guest user
     guest_table: int = 0            # kernel L4 mfn
@@ -77,6 +78,7 @@ class Domain:
     # -- PV: the guest's virtual IDT and callbacks ------------------------------
     trap_table: dict[int, tuple[int, int, int]] = field(default_factory=dict)   # vector -> (flags, cs, address)
     callbacks: dict[str, int] = field(default_factory=dict)                     # event, failsafe, syscall
+    callback_flags: dict[str, int] = field(default_factory=dict)                # name -> CALLBACKF_* bits
     vm_assist: int = 0
     # -- HVM ------------------------------------------------------------------
     hvm_params: dict[int, int] = field(default_factory=dict)

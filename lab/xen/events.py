@@ -96,8 +96,11 @@ def unmask(host, dom, port: int) -> int:
     base = dom.shared_info_mfn << 12
     word, bit = divmod(port, 64)
     mask_addr = base + SHINFO_MASK + word * 8
-    host.mem.write_u64(mask_addr, host.mem.read_u64(mask_addr) & ~(1 << bit))
-    if host.mem.read_u64(base + SHINFO_PENDING + word * 8) >> bit & 1:
+    mask = host.mem.read_u64(mask_addr)
+    host.mem.write_u64(mask_addr, mask & ~(1 << bit))
+    # evtchn_2l_unmask(): test_and_clear the mask bit, and only a port that *was* masked
+    # and is pending re-notifies (common/event_2l.c).
+    if mask >> bit & 1 and host.mem.read_u64(base + SHINFO_PENDING + word * 8) >> bit & 1:
         p = host.evtchn.ports.get(dom.domid, {}).get(port)
         vcpu = p.vcpu if p is not None else 0
         vi = base + vcpu * VCPU_INFO_SIZE

@@ -24,6 +24,7 @@ from ..trace import Event, Trace
 from . import abi
 from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from .heap import FreeFrames
 
 FOREVER = 1 << 62
 #: How far one pCPU may run ahead of the others before the host switches to them.
@@ -71,14 +72,18 @@ class XenHost:
         #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
         self.console_input = bytearray()
         self.images: dict[str, Any] = {}
-        # Machine frames: Xen keeps the first 16 MiB for itself; the rest is its heap.
-        self.xen_reserved = (16 << 20) >> PAGE_SHIFT
-        self.free_frames: list[int] = list(range(self.xen_reserved, self.mem.nr_frames))
-        self.free_frames.reverse()             # pop() hands out ascending frames
+        # Machine frames: Xen keeps the first 16 MiB for itself, more on a large host (its
+        # M2P, 8 bytes per frame, and room for the p2m/EPT tables of all memory, one table
+        # per 512 frames); the rest is its heap.
+        nr = self.mem.nr_frames
+        self.xen_reserved = max((16 << 20) >> PAGE_SHIFT, 0x100 + 1024 + (nr * 8 + 4095) // 4096 + nr // 256)
+        self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)   # pop() hands out ascending frames
         from .evtchn import EventChannels
+        from .frames import FrameAccess
         from .mm_glue import XenMM
         self.evtchn = EventChannels(self)
         self.mm = XenMM(self)
+        self.frames = FrameAccess(self)
         self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
         self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
@@ -129,6 +134,12 @@ class XenHost:
             self.domains[owner].extra.setdefault("frames", []).append(mfn)
         return mfn
 
+    def free_frame(self, mfn: int) -> None:
+        """A frame nobody references any more goes back to Xen's heap, wiped."""
+        self.code.invalidate_frame(mfn)
+        self.mem.zero_frame(mfn)
+        self.free_frames.append(mfn)
+
     @property
     def free_pages(self) -> int:
         return len(self.free_frames)
@@ -146,13 +157,13 @@ class XenHost:
                      privileged=privileged, config=config)
         self.domains[domid] = dom
         # The domain's memory at once: the frames alloc_frame would pop one by one.
-        mfns = self.free_frames[:-mem_pages - 1:-1] if mem_pages else []
-        del self.free_frames[len(self.free_frames) - mem_pages:]
-        zero, assign, set_m2p = self.mem.zero_frame, self.mm.assign, self.mm.set_m2p
-        for pfn, mfn in enumerate(mfns):
-            zero(mfn)
-            assign(mfn, domid)
-            set_m2p(mfn, pfn)
+        mfns = self.free_frames.take(mem_pages)
+        mem = self.mem
+        touched = mem.frames.keys() | mem.watched
+        for mfn in sorted(touched & set(mfns)) if touched else ():
+            mem.zero_frame(mfn)                  # frames never written already read as zeros
+        self.mm.assign_many(mfns, domid)
+        self.mm.set_m2p_many(mfns)
         dom.p2m.extend(mfns)
         dom.extra.setdefault("frames", []).extend(mfns)
         self.evtchn.add_domain(dom)
@@ -243,11 +254,14 @@ class XenHost:
         self._drop_from_pcpus(dom)
         self.evtchn.remove_domain(dom)
         self.mm.destroy_domain(dom.domid)
+        pool = dom.extra.get("paging_pool")
+        if pool is not None:
+            pool.release_all()                               # its EPT or shadow tables (paging_teardown)
         for mfn in sorted(set(dom.p2m) | set(dom.extra.get("frames", []))):
             if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
-                self.code.invalidate_frame(mfn)
-                self.mem.zero_frame(mfn)
-                self.free_frames.append(mfn)
+                self.free_frame(mfn)
+            else:
+                self.mm.orphans.add(mfn)                     # freed when its last holder lets go
         del self.domains[dom.domid]
         for svc in self.services.values():
             if hasattr(svc, "domain_gone"):
@@ -272,11 +286,12 @@ class XenHost:
             v.cpu.yield_now = True
 
     def wake(self, v: Vcpu, why: str) -> None:
-        """Make a blocked vCPU runnable, with the credit scheduler's BOOST.
+        """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
 
-        A vCPU woken by an event gets priority over ones that used up their
-        time: if no pCPU is idle, the pCPU doing the waking is preempted, so
-        an I/O-bound vCPU (dom0's backends) runs soon after its event.
+        A vCPU that was blocked burned no credit, so it goes ahead of the ones
+        that used up their time (``boost``), and, as ``runq_tickle()`` does when
+        no pCPU is idle, the pCPU doing the waking is preempted: an I/O-bound
+        vCPU (dom0's backends) runs soon after its event.
         """
         if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
             v.runstate = RUNSTATE_RUNNABLE
@@ -348,7 +363,7 @@ class XenHost:
         cands = self.runnable()
         if not cands:
             return None
-        # Boosted (just woken) first, then least recently scheduled; ties by domain
+        # credit2 order, approximated: just woken first, then least recently run (most credit); ties by domain
         # then vCPU id, so the choice is deterministic.
         cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
         v = cands[0]

@@ -19,6 +19,41 @@ from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, writ
 M64 = 0xFFFF_FFFF_FFFF_FFFF
 E = abi.ERRNO
 HANDLERS: dict[int, Callable] = {}
+#: public/xen.h: set in a batch's count when it is a continuation of a preempted call.
+MMU_UPDATE_PREEMPTED = 1 << 31
+#: Entries of one batch done before Xen looks for pending work again, at most.
+PREEMPT_BATCH = 4096
+
+
+class Preempted:
+    """A handler's answer when it stopped a batch to let other work run (-ERESTART).
+
+    ``args`` are the hypercall's arguments for the rest of the batch: the
+    caller re-enters the hypercall with them, as the guest does after
+    ``hypercall_create_continuation()`` rewound its instruction pointer onto
+    the hypercall instruction (xen/arch/x86/hypercall.c).
+    """
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list[int]) -> None:
+        self.args = [a & M64 for a in args]
+
+
+def preempt_check(host, v) -> bool:
+    """hypercall_preempt_check(): has the vCPU used up its time slice (or been asked to yield)?
+
+    Xen asks whether a softirq (the scheduler's timer) is pending; the lab, whose
+    time is the vCPU's cycles, asks whether the slice has ended, and stops a batch
+    after PREEMPT_BATCH entries in any case, so no single call runs unbounded.
+    """
+    v.batch_entries += 1
+    if v.batch_entries % PREEMPT_BATCH == 0:
+        return True
+    cpu = v.cpu
+    if cpu is None or v.pcpu is None:
+        return False
+    return cpu.yield_now or (host.current[v.pcpu] is v and cpu.cycles >= host.slice_end[v.pcpu])
 
 
 def handler(name: str):
@@ -92,8 +127,12 @@ def _where(host, v) -> tuple[int | None, int | None]:
     return rip, (ret - 16) & M64
 
 
-def dispatch(host, v, nr: int, args: list[int]) -> int | None:
-    """A hypercall from guest code: arguments are registers, pointers are guest-virtual."""
+def dispatch(host, v, nr: int, args: list[int]) -> int | Preempted | None:
+    """A hypercall from guest code: arguments are registers, pointers are guest-virtual.
+
+    Returns the result, None when the handler set the guest's state itself
+    (iret), or :class:`Preempted` when the caller must re-enter the hypercall
+    with new arguments (a continuation)."""
     info: dict[str, Any] = {}
     ret = refusal(v, nr, info)
     if ret is None:
@@ -106,6 +145,10 @@ def dispatch(host, v, nr: int, args: list[int]) -> int | None:
             except GuestFault as e:
                 ret = -E["EFAULT"]
                 info["why"] = str(e)
+    if isinstance(ret, Preempted):
+        info["continuation"] = [f"{a:#x}" for a in ret.args[:_nargs(nr)]]
+        _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], None, info)
+        return ret
     _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], ret, info)
     return ret
 
@@ -165,6 +208,7 @@ def set_callbacks(host, v, args, info) -> int:
     for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
         if _canonical(address):
             v.domain.callbacks[name] = address
+            v.domain.callback_flags[name] = 0      # set_callbacks registers with no flags
     return 0
 
 
@@ -185,8 +229,10 @@ def callback_op(host, v, args, info) -> int:
     info["args"] = ["register" if cmd == 0 else "unregister", f"{names[typ]} -> {address:#x}"]
     if cmd == 0:
         v.domain.callbacks[names[typ]] = address
+        v.domain.callback_flags[names[typ]] = flags
     else:
         v.domain.callbacks.pop(names[typ], None)
+        v.domain.callback_flags.pop(names[typ], None)
     return 0
 
 
@@ -203,32 +249,89 @@ def _pv_only(v) -> int | None:
     return None if v.domain.is_pv else -E["ENOSYS"]
 
 
-@handler("mmu_update")
-def mmu_update(host, v, args, info) -> int:
-    req_va, count, done_va, foreigndom = args[0], args[1] & 0xFFFFFFFF, args[2], args[3] & 0xFFFF
-    reqs = []
-    for i in range(count):
-        ptr, val = struct.unpack("<QQ", copy_from_guest(host, v, req_va + 16 * i, 16))
-        reqs.append((ptr, val))
-    info["args"] = [f"{p:#x} <- {val:#x}" for p, val in reqs[:4]] + ([f"... {count} reqs"] if count > 4 else [])
-    rc, done = host.mm.mmu_update(v, reqs, foreigndom)
+class GuestBatch:
+    """The entries of a batched hypercall, read from the guest one at a time as Xen reads them.
+
+    Iterating yields each entry's bytes after charging the work it causes;
+    it stops early at an entry that cannot be read (``fault``: -EFAULT) or
+    when the vCPU must let others run (``preempted``: how many were read).
+    Nothing is copied in advance, so a count near 2^32 costs only the entries
+    actually looked at, and every one of them is paid for.
+    """
+
+    def __init__(self, host, v, va: int, count: int, size: int, shown: list[str] | None = None) -> None:
+        self.host, self.v, self.va, self.count, self.size = host, v, va, count, size
+        self.fault: GuestFault | None = None
+        self.preempted: int | None = None
+        self.read = 0
+        self.shown = shown
+
+    def __iter__(self):
+        for i in range(self.count):
+            if i and preempt_check(self.host, self.v):
+                self.preempted = i
+                return
+            self.host.charge(self.v, "hypercall_batch_entry")
+            try:
+                raw = copy_from_guest(self.host, self.v, self.va + self.size * i, self.size)
+            except GuestFault as e:
+                self.fault = e
+                return
+            self.read = i + 1
+            yield raw
+
+
+def _batch_call(host, v, info, nr_name: str, args, size: int, run) -> int | Preempted:
+    """mmu_update / mmuext_op: (va, count, pdone, foreigndom), done entries counted in pdone
+    across continuations (MMU_UPDATE_PREEMPTED), stop at the first failure."""
+    va, count, done_va, foreigndom = args[0], args[1] & 0xFFFFFFFF, args[2], args[3]
+    done = 0
+    if count & MMU_UPDATE_PREEMPTED:
+        count &= ~MMU_UPDATE_PREEMPTED
+        if done_va:
+            try:
+                done = read_u64(host, v, done_va) & 0xFFFFFFFF
+            except GuestFault:
+                done = 0
+    shown: list[str] = []
+    batch = GuestBatch(host, v, va, count, size, shown)
+    rc, n = run(batch, foreigndom)
+    info["args"] = shown[:4] + ([f"... {count} entries"] if count > 4 else [])
+    if rc == 0 and batch.fault is not None:
+        rc = -E["EFAULT"]
+        info["why"] = str(batch.fault)
+    done += n
+    if rc == 0 and batch.preempted is not None:
+        if done_va:
+            write_u64(host, v, done_va, done)
+        return Preempted([va + size * n, (count - n) | MMU_UPDATE_PREEMPTED, done_va, foreigndom])
     if done_va:
         write_u64(host, v, done_va, done)
     return rc
+
+
+@handler("mmu_update")
+def mmu_update(host, v, args, info) -> int | Preempted:
+    def run(batch: GuestBatch, foreigndom: int):
+        def reqs():
+            for raw in batch:
+                ptr, val = struct.unpack("<QQ", raw)
+                batch.shown.append(f"{ptr:#x} <- {val:#x}")
+                yield ptr, val
+        return host.mm.mmu_update(v, reqs(), foreigndom & 0xFFFF_FFFF)
+    return _batch_call(host, v, info, "mmu_update", args, 16, run)
 
 
 @handler("mmuext_op")
-def mmuext_op(host, v, args, info) -> int:
-    ops_va, count, done_va = args[0], args[1] & 0xFFFFFFFF, args[2]
-    ops = []
-    for i in range(count):
-        cmd, arg1, arg2 = struct.unpack("<I4xQQ", copy_from_guest(host, v, ops_va + 24 * i, 24))
-        ops.append({"cmd": cmd, "arg1": arg1, "arg2": arg2})
-    info["args"] = [f"{abi.MMUEXT_NAMES.get(o['cmd'], o['cmd'])}({o['arg1']:#x})" for o in ops[:4]]
-    rc, done = host.mm.mmuext_op(v, ops)
-    if done_va:
-        write_u64(host, v, done_va, done)
-    return rc
+def mmuext_op(host, v, args, info) -> int | Preempted:
+    def run(batch: GuestBatch, foreigndom: int):
+        def ops():
+            for raw in batch:
+                cmd, arg1, arg2 = struct.unpack("<I4xQQ", raw)
+                batch.shown.append(f"{abi.MMUEXT_NAMES.get(cmd, cmd)}({arg1:#x})")
+                yield {"cmd": cmd, "arg1": arg1, "arg2": arg2}
+        return host.mm.mmuext_op(v, ops(), foreigndom & 0xFFFF)
+    return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
 @handler("update_va_mapping")
@@ -268,14 +371,20 @@ def sched_op(host, v, args, info) -> int:
             host.block(v, "SCHEDOP_block")
         return 0
     if cmd in (abi.SCHEDOP_shutdown, abi.SCHEDOP_shutdown_code):
-        reason = int.from_bytes(copy_from_guest(host, v, arg, 4), "little")
-        name = abi.SHUTDOWN_NAMES.get(reason)
-        if name is None:
-            return -E["EINVAL"]
+        # do_sched_op() passes the reason on as a u8 and refuses none (common/sched/core.c):
+        # a code Xen does not name is still the domain's shutdown code.
+        reason = int.from_bytes(copy_from_guest(host, v, arg, 4), "little") & 0xFF
+        name = abi.SHUTDOWN_NAMES.get(reason, f"code {reason}")
         info["args"] = [abi.SCHEDOP_NAMES.get(cmd), name]
         if cmd == abi.SCHEDOP_shutdown:
-            host.shutdown(v.domain, name if name != "crash" else "crash")
+            host.shutdown(v.domain, name)
+        elif "shutdown_code" not in v.domain.extra:
+            v.domain.extra["shutdown_code"] = reason      # the first one set stays
         return 0
+    if cmd == abi.SCHEDOP_remote_shutdown and not v.domain.privileged:
+        # common/sched/core.c: xsm_schedop_shutdown(XSM_DM_PRIV) refuses a domU
+        info["why"] = "another domain's shutdown: the control domain's (XSM default policy)"
+        return -E["EPERM"]
     return -E["ENOSYS"]
 
 
@@ -324,8 +433,7 @@ def vcpu_op(host, v, args, info) -> int:
         target.timer_deadline = None
         return 0
     if cmd == abi.VCPUOP_get_runstate_info:
-        state = {"running": 0, "runnable": 1, "blocked": 2, "offline": 3}[target.runstate]
-        copy_to_guest(host, v, arg, struct.pack("<iQ", state, target.run_cycles))
+        copy_to_guest(host, v, arg, runstate_info(host, target))
         return 0
     if cmd == abi.VCPUOP_down:
         target.runstate = "offline"
@@ -335,6 +443,21 @@ def vcpu_op(host, v, args, info) -> int:
             target.runstate = "runnable"
         return 0
     return -E["ENOSYS"]
+
+
+def runstate_info(host, target) -> bytes:
+    """struct vcpu_runstate_info (public/vcpu.h): int state, then (8-byte aligned)
+    u64 state_entry_time and u64 time[4], all in ns of system time. The lab keeps the
+    running time only (run_cycles); time spent runnable, blocked or offline reads 0."""
+    state = {"running": abi.RUNSTATE_running, "runnable": abi.RUNSTATE_runnable,
+             "blocked": abi.RUNSTATE_blocked, "offline": abi.RUNSTATE_offline}[target.runstate]
+    ns = 1_000_000_000
+
+    def to_ns(cycles: int) -> int:
+        return cycles * ns // host.cpu_hz
+    times = [0, 0, 0, 0]
+    times[abi.RUNSTATE_running] = to_ns(target.run_cycles)
+    return struct.pack("<i4xQ4Q", state, to_ns(target.last_scheduled), *times)
 
 
 # ---------------------------------------------------------------- information
@@ -354,18 +477,41 @@ def xen_version(host, v, args, info) -> int:
     if cmd == abi.XENVER_pagesize:
         return 4096
     if cmd == abi.XENVER_get_features:
+        # xen_feature_info_t {u32 submap_idx; u32 submap}
         idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        feats = 0
-        if idx == 0:
-            dom = v.domain
-            feats = (1 << abi.XENFEAT_writable_page_tables) if dom.is_pv else (1 << abi.XENFEAT_auto_translated_physmap)
-            if dom.is_hvm:
-                feats |= 1 << abi.XENFEAT_hvm_callback_vector
-            if dom.privileged:
-                feats |= 1 << abi.XENFEAT_dom0
-        copy_to_guest(host, v, va + 4, feats.to_bytes(4, "little"))
+        info["args"].append(f"submap {idx}")
+        if idx >= abi.XENFEAT_NR_SUBMAPS:
+            return -E["EINVAL"]
+        copy_to_guest(host, v, va + 4, guest_features(v.domain).to_bytes(4, "little"))
         return 0
     return -E["ENOSYS"]
+
+
+def guest_features(dom) -> int:
+    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it for an x86 guest.
+
+    Translated guests (HVM, PVH) get writable_page_tables and auto_translated_physmap; PV
+    guests get the direct-paging extras instead (preserved A/D bits, highmem assist, grant
+    map available bits). ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off
+    unless the config asks for it, and the lab has no such option.
+    """
+    feats = ((1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_vcpu_time_phys_area)
+             | (1 << abi.XENFEAT_runstate_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes))
+    if dom.vm_assist & (1 << abi.VMASST_TYPE_pae_extended_cr3):
+        feats |= 1 << abi.XENFEAT_pae_pgdir_above_4gb
+    translated = not dom.is_pv
+    if translated:
+        feats |= (1 << abi.XENFEAT_writable_page_tables) | (1 << abi.XENFEAT_auto_translated_physmap)
+    if dom.privileged:
+        feats |= 1 << abi.XENFEAT_dom0
+    if dom.is_pv:
+        feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
+                  | (1 << abi.XENFEAT_gnttab_map_avail_bits))
+    else:
+        feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
+    # A PV guest's frames are machine frames: "direct mapped" in the features' sense.
+    feats |= 1 << (abi.XENFEAT_direct_mapped if not translated else abi.XENFEAT_not_direct_mapped)
+    return feats
 
 
 @handler("console_io")
@@ -410,8 +556,10 @@ def memory_op(host, v, args, info) -> int:
     if cmd == abi.XENMEM_machphys_mapping:
         if dom.is_hvm:
             return -E["ENOSYS"]
-        copy_to_guest(host, v, va, struct.pack("<QQQ", 0xFFFF800000000000, 0xFFFF804000000000,
-                                                host.mem.nr_frames - 1))
+        # arch_memory_op(): a domU is told the whole M2P area's size; the hardware domain
+        # (with memory hot-plug off) the host's highest frame (x86_64/mm.c)
+        max_mfn = host.mem.nr_frames - 1 if dom.privileged else abi.MACH2PHYS_NR_ENTRIES - 1
+        copy_to_guest(host, v, va, struct.pack("<QQQ", abi.MACH2PHYS_VIRT_START, abi.MACH2PHYS_VIRT_END, max_mfn))
         return 0
     if cmd == abi.XENMEM_memory_map:
         return -E["ENOSYS"]
@@ -441,20 +589,36 @@ def _add_to_physmap(host, v, va: int, info: dict) -> int:
 
 
 @handler("multicall")
-def multicall(host, v, args, info) -> int:
-    """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result."""
+def multicall(host, v, args, info) -> int | Preempted | None:
+    """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result.
+
+    As do_multicall() (common/multicall.c): a call that is preempted has its
+    arguments rewritten in its entry and the multicall itself continues from
+    that entry."""
     va, count = args[0], args[1] & 0xFFFFFFFF
     info["args"] = [f"{count} calls"]
-    for i in range(count):
+    batch = GuestBatch(host, v, va, count, 64)
+    i = 0
+    for raw in batch:
         entry = va + i * 64
-        raw = copy_from_guest(host, v, entry, 64)
         op = int.from_bytes(raw[0:8], "little")
         sub = [int.from_bytes(raw[16 + 8 * k:24 + 8 * k], "little") for k in range(5)]
-        if op in (abi.hypercall_nr("multicall"), abi.hypercall_nr("iret")):
+        if op == abi.hypercall_nr("multicall"):
             res = -E["EINVAL"]
         else:
             res = dispatch(host, v, op, sub)
+        if isinstance(res, Preempted):
+            copy_to_guest(host, v, entry + 16, b"".join(a.to_bytes(8, "little") for a in res.args[:5]))
+            return Preempted([entry, count - i] + list(args[2:]))
         write_u64(host, v, entry + 8, (res or 0) & M64)
+        i += 1
+        if op == abi.hypercall_nr("iret"):
+            return None                    # HYPERVISOR_iret set the vCPU's state: the batch ends there
+    if batch.fault is not None:
+        info["why"] = str(batch.fault)
+        return -E["EFAULT"]
+    if batch.preempted is not None:
+        return Preempted([va + 64 * i, count - i] + list(args[2:]))
     return 0
 
 
@@ -572,8 +736,12 @@ XEN_DOMCTL_NAMES = {1: "createdomain", 2: "destroydomain", 3: "pausedomain", 4: 
 @handler("domctl")
 def domctl(host, v, args, info) -> int:
     """struct xen_domctl {u32 cmd; u32 interface_version; u16 domain; ...}; control domain only."""
-    cmd, _version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
+    cmd, version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
     info["args"] = [XEN_DOMCTL_NAMES.get(cmd, str(cmd)), f"d{domid}"]
+    if version != abi.XEN_DOMCTL_INTERFACE_VERSION:
+        # do_domctl(): a caller built against another interface is refused before anything
+        info["why"] = f"interface_version {version:#x}, Xen's is {abi.XEN_DOMCTL_INTERFACE_VERSION:#x}"
+        return -E["EACCES"]
     target = host.domains.get(domid)
     if cmd in (2, 3, 4, 5) and target is None:
         return -E["ESRCH"]
@@ -587,10 +755,58 @@ def domctl(host, v, args, info) -> int:
         host.unpause(target)
         return 0
     if cmd == 5:
-        copy_to_guest(host, v, args[0] + 16, struct.pack("<HxxIQQ", domid, target.pause_count,
-                                                           target.mem_pages, target.max_pages))
+        copy_to_guest(host, v, args[0] + 16, getdomaininfo(host, target))
         return 0
     return -E["ENOSYS"]
+
+
+#: The states whose SCHEDOP_shutdown code getdomaininfo reports in flags bits 16-23.
+_SHUTDOWN_CODES = {name: code for code, name in abi.SHUTDOWN_NAMES.items()}
+
+
+def getdomaininfo(host, dom) -> bytes:
+    """struct xen_domctl_getdomaininfo as common/domctl.c fills it (public/domctl.h):
+    domain, pad, flags (XEN_DOMINF_*), tot/max/outstanding/shr/paged pages, the shared_info
+    frame, cpu_time (ns), nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool, gpaddr_bits."""
+    from .domain import CRASHED, DYING, SHUTDOWN
+    flags = abi.XEN_DOMINF_blocked
+    cpu_ns = 0
+    online = 0
+    for vc in dom.vcpus:
+        cpu_ns += vc.run_cycles * 1_000_000_000 // host.cpu_hz
+        if vc.runstate == "offline":
+            continue
+        online += 1
+        if vc.runstate != "blocked":
+            flags &= ~abi.XEN_DOMINF_blocked
+        if vc.runstate == "running":
+            flags |= abi.XEN_DOMINF_running
+    if dom.state == DYING:
+        flags |= abi.XEN_DOMINF_dying
+    if dom.is_hvm:
+        flags |= abi.XEN_DOMINF_hvm_guest
+    if dom.state in (SHUTDOWN, CRASHED):
+        # domain_shutdown() pauses the vCPUs (paused_for_shutdown), it does not take them
+        # down: they count as online and are neither blocked nor running.
+        online = len(dom.vcpus)
+        flags &= ~(abi.XEN_DOMINF_blocked | abi.XEN_DOMINF_running)
+        code = abi.SHUTDOWN_crash if dom.state == CRASHED else _shutdown_code(dom)
+        flags |= abi.XEN_DOMINF_shutdown | (code << abi.XEN_DOMINF_shutdownshift)
+    if dom.pause_count:
+        flags |= abi.XEN_DOMINF_paused
+    if dom.is_hvm and dom.hap:
+        flags |= abi.XEN_DOMINF_hap
+    shared = dom.shared_info_mfn if dom.is_pv else abi.INVALID_M2P_ENTRY
+    max_vcpu = len(dom.vcpus) - 1 if dom.vcpus else 0xFFFF_FFFF       # XEN_INVALID_MAX_VCPU_ID
+    return struct.pack("<HHIQQQQQQQIII16sIB7x", dom.domid, 0, flags, dom.mem_pages, dom.max_pages, 0, 0, 0,
+                       shared, cpu_ns, online, max_vcpu, 0, bytes(16), 0, 0)
+
+
+def _shutdown_code(dom) -> int:
+    name = dom.shutdown_reason or "poweroff"
+    if name.startswith("code "):
+        return int(name[5:]) & abi.XEN_DOMINF_shutdownmask
+    return _SHUTDOWN_CODES.get(name, abi.SHUTDOWN_poweroff)
 
 
 @handler("sysctl")

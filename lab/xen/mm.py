@@ -63,7 +63,9 @@ What is checked, as in Xen:
 
 What the lab simplifies, and says so:
 
-* One CPU, no preemption: no ``-ERESTART`` continuations, no partial
+* One CPU at a time: batches are preempted only between entries (the
+  hypercall layer reads them one by one and makes the continuation,
+  ``lab/xen/hypercalls.py``), never inside one validation: no partial
   validation (``PGT_partial``), no ``page_lock`` races. Failed validations are
   unwound at once (Xen defers part of that to ``old_guest_table``).
 * Only 4-level tables. The lab's 32-bit PV profile uses the same 4-level
@@ -87,12 +89,21 @@ What the lab simplifies, and says so:
 * The seg_desc type (GDT/LDT frames) is not descriptor-checked here; the code
   that handles ``set_gdt`` checks descriptors before taking the type.
 * In Xen, grant mappings are installed by the grant-table code, not by
-  ``get_page_from_l1e``. The ``foreign_ok(domid, mfn, writable)`` hook lets
-  the lab's grant code accept such a mapping of another domain's frame here.
+  ``get_page_from_l1e`` (``create_grant_pv_mapping``). The lab's grant code
+  writes its entry through this module, and the ``grant_ok(domid, mfn,
+  writable, slot)`` hook accepts another domain's frame only in the one L1
+  slot (machine address ``slot``) where a live grant mapping put it: a plain
+  ``mmu_update`` can never map a foreign frame, nor copy a grant entry
+  elsewhere. Unlike Xen's, the lab's grant entry also holds the references
+  any L1 entry holds, so a guest that zaps it with ``mmu_update`` leaves the
+  counts balanced (the grant mapping keeps its own until it is unmapped).
+* Frames beyond the end of RAM in a PV entry are MMIO (I/O rights needed).
 
-Messages go to ``log`` as ``xl dmesg`` shows them: ``(XEN) d1v0 Bad L1 flags
-0x80``. Xen prints most of them with ``gdprintk``, which debug builds prefix
-with the source file and line; the lab shows the vCPU only.
+Messages go to ``log`` as a debug build's ``xl dmesg`` shows them: Xen prints
+most of them with ``gdprintk``, which only debug builds compile in, prefixed
+with the source file and line: ``(XEN) arch/x86/mm.c:865:d1v0 Bad L1 flags
+0x80``. A release build prints none of those. The few ``gprintk`` ones
+(``Error mfn ...``) appear in both builds as ``(XEN) d1v0 ...``.
 """
 
 from __future__ import annotations
@@ -123,6 +134,13 @@ from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno n
                          UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_LOCAL, UVMF_TLB_FLUSH, errno_name)
 
 M64 = 0xFFFF_FFFF_FFFF_FFFF
+
+# Where a debug build of Xen prints each gdprintk from (file:line in xen/ of Xen master,
+# commit c447b7308b); the messages that come from one place per level are tabled here.
+_BAD_LNE_FLAGS = {2: "arch/x86/mm.c:1125", 3: "arch/x86/mm.c:1148", 4: "arch/x86/mm.c:1172"}
+_MOD_LNE_FLAGS = {2: "arch/x86/mm.c:2285", 3: "arch/x86/mm.c:2347", 4: "arch/x86/mm.c:2409"}
+_PROMOTE_FAILURE = {1: "arch/x86/mm.c:1357", 2: "arch/x86/mm.c:1465", 3: "arch/x86/mm.c:1601",
+                    4: "arch/x86/mm.c:1792"}
 L1_PAGETABLE_ENTRIES = PAGE_SIZE // 8
 _TABLE = struct.Struct("<512Q")
 
@@ -337,7 +355,8 @@ class PvMM:
     def __init__(self, mem: MachineMemory, nr_frames: int | None = None,
                  log: Callable[[str], None] | None = None,
                  emit: Callable[..., None] | None = None, *,
-                 foreign_ok: Callable[[int, int, bool], bool] | None = None,
+                 grant_ok: Callable[[int, int, bool, int | None], bool] | None = None,
+                 on_free: Callable[[int, int | None], None] | None = None,
                  privileged: Callable[[int], bool] | None = None,
                  iomem_permitted: Callable[[int, int], bool] | None = None,
                  domain_exists: Callable[[int], bool] | None = None,
@@ -350,7 +369,11 @@ class PvMM:
         self.nr_frames = mem.nr_frames if nr_frames is None else nr_frames
         self.log = log or (lambda _s: None)
         self.emit = emit
-        self.foreign_ok = foreign_ok
+        self.grant_ok = grant_ok
+        #: Told (mfn, former owner) whenever a frame's last reference goes.
+        self.on_free = on_free
+        #: Machine address of the L1 slot being validated or written (for ``grant_ok``).
+        self._l1_slot: int | None = None
         #: The control domain (dom0) in the default XSM policy.
         self.privileged = privileged or (lambda d: d == 0)
         self.iomem_permitted = iomem_permitted or (lambda d, _mfn: self.privileged(d))
@@ -392,12 +415,18 @@ class PvMM:
         self.messages = []
         return prev
 
-    def _warn(self, msg: str) -> None:
+    def _warn(self, msg: str, where: str | None = None) -> None:
+        """One of Xen's messages. ``where`` is the ``file:line`` of a ``gdprintk`` (debug
+        builds only), which prints ``file:line:dNvM msg``; without it the message is a
+        ``gprintk``, printed by every build as ``dNvM msg`` (xen/include/xen/lib.h)."""
         self.messages.append(msg)
         if self._dry_run:
             return
-        label = f"{_pd(self._ctx[0])}v{self._ctx[1]} " if self._ctx else ""
-        self.log(f"{self.LOG_PREFIX}{label}{msg}")
+        vcpu = f"{_pd(self._ctx[0])}v{self._ctx[1]}" if self._ctx else ""
+        if where is not None:
+            self.log(f"{self.LOG_PREFIX}{where}:{vcpu} {msg}")
+        else:
+            self.log(f"{self.LOG_PREFIX}{vcpu} {msg}" if vcpu else f"{self.LOG_PREFIX}{msg}")
 
     def _event(self, op: str, addr: int | None, value: int | None, level: int | None, rc: int,
                first_msg: int) -> None:
@@ -485,6 +514,17 @@ class PvMM:
             pg.type, pg.type_count, pg.validated = PGT_writable_page, 1, True
         self._owned[domid] = self._owned.get(domid, 0) + 1
 
+    def assign_many(self, mfns: list[int], domid: int) -> None:
+        """:meth:`assign` of free frames to an ordinary domain, in one pass (a domain's
+        whole memory at creation: a million frames for 4 GiB)."""
+        pages, nr = self.pages, self.nr_frames
+        for mfn in mfns:
+            pg = pages.get(mfn)
+            if not 0 <= mfn < nr or (pg is not None and (pg.owner is not None or pg.count)):
+                raise ValueError(f"mfn {mfn:#x} is not a free frame")
+            pages[mfn] = PageInfo(domid, 1, PGT_none, 0, False, False, True, 0)
+        self._owned[domid] = self._owned.get(domid, 0) + len(mfns)
+
     def release(self, mfn: int, domid: int | None = None) -> int:
         """Drop the owner's allocation reference (guest_remove_page).
 
@@ -517,7 +557,10 @@ class PvMM:
             else:
                 self._owned.pop(pg.owner, None)
                 self._dying.pop(pg.owner, None)
+        owner = pg.owner
         self.pages[mfn] = PageInfo()
+        if self.on_free is not None and not self._dry_run:
+            self.on_free(mfn, owner)
 
     # ---------------------------------------------------------------- general references
     def _get_page(self, mfn: int, d: int) -> bool:
@@ -543,7 +586,7 @@ class PvMM:
 
     def _get_page_from_mfn(self, mfn: int, d: int) -> bool:
         if not self.valid(mfn) or not self._get_page(mfn, d):
-            self._warn(f"Could not get page ref for mfn {mfn:05x}")
+            self._warn(f"Could not get page ref for mfn {mfn:05x}", "arch/x86/include/asm/mm.h:417")
             return False
         return True
 
@@ -573,7 +616,7 @@ class PvMM:
             taf = self.type_info(mfn)
             self._warn(f"Error while validating mfn {mfn:05x} (pfn {self.get_gpfn_from_mfn(mfn):05x})"
                        f" for type {typ << PGT_TYPE_SHIFT:016x}: caf={self.count_info(mfn):08x}"
-                       f" taf={taf:016x}")
+                       f" taf={taf:016x}", "arch/x86/mm.c:2658")
             pg.type, pg.type_count, pg.validated = PGT_none, 0, False
             return rc
         if pg.type != typ:
@@ -584,7 +627,7 @@ class PvMM:
                 return -EINVAL
             self._warn(f"Bad type (saw {self.type_info(mfn):016x} != exp "
                        f"{typ << PGT_TYPE_SHIFT:016x}) for mfn {mfn:05x} "
-                       f"(pfn {self.get_gpfn_from_mfn(mfn):05x})")
+                       f"(pfn {self.get_gpfn_from_mfn(mfn):05x})", "arch/x86/mm.c:2951")
             return -EINVAL
         if not pg.validated:
             # Only while this very frame is being validated further up the call
@@ -689,7 +732,7 @@ class PvMM:
         if level == 1:
             f = get_pte_flags(entry)
             if f & (_PAGE_GUEST_KERNEL | _PAGE_GLOBAL) == (_PAGE_GUEST_KERNEL | _PAGE_GLOBAL):
-                self._warn(f"Global bit is set in kernel page {entry_mfn(entry):x}")
+                self._warn(f"Global bit is set in kernel page {entry_mfn(entry):x}", "arch/x86/pv/mm.h:119")
             if not f & _PAGE_USER:
                 f |= _PAGE_GUEST_KERNEL | _PAGE_USER
             if not f & _PAGE_GUEST_KERNEL:
@@ -708,7 +751,7 @@ class PvMM:
         f = get_pte_flags(entry)
         disallow = self.l1_disallow_mask(l1e_owner)
         if f & disallow:
-            self._warn(f"Bad L1 flags {f & disallow:#x}")
+            self._warn(f"Bad L1 flags {f & disallow:#x}", "arch/x86/mm.c:865")
             return -EINVAL
         mfn = entry_mfn(entry)
         valid = self.valid(mfn)
@@ -723,14 +766,14 @@ class PvMM:
             owner = l1e_owner if pg_owner == DOMID_IO else pg_owner
             if not self.iomem_permitted(owner, mfn):
                 if mfn != _INVALID_PTE_MFN:
-                    self._warn(f"d{owner} non-privileged attempt to map MMIO space {mfn:05x}")
+                    self._warn(f"d{owner} non-privileged attempt to map MMIO space {mfn:05x}", "arch/x86/mm.c:888")
                     return -EPERM
                 return -EINVAL
             if owner != l1e_owner and not self.iomem_permitted(l1e_owner, mfn):
                 if mfn != _INVALID_PTE_MFN:
                     cur = self._ctx[0] if self._ctx else l1e_owner
                     self._warn(f"d{cur} attempted to map MMIO space {mfn:05x} in d{owner} "
-                               f"to d{l1e_owner}")
+                               f"to d{l1e_owner}", "arch/x86/mm.c:901")
                     return -EPERM
                 return -EINVAL
             # MMIO must not be mapped cacheable: force UC unless UC, UC- or WC.
@@ -740,23 +783,25 @@ class PvMM:
             return 0
         rw = bool(f & _PAGE_RW)
         if real != pg_owner:
-            if real is not None and self.foreign_ok is not None and self.foreign_ok(l1e_owner, mfn, rw):
-                pg_owner = real                       # the lab's grant hook
+            if (real is not None and self.grant_ok is not None
+                    and self.grant_ok(l1e_owner, mfn, rw, self._l1_slot)):
+                pg_owner = real                       # the entry a grant mapping installed
             elif real is None or pg_owner == l1e_owner or not self.privileged(pg_owner):
-                self._warn(f"pg_owner d{pg_owner} l1e_owner d{l1e_owner}, but real_pg_owner "
-                           f"d{real if real is not None else -1}")
+                # %pd in Xen's message: d[XEN], d[IO], NULL for a free frame
+                self._warn(f"pg_owner {_pd(pg_owner)} l1e_owner {_pd(l1e_owner)}, but real_pg_owner {_pd(real)}",
+                           "arch/x86/mm.c:979")
                 return self._could_not_pin(entry, mfn, real, l1e_owner, pg_owner)
             else:
                 pg_owner = real
         if rw and self._get_type(mfn, PGT_writable_page) != 0:
-            self._warn("Could not get page type PGT_writable_page")
+            self._warn("Could not get page type PGT_writable_page", "arch/x86/mm.c:1005")
             return self._could_not_pin(entry, mfn, real, l1e_owner, pg_owner)
         return 0
 
     def _could_not_pin(self, entry: int, mfn: int, real: int | None, l1e_owner: int,
                        pg_owner: int) -> int:
         self._warn(f"Error getting mfn {mfn:05x} (pfn {self.get_gpfn_from_mfn(mfn):05x}) from L1 "
-                   f"entry {entry:016x} for l1e_owner d{l1e_owner}, pg_owner d{pg_owner}")
+                   f"entry {entry:016x} for l1e_owner d{l1e_owner}, pg_owner d{pg_owner}", "arch/x86/mm.c:1031")
         if real is not None:
             self._put_page(mfn)
         return -EBUSY
@@ -783,7 +828,7 @@ class PvMM:
         f = get_pte_flags(entry)
         mask = self._disallow(level)
         if f & mask:
-            self._warn(f"Bad L{level} flags {f & mask:x}")
+            self._warn(f"Bad L{level} flags {f & mask:x}", _BAD_LNE_FLAGS[level])
             return -EINVAL
         rc = self._get_page_and_type_from_mfn(entry_mfn(entry), level - 1, d)
         if rc == -EINVAL and self._get_linear_pagetable(level, entry, table, d):
@@ -792,10 +837,10 @@ class PvMM:
 
     def _get_linear_pagetable(self, level: int, entry: int, table: int, d: int) -> bool:
         if not self.pv_linear_pt:
-            self._warn("Attempt to create linear p.t. (feature disabled)")
+            self._warn("Attempt to create linear p.t. (feature disabled)", "arch/x86/mm.c:677")
             return False
         if entry & _PAGE_RW:
-            self._warn("Attempt to create linear p.t. with write perms")
+            self._warn("Attempt to create linear p.t. with write perms", "arch/x86/mm.c:684")
             return False
         mfn = entry_mfn(entry)
         if mfn == table:
@@ -850,11 +895,13 @@ class PvMM:
                 continue
             first = len(self.messages)
             if typ == PGT_l1_page_table:
+                self._l1_slot = base | (i << 3)
                 rc = self._get_page_from_l1e(e, d, d)
+                self._l1_slot = None
             else:
                 rc = self._get_page_from_lne(typ, e, mfn, d)
             if rc < 0:
-                self._warn(f"Failure {rc} in promote_l{typ}_table: slot {i:#x}")
+                self._warn(f"Failure {rc} in promote_l{typ}_table: slot {i:#x}", _PROMOTE_FAILURE[typ])
                 self._event("validate", base | (i << 3), e, typ, rc, first)
                 for j in reversed(taken):
                     if typ == PGT_l1_page_table:
@@ -945,14 +992,18 @@ class PvMM:
             f = get_pte_flags(nl1e)
             disallow = self.l1_disallow_mask(pt_dom)
             if f & disallow:
-                self._warn(f"Bad L1 flags {f & disallow:#x}")
+                self._warn(f"Bad L1 flags {f & disallow:#x}", "arch/x86/mm.c:2169")
                 return -EINVAL, None
             nl1e = self._adjust(1, nl1e, pt_dom)
             if not _has_changed(ol1e, nl1e, ~FASTPATH_FLAG_WHITELIST):
                 value = self._update_intpte(ol1e, nl1e, preserve_ad)
                 self._write_entry(addr, value)
                 return 0, value
-            rc = self._get_page_from_l1e(nl1e, pt_dom, pg_dom)
+            self._l1_slot = addr
+            try:
+                rc = self._get_page_from_l1e(nl1e, pt_dom, pg_dom)
+            finally:
+                self._l1_slot = None
             if rc < 0:
                 return rc, None
             if rc > 0:
@@ -966,14 +1017,14 @@ class PvMM:
                        d: int) -> tuple[int, int | None]:
         addr = (table << PAGE_SHIFT) | (slot << 3)
         if level == 4 and not is_guest_l4_slot(slot):
-            self._warn(f"L4 update in Xen-private area, slot {slot:#x}")
+            self._warn(f"L4 update in Xen-private area, slot {slot:#x}", "arch/x86/mm.c:2398")
             return -EINVAL, None
         ole = self.mem.read_u64(addr)
         if nle & _PAGE_PRESENT:
             f = get_pte_flags(nle)
             mask = self._disallow(level)
             if f & mask:
-                self._warn(f"Bad L{level} flags {f & mask:x}")
+                self._warn(f"Bad L{level} flags {f & mask:x}", _MOD_LNE_FLAGS[level])
                 return -EINVAL, None
             nle = self._adjust(level, nle, d)
             if not _has_changed(ole, nle, ~FASTPATH_FLAG_WHITELIST):
@@ -993,13 +1044,13 @@ class PvMM:
         if domid == DOMID_SELF:
             return cur
         if domid == cur:
-            self._warn("Cannot specify itself as foreign domain")
+            self._warn("Cannot specify itself as foreign domain", "common/page_alloc.c:2936")
             return None
         if domid in (DOMID_IO, DOMID_XEN):
             return domid
         if self.domain_exists(domid):
             return domid
-        self._warn(f"Unknown domain d{domid}")
+        self._warn(f"Unknown domain d{domid}", "common/page_alloc.c:2952")
         return None
 
     def _xsm_target(self, src: int, target: int) -> bool:
@@ -1012,11 +1063,11 @@ class PvMM:
         """HYPERVISOR_mmu_update: returns (rc, done). Stops at the first failure."""
         prev = self._begin(domid, vcpu)
         try:
-            return self._mmu_update(domid, list(reqs), foreigndom & 0xFFFF_FFFF, vcpu)
+            return self._mmu_update(domid, iter(reqs), foreigndom & 0xFFFF_FFFF, vcpu)
         finally:
             self._ctx = prev
 
-    def _mmu_update(self, d: int, reqs: list[tuple[int, int]], foreigndom: int,
+    def _mmu_update(self, d: int, reqs: Iterable[tuple[int, int]], foreigndom: int,
                     vcpu: int) -> tuple[int, int]:
         pt_owner = d
         pt_dom = foreigndom >> 16
@@ -1069,7 +1120,7 @@ class PvMM:
         table = ptr >> PAGE_SHIFT
         slot = (ptr & (PAGE_SIZE - 1)) >> 3
         if not self.valid(table) or not self._get_page(table, pt_owner):
-            self._warn("Could not get page for normal update")
+            self._warn("Could not get page for normal update", "arch/x86/mm.c:4120")
             return -EINVAL, None, None
         pg = self.pages[table]
         rc, level, value = -EINVAL, None, None
@@ -1103,7 +1154,7 @@ class PvMM:
             return -EPERM
         mfn = ptr >> PAGE_SHIFT
         if not self._get_page_from_mfn(mfn, pg_owner):
-            self._warn("Could not get page for mach->phys update")
+            self._warn("Could not get page for mach->phys update", "arch/x86/mm.c:4244")
             return -EINVAL
         self.m2p[mfn] = val
         self._put_page(mfn)
@@ -1300,12 +1351,12 @@ class PvMM:
             return -EINVAL
         rc = self._get_type(mfn, typ)
         if rc:
-            self._warn(f"Error {rc} while pinning mfn {mfn:05x}")
+            self._warn(f"Error {rc} while pinning mfn {mfn:05x}", "arch/x86/mm.c:3585")
             self._put_page(mfn)
             return rc
         pg = self.pages[mfn]
         if pg.pinned:
-            self._warn(f"mfn {mfn:05x} already pinned")
+            self._warn(f"mfn {mfn:05x} already pinned", "arch/x86/mm.c:3597")
             self._put_page_and_type(mfn)
             return -EINVAL
         pg.pinned = True
@@ -1313,12 +1364,12 @@ class PvMM:
 
     def _unpin(self, pg_owner: int, mfn: int) -> int:
         if not self._get_page_from_gfn(pg_owner, mfn):
-            self._warn(f"mfn {mfn:05x} bad, or bad owner d{pg_owner}")
+            self._warn(f"mfn {mfn:05x} bad, or bad owner d{pg_owner}", "arch/x86/mm.c:3641")
             return -EINVAL
         pg = self.pages[mfn]
         if not pg.pinned:
             self._put_page(mfn)
-            self._warn(f"mfn {mfn:05x} not pinned")
+            self._warn(f"mfn {mfn:05x} not pinned", "arch/x86/mm.c:3651")
             return -EINVAL
         pg.pinned = False
         self._put_page_and_type(mfn)
@@ -1333,7 +1384,7 @@ class PvMM:
             return 0
         rc = self._get_page_and_type_from_mfn(mfn, PGT_l4_page_table, d)
         if rc:
-            self._warn(f"Error while installing new baseptr {mfn:05x}")
+            self._warn(f"Error while installing new baseptr {mfn:05x}", "arch/x86/mm.c:3357")
             return rc
         b[0] = mfn
         self._action("new_baseptr", d, vcpu, mfn=mfn)
@@ -1349,7 +1400,7 @@ class PvMM:
         if mfn != 0:
             rc = self._get_page_and_type_from_mfn(mfn, PGT_l4_page_table, d)
             if rc:
-                self._warn(f"Error {rc} installing new mfn {mfn:05x}")
+                self._warn(f"Error {rc} installing new mfn {mfn:05x}", "arch/x86/mm.c:3717")
                 return rc
         b[1] = mfn or None
         self._action("new_user_baseptr", d, vcpu, mfn=mfn or None)
@@ -1363,7 +1414,7 @@ class PvMM:
         if not ents:
             ptr = 0
         if ents > 8192 or (ents and ((ptr & (PAGE_SIZE - 1)) or not addr_ok(ptr))):
-            self._warn(f"Bad args to SET_LDT: ptr={ptr:x}, ents={ents:x}")
+            self._warn(f"Bad args to SET_LDT: ptr={ptr:x}, ents={ents:x}", "arch/x86/mm.c:3843")
             return -EINVAL
         if self.ldt.get((d, vcpu), (0, 0)) != (ptr, ents):
             self.ldt[(d, vcpu)] = (ptr, ents)
@@ -1375,7 +1426,7 @@ class PvMM:
         if not ok or self._get_type(mfn, PGT_writable_page) != 0:
             if ok:
                 self._put_page(mfn)
-            self._warn(f"Error clearing mfn {mfn:05x}")
+            self._warn(f"Error clearing mfn {mfn:05x}", "arch/x86/mm.c:3871")
             return -EINVAL
         self.mem.zero_frame(mfn)
         self._put_page_and_type(mfn)
@@ -1383,14 +1434,14 @@ class PvMM:
 
     def _copy_page(self, pg_owner: int, dst: int, src: int) -> int:
         if not self._get_page_from_gfn(pg_owner, src):
-            self._warn(f"Error copying from mfn {src:05x}")
+            self._warn(f"Error copying from mfn {src:05x}", "arch/x86/mm.c:3898")
             return -EINVAL
         ok = self._get_page_from_gfn(pg_owner, dst)
         if not ok or self._get_type(dst, PGT_writable_page) != 0:
             self._put_page(src)
             if ok:
                 self._put_page(dst)
-            self._warn(f"Error copying to mfn {dst:05x}")
+            self._warn(f"Error copying to mfn {dst:05x}", "arch/x86/mm.c:3919")
             return -EINVAL
         self.mem.write(dst << PAGE_SHIFT, bytes(self.mem.frame(src)))
         self._put_page_and_type(dst)
@@ -1576,7 +1627,7 @@ class PvMM:
 
         Checks: no frame of page-table type is mapped writable; every type and
         general count equals the references that hold it; no domain maps a
-        frame it does not own (except through ``foreign_ok`` or the control
+        frame it does not own (except through ``grant_ok`` or the control
         domain's foreign mappings); Xen's frames are never mapped or used as
         tables by guests; counts are never negative; linear-table counts are
         consistent. ``domains`` limits the ownership checks to those domids.
@@ -1652,7 +1703,8 @@ class PvMM:
                         if tp.owner == DOMID_XEN and not self.privileged(d):
                             out.append(f"{where}: maps Xen's frame {t:#x}")
                         elif not (self.privileged(d)
-                                  or (self.foreign_ok is not None and self.foreign_ok(d, t, rw))):
+                                  or (self.grant_ok is not None
+                                      and self.grant_ok(d, t, rw, (mfn << PAGE_SHIFT) | (i << 3)))):
                             out.append(f"{where}: maps {t:#x} owned by {_pd(tp.owner)}")
                     continue
                 if e & _PAGE_PSE:

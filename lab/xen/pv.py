@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from ..hw import flags as F
 from ..hw.faults import Fault, mnemonic
+from ..isa.encoding import INSN_SIZE
 from . import abi
 from .guestmem import GuestFault, copy_from_guest, write_u64
 
@@ -90,6 +91,12 @@ def bounce(host, v, handler: int, *, error_code: int | None, rip: int, what: str
     else:
         sp = rsp
     sp &= ~0xF
+    # create_bounce_frame (x86_64/entry.S): the CS slot carries the upcall mask as it was
+    # (bits 32-39; bits 16-23 in the compat frame), RFLAGS.IF is its inverse (the real IF
+    # is always on) and IOPL is cleared; a TBF_INTERRUPT bounce then masks events.
+    saved_mask = _event_mask(host, v)
+    saved_cs |= saved_mask << (16 if dom.mode == "pv32" else 32)
+    rflags = (rflags & ~(F.IF | F.IOPL_MASK)) | (0 if saved_mask else F.IF)
     frame = [saved_ss, rsp, rflags, saved_cs, rip]
     if error_code is not None:
         frame.append(error_code)
@@ -103,6 +110,14 @@ def bounce(host, v, handler: int, *, error_code: int | None, rip: int, what: str
     cpu.rip = handler
     if disable_events:
         _set_event_mask(host, v, True)
+
+
+def _event_mask(host, v) -> int:
+    """vcpu_info's evtchn_upcall_mask (0 while the domain has no shared_info page)."""
+    dom = v.domain
+    if not dom.shared_info_mfn:
+        return 0
+    return host.mem.read((dom.shared_info_mfn << 12) + v.id * 64 + 1, 1)[0]
 
 
 def _set_event_mask(host, v, masked: bool) -> None:
@@ -129,7 +144,9 @@ def on_syscall(host, v, nxt: int) -> None:
     # Xen's syscall bounce leaves rcx/r11 on the frame, as a syscall would have.
     cpu.regs[1] = nxt
     cpu.regs[11] = cpu.rflags
-    bounce(host, v, target, error_code=None, rip=nxt, what="syscall bounce")
+    # VGCF_syscall_disables_events: registered with CALLBACKF_mask_events (pv/callback.c)
+    bounce(host, v, target, error_code=None, rip=nxt, what="syscall bounce",
+           disable_events=bool(v.domain.callback_flags.get("syscall", 0) & abi.CALLBACKF_mask_events))
 
 
 def on_softint(host, v, vector: int, nxt: int) -> None:
@@ -140,7 +157,9 @@ def on_softint(host, v, vector: int, nxt: int) -> None:
         return
     entry = dom.trap_table.get(vector)
     dpl = (entry[0] & 3) if entry else 0
-    if entry is None or cpu.cpl > dpl:
+    # permit_softint() (pv/traps.c): the gate's DPL must be at least 1 from the guest
+    # kernel (which runs in ring 3 on 64-bit PV, ring 1 on 32-bit) and 3 from guest user.
+    if entry is None or dpl < (1 if v.kernel_mode else 3):
         # Like hardware: an int n the gate does not allow is a #GP(vector*8+2).
         on_exception(host, v, Fault(13, vector * 8 + 2, reason=f"int {vector:#x} not allowed from ring {cpu.cpl}"),
                      rip=nxt - 16)
@@ -171,7 +190,7 @@ def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
 
 # ---------------------------------------------------------------- hypercalls
 def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
-    from .hypercalls import dispatch
+    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     # The lab's 32-bit profile keeps the 64-bit argument registers (its code is
@@ -180,7 +199,14 @@ def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
     args = [r[7], r[6], r[2], r[10], r[8]]
     cpu.rip = nxt
     ret = dispatch(host, v, nr, args)
-    if ret is not None:               # iret and a few others set the state themselves
+    if isinstance(ret, Preempted):
+        # hypercall_create_continuation(): the new arguments in the argument registers and
+        # the instruction pointer back on the hypercall instruction, so the guest re-enters.
+        for reg, val in zip((7, 6, 2, 10, 8), ret.args):
+            r[reg] = val
+        cpu.rip = (nxt - INSN_SIZE) & M64
+        cpu.yield_now = True
+    elif ret is not None:             # iret and a few others set the state themselves
         r[0] = ret & M64
     from .events import deliver_upcall
     deliver_upcall(host, v)
@@ -206,6 +232,10 @@ def do_iret(host, v) -> int | None:
     _set_event_mask(host, v, not rflags & F.IF)
     cpu.rflags = (rflags & ~(F.IOPL_MASK | F.IF)) | F.IF
     to_user = (cs & 3) == 3
+    if to_user and v.domain.mode == "pv" and not v.guest_table_user:
+        # pv/iret.c do_iret(): a 64-bit guest has no user address space to return to
+        host.crash(v.domain, "Guest switching to user mode with no user page tables", v)
+        return None
     if to_user:
         toggle_guest_mode(host, v, False, "HYPERVISOR_iret")
     else:

@@ -33,7 +33,7 @@
 .equ TRAP_INIT_OP, pvd_trap_init
 .equ CONSOLE_WRITE_OP, native_console_write
 .equ IDLE_OP, native_idle
-.equ SHUTDOWN_OP, native_shutdown
+.equ SHUTDOWN_OP, xen_hvm_shutdown
 .equ TIMER_INIT_OP, pvd_timer_init
 .equ BLK_INIT_OP, xen_blk_init
 .equ BLK_RW_OP, xen_blk_rw

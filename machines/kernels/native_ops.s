@@ -278,29 +278,13 @@ syscall_entry:
     sysretq
 
 trap_pf:
-    push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
+    save_caller_saved
     mov rdi, cr2
     mov rsi, [rsp + 72]
     call do_page_fault
     test rax, rax
     jnz .fatal
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rax
+    restore_caller_saved
     add rsp, 8                       ; the error code
     iretq
 .fatal:

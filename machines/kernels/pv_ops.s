@@ -525,29 +525,13 @@ pv_timer_event:
 pv_trap_pf:
     pop rcx
     pop r11
-    push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
+    save_caller_saved
     mov rdi, [rip + shared_info_page + 16]
     mov rsi, [rsp + 72]
     call do_page_fault
     test rax, rax
     jnz .fatal
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rax
+    restore_caller_saved
     add rsp, 8                       ; the error code
     push 0
     push rcx

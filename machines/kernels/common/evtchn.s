@@ -272,25 +272,9 @@ hvm_callback_entry:
 ; evtchn_upcall_saving: evtchn_do_upcall for an interrupt or callback entry, with
 ; every register the call may change saved around it
 evtchn_upcall_saving:
-    push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
+    save_caller_saved
     call evtchn_do_upcall
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rax
+    restore_caller_saved
     ret
 
 .data

@@ -38,3 +38,16 @@ xen_hvm_setup:
 .data
 msg_xen_absent:     .asciz "platform: not running on Xen (no Xen CPUID leaves)\n"
 .text
+
+; xen_hvm_shutdown(rdi = exit code): ACPI S5 through the PM1a control block Xen's
+; ACPI tables name for qemu-xen (ACPI_PM1A_CNT_BLK_ADDRESS_V1, 0xb004 in
+; public/hvm/ioreq.h): SLP_EN with SLP_TYP 0, the _S5 of Xen's DSDT. The device
+; model, not Xen, owns that register and asks Xen to power the domain off.
+xen_hvm_shutdown:
+    mov dx, 0xb004
+    mov ax, 0x2000
+    out dx, ax
+.stay:
+    cli
+    hlt
+    jmp .stay

@@ -185,7 +185,7 @@ _start:
     add rbx, ENTRY
     jmp .next
 .end:
-    mov dx, 0x604
+    mov dx, 0xb004
     mov ax, 0x2000
     out dx, ax
 .hang:

@@ -1,0 +1,261 @@
+"""Xen's binary trace format (``public/trace.h``), written from the lab's trace events.
+
+``xentrace`` on a real host copies each pCPU's trace buffer to a file: a
+``TRC_TRACE_CPU_CHANGE`` record naming the pCPU and the size of the window of
+records that follows, then that pCPU's ``t_rec`` records. A record is one
+32-bit header (the event number in bits 0-27, the count of extra 32-bit
+words in bits 28-30, bit 31 when a 64-bit TSC follows), the TSC (low word,
+high word), then the extra words. ``xenalyze`` reads such a file and merges
+the pCPUs by TSC.
+
+:class:`XentraceWriter` listens to the lab's event stream (it is a
+``Trace`` listener, or is fed events one by one, as a replay does) and writes
+the records Xen itself would have written for the same moments; the mapping
+is in ``docs/trace-format.md``. The TSC of a record is the event's cycle
+count: the lab's CPUs run at the host's ``cpu_mhz`` and their TSC counts
+those cycles, so ``xenalyze --cpu-hz=<cpu_mhz>000000`` turns it into time.
+:func:`read_xentrace` reads such a file back (the tests' own reader).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
+
+from ..trace import Event
+from ..xen import abi
+
+# public/trace.h
+TRACE_EXTRA_SHIFT = 28
+TRACE_EXTRA_MAX = 7
+TRC_64_FLAG = 0x100
+TRC_GEN = 0x0001F000
+TRC_TRACE_CPU_CHANGE = TRC_GEN + 3
+TRC_SCHED_MIN = 0x00021000
+TRC_SCHED_VERBOSE = 0x00028000
+TRC_SCHED_RUNSTATE_CHANGE = TRC_SCHED_MIN + 1
+TRC_SCHED_BLOCK = TRC_SCHED_VERBOSE + 6
+TRC_SCHED_WAKE = TRC_SCHED_VERBOSE + 4
+TRC_SCHED_SHUTDOWN = TRC_SCHED_VERBOSE + 7
+TRC_SCHED_SWITCH = TRC_SCHED_VERBOSE + 10
+TRC_HVM_ENTRYEXIT = 0x00081000
+TRC_HVM_HANDLER = 0x00082000
+TRC_HVM_VMENTRY = TRC_HVM_ENTRYEXIT + 0x01
+TRC_HVM_VMX_EXIT64 = TRC_HVM_ENTRYEXIT + TRC_64_FLAG + 0x02
+TRC_HVM_SVM_EXIT64 = TRC_HVM_ENTRYEXIT + TRC_64_FLAG + 0x03
+TRC_HVM_IOPORT_READ = TRC_HVM_HANDLER + 0x16
+TRC_HVM_IOPORT_WRITE = TRC_HVM_HANDLER + 0x216
+TRC_HVM_VMMCALL = TRC_HVM_HANDLER + 0x12
+TRC_MEM = 0x0010F000
+TRC_MEM_PAGE_GRANT_MAP = TRC_MEM + 1
+TRC_MEM_PAGE_GRANT_UNMAP = TRC_MEM + 2
+TRC_PV_ENTRY = 0x00201000
+TRC_PV_TRAP = TRC_PV_ENTRY + 3
+TRC_PV_HYPERCALL_V2 = TRC_PV_ENTRY + 13
+TRC_SHADOW = 0x0040F000
+TRC_SHADOW_EMULATE = TRC_SHADOW + 8
+TRC_SHADOW_FIXUP = TRC_SHADOW + 6
+
+#: vcpu_runstate_info states (public/vcpu.h)
+RUNSTATE = {"running": 0, "runnable": 1, "blocked": 2, "offline": 3}
+
+#: Which arguments __trace_hypercall() (common/trace.c) records for a hypercall:
+#: 32-bit values of the given argument indexes.
+HYPERCALL_ARGS = {
+    "mmu_update": (1,), "multicall": (1,), "grant_table_op": (0, 2), "vcpu_op": (0, 1),
+    "mmuext_op": (1,), "sched_op": (0,),
+}
+
+#: xentrace writes a pCPU's records in windows; the lab writes one per pCPU every so many records.
+WINDOW_RECORDS = 4096
+
+
+def header(event: int, extra: int, with_tsc: bool = True) -> int:
+    return (event & 0x0FFF_FFFF) | ((extra & TRACE_EXTRA_MAX) << TRACE_EXTRA_SHIFT) | ((1 << 31) if with_tsc else 0)
+
+
+def record(event: int, tsc: int, words: list[int]) -> bytes:
+    """One t_rec with a TSC: header, TSC low and high words, the extra words."""
+    if len(words) > TRACE_EXTRA_MAX:
+        raise ValueError(f"a t_rec carries at most {TRACE_EXTRA_MAX} extra words")
+    return struct.pack(f"<3I{len(words)}I", header(event, len(words)), tsc & 0xFFFF_FFFF, (tsc >> 32) & 0xFFFF_FFFF,
+                       *[w & 0xFFFF_FFFF for w in words])
+
+
+def _dv(dom: int | None, vcpu: int) -> int:
+    """struct { uint16_t vcpu, domain; } as one little-endian word."""
+    return ((dom if dom is not None else 0x7FFF) & 0xFFFF) << 16 | (vcpu & 0xFFFF)
+
+
+class XentraceWriter:
+    """Turns lab trace events into Xen trace records, kept per pCPU and written in windows."""
+
+    def __init__(self, fp: BinaryIO, vendor: str = "intel",
+                 is_hvm: Callable[[int], bool] | None = None) -> None:
+        self.fp = fp
+        self.vendor = vendor
+        #: Is this domain HVM or PVH (its hypercalls are VMCALL exits, its port I/O emulated)?
+        self.is_hvm = is_hvm or (lambda domid: False)
+        self.pending: dict[int, list[bytes]] = {}
+        self.count = 0
+        self.records = 0
+        self.running: dict[int, tuple[int, int]] = {}        # pcpu -> (dom, vcpu) on it
+        self.last_tsc: dict[int, int] = {}
+
+    # -- the listener ----------------------------------------------------------------
+    def __call__(self, ev: Event) -> None:
+        self.event(ev)
+
+    def event(self, ev: Event) -> None:
+        # A pCPU's buffer is in time order; the lab stamps a few events (dom0's work, the
+        # scheduler's) with the pCPU clock, which can lag a vCPU's cycles by a little: such
+        # a record takes the pCPU's latest TSC instead of going back in time.
+        tsc = max(ev.cycle, self.last_tsc.get(ev.pcpu, 0))
+        self.last_tsc[ev.pcpu] = tsc
+        for rec in self.records_for(ev, tsc):
+            self.pending.setdefault(ev.pcpu, []).append(rec)
+            self.count += 1
+            self.records += 1
+        if self.count >= WINDOW_RECORDS:
+            self.flush()
+
+    def records_for(self, ev: Event, tsc: int | None = None) -> Iterator[bytes]:
+        tsc = ev.cycle if tsc is None else tsc
+        d = ev.data
+        kind = ev.kind
+        if kind == "sched":
+            op = d.get("op")
+            if op == "switch":
+                prev = self.running.get(ev.pcpu)
+                nxt = (d.get("to_dom"), d.get("to_vcpu") or 0)
+                if prev is not None:
+                    yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
+                yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*nxt)])
+                pd, pv = prev if prev is not None else (0x7FFF, 0)
+                yield record(TRC_SCHED_SWITCH, tsc, [pd, pv, nxt[0] or 0, nxt[1]])
+                self.running[ev.pcpu] = (nxt[0] or 0, nxt[1])
+            elif op == "block":
+                who = (d.get("from_dom"), d.get("from_vcpu") or 0)
+                yield record(TRC_SCHED_BLOCK, tsc, [who[0] or 0, who[1]])
+                yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (2 << 4), tsc, [_dv(*who)])
+                if self.running.get(ev.pcpu) == who:
+                    del self.running[ev.pcpu]
+            elif op == "wake":
+                who = (d.get("to_dom"), d.get("to_vcpu") or 0)
+                yield record(TRC_SCHED_WAKE, tsc, [who[0] or 0, who[1]])
+                yield record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)])
+        elif kind == "vmexit":
+            rip = d.get("rip") or 0
+            event = TRC_HVM_SVM_EXIT64 if self.vendor == "amd" else TRC_HVM_VMX_EXIT64
+            yield record(event, tsc, [d.get("nr") or 0, rip & 0xFFFF_FFFF, rip >> 32])
+        elif kind == "vmentry":
+            yield record(TRC_HVM_VMENTRY, tsc, [])
+        elif kind == "hypercall":
+            yield from self._hypercall(ev, tsc)
+        elif kind == "trap" and d.get("handler") == "bounce" and d.get("vector") is not None:
+            # __trace_pv_trap(): 64-bit rip, then trapnr:15 use_error_code:1 error_code:16
+            rip = d.get("rip") or 0
+            ec = d.get("error_code")
+            packed = (d["vector"] & 0x7FFF) | ((1 if ec is not None else 0) << 15) | (((ec or 0) & 0xFFFF) << 16)
+            yield record(TRC_PV_TRAP | TRC_64_FLAG, tsc, [rip & 0xFFFF_FFFF, rip >> 32, packed])
+        elif kind == "ioport" and ev.dom is not None and self.is_hvm(ev.dom) and d.get("dir") in ("in", "out"):
+            # hvmemul / hvm_io: the port and the value read or written
+            event = TRC_HVM_IOPORT_READ if d["dir"] == "in" else TRC_HVM_IOPORT_WRITE
+            yield record(event, tsc, [d.get("port") or 0, d.get("value") or 0])
+        elif kind == "grant" and d.get("op") in ("map", "unmap"):
+            event = TRC_MEM_PAGE_GRANT_MAP if d["op"] == "map" else TRC_MEM_PAGE_GRANT_UNMAP
+            yield record(event, tsc, [ev.dom or 0])
+        elif kind == "pagetable" and str(d.get("op", "")).startswith("shadow"):
+            event = TRC_SHADOW_EMULATE if d.get("result") == "emulated" else TRC_SHADOW_FIXUP
+            addr = d.get("addr") or 0
+            yield record(event, tsc, [addr & 0xFFFF_FFFF, addr >> 32])
+
+    def _hypercall(self, ev: Event, tsc: int) -> Iterator[bytes]:
+        d = ev.data
+        nr = d.get("nr")
+        if nr is None or not 0 <= nr < 64:
+            return
+        if ev.dom is not None and self.is_hvm(ev.dom):
+            yield record(TRC_HVM_VMMCALL, tsc, [nr])        # hvm_hypercall(): HVMTRACE_1D(VMMCALL, eax)
+            return
+        # __trace_hypercall(): the op, then the 32-bit arguments it records for that op,
+        # each announced in the op word (TRC_PV_HYPERCALL_V2_ARG_32(i)). The lab's event
+        # keeps the decoded arguments; the numbers it still has are recorded.
+        op = nr
+        words: list[int] = []
+        args = d.get("args") or []
+        for i in HYPERCALL_ARGS.get(d.get("name", ""), ()):
+            if i < len(args) and isinstance(args[i], int) and not isinstance(args[i], bool):
+                words.append(args[i] & 0xFFFF_FFFF)
+                op |= 0x1 << (20 + 2 * i)
+        yield record(TRC_PV_HYPERCALL_V2, tsc, [op] + words)
+
+    def flush(self) -> None:
+        """Write each pCPU's pending records behind a TRC_TRACE_CPU_CHANGE (cpu, window size)."""
+        for cpu in sorted(self.pending):
+            recs = self.pending[cpu]
+            if not recs:
+                continue
+            body = b"".join(recs)
+            self.fp.write(struct.pack("<3I", header(TRC_TRACE_CPU_CHANGE, 2, with_tsc=False), cpu, len(body)))
+            self.fp.write(body)
+        self.pending.clear()
+        self.count = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.fp.flush()
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    cpu: int
+    event: int
+    tsc: int | None
+    extra: tuple[int, ...]
+
+
+def read_xentrace(data: bytes) -> list[TraceRecord]:
+    """Every record of a trace file, with the pCPU the last CPU_CHANGE named; CPU_CHANGE
+    records themselves are kept too (their ``cpu`` is the one they name)."""
+    out: list[TraceRecord] = []
+    pos, cpu = 0, 0
+    while pos + 4 <= len(data):
+        (h,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        event, n, with_tsc = h & 0x0FFF_FFFF, (h >> TRACE_EXTRA_SHIFT) & TRACE_EXTRA_MAX, h >> 31
+        tsc = None
+        if with_tsc:
+            lo, hi = struct.unpack_from("<II", data, pos)
+            tsc = lo | hi << 32
+            pos += 8
+        if pos + 4 * n > len(data):
+            raise ValueError(f"record at byte {pos} runs past the end of the file")
+        extra = struct.unpack_from(f"<{n}I", data, pos)
+        pos += 4 * n
+        if event == TRC_TRACE_CPU_CHANGE:
+            cpu = extra[0]
+        out.append(TraceRecord(cpu, event, tsc, extra))
+    return out
+
+
+def hypercall_name(op_word: int) -> str:
+    return abi.hypercall_name(op_word & 0xFFFFF)
+
+
+def attach_xentrace(machine, path: str) -> XentraceWriter:
+    """Write ``machine``'s events from now on to the xentrace file ``path`` (a Xen host only).
+    Call ``close()`` on the writer when the run is over."""
+    from ..errors import UserError
+    if not hasattr(machine, "domains"):
+        raise UserError(f"{path}: --xentrace needs a Xen target (a scenario or xl.cfg files), "
+                        "not the bare machine")
+    try:
+        fp = open(path, "wb")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write: {e.strerror}") from None
+    domains = machine.domains
+    writer = XentraceWriter(fp, machine.vendor, lambda d: d in domains and domains[d].is_hvm)
+    machine.trace.listeners.append(writer)
+    return writer

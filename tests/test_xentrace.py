@@ -1,0 +1,95 @@
+"""The xentrace writer against public/trace.h's layout, read back with the tests' own reader."""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections import Counter
+
+import pytest
+
+from lab.errors import UserError
+from lab.paths import MACHINES
+from lab.session import xentrace as X
+from lab.session.headless import build_target, run_headless
+
+
+def test_record_layout_is_t_rec():
+    # public/trace.h: event:28, extra_u32:3, cycles_included:1, then cycles_lo, cycles_hi, extra words
+    rec = X.record(0x00081102, 0x1_2345_6789, [30, 0xDEAD_BEEF, 0xFFFF_8000])
+    h, lo, hi, a, b, c = struct.unpack("<6I", rec)
+    assert h & 0x0FFF_FFFF == 0x00081102 and (h >> 28) & 7 == 3 and h >> 31 == 1
+    assert (lo, hi) == (0x2345_6789, 1) and (a, b, c) == (30, 0xDEAD_BEEF, 0xFFFF_8000)
+    with pytest.raises(ValueError):
+        X.record(1, 0, [0] * 8)
+    # the numbers the writer uses are the header's
+    assert (X.TRC_HVM_VMX_EXIT64, X.TRC_HVM_SVM_EXIT64, X.TRC_HVM_VMENTRY) == (0x00081102, 0x00081103, 0x00081001)
+    assert (X.TRC_SCHED_RUNSTATE_CHANGE, X.TRC_SCHED_SWITCH, X.TRC_PV_HYPERCALL_V2) == (0x00021001, 0x0002800A,
+                                                                                          0x0020100D)
+    assert (X.TRC_TRACE_CPU_CHANGE, X.TRC_PV_TRAP, X.TRC_HVM_IOPORT_WRITE) == (0x0001F003, 0x00201003, 0x00082216)
+
+
+@pytest.fixture(scope="module")
+def traced():
+    _kind, host, _xl, _w = build_target([str(MACHINES / "default.toml")])
+    buf = io.BytesIO()
+    first = len(host.trace.events)
+    writer = X.XentraceWriter(buf, host.vendor, lambda d: d in host.domains and host.domains[d].is_hvm)
+    host.trace.listeners.append(writer)
+    host.run(400_000)
+    writer.close()
+    return host, host.trace.events[first:], X.read_xentrace(buf.getvalue())
+
+
+def test_per_cpu_windows_behind_cpu_change_records(traced):
+    host, events, recs = traced
+    assert recs[0].event == X.TRC_TRACE_CPU_CHANGE and recs[0].tsc is None
+    changes = [i for i, r in enumerate(recs) if r.event == X.TRC_TRACE_CPU_CHANGE]
+    for n, i in enumerate(changes):
+        end = changes[n + 1] if n + 1 < len(changes) else len(recs)
+        body = recs[i + 1:end]
+        size = sum(4 * (3 + len(r.extra)) for r in body)
+        assert recs[i].extra[1] == size                        # the window's size in bytes
+        assert all(r.cpu == recs[i].extra[0] for r in body)
+        tscs = [r.tsc for r in body]
+        assert tscs == sorted(tscs)                            # one pCPU's records in time order
+    assert {r.cpu for r in recs} <= set(range(host.config.pcpus)) and len({r.cpu for r in recs}) == 2
+
+
+def test_counts_match_the_labs_events(traced):
+    host, events, recs = traced
+    hvm = host.domain_by_name("hvm-guest").domid
+    exits = Counter(r.extra[0] for r in recs if r.event == X.TRC_HVM_VMX_EXIT64)
+    assert exits == Counter(e.data["nr"] for e in events if e.kind == "vmexit") and exits
+    entries = sum(1 for r in recs if r.event == X.TRC_HVM_VMENTRY)
+    assert entries == sum(1 for e in events if e.kind == "vmentry")
+    pv_calls = Counter(r.extra[0] & 0xFFFFF for r in recs if r.event == X.TRC_PV_HYPERCALL_V2)
+    lab_pv = Counter(e.data["nr"] for e in events if e.kind == "hypercall" and e.dom != hvm)
+    assert pv_calls == lab_pv and pv_calls[1] > 0               # mmu_update among them
+    vmmcalls = sum(1 for r in recs if r.event == X.TRC_HVM_VMMCALL)
+    assert vmmcalls == sum(1 for e in events if e.kind == "hypercall" and e.dom == hvm)
+    # every VM exit's rip is the lab event's, split in two words
+    ex = next(e for e in events if e.kind == "vmexit")
+    rec = next(r for r in recs if r.event == X.TRC_HVM_VMX_EXIT64)
+    assert rec.tsc >= ex.cycle and rec.extra[1] | rec.extra[2] << 32 == ex.data["rip"]
+
+
+def test_runstate_changes_name_domain_and_vcpu(traced):
+    host, events, recs = traced
+    # TRC_SCHED_RUNSTATE_CHANGE | old state << 8 | new state << 4 (common/sched/core.c)
+    to_running = [r for r in recs if r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE
+                  and (r.event >> 8) & 3 == 1 and (r.event >> 4) & 3 == 0]     # runnable -> running
+    switches = [e for e in events if e.kind == "sched" and e.data["op"] == "switch"]
+    assert len(to_running) == len(switches) > 0
+    for cpu in range(host.config.pcpus):                            # per pCPU, in the same order
+        assert [(r.extra[0] >> 16, r.extra[0] & 0xFFFF) for r in to_running if r.cpu == cpu] == \
+            [(e.data["to_dom"], e.data["to_vcpu"]) for e in switches if e.pcpu == cpu]
+
+
+def test_cli_writes_the_file_and_refuses_the_bare_machine(tmp_path):
+    out = tmp_path / "lab.xentrace"
+    run_headless(str(MACHINES / "default.toml"), steps=2_000, xentrace_path=str(out))
+    recs = X.read_xentrace(out.read_bytes())
+    assert recs and recs[0].event == X.TRC_TRACE_CPU_CHANGE
+    with pytest.raises(UserError, match="needs a Xen target"):
+        run_headless(str(MACHINES / "kernels" / "native.s"), steps=10, xentrace_path=str(tmp_path / "n"))
