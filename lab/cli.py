@@ -402,8 +402,7 @@ COMMANDS += [
     ("replay", "replay a recorded session (on screen, or headless)",
      _setup_replay, cmd_replay),
     ("lessons", "list the guided lessons and your progress", _setup_lessons, cmd_lessons),
-    ("lesson", "open a lesson on screen, or --solve / --check it headless; lesson validate FILE...",
-     _setup_lesson, cmd_lesson),
+    ("lesson", "open a lesson, or solve, check or validate it headless", _setup_lesson, cmd_lesson),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
 ]
 
