@@ -74,3 +74,34 @@ def test_hvm_hypercall_page_holds_vmcall():
     s.set_focus("hvm-guest")
     texts = [text for _, text, _ in s.source_view()]
     assert any(t.startswith(HYPERCALL_PAGE_LABEL) and t.endswith("  vmcall") for t in texts)
+
+
+def test_every_command_is_an_input_stamped_with_the_time_it_applied():
+    _kind, machine, _xl, _w = build_target([str(MACHINES / "kernels" / "native.s")])
+    session = Session(machine)
+    seen = []
+    session.input_listeners.append(seen.append)
+    execute(session, "step 3")
+    execute(session, "  regs ")
+    assert [(i.kind, i.text) for i in seen] == [("command", "step 3"), ("command", "regs")]
+    assert seen[0].insns == 0
+    assert seen[1].insns == 3 and seen[1].cycles == session.clock()[1] > 0
+
+
+def test_a_mistyped_command_is_no_input():
+    _kind, machine, _xl, _w = build_target([str(MACHINES / "kernels" / "native.s")])
+    session = Session(machine)
+    seen = []
+    session.input_listeners.append(seen.append)
+    with pytest.raises(Exception):
+        execute(session, "stpe 3")
+    assert seen == []
+
+
+def test_the_clock_of_a_xen_host_counts_every_vcpu():
+    _kind, machine, _xl, _w = build_target([str(MACHINES / "default.toml")])
+    session = Session(machine)
+    execute(session, "run 20000")
+    insns, cycles = session.clock()
+    assert insns == machine.instructions >= 20000
+    assert cycles == max(machine.clock)

@@ -7,7 +7,9 @@ from ``lab.xen.abi``, so a wrong value in the simulator shows up as a test failu
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import struct
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from lab.paths import MACHINES
 from lab.session.scenario import boot_host, load_scenario, start_scenario
 from lab.xen import abi
-from lab.xen.hypercalls import dispatch
+from lab.xen.hypercalls import Preempted, dispatch
 from lab.xen.host import HostConfig
 from test_machine import expected_checksum
 
@@ -206,6 +208,28 @@ def _vendor_run(vendor: str, ept: bool):
     return host, xl
 
 
+# ------------------------------------------------------------------ disks
+@contextlib.contextmanager
+def reading_host_images():
+    """The learner's opt-in: existing disk targets are read as the disks' starting content."""
+    saved = os.environ.get("XENLAB_READ_HOST_IMAGES")
+    os.environ["XENLAB_READ_HOST_IMAGES"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["XENLAB_READ_HOST_IMAGES"]
+        else:
+            os.environ["XENLAB_READ_HOST_IMAGES"] = saved
+
+
+def private_image_bytes(host, target: Path) -> bytes:
+    """What a guest's disk holds: the lab's private image of ``target`` (never the file itself)."""
+    from lab.dom0.diskimage import shared_images
+    img = shared_images(host)[os.path.normpath(os.path.abspath(target))]
+    return img.read(0, img.sectors)
+
+
 # ------------------------------------------------------------------ guest memory
 def poke(host, dom, va: int, data: bytes) -> None:
     """Write into a domain's memory at a kernel address (direct map or guest-physical)."""
@@ -226,6 +250,20 @@ def peek(host, dom, va: int, n: int) -> bytes:
         k = min(n - len(out), PAGE_SIZE - off)
         out += host.mem.read((dom.p2m[(pa + len(out)) >> PAGE_SHIFT] << PAGE_SHIFT) + off, k)
     return bytes(out)
+
+
+class GuestPage:
+    """One page of a guest's memory as the guest itself reads and writes it (its side of a ring)."""
+
+    def __init__(self, host, mfn: int) -> None:
+        self.host = host
+        self.maddr = mfn << PAGE_SHIFT
+
+    def read(self, off: int, n: int) -> bytes:
+        return self.host.mem.read(self.maddr + off, n)
+
+    def write(self, off: int, data: bytes) -> None:
+        self.host.mem.write(self.maddr + off, data)
 
 
 class ScriptGuest:
@@ -281,10 +319,13 @@ class ScriptGuest:
 
 # ------------------------------------------------------------------ hypercalls and the trace
 def hypercall(host, v, nr: int | str, *args: int) -> int:
-    """Make a hypercall as guest code would (dispatch), returning the signed result."""
+    """Make a hypercall as guest code would (dispatch), returning the signed result; a
+    continuation is re-entered with its new arguments, as the guest re-executes the call."""
     if isinstance(nr, str):
         nr = HYPERCALL_NR[nr]
     ret = dispatch(host, v, nr, [a & M64 for a in args] + [0] * (5 - len(args)))
+    while isinstance(ret, Preempted):
+        ret = dispatch(host, v, nr, ret.args)
     return signed(ret) if ret is not None else 0
 
 
@@ -347,7 +388,7 @@ def pv_mapping_violations(host, dom) -> list[str]:
     rw_leaves: dict[int, str] = {}
     seen: set[tuple[int, int, bool]] = set()
     xen_slots = host.mm._xen_l4_slots(0, dom.domid)
-    foreign_ok = host.mm.pv.foreign_ok          # a granted frame of another domain
+    grant_ok = host.mm.pv.grant_ok              # a granted frame of another domain, in its one slot
 
     def walk(mfn: int, level: int, rw: bool, where: str) -> None:
         if (mfn, level, rw) in seen:
@@ -374,7 +415,8 @@ def pv_mapping_violations(host, dom) -> list[str]:
                 out.append(f"{here}: superpage entry {e:#x}")
                 continue
             if level == 1:
-                if t not in own and not (foreign_ok is not None and foreign_ok(dom.domid, t, w)):
+                at = (mfn << PAGE_SHIFT) | (i << 3)
+                if t not in own and not (grant_ok is not None and grant_ok(dom.domid, t, bool(e & PTE_RW), at)):
                     owner = pages[t].owner if t < len(pages) else None
                     out.append(f"{here}: maps mfn {t:#x} of {owner!r} ({'rw' if w else 'ro'})")
                 elif w:

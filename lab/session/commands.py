@@ -65,6 +65,7 @@ def execute(session: Session, line: str) -> str:
         close = [n for n in REGISTRY if n.startswith(name[:2])]
         hint = f" (did you mean {', '.join(sorted(close))}?)" if close else " (try 'help')"
         raise UserError(f"unknown command '{name}'{hint}")
+    session.note_input("command", line.strip())
     return cmd.run(session, args)
 
 

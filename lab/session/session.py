@@ -8,7 +8,7 @@ events; none of them reaches into the simulator's internals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UserError
 from ..hw import paging
@@ -37,13 +37,49 @@ class VcpuRef:
     cpu: Cpu
 
 
+@dataclass(frozen=True)
+class Input:
+    """One thing a learner (or a script, a lesson, a replay) did to the session.
+
+    ``kind`` is ``command`` for a line of the command language; ``text`` is
+    the line as given. ``insns`` and ``cycles`` stamp the simulated time at
+    which it applied (:meth:`Session.clock`), so a recording can replay it
+    at the same point and a lesson can ask what happened since.
+    """
+    kind: str
+    text: str
+    insns: int
+    cycles: int
+
+
 class Session:
     def __init__(self, machine: Any) -> None:
         self.machine = machine
         self.breakpoints: list[EventSpec] = []
         self.break_hit: Event | None = None
         self._focus = 0
+        #: Called with every :class:`Input` as it applies (recordings, lesson checks).
+        self.input_listeners: list[Callable[[Input], None]] = []
         machine.trace.listeners.append(self._watch)
+
+    # -- inputs -------------------------------------------------------------
+    def clock(self) -> tuple[int, int]:
+        """(instructions, cycles) of the whole machine: every vCPU's instructions, and the
+        furthest pCPU's clock on a Xen host (the CPU's own on bare metal)."""
+        m = self.machine
+        clock = getattr(m, "clock", None)
+        if clock:
+            return m.instructions, max(clock)
+        refs = self.vcpus()
+        return sum(r.cpu.icount for r in refs), max((r.cpu.cycles for r in refs), default=0)
+
+    def note_input(self, kind: str, text: str) -> Input:
+        """Stamp an input with the time it applies and tell every listener."""
+        insns, cycles = self.clock()
+        inp = Input(kind, text, insns, cycles)
+        for listener in list(self.input_listeners):
+            listener(inp)
+        return inp
 
     # -- focus ------------------------------------------------------------
     def vcpus(self) -> list[VcpuRef]:

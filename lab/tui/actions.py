@@ -40,6 +40,10 @@ ACTIONS: tuple[Action, ...] = (
     Action("next_pane", "ctrl+n", "next_pane", "Pane", "Show the next pane (tabs) or focus it (grid)"),
     Action("toggle_theme", "ctrl+t", "toggle_theme", "Theme", "Switch between the dark and light themes",
            show=False),
+    Action("lessons", "ctrl+l", "lessons", "Lessons", "Choose a guided lesson (opens it on a fresh machine)",
+           show=False),
+    Action("lesson_panel", "ctrl+g", "lesson_panel", "Lesson",
+           "Move to the lesson panel (h hint, s solution, n next ...), or back", show=False),
 )
 
 
@@ -60,6 +64,10 @@ SCREEN_COMMANDS: tuple[ScreenCommand, ...] = (
     ScreenCommand("theme", "theme [dark|light|NAME]", "switch the colour theme"),
     ScreenCommand("clear", "clear", "clear the command output"),
     ScreenCommand("quit", "quit", "leave the lab"),
+    ScreenCommand("lessons", "lessons", "choose a guided lesson"),
+    ScreenCommand("lesson", "lesson hint|solution|reset|restart|next|prev|goto N",
+                  "act on the open lesson: the next hint, the solution, begin the step again ..."),
+    ScreenCommand("answer", "answer CHOICE|NUMBER", "answer the lesson step's question"),
 )
 
 #: Lab commands whose running the screen takes over, so they can be paused and

@@ -1,0 +1,1 @@
+"""Lessons: loading and validating lesson files, their checks over events and state, progress."""
