@@ -18,11 +18,15 @@ import os
 import struct
 from pathlib import Path
 
+import pytest
+
 from lab.dom0.diskimage import shared_images
 from lab.dom0.xenstore import encode_request, message_type
 from lab.dom0.xenstored import GuestRing, format_message
 from lab.hw.boot import DIRECT_MAP
 from xen_helpers import HYPERCALL_NR, GuestPage, events, hypercall, small_host, write_cfg
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 # public/io/xenbus.h
 UNKNOWN, INITIALISING, INITWAIT, INITIALISED, CONNECTED, CLOSING, CLOSED = range(7)

@@ -175,6 +175,7 @@ def pv_l1e(host, dom, pfn: int, level: int = 1) -> int:
     return entry_maddr(host, dom.vcpus[0].guest_table, DIRECT_MAP + (pfn << 12), level)
 
 
+@pytest.mark.machine
 def test_the_pv_walker_sees_a_foreign_frame(guests, corrupt):
     host, pv, hvm = guests
     slot = pv_l1e(host, pv, 3)
@@ -184,6 +185,7 @@ def test_the_pv_walker_sees_a_foreign_frame(guests, corrupt):
     assert any(f"owned by d{hvm.domid}" in p for p in host.mm.pv.check_invariants())
 
 
+@pytest.mark.machine
 def test_the_pv_walker_sees_a_writable_page_table(guests, corrupt):
     host, pv, _hvm = guests
     l1 = (host.mem.read_u64(pv_l1e(host, pv, 3, level=2)) & ADDR) >> 12
@@ -194,6 +196,7 @@ def test_the_pv_walker_sees_a_writable_page_table(guests, corrupt):
     assert any(f"page table mfn {l1:#x} mapped writable" in f for f in found), found
 
 
+@pytest.mark.machine
 def test_the_pv_walker_sees_xens_slots_and_superpages(guests, corrupt):
     host, pv, _hvm = guests
     l4 = pv.vcpus[0].guest_table
@@ -209,6 +212,7 @@ def ept_leaf(host, dom, gfn: int, level: int = 1) -> int:
     return entry_maddr(host, dom.ept_root, gfn << 12, level)
 
 
+@pytest.mark.machine
 def test_the_ept_walker_sees_a_foreign_frame(guests, corrupt):
     host, pv, hvm = guests
     slot = ept_leaf(host, hvm, 3)
@@ -217,6 +221,7 @@ def test_the_ept_walker_sees_a_foreign_frame(guests, corrupt):
     assert found == [f"EPT maps gpa {3 << 12:#x} to mfn {pv.p2m[3]:#x}, not d{hvm.domid}'s"]
 
 
+@pytest.mark.machine
 def test_the_ept_walker_sees_a_page_table_mapped_writable(guests, corrupt):
     host, _pv, hvm = guests
     mfn = hvm.p2m[3]
@@ -229,6 +234,7 @@ def test_the_ept_walker_sees_a_page_table_mapped_writable(guests, corrupt):
     assert found == [f"EPT maps gpa {3 << 12:#x} writable to mfn {mfn:#x}, a PV page table"]
 
 
+@pytest.mark.machine
 def test_the_ept_walker_sees_a_table_that_is_not_xens(guests, corrupt):
     host, _pv, hvm = guests
     l2e = ept_leaf(host, hvm, 3, level=2)
@@ -243,6 +249,7 @@ def test_the_ept_walker_sees_a_table_that_is_not_xens(guests, corrupt):
 # ------------------------------------------------------------------ the state digests
 # Determinism tests compare digests: equal digests must mean equal machines, so every part of the
 # state a digest claims to cover must move it.
+@pytest.mark.machine
 def test_the_bare_machines_digest_moves_with_each_part_of_its_state():
     from lab.session.build import native_machine
     m = native_machine()
@@ -262,6 +269,7 @@ def test_the_bare_machines_digest_moves_with_each_part_of_its_state():
         assert seen[-1] != seen[-2], f"change {len(seen) - 1} left the digest as it was"
 
 
+@pytest.mark.machine
 def test_the_xen_hosts_digest_moves_with_memory_and_domains(guests, corrupt):
     host, pv, _hvm = guests
     before = host.digest()

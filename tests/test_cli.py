@@ -72,6 +72,7 @@ def test_syntax_error_names_file_line_and_column(capsys, tmp_path):
     assert err.strip().endswith("bad.s:2:9: unknown register 'rxx'")
 
 
+@pytest.mark.machine
 def test_run_prints_console_and_summary(capsys):
     code, out, err = run(capsys, "run", "machines/kernels/native.s", "--summary")
     assert code == 0
@@ -80,6 +81,7 @@ def test_run_prints_console_and_summary(capsys):
     assert "#PF (14)" in out and "-- bare metal v0 --" in out
 
 
+@pytest.mark.machine
 def test_run_until_and_trace(capsys, tmp_path):
     trace = tmp_path / "t.jsonl"
     code, out, err = run(capsys, "run", "machines/kernels/native.s", "--until", "trap:#PF", "--trace", str(trace))
@@ -92,12 +94,14 @@ def test_run_until_and_trace(capsys, tmp_path):
     assert [e.seq for e in events] == list(range(len(events)))
 
 
+@pytest.mark.machine
 def test_run_json(capsys):
     code, out, err = run(capsys, "run", "machines/kernels/native.s", "--json", "--steps", "5000")
     data = json.loads(out)
     assert data["instructions"] == 5000 and data["stopped"] is None
 
 
+@pytest.mark.machine
 def test_bench_json_has_instructions_per_second(capsys):
     code, out, err = run(capsys, "bench", "--json", "--rounds", "1")
     data = json.loads(out)
@@ -110,6 +114,7 @@ def test_the_installed_entry_point_runs():
     assert r.returncode == 0 and "after 100 instructions" in r.stdout
 
 
+@pytest.mark.machine
 def test_run_a_native_scenario_and_a_xen_scenario(capsys):
     code, out, err = run(capsys, "run", "machines/native.toml")
     assert code == 0 and "stopped: power off" in out and "checksum 0x" in out
@@ -126,6 +131,7 @@ def test_bad_scenario_is_one_line(capsys, tmp_path):
     assert code == 2 and 'vendor must be "intel" or "amd"' in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.machine
 def test_xl_against_the_default_scenario(capsys):
     code, out, err = run(capsys, "xl", "--steps", "3000000", "list")
     assert code == 0
@@ -138,6 +144,7 @@ def test_xl_against_the_default_scenario(capsys):
     assert code == 2 and "invalid domain identifier 'nosuch'" in err
 
 
+@pytest.mark.machine
 def test_exec_runs_lab_commands_headless(capsys):
     code, out, err = run(capsys, "exec", "machines/default.toml", "-c",
                          "break hypercall:mmu_update; run; xl list; break clear; focus hvm-guest; "
@@ -149,6 +156,7 @@ def test_exec_runs_lab_commands_headless(capsys):
     assert "vmexit IO_INSTRUCTION(30)" in out
 
 
+@pytest.mark.machine
 def test_exec_stops_at_a_bad_command(capsys):
     code, out, err = run(capsys, "exec", "machines/native.toml", "-c", "step 2; frobnicate; step")
     assert code == 2 and "unknown command 'frobnicate'" in err

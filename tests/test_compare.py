@@ -17,12 +17,14 @@ def results():
     return {r.mode: r for r in compare()}
 
 
+@pytest.mark.machine
 def test_every_mode_prints_the_same_checksum(results):
     want = f"{expected_checksum():#018x}"
     assert {r.checksum for r in results.values()} == {want}
     assert all(r.stopped == "poweroff" for r in results.values() if r.mode != "native")
 
 
+@pytest.mark.machine
 def test_the_counts_tell_pv_from_hvm(results):
     native, pv, pv32, hvm = results["native"], results["pv"], results["pv32"], results["hvm"]
     assert native.hypercalls == {} and native.vmexits == {}, "bare metal makes no hypercalls"
@@ -40,6 +42,7 @@ def test_the_counts_tell_pv_from_hvm(results):
     assert native.ratio == 1.0
 
 
+@pytest.mark.machine
 def test_the_two_io_worlds(results):
     pv, hvm, pvh = results["pv"], results["hvm"], results["pvh"]
     pvd, pvhvm, native = results["hvm-pvdrivers"], results["pvhvm"], results["native"]
@@ -59,6 +62,7 @@ def test_the_two_io_worlds(results):
     assert hvm.total_cycles > pvd.total_cycles > pv.total_cycles
 
 
+@pytest.mark.machine
 def test_json_output_has_the_documented_keys(capsys):
     assert main(["compare", "--modes", "native,pv", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -73,6 +77,7 @@ def test_unknown_modes_are_clear_errors():
         compare(modes=["vmware"])
 
 
+@pytest.mark.machine
 def test_the_compare_command_runs_fresh_machines_and_leaves_the_session_alone():
     from lab.session.build import native_machine
     from lab.session.commands import execute

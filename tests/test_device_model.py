@@ -343,6 +343,7 @@ def scan(p: Port) -> dict[str, tuple[int, int]]:
     return found
 
 
+@pytest.mark.machine
 def test_pci_enumeration_lists_the_platform_device(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -362,6 +363,7 @@ def test_pci_enumeration_lists_the_platform_device(tmp_path):
     assert dm.lspci(dom)[4].startswith("00:03.0 [5853:0001] class ff80 rev 01")
 
 
+@pytest.mark.machine
 def test_pci_bar_sizing_read_only_registers_and_bad_accesses(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -383,6 +385,7 @@ def test_pci_bar_sizing_read_only_registers_and_bad_accesses(tmp_path):
     assert p.inl(0xCF8) == 0x00001800 and p.inw(0xCFA) == 0xFFFF
 
 
+@pytest.mark.machine
 def test_pci_bar_moves_the_nic_ports(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -395,6 +398,7 @@ def test_pci_bar_moves_the_nic_ports(tmp_path):
 
 # ------------------------------------------------------------------ platform device and unplug
 
+@pytest.mark.machine
 def test_unplug_protocol_step_by_step(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -419,6 +423,7 @@ def test_unplug_protocol_step_by_step(tmp_path):
     assert "IDE disk hda" in states[-1] and "IDE disk hdb" in states[-1] and "NIC ne2k_pci 00:04.0" in states[-1]
 
 
+@pytest.mark.machine
 def test_unplug_bit2_keeps_the_primary_master(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -434,6 +439,7 @@ def test_unplug_bit2_keeps_the_primary_master(tmp_path):
     assert q.ide.drives() == [] and not dm.claims(dom, 0x1F0)
 
 
+@pytest.mark.machine
 def test_blacklisted_drivers_see_the_reversed_magic(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path, blacklist={("linux", 42)})
     p = Port(dm, v)
@@ -448,6 +454,7 @@ def test_blacklisted_drivers_see_the_reversed_magic(tmp_path):
     assert p.inw(0x10) == 0x49D2
 
 
+@pytest.mark.machine
 def test_platform_odd_accesses_and_hidden_device(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -497,6 +504,7 @@ def remote(p: Port, addr: int, count: int, write: bool) -> None:
     p.outb(NIC, 0x12 if write else 0x0A)
 
 
+@pytest.mark.machine
 def test_nic_prom_send_and_receive_by_port_io(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -541,6 +549,7 @@ def test_nic_prom_send_and_receive_by_port_io(tmp_path):
     assert any("received frame of 60 bytes" in (s or "") for s in ioreq_states(host))
 
 
+@pytest.mark.machine
 def test_nic_stopped_or_unplugged_drops_frames_and_multicast_hash(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -554,6 +563,7 @@ def test_nic_stopped_or_unplugged_drops_frames_and_multicast_hash(tmp_path):
 
 # ------------------------------------------------------------------ the device model as a service
 
+@pytest.mark.machine
 def test_ioreq_life_cycle_cost_and_dom0_work(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -571,6 +581,7 @@ def test_ioreq_life_cycle_cost_and_dom0_work(tmp_path):
     assert qemu_work[0][1]() == 2 * (host.costs.ev("ioreq_round_trip") // 2)
 
 
+@pytest.mark.machine
 def test_pv_and_pvh_domains_have_no_device_model(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path, 'name="p"\ntype="pvh"\n', mode="pvh")
     assert not dm.claims(dom, 0x1F0) and not dm.claims(dom, 0x3F8) and not dm.claims(dom, 0xCF8)
@@ -579,6 +590,7 @@ def test_pv_and_pvh_domains_have_no_device_model(tmp_path):
     assert not dm.claims(dom, 0x3F8)
 
 
+@pytest.mark.machine
 def test_console_input_reaches_the_guest_and_serial_output_the_console(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
@@ -593,6 +605,7 @@ def test_console_input_reaches_the_guest_and_serial_output_the_console(tmp_path)
     assert any(e.kind == "console" and e.get("text") == "$ ok" for e in host.trace.iter_all())
 
 
+@pytest.mark.machine
 def test_device_model_instances_follow_the_domain(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     q = dm.instance(dom)
@@ -620,6 +633,7 @@ def fuzz_env(tmp_path_factory):
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(ACCESS, max_size=120))
+@pytest.mark.machine
 def test_malicious_port_io_never_raises(fuzz_env, accesses):
     host, dm, dom, v = fuzz_env
     q = Qemu(dm, dom)                                   # a fresh machine for each example
@@ -749,6 +763,7 @@ def run_guest(tmp_path: Path, source: str, gtype: str, extra: str = ""):
     return host, dom
 
 
+@pytest.mark.machine
 def test_end_to_end_hvm_guest_writes_and_reads_a_sector(tmp_path):
     host, dom = run_guest(tmp_path, GUEST, "hvm")
     assert dom.state == "shutdown"
@@ -781,6 +796,7 @@ def test_end_to_end_hvm_guest_writes_and_reads_a_sector(tmp_path):
     assert host.domains[0].vcpus[0].run_cycles > 0                  # dom0 did QEMU's share
 
 
+@pytest.mark.machine
 def test_end_to_end_every_run_starts_from_the_same_disk(tmp_path):
     """A private image starts zero-filled on every host, whatever an earlier run wrote: replays
     see the same disk."""
@@ -793,6 +809,7 @@ def test_end_to_end_every_run_starts_from_the_same_disk(tmp_path):
     assert dom.vcpus[0].cpu.regs[10] & 0xFF == 0x50                  # DRDY | DSC: the disk is there
 
 
+@pytest.mark.machine
 def test_end_to_end_pvh_guest_has_no_device_model(tmp_path):
     host, dom = run_guest(tmp_path, PROBE, "pvh")
     cpu = dom.vcpus[0].cpu
@@ -803,6 +820,7 @@ def test_end_to_end_pvh_guest_has_no_device_model(tmp_path):
     assert host.services["device_model"].instance(dom, create=False) is None   # no QEMU (blkback serves the disk)
 
 
+@pytest.mark.machine
 def test_blacklist_read_from_xenstore(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     xs = Xenstored.install(host)

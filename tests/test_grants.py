@@ -13,6 +13,8 @@ from lab.xen.grant import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_m
 from lab.xen.hypercalls import dispatch
 from xen_helpers import two_pv_guests
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 DIRECT_MAP = 0xFFFF888000000000
 
 

@@ -161,6 +161,11 @@ def test_a_copy_never_runs_into_the_next_frame(two_guests):
                        GNTCOPY_source_gref) == BAD_COPY_ARG
     assert gt.copy_one(vb, (12, a.domid, 0), (dst, abi.DOMID_SELF, 0), PAGE + 1,
                        GNTCOPY_source_gref) == BAD_COPY_ARG
+    # one byte too far, on either side
+    assert gt.copy_one(vb, (12, a.domid, PAGE - 100), (dst, abi.DOMID_SELF, 0), 101,
+                       GNTCOPY_source_gref) == BAD_COPY_ARG
+    assert gt.copy_one(vb, (12, a.domid, 0), (dst, abi.DOMID_SELF, PAGE - 100), 101,
+                       GNTCOPY_source_gref) == BAD_COPY_ARG
     assert host.mem.read((src + 1) << 12, PAGE) == sentinel
     assert host.mem.read((dst + 1) << 12, PAGE) == sentinel
     assert host.mem.read(dst << 12, PAGE) == bytes(PAGE), "a refused copy writes nothing"

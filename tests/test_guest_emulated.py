@@ -25,6 +25,8 @@ from test_machine import workload_sector
 from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, VMX_EXIT, events, peek, private_image_bytes, reading_host_images,
                          signed, small_host, write_cfg)
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 SECTOR = 512
 SECTORS = 2048
 EIO, ENODEV, EINVAL = 5, 19, 22

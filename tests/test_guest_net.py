@@ -16,6 +16,8 @@ from lab.dom0.bridge import inet_checksum as csum
 from lab.paths import KERNELS
 from xen_helpers import events, small_host, write_cfg
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 PROMPT = "guest# "
 DOM0_MAC = bytes.fromhex("00163e000001")
 HVM_MAC, PV_MAC = "00:16:3e:00:00:21", "00:16:3e:00:00:31"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lab.xen.console import IN_CONS, IN_PROD
 from test_guest_net import HVM_MAC, PV_MAC, command, net_host, shell_guest, type_line, wait_prompt
 from xen_helpers import private_image_bytes, small_host, write_cfg
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 SECTOR = 512
 

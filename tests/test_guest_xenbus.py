@@ -17,6 +17,8 @@ from lab.paths import KERNELS
 from test_machine import expected_checksum, workload_sector
 from xen_helpers import create, events, peek, private_image_bytes, small_host
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 DIRECT_MAP = 0xFFFF888000000000
 GTF_permit_access, GTF_readonly, GTF_reading = 1, 4, 8
 XVDA = 202 << 8                        # xen-vbd-interface: xvda

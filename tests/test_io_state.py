@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from lab.session.io_state import describe, event_channels, grants
 from lab.xen.grant import _tables
 from xen_helpers import create, small_host
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 
 def test_ports_show_their_far_end_and_the_bits_in_shared_info(tmp_path):

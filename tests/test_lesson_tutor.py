@@ -10,6 +10,8 @@ from lab.lessons.progress import Progress
 from lab.lessons.tutor import drill_values
 from lab.session.lesson_play import check_script, open_lesson, perform
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 
 @pytest.fixture(scope="module")
 def tour():

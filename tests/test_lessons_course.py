@@ -8,6 +8,8 @@ import pytest
 from lab.lessons.model import course, load_course, load_lesson
 from lab.session.lesson_play import open_lesson, rehearse, solve
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 LESSONS = course()
 
 

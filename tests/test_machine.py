@@ -8,6 +8,8 @@ from hypothesis import given, settings, strategies as st
 from lab.session.build import native_machine
 from machine_helpers import machine_with
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 M = 2**64 - 1
 
 

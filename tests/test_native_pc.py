@@ -3,8 +3,12 @@ reached by plain port I/O (one ioport event each, no VM exit, no ioreq)."""
 
 from __future__ import annotations
 
+import pytest
+
 from lab.dom0.diskimage import DiskImage
 from lab.session.build import native_machine
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 
 def pci_read(m, slot: int, reg: int) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
+
 from lab.dom0.bridge import inet_checksum as csum
 from test_blkback import CLOSED, CLOSING, CONNECTED, INITIALISING, INITWAIT, Guest, error_node, store
 from xen_helpers import events, small_host, write_cfg
@@ -150,6 +152,7 @@ def bridge_ops(host, mark: int) -> list[tuple[str, str, list]]:
 
 
 # ------------------------------------------------------------------------------------ handshake
+@pytest.mark.machine
 def test_handshake_and_features(tmp_path):
     host, xl = small_host()
     cfg = write_cfg(tmp_path, "n", "pv", memory=16, vif=["mac=00:16:3e:00:01:01,bridge=xenbr0"])
@@ -173,6 +176,7 @@ def test_handshake_and_features(tmp_path):
     assert "MAC 00:16:3e:00:01:01" in host.domains[0].console_output
 
 
+@pytest.mark.machine
 def test_rx_copy_is_required(tmp_path):
     host, xl = small_host()
     g = vif_guest(tmp_path, xl, "old")
@@ -184,6 +188,7 @@ def test_rx_copy_is_required(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ frames
+@pytest.mark.machine
 def test_frames_between_two_vifs(tmp_path):
     host, xl, a, b, fa, fb = two_guests(tmp_path)
     va, vb = f"vif{a.dom.domid}.0", f"vif{b.dom.domid}.0"
@@ -214,6 +219,7 @@ def test_frames_between_two_vifs(tmp_path):
     assert (va + "-rx", "response OKAY") in ops
 
 
+@pytest.mark.machine
 def test_arp_and_ping_dom0(tmp_path):
     host, xl = small_host()
     g = vif_guest(tmp_path, xl, "pinger")
@@ -251,6 +257,7 @@ def test_arp_and_ping_dom0(tmp_path):
     assert nf.received() == []
 
 
+@pytest.mark.machine
 def test_bad_tx_requests(tmp_path):
     host, xl, a, b, fa, fb = two_guests(tmp_path)
     fb.post_rx(4)
@@ -291,6 +298,7 @@ def test_bad_tx_requests(tmp_path):
     assert len(fb.received()) == 1
 
 
+@pytest.mark.machine
 def test_bogus_tx_index_disables_the_vif(tmp_path):
     host, xl, a, b, fa, fb = two_guests(tmp_path)
     fa.send(b"", slots=[], prod=5000)
@@ -300,6 +308,7 @@ def test_bogus_tx_index_disables_the_vif(tmp_path):
     assert fa.tx_responses() == []
 
 
+@pytest.mark.machine
 def test_frame_from_an_emulated_ne2000_reaches_a_pv_vif(tmp_path):
     host, xl = small_host()
     pv = vif_guest(tmp_path, xl, "pv")
@@ -349,6 +358,7 @@ def test_frame_from_an_emulated_ne2000_reaches_a_pv_vif(tmp_path):
     assert nic.received == [back.ljust(60, b"\0")]
 
 
+@pytest.mark.machine
 def test_frontend_closing_and_closed(tmp_path):
     host, xl, a, b, fa, fb = two_guests(tmp_path)
     name = f"vif{a.dom.domid}.0"
@@ -372,6 +382,7 @@ def test_frontend_closing_and_closed(tmp_path):
     assert store(host, f"{fa.be}/state") == str(CONNECTED) and store(host, f"{fb.be}/state") is None
 
 
+@pytest.mark.machine
 def test_garbage_on_the_tx_ring_never_escapes(tmp_path):
     import random
     rnd = random.Random(99)

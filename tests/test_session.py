@@ -10,6 +10,8 @@ from lab.session.commands import execute
 from lab.session.headless import build_target
 from lab.session.session import HYPERCALL_PAGE_LABEL, Session
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 
 @pytest.fixture(scope="module")
 def at_mmu_update():

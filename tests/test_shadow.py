@@ -26,6 +26,8 @@ from lab.xen.host import HostConfig
 from lab.xen.shadow import OPS, ShadowPaging
 from test_machine import expected_checksum
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 LIMIT = 3_000_000
 CHECKSUM = f"workload: checksum {expected_checksum():#018x}"
 

@@ -22,6 +22,8 @@ from lab.session.scenario import load_scenario, start_scenario
 from test_guest_net import HVM_MAC, PV_MAC, net_host, shell_guest, type_line, wait_prompt
 from xen_helpers import write_cfg
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 IO_KINDS = {"ring", "ioreq", "grant", "ioport"}
 
 

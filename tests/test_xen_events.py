@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lab.session.scenario import boot_host
 from lab.xen import abi
 from test_machine import expected_checksum
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 DIRECT_MAP = 0xFFFF888000000000
 

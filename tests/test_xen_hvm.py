@@ -14,6 +14,8 @@ from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, OP_CALL, OP_CPUID, OP_IN, OP_
                          VMX_EXIT, default_run, domid, ept_violations, events, script_guest, signed, small_host,
                          stock_guests)
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 STUB, TAIL, INSN = 32, 4096 - 32, 16
 
 

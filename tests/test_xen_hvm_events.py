@@ -20,6 +20,8 @@ import pytest
 from lab.xen.grant import _tables
 from xen_helpers import DOMID_SELF, create, events, hypercall, small_host
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 XENMEM_add_to_physmap = 7
 XENMAPSPACE_shared_info, XENMAPSPACE_grant_table, XENMAPSPACE_gmfn_foreign = 0, 1, 4
 HVMOP_set_param, HVMOP_set_evtchn_upcall_vector = 0, 23

@@ -52,6 +52,7 @@ def check_event(host, name, nr, ret, errno, dom=None):
 
 
 # ---------------------------------------------------------------- numbers in the trace
+@pytest.mark.machine
 def test_hypercall_numbers_in_the_trace_are_xens():
     host, _ = default_run()
     calls = events(host, "hypercall")
@@ -71,6 +72,7 @@ def test_hypercall_numbers_in_the_trace_are_xens():
     assert all(ev.data["errno"] is None and ev.data["ret"] >= 0 for ev in calls if ev.dom in guests)
 
 
+@pytest.mark.machine
 def test_vmx_exit_reasons_in_the_trace_are_intels():
     host, _ = default_run()
     pv, hvm = domid(host, "pv-guest"), domid(host, "hvm-guest")
@@ -89,6 +91,7 @@ def test_vmx_exit_reasons_in_the_trace_are_intels():
     assert events(host, "vmexit", dom=pv) == []              # a PV guest never exits
 
 
+@pytest.mark.machine
 def test_svm_exit_codes_on_an_amd_host():
     host, _ = vendor_run("amd")
     hvm = host.domain_by_name("hvm-guest")
@@ -110,6 +113,7 @@ def test_errno_values_are_xens():
 # ---------------------------------------------------------------- refusals before any handler
 @pytest.mark.parametrize("nr", [11, 31, 38, 43, 47, 56, 60, 63, 64, 200, 1 << 40])
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_unknown_numbers_are_enosys(env, who, nr):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -121,6 +125,7 @@ def test_unknown_numbers_are_enosys(env, who, nr):
 @pytest.mark.parametrize("name", ["set_trap_table", "mmu_update", "stack_switch", "set_callbacks",
                                   "update_va_mapping", "iret", "callback_op", "set_segment_base", "nmi_op",
                                   "update_va_mapping_otherdomain", "event_channel_op_compat", "kexec_op"])
+@pytest.mark.machine
 def test_pv_only_hypercalls_are_enosys_from_hvm(env, name):
     host, _, _, _, hvm = env
     assert hypercall(host, hvm.vcpu, name, hvm.buf(), 1, 0, DOMID_SELF) == -38
@@ -129,6 +134,7 @@ def test_pv_only_hypercalls_are_enosys_from_hvm(env, name):
 
 @pytest.mark.parametrize("name", ["domctl", "sysctl", "platform_op"])
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_control_domain_hypercalls_are_eperm_from_a_domu(env, who, name):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -139,6 +145,7 @@ def test_control_domain_hypercalls_are_eperm_from_a_domu(env, who, name):
     assert pv.dom.pause_count == 0 and hvm.dom.pause_count == 0
 
 
+@pytest.mark.machine
 def test_domctl_from_dom0_through_the_toolstack(env):
     host, xl, _, pv2, _ = env
     xl.pause(pv2.dom.name)
@@ -151,6 +158,7 @@ def test_domctl_from_dom0_through_the_toolstack(env):
 
 
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_console_io_write_is_eperm_from_a_domu(env, who):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -161,6 +169,7 @@ def test_console_io_write_is_eperm_from_a_domu(env, who):
     assert (g.dom.console_output, len(host.dmesg)) == before
 
 
+@pytest.mark.machine
 def test_console_io_write_is_accepted_from_dom0(env):
     host, _, _, _, _ = env
     dom0 = host.domains[0]
@@ -171,6 +180,7 @@ def test_console_io_write_is_accepted_from_dom0(env):
 
 
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_bad_guest_pointers_are_efault(env, who):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -189,6 +199,7 @@ def test_bad_guest_pointers_are_efault(env, who):
     assert g.dom.alive
 
 
+@pytest.mark.machine
 def test_writing_through_a_read_only_mapping_is_efault(env):
     """Xen writes guest memory with the guest's rights: a page table is mapped read-only."""
     host, _, pv, _, _ = env
@@ -206,6 +217,7 @@ def test_writing_through_a_read_only_mapping_is_efault(env):
 
 # ---------------------------------------------------------------- information
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_xen_version(env, who):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -231,6 +243,7 @@ def test_xen_version(env, who):
     assert hypercall(host, g.vcpu, "xen_version", 0x7777, 0) == -38
 
 
+@pytest.mark.machine
 def test_memory_op_reservations_and_machphys_mapping(env):
     host, _, pv, pv2, hvm = env
     for g in (pv, hvm):
@@ -255,6 +268,7 @@ def test_memory_op_reservations_and_machphys_mapping(env):
 
 
 # ---------------------------------------------------------------- PV traps, stacks, callbacks
+@pytest.mark.machine
 def test_set_trap_table(env):
     host, _, pv, _, _ = env
     dom = pv.dom
@@ -279,6 +293,7 @@ def test_set_trap_table(env):
     assert hypercall(host, pv.vcpu, "set_trap_table", 0) == 0
 
 
+@pytest.mark.machine
 def test_stack_switch_and_callbacks(env):
     host, _, pv, _, _ = env
     v, dom = pv.vcpu, pv.dom
@@ -310,6 +325,7 @@ def test_stack_switch_and_callbacks(env):
 
 # ---------------------------------------------------------------- scheduling, timers, vCPUs
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_sched_op_yield_and_bad_commands(env, who):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -324,6 +340,7 @@ def test_sched_op_yield_and_bad_commands(env, who):
     assert g.dom.alive
 
 
+@pytest.mark.machine
 def test_sched_op_shutdown_with_an_unnamed_reason_is_not_refused(tmp_path):
     host, xl = small_host()
     g = script_guest(xl, tmp_path, "odd-reason", "pv", memory=16)
@@ -339,6 +356,7 @@ def test_sched_op_shutdown_with_an_unnamed_reason_is_not_refused(tmp_path):
     assert line.split()[4] == "---s?-"
 
 
+@pytest.mark.machine
 def test_sched_op_block_blocks_until_an_event(env):
     host, _, _, pv2, _ = env
     v = pv2.vcpu
@@ -349,6 +367,7 @@ def test_sched_op_block_blocks_until_an_event(env):
 
 
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_set_timer_op(env, who):
     host, _, pv, _, hvm = env
     v = (pv if who == "pv" else hvm).vcpu
@@ -360,6 +379,7 @@ def test_set_timer_op(env, who):
 
 
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_vcpu_op(env, who):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -384,6 +404,7 @@ def test_vcpu_op(env, who):
 
 
 @pytest.mark.parametrize("who", ["pv", "hvm"])
+@pytest.mark.machine
 def test_vm_assist(env, who):
     host, _, pv, _, hvm = env
     g = pv if who == "pv" else hvm
@@ -396,6 +417,7 @@ def test_vm_assist(env, who):
 
 
 # ---------------------------------------------------------------- multicall
+@pytest.mark.machine
 def test_multicall_runs_each_entry_and_stores_each_result(env):
     host, _, pv, _, hvm = env
     for g in (pv, hvm):
@@ -415,6 +437,7 @@ def test_multicall_runs_each_entry_and_stores_each_result(env):
 
 
 # ---------------------------------------------------------------- HVM restrictions
+@pytest.mark.machine
 def test_mmuext_op_from_hvm_only_pins_and_unpins(env):
     host, _, _, _, hvm = env
     dom = hvm.dom
@@ -434,6 +457,7 @@ def test_mmuext_op_from_hvm_only_pins_and_unpins(env):
     assert host.mm.pv.check_invariants() == []
 
 
+@pytest.mark.machine
 def test_hvm_op_params(env):
     host, _, pv, _, hvm = env
     va = put(host, hvm, 0, struct.pack("<H2xIQ", DOMID_SELF, 1, 0x1234))      # set STORE_PFN
@@ -467,6 +491,7 @@ def _status(host, g, port: int, dom: int = DOMID_SELF) -> int:
     return struct.unpack("<I", get(host, g, va + 8, 4))[0] if rc == 0 else rc
 
 
+@pytest.mark.machine
 def test_event_channel_interdomain_lifecycle(env):
     host, _, pv, _, hvm = env
     ev = host.evtchn
@@ -500,6 +525,7 @@ def test_event_channel_interdomain_lifecycle(env):
     assert ev.ports[pv.dom.domid][port].remote_dom == hvm.dom.domid
 
 
+@pytest.mark.machine
 def test_event_channel_refusals(env):
     host, _, pv, pv2, hvm = env
     # alloc_unbound in another domain's table: the control domain only.
@@ -528,6 +554,7 @@ def test_event_channel_refusals(env):
     check_event(host, "event_channel_op", 32, -38, "ENOSYS", pv.dom.domid)
 
 
+@pytest.mark.machine
 def test_event_channel_unmask(env):
     host, _, _, pv2, _ = env
     dom = pv2.dom
@@ -545,6 +572,7 @@ def test_event_channel_unmask(env):
     assert host.mm.pv.check_invariants() == []
 
 
+@pytest.mark.machine
 def test_console_io_read_hands_the_control_domain_what_was_typed_at_xens_console(env):
     host, _, pv, _, _ = env
     va = put(host, pv, 0, bytes(64))

@@ -28,6 +28,8 @@ from xen_helpers import (ADDR, CHECKSUM_LINE, DOMID_IO, DOMID_SELF, DOMID_XEN, E
                          ept_violations, frames_of, hypercall, last_event, pv_mapping_violations, script_guest,
                          small_host, write_cfg)
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 SHINFO_PENDING, SHINFO_MASK = 2048, 2560
 
 

@@ -16,6 +16,8 @@ from xen_helpers import (ADDR, CHECKSUM_LINE, DOMID_SELF, EXIT_LINE, OP_UD2, PTE
                          dmesg_since, domid, entry_maddr, ept_violations, events, pv_mapping_violations,
                          script_guest, signed, small_host, stock_guests)
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 
 @pytest.fixture(scope="module")
 def page_rules(tmp_path_factory):

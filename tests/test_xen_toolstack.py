@@ -13,6 +13,8 @@ from lab.session.xlcommand import run_xl
 from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, XLCFG, create, events, script_guest, small_host,
                          stock_guests, write_cfg)
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 LIST_ROW = re.compile(r"^(.{40}) +(\d+) +(\d+) +(\d+) +([-rbpscwSd]{6}) +(\d+\.\d)$")
 
 

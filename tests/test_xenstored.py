@@ -182,6 +182,7 @@ def guest_call(host, dom, guest, *messages: bytes) -> list[Message]:
     return guest.receive()
 
 
+@pytest.mark.machine
 def test_connect_introduces_the_domain(lab):
     host, xsd, dom, guest, page = lab
     assert host.services["xenstored"] is xsd
@@ -196,6 +197,7 @@ def test_connect_introduces_the_domain(lab):
         xsd.connect(type("NoPage", (), {"domid": 9, "store_pfn": 0, "gfn_to_mfn": lambda self, g: None})())
 
 
+@pytest.mark.machine
 def test_guest_requests_are_served_as_that_domain(lab):
     host, xsd, dom, guest, page = lab
     replies = guest_call(host, dom, guest,
@@ -217,6 +219,7 @@ def test_guest_requests_are_served_as_that_domain(lab):
     assert sends and sends[-1].get("remote_port") == dom.store_evtchn
 
 
+@pytest.mark.machine
 def test_transactions_over_the_ring(lab):
     host, xsd, dom, guest, page = lab
     (start,) = guest_call(host, dom, guest, msg(abi.XS_TRANSACTION_START, b"\0", req_id=1))
@@ -230,6 +233,7 @@ def test_transactions_over_the_ring(lab):
         (2, tx, b"OK\0"), (3, 0, b"ENOENT\0"), (4, tx, b"OK\0"), (5, 0, b"1")]
 
 
+@pytest.mark.machine
 def test_watch_events_reach_the_guest(lab):
     host, xsd, dom, guest, page = lab
     replies = guest_call(host, dom, guest, msg(abi.XS_WATCH, b"device\0dev-token\0", req_id=9))
@@ -245,6 +249,7 @@ def test_watch_events_reach_the_guest(lab):
     assert len(host.trace.of_kind("evtchn")) > before           # and it was notified
 
 
+@pytest.mark.machine
 def test_dom0_services_watch_with_callbacks(lab):
     host, xsd, dom, guest, page = lab
     seen = []
@@ -259,6 +264,7 @@ def test_dom0_services_watch_with_callbacks(lab):
     assert e.value.errno == "EEXIST"
 
 
+@pytest.mark.machine
 def test_dom0_requests_are_traced_and_cost_dom0_cycles(lab):
     host, xsd, dom, guest, page = lab
     v = host.domains[0].vcpus[0]
@@ -277,6 +283,7 @@ def test_dom0_requests_are_traced_and_cost_dom0_cycles(lab):
         'static-max = "32768"\ntarget = "32768"\nvideoram = "0"\n'
 
 
+@pytest.mark.machine
 def test_oversized_message_gets_the_connection_ignored(lab):
     host, xsd, dom, guest, page = lab
     bad = struct.pack("<IIII", abi.XS_WRITE, 1, 0, 5000)
@@ -289,6 +296,7 @@ def test_oversized_message_gets_the_connection_ignored(lab):
     assert xsd.dom0_request("READ", "/local/domain/1/name") == "pv-guest"
 
 
+@pytest.mark.machine
 def test_runaway_indexes_get_the_connection_ignored(lab):
     host, xsd, dom, guest, page = lab
     set_u32(page, REQ_PROD, u32(page, REQ_CONS) + 4000)
@@ -297,6 +305,7 @@ def test_runaway_indexes_get_the_connection_ignored(lab):
     assert u32(page, ERROR) == XENSTORE_ERROR_RINGIDX
 
 
+@pytest.mark.machine
 def test_reconnect_resets_the_ring(lab):
     host, xsd, dom, guest, page = lab
     guest_call(host, dom, guest, msg(abi.XS_WATCH, b"data\0t\0"))
@@ -312,6 +321,7 @@ def test_reconnect_resets_the_ring(lab):
     assert [(m.req_id, m.payload) for m in replies] == [(3, b"pv-guest")]
 
 
+@pytest.mark.machine
 def test_unknown_and_privileged_types_over_the_ring(lab):
     host, xsd, dom, guest, page = lab
     replies = guest_call(host, dom, guest,
@@ -321,6 +331,7 @@ def test_unknown_and_privileged_types_over_the_ring(lab):
     assert [m.payload for m in replies] == [b"ENOSYS\0", b"EACCES\0", b"ENOSYS\0"]
 
 
+@pytest.mark.machine
 def test_big_write_in_pieces_over_the_ring(lab):
     host, xsd, dom, guest, page = lab
     m = msg(abi.XS_WRITE, b"data/blob\0" + b"z" * 1900, req_id=4)
@@ -335,6 +346,7 @@ def test_big_write_in_pieces_over_the_ring(lab):
     assert xsd.dom0_request("READ", "/local/domain/1/data/blob") == "z" * 1900
 
 
+@pytest.mark.machine
 def test_shutdown_and_destroy_fire_release_domain(lab):
     host, xsd, dom, guest, page = lab
     events = []
@@ -382,6 +394,7 @@ messages = st.one_of(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(messages, max_size=8), st.integers(0, 0xFFFFFFFF), st.booleans())
+@pytest.mark.machine
 def test_a_guest_writing_garbage_cannot_crash_the_daemon(chunks, index, bad_rsp):
     host, xsd, dom, guest, page = shared_lab()
     for chunk in chunks:

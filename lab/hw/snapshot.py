@@ -345,10 +345,10 @@ class StateKeeper:
             self._memo[id(v)] = (v, out)
             return out
         if t is tuple:
-            members = tuple(self.capture(x) for x in v)
-            if all(a is b for a, b in zip(members, v)):
+            captured = tuple(self.capture(x) for x in v)
+            if all(a is b for a, b in zip(captured, v)):
                 return v
-            return SavedTuple(members)
+            return SavedTuple(captured)
         if t is set or t is frozenset:
             if set(map(type, v)) <= ATOMS:
                 if t is frozenset:
@@ -430,7 +430,8 @@ class StateKeeper:
                 return m
             out: Any = into if type(into) is list and id(into) not in self._filled else []
             self._memo[id(v)] = out
-            out[:] = list(v) if t is AtomList else [self.rebuild(x) for x in v]
+            items: Any = list(v) if t is AtomList else [self.rebuild(x) for x in v]
+            out[:] = items
             self._filled.add(id(out))
             return out
         if t is AtomDict or t is SavedDict:

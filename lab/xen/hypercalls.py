@@ -603,8 +603,10 @@ def multicall(host, v, args, info) -> int | Preempted | None:
         entry = va + i * 64
         op = int.from_bytes(raw[0:8], "little")
         sub = [int.from_bytes(raw[16 + 8 * k:24 + 8 * k], "little") for k in range(5)]
-        res: int | Preempted | None = -E["EINVAL"]
-        if op != abi.hypercall_nr("multicall"):
+        res: int | Preempted | None
+        if op == abi.hypercall_nr("multicall"):
+            res = -E["EINVAL"]
+        else:
             res = dispatch(host, v, op, sub)
         if isinstance(res, Preempted):
             copy_to_guest(host, v, entry + 16, b"".join(a.to_bytes(8, "little") for a in res.args[:5]))

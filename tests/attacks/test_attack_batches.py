@@ -13,6 +13,8 @@ from lab.xen import abi
 from lab.xen.hypercalls import MMU_UPDATE_PREEMPTED, PREEMPT_BATCH, Preempted, dispatch
 from xen_helpers import events
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 MMU_MACHPHYS_UPDATE = 1
 ENTRIES = 3 * PREEMPT_BATCH // 2          # more than one batch's worth
 

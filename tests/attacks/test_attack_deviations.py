@@ -10,6 +10,8 @@ from attack_support import GUESTS, Arena
 from lab.xen import abi
 from xen_helpers import events, small_host, write_cfg
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 SCHEDOP_remote_shutdown = 4
 
 

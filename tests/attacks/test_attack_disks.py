@@ -9,8 +9,12 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from lab.paths import MACHINES
 from xen_helpers import private_image_bytes, small_host
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 WORKLOAD_RUN = 3_000_000
 

@@ -14,6 +14,8 @@ from lab.xen import abi
 from lab.xen.grant import GENERAL_ERROR, GNTMAP_host_map, OKAY, _tables
 from xen_helpers import OP_STORE, PTE_RW, entry_maddr, frames_of, write_cfg
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 GNTTABOP_copy, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref = 5, 0, 1
 MMUEXT_PIN_L1_TABLE = 0
 UVMF_INVLPG = 2

@@ -15,6 +15,8 @@ from lab.session.headless import console_section
 from lab.xen import abi
 from xen_helpers import GuestPage, small_host, write_cfg
 
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
+
 EVTCHNOP_send = 4
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from attack_support import SCRIPT_GUESTS, Arena
 from lab.xen import abi
 from lab.xen.paging_pool import HAP_MIN_PAGES, pool_of, required_pages
 from xen_helpers import small_host, write_cfg
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 
 def test_pool_sizes_follow_libxl_and_shadow_memory():

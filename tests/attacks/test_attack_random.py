@@ -34,6 +34,7 @@ import struct
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +44,8 @@ from lab.xen import abi
 from lab.xen.grant import _tables
 from lab.xen.hypercalls import Preempted, dispatch
 from xen_helpers import frames_of, small_host, write_cfg
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 STEPS = 1250
 EXAMPLES = 8                 # 8 x 1250 = 10,000 operations per run

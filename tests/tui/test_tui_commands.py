@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Static
 
 from lab.tui.app import LIGHT, help_listing
@@ -10,6 +11,7 @@ from lab.tui.widgets.logs import CallsPane, DevicePane
 from tui_support import command, lab, message_text, output_text, run, settle
 
 
+@pytest.mark.machine
 def test_regs_prints_registers():
     async def go():
         async with lab() as (app, pilot):
@@ -20,6 +22,7 @@ def test_regs_prints_registers():
     run(go())
 
 
+@pytest.mark.machine
 def test_unknown_command_is_a_red_message_not_a_traceback():
     async def go():
         async with lab() as (app, pilot):
@@ -33,6 +36,7 @@ def test_unknown_command_is_a_red_message_not_a_traceback():
     run(go())
 
 
+@pytest.mark.machine
 def test_bad_arguments_and_quotes_are_messages():
     async def go():
         async with lab() as (app, pilot):
@@ -52,6 +56,7 @@ def test_bad_arguments_and_quotes_are_messages():
     run(go())
 
 
+@pytest.mark.machine
 def test_step_n_and_run_n():
     async def go():
         async with lab() as (app, pilot):
@@ -65,6 +70,7 @@ def test_step_n_and_run_n():
     run(go())
 
 
+@pytest.mark.machine
 def test_until_matches_the_headless_command():
     from lab.session.build import native_machine
     from lab.session.commands import execute
@@ -81,6 +87,7 @@ def test_until_matches_the_headless_command():
     run(go())
 
 
+@pytest.mark.machine
 def test_break_stops_a_run():
     async def go():
         async with lab() as (app, pilot):
@@ -96,6 +103,7 @@ def test_break_stops_a_run():
     run(go())
 
 
+@pytest.mark.machine
 def test_walk_pins_an_address_in_the_page_table_pane():
     async def go():
         async with lab() as (app, pilot):
@@ -113,6 +121,7 @@ def test_walk_pins_an_address_in_the_page_table_pane():
     run(go())
 
 
+@pytest.mark.machine
 def test_focus_command_and_events_command():
     async def go():
         async with lab() as (app, pilot):
@@ -124,6 +133,7 @@ def test_focus_command_and_events_command():
     run(go())
 
 
+@pytest.mark.machine
 def test_pause_and_speed_commands():
     async def go():
         async with lab() as (app, pilot):
@@ -149,6 +159,7 @@ def test_pause_and_speed_commands():
     run(go())
 
 
+@pytest.mark.machine
 def test_filter_command_narrows_the_logs():
     async def go():
         async with lab() as (app, pilot):
@@ -168,6 +179,7 @@ def test_filter_command_narrows_the_logs():
     run(go())
 
 
+@pytest.mark.machine
 def test_theme_clear_help_and_quit():
     async def go():
         async with lab() as (app, pilot):
@@ -187,6 +199,7 @@ def test_theme_clear_help_and_quit():
     run(go())
 
 
+@pytest.mark.machine
 def test_history_walks_with_up_and_down():
     async def go():
         async with lab() as (app, pilot):
@@ -205,6 +218,7 @@ def test_history_walks_with_up_and_down():
     run(go())
 
 
+@pytest.mark.machine
 def test_completion_of_command_names_and_event_kinds():
     async def go():
         async with lab() as (app, pilot):

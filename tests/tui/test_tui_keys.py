@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input
 
@@ -12,6 +13,7 @@ from lab.tui.widgets.eventlist import EventList
 from tui_support import lab, message_text, output_text, run, settle
 
 
+@pytest.mark.machine
 def test_keys_work_while_the_prompt_has_focus():
     async def go():
         async with lab() as (app, pilot):
@@ -24,6 +26,7 @@ def test_keys_work_while_the_prompt_has_focus():
     run(go())
 
 
+@pytest.mark.machine
 def test_f6_steps_one_instruction_each_press():
     async def go():
         async with lab() as (app, pilot):
@@ -37,6 +40,7 @@ def test_f6_steps_one_instruction_each_press():
     run(go())
 
 
+@pytest.mark.machine
 def test_f7_runs_to_the_next_event():
     async def go():
         async with lab() as (app, pilot):
@@ -50,6 +54,7 @@ def test_f7_runs_to_the_next_event():
     run(go())
 
 
+@pytest.mark.machine
 def test_f8_runs_until_hypercall_or_vmexit_and_on_bare_metal_until_the_machine_stops():
     async def go():
         async with lab() as (app, pilot):
@@ -61,6 +66,7 @@ def test_f8_runs_until_hypercall_or_vmexit_and_on_bare_metal_until_the_machine_s
     run(go())
 
 
+@pytest.mark.machine
 def test_f5_runs_and_pauses_and_footer_shows_which():
     async def go():
         async with lab() as (app, pilot):
@@ -81,6 +87,7 @@ def test_f5_runs_and_pauses_and_footer_shows_which():
     run(go())
 
 
+@pytest.mark.machine
 def test_f3_f4_change_speed():
     async def go():
         async with lab() as (app, pilot):
@@ -94,6 +101,7 @@ def test_f3_f4_change_speed():
     run(go())
 
 
+@pytest.mark.machine
 def test_time_keys_are_disabled_once_the_machine_stops():
     async def go():
         async with lab() as (app, pilot):
@@ -109,6 +117,7 @@ def test_time_keys_are_disabled_once_the_machine_stops():
     run(go())
 
 
+@pytest.mark.machine
 def test_f1_opens_help_and_escape_closes_it():
     async def go():
         async with lab() as (app, pilot):
@@ -121,6 +130,7 @@ def test_f1_opens_help_and_escape_closes_it():
     run(go())
 
 
+@pytest.mark.machine
 def test_question_mark_opens_help_only_outside_the_prompt():
     async def go():
         async with lab() as (app, pilot):
@@ -139,6 +149,7 @@ def test_question_mark_opens_help_only_outside_the_prompt():
     run(go())
 
 
+@pytest.mark.machine
 def test_f2_toggles_between_prompt_and_panes():
     async def go():
         async with lab() as (app, pilot):
@@ -149,6 +160,7 @@ def test_f2_toggles_between_prompt_and_panes():
     run(go())
 
 
+@pytest.mark.machine
 def test_ctrl_n_cycles_the_tabs_on_a_small_screen():
     async def go():
         async with lab() as (app, pilot):
@@ -163,6 +175,7 @@ def test_ctrl_n_cycles_the_tabs_on_a_small_screen():
     run(go())
 
 
+@pytest.mark.machine
 def test_ctrl_n_moves_focus_between_panes_on_a_large_screen():
     async def go():
         async with lab(size=(200, 50)) as (app, pilot):
@@ -175,6 +188,7 @@ def test_ctrl_n_moves_focus_between_panes_on_a_large_screen():
     run(go())
 
 
+@pytest.mark.machine
 def test_ctrl_t_switches_dark_and_light():
     async def go():
         async with lab() as (app, pilot):
@@ -186,6 +200,7 @@ def test_ctrl_t_switches_dark_and_light():
     run(go())
 
 
+@pytest.mark.machine
 def test_ctrl_p_palette_runs_a_lab_command():
     async def go():
         async with lab() as (app, pilot):
@@ -201,6 +216,7 @@ def test_ctrl_p_palette_runs_a_lab_command():
     run(go())
 
 
+@pytest.mark.machine
 def test_ctrl_p_palette_reaches_key_actions():
     async def go():
         async with lab() as (app, pilot):

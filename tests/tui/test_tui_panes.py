@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from textual.widgets import Tabs
 
 from lab.errors import UserError
@@ -14,6 +15,7 @@ from lab.tui.widgets.logs import CallsPane, DevicePane
 from tui_support import command, lab, message_text, output_text, pane_text, run, settle
 
 
+@pytest.mark.machine
 def test_cpu_pane_shows_rings_registers_and_source():
     async def go():
         async with lab(size=(120, 40)) as (app, pilot):
@@ -34,6 +36,7 @@ def test_cpu_pane_shows_rings_registers_and_source():
     run(go())
 
 
+@pytest.mark.machine
 def test_cpu_pane_marks_user_mode_in_ring_3():
     async def go():
         async with lab() as (app, pilot):
@@ -45,6 +48,7 @@ def test_cpu_pane_marks_user_mode_in_ring_3():
     run(go())
 
 
+@pytest.mark.machine
 def test_domains_tree_lists_vcpus_and_selecting_one_focuses_it():
     messages: list = []
 
@@ -65,6 +69,7 @@ def test_domains_tree_lists_vcpus_and_selecting_one_focuses_it():
     run(go())
 
 
+@pytest.mark.machine
 def test_selecting_a_trap_explains_it_and_names_its_source_line():
     messages: list = []
 
@@ -89,6 +94,7 @@ def test_selecting_a_trap_explains_it_and_names_its_source_line():
     run(go())
 
 
+@pytest.mark.machine
 def test_log_filter_keys_k_and_d():
     async def go():
         async with lab(size=(120, 40)) as (app, pilot):
@@ -111,6 +117,7 @@ def test_log_filter_keys_k_and_d():
     run(go())
 
 
+@pytest.mark.machine
 def test_clicking_a_tab_and_an_event_row():
     async def go():
         async with lab(size=(100, 30)) as (app, pilot):
@@ -127,6 +134,7 @@ def test_clicking_a_tab_and_an_event_row():
     run(go())
 
 
+@pytest.mark.machine
 def test_device_pane_shows_port_io_and_the_console():
     async def go():
         async with lab(size=(120, 40)) as (app, pilot):
@@ -138,6 +146,7 @@ def test_device_pane_shows_port_io_and_the_console():
     run(go())
 
 
+@pytest.mark.machine
 def test_page_table_pane_and_tlb_follow_the_focused_cpu():
     async def go():
         async with lab(size=(120, 40)) as (app, pilot):
@@ -152,6 +161,7 @@ def test_page_table_pane_and_tlb_follow_the_focused_cpu():
     run(go())
 
 
+@pytest.mark.machine
 def test_walk_before_paging_is_a_note():
     async def go():
         async with lab(size=(120, 40)) as (app, pilot):
@@ -163,6 +173,7 @@ def _regions(app):
     return {p.id: p.region for p in app.main.query(".pane") if p.display and p.region.area}
 
 
+@pytest.mark.machine
 def test_layouts_adapt_and_nothing_overlaps():
     async def go():
         async with lab(size=(80, 24)) as (app, pilot):
@@ -199,6 +210,7 @@ def test_a_bad_kernel_file_is_a_message():
     run(go())
 
 
+@pytest.mark.machine
 def test_a_simulator_failure_is_shown_not_raised():
     from lab.session.build import native_machine
     from lab.session.session import Session
@@ -220,6 +232,7 @@ def test_a_simulator_failure_is_shown_not_raised():
     run(go())
 
 
+@pytest.mark.machine
 def test_a_user_error_from_the_session_is_a_message():
     from lab.session.build import native_machine
     from lab.session.session import Session
@@ -238,6 +251,7 @@ def test_a_user_error_from_the_session_is_a_message():
     run(go())
 
 
+@pytest.mark.machine
 def test_the_sim_thread_never_touches_widgets(monkeypatch):
     from textual.widget import Widget
     main_thread = threading.get_ident()
@@ -258,6 +272,7 @@ def test_the_sim_thread_never_touches_widgets(monkeypatch):
     assert offenders == []
 
 
+@pytest.mark.machine
 def test_a_xen_scenario_shows_domains_rings_and_hypercalls():
     from lab.paths import MACHINES
     from lab.tui.app import build_session

@@ -34,6 +34,7 @@ def runner():
     r.close()
 
 
+@pytest.mark.machine
 def test_boot_publishes_a_view(runner):
     assert runner.mode == PAUSED
     v = runner.view
@@ -42,6 +43,7 @@ def test_boot_publishes_a_view(runner):
     assert runner.drain_events(100)[0].kind == "boot"
 
 
+@pytest.mark.machine
 def test_step_and_until_are_exact(runner):
     runner.step(3)
     assert runner.wait_idle()
@@ -55,6 +57,7 @@ def test_step_and_until_are_exact(runner):
     assert runner.session.machine.digest() == headless.machine.digest()
 
 
+@pytest.mark.machine
 def test_run_to_the_end_and_refuse_more(runner):
     runner.run()
     assert runner.wait_idle(30)
@@ -64,6 +67,7 @@ def test_run_to_the_end_and_refuse_more(runner):
     assert any("has stopped" in r.text for r in runner.drain_replies())
 
 
+@pytest.mark.machine
 def test_pause_interrupts_a_slow_run(runner):
     runner.set_speed(0)                      # one instruction per tick
     runner.run()
@@ -75,6 +79,7 @@ def test_pause_interrupts_a_slow_run(runner):
     assert 0 < runner.view.cpu["icount"] < 50
 
 
+@pytest.mark.machine
 def test_event_buffer_is_bounded():
     r = Runner(Session(native_machine()), execute=execute, buffer=16)
     r.start()
@@ -86,6 +91,7 @@ def test_event_buffer_is_bounded():
     r.close()
 
 
+@pytest.mark.machine
 def test_commands_run_on_the_sim_thread_and_errors_are_replies(runner):
     runner.command("regs")
     runner.command("nonsense")
@@ -107,6 +113,7 @@ def test_factory_errors_leave_no_machine():
     r.close()
 
 
+@pytest.mark.machine
 def test_internal_errors_are_caught(runner):
     def boom(n=None):
         raise ZeroDivisionError("oops")
@@ -125,6 +132,7 @@ def test_any_event_and_any_of():
     assert not spec.matches(Event(2, 10, 0, None, 0, "trap", {}))
 
 
+@pytest.mark.machine
 def test_where_line():
     s = Session(native_machine())
     assert where_line(s.cpu_view()).startswith("bare metal: ring 0 root, rip 0x")
@@ -184,6 +192,7 @@ def test_explanations_by_kind_and_name():
     assert "d1.v0" in row and "hypercall mmu_update nr=1 (0x1, 0x2) -> 0" in row
 
 
+@pytest.mark.machine
 def test_describe_event_maps_rip_to_the_source_line():
     s = Session(native_machine())
     ev = s.until(parse_spec("trap:#PF"))
@@ -195,6 +204,7 @@ def test_describe_event_maps_rip_to_the_source_line():
     assert describe_event(no_rip, [])[1] == "this event records no rip"
 
 
+@pytest.mark.machine
 def test_xen_slices_of_any_length_end_where_headless_ends(monkeypatch):
     """On a Xen host the runner slices by time at the scheduler's own boundaries: however short
     the slices (here one scheduling step each), the machine takes the same course as headless,

@@ -7,8 +7,12 @@ Accept new baselines with ``--snapshot-update`` and look at each SVG.
 
 from __future__ import annotations
 
+import pytest
+
 from snapshot_app import build, build_xen
 from tui_support import command, settle
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 APP = "snapshot_app.py"
 

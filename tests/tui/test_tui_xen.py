@@ -6,11 +6,15 @@ the log rows) after driving it as a learner does: keys, clicks and commands.
 
 from __future__ import annotations
 
+import pytest
+
 from lab.paths import MACHINES
 from lab.tui.runner import PAUSED, STOPPED
 from lab.tui.widgets.domains import DomainTree
 from lab.tui.widgets.logs import CallsPane, DevicePane
 from tui_support import command, lab, message_text, output_text, pane_text, run, settle
+
+pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 XEN = str(MACHINES / "default.toml")
 
