@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 FORMAT_VERSION = 1
 
@@ -171,7 +171,7 @@ class TraceSpill:
     """
 
     def __init__(self) -> None:
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._offsets = array("q")      # where each frame starts in the file
         self.first_seqs = array("q")    # the seq of each frame's first event
         self._end = 0
@@ -200,6 +200,7 @@ class TraceSpill:
     def frame(self, i: int) -> list[Event]:
         start = self._offsets[i]
         stop = self._offsets[i + 1] if i + 1 < len(self._offsets) else self._end
+        assert self._file is not None           # a frame exists, so the file does
         blob = os.pread(self._file.fileno(), stop - start, start)
         raw = zlib.decompress(blob[1:])
         rows = marshal.loads(raw) if blob[:1] == b"m" else pickle.loads(raw)
@@ -211,6 +212,7 @@ class TraceSpill:
             self._end = self._offsets[frames]
             del self._offsets[frames:]
             del self.first_seqs[frames:]
+            assert self._file is not None
             self._file.truncate(self._end)
 
     def close(self) -> None:
