@@ -208,6 +208,7 @@ def run_screen(target: str | None = None, lesson=None, seed: int = 0, no_record:
     from .lessons.model import find_lesson
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
     while True:
+        from .session.live import default_recording_path
         record = None if no_record else default_recording_path()
         result = make_app(target, lesson=lesson, seed=seed, first_run_hint=True, record=record).run()
         if record is not None and record.exists():
@@ -217,14 +218,6 @@ def run_screen(target: str | None = None, lesson=None, seed: int = 0, no_record:
         if not (isinstance(result, tuple) and result[0] == "lesson"):
             return 0
         lesson = find_lesson(result[1])
-
-
-def default_recording_path() -> Path:
-    """Where the screen records a session unless told not to: the lab's data directory."""
-    import time
-    from .dom0.diskimage import data_dir
-    stamp = time.strftime("%Y%m%d-%H%M%S")      # a file name only; the machine never sees the clock
-    return data_dir() / "recordings" / f"session-{stamp}-{os.getpid()}.jsonl"
 
 
 # --------------------------------------------------------------------- lessons

@@ -6,6 +6,8 @@ screen and a replay all get the same time travel and the same recordings.
 
 from __future__ import annotations
 
+import os
+
 import weakref
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,11 @@ def stop_recording(session: Session) -> Any:
         rec.finish()
     session.recorder = None
     return rec
+
+
+def default_recording_path() -> Path:
+    """Where the screen records a session unless told not to: the lab's data directory."""
+    import time
+    from ..dom0.diskimage import data_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")      # a file name only; the machine never sees the clock
+    return data_dir() / "recordings" / f"session-{stamp}-{os.getpid()}.jsonl"

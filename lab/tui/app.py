@@ -206,7 +206,7 @@ class XenLab(App[None]):
         if rec is not None and rec.active:
             self.runner.command("record off")
         else:
-            from ..cli import default_recording_path
+            from ..session.live import default_recording_path
             self.runner.command(f"record on {shlex.quote(str(default_recording_path()))}")
 
     def _on_tick(self) -> None:

@@ -105,7 +105,7 @@ class ReplayLab(XenLab):
         """The learner took over in the past: a new live session from here, recorded afresh."""
         if getattr(self.runner.session, "recorder", None) is None and self.record_branch:
             import shlex
-            from ..cli import default_recording_path
+            from ..session.live import default_recording_path
             self.runner.command(f"record on {shlex.quote(str(default_recording_path()))}")
 
     def action_prev_marker(self) -> None:

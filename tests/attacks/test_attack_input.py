@@ -53,10 +53,13 @@ def test_non_ascii_digits_in_xenstore_requests_are_einval_not_a_crash(arena):
         ("DIRECTORY_PART", home, "\u0663"),
         ("READ", home, None),
     ])
-    assert [name for name, _ in replies] == ["XS_WRITE"] + ["XS_ERROR"] * 5 + ["XS_READ"], replies
+    # DIRECTORY_PART's offset is atoi() of its string in xenstored (send_directory_part), so a
+    # non-ASCII digit reads as offset 0: an ordinary answer, not an error, and no crash.
+    assert [name for name, _ in replies] == ["XS_WRITE"] + ["XS_ERROR"] * 4 + ["XS_DIRECTORY_PART", "XS_READ"], \
+        replies
     errors = [p for name, p in replies if name == "XS_ERROR"]
     # IS_DOMAIN_INTRODUCED is the control domain's: EACCES before its argument is even read
-    assert errors == [b"EINVAL\0"] * 3 + [b"EACCES\0", b"EINVAL\0"], replies
+    assert errors == [b"EINVAL\0"] * 3 + [b"EACCES\0"], replies
     assert replies[-1][1] == b"x"
     arena.untouched()
 
