@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Iterable, TextIO
 
-from .errors import UserError
+from .errors import LabBug, UserError
 from .session.commands import REGISTRY, execute
 from .session.session import Session
 
@@ -28,7 +28,8 @@ def open_session(target: str | None, record: str | None = None) -> Session:
 
 
 def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
-    """Run each command; a failing one prints its error and stops with status 2."""
+    """Run each command; a failing one prints its error and stops: status 2 for a mistake in
+    the script, 1 for an internal error of the lab."""
     for line in lines:
         line = line.strip()
         if not line or line.startswith("#"):
@@ -38,7 +39,7 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
             text = execute(session, line)
         except UserError as e:
             print(str(e), file=sys.stderr)
-            return 2
+            return 1 if isinstance(e, LabBug) else 2
         if text:
             out.write(text.rstrip("\n") + "\n")
     return 0

@@ -6,11 +6,12 @@ mistake is a UserError with one clear line; nothing here prints or exits.
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import LabBug, UserError
 from ..isa.encoding import INSN_SIZE
 from .eventspec import parse_spec
 from .session import Session
@@ -23,14 +24,16 @@ class Command:
     usage: str
     summary: str
     run: Callable[[Session, list[str]], str]
+    max_args: int | None = None
 
 
 REGISTRY: dict[str, Command] = {}
 
 
-def command(name: str, usage: str, summary: str):
+def command(name: str, usage: str, summary: str, max_args: int | None = None):
+    """Register a command; ``max_args`` (when given) is how many words may follow its name."""
     def deco(fn: Callable[[Session, list[str]], str]):
-        REGISTRY[name] = Command(name, usage, summary, fn)
+        REGISTRY[name] = Command(name, usage, summary, fn, max_args)
         return fn
     return deco
 
@@ -65,9 +68,20 @@ def execute(session: Session, line: str) -> str:
         close = [n for n in REGISTRY if n.startswith(name[:2])]
         hint = f" (did you mean {', '.join(sorted(close))}?)" if close else " (try 'help')"
         raise UserError(f"unknown command '{name}'{hint}")
+    if cmd.max_args is not None and len(args) > cmd.max_args:
+        extra = " ".join(args[cmd.max_args:])
+        raise UserError(f"{name}: unexpected '{extra}' (usage: {cmd.usage})")
     session.note_input("command", line.strip())
     try:
         return cmd.run(session, args)
+    except UserError:
+        raise
+    except Exception as e:
+        # A bug in the lab must not end the screen or the shell: the command fails, the session goes on.
+        if os.environ.get("XENLAB_DEBUG"):
+            raise
+        raise LabBug(f"{name}: internal error in the lab ({type(e).__name__}: {e}). The session goes on; "
+                     "if the machine looks wrong, 'reset' starts it again from its start") from e
     finally:
         session.input_applied()
 
@@ -79,7 +93,7 @@ def _where(session: Session) -> str:
     return f"{v['label']}: ring {v['cpl']} {mode}, rip {v['rip']:#x}: {v['next']}{state}"
 
 
-@command("help", "help [COMMAND]", "list commands, or explain one")
+@command("help", "help [COMMAND]", "list commands, or explain one", max_args=1)
 def _help(session: Session, args: list[str]) -> str:
     if args:
         cmd = REGISTRY.get(args[0])
@@ -90,14 +104,14 @@ def _help(session: Session, args: list[str]) -> str:
     return "\n".join(f"{c.usage:<{width}}  {c.summary}" for c in sorted(REGISTRY.values(), key=lambda c: c.name))
 
 
-@command("step", "step [N]", "execute N instructions one at a time (default 1)")
+@command("step", "step [N]", "execute N instructions one at a time (default 1)", max_args=1)
 def _step(session: Session, args: list[str]) -> str:
     n = session.step(_count(args))
     hit = f"\nbreakpoint: {session.break_hit.summary()}" if session.break_hit else ""
     return f"stepped {n}\n{_where(session)}{hit}"
 
 
-@command("run", "run [N]", "run N instructions, or until a breakpoint or the machine stops")
+@command("run", "run [N]", "run N instructions, or until a breakpoint or the machine stops", max_args=1)
 def _run(session: Session, args: list[str]) -> str:
     n = _count(args, default=0) if args else None
     hit = session.run(n)
@@ -105,7 +119,7 @@ def _run(session: Session, args: list[str]) -> str:
     return msg + _where(session)
 
 
-@command("until", "until KIND[:NAME]", "run until the next matching event (e.g. until trap:#PF)")
+@command("until", "until KIND[:NAME]", "run until the next matching event (e.g. until trap:#PF)", max_args=1)
 def _until(session: Session, args: list[str]) -> str:
     if not args:
         raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
@@ -117,7 +131,7 @@ def _until(session: Session, args: list[str]) -> str:
     return f"#{ev.seq} {ev.summary()}\n{_where(session)}"
 
 
-@command("break", "break [KIND[:NAME] | clear | list]", "stop running at a matching event")
+@command("break", "break [KIND[:NAME] | clear | list]", "stop running at a matching event", max_args=1)
 def _break(session: Session, args: list[str]) -> str:
     if not args or args[0] == "list":
         if not session.breakpoints:
@@ -131,14 +145,14 @@ def _break(session: Session, args: list[str]) -> str:
     return f"breakpoint {len(session.breakpoints) - 1}: {spec}"
 
 
-@command("walk", "walk [ADDR]", "walk ADDR (default rip) through the page tables, level by level")
+@command("walk", "walk [ADDR]", "walk ADDR (default rip) through the page tables, level by level", max_args=1)
 def _walk(session: Session, args: list[str]) -> str:
     va = _number(args[0], "the address") if args else session.focus.cpu.rip
     res, lines = session.walk(va)
     return "\n".join([f"walk {va:#x} (cr3 {session.focus.cpu.cr3:#x})"] + lines)
 
 
-@command("focus", "focus DOM[.VCPU]", "choose the domain and vCPU the panes show")
+@command("focus", "focus DOM[.VCPU]", "choose the domain and vCPU the panes show", max_args=1)
 def _focus(session: Session, args: list[str]) -> str:
     if not args:
         return "\n".join(("* " if r == session.focus else "  ") + f"{r.label} (vcpu {r.vcpu})"
@@ -147,7 +161,7 @@ def _focus(session: Session, args: list[str]) -> str:
     return f"focus: {ref.label} vcpu {ref.vcpu}"
 
 
-@command("regs", "regs", "show the focused CPU's registers")
+@command("regs", "regs", "show the focused CPU's registers", max_args=0)
 def _regs(session: Session, args: list[str]) -> str:
     v = session.cpu_view()
     lines = [_where(session)]
@@ -159,7 +173,7 @@ def _regs(session: Session, args: list[str]) -> str:
     return "\n".join(lines)
 
 
-@command("disasm", "disasm [ADDR] [N]", "disassemble N instructions from ADDR (default rip)")
+@command("disasm", "disasm [ADDR] [N]", "disassemble N instructions from ADDR (default rip)", max_args=2)
 def _disasm(session: Session, args: list[str]) -> str:
     addr = _number(args[0], "the address") if args else session.focus.cpu.rip
     n = _count(args[1:], default=8)
@@ -167,7 +181,7 @@ def _disasm(session: Session, args: list[str]) -> str:
                      for k in range(n))
 
 
-@command("source", "source", "show the source lines around the instruction about to run")
+@command("source", "source", "show the source lines around the instruction about to run", max_args=0)
 def _source(session: Session, args: list[str]) -> str:
     return "\n".join(("=> " if cur else "   ") + text for _, text, cur in session.source_view())
 
@@ -217,7 +231,7 @@ def type_into_console(host, dom, text: str) -> str:
     return "the console ring's in[] and its event channel"
 
 
-@command("events", "events [N] [KIND[:NAME]]", "show the last N trace events (default 20)")
+@command("events", "events [N] [KIND[:NAME]]", "show the last N trace events (default 20)", max_args=2)
 def _events(session: Session, args: list[str]) -> str:
     n = 20
     spec = None
@@ -231,7 +245,7 @@ def _events(session: Session, args: list[str]) -> str:
     return "\n".join(f"#{e.seq:<7} {e.cycle:>12}  {e.summary()}" for e in evs) or "(no events)"
 
 
-@command("summary", "summary", "count hypercalls, exits, traps and system calls so far")
+@command("summary", "summary", "count hypercalls, exits, traps and system calls so far", max_args=0)
 def _summary(session: Session, args: list[str]) -> str:
     return format_summary(summarize(session.machine.trace.iter_all()))
 
@@ -245,7 +259,7 @@ def _xl(session: Session, args: list[str]) -> str:
     return run_xl(xl, args)
 
 
-@command("io", "io [DOM]", "a domain's shared rings, event channels (pending, masked) and grants")
+@command("io", "io [DOM]", "a domain's shared rings, event channels (pending, masked) and grants", max_args=1)
 def _io(session: Session, args: list[str]) -> str:
     host = session.machine
     if not isinstance(getattr(host, "domains", None), dict):
@@ -256,7 +270,7 @@ def _io(session: Session, args: list[str]) -> str:
             raise UserError(f"no domain '{args[0]}' (xl list shows them)")
         domid = dom.domid
     else:
-        domid = session.focus().dom
+        domid = session.focus.dom
         if domid is None:
             raise UserError("no domain is focused: io DOM")
     from .io_state import describe
@@ -292,7 +306,7 @@ def _xenstore(session: Session):
     return xs
 
 
-@command("xenstore-ls", "xenstore-ls [PATH]", "the xenstore tree below PATH, as xenstore-ls prints it")
+@command("xenstore-ls", "xenstore-ls [PATH]", "the xenstore tree below PATH, as xenstore-ls prints it", max_args=1)
 def _xs_ls(session: Session, args: list[str]) -> str:
     from ..dom0.xsclient import xenstore_ls
     return xenstore_ls(_xenstore(session), args[0] if args else "/")
@@ -314,7 +328,7 @@ def _xs_write(session: Session, args: list[str]) -> str:
     return xenstore_write(_xenstore(session), *args)
 
 
-@command("digest", "digest", "print a hash of the whole machine state")
+@command("digest", "digest", "print a hash of the whole machine state", max_args=0)
 def _digest(session: Session, args: list[str]) -> str:
     return session.machine.digest()
 
@@ -338,7 +352,7 @@ BACK_KINDS = {"event": None, "hypercall": "hypercall", "vmexit": "vmexit", "trap
 
 
 @command("back", "back [N | event | hypercall | vmexit]",
-         "go back N instructions (default 1), or to the previous event of a kind")
+         "go back N instructions (default 1), or to the previous event of a kind", max_args=1)
 def _back(session: Session, args: list[str]) -> str:
     tm = _time_machine(session)
     if args and not args[0][0].isdigit():
@@ -383,7 +397,15 @@ def _seek(session: Session, args: list[str]) -> str:
     return _landed(session, f"at marker '{arg}'")
 
 
-@command("mark", "mark [NAME]", "set a marker here (seek NAME comes back); without NAME, list them")
+@command("reset", "reset", "go back to the start: the machine as it was built, nothing run yet, the same "
+         "seed (the session so far stays on its timeline: 'seek end' returns)", max_args=0)
+def _reset(session: Session, args: list[str]) -> str:
+    tm = _time_machine(session)
+    tm.goto(0, None)
+    return _landed(session, "back at the start")
+
+
+@command("mark", "mark [NAME]", "set a marker here (seek NAME comes back); without NAME, list them", max_args=1)
 def _mark(session: Session, args: list[str]) -> str:
     tm = _time_machine(session)
     if not args:

@@ -6,6 +6,7 @@ checks, so all of them understand the same spelling.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -28,10 +29,64 @@ class EventSpec:
         return name_matches(ev, self.name)
 
 
+#: Kinds whose name is a number (a port, an address, an MSR, a system call, a vector, a ring).
+NUMERIC_NAMES = {"ioport": "a port", "mmio": "an address", "ioreq": "a port", "msr": "an MSR number",
+                 "syscall": "a system call number", "interrupt": "a vector", "ring": "a ring (0-3)"}
+
+
+def known_names(kind: str) -> set[str] | None:
+    """The names an event of ``kind`` can carry, from Xen's and Intel's tables; None when open."""
+    if kind == "hypercall":
+        from ..xen import abi
+        return set(abi.HYPERCALL_BY_NAME)
+    if kind == "vmexit":
+        from ..hw.vmx import EXIT_REASONS, exit_code
+        from ..xen import abi
+        names = set(EXIT_REASONS.values()) | set(abi.SVM_EXIT_CODES.values())
+        return names | {exit_code("amd", r)[0] for r in EXIT_REASONS.values() if r != "EXCEPTION_NMI"}
+    if kind == "trap":
+        from ..hw.faults import MNEMONICS
+        return {m.lower() for m in MNEMONICS.values()} | {m.lstrip("#").lower() for m in MNEMONICS.values()} | \
+            {"syscall", "event upcall"}
+    return None
+
+
+_NAMES_ARE = {"hypercall": "hypercalls go by Xen's names, e.g. mmu_update, event_channel_op",
+              "vmexit": "exits go by VMX reason, e.g. IO_INSTRUCTION, or by SVM code on an AMD host, e.g. IOIO",
+              "trap": "traps go by x86 mnemonic, e.g. #PF, #GP, #UD"}
+
+
+def _check_name(kind: str, name: str) -> None:
+    if kind in NUMERIC_NAMES:
+        try:
+            int(name, 0)
+        except ValueError:
+            raise UserError(f"{kind} events are named by {NUMERIC_NAMES[kind]}, a number: not '{name}' "
+                            f"(e.g. {kind}:0x10)") from None
+        return
+    names = known_names(kind)
+    if names is None:
+        return
+    if kind == "trap" and name.lower().startswith("int "):
+        return
+    lowered = {n.lower(): n for n in names}
+    if name.lower() in lowered:
+        return
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(lowered[c] for c in close)}?" if close else f" ({_NAMES_ARE[kind]})"
+    raise UserError(f"no {kind} '{name}'{hint}")
+
+
 def parse_spec(text: str) -> EventSpec:
+    """``KIND[:NAME]``, with the kind and the name checked against the lab's and Xen's tables."""
     kind, _, name = text.partition(":")
     kind = kind.strip()
     if kind not in KINDS:
+        close = difflib.get_close_matches(kind, list(KINDS), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
         known = ", ".join(sorted(KINDS))
-        raise UserError(f"unknown event kind '{kind}' (known: {known})")
-    return EventSpec(kind, name.strip() or None)
+        raise UserError(f"unknown event kind '{kind}' ({hint}known: {known})")
+    name = name.strip()
+    if name:
+        _check_name(kind, name)
+    return EventSpec(kind, name or None)

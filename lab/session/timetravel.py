@@ -25,7 +25,7 @@ from ..sources import DiskStart, ServedSource
 from .session import Input, Session
 
 #: Commands that move along the timeline (or only look at it): never re-executed.
-TRAVEL_COMMANDS = frozenset({"back", "seek", "mark", "record", "timeline"})
+TRAVEL_COMMANDS = frozenset({"back", "seek", "mark", "record", "timeline", "reset"})
 #: Commands that cannot change the session's machine: not re-executed either.
 PURE_COMMANDS = frozenset({"help", "compare", "digest"})
 #: Saved states kept at most (thinned evenly beyond this).

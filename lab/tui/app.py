@@ -44,6 +44,9 @@ from .widgets.logs import CallsPane, DevicePane, route
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
+#: How many words may follow the screen's own commands (the lab's commands say so in their registry).
+_SCREEN_MAX_ARGS = {"pause": 0, "speed": 1, "theme": 1, "clear": 0, "quit": 0, "filter": 3, "lessons": 0,
+                    "lesson": 2, "answer": 1}
 TIME_ACTIONS = ("run", "pause", "run_pause", "step", "step_event", "until_xen")
 _GROUPS = {name: Binding.Group(label, compact=True) for name, label in GROUPS.items()}
 
@@ -391,12 +394,19 @@ class XenLab(App[None]):
         if not words:
             return
         name, args = words[0], words[1:]
+        limit = REGISTRY[name].max_args if name in REGISTRY else _SCREEN_MAX_ARGS.get(name)
+        if limit is not None and len(args) > limit:
+            usage = REGISTRY[name].usage if name in REGISTRY else name
+            raise UserError(f"{name}: unexpected '{' '.join(args[limit:])}' (usage: {usage})")
         handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{name}", None)
         if handler is not None and (name in TIMED_COMMANDS or name in ("help", "focus", "console")
                                     or any(c.name == name for c in SCREEN_COMMANDS)):
             handler(args)
             return
-        self._require_machine()
+        if name != "reset":           # reset is how a machine stopped by an internal error starts again
+            self._require_machine()
+        elif self.runner.mode == NO_MACHINE:
+            self._require_machine()
         self._command_pending = name
         self.runner.command(line)
 
@@ -405,7 +415,8 @@ class XenLab(App[None]):
         if r.mode == NO_MACHINE:
             raise UserError(f"no machine is loaded ({r.error})")
         if r.mode == CRASHED:
-            raise UserError("the simulator stopped with an internal error; restart the lab")
+            raise UserError(f"the simulator stopped with an internal error ({r.error}); "
+                            "'reset' starts the machine again from its start")
 
     def _cmd_help(self, args: list[str]) -> None:
         self._command_pending = "help"

@@ -344,37 +344,65 @@ class Runner:
         self.events.append(ev)
 
     def _main(self) -> None:
-        try:
-            self._boot()
-            while not self._quit:
-                if self._job is None or self.mode != RUNNING:
-                    self._publish(force=True)
-                    self.idle.set()
-                    req = self._requests.get()
-                    self.idle.clear()
+        booted = False
+        while True:
+            try:
+                if not booted:
+                    booted = True
+                    self._boot()
+                self._loop()
+                return
+            except Exception as exc:   # the simulator itself failed: show it, never a traceback
+                self._crashed(exc)
+                if not self._wait_for_reset():
+                    return
+
+    def _wait_for_reset(self) -> bool:
+        """After an internal error: answer every request with what to do, until ``reset``
+        (which goes back to the machine's start) or quit. True to carry on."""
+        while not self._quit:
+            self.idle.set()
+            req = self._requests.get()
+            if req[0] == "quit":
+                self._quit = True
+                return False
+            if req[0] == "command" and req[1].split()[:1] == ["reset"] and self.session is not None:
+                self.mode = PAUSED
+                self.error = None
+                try:
                     self._handle(req)
-                else:
-                    self._drain_requests()
-                    hold = self._hold_until - time.monotonic()
-                    if hold > 0:
-                        try:                 # wait, but wake at once for a request
-                            req = self._requests.get(timeout=min(hold, 0.02))
-                        except queue.Empty:
-                            continue
-                        self._handle(req)
-                        continue
-                    if self._job is not None and self.mode == RUNNING and not self._quit:
-                        self._work()
-                        self._publish()
-        except Exception as exc:   # the simulator itself failed: show it, never a traceback
-            self._crashed(exc)
-            while not self._quit:
+                except Exception as exc:
+                    self._crashed(exc)
+                    continue
+                if self.mode != CRASHED:
+                    return True
+                continue
+            self._reply("err", f"the simulator stopped with an internal error ({self.error}); "
+                               "'reset' starts the machine again from its start")
+            self._handled += 1
+        return False
+
+    def _loop(self) -> None:
+        while not self._quit:
+            if self._job is None or self.mode != RUNNING:
+                self._publish(force=True)
                 self.idle.set()
                 req = self._requests.get()
-                if req[0] == "quit":
-                    break
-                self._reply("err", "the simulator stopped with an internal error; restart the lab")
-                self._handled += 1
+                self.idle.clear()
+                self._handle(req)
+            else:
+                self._drain_requests()
+                hold = self._hold_until - time.monotonic()
+                if hold > 0:
+                    try:                 # wait, but wake at once for a request
+                        req = self._requests.get(timeout=min(hold, 0.02))
+                    except queue.Empty:
+                        continue
+                    self._handle(req)
+                    continue
+                if self._job is not None and self.mode == RUNNING and not self._quit:
+                    self._work()
+                    self._publish()
 
     def _crashed(self, exc: BaseException) -> None:
         # What went wrong first, the mode last: the screen thread may read them as soon

@@ -231,7 +231,11 @@ def test_completion_of_command_names_and_event_kinds():
             await pilot.press(*"hyp")
             await pilot.pause(0.2)
             await pilot.press("tab")
-            assert cmd.value == "until hypercall "
+            assert cmd.value == "until hypercall"           # no space inside KIND:NAME
+            await pilot.press(*":mmu_u")
+            await pilot.pause(0.2)
+            await pilot.press("tab")
+            assert cmd.value == "until hypercall:mmu_update"
             cmd.value = ""
             await pilot.press(*"fil")
             await pilot.pause(0.2)

@@ -35,6 +35,14 @@ def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
                 return n
         return None
     if len(words) == 2 and words[0] in ("until", "break", "events") and words[1]:
+        kind, colon, partial = words[1].partition(":")
+        if colon:
+            # KIND:NAME completes the name from Xen's tables, inside the same word.
+            from ...session.eventspec import known_names
+            for name in sorted(known_names(kind) or ()):
+                if name.lower().startswith(partial.lower()) and name != partial:
+                    return f"{words[0]} {kind}:{name}"
+            return None
         for k in kinds:
             if k.startswith(words[1]) and k != words[1]:
                 return f"{words[0]} {k}"
@@ -71,7 +79,9 @@ class CommandLine(Input):
 
     def action_complete(self) -> None:
         if self._suggestion and self._suggestion != self.value:
-            self.value = self._suggestion + " "
+            # A command name is followed by its arguments; an event kind may be followed by
+            # ':NAME', so no space goes after it.
+            self.value = self._suggestion + ("" if " " in self._suggestion else " ")
             self.cursor_position = len(self.value)
         else:
             self.screen.focus_next()
