@@ -10,3 +10,12 @@ class UserError(Exception):
     register 'rxx'``; the command line prints it and exits with status 2,
     the TUI shows it as a message. Never a traceback.
     """
+
+
+class LabBug(UserError):
+    """A bug in the lab met while doing what the learner asked.
+
+    Shown like a UserError, as one line that says what failed and what to do
+    next; the session goes on. The command line exits with status 1 for it
+    (the input was not at fault), not 2.
+    """

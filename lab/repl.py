@@ -11,22 +11,22 @@ from __future__ import annotations
 import sys
 from typing import Iterable, TextIO
 
-from .errors import UserError
+from .errors import LabBug, UserError
 from .session.commands import REGISTRY, execute
 from .session.session import Session
 
 
 def open_session(target: str | None) -> Session:
-    from .session.headless import build_target
-    from .session.scenario import DEFAULT_SCENARIO
-    _kind, machine, xl, warnings = build_target([target or str(DEFAULT_SCENARIO)])
-    for w in warnings:
+    from .session.targets import open_session as open_target
+    session = open_target(target)
+    for w in session.warnings:
         print(w, file=sys.stderr)
-    return Session(machine)
+    return session
 
 
 def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
-    """Run each command; a failing one prints its error and stops with status 2."""
+    """Run each command; a failing one prints its error and stops: status 2 for a mistake in
+    the script, 1 for an internal error of the lab."""
     for line in lines:
         line = line.strip()
         if not line or line.startswith("#"):
@@ -34,6 +34,9 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
         out.write(f"xen> {line}\n")
         try:
             text = execute(session, line)
+        except LabBug as e:
+            print(str(e), file=sys.stderr)
+            return 1
         except UserError as e:
             print(str(e), file=sys.stderr)
             return 2
@@ -42,13 +45,24 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
     return 0
 
 
+def answer(session: Session, line: str) -> str:
+    """What the interactive shell prints for one line: the answer, or the error; never an exception."""
+    try:
+        return execute(session, line)
+    except UserError as e:
+        return str(e)
+    except Exception as e:          # the shell outlives any bug below it
+        return f"internal error: {type(e).__name__}: {e} (a bug in the lab; the session goes on)"
+
+
 def interactive(session: Session) -> int:  # pragma: no cover - needs a terminal
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import WordCompleter
     from prompt_toolkit.history import InMemoryHistory
 
     prompt = PromptSession(history=InMemoryHistory(),
-                           completer=WordCompleter(sorted(REGISTRY) + ["quit"], sentence=True))
+                           completer=WordCompleter(sorted(n for n, c in REGISTRY.items() if not c.screen) + ["quit"],
+                                                    sentence=True))
     print("xenlab shell: 'help' lists the commands, 'quit' leaves")
     while True:
         try:
@@ -57,10 +71,6 @@ def interactive(session: Session) -> int:  # pragma: no cover - needs a terminal
             return 0
         if line.strip() in ("quit", "exit"):
             return 0
-        try:
-            text = execute(session, line)
-        except UserError as e:
-            print(str(e))
-            continue
+        text = answer(session, line)
         if text:
             print(text)

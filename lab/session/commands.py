@@ -1,151 +1,350 @@
-"""The lab's command language, shared by the TUI's command line and the shell.
+"""The lab's command language: one parser for the screen, the shell, ``exec``, lessons and recordings.
 
-Each command takes a Session and its words and returns text to show. A
-mistake is a UserError with one clear line; nothing here prints or exits.
+Each command declares its arguments (and so its usage, its errors and its
+help), whether it is *timed* (``run``, ``step``, ``until``: the screen runs
+them on its simulation thread at the chosen speed, and they can be paused)
+and whether it belongs to the screen alone (``theme``, ``speed`` ...: they
+change what is shown, never the machine). :func:`parse` turns a line into a
+:class:`Call`; :func:`perform` runs it on a session, after noting it as an
+:class:`~lab.session.session.Input`; :func:`execute` does both.
+
+A mistake is a UserError with one clear line; an internal error in a command
+is a LabBug that says what failed, and the session goes on. Nothing here
+prints or exits.
 """
 
 from __future__ import annotations
 
+import difflib
 import shlex
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from ..errors import UserError
+from ..errors import LabBug, UserError
 from ..isa.encoding import INSN_SIZE
-from .eventspec import parse_spec
+from .eventspec import EventSpec, parse_spec, parse_until
 from .session import Session
 from .summary import format_summary, summarize
 
 
-@dataclass(frozen=True)
-class Command:
-    name: str
-    usage: str
-    summary: str
-    run: Callable[[Session, list[str]], str]
-
-
-REGISTRY: dict[str, Command] = {}
-
-
-def command(name: str, usage: str, summary: str):
-    def deco(fn: Callable[[Session, list[str]], str]):
-        REGISTRY[name] = Command(name, usage, summary, fn)
-        return fn
-    return deco
-
-
-def _number(text: str, what: str) -> int:
+# -- arguments ------------------------------------------------------------------------
+def read_number(text: str, what: str = "the address") -> int:
     try:
         return int(text, 0)
     except ValueError:
         raise UserError(f"{what} must be a number, not '{text}'") from None
 
 
-def _count(args: list[str], default: int = 1) -> int:
-    if not args:
-        return default
-    n = _number(args[0], "the count")
+def read_count(text: str) -> int:
+    n = read_number(text, "the count")
     if n < 1:
         raise UserError("the count must be at least 1")
     return n
 
 
-def execute(session: Session, line: str) -> str:
-    """Run one command line; return what it prints."""
+def read_word(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: its name in the usage, how a word becomes its value."""
+    name: str
+    read: Callable[[str], Any] = read_word
+    optional: bool = False
+    #: Takes every word left (a list); required means at least one.
+    rest: bool = False
+    #: The keyword the command's function gets (default: the name in lower case).
+    key: str = ""
+    #: What to say when it is missing (default: "NAME needs ARG: usage").
+    missing: str = ""
+
+    @property
+    def keyword(self) -> str:
+        return self.key or self.name.lower().split("[")[0].replace("-", "_").replace(".", "_")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    run: Callable[..., str]
+    args: tuple[Arg, ...] = ()
+    #: The usage line, where the arguments alone do not say it (alternatives, options).
+    usage_text: str = ""
+    #: A parser of the words after the name, where ``args`` cannot express them.
+    parser: Callable[[list[str]], dict[str, Any]] | None = None
+    #: Run, step or until: the screen runs it in slices on its simulation thread.
+    timed: bool = False
+    #: The screen's own (what is shown, not the machine): the shell has no use for it.
+    screen: bool = False
+    #: Examples and details for ``help NAME``.
+    details: str = ""
+
+    @property
+    def usage(self) -> str:
+        if self.usage_text:
+            return self.usage_text
+        parts = [self.name]
+        for a in self.args:
+            word = a.name + ("..." if a.rest else "")
+            parts.append(f"[{word}]" if a.optional else word)
+        return " ".join(parts)
+
+    def parse(self, words: list[str]) -> dict[str, Any]:
+        if self.parser is not None:
+            return self.parser(words)
+        out: dict[str, Any] = {}
+        left = list(words)
+        for a in self.args:
+            if a.rest:
+                if not left and not a.optional:
+                    raise UserError(a.missing or f"{self.name} needs {a.name}: {self.usage}")
+                out[a.keyword] = [a.read(w) for w in left]
+                left = []
+            elif left:
+                out[a.keyword] = a.read(left.pop(0))
+            elif a.optional:
+                out[a.keyword] = None
+            else:
+                raise UserError(a.missing or f"{self.name} needs {a.name}: {self.usage}")
+        if left:
+            raise self.unexpected(left[0])
+        return out
+
+    def unexpected(self, word: str) -> UserError:
+        return UserError(f"{self.name}: unexpected '{word}' (usage: {self.usage})")
+
+
+@dataclass(frozen=True)
+class Call:
+    """A parsed command line: the command, its arguments by keyword, the line as typed."""
+    command: Command
+    args: dict[str, Any] = field(default_factory=dict)
+    line: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.command.name
+
+
+REGISTRY: dict[str, Command] = {}
+
+
+def command(name: str, summary: str, *args: Arg, usage: str = "", parser: Callable | None = None,
+            timed: bool = False, screen: bool = False, details: str = ""):
+    def deco(fn: Callable[..., str]):
+        REGISTRY[name] = Command(name, summary, fn, tuple(args), usage, parser, timed, screen, details)
+        return fn
+    return deco
+
+
+def split(line: str) -> list[str]:
+    """The words of a command line (shell quoting), or a UserError."""
     try:
-        words = shlex.split(line)
+        return shlex.split(line)
     except ValueError as e:
         raise UserError(f"cannot parse the command: {e}") from None
+
+
+def parse(line: str) -> Call | None:
+    """The command a line asks for, its arguments checked; None for a blank line."""
+    words = split(line)
     if not words:
-        return ""
-    name, args = words[0], words[1:]
+        return None
+    name = words[0]
     cmd = REGISTRY.get(name)
     if cmd is None:
-        close = [n for n in REGISTRY if n.startswith(name[:2])]
-        hint = f" (did you mean {', '.join(sorted(close))}?)" if close else " (try 'help')"
+        close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.6)
+        close += [n for n in sorted(REGISTRY) if n.startswith(name[:2]) and n not in close]
+        hint = f" (did you mean {', '.join(close[:4])}?)" if close else " (try 'help')"
         raise UserError(f"unknown command '{name}'{hint}")
-    session.note_input("command", line.strip())
-    return cmd.run(session, args)
+    return Call(cmd, cmd.parse(words[1:]), line.strip())
+
+
+def perform(session: Session, call: Call) -> str:
+    """Run a parsed command on the session (noted as an input first); return what it prints."""
+    if call.command.screen:
+        raise UserError(f"'{call.name}' changes the screen, not the machine: it works in the lab's window "
+                        "(xenlab open)")
+    session.note_input("command", call.line)
+    try:
+        return call.command.run(session, **call.args)
+    except UserError:
+        raise
+    except Exception as e:          # a bug in a command must not end the session
+        raise LabBug(f"'{call.name}' failed with an internal error ({type(e).__name__}: {e}); this is a bug "
+                     "in the lab. The machine is as it was and other commands still work") from e
+
+
+def execute(session: Session, line: str) -> str:
+    """Run one command line; return what it prints."""
+    call = parse(line)
+    if call is None:
+        return ""
+    return perform(session, call)
+
+
+# -- help -----------------------------------------------------------------------------
+def help_text(name: str | None = None, *, screen: bool = False, keys: tuple[tuple[str, str], ...] = ()) -> str:
+    """``help``: every command (the screen's own too when ``screen``), and the keys given."""
+    if name:
+        cmd = REGISTRY.get(name)
+        if cmd is None:
+            raise UserError(f"no command '{name}' (help lists them)")
+        where = "\n  (on the screen only)" if cmd.screen and not screen else ""
+        more = f"\n{cmd.details}" if cmd.details else ""
+        return f"{cmd.usage}\n  {cmd.summary}{where}{more}"
+    lab = [c for c in sorted(REGISTRY.values(), key=lambda c: c.name) if not c.screen]
+    own = [c for c in sorted(REGISTRY.values(), key=lambda c: c.name) if c.screen]
+    width = max(len(c.usage) for c in REGISTRY.values())
+    out = [f"{c.usage:<{width}}  {c.summary}" for c in lab]
+    out += ["", "on the screen also:" if screen else "on the screen (xenlab open) also:"]
+    out += [f"{c.usage:<{width}}  {c.summary}" for c in own]
+    if keys:
+        out += ["", "keys: " + ", ".join(f"{k} {label}" for k, label in keys)]
+    return "\n".join(out)
+
+
+@command("help", "list commands, or explain one", Arg("COMMAND", optional=True))
+def _help(session: Session, command: str | None) -> str:
+    return help_text(command)
+
+
+# -- time -----------------------------------------------------------------------------
+def where_line(view: dict[str, Any]) -> str:
+    """``bare metal: ring 0 root, rip 0x...: mov rax, 1`` for a cpu_view dict."""
+    mode = "root" if view["root"] else "non-root"
+    state = f" [{view['stopped']}]" if view["stopped"] else (" [halted]" if view["halted"] else "")
+    return f"{view['label']}: ring {view['cpl']} {mode}, rip {view['rip']:#x}: {view['next']}{state}"
 
 
 def _where(session: Session) -> str:
-    v = session.cpu_view()
-    mode = "root" if v["root"] else "non-root"
-    state = f" [{v['stopped']}]" if v["stopped"] else (" [halted]" if v["halted"] else "")
-    return f"{v['label']}: ring {v['cpl']} {mode}, rip {v['rip']:#x}: {v['next']}{state}"
+    return where_line(session.cpu_view())
 
 
-@command("help", "help [COMMAND]", "list commands, or explain one")
-def _help(session: Session, args: list[str]) -> str:
-    if args:
-        cmd = REGISTRY.get(args[0])
-        if cmd is None:
-            raise UserError(f"no command '{args[0]}'")
-        return f"{cmd.usage}\n  {cmd.summary}"
-    width = max(len(c.usage) for c in REGISTRY.values())
-    return "\n".join(f"{c.usage:<{width}}  {c.summary}" for c in sorted(REGISTRY.values(), key=lambda c: c.name))
-
-
-@command("step", "step [N]", "execute N instructions one at a time (default 1)")
-def _step(session: Session, args: list[str]) -> str:
-    n = session.step(_count(args))
+@command("step", "execute N instructions one at a time (default 1)", Arg("N", read_count, optional=True),
+         timed=True)
+def _step(session: Session, n: int | None) -> str:
+    done = session.step(n or 1)
     hit = f"\nbreakpoint: {session.break_hit.summary()}" if session.break_hit else ""
-    return f"stepped {n}\n{_where(session)}{hit}"
+    return f"stepped {done}\n{_where(session)}{hit}"
 
 
-@command("run", "run [N]", "run N instructions, or until a breakpoint or the machine stops")
-def _run(session: Session, args: list[str]) -> str:
-    n = _count(args, default=0) if args else None
+@command("run", "run N instructions, or until a breakpoint or the machine stops",
+         Arg("N", read_count, optional=True), timed=True)
+def _run(session: Session, n: int | None) -> str:
     hit = session.run(n)
     msg = f"breakpoint: {hit.summary()}\n" if hit else ""
     return msg + _where(session)
 
 
-@command("until", "until KIND[:NAME]", "run until the next matching event (e.g. until trap:#PF)")
-def _until(session: Session, args: list[str]) -> str:
-    if not args:
-        raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
-    ev = session.until(parse_spec(args[0]))
+@command("until", "run until the next matching event, and show where it happened",
+         Arg("KIND[:NAME]", parse_until, key="spec",
+             missing="until needs an event, e.g. 'until vmexit:IO_INSTRUCTION' (or 'until any')"), timed=True,
+         details="  e.g. until trap:#PF, until hypercall:mmu_update, until vmexit:IO_INSTRUCTION\n"
+                 "  'until any' stops at the next event; 'until hypercall,vmexit' at either\n"
+                 "  names are Xen's: a misspelt one is an error with the nearest names")
+def _until(session: Session, spec: Any) -> str:
+    ev = session.until(spec)
     if ev is None and session.break_hit is not None:
         return f"breakpoint first: {session.break_hit.summary()}\n{_where(session)}"
     if ev is None:
-        return f"no {args[0]} event before the machine stopped\n{_where(session)}"
+        return f"no {spec} event before the machine stopped\n{_where(session)}"
     return f"#{ev.seq} {ev.summary()}\n{_where(session)}"
 
 
-@command("break", "break [KIND[:NAME] | clear | list]", "stop running at a matching event")
-def _break(session: Session, args: list[str]) -> str:
-    if not args or args[0] == "list":
+def _parse_break(words: list[str]) -> dict[str, Any]:
+    if len(words) > 1:
+        raise REGISTRY["break"].unexpected(words[1])
+    if not words or words[0] == "list":
+        return {"what": "list", "spec": None}
+    if words[0] == "clear":
+        return {"what": "clear", "spec": None}
+    return {"what": "add", "spec": parse_spec(words[0])}
+
+
+@command("break", "stop running at a matching event", usage="break [KIND[:NAME] | clear | list]",
+         parser=_parse_break)
+def _break(session: Session, what: str, spec: EventSpec | None) -> str:
+    if what == "list":
         if not session.breakpoints:
             return "no breakpoints"
         return "\n".join(f"{i}: {b}" for i, b in enumerate(session.breakpoints))
-    if args[0] == "clear":
+    if what == "clear":
         session.breakpoints.clear()
         return "breakpoints cleared"
-    spec = parse_spec(args[0])
+    assert spec is not None
     session.breakpoints.append(spec)
     return f"breakpoint {len(session.breakpoints) - 1}: {spec}"
 
 
-@command("walk", "walk [ADDR]", "walk ADDR (default rip) through the page tables, level by level")
-def _walk(session: Session, args: list[str]) -> str:
-    va = _number(args[0], "the address") if args else session.focus.cpu.rip
-    res, lines = session.walk(va)
+@command("reset", "start the machine again from its file (the scenario from its start); breakpoints stay")
+def _reset(session: Session) -> str:
+    path = session.reset()
+    from ..paths import display
+    return f"reset: {display(path)} from its start"
+
+
+@command("open", "open another machine: a scenario, an xl.cfg or a kernel (.s), or a shipped one by name",
+         Arg("PATH"), details="  e.g. open five-modes, open machines/pv-guest.cfg, open my-kernel.s")
+def _open(session: Session, path: str) -> str:
+    opened = session.open(path)
+    from ..paths import display
+    warn = "".join(f"\n{w}" for w in session.warnings)
+    return f"opened {display(opened)}{warn}"
+
+
+# -- what the focused vCPU shows -----------------------------------------------------------
+def _guest_cpu(session: Session, name: str) -> None:
+    """Refuse a command that reads registers while a domain with no guest code is focused."""
+    t = session.focused
+    if not t.has_cpu:
+        guest = next((x.spec for x in session.focus_targets() if x.has_cpu), "1")
+        raise UserError(f"{t.label.split()[0]} runs no guest code in the lab, so '{name}' has nothing to "
+                        f"show: focus a guest first (e.g. 'focus {guest}')")
+
+
+@command("walk", "walk ADDR (default rip) through the page tables, level by level",
+         Arg("ADDR", read_number, optional=True))
+def _walk(session: Session, addr: int | None) -> str:
+    _guest_cpu(session, "walk")
+    va = session.focus.cpu.rip if addr is None else addr
+    _res, lines = session.walk(va)
     return "\n".join([f"walk {va:#x} (cr3 {session.focus.cpu.cr3:#x})"] + lines)
 
 
-@command("focus", "focus DOM[.VCPU]", "choose the domain and vCPU the panes show")
-def _focus(session: Session, args: list[str]) -> str:
-    if not args:
-        return "\n".join(("* " if r == session.focus else "  ") + f"{r.label} (vcpu {r.vcpu})"
-                         for r in session.vcpus())
-    ref = session.set_focus(args[0])
-    return f"focus: {ref.label} vcpu {ref.vcpu}"
+def focus_listing(session: Session) -> str:
+    """Every vCPU that can be focused, the focused one starred."""
+    here = session.focused.spec
+    lines = []
+    for t in session.focus_targets():
+        if not session.xen:
+            lines.append(("* " if t.spec == here else "  ") + f"{t.label} (vcpu {t.vcpu})")
+            continue
+        if t.has_cpu:
+            ref = next(r for r in session.vcpus() if r.dom == t.dom and r.vcpu == t.vcpu)
+            what = f"ring {ref.cpu.cpl} {'root' if ref.cpu.root else 'non-root'}"
+        else:
+            what = "dom0 services"
+        lines.append(f"{'* ' if t.spec == here else '  '}{t.spec}  {t.label} vcpu {t.vcpu}: {what}")
+    return "\n".join(lines)
 
 
-@command("regs", "regs", "show the focused CPU's registers")
-def _regs(session: Session, args: list[str]) -> str:
+@command("focus", "choose the domain and vCPU the panes show; 'next' for the next domain; none: list them",
+         Arg("DOM[.VCPU]", optional=True, key="spec"), usage="focus [DOM[.VCPU] | next]")
+def _focus(session: Session, spec: str | None) -> str:
+    if spec is None:
+        return focus_listing(session)
+    t = session.focus_next() if spec == "next" else session.set_focus(spec)
+    if not t.has_cpu:
+        return f"focus: {t.label.split()[0]} (d{t.dom}): its vCPU runs dom0's services, not guest code"
+    return f"focus: {t.label} vcpu {t.vcpu}"
+
+
+@command("regs", "show the focused CPU's registers")
+def _regs(session: Session) -> str:
+    _guest_cpu(session, "regs")
     v = session.cpu_view()
     lines = [_where(session)]
     names = list(v["regs"])
@@ -156,42 +355,48 @@ def _regs(session: Session, args: list[str]) -> str:
     return "\n".join(lines)
 
 
-@command("disasm", "disasm [ADDR] [N]", "disassemble N instructions from ADDR (default rip)")
-def _disasm(session: Session, args: list[str]) -> str:
-    addr = _number(args[0], "the address") if args else session.focus.cpu.rip
-    n = _count(args[1:], default=8)
-    return "\n".join(f"{addr + k * INSN_SIZE:#018x}  {session.disassemble_at(addr + k * INSN_SIZE)}"
-                     for k in range(n))
+@command("disasm", "disassemble N instructions from ADDR (default rip)", Arg("ADDR", read_number, optional=True),
+         Arg("N", read_count, optional=True))
+def _disasm(session: Session, addr: int | None, n: int | None) -> str:
+    _guest_cpu(session, "disasm")
+    start = session.focus.cpu.rip if addr is None else addr
+    return "\n".join(f"{start + k * INSN_SIZE:#018x}  {session.disassemble_at(start + k * INSN_SIZE)}"
+                     for k in range(n or 8))
 
 
-@command("source", "source", "show the source lines around the instruction about to run")
-def _source(session: Session, args: list[str]) -> str:
+@command("source", "show the source lines around the instruction about to run")
+def _source(session: Session) -> str:
+    _guest_cpu(session, "source")
     return "\n".join(("=> " if cur else "   ") + text for _, text, cur in session.source_view())
 
 
-@command("console", "console [DOM [TEXT...]]",
-         "a domain's console output (default: the focused one's); with TEXT, type TEXT and Enter into it")
-def _console(session: Session, args: list[str]) -> str:
-    if not args:
+# -- consoles and I/O ---------------------------------------------------------------------
+@command("console", "a domain's console output (default: the focused one's); with TEXT, type TEXT and Enter "
+         "into it", Arg("DOM", optional=True), Arg("TEXT", optional=True, rest=True),
+         usage="console [DOM [TEXT...]]",
+         details="  on the screen, 'console DOM' (or 'xl console DOM') attaches the command line to the\n"
+                 "  guest's console, as xl console does; ctrl+] leaves")
+def _console(session: Session, dom: str | None, text: list[str] | None) -> str:
+    if dom is None:
         return session.console() or "(no console output yet)"
     host = session.machine
-    if not isinstance(getattr(host, "domains", None), dict):
+    if not session.xen:
         pc = getattr(host, "pc", None)
         if pc is None:
             raise UserError("this machine has no serial port to type into")
         # on bare metal: console TEXT (the first word may name the machine, as 'bare')
-        words = args[1:] if args[0] in ("bare", "native") and len(args) > 1 else args
-        text = " ".join(words) + "\n"
-        pc.serial.feed(text.encode("latin-1", "replace"))
-        return f"typed {len(text)} characters into the bare machine's COM1; run to let it answer"
-    dom = host.domain_by_name(args[0])
-    if dom is None:
-        raise UserError(f"no domain '{args[0]}' (xl list shows them)")
-    if len(args) == 1:
-        return host.console_of(dom.domid) or f"(no console output from {dom.name} yet)"
-    text = " ".join(args[1:]) + "\n"
-    how = type_into_console(host, dom, text)
-    return f"typed {len(text)} characters into {dom.name}'s console ({how}); run to let it answer"
+        words = text if dom in ("bare", "native") and text else [dom, *(text or [])]
+        line = " ".join(words) + "\n"
+        pc.serial.feed(line.encode("latin-1", "replace"))
+        return f"typed {len(line)} characters into the bare machine's COM1; run to let it answer"
+    d = host.domain_by_name(dom)
+    if d is None:
+        raise UserError(f"no domain '{dom}' (xl list shows them)")
+    if not text:
+        return host.console_of(d.domid) or f"(no console output from {d.name} yet)"
+    line = " ".join(text) + "\n"
+    how = type_into_console(host, d, line)
+    return f"typed {len(line)} characters into {d.name}'s console ({how}); run to let it answer"
 
 
 def type_into_console(host, dom, text: str) -> str:
@@ -214,71 +419,82 @@ def type_into_console(host, dom, text: str) -> str:
     return "the console ring's in[] and its event channel"
 
 
-@command("events", "events [N] [KIND[:NAME]]", "show the last N trace events (default 20)")
-def _events(session: Session, args: list[str]) -> str:
-    n = 20
-    spec = None
-    for a in args:
-        if a[0].isdigit():
-            n = _count([a])
+def _parse_events(words: list[str]) -> dict[str, Any]:
+    n, spec = None, None
+    for w in words:
+        if w[:1].isdigit() and n is None:
+            n = read_count(w)
+        elif spec is None and not w[:1].isdigit():
+            spec = parse_spec(w)
         else:
-            spec = parse_spec(a)
+            raise REGISTRY["events"].unexpected(w)
+    return {"n": n or 20, "spec": spec}
+
+
+@command("events", "show the last N trace events (default 20)", usage="events [N] [KIND[:NAME]]",
+         parser=_parse_events)
+def _events(session: Session, n: int, spec: EventSpec | None) -> str:
     evs = session.machine.trace.events
     if spec is not None:
         evs = [e for e in evs if spec.matches(e)]
     return "\n".join(f"#{e.seq:<7} {e.cycle:>12}  {e.summary()}" for e in evs[-n:]) or "(no events)"
 
 
-@command("summary", "summary", "count hypercalls, exits, traps and system calls so far")
-def _summary(session: Session, args: list[str]) -> str:
+@command("summary", "count hypercalls, exits, traps and system calls so far")
+def _summary(session: Session) -> str:
     return format_summary(summarize(session.machine.trace.events))
 
 
-@command("xl", "xl COMMAND [ARGS]", "the Xen toolstack: list, info, dmesg, console NAME, vcpu-list, create CFG ...")
-def _xl(session: Session, args: list[str]) -> str:
+@command("xl", "the Xen toolstack: list, info, dmesg, console NAME, vcpu-list, create CFG ...",
+         Arg("COMMAND", rest=True, key="words"), usage="xl COMMAND [ARGS]")
+def _xl(session: Session, words: list[str]) -> str:
     xl = getattr(session.machine, "toolstack", None)
     if xl is None:
-        raise UserError("xl needs a Xen host; this is a bare machine (open a scenario, e.g. machines/default.toml)")
+        raise UserError("xl needs a Xen host; this is a bare machine (open a scenario, e.g. 'open default')")
     from .xlcommand import run_xl
-    return run_xl(xl, args)
+    return run_xl(xl, words)
 
 
-@command("io", "io [DOM]", "a domain's shared rings, event channels (pending, masked) and grants")
-def _io(session: Session, args: list[str]) -> str:
-    host = session.machine
-    if not isinstance(getattr(host, "domains", None), dict):
+@command("io", "a domain's shared rings, event channels (pending, masked) and grants (default: the focused one)",
+         Arg("DOM", optional=True))
+def _io(session: Session, dom: str | None) -> str:
+    if not session.xen:
         raise UserError("io needs a Xen host; the bare machine has no rings, event channels or grants")
-    if args:
-        dom = host.domain_by_name(args[0])
-        if dom is None:
-            raise UserError(f"no domain '{args[0]}' (xl list shows them)")
-        domid = dom.domid
+    host = session.machine
+    if dom is not None:
+        d = host.domain_by_name(dom)
+        if d is None:
+            raise UserError(f"no domain '{dom}' (xl list shows them)")
+        domid = d.domid
     else:
-        domid = session.focus().dom
-        if domid is None:
-            raise UserError("no domain is focused: io DOM")
+        domid = session.focused.dom
     from .io_state import describe
     return describe(host, domid)
 
 
-@command("compare", "compare [--modes M1,M2...] [PROGRAM.s]",
-         "run one program in each mode on fresh machines and count them side by side")
-def _compare(session: Session, args: list[str]) -> str:
-    from .compare import compare, format_table
+def _parse_compare(words: list[str]) -> dict[str, Any]:
     modes, program = None, None
-    it = iter(args)
+    it = iter(words)
+    usage = REGISTRY["compare"].usage
     for word in it:
         if word == "--modes":
             value = next(it, None)
             if value is None:
-                raise UserError("usage: compare [--modes M1,M2...] [PROGRAM.s]")
+                raise UserError(f"compare: --modes needs a list (usage: {usage})")
             modes = [m for m in value.split(",") if m]
         elif word.startswith("--modes="):
             modes = [m for m in word.split("=", 1)[1].split(",") if m]
         elif program is None and not word.startswith("-"):
             program = word
         else:
-            raise UserError(f"compare: unexpected '{word}' (usage: compare [--modes M1,M2...] [PROGRAM.s])")
+            raise REGISTRY["compare"].unexpected(word)
+    return {"modes": modes, "program": program}
+
+
+@command("compare", "run one program in each mode on fresh machines and count them side by side",
+         usage="compare [--modes M1,M2...] [PROGRAM.s]", parser=_parse_compare)
+def _compare(session: Session, modes: list[str] | None, program: str | None) -> str:
+    from .compare import compare, format_table
     # fresh machines, one per mode: the session's own machine is not touched
     return format_table(compare(program, modes), descriptions=False)
 
@@ -290,28 +506,68 @@ def _xenstore(session: Session):
     return xs
 
 
-@command("xenstore-ls", "xenstore-ls [PATH]", "the xenstore tree below PATH, as xenstore-ls prints it")
-def _xs_ls(session: Session, args: list[str]) -> str:
+@command("xenstore-ls", "the xenstore tree below PATH, as xenstore-ls prints it", Arg("PATH", optional=True))
+def _xs_ls(session: Session, path: str | None) -> str:
     from ..dom0.xsclient import xenstore_ls
-    return xenstore_ls(_xenstore(session), args[0] if args else "/")
+    return xenstore_ls(_xenstore(session), path or "/")
 
 
-@command("xenstore-read", "xenstore-read PATH...", "the values at PATH")
-def _xs_read(session: Session, args: list[str]) -> str:
+@command("xenstore-read", "the values at PATH", Arg("PATH", rest=True, key="paths"))
+def _xs_read(session: Session, paths: list[str]) -> str:
     from ..dom0.xsclient import xenstore_read
-    if not args:
-        raise UserError("usage: xenstore-read PATH...")
-    return xenstore_read(_xenstore(session), *args)
+    return xenstore_read(_xenstore(session), *paths)
 
 
-@command("xenstore-write", "xenstore-write PATH VALUE...", "write values, as dom0")
-def _xs_write(session: Session, args: list[str]) -> str:
-    from ..dom0.xsclient import xenstore_write
-    if len(args) < 2 or len(args) % 2:
+def _parse_xs_write(words: list[str]) -> dict[str, Any]:
+    if len(words) < 2 or len(words) % 2:
         raise UserError("usage: xenstore-write PATH VALUE [PATH VALUE ...]")
-    return xenstore_write(_xenstore(session), *args)
+    return {"pairs": words}
 
 
-@command("digest", "digest", "print a hash of the whole machine state")
-def _digest(session: Session, args: list[str]) -> str:
+@command("xenstore-write", "write values, as dom0", usage="xenstore-write PATH VALUE [PATH VALUE ...]",
+         parser=_parse_xs_write)
+def _xs_write(session: Session, pairs: list[str]) -> str:
+    from ..dom0.xsclient import xenstore_write
+    return xenstore_write(_xenstore(session), *pairs)
+
+
+@command("digest", "print a hash of the whole machine state")
+def _digest(session: Session) -> str:
     return session.machine.digest()
+
+
+# -- the screen's own ---------------------------------------------------------------------
+def _screen_only(session: Session, **_: Any) -> str:      # perform() refuses before this runs
+    raise UserError("this command works on the screen only")
+
+
+def read_speed(word: str) -> str | int:
+    w = word.lower()
+    if w in ("faster", "slower", "max", "full"):
+        return w
+    return read_count(w)
+
+
+def _parse_filter(words: list[str]) -> dict[str, Any]:
+    usage = REGISTRY["filter"].usage
+    log = "calls"
+    if words and words[0] in ("calls", "io"):
+        log, words = words[0], words[1:]
+    if not words:
+        return {"log": log, "what": None, "value": None}
+    if words[0] == "clear" and len(words) == 1:
+        return {"log": log, "what": "clear", "value": None}
+    if words[0] in ("kind", "domain", "dom") and len(words) == 2:
+        return {"log": log, "what": "domain" if words[0] == "dom" else words[0], "value": words[1]}
+    raise UserError(f"usage: {usage}")
+
+
+command("pause", "pause the running machine", screen=True)(_screen_only)
+command("speed", "show or set the speed: instructions per screen tick, or max",
+        Arg("faster|slower|max|N", read_speed, optional=True, key="speed"), screen=True)(_screen_only)
+command("filter", "narrow the hypercall log (calls) or device I/O log (io) to one kind or domain",
+        usage="filter [calls|io] [kind KIND|domain DOM|clear]", parser=_parse_filter, screen=True)(_screen_only)
+command("theme", "switch the colour theme", Arg("dark|light|NAME", optional=True, key="name"),
+        screen=True)(_screen_only)
+command("clear", "clear the command output", screen=True)(_screen_only)
+command("quit", "leave the lab", screen=True)(_screen_only)

@@ -7,7 +7,7 @@ import threading
 from textual.widgets import Tabs
 
 from lab.errors import UserError
-from lab.tui.runner import CRASHED, NO_MACHINE
+from lab.tui.runner import CRASHED, NO_MACHINE, PAUSED
 from lab.tui.widgets.domains import DomainTree
 from lab.tui.widgets.eventlist import EventList
 from lab.tui.widgets.logs import CallsPane, DevicePane
@@ -215,9 +215,12 @@ def test_a_simulator_failure_is_shown_not_raised():
             await pilot.press("f5")
             await settle(pilot, app)
             assert app.runner.mode == CRASHED
-            assert "simulator error: RuntimeError: decoder fell over" in message_text(app)
-            await command(pilot, app, "regs")
-            assert "internal error" in message_text(app)
+            assert "internal error in the lab: RuntimeError: decoder fell over" in message_text(app)
+            assert "'reset' starts it again" in output_text(app)
+            await command(pilot, app, "regs")              # the session and the screen go on
+            assert "rflags" in output_text(app).split("xen> regs")[-1]
+            await command(pilot, app, "run 10")            # the machine does not
+            assert "the machine stopped after an internal error" in message_text(app)
     run(go())
 
 
@@ -287,4 +290,23 @@ def test_a_xen_scenario_shows_domains_rings_and_hypercalls():
             calls.list.focus()
             await pilot.press("d")                                  # one domain at a time
             assert len({e.dom for e in calls.list.events}) <= 1
+    run(go())
+
+
+def test_an_internal_error_in_a_command_leaves_the_machine_usable(monkeypatch):
+    from dataclasses import replace
+
+    from lab.session.commands import REGISTRY
+
+    def broken(session):
+        raise TypeError("'VcpuRef' object is not callable")
+    monkeypatch.setitem(REGISTRY, "regs", replace(REGISTRY["regs"], run=broken))
+
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "regs")
+            assert "'regs' failed with an internal error (TypeError" in message_text(app)
+            assert app.runner.mode == PAUSED
+            await command(pilot, app, "step 3")
+            assert app.view.cpu["icount"] == 3
     run(go())
