@@ -149,8 +149,42 @@ def cmd_open(args: argparse.Namespace) -> int:
         path = resolve_target(target)
         check_kind(path)
         target = str(path)
+    return run_screen(target)
+
+
+def run_screen(target: str | None = None, lesson=None, seed: int = 0) -> int:
+    """The lab on screen; choosing a lesson there (or restarting one) opens it on a fresh machine."""
+    from .lessons.model import find_lesson
     from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
-    make_app(target).run()
+    while True:
+        result = make_app(target, lesson=lesson, seed=seed, first_run_hint=True).run()
+        if not (isinstance(result, tuple) and result[0] == "lesson"):
+            return 0
+        lesson = find_lesson(result[1])
+
+
+# --------------------------------------------------------------------- lessons
+def cmd_lessons(args: argparse.Namespace) -> int:
+    from .lessons.model import load_course
+    from .lessons.progress import Progress
+    progress = Progress()
+    if progress.notice:
+        print(progress.notice, file=sys.stderr)
+    if args.reset:
+        progress.reset()
+        print(f"progress cleared ({progress.path})")
+        return 0
+    lessons = load_course()
+    if args.json:
+        print(json.dumps([{"id": lesson.id, "title": lesson.title, "steps": len(lesson.steps),
+                           "status": progress.status(lesson.id, len(lesson.steps)), "summary": lesson.summary}
+                          for lesson in lessons], indent=2))
+        return 0
+    width = max((len(lesson.id) for lesson in lessons), default=4)
+    for n, lesson in enumerate(lessons, 1):
+        status = progress.status(lesson.id, len(lesson.steps))
+        print(f"{n:>2}. {lesson.id:<{width}}  {status:<5}  {lesson.title}")
+    print("\nxenlab lesson ID opens one (xenlab lesson tour to begin)")
     return 0
 
 
@@ -173,6 +207,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
           "Each visitor gets a lab of their own; ctrl+c stops.", flush=True)
     Server(command, host=args.host, port=args.port, title="xenlab").serve()
     return 0
+
+
+def cmd_lesson(args: argparse.Namespace) -> int:
+    from .lessons.model import course, find_lesson, load_lesson
+    if args.lesson == "validate":
+        paths = [Path(f) for f in args.files] or course()
+        if not paths:
+            raise UserError("lesson validate: no lesson files given and none in lessons/")
+        failed = False
+        for p in paths:
+            lesson = load_lesson(p)       # a broken file raises: file:line: problem, exit 2
+            if not args.run:
+                print(f"{display_path(p)}: ok ({len(lesson.steps)} steps)")
+                continue
+            from .session.lesson_play import open_lesson, rehearse, solve
+            unmet = [f"step {r.index + 1}: the solution does not meet the check: {r.missing}"
+                     for r in solve(open_lesson(lesson, seed=args.seed)) if not r.met]
+            problems = unmet + rehearse(open_lesson(lesson, seed=args.seed))
+            failed = failed or bool(problems)
+            print(f"{display_path(p)}: " + ("ok, solved and rehearsed" if not problems else "PROBLEMS"))
+            for problem in problems:
+                print(f"    {problem}")
+        return 1 if failed else 0
+    if args.files:
+        raise UserError(f"lesson: unexpected '{args.files[0]}' (only 'lesson validate' takes files)")
+    lesson = find_lesson(args.lesson)
+    if args.solve or args.check:
+        from .lessons.progress import Progress
+        from .session.lesson_play import check_script, format_results, open_lesson, solve
+        progress = None
+        if args.check:
+            try:
+                lines = Path(args.check).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"{args.check}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            progress = Progress()
+            if progress.notice:
+                print(progress.notice, file=sys.stderr)
+        tutor = open_lesson(lesson, progress, seed=args.seed)
+        print(f"lesson {lesson.id}: {lesson.title} ({len(lesson.steps)} steps)")
+        results = check_script(tutor, lines) if args.check else solve(tutor)
+        return 0 if format_results(lesson, results, sys.stdout) else 1
+    return run_screen(lesson=lesson, seed=args.seed)
+
+
+def display_path(p: Path) -> str:
+    from .paths import display
+    return display(p)
 
 
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = []
@@ -241,6 +323,22 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
 
 
+def _setup_lessons(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reset", action="store_true", help="forget all progress")
+    p.add_argument("--json", action="store_true", help="the course as JSON")
+
+
+def _setup_lesson(p: argparse.ArgumentParser) -> None:
+    p.add_argument("lesson", metavar="ID", help="a lesson's id or number (xenlab lessons lists them), "
+                   "or 'validate' to check lesson files")
+    p.add_argument("files", nargs="*", metavar="FILE", help="with validate: lesson files (default: all of lessons/)")
+    p.add_argument("--solve", action="store_true", help="play the lesson's own solutions headless, step by step")
+    p.add_argument("--check", metavar="FILE", help="play your commands from FILE headless and check each step")
+    p.add_argument("--seed", type=_int, default=0, help="the seed of a drill (the same seed, the same drill)")
+    p.add_argument("--run", action="store_true", help="with validate: also solve each lesson and try each "
+                   "step's wrong and right lines (slow)")
+
+
 COMMANDS += [
     ("asm", "assemble a source file and print its listing", _setup_asm, cmd_asm),
     ("run", "run a machine headless and print what happened", _setup_run, cmd_run),
@@ -250,6 +348,9 @@ COMMANDS += [
     ("shell", "the lab's command line without the screen", _setup_shell, cmd_shell),
     ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
+    ("lessons", "list the guided lessons and your progress", _setup_lessons, cmd_lessons),
+    ("lesson", "open a lesson on screen, or --solve / --check it headless; lesson validate FILE...",
+     _setup_lesson, cmd_lesson),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
     ("serve", "serve the lab to web browsers, one lab per visitor (textual-serve)", _setup_serve, cmd_serve),
 ]
@@ -270,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # 'lesson validate --run A.toml B.toml': files may follow options there
+            if args.command == "lesson" and not any(e.startswith("-") for e in extra):
+                args.files += extra
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command is None:
             return cmd_open(args)
         handler = {name: fn for name, _, _, fn in COMMANDS}[args.command]

@@ -61,6 +61,13 @@ _KINDS = [
 ]
 
 KINDS: dict[str, KindInfo] = {k.name: k for k in _KINDS}
+#: Which field names an event of each kind (``hypercall:mmu_update`` matches ``name``):
+#: what event patterns and lesson checks compare a NAME against.
+NAME_FIELD = {"hypercall": "name", "vmexit": "reason", "trap": "mnemonic", "domain": "op",
+              "pagetable": "op", "tlb": "op", "evtchn": "op", "grant": "op", "xenstore": "op",
+              "ring_io": "op", "sched": "op", "halt": "reason", "ioport": "port", "mmio": "addr",
+              "ioreq": "port", "msr": "msr", "syscall": "nr", "interrupt": "vector", "console": "text",
+              "ring": "to_cpl", "boot": "mode"}
 BASE_FIELDS = ("seq", "cycle", "pcpu", "dom", "vcpu", "kind")
 
 
@@ -116,6 +123,26 @@ class Event:
         return f"{k} {parts}".rstrip()
 
 
+
+def name_matches(ev: "Event", want: str) -> bool:
+    """Whether ``ev``'s naming field (:data:`NAME_FIELD`) is ``want``: numbers by value
+    (``0x10`` = 16), console text by substring, trap mnemonics with or without ``#``,
+    names case-insensitively."""
+    value = ev.data.get(NAME_FIELD.get(ev.kind, "name"))
+    if value is None:
+        return False
+    if isinstance(value, int):
+        try:
+            return value == int(want, 0)
+        except ValueError:
+            return False
+    if ev.kind == "console":
+        return want in value
+    if ev.kind == "trap" and not want.startswith("#") and want.upper() == value.lstrip("#"):
+        return True
+    return str(value).lower() == want.lower()
+
+
 Listener = Callable[[Event], None]
 
 
@@ -154,6 +181,13 @@ class Trace:
     # Snapshot support: the trace is part of the state that replay restores.
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
         return (self.seq, len(self.events), dict(self.counts))
+
+    # Its position is state; its events and listeners are not.
+    def save_state(self) -> tuple[int, int, dict[str, int]]:
+        return self.snapshot()
+
+    def load_state(self, state: tuple[int, int, dict[str, int]]) -> None:
+        self.restore(state)
 
     def restore(self, snap: tuple[int, int, dict[str, int]]) -> None:
         self.seq, n, counts = snap

@@ -14,13 +14,15 @@ from the lab, so a wrong value in the backend fails a test.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
+from lab.dom0.diskimage import shared_images
 from lab.dom0.xenstore import encode_request, message_type
-from lab.dom0.xenstored import GuestRing, MachinePage, format_message
+from lab.dom0.xenstored import GuestRing, format_message
 from lab.hw.boot import DIRECT_MAP
-from xen_helpers import HYPERCALL_NR, events, hypercall, small_host, write_cfg
+from xen_helpers import HYPERCALL_NR, GuestPage, events, hypercall, small_host, write_cfg
 
 # public/io/xenbus.h
 UNKNOWN, INITIALISING, INITWAIT, INITIALISED, CONNECTED, CLOSING, CLOSED = range(7)
@@ -34,7 +36,8 @@ EVTCHNOP_send, EVTCHNOP_alloc_unbound = 4, 6
 READ, WRITE, WRITE_BARRIER, FLUSH, DISCARD = 0, 1, 2, 3, 5
 OKAY, ERROR, EOPNOTSUPP = 0, -1, -2
 VDISK_READONLY = 4
-GNTST = {0: "GNTST_okay", -3: "GNTST_bad_gntref", -8: "GNTST_permission_denied", -9: "GNTST_bad_page"}
+GNTST = {0: "GNTST_okay", -1: "GNTST_general_error", -3: "GNTST_bad_gntref", -8: "GNTST_permission_denied",
+         -9: "GNTST_bad_page"}
 BLK_RING_SIZE = 32          # __RING_SIZE for 112-byte entries in one page
 XVDA = 51712                # 202 << 8 | 0 << 4
 XVDB = 51728
@@ -50,7 +53,7 @@ class Guest:
         self.v = dom.vcpus[0]
         self._top = dom.mem_pages                 # pages handed out from the top of its memory
         self.args = self.page()                   # hypercall arguments go here
-        self.xs_ring = GuestRing(MachinePage(host.mem, dom.p2m[dom.store_pfn] << 12))
+        self.xs_ring = GuestRing(GuestPage(host, dom.p2m[dom.store_pfn]))
         self.req_id = 0
         st = self.call("grant_table_op", GNTTABOP_setup_table, self._put(
             struct.pack("<HxxIhxxxxxxQ", DOMID_SELF, 1, 0, self.va(self.args) + 64)), 1)
@@ -199,16 +202,39 @@ class BlkFront:
 
 
 # ------------------------------------------------------------------------------------ set-up
+class PrivateImage:
+    """The lab's private image of a target (what the guest's disk holds), read like a file."""
+
+    def __init__(self, host, target: Path) -> None:
+        self.host = host
+        self.target = target
+
+    def read_bytes(self) -> bytes:
+        img = shared_images(self.host)[os.path.normpath(os.path.abspath(self.target))]
+        return img.read(0, img.sectors)
+
+
 def disk_guest(tmp_path: Path, xl, name: str = "blk", access: str = "rw", image: bytes | None = None,
-               vdev: str = "xvda", devtype: str = "") -> tuple[Guest, Path]:
+               vdev: str = "xvda", devtype: str = "") -> tuple[Guest, PrivateImage]:
+    """A PV guest with one disk; ``image``: a host file the learner asks to be read as its content."""
     img = tmp_path / f"{name}.img"
     if image is not None:
         img.write_bytes(image)
     spec = f"format=raw, vdev={vdev}, access={access}, {devtype}target={img.name}"
     cfg = write_cfg(tmp_path, name, "pv", memory=16, disk=[spec])
-    dom = xl.create(cfg, paused=True)
-    xl.host.run()
-    return Guest(xl.host, dom), img
+    saved = os.environ.get("XENLAB_READ_HOST_IMAGES")
+    os.environ["XENLAB_READ_HOST_IMAGES"] = "1" if image is not None else "0"
+    try:
+        dom = xl.create(cfg, paused=True)
+        xl.host.run()
+    finally:
+        if saved is None:
+            del os.environ["XENLAB_READ_HOST_IMAGES"]
+        else:
+            os.environ["XENLAB_READ_HOST_IMAGES"] = saved
+    if image is not None:
+        assert img.read_bytes() == image
+    return Guest(xl.host, dom), PrivateImage(xl.host, img)
 
 
 def store(host, path: str):
@@ -253,7 +279,7 @@ def test_handshake_step_by_step(tmp_path):
     assert store(host, f"{be_path}/info") == "0"
     assert store(host, f"{be_path}/feature-flush-cache") == "1"
     assert store(host, f"{be_path}/max-ring-page-order") == "0"
-    assert (tmp_path / "blk.img").stat().st_size == 16384 * 512
+    assert not (tmp_path / "blk.img").exists(), "the lab never creates the file a config names"
     g = Guest(host, dom)
     fe = BlkFront(g)
     mark = len(host.trace.events)
@@ -297,7 +323,8 @@ def test_ring_grant_that_does_not_map_is_fatal(tmp_path):
     fe.connect()
     assert store(host, f"{fe.be}/state") == str(CLOSING)
     assert "mapping in shared page" in dom0_log(host)
-    assert events(host, "grant", dom=0, op="map_grant_ref")[-1].data["status"] in (-8, "GNTST_permission_denied")
+    # xen/common/grant_table.c, _set_status_v1(): a grant for another domain is GNTST_general_error
+    assert events(host, "grant", dom=0, op="map_grant_ref")[-1].data["status"] in (-1, "GNTST_general_error")
     assert not events(host, "evtchn", dom=0, op="bind_interdomain", remote_dom=g.dom.domid, remote_port=fe.port)
 
 
@@ -339,7 +366,9 @@ def test_write_then_read_back(tmp_path):
     assert fe.io(READ, 100, [(rw, 0, 7)], rid=7) == (7, READ, OKAY)
     assert g.read(dst, 0, 2048) == data[:2048]
     assert g.read(dst, 2048, 2048) == data[2048:]
-    # blkback does not keep the data: a new host with the same image reads the same sectors.
+    # The image is private to the host: nothing was written to the learner's files, and a
+    # new host starts from the same zeros (recordings replay).
+    assert not (tmp_path / "blk.img").exists()
     host2, xl2 = small_host()
     g2, _ = disk_guest(tmp_path, xl2, name="blk")
     fe2 = BlkFront(g2)
@@ -347,7 +376,7 @@ def test_write_then_read_back(tmp_path):
     g2.xs("WRITE", f"{fe2.fe}/state", str(CONNECTED))
     dst2 = g2.page()
     assert fe2.io(READ, 104, [(g2.grant(dst2), 0, 3)]) == (1, READ, OKAY)
-    assert g2.read(dst2, 0, 2048) == data[2048:]
+    assert g2.read(dst2, 0, 2048) == bytes(2048)
 
 
 def test_notify_rule_follows_rsp_event(tmp_path):
@@ -381,6 +410,7 @@ def test_readonly_disk_refuses_writes(tmp_path):
     assert fe.io(FLUSH, 0, [], rid=2) == (2, FLUSH, ERROR)
     assert "write to read-only device xvda" in dom0_log(host)
     assert img.read_bytes() == image
+    assert img.target.read_bytes() == image, "the host file is only ever read"
     dst = g.page()
     assert fe.io(READ, 3, [(g.grant(dst), 0, 0)], rid=3) == (3, READ, OKAY)
     assert g.read(dst, 0, 512) == b"R" * 512
@@ -394,7 +424,7 @@ def test_revoked_grant_fails_the_request(tmp_path):
     g.set_grant(ref, 0, 0, 0)                           # the frontend ends its grant
     assert fe.io(WRITE, 9, [(ref, 0, 0)]) == (1, WRITE, ERROR)
     assert img.read_bytes()[9 * 512:10 * 512] == bytes(512)
-    assert "could not remap it" in dom0_log(host) and "GNTST_permission_denied" in dom0_log(host)
+    assert "could not remap it" in dom0_log(host) and "GNTST_general_error" in dom0_log(host)
 
 
 def test_foreign_and_bogus_grefs(tmp_path):
@@ -406,10 +436,11 @@ def test_foreign_and_bogus_grefs(tmp_path):
     host.mem.write(secret << 12, b"secret!!" * 64)
     page = g.page()
     cases = [
-        ("granted to d5", g.grant(page, domid=5), -8),                       # GNTST_permission_denied
+        # xen/common/grant_table.c: _set_status_v1(), get_paged_frame(), the ref bounds check
+        ("granted to d5", g.grant(page, domid=5), -1),                       # GNTST_general_error
         ("another domain's frame", g.grant(frame=secret), -9),              # GNTST_bad_page
         ("beyond the grant table", 600, -3),                                 # GNTST_bad_gntref
-        ("never granted", 300, -8),
+        ("never granted", 300, -1),
     ]
     for i, (what, ref, gntst) in enumerate(cases):
         mark = len(host.trace.events)
@@ -555,7 +586,8 @@ def test_hvm_disk_is_the_image_qemu_uses(tmp_path):
     assert store(host, f"{be}/state") == str(INITWAIT)
     vbd = host.services["blkback"].vbd(dom.domid, devid)
     ide = host.services["device_model"].instance(dom).ide.drives()
-    assert vbd.image.path == img and [d.image.path for _i, d in ide] == [img]
+    assert [d.image for _i, d in ide] == [vbd.image] and vbd.image.name == f"private image of {img.name}"
+    assert not img.exists()
 
 
 def test_nonsense_in_the_frontend_directory_is_fatal_not_a_crash(tmp_path):

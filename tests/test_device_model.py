@@ -15,6 +15,7 @@ from lab.dom0.devices.nic import multicast_hash
 from lab.dom0.devices.serial import Uart16550
 from lab.dom0.diskimage import DEFAULT_SECTORS, DiskImage, DiskImageError, open_disk, resolve_target
 from lab.dom0.qemu import DeviceModel, Qemu, disk_index
+from lab.dom0.xenstored import Xenstored
 from lab.dom0.xlcfg import load_config
 from lab.hw.devices import Pic8259
 from lab.session.scenario import boot_host
@@ -71,38 +72,51 @@ def ioreq_states(host) -> list[str]:
 
 # ------------------------------------------------------------------ disk images
 
-def test_disk_image_created_sparse_zeroed_and_keeps_writes(tmp_path):
-    p = tmp_path / "d.img"
-    img = DiskImage(p)
-    assert img.created and img.sectors == DEFAULT_SECTORS and p.stat().st_size == DEFAULT_SECTORS * 512
-    assert img.read(7) == bytes(512)
+def test_a_private_image_is_sparse_zeroed_and_keeps_writes(tmp_path):
+    img = DiskImage.private(tmp_path / "disks", None, False, "private image of d.img")
+    assert img.sectors == DEFAULT_SECTORS and img.read(7) == bytes(512)
+    assert list((tmp_path / "disks").iterdir()) == [], "unnamed: nobody else can open it"
     img.write(7, b"\xab" * 512)
-    again = DiskImage(p)
-    assert not again.created and again.read(7) == b"\xab" * 512 and again.read(8) == bytes(512)
+    assert img.read(7) == b"\xab" * 512 and img.read(8) == bytes(512)
     with pytest.raises(DiskImageError):
-        again.read(DEFAULT_SECTORS)
+        img.read(DEFAULT_SECTORS)
     with pytest.raises(DiskImageError):
-        again.write(-1, bytes(512))
+        img.write(-1, bytes(512))
     with pytest.raises(DiskImageError):
-        again.write(0, b"short")
-    ro = DiskImage(p, readonly=True)
+        img.write(0, b"short")
+    ro = DiskImage.private(tmp_path / "disks", 8, True, "ro")
     with pytest.raises(DiskImageError):
         ro.write(0, bytes(512))
 
 
-def test_disk_target_resolution(tmp_path):
+def test_a_target_is_looked_at_never_written(tmp_path, monkeypatch):
+    """Only the size of an existing target is read; its content only when the learner asks."""
     cfg = tmp_path / "guest.cfg"
     cfg.write_text("name='x'\n")
-    assert resolve_target("disk.img", cfg, tmp_path / "data") == tmp_path / "disk.img"
-    assert resolve_target("disk.img", "<string>", tmp_path / "data") == tmp_path / "data" / "disk.img"
-    assert resolve_target("/dev/vg/guest", cfg, tmp_path / "data") == tmp_path / "data" / "dev" / "vg" / "guest"
-    assert resolve_target(str(tmp_path / "abs.img"), cfg, tmp_path / "data") == tmp_path / "abs.img"
-    notes = []
-    img = open_disk("/dev/vg/guest", base_dir=tmp_path, log=notes.append)
-    assert img.path == tmp_path / "dev" / "vg" / "guest" and img.path.is_file()
-    assert any("not a regular file" in n for n in notes)
+    assert resolve_target("disk.img", cfg) == tmp_path / "disk.img"
+    assert resolve_target(str(tmp_path / "abs.img"), cfg) == tmp_path / "abs.img"
+    data = tmp_path / "data"
+    notes: list[str] = []
+    img = open_disk("/dev/vg/guest", base_dir=data, log=notes.append)
+    assert img.sectors == DEFAULT_SECTORS
+    assert notes == ["/dev/vg/guest: a private zero-filled image (16384 sectors)"]
+    (tmp_path / "real.img").write_bytes(b"\x11" * 512 * 20)
     notes.clear()
-    img = open_disk("x.img", base_dir=tmp_path, fmt="qcow2", log=notes.append)
+    shared: dict = {}
+    img = open_disk("real.img", config_file=cfg, base_dir=data, log=notes.append, shared=shared)
+    assert img.sectors == 20 and img.read(0) == bytes(512) and "never opened" in notes[0]
+    assert open_disk("real.img", config_file=cfg, base_dir=data, shared=shared) is img, "one image per target"
+    img.write(0, b"\x22" * 512)
+    assert (tmp_path / "real.img").read_bytes() == b"\x11" * 512 * 20
+    monkeypatch.setenv("XENLAB_READ_HOST_IMAGES", "1")
+    notes.clear()
+    img = open_disk("real.img", config_file=cfg, base_dir=data, log=notes.append)
+    assert img.read(19) == b"\x11" * 512 and "starting content read" in notes[0]
+    img.write(19, bytes(512))
+    assert (tmp_path / "real.img").read_bytes() == b"\x11" * 512 * 20
+    assert not (tmp_path / "disk.img").exists()
+    notes.clear()
+    img = open_disk("x.img", base_dir=data, fmt="qcow2", log=notes.append)
     assert any("qcow2" in n for n in notes) and img.sectors == DEFAULT_SECTORS
 
 
@@ -781,9 +795,8 @@ def test_end_to_end_pvh_guest_has_no_device_model(tmp_path):
 
 
 def test_blacklist_read_from_xenstore(tmp_path):
-    xenstored = pytest.importorskip("lab.dom0.xenstored")
     host, dm, dom, v = setup_dm(tmp_path)
-    xs = xenstored.Xenstored.install(host)
+    xs = Xenstored.install(host)
     xs.dom0_request("write", "/mh/driver-blacklist/linux/7", "1")
     p = Port(dm, v)
     assert p.inw(0x10) == 0x49D2

@@ -6,29 +6,19 @@ import struct
 
 import pytest
 
-from lab.session.scenario import boot_host
 from lab.xen import abi
 from lab.xen.grant import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly,
                            GTF_permit_access, GTF_reading, GTF_readonly, GTF_writing, OKAY, PERMISSION_DENIED,
-                           BAD_GNTREF, BAD_HANDLE, BAD_COPY_ARG, _tables)
+                           BAD_GNTREF, BAD_HANDLE, BAD_COPY_ARG, GENERAL_ERROR, _tables)
 from lab.xen.hypercalls import dispatch
+from xen_helpers import two_pv_guests
 
 DIRECT_MAP = 0xFFFF888000000000
 
 
 @pytest.fixture()
 def two_guests():
-    host, xl = boot_host()
-    from lab.dom0.xlcfg import load_config
-    guests = []
-    for name in ("pv-a", "pv-b"):
-        conf = load_config("machines/pv-guest.cfg")
-        conf.name = name
-        conf.disks, conf.vifs = [], []      # no PV devices: the grant table is the test's alone
-        guests.append(xl.create(conf))
-    a, b = guests
-    host.run(150_000)          # both kernels are up, with their page tables
-    return host, a, b
+    return two_pv_guests()
 
 
 def grant(host, granter, ref, to_domid, pfn, readonly=False):
@@ -72,25 +62,30 @@ def test_map_write_unmap_and_flags(two_guests):
 
 
 def test_read_only_grant_is_enforced(two_guests):
+    """_set_status_v1(): "Attempt to write-pin a r/o grant entry" is GNTST_general_error."""
     host, a, b = two_guests
     gt = grant(host, a, 9, b.domid, pfn=a.mem_pages - 3, readonly=True)
     _, va = free_va(b)
     status, _, _ = gt.map(b.vcpus[0], va, GNTMAP_host_map, 9, a.domid)
-    assert status == PERMISSION_DENIED
+    assert status == GENERAL_ERROR
     status, handle, _ = gt.map(b.vcpus[0], va, GNTMAP_host_map | GNTMAP_readonly, 9, a.domid)
     assert status == OKAY
     assert not pte_of(host, b, va) & 2, "mapped without RW"
 
 
 def test_grant_for_someone_else_or_revoked_does_not_work(two_guests):
+    """_set_status_v1(): "Bad flags (%x) or dom (%d); expected d%d" is GNTST_general_error;
+    map_grant_ref(): a ref past the table, or neither host nor device flag, GNTST_bad_gntref."""
     host, a, b = two_guests
     gt = grant(host, a, 10, 0, pfn=a.mem_pages - 3)            # granted to dom0, not to B
     _, va = free_va(b)
-    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10, a.domid)[0] == PERMISSION_DENIED
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10, a.domid)[0] == GENERAL_ERROR
     gt = grant(host, a, 11, b.domid, pfn=a.mem_pages - 3)
     host.mem.write(gt._entry_addr(a.domid, 11), b"\x00\x00")    # A revokes the grant
-    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 11, a.domid)[0] == PERMISSION_DENIED
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 11, a.domid)[0] == GENERAL_ERROR
     assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10_000, a.domid)[0] == BAD_GNTREF
+    assert gt.map(b.vcpus[0], va, GNTMAP_readonly, 11, a.domid)[0] == BAD_GNTREF
+    assert host.mm.pv.check_invariants() == []
 
 
 def test_without_a_grant_another_domains_frame_cannot_be_mapped(two_guests):

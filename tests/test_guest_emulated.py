@@ -22,7 +22,8 @@ from lab.paths import KERNELS, MACHINES, PROGRAMS
 from lab.session.build import native_machine
 from lab.xen import abi
 from test_machine import workload_sector
-from xen_helpers import CHECKSUM_LINE, EXIT_LINE, VMX_EXIT, events, peek, signed, small_host, write_cfg
+from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, VMX_EXIT, events, peek, private_image_bytes, reading_host_images,
+                         signed, small_host, write_cfg)
 
 SECTOR = 512
 SECTORS = 2048
@@ -129,7 +130,7 @@ class Run:
         return self._read(self.sym("st_buf") + offset, n)
 
     def sectors(self, first: int, count: int) -> bytes:
-        data = self.image.read_bytes()
+        data = private_image_bytes(self.host, self.image)
         return data[first * SECTOR:(first + count) * SECTOR]
 
 
@@ -161,8 +162,9 @@ def run_guest(tmp_path: Path, flavour: str, requests=(), buf: bytes = b"", *, im
         keys["vif"] = ["mac=00:16:3e:00:00:07, model=ne2k_pci"]
     if not platform:
         keys["xen_platform_pci"] = 0
-    dom = xl.create(write_cfg(tmp_path, "g", "hvm", kernel, **keys))
-    host.run(MAX_INSNS)
+    with reading_host_images():                 # the image files are the disks' starting content
+        dom = xl.create(write_cfg(tmp_path, "g", "hvm", kernel, **keys))
+        host.run(MAX_INSNS)
     assert dom.state == "shutdown", f"the guest did not finish:\n{dom.console_output}"
     run = Run(host, dom, image, lambda va, n: peek(host, dom, va, n))
     run.symbols = dom.images["kernel"].symbols
@@ -266,7 +268,9 @@ def test_native_kernel_drives_the_same_ide_disk_with_plain_port_io(tmp_path):
     disk_path = make_image(tmp_path / "native.img", {3: pattern(SECTOR, 3)})
     new = pattern(2 * SECTOR, 4)
     kernel = selftest_kernel(tmp_path, "native.s", [(0, 3, 0x1000, 1), (1, 20, 0, 2)], buf=new)
-    m = native_machine(kernel=kernel, disk=DiskImage(disk_path))
+    disk = DiskImage.in_memory(SECTORS)
+    disk.load_from(disk_path)
+    m = native_machine(kernel=kernel, disk=disk)
     m.run(MAX_INSNS)
     sym = assemble_file(kernel, include_dirs=[KERNELS, PROGRAMS]).symbols
 
@@ -276,7 +280,7 @@ def test_native_kernel_drives_the_same_ide_disk_with_plain_port_io(tmp_path):
     assert int.from_bytes(read("st_init", 0, 8), "little") == SECTORS
     assert [signed(int.from_bytes(read("st_script", 40 * i + 32, 8), "little")) for i in range(2)] == [0, 0]
     assert read("st_buf", 0x1000, SECTOR) == pattern(SECTOR, 3)
-    image = disk_path.read_bytes()
+    image = disk.read(0, SECTORS)
     assert image[20 * SECTOR:22 * SECTOR] == new and image[:SECTOR] == workload_sector_bytes()
     assert IDE_LINE in m.console.output and DISK_OK in m.console.output and CHECKSUM_LINE in m.console.output
     ide = [e for e in m.trace.events if e.kind == "ioport" and e.data["port"] in IDE_PORTS]
@@ -472,7 +476,7 @@ def test_stock_configs_run_the_workload_with_and_without_a_disk(tmp_path):
             assert CHECKSUM_LINE in out and EXIT_LINE in out
             if with_disk:
                 assert PV_LINE in out and DISK_OK in out
-                assert image.read_bytes()[:SECTOR] == workload_sector_bytes()
+                assert private_image_bytes(host, image)[:SECTOR] == workload_sector_bytes()
             else:
                 assert "blk: no disk" in out and "workload: no disk" in out
 
@@ -488,6 +492,6 @@ def test_pv_disk_flavours_on_amd_and_with_shadow_paging(tmp_path, cfg, vendor, e
     host.run(MAX_INSNS)
     out = dom.console_output
     assert PV_LINE in out and DISK_OK in out and CHECKSUM_LINE in out
-    assert image.read_bytes()[:SECTOR] == workload_sector_bytes()
+    assert private_image_bytes(host, image)[:SECTOR] == workload_sector_bytes()
     exits = {e.data["reason"] for e in events(host, "vmexit", dom=dom.domid)}
     assert ("VMMCALL" in exits) == (vendor == "amd") and ("VMCALL" in exits) == (vendor == "intel")

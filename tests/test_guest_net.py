@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.dom0.bridge import inet_checksum as csum
 from lab.paths import KERNELS
 from xen_helpers import events, small_host, write_cfg
 
@@ -79,15 +80,6 @@ def command(host, dom, line: str, budget: int = 4_000_000) -> str:
 
 
 # ------------------------------------------------------------------ reference decoding (RFC 826, 791, 792)
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f">{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def ip4(text: str) -> bytes:
     return bytes(int(p) for p in text.split("."))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lab.xen.console import IN_CONS, IN_PROD
 from test_guest_net import HVM_MAC, PV_MAC, command, net_host, shell_guest, type_line, wait_prompt
-from xen_helpers import small_host, write_cfg
+from xen_helpers import private_image_bytes, small_host, write_cfg
 
 SECTOR = 512
 
@@ -17,7 +17,7 @@ def ring_indexes(host, dom) -> tuple[int, int]:
 
 def disk_and_ping(host, dom, image, sector: int, text: str) -> None:
     assert command(host, dom, f"disk write {sector} {text}") == f"sector {sector} written\n"
-    data = image.read_bytes()
+    data = private_image_bytes(host, image)
     assert data[sector * SECTOR:(sector + 1) * SECTOR] == text.encode().ljust(SECTOR, b"\0")
     assert command(host, dom, f"disk read {sector}") == f"sector {sector}: {text}\n"
     assert command(host, dom, f"disk read {sector + 1}") == f"sector {sector + 1}: \n"

@@ -15,7 +15,7 @@ import pytest
 from lab.dom0.xsclient import device_paths
 from lab.paths import KERNELS
 from test_machine import expected_checksum, workload_sector
-from xen_helpers import create, events, peek, small_host
+from xen_helpers import create, events, peek, private_image_bytes, small_host
 
 DIRECT_MAP = 0xFFFF888000000000
 GTF_permit_access, GTF_readonly, GTF_reading = 1, 4, 8
@@ -282,8 +282,9 @@ def test_blkfront_connects_and_the_workload_uses_the_disk(tmp_path, flavour):
     assert "blk: xen-blkfront 16384 sectors" in out
     assert "workload: disk ok" in out
     assert f"workload: checksum {expected_checksum():#018x}" in out
-    # what the workload wrote is on the host, in the image, in sector 0
-    assert struct.unpack("<64Q", img.read_bytes()[:512]) == tuple(workload_sector())
+    # what the workload wrote is in the disk's private image, in sector 0; the file itself is never made
+    assert struct.unpack("<64Q", private_image_bytes(host, img)[:512]) == tuple(workload_sector())
+    assert not img.exists()
     # the handshake as blkif.h draws it, seen in the store
     d = dom.domid
     fe, be = device_paths("vbd", d, XVDA)
@@ -467,7 +468,7 @@ def test_pread_and_pwrite_on_the_disk_and_their_errors(tmp_path, flavour):
     assert dom.state == "shutdown", dom.console_output
     # 8 sectors written and read back at 512; EBADF, EINVAL x3, EFAULT; 0 and ENOSPC at the end
     assert _results(dom.console_output) == [4096, 4096, 1, -9, -22, -22, -22, -14, 0, -28]
-    data = img.read_bytes()
+    data = private_image_bytes(host, img)
     assert data[:512] == bytes(512) and data[512:4608] != bytes(4096)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from lab.dom0.bridge import inet_checksum as csum
 from test_blkback import CLOSED, CLOSING, CONNECTED, INITIALISING, INITWAIT, Guest, error_node, store
 from xen_helpers import events, small_host, write_cfg
 
@@ -34,13 +35,15 @@ def ip(domid: int) -> bytes:
     return bytes([10, 0, 0, 10 + domid])
 
 
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+def test_inet_checksum_known_answers():
+    """RFC 1071, section 3: the words 0001 f203 f4f5 f6f7 sum to ddf2, so the checksum is its complement;
+    a message with its checksum in place sums to zero; an odd byte is padded with a zero byte."""
+    assert csum(bytes.fromhex("0001f203f4f5f6f7")) == 0xFFFF - 0xDDF2 == 0x220D
+    assert csum(bytes.fromhex("0001f203f4f5f6f7220d")) == 0
+    assert csum(bytes.fromhex("0001f203f4f5f6f7") + b"\x01") == csum(bytes.fromhex("0001f203f4f5f6f70100"))
+    assert csum(b"") == 0xFFFF
+    # an end-around carry that carries again: ffff + ffff + 0001 = 1ffff -> 10000 -> 0001
+    assert csum(bytes.fromhex("ffffffff0001")) == 0xFFFE
 
 
 class NetFront:

@@ -293,7 +293,8 @@ def test_xens_frames_are_refused(env):
     env.tree()
     env.pin(L4)
     assert env.mm.mmu_update(D1, [(slot(L1, 7), e(XEN_FRAME, P))])[0] == -A.EBUSY
-    assert env.logged("pg_owner d1 l1e_owner d1, but real_pg_owner d32754")
+    # xen/arch/x86/mm.c get_page_from_l1e() prints the owners with %pd
+    assert env.logged("pg_owner d1 l1e_owner d1, but real_pg_owner d[XEN]")
     # nor as a table
     assert env.mm.mmu_update(D1, [(slot(L2, 1), e(XEN_FRAME, TBL))])[0] == -A.EINVAL
     assert env.logged("Error mfn 00038: rd=d1 od=d[XEN]")
@@ -311,7 +312,7 @@ def test_free_frames_are_refused(env):
     env.mm.release(0x2F)
     assert info(env, 0x2F).owner is None
     assert env.mm.mmu_update(D1, [(slot(L1, 7), e(0x2F, P))])[0] == -A.EBUSY
-    assert env.logged("but real_pg_owner d-1")
+    assert env.logged("but real_pg_owner NULL")           # %pd of no owner
     env.ok()
 
 
@@ -331,10 +332,12 @@ def test_mmio_needs_io_rights(env):
     env.ok()
 
 
-def test_foreign_ok_hook_admits_granted_frames():
-    env = Env(foreign_ok=lambda d, mfn, w: d == D1 and mfn == D2_FRAME)
+def test_grant_ok_hook_admits_a_granted_frame_in_its_one_slot():
+    env = Env(grant_ok=lambda d, mfn, w, at: d == D1 and mfn == D2_FRAME and at == slot(L1, 7))
     env.tree()
     env.pin(L4)
+    # anywhere else, the same frame is another domain's: refused
+    assert env.mm.mmu_update(D1, [(slot(L1, 8), e(D2_FRAME, P | RW))]) == (-A.EBUSY, 0)
     assert env.mm.mmu_update(D1, [(slot(L1, 7), e(D2_FRAME, P | RW))]) == (0, 1)
     pg = info(env, D2_FRAME)
     assert pg.count == 2 and pg.type == A.PGT_writable_page and pg.type_count == 1

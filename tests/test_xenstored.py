@@ -13,9 +13,10 @@ from lab.dom0 import xsclient
 from lab.dom0.xenstore import XenStoreError
 from lab.dom0.xenstored import (CONNECTION, ERROR, HEADER, REQ_CONS, REQ_PROD, RING_SIZE, RSP_CONS, RSP_PROD,
                                 SERVER_FEATURES, XENSTORE_ERROR_PROTO, XENSTORE_ERROR_RINGIDX, BytesPage,
-                                GuestRing, MachinePage, Message, ProtocolError, RingConnection, Xenstored,
+                                GuestRing, Message, ProtocolError, RingConnection, Xenstored,
                                 format_message, init_interface, parse_messages)
 from lab.session.scenario import boot_host
+from xen_helpers import GuestPage
 from lab.xen import abi
 
 MACHINES = Path(__file__).resolve().parent.parent / "machines"
@@ -164,7 +165,7 @@ def make_lab():
     assert pfn and xsd.connect(dom) == (pfn, dom.store_evtchn), "connecting again gives the same ring"
     assert xsd.dom0_request("READ", f"/local/domain/{dom.domid}/name") == "pv-guest", "xl create wrote the home"
     run_dom0(host)
-    page = MachinePage(host.mem, dom.p2m[pfn] << 12)
+    page = GuestPage(host, dom.p2m[pfn])
     return host, xsd, dom, GuestRing(page), page
 
 

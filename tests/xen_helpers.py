@@ -1,13 +1,15 @@
 """Shared helpers for the tests of the lab's Xen: small hosts, script guests, trace queries.
 
-The reference numbers below are copied from the Xen reference (hypercall table,
-errno.h, the VMX exit reasons and SVM exit codes), not from ``lab.xen.abi``, so a
-wrong value in the simulator shows up as a test failure.
+The reference numbers below are written out from Xen's headers (public/xen.h's
+hypercall definitions, errno.h, the VMX exit reasons and SVM exit codes), not taken
+from ``lab.xen.abi``, so a wrong value in the simulator shows up as a test failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import struct
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from lab.paths import MACHINES
 from lab.session.scenario import boot_host, load_scenario, start_scenario
 from lab.xen import abi
-from lab.xen.hypercalls import dispatch
+from lab.xen.hypercalls import Preempted, dispatch
 from lab.xen.host import HostConfig
 from test_machine import expected_checksum
 
@@ -27,18 +29,75 @@ EXIT_LINE = "kernel: program exited with code 0"
 M64 = (1 << 64) - 1
 
 # ------------------------------------------------------------------ reference values
-#: xen/include/public/xen.h
-HYPERCALL_NR = {
-    "set_trap_table": 0, "mmu_update": 1, "set_gdt": 2, "stack_switch": 3, "set_callbacks": 4,
-    "fpu_taskswitch": 5, "sched_op_compat": 6, "platform_op": 7, "set_debugreg": 8, "get_debugreg": 9,
-    "update_descriptor": 10, "memory_op": 12, "multicall": 13, "update_va_mapping": 14,
-    "set_timer_op": 15, "event_channel_op_compat": 16, "xen_version": 17, "console_io": 18,
-    "physdev_op_compat": 19, "grant_table_op": 20, "vm_assist": 21, "update_va_mapping_otherdomain": 22,
-    "iret": 23, "vcpu_op": 24, "set_segment_base": 25, "mmuext_op": 26, "xsm_op": 27, "nmi_op": 28,
-    "sched_op": 29, "callback_op": 30, "xenoprof_op": 31, "event_channel_op": 32, "physdev_op": 33,
-    "hvm_op": 34, "sysctl": 35, "domctl": 36, "kexec_op": 37, "tmem_op": 38, "argo_op": 39,
-    "xenpmu_op": 40, "dm_op": 41, "hypfs_op": 42,
-}
+#: The hypercall numbers as xen/include/public/xen.h defines them (Xen 4.23-dev), and the x86
+#: names of two architecture slots (public/arch-x86/xen-mca.h, xen/arch/x86/include/asm/hypercall.h).
+XEN_H_HYPERCALLS = """
+#define __HYPERVISOR_set_trap_table        0
+#define __HYPERVISOR_mmu_update            1
+#define __HYPERVISOR_set_gdt               2
+#define __HYPERVISOR_stack_switch          3
+#define __HYPERVISOR_set_callbacks         4
+#define __HYPERVISOR_fpu_taskswitch        5
+#define __HYPERVISOR_sched_op_compat       6
+#define __HYPERVISOR_platform_op           7
+#define __HYPERVISOR_set_debugreg          8
+#define __HYPERVISOR_get_debugreg          9
+#define __HYPERVISOR_update_descriptor    10
+#define __HYPERVISOR_memory_op            12
+#define __HYPERVISOR_multicall            13
+#define __HYPERVISOR_update_va_mapping    14
+#define __HYPERVISOR_set_timer_op         15
+#define __HYPERVISOR_event_channel_op_compat 16
+#define __HYPERVISOR_xen_version          17
+#define __HYPERVISOR_console_io           18
+#define __HYPERVISOR_physdev_op_compat    19
+#define __HYPERVISOR_grant_table_op       20
+#define __HYPERVISOR_vm_assist            21
+#define __HYPERVISOR_update_va_mapping_otherdomain 22
+#define __HYPERVISOR_iret                 23
+#define __HYPERVISOR_vcpu_op              24
+#define __HYPERVISOR_set_segment_base     25
+#define __HYPERVISOR_mmuext_op            26
+#define __HYPERVISOR_xsm_op               27
+#define __HYPERVISOR_nmi_op               28
+#define __HYPERVISOR_sched_op             29
+#define __HYPERVISOR_callback_op          30
+#define __HYPERVISOR_xenoprof_op          31
+#define __HYPERVISOR_event_channel_op     32
+#define __HYPERVISOR_physdev_op           33
+#define __HYPERVISOR_hvm_op               34
+#define __HYPERVISOR_sysctl               35
+#define __HYPERVISOR_domctl               36
+#define __HYPERVISOR_kexec_op             37
+#define __HYPERVISOR_tmem_op              38
+#define __HYPERVISOR_argo_op              39
+#define __HYPERVISOR_xenpmu_op            40
+#define __HYPERVISOR_dm_op                41
+#define __HYPERVISOR_hypfs_op             42
+#define __HYPERVISOR_arch_0               48
+#define __HYPERVISOR_arch_1               49
+#define __HYPERVISOR_arch_2               50
+#define __HYPERVISOR_arch_3               51
+#define __HYPERVISOR_arch_4               52
+#define __HYPERVISOR_arch_5               53
+#define __HYPERVISOR_arch_6               54
+#define __HYPERVISOR_arch_7               55
+#define __HYPERVISOR_mca __HYPERVISOR_arch_0
+#define __HYPERVISOR_paging_domctl_cont __HYPERVISOR_arch_1
+"""
+
+
+def _defines(text: str, prefix: str) -> dict[str, int]:
+    """``#define PREFIXname value`` lines, where a value may name an earlier definition."""
+    out: dict[str, int] = {}
+    for line in text.strip().splitlines():
+        _, name, value = line.split()[:3]
+        out[name.removeprefix(prefix)] = out[value.removeprefix(prefix)] if value.startswith(prefix) else int(value)
+    return out
+
+
+#: name -> number, every name of the header (the arch_N slots and their x86 names alike)
+HYPERCALL_NR = _defines(XEN_H_HYPERCALLS, "__HYPERVISOR_")
 #: xen/include/public/errno.h
 ERRNO = {"EPERM": 1, "ENOENT": 2, "ESRCH": 3, "EFAULT": 14, "EBUSY": 16, "EEXIST": 17, "EINVAL": 22,
          "ENOSPC": 28, "ENOSYS": 38, "EOPNOTSUPP": 95}
@@ -75,6 +134,21 @@ def small_host(*, vendor: str = "intel", ept: bool = True, mem_mib: int = 160, d
     host, xl = boot_host(HostConfig(pcpus=pcpus, mem_mib=mem_mib, vendor=vendor, ept=ept), dom0_memory=dom0_memory)
     xl._images = _IMAGES
     return host, xl
+
+
+def two_pv_guests():
+    """The stock PV guest twice (pv-a, pv-b) without disks or network cards, their kernels up.
+    Returns (host, a, b): nothing of theirs uses a grant, so a test's grants are its own."""
+    from lab.dom0.xlcfg import load_config
+    host, xl = boot_host()
+    guests = []
+    for name in ("pv-a", "pv-b"):
+        conf = load_config(MACHINES / "pv-guest.cfg")
+        conf.name = name
+        conf.disks, conf.vifs = [], []
+        guests.append(xl.create(conf))
+    host.run(150_000)          # both kernels are up, with their page tables
+    return host, *guests
 
 
 def write_cfg(directory: Path, name: str, type_: str = "pv", kernel: str | Path | None = None, memory: int = 32,
@@ -134,6 +208,28 @@ def _vendor_run(vendor: str, ept: bool):
     return host, xl
 
 
+# ------------------------------------------------------------------ disks
+@contextlib.contextmanager
+def reading_host_images():
+    """The learner's opt-in: existing disk targets are read as the disks' starting content."""
+    saved = os.environ.get("XENLAB_READ_HOST_IMAGES")
+    os.environ["XENLAB_READ_HOST_IMAGES"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["XENLAB_READ_HOST_IMAGES"]
+        else:
+            os.environ["XENLAB_READ_HOST_IMAGES"] = saved
+
+
+def private_image_bytes(host, target: Path) -> bytes:
+    """What a guest's disk holds: the lab's private image of ``target`` (never the file itself)."""
+    from lab.dom0.diskimage import shared_images
+    img = shared_images(host)[os.path.normpath(os.path.abspath(target))]
+    return img.read(0, img.sectors)
+
+
 # ------------------------------------------------------------------ guest memory
 def poke(host, dom, va: int, data: bytes) -> None:
     """Write into a domain's memory at a kernel address (direct map or guest-physical)."""
@@ -154,6 +250,20 @@ def peek(host, dom, va: int, n: int) -> bytes:
         k = min(n - len(out), PAGE_SIZE - off)
         out += host.mem.read((dom.p2m[(pa + len(out)) >> PAGE_SHIFT] << PAGE_SHIFT) + off, k)
     return bytes(out)
+
+
+class GuestPage:
+    """One page of a guest's memory as the guest itself reads and writes it (its side of a ring)."""
+
+    def __init__(self, host, mfn: int) -> None:
+        self.host = host
+        self.maddr = mfn << PAGE_SHIFT
+
+    def read(self, off: int, n: int) -> bytes:
+        return self.host.mem.read(self.maddr + off, n)
+
+    def write(self, off: int, data: bytes) -> None:
+        self.host.mem.write(self.maddr + off, data)
 
 
 class ScriptGuest:
@@ -209,10 +319,13 @@ class ScriptGuest:
 
 # ------------------------------------------------------------------ hypercalls and the trace
 def hypercall(host, v, nr: int | str, *args: int) -> int:
-    """Make a hypercall as guest code would (dispatch), returning the signed result."""
+    """Make a hypercall as guest code would (dispatch), returning the signed result; a
+    continuation is re-entered with its new arguments, as the guest re-executes the call."""
     if isinstance(nr, str):
         nr = HYPERCALL_NR[nr]
     ret = dispatch(host, v, nr, [a & M64 for a in args] + [0] * (5 - len(args)))
+    while isinstance(ret, Preempted):
+        ret = dispatch(host, v, nr, ret.args)
     return signed(ret) if ret is not None else 0
 
 
@@ -275,7 +388,7 @@ def pv_mapping_violations(host, dom) -> list[str]:
     rw_leaves: dict[int, str] = {}
     seen: set[tuple[int, int, bool]] = set()
     xen_slots = host.mm._xen_l4_slots(0, dom.domid)
-    foreign_ok = host.mm.pv.foreign_ok          # a granted frame of another domain
+    grant_ok = host.mm.pv.grant_ok              # a granted frame of another domain, in its one slot
 
     def walk(mfn: int, level: int, rw: bool, where: str) -> None:
         if (mfn, level, rw) in seen:
@@ -302,7 +415,8 @@ def pv_mapping_violations(host, dom) -> list[str]:
                 out.append(f"{here}: superpage entry {e:#x}")
                 continue
             if level == 1:
-                if t not in own and not (foreign_ok is not None and foreign_ok(dom.domid, t, w)):
+                at = (mfn << PAGE_SHIFT) | (i << 3)
+                if t not in own and not (grant_ok is not None and grant_ok(dom.domid, t, bool(e & PTE_RW), at)):
                     owner = pages[t].owner if t < len(pages) else None
                     out.append(f"{here}: maps mfn {t:#x} of {owner!r} ({'rw' if w else 'ro'})")
                 elif w:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..xen import abi
-from .diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk
+from .diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk, shared_images
 from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, GNTST_NAMES, INITIALISED, INITIALISING, INITWAIT, UNKNOWN,
                              BackendDevice, BackRing, XenbusBackend, charge_dom0, ring_event)
 from .xsclient import vbd_name
@@ -121,6 +121,7 @@ class Blkback(XenbusBackend):
         dm = self.host.services.get("device_model")
         return open_disk(target, config_file=getattr(conf, "filename", None) if spec is not None else None,
                          base_dir=getattr(dm, "image_dir", None), readonly=readonly,
+                         shared=shared_images(self.host),
                          fmt=getattr(spec, "format", "raw") or "raw",
                          # what happened to the host file (created, missing...) is the host's
                          # business: the backend's log only, never dom0's console, so a machine
@@ -193,11 +194,11 @@ class Blkback(XenbusBackend):
         if ref is None or not 0 <= ref <= 0xFFFFFFFF:
             self.fatal(dev, abi.ERRNO["EINVAL"], f"reading {fe}/{ref_name}")
             return False
-        status, handle, maddr = self.map_grant(dev.domid, ref, readonly=False)
+        status, handle, page = self.map_grant(dev.domid, ref, readonly=False)
         if status != 0:
             self.fatal(dev, -status, f"mapping in shared page {ref} from domain {dev.domid}")
             return False
-        vbd.ring = BackRing(self.host.mem, maddr, REQUEST_SIZE[protocol])
+        vbd.ring = BackRing(page, REQUEST_SIZE[protocol])
         vbd.ring_handle = handle
         vbd.protocol = protocol
         port = self.bind_interdomain(dev.domid, evtchn, lambda p, dev=dev: self._notified(dev))
@@ -342,13 +343,12 @@ class Blkback(XenbusBackend):
         else:
             lba = sector
             try:
-                for (gref, first, last), (_st, _h, maddr) in zip(segs, results):
+                for (gref, first, last), (_st, _h, page) in zip(segs, results):
                     n = last - first + 1
-                    addr = maddr + first * SECTOR_SIZE
                     if write:
-                        vbd.image.write(lba, self.host.mem.read(addr, n * SECTOR_SIZE))
+                        vbd.image.write(lba, page.read(first * SECTOR_SIZE, n * SECTOR_SIZE))
                     else:
-                        self.host.mem.write(addr, vbd.image.read(lba, n))
+                        page.write(first * SECTOR_SIZE, vbd.image.read(lba, n))
                     lba += n
             except DiskImageError as e:
                 self.log(f"{where}: I/O error: {e}")

@@ -92,7 +92,7 @@ class Netback(XenbusBackend):
 
     def __init__(self, host) -> None:
         super().__init__(host)
-        self._bounce: int | None = None     # a dom0 page that grant copies go through
+        self._bounce = None                 # dom0's page that grant copies go through (held)
 
     @property
     def bridge(self) -> Bridge | None:
@@ -188,9 +188,9 @@ class Netback(XenbusBackend):
             self.fatal(dev, -bad, f"mapping shared-frames {tx_ref}/{rx_ref} port tx {evtchn} rx {evtchn} "
                                   f"({GNTST_NAMES.get(bad, bad)})")
             return False
-        (_s1, vif.tx_handle, tx_addr), (_s2, vif.rx_handle, rx_addr) = results
-        vif.tx = BackRing(self.host.mem, tx_addr, TX_ENTRY)
-        vif.rx = BackRing(self.host.mem, rx_addr, RX_ENTRY)
+        (_s1, vif.tx_handle, tx_page), (_s2, vif.rx_handle, rx_page) = results
+        vif.tx = BackRing(tx_page, TX_ENTRY)
+        vif.rx = BackRing(rx_page, RX_ENTRY)
         port = self.bind_interdomain(dev.domid, evtchn, lambda p, dev=dev: self._notified(dev))
         if port < 0:
             self.disconnect(dev)
@@ -235,9 +235,11 @@ class Netback(XenbusBackend):
                        req_cons=tx.req_cons, rsp_prod=tx.rsp_prod)
 
     # -- grant copies ------------------------------------------------------------------------------
-    def _bounce_mfn(self) -> int:
+    def _bounce_page(self):
+        """dom0's own page for grant copies, held writable for as long as netback runs."""
         if self._bounce is None:
-            self._bounce = self.host.alloc_frame(0)
+            mfn = self.host.alloc_frame(0)
+            self._bounce = self.host.frames.hold(0, mfn, writable=True, holder="netback bounce page")
         return self._bounce
 
     def _copy(self, domid: int, ops: list[tuple[int, int, int, bool]]) -> list[int]:
@@ -245,15 +247,16 @@ class Netback(XenbusBackend):
         through dom0's bounce page (op i at offset 0 of it: ops are used one at a time). Statuses."""
         gt = grant_tables(self.host)
         v = dom0_vcpu(self.host)
-        bounce = self._bounce_mfn()
+        bounce = self._bounce_page().mfn          # dom0 is PV: its frame numbers are mfns
+        self_ = abi.DOMID_SELF                    # only DOMID_SELF may name a frame (gnttab_copy_lock_domain)
         out: list[int] = []
 
         def run() -> int:
             for gref, off, length, to_guest in ops:
                 if to_guest:
-                    st = gt.copy_one(v, (bounce, 0, 0), (gref, domid, off), length, GNTCOPY_dest_gref)
+                    st = gt.copy_one(v, (bounce, self_, 0), (gref, domid, off), length, GNTCOPY_dest_gref)
                 else:
-                    st = gt.copy_one(v, (gref, domid, off), (bounce, 0, 0), length, GNTCOPY_source_gref)
+                    st = gt.copy_one(v, (gref, domid, off), (bounce, self_, 0), length, GNTCOPY_source_gref)
                 self.host.emit(v, "grant", op="copy", ref=gref, granter=domid, frame=None,
                                flags=GNTCOPY_dest_gref if to_guest else GNTCOPY_source_gref,
                                status=GNTST_NAMES.get(st, st))
@@ -265,12 +268,12 @@ class Netback(XenbusBackend):
     def _fetch(self, domid: int, slots: list[tuple[int, int, int]]) -> tuple[bytes, int, int]:
         """Copy each (gref, offset, size) slot out of the guest: (data, failing slot index or -1, status)."""
         data = bytearray()
-        bounce = self._bounce_mfn() << 12
+        bounce = self._bounce_page()
         for i, (gref, off, size) in enumerate(slots):
             st = self._copy(domid, [(gref, off, size, False)])[0] if size else 0
             if st != 0:
                 return bytes(data), i, st
-            data += self.host.mem.read(bounce, size)
+            data += bounce.read(0, size)
         return bytes(data), -1, 0
 
     # -- notifications -------------------------------------------------------------------------------
@@ -383,8 +386,7 @@ class Netback(XenbusBackend):
         ring = vif.tx
         if status == RSP_NULL:
             # Only the status of a NULL response is written (make_tx_response).
-            ring.mem.write(ring.maddr + 64 + (ring.rsp_prod_pvt % ring.size) * TX_ENTRY + 2,
-                           struct.pack("<h", RSP_NULL))
+            ring.put(ring.rsp_prod_pvt, struct.pack("<h", RSP_NULL), at=2)
         else:
             ring.put(ring.rsp_prod_pvt, TX_RESPONSE.pack(rid & 0xFFFF, status))
         ring.rsp_prod_pvt = (ring.rsp_prod_pvt + 1) & M32
@@ -428,7 +430,7 @@ class Netback(XenbusBackend):
         ring.req_cons = (ring.req_cons + 1) & M32
         ring_event(self.host, dev.domid, ring=name, op="request RX", req_prod=rp, req_cons=ring.req_cons,
                    rsp_prod=ring.rsp_prod, id=rid, gref=gref, length=len(frame))
-        self.host.mem.write(self._bounce_mfn() << 12, frame)
+        self._bounce_page().write(0, frame)
         st = self._copy(dev.domid, [(gref, 0, len(frame), True)])[0]
         if st != 0:
             self.log(f"{vif.name}: Grant copy into rx buffer {rid} (ref {gref}) failed! status: "

@@ -49,7 +49,6 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..paths import display
 from .devices import ones
 from .devices.ide import IdeController, IdeDrive
 from .devices.nic import BAR_SIZE as NIC_BAR_SIZE
@@ -59,7 +58,7 @@ from .devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_RE
                                UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
                                XEN_VENDOR, XenPlatform)
 from .devices.serial import Uart16550
-from .diskimage import open_disk
+from .diskimage import open_disk, shared_images
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
 STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",
@@ -158,11 +157,12 @@ class Qemu:
                 continue
             image = open_disk(getattr(spec, "target", None), config_file=cfg_file, base_dir=self.dm.image_dir,
                               readonly=getattr(spec, "access", "rw") != "rw", fmt=getattr(spec, "format", "raw"),
+                              shared=shared_images(self.dm.host),
                               log=lambda text, v=vdev: self.log(f"disk {v}: {text}"))
             self.ide.attach(index, IdeDrive(vdev, image, serial=index + 1))
             pos = ("primary", "secondary")[index // 2] + (" slave" if index % 2 else " master")
             self.log(f"disk {vdev}: IDE {pos}, {image.sectors} sectors, image "
-                     f"{display(image.path) if image.path else '(memory)'}"
+                     f"{image.name}"
                      f"{' (read-only)' if image.readonly else ''}")
 
     def _attach_nics(self, vifs: Iterable[Any]) -> None:

@@ -59,21 +59,27 @@ def ring_size(entry_size: int, page: int = 4096) -> int:
 
 class BackRing:
     """The backend's view of one shared ring page (BACK_RING_INIT): ``req_cons`` and
-    ``rsp_prod_pvt`` are private; the shared indexes are read from the page every time."""
+    ``rsp_prod_pvt`` are private; the shared indexes are read from the page every time.
 
-    def __init__(self, mem, maddr: int, entry_size: int) -> None:
-        self.mem = mem
-        self.maddr = maddr
+    ``page`` is the grant mapping's held frame (``lab.xen.frames.HeldFrame``): the
+    backend reads and writes the ring only through it, so only while it is mapped."""
+
+    def __init__(self, page, entry_size: int) -> None:
+        self.page = page
         self.entry_size = entry_size
         self.size = ring_size(entry_size)
         self.req_cons = 0
         self.rsp_prod_pvt = 0
 
+    @property
+    def maddr(self) -> int:
+        return self.page.maddr
+
     def u32(self, off: int) -> int:
-        return int.from_bytes(self.mem.read(self.maddr + off, 4), "little")
+        return int.from_bytes(self.page.read(off, 4), "little")
 
     def set_u32(self, off: int, value: int) -> None:
-        self.mem.write(self.maddr + off, (value & M32).to_bytes(4, "little"))
+        self.page.write(off, (value & M32).to_bytes(4, "little"))
 
     @property
     def req_prod(self) -> int:
@@ -85,10 +91,11 @@ class BackRing:
 
     def entry(self, idx: int) -> bytes:
         """A private copy of slot ``idx`` (checks are made on the copy, never on the shared page)."""
-        return self.mem.read(self.maddr + RING_HEADER + (idx % self.size) * self.entry_size, self.entry_size)
+        return self.page.read(RING_HEADER + (idx % self.size) * self.entry_size, self.entry_size)
 
-    def put(self, idx: int, data: bytes) -> None:
-        self.mem.write(self.maddr + RING_HEADER + (idx % self.size) * self.entry_size, data[:self.entry_size])
+    def put(self, idx: int, data: bytes, at: int = 0) -> None:
+        """Write ``data`` into slot ``idx`` from byte ``at`` of the slot."""
+        self.page.write(RING_HEADER + (idx % self.size) * self.entry_size + at, data[:self.entry_size - at])
 
     def request_prod_overflow(self, prod: int) -> bool:
         """RING_REQUEST_PROD_OVERFLOW: the frontend claims more requests than the ring holds."""
@@ -234,9 +241,10 @@ class XenbusBackend(ABC):
         value = self.read(path)
         if value is None:
             return None
-        text = value.strip()
+        text = value.strip(" \t\n\v\f\r")
         digits = 0
-        while digits < len(text) and (text[digits].isdigit() or (digits == 0 and text[0] in "+-")):
+        # ASCII digits only, as scanf reads them (Python's int() would take "\u0663" as 3)
+        while digits < len(text) and (text[digits] in "0123456789" or (digits == 0 and text[0] in "+-")):
             digits += 1
         try:
             return int(text[:digits], 10)
@@ -431,24 +439,21 @@ class XenbusBackend(ABC):
         """Unmap the rings and close the port (the device is going or the frontend closed)."""
 
     # -- helpers for drivers ---------------------------------------------------------------------
-    def map_grant(self, domid: int, ref: int, readonly: bool) -> tuple[int, int, int]:
-        """GNTTABOP_map_grant_ref of one grant: (status, handle, machine address)."""
-        gt = grant_tables(self.host)
-        v = dom0_vcpu(self.host)
-        out: list[tuple[int, int, int]] = []
-        hypercall(self.host, "grant_table_op", ["map_grant_ref", "1 op(s)"],
-                  lambda: out.append(gt.map_for_service(v, domid, ref, readonly)) or 0)
-        return out[0]
+    def map_grant(self, domid: int, ref: int, readonly: bool) -> tuple[int, int, Any]:
+        """GNTTABOP_map_grant_ref of one grant: (status, handle, the mapped page or None)."""
+        return self.map_grants(domid, [(ref, readonly)])[0]
 
-    def map_grants(self, domid: int, refs: list[tuple[int, bool]]) -> list[tuple[int, int, int]]:
-        """One GNTTABOP_map_grant_ref hypercall for several (ref, readonly) pairs."""
+    def map_grants(self, domid: int, refs: list[tuple[int, bool]]) -> list[tuple[int, int, Any]]:
+        """One GNTTABOP_map_grant_ref hypercall for several (ref, readonly) pairs: (status,
+        handle, page) each, the page being the mapping's held frame, valid until unmapped."""
         gt = grant_tables(self.host)
         v = dom0_vcpu(self.host)
-        out: list[tuple[int, int, int]] = []
+        out: list[tuple[int, int, Any]] = []
 
         def run() -> int:
             for ref, ro in refs:
-                out.append(gt.map_for_service(v, domid, ref, ro))
+                st, handle, _bus = gt.map_for_service(v, domid, ref, ro)
+                out.append((st, handle, gt.frame_of(0, handle) if st == 0 else None))
             return 0
         hypercall(self.host, "grant_table_op", ["map_grant_ref", f"{len(refs)} op(s)"], run)
         return out

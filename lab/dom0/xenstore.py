@@ -126,9 +126,14 @@ def perm_string(perm: Perm) -> str:
     return f"{perm[0]}{perm[1]}"
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: a guest's "\u0663" or "\u00b2" passes str.isdigit() but is no number."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_perm(text: str) -> Perm:
     """``r1`` -> ("r", 1); EINVAL for anything else (xs_strings_to_perms)."""
-    if len(text) < 2 or text[0] not in PERM_BITS or not text[1:].isdigit() or int(text[1:]) > 0xFFFF:
+    if len(text) < 2 or text[0] not in PERM_BITS or not is_decimal(text[1:]) or int(text[1:]) > 0xFFFF:
         raise _err("EINVAL", f"bad permission {text!r}")
     return (text[0], int(text[1:]))
 
@@ -663,7 +668,7 @@ def _ok() -> bytes:
 
 
 def _domid(text: str | None) -> int:
-    if text is None or not text.isdigit():
+    if text is None or not is_decimal(text):
         raise _err("EINVAL", f"bad domid {text!r}")
     return int(text)
 
@@ -674,7 +679,7 @@ def _h_directory(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
 
 def _h_directory_part(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     args = split_strings(p)
-    if len(args) != 2 or not args[1].isdigit():
+    if len(args) != 2 or not is_decimal(args[1]):
         raise _err("EINVAL", "DIRECTORY_PART takes a path and an offset")
     return s.directory_part(c, _str(args[0]), int(args[1]), tx)
 
@@ -721,10 +726,9 @@ def _h_introduce(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     args = [_str(a) for a in split_strings(p)]
     if len(args) < 3:
         raise _err("EINVAL", "INTRODUCE takes domid, mfn and event channel")
-    try:
-        mfn, port = int(args[1]), int(args[2])
-    except ValueError:
-        raise _err("EINVAL", "INTRODUCE: mfn and event channel are numbers") from None
+    if not (is_decimal(args[1]) and is_decimal(args[2])):
+        raise _err("EINVAL", "INTRODUCE: mfn and event channel are numbers")
+    mfn, port = int(args[1]), int(args[2])
     s.introduce(_domid(args[0]), mfn, port)
     return _ok()
 

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..xen import abi
-from .xenstore import XenStore, XenStoreError, decode_reply, decode_value, encode_request, message_type
+from .xenstore import (XenStore, XenStoreError, decode_reply, decode_value, encode_request, is_decimal,
+                       message_type)
 
 # struct xenstore_domain_interface
 RING_SIZE = abi.XENSTORE_RING_SIZE
@@ -129,6 +130,9 @@ def parse_messages(data: bytes | bytearray) -> tuple[list[Message], bytes]:
 # ---------------------------------------------------------------------------------------------------
 
 class Page(Protocol):
+    """The ring page: 4096 bytes, or the guest's frame as the daemon holds it
+    (``lab.xen.frames.HeldFrame``)."""
+
     def read(self, off: int, n: int) -> bytes: ...
     def write(self, off: int, data: bytes) -> None: ...
 
@@ -144,20 +148,6 @@ class BytesPage:
 
     def write(self, off: int, data: bytes) -> None:
         self.data[off:off + len(data)] = data
-
-
-class MachinePage:
-    """A ring page in machine memory: the guest's frame, as xenstored maps it."""
-
-    def __init__(self, mem, maddr: int) -> None:
-        self.mem = mem
-        self.maddr = maddr
-
-    def read(self, off: int, n: int) -> bytes:
-        return self.mem.read(self.maddr + off, n)
-
-    def write(self, off: int, data: bytes) -> None:
-        self.mem.write(self.maddr + off, data)
 
 
 def _u32(page: Page, off: int) -> int:
@@ -392,11 +382,17 @@ class Xenstored:
         mfn = frame if dom.is_pv else dom.gfn_to_mfn(frame)
         if mfn is None or mfn not in dom.p2m:
             return "EINVAL"                          # not a page of that domain
+        # Mapped as xenstored maps it (a foreign mapping by dom0): a writable reference on
+        # the frame for as long as the connection lives, so the guest can neither free it
+        # under the daemon nor make it one of its page tables.
+        page = self.host.frames.hold(domid, mfn, writable=True, holder=f"xenstored ring of d{domid}")
+        if isinstance(page, int):
+            return "EINVAL"
         local = self.host.evtchn.bind_interdomain(0, domid, port)
         if local < 0:
+            page.release()
             return "EINVAL"
         self.host.evtchn.bind_service(0, local, self.notified)
-        page = MachinePage(self.host.mem, mfn << 12)
         init_interface(page)
         self.conns[domid] = RingConnection(domid, page)
         self.ports[local] = domid
@@ -404,7 +400,9 @@ class Xenstored:
         return None
 
     def _disconnect(self, domid: int) -> None:
-        self.conns.pop(domid, None)
+        conn = self.conns.pop(domid, None)
+        if conn is not None and hasattr(conn.page, "release"):
+            conn.page.release()
         local = self.local_port.pop(domid, None)
         if local is not None:
             self.ports.pop(local, None)
@@ -472,7 +470,7 @@ class Xenstored:
 
     def _pre_introduce(self, msg: Message) -> str | None:
         args = msg.strings()
-        if len(args) < 3 or not all(a.isdigit() for a in args[:3]):
+        if len(args) < 3 or not all(is_decimal(a) for a in args[:3]):
             return None                              # the store gives the EINVAL
         domid, frame, port = (int(a) for a in args[:3])
         if not 0 < domid < abi.DOMID_FIRST_RESERVED or self.store.is_domain_introduced(domid):

@@ -1239,6 +1239,8 @@ def _type_mismatch(key: str, dtype: str) -> str | None:
 @dataclass
 class DomainConfig:
     """What ``xl create`` would build, as far as the lab models it."""
+
+    STATE_CONSTANT = True       # configuration: snapshots keep it by identity
     name: str
     type: str = "pv"
     memory: int = DEFAULT_MEMORY_MIB       # MiB

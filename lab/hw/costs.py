@@ -17,6 +17,7 @@ class CostError(Exception):
 
 @dataclass
 class Costs:
+    STATE_CONSTANT = True       # configuration: snapshots keep it by identity
     instruction: dict[str, int] = field(default_factory=dict)
     event: dict[str, int] = field(default_factory=dict)
     source: str = ""

@@ -26,6 +26,7 @@ from . import paging
 from .ept import EptMisconfig, EptTranslator, ept_walk
 from .faults import BP, CONTRIBUTORY, DF, GP, PF, UD, CpuStop, Fault, VmExit, mnemonic
 from .memory import PAGE_SHIFT, BusError, MachineMemory
+from .snapshot import Plain
 from .tlb import Tlb
 from .translate import Block, compile_block, default_namespace, fetch_run
 from .vmx import Vmcs
@@ -73,6 +74,7 @@ class Cpu:
         self.costs = costs or {}
         self.emit = emit or (lambda kind, **data: None)
         self.host: Any = None              # the hypervisor, when one runs this CPU's guest
+        self.vcpu: Any = None              # ... and the vCPU it runs here
         self.irq_source: Any = None        # object with pending() -> vector|None and ack(vector)
         self.tlb = Tlb()
         code.cpus.append(self)
@@ -120,8 +122,8 @@ class Cpu:
         # Fast translation caches: virtual page -> frame, per privilege class.
         # rc/wc: page -> frame for reads/writes; xc: page -> frame address for
         # fetches; bc: rip -> translated block, valid while xc is.
-        self._sup = ({}, {}, {}, {})
-        self._usr = ({}, {}, {}, {})
+        self._sup: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
+        self._usr: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
         self._select_caches()
 
     def _select_caches(self) -> None:
@@ -956,6 +958,9 @@ class Cpu:
 
     # -- snapshots ------------------------------------------------------------
     def snapshot(self) -> dict:
+        return {**self._arch_state(), "tlb": self.tlb.snapshot()}
+
+    def _arch_state(self) -> dict:
         return {
             "regs": list(self.regs), "rip": self.rip, "rflags": self.rflags, "cpl": self.cpl, "cs": self.cs,
             "ss": self.ss, "cr0": self.cr0, "cr2": self.cr2, "cr3": self.cr3, "cr4": self.cr4,
@@ -964,7 +969,7 @@ class Cpu:
             "tss_base": self.tss_base, "root": self.root,
             "vmcs": self.vmcs.snapshot() if self.vmcs else None, "halted": self.halted,
             "stopped": self.stopped, "int_shadow": self.int_shadow, "icount": self.icount,
-            "cycles": self.cycles, "tlb": self.tlb.snapshot(),
+            "cycles": self.cycles,
             "shadow_cr3": getattr(self, "shadow_cr3", None),
             "shadow_unpaged_cr3": getattr(self, "shadow_unpaged_cr3", None),
         }
@@ -988,9 +993,32 @@ class Cpu:
         self.cpl = s["cpl"]
         self._new_caches()
 
+    def save_state(self) -> Plain:
+        """Registers, control registers, MSRs, VMCS, TLB, run flags and counters.
+
+        The page caches in front of the TLB are the simulator's, not the CPU's: a
+        restored CPU starts with them empty, so its TLB hit and miss counts (which
+        count the simulator's lookups) may run differently; nothing else does."""
+        s = self._arch_state()
+        s["tlb"] = self.tlb.save_state().value
+        s["yield_now"], s["reschedule"] = self.yield_now, self.reschedule
+        # What the CPU is wired to holds state of its own (an HVM vCPU's interrupt
+        # controller, the bus's devices): naming them here puts them in the snapshot.
+        return {"arch": Plain(s), "wired": (self.irq_source, self.bus, self.host, self.__dict__.get("vcpu"))}
+
+    def load_state(self, state: dict) -> None:
+        s = state["arch"]
+        vmcs, tlb = self.vmcs, self.tlb
+        self.restore({**s, "tlb": {"sets": [], "stats": {}}})
+        self.tlb = tlb
+        tlb.load_state(s["tlb"])
+        if vmcs is not None and self.vmcs is not None:
+            vmcs.__dict__.update(self.vmcs.__dict__)     # whoever holds the VMCS keeps it
+            self.vmcs = vmcs
+        self.yield_now, self.reschedule = s["yield_now"], s["reschedule"]
+
     def digest_into(self, h: "hashlib._Hash") -> None:
-        s = self.snapshot()
-        s.pop("tlb")
+        s = self._arch_state()
         h.update(repr(sorted(s.items())).encode())
 
 
@@ -1054,6 +1082,15 @@ class CodeCache:
             self.blocks.pop(k, None)
         self.mem.watched.discard(mfn)
         self.invalidations += 1
+        for c in self.cpus:
+            c.drop_blocks()
+
+    # Translated code is not machine state: blocks stay valid across a restore for
+    # every page whose bytes did not change (memory's load_state drops the others).
+    def save_state(self) -> Plain:
+        return Plain(None)
+
+    def load_state(self, state: None) -> None:
         for c in self.cpus:
             c.drop_blocks()
 

@@ -173,7 +173,7 @@ class Pit8254:
 class DebugConsole:
     """Port 0xE9: each byte written is a character of console output."""
 
-    def __init__(self, on_line: Callable[[str], None]) -> None:
+    def __init__(self, on_line: Callable[[str], object]) -> None:
         self.on_line = on_line
         self.buffer = ""
         self.output = ""

@@ -18,11 +18,15 @@ from .costs import Costs, load_costs
 from .cpu import CodeCache, Cpu
 from .devices import DebugConsole, IoBus, Pic8259, Pit8254, PowerControl
 from .memory import MachineMemory
+from .snapshot import Snapshot, keeper_of
 
 FOREVER = 1 << 62
 
 
 class Machine:
+    #: The snapshot keeper is how state is saved, not state.
+    NOT_STATE = ("_keeper",)
+
     def __init__(self, *, mem_mib: int = 64, vendor: str = "intel", cpu_mhz: int = 2000,
                  costs: Costs | None = None, keep_trace: bool = True) -> None:
         self.mem = MachineMemory(mem_mib << 20)
@@ -46,8 +50,8 @@ class Machine:
         self.cpu.irq_source = self.pic
         self.idle_cycles = 0
         self.images: dict[str, Any] = {}
-        #: Devices plugged in from outside (a disk, a network card), or None; anything with
-        #: snapshot() and restore() so that the machine's snapshots take them along.
+        #: Devices plugged in from outside (a disk, a network card), or None; their state
+        #: goes with the machine's snapshots like every other component's.
         self.pc: Any = None
 
     def _cost_fn(self) -> Callable[[Instruction], int]:
@@ -144,23 +148,13 @@ class Machine:
         return hit[0] if hit else None
 
     # -- state ------------------------------------------------------------
-    def snapshot(self) -> dict:
-        return {"mem": self.mem.snapshot(), "cpu": self.cpu.snapshot(), "pic": self.pic.snapshot(),
-                "pit": self.pit.snapshot(), "console": self.console.snapshot(),
-                "trace": self.trace.snapshot(), "idle": self.idle_cycles,
-                "pc": self.pc.snapshot() if self.pc is not None else None}
+    def snapshot(self) -> Snapshot:
+        """The whole machine (memory, CPU, devices, plugged-in PC devices, trace position)."""
+        return keeper_of(self).save(self, self.cpu.icount, self.cpu.cycles, self.trace.seq)
 
-    def restore(self, snap: dict) -> None:
-        self.mem.restore(snap["mem"])
-        self.code.clear()
-        self.cpu.restore(snap["cpu"])
-        self.pic.restore(snap["pic"])
-        self.pit.restore(snap["pit"])
-        self.console.restore(snap["console"])
-        self.trace.restore(snap["trace"])
-        self.idle_cycles = snap["idle"]
-        if self.pc is not None and snap.get("pc") is not None:
-            self.pc.restore(snap["pc"])
+    def restore(self, snap: Snapshot) -> None:
+        """Back to ``snap``: the machine then runs on exactly as it did from there."""
+        keeper_of(self).load(snap)
 
     def digest(self) -> str:
         """A hash of the whole machine state (memory, CPU, devices, trace position)."""

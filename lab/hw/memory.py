@@ -8,6 +8,9 @@ the CPU's fast paths can index them directly.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+
+from .snapshot import Plain
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -29,10 +32,12 @@ class MachineMemory:
         #: Bumped on every write to a frame in ``watched``; the CPU uses this
         #: to drop translated code when its page is written.
         self.watched: set[int] = set()
-        self.on_watched_write = None  # callable(mfn) or None
+        self.on_watched_write: Callable[[int], None] | None = None
         #: Frames whose CPU writes must be seen by someone (write-protected
         #: page tables under shadow paging, for instance): mfn -> callable.
-        self.write_hooks: dict[int, object] = {}
+        self.write_hooks: dict[int, Callable[[int, int, int], None]] = {}
+        #: The frames the last snapshot saved (or restored): unchanged ones are shared.
+        self._saved: dict[int, bytes] = {}
 
     # -- frames ---------------------------------------------------------
     def frame(self, mfn: int) -> bytearray:
@@ -106,6 +111,39 @@ class MachineMemory:
 
     def snapshot(self) -> dict[int, bytes]:
         return {mfn: bytes(f) for mfn, f in self.frames.items()}
+
+    def save_state(self) -> dict:
+        """Every frame's bytes; a frame unchanged since the last snapshot shares its bytes."""
+        prev = self._saved
+        frames = {}
+        for mfn, f in self.frames.items():
+            p = prev.get(mfn)
+            frames[mfn] = p if p is not None and p == f else bytes(f)
+        self._saved = frames
+        return {"frames": Plain(frames), "write_hooks": dict(self.write_hooks)}
+
+    def load_state(self, state: dict) -> None:
+        """Frames back in place (callers holding a frame keep it); translated code is
+        dropped only for frames whose bytes differ."""
+        frames = state["frames"]
+        live = self.frames
+        changed = [mfn for mfn in live if mfn not in frames]
+        for mfn in changed:
+            del live[mfn]
+        for mfn, data in frames.items():
+            f = live.get(mfn)
+            if f is None:
+                live[mfn] = bytearray(data)
+                changed.append(mfn)
+            elif f != data:
+                f[:] = data
+                changed.append(mfn)
+        self.write_hooks = state["write_hooks"]
+        self._saved = frames
+        if self.on_watched_write is not None:
+            for mfn in changed:
+                if mfn in self.watched:
+                    self.on_watched_write(mfn)
 
     def restore(self, snap: dict[int, bytes]) -> None:
         # Keep bytearray identity where possible so callers holding frames stay valid.

@@ -40,8 +40,10 @@ under EPT: every guest table address, and the final guest-physical address,
 is itself translated, which is where the 24 memory references of a 4-level by
 4-level walk come from.
 
-Reading a table that lies beyond the end of machine memory raises
-:class:`lab.hw.memory.BusError`.
+A table that lies beyond the end of machine memory reads as all ones, as
+a read that nothing on the bus answers does: the walk ends in a #PF with the
+reserved-bit error code, never an exception (a forged entry cannot stop
+the lab).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .ept import EptMisconfig, EptStep, EptViolation, ept_steps_text
+from .memory import BusError
 from .ept import EPT_W, EPT_X, EPTQ_GLA_FINAL, EPTQ_GLA_VALID
 
 # -- entry bits (Xen's names, the SDM's positions) -----------------------------------
@@ -343,7 +346,14 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
             table_hpa = entry_hpa - index * 8
         else:
             table_hpa = table
-        entry = mem.read_u64(table_hpa + index * 8)
+        try:
+            entry = mem.read_u64(table_hpa + index * 8)
+        except BusError:
+            res.mem_refs += 1
+            res.fault = PageFault(base_code | PFEC_PRESENT | PFEC_RSVD, va,
+                                  f"L{level} table at {table_hpa:#x} is beyond the end of memory "
+                                  f"(reads as all ones)", level)
+            return res
         res.mem_refs += 1
         steps.append(WalkStep(level, table, index, entry_addr, entry, flag_names(entry, level),
                               ept_steps, table_hpa))

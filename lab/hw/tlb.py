@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 
+from .snapshot import Plain
+
 PAGE_SHIFT = 12
 SIZES = (1 << 12, 1 << 21, 1 << 30)
 _SHIFT = {1 << 12: 12, 1 << 21: 21, 1 << 30: 30}
@@ -194,6 +196,15 @@ class Tlb:
             "sets": [[size, [list(astuple(e)) for e in self._sets[size].values()]] for size in SIZES],
             "stats": dict(self.stats),
         }
+
+    def save_state(self) -> Plain:
+        # Entries are frozen: the saved sets share them.
+        return Plain((self.capacity, {size: dict(s) for size, s in self._sets.items()}, dict(self.stats)))
+
+    def load_state(self, state: tuple) -> None:
+        self.capacity, sets, stats = state
+        self._sets = {size: dict(s) for size, s in sets.items()}
+        self.stats = dict(stats)
 
     def restore(self, snap: dict) -> None:
         self.capacity = snap.get("capacity", self.capacity)

@@ -20,10 +20,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import UserError
-from . import opcodes
+from . import a64_asm, opcodes
+from .a64 import A64
+from .a64 import INSN_SIZE as A64_SIZE
+from .a64 import encode as encode_a64
 from .encoding import INSN_SIZE, Instruction, Mem, decode, encode
 from .image import Image, Section, SourceLine
 from .registers import CONTROL_REGS, GPR_BY_NAME, RIP_BASE, SIZE_BY_NAME, SIZE_NAMES
@@ -80,7 +83,7 @@ class Tok:
     kind: str          # id num str ref op dot end
     text: str
     col: int           # 1-based column of the first character
-    value: object = None
+    value: Any = None  # num: int; ref: (label, forward)
 
     def is_op(self, text: str) -> bool:
         return self.kind == "op" and self.text == text
@@ -96,8 +99,12 @@ _IDENT = re.compile(r"\.?[A-Za-z_][A-Za-z0-9_.]*")
 _WORD = re.compile(r"[0-9A-Za-z_]+")
 
 
-def tokenize(text: str, where: SourceLine) -> list[Tok]:
-    """Split one source line into tokens; comments are dropped."""
+def tokenize(text: str, where: SourceLine, arm: bool = False) -> list[Tok]:
+    """Split one source line into tokens; comments are dropped.
+
+    With ``arm`` (after ``.arch arm64``) ``#`` marks an immediate, ``!`` a
+    pre-indexed address, and ``//`` starts a comment, as in GNU as for AArch64.
+    """
     toks: list[Tok] = []
     if text.lstrip().startswith("#"):
         return [Tok("end", "", len(text) + 1)]
@@ -107,8 +114,11 @@ def tokenize(text: str, where: SourceLine) -> list[Tok]:
         col = i + 1
         if c in " \t\r\f\v":
             i += 1
-        elif c == ";":
+        elif c == ";" or (arm and text.startswith("//", i)):
             break
+        elif arm and c in "#!":
+            toks.append(Tok("op", c, col))
+            i += 1
         elif c in "0123456789":
             m = _WORD.match(text, i)
             word = m.group()
@@ -257,8 +267,9 @@ class _Cursor:
             self.pos += 1
         return t
 
-    def fail(self, tok: Tok, message: str) -> AsmError:
-        return _fail(self.where, tok.col, message)
+    def fail(self, at: Any, message: str) -> AsmError:
+        """An error at ``at``: a token or an expression node (anything with a column)."""
+        return _fail(self.where, at.col, message)
 
     def expect_end(self) -> None:
         t = self.peek()
@@ -555,6 +566,8 @@ class Assembler:
         self.include_stack: list[str] = []
         self.scope: str | None = None
         self.entry_item: _Item | None = None
+        #: The instruction set being assembled: "x86_64" (the default) or "arm64" (after .arch arm64).
+        self.arch = "x86_64"
         for name, value in (symbols or {}).items():
             self.syms[name] = _Sym(name, "extern", None, value=value, rel=1)
         self.sec = self._section(".text", SourceLine("", 1, ""))
@@ -576,7 +589,7 @@ class Assembler:
 
     # -- pass 1: one line -------------------------------------------------------
     def _line(self, where: SourceLine) -> None:
-        toks = tokenize(where.text, where)
+        toks = tokenize(where.text, where, arm=self.arch == "arm64")
         cur = _Cursor(toks, where)
         while True:
             t, nxt = cur.peek(), cur.peek(1)
@@ -614,7 +627,7 @@ class Assembler:
         return scope + name
 
     def _define(self, tok: Tok, where: SourceLine, sym: _Sym) -> None:
-        if tok.text.lower() in _RESERVED:
+        if tok.text.lower() in (a64_asm.RESERVED if self.arch == "arm64" else _RESERVED):
             raise _fail(where, tok.col, f"'{tok.text}' is a reserved word and cannot be a symbol")
         old = self.syms.get(sym.name)
         if old is not None:
@@ -736,7 +749,12 @@ class Assembler:
         if pad > MAX_SECTION:
             raise _fail(where, col, f"section '{sec.name}' would grow beyond {MAX_SECTION >> 20} MiB")
         ctx = self._ctx(where)
-        if sec.code and n % INSN_SIZE == 0:
+        if sec.code and self.arch == "arm64" and n % A64_SIZE == 0:
+            zeros = -start % A64_SIZE
+            self._grow(zeros, where, col)
+            nop = encode_a64(A64("nop")).to_bytes(A64_SIZE, "little")
+            self._grow(pad - zeros, where, col, nop * ((pad - zeros) // A64_SIZE))
+        elif sec.code and n % INSN_SIZE == 0:
             # Code is padded with whole nop slots, so it disassembles cleanly.
             zeros = -start % INSN_SIZE
             self._grow(zeros, where, col)
@@ -849,8 +867,44 @@ class Assembler:
         node = self._expr_arg(args[0], where)
         self.entry_item = _Item("entry", self._ctx(where, args[0]), (node,))
 
+    def d_arch(self, tok, args, where):
+        self._args(tok, args, where, 1, 1)
+        arg = args[0]
+        name = arg[0].text.lower() if arg[0].kind == "id" and arg[1].kind == "end" else None
+        if name not in ("arm64", "aarch64", "x86_64"):
+            raise _fail(where, arg[0].col, "expected '.arch arm64' or '.arch x86_64'")
+        if self.items and any(i.kind in ("insn", "a64") for i in self.items) and \
+                self.arch != ("x86_64" if name == "x86_64" else "arm64"):
+            raise _fail(where, tok.col, "'.arch' must come before the first instruction")
+        self.arch = "x86_64" if name == "x86_64" else "arm64"
+
     # -- pass 1: instructions ----------------------------------------------------
+    def _a64_instruction(self, toks: list[Tok], where: SourceLine) -> None:
+        mn = toks[0]
+        name = mn.text.lower()
+        if name not in a64_asm.MNEMONICS:
+            raise _fail(where, mn.col, f"unknown instruction '{mn.text}' (this file is .arch arm64)")
+        rest = toks[1:]
+        parts = _split_commas(rest, where) if rest[0].kind != "end" else []
+
+        def expr_of(part: list[Tok]) -> object:
+            cur = _Cursor(part + [Tok("end", "", part[-1].col + len(part[-1].text))], where)
+            node = cur.expr()
+            cur.expect_end()
+            return node
+        ops = a64_asm.parse_operands(parts, expr_of, where, _fail)
+        self.sec.code = True
+        self._place(self.sec, where)
+        if self.sec.here % A64_SIZE:
+            raise _fail(where, mn.col, "an A64 instruction must be 4-byte aligned; put '.align 4' before it")
+        ctx = self._ctx(where, toks)
+        self._grow(A64_SIZE, where, mn.col)
+        self._record("a64", ctx, A64_SIZE, (name, mn.col, ops))
+
     def _instruction(self, toks: list[Tok], where: SourceLine) -> None:
+        if self.arch == "arm64":
+            self._a64_instruction(toks, where)
+            return
         cur = _Cursor(toks, where)
         mn = cur.next()
         rep = mn.text.lower() == "rep"
@@ -1015,12 +1069,24 @@ class Assembler:
         insn = _build_instruction(self, item)
         self._write(item, encode(insn))
 
+    def _emit_a64(self, item: _Item) -> None:
+        name, col, ops = item.args
+        where = item.ctx.where
+        builder = a64_asm.Builder(name, col, ops, lambda node: self.value(node, item.ctx), item.addr,
+                                  lambda c, message: _fail(where, c, message))
+        insn = builder.build()
+        try:
+            word = encode_a64(insn)
+        except ValueError as e:
+            raise _fail(where, col, str(e)) from None
+        self._write(item, word.to_bytes(4, "little"))
+
     def _write(self, item: _Item, data: bytes) -> None:
         sec = item.ctx.sec
         sec.data[item.ctx.offset:item.ctx.offset + len(data)] = data
 
     def _image(self) -> Image:
-        img = Image(sources=dict(self.sources))
+        img = Image(sources=dict(self.sources), arch=self.arch)
         for sec in self.placement:          # source order of each section's first byte
             if sec.data:
                 img.sections.append(Section(sec.name, sec.base, sec.data))
@@ -1035,7 +1101,7 @@ class Assembler:
             if item.size and item.addr not in img.line_map:
                 img.line_map[item.addr] = item.ctx.where
                 img.item_sizes[item.addr] = item.size
-                if item.kind == "insn":
+                if item.kind in ("insn", "a64"):
                     img.instructions.add(item.addr)
         img.line_map = dict(sorted(img.line_map.items()))
         if self.entry_item is not None:
@@ -1058,6 +1124,7 @@ _DIRECTIVES: dict[str, Callable] = {
     ".section": Assembler.d_section, ".text": Assembler._shorthand, ".data": Assembler._shorthand,
     ".rodata": Assembler._shorthand, ".bss": Assembler._shorthand,
     ".global": Assembler.d_global, ".globl": Assembler.d_global, ".entry": Assembler.d_entry,
+    ".arch": Assembler.d_arch,
 }
 
 

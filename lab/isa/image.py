@@ -17,6 +17,7 @@ writes)::
                    "lines"    [[addr, size, kind, file, line, text], ...]
                               (kind "insn" or "data")
                    "sources"  {file: text}
+                   "arch"     "arm64" for an Arm image (absent: x86_64)
     the rest     the section contents, concatenated in the order listed
 
 Everything is plain data, so the same source always gives the same bytes.
@@ -59,6 +60,7 @@ class Section:
 
 @dataclass
 class Image:
+    STATE_CONSTANT = True       # assembled code: snapshots keep it by identity
     sections: list[Section] = field(default_factory=list)
     symbols: dict[str, int] = field(default_factory=dict)
     line_map: dict[int, SourceLine] = field(default_factory=dict)
@@ -70,6 +72,8 @@ class Image:
     item_sizes: dict[int, int] = field(default_factory=dict)
     #: The line_map addresses that hold instructions (the others hold data).
     instructions: set[int] = field(default_factory=set)
+    #: The instruction set: "x86_64" (the lab's 16-byte encoding) or "arm64" (A64 words).
+    arch: str = "x86_64"
     # Sorted line_map addresses, rebuilt when line_map changes size (lookups happen every step).
     _starts: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -87,7 +91,7 @@ class Image:
         if i < 0:
             return None
         start = starts[i]
-        # Instructions own their whole 16-byte slot; data items own their bytes.
+        # Instructions own their whole slot (16 bytes, or 4 for A64); data items own their bytes.
         if addr < start + max(self.item_sizes.get(start, 16), 1):
             return self.line_map[start]
         return None
@@ -139,6 +143,8 @@ class Image:
                        sl.file, sl.line, sl.text] for a, sl in sorted(self.line_map.items())],
             "sources": dict(self.sources),
         }
+        if self.arch != "x86_64":           # absent for x86 images, so their bytes are as before
+            header["arch"] = self.arch
         blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return MAGIC + struct.pack("<I", len(blob)) + blob + b"".join(bytes(s.data) for s in self.sections)
 
@@ -153,6 +159,9 @@ class Image:
             img = cls(entry=int(h["entry"]), symbols={str(k): int(v) for k, v in h["symbols"].items()},
                       sources={str(k): str(v) for k, v in h["sources"].items()})
             img.label_names = {str(x) for x in h["labels"]}
+            img.arch = str(h.get("arch", "x86_64"))
+            if img.arch not in ("x86_64", "arm64"):
+                raise ImageFormatError(f"unknown instruction set {img.arch!r}")
             for addr, size, kind, file, line, text in h["lines"]:
                 img.line_map[int(addr)] = SourceLine(str(file), int(line), str(text))
                 img.item_sizes[int(addr)] = int(size)

@@ -4,7 +4,8 @@
     0000000000400000 <_start>:
     0000000000400000  01 39 00 00 ff ff 00 00 00000000 05000000  mov rax, 5
 
-An instruction's 16 bytes are shown as its eight head bytes (opcode, form,
+An A64 instruction (an image assembled after ``.arch arm64``) is its 32-bit
+word, as ``objdump -d`` shows it. An x86-profile instruction's 16 bytes are shown as its eight head bytes (opcode, form,
 registers, base, index, scale, aux), then the displacement and the immediate
 as two four-byte groups (or one eight-byte group for a 64-bit immediate), all
 in memory order, so they read exactly as a hex dump of memory would.
@@ -45,7 +46,9 @@ def render_listing(image: Image) -> str:
             size = image.item_sizes.get(addr, INSN_SIZE)
             raw = image.bytes_at(addr, size)
             if addr in image.instructions:
-                out.append(f"{addr:016x}  {_insn_bytes(raw):<{_ENC_WIDTH}}  {text}")
+                # An A64 instruction is one little-endian word, shown as objdump shows it.
+                enc = f"{int.from_bytes(raw, 'little'):08x}" if image.arch == "arm64" else _insn_bytes(raw)
+                out.append(f"{addr:016x}  {enc:<{_ENC_WIDTH}}  {text}")
                 continue
             rows = [raw[i:i + _ROW] for i in range(0, len(raw), _ROW)]
             shown = rows if len(rows) <= _MAX_ROWS else rows[:_MAX_ROWS - 1]

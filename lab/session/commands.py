@@ -573,3 +573,10 @@ command("theme", "switch the colour theme", Arg("dark|light|NAME", optional=True
         screen=True)(_screen_only)
 command("clear", "clear the command output", screen=True)(_screen_only)
 command("quit", "leave the lab", screen=True)(_screen_only)
+command("lessons", "choose a guided lesson", screen=True)(_screen_only)
+command("lesson", "act on the open lesson: the next hint, the solution, begin the step again ...",
+        Arg("ACTION", key="action", missing="usage: lesson hint|solution|reset|restart|next|prev|goto N"),
+        Arg("N", optional=True, rest=True, key="arg"),
+        usage="lesson hint|solution|reset|restart|next|prev|goto N", screen=True)(_screen_only)
+command("answer", "answer the lesson step's question", Arg("CHOICE", rest=True, key="choice"),
+        usage="answer CHOICE|NUMBER", screen=True)(_screen_only)

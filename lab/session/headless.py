@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import UserError
 from ..paths import display
 from ..trace import FORMAT_VERSION
+from ..xen.console import displayable
 from .build import DEFAULT_PROGRAM, native_machine
 from .eventspec import EventSpec
 from .summary import summarize
@@ -49,6 +50,15 @@ class RunResult:
         if summary:
             out["summary"] = self.summary
         return out
+
+
+def console_section(dom) -> str:
+    """One domain's console for headless output: a header, then every line prefixed with the
+    domain and its control characters shown, never sent, so nothing a guest prints can pass
+    for another domain's console, for a header, or move the terminal's cursor."""
+    lines = dom.console_output.rstrip().split("\n")
+    body = "".join(f"d{dom.domid}| {displayable(line)}\n" for line in lines)
+    return f"--- {dom.name} (d{dom.domid}, {dom.mode}) ---\n{body}"
 
 
 def _write_trace(trace, path: str, target: str) -> None:
@@ -117,7 +127,7 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
                         "reason": d.crash_reason or d.shutdown_reason,
                         "instructions": sum(v.cpu.icount for v in d.vcpus if v.cpu is not None)})
         if d.console_output:
-            console.append(f"--- {d.name} (d{d.domid}, {d.mode}) ---\n{d.console_output.rstrip()}\n")
+            console.append(console_section(d))
     alive = [d["name"] for d in domains if d["state"] == "running" and d["domid"] != 0]
     stopped = None if alive else "every guest has stopped"
     return RunResult(shown, host.instructions, max(host.clock), 0, stopped, hit, "".join(console),

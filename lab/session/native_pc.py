@@ -13,7 +13,6 @@ so the same programs that ping dom0 from a guest ping something here too.
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 
 from ..dom0.bridge import answer
@@ -50,7 +49,7 @@ class NativeContext:
 
 
 class NativePc:
-    """The devices, attached to ``machine.bus``; snapshots go with the machine's."""
+    """The devices, attached to ``machine.bus``; their state goes with the machine's snapshots."""
 
     def __init__(self, machine, disk: DiskImage | None, nic: bool = True) -> None:
         self.ctx = NativeContext(machine)
@@ -81,14 +80,3 @@ class NativePc:
         reply, _bad = answer(frame)
         if reply is not None and self.nic is not None:
             self.nic.receive(reply)
-
-    def snapshot(self) -> dict:
-        return {"state": copy.deepcopy({"pci": self.pci, "ide": self.ide, "nic": self.nic, "serial": self.serial},
-                                       memo={id(self.ctx): self.ctx, id(self): self})}
-
-    def restore(self, snap: dict) -> None:
-        state = copy.deepcopy(snap["state"], memo={id(self.ctx): self.ctx, id(self): self})
-        for name in ("pci", "ide", "nic", "serial"):
-            cur, old = getattr(self, name), state[name]
-            if cur is not None:
-                cur.__dict__.update(old.__dict__)

@@ -41,4 +41,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("next_pane", "ctrl+n", "next_pane", "Pane", "Show the next pane (tabs) or focus it (grid)"),
     Action("toggle_theme", "ctrl+t", "toggle_theme", "Theme", "Switch between the dark and light themes",
            show=False),
+    Action("lessons", "ctrl+l", "lessons", "Lessons", "Choose a guided lesson (opens it on a fresh machine)",
+           show=False),
+    Action("lesson_panel", "ctrl+g", "lesson_panel", "Lesson",
+           "Move to the lesson panel (h hint, s solution, n next ...), or back", show=False),
 )

@@ -34,11 +34,13 @@ from .actions import ACTIONS, GROUPS
 from .palette import LabCommands
 from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
 from .screens.help import HelpScreen, topic_page
+from .screens.lessons import LessonPicker
 from .themes import readable
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
 from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
+from .widgets.lesson import LessonPanel
 from .widgets.logs import CallsPane, DevicePane, route
 from .widgets.output import OutputLog, is_table
 from .widgets.text import Text as TextView
@@ -101,7 +103,7 @@ def help_listing(name: str | None = None) -> str:
 class XenLab(App[None]):
     """The on-screen lab."""
 
-    CSS_PATH = ["app.tcss", "main.tcss"]
+    CSS_PATH = ["app.tcss", "main.tcss", "lesson.tcss"]
     TITLE = "xenlab"
     COMMANDS = App.COMMANDS | {LabCommands}
     BINDINGS = [Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.tooltip,
@@ -113,8 +115,14 @@ class XenLab(App[None]):
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
-                 tick: float = TICK, max_rows: int = 2000) -> None:
+                 tick: float = TICK, max_rows: int = 2000, lesson: Any = None, progress: Any = None,
+                 first_run: bool = False) -> None:
         super().__init__()
+        #: The open lesson (its tutor is made with the machine, on the simulation thread).
+        self.lesson = lesson
+        self.tutor: Any = None
+        self.progress = progress
+        self.first_run = first_run
         self.runner = runner
         if theme:
             self.theme = theme
@@ -157,6 +165,11 @@ class XenLab(App[None]):
 
     def on_mount(self) -> None:
         self._pump_timer = self.set_interval(self.tick, self._on_tick, name="pump")
+        if self.lesson is not None:
+            self.call_after_refresh(self._mount_lesson_panel)
+        elif self.first_run:
+            self.call_after_refresh(self.main.show_message,
+                                    "new here? press ctrl+l for the lessons (xenlab lesson tour), or F1 for help")
 
     def on_unmount(self) -> None:
         if self._pump_timer is not None:
@@ -246,6 +259,8 @@ class XenLab(App[None]):
                     status_content(r, self.view, self.events_shown, self.size.width))
             elif self._status_due:
                 self._status_waited += 1
+            if self.tutor is not None and self.main.query(LessonPanel):
+                self.main.query_one(LessonPanel).show(self.tutor.state())
             if r.mode != self._mode:
                 self._mode = r.mode
                 self.refresh_bindings()
@@ -486,6 +501,59 @@ class XenLab(App[None]):
     def _screen_quit(self) -> None:
         self.exit()
 
+    # -- lessons ---------------------------------------------------------------------------
+    def _mount_lesson_panel(self) -> None:
+        if not self.main.query(LessonPanel):
+            self.main.mount(LessonPanel(id="lesson"))
+
+    def _screen_lessons(self) -> None:
+        self.action_lessons()
+
+    def _screen_lesson(self, action: str, arg: list[str]) -> None:
+        self.lesson_action(action, " ".join(arg))
+
+    def _screen_answer(self, choice: list[str]) -> None:
+        self.lesson_action("answer", " ".join(choice))
+
+    def lesson_action(self, action: str, arg: str = "") -> None:
+        """Hand a lesson action to the tutor (the one place they happen) and show its answer."""
+        if self.tutor is None:
+            raise UserError("no lesson is open: ctrl+l (or 'lessons') chooses one")
+        if action == "restart":
+            # A fresh machine: the screen opens the lesson again on one.
+            self.exit(result=("lesson", self.tutor.lesson.id))
+            return
+        self._write_reply("info", self.tutor.act(action, arg))
+        self.main.query_one(LessonPanel).show(self.tutor.state())
+
+    def on_lesson_panel_action(self, message: LessonPanel.Action) -> None:
+        if message.action == "answer":
+            self.prefill_command("answer ")
+            return
+        try:
+            self.lesson_action(message.action)
+        except UserError as e:
+            self.error(str(e))
+
+    def action_lessons(self) -> None:
+        if isinstance(self.screen, LessonPicker):
+            return
+
+        def chosen(lesson_id: str | None) -> None:
+            if lesson_id is not None:
+                self.exit(result=("lesson", lesson_id))
+        self.push_screen(LessonPicker(progress=self.progress), chosen)
+
+    def action_lesson_panel(self) -> None:
+        panels = self.main.query(LessonPanel)
+        if not panels:
+            self.main.show_message("no lesson is open: ctrl+l chooses one")
+            return
+        if panels.first().has_focus:
+            self.main.cmd().focus()
+        else:
+            panels.first().focus()
+
     # -- messages from panes -------------------------------------------------------------
     def on_domain_tree_focus_requested(self, message: DomainTree.FocusRequested) -> None:
         if self.runner.mode not in (NO_MACHINE, CRASHED, BOOTING):
@@ -589,17 +657,38 @@ def describe_target(target: str | None) -> str:
 
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
-             speed: int | None = None, tick: float = TICK, max_rows: int = 2000) -> XenLab:
-    """Build (not run) the lab app on ``session``, or on a machine built from ``target``.
+             speed: int | None = None, tick: float = TICK, max_rows: int = 2000, lesson: Any = None,
+             seed: int = 0, progress: Any = None, first_run_hint: bool = False) -> XenLab:
+    """Build (not run) the lab app on ``session``, or on a machine built from ``target``,
+    or on ``lesson``'s machine with its tutor. ``first_run_hint``: tell a learner with no
+    progress yet where to start.
 
     The machine is built on the simulation thread, so the screen appears at
     once; a bad target becomes a message on the screen.
     """
+    from ..lessons.progress import Progress
     kwargs: dict[str, Any] = {}
     if speed is not None:
         kwargs["speed"] = speed
-    if session is not None:
+    if progress is None:
+        progress = Progress()
+    app_box: list[XenLab] = []
+    if lesson is not None:
+        def lesson_session() -> Any:
+            from ..session.lesson_play import open_lesson
+            tutor = open_lesson(lesson, progress, seed=seed)
+            tutor._restart = None               # the screen restarts a lesson by opening it again
+            app_box[0].tutor = tutor
+            return tutor.session
+        runner = Runner(factory=lesson_session, **kwargs)
+        subtitle = f"lesson: {lesson.title}"
+    elif session is not None:
         runner = Runner(session, **kwargs)
+        subtitle = describe_target(target)
     else:
         runner = Runner(factory=lambda: build_session(target), **kwargs)
-    return XenLab(runner, theme=theme, subtitle=describe_target(target), tick=tick, max_rows=max_rows)
+        subtitle = describe_target(target)
+    app = XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows, lesson=lesson,
+                 progress=progress, first_run=first_run_hint and not progress.lessons and progress.saving)
+    app_box.append(app)
+    return app

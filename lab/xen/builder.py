@@ -28,6 +28,7 @@ from ..isa.image import Image
 from . import abi
 from .hvm import HvmIntr
 from .hypercall_page import build as build_hypercall_page
+from .paging_pool import PoolExhausted, pool_of
 
 DIRECT_MAP = boot.DIRECT_MAP
 PTE_P, PTE_RW, PTE_US = 1, 2, 4
@@ -220,13 +221,7 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
         from .shadow import ShadowPaging
         dom.extra["shadow"] = ShadowPaging(host, dom)
     else:
-        root = host.mm.xen_frame()
-        dom.ept_root = root
-
-        def alloc() -> int:
-            return host.mm.xen_frame()
-        for pfn, mfn in enumerate(dom.p2m):
-            ept_map(host.mem, alloc, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+        dom.ept_root = _ept_for(host, dom)
     dom.devices["vpic"] = Pic8259()
     v0 = dom.vcpus[0]
     dom.devices["vpit"] = Pit8254(host.cpu_hz, lambda: v0.cpu.cycles)
@@ -248,6 +243,18 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
               message=f"HVM: firmware at {HVMLOADER_ENTRY:#x}, kernel entry {boot.physical_of(kernel.entry):#x}, "
                       f"{'EPT' if use_ept else 'shadow paging'}")
     host.log(f"d{dom.domid}: HVM guest, {'HAP (EPT root mfn %#x)' % dom.ept_root if use_ept else 'shadow paging'}")
+
+
+def _ept_for(host, dom) -> int:
+    """The domain's EPT, every RAM gfn mapped, its tables from the domain's paging pool."""
+    pool = pool_of(host, dom)
+    try:
+        root = pool.alloc()
+        for pfn, mfn in enumerate(dom.p2m):
+            ept_map(host.mem, pool.alloc, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+    except PoolExhausted as e:
+        raise BuildError(f"{dom.name}: {e} (shadow_memory in the config sizes it)") from None
+    return root
 
 
 # ---------------------------------------------------------------- PVH
@@ -284,10 +291,7 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     _new_shared_info(host, dom)
     if not (dom.hap and host.config.ept):
         raise BuildError(f"{dom.name}: a PVH guest needs hardware-assisted paging (hap=1 on a host with EPT/NPT)")
-    root = host.mm.xen_frame()
-    dom.ept_root = root
-    for pfn, mfn in enumerate(dom.p2m):
-        ept_map(host.mem, host.mm.xen_frame, root << PAGE_SHIFT, pfn << PAGE_SHIFT, mfn << PAGE_SHIFT, perms="rwx")
+    dom.ept_root = root = _ept_for(host, dom)
     entry = boot.physical_of(kernel.entry)
     for v in dom.vcpus:
         cpu = v.cpu

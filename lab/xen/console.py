@@ -17,14 +17,39 @@ OUT_OFF, OUT_SIZE = 1024, 2048
 IN_CONS, IN_PROD, OUT_CONS, OUT_PROD = 3072, 3076, 3080, 3084
 
 
+def is_console_printable(c: str) -> bool:
+    """xen/include/xen/console.h: isprint() (Xen's ctype: 0x20-0x7e and 0xa0-0xff), newline, tab."""
+    o = ord(c)
+    return 0x20 <= o <= 0x7E or 0xA0 <= o <= 0xFF or c in "\n\t"
+
+
+def printable(text: str) -> str:
+    """Guest text as Xen lets it into its own console: non-printable characters dropped
+    (hvm_print_line, and do_console_io's "Strip non-printable characters" for a domU)."""
+    return "".join(c for c in text if is_console_printable(c))
+
+
+def displayable(line: str) -> str:
+    """A console line safe to put on a terminal: control characters shown as ``\\xNN``
+    (nothing a guest prints is interpreted, so it cannot move the cursor or fake a header)."""
+    return "".join(c if is_console_printable(c) or ord(c) > 0xFF else f"\\x{ord(c):02x}" for c in line)
+
+
 def guest_console_write(host, dom, text: str) -> None:
-    """Append to a domain's console log; one trace event per complete line."""
+    """Append to a domain's console log; one trace event per complete line.
+
+    The console log keeps the guest's bytes as xenconsoled does; what reaches
+    Xen's own log (``xl dmesg``) from a domU is filtered as Xen filters it, so
+    a guest cannot print carriage returns or escape codes there, nor lines
+    that pass for Xen's own."""
     pending = dom.extra.get("console_partial", "") + text
     lines = pending.split("\n")
     for line in lines[:-1]:
         host.emit(dom.vcpus[0] if dom.vcpus else None, "console", text=line)
-        if dom.privileged or dom.is_hvm:
-            host.dmesg.append(f"(d{dom.domid}) {line}")     # as Xen prints guest debug output
+        if dom.privileged:
+            host.dmesg.append(f"(d{dom.domid}) {line}")     # the hardware domain's bytes go out as they are
+        elif dom.is_hvm:
+            host.dmesg.append(f"(d{dom.domid}) {printable(line)}")     # as hvm_print_line() passes it
     dom.extra["console_partial"] = lines[-1]
     dom.console_output += text
 
@@ -38,16 +63,32 @@ class ConsoleDaemon:
         self.host = host
         self.ports: dict[int, int] = {}        # dom0 port -> domid
         self.pending_input: dict[int, bytearray] = {}   # domid -> typed bytes not yet in in[]
+        self.pages: dict[int, object] = {}     # domid -> the ring page, held (lab.xen.frames)
 
     def connect(self, dom) -> int:
-        """Give ``dom`` a console channel; return the port for its start_info."""
+        """Give ``dom`` a console channel; return the port for its start_info.
+
+        The ring page is mapped as xenconsoled maps it (a foreign mapping, or the
+        console grant): held writable while the domain lives, so it can never be
+        freed under the daemon nor become one of the guest's page tables."""
         ev = self.host.evtchn
         guest_port = ev.alloc_unbound(dom.domid, 0)
         local = ev.bind_interdomain(0, dom.domid, guest_port)
         ev.bind_service(0, local, self.notified)
         self.ports[local] = dom.domid
         self.pending_input.pop(dom.domid, None)
+        self._release(dom.domid)
+        if dom.console_pfn:
+            page = self.host.frames.hold_gfn(dom, dom.console_pfn, writable=True,
+                                             holder=f"xenconsoled ring of d{dom.domid}")
+            if not isinstance(page, int):
+                self.pages[dom.domid] = page
         return guest_port
+
+    def _release(self, domid: int) -> None:
+        page = self.pages.pop(domid, None)
+        if page is not None:
+            page.release()
 
     def _port_of(self, domid: int) -> int | None:
         for port, d in sorted(self.ports.items()):
@@ -69,22 +110,21 @@ class ConsoleDaemon:
     def _feed(self, dom) -> int:
         """Move waiting input into the ring; how many bytes went in."""
         waiting = self.pending_input.get(dom.domid)
-        if not waiting:
+        page = self.pages.get(dom.domid)
+        if not waiting or page is None:
             return 0
-        base = dom.p2m[dom.console_pfn] << 12
-        mem = self.host.mem
-        cons = int.from_bytes(mem.read(base + IN_CONS, 4), "little")
-        prod = int.from_bytes(mem.read(base + IN_PROD, 4), "little")
+        cons = page.read_u32(IN_CONS)
+        prod = page.read_u32(IN_PROD)
         used = (prod - cons) & 0xFFFFFFFF
         if used > IN_SIZE:
             self.host.log(f"xenconsoled: d{dom.domid} console input indexes are inconsistent; input held back")
             return 0
         n = min(IN_SIZE - used, len(waiting))
         for i in range(n):
-            mem.write(base + IN_OFF + ((prod + i) % IN_SIZE), bytes([waiting[i]]))
+            page.write(IN_OFF + ((prod + i) % IN_SIZE), bytes([waiting[i]]))
         del waiting[:n]
         # the bytes first, then the index that publishes them
-        mem.write(base + IN_PROD, ((prod + n) & 0xFFFFFFFF).to_bytes(4, "little"))
+        page.write_u32(IN_PROD, prod + n)
         if n:
             host = self.host
             d0 = host.domains.get(0)
@@ -98,23 +138,22 @@ class ConsoleDaemon:
     def notified(self, port: int) -> int:
         domid = self.ports.get(port)
         dom = self.host.domains.get(domid)
-        if dom is None or not dom.console_pfn:
+        page = self.pages.get(domid) if domid is not None else None
+        if dom is None or page is None:
             return 50
-        base = dom.p2m[dom.console_pfn] << 12
-        mem = self.host.mem
         if self.pending_input.get(domid) and self._feed(dom):
             self.host.evtchn.send(0, port)         # the guest made room: the rest of what was typed
-        cons = int.from_bytes(mem.read(base + OUT_CONS, 4), "little")
-        prod = int.from_bytes(mem.read(base + OUT_PROD, 4), "little")
+        cons = page.read_u32(OUT_CONS)
+        prod = page.read_u32(OUT_PROD)
         if (prod - cons) & 0xFFFFFFFF > OUT_SIZE:
             self.host.log(f"xenconsoled: d{domid} console ring indexes are inconsistent; ignoring")
-            mem.write(base + OUT_CONS, prod.to_bytes(4, "little"))
+            page.write_u32(OUT_CONS, prod)
             return 200
         out = bytearray()
         while cons != prod:
-            out.append(mem.read(base + OUT_OFF + (cons % OUT_SIZE), 1)[0])
+            out.append(page.read(OUT_OFF + (cons % OUT_SIZE), 1)[0])
             cons = (cons + 1) & 0xFFFFFFFF
-        mem.write(base + OUT_CONS, cons.to_bytes(4, "little"))
+        page.write_u32(OUT_CONS, cons)
         guest_console_write(self.host, dom, out.decode("latin-1"))
         return 200 + 10 * len(out)
 
@@ -129,3 +168,4 @@ class ConsoleDaemon:
             if domid == dom.domid:
                 del self.ports[port]
         self.pending_input.pop(dom.domid, None)
+        self._release(dom.domid)

@@ -27,6 +27,7 @@ class Vcpu:
     run_cycles: int = 0             # cycles spent running (xl vcpu-list "Time(s)")
     last_scheduled: int = 0
     boost: bool = False             # woken by an event: scheduled ahead of the others
+    batch_entries: int = 0          # batched-hypercall entries done (preemption every PREEMPT_BATCH)
     # -- PV state (struct pv_vcpu) ------------------------------------------
     kernel_mode: bool = True        # TF_kernel_mode: guest kernel vs guest user
     guest_table: int = 0            # kernel L4 mfn

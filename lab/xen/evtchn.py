@@ -20,6 +20,8 @@ SHINFO_PENDING = 2048      # evtchn_pending[64 longs]
 SHINFO_MASK = 2560         # evtchn_mask[64 longs]
 VCPU_INFO_SIZE = 64
 NR_PORTS_64 = abi.EVTCHN_2L_NR_CHANNELS_64 if hasattr(abi, "EVTCHN_2L_NR_CHANNELS_64") else 4096
+#: libxl's default max_event_channels for a guest (tools/libs/light/libxl_create.c)
+DEFAULT_MAX_EVENT_CHANNELS = 1023
 
 
 @dataclass
@@ -53,13 +55,24 @@ class EventChannels:
             return abi.EVTCHN_2L_NR_CHANNELS_32
         return NR_PORTS_64
 
+    def max_evtchn_port(self, domid: int) -> int:
+        """The highest port the domain may use (d->max_evtchn_port): xl.cfg's
+        ``max_event_channels``, 1023 by default (libxl), for a domU; the ABI's for dom0."""
+        dom = self.host.domains.get(domid)
+        if dom is None or dom.privileged:
+            return self.max_ports(domid) - 1
+        value = getattr(getattr(dom, "config", None), "host_keys", {}).get("max_event_channels")
+        text = getattr(value, "text", None)
+        limit = int(text) if text is not None and text.isascii() and text.isdigit() else DEFAULT_MAX_EVENT_CHANNELS
+        return min(limit, self.max_ports(domid) - 1)
+
     def _free_port(self, domid: int) -> int:
-        """get_free_port(): the lowest free port, or -ENOSPC when all are in use."""
+        """get_free_port(): the lowest free port, or -ENOSPC past d->max_evtchn_port or the ABI."""
         table = self.ports[domid]
         port = 1                      # port 0 is reserved, never allocated
         while port in table and table[port].state != "closed":
             port += 1
-        if port >= self.max_ports(domid):
+        if port > self.max_evtchn_port(domid) or port >= self.max_ports(domid):
             return -abi.ERRNO["ENOSPC"]
         return port
 
@@ -96,8 +109,8 @@ class EventChannels:
         dom = self.host.domains.get(domid)
         if dom is None or not 0 <= vcpu < len(dom.vcpus):
             return -abi.ERRNO["ENOENT"]
-        for p, port in self.ports[domid].items():
-            if port.state == "virq" and port.virq == virq and port.vcpu == vcpu:
+        for bound in self.ports[domid].values():
+            if bound.state == "virq" and bound.virq == virq and bound.vcpu == vcpu:
                 return -abi.ERRNO["EEXIST"]
         port = self._free_port(domid)
         if port < 0:

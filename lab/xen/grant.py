@@ -5,29 +5,43 @@ with ``GNTTABOP_setup_table``; an HVM or PVH guest puts them into its own
 physical address space with ``XENMEM_add_to_physmap``, XENMAPSPACE_grant_table,
 and setup_table tells it only their gfns): ``u16 flags; u16 domid; u32
 frame``, 512 to a page, entries 0-7 reserved. Another domain may then map (``map_grant_ref``)
-or copy (``copy``) that frame, and only while the entry says so:
+or copy (``copy``) that frame, and only while the entry says so
+(``xen/common/grant_table.c``):
 
-* the entry must permit access (type GTF_permit_access) to *that* domain;
-* a read-only grant (GTF_readonly) can only be mapped read-only;
-* while mapped, Xen sets GTF_reading / GTF_writing in the entry so the
-  granter can see its page is in use;
-* a mapping of a grant is the only way a domain's page tables may point at
-  another domain's frame: Xen's page-type rules (``lab/xen/mm.py``) ask this
-  module through their ``foreign_ok`` hook.
+* the entry must permit access (type GTF_permit_access) to *that* domain, and
+  a read-only grant (GTF_readonly) can only be mapped read-only; otherwise the
+  status is ``GNTST_general_error`` (``_set_status_v1``);
+* a map with neither GNTMAP_host_map nor GNTMAP_device_map is
+  ``GNTST_bad_gntref`` ("Bad flags in grant map op");
+* a mapping *holds* the frame for as long as it lives: a general reference,
+  and a writable type reference when it may write (``get_page`` /
+  ``get_page_type(PGT_writable_page)``), so the granter can neither free the
+  frame under it nor turn it into a page table; a frame that cannot be taken
+  writable is ``GNTST_general_error`` ("Could not pin grant frame");
+* the entry stays *active* (pinned) while mapped: Xen sets GTF_reading /
+  GTF_writing in it, and clearing the entry does not revoke a live mapping;
+* a host mapping is the only way a domain's page tables may point at another
+  domain's frame, and only in the L1 slot the mapping wrote
+  (:meth:`GrantTables.grant_ok`, asked by ``lab/xen/mm.py``);
+* a copy takes the same references for the time of the copy
+  (``gnttab_copy_claim_buf``): a destination that cannot be writable (one of
+  the caller's page tables) is ``GNTST_general_error``, and only
+  ``DOMID_SELF`` may name a frame directly (``GNTST_permission_denied``).
 
 Status codes are Xen's GNTST values. The lab's backends run in dom0 as Python
-services; they map grants through :meth:`GrantTables.map_for_service`, which
-makes the same checks and the same trace events.
+services; they map grants through :meth:`GrantTables.map_for_service` and
+read and write the granted page only through the mapping's held frame.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import abi
+from .frames import HeldFrame
 from .guestmem import copy_from_guest, copy_to_guest
-from .hypercalls import handler
+from .hypercalls import Preempted, handler, preempt_check
 
 ENTRY_SIZE = 8
 ENTRIES_PER_FRAME = 4096 // ENTRY_SIZE
@@ -37,6 +51,7 @@ GTF_permit_access = 1
 GTF_readonly = 0x4
 GTF_reading = 0x8
 GTF_writing = 0x10
+GTF_sub_page = 1 << 8
 GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly = 1, 2, 4
 GNTCOPY_source_gref, GNTCOPY_dest_gref = 1, 2
 PTE_P, PTE_RW, PTE_US, PTE_NX = 1, 2, 4, 1 << 63
@@ -44,15 +59,28 @@ PTE_P, PTE_RW, PTE_US, PTE_NX = 1, 2, 4, 1 << 63
 OKAY, GENERAL_ERROR, BAD_DOMAIN, BAD_GNTREF, BAD_HANDLE, BAD_VIRT_ADDR = 0, -1, -2, -3, -4, -5
 PERMISSION_DENIED, BAD_PAGE, BAD_COPY_ARG = -8, -9, -10
 
+#: Sizes of the batch entries (public/grant_table.h).
+MAP_SIZE, UNMAP_SIZE, COPY_SIZE = 32, 24, 40
 
-@dataclass
+
+@dataclass(eq=False)
 class Mapping:
     mapper: int
     granter: int
     ref: int
     mfn: int
     writable: bool
-    host_addr: int          # 0 for a service (no page-table entry)
+    host_addr: int          # 0 for a device mapping (no page-table entry)
+    held: HeldFrame         # the references the mapping holds until it is unmapped
+    pte_maddr: int | None = None   # the L1 slot a host mapping wrote
+
+
+@dataclass
+class Active:
+    """active_grant_entry: one granted entry while somebody has it mapped."""
+    domid: int
+    mfn: int
+    mappings: list[Mapping] = field(default_factory=list)
 
 
 class GrantTables:
@@ -61,6 +89,7 @@ class GrantTables:
         self.frames: dict[int, list[int]] = {}        # granter -> grant table frames (mfns)
         self.maptrack: dict[int, dict[int, Mapping]] = {}
         self.next_handle: dict[int, int] = {}
+        self.active: dict[tuple[int, int], Active] = {}
 
     # -- the granter's table ------------------------------------------------
     def setup_table(self, domid: int, nr: int) -> tuple[int, list[int]]:
@@ -94,6 +123,8 @@ class GrantTables:
         return struct.unpack("<HHI", self.host.mem.read(addr, 8))
 
     def _set_flags(self, granter: int, ref: int, set_bits: int, clear_bits: int) -> None:
+        # The table frames are Xen's pages shared with the granter (is_special_page):
+        # written only while the granter's table exists.
         addr = self._entry_addr(granter, ref)
         if addr is None:
             return
@@ -101,55 +132,99 @@ class GrantTables:
         self.host.mem.write(addr, ((flags | set_bits) & ~clear_bits).to_bytes(2, "little"))
 
     def _granted_mfn(self, granter_dom, frame: int) -> int | None:
-        if granter_dom.is_pv:
-            return frame if self.host.mm.pv.pages[frame].owner == granter_dom.domid else None
-        return granter_dom.gfn_to_mfn(frame)
+        """get_paged_frame(): the granter's own RAM frame, or None (GNTST_bad_page)."""
+        mfn = granter_dom.gfn_to_mfn(frame) if not granter_dom.is_pv else frame
+        pv = self.host.mm.pv
+        if mfn is None or not pv.valid(mfn) or pv.pages.get(mfn) is None \
+                or pv.pages[mfn].owner != granter_dom.domid:
+            return None
+        return mfn
 
-    # -- checks shared by map and copy ----------------------------------------
-    def _check(self, user: int, granter: int, ref: int, write: bool) -> tuple[int, int | None]:
+    # -- the checks of map and copy -------------------------------------------
+    def _acquire(self, user: int, granter: int, ref: int, write: bool, holder: str,
+                 mapflag: bool) -> tuple[int, HeldFrame | None, Active | None]:
+        """Check the entry and take the frame's references: (status, held frame, active entry)."""
         gdom = self.host.domains.get(granter)
         if gdom is None or not gdom.alive:
-            return BAD_DOMAIN, None
+            return BAD_DOMAIN, None, None
         entry = self.read_entry(granter, ref)
-        if entry is None or ref < 0:
-            return BAD_GNTREF, None
+        if entry is None:
+            return BAD_GNTREF, None, None
+        act = self.active.get((granter, ref))
+        if act is not None and act.domid != user:
+            return GENERAL_ERROR, None, None       # pinned by another domain
         flags, domid, frame = entry
-        if flags & GTF_type_mask != GTF_permit_access or domid != user:
-            return PERMISSION_DENIED, None
+        mask = GTF_type_mask | (GTF_sub_page if mapflag else 0)
+        if act is None and (flags & mask != GTF_permit_access or domid != user):
+            self._debug(f"Bad flags ({flags:x}) or dom ({domid}); expected d{user}")
+            return GENERAL_ERROR, None, None
         if write and flags & GTF_readonly:
-            return PERMISSION_DENIED, None
-        mfn = self._granted_mfn(gdom, frame)
+            self._debug("Attempt to write-pin a r/o grant entry")
+            return GENERAL_ERROR, None, None
+        mfn = act.mfn if act is not None else self._granted_mfn(gdom, frame)
         if mfn is None:
-            return BAD_PAGE, None
-        return OKAY, mfn
+            return BAD_PAGE, None, None
+        held = self.host.frames.hold(granter, mfn, writable=write, holder=holder)
+        if isinstance(held, int):
+            if gdom.alive:
+                self._debug(f"Could not pin grant frame {mfn:#x}")
+            return GENERAL_ERROR, None, None
+        if act is None:
+            act = Active(user, mfn)
+        return OKAY, held, act
+
+    def _debug(self, text: str) -> None:
+        # gdprintk(): debug builds print these, with the source file and line.
+        self.host.log(f"common/grant_table.c: {text}")
 
     # -- mapping ------------------------------------------------------------
     def map(self, v, host_addr: int, flags: int, ref: int, granter: int) -> tuple[int, int, int]:
         user = v.domain.domid
         readonly = bool(flags & GNTMAP_readonly)
         if not flags & (GNTMAP_host_map | GNTMAP_device_map):
+            self._debug(f"Bad flags in grant map op: {flags:x}")
+            self._event(v, "map_grant_ref", ref, granter, None, flags, BAD_GNTREF)
+            return BAD_GNTREF, 0, 0
+        if not v.domain.is_pv:
+            # "No device mapping in HVM domain"; HVM and PVH host maps go into the p2m,
+            # which the lab's backends (all in dom0, a PV domain) never need.
+            self._event(v, "map_grant_ref", ref, granter, None, flags, GENERAL_ERROR)
             return GENERAL_ERROR, 0, 0
-        status, mfn = self._check(user, granter, ref, not readonly)
+        pte_maddr = None
+        if flags & GNTMAP_host_map:
+            table = v.guest_table if v.guest_table else v.cpu.cr3 >> 12 if v.cpu is not None else 0
+            pte_maddr = self.host.mm.pv.l1e_maddr_for_va(table, host_addr) \
+                if table and not abi.in_xen_reserved_va(host_addr) and _canonical(host_addr) else None
+            if pte_maddr is None:
+                # create_grant_pv_mapping(): "Could not find L1 PTE for linear address"
+                self._debug(f"Could not find L1 PTE for linear address {host_addr:x}")
+                self._event(v, "map_grant_ref", ref, granter, None, flags, GENERAL_ERROR)
+                return GENERAL_ERROR, 0, 0
+        status, held, act = self._acquire(user, granter, ref, not readonly, f"d{user} grant map", True)
         if status != OKAY:
             self._event(v, "map_grant_ref", ref, granter, None, flags, status)
             return status, 0, 0
-        if flags & GNTMAP_host_map:
-            if not v.domain.is_pv:
-                # HVM and PVH domains map grants into their p2m; the lab's
-                # backends all run in dom0, a PV domain, so this is not modelled.
-                self._event(v, "map_grant_ref", ref, granter, mfn, flags, GENERAL_ERROR)
-                return GENERAL_ERROR, 0, 0
+        mfn = act.mfn
         handle = self.next_handle.get(user, 0)
-        self.next_handle[user] = handle + 1
-        m = Mapping(user, granter, ref, mfn, not readonly, host_addr if flags & GNTMAP_host_map else 0)
-        self.maptrack.setdefault(user, {})[handle] = m
+        m = Mapping(user, granter, ref, mfn, not readonly, host_addr if flags & GNTMAP_host_map else 0, held,
+                    pte_maddr)
         if m.host_addr:
             val = (mfn << 12) | PTE_P | PTE_US | PTE_NX | (0 if readonly else PTE_RW)
+            act.mappings.append(m)                 # so grant_ok admits this one slot
+            self.active[(granter, ref)] = act
             rc = self.host.mm.update_va_mapping(v, host_addr, val, abi.UVMF_INVLPG)
             if rc != 0:
-                del self.maptrack[user][handle]
-                self._event(v, "map_grant_ref", ref, granter, mfn, flags, BAD_VIRT_ADDR)
-                return BAD_VIRT_ADDR, 0, 0
+                act.mappings.remove(m)
+                if not act.mappings:
+                    del self.active[(granter, ref)]
+                held.release()
+                self._event(v, "map_grant_ref", ref, granter, mfn, flags, GENERAL_ERROR)
+                return GENERAL_ERROR, 0, 0
+        else:
+            act.mappings.append(m)
+            self.active[(granter, ref)] = act
+        self.next_handle[user] = handle + 1
+        self.maptrack.setdefault(user, {})[handle] = m
         self._set_flags(granter, ref, GTF_reading | (0 if readonly else GTF_writing), 0)
         self._event(v, "map_grant_ref", ref, granter, mfn, flags, OKAY)
         return OKAY, handle, (mfn << 12) if flags & GNTMAP_device_map else 0
@@ -161,19 +236,30 @@ class GrantTables:
             self._event(v, "unmap_grant_ref", None, None, None, None, BAD_HANDLE)
             return BAD_HANDLE
         if m.host_addr:
-            if host_addr != m.host_addr:
-                self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, BAD_VIRT_ADDR)
-                return BAD_VIRT_ADDR
-            del self.maptrack[user][handle]
+            # replace_grant_pv_mapping(): the entry at host_addr must still map the frame.
+            table = v.guest_table if v.guest_table else v.cpu.cr3 >> 12 if v.cpu is not None else 0
+            l1e = self.host.mm.pv.l1e_maddr_for_va(table, host_addr) \
+                if table and not abi.in_xen_reserved_va(host_addr) and _canonical(host_addr) else None
+            pte = self.host.mem.read_u64(l1e) if l1e is not None else 0
+            if l1e is None or l1e != m.pte_maddr or not pte & PTE_P or (pte >> 12) & 0xFF_FFFF_FFFF != m.mfn:
+                self._debug(f"PTE entry {pte:x} for address {host_addr:x} doesn't match frame {m.mfn:x}")
+                self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, GENERAL_ERROR)
+                return GENERAL_ERROR
+            m.pte_maddr = None                     # no longer admitted: the entry goes now
             self.host.mm.update_va_mapping(v, host_addr, 0, abi.UVMF_INVLPG)
-        else:
-            del self.maptrack[user][handle]
-        self._release_flags(m)
+        self._drop(m, handle)
         self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, OKAY)
         return OKAY
 
-    def _release_flags(self, m: Mapping) -> None:
-        others = [x for t in self.maptrack.values() for x in t.values() if x.granter == m.granter and x.ref == m.ref]
+    def _drop(self, m: Mapping, handle: int) -> None:
+        del self.maptrack[m.mapper][handle]
+        m.held.release()
+        act = self.active.get((m.granter, m.ref))
+        if act is not None and m in act.mappings:
+            act.mappings.remove(m)
+            if not act.mappings:
+                del self.active[(m.granter, m.ref)]
+        others = act.mappings if act is not None else []
         clear = 0
         if not any(x.writable for x in others):
             clear |= GTF_writing
@@ -186,13 +272,32 @@ class GrantTables:
         flags = GNTMAP_device_map | (GNTMAP_readonly if readonly else 0)
         return self.map(service_vcpu, 0, flags, ref, granter)
 
-    def foreign_ok(self, domid: int, mfn: int, writable: bool) -> bool:
-        """Xen's page-type rules ask: may ``domid`` map ``mfn``? Only through a live grant mapping."""
-        return any(m.mfn == mfn and (m.writable or not writable) for m in self.maptrack.get(domid, {}).values())
+    def frame_of(self, mapper: int, handle: int) -> HeldFrame | None:
+        """The held frame of a live mapping: how a service reads and writes what it mapped."""
+        m = self.maptrack.get(mapper, {}).get(handle)
+        return m.held if m is not None else None
+
+    def grant_ok(self, domid: int, mfn: int, writable: bool, slot: int | None) -> bool:
+        """May ``domid``'s L1 slot ``slot`` map ``mfn``? Only where a live host mapping wrote it."""
+        if slot is None:
+            return False
+        for m in self.maptrack.get(domid, {}).values():
+            if m.pte_maddr == slot and m.mfn == mfn and (m.writable or not writable):
+                return True
+        for act in self.active.values():           # a mapping being installed right now
+            for m in act.mappings:
+                if m.mapper == domid and m.pte_maddr == slot and m.mfn == mfn and (m.writable or not writable):
+                    return True
+        return False
 
     def domain_gone(self, dom) -> None:
-        for handle, m in sorted(self.maptrack.pop(dom.domid, {}).items()):
-            self._release_flags(m)
+        """gnttab_release_mappings(): a destroyed mapper's mappings go (its page tables went
+        first); a destroyed granter's table goes, its mapped frames stay held by their mappers."""
+        for handle, m in sorted(self.maptrack.get(dom.domid, {}).items()):
+            m.pte_maddr = None
+            self._drop(m, handle)
+        self.maptrack.pop(dom.domid, None)
+        self.next_handle.pop(dom.domid, None)
         self.frames.pop(dom.domid, None)
 
     # -- copy -----------------------------------------------------------------
@@ -200,53 +305,73 @@ class GrantTables:
                  flags: int) -> int:
         """src/dst: (ref-or-frame, domid, offset). GNTCOPY_source_gref/dest_gref say which is a ref."""
         user = v.domain
-        if length > 4096 or src[2] + length > 4096 or dst[2] + length > 4096:
-            return BAD_COPY_ARG
-        addrs = []
-        for (val, domid, off), is_ref, write in ((src, flags & GNTCOPY_source_gref, False),
-                                                 (dst, flags & GNTCOPY_dest_gref, True)):
-            domid = user.domid if domid == abi.DOMID_SELF else domid
-            if is_ref:
-                status, mfn = self._check(user.domid, domid, val, write)
-                if status != OKAY:
-                    return status
-            else:
-                if domid != user.domid and not user.privileged:
+        bufs: list[HeldFrame] = []
+        try:
+            for (val, domid, _off), is_ref, write in ((src, flags & GNTCOPY_source_gref, False),
+                                                       (dst, flags & GNTCOPY_dest_gref, True)):
+                # gnttab_copy_lock_domain(): only DOMID_SELF may name a frame.
+                if not is_ref and domid != abi.DOMID_SELF:
                     return PERMISSION_DENIED
-                dom = self.host.domains.get(domid)
-                if dom is None:
+                target = user.domid if domid == abi.DOMID_SELF else domid
+                if target not in self.host.domains:
                     return BAD_DOMAIN
-                mfn = self._granted_mfn(dom, val)
-                if mfn is None:
-                    return BAD_PAGE
-            addrs.append((mfn << 12) + off)
-        data = self.host.mem.read(addrs[0], length)
-        self.host.mem.write(addrs[1], data)
-        return OKAY
+                if is_ref:
+                    status, held, _act = self._acquire(user.domid, target, val, write,
+                                                       f"d{user.domid} grant copy", False)
+                    if status != OKAY:
+                        return status
+                else:
+                    mfn = self._granted_mfn(user, val)
+                    if mfn is None:
+                        self._debug(f"source frame {val:x} invalid")
+                        return BAD_PAGE
+                    held = self.host.frames.hold(user.domid, mfn, writable=write,
+                                                 holder=f"d{user.domid} grant copy")
+                    if isinstance(held, int):
+                        self._debug(f"Could not get writable frame {mfn:#x}")
+                        return GENERAL_ERROR
+                bufs.append(held)
+            if src[2] + length > 4096 or dst[2] + length > 4096:
+                self._debug("copy beyond page area")
+                return BAD_COPY_ARG
+            bufs[1].write(dst[2], bufs[0].read(src[2], length))
+            return OKAY
+        finally:
+            for held in bufs:
+                held.release()
 
     def _event(self, v, op, ref, granter, frame, flags, status) -> None:
         self.host.emit(v, "grant", op=op, ref=ref, granter=granter, frame=frame, flags=flags,
-                       status=abi.gntst_name(status) if hasattr(abi, "gntst_name") else status)
+                       status=abi.GNTST_NAMES.get(status, status))
+
+
+def _canonical(va: int) -> bool:
+    top = va >> 47
+    return top == 0 or top == (1 << 17) - 1
 
 
 def _tables(host) -> GrantTables:
     gt = host.services.get("grant_tables")
     if gt is None:
         gt = host.services["grant_tables"] = GrantTables(host)
-        host.mm.pv.foreign_ok = gt.foreign_ok
+        host.mm.pv.grant_ok = gt.grant_ok
     return gt
 
 
 @handler("grant_table_op")
-def grant_table_op(host, v, args, info) -> int:
+def grant_table_op(host, v, args, info) -> int | Preempted:
     cmd, va, count = args[0], args[1], args[2] & 0xFFFFFFFF
-    name = abi.GNTTABOP_NAMES.get(cmd, str(cmd)) if hasattr(abi, "GNTTABOP_NAMES") else str(cmd)
+    name = abi.GNTTABOP_NAMES.get(cmd, str(cmd))
     info["args"] = [name, f"{count} op(s)"]
     if v.domain.is_hvm and cmd not in abi.HVM_ALLOWED_GNTTABOP:
         return -abi.ERRNO["ENOSYS"]
+    if count >> 31:
+        return -abi.ERRNO["EINVAL"]            # do_grant_table_op(): (int)count < 0
     gt = _tables(host)
     dom = v.domain
     if cmd == abi.GNTTABOP_setup_table:
+        if count != 1:
+            return -abi.ERRNO["EINVAL"]
         d, nr = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
         frame_list = int.from_bytes(copy_from_guest(host, v, va + 16, 8), "little")
         if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
@@ -266,31 +391,47 @@ def grant_table_op(host, v, args, info) -> int:
             copy_to_guest(host, v, frame_list + 8 * i, gfn.to_bytes(8, "little"))
         return 0
     if cmd == abi.GNTTABOP_query_size:
+        if count != 1:
+            return -abi.ERRNO["EINVAL"]
         d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
         target = dom.domid if d == abi.DOMID_SELF else d
-        copy_to_guest(host, v, va + 4, struct.pack("<IIh", len(gt.frames.get(target, [])), MAX_FRAMES, OKAY))
+        if target not in host.domains:
+            status, nr = BAD_DOMAIN, 0
+        elif target != dom.domid and not dom.privileged:
+            status, nr = PERMISSION_DENIED, 0      # xsm_grant_query_size(XSM_TARGET)
+        else:
+            status, nr = OKAY, len(gt.frames.get(target, []))
+        copy_to_guest(host, v, va + 4, struct.pack("<IIh", nr, MAX_FRAMES if status == OKAY else 0, status))
         return 0
-    if cmd == abi.GNTTABOP_map_grant_ref:
-        for i in range(count):
-            base = va + 32 * i
-            host_addr, flags, ref, granter = struct.unpack("<QIIH", copy_from_guest(host, v, base, 18))
-            status, handle, bus = gt.map(v, host_addr, flags, ref, granter)
-            copy_to_guest(host, v, base + 18, struct.pack("<hIQ", status, handle, bus)[:14])
-        return 0
-    if cmd == abi.GNTTABOP_unmap_grant_ref:
-        for i in range(count):
-            base = va + 24 * i
-            host_addr, _bus, handle = struct.unpack("<QQI", copy_from_guest(host, v, base, 20))
-            status = gt.unmap(v, host_addr, handle)
-            copy_to_guest(host, v, base + 20, struct.pack("<h", status))
-        return 0
-    if cmd == abi.GNTTABOP_copy:
-        for i in range(count):
-            base = va + 40 * i
-            raw = copy_from_guest(host, v, base, 36)
-            s_val, s_dom, s_off, d_val, d_dom, d_off, length, flags = struct.unpack("<QHH4xQHH4xHH", raw)
-            status = gt.copy_one(v, (s_val, s_dom, s_off), (d_val, d_dom, d_off), length, flags)
-            copy_to_guest(host, v, base + 36, struct.pack("<h", status))
-        return 0
-    return -abi.ERRNO["ENOSYS"]
+    ops = {abi.GNTTABOP_map_grant_ref: (MAP_SIZE, _map_one), abi.GNTTABOP_unmap_grant_ref: (UNMAP_SIZE, _unmap_one),
+           abi.GNTTABOP_copy: (COPY_SIZE, _copy_one)}
+    if cmd not in ops:
+        return -abi.ERRNO["ENOSYS"]
+    size, one = ops[cmd]
+    # One entry at a time, each copied in, done and its status copied out before the
+    # next is read; preempted with a continuation as do_grant_table_op() is.
+    for i in range(count):
+        if i and preempt_check(host, v):
+            return Preempted([cmd, va + size * i, count - i] + list(args[3:]))
+        host.charge(v, "hypercall_batch_entry")
+        one(host, v, gt, va + size * i)
+    return 0
 
+
+def _map_one(host, v, gt: GrantTables, base: int) -> None:
+    host_addr, flags, ref, granter = struct.unpack("<QIIH", copy_from_guest(host, v, base, 18))
+    status, handle, bus = gt.map(v, host_addr, flags, ref, granter)
+    copy_to_guest(host, v, base + 18, struct.pack("<hIQ", status, handle, bus)[:14])
+
+
+def _unmap_one(host, v, gt: GrantTables, base: int) -> None:
+    host_addr, _bus, handle = struct.unpack("<QQI", copy_from_guest(host, v, base, 20))
+    status = gt.unmap(v, host_addr, handle)
+    copy_to_guest(host, v, base + 20, struct.pack("<h", status))
+
+
+def _copy_one(host, v, gt: GrantTables, base: int) -> None:
+    raw = copy_from_guest(host, v, base, 36)
+    s_val, s_dom, s_off, d_val, d_dom, d_off, length, flags = struct.unpack("<QHH4xQHH4xHH", raw)
+    status = gt.copy_one(v, (s_val, s_dom, s_off), (d_val, d_dom, d_off), length, flags)
+    copy_to_guest(host, v, base + 36, struct.pack("<h", status))

@@ -10,7 +10,8 @@ pointer is -EFAULT for the hypercall, never a crash of Xen.
 from __future__ import annotations
 
 from ..hw import paging
-from ..hw.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+from ..hw.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, BusError
+from .abi import HYPERVISOR_VIRT_START, in_xen_reserved_va
 
 
 class GuestFault(Exception):
@@ -46,21 +47,38 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
     return res.hpa
 
 
+def _access_ok(va: int, n: int) -> None:
+    """access_ok(): a guest pointer into Xen's own range is -EFAULT, never followed."""
+    if n > 0 and (in_xen_reserved_va(va) or in_xen_reserved_va(va + n - 1)
+                  or (va < HYPERVISOR_VIRT_START and va + n > HYPERVISOR_VIRT_START)):
+        raise GuestFault(f"{va:#x} is in Xen's address range")
+
+
 def copy_from_guest(host, vcpu, va: int, n: int) -> bytes:
+    if vcpu.domain.is_pv:
+        _access_ok(va, n)
     out = bytearray()
     while n > 0:
         chunk = min(n, PAGE_SIZE - (va & PAGE_MASK))
-        out += host.mem.read(guest_va_to_maddr(host, vcpu, va), chunk)
+        try:
+            out += host.mem.read(guest_va_to_maddr(host, vcpu, va), chunk)
+        except BusError:
+            raise GuestFault(f"{va:#x} maps no memory") from None
         va += chunk
         n -= chunk
     return bytes(out)
 
 
 def copy_to_guest(host, vcpu, va: int, data: bytes) -> None:
+    if vcpu.domain.is_pv:
+        _access_ok(va, len(data))
     pos = 0
     while pos < len(data):
         chunk = min(len(data) - pos, PAGE_SIZE - (va & PAGE_MASK))
-        host.mem.write(guest_va_to_maddr(host, vcpu, va, write=True), data[pos:pos + chunk])
+        try:
+            host.mem.write(guest_va_to_maddr(host, vcpu, va, write=True), data[pos:pos + chunk])
+        except BusError:
+            raise GuestFault(f"{va:#x} maps no memory") from None
         va += chunk
         pos += chunk
 

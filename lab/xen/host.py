@@ -19,10 +19,10 @@ from ..hw.costs import Costs, load_costs
 from ..hw.cpu import CodeCache, Cpu
 from ..hw.faults import Fault, VmExit
 from ..hw.memory import PAGE_SHIFT, MachineMemory
-from ..isa.encoding import Instruction
+from ..hw.snapshot import Snapshot, keeper_of
 from ..trace import Event, Trace
 from . import abi
-from .domain import (BLOCKED, CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
+from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
 
 FOREVER = 1 << 62
@@ -33,6 +33,8 @@ XEN_VERSION = (4, 23, "-dev")
 
 class HostConfig:
     """What a scenario says about the host (see docs/scenarios.md)."""
+
+    STATE_CONSTANT = True       # configuration: snapshots keep it by identity
 
     def __init__(self, *, pcpus: int = 2, mem_mib: int = 512, vendor: str = "intel", ept: bool = True,
                  cpu_mhz: int = 2000, timeslice_us: int = 1000, costs: Costs | None = None) -> None:
@@ -46,6 +48,9 @@ class HostConfig:
 
 
 class XenHost:
+    #: The snapshot keeper is how state is saved, not state.
+    NOT_STATE = ("_keeper",)
+
     def __init__(self, config: HostConfig | None = None, keep_trace: bool = True) -> None:
         self.config = cfg = config or HostConfig()
         self.mem = MachineMemory(cfg.mem_mib << 20)
@@ -71,9 +76,11 @@ class XenHost:
         self.free_frames: list[int] = list(range(self.xen_reserved, self.mem.nr_frames))
         self.free_frames.reverse()             # pop() hands out ascending frames
         from .evtchn import EventChannels
+        from .frames import FrameAccess
         from .mm_glue import XenMM
         self.evtchn = EventChannels(self)
         self.mm = XenMM(self)
+        self.frames = FrameAccess(self)
         self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
         self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
@@ -123,6 +130,12 @@ class XenHost:
         if owner is not None and owner in self.domains:
             self.domains[owner].extra.setdefault("frames", []).append(mfn)
         return mfn
+
+    def free_frame(self, mfn: int) -> None:
+        """A frame nobody references any more goes back to Xen's heap, wiped."""
+        self.code.invalidate_frame(mfn)
+        self.mem.zero_frame(mfn)
+        self.free_frames.append(mfn)
 
     @property
     def free_pages(self) -> int:
@@ -238,11 +251,14 @@ class XenHost:
         self._drop_from_pcpus(dom)
         self.evtchn.remove_domain(dom)
         self.mm.destroy_domain(dom.domid)
+        pool = dom.extra.get("paging_pool")
+        if pool is not None:
+            pool.release_all()                               # its EPT or shadow tables (paging_teardown)
         for mfn in sorted(set(dom.p2m) | set(dom.extra.get("frames", []))):
             if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
-                self.code.invalidate_frame(mfn)
-                self.mem.zero_frame(mfn)
-                self.free_frames.append(mfn)
+                self.free_frame(mfn)
+            else:
+                self.mm.orphans.add(mfn)                     # freed when its last holder lets go
         del self.domains[dom.domid]
         for svc in self.services.values():
             if hasattr(svc, "domain_gone"):
@@ -521,6 +537,15 @@ class XenHost:
     @property
     def stopped(self) -> str | None:
         return None if any(d.alive and not d.privileged for d in self.domains.values()) else "no guest running"
+
+    def snapshot(self) -> Snapshot:
+        """The whole host: memory, Xen's bookkeeping, every domain and vCPU, dom0's services."""
+        return keeper_of(self).save(self, self.instructions, max(self.clock), self.trace.seq)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Back to ``snap`` (across ``xl create`` and ``xl destroy`` too): the same objects,
+        holding what they held then, so the host runs on exactly as it did from there."""
+        keeper_of(self).load(snap)
 
     def digest(self) -> str:
         h = hashlib.sha256()

@@ -21,17 +21,21 @@ grant-table frames into the guest's physical address space.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..hw import flags as F
 from ..hw.cpu import native_cpuid
 from ..hw.faults import VmExit
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
+from .paging_pool import PoolExhausted, pool_of
 from . import abi
-from .guestmem import GuestFault, gfn_to_maddr
 from .hypercall_page import build as build_hypercall_page
 
 XEN_CPUID_BASE = 0x40000000
 XEN_HYPERCALL_MSR = 0x40000000
+#: A 4-level EPT maps 48-bit guest-physical addresses: gfns below 2^36.
+EPT_GFN_BITS = 36
 ACPI_PM1A_CNT = 0x604
 
 
@@ -167,16 +171,21 @@ def _exit_msr(host, v, exc) -> None:
     if exc.reason == "MSR_WRITE":
         value = exc.info["value"]
         if msr == XEN_HYPERCALL_MSR:
+            # guest_wrmsr_xen(): get_page_from_gfn() and get_page_type(PGT_writable_page) on
+            # the page, else the WRMSR raises #GP(0) (arch/x86/msr.c, cpuid.c).
             gpa = value & ~0xFFF
-            try:
-                page = build_hypercall_page(host.vendor)
-                host.mem.write(gfn_to_maddr(v.domain, gpa), page)
-            except GuestFault as e:
-                host.log(f"hypercall page at bad gpa {gpa:#x}: {e}", v)
-            else:
-                v.domain.hypercall_page_gpa = gpa
-                host.log(f"hypercall page written at gpa {gpa:#x}", v)
+            held = host.frames.hold_gfn(v.domain, gpa >> 12, writable=True, holder="hypercall page")
             host.emit(v, "msr", dir="write", msr=msr, value=value)
+            if isinstance(held, int):
+                host.log(f"hypercall page at bad gpa {gpa:#x}: not a page of the domain", v)
+                _inject_gp(host, v, f"hypercall page MSR: gpa {gpa:#x} is not the domain's RAM")
+                return
+            try:
+                held.write(0, build_hypercall_page(host.vendor))
+            finally:
+                held.release()
+            v.domain.hypercall_page_gpa = gpa
+            host.log(f"hypercall page written at gpa {gpa:#x}", v)
         else:
             cpu.write_msr(msr, value)
     else:
@@ -188,11 +197,18 @@ def _exit_msr(host, v, exc) -> None:
 
 
 def _exit_vmcall(host, v, exc) -> None:
-    from .hypercalls import dispatch
+    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     _advance(cpu)
     ret = dispatch(host, v, r[0], [r[7], r[6], r[2], r[10], r[8]])
+    if isinstance(ret, Preempted):
+        # A continuation: the RIP goes back onto the VMCALL, which runs again with the new arguments.
+        for reg, val in zip((7, 6, 2, 10, 8), ret.args):
+            r[reg] = val
+        cpu.rip -= INSN_SIZE
+        cpu.yield_now = True
+        return
     if ret is not None:
         r[0] = ret & 0xFFFF_FFFF_FFFF_FFFF
 
@@ -213,10 +229,20 @@ def _exit_triple(host, v, exc) -> None:
     host.crash(v.domain, f"triple fault: {exc.info.get('reason', '')}", v)
 
 
+def _shadow_op(host, v, op, *args) -> bool:
+    """A shadow-paging operation; a domain whose paging pool runs out is crashed (only it)."""
+    try:
+        op(*args)
+    except PoolExhausted as e:
+        host.crash(v.domain, f"shadow: {e}", v)
+        return False
+    return True
+
+
 def _exit_exception(host, v, exc) -> None:
     shadow = v.domain.extra.get("shadow")
     if shadow is not None and exc.info.get("vector") == 14:
-        shadow.page_fault(v, exc)
+        _shadow_op(host, v, shadow.page_fault, v, exc)
         return
     host.crash(v.domain, f"unexpected exception exit, vector {exc.info.get('vector')}", v)
 
@@ -226,14 +252,14 @@ def _exit_cr(host, v, exc) -> None:
     if shadow is None:
         host.crash(v.domain, "CR access exit without shadow paging", v)
         return
-    shadow.cr_access(v, exc)
-    _advance(v.cpu)
+    if _shadow_op(host, v, shadow.cr_access, v, exc):
+        _advance(v.cpu)
 
 
 def _exit_invlpg(host, v, exc) -> None:
     shadow = v.domain.extra.get("shadow")
-    if shadow is not None:
-        shadow.invlpg(v, exc.info.get("addr", exc.qualification))
+    if shadow is not None and not _shadow_op(host, v, shadow.invlpg, v, exc.info.get("addr", exc.qualification)):
+        return
     _advance(v.cpu)
 
 
@@ -474,7 +500,7 @@ def set_callback_via(host, dom, via: int) -> None:
         host.log(f"d{dom.domid}: callback via {via:#x} ignored: no emulated PIC (only a vector works)")
         return
     if kind == "gsi":
-        value: object = via & 0xFF
+        value: Any = via & 0xFF
         if value == 0 or value >= NR_HVM_GSIS:
             kind = "none"
     elif kind == "pci_intx":
@@ -561,7 +587,8 @@ def _set_p2m(host, dom, gfn: int, mfn: int | None) -> None:
             shadow.gfn_of[mfn] = gfn
         shadow._finish()
     if dom.ept_root:
-        ept_map(host.mem, host.mm.xen_frame, dom.ept_root << 12, gfn << 12,
+        # p2m_set_entry(): intermediate tables come from the domain's own paging pool
+        ept_map(host.mem, pool_of(host, dom).alloc, dom.ept_root << 12, gfn << 12,
                 (mfn or 0) << 12, perms="rwx" if mfn is not None else "")
     if old is not None:
         host.code.invalidate_frame(old)
@@ -572,13 +599,13 @@ def _remove_ram_page(host, dom, gfn: int, mfn: int) -> None:
     """guest_remove_page(): the domain gives the frame back; free once nothing references it."""
     host.mm.release(mfn)
     dom.mem_pages -= 1
+    frames = dom.extra.get("frames", [])
+    if mfn in frames:
+        frames.remove(mfn)
     if host.mm.pv.pages[mfn].owner is None:
-        frames = dom.extra.get("frames", [])
-        if mfn in frames:
-            frames.remove(mfn)
-        host.code.invalidate_frame(mfn)
-        host.mem.zero_frame(mfn)
-        host.free_frames.append(mfn)
+        host.free_frame(mfn)
+    else:
+        host.mm.orphans.add(mfn)                # a mapping still holds it: freed when that goes
 
 
 def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> int:
@@ -605,6 +632,16 @@ def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> in
         return -E["EINVAL"]
     if host.mm.pv.pages[mfn].owner != dom.domid:
         return -E["EINVAL"]                     # never hand a domain a frame that is not its own
+    if gpfn >> EPT_GFN_BITS:
+        # p2m-ept.c ept_set_entry(): a gfn beyond the guest's physical address width is -EINVAL
+        info["why"] = f"gfn {gpfn:#x} is beyond the {EPT_GFN_BITS + 12}-bit guest physical address width"
+        return -E["EINVAL"]
+    pool = pool_of(host, dom)
+    if dom.ept_root and pool.free < 3:
+        # the up to three tables a new gfn may need must be there first: p2m_set_entry() fails,
+        # -ENOMEM, with the p2m unchanged
+        info["why"] = f"d{dom.domid}'s paging pool ({pool.pages} pages) is exhausted"
+        return -E["ENOMEM"]
     prev = dom.gfn_to_mfn(gpfn)
     old_gfn = host.mm.pv.m2p.get(mfn)
     if prev == mfn and old_gfn == gpfn:

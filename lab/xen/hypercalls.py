@@ -19,6 +19,41 @@ from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, writ
 M64 = 0xFFFF_FFFF_FFFF_FFFF
 E = abi.ERRNO
 HANDLERS: dict[int, Callable] = {}
+#: public/xen.h: set in a batch's count when it is a continuation of a preempted call.
+MMU_UPDATE_PREEMPTED = 1 << 31
+#: Entries of one batch done before Xen looks for pending work again, at most.
+PREEMPT_BATCH = 4096
+
+
+class Preempted:
+    """A handler's answer when it stopped a batch to let other work run (-ERESTART).
+
+    ``args`` are the hypercall's arguments for the rest of the batch: the
+    caller re-enters the hypercall with them, as the guest does after
+    ``hypercall_create_continuation()`` rewound its instruction pointer onto
+    the hypercall instruction (xen/arch/x86/hypercall.c).
+    """
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list[int]) -> None:
+        self.args = [a & M64 for a in args]
+
+
+def preempt_check(host, v) -> bool:
+    """hypercall_preempt_check(): has the vCPU used up its time slice (or been asked to yield)?
+
+    Xen asks whether a softirq (the scheduler's timer) is pending; the lab, whose
+    time is the vCPU's cycles, asks whether the slice has ended, and stops a batch
+    after PREEMPT_BATCH entries in any case, so no single call runs unbounded.
+    """
+    v.batch_entries += 1
+    if v.batch_entries % PREEMPT_BATCH == 0:
+        return True
+    cpu = v.cpu
+    if cpu is None or v.pcpu is None:
+        return False
+    return cpu.yield_now or (host.current[v.pcpu] is v and cpu.cycles >= host.slice_end[v.pcpu])
 
 
 def handler(name: str):
@@ -92,8 +127,12 @@ def _where(host, v) -> tuple[int | None, int | None]:
     return rip, (ret - 16) & M64
 
 
-def dispatch(host, v, nr: int, args: list[int]) -> int | None:
-    """A hypercall from guest code: arguments are registers, pointers are guest-virtual."""
+def dispatch(host, v, nr: int, args: list[int]) -> int | Preempted | None:
+    """A hypercall from guest code: arguments are registers, pointers are guest-virtual.
+
+    Returns the result, None when the handler set the guest's state itself
+    (iret), or :class:`Preempted` when the caller must re-enter the hypercall
+    with new arguments (a continuation)."""
     info: dict[str, Any] = {}
     ret = refusal(v, nr, info)
     if ret is None:
@@ -106,6 +145,10 @@ def dispatch(host, v, nr: int, args: list[int]) -> int | None:
             except GuestFault as e:
                 ret = -E["EFAULT"]
                 info["why"] = str(e)
+    if isinstance(ret, Preempted):
+        info["continuation"] = [f"{a:#x}" for a in ret.args[:_nargs(nr)]]
+        _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], None, info)
+        return ret
     _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], ret, info)
     return ret
 
@@ -203,32 +246,89 @@ def _pv_only(v) -> int | None:
     return None if v.domain.is_pv else -E["ENOSYS"]
 
 
-@handler("mmu_update")
-def mmu_update(host, v, args, info) -> int:
-    req_va, count, done_va, foreigndom = args[0], args[1] & 0xFFFFFFFF, args[2], args[3] & 0xFFFF
-    reqs = []
-    for i in range(count):
-        ptr, val = struct.unpack("<QQ", copy_from_guest(host, v, req_va + 16 * i, 16))
-        reqs.append((ptr, val))
-    info["args"] = [f"{p:#x} <- {val:#x}" for p, val in reqs[:4]] + ([f"... {count} reqs"] if count > 4 else [])
-    rc, done = host.mm.mmu_update(v, reqs, foreigndom)
+class GuestBatch:
+    """The entries of a batched hypercall, read from the guest one at a time as Xen reads them.
+
+    Iterating yields each entry's bytes after charging the work it causes;
+    it stops early at an entry that cannot be read (``fault``: -EFAULT) or
+    when the vCPU must let others run (``preempted``: how many were read).
+    Nothing is copied in advance, so a count near 2^32 costs only the entries
+    actually looked at, and every one of them is paid for.
+    """
+
+    def __init__(self, host, v, va: int, count: int, size: int, shown: list[str] | None = None) -> None:
+        self.host, self.v, self.va, self.count, self.size = host, v, va, count, size
+        self.fault: GuestFault | None = None
+        self.preempted: int | None = None
+        self.read = 0
+        self.shown = shown
+
+    def __iter__(self):
+        for i in range(self.count):
+            if i and preempt_check(self.host, self.v):
+                self.preempted = i
+                return
+            self.host.charge(self.v, "hypercall_batch_entry")
+            try:
+                raw = copy_from_guest(self.host, self.v, self.va + self.size * i, self.size)
+            except GuestFault as e:
+                self.fault = e
+                return
+            self.read = i + 1
+            yield raw
+
+
+def _batch_call(host, v, info, nr_name: str, args, size: int, run) -> int | Preempted:
+    """mmu_update / mmuext_op: (va, count, pdone, foreigndom), done entries counted in pdone
+    across continuations (MMU_UPDATE_PREEMPTED), stop at the first failure."""
+    va, count, done_va, foreigndom = args[0], args[1] & 0xFFFFFFFF, args[2], args[3]
+    done = 0
+    if count & MMU_UPDATE_PREEMPTED:
+        count &= ~MMU_UPDATE_PREEMPTED
+        if done_va:
+            try:
+                done = read_u64(host, v, done_va) & 0xFFFFFFFF
+            except GuestFault:
+                done = 0
+    shown: list[str] = []
+    batch = GuestBatch(host, v, va, count, size, shown)
+    rc, n = run(batch, foreigndom)
+    info["args"] = shown[:4] + ([f"... {count} entries"] if count > 4 else [])
+    if rc == 0 and batch.fault is not None:
+        rc = -E["EFAULT"]
+        info["why"] = str(batch.fault)
+    done += n
+    if rc == 0 and batch.preempted is not None:
+        if done_va:
+            write_u64(host, v, done_va, done)
+        return Preempted([va + size * n, (count - n) | MMU_UPDATE_PREEMPTED, done_va, foreigndom])
     if done_va:
         write_u64(host, v, done_va, done)
     return rc
+
+
+@handler("mmu_update")
+def mmu_update(host, v, args, info) -> int | Preempted:
+    def run(batch: GuestBatch, foreigndom: int):
+        def reqs():
+            for raw in batch:
+                ptr, val = struct.unpack("<QQ", raw)
+                batch.shown.append(f"{ptr:#x} <- {val:#x}")
+                yield ptr, val
+        return host.mm.mmu_update(v, reqs(), foreigndom & 0xFFFF_FFFF)
+    return _batch_call(host, v, info, "mmu_update", args, 16, run)
 
 
 @handler("mmuext_op")
-def mmuext_op(host, v, args, info) -> int:
-    ops_va, count, done_va = args[0], args[1] & 0xFFFFFFFF, args[2]
-    ops = []
-    for i in range(count):
-        cmd, arg1, arg2 = struct.unpack("<I4xQQ", copy_from_guest(host, v, ops_va + 24 * i, 24))
-        ops.append({"cmd": cmd, "arg1": arg1, "arg2": arg2})
-    info["args"] = [f"{abi.MMUEXT_NAMES.get(o['cmd'], o['cmd'])}({o['arg1']:#x})" for o in ops[:4]]
-    rc, done = host.mm.mmuext_op(v, ops)
-    if done_va:
-        write_u64(host, v, done_va, done)
-    return rc
+def mmuext_op(host, v, args, info) -> int | Preempted:
+    def run(batch: GuestBatch, foreigndom: int):
+        def ops():
+            for raw in batch:
+                cmd, arg1, arg2 = struct.unpack("<I4xQQ", raw)
+                batch.shown.append(f"{abi.MMUEXT_NAMES.get(cmd, cmd)}({arg1:#x})")
+                yield {"cmd": cmd, "arg1": arg1, "arg2": arg2}
+        return host.mm.mmuext_op(v, ops(), foreigndom & 0xFFFF)
+    return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
 @handler("update_va_mapping")
@@ -276,6 +376,10 @@ def sched_op(host, v, args, info) -> int:
         if cmd == abi.SCHEDOP_shutdown:
             host.shutdown(v.domain, name if name != "crash" else "crash")
         return 0
+    if cmd == abi.SCHEDOP_remote_shutdown and not v.domain.privileged:
+        # common/sched/core.c: xsm_schedop_shutdown(XSM_DM_PRIV) refuses a domU
+        info["why"] = "another domain's shutdown: the control domain's (XSM default policy)"
+        return -E["EPERM"]
     return -E["ENOSYS"]
 
 
@@ -441,20 +545,36 @@ def _add_to_physmap(host, v, va: int, info: dict) -> int:
 
 
 @handler("multicall")
-def multicall(host, v, args, info) -> int:
-    """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result."""
+def multicall(host, v, args, info) -> int | Preempted | None:
+    """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result.
+
+    As do_multicall() (common/multicall.c): a call that is preempted has its
+    arguments rewritten in its entry and the multicall itself continues from
+    that entry."""
     va, count = args[0], args[1] & 0xFFFFFFFF
     info["args"] = [f"{count} calls"]
-    for i in range(count):
+    batch = GuestBatch(host, v, va, count, 64)
+    i = 0
+    for raw in batch:
         entry = va + i * 64
-        raw = copy_from_guest(host, v, entry, 64)
         op = int.from_bytes(raw[0:8], "little")
         sub = [int.from_bytes(raw[16 + 8 * k:24 + 8 * k], "little") for k in range(5)]
-        if op in (abi.hypercall_nr("multicall"), abi.hypercall_nr("iret")):
+        if op == abi.hypercall_nr("multicall"):
             res = -E["EINVAL"]
         else:
             res = dispatch(host, v, op, sub)
+        if isinstance(res, Preempted):
+            copy_to_guest(host, v, entry + 16, b"".join(a.to_bytes(8, "little") for a in res.args[:5]))
+            return Preempted([entry, count - i] + list(args[2:]))
         write_u64(host, v, entry + 8, (res or 0) & M64)
+        i += 1
+        if op == abi.hypercall_nr("iret"):
+            return None                    # HYPERVISOR_iret set the vCPU's state: the batch ends there
+    if batch.fault is not None:
+        info["why"] = str(batch.fault)
+        return -E["EFAULT"]
+    if batch.preempted is not None:
+        return Preempted([va + 64 * i, count - i] + list(args[2:]))
     return 0
 
 

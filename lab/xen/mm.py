@@ -63,7 +63,9 @@ What is checked, as in Xen:
 
 What the lab simplifies, and says so:
 
-* One CPU, no preemption: no ``-ERESTART`` continuations, no partial
+* One CPU at a time: batches are preempted only between entries (the
+  hypercall layer reads them one by one and makes the continuation,
+  ``lab/xen/hypercalls.py``), never inside one validation: no partial
   validation (``PGT_partial``), no ``page_lock`` races. Failed validations are
   unwound at once (Xen defers part of that to ``old_guest_table``).
 * Only 4-level tables. The lab's 32-bit PV profile uses the same 4-level
@@ -87,8 +89,15 @@ What the lab simplifies, and says so:
 * The seg_desc type (GDT/LDT frames) is not descriptor-checked here; the code
   that handles ``set_gdt`` checks descriptors before taking the type.
 * In Xen, grant mappings are installed by the grant-table code, not by
-  ``get_page_from_l1e``. The ``foreign_ok(domid, mfn, writable)`` hook lets
-  the lab's grant code accept such a mapping of another domain's frame here.
+  ``get_page_from_l1e`` (``create_grant_pv_mapping``). The lab's grant code
+  writes its entry through this module, and the ``grant_ok(domid, mfn,
+  writable, slot)`` hook accepts another domain's frame only in the one L1
+  slot (machine address ``slot``) where a live grant mapping put it: a plain
+  ``mmu_update`` can never map a foreign frame, nor copy a grant entry
+  elsewhere. Unlike Xen's, the lab's grant entry also holds the references
+  any L1 entry holds, so a guest that zaps it with ``mmu_update`` leaves the
+  counts balanced (the grant mapping keeps its own until it is unmapped).
+* Frames beyond the end of RAM in a PV entry are MMIO (I/O rights needed).
 
 Messages go to ``log`` as ``xl dmesg`` shows them: ``(XEN) d1v0 Bad L1 flags
 0x80``. Xen prints most of them with ``gdprintk``, which debug builds prefix
@@ -98,13 +107,17 @@ with the source file and line; the lab shows the vCPU only.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Callable, Iterable
 
 from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
+from lab.hw.snapshot import Plain
 from lab.hw.paging import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
                            _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER)
-from lab.xen.abi import (DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
+from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno names at run time
+                         DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
                          ENOSYS, EOPNOTSUPP, EPERM, ESRCH, HYPERVISOR_VIRT_END, MMU_MACHPHYS_UPDATE,
                          MMU_NAMES, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
                          MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE,
@@ -227,9 +240,67 @@ class PageInfo:
                         self.validated, self.allocated, self.linear)
 
 
+_page_row = attrgetter("owner", "count", "type", "type_count", "pinned", "validated", "allocated", "linear")
+#: Frames per saved chunk of the frame table.
+_CHUNK = 512
+
+
+def _chunks_of(pages: dict[int, PageInfo]) -> dict[int, dict[int, tuple]]:
+    """Every frame's row, by chunk of _CHUNK frames."""
+    rows = dict(zip(dict.keys(pages), map(_page_row, dict.values(pages))))
+    keys = sorted(rows)
+    chunks: dict[int, dict[int, tuple]] = {}
+    i = 0
+    while i < len(keys):
+        cid = keys[i] // _CHUNK
+        j = bisect_left(keys, (cid + 1) * _CHUNK, i)
+        part = keys[i:j]
+        chunks[cid] = dict(zip(part, map(rows.__getitem__, part)))
+        i = j
+    return chunks
+
+
+def _set_page(pg: PageInfo, row: tuple) -> None:
+    (pg.owner, pg.count, pg.type, pg.type_count, pg.pinned, pg.validated, pg.allocated, pg.linear) = row
+
+
 class FrameTable(dict):
     """Xen's frame table (mfn -> page_info), filled in as frames are first looked at:
-    a frame nobody has touched is free, and most of a large host never is."""
+    a frame nobody has touched is free, and most of a large host never is.
+
+    Once a snapshot has saved it, the table notes the frames looked up since
+    (``touched``): only those can have changed, so the next snapshot or restore
+    looks at them alone. Xen's code reaches a page_info only through a lookup."""
+
+    __slots__ = ("touched",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.touched: set[int] | None = None        # None: not noted (every frame may have changed)
+
+    def __getitem__(self, mfn: int) -> PageInfo:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        return dict.__getitem__(self, mfn)
+
+    def get(self, mfn: int, default: Any = None) -> Any:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        return dict.get(self, mfn, default)
+
+    def __setitem__(self, mfn: int, pg: PageInfo) -> None:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        dict.__setitem__(self, mfn, pg)
+
+    def __delitem__(self, mfn: int) -> None:
+        t = self.touched
+        if t is not None:
+            t.add(mfn)
+        dict.__delitem__(self, mfn)
 
     def __missing__(self, mfn: int) -> PageInfo:
         pg = self[mfn] = PageInfo()
@@ -267,11 +338,16 @@ class PvMM:
     """Xen's PV memory manager over one machine's memory."""
 
     LOG_PREFIX = "(XEN) "
+    #: Wiring and the per-call scratch state; everything else is saved by save_state.
+    NOT_STATE = frozenset({"mem", "log", "emit", "foreign_ok", "privileged", "iomem_permitted", "_domain_exists",
+                           "xen_l4_slots", "adjust_guest", "read_vcpumask", "on_action", "_saved_chunks",
+                           "_saved_table"})
 
     def __init__(self, mem: MachineMemory, nr_frames: int | None = None,
                  log: Callable[[str], None] | None = None,
                  emit: Callable[..., None] | None = None, *,
-                 foreign_ok: Callable[[int, int, bool], bool] | None = None,
+                 grant_ok: Callable[[int, int, bool, int | None], bool] | None = None,
+                 on_free: Callable[[int, int | None], None] | None = None,
                  privileged: Callable[[int], bool] | None = None,
                  iomem_permitted: Callable[[int, int], bool] | None = None,
                  domain_exists: Callable[[int], bool] | None = None,
@@ -284,7 +360,11 @@ class PvMM:
         self.nr_frames = mem.nr_frames if nr_frames is None else nr_frames
         self.log = log or (lambda _s: None)
         self.emit = emit
-        self.foreign_ok = foreign_ok
+        self.grant_ok = grant_ok
+        #: Told (mfn, former owner) whenever a frame's last reference goes.
+        self.on_free = on_free
+        #: Machine address of the L1 slot being validated or written (for ``grant_ok``).
+        self._l1_slot: int | None = None
         #: The control domain (dom0) in the default XSM policy.
         self.privileged = privileged or (lambda d: d == 0)
         self.iomem_permitted = iomem_permitted or (lambda d, _mfn: self.privileged(d))
@@ -315,6 +395,8 @@ class PvMM:
         self.errors: list[str] = []
         self._ctx: tuple[int, int] | None = None
         self._dry_run = 0
+        self._saved_chunks: dict[int, dict[int, tuple]] = {}
+        self._saved_table: FrameTable | None = None
 
     # ---------------------------------------------------------------- context and output
     def _begin(self, domid: int, vcpu: int) -> tuple[int, int] | None:
@@ -449,7 +531,10 @@ class PvMM:
             else:
                 self._owned.pop(pg.owner, None)
                 self._dying.pop(pg.owner, None)
+        owner = pg.owner
         self.pages[mfn] = PageInfo()
+        if self.on_free is not None and not self._dry_run:
+            self.on_free(mfn, owner)
 
     # ---------------------------------------------------------------- general references
     def _get_page(self, mfn: int, d: int) -> bool:
@@ -672,11 +757,12 @@ class PvMM:
             return 0
         rw = bool(f & _PAGE_RW)
         if real != pg_owner:
-            if real is not None and self.foreign_ok is not None and self.foreign_ok(l1e_owner, mfn, rw):
-                pg_owner = real                       # the lab's grant hook
+            if (real is not None and self.grant_ok is not None
+                    and self.grant_ok(l1e_owner, mfn, rw, self._l1_slot)):
+                pg_owner = real                       # the entry a grant mapping installed
             elif real is None or pg_owner == l1e_owner or not self.privileged(pg_owner):
-                self._warn(f"pg_owner d{pg_owner} l1e_owner d{l1e_owner}, but real_pg_owner "
-                           f"d{real if real is not None else -1}")
+                # %pd in Xen's message: d[XEN], d[IO], NULL for a free frame
+                self._warn(f"pg_owner {_pd(pg_owner)} l1e_owner {_pd(l1e_owner)}, but real_pg_owner {_pd(real)}")
                 return self._could_not_pin(entry, mfn, real, l1e_owner, pg_owner)
             else:
                 pg_owner = real
@@ -782,7 +868,9 @@ class PvMM:
                 continue
             first = len(self.messages)
             if typ == PGT_l1_page_table:
+                self._l1_slot = base | (i << 3)
                 rc = self._get_page_from_l1e(e, d, d)
+                self._l1_slot = None
             else:
                 rc = self._get_page_from_lne(typ, e, mfn, d)
             if rc < 0:
@@ -884,7 +972,11 @@ class PvMM:
                 value = self._update_intpte(ol1e, nl1e, preserve_ad)
                 self._write_entry(addr, value)
                 return 0, value
-            rc = self._get_page_from_l1e(nl1e, pt_dom, pg_dom)
+            self._l1_slot = addr
+            try:
+                rc = self._get_page_from_l1e(nl1e, pt_dom, pg_dom)
+            finally:
+                self._l1_slot = None
             if rc < 0:
                 return rc, None
             if rc > 0:
@@ -944,11 +1036,11 @@ class PvMM:
         """HYPERVISOR_mmu_update: returns (rc, done). Stops at the first failure."""
         prev = self._begin(domid, vcpu)
         try:
-            return self._mmu_update(domid, list(reqs), foreigndom & 0xFFFF_FFFF, vcpu)
+            return self._mmu_update(domid, iter(reqs), foreigndom & 0xFFFF_FFFF, vcpu)
         finally:
             self._ctx = prev
 
-    def _mmu_update(self, d: int, reqs: list[tuple[int, int]], foreigndom: int,
+    def _mmu_update(self, d: int, reqs: Iterable[tuple[int, int]], foreigndom: int,
                     vcpu: int) -> tuple[int, int]:
         pt_owner = d
         pt_dom = foreigndom >> 16
@@ -1393,6 +1485,79 @@ class PvMM:
             self._dying.pop(domid, None)
 
     # ---------------------------------------------------------------- state
+    def save_state(self) -> dict[str, Any]:
+        """The frame table as chunks of 512 frames (chunk -> {mfn: row}); a chunk with no
+        frame looked up since the last snapshot is shared with it. Every other field is
+        saved as it is."""
+        pages = self.pages
+        base = self._saved_chunks
+        if pages.touched is None or self._saved_table is not pages:
+            chunks = _chunks_of(pages)
+        else:
+            chunks = dict(base)
+            for cid in {m // _CHUNK for m in pages.touched}:
+                old = base.get(cid, {})
+                new = dict(old)
+                for m in range(cid * _CHUNK, (cid + 1) * _CHUNK):
+                    if m in pages.touched:
+                        pg = dict.get(pages, m)
+                        if pg is None:
+                            new.pop(m, None)
+                        else:
+                            new[m] = _page_row(pg)
+                if new == old:
+                    continue
+                if new:
+                    chunks[cid] = new
+                else:
+                    chunks.pop(cid, None)
+        self._remember(chunks)
+        state = {k: v for k, v in vars(self).items() if k not in self.NOT_STATE}
+        state["pages"] = Plain(chunks)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        chunks = state.pop("pages")
+        for k in [k for k in vars(self) if k not in self.NOT_STATE and k not in state and k != "pages"]:
+            delattr(self, k)
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._load_frame_table(chunks)
+        self._remember(chunks)
+
+    def _remember(self, chunks: dict[int, dict[int, tuple]]) -> None:
+        """The table now holds exactly ``chunks``: note the frames looked up from here on."""
+        self._saved_chunks = chunks
+        self._saved_table = self.pages
+        self.pages.touched = set()
+
+    def _load_frame_table(self, chunks: dict[int, dict[int, tuple]]) -> None:
+        """Set the pages that can differ: those looked up since the last snapshot or restore,
+        and those of the chunks where that one and ``chunks`` differ."""
+        pages = self.pages
+        base = self._saved_chunks
+        if pages.touched is None or self._saved_table is not pages:
+            suspects: Iterable[int] = set(pages) | {m for c in chunks.values() for m in c}
+        else:
+            suspects = set(pages.touched)
+            for cid in base.keys() | chunks.keys():
+                a, b = base.get(cid), chunks.get(cid)
+                if a is not b:
+                    suspects.update(a or ())
+                    suspects.update(b or ())
+        for m in suspects:
+            row = chunks.get(m // _CHUNK, {}).get(m)
+            pg = dict.get(pages, m)
+            if row is None:
+                if pg is not None:
+                    dict.__delitem__(pages, m)
+            elif pg is None:
+                pg = PageInfo()
+                _set_page(pg, row)
+                dict.__setitem__(pages, m, pg)
+            elif _page_row(pg) != row:
+                _set_page(pg, row)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "pages": {m: p.copy() for m, p in self.pages.items()},
@@ -1435,7 +1600,7 @@ class PvMM:
 
         Checks: no frame of page-table type is mapped writable; every type and
         general count equals the references that hold it; no domain maps a
-        frame it does not own (except through ``foreign_ok`` or the control
+        frame it does not own (except through ``grant_ok`` or the control
         domain's foreign mappings); Xen's frames are never mapped or used as
         tables by guests; counts are never negative; linear-table counts are
         consistent. ``domains`` limits the ownership checks to those domids.
@@ -1511,7 +1676,8 @@ class PvMM:
                         if tp.owner == DOMID_XEN and not self.privileged(d):
                             out.append(f"{where}: maps Xen's frame {t:#x}")
                         elif not (self.privileged(d)
-                                  or (self.foreign_ok is not None and self.foreign_ok(d, t, rw))):
+                                  or (self.grant_ok is not None
+                                      and self.grant_ok(d, t, rw, (mfn << PAGE_SHIFT) | (i << 3)))):
                             out.append(f"{where}: maps {t:#x} owned by {_pd(tp.owner)}")
                     continue
                 if e & _PAGE_PSE:

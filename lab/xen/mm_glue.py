@@ -8,7 +8,7 @@ mmuext_op means for the vCPUs (a new CR3, a TLB flush, an INVLPG).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from . import abi
 from .mm import MmuAction, PvMM
@@ -26,7 +26,10 @@ class XenMM:
                        domain_exists=lambda d: d in host.domains,
                        xen_l4_slots=self._xen_l4_slots,
                        adjust_guest=lambda d: d in host.domains and host.domains[d].mode == "pv",
-                       on_action=self._action)
+                       on_action=self._action, on_free=self._freed)
+        #: Frames their owner gave back (or lost with its destruction) while another
+        #: holder still referenced them: back to the heap when the last reference goes.
+        self.orphans: set[int] = set()
         self._next_xen = 0x100
         self.m2p_l3 = 0
         self._build_m2p()
@@ -84,6 +87,11 @@ class XenMM:
         page, idx = divmod(mfn * 8, 4096)
         self.host.mem.write_u64((self.m2p_frames[page] << 12) + idx, 0xFFFF_FFFF_FFFF_FFFF)
 
+    def _freed(self, mfn: int, _owner: int | None) -> None:
+        if mfn in self.orphans:
+            self.orphans.discard(mfn)
+            self.host.free_frame(mfn)
+
     def frames_of(self, domid: int) -> list[int]:
         return [mfn for mfn, pg in self.pv.pages.in_order() if pg.owner == domid]
 
@@ -91,31 +99,33 @@ class XenMM:
         self.pv.destroy_domain(domid)
 
     # -- hypercalls -------------------------------------------------------------
-    def mmu_update(self, v, reqs: list[tuple[int, int]], foreigndom: int) -> tuple[int, int]:
+    def mmu_update(self, v, reqs: Iterable[tuple[int, int]], foreigndom: int) -> tuple[int, int]:
         self._vcpu = v
         try:
             return self.pv.mmu_update(v.domain.domid, reqs, foreigndom, vcpu=v.id)
         finally:
             self._vcpu = None           # later events (a builder's pin) are nobody's hypercall
 
-    def mmuext_op(self, v, ops: list[dict]) -> tuple[int, int]:
+    def mmuext_op(self, v, ops: Iterable[dict], foreigndom: int = abi.DOMID_SELF) -> tuple[int, int]:
         self._vcpu = v
         try:
-            return self._mmuext_op(v, ops)
+            return self._mmuext_op(v, ops, foreigndom)
         finally:
             self._vcpu = None
 
-    def _mmuext_op(self, v, ops: list[dict]) -> tuple[int, int]:
+    def _mmuext_op(self, v, ops: Iterable[dict], foreigndom: int) -> tuple[int, int]:
         if v.domain.is_hvm:
             # do_mmuext_op(): an HVM caller may only pin and unpin, and for a
             # translated guest (paging_mode_refcounts) those do nothing: its
             # frames never take PV page types. The first other command ends
             # the batch with -EOPNOTSUPP.
-            for i, o in enumerate(ops):
+            done = 0
+            for o in ops:
                 if o["cmd"] not in abi.HVM_ALLOWED_MMUEXT:
-                    return -abi.ERRNO["EOPNOTSUPP"], i
-            return 0, len(ops)
-        return self.pv.mmuext_op(v.domain.domid, ops, vcpu=v.id)
+                    return -abi.ERRNO["EOPNOTSUPP"], done
+                done += 1
+            return 0, done
+        return self.pv.mmuext_op(v.domain.domid, ops, foreigndom, vcpu=v.id)
 
     def update_va_mapping(self, v, va: int, val: int, flags: int) -> int:
         self._vcpu = v

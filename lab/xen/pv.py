@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from ..hw import flags as F
 from ..hw.faults import Fault, mnemonic
+from ..isa.encoding import INSN_SIZE
 from . import abi
 from .guestmem import GuestFault, copy_from_guest, write_u64
 
@@ -171,7 +172,7 @@ def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
 
 # ---------------------------------------------------------------- hypercalls
 def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
-    from .hypercalls import dispatch
+    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     # The lab's 32-bit profile keeps the 64-bit argument registers (its code is
@@ -180,7 +181,14 @@ def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
     args = [r[7], r[6], r[2], r[10], r[8]]
     cpu.rip = nxt
     ret = dispatch(host, v, nr, args)
-    if ret is not None:               # iret and a few others set the state themselves
+    if isinstance(ret, Preempted):
+        # hypercall_create_continuation(): the new arguments in the argument registers and
+        # the instruction pointer back on the hypercall instruction, so the guest re-enters.
+        for reg, val in zip((7, 6, 2, 10, 8), ret.args):
+            r[reg] = val
+        cpu.rip = (nxt - INSN_SIZE) & M64
+        cpu.yield_now = True
+    elif ret is not None:             # iret and a few others set the state themselves
         r[0] = ret & M64
     from .events import deliver_upcall
     deliver_upcall(host, v)
@@ -206,6 +214,10 @@ def do_iret(host, v) -> int | None:
     _set_event_mask(host, v, not rflags & F.IF)
     cpu.rflags = (rflags & ~(F.IOPL_MASK | F.IF)) | F.IF
     to_user = (cs & 3) == 3
+    if to_user and v.domain.mode == "pv" and not v.guest_table_user:
+        # pv/iret.c do_iret(): a 64-bit guest has no user address space to return to
+        host.crash(v.domain, "Guest switching to user mode with no user page tables", v)
+        return None
     if to_user:
         toggle_guest_mode(host, v, False, "HYPERVISOR_iret")
     else:

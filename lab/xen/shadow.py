@@ -60,6 +60,7 @@ from typing import Any
 
 from ..hw import paging
 from ..hw.faults import CpuStop, Fault, VmExit
+from .paging_pool import pool_of
 
 P, RW, US, A, D, PS = 1, 2, 4, 0x20, 0x40, 0x80
 NX = 1 << 63
@@ -185,7 +186,8 @@ class ShadowPaging:
 
     # ------------------------------------------------------------------ frames and entries
     def _alloc(self, kind: tuple) -> int:
-        smfn = self.host.mm.xen_frame()
+        # shadow_alloc(): from the domain's own paging pool (PoolExhausted when it is empty)
+        smfn = pool_of(self.host, self.dom).alloc()
         self.frames[smfn] = kind
         self.stats["shadow tables"] += 1
         return smfn

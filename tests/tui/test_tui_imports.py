@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ("lab.isa", "lab.hw", "lab.xen", "lab.dom0", "lab.trace", "lab.session")
+CORE = ("lab.isa", "lab.hw", "lab.xen", "lab.dom0", "lab.trace", "lab.session", "lab.lessons")
 FRONT_ENDS = ("textual", "rich", "prompt_toolkit")
 
 _PROBE = """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lab.session.build import native_machine
@@ -13,6 +15,14 @@ from lab.tui.explain import describe_event, event_row, explanation
 from lab.tui.runner import (CRASHED, PAUSED, RUNNING, SPEEDS, STOPPED, AnyEvent, AnyOf, Runner,
                             where_line)
 from lab.tui.state import ALL, History, LogFilter, layout_for
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    """Until the sim thread has made ``condition`` true (it runs on its own thread, at its own pace)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "the sim thread never got there"
+        time.sleep(0.002)
 
 
 @pytest.fixture
@@ -57,8 +67,7 @@ def test_run_to_the_end_and_refuse_more(runner):
 def test_pause_interrupts_a_slow_run(runner):
     runner.set_speed(0)                      # one instruction per tick
     runner.run()
-    import time
-    time.sleep(0.2)
+    wait_for(lambda: runner.stats.instructions > 0)          # the run has begun, slowly
     assert runner.mode == RUNNING
     runner.pause()
     assert runner.wait_idle()
@@ -93,7 +102,7 @@ def test_factory_errors_leave_no_machine():
         raise UserError("kernel.s:3:1: unknown instruction 'foo'")
     r = Runner(factory=bad)
     r.start()
-    assert r.wait_idle() is False or r.mode == "no machine"
+    assert r.wait_idle()
     assert r.mode == "no machine" and "unknown instruction" in r.error
     r.close()
 
