@@ -49,7 +49,9 @@ def known_names(kind: str) -> tuple[str, ...]:
     if kind == "vmexit":
         return tuple(dict.fromkeys([*abi.VMX_EXIT_BY_NAME, *abi.VMX_EXIT_ALIASES, *abi.SVM_EXIT_BY_NAME]))
     if kind == "trap":
-        return tuple(abi.X86_EXC_BY_MNEMONIC)
+        # x86's exceptions, and what Xen bounces to a PV kernel: a system call from its user
+        # program (xen/arch/x86/x86_64/entry.S) and the event-channel upcall.
+        return (*abi.X86_EXC_BY_MNEMONIC, "syscall", "event upcall")
     if kind == "evtchn":
         return tuple(abi.EVTCHNOP_NAMES.values())
     if kind == "grant":
@@ -76,10 +78,9 @@ def _check_name(kind: str, name: str) -> str:
     if not names:
         return name
     if kind == "trap":
-        if name.isdigit():
-            return name
-        spelled = name if name.startswith("#") or name.upper() == "NMI" else "#" + name
-        match = next((n for n in names if n.lower() == spelled.lower()), None)
+        if name.lower().startswith(("int ", "vector ")):
+            return name                  # a software interrupt, a vector with no mnemonic
+        match = next((n for n in names if n.lower() in (name.lower(), "#" + name.lower())), None)
     else:
         match = next((n for n in names if n.lower() == name.lower()), None)
     if match is not None:
