@@ -12,7 +12,6 @@ calls from a PV guest and from an HVM guest.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 
 import pytest
@@ -25,24 +24,12 @@ from lab.xen.evtchn import Port
 from lab.xen.guestmem import GuestFault, copy_to_guest
 from xen_helpers import (ADDR, CHECKSUM_LINE, DOMID_IO, DOMID_SELF, DOMID_XEN, EXIT_LINE, M64, PTE_A, PTE_D, PTE_G,
                          PTE_NX, PTE_P, PTE_PCD, PTE_PSE, PTE_PWT, PTE_RW, PTE_US, alive_and_runnable, entry_maddr,
-                         ept_violations, frames_of, hypercall, last_event, pv_mapping_violations, script_guest,
-                         small_host, write_cfg)
+                         ept_violations, frames_digest, frames_of, hypercall, last_event, m2p_of,
+                         pv_mapping_violations, script_guest, small_host, write_cfg)
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
 SHINFO_PENDING, SHINFO_MASK = 2048, 2560
-
-
-def digest(host, frames) -> str:
-    h = hashlib.sha256()
-    for mfn in sorted(frames):
-        h.update(host.mem.read(mfn << 12, 4096))
-    return h.hexdigest()
-
-
-def m2p_of(host, frames) -> list[int]:
-    mm = host.mm
-    return [host.mem.read_u64((mm.m2p_frames[(mfn * 8) // 4096] << 12) + (mfn * 8) % 4096) for mfn in sorted(frames)]
 
 
 # ---------------------------------------------------------------- directed tests
@@ -57,7 +44,7 @@ def pair(tmp_path):
 
 
 def others_digest(host, *doms):
-    return digest(host, set().union(*(frames_of(d) for d in doms)) | frames_of(host.domains[0]))
+    return frames_digest(host, set().union(*(frames_of(d) for d in doms)) | frames_of(host.domains[0]))
 
 
 def test_evtchn_unmask_of_a_port_beyond_shared_info(pair):
@@ -253,7 +240,7 @@ class Attack:
                 self.tables.setdefault(pages[m].type, []).append(m)
         self.domids = [DOMID_SELF, att.domid, self.victim.domid, 0, DOMID_XEN, DOMID_IO, 0x7FF4, 0x7FF5, 99, 0xFFFF]
         self.protected = set().union(frames_of(self.victim), frames_of(host.domains[0]))
-        self.protected_digest = digest(host, self.protected)
+        self.protected_digest = frames_digest(host, self.protected)
         self.victim_m2p = m2p_of(host, frames_of(self.victim))
 
     # -- drawing hostile words ------------------------------------------------
@@ -462,7 +449,7 @@ class Attack:
 
     def finish(self) -> None:
         host = self.host
-        assert digest(host, self.protected) == self.protected_digest
+        assert frames_digest(host, self.protected) == self.protected_digest
         assert m2p_of(host, frames_of(self.victim)) == self.victim_m2p
         # Let the attacker run on in whatever state it left itself, then destroy it.
         host.run(40_000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import struct
 from pathlib import Path
@@ -469,3 +470,17 @@ def ept_violations(host, dom) -> list[str]:
 
 def alive_and_runnable(dom) -> bool:
     return dom.alive and dom.pause_count == 0 and any(v.runstate != "offline" for v in dom.vcpus)
+
+
+def frames_digest(host, frames) -> str:
+    """A hash of the contents of machine frames: a victim's memory before and after an attack."""
+    h = hashlib.sha256()
+    for mfn in sorted(frames):
+        h.update(host.mem.read(mfn << 12, 4096))
+    return h.hexdigest()
+
+
+def m2p_of(host, frames) -> list[int]:
+    """The machine-to-phys entries of machine frames, read from Xen's M2P table."""
+    mm = host.mm
+    return [host.mem.read_u64((mm.m2p_frames[(mfn * 8) // 4096] << 12) + (mfn * 8) % 4096) for mfn in sorted(frames)]

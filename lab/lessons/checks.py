@@ -26,6 +26,7 @@ what is missing (``explain``).
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -145,18 +146,19 @@ def _parse_cond(tok: Token) -> Cond:
 
 
 # --------------------------------------------------------------------- nodes
-class Node:
+class Node(ABC):
     """A check or part of one."""
 
     def nodes(self) -> Iterator["Node"]:
         yield self
 
+    @abstractmethod
     def met(self, ctx: Context) -> bool:
-        raise NotImplementedError
+        """Whether the check holds now."""
 
+    @abstractmethod
     def explain(self, ctx: Context) -> str:
         """Why the check is not met, in words (called only when it is not)."""
-        raise NotImplementedError
 
     def reset(self) -> None:
         """Forget what was counted: a new step (or the same step again) begins."""

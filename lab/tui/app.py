@@ -80,7 +80,7 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
-    rec = getattr(runner.session, "recorder", None)
+    rec = runner.recorder
     if rec is not None and rec.active:
         parts += [sep, ("● rec", "$text-error bold")]
     seen = runner.stats.events_seen
@@ -205,7 +205,7 @@ class XenLab(App[None]):
         self.runner.command(f"seek #{message.event.seq}")
 
     def action_toggle_record(self) -> None:
-        rec = getattr(self.runner.session, "recorder", None)
+        rec = self.runner.recorder
         if rec is not None and rec.active:
             self.runner.command("record off")
         else:

@@ -50,8 +50,7 @@ class ReplayLab(XenLab):
                 self.runner.command("seek +input")
 
     def timeline(self):
-        session = self.runner.session
-        tm = getattr(session, "time_machine", None)
+        tm = self.runner.time_machine
         if tm is None:
             return None
         try:
@@ -97,13 +96,13 @@ class ReplayLab(XenLab):
 
     def on_mount(self) -> None:
         super().on_mount()
-        tm = getattr(self.runner.session, "time_machine", None)
+        tm = self.runner.time_machine
         if tm is not None:
             tm.on_branch.append(self._branched)
 
     def _branched(self) -> None:
         """The learner took over in the past: a new live session from here, recorded afresh."""
-        if getattr(self.runner.session, "recorder", None) is None and self.record_branch:
+        if self.runner.recorder is None and self.record_branch:
             import shlex
             from ..session.live import default_recording_path
             self.runner.command(f"record on {shlex.quote(str(default_recording_path()))}")

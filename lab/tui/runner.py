@@ -237,6 +237,16 @@ class Runner:
             self._thread.join(timeout)
 
     @property
+    def recorder(self) -> Any:
+        """The session's live recording, or None (also before the machine is built)."""
+        return self.session.recorder if self.session is not None else None
+
+    @property
+    def time_machine(self) -> Any:
+        """The session's time machine, or None (also before the machine is built)."""
+        return self.session.time_machine if self.session is not None else None
+
+    @property
     def busy(self) -> bool:
         """Whether a job (run, step, until) is in progress."""
         return self.mode == RUNNING
@@ -439,7 +449,7 @@ class Runner:
         self.events.extend(recent)
         self.stats.events_seen = len(recent)
         trace.listeners.append(self._listen)
-        tm = getattr(self.session, "time_machine", None)
+        tm = self.session.time_machine
         if tm is not None:
             tm.on_replace.append(self._machine_replaced)
             tm.on_travel.append(self._travelled)

@@ -10,28 +10,15 @@ is alive, Xen's page bookkeeping is consistent and the attacker maps nothing it 
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from pathlib import Path
 
 from lab.xen.grant import _tables
-from xen_helpers import (ScriptGuest, frames_of, hypercall, pv_mapping_violations, small_host, write_cfg)
+from xen_helpers import (ScriptGuest, frames_digest, frames_of, hypercall, m2p_of, pv_mapping_violations, small_host, write_cfg)
 
 GUESTS = Path(__file__).parent / "guests"
 SCRIPT_GUESTS = Path(__file__).parent.parent / "data" / "guests"
 DIRECT_MAP = 0xFFFF_8880_0000_0000
-
-
-def digest(host, frames) -> str:
-    h = hashlib.sha256()
-    for mfn in sorted(frames):
-        h.update(host.mem.read(mfn << 12, 4096))
-    return h.hexdigest()
-
-
-def m2p_of(host, frames) -> list[int]:
-    mm = host.mm
-    return [host.mem.read_u64((mm.m2p_frames[(mfn * 8) // 4096] << 12) + (mfn * 8) % 4096) for mfn in sorted(frames)]
 
 
 class Arena:
@@ -59,7 +46,7 @@ class Arena:
         entries of its frames and dom0's."""
         v = self.victim.dom
         table = set(_tables(self.host).frames.get(v.domid, []))
-        return (digest(self.host, frames_of(v) - table),
+        return (frames_digest(self.host, frames_of(v) - table),
                 m2p_of(self.host, frames_of(v) | frames_of(self.host.domains[0])))
 
     def run(self, guest: ScriptGuest, limit: int = 4_000_000) -> None:

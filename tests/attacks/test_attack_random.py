@@ -38,12 +38,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from attack_support import DIRECT_MAP, SCRIPT_GUESTS, digest
+from attack_support import DIRECT_MAP, SCRIPT_GUESTS
 from lab.dom0.xenstored import Message
 from lab.xen import abi
 from lab.xen.grant import _tables
 from lab.xen.hypercalls import Preempted, dispatch
-from xen_helpers import frames_of, small_host, write_cfg
+from xen_helpers import frames_digest, frames_of, small_host, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
@@ -72,7 +72,7 @@ class Machine:
         gt = _tables(host)
         for d in self.attackers + [self.victim]:
             gt.setup_table(d.domid, 1)
-        self.victim_digest = digest(host, frames_of(self.victim))
+        self.victim_digest = frames_digest(host, frames_of(self.victim))
         pages = host.mm.pv.pages
         self.pool = {
             "own_pt": {d.domid: [m for m in sorted(frames_of(d)) if pages[m].type in PT_TYPES] for d in self.pv},
@@ -326,7 +326,7 @@ class Machine:
         host = self.host
         assert host.mm.pv.check_invariants() == []
         assert self.foreign_mappings() == []
-        assert digest(host, frames_of(self.victim)) == self.victim_digest
+        assert frames_digest(host, frames_of(self.victim)) == self.victim_digest
 
     def destroy_attackers(self) -> None:
         host = self.host
