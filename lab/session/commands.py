@@ -119,11 +119,11 @@ def _run(session: Session, args: list[str]) -> str:
     return msg + _where(session)
 
 
-@command("until", "until KIND[:NAME]", "run until the next matching event (e.g. until trap:#PF)", max_args=1)
+@command("until", "until KIND[:NAME][@DOM]", "run until the next matching event (e.g. until trap:#PF@pv-guest)", max_args=1)
 def _until(session: Session, args: list[str]) -> str:
     if not args:
         raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
-    ev = session.until(parse_spec(args[0]))
+    ev = session.until(parse_spec(args[0], session.machine))
     if ev is None and session.break_hit is not None:
         return f"breakpoint first: {session.break_hit.summary()}\n{_where(session)}"
     if ev is None:
@@ -131,7 +131,7 @@ def _until(session: Session, args: list[str]) -> str:
     return f"#{ev.seq} {ev.summary()}\n{_where(session)}"
 
 
-@command("break", "break [KIND[:NAME] | clear | list]", "stop running at a matching event", max_args=1)
+@command("break", "break [KIND[:NAME][@DOM] | clear | list]", "stop running at a matching event", max_args=1)
 def _break(session: Session, args: list[str]) -> str:
     if not args or args[0] == "list":
         if not session.breakpoints:
@@ -140,7 +140,7 @@ def _break(session: Session, args: list[str]) -> str:
     if args[0] == "clear":
         session.breakpoints.clear()
         return "breakpoints cleared"
-    spec = parse_spec(args[0])
+    spec = parse_spec(args[0], session.machine)
     session.breakpoints.append(spec)
     return f"breakpoint {len(session.breakpoints) - 1}: {spec}"
 
@@ -231,7 +231,7 @@ def type_into_console(host, dom, text: str) -> str:
     return "the console ring's in[] and its event channel"
 
 
-@command("events", "events [N] [KIND[:NAME]]", "show the last N trace events (default 20)", max_args=2)
+@command("events", "events [N] [KIND[:NAME][@DOM]]", "show the last N trace events (default 20)", max_args=2)
 def _events(session: Session, args: list[str]) -> str:
     n = 20
     spec = None
@@ -239,7 +239,7 @@ def _events(session: Session, args: list[str]) -> str:
         if a[0].isdigit():
             n = _count([a])
         else:
-            spec = parse_spec(a)
+            spec = parse_spec(a, session.machine)
     trace = session.machine.trace
     evs = trace.recent(n) if spec is None else trace.last_matching(spec.matches, n)
     return "\n".join(f"#{e.seq:<7} {e.cycle:>12}  {e.summary()}" for e in evs) or "(no events)"

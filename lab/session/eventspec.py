@@ -1,13 +1,15 @@
-"""Event patterns such as ``vmexit:IO_INSTRUCTION`` or ``hypercall:mmu_update``.
+"""Event patterns such as ``vmexit:IO_INSTRUCTION`` or ``hypercall:mmu_update@pv-guest``.
 
 Used by ``run --until``, breakpoints in the TUI and the shell, and lesson
-checks, so all of them understand the same spelling.
+checks, so all of them understand the same spelling. ``@DOMAIN`` (a name or a
+domain id) keeps only that domain's events; Xen's own events (no domain) never
+match it. The pattern stays one word, so every front end reads it the same way.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import UserError
 from ..trace import KINDS, NAME_FIELD, Event, name_matches  # noqa: F401  (NAME_FIELD: for the screen)
@@ -17,16 +19,40 @@ from ..trace import KINDS, NAME_FIELD, Event, name_matches  # noqa: F401  (NAME_
 class EventSpec:
     kind: str
     name: str | None = None
+    #: The domain as written after ``@`` (a name or an id), and the id it stands for.
+    dom: str | None = None
+    domid: int | None = None
 
     def __str__(self) -> str:
-        return self.kind if self.name is None else f"{self.kind}:{self.name}"
+        text = self.kind if self.name is None else f"{self.kind}:{self.name}"
+        return text if self.dom is None else f"{text}@{self.dom}"
 
     def matches(self, ev: Event) -> bool:
         if ev.kind != self.kind:
             return False
+        if self.dom is not None and (self.domid is None or ev.dom != self.domid):
+            return False                # an unbound name matches nothing rather than everything
         if self.name is None:
             return True
         return name_matches(ev, self.name)
+
+    def bind(self, machine: object) -> "EventSpec":
+        """The pattern with its ``@DOMAIN`` resolved on ``machine``; an unknown domain is a UserError."""
+        if self.dom is None:
+            return self
+        return replace(self, domid=resolve_domain(self.dom, machine))
+
+
+def resolve_domain(text: str, machine: object) -> int:
+    """A domain's id from its name or id, as ``xl`` takes either; the known ones named otherwise."""
+    domains = getattr(machine, "domains", None)
+    if not isinstance(domains, dict):
+        raise UserError(f"@{text}: this machine runs no Xen, so it has no domains to choose from")
+    for d in sorted(domains.values(), key=lambda d: d.domid):
+        if d.name == text or str(d.domid) == text:
+            return d.domid
+    known = ", ".join(f"{d.name} ({d.domid})" for d in sorted(domains.values(), key=lambda d: d.domid))
+    raise UserError(f"no domain '{text}' (domains: {known})")
 
 
 #: Kinds whose name is a number (a port, an address, an MSR, a system call, a vector, a ring).
@@ -77,8 +103,14 @@ def _check_name(kind: str, name: str) -> None:
     raise UserError(f"no {kind} '{name}'{hint}")
 
 
-def parse_spec(text: str) -> EventSpec:
-    """``KIND[:NAME]``, with the kind and the name checked against the lab's and Xen's tables."""
+def parse_spec(text: str, machine: object | None = None) -> EventSpec:
+    """``KIND[:NAME][@DOMAIN]``, with the kind and the name checked against the lab's and Xen's
+    tables, and the domain against ``machine``'s (without a machine a domain id stays unchecked
+    and a name unbound: :meth:`EventSpec.bind` resolves it later)."""
+    text, at, dom = text.partition("@")
+    dom = dom.strip()
+    if at and not dom:
+        raise UserError(f"'{text}@' names no domain: write {text}@NAME or {text}@ID (e.g. {text}@1)")
     kind, _, name = text.partition(":")
     kind = kind.strip()
     if kind not in KINDS:
@@ -89,4 +121,5 @@ def parse_spec(text: str) -> EventSpec:
     name = name.strip()
     if name:
         _check_name(kind, name)
-    return EventSpec(kind, name or None)
+    spec = EventSpec(kind, name or None, dom or None, int(dom) if dom.isdigit() else None)
+    return spec.bind(machine) if machine is not None else spec

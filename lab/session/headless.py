@@ -113,6 +113,8 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
         kind = "xen" if isinstance(getattr(machine, "domains", None), dict) else "native"
     else:
         kind, machine, xl, warnings = build_target(targets, program, arg, costs)
+    if until is not None:
+        until = until.bind(machine)          # run --until KIND@DOMAIN: the domain is known now
     writer = None
     if xentrace_path:
         from .xentrace import attach_xentrace

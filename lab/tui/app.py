@@ -434,7 +434,7 @@ class XenLab(App[None]):
         self._require_machine()
         if not args:
             raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
-        self.runner.until(parse_spec(args[0]), args[0])
+        self.runner.until(parse_spec(args[0], self.runner.session.machine), args[0])
 
     def _cmd_console(self, args: list[str]) -> None:
         # "console DOM" on screen: lines typed next go to that guest (as "xl console" does).
