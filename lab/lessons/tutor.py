@@ -80,6 +80,10 @@ class Tutor:
         self.on_met: Callable[[int], None] | None = None
         self.message = progress.notice if progress is not None and progress.notice else ""
         self._watch: Watch | None = None
+        #: Where the lesson and the current step began on the session's timeline (its time
+        #: machine's positions), so that reset and restart rewind the machine to them.
+        self._lesson_start: Any = None
+        self._step_start: Any = None
         if progress is not None:
             saved = progress.of(lesson.id)
             self.done_steps = set(s for s in saved.steps_done if s < len(lesson.steps))
@@ -94,6 +98,10 @@ class Tutor:
         self.ctx = Context(session)
         session.machine.trace.listeners.append(self._on_event)
         session.input_listeners.append(self._on_input)
+        tm = self._time_machine()
+        if tm is not None:
+            tm.on_replace.append(self._machine_replaced)
+        self._lesson_start = self._position()
         self._begin_step()
 
     def detach(self) -> None:
@@ -104,13 +112,54 @@ class Tutor:
             s.machine.trace.listeners.remove(self._on_event)
         if self._on_input in s.input_listeners:
             s.input_listeners.remove(self._on_input)
+        tm = self._time_machine()
+        if tm is not None and self._machine_replaced in tm.on_replace:
+            tm.on_replace.remove(self._machine_replaced)
         self.session = None
+
+    # -- the timeline ------------------------------------------------------------
+    def _time_machine(self) -> Any:
+        return getattr(self.session, "time_machine", None)
+
+    def _position(self) -> Any:
+        tm = self._time_machine()
+        return tm.position if tm is not None else None
+
+    def _machine_replaced(self, machine: Any) -> None:
+        """Travel built the machine afresh: follow the new one's trace."""
+        if self._on_event not in machine.trace.listeners:
+            machine.trace.listeners.append(self._on_event)
+
+    def _rewind(self, position: Any) -> bool:
+        """Put the machine back at ``position`` through the time machine (True if it went).
+
+        The tutor stops listening while the machine travels: what travel re-executes
+        happened before the step began and must not count for it, nor pause the machine.
+        """
+        tm = self._time_machine()
+        if tm is None or position is None:
+            return False
+        trace_listeners = self.session.machine.trace.listeners
+        listening = self._on_event in trace_listeners
+        if listening:
+            trace_listeners.remove(self._on_event)
+        try:
+            tm.goto(*position)
+        except UserError:
+            return False                # that point is gone (the timeline was cut before it)
+        finally:
+            listeners = self.session.machine.trace.listeners     # a rebuilt machine's, perhaps
+            if self._on_event not in listeners:
+                listeners.append(self._on_event)
+        self.last.clear()
+        return True
 
     @property
     def step(self) -> Step:
         return self.lesson.steps[self.index]
 
     def _begin_step(self) -> None:
+        self._step_start = self._position()
         self.hints_shown = 0
         self.solution_shown = False
         self.answered = self.step.question is None
@@ -206,10 +255,18 @@ class Tutor:
         return "solution: " + " ; ".join(self.step.solution)
 
     def _act_reset(self, arg: str) -> str:
+        if self._rewind(self._step_start):
+            self._begin_step()
+            return f"step {self.index + 1} begins again: the machine is back where the step began"
         self._begin_step()
         return f"step {self.index + 1} begins again: what happens from now on counts"
 
     def _act_restart(self, arg: str) -> str:
+        if self._rewind(self._lesson_start):
+            self.index = 0
+            self._save_position()
+            self._begin_step()
+            return "the lesson starts again: the machine is back at the lesson's start"
         if self._restart is None:
             self.index = 0
             self._begin_step()

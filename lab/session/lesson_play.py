@@ -120,9 +120,11 @@ def rehearse(tutor: Tutor) -> list[str]:
     """Try each step's ``wrong`` and ``right`` lines; the problems found (empty: none).
 
     At each step, every ``wrong`` list is played and must leave the check unmet
-    (too loose otherwise); then the step begins again and every ``right`` list
-    (or, if there is none, the solution) is played and must meet it (too strict
-    otherwise). The next step starts from there, so one machine serves the whole lesson.
+    (too loose otherwise); then the step begins again (``lesson reset``: the
+    machine goes back to where the step began) and every ``right`` list (or, if
+    there is none, the solution) is played from there and must meet it (too
+    strict otherwise). The next step starts where the last right list left the
+    machine, so one machine serves the whole lesson.
     """
     problems = []
     for i, step in enumerate(tutor.lesson.steps):
@@ -138,7 +140,8 @@ def rehearse(tutor: Tutor) -> list[str]:
                 problems.append(f"step {i + 1}: the wrong try {lines} meets the check '{step.check_text}' "
                                 f"(too loose)")
             tutor.act("reset")
-        for lines in step.right or [step.solution]:
+        rights = step.right or [step.solution]
+        for k, lines in enumerate(rights):
             for line in lines:
                 try:
                     perform(tutor, line)
@@ -148,5 +151,6 @@ def rehearse(tutor: Tutor) -> list[str]:
             if not tutor.met:
                 problems.append(f"step {i + 1}: the right try {lines} does not meet the check (too strict): "
                                 f"{tutor.missing}")
-            tutor.act("reset")
+            if k + 1 < len(rights):
+                tutor.act("reset")
     return problems

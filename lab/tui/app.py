@@ -539,8 +539,12 @@ class XenLab(App[None]):
         """Hand a lesson action to the tutor (the one place they happen) and show its answer."""
         if self.tutor is None:
             raise UserError("no lesson is open: ctrl+l (or 'lessons') chooses one")
+        if action in ("reset", "restart") and self.runner.time_machine is not None:
+            # Back to where the step (or the lesson) began, through the session's time machine.
+            self.runner.lesson_rewind(self.tutor, action)
+            return
         if action == "restart":
-            # A fresh machine: the screen opens the lesson again on one.
+            # No time machine: the screen opens the lesson again on a fresh machine.
             self.exit(result=("lesson", self.tutor.lesson.id))
             return
         self._write_reply("info", self.tutor.act(action, arg))

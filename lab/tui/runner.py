@@ -284,6 +284,11 @@ class Runner:
     def walk(self, addr: int | None) -> None:
         self.request("walk", addr)
 
+    def lesson_rewind(self, tutor: Any, action: str) -> None:
+        """``lesson reset``/``restart``: the tutor takes the machine back in time, on this
+        thread, as every trip in time happens."""
+        self.request("lesson_rewind", tutor, action)
+
     def set_speed(self, index: int) -> None:
         self.speed = max(0, min(len(SPEEDS) - 1, index))
 
@@ -600,6 +605,11 @@ class Runner:
         else:
             spec = order[0][1]
         self._op_focus(spec)
+
+    def _op_lesson_rewind(self, tutor: Any, action: str) -> None:
+        if self._job is not None:
+            self._finish("paused")
+        self._reply("info", tutor.act(action))
 
     def _op_walk(self, addr: int | None) -> None:
         self.walk_addr = addr
