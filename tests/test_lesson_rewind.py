@@ -78,3 +78,17 @@ def test_restart_rewinds_to_the_lessons_start_on_the_same_session(isolation):
     perform(tutor, "until hypercall:domctl@hostile")
     assert _trace(tutor) == want
     assert 0 in tutor.done_steps                               # what was done stays done
+
+
+def test_a_start_cut_off_the_timeline_is_not_travelled_to(isolation):
+    tutor = open_lesson(isolation)
+    perform(tutor, "focus hostile")
+    tutor.act("goto", "2")                                     # the step begins after that input
+    perform(tutor, "step 10")
+    perform(tutor, "reset")                                    # the machine's start, before 'focus hostile'
+    perform(tutor, "step 5")                                   # a new input there cuts the old future off
+    here = tutor.session.clock()
+    assert "from now on counts" in tutor.act("reset")          # the step's start is gone: no travel
+    assert tutor.session.clock() == here
+    assert "back at the lesson's start" in tutor.act("restart")   # the lesson's start is still there
+    assert tutor.session.clock()[0] == 0

@@ -101,6 +101,7 @@ class Tutor:
         tm = self._time_machine()
         if tm is not None:
             tm.on_replace.append(self._machine_replaced)
+            tm.on_branch.append(self._timeline_cut)
         self._lesson_start = self._position()
         self._begin_step()
 
@@ -113,8 +114,11 @@ class Tutor:
         if self._on_input in s.input_listeners:
             s.input_listeners.remove(self._on_input)
         tm = self._time_machine()
-        if tm is not None and self._machine_replaced in tm.on_replace:
-            tm.on_replace.remove(self._machine_replaced)
+        if tm is not None:
+            if self._machine_replaced in tm.on_replace:
+                tm.on_replace.remove(self._machine_replaced)
+            if self._timeline_cut in tm.on_branch:
+                tm.on_branch.remove(self._timeline_cut)
         self.session = None
 
     # -- the timeline ------------------------------------------------------------
@@ -129,6 +133,19 @@ class Tutor:
         """Travel built the machine afresh: follow the new one's trace."""
         if self._on_event not in machine.trace.listeners:
             machine.trace.listeners.append(self._on_event)
+
+    def _timeline_cut(self) -> None:
+        """An input given in the past cut the timeline: a start that was in the cut-off future
+        is gone (a reset then only begins the step again; a restart rebuilds)."""
+        n = len(self._time_machine().steps)
+
+        def kept(pos: Any) -> Any:
+            if pos is None:
+                return None
+            i, cap = pos
+            return pos if i < n or (i == n and cap is None) else None
+        self._lesson_start = kept(self._lesson_start)
+        self._step_start = kept(self._step_start)
 
     def _rewind(self, position: Any) -> bool:
         """Put the machine back at ``position`` through the time machine (True if it went).
