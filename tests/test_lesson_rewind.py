@@ -92,3 +92,40 @@ def test_a_start_cut_off_the_timeline_is_not_travelled_to(isolation):
     assert tutor.session.clock() == here
     assert "back at the lesson's start" in tutor.act("restart")   # the lesson's start is still there
     assert tutor.session.clock()[0] == 0
+
+
+def test_a_recorded_lesson_with_rewinds_replays_exactly(isolation, tmp_path):
+    from lab.session.replay import replay
+    tutor = open_lesson(isolation)
+    path = tmp_path / "lesson.jsonl"
+    perform(tutor, f"record on {path}")
+    perform(tutor, "focus hostile")
+    tutor.act("answer", "1")
+    tutor.act("next")
+    perform(tutor, "run 200000")
+    tutor.act("reset")                                         # a trip the recording must hold
+    perform(tutor, "until trap:#PF@hostile")
+    tutor.act("restart")
+    perform(tutor, "until hypercall:mmu_update@hostile")
+    want = _trace(tutor)
+    perform(tutor, "record off")
+    result = replay(path)
+    assert result.divergence is None, result.summary()
+    assert [e.to_dict() for e in result.session.machine.trace.iter_all()] == want
+    marks = tutor.session.time_machine.markers
+    # where the lesson and step 1 began; step 2's start went with the future the restart cut off
+    assert {"lesson-start", "lesson-step-1"} <= set(marks) and "lesson-step-2" not in marks
+
+
+def test_a_marker_set_before_the_recording_began_is_in_it(tmp_path):
+    from lab.paths import MACHINES
+    from lab.session import live
+    from lab.session.commands import execute
+    from lab.session.replay import replay
+    s = live.open_session([str(MACHINES / "isolation.toml")])
+    path = tmp_path / "late.jsonl"
+    for line in ("run 20000", "mark here", "run 20000", f"record on {path}", "seek here", "run 5000", "record off"):
+        execute(s, line)
+    result = replay(path)
+    assert result.divergence is None, result.summary()
+    assert result.session.clock() == s.clock()

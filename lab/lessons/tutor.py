@@ -60,7 +60,8 @@ def drill_values(seed: int) -> dict[str, str]:
 
 class Tutor:
     def __init__(self, lesson: Lesson, session: Any, *, progress: Progress | None = None,
-                 restart: Callable[[], Any] | None = None, seed: int = 0) -> None:
+                 restart: Callable[[], Any] | None = None, seed: int = 0,
+                 command: Callable[[Any, str], Any] | None = None) -> None:
         self.lesson = lesson
         self.progress = progress
         self._restart = restart
@@ -80,10 +81,13 @@ class Tutor:
         self.on_met: Callable[[int], None] | None = None
         self.message = progress.notice if progress is not None and progress.notice else ""
         self._watch: Watch | None = None
-        #: Where the lesson and the current step began on the session's timeline (its time
-        #: machine's positions), so that reset and restart rewind the machine to them.
-        self._lesson_start: Any = None
-        self._step_start: Any = None
+        #: The lab's command language (``execute(session, line)``), for the markers and trips
+        #: a lesson makes on the session's timeline; without it they are made unrecorded.
+        self._command = command
+        self._quiet = False
+        #: The markers where the lesson and the current step began, for reset and restart.
+        self._lesson_start: str | None = None
+        self._step_start: str | None = None
         if progress is not None:
             saved = progress.of(lesson.id)
             self.done_steps = set(s for s in saved.steps_done if s < len(lesson.steps))
@@ -101,8 +105,7 @@ class Tutor:
         tm = self._time_machine()
         if tm is not None:
             tm.on_replace.append(self._machine_replaced)
-            tm.on_branch.append(self._timeline_cut)
-        self._lesson_start = self._position()
+        self._lesson_start = self._mark("lesson-start")
         self._begin_step()
 
     def detach(self) -> None:
@@ -114,56 +117,59 @@ class Tutor:
         if self._on_input in s.input_listeners:
             s.input_listeners.remove(self._on_input)
         tm = self._time_machine()
-        if tm is not None:
-            if self._machine_replaced in tm.on_replace:
-                tm.on_replace.remove(self._machine_replaced)
-            if self._timeline_cut in tm.on_branch:
-                tm.on_branch.remove(self._timeline_cut)
+        if tm is not None and self._machine_replaced in tm.on_replace:
+            tm.on_replace.remove(self._machine_replaced)
         self.session = None
 
     # -- the timeline ------------------------------------------------------------
     def _time_machine(self) -> Any:
         return getattr(self.session, "time_machine", None)
 
-    def _position(self) -> Any:
+    def _quietly(self, line: str) -> None:
+        """Run one of the lab's commands for the lesson: recorded like any input (so a replay
+        makes the same trip), but not one of the learner's, so no check counts it."""
+        self._quiet = True
+        try:
+            self._command(self.session, line)        # type: ignore[misc]
+        finally:
+            self._quiet = False
+
+    def _mark(self, name: str) -> str | None:
+        """A marker on the session's timeline where the lesson or a step begins: ``lesson-start``,
+        ``lesson-step-N``. Reset and restart go back to it; the learner may ``seek`` it too."""
         tm = self._time_machine()
-        return tm.position if tm is not None else None
+        if tm is None:
+            return None
+        if self._command is not None:
+            self._quietly(f"mark {name}")
+        else:
+            tm.mark(name)
+        return name
 
     def _machine_replaced(self, machine: Any) -> None:
         """Travel built the machine afresh: follow the new one's trace."""
         if self._on_event not in machine.trace.listeners:
             machine.trace.listeners.append(self._on_event)
 
-    def _timeline_cut(self) -> None:
-        """An input given in the past cut the timeline: a start that was in the cut-off future
-        is gone (a reset then only begins the step again; a restart rebuilds)."""
-        n = len(self._time_machine().steps)
+    def _rewind(self, marker: str | None) -> bool:
+        """Put the machine back at ``marker`` through the time machine (True if it went).
 
-        def kept(pos: Any) -> Any:
-            if pos is None:
-                return None
-            i, cap = pos
-            return pos if i < n or (i == n and cap is None) else None
-        self._lesson_start = kept(self._lesson_start)
-        self._step_start = kept(self._step_start)
-
-    def _rewind(self, position: Any) -> bool:
-        """Put the machine back at ``position`` through the time machine (True if it went).
-
-        The tutor stops listening while the machine travels: what travel re-executes
-        happened before the step began and must not count for it, nor pause the machine.
+        A marker the timeline lost (the learner went back before it and gave a new input
+        there) is not travelled to. The tutor stops listening while the machine travels:
+        what travel re-executes happened before the step began and must not count for it,
+        nor pause the machine.
         """
         tm = self._time_machine()
-        if tm is None or position is None:
+        if tm is None or marker is None or marker not in tm.markers:
             return False
         trace_listeners = self.session.machine.trace.listeners
-        listening = self._on_event in trace_listeners
-        if listening:
+        if self._on_event in trace_listeners:
             trace_listeners.remove(self._on_event)
         try:
-            tm.goto(*position)
-        except UserError:
-            return False                # that point is gone (the timeline was cut before it)
+            if self._command is not None:
+                self._quietly(f"seek {marker}")
+            else:
+                tm.seek_marker(marker)
         finally:
             listeners = self.session.machine.trace.listeners     # a rebuilt machine's, perhaps
             if self._on_event not in listeners:
@@ -176,7 +182,7 @@ class Tutor:
         return self.lesson.steps[self.index]
 
     def _begin_step(self) -> None:
-        self._step_start = self._position()
+        self._step_start = self._mark(f"lesson-step-{self.index + 1}")
         self.hints_shown = 0
         self.solution_shown = False
         self.answered = self.step.question is None
@@ -197,6 +203,8 @@ class Tutor:
             self.evaluate()
 
     def _on_input(self, inp: Any) -> None:
+        if self._quiet:
+            return
         w = self._watch
         if w is not None and inp.kind == "command":
             w.feed_input(inp.kind, inp.text)

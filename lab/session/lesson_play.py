@@ -34,7 +34,8 @@ def boot_session(lesson: Lesson) -> Session:
 
 def open_lesson(lesson: Lesson, progress: Progress | None = None, seed: int = 0) -> Tutor:
     """The tutor of ``lesson`` on a fresh session (``tutor.session``), restartable."""
-    return Tutor(lesson, boot_session(lesson), progress=progress, restart=lambda: boot_session(lesson), seed=seed)
+    return Tutor(lesson, boot_session(lesson), progress=progress, restart=lambda: boot_session(lesson), seed=seed,
+                 command=execute)
 
 
 def perform(tutor: Tutor, line: str) -> str:

@@ -142,9 +142,25 @@ def start_recording(session: Session, path: str | Path) -> SessionRecorder:
     writer.start(None)
     i, cap = tm.position
     n = -1
-    for st in tm.steps[:i + (1 if cap is not None else 0)]:
+    # Markers set between inputs go in as the 'mark' commands that set them, so that a
+    # 'seek NAME' recorded later finds them on replay (a lesson's reset is one).
+    marks: dict[int, list[str]] = {}
+    for name, (at, within, _insns) in tm.markers.items():
+        if within is None:
+            marks.setdefault(at, []).append(name)
+    shown = tm.steps[:i + (1 if cap is not None else 0)]
+    for k, st in enumerate(shown):
+        for name in marks.get(k, []):
+            n += 1
+            writer.input(n, "command", f"mark {name}", st.input.insns, st.input.cycles)
+            writer.mark(name, st.input.insns, n)
         n += 1
         writer.input(n, st.input.kind, st.input.text, st.input.insns, st.input.cycles)
+    if cap is None:
+        for name in marks.get(len(shown), []):
+            n += 1
+            writer.input(n, "command", f"mark {name}", *session.clock())
+            writer.mark(name, session.clock()[0], n)
     if cap is not None:
         n += 1           # the session is inside that input: say where, as the learner would
         writer.input(n, "command", f"seek {cap}", *session.clock())
