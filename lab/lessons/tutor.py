@@ -7,8 +7,11 @@ answer) goes through :meth:`Tutor.act`, which notes it as an input of kind
 ``lesson`` so a recording holds it beside the commands.
 
 The tutor never imports the session layer: it is handed a session object
-(``machine``, ``vcpus()``, ``focus``, ``note_input``, ``input_listeners``)
-and, to restart a lesson, a function that makes a fresh one.
+(``machine``, ``vcpus()``, ``focus``, ``note_input``, ``input_listeners``,
+and its ``time_machine`` if it has one), the lab's command language, with
+which it marks where the lesson and each step began and goes back there
+(``lesson reset``, ``lesson restart``), and a function that makes a fresh
+session for a restart where there is no time machine.
 """
 
 from __future__ import annotations
