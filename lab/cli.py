@@ -103,6 +103,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- xenstored
+def cmd_xenstored(args: argparse.Namespace) -> int:
+    from .session.scenario import DEFAULT_SCENARIO, load_scenario, start_scenario
+    from .xenstored_socket import SocketFront, announce, serve
+    scenario = args.scenario or str(DEFAULT_SCENARIO)
+    host, _ = start_scenario(load_scenario(scenario))
+    if args.steps:
+        host.run(args.steps)
+    serve(SocketFront(host.services["xenstored"]), args.socket, ready=announce(args.socket, scenario))
+    return 0
+
+
+def _setup_xenstored(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?", default=None, help="the host and domains (default machines/default.toml)")
+    p.add_argument("--socket", required=True, metavar="PATH",
+                   help="the Unix socket to serve on; point Xen's tools at it with XENSTORED_PATH=PATH")
+    p.add_argument("--steps", type=_int, default=0, help="run the guests this many instructions first")
+
+
 # --------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     from .session.bench import run_bench
@@ -389,6 +408,8 @@ COMMANDS += [
     ("xl", "run an xl command (list, info, console ...) on a scenario", _setup_xl, cmd_xl),
     ("compare", "run one program in every mode and count it side by side", _setup_compare,
      cmd_compare),
+    ("xenstored", "serve the store on a Unix socket to Xen's xenstore-* tools",
+     _setup_xenstored, cmd_xenstored),
     ("shell", "the lab's command line without the screen", _setup_shell, cmd_shell),
     ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),
