@@ -217,13 +217,22 @@ def _new_shared_info(host, dom) -> None:
 def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, arg: int = 0) -> None:
     layout = _load(host, dom, kernel, program, arg)
     store_pfn = layout.free >> PAGE_SHIFT
+    # The PV console ring, as libxl gives every HVM guest one (its special pages,
+    # tools/libs/guest/xg_dom_x86.c): a PVHVM kernel finds it in HVM_PARAM_CONSOLE_PFN /
+    # _EVTCHN and writes hvc0 there; an unmodified kernel never looks.
+    cons_pfn = store_pfn + 1
     info = bytearray(layout.info)
-    struct.pack_into("<Q", info, 0x28, (store_pfn + 1) << PAGE_SHIFT)      # the store page is not free memory
+    struct.pack_into("<Q", info, 0x28, (cons_pfn + 1) << PAGE_SHIFT)      # the ring pages are not free memory
     _write_phys(host, dom, boot.BOOT_INFO, bytes(info))
     port = _connect_store(host, dom, store_pfn)
     if port:
         dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
         dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = port
+    if "xenconsoled" in host.services and not dom.privileged:
+        dom.console_pfn = cons_pfn
+        dom.console_evtchn = host.services["xenconsoled"].connect(dom)
+        dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = cons_pfn
+        dom.hvm_params[abi.HVM_PARAM_CONSOLE_EVTCHN] = dom.console_evtchn
     # hvmloader moves the ACPI blocks to the V1 layout (0xb000) for qemu-xen, the lab's device
     # model (tools/firmware/hvmloader: HVM_PARAM_ACPI_IOPORTS_LOCATION = 1); the lab's small
     # firmware does not make that call, so the builder records its result.
