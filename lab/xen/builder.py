@@ -123,6 +123,9 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     l2_pfn = take(n_l2)
     l1_pfn = take(n_l1)
     pt_frames = {l4_pfn, l3_pfn} | set(range(l2_pfn, l2_pfn + n_l2)) | set(range(l1_pfn, l1_pfn + n_l1))
+    # The boot stack: a page of its own after the page tables, rsp at its top
+    # (xg_dom_x86.c: bootstack_pfn, rsp = virt_base + (bootstack_pfn + 1) * PAGE_SIZE).
+    stack_pfn = take()
     first_free = take(0)
     if first_free + 128 > mapped:
         raise BuildError(f"{dom.name}: the start-up tables do not fit the initial mapping")
@@ -197,7 +200,7 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
         cpu.rflags = 1 << 9
         cpu.rip = kernel.entry
         cpu.regs[6] = DIRECT_MAP + (start_pfn << PAGE_SHIFT)      # rsi = start_info
-        cpu.regs[4] = DIRECT_MAP + (first_free << PAGE_SHIFT)     # a stack until the kernel sets its own
+        cpu.regs[4] = DIRECT_MAP + ((stack_pfn + 1) << PAGE_SHIFT)  # the boot stack, until the kernel sets its own
         cpu.root = True
     host.emit(dom.vcpus[0], "boot", mode=dom.mode, entry=kernel.entry,
               message=f"PV: start_info at {DIRECT_MAP + (start_pfn << PAGE_SHIFT):#x}, page tables at pfn "
