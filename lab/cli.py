@@ -93,14 +93,25 @@ def cmd_xl(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- compare
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .session.compare import compare, format_table
+    from .session.compare import compare, disagreement, format_table
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
-    results = compare(args.program, modes)
+    results = compare(_compare_program(args), modes)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
         print(format_table(results))
+    problem = disagreement(results)
+    if problem:
+        print(f"compare: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _compare_program(args: argparse.Namespace) -> str | None:
+    """The user program: ``--workload FILE`` or the positional PROGRAM, not both."""
+    if args.workload and args.program:
+        raise UserError("compare: give the program once (--workload FILE or PROGRAM)")
+    return args.workload or args.program
 
 
 # --------------------------------------------------------------------- xenstored
@@ -354,6 +365,8 @@ def _setup_xl(p: argparse.ArgumentParser) -> None:
 
 def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("program", nargs="?", default=None, help="user program (default machines/programs/workload.s)")
+    p.add_argument("--workload", metavar="FILE", default=None,
+                   help="your own user program (.s) to run in every mode (docs/compare.md)")
     p.add_argument("--modes", default=None, help="comma-separated: native,pv,pv32,hvm,hvm-shadow")
     p.add_argument("--json", action="store_true", help="one object per mode, keys as docs/compare.md")
 

@@ -8,6 +8,8 @@ keeps the table explainable: each number can be found, event by event, in
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,8 @@ class ModeResult:
     #: xenstored working for the guest (the only guest on its host).
     dom0_cycles: int = 0
     checksum: str = ""
+    #: the program's exit code as the kernel reported it (None: it never exited)
+    exit_code: int | None = None
     stopped: str = ""
     traps: Counter = field(default_factory=Counter)
     hypercalls: Counter = field(default_factory=Counter)
@@ -79,6 +83,7 @@ class ModeResult:
         return {"mode": self.mode, "description": self.what, "instructions": self.instructions,
                 "cycles": self.cycles, "dom0_cycles": self.dom0_cycles, "total_cycles": self.total_cycles,
                 "ratio_to_native": round(self.ratio, 3), "checksum": self.checksum,
+                "exit_code": self.exit_code,
                 "stopped": self.stopped, "syscalls": self.syscalls,
                 "traps": dict(sorted(self.traps.items())), "traps_total": sum(self.traps.values()),
                 "hypercalls": dict(sorted(self.hypercalls.items())), "hypercalls_total": sum(self.hypercalls.values()),
@@ -113,6 +118,23 @@ def _count(res: ModeResult, events, dom) -> None:
             res.syscalls += 1
 
 
+def _exit_code(text: str) -> int | None:
+    """The code in the kernel's "program exited with code N" line (common/kernel.s)."""
+    m = re.search(r"program exited with code (-?\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def disagreement(results: list[ModeResult]) -> str | None:
+    """What the modes disagree on (checksum or exit code), or None: the same program must give
+    the same answer in every mode, only its costs differ."""
+    for what, values in (("checksum", [r.checksum for r in results]),
+                         ("exit code", [r.exit_code for r in results])):
+        if len(set(values)) > 1:
+            shown = ", ".join(f"{r.mode} {v if v not in (None, '') else '-'}" for r, v in zip(results, values))
+            return f"the modes disagree on the program's {what}: {shown}"
+    return None
+
+
 def _checksum(text: str) -> str:
     for line in text.splitlines():
         if "checksum" in line:
@@ -129,6 +151,7 @@ def run_mode(mode: str, program: Path) -> ModeResult:
         m.console.flush()
         res.instructions, res.cycles, res.stopped = m.cpu.icount, m.cpu.cycles, m.cpu.stopped or ""
         res.checksum = _checksum(m.console.output)
+        res.exit_code = _exit_code(m.console.output)
         _count(res, m.trace.iter_all(), None)
         return res
     from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
@@ -149,6 +172,7 @@ def run_mode(mode: str, program: Path) -> ModeResult:
     res.dom0_cycles = dom0.run_cycles - dom0_before
     res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
     res.checksum = _checksum(dom.console_output)
+    res.exit_code = _exit_code(dom.console_output)
     _count(res, host.trace.iter_all(), dom.domid)
     return res
 
@@ -196,6 +220,7 @@ def format_table(results: list[ModeResult], descriptions: bool = True) -> str:
         ("total cycles", [f"{r.total_cycles:,}" for r in results]),
         ("ratio to native", [f"{r.ratio:.2f}x" for r in results]),
         ("checksum", [r.checksum or "-" for r in results]),
+        ("exit code", ["-" if r.exit_code is None else str(r.exit_code) for r in results]),
     ]
     w0 = max(len(n) for n, _ in rows)
     widths = [max(len(c), *(len(vals[i]) for _, vals in rows)) for i, c in enumerate(cols)]
