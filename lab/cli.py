@@ -95,7 +95,7 @@ def cmd_xl(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .session.compare import compare, disagreement, format_table
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
-    results = compare(_compare_program(args), modes)
+    results = compare(_compare_program(args), modes, scenario=args.scenario)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -368,6 +368,8 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", metavar="FILE", default=None,
                    help="your own user program (.s) to run in every mode (docs/compare.md)")
     p.add_argument("--modes", default=None, help="comma-separated: native,pv,pv32,hvm,hvm-shadow")
+    p.add_argument("--scenario", default=None, metavar="FILE.toml",
+                   help="the host to compare on (default machines/default.toml), e.g. machines/no-vtx.toml")
     p.add_argument("--json", action="store_true", help="one object per mode, keys as docs/compare.md")
 
 

@@ -65,3 +65,15 @@ def test_ept_without_vtx_is_a_scenario_error(tmp_path):
     p.write_text("[host]\nhvm = false\nept = true\n")
     with pytest.raises(UserError, match="ept = true needs hvm = true"):
         load_scenario(p)
+
+
+def test_compare_on_the_host_shows_which_modes_it_cannot_run(capsys):
+    from lab.cli import main
+    prog = MACHINES / "examples" / "hello-user.s"
+    assert main(["compare", "--scenario", str(MACHINES / "no-vtx.toml"), "--modes", "pv,pv32,pvh",
+                 "--workload", str(prog)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    created = next(line for line in table if line.startswith("xl create")).split()[2:]
+    assert created == ["ok", "ok", "refused"]
+    exit_codes = next(line for line in table if line.startswith("exit code")).split()[2:]
+    assert exit_codes == ["0", "0", "-"]
