@@ -93,14 +93,44 @@ def cmd_xl(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- compare
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .session.compare import compare, format_table
+    from .session.compare import compare, disagreement, format_table
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
-    results = compare(args.program, modes)
+    results = compare(_compare_program(args), modes, scenario=args.scenario)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
         print(format_table(results))
+    problem = disagreement(results)
+    if problem:
+        print(f"compare: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _compare_program(args: argparse.Namespace) -> str | None:
+    """The user program: ``--workload FILE`` or the positional PROGRAM, not both."""
+    if args.workload and args.program:
+        raise UserError("compare: give the program once (--workload FILE or PROGRAM)")
+    return args.workload or args.program
+
+
+# --------------------------------------------------------------------- xenstored
+def cmd_xenstored(args: argparse.Namespace) -> int:
+    from .session.scenario import DEFAULT_SCENARIO, load_scenario, start_scenario
+    from .xenstored_socket import SocketFront, announce, serve
+    scenario = args.scenario or str(DEFAULT_SCENARIO)
+    host, _ = start_scenario(load_scenario(scenario))
+    if args.steps:
+        host.run(args.steps)
+    serve(SocketFront(host.services["xenstored"]), args.socket, ready=announce(args.socket, scenario))
+    return 0
+
+
+def _setup_xenstored(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?", default=None, help="the host and domains (default machines/default.toml)")
+    p.add_argument("--socket", required=True, metavar="PATH",
+                   help="the Unix socket to serve on; point Xen's tools at it with XENSTORED_PATH=PATH")
+    p.add_argument("--steps", type=_int, default=0, help="run the guests this many instructions first")
 
 
 # --------------------------------------------------------------------- bench
@@ -335,7 +365,11 @@ def _setup_xl(p: argparse.ArgumentParser) -> None:
 
 def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("program", nargs="?", default=None, help="user program (default machines/programs/workload.s)")
+    p.add_argument("--workload", metavar="FILE", default=None,
+                   help="your own user program (.s) to run in every mode (docs/compare.md)")
     p.add_argument("--modes", default=None, help="comma-separated: native,pv,pv32,hvm,hvm-shadow")
+    p.add_argument("--scenario", default=None, metavar="FILE.toml",
+                   help="the host to compare on (default machines/default.toml), e.g. machines/no-vtx.toml")
     p.add_argument("--json", action="store_true", help="one object per mode, keys as docs/compare.md")
 
 
@@ -389,6 +423,8 @@ COMMANDS += [
     ("xl", "run an xl command (list, info, console ...) on a scenario", _setup_xl, cmd_xl),
     ("compare", "run one program in every mode and count it side by side", _setup_compare,
      cmd_compare),
+    ("xenstored", "serve the store on a Unix socket to Xen's xenstore-* tools",
+     _setup_xenstored, cmd_xenstored),
     ("shell", "the lab's command line without the screen", _setup_shell, cmd_shell),
     ("exec", "run lab commands on a machine and print the answers", _setup_exec, cmd_exec),
     ("bench", "measure simulated guest instructions per second", _setup_bench, cmd_bench),

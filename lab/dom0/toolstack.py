@@ -101,6 +101,8 @@ class Toolstack:
         if host.domain_by_name(conf.name) is not None:
             raise UserError(f"a domain named '{conf.name}' already exists")
         mode = "pv32" if conf.lab_pv32 else conf.kernel_mode
+        if conf.type in ("hvm", "pvh") and not getattr(host.config, "hvm", True):
+            refuse_without_hvm(host)
         kernel = self._image(self.kernel_for(conf, mode))
         program_path = Path(conf.lab_program) if conf.lab_program else DEFAULT_PROGRAM
         if conf.lab_program and not sources.exists(program_path):
@@ -209,8 +211,11 @@ class Toolstack:
     def info(self, key: str | None = None) -> str:
         host = self.host
         cfg = host.config
-        caps = ("pv", "hvm", "hvm_directio", "pv_directio") + (("hap",) if cfg.ept else ()) + ("shadow", "gnttab-v1")
-        info = HostInfo(
+        hvm = getattr(cfg, "hvm", True)
+        caps = ("pv",) + (("hvm", "hvm_directio") if hvm else ()) + ("pv_directio",) + \
+            (("hap",) if cfg.ept else ()) + ("shadow", "gnttab-v1")
+        extra = {} if hvm else {"xen_caps": _xen_caps_without_hvm()}
+        info = HostInfo(**extra,
             nr_cpus=cfg.pcpus, max_cpu_id=cfg.pcpus - 1, cores_per_socket=cfg.pcpus, cpu_khz=cfg.cpu_mhz * 1000,
             virt_caps=caps, total_memory=host.mem.nr_frames >> 8, free_memory=host.free_pages >> 8,
             xen_major=XEN_VERSION[0], xen_minor=XEN_VERSION[1], xen_extra=XEN_VERSION[2],
@@ -224,3 +229,18 @@ class Toolstack:
 
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
+
+
+def _xen_caps_without_hvm() -> str:
+    """xen_caps of a host without VT-x/AMD-V: init_xen_cap_info() (xen/arch/x86/setup.c) adds
+    the hvm-3.0-* tokens only when hvm_enabled."""
+    return " ".join(t for t in HostInfo().xen_caps.split() if not t.startswith("hvm-"))
+
+
+def refuse_without_hvm(host) -> None:
+    """An HVM or PVH guest on a host without VT-x/AMD-V, as Xen and libxl refuse it: Xen's
+    arch_sanitise_domain_config() (xen/arch/x86/domain.c) says so in a debug build and returns
+    -EINVAL, which libxl__domain_make() and initiate_domain_create() (libxl_create.c) report."""
+    host.log("arch/x86/domain.c:604: HVM support not available")
+    raise UserError("libxl: error: libxl_create.c:700:libxl__domain_make: domain creation fail: Invalid argument\n"
+                    "libxl: error: libxl_create.c:1309:initiate_domain_create: cannot make domain: -3")

@@ -8,6 +8,8 @@ keeps the table explainable: each number can be found, event by event, in
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,8 @@ class ModeResult:
     #: xenstored working for the guest (the only guest on its host).
     dom0_cycles: int = 0
     checksum: str = ""
+    #: the program's exit code as the kernel reported it (None: it never exited)
+    exit_code: int | None = None
     stopped: str = ""
     traps: Counter = field(default_factory=Counter)
     hypercalls: Counter = field(default_factory=Counter)
@@ -70,6 +74,8 @@ class ModeResult:
     shadow_syncs: int = 0
     syscalls: int = 0
     ratio: float = 1.0
+    #: xl create refused the guest on this host (the mode is not available there)
+    refused: bool = False
 
     @property
     def total_cycles(self) -> int:
@@ -79,6 +85,7 @@ class ModeResult:
         return {"mode": self.mode, "description": self.what, "instructions": self.instructions,
                 "cycles": self.cycles, "dom0_cycles": self.dom0_cycles, "total_cycles": self.total_cycles,
                 "ratio_to_native": round(self.ratio, 3), "checksum": self.checksum,
+                "exit_code": self.exit_code, "refused": self.refused,
                 "stopped": self.stopped, "syscalls": self.syscalls,
                 "traps": dict(sorted(self.traps.items())), "traps_total": sum(self.traps.values()),
                 "hypercalls": dict(sorted(self.hypercalls.items())), "hypercalls_total": sum(self.hypercalls.values()),
@@ -113,6 +120,24 @@ def _count(res: ModeResult, events, dom) -> None:
             res.syscalls += 1
 
 
+def _exit_code(text: str) -> int | None:
+    """The code in the kernel's "program exited with code N" line (common/kernel.s)."""
+    m = re.search(r"program exited with code (-?\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def disagreement(results: list[ModeResult]) -> str | None:
+    """What the modes disagree on (checksum or exit code), or None: the same program must give
+    the same answer in every mode, only its costs differ."""
+    ran = [r for r in results if not r.refused]
+    for what, values in (("checksum", [r.checksum for r in ran]),
+                         ("exit code", [r.exit_code for r in ran])):
+        if len(set(values)) > 1:
+            shown = ", ".join(f"{r.mode} {v if v not in (None, '') else '-'}" for r, v in zip(ran, values))
+            return f"the modes disagree on the program's {what}: {shown}"
+    return None
+
+
 def _checksum(text: str) -> str:
     for line in text.splitlines():
         if "checksum" in line:
@@ -120,7 +145,7 @@ def _checksum(text: str) -> str:
     return ""
 
 
-def run_mode(mode: str, program: Path) -> ModeResult:
+def run_mode(mode: str, program: Path, scenario: Path | None = None) -> ModeResult:
     spec = MODES[mode]
     res = ModeResult(mode, spec["what"])
     if mode == "native":
@@ -129,17 +154,26 @@ def run_mode(mode: str, program: Path) -> ModeResult:
         m.console.flush()
         res.instructions, res.cycles, res.stopped = m.cpu.icount, m.cpu.cycles, m.cpu.stopped or ""
         res.checksum = _checksum(m.console.output)
+        res.exit_code = _exit_code(m.console.output)
         _count(res, m.trace.iter_all(), None)
         return res
     from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
-    sc = load_scenario(DEFAULT_SCENARIO)
+    sc = load_scenario(scenario or DEFAULT_SCENARIO)
+    if sc.host is None:
+        raise UserError(f"{display(sc.path)}: compare needs a scenario with a Xen host ([host]), not a bare machine")
     host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
     conf = DomainConfig(name=f"{mode}-guest", type=spec["type"], memory=32, maxmem=32,
                         kernel=str(KERNELS / spec["kernel"]), lab_pv32=spec.get("pv32", False),
                         hap=spec.get("hap", True), lab_program=str(program), on_poweroff="preserve",
                         on_crash="preserve", filename=f"<compare {mode}>")
     conf.disks, conf.vifs = guest_devices(mode)
-    dom = xl.create(conf)
+    try:
+        dom = xl.create(conf)
+    except UserError as e:
+        # the host cannot run this mode (no VT-x/AMD-V for HVM and PVH): xl's refusal, shown
+        res.stopped = "refused: " + str(e).splitlines()[0]
+        res.refused = True
+        return res
     dom0 = host.domains[0].vcpus[0]
     dom0_before = dom0.run_cycles
     host.run(LIMIT)
@@ -149,11 +183,13 @@ def run_mode(mode: str, program: Path) -> ModeResult:
     res.dom0_cycles = dom0.run_cycles - dom0_before
     res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
     res.checksum = _checksum(dom.console_output)
+    res.exit_code = _exit_code(dom.console_output)
     _count(res, host.trace.iter_all(), dom.domid)
     return res
 
 
-def compare(program: str | None = None, modes: list[str] | None = None) -> list[ModeResult]:
+def compare(program: str | None = None, modes: list[str] | None = None,
+            scenario: str | None = None) -> list[ModeResult]:
     prog = Path(program) if program else DEFAULT_PROGRAM
     if not prog.exists():
         raise UserError(f"{display(prog)}: no such file")
@@ -161,7 +197,8 @@ def compare(program: str | None = None, modes: list[str] | None = None) -> list[
     for m in wanted:
         if m not in MODES:
             raise UserError(f"unknown mode '{m}' (available: {', '.join(MODES)})")
-    results = [run_mode(m, prog) for m in wanted]
+    where = Path(scenario) if scenario else None
+    results = [run_mode(m, prog, where) for m in wanted]
     base = next((r for r in results if r.mode == "native"), None)
     if base is None and "native" not in wanted:
         base = run_mode("native", prog)
@@ -194,9 +231,12 @@ def format_table(results: list[ModeResult], descriptions: bool = True) -> str:
         ("guest cycles", [f"{r.cycles:,}" for r in results]),
         ("dom0 cycles", [f"{r.dom0_cycles:,}" for r in results]),
         ("total cycles", [f"{r.total_cycles:,}" for r in results]),
-        ("ratio to native", [f"{r.ratio:.2f}x" for r in results]),
+        ("ratio to native", ["-" if r.refused else f"{r.ratio:.2f}x" for r in results]),
         ("checksum", [r.checksum or "-" for r in results]),
+        ("exit code", ["-" if r.exit_code is None else str(r.exit_code) for r in results]),
     ]
+    if any(r.refused for r in results):
+        rows.append(("xl create", ["refused" if r.refused else "ok" for r in results]))
     w0 = max(len(n) for n, _ in rows)
     widths = [max(len(c), *(len(vals[i]) for _, vals in rows)) for i, c in enumerate(cols)]
     out = [" " * w0 + "  " + "  ".join(c.rjust(w) for c, w in zip(cols, widths))]

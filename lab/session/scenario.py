@@ -5,6 +5,7 @@
     memory = 512       # MiB
     vendor = "intel"   # or "amd": VM exits are reported with SVM codes
     ept = true         # hardware-assisted paging present (false: shadow paging only)
+    hvm = true         # VT-x / AMD-V present (false: a host for PV guests only)
     cpu_mhz = 2000
     timeslice_us = 1000
 
@@ -39,7 +40,7 @@ from ..paths import MACHINES, display
 from ..xen.host import HostConfig, XenHost
 
 DEFAULT_SCENARIO = MACHINES / "default.toml"
-_HOST_KEYS = {"pcpus": int, "memory": int, "vendor": str, "ept": bool, "cpu_mhz": int, "timeslice_us": int,
+_HOST_KEYS = {"pcpus": int, "memory": int, "vendor": str, "ept": bool, "hvm": bool, "cpu_mhz": int, "timeslice_us": int,
               "costs": str}
 
 
@@ -105,7 +106,10 @@ def load_scenario(path: Path | str) -> Scenario:
         costs = load_costs((p.parent / h["costs"]) if "costs" in h else None)
     except CostError as e:
         raise UserError(str(e)) from None
-    cfg = HostConfig(pcpus=pcpus, mem_mib=memory, vendor=vendor, ept=h.get("ept", True),
+    hvm = h.get("hvm", True)
+    if not hvm and h.get("ept") is True:
+        raise _fail(p, "[host] ept = true needs hvm = true (EPT/NPT are part of VT-x/AMD-V)")
+    cfg = HostConfig(pcpus=pcpus, mem_mib=memory, vendor=vendor, ept=h.get("ept", hvm), hvm=hvm,
                      cpu_mhz=h.get("cpu_mhz", 2000), timeslice_us=h.get("timeslice_us", 1000), costs=costs)
     d0 = data.get("dom0", {})
     doms = []

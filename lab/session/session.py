@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..paths import display
 from ..hw import paging
 from ..hw.ept import EptTranslator, ept_walk
 from ..hw.cpu import Cpu
@@ -377,7 +378,8 @@ class Session:
                 sl = image.source_line(addr)
                 if sl is None:
                     continue
-                out.append((addr, f"{sl.file}:{sl.line}  {sl.text.strip()}", k == 0))
+                # display(): the same name whether the image was assembled from a relative or an absolute path
+                out.append((addr, f"{display(sl.file)}:{sl.line}  {sl.text.strip()}", k == 0))
             return out
         return [(rip, f"{rip:#018x}  {self.disassemble_at(rip, ref)}", True)]
 

@@ -121,6 +121,9 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     l2_pfn = take(n_l2)
     l1_pfn = take(n_l1)
     pt_frames = {l4_pfn, l3_pfn} | set(range(l2_pfn, l2_pfn + n_l2)) | set(range(l1_pfn, l1_pfn + n_l1))
+    # The boot stack: a page of its own after the page tables, rsp at its top
+    # (xg_dom_x86.c: bootstack_pfn, rsp = virt_base + (bootstack_pfn + 1) * PAGE_SIZE).
+    stack_pfn = take()
     first_free = take(0)
     if first_free + 128 > mapped:
         raise BuildError(f"{dom.name}: the start-up tables do not fit the initial mapping")
@@ -195,7 +198,7 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
         cpu.rflags = 1 << 9
         cpu.rip = kernel.entry
         cpu.regs[6] = DIRECT_MAP + (start_pfn << PAGE_SHIFT)      # rsi = start_info
-        cpu.regs[4] = DIRECT_MAP + (first_free << PAGE_SHIFT)     # a stack until the kernel sets its own
+        cpu.regs[4] = DIRECT_MAP + ((stack_pfn + 1) << PAGE_SHIFT)  # the boot stack, until the kernel sets its own
         cpu.root = True
     host.emit(dom.vcpus[0], "boot", mode=dom.mode, entry=kernel.entry,
               message=f"PV: start_info at {DIRECT_MAP + (start_pfn << PAGE_SHIFT):#x}, page tables at pfn "
@@ -215,13 +218,22 @@ def _new_shared_info(host, dom) -> None:
 def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, arg: int = 0) -> None:
     layout = _load(host, dom, kernel, program, arg)
     store_pfn = layout.free >> PAGE_SHIFT
+    # The PV console ring, as libxl gives every HVM guest one (its special pages,
+    # tools/libs/guest/xg_dom_x86.c): a PVHVM kernel finds it in HVM_PARAM_CONSOLE_PFN /
+    # _EVTCHN and writes hvc0 there; an unmodified kernel never looks.
+    cons_pfn = store_pfn + 1
     info = bytearray(layout.info)
-    struct.pack_into("<Q", info, 0x28, (store_pfn + 1) << PAGE_SHIFT)      # the store page is not free memory
+    struct.pack_into("<Q", info, 0x28, (cons_pfn + 1) << PAGE_SHIFT)      # the ring pages are not free memory
     _write_phys(host, dom, boot.BOOT_INFO, bytes(info))
     port = _connect_store(host, dom, store_pfn)
     if port:
         dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
         dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = port
+    if "xenconsoled" in host.services and not dom.privileged:
+        dom.console_pfn = cons_pfn
+        dom.console_evtchn = host.services["xenconsoled"].connect(dom)
+        dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = cons_pfn
+        dom.hvm_params[abi.HVM_PARAM_CONSOLE_EVTCHN] = dom.console_evtchn
     # hvmloader moves the ACPI blocks to the V1 layout (0xb000) for qemu-xen, the lab's device
     # model (tools/firmware/hvmloader: HVM_PARAM_ACPI_IOPORTS_LOCATION = 1); the lab's small
     # firmware does not make that call, so the builder records its result.

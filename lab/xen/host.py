@@ -38,11 +38,15 @@ class HostConfig:
     STATE_CONSTANT = True       # configuration: snapshots keep it by identity
 
     def __init__(self, *, pcpus: int = 2, mem_mib: int = 512, vendor: str = "intel", ept: bool = True,
-                 cpu_mhz: int = 2000, timeslice_us: int = 1000, costs: Costs | None = None) -> None:
+                 cpu_mhz: int = 2000, timeslice_us: int = 1000, costs: Costs | None = None,
+                 hvm: bool = True) -> None:
         self.pcpus = pcpus
         self.mem_mib = mem_mib
         self.vendor = vendor
-        self.ept = ept
+        #: VT-x (Intel) or AMD-V (AMD) present: without it Xen has no HVM (hvm_enabled stays 0,
+        #: xen/arch/x86/hvm/hvm.c hvm_enable()), so no HVM or PVH guests and no HAP.
+        self.hvm = hvm
+        self.ept = ept and hvm
         self.cpu_mhz = cpu_mhz
         self.timeslice_us = timeslice_us
         self.costs = costs or load_costs()
@@ -89,7 +93,8 @@ class XenHost:
         self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
         self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab)")
         self.log(f"{cfg.pcpus} pCPUs, {cfg.mem_mib} MiB, vendor {cfg.vendor}, "
-                 f"{'HAP (EPT)' if cfg.ept and cfg.vendor == 'intel' else 'HAP (NPT)' if cfg.ept else 'no HAP: shadow paging only'}")
+                 f"{'HAP (EPT)' if cfg.ept and cfg.vendor == 'intel' else 'HAP (NPT)' if cfg.ept else 'no HAP: shadow paging only'}"
+                 f"{'' if cfg.hvm else '; no VT-x/AMD-V: PV guests only'}")
 
     # -- logging and events -------------------------------------------------
     def type_at_console(self, text: str) -> None:

@@ -14,6 +14,10 @@
 ;   (VCPUOP_set_periodic_timer), instead of the emulated PIT behind the PIC.
 ;   The 8259A is set up with every line masked, as a kernel that does not
 ;   use it leaves it.
+; - The console is hvc0, Xen's PV console: the ring page and event channel
+;   named by HVM_PARAM_CONSOLE_PFN / _EVTCHN, drained by xenconsoled, one
+;   notification per write instead of an I/O exit per byte (the debug port
+;   0xe9 only until the ring is known). Console input stays on COM1.
 
 .include "common/layout.inc"
 
@@ -27,7 +31,7 @@
 .text
 .org 0xffff888000200000
 .equ TRAP_INIT_OP, pvhvm_trap_init
-.equ CONSOLE_WRITE_OP, native_console_write
+.equ CONSOLE_WRITE_OP, pvhvm_console_write
 .equ IDLE_OP, native_idle
 .equ SHUTDOWN_OP, xen_hvm_shutdown
 .equ TIMER_INIT_OP, pvhvm_timer_init
@@ -56,6 +60,7 @@
 .include "common/gnttab.s"
 .include "common/xenbus.s"
 .include "common/blkfront.s"
+.include "common/console_ring.s"
 
 .text
 ; pvhvm_trap_init: the native set-up, the hypercall page, and the gate for
@@ -69,8 +74,29 @@ pvhvm_trap_init:
     mov rdi, HVM_CALLBACK_VECTOR
     lea rsi, [rip + hvm_callback_entry]
     call set_gate
+    ; hvc0: the PV console ring and its event channel, from HVM params as Linux's
+    ; xen_hvm_console_init() finds them (drivers/tty/hvc/hvc_xen.c). The port
+    ; first, then the page that turns the ring on.
+    mov esi, HVM_PARAM_CONSOLE_EVTCHN
+    call xs_get_param
+    mov [rip + console_evtchn], eax
+    mov esi, HVM_PARAM_CONSOLE_PFN
+    call xs_get_param
+    test rax, rax
+    jz .done
+    shl rax, 12
+    mov rcx, DIRECT_MAP
+    add rax, rcx
+    mov [rip + console_page], rax
 .done:
     ret
+
+; pvhvm_console_write(rdi = buffer, rsi = length): hvc0 once the ring is known;
+; before that (and off Xen) the debug port, as an early console.
+pvhvm_console_write:
+    cmp qword [rip + console_page], 0
+    je native_console_write
+    jmp ring_console_write
 
 ; pvhvm_timer_init: the unplug, the PIC quiet, then events and the PV timer
 pvhvm_timer_init:
