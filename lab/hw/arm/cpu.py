@@ -30,6 +30,10 @@ from .timer import GenericTimer
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
+#: Decoded words: decoding is pure and an A64 is immutable, so one table serves every core.
+#: Bounded, since a guest may execute any word; clearing it changes nothing but speed.
+_DECODED: dict[int, A64] = {}
+_DECODED_MAX = 1 << 16
 _TIMER_REGS = frozenset({"cntfrq_el0", "cntvct_el0", "cntv_ctl_el0", "cntv_cval_el0", "cntv_tval_el0",
                          "cntvoff_el2"})
 
@@ -356,10 +360,15 @@ class ArmCpu:
             if pc & 3:
                 raise Abort(X.Syndrome(X.EC_PC_ALIGN, far=pc), max(self.el, 1))
             word = self._bus(lambda: self.mem.read_uint(self.translate(pc, "x"), 4), pc, "x")
-            try:
-                insn = decode(word)
-            except A64DecodeError:
-                raise Abort(X.Syndrome(X.EC_UNKNOWN), max(self.el, 1)) from None
+            insn = _DECODED.get(word)
+            if insn is None:
+                try:
+                    insn = decode(word)
+                except A64DecodeError:
+                    raise Abort(X.Syndrome(X.EC_UNKNOWN), max(self.el, 1)) from None
+                if len(_DECODED) >= _DECODED_MAX:
+                    _DECODED.clear()
+                _DECODED[word] = insn
             self.pc = (pc + 4) & M64
             self.execute(insn, pc)
         except Abort as a:

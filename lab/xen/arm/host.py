@@ -146,8 +146,11 @@ class ArmXenHost:
                      privileged=privileged, config=config)
         self.domains[domid] = dom
         self.evtchn.add_domain(dom)
-        if not privileged:
-            # dom0's work is the lab's services in Python; a guest's memory is real frames behind stage 2.
+        if privileged:
+            # dom0's work is the lab's services in Python: its memory is taken from the heap, unused.
+            dom.extra.setdefault("frames", []).extend(self.free_frames.take(mem_pages))
+        else:
+            # A guest's memory is real frames behind stage 2.
             p2m = P2m(self.mem, lambda: self.alloc_frame(None) << PAGE_SHIFT, self.next_vmid)
             self.next_vmid += 1
             dom.extra["p2m"] = p2m
@@ -163,7 +166,8 @@ class ArmXenHost:
             dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = dom.store_pfn
         self.emit(None, "domain", op="create", name=name, state=RUNNING, reason=MODE)
         self.log(f"d{domid}: created {name} ({mem_pages * 4096 >> 20} MiB, {vcpus} vCPU"
-                 + (f", VMID {dom.extra['p2m'].vmid})" if "p2m" in dom.extra else ")"))
+                 + (f", VMID {dom.extra['p2m'].vmid}" if "p2m" in dom.extra else "")
+                 + "; type pvh, Arm's one guest type: no PV/HVM split)")
         return dom
 
     def p2m(self, dom: Domain) -> P2m | None:
