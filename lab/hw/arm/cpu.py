@@ -123,6 +123,11 @@ class ArmCpu:
         self.x[n] = value
 
     @property
+    def rip(self) -> int:
+        """The PC, under the name the lab's views give every architecture's program counter."""
+        return self.pc
+
+    @property
     def sp_now(self) -> int:
         return self.sp[self.el if self.spsel else 0]      # EL0 always uses SP_EL0 (EL0t)
 
