@@ -234,3 +234,5 @@ def test_the_session_speaks_arm_el_pc_and_the_two_stage_walk():
     assert execute(session, "disasm 0x40080000 2").splitlines() == [
         "0x0000000040080000  mov x19, x0", "0x0000000040080004  mov x27, x1"]
     assert "=> machines/arm/kernel.s" in execute(session, "source").replace("\\", "/")
+    dts = execute(session, "devicetree")
+    assert "hypervisor {" in dts and 'compatible = "xen,xen-4.23", "xen,xen";' in dts

@@ -454,3 +454,13 @@ def _record(session: Session, args: list[str]) -> str:
         was = f" ({display(old.path)} is complete)" if old is not None else ""
         return f"saved the session so far to {display(rec.path)}, and recording on into it{was}"
     raise UserError("usage: record [on FILE | off | save FILE]")
+
+
+@command("devicetree", "devicetree [DOM]", "the device tree an Arm guest was given (default: the focused one's), as DTS",
+         max_args=1)
+def _devicetree(session: Session, args: list[str]) -> str:
+    xl = getattr(session.machine, "toolstack", None)
+    if not hasattr(xl, "device_tree"):
+        raise UserError("devicetree: this host is not an Arm host (x86 guests get no device tree)")
+    name = args[0] if args else str(session.focus.dom)
+    return xl.device_tree(name)
