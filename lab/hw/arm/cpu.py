@@ -128,6 +128,16 @@ class ArmCpu:
         return self.pc
 
     @property
+    def cpl(self) -> int:
+        """The privilege the views place a CPU at: the current EL (0 user, 1 kernel, 2 Xen)."""
+        return self.el
+
+    @property
+    def root(self) -> bool:
+        """The hypervisor's own level, as x86's root mode: EL2."""
+        return self.el == 2
+
+    @property
     def sp_now(self) -> int:
         return self.sp[self.el if self.spsel else 0]      # EL0 always uses SP_EL0 (EL0t)
 
