@@ -236,3 +236,18 @@ def test_the_session_speaks_arm_el_pc_and_the_two_stage_walk():
     assert "=> machines/arm/kernel.s" in execute(session, "source").replace("\\", "/")
     dts = execute(session, "devicetree")
     assert "hypervisor {" in dts and 'compatible = "xen,xen-4.23", "xen,xen";' in dts
+
+
+def test_an_arm_session_records_replays_and_travels_back(tmp_path, capsys):
+    from lab.cli import main
+    rec = tmp_path / "arm.jsonl"
+    assert main(["exec", str(ARM / "arm.toml"), "--record", str(rec), "-c", "run 20000; back 100"]) == 0
+    assert "EL0 (user program)" in capsys.readouterr().out
+    assert main(["replay", str(rec), "--verify"]) == 0
+    assert "all match (complete)" in capsys.readouterr().out
+
+
+def test_xl_info_on_the_command_line(capsys):
+    from lab.cli import main
+    assert main(["xl", "--scenario", str(ARM / "arm.toml"), "info", "xen_caps"]) == 0
+    assert capsys.readouterr().out.strip() == "xen-3.0-aarch64 xen-3.0-armv7l"

@@ -336,6 +336,10 @@ class ArmCpu:
                 "tlb": dict(self.tlb.entries), "icount": self.icount, "cycles": self.cycles,
                 "halted": self.halted, "stopped": self.stopped}
 
+    def snapshot(self) -> dict:
+        """The state as the recorder's fingerprints read every architecture's core."""
+        return self.save_state()
+
     def load_state(self, s: dict) -> None:
         self.x, self.sp = list(s["x"]), list(s["sp"])
         self.pc, self.el, self.spsel, self.nzcv, self.daif = s["pc"], s["el"], s["spsel"], s["nzcv"], s["daif"]
