@@ -251,3 +251,18 @@ def test_xl_info_on_the_command_line(capsys):
     from lab.cli import main
     assert main(["xl", "--scenario", str(ARM / "arm.toml"), "info", "xen_caps"]) == 0
     assert capsys.readouterr().out.strip() == "xen-3.0-aarch64 xen-3.0-armv7l"
+
+
+def test_the_kernel_s_stage_1_over_xen_s_stage_2(booted):
+    """The program's addresses take the 2-D walk: 2 stage-1 levels (a 2 MiB block), each table read
+    and the output translated by a 4-level stage 2; the kernel's own block is closed to EL0."""
+    from lab.hw.arm.mmu import FSC_PERMISSION, stage1_walk
+    host, _ = booted
+    cpu = host.domain_by_name("arm-guest").vcpus[0].cpu
+    assert cpu.sys["sctlr_el1"] & 1
+    res = stage1_walk(host.mem, cpu.regime(1), 0x40400000, "x", el=0)
+    assert res.ok and res.level == 2 and res.el0 and res.mem_refs == 14
+    assert res.pa == host.guest_phys_to_machine(1, 0x40400000)
+    kernel = stage1_walk(host.mem, cpu.regime(1), 0x40080000, "r", el=0)
+    assert kernel.fault is not None and kernel.fault.stage == 1 and kernel.fault.fsc == FSC_PERMISSION
+    assert not stage1_walk(host.mem, cpu.regime(1), 0x40400000, "x", el=1).executable     # PXN

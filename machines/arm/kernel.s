@@ -1,7 +1,7 @@
 .arch arm64
 // The lab's Arm guest kernel: one kernel for every Arm guest, since Xen on Arm
-// has one guest type. It runs at EL1 with its stage 1 off (VA = IPA), behind
-// Xen's stage 2, and does what Linux's xen_guest_init() and its drivers do:
+// has one guest type. It runs at EL1 behind Xen's stage 2 and does what Linux's
+// xen_guest_init() and its drivers do:
 //
 //   1. asks Xen its version (hvc #0xEA1, x16 = __HYPERVISOR_xen_version)
 //   2. finds Xen in the device tree Xen's toolstack built (x0 at entry): the
@@ -15,6 +15,10 @@
 //      event channel's PPI
 //   7. runs the user program at EL0 (its entry in x1, the rounds in x2) and
 //      serves its system calls (Linux arm64 numbers, svc #0)
+//
+// First it turns its stage 1 on: an identity map in 2 MiB blocks (the kernel's
+// own block for EL1 only, the rest of RAM for the program), so every access
+// goes VA -> IPA through its tables and IPA -> PA through Xen's: the 2-D walk.
 //
 // Output goes to the PV console ring. Registers: x0-x17 scratch (x16 is the
 // hypercall number), x19-x28 kept by every routine.
@@ -64,6 +68,12 @@
 .equ HEAP_BASE, 0x40800000
 .equ HEAP_LIMIT, 0x40c00000
 .equ USER_STACK, 0x40700000
+// Stage-1 block descriptors (bits 1:0 = 01): AF, inner shareable, AttrIndx 0, and
+// EL1_CODE: EL1 read/write/execute, EL0 nothing (UXN)
+// EL1_DATA: EL1 read/write, never executed (PXN, UXN): the grant table and magic pages
+// USER: EL0 and EL1 read/write, EL0 may execute, EL1 may not (PXN)
+.equ BLOCK_ATTRS, 0x701
+.equ TCR_T0SZ39_EPD1, 0x800019         // T0SZ 25: a 39-bit VA from level 1; no TTBR1 walks
 
 .org 0x40080000
 _start:
@@ -74,6 +84,7 @@ _start:
     mov sp, x9
     adr x9, vectors
     msr vbar_el1, x9
+    bl stage1_on
 
     // 1. which Xen?
     mov x16, #__HYPERVISOR_xen_version
@@ -192,6 +203,57 @@ _start:
 .setup_failed:
     mov x0, #SHUTDOWN_crash
     b shutdown
+
+// stage1_on: the identity map in 2 MiB blocks, then SCTLR_EL1.M
+stage1_on:
+    adr x9, l1_table
+    adr x10, l2_low
+    orr x11, x10, #3
+    str x11, [x9]                      // L1[0]: 0-1 GiB through l2_low
+    adr x10, l2_ram
+    orr x11, x10, #3
+    str x11, [x9, #8]                  // L1[1]: 1-2 GiB (guest RAM) through l2_ram
+    movz x12, #0x0060, lsl #48         // EL1_DATA: PXN and UXN
+    movk x12, #BLOCK_ATTRS
+    adr x10, l2_low
+    movz x11, #0x3800, lsl #16         // the grant-table region
+    orr x13, x11, x12
+    str x13, [x10, #(0x38000000 >> 21) * 8]
+    movz x11, #0x3900, lsl #16         // the magic pages: console and xenstore rings
+    orr x13, x11, x12
+    str x13, [x10, #(0x39000000 >> 21) * 8]
+    adr x10, l2_ram
+    movz x12, #0x0020, lsl #48         // USER: EL0 read/write/execute, PXN
+    movk x12, #BLOCK_ATTRS | 0x40
+    movz x11, #0x4000, lsl #16
+    mov x14, #0x200000
+    mov x15, #512
+1:  orr x13, x11, x12
+    str x13, [x10], #8
+    add x11, x11, x14
+    subs x15, x15, #1
+    b.ne 1b
+    adr x10, l2_ram                    // block 0, the kernel's: EL1 only (UXN)
+    movz x12, #0x0040, lsl #48
+    movk x12, #BLOCK_ATTRS
+    movz x11, #0x4000, lsl #16
+    orr x13, x11, x12
+    str x13, [x10]
+    mov x9, #0xff
+    msr mair_el1, x9                   // attribute 0: normal write-back memory
+    movz x9, #TCR_T0SZ39_EPD1 >> 16, lsl #16
+    movk x9, #TCR_T0SZ39_EPD1 & 0xffff
+    msr tcr_el1, x9
+    adr x9, l1_table
+    msr ttbr0_el1, x9
+    dsb sy
+    tlbi vmalle1
+    dsb sy
+    mrs x9, sctlr_el1
+    orr x9, x9, #1                     // M: stage 1 on
+    msr sctlr_el1, x9
+    isb
+    ret
 
 // add_to_physmap(x0 = space, x1 = gpfn), idx 0: Xen's result in x0
 add_to_physmap:
@@ -745,6 +807,9 @@ hvm_param:      .zero 16
 evtchn_send_arg: .zero 8
 sched_arg:      .zero 8
 .align 4096
+l1_table:       .zero 4096
+l2_low:         .zero 4096
+l2_ram:         .zero 4096
 kstack:         .zero 8192
 kstack_top:
 shared_info_page: .zero 4096
