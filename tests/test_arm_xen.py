@@ -6,6 +6,7 @@ import re
 import struct
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from lab.dom0.arm.toolstack import boot_arm_host
 from lab.errors import UserError
@@ -266,3 +267,19 @@ def test_the_kernel_s_stage_1_over_xen_s_stage_2(booted):
     kernel = stage1_walk(host.mem, cpu.regime(1), 0x40080000, "r", el=0)
     assert kernel.fault is not None and kernel.fault.stage == 1 and kernel.fault.fsc == FSC_PERMISSION
     assert not stage1_walk(host.mem, cpu.regime(1), 0x40400000, "x", el=1).executable     # PXN
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=8, max_size=40), st.integers(0, 63))
+def test_any_words_a_guest_runs_stop_at_most_that_guest(tmp_path_factory, words, nr):
+    """Random A64 words (and a random hypercall with random pointers in front): the host never
+    raises, and a well-behaved guest beside it runs on."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
+    body = (f"    movz x16, #{nr}\n    movz x0, #{words[0] & 0xFFFF}\n    movz x1, #{words[1] & 0xFFFF}, lsl #16\n"
+            "    hvc #0xea1\n" + "".join(f"    .dword {w:#x}\n" for w in words))
+    bad = small_guest(tmp, xl, "bad", body)
+    good = small_guest(tmp, xl, "good", "1:\n" + hypercall(17, 0, 0) + "    b 1b\n")
+    host.run(3000)
+    assert good.alive and good.vcpus[0].cpu.icount > 300
+    assert bad.state in ("running", "crashed", "shutdown")
