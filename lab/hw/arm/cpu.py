@@ -378,7 +378,11 @@ class ArmCpu:
         try:
             if pc & 3:
                 raise Abort(X.Syndrome(X.EC_PC_ALIGN, far=pc), max(self.el, 1))
-            word = self._bus(lambda: self.mem.read_uint(self.translate(pc, "x"), 4), pc, "x")
+            pa = self.translate(pc, "x")
+            try:
+                word = self.mem.read_uint(pa, 4)
+            except BusError:
+                raise self._abort(pc, "x", TranslationFault(1, X.FSC_TRANSLATION, 3)) from None
             insn = _DECODED.get(word)
             if insn is None:
                 try:

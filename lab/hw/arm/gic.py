@@ -60,7 +60,11 @@ class Gic:
     def virtual_pending(self) -> bool:
         if not (self.ich_hcr & 1 and self.v_grpen1):
             return False
-        return any(v >> 62 == LR_PENDING and (v >> 48) & 0xFF < self.v_pmr for v in self.lr)
+        pmr = self.v_pmr
+        for v in self.lr:
+            if v >> 62 == LR_PENDING and (v >> 48) & 0xFF < pmr:
+                return True
+        return False
 
     # -- registers -----------------------------------------------------------------
     def read(self, name: str, virtual: bool) -> int:
