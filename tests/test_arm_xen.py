@@ -283,3 +283,25 @@ def test_any_words_a_guest_runs_stop_at_most_that_guest(tmp_path_factory, words,
     host.run(3000)
     assert good.alive and good.vcpus[0].cpu.icount > 300
     assert bad.state in ("running", "crashed", "shutdown")
+
+
+def test_xenlab_run_on_the_arm_scenario(capsys):
+    from lab.cli import main
+    assert main(["run", str(ARM / "arm.toml"), "--steps", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "--- arm-guest (d1, arm) ---" in out and "d1| xenstore: read name = arm-guest" in out
+    assert "[still running after 20,000 instructions" in out
+
+
+def test_xl_destroy_gives_every_frame_back(tmp_path):
+    host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
+    free = host.free_pages
+    dom = small_guest(tmp_path, xl, "g", hypercall(17, 0, 0))
+    host.run(100)
+    assert host.free_pages < free - (16 << 8)
+    xl.destroy("g")
+    assert host.free_pages == free and host.domain_by_name("g") is None
+    assert "g" not in xl.list()
+    with pytest.raises(UserError, match="cannot destroy Domain-0"):
+        xl.destroy("Domain-0")
+    del dom
