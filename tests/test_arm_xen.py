@@ -237,6 +237,10 @@ def test_the_session_speaks_arm_el_pc_and_the_two_stage_walk():
     assert "=> machines/arm/kernel.s" in execute(session, "source").replace("\\", "/")
     dts = execute(session, "devicetree")
     assert "hypervisor {" in dts and 'compatible = "xen,xen-4.23", "xen,xen";' in dts
+    execute(session, "until interrupt:31")
+    gic = execute(session, "regs")
+    assert "ICH_LR0_EL2 0x50a000000000001f vINTID 31 pending, priority 0xa0" in gic
+    assert "ICH_LR1_EL2 0x0000000000000000 free" in gic
 
 
 def test_an_arm_session_records_replays_and_travels_back(tmp_path, capsys):

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import UserError
 from ..hw.arm.cpu import ArmCpu
 from ..hw.arm.exceptions import describe_hcr
+from ..hw.arm.gic import lr_fields
 from ..hw.arm.mmu import WalkResult, stage1_walk, walk_text
 from ..isa.a64 import A64DecodeError, decode, disassemble
 
@@ -62,10 +63,31 @@ def cpu_view(session, ref) -> dict[str, Any]:
         "el": c.el, "who": WHO[c.el], "pc": c.pc, "rip": c.pc, "pstate": c.pstate, "flags": flags,
         "daif": c.daif, "regs": regs, "sys": {name: c.sys.get(name, 0) for name in SYSREGS},
         "hcr": describe_hcr(c.sys.get("hcr_el2", 0)),
+        "gic": gic_lines(c),
         "cpl": c.el, "root": c.el == 2, "paging": bool(c.sys.get("sctlr_el1", 0) & 1),
         "halted": c.halted, "stopped": c.stopped, "icount": c.icount, "cycles": c.cycles,
         "next": disassemble_at(session, c.pc, ref),
     }
+
+
+LR_STATES = {0: "invalid", 1: "pending", 2: "active", 3: "pending+active"}
+
+
+def gic_lines(c: ArmCpu) -> list[str]:
+    """The GIC as this vCPU sees it: Xen's list registers, then the physical interface."""
+    out = []
+    for n, value in enumerate(c.gic.lr):
+        f = lr_fields(value)
+        if f["state"] == 0:
+            out.append(f"ICH_LR{n}_EL2 {value:#018x} free")
+            continue
+        hw = f" HW pINTID {f['pintid']}" if f["hw"] else ""
+        out.append(f"ICH_LR{n}_EL2 {value:#018x} vINTID {f['vintid']} {LR_STATES[f['state']]}, "
+                   f"priority {f['priority']:#x}{hw}")
+    pending = ", ".join(str(i) for i in sorted(c.gic.pending)) or "none"
+    active = ", ".join(str(i) for i in sorted(c.gic.active)) or "none"
+    out.append(f"physical: pending {pending}; active {active}")
+    return out
 
 
 def where_text(v: dict[str, Any]) -> str:
@@ -81,6 +103,7 @@ def regs_text(v: dict[str, Any]) -> list[str]:
     for i in range(0, len(SYSREGS), 4):
         lines.append("  ".join(f"{n} {s[n]:#x}" for n in SYSREGS[i:i + 4]))
     lines.append(f"HCR_EL2: {v['hcr']}")
+    lines += v["gic"]
     return lines
 
 

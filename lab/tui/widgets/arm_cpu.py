@@ -72,8 +72,11 @@ def registers_content(cpu: dict[str, Any], prev: dict[str, Any] | None) -> Conte
         parts.append((f"{name:>10} ", MUTED))
         parts.append(f"{value:016x}\n")
     parts.append(("   HCR_EL2 ", MUTED))
-    parts.append(cpu["hcr"])
-    return Content.assemble(*parts)
+    parts.append(cpu["hcr"] + "\n")
+    parts.append(("GIC (list registers: Xen's virtual interrupts for this vCPU)\n", "bold"))
+    for line in cpu.get("gic", ()):
+        parts.append((line + "\n", "$text-accent" if "vINTID" in line else MUTED))
+    return Content.assemble(*parts).rstrip()
 
 
 def walk_content(view: Any) -> Content:
