@@ -309,3 +309,15 @@ def test_xl_destroy_gives_every_frame_back(tmp_path):
     with pytest.raises(UserError, match="cannot destroy Domain-0"):
         xl.destroy("Domain-0")
     del dom
+
+
+def test_a_kernel_outside_the_guest_s_ram_is_a_clear_error(tmp_path):
+    host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
+    free = host.free_pages
+    src = tmp_path / "low.s"
+    src.write_text(".arch arm64\n.org 0x10000000\n_start: b _start\n")
+    cfg = tmp_path / "low.cfg"
+    cfg.write_text(f'name = "low"\nmemory = 16\nkernel = "{src}"\n')
+    with pytest.raises(UserError, match=r"low.s: the kernel at 0x10000000 is outside the guest's RAM"):
+        xl.create(cfg)
+    assert host.domain_by_name("low") is None and host.free_pages == free

@@ -106,8 +106,9 @@ class ArmToolstack:
         host = self.host
         if host.domain_by_name(conf.name) is not None:
             raise UserError(f"a domain named '{conf.name}' already exists")
-        kernel = self._image(self._find_file(conf, conf.kernel, DEFAULT_KERNEL))
-        program = self._image(self._find_file(conf, conf.lab_program, DEFAULT_PROGRAM))
+        kernel_path = self._find_file(conf, conf.kernel, DEFAULT_KERNEL)
+        program_path = self._find_file(conf, conf.lab_program, DEFAULT_PROGRAM)
+        kernel, program = self._image(kernel_path), self._image(program_path)
         rounds = 0
         for word in (conf.cmdline or "").split():
             if word.startswith("rounds=") and word[7:].isdigit():
@@ -120,15 +121,14 @@ class ArmToolstack:
             raise UserError(f"{conf.filename}: memory = {conf.memory}: an Arm guest of the lab needs at least 8 MiB")
         dom = host.new_domain(conf.name, pages, conf.vcpus, config=conf)
         ram_end = L.GUEST_RAM0_BASE + (pages << 12)
-        for image, what in ((kernel, "kernel"), (program, "program")):
+        for image, path, what in ((kernel, kernel_path, "kernel"), (program, program_path, "program")):
             for sec in image.sections:
                 if not sec.data:
                     continue
                 if not (L.GUEST_RAM0_BASE <= sec.base and sec.base + len(sec.data) <= ram_end - DTB_FROM_TOP):
                     host.destroy(dom)
-                    raise UserError(f"{display(Path(image.sections[0].file if hasattr(sec, 'file') else what))}: "
-                                    f"the {what} at {sec.base:#x} is outside the guest's RAM "
-                                    f"({L.GUEST_RAM0_BASE:#x}-{ram_end - DTB_FROM_TOP:#x})")
+                    raise UserError(f"{display(path)}: the {what} at {sec.base:#x} is outside the guest's RAM "
+                                    f"({L.GUEST_RAM0_BASE:#x}-{ram_end - DTB_FROM_TOP:#x}, below its device tree)")
                 host.write_guest(dom, sec.base, bytes(sec.data))
         dom.images["kernel"] = kernel
         dom.images["program"] = program

@@ -297,16 +297,14 @@ class ArmXenHost:
         nr = cpu.x[16]
         args = [cpu.x[i] for i in range(5)]
         ret, info = hypercalls.dispatch(self, v, nr, args)
-        if not v.domain.alive:
-            shown_ret = ret
-        else:
+        if v.domain.alive:
             cpu.x[0] = ret & ((1 << 64) - 1)
-            shown_ret = ret
         err = abi.errno_name(-ret) if ret < 0 else None
         name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
+        shown = info.pop("args", args)
         detail = {"esr": f"{syn.esr:#010x}", "ec": f"{X.EC_HVC64:#04x} {X.EC_NAMES[X.EC_HVC64]}",
                   "imm": f"{syn.iss:#x}", "x16": nr, **info}
-        self.emit(v, "hypercall", name=name, nr=nr, args=info.pop("args", args), ret=shown_ret, errno=err,
+        self.emit(v, "hypercall", name=name, nr=nr, args=shown, ret=ret, errno=err,
                   rip=(cpu.sys["elr_el2"] - 4) & ((1 << 64) - 1), caller=None, cost=cost, detail=detail)
 
     def _stage2_abort(self, v: Vcpu, syn: X.Syndrome) -> None:

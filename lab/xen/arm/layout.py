@@ -8,6 +8,8 @@ hypervisor node says, and a few "magic" pages for the console and xenstore rings
 
 from __future__ import annotations
 
+from ...hw.arm import exceptions as X
+
 XEN_HYPERCALL_TAG = 0xEA1          # the hvc immediate of a Xen hypercall
 
 GUEST_GICV3_GICD_BASE = 0x03001000
@@ -39,9 +41,7 @@ PSR_GUEST64_INIT = (0xF << 6) | 0x5
 
 #: HCR_GUEST_FLAGS (xen/arch/arm/include/asm/processor.h) as far as the lab's core knows them:
 #: stage 2 on, IRQs routed to EL2, wfi trapped, smc trapped, 64-bit EL1.
-from ...hw.arm import exceptions as _X  # noqa: E402
-
-HCR_GUEST_FLAGS = _X.HCR_VM | _X.HCR_IMO | _X.HCR_FMO | _X.HCR_AMO | _X.HCR_TWI | _X.HCR_TSC | _X.HCR_RW
+HCR_GUEST_FLAGS = X.HCR_VM | X.HCR_IMO | X.HCR_FMO | X.HCR_AMO | X.HCR_TWI | X.HCR_TSC | X.HCR_RW
 
 #: struct shared_info on Arm: XEN_LEGACY_MAX_VCPUS is 1 and struct vcpu_info is 48 bytes
 #: (u8 upcall_pending, u8 upcall_mask, xen_ulong_t pending_sel, empty arch part, 32-byte time),
