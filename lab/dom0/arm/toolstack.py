@@ -193,7 +193,7 @@ class ArmToolstack:
             cpu_khz=cfg.cpu_mhz * 1000, virt_caps=("hvm", "hap", "gnttab-v1"),
             total_memory=host.mem.nr_frames >> 8, free_memory=host.free_pages >> 8,
             xen_major=XEN_VERSION[0], xen_minor=XEN_VERSION[1], xen_extra=XEN_VERSION[2], xen_caps=L.XEN_CAPS,
-            virt_start=L.HYPERVISOR_VIRT_START, xen_changeset="xenlab",
+            virt_start=L.ARM64_HYPERVISOR_VIRT_START, xen_changeset="xenlab",
             xen_commandline=f"console=dtuart dom0_mem={host.domains[0].mem_mib}M",
             cc_compiler="xenlab (the lab's Xen is Python)", cc_compile_by="xenlab", cc_compile_domain="lab",
             cc_compile_date="-", build_id="-")

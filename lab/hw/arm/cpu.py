@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ...isa.a64 import A64, A64DecodeError, ZR, decode, decode_bit_masks
+from ...isa.bits import M32, M64
 from ...isa.a64_sysregs import SYSREG_BY_ENCODING, SYSREGS, TVM_TRAPPED, SysReg
 from ..memory import BusError, MachineMemory
 from . import exceptions as X
@@ -28,8 +29,6 @@ from .gic import Gic
 from .mmu import TranslationFault, Regime, WalkResult, stage1_walk
 from .timer import GenericTimer
 
-M64 = (1 << 64) - 1
-M32 = (1 << 32) - 1
 #: Decoded words: decoding is pure and an A64 is immutable, so one table serves every core.
 #: Bounded, since a guest may execute any word; clearing it changes nothing but speed.
 _DECODED: dict[int, A64] = {}

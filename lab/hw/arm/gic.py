@@ -19,12 +19,11 @@ DEFAULT_PRIORITY = 0xA0
 LIST_REGS = 4
 LR_PENDING, LR_ACTIVE = 1, 2
 
-# The PPIs the lab wires, with the generic timer's numbers from the Arm Base System Architecture
-# and Xen's event-channel PPI (public/arch-arm.h GUEST_EVTCHN_PPI).
+# The PPIs the lab wires, with the generic timer's numbers from the Arm Base System Architecture.
+# (Xen takes PPI 31 for event channels: GUEST_EVTCHN_PPI, lab.xen.abi.arch_arm.)
 PPI_HYP_TIMER = 26
 PPI_VIRT_TIMER = 27
 PPI_PHYS_TIMER = 30
-GUEST_EVTCHN_PPI = 31
 
 
 def lr_value(vintid: int, state: int = LR_PENDING, priority: int = DEFAULT_PRIORITY, hw: bool = False,

@@ -15,12 +15,12 @@ from typing import Any
 
 from ...hw.arm.mmu import stage1_walk
 from ...hw.memory import BusError
+from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
 from . import layout as L
 
 E = abi.ERRNO
-M64 = (1 << 64) - 1
 #: What an Arm guest may call (hypercall-defs.c's arm column: "y", "dep" or "subset").
 ARM_CALLABLE = frozenset(h.nr for h in abi.HYPERCALL_BY_NR.values() if h.arm != "-")
 

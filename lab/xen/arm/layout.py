@@ -10,23 +10,11 @@ from __future__ import annotations
 
 from ...hw.arm import exceptions as X
 
-XEN_HYPERCALL_TAG = 0xEA1          # the hvc immediate of a Xen hypercall
-
-GUEST_GICV3_GICD_BASE = 0x03001000
-GUEST_GICV3_GICD_SIZE = 0x00010000
-GUEST_GICV3_GICR0_BASE = 0x03020000
-GUEST_GICV3_GICR0_SIZE = 0x01000000
-GUEST_GNTTAB_BASE = 0x38000000
-GUEST_GNTTAB_SIZE = 0x01000000
-GUEST_MAGIC_BASE = 0x39000000
-GUEST_MAGIC_SIZE = 0x01000000
-GUEST_RAM0_BASE = 0x40000000
-GUEST_RAM0_SIZE = 0xC0000000
-
-GUEST_TIMER_VIRT_PPI = 27
-GUEST_TIMER_PHYS_S_PPI = 29
-GUEST_TIMER_PHYS_NS_PPI = 30
-GUEST_EVTCHN_PPI = 31
+from ..abi.arch_arm import (GUEST_EVTCHN_PPI, GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICD_SIZE,  # noqa: F401
+                            GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR0_SIZE, GUEST_GNTTAB_BASE,
+                            GUEST_GNTTAB_SIZE, GUEST_MAGIC_BASE, GUEST_MAGIC_SIZE, GUEST_RAM0_BASE,
+                            GUEST_RAM0_SIZE, GUEST_TIMER_PHYS_NS_PPI, GUEST_TIMER_PHYS_S_PPI,
+                            GUEST_TIMER_VIRT_PPI, PSR_GUEST64_INIT, XEN_HYPERCALL_TAG)
 
 #: xg_dom_arm.c: the magic pages after GUEST_MAGIC_BASE.
 NR_MAGIC_PAGES = 4
@@ -35,9 +23,6 @@ XENSTORE_PFN_OFFSET = 1
 
 #: Linux's arm64 Image is loaded at the start of RAM plus its text offset (0x80000).
 KERNEL_TEXT_OFFSET = 0x80000
-
-#: PSR_GUEST64_INIT: EL1h with D, A, I and F masked; a vCPU starts there.
-PSR_GUEST64_INIT = (0xF << 6) | 0x5
 
 #: HCR_GUEST_FLAGS (xen/arch/arm/include/asm/processor.h) as far as the lab's core knows them:
 #: stage 2 on, IRQs routed to EL2, wfi trapped, smc trapped, 64-bit EL1.
@@ -53,6 +38,6 @@ SHINFO_MASK = 48 + 64 * 8
 #: xl info's xen_caps on an arm64 host (xen/arch/arm/setup.c arch_get_xen_caps).
 XEN_CAPS = "xen-3.0-aarch64 xen-3.0-armv7l"
 
-#: HYPERVISOR_VIRT_START on arm64 (xen/arch/arm/include/asm/mmu/layout.h: L0 slot 20 plus 2 MiB),
-#: what xl info's virt_start shows.
-HYPERVISOR_VIRT_START = (20 << 39) + (2 << 20)
+#: HYPERVISOR_VIRT_START on arm64, which is XEN_VIRT_START (xen/arch/arm/include/asm/mmu/layout.h:
+#: L0 slot 20 plus 2 MiB): what xl info's virt_start shows.
+ARM64_HYPERVISOR_VIRT_START = (20 << 39) + (2 << 20)
