@@ -93,3 +93,12 @@ def test_the_compare_command_runs_fresh_machines_and_leaves_the_session_alone():
         execute(s, "compare --modes vmware")
     with pytest.raises(UserError, match="usage: compare"):
         execute(s, "compare --modes")
+
+
+@pytest.mark.machine
+def test_the_arm_column(results):
+    arm, native = results["arm"], results["native"]
+    # one guest type: the kernel's system calls never leave the guest, and nothing traps for I/O
+    assert arm.syscalls == native.syscalls and arm.vmexits == {} and arm.io_exits == 0 and arm.ioreqs == 0
+    assert arm.hypercalls["memory_op"] == 2 and arm.hypercalls["hvm_op"] == 4
+    assert arm.evtchn_notifications == arm.hypercalls["event_channel_op"] > 0

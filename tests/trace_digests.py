@@ -29,6 +29,13 @@ def mode_digest(mode: str) -> dict:
         m = native_machine(program=DEFAULT_PROGRAM)
         m.run(C.LIMIT)
         trace, icount = m.trace, m.cpu.icount
+    elif mode == "arm":
+        from lab.dom0.arm.toolstack import ARM_MACHINES
+        sc = load_scenario(ARM_MACHINES / "arm.toml")
+        host, xl = boot_host(sc.host, sc.dom0_memory)
+        dom = xl.create(ARM_MACHINES / "guest.cfg")
+        host.run(C.LIMIT)
+        trace, icount = host.trace, dom.vcpus[0].cpu.icount
     else:
         sc = load_scenario(DEFAULT_SCENARIO)
         host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)

@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..errors import LabBug, UserError
 from ..isa.encoding import INSN_SIZE
+from . import arm_view
 from .eventspec import parse_spec
 from .session import Session
 from .summary import format_summary, summarize
@@ -88,6 +89,8 @@ def execute(session: Session, line: str) -> str:
 
 def _where(session: Session) -> str:
     v = session.cpu_view()
+    if v.get("arch") == "arm64":
+        return arm_view.where_text(v)
     mode = "root" if v["root"] else "non-root"
     state = f" [{v['stopped']}]" if v["stopped"] else (" [halted]" if v["halted"] else "")
     return f"{v['label']}: ring {v['cpl']} {mode}, rip {v['rip']:#x}: {v['next']}{state}"
@@ -149,6 +152,8 @@ def _break(session: Session, args: list[str]) -> str:
 def _walk(session: Session, args: list[str]) -> str:
     va = _number(args[0], "the address") if args else session.focus.cpu.rip
     res, lines = session.walk(va)
+    if arm_view.is_arm(session.focus.cpu):
+        return "\n".join([arm_view.walk_header(va, session.focus)] + lines)
     return "\n".join([f"walk {va:#x} (cr3 {session.focus.cpu.cr3:#x})"] + lines)
 
 
@@ -165,6 +170,8 @@ def _focus(session: Session, args: list[str]) -> str:
 def _regs(session: Session, args: list[str]) -> str:
     v = session.cpu_view()
     lines = [_where(session)]
+    if v.get("arch") == "arm64":
+        return "\n".join(lines + arm_view.regs_text(v))
     names = list(v["regs"])
     for i in range(0, 16, 4):
         lines.append("  ".join(f"{n:>3} {v['regs'][n]:016x}" for n in names[i:i + 4]))
@@ -177,7 +184,8 @@ def _regs(session: Session, args: list[str]) -> str:
 def _disasm(session: Session, args: list[str]) -> str:
     addr = _number(args[0], "the address") if args else session.focus.cpu.rip
     n = _count(args[1:], default=8)
-    return "\n".join(f"{addr + k * INSN_SIZE:#018x}  {session.disassemble_at(addr + k * INSN_SIZE)}"
+    size = arm_view.INSN_SIZE if arm_view.is_arm(session.focus.cpu) else INSN_SIZE
+    return "\n".join(f"{addr + k * size:#018x}  {session.disassemble_at(addr + k * size)}"
                      for k in range(n))
 
 
@@ -446,3 +454,13 @@ def _record(session: Session, args: list[str]) -> str:
         was = f" ({display(old.path)} is complete)" if old is not None else ""
         return f"saved the session so far to {display(rec.path)}, and recording on into it{was}"
     raise UserError("usage: record [on FILE | off | save FILE]")
+
+
+@command("devicetree", "devicetree [DOM]", "the device tree an Arm guest was given (default: the focused one's), as DTS",
+         max_args=1)
+def _devicetree(session: Session, args: list[str]) -> str:
+    xl = getattr(session.machine, "toolstack", None)
+    if not hasattr(xl, "device_tree"):
+        raise UserError("devicetree: this host is not an Arm host (x86 guests get no device tree)")
+    name = args[0] if args else str(session.focus.dom)
+    return xl.device_tree(name)

@@ -35,8 +35,9 @@ MODES: dict[str, dict[str, Any]] = {
     "pvhvm": {"type": "hvm", "kernel": "pvhvm.s", "hap": True,
               "what": "PVHVM: PV drivers, callback vector, PV timer"},
     "pvh": {"type": "pvh", "kernel": "pvh.s", "hap": True, "what": "PVH, EPT, no device model"},
+    "arm": {"what": "Xen on Arm: EL1 guest, stage 2, hvc (the workload's Arm translation)"},
 }
-DEFAULT_MODES = ["native", "pv", "pv32", "hvm", "hvm-shadow", "hvm-pvdrivers", "pvhvm", "pvh"]
+DEFAULT_MODES = ["native", "pv", "pv32", "hvm", "hvm-shadow", "hvm-pvdrivers", "pvhvm", "pvh", "arm"]
 LIMIT = 50_000_000
 
 
@@ -100,7 +101,9 @@ def _count(res: ModeResult, events, dom) -> None:
             continue
         k = ev.kind
         d = ev.data
-        if k == "trap":
+        if k == "trap" and d.get("mnemonic") == "SVC from AArch64":
+            res.syscalls += 1                  # an Arm system call is an exception to EL1, no syscall event
+        elif k == "trap":
             res.traps[d.get("mnemonic")] += 1
         elif k == "hypercall":
             res.hypercalls[d.get("name")] += 1
@@ -158,6 +161,8 @@ def run_mode(mode: str, program: Path, scenario: Path | None = None) -> ModeResu
         _count(res, m.trace.iter_all(), None)
         return res
     from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
+    if mode == "arm":
+        return _run_arm(res)
     sc = load_scenario(scenario or DEFAULT_SCENARIO)
     if sc.host is None:
         raise UserError(f"{display(sc.path)}: compare needs a scenario with a Xen host ([host]), not a bare machine")
@@ -188,15 +193,38 @@ def run_mode(mode: str, program: Path, scenario: Path | None = None) -> ModeResu
     return res
 
 
+def _run_arm(res: ModeResult) -> ModeResult:
+    """The Arm column: the shipped Arm guest (machines/arm), the only guest on an arm64 host."""
+    from ..dom0.arm.toolstack import ARM_MACHINES
+    from .scenario import boot_host, load_scenario
+    sc = load_scenario(ARM_MACHINES / "arm.toml")
+    host, xl = boot_host(sc.host, sc.dom0_memory)
+    dom = xl.create(ARM_MACHINES / "guest.cfg")
+    dom0 = host.domains[0].vcpus[0]
+    host.run(LIMIT)
+    v = dom.vcpus[0]
+    res.instructions, res.cycles, res.dom0_cycles = v.cpu.icount, v.run_cycles, dom0.run_cycles
+    res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
+    res.checksum = _checksum(dom.console_output)
+    _count(res, host.trace.iter_all(), dom.domid)
+    return res
+
+
 def compare(program: str | None = None, modes: list[str] | None = None,
             scenario: str | None = None) -> list[ModeResult]:
     prog = Path(program) if program else DEFAULT_PROGRAM
     if not prog.exists():
         raise UserError(f"{display(prog)}: no such file")
-    wanted = modes or DEFAULT_MODES
+    wanted = list(modes or DEFAULT_MODES)
     for m in wanted:
         if m not in MODES:
             raise UserError(f"unknown mode '{m}' (available: {', '.join(MODES)})")
+    if "arm" in wanted and prog.resolve() != DEFAULT_PROGRAM.resolve():
+        # The Arm column runs the workload's Arm translation; an x86 program has none.
+        if modes:
+            raise UserError(f"{display(prog)}: the arm mode runs only the lab's workload (its Arm translation "
+                            "is machines/arm/workload.s)")
+        wanted.remove("arm")
     where = Path(scenario) if scenario else None
     results = [run_mode(m, prog, where) for m in wanted]
     base = next((r for r in results if r.mode == "native"), None)

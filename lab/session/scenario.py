@@ -41,7 +41,7 @@ from ..xen.host import HostConfig, XenHost
 
 DEFAULT_SCENARIO = MACHINES / "default.toml"
 _HOST_KEYS = {"pcpus": int, "memory": int, "vendor": str, "ept": bool, "hvm": bool, "cpu_mhz": int, "timeslice_us": int,
-              "costs": str}
+              "costs": str, "arch": str}
 
 
 @dataclass
@@ -93,7 +93,12 @@ def load_scenario(path: Path | str) -> Scenario:
             raise _fail(p, f"[host] has no key '{k}' (known: {', '.join(sorted(_HOST_KEYS))})")
         if not isinstance(v, _HOST_KEYS[k]) or (isinstance(v, bool) and _HOST_KEYS[k] is int):
             raise _fail(p, f"[host] {k} must be a {_HOST_KEYS[k].__name__}, not {v!r}")
+    arch = h.get("arch", "x86_64")
+    if arch not in ("x86_64", "arm64"):
+        raise _fail(p, f"[host] arch must be \"x86_64\" or \"arm64\", not {arch!r}")
     vendor = h.get("vendor", "intel")
+    if arch == "arm64":
+        return _arm_scenario(p, data, h)
     if vendor not in ("intel", "amd"):
         raise _fail(p, f"[host] vendor must be \"intel\" or \"amd\", not {vendor!r}")
     pcpus = h.get("pcpus", 2)
@@ -120,9 +125,36 @@ def load_scenario(path: Path | str) -> Scenario:
     return Scenario(p, cfg, d0.get("memory", 64), d0.get("vcpus", 1), doms)
 
 
+def _arm_scenario(p: Path, data: dict, h: dict) -> Scenario:
+    """An Arm host: Xen at EL2 (lab/xen/arm); x86-only keys make no sense there."""
+    from ..xen.arm.host import ArmHostConfig
+    for k in ("vendor", "ept"):
+        if k in h:
+            raise _fail(p, f"[host] {k} is an x86 key; an arm64 host has stage 2 and no vendor choice")
+    try:
+        costs = load_costs((p.parent / h["costs"]) if "costs" in h else None)
+    except CostError as e:
+        raise UserError(str(e)) from None
+    pcpus, memory = h.get("pcpus", 1), h.get("memory", 512)
+    if not 1 <= pcpus <= 8 or not 128 <= memory <= 65536:
+        raise _fail(p, "[host] an arm64 host has 1-8 pcpus and 128-65536 MiB of memory")
+    cfg = ArmHostConfig(pcpus=pcpus, mem_mib=memory, cpu_mhz=h.get("cpu_mhz", 2000),
+                        timeslice_us=h.get("timeslice_us", 1000), costs=costs)
+    d0 = data.get("dom0", {})
+    doms = []
+    for i, entry in enumerate(data.get("domain", [])):
+        if not isinstance(entry, dict) or "config" not in entry:
+            raise _fail(p, f"[[domain]] number {i + 1} needs config = \"FILE.cfg\"")
+        doms.append(p.parent / entry["config"])
+    return Scenario(p, cfg, d0.get("memory", 64), 1, doms)
+
+
 def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0_vcpus: int = 1,
               keep_trace: bool = True) -> tuple[XenHost, Toolstack]:
     """Xen with Domain-0 and its services running, and no guests yet."""
+    if getattr(host_config, "arch", "x86_64") == "arm64":
+        from ..dom0.arm.toolstack import boot_arm_host
+        return boot_arm_host(host_config, dom0_memory, keep_trace)     # type: ignore[return-value]
     host = XenHost(host_config, keep_trace=keep_trace)
     dom0 = host.new_domain("Domain-0", "pv", dom0_memory << 8, dom0_vcpus, privileged=True, domid=0)
     for vid in range(dom0_vcpus):

@@ -18,6 +18,7 @@ from ..hw.cpu import Cpu
 from ..hw.flags import describe as describe_flags
 from ..isa.disassembler import disassemble
 from ..isa.encoding import INSN_SIZE, DecodeError, decode
+from . import arm_view
 from ..isa.registers import GPR64
 from ..trace import Event
 from ..xen.abi.hypercalls import HYPERCALL_BY_NR, HYPERCALL_STUB_SIZE
@@ -262,6 +263,8 @@ class Session:
     def cpu_view(self, ref: VcpuRef | None = None) -> dict[str, Any]:
         ref = ref or self.focus
         c = ref.cpu
+        if arm_view.is_arm(c):
+            return arm_view.cpu_view(self, ref)
         regs = {name: c.regs[i] for i, name in enumerate(GPR64)}
         return {
             "label": ref.label, "dom": ref.dom, "vcpu": ref.vcpu,
@@ -280,6 +283,8 @@ class Session:
 
     def disassemble_at(self, addr: int, ref: VcpuRef | None = None) -> str:
         ref = ref or self.focus
+        if arm_view.is_arm(ref.cpu):
+            return arm_view.disassemble_at(self, addr, ref)
         raw = self._inspect_bytes(addr, INSN_SIZE, ref)
         if raw is None:
             return "(not mapped)"
@@ -328,6 +333,8 @@ class Session:
     def translate_quietly(self, va: int, ref: VcpuRef | None = None) -> int | None:
         ref = ref or self.focus
         c = ref.cpu
+        if arm_view.is_arm(c):
+            return arm_view.translate_quietly(self, va, ref)
         if not c.paging:
             if not c.root and c.vmcs is not None and c.vmcs.ept:
                 res = ept_walk(self.machine.mem, c.vmcs.eptp, va, "r", set_ad=False)
@@ -342,6 +349,8 @@ class Session:
         """Walk ``va`` through the focused CPU's tables without changing anything."""
         ref = ref or self.focus
         c = ref.cpu
+        if arm_view.is_arm(c):
+            return arm_view.walk(self, va, ref)       # type: ignore[return-value]
         if not c.paging:
             raise UserError("paging is off on this CPU: addresses are physical")
         res = self._walk(c, va, c.cpl)
@@ -359,6 +368,7 @@ class Session:
         """
         ref = ref or self.focus
         rip = ref.cpu.rip
+        size = arm_view.INSN_SIZE if arm_view.is_arm(ref.cpu) else INSN_SIZE
         page = self.hypercall_page_at(rip, ref)
         if page is not None:
             out = []
@@ -374,7 +384,7 @@ class Session:
                 continue
             out = []
             for k in range(-radius, radius + 1):
-                addr = rip + k * INSN_SIZE
+                addr = rip + k * size
                 sl = image.source_line(addr)
                 if sl is None:
                     continue

@@ -177,6 +177,9 @@ class Stats:
 
 def where_line(view: dict[str, Any]) -> str:
     """``bare metal: ring 0 root, rip 0x...: mov rax, 1`` for a cpu_view dict."""
+    if view.get("arch") == "arm64":
+        from ..session.arm_view import where_text
+        return where_text(view)
     mode = "root" if view["root"] else "non-root"
     state = f" [{view['stopped']}]" if view["stopped"] else (" [halted]" if view["halted"] else "")
     return f"{view['label']}: ring {view['cpl']} {mode}, rip {view['rip']:#x}: {view['next']}{state}"

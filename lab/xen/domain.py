@@ -14,7 +14,8 @@ RUNNING, BLOCKED, PAUSED, SHUTDOWN, CRASHED, DYING = "running", "blocked", "paus
 RUNSTATE_RUNNING, RUNSTATE_RUNNABLE, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE = "running", "runnable", "blocked", "offline"
 
 #: Guest modes the lab runs, and what Xen calls their domain type.
-MODES = {"pv": "pv", "pv32": "pv", "hvm": "hvm", "hvm-pvdrivers": "hvm", "pvhvm": "hvm", "pvh": "pvh"}
+MODES = {"pv": "pv", "pv32": "pv", "hvm": "hvm", "hvm-pvdrivers": "hvm", "pvhvm": "hvm", "pvh": "pvh",
+         "arm": "pvh"}     # Xen on Arm has one guest type; the toolstack calls it PVH
 
 
 @dataclass

@@ -29,6 +29,10 @@ from .gic import Gic
 from .mmu import TranslationFault, Regime, WalkResult, stage1_walk
 from .timer import GenericTimer
 
+#: Decoded words: decoding is pure and an A64 is immutable, so one table serves every core.
+#: Bounded, since a guest may execute any word; clearing it changes nothing but speed.
+_DECODED: dict[int, A64] = {}
+_DECODED_MAX = 1 << 16
 _TIMER_REGS = frozenset({"cntfrq_el0", "cntvct_el0", "cntv_ctl_el0", "cntv_cval_el0", "cntv_tval_el0",
                          "cntvoff_el2"})
 
@@ -116,6 +120,21 @@ class ArmCpu:
                 self.sp_now = value
             return
         self.x[n] = value
+
+    @property
+    def rip(self) -> int:
+        """The PC, under the name the lab's views give every architecture's program counter."""
+        return self.pc
+
+    @property
+    def cpl(self) -> int:
+        """The privilege the views place a CPU at: the current EL (0 user, 1 kernel, 2 Xen)."""
+        return self.el
+
+    @property
+    def root(self) -> bool:
+        """The hypervisor's own level, as x86's root mode: EL2."""
+        return self.el == 2
 
     @property
     def sp_now(self) -> int:
@@ -316,6 +335,10 @@ class ArmCpu:
                 "tlb": dict(self.tlb.entries), "icount": self.icount, "cycles": self.cycles,
                 "halted": self.halted, "stopped": self.stopped}
 
+    def snapshot(self) -> dict:
+        """The state as the recorder's fingerprints read every architecture's core."""
+        return self.save_state()
+
     def load_state(self, s: dict) -> None:
         self.x, self.sp = list(s["x"]), list(s["sp"])
         self.pc, self.el, self.spsel, self.nzcv, self.daif = s["pc"], s["el"], s["spsel"], s["nzcv"], s["daif"]
@@ -354,11 +377,20 @@ class ArmCpu:
         try:
             if pc & 3:
                 raise Abort(X.Syndrome(X.EC_PC_ALIGN, far=pc), max(self.el, 1))
-            word = self._bus(lambda: self.mem.read_uint(self.translate(pc, "x"), 4), pc, "x")
+            pa = self.translate(pc, "x")
             try:
-                insn = decode(word)
-            except A64DecodeError:
-                raise Abort(X.Syndrome(X.EC_UNKNOWN), max(self.el, 1)) from None
+                word = self.mem.read_uint(pa, 4)
+            except BusError:
+                raise self._abort(pc, "x", TranslationFault(1, X.FSC_TRANSLATION, 3)) from None
+            insn = _DECODED.get(word)
+            if insn is None:
+                try:
+                    insn = decode(word)
+                except A64DecodeError:
+                    raise Abort(X.Syndrome(X.EC_UNKNOWN), max(self.el, 1)) from None
+                if len(_DECODED) >= _DECODED_MAX:
+                    _DECODED.clear()
+                _DECODED[word] = insn
             self.pc = (pc + 4) & M64
             self.execute(insn, pc)
         except Abort as a:

@@ -19,12 +19,11 @@ DEFAULT_PRIORITY = 0xA0
 LIST_REGS = 4
 LR_PENDING, LR_ACTIVE = 1, 2
 
-# The PPIs the lab wires, with the generic timer's numbers from the Arm Base System Architecture
-# and Xen's event-channel PPI (public/arch-arm.h GUEST_EVTCHN_PPI).
+# The PPIs the lab wires, with the generic timer's numbers from the Arm Base System Architecture.
+# (Xen takes PPI 31 for event channels: GUEST_EVTCHN_PPI, lab.xen.abi.arch_arm.)
 PPI_HYP_TIMER = 26
 PPI_VIRT_TIMER = 27
 PPI_PHYS_TIMER = 30
-GUEST_EVTCHN_PPI = 31
 
 
 def lr_value(vintid: int, state: int = LR_PENDING, priority: int = DEFAULT_PRIORITY, hw: bool = False,
@@ -60,7 +59,11 @@ class Gic:
     def virtual_pending(self) -> bool:
         if not (self.ich_hcr & 1 and self.v_grpen1):
             return False
-        return any(v >> 62 == LR_PENDING and (v >> 48) & 0xFF < self.v_pmr for v in self.lr)
+        pmr = self.v_pmr
+        for v in self.lr:
+            if v >> 62 == LR_PENDING and (v >> 48) & 0xFF < pmr:
+                return True
+        return False
 
     # -- registers -----------------------------------------------------------------
     def read(self, name: str, virtual: bool) -> int:

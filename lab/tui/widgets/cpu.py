@@ -279,6 +279,14 @@ class CpuPane(VerticalScroll):
 
     def show(self, view: StateView) -> None:
         cpu = view.cpu
+        if cpu.get("arch") == "arm64" and view.service is None:
+            from . import arm_cpu
+            self.query_one("#cpu-rings", Text).show(arm_cpu.els_content(view))
+            self.query_one("#cpu-summary", Text).show(arm_cpu.summary_content(view))
+            self.query_one("#cpu-source", Text).show(source_content(view, self.source_radius))
+            self.query_one("#cpu-regs", Text).show(arm_cpu.registers_content(cpu, view.before))
+            self._view = view
+            return
         self.query_one("#cpu-rings", Text).show(rings_content(view))
         self.query_one("#cpu-summary", Text).show(summary_content(view))
         if view.service is not None:          # a domain with no guest code: nothing below the summary

@@ -41,6 +41,9 @@ def ept_lines(steps: Any) -> list[str]:
 
 
 def walk_content(view: StateView) -> Content:
+    if view.cpu.get("arch") == "arm64":
+        from .arm_cpu import walk_content as arm_walk
+        return arm_walk(view)
     res = view.walk
     what = "rip" if view.walk_requested is None else "pinned address"
     cr3 = view.cpu.get("cr3", 0)

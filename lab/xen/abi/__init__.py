@@ -15,6 +15,7 @@ every module below.
 
 from __future__ import annotations
 
+from lab.xen.abi.arch_arm import *  # noqa: F403
 from lab.xen.abi.arch_x86_64 import *  # noqa: F403
 from lab.xen.abi.callback import *  # noqa: F403
 from lab.xen.abi.cpuid import *  # noqa: F403

@@ -1,0 +1,714 @@
+"""The Arm host: Xen at EL2 on Armv8-A cores, dom0 and guests at EL1/EL0.
+
+There is one guest type. Every guest uses the hardware for its CPU and memory
+(EL1 is the guest kernel's own, stage 2 keeps it inside its memory) and
+paravirtual interfaces for everything else: hypercalls by ``hvc #0xEA1``,
+event channels raised as PPI 31, shared_info and the grant table placed with
+XENMEM_add_to_physmap, the console and xenstore rings in "magic" pages, and a
+device tree saying where Xen is. So there is no PV/HVM split, no device model
+and no shadow paging: the toolstack calls the type PVH.
+
+Xen is Python here as on the x86 host: the core calls :meth:`ArmXenHost.trap`
+for every exception taken to EL2 (``xen/arch/arm/traps.c``,
+``do_trap_guest_sync`` and ``do_trap_irq``), which does Xen's work and returns
+to the guest with ``eret``. Each vCPU is an :class:`ArmCpu` whose GIC and
+timer are that vCPU's view of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+from ...hw.arm import exceptions as X
+from ...hw.arm.cpu import ArmCpu
+from ...hw.arm.gic import LR_ACTIVE, LR_PENDING, PPI_VIRT_TIMER, lr_value
+from ...hw.arm.timer import ENABLE, IMASK
+from ...hw.costs import Costs, load_costs
+from ...hw.memory import PAGE_SHIFT, MachineMemory
+from ...trace import Event, Trace
+from .. import abi
+from ..domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
+                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from ..heap import FreeFrames
+from ..host import XEN_VERSION
+from . import hypercalls
+from . import layout as L
+from .evtchn import ArmEventChannels
+from .p2m import P2m
+
+FOREVER = 1 << 62
+MODE = "arm"
+E = abi.ERRNO
+#: PSCI 0.2 function IDs Xen answers on hvc #0 (xen/arch/arm/vpsci.c; Arm DEN 0022).
+PSCI_VERSION, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET = 0x84000000, 0x84000008, 0x84000009
+SMCCC_NOT_SUPPORTED = (1 << 64) - 1
+
+
+class ArmHostConfig:
+    """A scenario's ``[host]`` with ``arch = "arm64"``."""
+
+    STATE_CONSTANT = True
+    arch = "arm64"
+    vendor = "arm"
+    ept = True                  # stage 2 is always there: the lab's name for "HAP"
+
+    def __init__(self, *, pcpus: int = 1, mem_mib: int = 512, cpu_mhz: int = 2000, timeslice_us: int = 1000,
+                 costs: Costs | None = None) -> None:
+        self.pcpus = pcpus
+        self.mem_mib = mem_mib
+        self.cpu_mhz = cpu_mhz
+        self.timeslice_us = timeslice_us
+        self.costs = costs or load_costs()
+
+
+class ArmXenHost:
+    arch = "arm64"
+    GNTTAB_MAX_FRAMES = 64          # gnttab_max_frames' default (xen/common/grant_table.c)
+
+    def __init__(self, config: ArmHostConfig | None = None, keep_trace: bool = True) -> None:
+        self.config = cfg = config or ArmHostConfig()
+        self.vendor = "arm"
+        self.mem = MachineMemory(cfg.mem_mib << 20)
+        self.costs = cfg.costs
+        self.cpu_hz = cfg.cpu_mhz * 1_000_000
+        self.timeslice = cfg.timeslice_us * cfg.cpu_mhz
+        self.trace = Trace(keep=keep_trace)
+        self.clock = [0] * cfg.pcpus
+        self.current: list[Vcpu | None] = [None] * cfg.pcpus
+        self.slice_end = [0] * cfg.pcpus
+        self.domains: dict[int, Domain] = {}
+        self.next_domid = 1
+        self.next_vmid = 1
+        self.dmesg: list[str] = []
+        self.images: dict[str, Any] = {}
+        self.services: dict[str, Any] = {}
+        self.dom0_work: list[tuple[str, Callable[[], int]]] = []
+        self.yield_now = False
+        self.running_pcpu: int | None = None
+        self.yielded: set[tuple[int, int]] = set()
+        # Xen keeps the first 16 MiB (its image, heap and the stage-2 tables it allocates from there).
+        self.xen_reserved = (16 << 20) >> PAGE_SHIFT
+        self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)
+        self.evtchn = ArmEventChannels(self)
+        self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab), arm64")
+        self.log(f"{cfg.pcpus} pCPUs (Cortex-A53), {cfg.mem_mib} MiB, GICv3, generic timer "
+                 f"62.5 MHz; Xen at EL2, guests at EL1/EL0 behind stage 2")
+
+    # -- logging and events ------------------------------------------------------------
+    def log(self, text: str, vcpu: Vcpu | None = None) -> None:
+        self.dmesg.append((f"(XEN) {vcpu.label} " if vcpu is not None else "(XEN) ") + text)
+
+    def emit(self, vcpu: Vcpu | None, kind: str, **data: Any) -> Event:
+        if vcpu is None:
+            return self.trace.emit(max(self.clock), 0, None, 0, kind, **data)
+        p = vcpu.pcpu if vcpu.pcpu is not None else 0
+        cyc = vcpu.cpu.cycles if vcpu.cpu is not None and self.current[p] is vcpu else self.clock[p]
+        return self.trace.emit(cyc, p, vcpu.domain.domid, vcpu.id, kind, **data)
+
+    def charge(self, vcpu: Vcpu, event_cost: str, extra: int = 0) -> int:
+        c = self.costs.ev(event_cost) + extra
+        if vcpu.cpu is not None:
+            vcpu.cpu.cycles += c
+        elif vcpu.pcpu is not None:
+            self.clock[vcpu.pcpu] += c
+        return c
+
+    def console_write(self, dom: Domain, text: str) -> None:
+        from ..console import guest_console_write
+        guest_console_write(self, dom, text)
+
+    # -- frames and domains ------------------------------------------------------------
+    def alloc_frame(self, owner: int | None) -> int:
+        if not self.free_frames:
+            raise MemoryError("out of machine memory")
+        mfn = self.free_frames.pop()
+        self.mem.zero_frame(mfn)
+        if owner is not None and owner in self.domains:
+            self.domains[owner].extra.setdefault("frames", []).append(mfn)
+        return mfn
+
+    @property
+    def free_pages(self) -> int:
+        return len(self.free_frames)
+
+    def new_domain(self, name: str, mem_pages: int, vcpus: int, privileged: bool = False,
+                   domid: int | None = None, config: Any = None) -> Domain:
+        """domain_create() and the toolstack's memory population: RAM at GUEST_RAM0_BASE and the
+        magic pages, each a stage-2 mapping of a frame of Xen's heap."""
+        if domid is None:
+            domid = self.next_domid
+            self.next_domid += 1
+        need = mem_pages + (0 if privileged else L.NR_MAGIC_PAGES)
+        if need + 64 > self.free_pages:
+            raise MemoryError(f"not enough free memory for {name}: {need} pages wanted, {self.free_pages} free")
+        dom = Domain(domid=domid, name=name, mode=MODE, mem_pages=mem_pages, max_pages=mem_pages,
+                     privileged=privileged, config=config)
+        self.domains[domid] = dom
+        self.evtchn.add_domain(dom)
+        if privileged:
+            # dom0's work is the lab's services in Python: its memory is taken from the heap, unused.
+            dom.extra.setdefault("frames", []).extend(self.free_frames.take(mem_pages))
+        else:
+            # A guest's memory is real frames behind stage 2.
+            p2m = P2m(self.mem, lambda: self.alloc_frame(None) << PAGE_SHIFT, self.next_vmid)
+            self.next_vmid += 1
+            dom.extra["p2m"] = p2m
+            base = L.GUEST_RAM0_BASE >> PAGE_SHIFT
+            for i in range(mem_pages):
+                p2m.map(base + i, self.alloc_frame(domid))
+            magic = L.GUEST_MAGIC_BASE >> PAGE_SHIFT
+            for i in range(L.NR_MAGIC_PAGES):
+                p2m.map(magic + i, self.alloc_frame(domid), "rw")
+            dom.console_pfn = magic + L.CONSOLE_PFN_OFFSET
+            dom.store_pfn = magic + L.XENSTORE_PFN_OFFSET
+            dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = dom.console_pfn
+            dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = dom.store_pfn
+        self.emit(None, "domain", op="create", name=name, state=RUNNING, reason=MODE)
+        self.log(f"d{domid}: created {name} ({mem_pages * 4096 >> 20} MiB, {vcpus} vCPU"
+                 + (f", VMID {dom.extra['p2m'].vmid}" if "p2m" in dom.extra else "")
+                 + "; type pvh, Arm's one guest type: no PV/HVM split)")
+        return dom
+
+    def p2m(self, dom: Domain) -> P2m | None:
+        return dom.extra.get("p2m")
+
+    def guest_phys_to_machine(self, dom: int | None, ipa: int) -> int | None:
+        d = self.domains.get(dom) if dom is not None else None
+        p2m = self.p2m(d) if d is not None else None
+        mfn = p2m.lookup(ipa >> PAGE_SHIFT) if p2m is not None else None
+        return None if mfn is None else (mfn << PAGE_SHIFT) | (ipa & 0xFFF)
+
+    def write_guest(self, dom: Domain, ipa: int, data: bytes) -> None:
+        """The toolstack's copy into a guest's memory (xc_dom_* through foreign mappings)."""
+        pos = 0
+        while pos < len(data):
+            chunk = min(len(data) - pos, 4096 - ((ipa + pos) & 0xFFF))
+            ma = self.guest_phys_to_machine(dom.domid, ipa + pos)
+            if ma is None:
+                raise ValueError(f"{ipa + pos:#x} is outside d{dom.domid}'s memory")
+            self.mem.write(ma, data[pos:pos + chunk])
+            pos += chunk
+
+    def read_guest(self, dom: Domain, ipa: int, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = min(n - len(out), 4096 - ((ipa + len(out)) & 0xFFF))
+            ma = self.guest_phys_to_machine(dom.domid, ipa + len(out))
+            if ma is None:
+                raise ValueError(f"{ipa + len(out):#x} is outside d{dom.domid}'s memory")
+            out += self.mem.read(ma, chunk)
+        return bytes(out)
+
+    def new_vcpu(self, dom: Domain, vid: int, entry: int | None = None, regs: dict[int, int] | None = None) -> Vcpu:
+        """A vCPU: at EL1 with PSR_GUEST64_INIT, HCR_EL2 as Xen sets it for a guest, its VTTBR."""
+        cpu = None
+        if entry is not None:
+            cpu = ArmCpu(self.mem, cpu_id=vid, cpu_hz=self.cpu_hz)
+            cpu.set_pstate(L.PSR_GUEST64_INIT)
+            cpu.pc = entry
+            for n, value in (regs or {}).items():
+                cpu.x[n] = value
+            p2m = self.p2m(dom)
+            assert p2m is not None
+            cpu.sys["hcr_el2"] = L.HCR_GUEST_FLAGS
+            cpu.sys["vttbr_el2"] = p2m.vttbr
+            cpu.sys["vtcr_el2"] = p2m.vtcr
+            cpu.sys["vmpidr_el2"] = (1 << 31) | vid
+            cpu.sys["vbar_el2"] = 0x00200000 + 0x800 * (vid + 1)     # Xen's hyp_traps_vector (shown only)
+            cpu.gic.ich_hcr = 1                  # ICH_HCR_EL2.En: the virtual CPU interface is on
+            cpu.gic.grpen1, cpu.gic.pmr = 1, 0xFF   # Xen takes every physical interrupt
+            cpu.hypervisor = self
+        v = Vcpu(domain=dom, id=vid, cpu=cpu)       # type: ignore[arg-type]
+        if cpu is not None:
+            cpu.emit = self._cpu_emitter(v)
+        dom.vcpus.append(v)
+        return v
+
+    def _cpu_emitter(self, v: Vcpu) -> Callable[..., Any]:
+        def emit(event_kind: str, **d: Any) -> Event | None:
+            if event_kind != "exception" or d.get("target_el") == 2:
+                return None                        # Xen's own events say what an EL2 entry did
+            cpu = v.cpu
+            mnemonic = "IRQ" if d.get("esr") is None else X.EC_NAMES.get((d["esr"] >> 26) & 0x3F, "sync")
+            return self.trace.emit(cpu.cycles, v.pcpu or 0, v.domain.domid, v.id, "trap",
+                                   vector=d.get("kind"), mnemonic=mnemonic, error_code=d.get("esr"),
+                                   cr2=cpu.sys.get("far_el1"), rip=d.get("elr"), cpl=d.get("from_el"),
+                                   handler=cpu.pc, reason=d.get("why"))
+        return emit
+
+    def domain_by_name(self, name_or_id: str) -> Domain | None:
+        for d in self.domains.values():
+            if d.name == name_or_id or str(d.domid) == name_or_id:
+                return d
+        return None
+
+    # -- Xen at EL2 ----------------------------------------------------------------------
+    def vcpu_of(self, cpu: ArmCpu) -> Vcpu:
+        for d in self.domains.values():
+            for v in d.vcpus:
+                if v.cpu is cpu:
+                    return v
+        raise LookupError("a core that runs no vCPU")
+
+    def trap(self, cpu: ArmCpu, syndrome: X.Syndrome | None, kind: int) -> None:
+        """An exception taken to EL2 from the guest: Xen's entry, its work, and the return."""
+        v = self.vcpu_of(cpu)
+        if kind == X.VEC_IRQ or syndrome is None:
+            self._physical_irq(v)
+        elif syndrome.ec == X.EC_HVC64:
+            self._hvc(v, syndrome)
+        elif syndrome.ec in (X.EC_DABT_LOW, X.EC_IABT_LOW):
+            self._stage2_abort(v, syndrome)
+        elif syndrome.ec == X.EC_WFX:
+            self._wfi(v, syndrome)
+        else:
+            # smc (PSCI through SMC is not modelled) and anything else: Undefined in the guest,
+            # as inject_undef_exception() does (traps.c).
+            self._resume(v)
+            self.inject_sync(v, X.Syndrome(X.EC_UNKNOWN))
+        if cpu.el == 2 and v.domain.alive:          # never leave a guest's core at Xen's EL
+            self._resume(v)
+
+    def _resume(self, v: Vcpu) -> None:
+        cpu = v.cpu
+        if cpu is not None and cpu.el == 2:
+            self._flush_lrs(v)
+            cpu.eret()
+
+    def _hvc(self, v: Vcpu, syn: X.Syndrome) -> None:
+        cpu = v.cpu
+        cost = self.charge(v, "xen_handler")
+        if syn.iss == 0:
+            # SMCCC through hvc #0: PSCI (xen/arch/arm/vsmc.c, vpsci.c)
+            fid = cpu.x[0] & 0xFFFFFFFF
+            if fid in (PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET):
+                self.log(f"d{v.domain.domid}: PSCI {'SYSTEM_OFF' if fid == PSCI_SYSTEM_OFF else 'SYSTEM_RESET'}", v)
+                self._resume(v)
+                self.shutdown(v.domain, "poweroff" if fid == PSCI_SYSTEM_OFF else "reboot")
+                return
+            cpu.x[0] = 0x10001 if fid == PSCI_VERSION else SMCCC_NOT_SUPPORTED     # PSCI 1.1
+            return
+        if syn.iss != L.XEN_HYPERCALL_TAG:
+            self.log(f"d{v.domain.domid}: invalid HVC imm {syn.iss:#x}", v)
+            self._resume(v)
+            self.inject_sync(v, X.Syndrome(X.EC_UNKNOWN))
+            return
+        nr = cpu.x[16]
+        args = [cpu.x[i] for i in range(5)]
+        ret, info = hypercalls.dispatch(self, v, nr, args)
+        if v.domain.alive:
+            cpu.x[0] = ret & ((1 << 64) - 1)
+        err = abi.errno_name(-ret) if ret < 0 else None
+        name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
+        shown = info.pop("args", args)
+        detail = {"esr": f"{syn.esr:#010x}", "ec": f"{X.EC_HVC64:#04x} {X.EC_NAMES[X.EC_HVC64]}",
+                  "imm": f"{syn.iss:#x}", "x16": nr, **info}
+        self.emit(v, "hypercall", name=name, nr=nr, args=shown, ret=ret, errno=err,
+                  rip=(cpu.sys["elr_el2"] - 4) & ((1 << 64) - 1), caller=None, cost=cost, detail=detail)
+
+    def _stage2_abort(self, v: Vcpu, syn: X.Syndrome) -> None:
+        """do_trap_stage2_abort_guest(): nothing the lab emulates by MMIO, so a translation fault
+        is handed back to the guest as an abort (inject_dabt/iabt_exception, ISS 0, FAR the VA);
+        a permission fault, which Xen leaves to mem_access, crashes the domain here."""
+        cpu = v.cpu
+        self.charge(v, "xen_handler")
+        ipa = (cpu.sys["hpfar_el2"] >> 4) << 12 | (syn.far or 0) & 0xFFF
+        fsc = syn.iss & 0x3F
+        kind = X.FSC_KINDS.get(fsc & ~3, f"FSC {fsc:#x}")
+        data = syn.ec == X.EC_DABT_LOW
+        elr = cpu.sys["elr_el2"]
+        vector_fault = not data and (elr - cpu.sys["vbar_el1"]) & ((1 << 64) - 1) < 0x800
+        if fsc & ~3 == X.FSC_PERMISSION or vector_fault:
+            result = "domain crashed"
+        else:
+            result = "abort injected into the guest"
+        self.emit(v, "pagetable", op="stage2 fault", addr=ipa, value=syn.esr, level=fsc & 3, result=result,
+                  message=f"{syn.describe()}; VA {syn.far or 0:#x}, IPA {ipa:#x} (HPFAR_EL2 "
+                          f"{cpu.sys['hpfar_el2']:#x}) at pc {elr:#x}")
+        if result == "domain crashed":
+            why = (f"stage-2 {kind} at IPA {ipa:#x}" if not vector_fault
+                   else f"exception vector at {elr:#x} is outside the guest's memory")
+            self.crash(v.domain, why, v)
+            return
+        self._resume(v)
+        from_el0 = cpu.el == 0
+        ec = (X.EC_DABT_LOW if from_el0 else X.EC_DABT_CUR) if data else \
+            (X.EC_IABT_LOW if from_el0 else X.EC_IABT_CUR)
+        self.inject_sync(v, X.Syndrome(ec, 0, far=syn.far))
+
+    def inject_sync(self, v: Vcpu, syn: X.Syndrome) -> None:
+        """Make the guest take a synchronous exception at EL1, at its current PC (the faulting one)."""
+        cpu = v.cpu
+        cpu.take_exception(1, syn, X.VEC_SYNC, cpu.pc)
+
+    def _wfi(self, v: Vcpu, syn: X.Syndrome) -> None:
+        """HCR_EL2.TWI: an idle guest gives the pCPU back (vcpu_block_unless_event_pending)."""
+        cpu = v.cpu
+        cpu.sys["elr_el2"] = (cpu.sys["elr_el2"] + 4) & ((1 << 64) - 1)      # advance_pc
+        self._resume(v)
+        if syn.iss & 1:
+            self.yield_vcpu(v)
+        else:
+            self.block_unless_pending(v, "wfi")
+
+    def _physical_irq(self, v: Vcpu) -> None:
+        """do_trap_irq(): acknowledge at the physical CPU interface; the virtual timer is the
+        guest's, so it goes back in as a virtual interrupt with the HW bit (vtimer.c)."""
+        cpu = v.cpu
+        intid = cpu.gic.read("icc_iar1_el1", virtual=False)
+        if intid == PPI_VIRT_TIMER:
+            self.inject_virq(v, PPI_VIRT_TIMER, hw=True)
+        elif intid != 1023:
+            cpu.gic.active.discard(intid)
+
+    # -- the vGIC --------------------------------------------------------------------------
+    def inject_virq(self, v: Vcpu, intid: int, hw: bool = False) -> None:
+        """vgic_inject_irq(): queue ``intid`` for ``v``; it reaches a list register on the next entry."""
+        q = v.domain.extra.setdefault("lr_pending", {}).setdefault(v.id, [])
+        if any(value & 0xFFFFFFFF == intid and value >> 62 & LR_PENDING for value in v.cpu.gic.lr) or \
+                any(i == intid for i, _ in q):
+            return
+        q.append((intid, hw))
+        self.emit(v, "interrupt", vector=intid, source="vGIC: " + ("event channel (GUEST_EVTCHN_PPI)"
+                                                                   if intid == L.GUEST_EVTCHN_PPI else
+                                                                   "virtual timer" if intid == PPI_VIRT_TIMER
+                                                                   else "virtual interrupt"))
+        if v.cpu.el < 2:
+            self._flush_lrs(v)
+        self.wake(v, f"virtual interrupt {intid}")
+
+    def inject_evtchn_ppi(self, v: Vcpu) -> None:
+        self.inject_virq(v, L.GUEST_EVTCHN_PPI)
+
+    def _flush_lrs(self, v: Vcpu) -> None:
+        """gic_restore_pending_irqs(): queued virtual interrupts into free list registers."""
+        q = v.domain.extra.get("lr_pending", {}).get(v.id)
+        gic = v.cpu.gic
+        while q:
+            free = next((n for n, value in enumerate(gic.lr) if value >> 62 == 0), None)
+            if free is None:
+                return
+            intid, hw = q.pop(0)
+            gic.lr[free] = lr_value(intid, hw=hw, pintid=intid if hw else 0)
+
+    def virq_pending(self, v: Vcpu) -> bool:
+        q = v.domain.extra.get("lr_pending", {}).get(v.id)
+        return bool(q) or any(value >> 62 == LR_PENDING for value in v.cpu.gic.lr)
+
+    def evtchn_unmask(self, dom: Domain, port: int) -> int:
+        if dom.shared_info_mfn == 0 or not 0 < port < 4096:
+            return -E["EINVAL"]
+        base = dom.shared_info_mfn << 12
+        word, bit = divmod(port, 64)
+        mask = self.mem.read_u64(base + L.SHINFO_MASK + word * 8)
+        self.mem.write_u64(base + L.SHINFO_MASK + word * 8, mask & ~(1 << bit))
+        if self.mem.read_u64(base + L.SHINFO_PENDING + word * 8) >> bit & 1:
+            sel = self.mem.read_u64(base + 8)
+            self.mem.write_u64(base + 8, sel | (1 << word))
+            if not self.mem.read(base, 1)[0] & 1:
+                self.mem.write(base, b"\x01")
+                if dom.vcpus:
+                    self.inject_evtchn_ppi(dom.vcpus[0])
+        return 0
+
+    # -- XENMEM_add_to_physmap ------------------------------------------------------------------
+    def add_to_physmap(self, dom: Domain, space: int, idx: int, gpfn: int, info: dict) -> int:
+        """xenmem_add_to_physmap_one() (xen/arch/arm/mm.c): shared_info or a grant-table frame
+        at ``gpfn``; whatever RAM frame was there leaves the guest's p2m (and goes back to Xen)."""
+        p2m = self.p2m(dom)
+        if p2m is None:
+            return -E["EINVAL"]
+        if gpfn >= 1 << 36:
+            return -E["EINVAL"]
+        if space == abi.XENMAPSPACE_shared_info:
+            if idx != 0:
+                return -E["EINVAL"]
+            if not dom.shared_info_mfn:
+                dom.shared_info_mfn = self.alloc_frame(None)
+            mfn = dom.shared_info_mfn
+        elif space == abi.XENMAPSPACE_grant_table:
+            if idx >= self.GNTTAB_MAX_FRAMES:
+                info["why"] = f"grant frame {idx} beyond max_grant_frames {self.GNTTAB_MAX_FRAMES}"
+                return -E["EINVAL"]
+            frames = dom.extra.setdefault("gnttab_frames", {})
+            if idx not in frames:
+                frames[idx] = self.alloc_frame(None)
+            mfn = frames[idx]
+        else:
+            return -E["ENOSYS"]
+        old_gfn = dom.extra.setdefault("physmap_of", {}).get(mfn)
+        if old_gfn is not None and old_gfn != gpfn:
+            p2m.unmap(old_gfn)                       # a frame is at one place in the guest at a time
+        replaced = p2m.unmap(gpfn)
+        if replaced is not None and replaced not in (dom.shared_info_mfn,) and \
+                replaced not in dom.extra.get("gnttab_frames", {}).values():
+            self.free_frames.append(replaced)        # guest_physmap_remove_page(): the RAM frame goes
+            dom.mem_pages -= 1
+        p2m.map(gpfn, mfn, "rw")
+        dom.extra["physmap_of"][mfn] = gpfn
+        v = dom.vcpus[0] if dom.vcpus else None
+        if v is not None and v.cpu is not None:
+            v.cpu.tlb.invalidate(vmid=p2m.vmid)      # p2m_flush_tlb(): the VMID's entries go
+        return 0
+
+    # -- vCPU states --------------------------------------------------------------------
+    def block(self, v: Vcpu, why: str) -> None:
+        v.runstate = RUNSTATE_BLOCKED
+        self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
+                  reason=why)
+
+    def block_unless_pending(self, v: Vcpu, why: str) -> None:
+        if self.virq_pending(v) or self._timer_due(v, v.cpu.cycles if v.cpu else 0):
+            return
+        self.block(v, why)
+
+    def wake(self, v: Vcpu, why: str) -> None:
+        if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
+            v.runstate = RUNSTATE_RUNNABLE
+            v.boost = True
+            self.emit(v, "sched", op="wake", from_dom=None, from_vcpu=None, to_dom=v.domain.domid, to_vcpu=v.id,
+                      reason=why)
+            if self.running_pcpu is not None and all(cur is not None for cur in self.current):
+                self.slice_end[self.running_pcpu] = 0     # runq_tickle(): the woken vCPU runs next
+
+    def yield_vcpu(self, v: Vcpu) -> None:
+        """SCHEDOP_yield or wfe: give the pCPU up at once (the rest of the slice goes)."""
+        self.yielded.add((v.domain.domid, v.id))
+
+    def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
+        self.dom0_work.append((label, fn))
+        dom0 = self.domains.get(0)
+        if dom0 is not None and dom0.vcpus:
+            self.wake(dom0.vcpus[0], f"work: {label}")
+
+    def pause(self, dom: Domain) -> None:
+        dom.pause_count += 1
+        self.emit(None, "domain", op="pause", name=dom.name, state="paused", reason=None)
+
+    def unpause(self, dom: Domain) -> None:
+        if dom.pause_count:
+            dom.pause_count -= 1
+        self.emit(None, "domain", op="unpause", name=dom.name, state=dom.state, reason=None)
+
+    def _stop(self, dom: Domain) -> None:
+        for v in dom.vcpus:
+            v.runstate = RUNSTATE_OFFLINE
+        for p, cur in enumerate(self.current):
+            if cur is not None and cur.domain is dom:
+                self.current[p] = None
+
+    def shutdown(self, dom: Domain, reason: str) -> None:
+        if not dom.alive:
+            return
+        dom.state = SHUTDOWN
+        dom.shutdown_reason = reason
+        self._stop(dom)
+        self.log(f"d{dom.domid}: shutdown: {reason}")
+        self.emit(None, "domain", op="shutdown", name=dom.name, state=SHUTDOWN, reason=reason)
+        action = getattr(dom.config, f"on_{reason}", None) if reason in ("poweroff", "reboot") else None
+        if action == "destroy" and not dom.privileged:
+            self.destroy(dom)
+
+    def crash(self, dom: Domain, why: str, vcpu: Vcpu | None = None) -> None:
+        """domain_crash(): this domain alone stops; the host goes on."""
+        if not dom.alive:
+            return
+        self.log(f"domain_crash called: {why}", vcpu)
+        dom.state = CRASHED
+        dom.crash_reason = why
+        dom.shutdown_reason = "crash"
+        self._stop(dom)
+        self.emit(vcpu, "domain", op="crash", name=dom.name, state=CRASHED, reason=why)
+        if getattr(dom.config, "on_crash", "preserve") == "destroy" and not dom.privileged:
+            self.destroy(dom)
+
+    def destroy(self, dom: Domain) -> None:
+        if dom.domid not in self.domains:
+            return
+        dom.state = DYING
+        self._stop(dom)
+        self.evtchn.remove_domain(dom)
+        for svc in self.services.values():
+            if hasattr(svc, "domain_gone"):
+                svc.domain_gone(dom)
+        frames = list(dom.extra.get("frames", []))
+        p2m = self.p2m(dom)
+        if p2m is not None:
+            frames += [t >> PAGE_SHIFT for t in p2m.tables.tables]
+        frames += list(dom.extra.get("gnttab_frames", {}).values())
+        if dom.shared_info_mfn:
+            frames.append(dom.shared_info_mfn)
+        for mfn in sorted(set(frames)):
+            self.mem.zero_frame(mfn)
+            self.free_frames.append(mfn)
+        del self.domains[dom.domid]
+        self.log(f"d{dom.domid}: destroyed")
+        self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
+
+    # -- time and scheduling ------------------------------------------------------------------
+    def _timer_due(self, v: Vcpu, now: int) -> bool:
+        cpu = v.cpu
+        return cpu is not None and cpu.timer.ctl & ENABLE and not cpu.timer.ctl & IMASK and \
+            cpu.timer.firing(now)
+
+    def _timer_deadline(self, v: Vcpu) -> int | None:
+        """When a blocked vCPU's virtual timer fires, in cycles (Xen arms a timer for it: vtimer.c)."""
+        t = v.cpu.timer if v.cpu is not None else None
+        if t is None or not t.ctl & ENABLE or t.ctl & IMASK:
+            return None
+        count = (t.cval + t.voff) & ((1 << 64) - 1)
+        return -(-count * t.cpu_hz // t.counter_hz)
+
+    def runnable(self) -> list[Vcpu]:
+        out = []
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            if d.alive and not d.pause_count:
+                out += [v for v in d.vcpus if v.runstate == RUNSTATE_RUNNABLE]
+        return out
+
+    @property
+    def instructions(self) -> int:
+        return sum(v.cpu.icount for d in self.domains.values() for v in d.vcpus if v.cpu is not None)
+
+    @property
+    def stopped(self) -> str | None:
+        return None if any(d.alive and not d.privileged for d in self.domains.values()) else "no guest running"
+
+    def _wake_timers(self, now: int) -> None:
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            for v in d.vcpus:
+                if v.runstate == RUNSTATE_BLOCKED and v.cpu is not None:
+                    dl = self._timer_deadline(v)
+                    if dl is not None and dl <= now:
+                        v.cpu.cycles = max(v.cpu.cycles, dl)
+                        self.inject_virq(v, PPI_VIRT_TIMER, hw=False)
+                        v.cpu.timer.ctl |= IMASK          # Xen masks the timer until the guest handles it
+                        v.cpu.gic.active.discard(PPI_VIRT_TIMER)
+
+    def run(self, max_insns: int = FOREVER, stop: Callable[[], bool] | None = None) -> bool:
+        """Run for up to ``max_insns`` guest instructions in all; False when nothing can run."""
+        start = self.instructions
+        self.yield_now = False
+        while not self.yield_now:
+            done = self.instructions - start
+            if done >= max_insns or (stop is not None and stop()):
+                return True
+            p = min(range(len(self.clock)), key=lambda i: (self.clock[i], i))
+            self._wake_timers(self.clock[p])
+            v = self.current[p]
+            if v is None or v.runstate != RUNSTATE_RUNNING or self.clock[p] >= self.slice_end[p]:
+                if v is not None and v.runstate == RUNSTATE_RUNNING:
+                    v.runstate = RUNSTATE_RUNNABLE
+                self.current[p] = None
+                v = self._pick(p)
+            if v is None:
+                targets = [dl for d in self.domains.values() for w in d.vcpus
+                           if w.runstate == RUNSTATE_BLOCKED and (dl := self._timer_deadline(w)) is not None]
+                busy = [self.clock[i] for i in range(len(self.clock)) if self.current[i] is not None]
+                targets = [t for t in targets + busy if t > self.clock[p]]
+                if not targets:
+                    return False
+                self.clock[p] = min(targets)
+                continue
+            self._run_vcpu(p, v, max_insns - done, stop)
+        return True
+
+    def _pick(self, p: int) -> Vcpu | None:
+        cands = [v for v in self.runnable() if v not in self.current]
+        if not cands:
+            return None
+        cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
+        v = cands[0]
+        v.boost = False
+        prev = self.current[p]
+        v.runstate = RUNSTATE_RUNNING
+        v.pcpu = p
+        v.last_scheduled = self.clock[p] + 1
+        self.current[p] = v
+        self.slice_end[p] = self.clock[p] + self.timeslice
+        self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
+                  from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
+        return v
+
+    def _run_vcpu(self, p: int, v: Vcpu, budget: int, stop: Callable[[], bool] | None) -> None:
+        self.running_pcpu = p
+        try:
+            if v.cpu is None:
+                self._run_dom0_services(p, v)
+                return
+            cpu = v.cpu
+            cpu.cycles = max(cpu.cycles, self.clock[p])
+            before = cpu.cycles
+            self._flush_lrs(v)
+            until = self.slice_end[p]
+            others = [self.clock[i] for i in range(len(self.clock)) if i != p]
+            if others:
+                until = min(until, min(others) + 20_000)
+            n = 0
+            key = (v.domain.domid, v.id)
+            self.yielded.discard(key)
+            while (n < budget and cpu.cycles < until and cpu.cycles < self.slice_end[p] and v.runstate == RUNSTATE_RUNNING and not cpu.stopped
+                   and v.domain.alive and not self.yield_now and key not in self.yielded):
+                cpu.step()
+                n += 1
+            v.run_cycles += cpu.cycles - before
+            self.clock[p] = max(self.clock[p] + (0 if cpu.cycles > before else 1), cpu.cycles)
+            if key in self.yielded:
+                self.yielded.discard(key)
+                self.slice_end[p] = 0
+            if v.runstate != RUNSTATE_RUNNING or not v.domain.alive:
+                if self.current[p] is v:
+                    self.current[p] = None
+        finally:
+            self.running_pcpu = None
+
+    def _run_dom0_services(self, p: int, v: Vcpu) -> None:
+        if not self.dom0_work:
+            self.block(v, "idle")
+            self.current[p] = None
+            return
+        label, fn = self.dom0_work.pop(0)
+        cost = fn() or 0
+        self.clock[p] += max(1, cost)
+        v.run_cycles += max(1, cost)
+
+    def step(self) -> None:
+        self.run(1)
+
+    def run_until(self, predicate: Callable[[Event], bool], max_insns: int = 50_000_000) -> Event | None:
+        hit: list[Event] = []
+
+        def watch(ev: Event) -> None:
+            if not hit and predicate(ev):
+                hit.append(ev)
+                self.yield_now = True
+        self.trace.listeners.append(watch)
+        try:
+            self.run(max_insns, stop=lambda: bool(hit))
+        finally:
+            self.trace.listeners.remove(watch)
+        return hit[0] if hit else None
+
+    def console_of(self, dom: int | None) -> str:
+        d = self.domains.get(dom) if dom is not None else None
+        return d.console_output if d is not None else ""
+
+    def images_for(self, dom: int | None) -> dict[str, Any]:
+        d = self.domains.get(dom) if dom is not None else None
+        return d.images if d is not None else {}
+
+    def vcpu_refs(self) -> list[tuple[str, int | None, int, ArmCpu]]:
+        return [(f"{d.name} ({d.mode})", d.domid, v.id, v.cpu) for d in sorted(self.domains.values(),
+                key=lambda d: d.domid) for v in d.vcpus if v.cpu is not None]
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        self.mem.digest_into(h)
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            h.update(repr((d.domid, d.name, d.state, d.console_output)).encode())
+            for v in d.vcpus:
+                if v.cpu is not None:
+                    h.update(repr((v.runstate, v.cpu.save_state())).encode())
+        h.update(repr((self.clock, self.trace.seq)).encode())
+        return h.hexdigest()[:32]
