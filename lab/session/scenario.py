@@ -128,7 +128,7 @@ def load_scenario(path: Path | str) -> Scenario:
 def _arm_scenario(p: Path, data: dict, h: dict) -> Scenario:
     """An Arm host: Xen at EL2 (lab/xen/arm); x86-only keys make no sense there."""
     from ..xen.arm.host import ArmHostConfig
-    for k in ("vendor", "ept"):
+    for k in ("vendor", "ept", "hvm"):
         if k in h:
             raise _fail(p, f"[host] {k} is an x86 key; an arm64 host has stage 2 and no vendor choice")
     try:
