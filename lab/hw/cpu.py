@@ -117,6 +117,9 @@ class Cpu:
         self.cycles = 0
         self.loop_until = 0
         self.loop_target = 0
+        # Calls of the slow memory paths: the only way generated code without system
+        # instructions reaches devices, write hooks, events or code pages (translate.py).
+        self.slow = 0
         self.tlb.flush(include_global=True)
         self._new_caches()
 
@@ -320,6 +323,7 @@ class Cpu:
         return self._load_slow(va, size)
 
     def _load_slow(self, va: int, size: int, supervisor: bool = False) -> int:
+        self.slow += 1
         va &= M64
         off = va & 0xFFF
         if off + size > 4096:
@@ -341,6 +345,7 @@ class Cpu:
         self._store_slow(va, size, value)
 
     def _store_slow(self, va: int, size: int, value: int, supervisor: bool = False) -> None:
+        self.slow += 1
         va &= M64
         off = va & 0xFFF
         value &= (1 << (8 * size)) - 1
@@ -409,24 +414,40 @@ class Cpu:
                 continue
             if self.halted:
                 return
-            blk = self.bc.get(self.rip)
+            bc = self.bc
+            blk = bc.get(self.rip)
             if blk is None:
                 try:
                     blk = self._block_here(False)
                 except (Fault, VmExit, CpuStop) as exc:
                     self._handle(exc, None)
                     continue
-                self.bc[self.rip] = blk
+                bc[self.rip] = blk
             if self.cycles + blk.cost > until_cycle or self.icount + blk.n > target:
                 self._execute(single=True, budget_cycles=None)
                 continue
-            self.cycles += blk.cost
-            self.icount += blk.n
-            try:
-                blk.fn(self)
-            except (Fault, VmExit, CpuStop) as exc:
-                self._unwind(blk, exc.index)
-                self._handle(exc, blk)
+            # Chaining: a block without system instructions goes straight on to its
+            # translated successor while nothing the loop above watches can have
+            # changed. Privilege, halts, stops, interrupt shadows and cache switches
+            # come only from system instructions; devices, write hooks, events (a
+            # breakpoint) and code pages only through the slow memory paths, which
+            # ``slow`` counts. The budget is the loop's own.
+            sl = self.slow
+            while True:
+                self.cycles += blk.cost
+                self.icount += blk.n
+                try:
+                    blk.fn(self)
+                except (Fault, VmExit, CpuStop) as exc:
+                    self._unwind(blk, exc.index)
+                    self._handle(exc, blk)
+                    break
+                if not blk.chains or self.slow != sl:
+                    break
+                blk = bc.get(self.rip)
+                if blk is None or self.cycles + blk.cost > until_cycle or self.cycles >= until_cycle \
+                        or self.icount + blk.n > target:
+                    break
 
     def _execute(self, single: bool, budget_cycles: int | None) -> None:
         was_shadow = self.int_shadow

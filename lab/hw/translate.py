@@ -56,6 +56,10 @@ class Block:
     addrs: tuple[int, ...]
     prefix: tuple[int, ...]      # cycles of the instructions before index i
     insns: tuple[Instruction, ...]
+    #: No CPU method runs inside the block (no system instruction), so it cannot
+    #: change privilege, halt, stop, open an interrupt shadow or switch caches: the
+    #: dispatcher may go straight on to its successor (see ``Cpu.run``).
+    chains: bool = False
 
 
 def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction], Fault | None]:
@@ -96,10 +100,14 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
 
     With ``loop_va`` (the block jumps back to its own start) the block goes round
     again by itself for as long as the dispatcher in ``Cpu.run`` would have run it
-    again: the same budget checks, the same interrupt check, and only while the
-    block is still valid (its page not written). Each round is charged when it
-    starts, as the dispatcher charges a block, so a fault unwinds the same way.
-    ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
+    again: the same budget checks, and none of the rest can have changed while the
+    block touched memory only through its caches. Without system instructions,
+    only the CPU's slow memory paths (``cpu.slow`` counts them) reach devices,
+    write hooks and code pages: a device asking to reschedule or raising an
+    interrupt, a breakpoint's event, the block's own page written. So one
+    comparison of that count replaces watching each of them. Each round is charged
+    when it starts, as the dispatcher charges a block, so a fault unwinds the same
+    way. ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
     """
     body = [_REG.sub(r"r\1", ln) for ln in lines]
     used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
@@ -114,7 +122,7 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     out.append("    try:")
     pad = "    "
     if loop_va is not None:
-        out.append("        bc = cpu.bc; irq = cpu.irq_source")
+        out.append("        lu = cpu.loop_until; lt = cpu.loop_target; sl = cpu.slow")
         out.append("        while True:")
         pad = "        "
     for ln in body:
@@ -126,11 +134,8 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
         else:
             out.append(pad + ln)
     if loop_va is not None:
-        out.append(f"            if (cpu.rip != {loop_va:#x} or cpu.cycles + COST > cpu.loop_until"
-                   " or cpu.cycles >= cpu.loop_until"
-                   " or cpu.icount + N > cpu.loop_target or cpu.yield_now or cpu.reschedule"
-                   f" or cpu.stopped or bc.get({loop_va:#x}) is None"
-                   f" or (irq is not None and irq.waiting and cpu.rf & {F.IF:#x})):")
+        out.append(f"            if (cpu.rip != {loop_va:#x} or cpu.cycles + COST > lu or cpu.cycles >= lu"
+                   " or cpu.icount + N > lt or cpu.slow != sl):")
         out.append("                break")
         out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
     if store:
@@ -477,10 +482,14 @@ class _Gen:
     def g_imul(self, insn, i, addr, nxt):
         sz = insn.size
         bits = 8 * sz
-        sgn = f"sx{sz}"             # the signed value of a size-byte operand (default_namespace)
+        sign = SIGN[sz]
+
+        def signed(v: str) -> str:
+            # Two's complement in plain arithmetic: no call per execution.
+            return f"(({v} ^ {sign:#x}) - {sign:#x})"
         if insn.form in ("r", "m"):
             a = self._unary(insn, i, nxt)
-            self.emit(f"s{i} = {sgn}; p{i} = s{i}({self.rd(0, sz)}) * s{i}({a})")
+            self.emit(f"p{i} = {signed(self.rd(0, sz))} * {signed(a)}")
             lo = f"(p{i} & {MASK[sz]:#x})"
             if sz == 1:
                 self.wr(0, 2, f"(p{i} & 0xFFFF)")
@@ -494,10 +503,10 @@ class _Gen:
                 self.mload(f"mm{i}", self.ea(insn, nxt), sz)
                 b = f"mm{i}"
             other = self.rd(insn.a, sz) if len(insn.form) == 2 else f"{insn.imm & MASK[sz]:#x}"
-            self.emit(f"s{i} = {sgn}; p{i} = s{i}({other}) * s{i}({b})")
+            self.emit(f"p{i} = {signed(other)} * {signed(b)}")
             lo = f"(p{i} & {MASK[sz]:#x})"
             self.wr(insn.a, sz, lo)
-        self.emit(f"of{i} = int(s{i}({lo}) != p{i})")
+        self.emit(f"of{i} = int({signed(lo)} != p{i})")
         self.set_flags(F.K_MUL, lo, "0", f"of{i}", sz)
 
     def _div(self, insn, i, nxt, signed):
@@ -682,7 +691,8 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
     ns["N"] = len(insns)
     exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
-    return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns))
+    chains = not any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in insns)
+    return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns), chains)
 
 
 def block_source(insns: list[Instruction], va: int) -> str:
@@ -690,19 +700,10 @@ def block_source(insns: list[Instruction], va: int) -> str:
     return _Gen(insns, va, lambda _: 1).build()
 
 
-def _signed(size: int) -> Callable[[int], int]:
-    wrap, sign = 1 << (8 * size), SIGN[size]
-
-    def signed(v: int) -> int:
-        return v - wrap if v & sign else v
-    return signed
-
-
 def default_namespace() -> dict:
     from .faults import CpuStop, VmExit
     return {"Fault": Fault, "cond": F.condition,
-            "BlockExit": (Fault, VmExit, CpuStop),
-            **{f"sx{size}": _signed(size) for size in (1, 2, 4, 8)}}
+            "BlockExit": (Fault, VmExit, CpuStop)}
 
 
 RSP_ = RSP  # re-exported for readers of generated code

@@ -1,0 +1,114 @@
+"""Chained blocks and blocks that loop by themselves stop exactly where the dispatcher would."""
+
+from __future__ import annotations
+
+import pytest
+
+from machine_helpers import machine_with
+
+pytestmark = pytest.mark.machine
+
+
+def _stepped(src: str, n: int):
+    m = machine_with(src)
+    for _ in range(n):
+        if m.cpu.stopped:
+            break
+        m.step()
+    return m
+
+
+def test_a_loop_that_rewrites_its_own_code_runs_the_new_code_from_the_next_round():
+    # Each round copies the instruction at .alt over the one at .patch: the first
+    # round adds 1, every later one adds 100. The loop's own page is written
+    # through the slow path, so the block must leave its loop and be translated again.
+    src = """
+    mov rcx, 6
+    xor rax, rax
+    jmp .top
+.top:
+.patch:
+    add rax, 1
+    mov rbx, [.alt]
+    mov [.patch], rbx
+    mov rbx, [.alt + 8]
+    mov [.patch + 8], rbx
+    dec rcx
+    jnz .top
+    hlt
+.alt:
+    add rax, 100
+"""
+    ran = machine_with(src)
+    ran.run(10_000)
+    assert ran.cpu.regs[0] == 1 + 5 * 100
+    stepped = _stepped(src, 10_000)
+    assert stepped.cpu.regs == ran.cpu.regs and stepped.cpu.icount == ran.cpu.icount
+    assert ran.code.invalidations >= 1
+
+
+def _hooked(src: str):
+    m = machine_with(src)
+    writes: list[int] = []
+
+    def device_write(hpa: int, size: int, value: int) -> None:
+        writes.append(value)
+        if value in (1, 50):
+            m.cpu.yield_now = True       # as a breakpoint or a device asking to reschedule does
+    m.mem.write_hooks[0x20] = device_write
+    return m, writes
+
+
+def test_a_device_write_stops_a_chain_at_the_end_of_its_block():
+    # The first pass translates the three blocks; on the second, the device's
+    # write must end the run before the chain goes on to .b.
+    m, writes = _hooked("""
+    mov rdx, 2
+.again:
+    mov [0x20000], rdx
+    jmp .b
+.b:
+    add rbx, 1
+    jmp .c
+.c:
+    dec rdx
+    jnz .again
+    hlt
+""")
+    m.run(1_000)
+    assert writes == [2, 1]
+    assert m.cpu.icount == 1 + 2 + 2 + 2 + 2 and m.cpu.regs[3] == 1      # .b ran once
+    m.run(1_000)
+    assert m.cpu.regs[3] == 2 and m.cpu.stopped
+
+
+def test_a_device_write_stops_a_block_that_loops_by_itself_after_that_round():
+    m, writes = _hooked("""
+    mov rcx, 50
+    jmp .top
+.top:
+    mov [0x20000], rcx
+    add rax, 1
+    dec rcx
+    jnz .top
+    hlt
+""")
+    m.run(1_000)
+    assert writes == [50]
+    assert m.cpu.icount == 2 + 4 and m.cpu.regs[0] == 1
+
+
+def test_without_devices_chained_blocks_run_to_the_end_in_one_run():
+    m = machine_with("""
+    mov rax, 7
+    mov [0x30000], rax
+    jmp .b
+.b:
+    mov rbx, 2
+    jmp .c
+.c:
+    mov rcx, 3
+    hlt
+""")
+    m.run(1_000)
+    assert m.cpu.regs[3] == 2 and m.cpu.regs[1] == 3
