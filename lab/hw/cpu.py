@@ -1005,17 +1005,54 @@ class Cpu:
         rep = insn.aux & 1
         count = self.regs[1] if rep else 1
         cost = self.costs.get("string_iteration", 1)
+        regs = self.regs
         while count:
+            if rep and count > 1:
+                done = self._string_run(size, count, store_only)
+                if done:
+                    count -= done
+                    regs[1] = count
+                    self.cycles += cost * done
+                    continue
             if store_only:
-                self.store(self.regs[7], size, self.regs[0] & F.MASK[size])
+                self.store(regs[7], size, regs[0] & F.MASK[size])
             else:
-                self.store(self.regs[7], size, self.load(self.regs[6], size))
-                self.regs[6] = (self.regs[6] + size) & M64
-            self.regs[7] = (self.regs[7] + size) & M64
+                self.store(regs[7], size, self.load(regs[6], size))
+                regs[6] = (regs[6] + size) & M64
+            regs[7] = (regs[7] + size) & M64
             count -= 1
             if rep:
-                self.regs[1] = count
+                regs[1] = count
                 self.cycles += cost
+
+    def _string_run(self, size: int, count: int, store_only: bool) -> int:
+        """As many elements of a rep string instruction as lie in pages the fast caches
+        already hold, at once: those stores reach no device, hook or code page, so
+        doing them together is exactly doing them one by one. 0 when there are none."""
+        regs = self.regs
+        dst = regs[7]
+        df = self.wc.get(dst >> 12)
+        if df is None:
+            return 0
+        doff = dst & 0xFFF
+        n = min(count, (4096 - doff) // size)
+        if store_only:
+            if n:
+                df[doff:doff + n * size] = (regs[0] & F.MASK[size]).to_bytes(size, "little") * n
+        else:
+            src = regs[6]
+            sf = self.rc.get(src >> 12)
+            if sf is None:
+                return 0
+            soff = src & 0xFFF
+            n = min(n, (4096 - soff) // size)
+            if sf is df and soff < doff < soff + n * size:
+                return 0      # forward overlap: each element reads what an earlier one wrote
+            if n:
+                df[doff:doff + n * size] = sf[soff:soff + n * size]
+                regs[6] = (src + n * size) & M64
+        regs[7] = (dst + n * size) & M64
+        return n
 
     def op_movs(self, insn, nxt: int) -> None:
         self._string(insn, False)

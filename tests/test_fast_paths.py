@@ -1,8 +1,10 @@
-"""Chained blocks and blocks that loop by themselves stop exactly where the dispatcher would."""
+"""The CPU's fast paths do exactly what the slow ones do: chained blocks, blocks that loop by
+themselves and rep string instructions stop, fault and write where single steps would."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from machine_helpers import machine_with
 
@@ -112,3 +114,28 @@ def test_without_devices_chained_blocks_run_to_the_end_in_one_run():
 """)
     m.run(1_000)
     assert m.cpu.regs[3] == 2 and m.cpu.regs[1] == 3
+
+
+# rep movs/stos does the elements that lie in pages its caches hold at once; the
+# result must be exactly that of the same instruction one element at a time.
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(store=st.booleans(), size=st.sampled_from([1, 8]), count=st.integers(0, 700),
+       src=st.integers(0x10000, 0x12ff0), gap=st.integers(-40, 40), far=st.booleans(),
+       warm=st.booleans())
+def test_rep_string_ops_match_one_element_at_a_time(store, size, count, src, gap, far, warm):
+    dst = src + 0x1800 if far else max(0x10000, src + gap)
+    op = {1: "b", 2: "w", 4: "d", 8: "q"}[size]
+    name = ("stos" if store else "movs") + op
+    pattern = "\n".join(f"mov qword [{0x10000 + k * 8:#x}], {(k * 0x9E3779B9) & 0x7FFFFFFF:#x}"
+                        for k in range(0, 0x4000 // 8, 97))
+    # ``warm`` touches both pages first, so the fast caches hold them from the start.
+    touch = f"mov r8, [{src:#x}]\nmov [{dst:#x}], r8\n" if warm else ""
+    setup = f"{pattern}\n{touch}mov rsi, {src:#x}\nmov rdi, {dst:#x}\nmov rax, 0x1122334455667788\n"
+    rep = machine_with(f"{setup}mov rcx, {count}\nrep {name}\nhlt")
+    one = machine_with(f"{setup}mov rcx, {count}\ntest rcx, rcx\njz .done\n.next:\n{name}\ndec rcx\njnz .next\n"
+                       ".done:\nhlt")
+    rep.run(100_000)
+    one.run(100_000)
+    assert rep.cpu.stopped and one.cpu.stopped
+    assert [rep.cpu.regs[k] for k in (1, 6, 7)] == [one.cpu.regs[k] for k in (1, 6, 7)]
+    assert rep.mem.read(0x10000, 0x5000) == one.mem.read(0x10000, 0x5000)
