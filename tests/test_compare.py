@@ -93,3 +93,15 @@ def test_the_compare_command_runs_fresh_machines_and_leaves_the_session_alone():
         execute(s, "compare --modes vmware")
     with pytest.raises(UserError, match="usage: compare"):
         execute(s, "compare --modes")
+
+
+@pytest.mark.machine
+def test_a_mode_on_the_restored_host_counts_what_it_counts_on_a_freshly_booted_one(results):
+    # compare boots Xen once and restores that host for each mode; the last mode
+    # (after six restores) must see exactly the host a fresh boot gives.
+    from dataclasses import replace
+
+    from lab.session.build import DEFAULT_PROGRAM
+    from lab.session.compare import run_mode
+    fresh = run_mode("pvh", DEFAULT_PROGRAM)
+    assert replace(results["pvh"], ratio=fresh.ratio) == fresh
