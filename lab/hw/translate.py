@@ -36,6 +36,7 @@ MAX_BLOCK = 32
 OP = {o.name: o.code for o in opcodes.ALL}
 _ALU = {"add": F.K_ADD, "or": F.K_LOGIC, "and": F.K_LOGIC, "xor": F.K_LOGIC,
         "sub": F.K_SUB, "cmp": F.K_SUB, "test": F.K_LOGIC}
+_ALU_LOGIC = ("or", "and", "xor", "test")
 _ALU_EXPR = {"add": "({a} + {b})", "or": "({a} | {b})", "and": "({a} & {b})", "xor": "({a} ^ {b})",
              "sub": "({a} - {b})", "cmp": "({a} - {b})", "test": "({a} & {b})"}
 #: Instructions that end a block (besides branches): they may change what the
@@ -89,6 +90,43 @@ _REG = re.compile(r"\br\[(\d+)\]")
 _REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
 
 
+_COPY = re.compile(r"^(\s*)([a-z]+\d+) = (r\d+)$")
+_RESULT = re.compile(r"^(\s*)(x\d+) = (.+)$")
+
+
+def _forward_copies(body: list[str]) -> list[str]:
+    """Drop ``aN = rK`` when its only use is the next line (that line reads ``rK``
+    itself), and ``xN = EXPR`` followed by ``rK = xN`` when nothing else names ``xN``.
+
+    An instruction keeps its operands and result in locals for its lazy flags; when
+    nothing else names them (the flags were replaced before being committed), the
+    copies are dead weight in the hottest code. Only lines of exactly these forms,
+    followed at the same indentation by their one use, are rewritten."""
+    text = "\n".join(body)
+    lines = list(body)
+    k = 0
+    while k + 1 < len(lines):
+        ln, nxt = lines[k], lines[k + 1]
+        m = _COPY.match(ln)
+        if m is not None:
+            indent, name, reg = m.groups()
+            uses = re.compile(rf"\b{name}\b")
+            if (nxt.startswith(indent) and not nxt[len(indent)].isspace()
+                    and len(uses.findall(text)) == 2 and len(uses.findall(nxt)) == 1
+                    and not re.search(rf"\b{reg} (?:[-+|&^]?=)(?!=)", nxt.split(name)[0])):
+                lines[k:k + 2] = [uses.sub(reg, nxt)]
+                continue          # the rewritten line may itself be a result to forward
+        m = _RESULT.match(ln)
+        if m is not None and ";" not in ln:
+            indent, name, expr = m.groups()
+            t = re.match(rf"^{re.escape(indent)}(r\d+) = {name}$", nxt)
+            if t is not None and len(re.findall(rf"\b{name}\b", text)) == 2:
+                lines[k:k + 2] = [f"{indent}{t.group(1)} = {expr}"]
+                continue
+        k += 1
+    return lines
+
+
 def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     """The block's function, with the registers it uses held in locals.
 
@@ -109,7 +147,7 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     when it starts, as the dispatcher charges a block, so a fault unwinds the same
     way. ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
     """
-    body = [_REG.sub(r"r\1", ln) for ln in lines]
+    body = _forward_copies([_REG.sub(r"r\1", ln) for ln in lines])
     used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
     written = sorted({int(n) for ln in body for n in _REG_WRITE.findall(ln)})
     load = "; ".join(f"r{n} = r[{n}]" for n in used)
@@ -397,18 +435,36 @@ class _Gen:
             self.mload(f"a{i}", f"e{i}", sz)
             a = f"a{i}"
             b = self.rd(insn.b, sz) if f[1] == "r" else f"{insn.imm & MASK[sz]:#x}"
-        self.emit(f"a{i} = {a}; b{i} = {b}")
+        if name in _ALU_LOGIC:
+            # The flags of a logical operation depend on its result alone (flags.py):
+            # no copies of the operands are kept for them.
+            self.emit(f"x{i} = {_ALU_EXPR[name].format(a=a, b=b)}")
+            self.set_flags(F.K_LOGIC, f"x{i}", "0", "0", sz)
+            if name != "test":
+                if f[0] == "r":
+                    self.wr(insn.a, sz, f"x{i}")
+                else:
+                    self.mstore(f"e{i}", sz, f"x{i}")
+            return
+        # Operands the flags need later are kept in locals (a register may be written
+        # before the flags are committed); an immediate or a loaded value needs no copy.
+        if b.startswith("0x") or b == f"m{i}":
+            self.emit(f"a{i} = {a}")
+            bv = b
+        else:
+            self.emit(f"a{i} = {a}; b{i} = {b}")
+            bv = f"b{i}"
         if name in ("adc", "sbb"):
             self.commit()
             self.emit(f"c{i} = cpu.arith() & 1")
             op = "+" if name == "adc" else "-"
-            self.emit(f"x{i} = (a{i} {op} b{i} {op} c{i}) & {MASK[sz]:#x}")
+            self.emit(f"x{i} = (a{i} {op} {bv} {op} c{i}) & {MASK[sz]:#x}")
             kind = F.K_ADC if name == "adc" else F.K_SBB
-            self.set_flags(kind, f"x{i}", f"a{i}", f"(b{i} | c{i} << 64)", sz)
+            self.set_flags(kind, f"x{i}", f"a{i}", f"({bv} | c{i} << 64)", sz)
         else:
-            expr = _ALU_EXPR[name].format(a=f"a{i}", b=f"b{i}")
-            self.emit(f"x{i} = {expr} & {MASK[sz]:#x}" if name in ("add", "sub", "cmp") else f"x{i} = {expr}")
-            self.set_flags(_ALU[name], f"x{i}", f"a{i}", f"b{i}", sz)
+            expr = _ALU_EXPR[name].format(a=f"a{i}", b=bv)
+            self.emit(f"x{i} = {expr} & {MASK[sz]:#x}")
+            self.set_flags(_ALU[name], f"x{i}", f"a{i}", bv, sz)
         if name in ("cmp", "test"):
             return
         if f[0] == "r":
@@ -506,8 +562,8 @@ class _Gen:
             self.emit(f"p{i} = {signed(other)} * {signed(b)}")
             lo = f"(p{i} & {MASK[sz]:#x})"
             self.wr(insn.a, sz, lo)
-        self.emit(f"of{i} = int({signed(lo)} != p{i})")
-        self.set_flags(F.K_MUL, lo, "0", f"of{i}", sz)
+        # OF/CF only when the flags are committed: usually a later instruction's replace them.
+        self.set_flags(F.K_MUL, lo, "0", f"int({signed(lo)} != p{i})", sz)
 
     def _div(self, insn, i, nxt, signed):
         sz = insn.size
