@@ -139,3 +139,17 @@ def test_rep_string_ops_match_one_element_at_a_time(store, size, count, src, gap
     assert rep.cpu.stopped and one.cpu.stopped
     assert [rep.cpu.regs[k] for k in (1, 6, 7)] == [one.cpu.regs[k] for k in (1, 6, 7)]
     assert rep.mem.read(0x10000, 0x5000) == one.mem.read(0x10000, 0x5000)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(until=st.integers(40, 400))
+def test_a_block_that_loops_by_itself_stops_at_the_cycle_budget_where_single_steps_would(until):
+    src = "mov rcx, 100\njmp .top\n.top:\nadd rax, rcx\nxor rbx, rax\nshl rbx, 3\ndec rcx\njnz .top\nhlt"
+    m = machine_with(src)
+    m.cpu.run(1_000_000, until)
+    loop = next(b for b in m.code.blocks.values() if b.n == 5)
+    most = max(m.code.cost_of(i) for i in loop.insns)
+    assert loop.cost > most
+    assert until <= m.cpu.cycles < until + most         # never a whole round past the budget
+    stepped = _stepped(src, m.cpu.icount)
+    assert stepped.cpu.regs == m.cpu.regs and stepped.cpu.cycles == m.cpu.cycles

@@ -160,7 +160,12 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     out.append("    try:")
     pad = "    "
     if loop_va is not None:
-        out.append("        lu = cpu.loop_until; lt = cpu.loop_target; sl = cpu.slow")
+        # Rounds left after this one within the budget: round j (counting this one
+        # as 1) is followed by another while cycles + COST <= until, cycles < until
+        # and icount + N <= target, with cycles and icount growing by COST and N.
+        out.append("        lu = cpu.loop_until; sl = cpu.slow")
+        out.append("        jl = min((lu - cpu.cycles) // COST if COST else (1 << 62 if cpu.cycles < lu else 0),"
+                   " (cpu.loop_target - cpu.icount) // N)")
         out.append("        while True:")
         pad = "        "
     for ln in body:
@@ -172,8 +177,8 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
         else:
             out.append(pad + ln)
     if loop_va is not None:
-        out.append(f"            if (cpu.rip != {loop_va:#x} or cpu.cycles + COST > lu or cpu.cycles >= lu"
-                   " or cpu.icount + N > lt or cpu.slow != sl):")
+        out.append(f"            jl -= 1")
+        out.append(f"            if jl < 0 or cpu.rip != {loop_va:#x} or cpu.slow != sl:")
         out.append("                break")
         out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
     if store:
