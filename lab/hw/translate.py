@@ -18,6 +18,7 @@ Generated code follows three rules that keep faults precise:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -92,6 +93,7 @@ _REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
 
 _COPY = re.compile(r"^(\s*)([a-z]+\d+) = (r\d+)$")
 _RESULT = re.compile(r"^(\s*)(x\d+) = (.+)$")
+_NAME = re.compile(r"\b[a-z]+\d+\b")
 
 
 def _forward_copies(body: list[str]) -> list[str]:
@@ -102,7 +104,7 @@ def _forward_copies(body: list[str]) -> list[str]:
     nothing else names them (the flags were replaced before being committed), the
     copies are dead weight in the hottest code. Only lines of exactly these forms,
     followed at the same indentation by their one use, are rewritten."""
-    text = "\n".join(body)
+    count = Counter(_NAME.findall("\n".join(body)))
     lines = list(body)
     k = 0
     while k + 1 < len(lines):
@@ -112,7 +114,7 @@ def _forward_copies(body: list[str]) -> list[str]:
             indent, name, reg = m.groups()
             uses = re.compile(rf"\b{name}\b")
             if (nxt.startswith(indent) and not nxt[len(indent)].isspace()
-                    and len(uses.findall(text)) == 2 and len(uses.findall(nxt)) == 1
+                    and count[name] == 2 and len(uses.findall(nxt)) == 1
                     and not re.search(rf"\b{reg} (?:[-+|&^]?=)(?!=)", nxt.split(name)[0])):
                 lines[k:k + 2] = [uses.sub(reg, nxt)]
                 continue          # the rewritten line may itself be a result to forward
@@ -120,7 +122,7 @@ def _forward_copies(body: list[str]) -> list[str]:
         if m is not None and ";" not in ln:
             indent, name, expr = m.groups()
             t = re.match(rf"^{re.escape(indent)}(r\d+) = {name}$", nxt)
-            if t is not None and len(re.findall(rf"\b{name}\b", text)) == 2:
+            if t is not None and count[name] == 2:
                 lines[k:k + 2] = [f"{indent}{t.group(1)} = {expr}"]
                 continue
         k += 1
@@ -147,9 +149,10 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     when it starts, as the dispatcher charges a block, so a fault unwinds the same
     way. ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
     """
-    body = _forward_copies([_REG.sub(r"r\1", ln) for ln in lines])
-    used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
-    written = sorted({int(n) for ln in body for n in _REG_WRITE.findall(ln)})
+    body = _forward_copies(_REG.sub(r"r\1", "\n".join(lines)).split("\n"))
+    text = "\n".join(body)
+    used = sorted({int(n) for n in re.findall(r"\br(\d+)\b", text)})
+    written = sorted({int(n) for n in _REG_WRITE.findall(text)})
     load = "; ".join(f"r{n} = r[{n}]" for n in used)
     store = "; ".join(f"r[{n}] = r{n}" for n in written)
     out = ["def block(cpu):",
