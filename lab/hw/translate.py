@@ -180,7 +180,7 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
         else:
             out.append(pad + ln)
     if loop_va is not None:
-        out.append(f"            jl -= 1")
+        out.append("            jl -= 1")
         out.append(f"            if jl < 0 or cpu.rip != {loop_va:#x} or cpu.slow != sl:")
         out.append("                break")
         out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
