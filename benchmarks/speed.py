@@ -6,8 +6,13 @@ Prints, in guest instructions per CPU-second:
 * ``xenlab bench``: the native kernel's workload, paging, privilege checks and tracing on;
 * every mode's steady-state speed: the compared guest's workload made long, measured
   after its first ``--warm-up`` instructions;
+* guests idle at their shell prompts (a PV and an HVM guest, as ``soak.py`` boots
+  them), in guest instructions per CPU-second;
 * ``xenlab compare`` (all eight modes) in CPU seconds, with the compiled-block cache
-  warm from an earlier run and cold (an empty cache directory).
+  warm from an earlier run and cold (an empty cache directory). Python may write
+  the lab's own bytecode as an installed lab has it (``PYTHONDONTWRITEBYTECODE`` is
+  dropped for these runs), so the figures are the lab's work, not Python's
+  compiling of its modules.
 
 The machine may be shared: the py65 figure is taken again between the lab's, and
 each ratio uses the py65 figure nearest to it.
@@ -97,9 +102,22 @@ def steady_rate(mode: str, seconds: float, warm_up: int) -> float:
     return (cpu.icount - i0) / (time.process_time() - start)
 
 
+def idle_rate(seconds: float) -> float:
+    """Guest instructions per CPU-second with a PV and an HVM guest idle at their prompts."""
+    from soak import CHUNK, boot
+    host = boot(["pv", "hvm"])
+    host.run(CHUNK)
+    i0 = host.instructions
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        host.run(CHUNK)
+    return (host.instructions - i0) / (time.process_time() - start)
+
+
 def compare_cpu(cache: str | None) -> float:
     """CPU seconds of ``xenlab compare`` in a fresh process (``cache``: its cache directory)."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if cache is not None:
         env["XENLAB_CACHE"] = cache
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -130,8 +148,12 @@ def main() -> None:
         rate = steady_rate(mode, args.seconds, args.warm_up)
         ref = py65_rate(args.seconds / 2)
         print(f"{'steady ' + mode:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
+    rate = idle_rate(args.seconds)
+    ref = py65_rate(args.seconds / 2)
+    print(f"{'idle guests (pv, hvm)':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
     if not args.no_compare:
         with tempfile.TemporaryDirectory(prefix="xenlab-speed-") as cold:
+            compare_cpu(None)        # the lab's own bytecode written once, as installed
             cold_s = compare_cpu(cold)
             warm_s = compare_cpu(cold)
         print(f"{'xenlab compare':<24} {cold_s:6.2f} s CPU cold (empty caches), {warm_s:.2f} s warm")

@@ -102,3 +102,15 @@ def test_the_arm_column(results):
     assert arm.syscalls == native.syscalls and arm.vmexits == {} and arm.io_exits == 0 and arm.ioreqs == 0
     assert arm.hypercalls["memory_op"] == 2 and arm.hypercalls["hvm_op"] == 4
     assert arm.evtchn_notifications == arm.hypercalls["event_channel_op"] > 0
+
+
+@pytest.mark.machine
+def test_a_mode_on_the_restored_host_counts_what_it_counts_on_a_freshly_booted_one(results):
+    # compare boots Xen once and restores that host for each mode; the last mode
+    # (after six restores) must see exactly the host a fresh boot gives.
+    from dataclasses import replace
+
+    from lab.session.build import DEFAULT_PROGRAM
+    from lab.session.compare import run_mode
+    fresh = run_mode("pvh", DEFAULT_PROGRAM)
+    assert replace(results["pvh"], ratio=fresh.ratio) == fresh

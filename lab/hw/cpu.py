@@ -97,6 +97,9 @@ class Cpu:
         self.cycles = 0
         self.loop_until = 0
         self.loop_target = 0
+        # Calls of the slow memory paths: the only way generated code without system
+        # instructions reaches devices, write hooks, events or code pages (translate.py).
+        self.slow = 0
         self.tlb.flush(include_global=True)
         self._new_caches()
 
@@ -300,6 +303,7 @@ class Cpu:
         return self._load_slow(va, size)
 
     def _load_slow(self, va: int, size: int, supervisor: bool = False) -> int:
+        self.slow += 1
         va &= M64
         off = va & 0xFFF
         if off + size > 4096:
@@ -321,6 +325,7 @@ class Cpu:
         self._store_slow(va, size, value)
 
     def _store_slow(self, va: int, size: int, value: int, supervisor: bool = False) -> None:
+        self.slow += 1
         va &= M64
         off = va & 0xFFF
         value &= (1 << (8 * size)) - 1
@@ -389,24 +394,40 @@ class Cpu:
                 continue
             if self.halted:
                 return
-            blk = self.bc.get(self.rip)
+            bc = self.bc
+            blk = bc.get(self.rip)
             if blk is None:
                 try:
                     blk = self._block_here(False)
                 except (Fault, VmExit, CpuStop) as exc:
                     self._handle(exc, None)
                     continue
-                self.bc[self.rip] = blk
+                bc[self.rip] = blk
             if self.cycles + blk.cost > until_cycle or self.icount + blk.n > target:
                 self._execute(single=True, budget_cycles=None)
                 continue
-            self.cycles += blk.cost
-            self.icount += blk.n
-            try:
-                blk.fn(self)
-            except (Fault, VmExit, CpuStop) as exc:
-                self._unwind(blk, exc.index)
-                self._handle(exc, blk)
+            # Chaining: a block without system instructions goes straight on to its
+            # translated successor while nothing the loop above watches can have
+            # changed. Privilege, halts, stops, interrupt shadows and cache switches
+            # come only from system instructions; devices, write hooks, events (a
+            # breakpoint) and code pages only through the slow memory paths, which
+            # ``slow`` counts. The budget is the loop's own.
+            sl = self.slow
+            while True:
+                self.cycles += blk.cost
+                self.icount += blk.n
+                try:
+                    blk.fn(self)
+                except (Fault, VmExit, CpuStop) as exc:
+                    self._unwind(blk, exc.index)
+                    self._handle(exc, blk)
+                    break
+                if not blk.chains or self.slow != sl:
+                    break
+                blk = bc.get(self.rip)
+                if blk is None or self.cycles + blk.cost > until_cycle or self.cycles >= until_cycle \
+                        or self.icount + blk.n > target:
+                    break
 
     def _execute(self, single: bool, budget_cycles: int | None) -> None:
         was_shadow = self.int_shadow
@@ -964,17 +985,54 @@ class Cpu:
         rep = insn.aux & 1
         count = self.regs[1] if rep else 1
         cost = self.costs.get("string_iteration", 1)
+        regs = self.regs
         while count:
+            if rep and count > 1:
+                done = self._string_run(size, count, store_only)
+                if done:
+                    count -= done
+                    regs[1] = count
+                    self.cycles += cost * done
+                    continue
             if store_only:
-                self.store(self.regs[7], size, self.regs[0] & F.MASK[size])
+                self.store(regs[7], size, regs[0] & F.MASK[size])
             else:
-                self.store(self.regs[7], size, self.load(self.regs[6], size))
-                self.regs[6] = (self.regs[6] + size) & M64
-            self.regs[7] = (self.regs[7] + size) & M64
+                self.store(regs[7], size, self.load(regs[6], size))
+                regs[6] = (regs[6] + size) & M64
+            regs[7] = (regs[7] + size) & M64
             count -= 1
             if rep:
-                self.regs[1] = count
+                regs[1] = count
                 self.cycles += cost
+
+    def _string_run(self, size: int, count: int, store_only: bool) -> int:
+        """As many elements of a rep string instruction as lie in pages the fast caches
+        already hold, at once: those stores reach no device, hook or code page, so
+        doing them together is exactly doing them one by one. 0 when there are none."""
+        regs = self.regs
+        dst = regs[7]
+        df = self.wc.get(dst >> 12)
+        if df is None:
+            return 0
+        doff = dst & 0xFFF
+        n = min(count, (4096 - doff) // size)
+        if store_only:
+            if n:
+                df[doff:doff + n * size] = (regs[0] & F.MASK[size]).to_bytes(size, "little") * n
+        else:
+            src = regs[6]
+            sf = self.rc.get(src >> 12)
+            if sf is None:
+                return 0
+            soff = src & 0xFFF
+            n = min(n, (4096 - soff) // size)
+            if sf is df and soff < doff < soff + n * size:
+                return 0      # forward overlap: each element reads what an earlier one wrote
+            if n:
+                df[doff:doff + n * size] = sf[soff:soff + n * size]
+                regs[6] = (src + n * size) & M64
+        regs[7] = (dst + n * size) & M64
+        return n
 
     def op_movs(self, insn, nxt: int) -> None:
         self._string(insn, False)

@@ -18,6 +18,7 @@ Generated code follows three rules that keep faults precise:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,6 +37,7 @@ MAX_BLOCK = 32
 OP = {o.name: o.code for o in opcodes.ALL}
 _ALU = {"add": F.K_ADD, "or": F.K_LOGIC, "and": F.K_LOGIC, "xor": F.K_LOGIC,
         "sub": F.K_SUB, "cmp": F.K_SUB, "test": F.K_LOGIC}
+_ALU_LOGIC = ("or", "and", "xor", "test")
 _ALU_EXPR = {"add": "({a} + {b})", "or": "({a} | {b})", "and": "({a} & {b})", "xor": "({a} ^ {b})",
              "sub": "({a} - {b})", "cmp": "({a} - {b})", "test": "({a} & {b})"}
 #: Instructions that end a block (besides branches): they may change what the
@@ -56,6 +58,10 @@ class Block:
     addrs: tuple[int, ...]
     prefix: tuple[int, ...]      # cycles of the instructions before index i
     insns: tuple[Instruction, ...]
+    #: No CPU method runs inside the block (no system instruction), so it cannot
+    #: change privilege, halt, stop, open an interrupt shadow or switch caches: the
+    #: dispatcher may go straight on to its successor (see ``Cpu.run``).
+    chains: bool = False
 
 
 def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction], Fault | None]:
@@ -85,6 +91,44 @@ _REG = re.compile(r"\br\[(\d+)\]")
 _REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
 
 
+_COPY = re.compile(r"^(\s*)([a-z]+\d+) = (r\d+)$")
+_RESULT = re.compile(r"^(\s*)(x\d+) = (.+)$")
+_NAME = re.compile(r"\b[a-z]+\d+\b")
+
+
+def _forward_copies(body: list[str]) -> list[str]:
+    """Drop ``aN = rK`` when its only use is the next line (that line reads ``rK``
+    itself), and ``xN = EXPR`` followed by ``rK = xN`` when nothing else names ``xN``.
+
+    An instruction keeps its operands and result in locals for its lazy flags; when
+    nothing else names them (the flags were replaced before being committed), the
+    copies are dead weight in the hottest code. Only lines of exactly these forms,
+    followed at the same indentation by their one use, are rewritten."""
+    count = Counter(_NAME.findall("\n".join(body)))
+    lines = list(body)
+    k = 0
+    while k + 1 < len(lines):
+        ln, nxt = lines[k], lines[k + 1]
+        m = _COPY.match(ln)
+        if m is not None:
+            indent, name, reg = m.groups()
+            uses = re.compile(rf"\b{name}\b")
+            if (nxt.startswith(indent) and not nxt[len(indent)].isspace()
+                    and count[name] == 2 and len(uses.findall(nxt)) == 1
+                    and not re.search(rf"\b{reg} (?:[-+|&^]?=)(?!=)", nxt.split(name)[0])):
+                lines[k:k + 2] = [uses.sub(reg, nxt)]
+                continue          # the rewritten line may itself be a result to forward
+        m = _RESULT.match(ln)
+        if m is not None and ";" not in ln:
+            indent, name, expr = m.groups()
+            t = re.match(rf"^{re.escape(indent)}(r\d+) = {name}$", nxt)
+            if t is not None and count[name] == 2:
+                lines[k:k + 2] = [f"{indent}{t.group(1)} = {expr}"]
+                continue
+        k += 1
+    return lines
+
+
 def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     """The block's function, with the registers it uses held in locals.
 
@@ -96,14 +140,19 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
 
     With ``loop_va`` (the block jumps back to its own start) the block goes round
     again by itself for as long as the dispatcher in ``Cpu.run`` would have run it
-    again: the same budget checks, the same interrupt check, and only while the
-    block is still valid (its page not written). Each round is charged when it
-    starts, as the dispatcher charges a block, so a fault unwinds the same way.
-    ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
+    again: the same budget checks, and none of the rest can have changed while the
+    block touched memory only through its caches. Without system instructions,
+    only the CPU's slow memory paths (``cpu.slow`` counts them) reach devices,
+    write hooks and code pages: a device asking to reschedule or raising an
+    interrupt, a breakpoint's event, the block's own page written. So one
+    comparison of that count replaces watching each of them. Each round is charged
+    when it starts, as the dispatcher charges a block, so a fault unwinds the same
+    way. ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
     """
-    body = [_REG.sub(r"r\1", ln) for ln in lines]
-    used = sorted({int(n) for ln in body for n in re.findall(r"\br(\d+)\b", ln)})
-    written = sorted({int(n) for ln in body for n in _REG_WRITE.findall(ln)})
+    body = _forward_copies(_REG.sub(r"r\1", "\n".join(lines)).split("\n"))
+    text = "\n".join(body)
+    used = sorted({int(n) for n in re.findall(r"\br(\d+)\b", text)})
+    written = sorted({int(n) for n in _REG_WRITE.findall(text)})
     load = "; ".join(f"r{n} = r[{n}]" for n in used)
     store = "; ".join(f"r[{n}] = r{n}" for n in written)
     out = ["def block(cpu):",
@@ -114,7 +163,12 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     out.append("    try:")
     pad = "    "
     if loop_va is not None:
-        out.append("        bc = cpu.bc; irq = cpu.irq_source")
+        # Rounds left after this one within the budget: round j (counting this one
+        # as 1) is followed by another while cycles + COST <= until, cycles < until
+        # and icount + N <= target, with cycles and icount growing by COST and N.
+        out.append("        lu = cpu.loop_until; sl = cpu.slow")
+        out.append("        jl = min((lu - cpu.cycles) // COST if COST else (1 << 62 if cpu.cycles < lu else 0),"
+                   " (cpu.loop_target - cpu.icount) // N)")
         out.append("        while True:")
         pad = "        "
     for ln in body:
@@ -126,11 +180,8 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
         else:
             out.append(pad + ln)
     if loop_va is not None:
-        out.append(f"            if (cpu.rip != {loop_va:#x} or cpu.cycles + COST > cpu.loop_until"
-                   " or cpu.cycles >= cpu.loop_until"
-                   " or cpu.icount + N > cpu.loop_target or cpu.yield_now or cpu.reschedule"
-                   f" or cpu.stopped or bc.get({loop_va:#x}) is None"
-                   f" or (irq is not None and irq.waiting and cpu.rf & {F.IF:#x})):")
+        out.append("            jl -= 1")
+        out.append(f"            if jl < 0 or cpu.rip != {loop_va:#x} or cpu.slow != sl:")
         out.append("                break")
         out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
     if store:
@@ -392,18 +443,36 @@ class _Gen:
             self.mload(f"a{i}", f"e{i}", sz)
             a = f"a{i}"
             b = self.rd(insn.b, sz) if f[1] == "r" else f"{insn.imm & MASK[sz]:#x}"
-        self.emit(f"a{i} = {a}; b{i} = {b}")
+        if name in _ALU_LOGIC:
+            # The flags of a logical operation depend on its result alone (flags.py):
+            # no copies of the operands are kept for them.
+            self.emit(f"x{i} = {_ALU_EXPR[name].format(a=a, b=b)}")
+            self.set_flags(F.K_LOGIC, f"x{i}", "0", "0", sz)
+            if name != "test":
+                if f[0] == "r":
+                    self.wr(insn.a, sz, f"x{i}")
+                else:
+                    self.mstore(f"e{i}", sz, f"x{i}")
+            return
+        # Operands the flags need later are kept in locals (a register may be written
+        # before the flags are committed); an immediate or a loaded value needs no copy.
+        if b.startswith("0x") or b == f"m{i}":
+            self.emit(f"a{i} = {a}")
+            bv = b
+        else:
+            self.emit(f"a{i} = {a}; b{i} = {b}")
+            bv = f"b{i}"
         if name in ("adc", "sbb"):
             self.commit()
             self.emit(f"c{i} = cpu.arith() & 1")
             op = "+" if name == "adc" else "-"
-            self.emit(f"x{i} = (a{i} {op} b{i} {op} c{i}) & {MASK[sz]:#x}")
+            self.emit(f"x{i} = (a{i} {op} {bv} {op} c{i}) & {MASK[sz]:#x}")
             kind = F.K_ADC if name == "adc" else F.K_SBB
-            self.set_flags(kind, f"x{i}", f"a{i}", f"(b{i} | c{i} << 64)", sz)
+            self.set_flags(kind, f"x{i}", f"a{i}", f"({bv} | c{i} << 64)", sz)
         else:
-            expr = _ALU_EXPR[name].format(a=f"a{i}", b=f"b{i}")
-            self.emit(f"x{i} = {expr} & {MASK[sz]:#x}" if name in ("add", "sub", "cmp") else f"x{i} = {expr}")
-            self.set_flags(_ALU[name], f"x{i}", f"a{i}", f"b{i}", sz)
+            expr = _ALU_EXPR[name].format(a=f"a{i}", b=bv)
+            self.emit(f"x{i} = {expr} & {MASK[sz]:#x}")
+            self.set_flags(_ALU[name], f"x{i}", f"a{i}", bv, sz)
         if name in ("cmp", "test"):
             return
         if f[0] == "r":
@@ -477,10 +546,14 @@ class _Gen:
     def g_imul(self, insn, i, addr, nxt):
         sz = insn.size
         bits = 8 * sz
-        sgn = f"sx{sz}"             # the signed value of a size-byte operand (default_namespace)
+        sign = SIGN[sz]
+
+        def signed(v: str) -> str:
+            # Two's complement in plain arithmetic: no call per execution.
+            return f"(({v} ^ {sign:#x}) - {sign:#x})"
         if insn.form in ("r", "m"):
             a = self._unary(insn, i, nxt)
-            self.emit(f"s{i} = {sgn}; p{i} = s{i}({self.rd(0, sz)}) * s{i}({a})")
+            self.emit(f"p{i} = {signed(self.rd(0, sz))} * {signed(a)}")
             lo = f"(p{i} & {MASK[sz]:#x})"
             if sz == 1:
                 self.wr(0, 2, f"(p{i} & 0xFFFF)")
@@ -494,11 +567,11 @@ class _Gen:
                 self.mload(f"mm{i}", self.ea(insn, nxt), sz)
                 b = f"mm{i}"
             other = self.rd(insn.a, sz) if len(insn.form) == 2 else f"{insn.imm & MASK[sz]:#x}"
-            self.emit(f"s{i} = {sgn}; p{i} = s{i}({other}) * s{i}({b})")
+            self.emit(f"p{i} = {signed(other)} * {signed(b)}")
             lo = f"(p{i} & {MASK[sz]:#x})"
             self.wr(insn.a, sz, lo)
-        self.emit(f"of{i} = int(s{i}({lo}) != p{i})")
-        self.set_flags(F.K_MUL, lo, "0", f"of{i}", sz)
+        # OF/CF only when the flags are committed: usually a later instruction's replace them.
+        self.set_flags(F.K_MUL, lo, "0", f"int({signed(lo)} != p{i})", sz)
 
     def _div(self, insn, i, nxt, signed):
         sz = insn.size
@@ -682,7 +755,8 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
     ns["N"] = len(insns)
     exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
-    return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns))
+    chains = not any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in insns)
+    return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns), chains)
 
 
 def block_source(insns: list[Instruction], va: int) -> str:
@@ -690,19 +764,10 @@ def block_source(insns: list[Instruction], va: int) -> str:
     return _Gen(insns, va, lambda _: 1).build()
 
 
-def _signed(size: int) -> Callable[[int], int]:
-    wrap, sign = 1 << (8 * size), SIGN[size]
-
-    def signed(v: int) -> int:
-        return v - wrap if v & sign else v
-    return signed
-
-
 def default_namespace() -> dict:
     from .faults import CpuStop, VmExit
     return {"Fault": Fault, "cond": F.condition,
-            "BlockExit": (Fault, VmExit, CpuStop),
-            **{f"sx{size}": _signed(size) for size in (1, 2, 4, 8)}}
+            "BlockExit": (Fault, VmExit, CpuStop)}
 
 
 RSP_ = RSP  # re-exported for readers of generated code

@@ -148,7 +148,35 @@ def _checksum(text: str) -> str:
     return ""
 
 
-def run_mode(mode: str, program: Path, scenario: Path | None = None) -> ModeResult:
+class _FreshHost:
+    """Xen with Domain-0 booted once, and put back to that instant for each mode.
+
+    Booting is the same work for every mode (the frame table, the M2P, dom0's
+    services); restoring a snapshot of the booted host gives each mode exactly
+    the host a fresh boot would (docs/snapshots.md: the same digest, the same
+    trace from there on) for a fraction of the cost."""
+
+    def __init__(self, scenario: Path | None = None) -> None:
+        self.scenario = scenario
+        self._booted: tuple | None = None
+
+    def get(self):
+        from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
+        if self._booted is None:
+            sc = load_scenario(self.scenario or DEFAULT_SCENARIO)
+            if sc.host is None:
+                raise UserError(f"{display(sc.path)}: compare needs a scenario with a Xen host ([host]), "
+                                "not a bare machine")
+            host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
+            self._booted = (host, xl, host.snapshot())
+        else:
+            host, xl, snap = self._booted
+            host.restore(snap)
+        return self._booted[0], self._booted[1]
+
+
+def run_mode(mode: str, program: Path, scenario: Path | None = None,
+             hosts: _FreshHost | None = None) -> ModeResult:
     spec = MODES[mode]
     res = ModeResult(mode, spec["what"])
     if mode == "native":
@@ -160,13 +188,9 @@ def run_mode(mode: str, program: Path, scenario: Path | None = None) -> ModeResu
         res.exit_code = _exit_code(m.console.output)
         _count(res, m.trace.iter_all(), None)
         return res
-    from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario
     if mode == "arm":
         return _run_arm(res)
-    sc = load_scenario(scenario or DEFAULT_SCENARIO)
-    if sc.host is None:
-        raise UserError(f"{display(sc.path)}: compare needs a scenario with a Xen host ([host]), not a bare machine")
-    host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
+    host, xl = (hosts or _FreshHost(scenario)).get()
     conf = DomainConfig(name=f"{mode}-guest", type=spec["type"], memory=32, maxmem=32,
                         kernel=str(KERNELS / spec["kernel"]), lab_pv32=spec.get("pv32", False),
                         hap=spec.get("hap", True), lab_program=str(program), on_poweroff="preserve",
@@ -226,7 +250,8 @@ def compare(program: str | None = None, modes: list[str] | None = None,
                             "is machines/arm/workload.s)")
         wanted.remove("arm")
     where = Path(scenario) if scenario else None
-    results = [run_mode(m, prog, where) for m in wanted]
+    hosts = _FreshHost(where)
+    results = [run_mode(m, prog, where, hosts) for m in wanted]
     base = next((r for r in results if r.mode == "native"), None)
     if base is None and "native" not in wanted:
         base = run_mode("native", prog)
