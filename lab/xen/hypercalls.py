@@ -821,4 +821,4 @@ def platform_op(host, v, args, info) -> int:
 
 
 # Handlers that live in their own modules register themselves on import.
-from . import grant  # noqa: E402,F401
+from . import grant, physdev  # noqa: E402,F401

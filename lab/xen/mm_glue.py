@@ -17,6 +17,9 @@ from .mm import MmuAction, PvMM
 M2P_VA = 0xFFFF_8000_0000_0000
 PTE_P, PTE_RW, PTE_US, PTE_A, PTE_NX = 1, 2, 4, 0x20, 1 << 63
 
+#: dom.extra keys of frames Xen holds on a domain's behalf until it is destroyed.
+XEN_HELD_PAGES = ("pirq_eoi_map",)
+
 
 class XenMM:
     def __init__(self, host) -> None:
@@ -116,6 +119,13 @@ class XenMM:
         return [mfn for mfn, pg in self.pv.pages.in_order() if pg.owner == domid]
 
     def destroy_domain(self, domid: int) -> None:
+        dom = self.host.domains.get(domid)
+        # The frames Xen itself keeps held for a domain's lifetime (its pirq EOI map,
+        # physdev.c) go back first, as domain_relinquish_resources() puts them.
+        for key in XEN_HELD_PAGES:
+            held = dom.extra.pop(key, None) if dom is not None else None
+            if held is not None:
+                held.release()
         self.pv.destroy_domain(domid)
 
     # -- hypercalls -------------------------------------------------------------
