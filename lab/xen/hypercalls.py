@@ -702,18 +702,32 @@ def hvm_op(host, v, args, info) -> int:
     dom = v.domain
     info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
     if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
+        from . import hvm_params
         d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
+        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
+        if idx >= hvm_params.HVM_NR_PARAMS:
+            return -E["EINVAL"]
         target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
         if target is None:
             return -E["ESRCH"]
         if target is not dom and not dom.privileged:
+            info["why"] = "another domain's params (XSM_TARGET)"
             return -E["EPERM"]
-        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
         if not target.is_hvm:
             return -E["EINVAL"]
         if cmd == abi.HVMOP_get_param:
+            rc = hvm_params.allow_get(dom, target, idx)        # hvm_allow_get_param()
+            if rc:
+                return rc
             copy_to_guest(host, v, va + 8, target.hvm_params.get(idx, 0).to_bytes(8, "little"))
             return 0
+        rc = hvm_params.allow_set(dom, target, idx, value)     # hvm_allow_set_param()
+        if rc == 0:
+            rc, crash = hvm_params.check_value(dom, target, idx, value)
+            if crash:
+                host.crash(dom, f"HVMOP_set_param {abi.HVM_PARAM_NAMES.get(idx, idx)} {value:#x}: does not fit", v)
+        if rc:
+            return rc
         target.hvm_params[idx] = value
         if idx == abi.HVM_PARAM_CALLBACK_IRQ:
             from .hvm import set_callback_via
