@@ -536,12 +536,15 @@ def console_io(host, v, args, info) -> int:
 
 
 @handler("memory_op")
-def memory_op(host, v, args, info) -> int:
+def memory_op(host, v, args, info) -> int | Preempted:
     cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
     dom = v.domain
     info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
     if cmd == abi.XENMEM_add_to_physmap:
         return _add_to_physmap(host, v, va, info)
+    if cmd in (abi.XENMEM_increase_reservation, abi.XENMEM_decrease_reservation, abi.XENMEM_populate_physmap):
+        from .reservation import reservation_op
+        return reservation_op(host, v, args[0], va, info)
     if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
         domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
         if domid not in (abi.DOMID_SELF, dom.domid):

@@ -152,7 +152,7 @@ class ShadowPaging:
         self.dom = dom
         self.mem = host.mem
         self.p2m = _P2mView(dom)
-        self.gfn_of: dict[int, int] = {mfn: gfn for gfn, mfn in enumerate(dom.p2m)}
+        self.gfn_of: dict[int, int] = {mfn: gfn for gfn, mfn in enumerate(dom.p2m) if mfn is not None}
         #: (guest table gfn, level) -> shadow mfn (Xen's shadow hash, keyed by gfn and shadow type).
         self.shadows: dict[tuple[int, int], int] = {}
         #: (first gfn, level) -> shadow mfn: splinters of guest superpages (Xen's fl1 shadows).
