@@ -334,6 +334,18 @@ def mmuext_op(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
+@handler("set_gdt")
+def set_gdt(host, v, args, info) -> int:
+    from .descriptors import set_gdt as do_set_gdt
+    return do_set_gdt(host, v, args, info)
+
+
+@handler("update_descriptor")
+def update_descriptor(host, v, args, info) -> int:
+    from .descriptors import update_descriptor as do_update_descriptor
+    return do_update_descriptor(host, v, args, info)
+
+
 @handler("update_va_mapping")
 def update_va_mapping(host, v, args, info) -> int:
     va, val, flags = args[0], args[1], args[2]
@@ -442,7 +454,21 @@ def vcpu_op(host, v, args, info) -> int:
         if target.runstate == "offline":
             target.runstate = "runnable"
         return 0
+    if cmd == abi.VCPUOP_initialise:
+        # arch_initialise_vcpu(): the context is read first (-EFAULT), then a vCPU that was
+        # initialised already is -EEXIST; every vCPU of the lab's is, from the domain's build.
+        copy_from_guest(host, v, arg, VCPU_GUEST_CONTEXT_SIZE if dom.is_pv else VCPU_HVM_CONTEXT_SIZE)
+        info["why"] = f"vCPU {vid} is initialised already"
+        return -E["EEXIST"]
+    if cmd == abi.VCPUOP_register_vcpu_info:
+        from .vcpu_info import register
+        return register(host, v, target, copy_from_guest(host, v, arg, 16), info)
     return -E["ENOSYS"]
+
+
+#: sizeof(struct vcpu_guest_context) and sizeof(struct vcpu_hvm_context) on x86-64
+#: (public/arch-x86/xen.h, public/hvm/hvm_vcpu.h): what VCPUOP_initialise reads.
+VCPU_GUEST_CONTEXT_SIZE, VCPU_HVM_CONTEXT_SIZE = 5168, 128
 
 
 def runstate_info(host, target) -> bytes:
