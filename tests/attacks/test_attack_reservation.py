@@ -103,3 +103,46 @@ def test_an_hvm_guest_punches_holes_and_populates_them_within_its_limits(arena):
     assert host.mem.read(new << 12, 4096) == bytes(4096)
     assert _memop(arena, h, POP, [0x8_0000])[0] == 0, "at max_pages"
     arena.untouched()
+
+
+@pytest.mark.parametrize("hap", [1, 0])
+def test_a_gfn_given_back_never_reaches_the_frame_its_next_owner_got(tmp_path, hap):
+    """An HVM guest gives a gfn back, the frame goes to a domain created afterwards, and the
+    guest reads the gfn again: the p2m entry is gone (EPT entry cleared, shadows dropped and
+    every TLB of the domain flushed, p2m_remove_page()), so the access is an EPT violation (or
+    a shadow fault on a hole) with no device behind it, and only the guest is crashed; the new
+    owner's data is never read. An MMIO gfn and one far beyond RAM end the same way."""
+    from xen_helpers import OP_LOAD, ScriptGuest, small_host, write_cfg
+    from attack_support import SCRIPT_GUESTS
+    host, xl = small_host(ept=bool(hap))
+    for gpa in (0x800000, 0xFEC00000, 1 << 35):
+        dom = xl.create(write_cfg(tmp_path, f"hvm-{gpa:x}", "hvm", SCRIPT_GUESTS / "hvm_script.s", memory=16,
+                                  hap=hap), paused=True)
+        g = ScriptGuest(host, dom)
+        secret = None
+        if gpa == 0x800000:
+            g.write(g.buf(64), struct.pack("<Q", gpa >> 12))
+            g.write(g.buf(), struct.pack("<QQIIH", g.buf(64), 1, 0, 0, abi.DOMID_SELF))
+            freed = dom.gfn_to_mfn(gpa >> 12)
+            assert hypercall_as(host, g, DEC) == 1 and freed in host.free_frames
+            heir = xl.create(write_cfg(tmp_path, "heir", "pv", SCRIPT_GUESTS / "pv_script.s", memory=16),
+                             paused=True)
+            assert freed in set(heir.p2m), "the frame went to the domain created next"
+            secret = b"heir's secret".ljust(8 * 2, b"\0")
+            host.mem.write(freed << 12, secret)
+        load = g.add(OP_LOAD, gpa)
+        g.install()
+        host.unpause(dom)
+        host.run(1_500_000)
+        assert dom.state == "crashed", (gpa, dom.state)
+        assert "no device behind it" in dom.crash_reason or "outside the domain's memory" in dom.crash_reason
+        assert g.steps_done == 0 and g.result(load) == 0, "the load never completed"
+        assert host.domains[0].alive and host.mm.pv.check_invariants() == []
+        if secret is not None:
+            assert host.mem.read(freed << 12, 16) == secret and heir.alive
+        xl.destroy(dom.name)
+
+
+def hypercall_as(host, g, op: int) -> int:
+    from xen_helpers import hypercall
+    return hypercall(host, g.vcpu, "memory_op", op, g.buf())
