@@ -1,4 +1,4 @@
-"""Random hostile blkif requests, with the isolation invariants checked after every one.
+"""Random hostile blkif and netif requests, with the isolation invariants checked after every one.
 
 A PV guest with a connected disk (its blkfront played from Python, as tests/test_blkback.py
 plays it) fills its ring with requests drawn to hurt: every operation code (and undefined
@@ -6,7 +6,10 @@ ones), 0 to 16 segments (the limit is 11), grant references that are its own, it
 tables, a victim's (granted to somebody else, or to it read-only), beyond its table, revoked,
 or mapped already; first and last sectors in and out of the page, in either order; sector
 numbers past the disk's end; ids of every width; and now and then 112 bytes of garbage or a
-producer index far past the ring. After every push, from what it wrote to machine memory: no frame of the victim, of dom0 (but
+producer index far past the ring. A second PV guest with a vif (its netfront played as
+tests/test_netback.py plays it) sends tx slots with any grant, offset, size, flags and id, and
+posts rx buffers whose grants are its page tables, a victim's read-only page or nothing, with
+producer indexes now and then far past the ring. After every push, from what it wrote to machine memory: no frame of the victim, of dom0 (but
 the pages its services hold) or of page-table type was written, dom0 and the victim are alive,
 and no Python exception left the simulator. Now and then and at the end, over the whole
 machine: the victim's and dom0's memory and the attacker's page tables are byte for byte what
@@ -32,6 +35,7 @@ from attack_support import SCRIPT_GUESTS
 from lab.xen import abi
 from lab.xen.grant import _tables
 from test_blkback import BLK_RING_SIZE, XVDA, BlkFront, disk_guest
+from test_netback import NET_RING_SIZE, NetFront, vif_guest
 from xen_helpers import frames_digest, frames_of, small_host, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -45,12 +49,15 @@ OPS = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 255]       # READ WRITE WRITE_BARRIER FLUSH
 class RingArena:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        tmp = Path(tempfile.mkdtemp(prefix="xenlab-rings-"))
+        self.tmp = tmp = Path(tempfile.mkdtemp(prefix="xenlab-rings-"))
         self.host, self.xl = host, xl = small_host()
         self.g, _ = disk_guest(tmp, xl, name="evil")
         self.fe = BlkFront(self.g)
         self.fe.connect()
         self.g.xs("WRITE", f"{self.fe.fe}/state", "4")
+        self.n = vif_guest(tmp, xl, "evil-net")
+        self.nf = NetFront(self.n)
+        self.nf.connect()
         self.victim = xl.create(write_cfg(tmp, "victim", "pv", SCRIPT_GUESTS / "pv_script.s", memory=16),
                                 paused=True)
         gt = _tables(host)
@@ -60,15 +67,13 @@ class RingArena:
         for ref, (to, flags, mfn) in enumerate([(0, 1, vpages[0]), (self.g.dom.domid, 5, vpages[1])], start=8):
             host.mem.write((self.victim_table << 12) + 8 * ref, struct.pack("<HHI", flags, to, mfn))
         self.victim_refs = [8, 9]
-        pages = host.mm.pv.pages
-        self.tables = sorted(m for m in frames_of(self.g.dom) if pages[m].type in PT_TYPES)
-        self.own_pages = [self.g.page() for _ in range(6)]
-        self.own_refs = [self.g.grant(p) for p in self.own_pages]
-        self.pt_refs = [self.g.grant(frame=m) for m in self.tables[:3]]
-        self.ro_refs = [self.g.grant(self.g.page(), readonly=True)]
-        self.revoked = self.g.grant(self.g.page())
-        self.g.set_grant(self.revoked, 0, 0, 0)
-        self.before = self._state()
+        self.tables: list[int] = []
+        self.refs: dict[int, dict[str, list[int]]] = {}
+        self.net_attackers = 0
+        self.attackers = [self.g]
+        self._refs(self.g)
+        self.victim_refs.append(10)
+        self._net_refs()
         self.writes: list[int] = []
         self._track()
 
@@ -99,13 +104,65 @@ class RingArena:
         """dom0's pages its backends write as part of their work (netback's bounce page)."""
         return {f.mfn for f in self.host.frames.held() if f.owner == 0}
 
-    def gref(self) -> int:
+    def _refs(self, guest) -> None:
+        """Grant references of every kind the attacker's requests will name."""
+        pages = self.host.mm.pv.pages
+        own = [guest.grant(guest.page()) for _ in range(6)]
+        pts = [guest.grant(frame=m) for m in sorted(frames_of(guest.dom)) if pages[m].type in PT_TYPES][:3]
+        ro = [guest.grant(guest.page(), readonly=True)]
+        revoked = guest.grant(guest.page())
+        guest.set_grant(revoked, 0, 0, 0)
+        self.refs[guest.dom.domid] = {"own": own, "pt": pts, "ro": ro, "revoked": [revoked]}
+        self.tables += [m for m in sorted(frames_of(guest.dom)) if pages[m].type in PT_TYPES]
+
+    def _net_refs(self) -> None:
+        """The net attacker's references, and a page of the victim's granted to it read-only."""
+        if hasattr(self, "before"):
+            self.check()                          # everything held so far, then its tables join in
+        self.attackers.append(self.n)
+        self._refs(self.n)
+        self.host.mem.write((self.victim_table << 12) + 8 * 10, struct.pack("<HHI", 5, self.n.dom.domid,
+                                                                            self.victim.p2m[0x302]))
+        self.before = self._state()
+
+    def gref(self, guest) -> int:
         r = self.rng
         kind = r.choice(["own"] * 5 + ["pt", "pt", "ro", "victim", "victim", "revoked", "beyond", "huge"])
-        return {"own": lambda: r.choice(self.own_refs), "pt": lambda: r.choice(self.pt_refs),
-                "ro": lambda: r.choice(self.ro_refs), "victim": lambda: r.choice(self.victim_refs),
-                "revoked": lambda: self.revoked, "beyond": lambda: r.randrange(32, 4096),
-                "huge": lambda: r.choice([0xFFFF_FFFF, 1 << 31, 7])}[kind]()
+        if kind in ("beyond", "huge", "victim"):
+            return {"beyond": lambda: r.randrange(32, 4096), "huge": lambda: r.choice([0xFFFF_FFFF, 1 << 31, 7]),
+                    "victim": lambda: r.choice(self.victim_refs)}[kind]()
+        return r.choice(self.refs[guest.dom.domid][kind])
+
+    def net_request(self) -> None:
+        """A hostile netif request: tx slots with any offset, size, flags and id; or rx buffers
+        whose grants are anything; then a broadcast so netback fills them."""
+        r, nf = self.rng, self.nf
+        if r.random() < 0.3:
+            for _ in range(r.randint(1, 3)):
+                nf.g.write(nf.rx, 64 + (nf.rx_prod % NET_RING_SIZE) * 8,
+                           struct.pack("<HxxI", r.randrange(1 << 16), self.gref(nf.g)))
+                nf.rx_prod += 1
+            nf._push(nf.rx, nf.rx_prod if r.random() < 0.9 else nf.rx_prod + r.choice([NET_RING_SIZE + 1, 1 << 31]))
+        fatal = r.random() < 0.03                 # a slot netback takes as a broken frontend
+        slots = []
+        for _ in range(r.randint(1, 2)):
+            offset = r.choice([0, 0, 0, 10, 2000])
+            size = r.choice([14, 60, 60, 1514, 4096 - offset])
+            if fatal:
+                offset, size = r.choice([(4000, 200), (0, 0xFFFF), (0xFFFF, 60), (4095, 2)])
+            slots.append((self.gref(nf.g), offset, 4 if fatal and r.random() < 0.5 else 0, r.randrange(1 << 16),
+                          size))
+        nf.send(b"", slots=slots, prod=None if r.random() < 0.98 else nf.tx_prod + NET_RING_SIZE + 1)
+        nf.tx_responses()
+        vif = self.host.services["netback"].vif(nf.g.dom.domid, 0)
+        if vif is None or vif.disabled:
+            self.check_step()
+            self.net_attackers += 1               # netback gave up on it: the next attacker steps in
+            self.n = vif_guest(self.tmp, self.xl, f"evil-net{self.net_attackers}")
+            self.nf = NetFront(self.n)
+            self.nf.connect()
+            self._net_refs()
+            self.writes.clear()                   # its builder wrote its page tables, as it should
 
     def request(self) -> None:
         r, fe = self.rng, self.fe
@@ -120,7 +177,7 @@ class RingArena:
         segs = []
         for _ in range(min(nseg, 11)):
             first, last = r.randrange(10), r.randrange(10)
-            segs.append((self.gref(), first, last))
+            segs.append((self.gref(self.g), first, last))
         sector = r.choice([0, 1, r.randrange(1 << 16), (1 << 64) - 1, 1 << 40])
         rid = r.choice([0, r.randrange(1 << 64), (1 << 64) - 1])
         fe.request(r.choice(OPS), sector, segs, rid, nseg=nseg if nseg > 11 else None)
@@ -138,10 +195,11 @@ class RingArena:
             owner = pg.owner if pg is not None else None
             assert owner != self.victim.domid or mfn in grant_frames, f"the victim's mfn {mfn:#x} was written"
             assert not (pg is not None and pg.type in PT_TYPES and pg.type_count), f"page table {mfn:#x} written"
-            assert owner in (self.g.dom.domid, abi.DOMID_XEN, None) or mfn in held or mfn in grant_frames, \
+            assert owner in [d.dom.domid for d in self.attackers] + [abi.DOMID_XEN, None] or mfn in held \
+                or mfn in grant_frames, \
                 f"mfn {mfn:#x} of d{owner} was written"
         self.writes.clear()
-        assert host.domains[0].alive and self.victim.alive and self.g.dom.alive
+        assert host.domains[0].alive and self.victim.alive and all(d.dom.alive for d in self.attackers)
 
     def check(self) -> None:
         host = self.host
@@ -160,10 +218,13 @@ class RingArena:
 def test_random_hostile_ring_requests_touch_nobody_else(seed):
     a = RingArena(random.Random(seed))
     for _ in range(REQUESTS):
-        for _ in range(a.rng.randint(1, 3)):
-            a.request()
-        a.fe.push()
-        a.fe.responses()
+        if a.rng.random() < 0.4:
+            a.net_request()
+        else:
+            for _ in range(a.rng.randint(1, 3)):
+                a.request()
+            a.fe.push()
+            a.fe.responses()
         a.check_step()
         if a.rng.random() < 0.04:
             a.check()
