@@ -721,6 +721,21 @@ def event_channel_op(host, v, args, info) -> int:
         port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
         from .events import unmask
         return unmask(host, dom, port)
+    if cmd in (abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont):
+        # common/event_channel.c: struct evtchn_reset {domid_t dom}; XSM_TARGET, so a domU may
+        # reset its own ports only; evtchn_reset() closes every one of them.
+        d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
+        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+        if target is None:
+            return -E["ESRCH"]
+        info["args"].append(f"d{target.domid}")
+        if target is not dom and not dom.privileged:
+            info["why"] = "another domain's event channels (XSM_TARGET)"
+            return -E["EPERM"]
+        for port in sorted(ev.ports.get(target.domid, {})):
+            if port:
+                ev.close(target.domid, port, quiet=True)
+        return 0
     return -E["ENOSYS"]
 
 

@@ -72,3 +72,23 @@ def test_iret_cannot_raise_privilege_or_return_to_xens_selectors(arena):
         assert cpu.rflags & F.IOPL_MASK == 0, "IOPL never reaches the real RFLAGS"
         assert cpu.rip == rip and cpu.regs[4] == g.buf(4096)
     arena.untouched()
+
+
+def test_evtchn_reset_of_another_domain_is_eperm_and_of_its_own_closes_its_ports(arena):
+    """common/event_channel.c EVTCHNOP_reset: xsm_evtchn_reset(XSM_TARGET): a domU resets only its
+    own ports (evtchn_reset() closes each); the victim's stay as they were."""
+    host, g = arena.host, arena.pv
+    victim = arena.victim.dom.domid
+    before = {p: port.state for p, port in host.evtchn.ports.get(victim, {}).items()}
+    g.write(g.buf(), struct.pack("<H", victim))
+    assert arena.call(g, "event_channel_op", abi.EVTCHNOP_reset, g.buf()) == -abi.ERRNO["EPERM"]
+    g.write(g.buf(), struct.pack("<H", 0x7FEF))
+    assert arena.call(g, "event_channel_op", abi.EVTCHNOP_reset, g.buf()) == -abi.ERRNO["ESRCH"]
+    assert {p: port.state for p, port in host.evtchn.ports.get(victim, {}).items()} == before
+    mine = [p for p, port in host.evtchn.ports.get(g.dom.domid, {}).items() if p and port.state != "closed"]
+    assert mine
+    g.write(g.buf(), struct.pack("<H", abi.DOMID_SELF))
+    assert arena.call(g, "event_channel_op", abi.EVTCHNOP_reset, g.buf()) == 0
+    assert all(host.evtchn.ports[g.dom.domid][p].state == "closed" for p in mine)
+    assert host.domains[0].alive and g.dom.alive
+    arena.untouched()
