@@ -94,7 +94,7 @@ def test_trace_shows_cr3_exits_and_shadow_work_and_no_ept(shadow_run):
     assert all(e.data["qualification"] == e.data["info"]["cr2"] for e in pf_exits)
     assert any(e.data["qualification"] != e.data["info"]["error_code"] for e in pf_exits)
     ops = Counter(e.data["op"] for e in _shadow_events(host, dom))
-    assert set(ops) == set(OPS)
+    assert set(ops) == set(OPS) - {"shadow recycle"}        # its pool never runs short
     assert ops["inject #PF"] == 32                            # the workload's demand faults
     assert ops["shadow sync"] > 0 and ops["shadow fault"] > 0
     emulated = [e for e in _shadow_events(host, dom, "shadow fault") if e.data["result"] == "emulated"]

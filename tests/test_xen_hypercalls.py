@@ -460,20 +460,23 @@ def test_mmuext_op_from_hvm_only_pins_and_unpins(env):
 @pytest.mark.machine
 def test_hvm_op_params(env):
     host, _, pv, _, hvm = env
-    va = put(host, hvm, 0, struct.pack("<H2xIQ", DOMID_SELF, 1, 0x1234))      # set STORE_PFN
+    va = put(host, hvm, 0, struct.pack("<H2xIQ", DOMID_SELF, 2, 0x12))        # set STORE_EVTCHN
     assert hypercall(host, hvm.vcpu, "hvm_op", 0, va) == 0
-    va = put(host, hvm, 0, struct.pack("<H2xIQ", DOMID_SELF, 1, 0))
+    va = put(host, hvm, 0, struct.pack("<H2xIQ", DOMID_SELF, 2, 0))
     assert hypercall(host, hvm.vcpu, "hvm_op", 1, va) == 0                    # get it back
-    assert struct.unpack("<Q", get(host, hvm, va + 8, 8))[0] == 0x1234
-    va = put(host, hvm, 0, struct.pack("<H2xIQ", pv.dom.domid, 1, 0x99))       # another domain's
+    assert struct.unpack("<Q", get(host, hvm, va + 8, 8))[0] == 0x12
+    # STORE_PFN is the toolstack's: hvm_allow_set_param() refuses it to the guest
+    va = put(host, hvm, 0, struct.pack("<H2xIQ", DOMID_SELF, 1, 0x1234))
+    assert hypercall(host, hvm.vcpu, "hvm_op", 0, va) == -1
+    va = put(host, hvm, 0, struct.pack("<H2xIQ", pv.dom.domid, 2, 0x99))       # another domain's
     assert hypercall(host, hvm.vcpu, "hvm_op", 0, va) == -1
     check_event(host, "hvm_op", 34, -1, "EPERM", hvm.dom.domid)
     # nor may another domU set this guest's parameter: it keeps the value it set itself
-    va = put(host, pv, 0, struct.pack("<H2xIQ", hvm.dom.domid, 1, 0x99))
+    va = put(host, pv, 0, struct.pack("<H2xIQ", hvm.dom.domid, 2, 0x99))
     assert hypercall(host, pv.vcpu, "hvm_op", 0, va) == -1
     check_event(host, "hvm_op", 34, -1, "EPERM", pv.dom.domid)
-    assert hvm.dom.hvm_params[1] == 0x1234
-    va = put(host, hvm, 0, struct.pack("<H2xIQ", 0x7FF4, 1, 0))
+    assert hvm.dom.hvm_params[2] == 0x12
+    va = put(host, hvm, 0, struct.pack("<H2xIQ", 0x7FF4, 2, 0))
     assert hypercall(host, hvm.vcpu, "hvm_op", 0, va) == -3                   # DOMID_INVALID: ESRCH
 
 

@@ -366,7 +366,7 @@ def entry_maddr(host, l4: int, va: int, level: int = 1) -> int:
 
 # ------------------------------------------------------------------ isolation checks
 def frames_of(dom) -> set[int]:
-    return set(dom.p2m) | set(dom.extra.get("frames", []))
+    return (set(dom.p2m) | set(dom.extra.get("frames", []))) - {None}
 
 
 def pv_mapping_violations(host, dom) -> list[str]:
@@ -374,7 +374,7 @@ def pv_mapping_violations(host, dom) -> list[str]:
     a frame that is not the domain's, any writable mapping of one of its page tables, and
     any superpage. Xen's slots 256-271 must hold exactly Xen's entries."""
     mem = host.mem
-    own = frames_of(dom)
+    own = frames_of(dom) | set(host.mm.frames_of(dom.domid))     # given back but still referenced too
     pages = host.mm.pv.pages
     roots = set()
     for v in dom.vcpus:
@@ -439,7 +439,7 @@ def ept_violations(host, dom) -> list[str]:
     if not dom.ept_root:
         return []
     mem = host.mem
-    own = frames_of(dom)
+    own = frames_of(dom) | set(host.mm.frames_of(dom.domid))     # given back but still referenced too
     pages = host.mm.pv.pages
     out: list[str] = []
 

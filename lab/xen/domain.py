@@ -64,7 +64,7 @@ class Domain:
     shutdown_reason: str | None = None
     crash_reason: str | None = None
     pause_count: int = 0
-    p2m: list[int] = field(default_factory=list)        # pfn -> mfn
+    p2m: list[int | None] = field(default_factory=list)  # pfn -> mfn (None: given back, a hole)
     vcpus: list[Vcpu] = field(default_factory=list)
     config: Any = None
     images: dict[str, Any] = field(default_factory=dict)

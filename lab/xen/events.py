@@ -10,14 +10,12 @@ goes from 0 to 1 (``vcpu_mark_events_pending``).
 from __future__ import annotations
 
 from .abi.errno import EINVAL
-from .evtchn import SHINFO_MASK, SHINFO_PENDING, VCPU_INFO_SIZE
+from .evtchn import SHINFO_MASK, SHINFO_PENDING
 
 
 def _vcpu_info(host, v) -> int | None:
-    dom = v.domain
-    if not dom.shared_info_mfn:
-        return None
-    return (dom.shared_info_mfn << 12) + v.id * VCPU_INFO_SIZE
+    from .vcpu_info import maddr
+    return maddr(host, v.domain, v.id)
 
 
 def upcall_pending(host, v) -> bool:
@@ -103,7 +101,8 @@ def unmask(host, dom, port: int) -> int:
     if mask >> bit & 1 and host.mem.read_u64(base + SHINFO_PENDING + word * 8) >> bit & 1:
         p = host.evtchn.ports.get(dom.domid, {}).get(port)
         vcpu = p.vcpu if p is not None else 0
-        vi = base + vcpu * VCPU_INFO_SIZE
+        from .vcpu_info import maddr
+        vi = maddr(host, dom, vcpu)
         sel = host.mem.read_u64(vi + 8)
         if not sel >> word & 1:
             host.mem.write_u64(vi + 8, sel | (1 << word))

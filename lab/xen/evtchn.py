@@ -209,7 +209,8 @@ class EventChannels:
         masked = host.mem.read_u64(base + SHINFO_MASK + word * 8) >> bit & 1
         if masked:
             return
-        vi = base + p.vcpu * VCPU_INFO_SIZE
+        from .vcpu_info import maddr
+        vi = maddr(host, dom, p.vcpu)
         sel = host.mem.read_u64(vi + 8)
         if sel >> word & 1:
             return

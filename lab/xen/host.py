@@ -262,7 +262,7 @@ class XenHost:
         pool = dom.extra.get("paging_pool")
         if pool is not None:
             pool.release_all()                               # its EPT or shadow tables (paging_teardown)
-        for mfn in sorted(set(dom.p2m) | set(dom.extra.get("frames", []))):
+        for mfn in sorted((set(dom.p2m) | set(dom.extra.get("frames", []))) - {None}):   # None: a hole
             if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
                 self.free_frame(mfn)
             else:

@@ -606,7 +606,7 @@ def _set_p2m(host, dom, gfn: int, mfn: int | None) -> None:
             shadow._set(slot, 0, leaf=True)
         shadow.gfn_of.pop(old, None)
     if gfn < len(dom.p2m):
-        dom.p2m[gfn] = mfn                      # (never None: RAM gfns are only replaced)
+        dom.p2m[gfn] = mfn                      # None: a hole (XENMEM_decrease_reservation)
     elif mfn is None:
         dom.physmap_extra.pop(gfn, None)
     else:

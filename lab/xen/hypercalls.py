@@ -329,6 +329,18 @@ def mmuext_op(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
+@handler("set_gdt")
+def set_gdt(host, v, args, info) -> int:
+    from .descriptors import set_gdt as do_set_gdt
+    return do_set_gdt(host, v, args, info)
+
+
+@handler("update_descriptor")
+def update_descriptor(host, v, args, info) -> int:
+    from .descriptors import update_descriptor as do_update_descriptor
+    return do_update_descriptor(host, v, args, info)
+
+
 @handler("update_va_mapping")
 def update_va_mapping(host, v, args, info) -> int:
     va, val, flags = args[0], args[1], args[2]
@@ -437,7 +449,21 @@ def vcpu_op(host, v, args, info) -> int:
         if target.runstate == "offline":
             target.runstate = "runnable"
         return 0
+    if cmd == abi.VCPUOP_initialise:
+        # arch_initialise_vcpu(): the context is read first (-EFAULT), then a vCPU that was
+        # initialised already is -EEXIST; every vCPU of the lab's is, from the domain's build.
+        copy_from_guest(host, v, arg, VCPU_GUEST_CONTEXT_SIZE if dom.is_pv else VCPU_HVM_CONTEXT_SIZE)
+        info["why"] = f"vCPU {vid} is initialised already"
+        return -E["EEXIST"]
+    if cmd == abi.VCPUOP_register_vcpu_info:
+        from .vcpu_info import register
+        return register(host, v, target, copy_from_guest(host, v, arg, 16), info)
     return -E["ENOSYS"]
+
+
+#: sizeof(struct vcpu_guest_context) and sizeof(struct vcpu_hvm_context) on x86-64
+#: (public/arch-x86/xen.h, public/hvm/hvm_vcpu.h): what VCPUOP_initialise reads.
+VCPU_GUEST_CONTEXT_SIZE, VCPU_HVM_CONTEXT_SIZE = 5168, 128
 
 
 def runstate_info(host, target) -> bytes:
@@ -531,12 +557,15 @@ def console_io(host, v, args, info) -> int:
 
 
 @handler("memory_op")
-def memory_op(host, v, args, info) -> int:
+def memory_op(host, v, args, info) -> int | Preempted:
     cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
     dom = v.domain
     info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
     if cmd == abi.XENMEM_add_to_physmap:
         return _add_to_physmap(host, v, va, info)
+    if cmd in (abi.XENMEM_increase_reservation, abi.XENMEM_decrease_reservation, abi.XENMEM_populate_physmap):
+        from .reservation import reservation_op
+        return reservation_op(host, v, args[0], va, info)
     if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
         domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
         if domid not in (abi.DOMID_SELF, dom.domid):
@@ -687,6 +716,21 @@ def event_channel_op(host, v, args, info) -> int:
         port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
         from .events import unmask
         return unmask(host, dom, port)
+    if cmd in (abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont):
+        # common/event_channel.c: struct evtchn_reset {domid_t dom}; XSM_TARGET, so a domU may
+        # reset its own ports only; evtchn_reset() closes every one of them.
+        d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
+        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+        if target is None:
+            return -E["ESRCH"]
+        info["args"].append(f"d{target.domid}")
+        if target is not dom and not dom.privileged:
+            info["why"] = "another domain's event channels (XSM_TARGET)"
+            return -E["EPERM"]
+        for port in sorted(ev.ports.get(target.domid, {})):
+            if port:
+                ev.close(target.domid, port, quiet=True)
+        return 0
     return -E["ENOSYS"]
 
 
@@ -697,18 +741,32 @@ def hvm_op(host, v, args, info) -> int:
     dom = v.domain
     info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
     if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
+        from . import hvm_params
         d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
+        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
+        if idx >= hvm_params.HVM_NR_PARAMS:
+            return -E["EINVAL"]
         target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
         if target is None:
             return -E["ESRCH"]
         if target is not dom and not dom.privileged:
+            info["why"] = "another domain's params (XSM_TARGET)"
             return -E["EPERM"]
-        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
         if not target.is_hvm:
             return -E["EINVAL"]
         if cmd == abi.HVMOP_get_param:
+            rc = hvm_params.allow_get(dom, target, idx)        # hvm_allow_get_param()
+            if rc:
+                return rc
             copy_to_guest(host, v, va + 8, target.hvm_params.get(idx, 0).to_bytes(8, "little"))
             return 0
+        rc = hvm_params.allow_set(dom, target, idx, value)     # hvm_allow_set_param()
+        if rc == 0:
+            rc, crash = hvm_params.check_value(dom, target, idx, value)
+            if crash:
+                host.crash(dom, f"HVMOP_set_param {abi.HVM_PARAM_NAMES.get(idx, idx)} {value:#x}: does not fit", v)
+        if rc:
+            return rc
         target.hvm_params[idx] = value
         if idx == abi.HVM_PARAM_CALLBACK_IRQ:
             from .hvm import set_callback_via
@@ -816,4 +874,4 @@ def platform_op(host, v, args, info) -> int:
 
 
 # Handlers that live in their own modules register themselves on import.
-from . import grant  # noqa: E402,F401
+from . import grant, physdev  # noqa: E402,F401

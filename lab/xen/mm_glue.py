@@ -17,6 +17,9 @@ from .mm import MmuAction, PvMM
 
 M2P_VA = 0xFFFF_8000_0000_0000
 
+#: dom.extra keys of frames Xen holds on a domain's behalf until it is destroyed.
+XEN_HELD_PAGES = ("pirq_eoi_map", "vcpu_info_area")
+
 
 class XenMM:
     def __init__(self, host) -> None:
@@ -116,6 +119,17 @@ class XenMM:
         return [mfn for mfn, pg in self.pv.pages.in_order() if pg.owner == domid]
 
     def destroy_domain(self, domid: int) -> None:
+        dom = self.host.domains.get(domid)
+        # The frames Xen itself keeps held for a domain's lifetime (its pirq EOI map,
+        # physdev.c; its vCPUs' vcpu_info areas, domain.c) go back first, as
+        # domain_relinquish_resources() puts them.
+        for key in XEN_HELD_PAGES:
+            held = dom.extra.pop(key, None) if dom is not None else None
+            for h in (held.values() if isinstance(held, dict) else [held] if held is not None else []):
+                h.release()
+        for frames in (dom.extra.pop("gdt_frames", {}) if dom is not None else {}).values():
+            for mfn in frames:                         # pv_destroy_gdt() of every vCPU
+                self.pv.put_page_and_type(mfn)
         self.pv.destroy_domain(domid)
 
     # -- hypercalls -------------------------------------------------------------

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 #: hap_enable(): the least a HAP domain's pool holds, in pages.
 HAP_MIN_PAGES = 256
+#: shadow_min_acceptable_pages() (mm/shadow/common.c): the least a shadow domain's pool holds, per vCPU.
+SHADOW_MIN_PAGES_PER_VCPU = 128
 
 
 class PoolExhausted(Exception):
@@ -31,7 +33,11 @@ def required_pages(mem_mib: int, vcpus: int, shadow_memory_mib: int | None = Non
     else:
         kib = 4 * (256 * max(vcpus, 1) + 2 * mem_mib)     # libxl_get_required_shadow_memory()
         pages = kib // 4
-    return max(pages, HAP_MIN_PAGES) if hap else pages
+    if hap:
+        return max(pages, HAP_MIN_PAGES)
+    # sh_min_allocation(): shadow_min_acceptable_pages(), plus a page per 256 of the domain's (at
+    # least CONFIG_PAGING_LEVELS + 2) and one for the 1:1 map
+    return max(pages, SHADOW_MIN_PAGES_PER_VCPU * max(vcpus, 1) + max(mem_mib, 6) + 1)
 
 
 class PagingPool:
@@ -41,19 +47,29 @@ class PagingPool:
         self.host = host
         self.domid = domid
         self.pages = pages
+        #: Every frame the pool took from Xen's heap, in use or not.
         self.frames: list[int] = []
+        #: Frames given back by the tables' owner (shadow_free()), zeroed, ready to use again.
+        self.spare: list[int] = []
 
     @property
     def free(self) -> int:
-        return self.pages - len(self.frames)
+        return self.pages - len(self.frames) + len(self.spare)
 
     def alloc(self) -> int:
         """A zeroed frame of Xen's for this domain's tables; PoolExhausted when none is left."""
+        if self.spare:
+            return self.spare.pop()
         if len(self.frames) >= self.pages or not self.host.free_frames:
             raise PoolExhausted(f"d{self.domid}'s paging pool ({self.pages} pages) is exhausted")
         mfn = self.host.alloc_frame(None)              # Xen's frame (DOMID_XEN), from the heap
         self.frames.append(mfn)
         return mfn
+
+    def give_back(self, mfn: int) -> None:
+        """A table is no longer used: its frame stays the pool's, wiped, for the next table."""
+        self.host.mem.write(mfn << 12, bytes(4096))
+        self.spare.append(mfn)
 
     def release_all(self) -> None:
         """The domain is gone: its tables go back to Xen's heap (paging_teardown())."""
@@ -62,6 +78,7 @@ class PagingPool:
             if self.host.mm.pv.pages[mfn].owner is None:
                 self.host.free_frame(mfn)
         self.frames.clear()
+        self.spare.clear()
 
 
 def pool_of(host, dom) -> PagingPool:

@@ -111,16 +111,16 @@ def bounce(host, v, handler: int, *, error_code: int | None, rip: int, what: str
 
 def _event_mask(host, v) -> int:
     """vcpu_info's evtchn_upcall_mask (0 while the domain has no shared_info page)."""
-    dom = v.domain
-    if not dom.shared_info_mfn:
-        return 0
-    return host.mem.read((dom.shared_info_mfn << 12) + v.id * 64 + 1, 1)[0]
+    from .vcpu_info import maddr
+    vi = maddr(host, v.domain, v.id)
+    return 0 if vi is None else host.mem.read(vi + 1, 1)[0]
 
 
 def _set_event_mask(host, v, masked: bool) -> None:
-    dom = v.domain
-    if dom.shared_info_mfn:
-        host.mem.write((dom.shared_info_mfn << 12) + v.id * 64 + 1, b"\x01" if masked else b"\x00")
+    from .vcpu_info import maddr
+    vi = maddr(host, v.domain, v.id)
+    if vi is not None:
+        host.mem.write(vi + 1, b"\x01" if masked else b"\x00")
 
 
 # ---------------------------------------------------------------- entry points
@@ -176,8 +176,10 @@ def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
     host.emit(v, "trap", vector=fault.vector, mnemonic=fault.mnemonic, error_code=fault.error_code, cr2=fault.cr2,
               rip=rip, cpl=cpu.cpl, handler="xen" if entry is None else "bounce",
               reason=fault.reason or mnemonic(fault.vector))
-    if fault.vector == 14 and fault.cr2 is not None and dom.shared_info_mfn:
-        host.mem.write_u64((dom.shared_info_mfn << 12) + v.id * 64 + VCPU_INFO_CR2, fault.cr2)
+    from .vcpu_info import maddr
+    vi = maddr(host, dom, v.id)
+    if fault.vector == 14 and fault.cr2 is not None and vi is not None:
+        host.mem.write_u64(vi + VCPU_INFO_CR2, fault.cr2)
     if entry is None:
         host.crash(dom, f"unhandled {fault.mnemonic} at {rip:#x} ({fault.reason}): no handler in the trap table", v)
         return

@@ -47,11 +47,20 @@ While the guest has paging off (the firmware and the kernel's boot stub),
 Xen runs it on a 1:1 map of guest-physical to machine frames built the same
 lazy way ("unpaged mode"; in Xen a shadow of the p2m itself).
 
+Shadows come from the domain's own paging pool. Before an exit builds
+anything Xen makes sure the pool has room (``shadow_prealloc``): it unpins
+the shadows of address spaces no vCPU has loaded and frees the tables only
+they reached, and if that is not enough it unhooks every shadow
+(``shadow_blow_tables``) and lets the vCPUs fault their way back in. So a
+guest that loads ever new CR3s recycles its own shadows; it never grows
+them past its pool.
+
 Simplifications, stated in docs/shadow-paging.md: the guest's page-table
 writes are emulated by re-executing the one faulting instruction with the
-shadow entry made writable for that instruction only; shadows are never torn
-down (no out-of-sync shadows, no unshadowing heuristics, no shadow pool
-limit); every shadow operation is a ``pagetable`` trace event.
+shadow entry made writable for that instruction only; no out-of-sync
+shadows and no unshadowing heuristics on writes; stage one of recycling
+unpins every unloaded top-level shadow at once, not one by one; every
+shadow operation is a ``pagetable`` trace event.
 """
 
 from __future__ import annotations
@@ -70,12 +79,16 @@ P, RW, US, A, D, PS, NX = _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _
 SHIFT = paging.LEVEL_SHIFT
 #: How many following L1 entries a shadow fault fills as well (Xen's PREFETCH_DISTANCE).
 PREFETCH_DISTANCE = 32
+#: Shadow pages one exit may need at most, made free before it starts (shadow_prealloc()): a
+#: 4-level path for the access, the paths an emulated write and an event delivery touch.
+PREALLOC_PAGES = 32
 #: The ``op`` values of the ``pagetable`` events this module emits.
-OPS = ("shadow fault", "shadow sync", "shadow write-protect", "shadow new table", "shadow flush", "inject #PF")
+OPS = ("shadow fault", "shadow sync", "shadow write-protect", "shadow new table", "shadow flush", "inject #PF",
+       "shadow recycle")
 #: What each operation charges, by name in the cost table (machines/costs.toml, [event]).
 COST = {"shadow fault": "shadow_sync", "shadow sync": "page_walk_level", "shadow write-protect": "page_walk_level",
         "shadow new table": "page_walk_level", "shadow flush": "page_walk_level",
-        "inject #PF": "exception_delivery"}
+        "inject #PF": "exception_delivery", "shadow recycle": "shadow_sync"}
 _ACCESS = {"r": "read", "w": "write", "x": "instruction fetch"}
 
 
@@ -138,7 +151,7 @@ class ShadowPaging:
         self.dom = dom
         self.mem = host.mem
         self.p2m = _P2mView(dom)
-        self.gfn_of: dict[int, int] = {mfn: gfn for gfn, mfn in enumerate(dom.p2m)}
+        self.gfn_of: dict[int, int] = {mfn: gfn for gfn, mfn in enumerate(dom.p2m) if mfn is not None}
         #: (guest table gfn, level) -> shadow mfn (Xen's shadow hash, keyed by gfn and shadow type).
         self.shadows: dict[tuple[int, int], int] = {}
         #: (first gfn, level) -> shadow mfn: splinters of guest superpages (Xen's fl1 shadows).
@@ -160,7 +173,7 @@ class ShadowPaging:
         self.null_root: int | None = None
         self.stats: dict[str, int] = {"shadow faults": 0, "emulated writes": 0, "shadow syncs": 0,
                                       "injected #PF": 0, "shadow tables": 0, "write-protected frames": 0,
-                                      "invlpg drops": 0}
+                                      "invlpg drops": 0, "shadows recycled": 0}
         self._flush = False
 
     # ------------------------------------------------------------------ events
@@ -190,6 +203,96 @@ class ShadowPaging:
         self.frames[smfn] = kind
         self.stats["shadow tables"] += 1
         return smfn
+
+    # ------------------------------------------------------------------ recycling (shadow_prealloc)
+    def prealloc(self, v, pages: int = PREALLOC_PAGES) -> bool:
+        """Make ``pages`` shadow pages free before an exit builds anything, as _shadow_prealloc() does.
+
+        Stage one unpins the top-level shadows no vCPU has loaded (the shadows of address spaces
+        the guest left) and frees every table only they reached; stage two unhooks the shadows in
+        use too (shadow_blow_tables()): every vCPU then faults its way back in. Only if the pool is
+        short even then (its frames used by something else) is the domain crashed. False then.
+        """
+        pool = pool_of(self.host, self.dom)
+        if pool.free >= pages:
+            return True
+        loaded = {self.null_root, self.unpaged_root}
+        loaded |= {v_.cpu.shadow_cr3 >> 12 for v_ in self.dom.vcpus
+                   if v_.cpu is not None and self.bound.get(v_.id) is not None}
+        freed = self._free_unreachable(loaded)
+        stage = "unpinned the shadows of address spaces no vCPU has loaded"
+        if pool.free < pages:
+            for v_ in self.dom.vcpus:
+                if v_.cpu is not None:
+                    v_.cpu.shadow_cr3 = self.null_root << 12
+                    self.bound[v_.id] = None
+            if self.unpaged_root is not None:
+                self.mem.write(self.unpaged_root << 12, bytes(4096))
+            freed += self._free_unreachable({self.null_root, self.unpaged_root})
+            stage = "unhooked every shadow, those in use too (shadow_blow_tables)"
+        self.stats["shadows recycled"] = self.stats.get("shadows recycled", 0) + freed
+        self._flush = True
+        self._finish()
+        self._event(v, "shadow recycle", None, freed, None, "recycled" if pool.free >= pages else "crash",
+                    f"d{self.dom.domid}'s paging pool ({pool.pages} pages) had {pages} free pages no more: Xen {stage}, "
+                    f"{freed} shadow pages back in the pool, {pool.free} free")
+        if pool.free < pages:
+            self.host.crash(self.dom, f"shadow: can't pre-allocate {pages} shadow pages: d{self.dom.domid}'s paging "
+                                      f"pool ({pool.pages} pages) is exhausted", v)
+            return False
+        return True
+
+    def _free_unreachable(self, roots: set) -> int:
+        """Give back to the pool every shadow frame no root reaches (sh_unpin, the refcounts falling to 0)."""
+        mem = self.mem
+        seen: set[int] = set()
+        todo = [r for r in roots if r is not None and r in self.frames]
+        while todo:
+            smfn = todo.pop()
+            if smfn in seen:
+                continue
+            seen.add(smfn)
+            if self._level_of(self.frames[smfn]) <= 1:
+                continue
+            view = memoryview(bytes(mem.frame(smfn))).cast("Q")
+            for e in view:
+                if e & P:
+                    child = (e & PADDR_MASK) >> 12
+                    if child in self.frames and child not in seen:
+                        todo.append(child)
+        dead = [m for m in self.frames if m not in seen]
+        if not dead:
+            return 0
+        pool = pool_of(self.host, self.dom)
+        for smfn in dead:
+            kind = self.frames.pop(smfn)
+            if kind[0] == "guest":
+                self.shadows.pop((kind[1], kind[2]), None)
+                levels = self.pagetables.get(kind[1])
+                if levels is not None:
+                    levels.discard(kind[2])
+                    if not levels:
+                        del self.pagetables[kind[1]]
+            elif kind[0] == "splinter":
+                self.splinters.pop((kind[1], kind[2]), None)
+            elif kind[0] == "1:1":
+                self.unpaged.pop((kind[1], kind[2]), None)
+            pool.give_back(smfn)
+        gone = set(dead)
+        rmap = {}
+        for g, slots in self.rmap.items():
+            kept = {s: None for s in slots if s >> 12 not in gone}
+            if kept:
+                rmap[g] = kept
+        self.rmap = rmap
+        return len(dead)
+
+    @staticmethod
+    def _level_of(kind: tuple) -> int:
+        """The paging level of a shadow frame from what it shadows."""
+        if kind[0] in ("guest", "splinter"):
+            return kind[2]
+        return kind[1]
 
     def _set(self, slot: int, new: int, leaf: bool) -> int:
         """Write a shadow entry (``slot`` is its machine address); returns the old value."""
@@ -350,6 +453,8 @@ class ShadowPaging:
         """``mov cr3, reg`` or ``mov reg, cr3`` left the guest (the caller moves rip on)."""
         cpu = v.cpu
         self._sync_cr2(v, None)
+        if "value" in exc.info and not self.prealloc(v):     # sh_update_cr3(): shadow_prealloc() first
+            return
         if "value" not in exc.info:
             gpr = exc.info.get("gpr", (exc.qualification >> 8) & 15)
             cpu.regs[gpr] = cpu.cr3         # the guest's own value, never the shadow's
@@ -377,6 +482,8 @@ class ShadowPaging:
         """The guest's ``invlpg``: drop the shadow L1 entry for ``va`` and the TLB's copy."""
         cpu = v.cpu
         self._sync_cr2(v, None)
+        if not self.prealloc(v):
+            return
         result, old, level = "nothing to drop", None, None
         if cpu.paging and self.bound.get(v.id) is not None:
             smfn = cpu.shadow_cr3 >> 12
@@ -419,6 +526,8 @@ class ShadowPaging:
             va = cpu.cr2
         ec = exc.info.get("error_code") or 0
         self._sync_cr2(v, va)
+        if not self.prealloc(v):                # sh_page_fault(): shadow_prealloc() before anything
+            return
         try:
             if cpu.paging:
                 self._paged_fault(v, va, ec)
@@ -881,9 +990,7 @@ class ShadowPaging:
         """(shadow table mfn, index, mapped mfn) of every present leaf entry in every shadow."""
         out = []
         for smfn, kind in self.frames.items():
-            level = {"guest": 2, "splinter": 2, "1:1": 1}.get(kind[0])
-            level = kind[level] if level is not None else None
-            if level != 1:
+            if self._level_of(kind) != 1:
                 continue
             f = self.mem.frame(smfn)
             view = memoryview(bytes(f)).cast("Q")

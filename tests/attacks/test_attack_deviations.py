@@ -52,3 +52,43 @@ def test_a_hypercall_page_outside_the_guests_memory_is_gp(tmp_path):
     assert gps and "hypercall page" in gps[0].data["reason"]
     assert dom.state == "crashed" and getattr(dom, "hypercall_page_gpa", None) is None
     assert host.domains[0].alive and host.mm.pv.check_invariants() == []
+
+
+def test_iret_cannot_raise_privilege_or_return_to_xens_selectors(arena):
+    """pv/iret.c do_iret(): CS and SS get RPL 3 forced ("force guest privilege"), IOPL is
+    dropped from RFLAGS (the guest's IOPL is virtual), and a CS with RPL 0-2 means guest kernel
+    mode, which for a 64-bit PV guest is ring 3 too: no frame reaches ring 0, 1 or 2."""
+    from lab.hw import flags as F
+    g = arena.pv
+    cpu = g.vcpu.cpu
+    for cs, ss in ((0xE008, 0xE010), (0xE030, 0x0), (0x0008, 0x0010)):    # Xen's, RPL 0, a null-ish GDT slot
+        rip = g.addr("_start") if "_start" in g.sym else 0x400000
+        frame = struct.pack("<9Q", 0, 0, 0, 0, rip, cs, 0x3202 | F.IOPL_MASK, g.buf(4096), ss)
+        g.write(g.buf(256), frame)
+        cpu.regs[4] = g.buf(256)
+        arena.call(g, "iret")
+        assert g.dom.alive
+        assert cpu.cpl == 3 and g.vcpu.kernel_mode, f"cs {cs:#x}: still the guest kernel, in ring 3"
+        assert cpu.rflags & F.IOPL_MASK == 0, "IOPL never reaches the real RFLAGS"
+        assert cpu.rip == rip and cpu.regs[4] == g.buf(4096)
+    arena.untouched()
+
+
+def test_evtchn_reset_of_another_domain_is_eperm_and_of_its_own_closes_its_ports(arena):
+    """common/event_channel.c EVTCHNOP_reset: xsm_evtchn_reset(XSM_TARGET): a domU resets only its
+    own ports (evtchn_reset() closes each); the victim's stay as they were."""
+    host, g = arena.host, arena.pv
+    victim = arena.victim.dom.domid
+    before = {p: port.state for p, port in host.evtchn.ports.get(victim, {}).items()}
+    g.write(g.buf(), struct.pack("<H", victim))
+    assert arena.call(g, "event_channel_op", abi.EVTCHNOP_reset, g.buf()) == -abi.ERRNO["EPERM"]
+    g.write(g.buf(), struct.pack("<H", 0x7FEF))
+    assert arena.call(g, "event_channel_op", abi.EVTCHNOP_reset, g.buf()) == -abi.ERRNO["ESRCH"]
+    assert {p: port.state for p, port in host.evtchn.ports.get(victim, {}).items()} == before
+    mine = [p for p, port in host.evtchn.ports.get(g.dom.domid, {}).items() if p and port.state != "closed"]
+    assert mine
+    g.write(g.buf(), struct.pack("<H", abi.DOMID_SELF))
+    assert arena.call(g, "event_channel_op", abi.EVTCHNOP_reset, g.buf()) == 0
+    assert all(host.evtchn.ports[g.dom.domid][p].state == "closed" for p in mine)
+    assert host.domains[0].alive and g.dom.alive
+    arena.untouched()

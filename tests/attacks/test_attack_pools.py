@@ -8,10 +8,10 @@ import struct
 
 import pytest
 
-from attack_support import SCRIPT_GUESTS, Arena
+from attack_support import GUESTS, SCRIPT_GUESTS, Arena
 from lab.xen import abi
 from lab.xen.paging_pool import HAP_MIN_PAGES, pool_of, required_pages
-from xen_helpers import small_host, write_cfg
+from xen_helpers import events, frames_digest, frames_of, small_host, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
 
@@ -22,6 +22,9 @@ def test_pool_sizes_follow_libxl_and_shadow_memory():
     assert required_pages(16, 2, hap=False) == 512 + 32
     assert required_pages(4, 1) >= HAP_MIN_PAGES
     assert required_pages(512, 4, shadow_memory_mib=8) == 8 * 256
+    # sh_min_allocation(): never below 128 pages per vCPU, a page per MiB and one for the 1:1 map
+    assert required_pages(16, 2, shadow_memory_mib=0, hap=False) == 512 + 32
+    assert required_pages(64, 4, shadow_memory_mib=1, hap=False) == 4 * 128 + 64 + 1
 
 
 def test_remapping_gfns_far_apart_exhausts_only_the_guests_own_pool(tmp_path):
@@ -63,4 +66,36 @@ def test_a_shadow_guest_whose_pool_is_empty_is_crashed_alone(tmp_path):
     host.run(2_000_000)
     assert dom.state == "crashed" and "paging pool" in dom.crash_reason
     assert victim.alive and host.domains[0].alive
+    assert host.mm.pv.check_invariants() == []
+
+
+def test_fresh_cr3_loads_recycle_the_shadow_guests_own_pool(tmp_path):
+    """mm/shadow/common.c _shadow_prealloc(): before an exit builds shadows Xen makes room in the
+    domain's own pool, unpinning the top-level shadows of address spaces no vCPU has loaded (and,
+    if that is not enough, every shadow: shadow_blow_tables()). A guest that loads 640 fresh CR3s
+    with a 256-page pool keeps running, its pool never grows and nobody else notices."""
+    host, xl = small_host(ept=False)
+    victim = xl.create(write_cfg(tmp_path, "victim", "pv", SCRIPT_GUESTS / "pv_script.s", memory=16), paused=True)
+    before = frames_digest(host, frames_of(victim))
+    dom = xl.create(write_cfg(tmp_path, "storm", "hvm", GUESTS / "hvm_shadow_cr3_storm.s", memory=16, hap=0,
+                              shadow_memory=1))
+    pool = pool_of(host, dom)
+    heap_before = len(host.free_frames)
+    host.run(20_000_000)
+    loads = int.from_bytes(host.mem.read((dom.p2m[0x300] << 12), 8), "little")
+    assert dom.state == "shutdown" and loads == 640, (dom.state, dom.crash_reason, loads)
+    shadow = dom.extra["shadow"]
+    recycled = [e for e in events(host, "pagetable", dom=dom.domid) if e.data["op"] == "shadow recycle"]
+    assert recycled and all(e.data["result"] == "recycled" for e in recycled)
+    assert shadow.stats["shadows recycled"] > 0
+    assert len(pool.frames) <= pool.pages == 256
+    assert heap_before - len(host.free_frames) <= pool.pages, "shadows came from the pool, not Xen's heap"
+    # What is left is consistent: every shadow frame is the pool's, every leaf maps the guest's own RAM
+    assert set(shadow.frames) <= set(pool.frames) and not set(shadow.frames) & set(pool.spare)
+    own = set(dom.p2m)
+    assert all(mfn in own for _, _, mfn in shadow.leaves())
+    for slots in shadow.rmap.values():
+        assert all(slot >> 12 in shadow.frames for slot in slots), "a reverse map into a freed shadow"
+    assert victim.alive and host.domains[0].alive
+    assert frames_digest(host, frames_of(victim)) == before
     assert host.mm.pv.check_invariants() == []

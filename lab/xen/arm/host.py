@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ...hw.arm import exceptions as X
 from ...hw.arm.cpu import ArmCpu
-from ...hw.arm.gic import LR_ACTIVE, LR_PENDING, PPI_VIRT_TIMER, lr_value
+from ...hw.arm.gic import LR_PENDING, PPI_VIRT_TIMER, lr_value
 from ...hw.arm.timer import ENABLE, IMASK
 from ...hw.costs import Costs, load_costs
 from ...hw.memory import PAGE_SHIFT, MachineMemory

@@ -1,0 +1,194 @@
+"""XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap.
+
+How a guest (its balloon driver, say) gives memory back to Xen and takes it
+again, as ``xen/common/memory.c`` does it:
+
+* the argument is ``struct xen_memory_reservation {extent_start (a guest
+  array of frame numbers), nr_extents, extent_order, mem_flags, domid}``; the
+  result is the number of extents done, never an errno: whatever is wrong
+  (an unreadable argument, a domain that does not exist, another domain's
+  memory without the control domain's privilege (XSM_TARGET), an order above
+  ``max_order()``) just stops the call at the extent it reached;
+* ``increase_reservation`` and ``populate_physmap`` allocate from Xen's heap
+  while the domain stays within its ``max_pages`` (xl.cfg ``maxmem``); a PV
+  guest is told each new machine frame in its array, a translated one gets
+  the frame mapped at the gfn it named (populate_physmap);
+* ``decrease_reservation`` gives frames back (``guest_remove_page()``): a
+  frame that is not the domain's stops the call; the frame leaves the p2m at
+  once and is freed, wiped, when the last reference to it goes (a pinned
+  table is unpinned first; a grant mapping or a loaded base pointer keeps it);
+* every extent is charged, and a long call is preempted with a continuation
+  (the extent reached goes into the command's upper bits, MEMOP_EXTENT_SHIFT).
+
+The lab hands out single pages only: an extent order above 0 (up to
+``max_order()``) stops the call where Xen would allocate a larger block.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from . import abi
+from .guestmem import GuestFault, copy_from_guest, copy_to_guest
+from .hypercalls import Preempted, preempt_check
+
+#: public/memory.h: the extent a call starts from is in the command's bits above this.
+MEMOP_EXTENT_SHIFT = 6
+#: xen/common/Kconfig DOMU_MAX_ORDER and CTLDOM_MAX_ORDER (x86): the largest extent order.
+DOMU_MAX_ORDER, CTLDOM_MAX_ORDER = 9, 12
+UINT_MAX = 0xFFFF_FFFF
+#: sizeof(struct xen_memory_reservation) on x86-64
+RESERVATION_SIZE = 32
+_OPS = {abi.XENMEM_increase_reservation: "increase_reservation",
+        abi.XENMEM_decrease_reservation: "decrease_reservation",
+        abi.XENMEM_populate_physmap: "populate_physmap"}
+
+
+def max_order(dom) -> int:
+    return CTLDOM_MAX_ORDER if dom.privileged else DOMU_MAX_ORDER
+
+
+def _array_ok(va: int, first: int, last: int) -> bool:
+    """guest_handle_subrange_okay(): the array's entries first..last lie in guest space (access_ok)."""
+    from .hypercalls import _canonical
+    lo, hi = va + 8 * first, va + 8 * last + 7
+    return _canonical(lo) and _canonical(hi) and (hi < 0xFFFF_8000_0000_0000 or lo >= 0xFFFF_8800_0000_0000) \
+        and (lo >> 47) == (hi >> 47)
+
+
+def reservation_op(host, v, cmd: int, va: int, info: dict) -> int | Preempted:
+    op, start = cmd & abi.MEMOP_CMD_MASK, (cmd & UINT_MAX) >> MEMOP_EXTENT_SHIFT
+    caller = v.domain
+    try:
+        raw = copy_from_guest(host, v, va, RESERVATION_SIZE)
+    except GuestFault as e:
+        info["why"] = str(e)
+        return start
+    extent_start, nr, order, _flags, domid = struct.unpack_from("<QQIIH", raw)
+    info["args"] = [_OPS[op], f"d{domid:#x}" if domid != abi.DOMID_SELF else "DOMID_SELF", f"{nr} extents",
+                    f"order {order}"]
+    if nr > UINT_MAX >> MEMOP_EXTENT_SHIFT or start >= nr:
+        return start
+    target = caller if domid in (abi.DOMID_SELF, caller.domid) else host.domains.get(domid)
+    if target is None:
+        return start
+    if target is not caller and not caller.privileged:
+        info["why"] = "another domain's memory (XSM_TARGET)"
+        return start
+    if order > max_order(caller):
+        info["why"] = f"extent order {order} is above max_order() {max_order(caller)}"
+        return start
+    if order:
+        info["why"] = "(lab) only single pages are handed out"
+        return start
+    if (extent_start or op != abi.XENMEM_increase_reservation) and not _array_ok(extent_start, start, nr - 1):
+        return start
+    step = {abi.XENMEM_increase_reservation: _increase, abi.XENMEM_decrease_reservation: _decrease,
+            abi.XENMEM_populate_physmap: _populate}[op]
+    i = start
+    while i < nr:
+        if i != start and preempt_check(host, v):
+            info["continuation_extent"] = i
+            return Preempted([op | (i << MEMOP_EXTENT_SHIFT), va])
+        host.charge(v, "hypercall_batch_entry")
+        why = step(host, v, target, extent_start, i)
+        if why:
+            info["why"] = f"extent {i}: {why}"
+            break
+        i += 1
+    if i > start:
+        host.emit(v, "pagetable", op=_OPS[op], addr=None, value=i - start, level=None, result="done",
+                  message=f"XENMEM_{_OPS[op]} for d{target.domid}: {i - start} page(s); d{target.domid} now has "
+                          f"{target.mem_pages} of at most {target.max_pages}")
+    return i
+
+
+def _new_frame(host, target) -> tuple[int | None, str]:
+    """alloc_domheap_pages(): within max_pages ("Over-allocation"), from Xen's heap."""
+    if target.mem_pages >= target.max_pages:
+        return None, f"d{target.domid} is at its max_pages ({target.max_pages})"
+    if not host.free_frames:
+        return None, "Xen's heap is empty"
+    mfn = host.alloc_frame(target.domid)
+    target.mem_pages += 1
+    return mfn, ""
+
+
+def _increase(host, v, target, array: int, i: int) -> str:
+    mfn, why = _new_frame(host, target)
+    if mfn is None:
+        return why
+    if target.is_pv and array:
+        try:
+            copy_to_guest(host, v, array + 8 * i, mfn.to_bytes(8, "little"))
+        except GuestFault as e:
+            return str(e)
+    return ""
+
+
+def _read_entry(host, v, array: int, i: int) -> int | str:
+    try:
+        return int.from_bytes(copy_from_guest(host, v, array + 8 * i, 8), "little")
+    except GuestFault as e:
+        return str(e)
+
+
+def _populate(host, v, target, array: int, i: int) -> str:
+    gpfn = _read_entry(host, v, array, i)
+    if isinstance(gpfn, str):
+        return gpfn
+    if target.is_hvm:
+        from .hvm import EPT_GFN_BITS, _set_p2m
+        from .paging_pool import pool_of
+        if gpfn >> EPT_GFN_BITS:
+            return f"gfn {gpfn:#x} is beyond the guest's physical address width"
+        if target.gfn_to_mfn(gpfn) is not None:
+            return f"(lab) gfn {gpfn:#x} is populated already"
+        if target.ept_root and pool_of(host, target).free < 3:
+            return f"d{target.domid}'s paging pool is exhausted"
+    mfn, why = _new_frame(host, target)
+    if mfn is None:
+        return why
+    if target.is_hvm:
+        _set_p2m(host, target, gpfn, mfn)
+        host.mm.set_m2p(mfn, gpfn)
+        return ""
+    # guest_physmap_add_page() for PV: only the M2P learns the pfn; the guest is told the mfn
+    host.mm.set_m2p(mfn, gpfn & ((1 << 52) - 1))
+    try:
+        copy_to_guest(host, v, array + 8 * i, mfn.to_bytes(8, "little"))
+    except GuestFault as e:
+        return str(e)
+    return ""
+
+
+def _decrease(host, v, target, array: int, i: int) -> str:
+    gmfn = _read_entry(host, v, array, i)
+    if isinstance(gmfn, str):
+        return gmfn
+    from .hvm import _clear_m2p, _remove_ram_page, _set_p2m, _special_frames
+    if target.is_pv:
+        mfn, gfn = gmfn, None
+        pg = host.mm.pv.pages[mfn] if host.mm.pv.valid(mfn) else None
+        if pg is None or pg.owner != target.domid or not pg.allocated:
+            return f"mfn {gmfn:#x} is not d{target.domid}'s"            # guest_remove_page(): -EINVAL
+        if mfn in _special_frames(host, target) or mfn == target.shared_info_mfn:
+            return f"mfn {gmfn:#x} is not one of d{target.domid}'s RAM pages"
+    else:
+        gfn, mfn = gmfn, target.gfn_to_mfn(gmfn) if 0 <= gmfn < 1 << 52 else None
+        if mfn is None:
+            return f"gfn {gmfn:#x} maps nothing"                         # -ENOENT
+        if mfn in _special_frames(host, target):
+            _set_p2m(host, target, gfn, None)                             # unhooked, not freed
+            _clear_m2p(host, mfn)
+            return ""
+    # The frame leaves the domain's memory map now (for PV, the lab's record of it).
+    if gfn is not None:
+        _set_p2m(host, target, gfn, None)
+    else:
+        for pfn, m in enumerate(target.p2m):
+            if m == mfn:
+                target.p2m[pfn] = None
+                break
+    _remove_ram_page(host, target, gfn if gfn is not None else -1, mfn)
+    return ""
