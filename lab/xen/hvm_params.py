@@ -14,6 +14,7 @@ index filter.
 from __future__ import annotations
 
 from . import abi
+from .abi.sched import SHUTDOWN_MAX
 
 E = abi.ERRNO
 #: public/hvm/params.h
@@ -23,8 +24,6 @@ HVM_PARAM_MEMORY_EVENT_CR0, HVM_PARAM_MEMORY_EVENT_CR3, HVM_PARAM_MEMORY_EVENT_C
 HVM_PARAM_MEMORY_EVENT_INT3, HVM_PARAM_MEMORY_EVENT_SINGLE_STEP, HVM_PARAM_MEMORY_EVENT_MSR = 23, 25, 30
 #: HVMPTM_one_missed_tick_pending: the highest timer mode.
 HVMPTM_MAX = 3
-#: public/sched.h SHUTDOWN_MAX: the highest shutdown code a triple fault may be turned into.
-SHUTDOWN_MAX = 5
 
 GUEST_SETTABLE = frozenset((
     abi.HVM_PARAM_CALLBACK_IRQ, abi.HVM_PARAM_VM86_TSS, abi.HVM_PARAM_VM86_TSS_SIZED,

@@ -22,17 +22,16 @@ from __future__ import annotations
 import struct
 
 from . import abi
+from .abi.physdev import PHYSDEVOP_IRQ_UNMASK_NOTIFY, XENIRQSTAT_needs_eoi
 from .guestmem import copy_from_guest, copy_to_guest
-from .hypercalls import _canonical, handler
+from ..hw.x86 import is_canonical
+from .hypercalls import handler
 
 E = abi.ERRNO
 #: Interrupt lines the lab's host has: the legacy PIC's (no IO-APIC), Xen's nr_irqs_gsi.
 NR_IRQS_GSI = 16
 #: xen/common/domain.c DEFAULT_EXTRA_DOMU_IRQS: pirqs a domU has beyond the static ones.
 EXTRA_DOMU_IRQS = 32
-#: public/physdev.h
-PHYSDEVOP_IRQ_UNMASK_NOTIFY = 4
-XENIRQSTAT_needs_eoi = 1 << 0
 MAP_PIRQ_TYPE_GSI = 0x1
 #: public/arch-x86/xen.h IOBMP_BYTES: a full I/O bitmap, 65536 ports.
 IOBMP_BYTES = 8192
@@ -159,7 +158,7 @@ def _denied(info: dict, why: str) -> int:
 def _guest_range_ok(va: int, n: int) -> bool:
     """guest_handle_okay(): the range is canonical and below Xen's part of the address space."""
     end = va + n - 1
-    return _canonical(va) and _canonical(end) and (end < 0xFFFF_8000_0000_0000 or va >= 0xFFFF_8800_0000_0000)
+    return is_canonical(va) and is_canonical(end) and (end < abi.HYPERVISOR_VIRT_START or va >= abi.HYPERVISOR_VIRT_END)
 
 
 def _pirq_eoi_gmfn(host, dom, gmfn: int, info: dict) -> int:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import struct
 
+from ..hw.x86 import is_canonical
 from . import abi
+from .abi.memory import MEMOP_EXTENT_SHIFT
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest
 from .hypercalls import Preempted, preempt_check
 
-#: public/memory.h: the extent a call starts from is in the command's bits above this.
-MEMOP_EXTENT_SHIFT = 6
 #: xen/common/Kconfig DOMU_MAX_ORDER and CTLDOM_MAX_ORDER (x86): the largest extent order.
 DOMU_MAX_ORDER, CTLDOM_MAX_ORDER = 9, 12
 UINT_MAX = 0xFFFF_FFFF
@@ -50,9 +50,8 @@ def max_order(dom) -> int:
 
 def _array_ok(va: int, first: int, last: int) -> bool:
     """guest_handle_subrange_okay(): the array's entries first..last lie in guest space (access_ok)."""
-    from .hypercalls import _canonical
     lo, hi = va + 8 * first, va + 8 * last + 7
-    return _canonical(lo) and _canonical(hi) and (hi < 0xFFFF_8000_0000_0000 or lo >= 0xFFFF_8800_0000_0000) \
+    return is_canonical(lo) and is_canonical(hi) and (hi < abi.HYPERVISOR_VIRT_START or lo >= abi.HYPERVISOR_VIRT_END) \
         and (lo >> 47) == (hi >> 47)
 
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 # physdev_op sub-ops (public/physdev.h) and what HVM may use.
+#: PHYSDEVOP_IRQ_UNMASK_NOTIFY (physdev_op_compat only) and irq_status_query's flag.
+PHYSDEVOP_IRQ_UNMASK_NOTIFY = 4
+XENIRQSTAT_needs_eoi = 1 << 0
 PHYSDEVOP_irq_status_query = 5
 PHYSDEVOP_set_iopl = 6
 PHYSDEVOP_set_iobitmap = 7
