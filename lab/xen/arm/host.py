@@ -18,7 +18,7 @@ timer are that vCPU's view of them.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from ...hw.arm import exceptions as X
 from ...hw.arm.cpu import ArmCpu
@@ -36,6 +36,11 @@ from . import hypercalls
 from . import layout as L
 from .evtchn import ArmEventChannels
 from .p2m import P2m
+
+
+def _cpu(v: Vcpu) -> ArmCpu:
+    """The vCPU's processor: on an Arm host always an ArmCpu (Vcpu.cpu is typed for x86)."""
+    return cast(ArmCpu, v.cpu)
 
 FOREVER = 1 << 62
 MODE = "arm"
@@ -229,7 +234,7 @@ class ArmXenHost:
         def emit(event_kind: str, **d: Any) -> Event | None:
             if event_kind != "exception" or d.get("target_el") == 2:
                 return None                        # Xen's own events say what an EL2 entry did
-            cpu = v.cpu
+            cpu = _cpu(v)
             mnemonic = "IRQ" if d.get("esr") is None else X.EC_NAMES.get((d["esr"] >> 26) & 0x3F, "sync")
             return self.trace.emit(cpu.cycles, v.pcpu or 0, v.domain.domid, v.id, "trap",
                                    vector=d.get("kind"), mnemonic=mnemonic, error_code=d.get("esr"),
@@ -247,7 +252,7 @@ class ArmXenHost:
     def vcpu_of(self, cpu: ArmCpu) -> Vcpu:
         for d in self.domains.values():
             for v in d.vcpus:
-                if v.cpu is cpu:
+                if _cpu(v) is cpu:
                     return v
         raise LookupError("a core that runs no vCPU")
 
@@ -271,13 +276,13 @@ class ArmXenHost:
             self._resume(v)
 
     def _resume(self, v: Vcpu) -> None:
-        cpu = v.cpu
+        cpu = _cpu(v)
         if cpu is not None and cpu.el == 2:
             self._flush_lrs(v)
             cpu.eret()
 
     def _hvc(self, v: Vcpu, syn: X.Syndrome) -> None:
-        cpu = v.cpu
+        cpu = _cpu(v)
         cost = self.charge(v, "xen_handler")
         if syn.iss == 0:
             # SMCCC through hvc #0: PSCI (xen/arch/arm/vsmc.c, vpsci.c)
@@ -311,7 +316,7 @@ class ArmXenHost:
         """do_trap_stage2_abort_guest(): nothing the lab emulates by MMIO, so a translation fault
         is handed back to the guest as an abort (inject_dabt/iabt_exception, ISS 0, FAR the VA);
         a permission fault, which Xen leaves to mem_access, crashes the domain here."""
-        cpu = v.cpu
+        cpu = _cpu(v)
         self.charge(v, "xen_handler")
         ipa = (cpu.sys["hpfar_el2"] >> 4) << 12 | (syn.far or 0) & 0xFFF
         fsc = syn.iss & 0x3F
@@ -339,12 +344,12 @@ class ArmXenHost:
 
     def inject_sync(self, v: Vcpu, syn: X.Syndrome) -> None:
         """Make the guest take a synchronous exception at EL1, at its current PC (the faulting one)."""
-        cpu = v.cpu
+        cpu = _cpu(v)
         cpu.take_exception(1, syn, X.VEC_SYNC, cpu.pc)
 
     def _wfi(self, v: Vcpu, syn: X.Syndrome) -> None:
         """HCR_EL2.TWI: an idle guest gives the pCPU back (vcpu_block_unless_event_pending)."""
-        cpu = v.cpu
+        cpu = _cpu(v)
         cpu.sys["elr_el2"] = (cpu.sys["elr_el2"] + 4) & ((1 << 64) - 1)      # advance_pc
         self._resume(v)
         if syn.iss & 1:
@@ -355,7 +360,7 @@ class ArmXenHost:
     def _physical_irq(self, v: Vcpu) -> None:
         """do_trap_irq(): acknowledge at the physical CPU interface; the virtual timer is the
         guest's, so it goes back in as a virtual interrupt with the HW bit (vtimer.c)."""
-        cpu = v.cpu
+        cpu = _cpu(v)
         intid = cpu.gic.read("icc_iar1_el1", virtual=False)
         if intid == PPI_VIRT_TIMER:
             self.inject_virq(v, PPI_VIRT_TIMER, hw=True)
@@ -366,7 +371,7 @@ class ArmXenHost:
     def inject_virq(self, v: Vcpu, intid: int, hw: bool = False) -> None:
         """vgic_inject_irq(): queue ``intid`` for ``v``; it reaches a list register on the next entry."""
         q = v.domain.extra.setdefault("lr_pending", {}).setdefault(v.id, [])
-        if any(value & 0xFFFFFFFF == intid and value >> 62 & LR_PENDING for value in v.cpu.gic.lr) or \
+        if any(value & 0xFFFFFFFF == intid and value >> 62 & LR_PENDING for value in _cpu(v).gic.lr) or \
                 any(i == intid for i, _ in q):
             return
         q.append((intid, hw))
@@ -374,7 +379,7 @@ class ArmXenHost:
                                                                    if intid == L.GUEST_EVTCHN_PPI else
                                                                    "virtual timer" if intid == PPI_VIRT_TIMER
                                                                    else "virtual interrupt"))
-        if v.cpu.el < 2:
+        if _cpu(v).el < 2:
             self._flush_lrs(v)
         self.wake(v, f"virtual interrupt {intid}")
 
@@ -384,7 +389,7 @@ class ArmXenHost:
     def _flush_lrs(self, v: Vcpu) -> None:
         """gic_restore_pending_irqs(): queued virtual interrupts into free list registers."""
         q = v.domain.extra.get("lr_pending", {}).get(v.id)
-        gic = v.cpu.gic
+        gic = _cpu(v).gic
         while q:
             free = next((n for n, value in enumerate(gic.lr) if value >> 62 == 0), None)
             if free is None:
@@ -394,7 +399,7 @@ class ArmXenHost:
 
     def virq_pending(self, v: Vcpu) -> bool:
         q = v.domain.extra.get("lr_pending", {}).get(v.id)
-        return bool(q) or any(value >> 62 == LR_PENDING for value in v.cpu.gic.lr)
+        return bool(q) or any(value >> 62 == LR_PENDING for value in _cpu(v).gic.lr)
 
     def evtchn_unmask(self, dom: Domain, port: int) -> int:
         if dom.shared_info_mfn == 0 or not 0 < port < 4096:
@@ -448,8 +453,8 @@ class ArmXenHost:
         p2m.map(gpfn, mfn, "rw")
         dom.extra["physmap_of"][mfn] = gpfn
         v = dom.vcpus[0] if dom.vcpus else None
-        if v is not None and v.cpu is not None:
-            v.cpu.tlb.invalidate(vmid=p2m.vmid)      # p2m_flush_tlb(): the VMID's entries go
+        if v is not None and _cpu(v) is not None:
+            _cpu(v).tlb.invalidate(vmid=p2m.vmid)      # p2m_flush_tlb(): the VMID's entries go
         return 0
 
     # -- vCPU states --------------------------------------------------------------------
@@ -459,7 +464,7 @@ class ArmXenHost:
                   reason=why)
 
     def block_unless_pending(self, v: Vcpu, why: str) -> None:
-        if self.virq_pending(v) or self._timer_due(v, v.cpu.cycles if v.cpu else 0):
+        if self.virq_pending(v) or self._timer_due(v, _cpu(v).cycles if _cpu(v) else 0):
             return
         self.block(v, why)
 
@@ -548,13 +553,13 @@ class ArmXenHost:
 
     # -- time and scheduling ------------------------------------------------------------------
     def _timer_due(self, v: Vcpu, now: int) -> bool:
-        cpu = v.cpu
-        return cpu is not None and cpu.timer.ctl & ENABLE and not cpu.timer.ctl & IMASK and \
+        cpu = _cpu(v)
+        return cpu is not None and bool(cpu.timer.ctl & ENABLE) and not cpu.timer.ctl & IMASK and \
             cpu.timer.firing(now)
 
     def _timer_deadline(self, v: Vcpu) -> int | None:
         """When a blocked vCPU's virtual timer fires, in cycles (Xen arms a timer for it: vtimer.c)."""
-        t = v.cpu.timer if v.cpu is not None else None
+        t = _cpu(v).timer if _cpu(v) is not None else None
         if t is None or not t.ctl & ENABLE or t.ctl & IMASK:
             return None
         count = (t.cval + t.voff) & ((1 << 64) - 1)
@@ -569,7 +574,7 @@ class ArmXenHost:
 
     @property
     def instructions(self) -> int:
-        return sum(v.cpu.icount for d in self.domains.values() for v in d.vcpus if v.cpu is not None)
+        return sum(_cpu(v).icount for d in self.domains.values() for v in d.vcpus if _cpu(v) is not None)
 
     @property
     def stopped(self) -> str | None:
@@ -578,13 +583,13 @@ class ArmXenHost:
     def _wake_timers(self, now: int) -> None:
         for d in sorted(self.domains.values(), key=lambda d: d.domid):
             for v in d.vcpus:
-                if v.runstate == RUNSTATE_BLOCKED and v.cpu is not None:
+                if v.runstate == RUNSTATE_BLOCKED and _cpu(v) is not None:
                     dl = self._timer_deadline(v)
                     if dl is not None and dl <= now:
-                        v.cpu.cycles = max(v.cpu.cycles, dl)
+                        _cpu(v).cycles = max(_cpu(v).cycles, dl)
                         self.inject_virq(v, PPI_VIRT_TIMER, hw=False)
-                        v.cpu.timer.ctl |= IMASK          # Xen masks the timer until the guest handles it
-                        v.cpu.gic.active.discard(PPI_VIRT_TIMER)
+                        _cpu(v).timer.ctl |= IMASK          # Xen masks the timer until the guest handles it
+                        _cpu(v).gic.active.discard(PPI_VIRT_TIMER)
 
     def run(self, max_insns: int = FOREVER, stop: Callable[[], bool] | None = None) -> bool:
         """Run for up to ``max_insns`` guest instructions in all; False when nothing can run."""
@@ -634,10 +639,10 @@ class ArmXenHost:
     def _run_vcpu(self, p: int, v: Vcpu, budget: int, stop: Callable[[], bool] | None) -> None:
         self.running_pcpu = p
         try:
-            if v.cpu is None:
+            if _cpu(v) is None:
                 self._run_dom0_services(p, v)
                 return
-            cpu = v.cpu
+            cpu = _cpu(v)
             cpu.cycles = max(cpu.cycles, self.clock[p])
             before = cpu.cycles
             self._flush_lrs(v)
@@ -699,8 +704,8 @@ class ArmXenHost:
         return d.images if d is not None else {}
 
     def vcpu_refs(self) -> list[tuple[str, int | None, int, ArmCpu]]:
-        return [(f"{d.name} ({d.mode})", d.domid, v.id, v.cpu) for d in sorted(self.domains.values(),
-                key=lambda d: d.domid) for v in d.vcpus if v.cpu is not None]
+        return [(f"{d.name} ({d.mode})", d.domid, v.id, _cpu(v)) for d in sorted(self.domains.values(),
+                key=lambda d: d.domid) for v in d.vcpus if _cpu(v) is not None]
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -708,7 +713,7 @@ class ArmXenHost:
         for d in sorted(self.domains.values(), key=lambda d: d.domid):
             h.update(repr((d.domid, d.name, d.state, d.console_output)).encode())
             for v in d.vcpus:
-                if v.cpu is not None:
-                    h.update(repr((v.runstate, v.cpu.save_state())).encode())
+                if _cpu(v) is not None:
+                    h.update(repr((v.runstate, _cpu(v).save_state())).encode())
         h.update(repr((self.clock, self.trace.seq)).encode())
         return h.hexdigest()[:32]
