@@ -41,7 +41,7 @@ from ..xen.abi.io_ring import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
                                BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP,
                                BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, VDISK_CDROM, VDISK_READONLY,
                                VDISK_REMOVABLE)
-from .diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk, shared_images
+from ..hw.diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk, shared_images
 from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, INITIALISED, INITIALISING, INITWAIT, UNKNOWN,
                              BackendDevice, BackRing, XenbusBackend, charge_dom0, ring_event)
 from .xsclient import vbd_name

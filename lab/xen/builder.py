@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 
 from ..hw import boot
-from ..hw.devices import Pic8259, Pit8254
+from ..hw.devices.board import Pic8259, Pit8254
 from ..hw.ept import make_eptp
 from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
 from ..hw.pagebuild import ept_map_pages
