@@ -19,13 +19,13 @@ from ..isa.disassembler import disassemble
 from ..isa.encoding import INSN_SIZE, DecodeError, decode
 from ..isa.registers import GPR64
 from ..trace import Event
+from ..xen.abi.hypercalls import HYPERCALL_BY_NR, HYPERCALL_STUB_SIZE
 from .eventspec import EventSpec
 
 #: How ``source_view`` names lines in a domain's hypercall page: Xen writes
 #: that page at run time over the kernel's ``.zero 4096``, so it has no source.
 HYPERCALL_PAGE_LABEL = "hypercall page (written by Xen)"
 HYPERCALL_PAGE_SIZE = 4096
-HYPERCALL_STUB_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -396,9 +396,8 @@ class Session:
         off = addr - page
         if off % HYPERCALL_STUB_SIZE == 0 and off < HYPERCALL_PAGE_SIZE - HYPERCALL_STUB_SIZE \
                 and text.startswith("mov eax"):
-            from ..xen import abi
             nr = off // HYPERCALL_STUB_SIZE
-            h = abi.HYPERCALL_BY_NR.get(nr)
+            h = HYPERCALL_BY_NR.get(nr)
             if h is not None:
                 text += f"    ; stub {nr}: {h.name}"
         return text
