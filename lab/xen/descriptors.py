@@ -19,14 +19,11 @@ from __future__ import annotations
 import struct
 
 from . import abi
-from .abi.arch_x86_64 import FLAT_KERNEL_CS64, FLAT_RING1_CS
 from .guestmem import copy_from_guest
 
 E = abi.ERRNO
 #: FIRST_RESERVED_GDT_PAGE (14) * 512: the GDT entries above this are Xen's.
 FIRST_RESERVED_GDT_ENTRY = 14 * 512
-#: public/arch-x86/xen-x86_32.h: the flat kernel code selector of a 32-bit PV guest (ring 1).
-FLAT_COMPAT_KERNEL_CS = FLAT_RING1_CS
 _P, _DPL, _S, _TYPE, _L = 1 << 15, 3 << 13, 1 << 12, 0xF << 8, 1 << 21
 _CALL_GATE = 0xC00
 #: dom.extra key: vcpu id -> the frames of its GDT (each held with a seg_desc type reference).
@@ -35,7 +32,7 @@ GDT_FRAMES = "gdt_frames"
 
 def _gate_selector_okay(dom, sel: int) -> bool:
     """guest_gate_selector_okay(): a guest GDT slot, the flat kernel CS, or an LDT selector."""
-    flat = FLAT_COMPAT_KERNEL_CS if dom.mode == "pv32" else FLAT_KERNEL_CS64
+    flat = abi.FLAT_RING1_CS if dom.mode == "pv32" else abi.FLAT_KERNEL_CS64
     return (sel >> 3) < FIRST_RESERVED_GDT_ENTRY or sel == flat or bool(sel & 4)
 
 

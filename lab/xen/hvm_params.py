@@ -14,16 +14,8 @@ index filter.
 from __future__ import annotations
 
 from . import abi
-from .abi.sched import SHUTDOWN_MAX
 
 E = abi.ERRNO
-#: public/hvm/params.h
-HVM_NR_PARAMS = 39
-#: Deprecated indexes (params.h, "their meaning is undefined").
-HVM_PARAM_MEMORY_EVENT_CR0, HVM_PARAM_MEMORY_EVENT_CR3, HVM_PARAM_MEMORY_EVENT_CR4 = 20, 21, 22
-HVM_PARAM_MEMORY_EVENT_INT3, HVM_PARAM_MEMORY_EVENT_SINGLE_STEP, HVM_PARAM_MEMORY_EVENT_MSR = 23, 25, 30
-#: HVMPTM_one_missed_tick_pending: the highest timer mode.
-HVMPTM_MAX = 3
 
 GUEST_SETTABLE = frozenset((
     abi.HVM_PARAM_CALLBACK_IRQ, abi.HVM_PARAM_VM86_TSS, abi.HVM_PARAM_VM86_TSS_SIZED,
@@ -34,9 +26,10 @@ GUEST_READABLE = GUEST_SETTABLE | frozenset((
     abi.HVM_PARAM_STORE_PFN, abi.HVM_PARAM_CONSOLE_PFN, abi.HVM_PARAM_ALTP2M,
 ))
 DEPRECATED = frozenset((
-    abi.HVM_PARAM_PAE_ENABLED, abi.HVM_PARAM_DM_DOMAIN, HVM_PARAM_MEMORY_EVENT_CR0, HVM_PARAM_MEMORY_EVENT_CR3,
-    HVM_PARAM_MEMORY_EVENT_CR4, HVM_PARAM_MEMORY_EVENT_INT3, abi.HVM_PARAM_NESTEDHVM,
-    HVM_PARAM_MEMORY_EVENT_SINGLE_STEP, abi.HVM_PARAM_BUFIOREQ_EVTCHN, HVM_PARAM_MEMORY_EVENT_MSR,
+    abi.HVM_PARAM_PAE_ENABLED, abi.HVM_PARAM_DM_DOMAIN, abi.HVM_PARAM_MEMORY_EVENT_CR0,
+    abi.HVM_PARAM_MEMORY_EVENT_CR3, abi.HVM_PARAM_MEMORY_EVENT_CR4, abi.HVM_PARAM_MEMORY_EVENT_INT3,
+    abi.HVM_PARAM_NESTEDHVM, abi.HVM_PARAM_MEMORY_EVENT_SINGLE_STEP, abi.HVM_PARAM_BUFIOREQ_EVTCHN,
+    abi.HVM_PARAM_MEMORY_EVENT_MSR,
 ))
 #: Params that may be changed once only (from 0 to their value).
 SET_ONCE = frozenset((
@@ -62,9 +55,9 @@ def allow_set(caller, target, index: int, value: int) -> int:
 def check_value(caller, target, index: int, value: int) -> tuple[int, bool]:
     """hvm_set_param()'s checks of the value: (errno or 0, whether a guest setting it on itself
     is crashed for it, as for a VM86 TSS that does not fit)."""
-    if index == abi.HVM_PARAM_TIMER_MODE and value > HVMPTM_MAX:
+    if index == abi.HVM_PARAM_TIMER_MODE and value > abi.HVMPTM_one_missed_tick_pending:
         return -E["EINVAL"], False
-    if index == abi.HVM_PARAM_TRIPLE_FAULT_REASON and value > SHUTDOWN_MAX:
+    if index == abi.HVM_PARAM_TRIPLE_FAULT_REASON and value > abi.SHUTDOWN_MAX:
         return -E["EINVAL"], False
     if index == abi.HVM_PARAM_X87_FIP_WIDTH and value not in (0, 4, 8):
         return -E["EINVAL"], False

@@ -744,7 +744,7 @@ def hvm_op(host, v, args, info) -> int:
         from . import hvm_params
         d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
         info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
-        if idx >= hvm_params.HVM_NR_PARAMS:
+        if idx >= abi.HVM_NR_PARAMS:
             return -E["EINVAL"]
         target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
         if target is None:

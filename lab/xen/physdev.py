@@ -22,7 +22,6 @@ from __future__ import annotations
 import struct
 
 from . import abi
-from .abi.physdev import PHYSDEVOP_IRQ_UNMASK_NOTIFY, XENIRQSTAT_needs_eoi
 from .guestmem import copy_from_guest, copy_to_guest
 from ..hw.x86 import is_canonical
 from .hypercalls import handler
@@ -32,7 +31,6 @@ E = abi.ERRNO
 NR_IRQS_GSI = 16
 #: xen/common/domain.c DEFAULT_EXTRA_DOMU_IRQS: pirqs a domU has beyond the static ones.
 EXTRA_DOMU_IRQS = 32
-MAP_PIRQ_TYPE_GSI = 0x1
 #: public/arch-x86/xen.h IOBMP_BYTES: a full I/O bitmap, 65536 ports.
 IOBMP_BYTES = 8192
 
@@ -58,7 +56,6 @@ _ARG_SIZE = {
     abi.PHYSDEVOP_pci_device_remove: 4, abi.PHYSDEVOP_pci_device_reset: 4,
 }
 _NAMES = {getattr(abi, n): n for n in dir(abi) if n.startswith("PHYSDEVOP_") and isinstance(getattr(abi, n), int)}
-_NAMES[PHYSDEVOP_IRQ_UNMASK_NOTIFY] = "PHYSDEVOP_IRQ_UNMASK_NOTIFY"
 
 
 def nr_pirqs(dom) -> int:
@@ -93,7 +90,7 @@ def physdev_op(host, v, args, info) -> int:
         return _denied(info, "XSM_PRIV")                        # checked before the copy
     size = _ARG_SIZE.get(cmd)
     if size is None:
-        if cmd == PHYSDEVOP_IRQ_UNMASK_NOTIFY:
+        if cmd == abi.PHYSDEVOP_IRQ_UNMASK_NOTIFY:
             return 0                                            # pirq_guest_unmask(): none to unmask
         return -E["ENOSYS"]                                     # pci_physdev_op()'s default
     raw = copy_from_guest(host, v, va, size)
@@ -127,7 +124,7 @@ def physdev_op(host, v, args, info) -> int:
         irq = struct.unpack_from("<i", raw)[0]
         if not 0 <= irq < nr_pirqs(dom):
             return -E["EINVAL"]
-        copy_to_guest(host, v, va + 4, XENIRQSTAT_needs_eoi.to_bytes(4, "little"))
+        copy_to_guest(host, v, va + 4, abi.XENIRQSTAT_needs_eoi.to_bytes(4, "little"))
         return 0
     if cmd == abi.PHYSDEVOP_set_iopl:
         iopl = struct.unpack_from("<I", raw)[0]
@@ -158,7 +155,7 @@ def _denied(info: dict, why: str) -> int:
 def _guest_range_ok(va: int, n: int) -> bool:
     """guest_handle_okay(): the range is canonical and below Xen's part of the address space."""
     end = va + n - 1
-    return is_canonical(va) and is_canonical(end) and (end < abi.HYPERVISOR_VIRT_START or va >= abi.HYPERVISOR_VIRT_END)
+    return is_canonical(va) and is_canonical(end) and (end < 0xFFFF_8000_0000_0000 or va >= 0xFFFF_8800_0000_0000)
 
 
 def _pirq_eoi_gmfn(host, dom, gmfn: int, info: dict) -> int:
@@ -181,7 +178,7 @@ def _get_free_pirq(host, v, dom, va: int, type_: int) -> int:
     """get_free_pirq() (arch/x86/irq.c): a GSI-type pirq from the lines above the ISA ones, else
     the highest free one above the static lines; -ENOSPC when none is left."""
     used = dom.extra.setdefault("pirqs", [])
-    order = list(range(16, NR_IRQS_GSI)) if type_ == MAP_PIRQ_TYPE_GSI else []
+    order = list(range(16, NR_IRQS_GSI)) if type_ == abi.MAP_PIRQ_TYPE_GSI else []
     order += range(nr_pirqs(dom) - 1, NR_IRQS_GSI - 1, -1)
     for pirq in order:
         if pirq not in used:

@@ -29,14 +29,13 @@ from __future__ import annotations
 import struct
 
 from ..hw.x86 import is_canonical
+from ..isa.bits import M32
 from . import abi
-from .abi.memory import MEMOP_EXTENT_SHIFT
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest
 from .hypercalls import Preempted, preempt_check
 
 #: xen/common/Kconfig DOMU_MAX_ORDER and CTLDOM_MAX_ORDER (x86): the largest extent order.
 DOMU_MAX_ORDER, CTLDOM_MAX_ORDER = 9, 12
-UINT_MAX = 0xFFFF_FFFF
 #: sizeof(struct xen_memory_reservation) on x86-64
 RESERVATION_SIZE = 32
 _OPS = {abi.XENMEM_increase_reservation: "increase_reservation",
@@ -51,12 +50,12 @@ def max_order(dom) -> int:
 def _array_ok(va: int, first: int, last: int) -> bool:
     """guest_handle_subrange_okay(): the array's entries first..last lie in guest space (access_ok)."""
     lo, hi = va + 8 * first, va + 8 * last + 7
-    return is_canonical(lo) and is_canonical(hi) and (hi < abi.HYPERVISOR_VIRT_START or lo >= abi.HYPERVISOR_VIRT_END) \
+    return is_canonical(lo) and is_canonical(hi) and (hi < 0xFFFF_8000_0000_0000 or lo >= 0xFFFF_8800_0000_0000) \
         and (lo >> 47) == (hi >> 47)
 
 
 def reservation_op(host, v, cmd: int, va: int, info: dict) -> int | Preempted:
-    op, start = cmd & abi.MEMOP_CMD_MASK, (cmd & UINT_MAX) >> MEMOP_EXTENT_SHIFT
+    op, start = cmd & abi.MEMOP_CMD_MASK, (cmd & M32) >> abi.MEMOP_EXTENT_SHIFT
     caller = v.domain
     try:
         raw = copy_from_guest(host, v, va, RESERVATION_SIZE)
@@ -66,7 +65,7 @@ def reservation_op(host, v, cmd: int, va: int, info: dict) -> int | Preempted:
     extent_start, nr, order, _flags, domid = struct.unpack_from("<QQIIH", raw)
     info["args"] = [_OPS[op], f"d{domid:#x}" if domid != abi.DOMID_SELF else "DOMID_SELF", f"{nr} extents",
                     f"order {order}"]
-    if nr > UINT_MAX >> MEMOP_EXTENT_SHIFT or start >= nr:
+    if nr > M32 >> abi.MEMOP_EXTENT_SHIFT or start >= nr:
         return start
     target = caller if domid in (abi.DOMID_SELF, caller.domid) else host.domains.get(domid)
     if target is None:
@@ -88,7 +87,7 @@ def reservation_op(host, v, cmd: int, va: int, info: dict) -> int | Preempted:
     while i < nr:
         if i != start and preempt_check(host, v):
             info["continuation_extent"] = i
-            return Preempted([op | (i << MEMOP_EXTENT_SHIFT), va])
+            return Preempted([op | (i << abi.MEMOP_EXTENT_SHIFT), va])
         host.charge(v, "hypercall_batch_entry")
         why = step(host, v, target, extent_start, i)
         if why:

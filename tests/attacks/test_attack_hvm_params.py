@@ -17,7 +17,9 @@ import pytest
 from attack_support import Arena
 from lab.xen import abi
 from lab.xen import hvm_params
-from lab.xen.hvm_params import DEPRECATED, GUEST_SETTABLE, HVM_NR_PARAMS
+from lab.xen.hvm_params import DEPRECATED, GUEST_SETTABLE
+
+HVM_NR_PARAMS = abi.HVM_NR_PARAMS
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
 

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 # physdev_op sub-ops (public/physdev.h) and what HVM may use.
-#: PHYSDEVOP_IRQ_UNMASK_NOTIFY (physdev_op_compat only) and irq_status_query's flag.
 PHYSDEVOP_IRQ_UNMASK_NOTIFY = 4
-XENIRQSTAT_needs_eoi = 1 << 0
 PHYSDEVOP_irq_status_query = 5
 PHYSDEVOP_set_iopl = 6
 PHYSDEVOP_set_iobitmap = 7
@@ -33,6 +31,10 @@ PHYSDEVOP_dbgp_op = 29
 PHYSDEVOP_prepare_msix = 30
 PHYSDEVOP_release_msix = 31
 PHYSDEVOP_pci_device_reset = 32
+PHYSDEVOP_IRQ_UNMASK_NOTIFY = 4           # legacy since 0x00030202
+XENIRQSTAT_needs_eoi = 1 << 0
+XENIRQSTAT_shared = 1 << 1
+MAP_PIRQ_TYPE_GSI = 0x1
 #: physdev_op sub-ops open to HVM guests (xen/arch/x86/hvm/hypercall.c,
 #: hvm_physdev_op); eoi, irq_status_query and get_free_pirq need pirq support.
 HVM_ALLOWED_PHYSDEVOP = frozenset((
