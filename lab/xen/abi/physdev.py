@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 # physdev_op sub-ops (public/physdev.h) and what HVM may use.
-PHYSDEVOP_IRQ_UNMASK_NOTIFY = 4
 PHYSDEVOP_irq_status_query = 5
 PHYSDEVOP_set_iopl = 6
 PHYSDEVOP_set_iobitmap = 7
