@@ -340,16 +340,24 @@ class Runner:
 
     def settled(self) -> bool:
         """Paused (or stopped), every request handled, nothing left for the screen to collect."""
-        return (self.idle.is_set() and self._handled == self._submitted
-                and self.mode not in (RUNNING, BOOTING) and not self.events and not self.replies)
+        return (self._quiet() and not self.events and not self.replies)
+
+    def _quiet(self) -> bool:
+        # Order matters: the sim thread clears ``idle`` when it takes a request and sets it
+        # again only after publishing the view, so ``idle`` is read last. Read first, it
+        # could still be set from before a request that then ran and finished while the
+        # counters were read, and the view would not show that run yet.
+        handled = self._handled == self._submitted and self.mode not in (RUNNING, BOOTING)
+        return handled and self.idle.is_set()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until the sim thread has handled every request and is paused (tests)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.idle.wait(0.01) and self._handled == self._submitted \
-                    and self.mode not in (RUNNING, BOOTING):
+            if self._quiet():
                 return True
+            if self.idle.wait(0.01):
+                time.sleep(0.002)    # set from before the request, maybe: give the sim thread a turn
         return False
 
     # -- sim thread ------------------------------------------------------------
