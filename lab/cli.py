@@ -193,13 +193,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_open(args: argparse.Namespace) -> int:
     target = getattr(args, "target", None)
     if target is not None:
-        from .paths import display
         # Check the file before the screen takes over the terminal, so a typo is one line.
-        p = Path(target)
-        if not p.exists():
-            raise UserError(f"{display(p)}: no such file")
-        if p.suffix not in (".s", ".toml", ".cfg"):
-            raise UserError(f"{display(p)}: expected a kernel source (.s), a scenario (.toml) or an xl.cfg file")
+        from .session.targets import check_kind, resolve_target
+        path = resolve_target(target)
+        check_kind(path)
+        target = str(path)
     return run_screen(target, no_record=getattr(args, "no_record", False))
 
 
@@ -319,8 +317,9 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
 
 def _setup_open(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", default=None,
-                   help="a kernel source (.s) to boot on the bare machine, or a scenario (.toml) of a Xen "
-                        "host and its domains (default: the native kernel on the bare machine)")
+                   help="a scenario (.toml) of a Xen host and its domains, an xl.cfg, or a kernel source (.s) "
+                        "for the bare machine; a path, or a shipped machine by name (five-modes, pv-guest ...); "
+                        "default: machines/default.toml")
     p.add_argument("--no-record", action="store_true",
                    help="do not record the session (by default it is, in the lab's data directory)")
 

@@ -77,6 +77,39 @@ def _check_name(kind: str, name: str) -> None:
     raise UserError(f"no {kind} '{name}'{hint}")
 
 
+class AnyEvent:
+    """The pattern every event matches (``until any``: step to the next event)."""
+
+    def matches(self, ev: Event) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return "any"
+
+
+class AnyOf:
+    """Matches when one of several patterns does (``until hypercall,vmexit``)."""
+
+    def __init__(self, *specs: EventSpec) -> None:
+        self.specs = specs
+
+    def matches(self, ev: Event) -> bool:
+        return any(s.matches(ev) for s in self.specs)
+
+    def __str__(self) -> str:
+        return ",".join(str(s) for s in self.specs)
+
+
+def parse_until(text: str) -> EventSpec | AnyOf | AnyEvent:
+    """What ``until`` takes: ``any``, one pattern, or patterns separated by commas."""
+    if text == "any":
+        return AnyEvent()
+    parts = [p for p in text.split(",") if p]
+    if len(parts) > 1:
+        return AnyOf(*(parse_spec(p) for p in parts))
+    return parse_spec(text)
+
+
 def parse_spec(text: str) -> EventSpec:
     """``KIND[:NAME]``, with the kind and the name checked against the lab's and Xen's tables."""
     kind, _, name = text.partition(":")

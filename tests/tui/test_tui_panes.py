@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import Tabs
 
 from lab.errors import UserError
-from lab.tui.runner import CRASHED, NO_MACHINE
+from lab.tui.runner import CRASHED, NO_MACHINE, PAUSED
 from lab.tui.widgets.domains import DomainTree
 from lab.tui.widgets.eventlist import EventList
 from lab.tui.widgets.logs import CallsPane, DevicePane
@@ -228,7 +228,7 @@ def test_a_simulator_failure_is_shown_not_raised():
             assert app.runner.mode == CRASHED
             assert "simulator error: RuntimeError: decoder fell over" in message_text(app)
             await command(pilot, app, "regs")
-            assert "internal error" in message_text(app)
+            assert "internal error" in message_text(app) and "'reset' starts the machine again" in message_text(app)
     run(go())
 
 
@@ -295,4 +295,23 @@ def test_a_xen_scenario_shows_domains_rings_and_hypercalls():
             calls.list.focus()
             await pilot.press("d")                                  # one domain at a time
             assert len({e.dom for e in calls.list.events}) <= 1
+    run(go())
+
+
+def test_an_internal_error_in_a_command_leaves_the_machine_usable(monkeypatch):
+    from dataclasses import replace
+
+    from lab.session.commands import REGISTRY
+
+    def broken(session):
+        raise TypeError("'VcpuRef' object is not callable")
+    monkeypatch.setitem(REGISTRY, "regs", replace(REGISTRY["regs"], run=broken))
+
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "regs")
+            assert "regs: internal error in the lab (TypeError" in message_text(app)
+            assert app.runner.mode == PAUSED
+            await command(pilot, app, "step 3")
+            assert app.view.cpu["icount"] == 3
     run(go())

@@ -12,7 +12,7 @@ from lab.hw import paging as P
 from lab.hw.memory import MachineMemory
 from lab.trace import Event
 from lab.tui.explain import event_row, explanation
-from lab.tui.runner import StateView, VcpuInfo
+from lab.session.view import StateView, VcpuInfo
 from lab.tui.state import CALL_KINDS, IO_KINDS
 from lab.tui.widgets.cpu import registers_content, rings_content, source_content, summary_content
 from lab.tui.widgets.logs import route
@@ -153,7 +153,7 @@ def test_xen_event_kinds_are_routed_and_explained():
 
 
 def test_rings_name_the_focused_guest_kernel_or_user_and_wrap_a_crowded_cell():
-    from lab.tui.runner import DomainInfo
+    from lab.session.view import DomainInfo
     pv_kernel = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=0,
                          role="kernel", mode="pv")
     hvm = [VcpuInfo(f"g{d} (hvm)", d, 0, f"{d}.0", "running", 0, False, False, runstate="runnable", pcpu=1,
@@ -184,7 +184,7 @@ def test_rings_name_the_focused_guest_kernel_or_user_and_wrap_a_crowded_cell():
 
 
 def test_service_domain_summary_and_pages():
-    from lab.tui.runner import DomainInfo
+    from lab.session.view import DomainInfo
     dom0 = VcpuInfo("Domain-0 (pv)", 0, 0, "0.0", "blocked", 0, True, True, runstate="blocked", pcpu=1,
                     role="services", has_cpu=False, mode="pv")
     view = StateView(gen=1, vcpus=(), cpu=_cpu(), source=(), tlb=(), walk=None, walk_lines=(),
@@ -198,7 +198,7 @@ def test_service_domain_summary_and_pages():
 
 
 def test_domain_tree_labels():
-    from lab.tui.runner import DomainInfo
+    from lab.session.view import DomainInfo
     from lab.tui.widgets.domains import domain_label, vcpu_label
     v = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=1,
                  role="kernel", mode="pv")

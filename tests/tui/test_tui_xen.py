@@ -240,8 +240,12 @@ def test_xl_list_console_and_dmesg_at_the_command_line():
             for name in ("Domain-0", "pv-guest", "hvm-guest"):
                 assert name in out
             assert app.main.active_pane == "output"       # a long answer is shown where it can be read
-            await command(pilot, app, "xl console pv-guest")
+            await command(pilot, app, "xl console pv-guest")     # attaches, as real xl console does
             assert "xenlab kernel (PV guest, 64-bit, kernel in ring 3)" in output_text(app)
+            assert app.console_dom == "pv-guest"
+            assert str(app.main.query_one("#prompt").render()) == "pv-guest>"
+            await pilot.press("ctrl+right_square_bracket")
+            assert app.console_dom is None
             await command(pilot, app, "xl dmesg")
             out = output_text(app)
             assert "(XEN) Xen version 4.23" in out and "(XEN) d1: created pv-guest" in out
@@ -297,7 +301,7 @@ def test_f8_lands_on_a_hypercall_or_a_vm_exit():
                 assert reached
                 first = reached[0]
                 assert f"#{first.seq} {first.summary()}" in output_text(app)
-                assert "until hypercall or vmexit: reached" in output_text(app)
+                assert "until hypercall,vmexit: reached" in output_text(app)
     run(go())
 
 

@@ -11,7 +11,7 @@ from textual.content import Content
 from .text import Text
 
 from ..explain import display
-from ..runner import StateView
+from ...session.view import StateView
 
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")

@@ -11,7 +11,7 @@ from .text import Text
 
 from ...hw.ept import EPT_ADDR_MASK
 from ...hw.paging import describe_entry, entry_frame, table_indexes
-from ..runner import StateView
+from ...session.view import StateView
 
 MUTED = "$text-muted"
 FAULT = "$text-error bold"
