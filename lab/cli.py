@@ -291,6 +291,27 @@ def display_path(p: Path) -> str:
     return display(p)
 
 
+# --------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import shlex
+
+    from textual_serve.server import Server
+    target = None
+    if args.target is not None:
+        from .session.targets import check_kind, resolve_target
+        path = resolve_target(args.target)
+        check_kind(path)
+        target = str(path.resolve())
+    # textual-serve starts this command once per visitor: every browser tab gets its own lab.
+    command = shlex.join([sys.executable, "-m", "lab.tui", *([target] if target else [])])
+    local = args.host in ("localhost", "127.0.0.1", "::1")
+    reach = "this computer only" if local else f"every network {args.host} is on; anyone who can reach it gets a lab"
+    print(f"xenlab serve: http://{args.host}:{args.port} (listening on {args.host}: {reach}). "
+          "Each visitor gets a lab of their own; ctrl+c stops.", flush=True)
+    Server(command, host=args.host, port=args.port, title="xenlab").serve()
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = []
 
 
@@ -361,6 +382,13 @@ def _setup_replay(p: argparse.ArgumentParser) -> None:
                    help="write the session's narration as an asciicast (asciinema plays it)")
 
 
+def _setup_serve(p: argparse.ArgumentParser) -> None:
+    _setup_shell(p)
+    p.add_argument("--host", default="localhost", help="the address to listen on (default localhost: this "
+                   "computer only; 0.0.0.0 for every network it is on)")
+    p.add_argument("--port", type=_int, default=8000, help="the port to listen on (default 8000)")
+
+
 def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
@@ -396,6 +424,7 @@ COMMANDS += [
     ("lessons", "list the guided lessons and your progress", _setup_lessons, cmd_lessons),
     ("lesson", "open a lesson, or solve, check or validate it headless", _setup_lesson, cmd_lesson),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
+    ("serve", "serve the lab to web browsers, one lab per visitor (textual-serve)", _setup_serve, cmd_serve),
 ]
 
 

@@ -22,7 +22,7 @@ from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
 from ..errors import UserError
 from ..paths import display
@@ -37,10 +37,12 @@ from .screens.help import HelpScreen
 from .screens.lessons import LessonPicker
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
+from .themes import readable
 from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
 from .widgets.lesson import LessonPanel
 from .widgets.logs import CallsPane, DevicePane, route
+from .widgets.output import OutputLog, is_table
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
@@ -71,7 +73,9 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         # On a Xen host: the host's time (its furthest pCPU) and every vCPU's instructions.
         cycles = view.host_cycles if view.host_cycles is not None else cpu["cycles"]
         insns = view.host_insns if view.host_insns is not None else cpu["icount"]
-        parts += [sep, ("cyc " if compact else "cycle ", "$text-muted"), f"{cycles:,}"]
+        label = ("host cyc " if compact else "host cycle ") if view.host_cycles is not None else \
+            ("cyc " if compact else "cycle ")
+        parts += [sep, (label, "$text-muted"), f"{cycles:,}"]
         if view.cpu_hz and not compact:
             parts.append((f" ({cycles / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
         parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
@@ -149,9 +153,16 @@ class XenLab(App[None]):
         self._command_pending: str | None = None
         self.view: StateView | None = None
         self.screen_error: Exception | None = None
+        self._stop_shown: Any = None
         self.main = MainScreen(sorted(REGISTRY), sorted(KINDS))
 
     # -- lifecycle ----------------------------------------------------------------
+    def get_css_variables(self) -> dict[str, str]:
+        # Every theme's text keeps WCAG AA contrast on the lab's backgrounds (themes.py).
+        variables = readable(super().get_css_variables())
+        self.theme_variables = variables
+        return variables
+
     def get_default_screen(self) -> MainScreen:
         return self.main
 
@@ -202,6 +213,12 @@ class XenLab(App[None]):
             except Exception:
                 pass
 
+    def on_app_focus(self, event: events.AppFocus) -> None:
+        # In a browser (xenlab serve) the page blurs the app before the screen has focused the
+        # command line; when focus comes back with nothing focused, keys would go nowhere.
+        if self.screen is self.main and self.main.focused is None and self.main.is_mounted:
+            self.main.cmd().focus()
+
     async def on_event(self, event: events.Event) -> None:
         # Input first: the simulation gives way while the screen answers a key or click.
         if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown,
@@ -245,6 +262,9 @@ class XenLab(App[None]):
                     main.query_one(DevicePane).add(devs)
             for reply in replies:
                 self._write_reply(reply.kind, reply.text)
+            if r.stop_event is not self._stop_shown and r.stop_event is not None:
+                self._stop_shown = r.stop_event
+                self.show_stop(r.stop_event)
             shown_view = False
             if view is not None and view.gen != self._gen:
                 self._gen = view.gen
@@ -276,6 +296,21 @@ class XenLab(App[None]):
                     main.query_one("#cpu-summary", TextView).show(
                         Content.styled(f"{r.mode}: {r.error}", "$text-error bold"))
 
+    def show_stop(self, ev: Any) -> None:
+        """A run stopped at ``ev`` (until, F7/F8, a breakpoint): select it in its log, explained.
+
+        The runner has already focused the domain and vCPU where it fired, so the CPU pane shows
+        its source line."""
+        pane = self.main.query_one(CallsPane) if ev.kind in CALL_KINDS else \
+            self.main.query_one(DevicePane) if ev.kind in IO_KINDS else None
+        if pane is None:
+            return
+        if not pane.filter.keep(ev):
+            self.main.show_message(f"stopped at #{ev.seq} {ev.kind}: hidden by the log's filter "
+                                   f"({pane.filter.describe()})")
+            return
+        pane.list.select_event(ev)
+
     def show_view(self, view: StateView) -> None:
         self.view = view
         main = self.main
@@ -297,12 +332,13 @@ class XenLab(App[None]):
     # -- output -----------------------------------------------------------------------
     def _write_reply(self, kind: str, text: str) -> None:
         self.transcript.append((kind, text))
-        out = self.main.query_one("#output", RichLog)
+        out = self.main.query_one("#output", OutputLog)
         colors = self.theme_variables
         style = {"err": colors.get("text-error", "red"), "echo": colors.get("text-accent", ""),
                  "info": colors.get("foreground", "")}.get(kind, "")
-        for line in text.splitlines() or [""]:
-            out.write(Text(line, style=style + (" bold" if kind == "echo" else "")))
+        lines = text.splitlines() or [""]
+        out.add([Text(line, style=style + (" bold" if kind == "echo" else "")) for line in lines],
+                table=kind == "out" and is_table(lines))
         self.main.show_message(text, kind)
         if kind in ("out", "err") and self._command_pending is not None:
             # A command's multi-line answer is shown where it can be read.
@@ -462,7 +498,7 @@ class XenLab(App[None]):
         self._write_reply("info", f"theme: {theme}")
 
     def _screen_clear(self) -> None:
-        self.main.query_one("#output", RichLog).clear()
+        self.main.query_one("#output", OutputLog).clear()
         self.transcript.clear()
 
     def _screen_quit(self) -> None:
@@ -600,9 +636,13 @@ def build_session(target: str | None = None, record: str | Path | None = None) -
 def describe_target(target: str | None) -> str:
     if target is None:
         return "scenario: machines/default.toml"
-    suffix = Path(target).suffix
-    kind = {".toml": "scenario", ".cfg": "guest config"}.get(suffix, "bare metal")
-    return f"{kind}: {display(target)}"
+    try:
+        from ..session.targets import resolve_target
+        path = resolve_target(target)
+    except UserError:
+        return display(target)          # the screen says what is wrong with it
+    kind = {".toml": "scenario", ".cfg": "guest config"}.get(path.suffix, "bare metal")
+    return f"{kind}: {display(path)}"
 
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,

@@ -180,7 +180,7 @@ def test_layouts_adapt_and_nothing_overlaps():
             assert app.main.layout_name == "narrow"
             assert list(_regions(app)) == ["cpu"]
             assert app.main.query_one(Tabs).display
-            for size, name, count in (((120, 40), "medium", 2), ((200, 50), "wide", 6), ((80, 24), "narrow", 1)):
+            for size, name, count in (((120, 40), "medium", 4), ((200, 50), "wide", 6), ((80, 24), "narrow", 1)):
                 await pilot.resize_terminal(*size)
                 await pilot.pause(0.1)
                 assert app.main.layout_name == name
