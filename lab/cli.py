@@ -93,13 +93,15 @@ def cmd_xl(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- compare
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .session.compare import compare, format_table
+    from .session.compare import compare, format_chart, format_table
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
     results = compare(args.program, modes)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
         print(format_table(results))
+        print()
+        print(format_chart(results))
     return 0
 
 

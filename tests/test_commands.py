@@ -176,3 +176,21 @@ def test_exec_io_with_no_argument_and_a_machine_by_name(capsys, tmp_path, monkey
     monkeypatch.chdir(tmp_path)                       # outside the lab's folder
     assert main(["exec", "default", "-c", "io"]) == 0
     assert "d1 pv-guest: PV I/O" in capsys.readouterr().out
+
+
+def test_the_summary_names_system_calls():
+    s = bare()
+    execute(s, "run")
+    text = execute(s, "summary")
+    assert "write (1)" in text and "exit (60)" in text
+
+
+def test_compare_draws_cycles_as_bars_split_by_who_did_the_work():
+    from lab.session.compare import ModeResult, format_chart
+    native = ModeResult("native", "", cycles=1000, ratio=1.0)
+    pv = ModeResult("pv", "", cycles=1500, xen_cycles=500, dom0_cycles=500, ratio=2.0)
+    lines = format_chart([native, pv], width=20).splitlines()
+    assert lines[0].startswith("cycles per mode") and "▓ Xen" in lines[0]
+    assert lines[1].startswith("native  " + "█" * 10 + " " * 10)
+    assert lines[2].startswith("pv      " + "█" * 10 + "▓" * 5 + "░" * 5)
+    assert lines[2].rstrip().endswith("2,000  2.00x")

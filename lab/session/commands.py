@@ -491,10 +491,12 @@ def _parse_compare(words: list[str]) -> dict[str, Any]:
 
 @command("compare", "run one program in each mode on fresh machines and count them side by side",
          usage="compare [--modes M1,M2...] [PROGRAM.s]", parser=_parse_compare)
-def _compare(session: Session, modes: list[str] | None, program: str | None) -> str:
-    from .compare import compare, format_table
+def _compare(session: Session, modes: list[str] | None, program: str | None,
+             progress: Callable[[int, int, str], None] | None = None) -> str:
+    from .compare import compare, format_chart, format_table
     # fresh machines, one per mode: the session's own machine is not touched
-    return format_table(compare(program, modes), descriptions=False)
+    results = compare(program, modes, progress)
+    return format_table(results, descriptions=False) + "\n\n" + format_chart(results)
 
 
 def _xenstore(session: Session):

@@ -397,6 +397,9 @@ class XenLab(App[None]):
             self._command_pending = "help"
             self._write_reply("out", help_listing(call.args["command"]))
             return
+        if call.name == "compare":
+            self.run_compare(call)
+            return
         attach = self._console_to_attach(call)
         # With no machine, 'open' loads one; after a simulator error, 'reset' starts it again.
         if not (call.name == "open" or call.name == "reset" and self.runner.mode == CRASHED):
@@ -411,6 +414,26 @@ class XenLab(App[None]):
             return
         self._command_pending = call.name
         self.runner.submit(call)
+
+    def run_compare(self, call: Call) -> None:
+        """compare runs fresh machines, one per mode, for seconds: in a worker, with progress,
+        while the screen (and the learner's own machine) stays usable."""
+        self._require_machine()
+        session = self.runner.session
+
+        def progress(i: int, n: int, mode: str) -> None:
+            bar = "▰" * i + "▱" * (n - i)
+            self.call_from_thread(self.main.show_message, f"compare {bar} mode {i} of {n}: {mode}")
+
+        def work() -> None:
+            try:
+                text = commands.perform(session, Call(call.command, {**call.args, "progress": progress}, call.line))
+            except UserError as e:
+                self.call_from_thread(self.error, str(e))
+                return
+            self._command_pending = "compare"
+            self.call_from_thread(self._write_reply, "out", text)
+        self.run_worker(work, thread=True, exclusive=True, group="compare", name="compare")
 
     def _console_to_attach(self, call: Call) -> str | None:
         if call.name == "console" and call.args["dom"] is not None and not call.args["text"]:

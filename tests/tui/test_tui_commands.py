@@ -272,3 +272,20 @@ def test_every_key_in_help_is_bound():
         if key not in ("ctrl+p", "?"):
             assert key.lower() in bound, key
     assert "question_mark" in bound
+
+
+def test_compare_runs_in_a_worker_with_progress():
+    async def go():
+        async with lab() as (app, pilot):
+            shown = []
+            original = app.main.show_message
+            app.main.show_message = lambda text, kind="info": (shown.append(text), original(text, kind))
+            await command(pilot, app, "compare --modes native,pv")
+            await app.workers.wait_for_complete()
+            await settle(pilot, app)
+            assert any("mode 1 of 2: native" in t for t in shown)
+            assert any("mode 2 of 2: pv" in t for t in shown)
+            out = output_text(app).split("xen> compare --modes native,pv")[-1]
+            assert "guest instructions" in out and "native" in out and "pv" in out
+            assert app.runner.mode == PAUSED and app.view.cpu["icount"] == 0   # the lab's machine untouched
+    run(go())

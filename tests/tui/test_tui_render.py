@@ -111,6 +111,9 @@ def test_two_dimensional_walk_shows_ept_steps_and_24_references():
     assert text.count("   gPA ") == 5                      # four guest tables and the final address
     assert "host pa" in text and f"{res.hpa:#x}" in text
     assert "(host 0x" in text                              # guest tables' machine addresses
+    # EPT's upper levels, the same for every guest table here, are shown once, then folded.
+    assert text.count("EPT L4 [") == 1 and text.count("same as above") == 4
+    assert text.count("EPT L1 [") == 5                       # each translation's own leaf
 
 
 def test_one_dimensional_walk_and_fault_lines():
