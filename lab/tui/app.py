@@ -426,10 +426,16 @@ class XenLab(App[None]):
             self.call_from_thread(self.main.show_message, f"compare {bar} mode {i} of {n}: {mode}")
 
         def work() -> None:
+            # compare builds machines of its own and never touches the session's, so it is no
+            # input of the session (nothing to replay); noting one from this thread would race
+            # the simulation thread, which owns the session.
             try:
-                text = commands.perform(session, Call(call.command, {**call.args, "progress": progress}, call.line))
+                text = call.command.run(session, **call.args, progress=progress)
             except UserError as e:
                 self.call_from_thread(self.error, str(e))
+                return
+            except Exception as e:          # a bug in the lab: the screen goes on
+                self.call_from_thread(self.error, f"compare: internal error in the lab ({type(e).__name__}: {e})")
                 return
             self._command_pending = "compare"
             self.call_from_thread(self._write_reply, "out", text)
