@@ -33,7 +33,7 @@ from ..trace import KINDS
 from .actions import ACTIONS, GROUPS
 from .palette import LabCommands
 from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
-from .screens.help import HelpScreen
+from .screens.help import HelpScreen, topic_page
 from .screens.lessons import LessonPicker
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
@@ -632,8 +632,23 @@ class XenLab(App[None]):
         self.main.show_message(f"speed: {self.runner.speed_label}")
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        """Help, opening on the pane that has the focus (its text and its own keys)."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        topic = ""
+        pane = self.main.focused_pane
+        if pane is not None and pane.id:
+            from .screens.main import PANES
+            title = next((t for pid, t, _ in PANES if pid == pane.id), "")
+            focused = self.main.focused
+            keys = []
+            for node in (focused.ancestors_with_self if focused is not None else ()):
+                if node is self.main:
+                    break
+                keys += [(b.key, b.description) for b in getattr(node, "BINDINGS", ())
+                         if isinstance(b, Binding) and b.description and b.show]
+            topic = topic_page(title, keys) if title else ""
+        self.push_screen(HelpScreen(topic))
 
     def action_command_line(self) -> None:
         cmd = self.main.cmd()
