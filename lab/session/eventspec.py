@@ -67,8 +67,8 @@ def _check_name(kind: str, name: str) -> None:
     names = known_names(kind)
     if names is None:
         return
-    if kind == "trap" and name.lower().startswith("int "):
-        return
+    if kind == "trap" and name.lower().startswith(("int ", "vector ")):
+        return                      # a software interrupt, or a vector with no mnemonic
     lowered = {n.lower(): n for n in names}
     if name.lower() in lowered:
         return
