@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shlex
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text

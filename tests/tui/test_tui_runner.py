@@ -7,7 +7,6 @@ import time
 import pytest
 
 from lab.session.build import native_machine
-from lab.session.commands import execute
 from lab.session.eventspec import EventSpec, parse_spec
 from lab.session.session import Session
 from lab.trace import Event
@@ -224,7 +223,7 @@ def test_xen_slices_of_any_length_end_where_headless_ends(monkeypatch):
         r.until(parse_spec("vmexit:IO_INSTRUCTION"))
         assert r.wait_idle(60)
         replies = " ".join(x.text for x in r.drain_replies())
-        assert f"reached after" in replies and f"#{want.seq} " in replies, replies
+        assert "reached after" in replies and f"#{want.seq} " in replies, replies
         assert r.stats.chunks > 3                          # it really was cut into slices
         assert r.session.machine.digest() == headless_digest
     finally:

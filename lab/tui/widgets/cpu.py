@@ -231,7 +231,7 @@ def registers_content(cpu: dict[str, Any], prev: dict[str, Any] | None) -> Conte
     ctl("cr3")
     ctl("cr4", CR4_BITS)
     ctl("efer", EFER_BITS)
-    parts.append((f"   cpl ", MUTED))
+    parts.append(("   cpl ", MUTED))
     parts.append(f"{cpu['cpl']}  {'root' if cpu['root'] else 'non-root'}  paging "
                  f"{'on' if cpu['paging'] else 'off'}")
     return Content.assemble(*parts)
