@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.dom0.diskimage import shared_images
+from lab.hw.diskimage import shared_images
 from lab.dom0.xenstore import encode_request, message_type
 from lab.dom0.xenstored import GuestRing, format_message
 from lab.hw.boot import DIRECT_MAP

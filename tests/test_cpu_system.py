@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.hw.cpu import CR0_PG, EFER_LME, EFER_NXE, EFER_SCE
+from lab.hw.x86 import EFER_LME, EFER_NXE, EFER_SCE, X86_CR0_PG
 from lab.hw.faults import Fault
 from lab.hw.ept import make_eptp
 from lab.hw.pagebuild import FrameAllocator, ept_map
@@ -111,7 +111,7 @@ PAGING_SETUP = """
 
 def test_paging_turns_on_and_long_mode_is_active():
     m = run_to_halt(machine_with(PAGING_SETUP + "mov rbx, [0x1000]\nhlt"))
-    assert m.cpu.cr0 & CR0_PG and m.cpu.efer & EFER_LME and m.cpu.efer & EFER_NXE and m.cpu.efer & EFER_SCE
+    assert m.cpu.cr0 & X86_CR0_PG and m.cpu.efer & EFER_LME and m.cpu.efer & EFER_NXE and m.cpu.efer & EFER_SCE
     assert m.cpu.stopped and "hlt" in m.cpu.stopped
 
 

@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.dom0.devices import RecordingContext
-from lab.dom0.devices.ide import ABRT, BSY, DRDY, DRQ, ERR, IDNF, IdeController, IdeDrive
-from lab.dom0.devices.nic import multicast_hash
-from lab.dom0.devices.serial import Uart16550
-from lab.dom0.diskimage import DEFAULT_SECTORS, DiskImage, DiskImageError, open_disk, resolve_target
+from lab.hw.devices import RecordingContext
+from lab.hw.devices.ide import ABRT, BSY, DRDY, DRQ, ERR, IDNF, IdeController, IdeDrive
+from lab.hw.devices.nic import multicast_hash
+from lab.hw.devices.serial import Uart16550
+from lab.hw.diskimage import DEFAULT_SECTORS, DiskImage, DiskImageError, open_disk, resolve_target
 from xen_helpers import private_image_bytes
 from lab.dom0.qemu import DeviceModel, Qemu, disk_index
 from lab.dom0.xenstored import Xenstored
 from lab.dom0.xlcfg import load_config
-from lab.hw.devices import Pic8259
+from lab.hw.devices.board import Pic8259
 from lab.session.scenario import boot_host
 
 HVM_CFG = """

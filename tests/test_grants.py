@@ -7,9 +7,12 @@ import struct
 import pytest
 
 from lab.xen import abi
-from lab.xen.grant import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly,
-                           GTF_permit_access, GTF_reading, GTF_readonly, GTF_writing, OKAY, PERMISSION_DENIED,
-                           BAD_GNTREF, BAD_HANDLE, BAD_COPY_ARG, GENERAL_ERROR, _tables)
+from lab.xen.abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map,
+                                     GNTMAP_readonly, GNTST_bad_copy_arg, GNTST_bad_gntref,
+                                     GNTST_bad_handle, GNTST_general_error, GNTST_okay,
+                                     GNTST_permission_denied, GTF_permit_access, GTF_reading,
+                                     GTF_readonly, GTF_writing)
+from lab.xen.grant import _tables
 from lab.xen.hypercalls import dispatch
 from xen_helpers import two_pv_guests
 
@@ -26,7 +29,7 @@ def two_guests():
 def grant(host, granter, ref, to_domid, pfn, readonly=False):
     gt = _tables(host)
     status, frames = gt.setup_table(granter.domid, 1)
-    assert status == OKAY
+    assert status == GNTST_okay
     flags = GTF_permit_access | (GTF_readonly if readonly else 0)
     host.mem.write((frames[0] << 12) + ref * 8, struct.pack("<HHI", flags, to_domid, granter.p2m[pfn]))
     return gt
@@ -51,16 +54,16 @@ def test_map_write_unmap_and_flags(two_guests):
     vb = b.vcpus[0]
     _, va = free_va(b)
     status, handle, _ = gt.map(vb, va, GNTMAP_host_map, 8, a.domid)
-    assert status == OKAY
+    assert status == GNTST_okay
     assert (pte_of(host, b, va) >> 12) & 0xFFFFFFFFFF == target_mfn, "B's page table now points at A's frame"
     flags = struct.unpack("<H", host.mem.read(gt._entry_addr(a.domid, 8), 2))[0]
     assert flags & GTF_reading and flags & GTF_writing
     assert host.mm.pv.check_invariants() == []
-    assert gt.unmap(vb, va, handle) == OKAY
+    assert gt.unmap(vb, va, handle) == GNTST_okay
     assert pte_of(host, b, va) & 1 == 0
     flags = struct.unpack("<H", host.mem.read(gt._entry_addr(a.domid, 8), 2))[0]
     assert not flags & (GTF_reading | GTF_writing)
-    assert gt.unmap(vb, va, handle) == BAD_HANDLE
+    assert gt.unmap(vb, va, handle) == GNTST_bad_handle
 
 
 def test_read_only_grant_is_enforced(two_guests):
@@ -69,9 +72,9 @@ def test_read_only_grant_is_enforced(two_guests):
     gt = grant(host, a, 9, b.domid, pfn=a.mem_pages - 3, readonly=True)
     _, va = free_va(b)
     status, _, _ = gt.map(b.vcpus[0], va, GNTMAP_host_map, 9, a.domid)
-    assert status == GENERAL_ERROR
+    assert status == GNTST_general_error
     status, handle, _ = gt.map(b.vcpus[0], va, GNTMAP_host_map | GNTMAP_readonly, 9, a.domid)
-    assert status == OKAY
+    assert status == GNTST_okay
     assert not pte_of(host, b, va) & 2, "mapped without RW"
 
 
@@ -81,12 +84,12 @@ def test_grant_for_someone_else_or_revoked_does_not_work(two_guests):
     host, a, b = two_guests
     gt = grant(host, a, 10, 0, pfn=a.mem_pages - 3)            # granted to dom0, not to B
     _, va = free_va(b)
-    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10, a.domid)[0] == GENERAL_ERROR
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10, a.domid)[0] == GNTST_general_error
     gt = grant(host, a, 11, b.domid, pfn=a.mem_pages - 3)
     host.mem.write(gt._entry_addr(a.domid, 11), b"\x00\x00")    # A revokes the grant
-    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 11, a.domid)[0] == GENERAL_ERROR
-    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10_000, a.domid)[0] == BAD_GNTREF
-    assert gt.map(b.vcpus[0], va, GNTMAP_readonly, 11, a.domid)[0] == BAD_GNTREF
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 11, a.domid)[0] == GNTST_general_error
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 10_000, a.domid)[0] == GNTST_bad_gntref
+    assert gt.map(b.vcpus[0], va, GNTMAP_readonly, 11, a.domid)[0] == GNTST_bad_gntref
     assert host.mm.pv.check_invariants() == []
 
 
@@ -106,13 +109,13 @@ def test_copy_through_a_grant_and_bounds(two_guests):
     vb = b.vcpus[0]
     pfn, _ = free_va(b)
     status = gt.copy_one(vb, (12, a.domid, 0), (b.p2m[pfn], abi.DOMID_SELF, 100), 13, GNTCOPY_source_gref)
-    assert status == OKAY
+    assert status == GNTST_okay
     assert host.mem.read((b.p2m[pfn] << 12) + 100, 13) == b"granted bytes"
     assert gt.copy_one(vb, (12, a.domid, 4000), (b.p2m[pfn], abi.DOMID_SELF, 0), 200,
-                       GNTCOPY_source_gref) == BAD_COPY_ARG
+                       GNTCOPY_source_gref) == GNTST_bad_copy_arg
     # B may not name A's frame directly: only through the grant
-    assert gt.copy_one(vb, (a.p2m[5], a.domid, 0), (b.p2m[pfn], abi.DOMID_SELF, 0), 8, 0) == PERMISSION_DENIED
-    assert gt.copy_one(vb, (b.p2m[pfn], abi.DOMID_SELF, 0), (12, a.domid, 0), 8, GNTCOPY_dest_gref) == OKAY
+    assert gt.copy_one(vb, (a.p2m[5], a.domid, 0), (b.p2m[pfn], abi.DOMID_SELF, 0), 8, 0) == GNTST_permission_denied
+    assert gt.copy_one(vb, (b.p2m[pfn], abi.DOMID_SELF, 0), (12, a.domid, 0), 8, GNTCOPY_dest_gref) == GNTST_okay
 
 
 def test_grant_table_op_from_the_hypercall_path(two_guests):

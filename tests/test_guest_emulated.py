@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.dom0.diskimage import DiskImage
+from lab.hw.diskimage import DiskImage
 from lab.hw.boot import physical_of
 from lab.isa.assembler import assemble_file
 from lab.paths import KERNELS, MACHINES, PROGRAMS

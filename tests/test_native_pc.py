@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.dom0.diskimage import DiskImage
+from lab.hw.diskimage import DiskImage
 from lab.session.build import native_machine
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from lab.hw import ept as E
 from lab.hw import pagebuild as B
 from lab.hw import paging as P
+from lab.hw import x86 as X
 from lab.hw.memory import MachineMemory
 
 MiB = 1 << 20
@@ -32,12 +33,12 @@ PA = 0x123_4000
 
 # -- constants and descriptions ---------------------------------------------------------------
 def test_constants_are_the_sdm_bits():
-    assert (P._PAGE_PRESENT, P._PAGE_RW, P._PAGE_USER, P._PAGE_PWT, P._PAGE_PCD) == (1, 2, 4, 8, 16)
-    assert (P._PAGE_ACCESSED, P._PAGE_DIRTY, P._PAGE_PSE, P._PAGE_GLOBAL) == (32, 64, 128, 256)
-    assert P._PAGE_NX == 1 << 63
-    assert P.PADDR_MASK == 0x000F_FFFF_FFFF_F000
-    assert P.MAXPHYADDR == 52
-    assert (P.PFEC_PRESENT, P.PFEC_WRITE, P.PFEC_USER, P.PFEC_RSVD, P.PFEC_INSN) == (1, 2, 4, 8, 16)
+    assert (X._PAGE_PRESENT, X._PAGE_RW, X._PAGE_USER, X._PAGE_PWT, X._PAGE_PCD) == (1, 2, 4, 8, 16)
+    assert (X._PAGE_ACCESSED, X._PAGE_DIRTY, X._PAGE_PSE, X._PAGE_GLOBAL) == (32, 64, 128, 256)
+    assert X._PAGE_NX == 1 << 63
+    assert X.PADDR_MASK == 0x000F_FFFF_FFFF_F000
+    assert X.MAXPHYADDR == 52
+    assert (X.PFEC_page_present, X.PFEC_write_access, X.PFEC_user_mode, X.PFEC_reserved_bit, X.PFEC_insn_fetch) == (1, 2, 4, 8, 16)
 
 
 def test_flag_names_and_describe():
@@ -54,16 +55,16 @@ def test_flag_names_and_describe():
 
 
 def test_is_canonical():
-    assert P.is_canonical(0)
-    assert P.is_canonical(0x0000_7FFF_FFFF_FFFF)
-    assert not P.is_canonical(0x0000_8000_0000_0000)
-    assert not P.is_canonical(0x0001_0000_0000_0000)
-    assert P.is_canonical(0xFFFF_8000_0000_0000)
-    assert P.is_canonical(0xFFFF_FFFF_FFFF_FFFF)
-    assert not P.is_canonical(0xFFFF_7FFF_FFFF_FFFF)
-    assert not P.is_canonical(-1)
-    assert not P.is_canonical(1 << 64)
-    assert P.canonical(0x8000_0000_0000) == 0xFFFF_8000_0000_0000
+    assert X.is_canonical(0)
+    assert X.is_canonical(0x0000_7FFF_FFFF_FFFF)
+    assert not X.is_canonical(0x0000_8000_0000_0000)
+    assert not X.is_canonical(0x0001_0000_0000_0000)
+    assert X.is_canonical(0xFFFF_8000_0000_0000)
+    assert X.is_canonical(0xFFFF_FFFF_FFFF_FFFF)
+    assert not X.is_canonical(0xFFFF_7FFF_FFFF_FFFF)
+    assert not X.is_canonical(-1)
+    assert not X.is_canonical(1 << 64)
+    assert X.canonical(0x8000_0000_0000) == 0xFFFF_8000_0000_0000
 
 
 # -- a plain 4 KiB walk --------------------------------------------------------------------------
@@ -160,9 +161,9 @@ def test_user_needs_us_at_every_level(level):
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA, user=True)
     steps = P.walk(mem, cr3, VA, set_ad=False).steps
-    set_entry_bits(mem, steps[4 - level], clear_bits=P._PAGE_USER)
+    set_entry_bits(mem, steps[4 - level], clear_bits=X._PAGE_USER)
     r = P.walk(mem, cr3, VA, cpl=3)
-    assert r.fault.error_code == P.PFEC_PRESENT | P.PFEC_USER
+    assert r.fault.error_code == X.PFEC_page_present | X.PFEC_user_mode
     assert r.fault.reason == f"user access to a supervisor page (US clear at L{level})"
     assert not r.user
     # The supervisor still reads it.
@@ -174,12 +175,12 @@ def test_write_needs_rw_at_every_level(level):
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA, user=True)
     steps = P.walk(mem, cr3, VA, set_ad=False).steps
-    set_entry_bits(mem, steps[4 - level], clear_bits=P._PAGE_RW)
+    set_entry_bits(mem, steps[4 - level], clear_bits=X._PAGE_RW)
     r = P.walk(mem, cr3, VA, access="w", cpl=3)
-    assert r.fault.error_code == P.PFEC_PRESENT | P.PFEC_WRITE | P.PFEC_USER
+    assert r.fault.error_code == X.PFEC_page_present | X.PFEC_write_access | X.PFEC_user_mode
     assert r.fault.reason == f"write to a read-only page (RW clear at L{level})"
     sup = P.walk(mem, cr3, VA, access="w", cpl=0, wp=True)
-    assert sup.fault.error_code == P.PFEC_PRESENT | P.PFEC_WRITE
+    assert sup.fault.error_code == X.PFEC_page_present | X.PFEC_write_access
     # CR0.WP clear: the supervisor may write read-only pages.
     assert P.walk(mem, cr3, VA, access="w", cpl=0, wp=False).pa == PA
     # CR0.WP never lets user mode write.
@@ -191,23 +192,23 @@ def test_nx_at_any_level_forbids_fetch(level):
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA, user=True)
     steps = P.walk(mem, cr3, VA, set_ad=False).steps
-    set_entry_bits(mem, steps[4 - level], set_bits=P._PAGE_NX)
+    set_entry_bits(mem, steps[4 - level], set_bits=X._PAGE_NX)
     r = P.walk(mem, cr3, VA, access="x", cpl=3)
-    assert r.fault.error_code == P.PFEC_PRESENT | P.PFEC_USER | P.PFEC_INSN
+    assert r.fault.error_code == X.PFEC_page_present | X.PFEC_user_mode | X.PFEC_insn_fetch
     assert r.fault.reason == "instruction fetch from a no-execute page"
     assert r.fault.level == level
     assert P.walk(mem, cr3, VA, access="r", cpl=3).pa == PA
     assert P.walk(mem, cr3, VA, access="r", cpl=3).nx
     # Without EFER.NXE the NX bit is reserved.
     rs = P.walk(mem, cr3, VA, access="r", cpl=0, nxe=False)
-    assert rs.fault.error_code == P.PFEC_PRESENT | P.PFEC_RSVD
+    assert rs.fault.error_code == X.PFEC_page_present | X.PFEC_reserved_bit
     assert rs.fault.reason == f"reserved bit set in L{level} entry (NX without EFER.NXE)"
 
 
 def test_fetch_error_code_has_i_only_with_nxe():
     mem, alloc, cr3 = machine()
     r = P.walk(mem, cr3, VA, access="x", nxe=True)
-    assert r.fault.error_code == P.PFEC_INSN
+    assert r.fault.error_code == X.PFEC_insn_fetch
     r = P.walk(mem, cr3, VA, access="x", nxe=False)
     assert r.fault.error_code == 0
 
@@ -257,7 +258,7 @@ def test_not_present_at_l2_and_l1():
     mem.write_u64(slot, PA | 2)
     r = P.walk(mem, cr3, VA, access="w")
     assert r.fault.reason == f"not present at L1 (entry {PA | 2:#x})"
-    assert r.fault.error_code == P.PFEC_WRITE
+    assert r.fault.error_code == X.PFEC_write_access
 
 
 def test_page_fault_as_cpu_exception():
@@ -273,9 +274,9 @@ def test_ps_in_l4_is_reserved():
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA)
     l4 = P.walk(mem, cr3, VA, set_ad=False).steps[0]
-    set_entry_bits(mem, l4, set_bits=P._PAGE_PSE)
+    set_entry_bits(mem, l4, set_bits=X._PAGE_PSE)
     r = P.walk(mem, cr3, VA, access="w", cpl=0)
-    assert r.fault.error_code == P.PFEC_PRESENT | P.PFEC_RSVD | P.PFEC_WRITE
+    assert r.fault.error_code == X.PFEC_page_present | X.PFEC_reserved_bit | X.PFEC_write_access
     assert r.fault.reason == "reserved bit set in L4 entry (PS)"
     assert r.mem_refs == 1
 
@@ -289,7 +290,7 @@ def test_reserved_low_bits_of_large_pages():
     slot1g = leaf_slot(mem, cr3, 0x4000_0000)
     mem.write_u64(slot1g, mem.read_u64(slot1g) | (1 << 13))
     r = P.walk(mem, cr3, 0x4000_0000, cpl=3)
-    assert r.fault.error_code == P.PFEC_PRESENT | P.PFEC_RSVD | P.PFEC_USER
+    assert r.fault.error_code == X.PFEC_page_present | X.PFEC_reserved_bit | X.PFEC_user_mode
     assert r.fault.reason == "reserved bit set in L3 entry (bits 29:13 of a 1 GiB page)"
     slot2m = leaf_slot(mem, cr3, 0x20_0000)
     mem.write_u64(slot2m, mem.read_u64(slot2m) | (1 << 20))
@@ -305,9 +306,9 @@ def test_reserved_bit_fault_beats_permission_fault():
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA, user=False, rw=False)
     slot = leaf_slot(mem, cr3, VA)
-    mem.write_u64(slot, mem.read_u64(slot) | P._PAGE_NX)
+    mem.write_u64(slot, mem.read_u64(slot) | X._PAGE_NX)
     r = P.walk(mem, cr3, VA, access="w", cpl=3, nxe=False)
-    assert r.fault.error_code == P.PFEC_PRESENT | P.PFEC_RSVD | P.PFEC_WRITE | P.PFEC_USER
+    assert r.fault.error_code == X.PFEC_page_present | X.PFEC_reserved_bit | X.PFEC_write_access | X.PFEC_user_mode
 
 
 # -- accessed and dirty ------------------------------------------------------------------------------------
@@ -316,10 +317,10 @@ def test_read_sets_accessed_everywhere_and_no_dirty():
     B.map_page(mem, alloc, cr3, VA, PA)
     r = P.walk(mem, cr3, VA, access="r")
     for s in r.steps:
-        assert not s.entry & P._PAGE_ACCESSED           # as read, before the update
+        assert not s.entry & X._PAGE_ACCESSED           # as read, before the update
         now = mem.read_u64(s.entry_addr)
-        assert now & P._PAGE_ACCESSED
-        assert not now & P._PAGE_DIRTY
+        assert now & X._PAGE_ACCESSED
+        assert not now & X._PAGE_DIRTY
     assert not r.dirty
 
 
@@ -328,8 +329,8 @@ def test_write_sets_dirty_in_leaf_only():
     B.map_page(mem, alloc, cr3, VA, PA)
     r = P.walk(mem, cr3, VA, access="w")
     values = [mem.read_u64(s.entry_addr) for s in r.steps]
-    assert all(v & P._PAGE_ACCESSED for v in values)
-    assert [bool(v & P._PAGE_DIRTY) for v in values] == [False, False, False, True]
+    assert all(v & X._PAGE_ACCESSED for v in values)
+    assert [bool(v & X._PAGE_DIRTY) for v in values] == [False, False, False, True]
     assert r.dirty and r.leaf_entry == values[-1]
     r2 = P.walk(mem, cr3, VA, access="w")
     assert r2.steps[-1].entry == values[-1]
@@ -371,7 +372,7 @@ def test_2m_page():
     assert r.mem_refs == 3 and len(r.steps) == 3
     assert r.global_
     assert "PS" in r.steps[-1].flags
-    assert mem.read_u64(r.leaf_entry_addr) & P._PAGE_DIRTY
+    assert mem.read_u64(r.leaf_entry_addr) & X._PAGE_DIRTY
     assert "-> 2 MiB page 0x200000 + 0x123456 = 0x323456" in P.walk_steps_text(r)
 
 
@@ -398,7 +399,7 @@ def test_unmap_page():
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA)
     old = B.unmap_page(mem, cr3, VA)
-    assert old & P.PADDR_MASK == PA
+    assert old & X.PADDR_MASK == PA
     assert P.walk(mem, cr3, VA).fault.reason == "not present at L1 (entry 0x0)"
     assert B.unmap_page(mem, cr3, VA) == 0
 
@@ -416,16 +417,16 @@ def test_recursive_l4_slot_exposes_the_tables():
     mem, alloc, cr3 = machine()
     B.map_page(mem, alloc, cr3, VA, PA)
     rec = 510
-    mem.write_u64(cr3 + rec * 8, cr3 | P._PAGE_PRESENT | P._PAGE_RW)
+    mem.write_u64(cr3 + rec * 8, cr3 | X._PAGE_PRESENT | X._PAGE_RW)
     i4, i3, i2, i1, _ = P.table_indexes(VA)
     real = P.walk(mem, cr3, VA, set_ad=False).steps
     # The L1 table covering VA appears at [rec][i4][i3][i2].
-    l1_va = P.canonical((rec << 39) | (i4 << 30) | (i3 << 21) | (i2 << 12))
+    l1_va = X.canonical((rec << 39) | (i4 << 30) | (i3 << 21) | (i2 << 12))
     r = P.walk(mem, cr3, l1_va + i1 * 8, set_ad=False)
     assert r.pa == real[3].entry_addr
     assert mem.read_u64(r.pa) == real[3].entry
     # The L4 itself appears at [rec][rec][rec][rec].
-    l4_va = P.canonical((rec << 39) | (rec << 30) | (rec << 21) | (rec << 12))
+    l4_va = X.canonical((rec << 39) | (rec << 30) | (rec << 21) | (rec << 12))
     r = P.walk(mem, cr3, l4_va + rec * 8, set_ad=False)
     assert r.pa == cr3 + rec * 8
     assert all(s.table == cr3 for s in r.steps)
@@ -481,8 +482,8 @@ def test_2d_walk_makes_24_memory_references():
     assert r.steps[0].table == gcr3 and r.steps[0].table_hpa == gcr3 + GUEST_BASE
     # Guest A/D flags are written at the host-physical address of each entry.
     for s in r.steps:
-        assert mem.read_u64(s.entry_hpa) & P._PAGE_ACCESSED
-    assert mem.read_u64(r.steps[-1].entry_hpa) & P._PAGE_DIRTY
+        assert mem.read_u64(s.entry_hpa) & X._PAGE_ACCESSED
+    assert mem.read_u64(r.steps[-1].entry_hpa) & X._PAGE_DIRTY
     text = P.walk_steps_text(r)
     assert sum("through EPT" in line for line in text) == 5
     assert any(line.startswith("    EPT L4") for line in text)
@@ -573,7 +574,7 @@ def test_2d_walk_set_ad_false_changes_nothing():
 # -- property: map then walk ------------------------------------------------------------------------------------------
 canonical_pages = st.one_of(
     st.integers(0, (1 << 35) - 1).map(lambda n: n << 12),
-    st.integers(0, (1 << 35) - 1).map(lambda n: P.canonical((1 << 47) | (n << 12))),
+    st.integers(0, (1 << 35) - 1).map(lambda n: X.canonical((1 << 47) | (n << 12))),
 )
 
 

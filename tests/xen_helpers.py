@@ -228,7 +228,7 @@ def reading_host_images():
 
 def private_image_bytes(host, target: Path) -> bytes:
     """What a guest's disk holds: the lab's private image of ``target`` (never the file itself)."""
-    from lab.dom0.diskimage import shared_images
+    from lab.hw.diskimage import shared_images
     img = shared_images(host)[os.path.normpath(os.path.abspath(target))]
     return img.read(0, img.sectors)
 

@@ -36,19 +36,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..xen import abi
-from .diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk, shared_images
-from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, GNTST_NAMES, INITIALISED, INITIALISING, INITWAIT, UNKNOWN,
+from ..xen.abi.io_ring import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
+                               BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ,
+                               BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP,
+                               BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, VDISK_CDROM, VDISK_READONLY,
+                               VDISK_REMOVABLE)
+from ..hw.diskimage import SECTOR_SIZE, DiskImage, DiskImageError, open_disk, shared_images
+from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, INITIALISED, INITIALISING, INITWAIT, UNKNOWN,
                              BackendDevice, BackRing, XenbusBackend, charge_dom0, ring_event)
 from .xsclient import vbd_name
 
-# public/io/blkif.h
-BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_OP_FLUSH_DISKCACHE = 0, 1, 2, 3
-BLKIF_OP_DISCARD, BLKIF_OP_INDIRECT = 5, 6
+# public/io/blkif.h (the numbers themselves: lab.xen.abi.io_ring)
 OP_NAMES = {0: "READ", 1: "WRITE", 2: "WRITE_BARRIER", 3: "FLUSH_DISKCACHE", 5: "DISCARD", 6: "INDIRECT"}
-BLKIF_RSP_OKAY, BLKIF_RSP_ERROR, BLKIF_RSP_EOPNOTSUPP = 0, -1, -2
 RSP_NAMES = {0: "OKAY", -1: "ERROR", -2: "EOPNOTSUPP"}
-BLKIF_MAX_SEGMENTS_PER_REQUEST = 11
-VDISK_CDROM, VDISK_REMOVABLE, VDISK_READONLY = 1, 2, 4
 SECTORS_PER_PAGE = 4096 // SECTOR_SIZE
 
 #: Request sizes: x86_64 (natural alignment: op, nr_segments, handle, pad, id at 8, sector at 16, seg at 24)
@@ -335,7 +335,7 @@ class Blkback(XenbusBackend):
         if bad is not None:
             i, st = bad
             self.log(f"{where}: invalid buffer -- could not remap it: segment {i} gref {segs[i][0]}: "
-                     f"{GNTST_NAMES.get(st, st)}")
+                     f"{abi.GNTST_NAMES.get(st, st)}")
             status = BLKIF_RSP_ERROR
         elif vbd.image is None:
             self.log(f"{where}: no medium")

@@ -37,9 +37,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from ..isa.bits import M32
+from ..xen.abi.grant_table import GNTCOPY_dest_gref, GNTCOPY_source_gref
 from ..xen import abi
+from ..xen.abi.io_ring import (NETTXF_extra_info, NETTXF_more_data)
 from .bridge import Bridge, mac_text
-from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, GNTST_NAMES, INITIALISED, INITIALISING, INITWAIT, M32,
+from .xenbus_backend import (CLOSED, CLOSING, CONNECTED, INITIALISED, INITIALISING, INITWAIT,
                              UNKNOWN, BackendDevice, BackRing, XenbusBackend, charge_dom0, dom0_vcpu, grant_tables,
                              hypercall, ring_event)
 
@@ -48,7 +51,6 @@ TX_RESPONSE = struct.Struct("<Hh")          # id, status
 RX_REQUEST = struct.Struct("<HxxI")         # id, pad, gref
 RX_RESPONSE = struct.Struct("<HHHh")        # id, offset, flags, status
 TX_ENTRY, RX_ENTRY = 12, 8
-NETTXF_csum_blank, NETTXF_data_validated, NETTXF_more_data, NETTXF_extra_info = 1, 2, 4, 8
 XEN_NETIF_EXTRA_FLAG_MORE = 1
 XEN_NETIF_EXTRA_TYPE_MAX = 6
 RSP_OKAY, RSP_ERROR, RSP_DROPPED, RSP_NULL = 0, -1, -2, 1
@@ -56,7 +58,6 @@ RSP_NAMES = {0: "OKAY", -1: "ERROR", -2: "DROPPED", 1: "NULL"}
 XEN_NETBK_LEGACY_SLOTS_MAX = 18
 ETH_HLEN = 14
 PAGE = 4096
-GNTCOPY_source_gref, GNTCOPY_dest_gref = 1, 2
 PACKET_COST = 1500                          # lab estimate, when the cost table has no "netback_packet"
 
 
@@ -186,7 +187,7 @@ class Netback(XenbusBackend):
             self.unmap_grants([h for st, h, _a in results if st == 0])
             bad = next(st for st, _h, _a in results if st != 0)
             self.fatal(dev, -bad, f"mapping shared-frames {tx_ref}/{rx_ref} port tx {evtchn} rx {evtchn} "
-                                  f"({GNTST_NAMES.get(bad, bad)})")
+                                  f"({abi.GNTST_NAMES.get(bad, bad)})")
             return False
         (_s1, vif.tx_handle, tx_page), (_s2, vif.rx_handle, rx_page) = results
         vif.tx = BackRing(tx_page, TX_ENTRY)
@@ -259,7 +260,7 @@ class Netback(XenbusBackend):
                     st = gt.copy_one(v, (gref, domid, off), (bounce, self_, 0), length, GNTCOPY_source_gref)
                 self.host.emit(v, "grant", op="copy", ref=gref, granter=domid, frame=None,
                                flags=GNTCOPY_dest_gref if to_guest else GNTCOPY_source_gref,
-                               status=GNTST_NAMES.get(st, st))
+                               status=abi.GNTST_NAMES.get(st, st))
                 out.append(st)
             return 0
         hypercall(self.host, "grant_table_op", ["copy", f"{len(ops)} op(s)"], run)
@@ -367,7 +368,7 @@ class Netback(XenbusBackend):
                                          [(f[0], f[1], f[4]) for f in frags])
             if bad >= 0:
                 g = gref if bad == 0 else frags[bad - 1][0]
-                self.log(f"{vif.name}: Grant copy of slot {bad} (ref {g}) failed! status: {GNTST_NAMES.get(st, st)}")
+                self.log(f"{vif.name}: Grant copy of slot {bad} (ref {g}) failed! status: {abi.GNTST_NAMES.get(st, st)}")
                 status = RSP_ERROR
         if status == RSP_OKAY:
             vif.stats["tx_packets"] += 1
@@ -434,7 +435,7 @@ class Netback(XenbusBackend):
         st = self._copy(dev.domid, [(gref, 0, len(frame), True)])[0]
         if st != 0:
             self.log(f"{vif.name}: Grant copy into rx buffer {rid} (ref {gref}) failed! status: "
-                     f"{GNTST_NAMES.get(st, st)}")
+                     f"{abi.GNTST_NAMES.get(st, st)}")
             status = RSP_ERROR
             vif.stats["rx_dropped"] += 1
         else:

@@ -50,17 +50,17 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from .devices import ones
-from .devices.acpi import AcpiPmControl
-from .devices.ide import IdeController, IdeDrive
-from .devices.nic import BAR_SIZE as NIC_BAR_SIZE
-from .devices.nic import Ne2000, mac_text, ne2k_pci_function
-from .devices.pci import CMD_IO, CMD_MEMORY, Bar, PciFunction, PciHost, add_pc_chipset
-from .devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_REVISION, UNPLUG_ALL_DISKS,
-                               UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
-                               XEN_VENDOR, XenPlatform)
-from .devices.serial import Uart16550
-from .diskimage import open_disk, shared_images
+from ..hw.devices import ones
+from ..hw.devices.acpi import AcpiPmControl
+from ..hw.devices.ide import IdeController, IdeDrive
+from ..hw.devices.nic import BAR_SIZE as NIC_BAR_SIZE
+from ..hw.devices.nic import Ne2000, mac_text, ne2k_pci_function
+from ..hw.devices.pci import CMD_IO, CMD_MEMORY, Bar, PciFunction, PciHost, add_pc_chipset
+from ..hw.devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_REVISION, UNPLUG_ALL_DISKS,
+                                  UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
+                                  XEN_VENDOR, XenPlatform)
+from ..hw.devices.serial import Uart16550
+from ..hw.diskimage import open_disk, shared_images
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
 STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",

@@ -24,15 +24,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..isa.bits import M32
 from ..xen import abi
 from .xenstore import XenStoreError
 
-M32 = 0xFFFF_FFFF
-GNTST_NAMES = {0: "GNTST_okay", -1: "GNTST_general_error", -2: "GNTST_bad_domain", -3: "GNTST_bad_gntref",
-               -4: "GNTST_bad_handle", -5: "GNTST_bad_virt_addr", -6: "GNTST_bad_dev_addr",
-               -7: "GNTST_no_device_space", -8: "GNTST_permission_denied", -9: "GNTST_bad_page",
-               -10: "GNTST_bad_copy_arg", -11: "GNTST_address_too_big", -12: "GNTST_eagain",
-               -13: "GNTST_no_space"}
 
 # XenbusState (public/io/xenbus.h)
 UNKNOWN, INITIALISING, INITWAIT, INITIALISED, CONNECTED, CLOSING, CLOSED = 0, 1, 2, 3, 4, 5, 6

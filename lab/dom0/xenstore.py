@@ -44,6 +44,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
+from ..isa.bits import M32
 from ..xen import abi
 
 # Permission bits (xenstore_lib.h: XS_PERM_*).
@@ -75,7 +76,6 @@ def exceeds(value: int, quota: int) -> bool:
 SPECIAL_NODES = ("@releaseDomain", "@introduceDomain")
 _VALID = re.compile(r"[A-Za-z0-9\-/_@]*\Z")
 _LOCAL = re.compile(r"/local/domain/(\d{1,5})/")
-MASK32 = 0xFFFF_FFFF
 
 Perm = tuple[str, int]
 
@@ -162,7 +162,7 @@ def parse_perm(text: str) -> Perm:
     value = int(digits, 16 if digits[1:2] in ("x", "X") else 8 if digits[:1] == "0" else 10)
     if m.group(1) == "-":
         value = -value
-    return (text[0], value & MASK32)
+    return (text[0], value & M32)
 
 
 def parse_perms(items: Iterable[str] | str) -> tuple[Perm, ...]:
@@ -323,8 +323,8 @@ class XenStore:
             raise _err("ENOSPC", "too many transactions")
         tid = self.next_tx.get(caller, 1)
         while (caller, tid) in self.transactions or tid == 0:
-            tid = (tid + 1) & MASK32
-        self.next_tx[caller] = (tid + 1) & MASK32 or 1
+            tid = (tid + 1) & M32
+        self.next_tx[caller] = (tid + 1) & M32 or 1
         self.transactions[(caller, tid)] = Transaction(tid, caller, dict(self.nodes))
         return tid
 
@@ -740,7 +740,7 @@ def _h_directory_part(s: XenStore, c: int, p: bytes, tx: int) -> bytes:
     if len(args) != 2:
         raise _err("EINVAL", "DIRECTORY_PART takes a path and an offset")
     # send_directory_part(): the offset is atoi() of the second string, into an unsigned int
-    return s.directory_part(c, _str(args[0]), c_atoi(args[1]) & MASK32, tx)
+    return s.directory_part(c, _str(args[0]), c_atoi(args[1]) & M32, tx)
 
 
 def _h_read(s: XenStore, c: int, p: bytes, tx: int) -> bytes:

@@ -38,6 +38,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ..isa.bits import M32
 from ..xen import abi
 from .xenstore import (XenStore, XenStoreError, decode_reply, decode_value, encode_request, is_decimal,
                        message_type)
@@ -57,7 +58,6 @@ ERROR_NAMES = {0: "XENSTORE_ERROR_NONE", 1: "XENSTORE_ERROR_COMM", 2: "XENSTORE_
                3: "XENSTORE_ERROR_PROTO"}
 
 HEADER = struct.Struct("<IIII")
-MASK32 = 0xFFFF_FFFF
 
 #: Lab estimates (cycles), used unless the cost table has "xenstore_request" / "xenstore_byte".
 REQUEST_COST = 1500
@@ -102,7 +102,7 @@ def format_message(msg_type: int, req_id: int, tx_id: int, payload: bytes) -> by
     """Header and payload; ValueError for a payload over XENSTORE_PAYLOAD_MAX."""
     if len(payload) > abi.XENSTORE_PAYLOAD_MAX:
         raise ValueError(f"payload of {len(payload)} bytes is over XENSTORE_PAYLOAD_MAX (4096)")
-    return HEADER.pack(msg_type & MASK32, req_id & MASK32, tx_id & MASK32, len(payload)) + payload
+    return HEADER.pack(msg_type & M32, req_id & M32, tx_id & M32, len(payload)) + payload
 
 
 def parse_messages(data: bytes | bytearray) -> tuple[list[Message], bytes]:
@@ -155,7 +155,7 @@ def _u32(page: Page, off: int) -> int:
 
 
 def _set_u32(page: Page, off: int, value: int) -> None:
-    page.write(off, (value & MASK32).to_bytes(4, "little"))
+    page.write(off, (value & M32).to_bytes(4, "little"))
 
 
 def _ring_read(page: Page, base: int, start: int, n: int) -> bytes:
@@ -200,7 +200,7 @@ class RingConnection:
         """Consume the request ring; the complete messages in it. ProtocolError on abuse."""
         page = self.page
         cons, prod = _u32(page, REQ_CONS), _u32(page, REQ_PROD)
-        avail = (prod - cons) & MASK32
+        avail = (prod - cons) & M32
         if avail > RING_SIZE:
             raise ProtocolError(XENSTORE_ERROR_RINGIDX,
                                 f"request indexes are inconsistent (req_cons {cons}, req_prod {prod})")
@@ -219,7 +219,7 @@ class RingConnection:
             return 0
         page = self.page
         cons, prod = _u32(page, RSP_CONS), _u32(page, RSP_PROD)
-        used = (prod - cons) & MASK32
+        used = (prod - cons) & M32
         if used > RING_SIZE:
             raise ProtocolError(XENSTORE_ERROR_RINGIDX,
                                 f"response indexes are inconsistent (rsp_cons {cons}, rsp_prod {prod})")
@@ -250,7 +250,7 @@ class GuestRing:
     def send(self, data: bytes) -> int:
         """Put as much of ``data`` as fits into the request ring; bytes written."""
         cons, prod = _u32(self.page, REQ_CONS), _u32(self.page, REQ_PROD)
-        n = min(RING_SIZE - ((prod - cons) & MASK32), len(data))
+        n = min(RING_SIZE - ((prod - cons) & M32), len(data))
         if n > 0:
             _ring_write(self.page, REQ_OFF, prod, data[:n])
             _set_u32(self.page, REQ_PROD, prod + n)
@@ -259,7 +259,7 @@ class GuestRing:
     def receive(self) -> list[Message]:
         """Drain the response ring; the complete messages received so far."""
         cons, prod = _u32(self.page, RSP_CONS), _u32(self.page, RSP_PROD)
-        n = (prod - cons) & MASK32
+        n = (prod - cons) & M32
         if n:
             self.received += _ring_read(self.page, RSP_OFF, cons, n)
             _set_u32(self.page, RSP_CONS, prod)
@@ -563,7 +563,7 @@ class Xenstored:
         reply raises :class:`~lab.dom0.xenstore.XenStoreError` with its errno name.
         """
         t = message_type(op)
-        self.req_id = (self.req_id + 1) & MASK32
+        self.req_id = (self.req_id + 1) & M32
         msg = Message(t, self.req_id, tx, encode_request(t, path, value))
         reply = self._execute(0, msg)
         self._charge_dom0(self._cost(len(msg.payload) + len(reply.payload)))

@@ -19,45 +19,25 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable
 
+from ..isa.bits import M64
 from ..isa.encoding import INSN_SIZE
 from ..isa.registers import RIP_BASE
 from . import flags as F
 from . import paging
 from .ept import EptMisconfig, EptTranslator, ept_walk
-from .faults import BP, CONTRIBUTORY, DF, GP, PF, UD, CpuStop, Fault, VmExit, mnemonic
+from .faults import CpuStop, Fault, VmExit, mnemonic
 from .memory import PAGE_SHIFT, BusError, MachineMemory
 from .snapshot import Plain
 from .tlb import Tlb
 from .translate import Block, compile_block, default_namespace, fetch_run
 from .vmx import Vmcs
+from .x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, MSR_APIC_BASE, MSR_CSTAR, MSR_EFER,
+                  MSR_FS_BASE, MSR_GS_BASE, MSR_IA32_TSC, MSR_LSTAR, MSR_SHADOW_GS_BASE, MSR_STAR,
+                  MSR_SYSCALL_MASK, PFEC_write_access, X86_CR0_PE, X86_CR0_PG, X86_CR0_WP, X86_CR4_PAE, X86_CR4_PGE,
+                  X86_EXC_BP, X86_EXC_CONTRIBUTORY, X86_EXC_DF, X86_EXC_GP, X86_EXC_PF, X86_EXC_UD,
+                  is_canonical)
 
-M64 = 0xFFFF_FFFF_FFFF_FFFF
-
-# Control register bits.
-CR0_PE, CR0_WP, CR0_PG = 1 << 0, 1 << 16, 1 << 31
-CR4_PAE, CR4_PGE = 1 << 5, 1 << 7
-EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1 << 0, 1 << 8, 1 << 10, 1 << 11
-
-# MSRs (Intel SDM vol 4).
-MSR_TSC = 0x10
-MSR_APIC_BASE = 0x1B
-MSR_EFER = 0xC0000080
-MSR_STAR = 0xC0000081
-MSR_LSTAR = 0xC0000082
-MSR_CSTAR = 0xC0000083
-MSR_FMASK = 0xC0000084
-MSR_FS_BASE = 0xC0000100
-MSR_GS_BASE = 0xC0000101
-MSR_KERNEL_GS_BASE = 0xC0000102
-MSR_NAMES = {MSR_TSC: "IA32_TSC", MSR_APIC_BASE: "IA32_APIC_BASE", MSR_EFER: "IA32_EFER",
-             MSR_STAR: "STAR", MSR_LSTAR: "LSTAR", MSR_CSTAR: "CSTAR", MSR_FMASK: "FMASK",
-             MSR_FS_BASE: "FS_BASE", MSR_GS_BASE: "GS_BASE", MSR_KERNEL_GS_BASE: "KERNEL_GS_BASE"}
-_PLAIN_MSRS = (MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_FMASK, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE)
-
-
-def _canonical(va: int) -> bool:
-    top = va >> 47
-    return top == 0 or top == 0x1FFFF
+_PLAIN_MSRS = (MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_SYSCALL_MASK, MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE)
 
 
 class Cpu:
@@ -94,7 +74,7 @@ class Cpu:
         self.cpl = 0
         self.cs = 0x08
         self.ss = 0x10
-        self.cr0 = CR0_PE
+        self.cr0 = X86_CR0_PE
         self.cr2 = 0
         self.cr3 = 0
         self.cr4 = 0
@@ -161,7 +141,7 @@ class Cpu:
 
     @property
     def paging(self) -> bool:
-        return bool(self.cr0 & CR0_PG)
+        return bool(self.cr0 & X86_CR0_PG)
 
     # rflags with the lazily computed arithmetic flags folded in.
     def arith(self) -> int:
@@ -205,12 +185,12 @@ class Cpu:
     def translate(self, va: int, access: str, supervisor: bool = False, fill: bool = True) -> int:
         """Virtual to machine address, raising #PF/#GP or a VM exit."""
         cpl = 0 if supervisor else self.cpl
-        if self.cr0 & CR0_PG:
-            if not _canonical(va):
-                raise Fault(GP, 0, reason=f"non-canonical address {va:#x}")
+        if self.cr0 & X86_CR0_PG:
+            if not is_canonical(va):
+                raise Fault(X86_EXC_GP, 0, reason=f"non-canonical address {va:#x}")
             # Under shadow paging Xen keeps the real CR0.WP set whatever the
             # guest's CR0 says, so its read-only shadow entries hold in ring 0 too.
-            wp = bool(self.cr0 & CR0_WP) or self._shadowed()
+            wp = bool(self.cr0 & X86_CR0_WP) or self._shadowed()
             nxe = bool(self.efer & EFER_NXE)
             e = self.tlb.lookup(va)
             if e is not None and e.allows(access, cpl, wp=wp, nxe=nxe):
@@ -224,7 +204,7 @@ class Cpu:
                 if res.fault is not None:
                     self.emit("pagetable", op="fault", addr=va, value=res.fault.error_code, level=None,
                               result="#PF", message=res.fault.reason)
-                    raise Fault(PF, res.fault.error_code, cr2=va, reason=res.fault.reason)
+                    raise Fault(X86_EXC_PF, res.fault.error_code, cr2=va, reason=res.fault.reason)
                 if fill:
                     self.tlb.insert(va, res)
                 return res.hpa if ept else res.pa
@@ -253,10 +233,10 @@ class Cpu:
             return e.translate(gpa)
         res = paging.walk(self.mem, self.walk_root(), gpa, access=access, cpl=cpl, wp=True, nxe=nxe)
         if res.fault is not None or res.pa is None:
-            code = res.fault.error_code if res.fault is not None else (paging.PFEC_WRITE if access == "w" else 0)
+            code = res.fault.error_code if res.fault is not None else (PFEC_write_access if access == "w" else 0)
             why = res.fault.reason if res.fault is not None else f"guest-physical {gpa:#x} is beyond any shadow"
             self.emit("pagetable", op="fault", addr=gpa, value=code, level=None, result="#PF", message=why)
-            raise Fault(PF, code, cr2=gpa, reason=why)
+            raise Fault(X86_EXC_PF, code, cr2=gpa, reason=why)
         if fill:
             self.tlb.insert(gpa, res)
         return res.pa
@@ -281,7 +261,7 @@ class Cpu:
         shadow = getattr(self, "shadow_cr3", None)
         if shadow is None or self.root:
             return self.cr3
-        if not self.cr0 & CR0_PG:
+        if not self.cr0 & X86_CR0_PG:
             unpaged = getattr(self, "shadow_unpaged_cr3", None)
             if unpaged is not None:
                 return unpaged
@@ -310,7 +290,7 @@ class Cpu:
         try:
             return self.mem.frame(hpa >> PAGE_SHIFT)
         except BusError as e:
-            raise Fault(GP, 0, reason=str(e)) from None
+            raise Fault(X86_EXC_GP, 0, reason=str(e)) from None
 
     def load(self, va: int, size: int) -> int:
         f = self.rc.get(va >> 12)
@@ -497,12 +477,12 @@ class Cpu:
             if self.vmcs.vendor == "amd":
                 qualification = fault.error_code or 0
             else:
-                qualification = (fault.cr2 or 0) if fault.vector == PF else 0
+                qualification = (fault.cr2 or 0) if fault.vector == X86_EXC_PF else 0
             self.vmexit(VmExit("EXCEPTION_NMI", qualification,
                                {"vector": fault.vector, "error_code": fault.error_code, "cr2": fault.cr2,
                                 "reason": fault.reason}))
             return
-        if fault.vector == PF and fault.cr2 is not None:
+        if fault.vector == X86_EXC_PF and fault.cr2 is not None:
             self.cr2 = fault.cr2
         if self.root and self.host is not None:
             self.host.on_exception(self, fault)
@@ -526,18 +506,18 @@ class Cpu:
             return
         except Fault as f2:
             second = f2
-        if second.vector == PF and second.cr2 is not None:
+        if second.vector == X86_EXC_PF and second.cr2 is not None:
             self.cr2 = second.cr2
-        if vector == DF or depth > 3:
+        if vector == X86_EXC_DF or depth > 3:
             self._triple_fault(f"{second!r} while delivering {mnemonic(vector)}")
             return
-        first_contributory = vector in CONTRIBUTORY and not software
-        doubles = ((first_contributory and second.vector in CONTRIBUTORY) or
-                   (vector == PF and (second.vector in CONTRIBUTORY or second.vector == PF)))
+        first_contributory = vector in X86_EXC_CONTRIBUTORY and not software
+        doubles = ((first_contributory and second.vector in X86_EXC_CONTRIBUTORY) or
+                   (vector == X86_EXC_PF and (second.vector in X86_EXC_CONTRIBUTORY or second.vector == X86_EXC_PF)))
         if doubles:
-            self.emit("trap", vector=DF, mnemonic="#DF", error_code=0, cr2=None, rip=self.rip, cpl=self.cpl,
+            self.emit("trap", vector=X86_EXC_DF, mnemonic="#DF", error_code=0, cr2=None, rip=self.rip, cpl=self.cpl,
                       handler="idt", reason=f"{second!r} while delivering {mnemonic(vector)}")
-            self.deliver(DF, 0, False, depth=depth + 1)
+            self.deliver(X86_EXC_DF, 0, False, depth=depth + 1)
             return
         self.emit("trap", vector=second.vector, mnemonic=second.mnemonic, error_code=second.error_code,
                   cr2=second.cr2, rip=self.rip, cpl=self.cpl, handler="idt",
@@ -561,7 +541,7 @@ class Cpu:
         base, limit = self.idtr
         ext = 1 if external else 0
         if vector * 16 + 15 > limit:
-            raise Fault(GP, vector * 8 + 2 + ext, reason=f"vector {vector} is beyond the IDT limit")
+            raise Fault(X86_EXC_GP, vector * 8 + 2 + ext, reason=f"vector {vector} is beyond the IDT limit")
         lo = self._sys_load(base + vector * 16, 8)
         hi = self._sys_load(base + vector * 16 + 8, 8)
         attr = (lo >> 40) & 0xFF
@@ -569,12 +549,12 @@ class Cpu:
             raise Fault(11, vector * 8 + 2 + ext, reason=f"IDT gate {vector} not present")
         dpl = (attr >> 5) & 3
         if software and self.cpl > dpl:
-            raise Fault(GP, vector * 8 + 2, reason=f"int {vector:#x} from CPL {self.cpl} needs DPL >= {self.cpl}")
+            raise Fault(X86_EXC_GP, vector * 8 + 2, reason=f"int {vector:#x} from CPL {self.cpl} needs DPL >= {self.cpl}")
         selector = (lo >> 16) & 0xFFFF
         offset = (lo & 0xFFFF) | ((lo >> 48) & 0xFFFF) << 16 | (hi & 0xFFFFFFFF) << 32
         new_cpl = selector & 3
         if new_cpl > self.cpl:
-            raise Fault(GP, selector & ~3, reason="interrupt gate to a less privileged ring")
+            raise Fault(X86_EXC_GP, selector & ~3, reason="interrupt gate to a less privileged ring")
         old_rsp, old_ss, old_cs, old_cpl = self.regs[4], self.ss, self.cs, self.cpl
         rip = self.rip if return_rip is None else return_rip
         flags = self.rflags
@@ -642,7 +622,7 @@ class Cpu:
 
     def _require_cpl0(self, what: str) -> None:
         if self.cpl != 0:
-            raise Fault(GP, 0, reason=f"{what} is privileged (CPL {self.cpl})")
+            raise Fault(X86_EXC_GP, 0, reason=f"{what} is privileged (CPL {self.cpl})")
 
     # -- system instructions (called from translated code) ------------------------
     def op_int(self, insn, nxt: int) -> None:
@@ -650,7 +630,7 @@ class Cpu:
         self._softint(vector, nxt)
 
     def op_int3(self, insn, nxt: int) -> None:
-        self._softint(BP, nxt)
+        self._softint(X86_EXC_BP, nxt)
 
     def _softint(self, vector: int, nxt: int) -> None:
         if self.root and self.host is not None:
@@ -672,9 +652,9 @@ class Cpu:
         new_ss = self._sys_load(sp + 32, 8) & 0xFFFF
         new_cpl = new_cs & 3
         if new_cpl < self.cpl:
-            raise Fault(GP, new_cs & ~3, reason="iretq to a more privileged ring")
-        if not _canonical(new_rip):
-            raise Fault(GP, 0, reason=f"iretq to non-canonical {new_rip:#x}")
+            raise Fault(X86_EXC_GP, new_cs & ~3, reason="iretq to a more privileged ring")
+        if not is_canonical(new_rip):
+            raise Fault(X86_EXC_GP, 0, reason=f"iretq to non-canonical {new_rip:#x}")
         self._load_flags(new_flags, self.cpl)
         self.regs[4] = new_rsp
         self.cs, self.ss = new_cs, new_ss
@@ -702,10 +682,10 @@ class Cpu:
             self.host.on_syscall(self, nxt)
             return
         if not self.efer & EFER_SCE:
-            raise Fault(UD, reason="syscall with EFER.SCE clear")
+            raise Fault(X86_EXC_UD, reason="syscall with EFER.SCE clear")
         self.regs[1] = nxt                       # rcx
         self.regs[11] = self.rflags              # r11
-        self.rflags = self.rflags & ~self.msr[MSR_FMASK]
+        self.rflags = self.rflags & ~self.msr[MSR_SYSCALL_MASK]
         star = self.msr[MSR_STAR]
         self.cs = (star >> 32) & 0xFFFC
         self.ss = self.cs + 8
@@ -716,8 +696,8 @@ class Cpu:
     def op_sysretq(self, insn, nxt: int) -> None:
         self._require_cpl0("sysretq")
         target = self.regs[1]
-        if not _canonical(target):
-            raise Fault(GP, 0, reason=f"sysretq to non-canonical {target:#x}")
+        if not is_canonical(target):
+            raise Fault(X86_EXC_GP, 0, reason=f"sysretq to non-canonical {target:#x}")
         star = self.msr[MSR_STAR]
         self.rflags = (self.regs[11] & 0x3C7FD7) | F.FIXED
         self.cs = (((star >> 48) & 0xFFFF) + 16) | 3
@@ -737,12 +717,12 @@ class Cpu:
 
     def op_cli(self, insn, nxt: int) -> None:
         if self.cpl > self.iopl:
-            raise Fault(GP, 0, reason=f"cli at CPL {self.cpl} > IOPL {self.iopl}")
+            raise Fault(X86_EXC_GP, 0, reason=f"cli at CPL {self.cpl} > IOPL {self.iopl}")
         self.rf &= ~F.IF
 
     def op_sti(self, insn, nxt: int) -> None:
         if self.cpl > self.iopl:
-            raise Fault(GP, 0, reason=f"sti at CPL {self.cpl} > IOPL {self.iopl}")
+            raise Fault(X86_EXC_GP, 0, reason=f"sti at CPL {self.cpl} > IOPL {self.iopl}")
         if not self.rf & F.IF:
             self.int_shadow = True
         self.rf |= F.IF
@@ -750,7 +730,7 @@ class Cpu:
 
     def _io_check(self, port: int, size: int, is_in: bool, value: int, insn) -> None:
         if self.cpl > self.iopl:
-            raise Fault(GP, 0, reason=f"{'in' if is_in else 'out'} port {port:#x} at CPL {self.cpl} > IOPL {self.iopl}")
+            raise Fault(X86_EXC_GP, 0, reason=f"{'in' if is_in else 'out'} port {port:#x} at CPL {self.cpl} > IOPL {self.iopl}")
         if self._nonroot() and self.vmcs.exits_on_io(port):
             imm = "i" in insn.form
             qual = (size - 1) | (8 if is_in else 0) | (0x40 if imm else 0) | (port << 16)
@@ -806,38 +786,38 @@ class Cpu:
     def read_msr(self, msr: int) -> int:
         if msr == MSR_EFER:
             return self.efer
-        if msr == MSR_TSC:
+        if msr == MSR_IA32_TSC:
             return (self.cycles + self.tsc_offset) & M64
         if msr == MSR_APIC_BASE:
             return self.apic_base
         if msr in self.msr:
             return self.msr[msr]
-        raise Fault(GP, 0, reason=f"rdmsr of unknown MSR {msr:#x}")
+        raise Fault(X86_EXC_GP, 0, reason=f"rdmsr of unknown MSR {msr:#x}")
 
     def write_msr(self, msr: int, value: int) -> None:
         if msr == MSR_EFER:
             if value & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE):
-                raise Fault(GP, 0, reason=f"reserved EFER bits in {value:#x}")
+                raise Fault(X86_EXC_GP, 0, reason=f"reserved EFER bits in {value:#x}")
             lma = self.efer & EFER_LMA
             if bool(value & EFER_LME) != bool(self.efer & EFER_LME) and self.paging:
-                raise Fault(GP, 0, reason="EFER.LME changed while paging is on")
+                raise Fault(X86_EXC_GP, 0, reason="EFER.LME changed while paging is on")
             self.efer = (value & ~EFER_LMA) | lma
             self.emit("msr", dir="write", msr=msr, value=value)
             self.flush_caches()
             return
-        if msr == MSR_TSC:
+        if msr == MSR_IA32_TSC:
             self.tsc_offset = (value - self.cycles) & M64
             return
         if msr == MSR_APIC_BASE:
             self.apic_base = value
             return
         if msr in self.msr:
-            if msr in (MSR_LSTAR, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_CSTAR) and not _canonical(value):
-                raise Fault(GP, 0, reason=f"non-canonical value {value:#x} for MSR {msr:#x}")
+            if msr in (MSR_LSTAR, MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE, MSR_CSTAR) and not is_canonical(value):
+                raise Fault(X86_EXC_GP, 0, reason=f"non-canonical value {value:#x} for MSR {msr:#x}")
             self.msr[msr] = value
             self.emit("msr", dir="write", msr=msr, value=value)
             return
-        raise Fault(GP, 0, reason=f"wrmsr of unknown MSR {msr:#x}")
+        raise Fault(X86_EXC_GP, 0, reason=f"wrmsr of unknown MSR {msr:#x}")
 
     def op_rdtsc(self, insn, nxt: int) -> None:
         if self._nonroot() and self.vmcs.rdtsc_exiting:
@@ -858,15 +838,15 @@ class Cpu:
     def write_cr(self, crn: int, value: int) -> None:
         if crn == 0:
             if value >> 32:
-                raise Fault(GP, 0, reason="reserved CR0 bits")
-            if value & CR0_PG and not value & CR0_PE:
-                raise Fault(GP, 0, reason="CR0.PG without CR0.PE")
-            if value & CR0_PG and not self.paging:
-                if not (self.efer & EFER_LME and self.cr4 & CR4_PAE):
-                    raise Fault(GP, 0, reason="the lab has only 4-level paging: set CR4.PAE and EFER.LME first")
+                raise Fault(X86_EXC_GP, 0, reason="reserved CR0 bits")
+            if value & X86_CR0_PG and not value & X86_CR0_PE:
+                raise Fault(X86_EXC_GP, 0, reason="CR0.PG without CR0.PE")
+            if value & X86_CR0_PG and not self.paging:
+                if not (self.efer & EFER_LME and self.cr4 & X86_CR4_PAE):
+                    raise Fault(X86_EXC_GP, 0, reason="the lab has only 4-level paging: set CR4.PAE and EFER.LME first")
                 self.efer |= EFER_LMA
-            if not value & CR0_PG and self.paging:
-                raise Fault(GP, 0, reason="paging cannot be turned off in 64-bit mode")
+            if not value & X86_CR0_PG and self.paging:
+                raise Fault(X86_EXC_GP, 0, reason="paging cannot be turned off in 64-bit mode")
             self.cr0 = value
             self.tlb.flush(include_global=True)
             self.flush_caches()
@@ -879,16 +859,16 @@ class Cpu:
             self.emit("tlb", op="flush (mov cr3)", addr=value, entries=len(self.tlb.entries()))
         elif crn == 4:
             if value & ~0x3FFFFF:
-                raise Fault(GP, 0, reason="reserved CR4 bits")
-            if self.efer & EFER_LMA and not value & CR4_PAE:
-                raise Fault(GP, 0, reason="CR4.PAE cannot be cleared in 64-bit mode")
+                raise Fault(X86_EXC_GP, 0, reason="reserved CR4 bits")
+            if self.efer & EFER_LMA and not value & X86_CR4_PAE:
+                raise Fault(X86_EXC_GP, 0, reason="CR4.PAE cannot be cleared in 64-bit mode")
             changed = value ^ self.cr4
             self.cr4 = value
-            if changed & (CR4_PGE | CR4_PAE):
+            if changed & (X86_CR4_PGE | X86_CR4_PAE):
                 self.tlb.flush(include_global=True)
                 self.flush_caches()
         else:
-            raise Fault(UD, reason=f"no cr{crn}")
+            raise Fault(X86_EXC_UD, reason=f"no cr{crn}")
 
     def op_movfromcr(self, insn, nxt: int) -> None:
         self._require_cpl0("mov from cr")
@@ -940,12 +920,12 @@ class Cpu:
         base, limit = self.gdtr
         off = sel & ~7
         if off + 15 > limit or off == 0:
-            raise Fault(GP, sel & ~3, reason=f"TSS selector {sel:#x} outside the GDT")
+            raise Fault(X86_EXC_GP, sel & ~3, reason=f"TSS selector {sel:#x} outside the GDT")
         lo = self._sys_load(base + off, 8)
         hi = self._sys_load(base + off + 8, 8)
         typ = (lo >> 40) & 0xF
         if typ != 9:
-            raise Fault(GP, sel & ~3, reason=f"descriptor {sel:#x} is not an available 64-bit TSS (type {typ})")
+            raise Fault(X86_EXC_GP, sel & ~3, reason=f"descriptor {sel:#x} is not an available 64-bit TSS (type {typ})")
         self.tss_base = ((lo >> 16) & 0xFFFFFF) | ((lo >> 56) & 0xFF) << 24 | (hi & 0xFFFFFFFF) << 32
         self._sys_store(base + off, 8, lo | (2 << 40))   # mark busy, as the CPU does
         self.tr = sel
@@ -959,13 +939,13 @@ class Cpu:
 
     def _hypercall_insn(self, which: str, nxt: int) -> None:
         if not self._nonroot():
-            raise Fault(UD, reason=("vmcall" if which == "intel" else "vmmcall") + " outside a virtual machine")
+            raise Fault(X86_EXC_UD, reason=("vmcall" if which == "intel" else "vmmcall") + " outside a virtual machine")
         if which != self.vendor:
-            raise Fault(UD, reason=f"{'vmcall' if which == 'intel' else 'vmmcall'} on an {self.vendor} host")
+            raise Fault(X86_EXC_UD, reason=f"{'vmcall' if which == 'intel' else 'vmmcall'} on an {self.vendor} host")
         raise VmExit("VMCALL", 0, {})
 
     def op_ud2(self, insn, nxt: int) -> None:
-        raise Fault(UD, reason="ud2")
+        raise Fault(X86_EXC_UD, reason="ud2")
 
     def op_pause(self, insn, nxt: int) -> None:
         if self._nonroot() and self.vmcs.pause_exiting:
@@ -974,7 +954,7 @@ class Cpu:
     def op_swapgs(self, insn, nxt: int) -> None:
         self._require_cpl0("swapgs")
         m = self.msr
-        m[MSR_GS_BASE], m[MSR_KERNEL_GS_BASE] = m[MSR_KERNEL_GS_BASE], m[MSR_GS_BASE]
+        m[MSR_GS_BASE], m[MSR_SHADOW_GS_BASE] = m[MSR_SHADOW_GS_BASE], m[MSR_GS_BASE]
 
     def op_pushfq(self, insn, nxt: int) -> None:  # pragma: no cover - generated inline
         raise AssertionError

@@ -9,19 +9,11 @@ a double fault; a fault while delivering a double fault stops the machine
 
 from __future__ import annotations
 
-DE, DB, NMI, BP, OF_, BR, UD, NM, DF, TS, NP, SS, GP, PF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14
-
-MNEMONICS = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
-             8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
-             17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE", 21: "#CP"}
-#: Vectors whose delivery pushes an error code.
-HAS_ERROR_CODE = frozenset((8, 10, 11, 12, 13, 14, 17, 21))
-#: Contributory exceptions: two of these in a row make a double fault.
-CONTRIBUTORY = frozenset((0, 10, 11, 12, 13))
+from .x86 import X86_EXC_HAVE_EC, X86_EXC_MNEMONICS
 
 
 def mnemonic(vector: int) -> str:
-    return MNEMONICS.get(vector, f"INT {vector:#04x}" if vector >= 32 else f"vector {vector}")
+    return X86_EXC_MNEMONICS.get(vector, f"INT {vector:#04x}" if vector >= 32 else f"vector {vector}")
 
 
 class Fault(Exception):
@@ -31,8 +23,8 @@ class Fault(Exception):
                  reason: str = "") -> None:
         super().__init__(reason or mnemonic(vector))
         self.vector = vector
-        self.error_code = error_code if vector in HAS_ERROR_CODE else None
-        if vector in HAS_ERROR_CODE and self.error_code is None:
+        self.error_code = error_code if vector in X86_EXC_HAVE_EC else None
+        if vector in X86_EXC_HAVE_EC and self.error_code is None:
             self.error_code = 0
         self.cr2 = cr2
         self.reason = reason

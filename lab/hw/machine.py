@@ -16,7 +16,7 @@ from ..isa.encoding import Instruction
 from ..trace import Event, Trace
 from .costs import Costs, load_costs
 from .cpu import CodeCache, Cpu
-from .devices import DebugConsole, IoBus, Pic8259, Pit8254, PowerControl
+from .devices.board import DebugConsole, IoBus, Pic8259, Pit8254, PowerControl
 from .memory import MachineMemory
 from .snapshot import Snapshot, keeper_of
 

@@ -55,24 +55,10 @@ from .ept import EptMisconfig, EptStep, EptViolation, ept_steps_text
 from .memory import BusError
 from .ept import EPT_W, EPT_X, EPTQ_GLA_FINAL, EPTQ_GLA_VALID
 
-# -- entry bits (Xen's names, the SDM's positions) -----------------------------------
-_PAGE_PRESENT = 1 << 0
-_PAGE_RW = 1 << 1
-_PAGE_USER = 1 << 2
-_PAGE_PWT = 1 << 3
-_PAGE_PCD = 1 << 4
-_PAGE_ACCESSED = 1 << 5
-_PAGE_DIRTY = 1 << 6
-_PAGE_PSE = 1 << 7          # PS: page size (large page) at L3/L2
-_PAGE_PAT = 1 << 7          # the same bit in an L1 entry
-_PAGE_GLOBAL = 1 << 8
-_PAGE_PAT_LARGE = 1 << 12   # PAT in a 2 MiB or 1 GiB leaf
-_PAGE_NX = 1 << 63
-
-#: Physical-address bits of an entry: 51:12.
-PADDR_MASK = 0x000F_FFFF_FFFF_F000
-#: The lab's physical-address width (CPUID 0x80000008 EAX[7:0]).
-MAXPHYADDR = 52
+from .x86 import (PADDR_MASK, PFEC_insn_fetch, PFEC_page_present, PFEC_reserved_bit,
+                  PFEC_user_mode, PFEC_write_access, X86_EXC_PF, _PAGE_ACCESSED, _PAGE_DIRTY,
+                  _PAGE_GLOBAL, _PAGE_NX, _PAGE_PAT_LARGE, _PAGE_PCD, _PAGE_PRESENT,
+                  _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER, is_canonical)
 
 PAGE_4K = 1 << 12
 PAGE_2M = 1 << 21
@@ -81,18 +67,9 @@ LEVEL_SHIFT = {4: 39, 3: 30, 2: 21, 1: 12}
 #: Reserved low address bits of a large-page leaf (the bit above PAT up to the page size).
 _LARGE_RSVD = {3: 0x3FFF_E000, 2: 0x1F_E000}
 
-# -- page-fault error code (SDM vol. 3A, figure 4-12) ----------------------------------
-PFEC_PRESENT = 1 << 0       # 1: protection violation; 0: not-present page
-PFEC_WRITE = 1 << 1         # the access was a write
-PFEC_USER = 1 << 2          # the access was made in user mode (CPL 3)
-PFEC_RSVD = 1 << 3          # a reserved bit was set in some paging-structure entry
-PFEC_INSN = 1 << 4          # the access was an instruction fetch
+_PFEC_NAMES = ((PFEC_page_present, "P"), (PFEC_write_access, "W"), (PFEC_user_mode, "U"), (PFEC_reserved_bit, "RSVD"),
+               (PFEC_insn_fetch, "I"))
 
-_PFEC_NAMES = ((PFEC_PRESENT, "P"), (PFEC_WRITE, "W"), (PFEC_USER, "U"), (PFEC_RSVD, "RSVD"),
-               (PFEC_INSN, "I"))
-
-VECTOR_PF = 14
-M64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
 # -- describing entries ------------------------------------------------------------------
@@ -155,20 +132,6 @@ def decode_error_code(code: int) -> list[str]:
     return [name for bit, name in _PFEC_NAMES if code & bit]
 
 
-def is_canonical(va: int) -> bool:
-    """Whether ``va`` is canonical for 48-bit linear addresses (bits 63:47 all equal)."""
-    if not 0 <= va <= M64:
-        return False
-    top = va >> 47
-    return top == 0 or top == (1 << 17) - 1
-
-
-def canonical(va: int) -> int:
-    """Sign-extend bit 47 (so ``0xffff8...`` addresses can be written as 48-bit numbers)."""
-    va &= (1 << 48) - 1
-    return va | (0xFFFF << 48) if va & (1 << 47) else va
-
-
 def table_indexes(va: int) -> tuple[int, int, int, int, int]:
     """(L4, L3, L2, L1 index, page offset) of a linear address."""
     return ((va >> 39) & 511, (va >> 30) & 511, (va >> 21) & 511, (va >> 12) & 511, va & 0xFFF)
@@ -182,7 +145,7 @@ class PageFault:
     cr2: int
     reason: str
     level: int | None = None     # the level where the walk stopped or the rule failed
-    vector: int = VECTOR_PF
+    vector: int = X86_EXC_PF
 
     def error_code_names(self) -> list[str]:
         return decode_error_code(self.error_code)
@@ -194,7 +157,7 @@ class PageFault:
     def as_fault(self):
         """The CPU's exception object for this page fault."""
         from .faults import Fault
-        return Fault(VECTOR_PF, self.error_code, self.cr2, self.reason)
+        return Fault(X86_EXC_PF, self.error_code, self.cr2, self.reason)
 
 
 @dataclass
@@ -307,8 +270,8 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
         return res
 
     user_mode = cpl == 3
-    base_code = (PFEC_WRITE if access == "w" else 0) | (PFEC_USER if user_mode else 0) | \
-        (PFEC_INSN if access == "x" and nxe else 0)
+    base_code = (PFEC_write_access if access == "w" else 0) | (PFEC_user_mode if user_mode else 0) | \
+        (PFEC_insn_fetch if access == "x" and nxe else 0)
     context = bool(getattr(table_translate, "accepts_walk_context", False))
 
     def translate(gpa: int, acc: str, is_table: bool, guest_level: int | None):
@@ -354,7 +317,7 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
             entry = mem.read_u64(table_hpa + index * 8)
         except BusError:
             res.mem_refs += 1
-            res.fault = PageFault(base_code | PFEC_PRESENT | PFEC_RSVD, va,
+            res.fault = PageFault(base_code | PFEC_page_present | PFEC_reserved_bit, va,
                                   f"L{level} table at {table_hpa:#x} is beyond the end of memory "
                                   f"(reads as all ones)", level)
             return res
@@ -365,7 +328,7 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
             return res
         rsvd = _reserved_bits(entry, level, nxe)
         if rsvd is not None:
-            res.fault = PageFault(base_code | PFEC_PRESENT | PFEC_RSVD, va,
+            res.fault = PageFault(base_code | PFEC_page_present | PFEC_reserved_bit, va,
                                   f"reserved bit set in L{level} entry ({rsvd})", level)
             return res
         writable = writable and bool(entry & _PAGE_RW)
@@ -397,7 +360,7 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
         lvl = next(s.level for s in steps if s.entry & _PAGE_NX)
         reason = "instruction fetch from a no-execute page"
     if reason is not None:
-        res.fault = PageFault(base_code | PFEC_PRESENT, va, reason, lvl)
+        res.fault = PageFault(base_code | PFEC_page_present, va, reason, lvl)
         return res
 
     frame_base = entry & PADDR_MASK & ~(size - 1)

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..isa import opcodes
+from ..isa.bits import M64
 from ..isa.encoding import INSN_SIZE, DecodeError, Instruction, decode
 from ..isa.registers import RIP_BASE, RSP
 from . import flags as F
 from .blockcache import BLOCKS
 from .faults import Fault
 
-M64 = 0xFFFF_FFFF_FFFF_FFFF
 MASK = F.MASK
 SIGN = F.SIGN
 MAX_BLOCK = 32

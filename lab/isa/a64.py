@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bits import M64
 from .a64_sysregs import SYSREG_BY_ENCODING, SysReg
 
 INSN_SIZE = 4
-M64 = (1 << 64) - 1
 ZR = 31          # register number 31: the zero register (xzr/wzr) or sp, by instruction
 
 COND_NAMES = ("eq", "ne", "cs", "cc", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le", "al", "nv")

@@ -28,11 +28,11 @@ from . import a64_asm, opcodes
 from .a64 import A64
 from .a64 import INSN_SIZE as A64_SIZE
 from .a64 import encode as encode_a64
+from .bits import M64
 from .encoding import INSN_SIZE, Instruction, Mem, decode, encode
 from .image import Image, Section, SourceLine
 from .registers import CONTROL_REGS, GPR_BY_NAME, RIP_BASE, SIZE_BY_NAME, SIZE_NAMES
 
-M64 = (1 << 64) - 1
 #: Largest section the assembler builds; protects against `.space 1 << 40` typos.
 MAX_SECTION = 64 << 20
 #: Where the first section goes when nothing says otherwise.

@@ -13,10 +13,10 @@ import re
 from typing import Mapping
 
 from . import opcodes
+from .bits import M64
 from .encoding import INSN_SIZE, DecodeError, Instruction, Mem, decode
 from .registers import CONTROL_REGS, GPR_BY_NAME, RIP_BASE, SIZE_BY_NAME, SIZE_NAMES, reg_name
 
-M64 = (1 << 64) - 1
 BAD = "(bad)"
 _CR_NAMES = {v: k for k, v in CONTROL_REGS.items()}
 _STRING_NAMES = {(base, size): name for name, (base, size) in opcodes.STRING_SPELLINGS.items()}

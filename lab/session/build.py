@@ -49,7 +49,7 @@ def native_machine(kernel: Path | str = NATIVE_KERNEL, program: Path | str | Non
     kimg = assemble(kernel)
     pimg = assemble(program) if program is not None else None
     m = Machine(mem_mib=mem_mib, vendor=vendor, costs=cost_table, keep_trace=keep_trace)
-    from ..dom0.diskimage import DiskImage
+    from ..hw.diskimage import DiskImage
     from .native_pc import NativePc
     image = DiskImage.in_memory() if disk is True else (disk or None)
     m.pc = NativePc(m, image, nic=nic)

@@ -45,8 +45,8 @@ def known_names(kind: str) -> set[str] | None:
         names = set(EXIT_REASONS.values()) | set(abi.SVM_EXIT_CODES.values())
         return names | {exit_code("amd", r)[0] for r in EXIT_REASONS.values() if r != "EXCEPTION_NMI"}
     if kind == "trap":
-        from ..hw.faults import MNEMONICS
-        return {m.lower() for m in MNEMONICS.values()} | {m.lstrip("#").lower() for m in MNEMONICS.values()} | \
+        from ..hw.x86 import X86_EXC_MNEMONICS
+        return {m.lower() for m in X86_EXC_MNEMONICS.values()} | {m.lstrip("#").lower() for m in X86_EXC_MNEMONICS.values()} | \
             {"syscall", "event upcall"}
     return None
 

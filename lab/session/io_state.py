@@ -18,7 +18,7 @@ from ..xen import abi
 
 GTF_TYPES = {0: "invalid", 1: "permit_access", 2: "accept_transfer", 3: "transitive"}
 GTF_BITS = ((0x4, "readonly"), (0x8, "reading"), (0x10, "writing"))
-VIRQ_NAMES = {v: k for k, v in sorted(vars(abi).items())
+VIRQ_LABELS = {v: k for k, v in sorted(vars(abi).items())
               if k.startswith("VIRQ_") and isinstance(v, int) and not k.startswith("VIRQ_ARCH")}
 
 
@@ -77,7 +77,7 @@ def event_channels(host, domid: int) -> list[PortView]:
         if p.state == "closed":
             continue
         if p.state == "virq":
-            remote = VIRQ_NAMES.get(p.virq, f"VIRQ {p.virq}")
+            remote = VIRQ_LABELS.get(p.virq, f"VIRQ {p.virq}")
         elif p.handler is not None:
             remote = "dom0 service"
         elif p.remote_dom is not None:

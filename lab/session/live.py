@@ -166,6 +166,6 @@ def stop_recording(session: Session) -> Any:
 def default_recording_path() -> Path:
     """Where the screen records a session unless told not to: the lab's data directory."""
     import time
-    from ..dom0.diskimage import data_dir
+    from ..hw.diskimage import data_dir
     stamp = time.strftime("%Y%m%d-%H%M%S")      # a file name only; the machine never sees the clock
     return data_dir() / "recordings" / f"session-{stamp}-{os.getpid()}.jsonl"

@@ -1,6 +1,6 @@
 """The bare machine's PC: a PCI bus, an IDE disk, an NE2000 card and COM1 on its I/O ports.
 
-They are the very devices an HVM guest's device model emulates (``lab/dom0/devices``),
+They are the very devices an HVM guest's device model emulates (``lab/hw/devices``),
 laid out as the lab's firmware lays them out for an HVM guest: the i440FX host bridge,
 the PIIX3 ISA bridge and IDE function, the NIC at slot 4 with its I/O BAR at 0xC100.
 On bare metal nothing stands between the CPU and them: a port access is one ``ioport``
@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections import deque
 
 from ..dom0.bridge import answer
-from ..dom0.devices.ide import IdeController, IdeDrive
-from ..dom0.devices.nic import BAR_SIZE as NIC_BAR_SIZE, Ne2000, ne2k_pci_function
-from ..dom0.devices.pci import PciHost, add_pc_chipset
-from ..dom0.devices.serial import Uart16550
-from ..dom0.diskimage import DiskImage
+from ..hw.devices.ide import IdeController, IdeDrive
+from ..hw.devices.nic import BAR_SIZE as NIC_BAR_SIZE, Ne2000, ne2k_pci_function
+from ..hw.devices.pci import PciHost, add_pc_chipset
+from ..hw.devices.serial import Uart16550
+from ..hw.diskimage import DiskImage
 from ..dom0.qemu import FIRST_NIC_SLOT, NIC_IO_BAR, pci_irq
 
 #: The bare machine's MAC: locally administered, in Xen's 00:16:3e range as the guests' are.

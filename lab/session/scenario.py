@@ -28,6 +28,7 @@ from ..dom0.blkback import Blkback
 from ..dom0.bridge import Bridge
 from ..dom0.netback import Netback
 from ..dom0.qemu import DeviceModel
+from ..dom0.xenconsoled import ConsoleDaemon
 from ..dom0.xenstored import Xenstored
 from ..dom0.xsclient import init_dom0
 from ..dom0.toolstack import Toolstack
@@ -35,7 +36,6 @@ from .. import sources
 from ..errors import UserError
 from ..hw.costs import CostError, load_costs
 from ..paths import MACHINES, display
-from ..xen.console import ConsoleDaemon
 from ..xen.host import HostConfig, XenHost
 
 DEFAULT_SCENARIO = MACHINES / "default.toml"

@@ -19,7 +19,7 @@ from ..isa.disassembler import disassemble
 from ..isa.encoding import INSN_SIZE, DecodeError, decode
 from ..isa.registers import GPR64
 from ..trace import Event
-from ..xen import abi
+from ..xen.abi.hypercalls import HYPERCALL_BY_NR, HYPERCALL_STUB_SIZE
 from .eventspec import EventSpec
 from .sourcemap import HYPERCALL_PAGE_LABEL, HYPERCALL_PAGE_SIZE, SourceMap
 
@@ -495,9 +495,9 @@ class Session:
     def _stub_text(self, place: Any, ref: VcpuRef) -> str:
         """One instruction of the hypercall page, with the hypercall a stub's first line selects."""
         text = self.disassemble_at(place.addr, ref)
-        if place.offset % abi.HYPERCALL_STUB_SIZE == 0 and place.offset < HYPERCALL_PAGE_SIZE - abi.HYPERCALL_STUB_SIZE \
+        if place.offset % HYPERCALL_STUB_SIZE == 0 and place.offset < HYPERCALL_PAGE_SIZE - HYPERCALL_STUB_SIZE \
                 and text.startswith("mov eax"):
-            h = abi.HYPERCALL_BY_NR.get(place.stub)
+            h = HYPERCALL_BY_NR.get(place.stub)
             if h is not None:
                 text += f"    ; stub {place.stub}: {h.name}"
         return text

@@ -38,7 +38,7 @@ TRAPS = {
     "#CP": "control-protection exception (CET)",
 }
 
-HYPERCALLS = {
+HYPERCALL_EXPLANATIONS = {
     "set_trap_table": "a PV kernel gives Xen its virtual IDT: Xen owns the real one and bounces "
                       "traps to these handlers",
     "mmu_update": "a PV kernel asks Xen to write page-table entries for it; Xen checks each one "
@@ -218,7 +218,7 @@ def explanation(ev: Any) -> str:
             text = (f"software interrupt {name}: the program asked for the handler at that IDT "
                     "vector (on 32-bit PV, int 0x82 is how the kernel makes a hypercall)")
     elif k == "hypercall":
-        text = HYPERCALLS.get(name, "")
+        text = HYPERCALL_EXPLANATIONS.get(name, "")
         note = _abi_note(name)
         if note:
             text = f"{text} ({note})" if text else note

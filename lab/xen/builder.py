@@ -19,23 +19,21 @@ from __future__ import annotations
 import struct
 
 from ..hw import boot
-from ..hw.devices import Pic8259, Pit8254
+from ..hw.devices.board import Pic8259, Pit8254
 from ..hw.ept import make_eptp
 from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
 from ..hw.pagebuild import ept_map_pages
 from ..hw.vmx import Vmcs
 from ..isa.image import Image
 from . import abi
+from ..hw.x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, X86_CR0_PE, X86_CR0_PG, X86_CR0_WP,
+                      X86_CR4_PAE, X86_CR4_PGE, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER)
 from .hvm import HvmIntr
 from .hypercall_page import build as build_hypercall_page
 from .paging_pool import PoolExhausted, pool_of
 
 DIRECT_MAP = boot.DIRECT_MAP
-PTE_P, PTE_RW, PTE_US = 1, 2, 4
 SIF_PRIVILEGED, SIF_INITDOMAIN = 1, 2
-CR0_PE, CR0_WP, CR0_PG = 1, 1 << 16, 1 << 31
-CR4_PAE, CR4_PGE = 1 << 5, 1 << 7
-EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1, 1 << 8, 1 << 10, 1 << 11
 HVMLOADER_ENTRY = 0x8000
 
 
@@ -135,18 +133,18 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     # Initial page tables: pfn p at DIRECT_MAP + p*4096, page tables read-only.
     # A 64-bit PV kernel runs in ring 3, so its pages need US; a ring-1 kernel
     # (32-bit profile) keeps them supervisor-only, out of user code's reach.
-    kernel_us = 0 if pv32 else PTE_US
+    kernel_us = 0 if pv32 else _PAGE_USER
     for first in range(0, mapped, 512):
         mem.write(p2m[l1_pfn + first // 512] << PAGE_SHIFT, b"".join(
-            ((p2m[pfn] << PAGE_SHIFT) | PTE_P | kernel_us | (0 if pfn in pt_frames else PTE_RW)).to_bytes(8, "little")
+            ((p2m[pfn] << PAGE_SHIFT) | _PAGE_PRESENT | kernel_us | (0 if pfn in pt_frames else _PAGE_RW)).to_bytes(8, "little")
             for pfn in range(first, min(first + 512, mapped))))
     for i in range(n_l1):
         l2 = l2_pfn + i // 512
-        mem.write_u64((p2m[l2] << PAGE_SHIFT) + (i % 512) * 8, (p2m[l1_pfn + i] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
+        mem.write_u64((p2m[l2] << PAGE_SHIFT) + (i % 512) * 8, (p2m[l1_pfn + i] << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)
     for i in range(n_l2):
-        mem.write_u64((p2m[l3_pfn] << PAGE_SHIFT) + i * 8, (p2m[l2_pfn + i] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
+        mem.write_u64((p2m[l3_pfn] << PAGE_SHIFT) + i * 8, (p2m[l2_pfn + i] << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)
     slot = (DIRECT_MAP >> 39) & 511
-    mem.write_u64((p2m[l4_pfn] << PAGE_SHIFT) + slot * 8, (p2m[l3_pfn] << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US)
+    mem.write_u64((p2m[l4_pfn] << PAGE_SHIFT) + slot * 8, (p2m[l3_pfn] << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)
     rc = host.mm.pv.pin_table(dom.domid, p2m[l4_pfn], 4)
     if rc < 0:
         raise BuildError(f"{dom.name}: Xen refused the initial page tables ({abi.errno_name(-rc)}); see xl dmesg")
@@ -184,8 +182,8 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
 
     for vid, v in enumerate(dom.vcpus):
         cpu = v.cpu
-        cpu.cr0 = CR0_PE | CR0_PG | CR0_WP
-        cpu.cr4 = CR4_PAE | CR4_PGE
+        cpu.cr0 = X86_CR0_PE | X86_CR0_PG | X86_CR0_WP
+        cpu.cr4 = X86_CR4_PAE | X86_CR4_PGE
         cpu.efer = EFER_LME | EFER_LMA | EFER_NXE | EFER_SCE
         cpu.write_cr(3, p2m[l4_pfn] << PAGE_SHIFT)
         host.mm.pv.set_baseptr(dom.domid, vid, p2m[l4_pfn])
@@ -246,11 +244,11 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     for v in dom.vcpus:
         cpu = v.cpu
         cpu.vmcs = Vmcs(vendor=host.vendor, ept=use_ept, eptp=make_eptp(dom.ept_root << PAGE_SHIFT) if use_ept else 0,
-                        msr_exit={0x40000000, abi.MSR_X2APIC_EOI}, external_interrupt_exiting=False,
+                        msr_exit={abi.XEN_HYPERCALL_MSR, abi.MSR_X2APIC_EOI}, external_interrupt_exiting=False,
                         cr3_load_exiting=not use_ept, cr3_store_exiting=not use_ept, invlpg_exiting=not use_ept,
                         exception_bitmap=(1 << 14) if not use_ept else 0)
         cpu.irq_source = HvmIntr(host, v, dom.devices["vpic"])
-        cpu.cr0 = CR0_PE
+        cpu.cr0 = X86_CR0_PE
         cpu.rip = HVMLOADER_ENTRY
         cpu.regs[4] = 0x7FF0
         if not use_ept:
@@ -312,9 +310,9 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     for v in dom.vcpus:
         cpu = v.cpu
         cpu.vmcs = Vmcs(vendor=host.vendor, ept=True, eptp=make_eptp(root << PAGE_SHIFT),
-                        msr_exit={0x40000000, abi.MSR_X2APIC_EOI}, external_interrupt_exiting=False)
+                        msr_exit={abi.XEN_HYPERCALL_MSR, abi.MSR_X2APIC_EOI}, external_interrupt_exiting=False)
         cpu.irq_source = HvmIntr(host, v)      # no PIC: only the callback vector and the vLAPIC
-        cpu.cr0 = CR0_PE
+        cpu.cr0 = X86_CR0_PE
         cpu.rip = entry
         cpu.regs[3] = HVM_START_INFO
         cpu.vmentry()

@@ -1,4 +1,6 @@
-"""Guest consoles: Xen's own console for dom0, the console ring for domUs, port 0xE9 for HVM.
+"""Guest consoles, Xen's side: Xen's own console for dom0, port 0xE9 for HVM, and the
+layout of the console ring a domU writes (xenconsoled, which drains it, is dom0's:
+``lab.dom0.xenconsoled``).
 
 A domU may not write Xen's console (console_io is refused to it), so its
 kernel writes into the console ring page the builder gave it (struct
@@ -11,8 +13,6 @@ notifies the same channel; the guest consumes it and advances ``in_cons``.
 """
 
 from __future__ import annotations
-
-from .frames import HeldFrame
 
 IN_OFF, IN_SIZE = 0, 1024
 OUT_OFF, OUT_SIZE = 1024, 2048
@@ -54,120 +54,3 @@ def guest_console_write(host, dom, text: str) -> None:
             host.dmesg.append(f"(d{dom.domid}) {printable(line)}")     # as hvm_print_line() passes it
     dom.extra["console_partial"] = lines[-1]
     dom.console_output += text
-
-
-class ConsoleDaemon:
-    """xenconsoled: drains each domU's console ring when its event channel fires."""
-
-    name = "xenconsoled"
-
-    def __init__(self, host) -> None:
-        self.host = host
-        self.ports: dict[int, int] = {}        # dom0 port -> domid
-        self.pending_input: dict[int, bytearray] = {}   # domid -> typed bytes not yet in in[]
-        self.pages: dict[int, HeldFrame] = {}  # domid -> the ring page, held
-
-    def connect(self, dom) -> int:
-        """Give ``dom`` a console channel; return the port for its start_info.
-
-        The ring page is mapped as xenconsoled maps it (a foreign mapping, or the
-        console grant): held writable while the domain lives, so it can never be
-        freed under the daemon nor become one of the guest's page tables."""
-        ev = self.host.evtchn
-        guest_port = ev.alloc_unbound(dom.domid, 0)
-        local = ev.bind_interdomain(0, dom.domid, guest_port)
-        ev.bind_service(0, local, self.notified)
-        self.ports[local] = dom.domid
-        self.pending_input.pop(dom.domid, None)
-        self._release(dom.domid)
-        if dom.console_pfn:
-            page = self.host.frames.hold_gfn(dom, dom.console_pfn, writable=True,
-                                             holder=f"xenconsoled ring of d{dom.domid}")
-            if not isinstance(page, int):
-                self.pages[dom.domid] = page
-        return guest_port
-
-    def _release(self, domid: int) -> None:
-        page = self.pages.pop(domid, None)
-        if page is not None:
-            page.release()
-
-    def _port_of(self, domid: int) -> int | None:
-        for port, d in sorted(self.ports.items()):
-            if d == domid:
-                return port
-        return None
-
-    def console_input(self, dom, text: str) -> bool:
-        """Type ``text`` into a domU's console: into ``in[]`` as far as it has room (the
-        rest waits until the guest has read some), then a notification. False: no ring."""
-        port = self._port_of(dom.domid)
-        if port is None or not dom.console_pfn or dom.privileged:
-            return False
-        self.pending_input.setdefault(dom.domid, bytearray()).extend(text.encode("latin-1", "replace"))
-        if self._feed(dom):
-            self.host.evtchn.send(0, port)
-        return True
-
-    def _feed(self, dom) -> int:
-        """Move waiting input into the ring; how many bytes went in."""
-        waiting = self.pending_input.get(dom.domid)
-        page = self.pages.get(dom.domid)
-        if not waiting or page is None:
-            return 0
-        cons = page.read_u32(IN_CONS)
-        prod = page.read_u32(IN_PROD)
-        used = (prod - cons) & 0xFFFFFFFF
-        if used > IN_SIZE:
-            self.host.log(f"xenconsoled: d{dom.domid} console input indexes are inconsistent; input held back")
-            return 0
-        n = min(IN_SIZE - used, len(waiting))
-        for i in range(n):
-            page.write(IN_OFF + ((prod + i) % IN_SIZE), bytes([waiting[i]]))
-        del waiting[:n]
-        # the bytes first, then the index that publishes them
-        page.write_u32(IN_PROD, prod + n)
-        if n:
-            host = self.host
-            d0 = host.domains.get(0)
-            v = d0.vcpus[0] if d0 is not None and d0.vcpus else None
-            p = v.pcpu if v is not None and v.pcpu is not None else 0
-            host.trace.emit(host.clock[p], p, dom.domid, 0, "ring_io", ring="console",
-                            op=f"input: {n} byte(s) into in[]", req_prod=(prod + n) & 0xFFFFFFFF, req_cons=cons,
-                            notify=True)
-        return n
-
-    def notified(self, port: int) -> int:
-        domid = self.ports.get(port)
-        dom = self.host.domains.get(domid)
-        page = self.pages.get(domid) if domid is not None else None
-        if dom is None or page is None:
-            return 50
-        if self.pending_input.get(domid) and self._feed(dom):
-            self.host.evtchn.send(0, port)         # the guest made room: the rest of what was typed
-        cons = page.read_u32(OUT_CONS)
-        prod = page.read_u32(OUT_PROD)
-        if (prod - cons) & 0xFFFFFFFF > OUT_SIZE:
-            self.host.log(f"xenconsoled: d{domid} console ring indexes are inconsistent; ignoring")
-            page.write_u32(OUT_CONS, prod)
-            return 200
-        out = bytearray()
-        while cons != prod:
-            out.append(page.read(OUT_OFF + (cons % OUT_SIZE), 1)[0])
-            cons = (cons + 1) & 0xFFFFFFFF
-        page.write_u32(OUT_CONS, cons)
-        guest_console_write(self.host, dom, out.decode("latin-1"))
-        return 200 + 10 * len(out)
-
-    def domain_shutdown(self, dom) -> None:
-        """A stopping domain's last output is still in its ring: drain it now."""
-        for port, domid in sorted(self.ports.items()):
-            if domid == dom.domid:
-                self.notified(port)
-
-    def domain_gone(self, dom) -> None:
-        for port, domid in list(self.ports.items()):
-            if domid == dom.domid:
-                del self.ports[port]
-        self.pending_input.pop(dom.domid, None)
-        self._release(dom.domid)

@@ -9,7 +9,7 @@ goes from 0 to 1 (``vcpu_mark_events_pending``).
 
 from __future__ import annotations
 
-from .abi import EINVAL  # type: ignore[attr-defined]  # abi makes its errno names at run time
+from .abi.errno import EINVAL
 from .evtchn import SHINFO_MASK, SHINFO_PENDING, VCPU_INFO_SIZE
 
 

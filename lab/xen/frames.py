@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
 from . import abi
 
-EBUSY, EINVAL = abi.ERRNO["EBUSY"], abi.ERRNO["EINVAL"]
+from .abi.errno import EBUSY, EINVAL
 
 
 class FrameReleased(Exception):

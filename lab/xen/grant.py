@@ -39,6 +39,13 @@ import struct
 from dataclasses import dataclass, field
 
 from . import abi
+from ..hw.x86 import (_PAGE_NX, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, is_canonical)
+from .abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_device_map,
+                              GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
+                              GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page,
+                              GNTST_general_error, GNTST_okay, GNTST_permission_denied,
+                              GTF_permit_access, GTF_reading, GTF_readonly, GTF_sub_page,
+                              GTF_writing)
 from .frames import HeldFrame
 from .guestmem import copy_from_guest, copy_to_guest
 from .hypercalls import Preempted, handler, preempt_check
@@ -46,18 +53,7 @@ from .hypercalls import Preempted, handler, preempt_check
 ENTRY_SIZE = 8
 ENTRIES_PER_FRAME = 4096 // ENTRY_SIZE
 MAX_FRAMES = 64                       # Xen's default gnttab_max_frames
-GTF_type_mask = 3
-GTF_permit_access = 1
-GTF_readonly = 0x4
-GTF_reading = 0x8
-GTF_writing = 0x10
-GTF_sub_page = 1 << 8
-GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly = 1, 2, 4
-GNTCOPY_source_gref, GNTCOPY_dest_gref = 1, 2
-PTE_P, PTE_RW, PTE_US, PTE_NX = 1, 2, 4, 1 << 63
 
-OKAY, GENERAL_ERROR, BAD_DOMAIN, BAD_GNTREF, BAD_HANDLE, BAD_VIRT_ADDR = 0, -1, -2, -3, -4, -5
-PERMISSION_DENIED, BAD_PAGE, BAD_COPY_ARG = -8, -9, -10
 
 #: Sizes of the batch entries (public/grant_table.h).
 MAP_SIZE, UNMAP_SIZE, COPY_SIZE = 32, 24, 40
@@ -94,11 +90,11 @@ class GrantTables:
     # -- the granter's table ------------------------------------------------
     def setup_table(self, domid: int, nr: int) -> tuple[int, list[int]]:
         if not 1 <= nr <= MAX_FRAMES:
-            return GENERAL_ERROR, []
+            return GNTST_general_error, []
         frames = self.frames.setdefault(domid, [])
         while len(frames) < nr:
             frames.append(self.host.alloc_frame(domid))
-        return OKAY, frames[:nr]
+        return GNTST_okay, frames[:nr]
 
     def frame_for_physmap(self, domid: int, idx: int) -> int | None:
         """gnttab_get_shared_frame_mfn(): frame ``idx``, growing the table up to its maximum."""
@@ -146,32 +142,32 @@ class GrantTables:
         """Check the entry and take the frame's references: (status, held frame, active entry)."""
         gdom = self.host.domains.get(granter)
         if gdom is None or not gdom.alive:
-            return BAD_DOMAIN, None, None
+            return GNTST_bad_domain, None, None
         entry = self.read_entry(granter, ref)
         if entry is None:
-            return BAD_GNTREF, None, None
+            return GNTST_bad_gntref, None, None
         act = self.active.get((granter, ref))
         if act is not None and act.domid != user:
-            return GENERAL_ERROR, None, None       # pinned by another domain
+            return GNTST_general_error, None, None       # pinned by another domain
         flags, domid, frame = entry
-        mask = GTF_type_mask | (GTF_sub_page if mapflag else 0)
+        mask = abi.GTF_type_mask | (GTF_sub_page if mapflag else 0)
         if act is None and (flags & mask != GTF_permit_access or domid != user):
             self._debug(f"Bad flags ({flags:x}) or dom ({domid}); expected d{user}")
-            return GENERAL_ERROR, None, None
+            return GNTST_general_error, None, None
         if write and flags & GTF_readonly:
             self._debug("Attempt to write-pin a r/o grant entry")
-            return GENERAL_ERROR, None, None
+            return GNTST_general_error, None, None
         mfn = act.mfn if act is not None else self._granted_mfn(gdom, frame)
         if mfn is None:
-            return BAD_PAGE, None, None
+            return GNTST_bad_page, None, None
         held = self.host.frames.hold(granter, mfn, writable=write, holder=holder)
         if isinstance(held, int):
             if gdom.alive:
                 self._debug(f"Could not pin grant frame {mfn:#x}")
-            return GENERAL_ERROR, None, None
+            return GNTST_general_error, None, None
         if act is None:
             act = Active(user, mfn)
-        return OKAY, held, act
+        return GNTST_okay, held, act
 
     def _debug(self, text: str) -> None:
         # gdprintk(): debug builds print these, with the source file and line.
@@ -183,25 +179,25 @@ class GrantTables:
         readonly = bool(flags & GNTMAP_readonly)
         if not flags & (GNTMAP_host_map | GNTMAP_device_map):
             self._debug(f"Bad flags in grant map op: {flags:x}")
-            self._event(v, "map_grant_ref", ref, granter, None, flags, BAD_GNTREF)
-            return BAD_GNTREF, 0, 0
+            self._event(v, "map_grant_ref", ref, granter, None, flags, GNTST_bad_gntref)
+            return GNTST_bad_gntref, 0, 0
         if not v.domain.is_pv:
             # "No device mapping in HVM domain"; HVM and PVH host maps go into the p2m,
             # which the lab's backends (all in dom0, a PV domain) never need.
-            self._event(v, "map_grant_ref", ref, granter, None, flags, GENERAL_ERROR)
-            return GENERAL_ERROR, 0, 0
+            self._event(v, "map_grant_ref", ref, granter, None, flags, GNTST_general_error)
+            return GNTST_general_error, 0, 0
         pte_maddr = None
         if flags & GNTMAP_host_map:
             table = v.guest_table if v.guest_table else v.cpu.cr3 >> 12 if v.cpu is not None else 0
             pte_maddr = self.host.mm.pv.l1e_maddr_for_va(table, host_addr) \
-                if table and not abi.in_xen_reserved_va(host_addr) and _canonical(host_addr) else None
+                if table and not abi.in_xen_reserved_va(host_addr) and is_canonical(host_addr) else None
             if pte_maddr is None:
                 # create_grant_pv_mapping(): "Could not find L1 PTE for linear address"
                 self._debug(f"Could not find L1 PTE for linear address {host_addr:x}")
-                self._event(v, "map_grant_ref", ref, granter, None, flags, GENERAL_ERROR)
-                return GENERAL_ERROR, 0, 0
+                self._event(v, "map_grant_ref", ref, granter, None, flags, GNTST_general_error)
+                return GNTST_general_error, 0, 0
         status, held, act = self._acquire(user, granter, ref, not readonly, f"d{user} grant map", True)
-        if status != OKAY:
+        if status != GNTST_okay:
             self._event(v, "map_grant_ref", ref, granter, None, flags, status)
             return status, 0, 0
         mfn = act.mfn
@@ -209,7 +205,7 @@ class GrantTables:
         m = Mapping(user, granter, ref, mfn, not readonly, host_addr if flags & GNTMAP_host_map else 0, held,
                     pte_maddr)
         if m.host_addr:
-            val = (mfn << 12) | PTE_P | PTE_US | PTE_NX | (0 if readonly else PTE_RW)
+            val = (mfn << 12) | _PAGE_PRESENT | _PAGE_USER | _PAGE_NX | (0 if readonly else _PAGE_RW)
             act.mappings.append(m)                 # so grant_ok admits this one slot
             self.active[(granter, ref)] = act
             rc = self.host.mm.update_va_mapping(v, host_addr, val, abi.UVMF_INVLPG)
@@ -218,38 +214,38 @@ class GrantTables:
                 if not act.mappings:
                     del self.active[(granter, ref)]
                 held.release()
-                self._event(v, "map_grant_ref", ref, granter, mfn, flags, GENERAL_ERROR)
-                return GENERAL_ERROR, 0, 0
+                self._event(v, "map_grant_ref", ref, granter, mfn, flags, GNTST_general_error)
+                return GNTST_general_error, 0, 0
         else:
             act.mappings.append(m)
             self.active[(granter, ref)] = act
         self.next_handle[user] = handle + 1
         self.maptrack.setdefault(user, {})[handle] = m
         self._set_flags(granter, ref, GTF_reading | (0 if readonly else GTF_writing), 0)
-        self._event(v, "map_grant_ref", ref, granter, mfn, flags, OKAY)
-        return OKAY, handle, (mfn << 12) if flags & GNTMAP_device_map else 0
+        self._event(v, "map_grant_ref", ref, granter, mfn, flags, GNTST_okay)
+        return GNTST_okay, handle, (mfn << 12) if flags & GNTMAP_device_map else 0
 
     def unmap(self, v, host_addr: int, handle: int) -> int:
         user = v.domain.domid
         m = self.maptrack.get(user, {}).get(handle)
         if m is None:
-            self._event(v, "unmap_grant_ref", None, None, None, None, BAD_HANDLE)
-            return BAD_HANDLE
+            self._event(v, "unmap_grant_ref", None, None, None, None, GNTST_bad_handle)
+            return GNTST_bad_handle
         if m.host_addr:
             # replace_grant_pv_mapping(): the entry at host_addr must still map the frame.
             table = v.guest_table if v.guest_table else v.cpu.cr3 >> 12 if v.cpu is not None else 0
             l1e = self.host.mm.pv.l1e_maddr_for_va(table, host_addr) \
-                if table and not abi.in_xen_reserved_va(host_addr) and _canonical(host_addr) else None
+                if table and not abi.in_xen_reserved_va(host_addr) and is_canonical(host_addr) else None
             pte = self.host.mem.read_u64(l1e) if l1e is not None else 0
-            if l1e is None or l1e != m.pte_maddr or not pte & PTE_P or (pte >> 12) & 0xFF_FFFF_FFFF != m.mfn:
+            if l1e is None or l1e != m.pte_maddr or not pte & _PAGE_PRESENT or (pte >> 12) & 0xFF_FFFF_FFFF != m.mfn:
                 self._debug(f"PTE entry {pte:x} for address {host_addr:x} doesn't match frame {m.mfn:x}")
-                self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, GENERAL_ERROR)
-                return GENERAL_ERROR
+                self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, GNTST_general_error)
+                return GNTST_general_error
             m.pte_maddr = None                     # no longer admitted: the entry goes now
             self.host.mm.update_va_mapping(v, host_addr, 0, abi.UVMF_INVLPG)
         self._drop(m, handle)
-        self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, OKAY)
-        return OKAY
+        self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, GNTST_okay)
+        return GNTST_okay
 
     def _drop(self, m: Mapping, handle: int) -> None:
         del self.maptrack[m.mapper][handle]
@@ -311,31 +307,31 @@ class GrantTables:
                                                        (dst, flags & GNTCOPY_dest_gref, True)):
                 # gnttab_copy_lock_domain(): only DOMID_SELF may name a frame.
                 if not is_ref and domid != abi.DOMID_SELF:
-                    return PERMISSION_DENIED
+                    return GNTST_permission_denied
                 target = user.domid if domid == abi.DOMID_SELF else domid
                 if target not in self.host.domains:
-                    return BAD_DOMAIN
+                    return GNTST_bad_domain
                 if is_ref:
                     status, held, _act = self._acquire(user.domid, target, val, write,
                                                        f"d{user.domid} grant copy", False)
-                    if status != OKAY:
+                    if status != GNTST_okay:
                         return status
                 else:
                     mfn = self._granted_mfn(user, val)
                     if mfn is None:
                         self._debug(f"source frame {val:x} invalid")
-                        return BAD_PAGE
+                        return GNTST_bad_page
                     held = self.host.frames.hold(user.domid, mfn, writable=write,
                                                  holder=f"d{user.domid} grant copy")
                     if isinstance(held, int):
                         self._debug(f"Could not get writable frame {mfn:#x}")
-                        return GENERAL_ERROR
+                        return GNTST_general_error
                 bufs.append(held)
             if src[2] + length > 4096 or dst[2] + length > 4096:
                 self._debug("copy beyond page area")
-                return BAD_COPY_ARG
+                return GNTST_bad_copy_arg
             bufs[1].write(dst[2], bufs[0].read(src[2], length))
-            return OKAY
+            return GNTST_okay
         finally:
             for held in bufs:
                 held.release()
@@ -343,11 +339,6 @@ class GrantTables:
     def _event(self, v, op, ref, granter, frame, flags, status) -> None:
         self.host.emit(v, "grant", op=op, ref=ref, granter=granter, frame=frame, flags=flags,
                        status=abi.GNTST_NAMES.get(status, status))
-
-
-def _canonical(va: int) -> bool:
-    top = va >> 47
-    return top == 0 or top == (1 << 17) - 1
 
 
 def _tables(host) -> GrantTables:
@@ -375,12 +366,12 @@ def grant_table_op(host, v, args, info) -> int | Preempted:
         d, nr = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
         frame_list = int.from_bytes(copy_from_guest(host, v, va + 16, 8), "little")
         if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-            copy_to_guest(host, v, va + 8, struct.pack("<h", PERMISSION_DENIED))
+            copy_to_guest(host, v, va + 8, struct.pack("<h", GNTST_permission_denied))
             return 0
         target = dom.domid if d == abi.DOMID_SELF else d
         tdom = host.domains.get(target)
         if tdom is None:
-            copy_to_guest(host, v, va + 8, struct.pack("<h", BAD_DOMAIN))
+            copy_to_guest(host, v, va + 8, struct.pack("<h", GNTST_bad_domain))
             return 0
         status, frames = gt.setup_table(target, nr)
         copy_to_guest(host, v, va + 8, struct.pack("<h", status))
@@ -396,12 +387,12 @@ def grant_table_op(host, v, args, info) -> int | Preempted:
         d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
         target = dom.domid if d == abi.DOMID_SELF else d
         if target not in host.domains:
-            status, nr = BAD_DOMAIN, 0
+            status, nr = GNTST_bad_domain, 0
         elif target != dom.domid and not dom.privileged:
-            status, nr = PERMISSION_DENIED, 0      # xsm_grant_query_size(XSM_TARGET)
+            status, nr = GNTST_permission_denied, 0      # xsm_grant_query_size(XSM_TARGET)
         else:
-            status, nr = OKAY, len(gt.frames.get(target, []))
-        copy_to_guest(host, v, va + 4, struct.pack("<IIh", nr, MAX_FRAMES if status == OKAY else 0, status))
+            status, nr = GNTST_okay, len(gt.frames.get(target, []))
+        copy_to_guest(host, v, va + 4, struct.pack("<IIh", nr, MAX_FRAMES if status == GNTST_okay else 0, status))
         return 0
     ops = {abi.GNTTABOP_map_grant_ref: (MAP_SIZE, _map_one), abi.GNTTABOP_unmap_grant_ref: (UNMAP_SIZE, _unmap_one),
            abi.GNTTABOP_copy: (COPY_SIZE, _copy_one)}

@@ -30,10 +30,10 @@ from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
 from . import abi
+from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
 
 XEN_CPUID_BASE = 0x40000000
-XEN_HYPERCALL_MSR = 0x40000000
 #: A 4-level EPT maps 48-bit guest-physical addresses: gfns below 2^36.
 EPT_GFN_BITS = 36
 #: Xen's HVM ACPI event block (public/hvm/ioreq.h): V0 for qemu-traditional, V1 for

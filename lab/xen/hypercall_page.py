@@ -15,8 +15,8 @@ from __future__ import annotations
 from ..isa import opcodes
 from ..isa.encoding import INSN_SIZE, Instruction, encode
 
-STUB_SIZE = 32
-PAGE_SIZE = 4096
+from ..hw.memory import PAGE_SIZE
+from .abi.hypercalls import HYPERCALL_STUB_SIZE as STUB_SIZE
 TAIL = PAGE_SIZE - STUB_SIZE          # the last slot: trap instruction + ret
 NR_STUBS = TAIL // STUB_SIZE
 IRET = 23

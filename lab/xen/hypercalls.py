@@ -14,9 +14,10 @@ import struct
 from typing import Any, Callable
 
 from . import abi
+from ..isa.bits import M64
+from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 
-M64 = 0xFFFF_FFFF_FFFF_FFFF
 E = abi.ERRNO
 HANDLERS: dict[int, Callable] = {}
 #: public/xen.h: set in a batch's count when it is a continuation of a preempted call.
@@ -61,12 +62,6 @@ def handler(name: str):
         HANDLERS[abi.hypercall_nr(name)] = fn
         return fn
     return deco
-
-
-def _canonical(va: int) -> bool:
-    """An x86-64 address whose bits 63:47 are all equal (is_canonical_address())."""
-    top = (va & M64) >> 47
-    return top == 0 or top == (1 << 17) - 1
 
 
 def _s64(v: int) -> int:
@@ -186,7 +181,7 @@ def set_trap_table(host, v, args, info) -> int:
         vector, flags, cs, address = struct.unpack("<BBH4xQ", raw)
         if address == 0:
             break
-        if not _canonical(address):
+        if not is_canonical(address):
             info["why"] = f"trap {vector} handler {address:#x} is not canonical"
             return -E["EINVAL"]
         dom.trap_table[vector] = (flags, cs, address)
@@ -206,7 +201,7 @@ def stack_switch(host, v, args, info) -> int:
 def set_callbacks(host, v, args, info) -> int:
     # do_set_callbacks() registers each and ignores a refusal (a non-canonical address).
     for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
-        if _canonical(address):
+        if is_canonical(address):
             v.domain.callbacks[name] = address
             v.domain.callback_flags[name] = 0      # set_callbacks registers with no flags
     return 0
@@ -224,7 +219,7 @@ def callback_op(host, v, args, info) -> int:
              abi.CALLBACKTYPE_syscall32: "syscall32", abi.CALLBACKTYPE_sysenter: "sysenter"}
     if typ not in names:
         return -E["EINVAL"]
-    if cmd == 0 and not _canonical(address):
+    if cmd == 0 and not is_canonical(address):
         return -E["EINVAL"]                   # register_guest_callback()
     info["args"] = ["register" if cmd == 0 else "unregister", f"{names[typ]} -> {address:#x}"]
     if cmd == 0:

@@ -116,9 +116,11 @@ from typing import Any, Callable, Iterable
 
 from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
 from lab.hw.snapshot import Plain
-from lab.hw.paging import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
-                           _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER)
-from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno names at run time
+from lab.hw.x86 import (PADDR_MASK, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT,
+                        _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_USER,
+                        is_canonical)
+from lab.isa.bits import M64
+from lab.xen.abi import (INVALID_M2P_ENTRY,
                          DOMID_IO, DOMID_SELF, DOMID_XEN, EACCES, EBUSY, EFAULT, EINVAL,
                          ENOSYS, EOPNOTSUPP, EPERM, ESRCH, HYPERVISOR_VIRT_END, MMU_MACHPHYS_UPDATE,
                          MMU_NAMES, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
@@ -133,7 +135,6 @@ from lab.xen.abi import (  # type: ignore[attr-defined]  # abi makes its errno n
                          PGT_pinned, PGT_validated, PGT_writable_page, UVMF_ALL,
                          UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_LOCAL, UVMF_TLB_FLUSH, errno_name)
 
-M64 = 0xFFFF_FFFF_FFFF_FFFF
 
 # Where a debug build of Xen prints each gdprintk from (file:line in xen/ of Xen master,
 # commit c447b7308b); the messages that come from one place per level are tabled here.
@@ -177,7 +178,6 @@ _MT_UC, _MT_WC, _MT_WT, _MT_WP, _MT_WB, _MT_UCM = 0, 1, 4, 5, 6, 7
 XEN_PAT_TYPES = (_MT_WB, _MT_WT, _MT_UCM, _MT_UC, _MT_WC, _MT_WP, _MT_UC, _MT_UC)
 
 PGC_allocated = 1 << 63
-INVALID_M2P_ENTRY = M64
 #: An L1 entry whose address bits are all ones: Xen's L1TF-safe "INVALID_MFN".
 _INVALID_PTE_MFN = PADDR_MASK >> PAGE_SHIFT
 
@@ -211,10 +211,6 @@ def is_guest_l4_slot(slot: int) -> bool:
 def addr_ok(va: int) -> bool:
     """__addr_ok(): the lower canonical half, or above Xen's reserved range."""
     return va < (1 << 47) or va >= HYPERVISOR_VIRT_END
-
-
-def _canonical(va: int) -> bool:
-    return va < (1 << 47) or va >= 0xFFFF_8000_0000_0000
 
 
 def _pd(domid: int | None) -> str:
@@ -385,7 +381,7 @@ class PvMM:
         self.pv_linear_pt = pv_linear_pt
 
         self.pages: FrameTable = FrameTable()
-        #: Xen's machine-to-phys table: mfn -> gpfn (INVALID_M2P_ENTRY when unset).
+        #: Xen's machine-to-phys table: mfn -> gpfn (abi.INVALID_M2P_ENTRY when unset).
         self.m2p: dict[int, int] = {}
         #: (domid, vcpu) -> [kernel base mfn, user base mfn] (None = no table).
         self.bases: dict[tuple[int, int], list[int | None]] = {}
@@ -1238,7 +1234,7 @@ class PvMM:
         (Xen's map_guest_l1e), or None if an upper level is not present, is a
         superpage, or points outside memory."""
         va &= M64
-        if not addr_ok(va) or not _canonical(va):
+        if not addr_ok(va) or not is_canonical(va):
             return None
         table = l4_mfn
         for level, shift in ((4, 39), (3, 30), (2, 21)):
@@ -1315,7 +1311,7 @@ class PvMM:
                     return 0, None
                 return self._multi_action(kind, d, vcpu, arg2, kw, bad=-EINVAL), None
             if cmd == MMUEXT_INVLPG_LOCAL:
-                if _canonical(arg1):
+                if is_canonical(arg1):
                     self._action(kind, d, vcpu, scope="local", **kw)
                 return 0, None
             if cmd == MMUEXT_INVLPG_ALL and not addr_ok(arg1):

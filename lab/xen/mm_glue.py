@@ -12,10 +12,10 @@ import struct
 from typing import Any, Iterable
 
 from . import abi
+from ..hw.x86 import (_PAGE_ACCESSED, _PAGE_NX, _PAGE_PRESENT, _PAGE_USER)
 from .mm import MmuAction, PvMM
 
 M2P_VA = 0xFFFF_8000_0000_0000
-PTE_P, PTE_RW, PTE_US, PTE_A, PTE_NX = 1, 2, 4, 0x20, 1 << 63
 
 
 class XenMM:
@@ -54,12 +54,12 @@ class XenMM:
         l1s = [self.xen_frame() for _ in range((pages + 511) // 512)]
         l2 = self.xen_frame()
         self.m2p_l3 = self.xen_frame()
-        ro = PTE_P | PTE_US | PTE_NX
+        ro = _PAGE_PRESENT | _PAGE_USER | _PAGE_NX
         for i, mfn in enumerate(self.m2p_frames):
             mem.write_u64((l1s[i // 512] << 12) + (i % 512) * 8, (mfn << 12) | ro)
         for i, l1 in enumerate(l1s):
-            mem.write_u64((l2 << 12) + i * 8, (l1 << 12) | PTE_P | PTE_US)
-        mem.write_u64(self.m2p_l3 << 12, (l2 << 12) | PTE_P | PTE_US)
+            mem.write_u64((l2 << 12) + i * 8, (l1 << 12) | _PAGE_PRESENT | _PAGE_USER)
+        mem.write_u64(self.m2p_l3 << 12, (l2 << 12) | _PAGE_PRESENT | _PAGE_USER)
         invalid = (0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little") * 512
         for mfn in self.m2p_frames:
             mem.write(mfn << 12, invalid)
@@ -93,7 +93,7 @@ class XenMM:
         Xen's own entries carry the accessed bit (``__PAGE_HYPERVISOR_RO``), so a
         guest walk through the M2P does not change them.
         """
-        return {256: (self.m2p_l3 << 12) | PTE_P | PTE_US | PTE_A}
+        return {256: (self.m2p_l3 << 12) | _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED}
 
     # -- ownership ------------------------------------------------------------
     def assign(self, mfn: int, owner: int | None) -> None:

@@ -29,13 +29,10 @@ from ..hw import flags as F
 from ..hw.faults import Fault, mnemonic
 from ..isa.encoding import INSN_SIZE
 from . import abi
+from ..isa.bits import M64
 from .guestmem import GuestFault, copy_from_guest, write_u64
 
-M64 = 0xFFFF_FFFF_FFFF_FFFF
-FLAT_RING3_CS64 = 0xE033
-FLAT_RING3_SS64 = 0xE02B
-FLAT_RING1_CS = 0xE019
-FLAT_RING1_SS = 0xE021
+from .abi.arch_x86_64 import FLAT_RING1_CS, FLAT_RING3_CS64, FLAT_RING3_SS64
 VGCF_in_syscall = 1 << 8
 VCPU_INFO_CR2 = 16          # offsetof(vcpu_info, arch.cr2)
 

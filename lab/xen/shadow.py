@@ -60,14 +60,13 @@ from typing import Any
 
 from ..hw import paging
 from ..hw.faults import CpuStop, Fault, VmExit
+from ..hw.x86 import (EFER_NXE, PADDR_MASK, PFEC_insn_fetch, PFEC_user_mode,
+                      PFEC_write_access, X86_CR0_WP, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_NX,
+                      _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, is_canonical)
 from .paging_pool import pool_of
 
-P, RW, US, A, D, PS = 1, 2, 4, 0x20, 0x40, 0x80
-NX = 1 << 63
-ADDR = paging.PADDR_MASK
-CR0_WP = 1 << 16
-EFER_NXE = 1 << 11
-PFEC_P, PFEC_W, PFEC_U, PFEC_I = paging.PFEC_PRESENT, paging.PFEC_WRITE, paging.PFEC_USER, paging.PFEC_INSN
+# Entry bits under the short names this module's table code reads best with.
+P, RW, US, A, D, PS, NX = _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, _PAGE_NX
 SHIFT = paging.LEVEL_SHIFT
 #: How many following L1 entries a shadow fault fills as well (Xen's PREFETCH_DISTANCE).
 PREFETCH_DISTANCE = 32
@@ -200,11 +199,11 @@ class ShadowPaging:
             return old
         if leaf:
             if old & P:
-                g = self.gfn_of.get((old & ADDR) >> 12)
+                g = self.gfn_of.get((old & PADDR_MASK) >> 12)
                 if g is not None:
                     self.rmap.get(g, {}).pop(slot, None)
             if new & P:
-                self.rmap.setdefault(self.gfn_of[(new & ADDR) >> 12], {})[slot] = None
+                self.rmap.setdefault(self.gfn_of[(new & PADDR_MASK) >> 12], {})[slot] = None
         mem.write_u64(slot, new)
         if old & P and (old ^ new) & ~(A | D):
             self._flush = True          # a cached translation may now be wrong
@@ -304,7 +303,7 @@ class ShadowPaging:
         """
         cpu = v.cpu
         try:
-            res = paging.walk(self.mem, cpu.cr3, va, access=access, cpl=cpl, wp=bool(cpu.cr0 & CR0_WP),
+            res = paging.walk(self.mem, cpu.cr3, va, access=access, cpl=cpl, wp=bool(cpu.cr0 & X86_CR0_WP),
                               nxe=self._nxe(v), set_ad=set_ad, table_translate=_P2mTranslate(self.p2m))
         except _BadGfn as e:
             return None, e
@@ -324,7 +323,7 @@ class ShadowPaging:
     # ------------------------------------------------------------------ binding a vCPU to a shadow
     def _bind(self, v) -> None:
         cpu = v.cpu
-        gfn = (cpu.cr3 & ADDR) >> 12
+        gfn = (cpu.cr3 & PADDR_MASK) >> 12
         smfn = self._shadow_of(gfn, 4, v)
         cpu.shadow_cr3 = smfn << 12
         self.bound[v.id] = gfn
@@ -337,7 +336,7 @@ class ShadowPaging:
     def _bound_ok(self, v) -> bool:
         """Make sure the vCPU's shadow root shadows its current CR3; False if the domain died."""
         cpu = v.cpu
-        gfn = (cpu.cr3 & ADDR) >> 12
+        gfn = (cpu.cr3 & PADDR_MASK) >> 12
         if self.bound.get(v.id) == gfn:
             return True
         if gfn not in self.p2m:
@@ -356,7 +355,7 @@ class ShadowPaging:
             cpu.regs[gpr] = cpu.cr3         # the guest's own value, never the shadow's
             return
         value = exc.info["value"]
-        gfn = (value & ADDR) >> 12
+        gfn = (value & PADDR_MASK) >> 12
         if gfn not in self.p2m:
             self.host.crash(self.dom, f"shadow: guest loads CR3 {value:#x}, outside the domain's memory", v)
             return
@@ -397,7 +396,7 @@ class ShadowPaging:
                         self.stats["invlpg drops"] += 1
                         result, old = "dropped", e
                     break
-                smfn = (e & ADDR) >> 12
+                smfn = (e & PADDR_MASK) >> 12
         cpu.tlb.invlpg(va)
         cpu.flush_caches()
         self._flush = False         # the one entry dropped is covered by this invlpg
@@ -438,8 +437,8 @@ class ShadowPaging:
 
     @staticmethod
     def _access_of(ec: int) -> tuple[str, int]:
-        access = "x" if ec & PFEC_I else "w" if ec & PFEC_W else "r"
-        return access, 3 if ec & PFEC_U else 0
+        access = "x" if ec & PFEC_insn_fetch else "w" if ec & PFEC_write_access else "r"
+        return access, 3 if ec & PFEC_user_mode else 0
 
     def _paged_fault(self, v, va: int, ec: int) -> None:
         if not self._bound_ok(v):
@@ -449,8 +448,8 @@ class ShadowPaging:
         if bad is not None:
             if bad.is_table:
                 # map_domain_gfn finds no page: the walk stops as at a not-present entry.
-                code = (PFEC_W if access == "w" else 0) | (PFEC_U if cpl == 3 else 0) | \
-                    (PFEC_I if access == "x" and self._nxe(v) else 0)
+                code = (PFEC_write_access if access == "w" else 0) | (PFEC_user_mode if cpl == 3 else 0) | \
+                    (PFEC_insn_fetch if access == "x" and self._nxe(v) else 0)
                 self._inject(v, va, code, f"the guest's page table at gpa {bad.gpa & ~0xFFF:#x} is outside its memory")
             else:
                 self._bad_gfn(v, va, ec, bad.gpa)
@@ -515,10 +514,10 @@ class ShadowPaging:
             ge = mem.read_u64(st.entry_hpa)
             slot = (smfn << 12) + st.index * 8
             if lvl == 1:
-                put(slot, self._leaf_entry(ge, (ge & ADDR) >> 12, nxe), 1, True)
+                put(slot, self._leaf_entry(ge, (ge & PADDR_MASK) >> 12, nxe), 1, True)
                 return slot, path, changed
             if not paging.is_leaf(ge, lvl):
-                child = self._shadow_of((ge & ADDR) >> 12, lvl - 1, v)
+                child = self._shadow_of((ge & PADDR_MASK) >> 12, lvl - 1, v)
                 put(slot, self._table_entry(ge, child, False, nxe), lvl, False)
                 smfn = child
                 continue
@@ -559,7 +558,7 @@ class ShadowPaging:
                     break           # it will need a fault for its A/D bits anyway
                 if not gl1 & P or _reserved(gl1, 1, nxe):
                     continue
-                new = self._leaf_entry(gl1, (gl1 & ADDR) >> 12, nxe)
+                new = self._leaf_entry(gl1, (gl1 & PADDR_MASK) >> 12, nxe)
             else:
                 first = (res.pa >> 12) - idx
                 new = self._leaf_entry(ge_super, first + idx + i, nxe)
@@ -741,12 +740,12 @@ class ShadowPaging:
         new = 0
         if ge & P and not _reserved(ge, level, nxe):
             if level == 1:
-                new = self._leaf_entry(ge, (ge & ADDR) >> 12, nxe)
+                new = self._leaf_entry(ge, (ge & PADDR_MASK) >> 12, nxe)
             elif paging.is_leaf(ge, level):
                 child = self.splinters.get((paging.entry_frame(ge, level), level - 1))
                 new = self._table_entry(ge, child, True, nxe) if child is not None else 0
             else:
-                child = self.shadows.get(((ge & ADDR) >> 12, level - 1))
+                child = self.shadows.get(((ge & PADDR_MASK) >> 12, level - 1))
                 new = self._table_entry(ge, child, False, nxe) if child is not None else 0
         old = self._set(slot, new, leaf=level == 1)
         self.stats["shadow syncs"] += 1
@@ -809,7 +808,7 @@ class ShadowPaging:
         for top in tops:
             top &= ~0xF
             for va in (top - 8, top - 48):
-                if paging.is_canonical(va):
+                if is_canonical(va):
                     self._ensure(v, va, "w")
         self._finish()
 
@@ -890,5 +889,5 @@ class ShadowPaging:
             view = memoryview(bytes(f)).cast("Q")
             for i in range(512):
                 if view[i] & P:
-                    out.append((smfn, i, (view[i] & ADDR) >> 12))
+                    out.append((smfn, i, (view[i] & PADDR_MASK) >> 12))
         return out

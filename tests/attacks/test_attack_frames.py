@@ -11,7 +11,8 @@ import pytest
 
 from attack_support import DIRECT_MAP, SCRIPT_GUESTS, Arena
 from lab.xen import abi
-from lab.xen.grant import GENERAL_ERROR, GNTMAP_host_map, OKAY, _tables
+from lab.xen.abi.grant_table import (GNTMAP_host_map, GNTST_general_error, GNTST_okay)
+from lab.xen.grant import _tables
 from xen_helpers import OP_STORE, PTE_RW, entry_maddr, frames_of, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -47,7 +48,7 @@ def test_grant_copy_into_the_callers_own_page_table(arena):
     i = g.add("grant_table_op", GNTTABOP_copy, g.buf(), 1)
     arena.run(g)
     assert g.steps_done == 1 and g.result(i) == 0
-    assert struct.unpack("<h", g.read(g.buf(36), 2))[0] == GENERAL_ERROR
+    assert struct.unpack("<h", g.read(g.buf(36), 2))[0] == GNTST_general_error
     assert arena.host.mem.read(l1 << 12, 4096) == table_before
     assert any("Could not get writable frame" in line for line in arena.host.dmesg)
     arena.untouched()
@@ -106,7 +107,7 @@ def _map_victim_page(arena):
     g.write(g.buf(), struct.pack("<QIIH", host_addr, GNTMAP_host_map, 8, victim.dom.domid))
     assert arena.call(g, "grant_table_op", GNTTABOP_map_grant_ref, g.buf(), 1) == 0
     status, handle = struct.unpack("<hI", g.read(g.buf(18), 6))
-    assert status == OKAY
+    assert status == GNTST_okay
     return vmfn, host_addr, handle
 
 
@@ -126,7 +127,7 @@ def test_a_granted_frame_reaches_only_the_slot_the_grant_wrote(arena):
     assert (host.mem.read_u64(copy_slot) >> 12) & 0xFF_FFFF_FFFF != vmfn
     g.write(g.buf(), struct.pack("<QQI", host_addr, 0, handle))
     assert arena.call(g, "grant_table_op", GNTTABOP_unmap_grant_ref, g.buf(), 1) == 0
-    assert struct.unpack("<h", g.read(g.buf(20), 2))[0] == OKAY
+    assert struct.unpack("<h", g.read(g.buf(20), 2))[0] == GNTST_okay
     assert not host.mem.read_u64(grant_slot) & 1
     assert _refs(host, vmfn) == arena.base_refs, "the mapping's references went with it"
     arena.untouched()
@@ -143,7 +144,7 @@ def test_an_unmap_that_does_not_match_leaves_the_grant_busy(arena):
     assert arena.call(g, "mmu_update", g.buf(), 1, 0, abi.DOMID_SELF) == 0
     g.write(g.buf(), struct.pack("<QQI", host_addr, 0, handle))
     assert arena.call(g, "grant_table_op", GNTTABOP_unmap_grant_ref, g.buf(), 1) == 0
-    assert struct.unpack("<h", g.read(g.buf(20), 2))[0] == GENERAL_ERROR
+    assert struct.unpack("<h", g.read(g.buf(20), 2))[0] == GNTST_general_error
     gt = _tables(host)
     flags = gt.read_entry(arena.victim.dom.domid, 8)[0]
     assert flags & 0x18 == 0x18, "GTF_reading and GTF_writing: the grant is still in use"
@@ -167,7 +168,7 @@ def test_a_frame_given_back_while_mapped_is_not_handed_to_the_next_domain(arena)
     gt = _tables(host)
     dom0 = host.domains[0].vcpus[0]
     status, handle, _ = gt.map_for_service(dom0, h.dom.domid, 9, False)
-    assert status == OKAY
+    assert status == GNTST_okay
     page = gt.frame_of(0, handle)
     # The HVM guest puts its shared_info over that gfn: the RAM page is "freed".
     h.write(h.buf(), struct.pack("<HHIQQ", abi.DOMID_SELF, 0, abi.XENMAPSPACE_shared_info, 0, gfn))
@@ -176,7 +177,7 @@ def test_a_frame_given_back_while_mapped_is_not_handed_to_the_next_domain(arena)
     newcomer = arena.xl.create(_cfg(arena, "newcomer"), paused=True)
     assert mfn not in frames_of(newcomer)
     page.write(0, b"dom0 still writes here")                 # harmless: the frame is nobody else's
-    assert gt.unmap(dom0, 0, handle) == OKAY
+    assert gt.unmap(dom0, 0, handle) == GNTST_okay
     assert mfn in host.free_frames and host.mem.read(mfn << 12, 32) == bytes(32), "freed, and wiped"
     assert host.mm.pv.check_invariants() == []
     arena.untouched()

@@ -9,7 +9,7 @@ import pytest
 from attack_support import GUESTS, Arena
 from lab.dom0.xenstore import encode_request, message_type
 from lab.dom0.xenstored import GuestRing, format_message
-from lab.hw import paging
+from lab.hw import paging, x86
 from lab.hw.memory import MachineMemory
 from lab.session.headless import console_section
 from lab.xen import abi
@@ -83,10 +83,10 @@ def test_a_page_table_beyond_the_end_of_ram_faults_instead_of_raising():
     mem = MachineMemory(64 << 12)
     mem.write_u64(0, ((1 << 30) << 12) | 7)                  # L4[0] -> a table 4 TiB up
     res = paging.walk(mem, 0, 0x1000, access="r", cpl=0)
-    assert res.fault is not None and res.fault.error_code & paging.PFEC_RSVD
+    assert res.fault is not None and res.fault.error_code & x86.PFEC_reserved_bit
     assert "beyond the end of memory" in res.fault.reason
     res = paging.walk(mem, 1 << 40, 0x1000, access="r", cpl=0)      # CR3 itself beyond RAM
-    assert res.fault is not None and res.fault.error_code & paging.PFEC_RSVD
+    assert res.fault is not None and res.fault.error_code & x86.PFEC_reserved_bit
 
 
 def test_a_guest_cannot_print_lines_that_pass_for_xens_own(tmp_path):

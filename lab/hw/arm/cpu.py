@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ...isa.a64 import A64, A64DecodeError, ZR, decode, decode_bit_masks
+from ...isa.bits import M32, M64
 from ...isa.a64_sysregs import SYSREG_BY_ENCODING, SYSREGS, TVM_TRAPPED, SysReg
 from ..memory import BusError, MachineMemory
 from . import exceptions as X
@@ -28,8 +29,6 @@ from .gic import Gic
 from .mmu import TranslationFault, Regime, WalkResult, stage1_walk
 from .timer import GenericTimer
 
-M64 = (1 << 64) - 1
-M32 = (1 << 32) - 1
 _TIMER_REGS = frozenset({"cntfrq_el0", "cntvct_el0", "cntv_ctl_el0", "cntv_cval_el0", "cntv_tval_el0",
                          "cntvoff_el2"})
 

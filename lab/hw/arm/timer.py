@@ -9,9 +9,9 @@ while the condition holds, as a level-sensitive interrupt does.
 
 from __future__ import annotations
 
+from ...isa.bits import M64
 from .gic import PPI_VIRT_TIMER, Gic
 
-M64 = (1 << 64) - 1
 ENABLE, IMASK, ISTATUS = 1, 2, 4
 
 

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from .text import Text
 
+from ...hw.x86 import X86_CR0_PE, X86_CR0_PG, X86_CR0_WP, X86_CR4_PAE, X86_CR4_PGE
 from ..explain import display
 from ...session.view import StateView
 
@@ -17,8 +18,8 @@ GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 CELL = 14          # width of one cell of the rings picture
 
-CR0_BITS = ((1 << 0, "PE"), (1 << 16, "WP"), (1 << 31, "PG"))
-CR4_BITS = ((1 << 5, "PAE"), (1 << 7, "PGE"))
+CR0_BITS = ((X86_CR0_PE, "PE"), (X86_CR0_WP, "WP"), (X86_CR0_PG, "PG"))
+CR4_BITS = ((X86_CR4_PAE, "PAE"), (X86_CR4_PGE, "PGE"))
 EFER_BITS = ((1 << 0, "SCE"), (1 << 8, "LME"), (1 << 10, "LMA"), (1 << 11, "NXE"))
 
 _SOURCE = re.compile(r"^(?P<file>.+?):(?P<line>\d+|\+0x[0-9a-f]+)  (?P<text>.*)$")

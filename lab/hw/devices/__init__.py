@@ -1,6 +1,10 @@
-"""The emulated devices of the lab's device model (QEMU in dom0).
+"""The PC's devices: the board's PIC, PIT and debug port (``board``), and the
+IDE disk, NE2000 NIC, 16550 UART, PCI host, ACPI PM block and Xen platform PCI
+device that a bare PC carries and that QEMU, in dom0, emulates for an HVM guest.
 
-Each device is plain Python that speaks its hardware's register protocol on
+They are hardware, so they live in the hardware layer: the bare machine plugs
+them in directly (``lab.session.native_pc``) and the device model wraps them
+(``lab.dom0.qemu``). Each device is plain Python that speaks its hardware's register protocol on
 I/O ports. A device never reaches into Xen: it talks to the world through a
 :class:`DeviceContext` that the device model gives it (a note for the trace,
 a line for a log, an interrupt line to raise, the serial console). Unit tests

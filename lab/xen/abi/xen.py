@@ -1,0 +1,75 @@
+"""PV memory management, vm_assist, domain ids and console_io: xen/include/public/xen.h.
+"""
+
+from __future__ import annotations
+
+from lab.xen.abi._names import collect
+
+# mmu_update: the low two bits of ptr select the command.
+MMU_NORMAL_PT_UPDATE = 0
+MMU_MACHPHYS_UPDATE = 1
+MMU_PT_UPDATE_PRESERVE_AD = 2
+MMU_PT_UPDATE_NO_TRANSLATE = 3
+MMU_NAMES = {0: "MMU_NORMAL_PT_UPDATE", 1: "MMU_MACHPHYS_UPDATE",
+             2: "MMU_PT_UPDATE_PRESERVE_AD", 3: "MMU_PT_UPDATE_NO_TRANSLATE"}
+
+MMUEXT_PIN_L1_TABLE = 0
+MMUEXT_PIN_L2_TABLE = 1
+MMUEXT_PIN_L3_TABLE = 2
+MMUEXT_PIN_L4_TABLE = 3
+MMUEXT_UNPIN_TABLE = 4
+MMUEXT_NEW_BASEPTR = 5
+MMUEXT_TLB_FLUSH_LOCAL = 6
+MMUEXT_INVLPG_LOCAL = 7
+MMUEXT_TLB_FLUSH_MULTI = 8
+MMUEXT_INVLPG_MULTI = 9
+MMUEXT_TLB_FLUSH_ALL = 10
+MMUEXT_INVLPG_ALL = 11
+MMUEXT_FLUSH_CACHE = 12
+MMUEXT_SET_LDT = 13
+MMUEXT_NEW_USER_BASEPTR = 15
+MMUEXT_CLEAR_PAGE = 16
+MMUEXT_COPY_PAGE = 17
+MMUEXT_FLUSH_CACHE_GLOBAL = 18
+MMUEXT_MARK_SUPER = 19
+MMUEXT_UNMARK_SUPER = 20
+MMUEXT_NAMES: dict[int, str] = collect(globals(), "MMUEXT_")
+#: The mmuext_op commands an HVM guest may use (xen/arch/x86/mm.c: others -EOPNOTSUPP).
+HVM_ALLOWED_MMUEXT = frozenset((MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
+                                MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE))
+
+# update_va_mapping flags.
+UVMF_NONE = 0
+UVMF_TLB_FLUSH = 1
+UVMF_INVLPG = 2
+UVMF_FLUSHTYPE_MASK = 3
+UVMF_MULTI = 0
+UVMF_LOCAL = 0
+UVMF_ALL = 4
+
+# vm_assist commands and types.
+VMASST_CMD_enable = 0
+VMASST_CMD_disable = 1
+VMASST_TYPE_4gb_segments = 0
+VMASST_TYPE_4gb_segments_notify = 1
+VMASST_TYPE_writable_pagetables = 2
+VMASST_TYPE_pae_extended_cr3 = 3
+VMASST_TYPE_architectural_iopl = 4
+VMASST_TYPE_runstate_update_flag = 5
+VMASST_TYPE_m2p_strict = 32
+
+# Special domain ids.
+DOMID_FIRST_RESERVED = 0x7FF0
+DOMID_SELF = 0x7FF0
+DOMID_IO = 0x7FF1
+DOMID_XEN = 0x7FF2
+DOMID_COW = 0x7FF3
+DOMID_INVALID = 0x7FF4
+DOMID_ANY = 0x7FF5
+DOMID_IDLE = 0x7FFF
+DOMID_MASK = 0x7FFF
+DOMID_NAMES = {0x7FF0: "DOMID_SELF", 0x7FF1: "DOMID_IO", 0x7FF2: "DOMID_XEN",
+               0x7FF3: "DOMID_COW", 0x7FF4: "DOMID_INVALID", 0x7FF5: "DOMID_ANY",
+               0x7FFF: "DOMID_IDLE"}
+CONSOLEIO_write = 0
+CONSOLEIO_read = 1
