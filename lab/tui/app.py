@@ -536,7 +536,9 @@ class XenLab(App[None]):
     # -- lessons ---------------------------------------------------------------------------
     def _mount_lesson_panel(self) -> None:
         if not self.main.query(LessonPanel):
-            self.main.mount(LessonPanel(id="lesson"))
+            # Before the message line: on a small screen it takes its rows in the flow, above
+            # the command line and the footer, instead of lying over them (lesson.tcss).
+            self.main.mount(LessonPanel(id="lesson"), before="#message")
 
     def _screen_lessons(self) -> None:
         self.action_lessons()
