@@ -93,13 +93,15 @@ def cmd_xl(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- compare
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .session.compare import compare, disagreement, format_table
+    from .session.compare import compare, disagreement, format_chart, format_table
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
     results = compare(_compare_program(args), modes, scenario=args.scenario)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
         print(format_table(results))
+        print()
+        print(format_chart(results))
     problem = disagreement(results)
     if problem:
         print(f"compare: {problem}", file=sys.stderr)
@@ -223,13 +225,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_open(args: argparse.Namespace) -> int:
     target = getattr(args, "target", None)
     if target is not None:
-        from .paths import display
         # Check the file before the screen takes over the terminal, so a typo is one line.
-        p = Path(target)
-        if not p.exists():
-            raise UserError(f"{display(p)}: no such file")
-        if p.suffix not in (".s", ".toml", ".cfg"):
-            raise UserError(f"{display(p)}: expected a kernel source (.s), a scenario (.toml) or an xl.cfg file")
+        from .session.targets import check_kind, resolve_target
+        path = resolve_target(target)
+        check_kind(path)
+        target = str(path)
     return run_screen(target, no_record=getattr(args, "no_record", False))
 
 
@@ -323,6 +323,27 @@ def display_path(p: Path) -> str:
     return display(p)
 
 
+# --------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import shlex
+
+    from textual_serve.server import Server
+    target = None
+    if args.target is not None:
+        from .session.targets import check_kind, resolve_target
+        path = resolve_target(args.target)
+        check_kind(path)
+        target = str(path.resolve())
+    # textual-serve starts this command once per visitor: every browser tab gets its own lab.
+    command = shlex.join([sys.executable, "-m", "lab.tui", *([target] if target else [])])
+    local = args.host in ("localhost", "127.0.0.1", "::1")
+    reach = "this computer only" if local else f"every network {args.host} is on; anyone who can reach it gets a lab"
+    print(f"xenlab serve: http://{args.host}:{args.port} (listening on {args.host}: {reach}). "
+          "Each visitor gets a lab of their own; ctrl+c stops.", flush=True)
+    Server(command, host=args.host, port=args.port, title="xenlab").serve()
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = []
 
 
@@ -349,8 +370,9 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
 
 def _setup_open(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", default=None,
-                   help="a kernel source (.s) to boot on the bare machine, or a scenario (.toml) of a Xen "
-                        "host and its domains (default: the native kernel on the bare machine)")
+                   help="a scenario (.toml) of a Xen host and its domains, an xl.cfg, or a kernel source (.s) "
+                        "for the bare machine; a path, or a shipped machine by name (five-modes, pv-guest ...); "
+                        "default: machines/default.toml")
     p.add_argument("--no-record", action="store_true",
                    help="do not record the session (by default it is, in the lab's data directory)")
 
@@ -396,6 +418,13 @@ def _setup_replay(p: argparse.ArgumentParser) -> None:
                    help="write the session's narration as an asciicast (asciinema plays it)")
 
 
+def _setup_serve(p: argparse.ArgumentParser) -> None:
+    _setup_shell(p)
+    p.add_argument("--host", default="localhost", help="the address to listen on (default localhost: this "
+                   "computer only; 0.0.0.0 for every network it is on)")
+    p.add_argument("--port", type=_int, default=8000, help="the port to listen on (default 8000)")
+
+
 def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--rounds", type=_int, default=12, help="workload rounds (more = longer run)")
@@ -433,6 +462,7 @@ COMMANDS += [
     ("lessons", "list the guided lessons and your progress", _setup_lessons, cmd_lessons),
     ("lesson", "open a lesson, or solve, check or validate it headless", _setup_lesson, cmd_lesson),
     ("open", "open the lab on screen (the default with no command)", _setup_open, cmd_open),
+    ("serve", "serve the lab to web browsers, one lab per visitor", _setup_serve, cmd_serve),
 ]
 
 

@@ -45,13 +45,24 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO) -> int:
     return 0
 
 
+def answer(session: Session, line: str) -> str:
+    """What the interactive shell prints for one line: the answer, or the error; never an exception."""
+    try:
+        return execute(session, line)
+    except UserError as e:
+        return str(e)
+    except Exception as e:          # the shell outlives any bug below it
+        return f"internal error: {type(e).__name__}: {e} (a bug in the lab; the session goes on)"
+
+
 def interactive(session: Session) -> int:  # pragma: no cover - needs a terminal
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import WordCompleter
     from prompt_toolkit.history import InMemoryHistory
 
     prompt = PromptSession(history=InMemoryHistory(),
-                           completer=WordCompleter(sorted(REGISTRY) + ["quit"], sentence=True))
+                           completer=WordCompleter(sorted(n for n, c in REGISTRY.items() if not c.screen) + ["quit"],
+                                                    sentence=True))
     print("xenlab shell: 'help' lists the commands, 'quit' leaves")
     while True:
         try:
@@ -60,10 +71,6 @@ def interactive(session: Session) -> int:  # pragma: no cover - needs a terminal
             return 0
         if line.strip() in ("quit", "exit"):
             return 0
-        try:
-            text = execute(session, line)
-        except UserError as e:
-            print(str(e))
-            continue
+        text = answer(session, line)
         if text:
             print(text)

@@ -36,7 +36,7 @@ def test_an_internal_error_fails_the_command_not_the_session(monkeypatch):
     session = live.open_session([NATIVE])
     from lab.session import commands
 
-    def broken(session, args):
+    def broken(session):
         raise ZeroDivisionError("division by zero")
     monkeypatch.setitem(commands.REGISTRY, "regs", dataclasses.replace(commands.REGISTRY["regs"], run=broken))
     with pytest.raises(LabBug) as e:
@@ -51,7 +51,7 @@ def test_exec_tells_a_bug_from_a_mistake(monkeypatch):
     assert run_script(session, ["stpe 3"], io.StringIO()) == 2
     from lab.session import commands
     monkeypatch.setitem(commands.REGISTRY, "regs", dataclasses.replace(commands.REGISTRY["regs"],
-                                                                      run=lambda s, a: str(1 / 0)))
+                                                                      run=lambda s: str(1 / 0)))
     assert run_script(session, ["step", "regs"], io.StringIO()) == 1
 
 

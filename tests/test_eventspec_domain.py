@@ -8,7 +8,7 @@ from lab.errors import UserError
 from lab.paths import MACHINES
 from lab.session import live
 from lab.session.commands import execute
-from lab.session.eventspec import EventSpec, parse_spec
+from lab.session.eventspec import AnyEvent, AnyOf, EventSpec, parse_spec, parse_until
 from lab.trace import Event
 
 
@@ -67,6 +67,22 @@ def test_an_unknown_domain_is_one_error_naming_the_known_ones():
 
 def test_a_spec_without_a_domain_is_unchanged():
     assert parse_spec("vmexit:IO_INSTRUCTION") == EventSpec("vmexit", "IO_INSTRUCTION")
+
+
+def test_until_takes_a_domain_in_each_of_several_patterns():
+    either = parse_until("hypercall:mmu_update@hostile,trap:#PF@pv-guest", _Host())
+    assert isinstance(either, AnyOf) and str(either) == "hypercall:mmu_update@hostile,trap:#PF@pv-guest"
+    assert either.matches(_event("hypercall", 2, name="mmu_update", nr=1))
+    assert either.matches(_event("trap", 1, mnemonic="#PF", vector=14))
+    assert not either.matches(_event("hypercall", 1, name="mmu_update", nr=1))
+    assert not either.matches(_event("trap", 2, mnemonic="#PF", vector=14))
+    # parsed before the machine is known (the screen's parser), then bound on it
+    late = parse_until("hypercall@hostile,trap@pv-guest")
+    assert not late.matches(_event("hypercall", 2, name="iret", nr=23))
+    assert late.bind(_Host()).matches(_event("hypercall", 2, name="iret", nr=23))
+    with pytest.raises(UserError, match=r"no domain 'victim'"):
+        parse_until("trap,hypercall@victim", _Host())
+    assert isinstance(parse_until("any", _Host()), AnyEvent)
 
 
 @pytest.mark.machine

@@ -47,9 +47,10 @@ def test_source_view_in_the_hypercall_page_shows_the_stub_xen_wrote(at_mmu_updat
 def test_a_stub_names_its_hypercall(at_mmu_update):
     s = at_mmu_update
     page = s.machine.images_for(s.focus.dom)["kernel"].symbols["hypercall_page"]
-    text = s._stub_text(page + 1 * 32, page, s.focus)
+    smap = s.source_map()
+    text = s._stub_text(smap.place(page + 1 * 32), s.focus)
     assert text == "mov eax, 0x1    ; stub 1: mmu_update"
-    assert s._stub_text(page + 1 * 32 + INSN_SIZE, page, s.focus).startswith("jmp 0x")
+    assert s._stub_text(smap.place(page + 1 * 32 + INSN_SIZE), s.focus).startswith("jmp 0x")
 
 
 def test_after_the_stub_returns_the_kernel_source_is_shown_again(at_mmu_update):

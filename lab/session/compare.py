@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..dom0.xlcfg import DiskSpec, DomainConfig, VifSpec, vdev_to_devid
 from ..errors import UserError
@@ -61,6 +61,9 @@ class ModeResult:
     #: dom0's cycles while the guest ran: its backends, device model, bridge and
     #: xenstored working for the guest (the only guest on its host).
     dom0_cycles: int = 0
+    #: Xen's own work on the guest's vCPU, inside ``cycles``: the cost its hypercall and
+    #: VM-exit events record (the time from the trap into Xen to the return to the guest).
+    xen_cycles: int = 0
     checksum: str = ""
     #: the program's exit code as the kernel reported it (None: it never exited)
     exit_code: int | None = None
@@ -84,7 +87,8 @@ class ModeResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "description": self.what, "instructions": self.instructions,
-                "cycles": self.cycles, "dom0_cycles": self.dom0_cycles, "total_cycles": self.total_cycles,
+                "cycles": self.cycles, "dom0_cycles": self.dom0_cycles, "xen_cycles": self.xen_cycles,
+                "total_cycles": self.total_cycles,
                 "ratio_to_native": round(self.ratio, 3), "checksum": self.checksum,
                 "exit_code": self.exit_code, "refused": self.refused,
                 "stopped": self.stopped, "syscalls": self.syscalls,
@@ -107,8 +111,10 @@ def _count(res: ModeResult, events, dom) -> None:
             res.traps[d.get("mnemonic")] += 1
         elif k == "hypercall":
             res.hypercalls[d.get("name")] += 1
+            res.xen_cycles += d.get("cost") or 0
         elif k == "vmexit":
             res.vmexits[d.get("reason")] += 1
+            res.xen_cycles += d.get("cost") or 0
             if d.get("reason") in ("IO_INSTRUCTION", "IOIO"):
                 res.io_exits += 1
         elif k == "ioreq" and d.get("state") in ("ready", "STATE_IOREQ_READY", 1):
@@ -235,7 +241,10 @@ def _run_arm(res: ModeResult) -> ModeResult:
 
 
 def compare(program: str | None = None, modes: list[str] | None = None,
-            scenario: str | None = None) -> list[ModeResult]:
+            scenario: str | None = None,
+            progress: Callable[[int, int, str], None] | None = None) -> list[ModeResult]:
+    """Run the program in each mode (on ``scenario``'s host); ``progress(i, n, mode)`` is told before
+    each one starts."""
     prog = Path(program) if program else DEFAULT_PROGRAM
     if not prog.exists():
         raise UserError(f"{display(prog)}: no such file")
@@ -251,7 +260,11 @@ def compare(program: str | None = None, modes: list[str] | None = None,
         wanted.remove("arm")
     where = Path(scenario) if scenario else None
     hosts = _FreshHost(where)
-    results = [run_mode(m, prog, where, hosts) for m in wanted]
+    results = []
+    for i, m in enumerate(wanted, 1):
+        if progress is not None:
+            progress(i, len(wanted), m)
+        results.append(run_mode(m, prog, where, hosts))
     base = next((r for r in results if r.mode == "native"), None)
     if base is None and "native" not in wanted:
         base = run_mode("native", prog)
@@ -295,4 +308,23 @@ def format_table(results: list[ModeResult], descriptions: bool = True) -> str:
     out = [" " * w0 + "  " + "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     for name, vals in rows:
         out.append(name.ljust(w0) + "  " + "  ".join(v.rjust(w) for v, w in zip(vals, widths)))
+    return "\n".join(out)
+
+
+#: The bar chart's marks: the guest's own work, Xen's work for it, dom0's work for it.
+CHART_MARKS = (("guest", "█"), ("Xen", "▓"), ("dom0", "░"))
+
+
+def format_chart(results: list[ModeResult], width: int = 40) -> str:
+    """Cycles per mode as bars split into guest, Xen and dom0 work, scaled to the longest."""
+    longest = max((r.total_cycles for r in results), default=0) or 1
+    name_w = max((len(r.mode) for r in results), default=4)
+    legend = "  ".join(f"{mark} {what}" for what, mark in CHART_MARKS)
+    out = [f"cycles per mode   {legend}"]
+    for r in results:
+        xen = min(r.xen_cycles, r.cycles)
+        parts = (r.cycles - xen, xen, r.dom0_cycles)
+        cells = [round(p * width / longest) for p in parts]
+        bar = "".join(mark * n for (_, mark), n in zip(CHART_MARKS, cells))
+        out.append(f"{r.mode:<{name_w}}  {bar:<{width}}  {r.total_cycles:>12,}  {r.ratio:.2f}x")
     return "\n".join(out)

@@ -93,14 +93,54 @@ def _check_name(kind: str, name: str) -> None:
     names = known_names(kind)
     if names is None:
         return
-    if kind == "trap" and name.lower().startswith("int "):
-        return
+    if kind == "trap" and name.lower().startswith(("int ", "vector ")):
+        return                      # a software interrupt, or a vector with no mnemonic
     lowered = {n.lower(): n for n in names}
     if name.lower() in lowered:
         return
     close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(lowered[c] for c in close)}?" if close else f" ({_NAMES_ARE[kind]})"
     raise UserError(f"no {kind} '{name}'{hint}")
+
+
+class AnyEvent:
+    """The pattern every event matches (``until any``: step to the next event)."""
+
+    def matches(self, ev: Event) -> bool:
+        return True
+
+    def bind(self, machine: object) -> "AnyEvent":
+        return self
+
+    def __str__(self) -> str:
+        return "any"
+
+
+class AnyOf:
+    """Matches when one of several patterns does (``until hypercall,vmexit``)."""
+
+    def __init__(self, *specs: EventSpec) -> None:
+        self.specs = specs
+
+    def matches(self, ev: Event) -> bool:
+        return any(s.matches(ev) for s in self.specs)
+
+    def bind(self, machine: object) -> "AnyOf":
+        return AnyOf(*(s.bind(machine) for s in self.specs))
+
+    def __str__(self) -> str:
+        return ",".join(str(s) for s in self.specs)
+
+
+def parse_until(text: str, machine: object | None = None) -> EventSpec | AnyOf | AnyEvent:
+    """What ``until`` takes: ``any``, one pattern, or patterns separated by commas, each of which
+    may carry its own ``@DOMAIN`` (checked against ``machine`` when one is given)."""
+    if text == "any":
+        return AnyEvent()
+    parts = [p for p in text.split(",") if p]
+    if len(parts) > 1:
+        return AnyOf(*(parse_spec(p, machine) for p in parts))
+    return parse_spec(text, machine)
 
 
 def parse_spec(text: str, machine: object | None = None) -> EventSpec:

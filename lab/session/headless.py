@@ -70,8 +70,11 @@ def _write_trace(trace, path: str, target: str) -> None:
 
 
 def build_target(targets: list[str], program: str | None = None, arg: int = 0, costs: str | None = None):
-    """The machine a target names: (kind, machine, toolstack or None, warnings)."""
-    paths = [Path(t) for t in targets]
+    """The machine a target names: (kind, machine, toolstack or None, warnings).
+
+    Each target is a path from the current directory or a shipped machine's name."""
+    from .targets import resolve_target
+    paths = [resolve_target(t) for t in targets]
     suffixes = {p.suffix for p in paths}
     if suffixes == {".s"} and len(paths) == 1:
         m = native_machine(paths[0], Path(program) if program else DEFAULT_PROGRAM, arg=arg, costs=costs)

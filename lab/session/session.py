@@ -23,11 +23,9 @@ from ..isa.registers import GPR64
 from ..trace import Event
 from ..xen.abi.hypercalls import HYPERCALL_BY_NR, HYPERCALL_STUB_SIZE
 from .eventspec import EventSpec
+from .sourcemap import HYPERCALL_PAGE_LABEL, HYPERCALL_PAGE_SIZE, SourceMap
 
-#: How ``source_view`` names lines in a domain's hypercall page: Xen writes
-#: that page at run time over the kernel's ``.zero 4096``, so it has no source.
-HYPERCALL_PAGE_LABEL = "hypercall page (written by Xen)"
-HYPERCALL_PAGE_SIZE = 4096
+__all__ = ["HYPERCALL_PAGE_LABEL", "FocusTarget", "Input", "Session", "VcpuRef"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,20 @@ class VcpuRef:
     dom: int | None
     vcpu: int
     cpu: Cpu
+
+
+@dataclass(frozen=True)
+class FocusTarget:
+    """One vCPU the learner can focus, with or without guest code to show.
+
+    Domain-0's vCPU runs the lab's dom0 services as Python code: it can be
+    focused (its domain, its console, its I/O) but has no registers.
+    """
+    spec: str               # what ``focus`` takes: DOMID.VCPU
+    dom: int | None
+    vcpu: int
+    label: str              # ``pv-guest (pv)``, ``bare metal``
+    has_cpu: bool
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,15 @@ class Input:
 
 
 class Session:
+    """A machine and what the learner set on it: focus, breakpoints, inputs and time travel."""
+
     def __init__(self, machine: Any) -> None:
         self.machine = machine
         self.breakpoints: list[EventSpec] = []
         self.break_hit: Event | None = None
         self._focus = 0
+        #: A focused domain whose vCPU runs no guest code (Domain-0's services), else None.
+        self.service_dom: int | None = None
         #: Called with every :class:`Input` as it applies (recordings, lesson checks).
         self.input_listeners: list[Callable[[Input], None]] = []
         #: Called after each input has taken effect (recordings digest the state then).
@@ -150,23 +166,105 @@ class Session:
         self.input_applied()
 
     # -- focus ------------------------------------------------------------
+    @property
+    def xen(self) -> bool:
+        """Whether the machine is a Xen host (else the bare machine)."""
+        return isinstance(getattr(self.machine, "domains", None), dict)
+
+    def domains(self) -> list[Any]:
+        """A Xen host's domains in domain-id order (none on bare metal)."""
+        return sorted(self.machine.domains.values(), key=lambda d: d.domid) if self.xen else []
+
     def vcpus(self) -> list[VcpuRef]:
         return [VcpuRef(*v) for v in self.machine.vcpu_refs()]
 
+    def xen_vcpu(self, ref: VcpuRef) -> Any:
+        """Xen's vCPU behind a CPU (its runstate, pCPU, kernel mode); None on bare metal."""
+        if not self.xen or ref.dom is None:
+            return None
+        d = self.machine.domains.get(ref.dom)
+        return next((v for v in d.vcpus if v.id == ref.vcpu), None) if d is not None else None
+
+    @property
+    def cpu_hz(self) -> int:
+        return self.machine.cpu_hz
+
+    def service_names(self) -> list[str]:
+        """dom0's services on a Xen host (xenstored, xenconsoled, the device model ...)."""
+        return sorted(self.machine.services) if self.xen else []
+
+    def dom0_work_queued(self) -> int:
+        return len(self.machine.dom0_work) if self.xen else 0
+
     @property
     def focus(self) -> VcpuRef:
+        """The focused vCPU with guest code (the last one chosen, while a service domain is focused)."""
         refs = self.vcpus()
         return refs[min(self._focus, len(refs) - 1)]
 
-    def set_focus(self, spec: str) -> VcpuRef:
-        """Focus ``DOM`` or ``DOM.VCPU`` (by id or name); bare metal is ``0``."""
+    def focus_targets(self) -> list[FocusTarget]:
+        """Every vCPU that ``focus`` can choose, in domain-id order (the CPU on bare metal)."""
+        if not self.xen:
+            return [FocusTarget(f"0.{r.vcpu}", r.dom, r.vcpu, r.label, True) for r in self.vcpus()]
+        return [FocusTarget(f"{d.domid}.{v.id}", d.domid, v.id, f"{d.name} ({d.mode})", v.cpu is not None)
+                for d in self.domains() for v in d.vcpus]
+
+    @property
+    def focused(self) -> FocusTarget:
+        """What the panes show: the service domain's vCPU if one is focused, else :attr:`focus`."""
+        if self.service_dom is not None:
+            for t in self.focus_targets():
+                if t.dom == self.service_dom:
+                    return t
+            self.service_dom = None          # the domain has gone
+        ref = self.focus
+        return FocusTarget(f"{0 if ref.dom is None else ref.dom}.{ref.vcpu}", ref.dom, ref.vcpu, ref.label, True)
+
+    def set_focus(self, spec: str) -> FocusTarget:
+        """Focus ``DOM`` or ``DOM.VCPU`` (by id, ``dID`` or name); bare metal is ``0``."""
         dom_part, _, vcpu_part = spec.partition(".")
         for i, ref in enumerate(self.vcpus()):
-            names = {str(ref.dom), ref.label.split()[0]} if ref.dom is not None else {"0", "native", "bare"}
+            names = {str(ref.dom), f"d{ref.dom}", ref.label.split()[0]} if ref.dom is not None \
+                else {"0", "native", "bare"}
             if dom_part in names and (not vcpu_part or vcpu_part == str(ref.vcpu)):
                 self._focus = i
-                return ref
-        raise UserError(f"no domain or vCPU '{spec}'")
+                self.service_dom = None
+                return self.focused
+        for d in self.domains():
+            if dom_part not in (str(d.domid), f"d{d.domid}", d.name):
+                continue
+            vcpus = [v for v in d.vcpus if not vcpu_part or str(v.id) == vcpu_part]
+            if vcpus and all(v.cpu is None for v in vcpus):
+                self.service_dom = d.domid
+                return self.focused
+        raise UserError(f"no domain or vCPU '{spec}' ('focus' lists them)")
+
+    def focus_next(self) -> FocusTarget:
+        """The next domain (its first vCPU); on bare metal, the next CPU."""
+        targets = self.focus_targets()
+        current = self.focused
+        if self.xen:
+            firsts: dict[Any, FocusTarget] = {}
+            for t in targets:
+                firsts.setdefault(t.dom, t)
+            order = list(firsts.values())
+            doms = [t.dom for t in order]
+            nxt = order[(doms.index(current.dom) + 1) % len(order)] if current.dom in doms else order[0]
+        else:
+            specs = [t.spec for t in targets]
+            nxt = targets[(specs.index(current.spec) + 1) % len(targets)] if current.spec in specs else targets[0]
+        return self.set_focus(nxt.spec)
+
+    def focus_event(self, ev: Event) -> None:
+        """Focus the vCPU an event happened on (a stop shows where it happened); Xen's own
+        events (no domain) leave the focus where it is."""
+        if ev.dom is None and self.xen:
+            return
+        spec = f"{0 if ev.dom is None else ev.dom}.{ev.vcpu}"
+        try:
+            self.set_focus(spec)
+        except UserError:
+            pass                             # a domain that has gone since
 
     # -- time -------------------------------------------------------------
     def _watch(self, ev: Event) -> None:
@@ -174,7 +272,7 @@ class Session:
             self.break_hit = ev
             for ref in self.vcpus():
                 ref.cpu.yield_now = True
-            if hasattr(self.machine, "yield_now"):
+            if self.xen:
                 self.machine.yield_now = True       # a Xen host: stop scheduling too
 
     def _room(self, n: int) -> int:
@@ -182,6 +280,11 @@ class Session:
         if self.insn_cap is None:
             return n
         return max(0, min(n, self.insn_cap - self.clock()[0]))
+
+    def _stopped_at_break(self) -> Event | None:
+        if self.break_hit is not None:
+            self.focus_event(self.break_hit)
+        return self.break_hit
 
     def step(self, n: int = 1) -> int:
         """Single-step ``n`` instructions (stopping early at a breakpoint); return how many ran."""
@@ -193,6 +296,7 @@ class Session:
                 break
             m.step()
             done += 1
+        self._stopped_at_break()
         return done
 
     def run(self, n: int | None = None) -> Event | None:
@@ -203,11 +307,11 @@ class Session:
             return self.break_hit
         if not self.checkpoints:
             self.machine.run(budget)
-        elif isinstance(getattr(self.machine, "domains", None), dict):
+        elif self.xen:
             self._run_host_with_checkpoints(budget)
         else:
             self._run_with_checkpoints(budget)
-        return self.break_hit
+        return self._stopped_at_break()
 
     def add_checkpoint(self, every: int, fn: Callable[[], None]) -> Callable[[], None]:
         """Call ``fn`` each time a run passes a multiple of ``every`` instructions, at a point
@@ -257,7 +361,12 @@ class Session:
         limit = self._room(limit)
         if limit <= 0:
             return None
-        return self.machine.run_until(spec.matches, max_insns=limit)
+        ev = self.machine.run_until(spec.matches, max_insns=limit)
+        if ev is not None:
+            self.focus_event(ev)
+        else:
+            self._stopped_at_break()
+        return ev
 
     # -- views -------------------------------------------------------------
     def cpu_view(self, ref: VcpuRef | None = None) -> dict[str, Any]:
@@ -356,6 +465,10 @@ class Session:
         res = self._walk(c, va, c.cpl)
         return res, paging.walk_steps_text(res)
 
+    def source_map(self, dom: int | None = None) -> SourceMap:
+        """The images loaded for domain ``dom`` (the focused one by default)."""
+        return SourceMap(self.machine.images_for(self.focus.dom if dom is None else dom).values())
+
     def source_view(self, radius: int = 6, ref: VcpuRef | None = None) -> list[tuple[int, str, bool]]:
         """Source lines around the instruction about to run: (address, text, is_current).
 
@@ -369,50 +482,38 @@ class Session:
         ref = ref or self.focus
         rip = ref.cpu.rip
         size = arm_view.INSN_SIZE if arm_view.is_arm(ref.cpu) else INSN_SIZE
-        page = self.hypercall_page_at(rip, ref)
-        if page is not None:
-            out = []
-            for k in range(-radius, radius + 1):
-                addr = rip + k * INSN_SIZE
-                if page <= addr < page + HYPERCALL_PAGE_SIZE:
-                    out.append((addr, f"{HYPERCALL_PAGE_LABEL}:+{addr - page:#x}  {self._stub_text(addr, page, ref)}",
-                                k == 0))
-            return out
-        for image in self.machine.images_for(ref.dom).values():
-            line = image.source_line(rip)
-            if line is None:
+        smap = self.source_map(ref.dom)
+        here = smap.place(rip)
+        if here is None:
+            return [(rip, f"{rip:#018x}  {self.disassemble_at(rip, ref)}", True)]
+        out = []
+        for k in range(-radius, radius + 1):
+            addr = rip + k * size
+            place = smap.place(addr)
+            if place is None or place.page != here.page:
                 continue
-            out = []
-            for k in range(-radius, radius + 1):
-                addr = rip + k * size
-                sl = image.source_line(addr)
-                if sl is None:
-                    continue
+            if here.in_hypercall_page:
+                out.append((addr, f"{HYPERCALL_PAGE_LABEL}:+{place.offset:#x}  {self._stub_text(place, ref)}",
+                            k == 0))
+            else:
                 # display(): the same name whether the image was assembled from a relative or an absolute path
-                out.append((addr, f"{display(sl.file)}:{sl.line}  {sl.text.strip()}", k == 0))
-            return out
-        return [(rip, f"{rip:#018x}  {self.disassemble_at(rip, ref)}", True)]
+                out.append((addr, f"{display(place.file)}:{place.line}  {place.text.strip()}", k == 0))
+        return out
 
     def hypercall_page_at(self, addr: int, ref: VcpuRef | None = None) -> int | None:
         """The start of the focused domain's hypercall page if ``addr`` is inside it, else None."""
-        ref = ref or self.focus
-        for image in self.machine.images_for(ref.dom).values():
-            base = image.symbols.get("hypercall_page")
-            if base is not None and base <= addr < base + HYPERCALL_PAGE_SIZE:
-                return base
-        return None
+        return self.source_map((ref or self.focus).dom).hypercall_page_at(addr)
 
-    def _stub_text(self, addr: int, page: int, ref: VcpuRef) -> str:
+    def _stub_text(self, place: Any, ref: VcpuRef) -> str:
         """One instruction of the hypercall page, with the hypercall a stub's first line selects."""
-        text = self.disassemble_at(addr, ref)
-        off = addr - page
-        if off % HYPERCALL_STUB_SIZE == 0 and off < HYPERCALL_PAGE_SIZE - HYPERCALL_STUB_SIZE \
+        text = self.disassemble_at(place.addr, ref)
+        if place.offset % HYPERCALL_STUB_SIZE == 0 and place.offset < HYPERCALL_PAGE_SIZE - HYPERCALL_STUB_SIZE \
                 and text.startswith("mov eax"):
-            nr = off // HYPERCALL_STUB_SIZE
-            h = HYPERCALL_BY_NR.get(nr)
+            h = HYPERCALL_BY_NR.get(place.stub)
             if h is not None:
-                text += f"    ; stub {nr}: {h.name}"
+                text += f"    ; stub {place.stub}: {h.name}"
         return text
 
     def console(self, ref: VcpuRef | None = None) -> str:
-        return self.machine.console_of((ref or self.focus).dom)
+        dom = self.focused.dom if ref is None else ref.dom
+        return self.machine.console_of(dom)

@@ -12,6 +12,21 @@ from typing import Any, Iterable
 
 from ..trace import Event
 
+#: The system calls the lab's kernels implement, by number: Linux's x86-64 numbers
+#: (arch/x86/entry/syscalls/syscall_64.tbl), which the kernels and programs in machines/
+#: use, plus the lab's own two above Linux's range.
+SYSCALL_NAMES = {0: "read", 1: "write", 12: "brk", 17: "pread64", 18: "pwrite64", 24: "sched_yield",
+                 39: "getpid", 60: "exit", 512: "lab_ping", 513: "lab_shell_return"}
+
+
+def syscall_label(nr: object) -> str:
+    """``write (1)`` for a system-call number the lab knows, else the number."""
+    try:
+        name = SYSCALL_NAMES.get(int(str(nr)))
+    except ValueError:
+        return str(nr)
+    return f"{name} ({nr})" if name else str(nr)
+
 
 def summarize(events: Iterable[Event]) -> dict[str, Any]:
     groups: dict[tuple, dict[str, Counter]] = {}
@@ -67,6 +82,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                 continue
             lines.append(f" {title}:")
             for name, count in items.items():
+                if key == "syscalls":
+                    name = syscall_label(name)
                 extra = f"  {v[cyc].get(name, 0):>12} cycles" if cyc and v[cyc].get(name) else ""
                 lines.append(f"   {name:<28} {count:>8}{extra}")
     lines.append(" Events: " + ", ".join(f"{k} {n}" for k, n in summary["events"].items()))

@@ -1,7 +1,8 @@
 """The screen's keys and its own commands, as data.
 
-The bindings, the command palette, the completion list and the help text all
-read these tables, so a key or command is declared once.
+The bindings, the command palette and the help text all read this table, so
+a key is declared once (commands, the screen's own too, are declared once in
+the command language, lab/session/commands.py).
 """
 
 from __future__ import annotations
@@ -45,31 +46,3 @@ ACTIONS: tuple[Action, ...] = (
     Action("lesson_panel", "ctrl+g", "lesson_panel", "Lesson",
            "Move to the lesson panel (h hint, s solution, n next ...), or back", show=False),
 )
-
-
-@dataclass(frozen=True)
-class ScreenCommand:
-    name: str
-    usage: str
-    summary: str
-
-
-#: Commands the screen handles itself (the rest go to the lab's command language).
-SCREEN_COMMANDS: tuple[ScreenCommand, ...] = (
-    ScreenCommand("pause", "pause", "pause the running machine"),
-    ScreenCommand("speed", "speed [faster|slower|max|N]",
-                  "show or set the speed: instructions per screen tick, or max"),
-    ScreenCommand("filter", "filter [calls|io] [kind KIND|domain DOM|clear]",
-                  "narrow the hypercall log (calls) or device I/O log (io) to one kind or domain"),
-    ScreenCommand("theme", "theme [dark|light|NAME]", "switch the colour theme"),
-    ScreenCommand("clear", "clear", "clear the command output"),
-    ScreenCommand("quit", "quit", "leave the lab"),
-    ScreenCommand("lessons", "lessons", "choose a guided lesson"),
-    ScreenCommand("lesson", "lesson hint|solution|reset|restart|next|prev|goto N",
-                  "act on the open lesson: the next hint, the solution, begin the step again ..."),
-    ScreenCommand("answer", "answer CHOICE|NUMBER", "answer the lesson step's question"),
-)
-
-#: Lab commands whose running the screen takes over, so they can be paused and
-#: run at the chosen speed on the simulation thread.
-TIMED_COMMANDS = ("run", "step", "until")

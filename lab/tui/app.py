@@ -15,38 +15,37 @@ import math
 import shlex
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
 from ..errors import UserError
 from ..paths import display
-from ..session.commands import REGISTRY, execute
-from ..session.eventspec import EventSpec, parse_spec
+from ..session import commands
+from ..session.commands import REGISTRY, Call
+from ..session.view import StateView
 from ..trace import KINDS
-from .actions import ACTIONS, GROUPS, SCREEN_COMMANDS, TIMED_COMMANDS
+from .actions import ACTIONS, GROUPS
 from .palette import LabCommands
-from .runner import (BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, AnyEvent,
-                     AnyOf, Runner, StateView, split_command)
-from .screens.help import HelpScreen
+from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
+from .screens.help import HelpScreen, topic_page
 from .screens.lessons import LessonPicker
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
+from .themes import readable
 from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
 from .widgets.lesson import LessonPanel
 from .widgets.logs import CallsPane, DevicePane, route
+from .widgets.output import OutputLog, is_table
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
-#: How many words may follow the screen's own commands (the lab's commands say so in their registry).
-_SCREEN_MAX_ARGS = {"pause": 0, "speed": 1, "theme": 1, "clear": 0, "quit": 0, "filter": 3, "lessons": 0,
-                    "lesson": 2, "answer": 1}
 TIME_ACTIONS = ("run", "pause", "run_pause", "step", "step_event", "until_xen")
 _GROUPS = {name: Binding.Group(label, compact=True) for name, label in GROUPS.items()}
 
@@ -74,7 +73,9 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         # On a Xen host: the host's time (its furthest pCPU) and every vCPU's instructions.
         cycles = view.host_cycles if view.host_cycles is not None else cpu["cycles"]
         insns = view.host_insns if view.host_insns is not None else cpu["icount"]
-        parts += [sep, ("cyc " if compact else "cycle ", "$text-muted"), f"{cycles:,}"]
+        label = ("host cyc " if compact else "host cycle ") if view.host_cycles is not None else \
+            ("cyc " if compact else "cycle ")
+        parts += [sep, (label, "$text-muted"), f"{cycles:,}"]
         if view.cpu_hz and not compact:
             parts.append((f" ({cycles / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
         parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
@@ -91,33 +92,15 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
     return Content.assemble(*parts)
 
 
+def key_names() -> tuple[tuple[str, str], ...]:
+    """(key, label) of every key the screen answers, for help."""
+    keys = [(a.key.upper() if a.key.startswith("f") else a.key, a.label) for a in ACTIONS]
+    return tuple(keys + [("ctrl+p", "palette"), ("?", "help")])
+
+
 def help_listing(name: str | None = None) -> str:
-    """``help`` on the screen: the lab's commands plus the screen's own."""
-    screen_cmds = {c.name: c for c in SCREEN_COMMANDS}
-    if name:
-        cmd = REGISTRY.get(name) or screen_cmds.get(name)
-        if cmd is None:
-            raise UserError(f"no command '{name}'")
-        return f"{cmd.usage}\n  {cmd.summary}"
-    rows = [(c.usage, c.summary) for c in sorted(REGISTRY.values(), key=lambda c: c.name)]
-    width = max(len(u) for u, _ in rows + [(c.usage, "") for c in SCREEN_COMMANDS])
-    out = [f"{u:<{width}}  {s}" for u, s in rows]
-    out.append("")
-    out.append("on this screen also:")
-    out += [f"{c.usage:<{width}}  {c.summary}" for c in SCREEN_COMMANDS]
-    out.append("")
-    out.append("keys: " + ", ".join(f"{a.key.upper()} {a.label}" for a in ACTIONS) + ", ctrl+p palette")
-    return "\n".join(out)
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text, 0)
-    except ValueError:
-        raise UserError(f"the count must be a number, not '{text}'") from None
-    if n < 1:
-        raise UserError("the count must be at least 1")
-    return n
+    """``help`` on the screen: the lab's commands, the screen's own, and the keys."""
+    return commands.help_text(name, screen=True, keys=() if name else key_names())
 
 
 class XenLab(App[None]):
@@ -170,10 +153,16 @@ class XenLab(App[None]):
         self._command_pending: str | None = None
         self.view: StateView | None = None
         self.screen_error: Exception | None = None
-        names = sorted(set(REGISTRY) | {c.name for c in SCREEN_COMMANDS})
-        self.main = MainScreen(names, sorted(KINDS))
+        self._stop_shown: Any = None
+        self.main = MainScreen(sorted(REGISTRY), sorted(KINDS))
 
     # -- lifecycle ----------------------------------------------------------------
+    def get_css_variables(self) -> dict[str, str]:
+        # Every theme's text keeps WCAG AA contrast on the lab's backgrounds (themes.py).
+        variables = readable(super().get_css_variables())
+        self.theme_variables = variables
+        return variables
+
     def get_default_screen(self) -> MainScreen:
         return self.main
 
@@ -224,6 +213,12 @@ class XenLab(App[None]):
             except Exception:
                 pass
 
+    def on_app_focus(self, event: events.AppFocus) -> None:
+        # In a browser (xenlab serve) the page blurs the app before the screen has focused the
+        # command line; when focus comes back with nothing focused, keys would go nowhere.
+        if self.screen is self.main and self.main.focused is None and self.main.is_mounted:
+            self.main.cmd().focus()
+
     async def on_event(self, event: events.Event) -> None:
         # Input first: the simulation gives way while the screen answers a key or click.
         if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown,
@@ -267,6 +262,9 @@ class XenLab(App[None]):
                     main.query_one(DevicePane).add(devs)
             for reply in replies:
                 self._write_reply(reply.kind, reply.text)
+            if r.stop_event is not self._stop_shown and r.stop_event is not None:
+                self._stop_shown = r.stop_event
+                self.show_stop(r.stop_event)
             shown_view = False
             if view is not None and view.gen != self._gen:
                 self._gen = view.gen
@@ -298,6 +296,21 @@ class XenLab(App[None]):
                     main.query_one("#cpu-summary", TextView).show(
                         Content.styled(f"{r.mode}: {r.error}", "$text-error bold"))
 
+    def show_stop(self, ev: Any) -> None:
+        """A run stopped at ``ev`` (until, F7/F8, a breakpoint): select it in its log, explained.
+
+        The runner has already focused the domain and vCPU where it fired, so the CPU pane shows
+        its source line."""
+        pane = self.main.query_one(CallsPane) if ev.kind in CALL_KINDS else \
+            self.main.query_one(DevicePane) if ev.kind in IO_KINDS else None
+        if pane is None:
+            return
+        if not pane.filter.keep(ev):
+            self.main.show_message(f"stopped at #{ev.seq} {ev.kind}: hidden by the log's filter "
+                                   f"({pane.filter.describe()})")
+            return
+        pane.list.select_event(ev)
+
     def show_view(self, view: StateView) -> None:
         self.view = view
         main = self.main
@@ -319,12 +332,13 @@ class XenLab(App[None]):
     # -- output -----------------------------------------------------------------------
     def _write_reply(self, kind: str, text: str) -> None:
         self.transcript.append((kind, text))
-        out = self.main.query_one("#output", RichLog)
+        out = self.main.query_one("#output", OutputLog)
         colors = self.theme_variables
         style = {"err": colors.get("text-error", "red"), "echo": colors.get("text-accent", ""),
                  "info": colors.get("foreground", "")}.get(kind, "")
-        for line in text.splitlines() or [""]:
-            out.write(Text(line, style=style + (" bold" if kind == "echo" else "")))
+        lines = text.splitlines() or [""]
+        out.add([Text(line, style=style + (" bold" if kind == "echo" else "")) for line in lines],
+                table=kind == "out" and is_table(lines))
         self.main.show_message(text, kind)
         if kind in ("out", "err") and self._command_pending is not None:
             # A command's multi-line answer is shown where it can be read.
@@ -360,15 +374,86 @@ class XenLab(App[None]):
             try:
                 self._require_machine()
                 self._command_pending = "console"
-                self.runner.command(shlex.join(["console", self.console_dom, line]))
+                call = commands.parse(shlex.join(["console", self.console_dom, line]))
+                assert call is not None
+                self.runner.submit(call)
             except UserError as e:
                 self.error(str(e))
             return
         self._write_reply("echo", f"xen> {line}")
         try:
-            self._dispatch(line)
+            call = commands.parse(line)
+            if call is not None:
+                self.dispatch(call)
         except UserError as e:
             self.error(str(e))
+
+    def dispatch(self, call: Call) -> None:
+        """One parsed command: the screen's own here, the rest to the simulation thread."""
+        if call.command.screen:
+            getattr(self, f"_screen_{call.name}")(**call.args)
+            return
+        if call.name == "help":
+            self._command_pending = "help"
+            self._write_reply("out", help_listing(call.args["command"]))
+            return
+        if call.name == "compare":
+            self.run_compare(call)
+            return
+        attach = self._console_to_attach(call)
+        # With no machine, 'open' loads one; after a simulator error, 'reset' starts it again.
+        if not (call.name == "open" or call.name == "reset" and self.runner.mode == CRASHED):
+            self._require_machine()
+        if attach is not None:
+            # "console DOM" or "xl console DOM": show what the guest wrote so far, then the lines
+            # typed next go to that guest, as with xl console.
+            self._command_pending = "console"
+            self.runner.submit(call)
+            self.runner.focus(attach)
+            self.enter_console(attach)
+            return
+        self._command_pending = call.name
+        self.runner.submit(call)
+
+    def run_compare(self, call: Call) -> None:
+        """compare runs fresh machines, one per mode, for seconds: in a worker, with progress,
+        while the screen (and the learner's own machine) stays usable."""
+        self._require_machine()
+        session = self.runner.session
+
+        def progress(i: int, n: int, mode: str) -> None:
+            bar = "▰" * i + "▱" * (n - i)
+            self.call_from_thread(self.main.show_message, f"compare {bar} mode {i} of {n}: {mode}")
+
+        def work() -> None:
+            # compare builds machines of its own and never touches the session's, so it is no
+            # input of the session (nothing to replay); noting one from this thread would race
+            # the simulation thread, which owns the session.
+            try:
+                text = call.command.run(session, **call.args, progress=progress)
+            except UserError as e:
+                self.call_from_thread(self.error, str(e))
+                return
+            except Exception as e:          # a bug in the lab: the screen goes on
+                self.call_from_thread(self.error, f"compare: internal error in the lab ({type(e).__name__}: {e})")
+                return
+            self._command_pending = "compare"
+            self.call_from_thread(self._write_reply, "out", text)
+        self.run_worker(work, thread=True, exclusive=True, group="compare", name="compare")
+
+    def _console_to_attach(self, call: Call) -> str | None:
+        if call.name == "console" and call.args["dom"] is not None and not call.args["text"]:
+            dom = call.args["dom"]
+        elif call.name == "xl" and len(call.args["words"]) == 2 and call.args["words"][0] == "console":
+            dom = call.args["words"][1]
+        else:
+            return None
+        if self.view is None or not self.view.xen:
+            return None
+        match = next((d for d in self.view.domains if dom in (d.name, str(d.domid))), None)
+        if match is None:
+            raise UserError(f"no domain '{dom}' (xl list shows them)")
+        return match.name
 
     def enter_console(self, dom: str | None) -> None:
         """Type into ``dom``'s console from the command line (None: back to lab commands)."""
@@ -389,151 +474,80 @@ class XenLab(App[None]):
         if self.console_dom is not None:
             self.enter_console(None)
 
-    def _dispatch(self, line: str) -> None:
-        words = split_command(line)
-        if not words:
-            return
-        name, args = words[0], words[1:]
-        limit = REGISTRY[name].max_args if name in REGISTRY else _SCREEN_MAX_ARGS.get(name)
-        if limit is not None and len(args) > limit:
-            usage = REGISTRY[name].usage if name in REGISTRY else name
-            raise UserError(f"{name}: unexpected '{' '.join(args[limit:])}' (usage: {usage})")
-        handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{name}", None)
-        if handler is not None and (name in TIMED_COMMANDS or name in ("help", "focus", "console")
-                                    or any(c.name == name for c in SCREEN_COMMANDS)):
-            handler(args)
-            return
-        if name != "reset":           # reset is how a machine stopped by an internal error starts again
-            self._require_machine()
-        elif self.runner.mode == NO_MACHINE:
-            self._require_machine()
-        self._command_pending = name
-        self.runner.command(line)
-
     def _require_machine(self) -> None:
         r = self.runner
         if r.mode == NO_MACHINE:
-            raise UserError(f"no machine is loaded ({r.error})")
+            raise UserError(f"no machine is loaded ({r.error}); 'open PATH' opens one (e.g. 'open default')")
         if r.mode == CRASHED:
             raise UserError(f"the simulator stopped with an internal error ({r.error}); "
                             "'reset' starts the machine again from its start")
 
-    def _cmd_help(self, args: list[str]) -> None:
-        self._command_pending = "help"
-        self._write_reply("out", help_listing(args[0] if args else None))
-
-    def _cmd_run(self, args: list[str]) -> None:
-        self._require_machine()
-        self.runner.run(_count(args[0]) if args else None)
-
-    def _cmd_step(self, args: list[str]) -> None:
-        self._require_machine()
-        self.runner.step(_count(args[0]) if args else 1)
-
-    def _cmd_until(self, args: list[str]) -> None:
-        self._require_machine()
-        if not args:
-            raise UserError("until needs an event, e.g. 'until vmexit:IO_INSTRUCTION'")
-        self.runner.until(parse_spec(args[0], self.runner.session.machine), args[0])
-
-    def _cmd_console(self, args: list[str]) -> None:
-        # "console DOM" on screen: lines typed next go to that guest (as "xl console" does).
-        self._require_machine()
-        if len(args) != 1:
-            self._command_pending = "console"
-            self.runner.command(shlex.join(["console", *args]))
-            return
-        dom = next((d for d in (self.view.domains if self.view else ()) if args[0] in (d.name, str(d.domid))), None)
-        if dom is None:
-            raise UserError(f"no domain '{args[0]}' (xl list shows them)")
-        self.runner.focus(dom.name)
-        self.enter_console(dom.name)
-
-    def _cmd_focus(self, args: list[str]) -> None:
-        # The runner focuses Domain-0 too, whose vCPU runs services rather than guest code.
-        self._require_machine()
-        if len(args) > 1:
-            raise UserError("usage: focus DOM[.VCPU]")
-        if not args:
-            self._command_pending = "focus"
-        self.runner.focus(args[0] if args else None)
-
-    def _cmd_pause(self, args: list[str]) -> None:
+    # -- the screen's own commands ----------------------------------------------------------
+    def _screen_pause(self) -> None:
         self.runner.pause()
 
-    def _cmd_speed(self, args: list[str]) -> None:
+    def _screen_speed(self, speed: str | int | None) -> None:
         r = self.runner
-        if args:
-            word = args[0].lower()
-            if word == "faster":
-                r.faster()
-            elif word == "slower":
-                r.slower()
-            elif word in ("max", "full"):
-                r.set_speed(len(SPEEDS) - 1)
-            else:
-                n = _count(word)
-                levels = [(abs(math.log10(s) - math.log10(n)), i) for i, s in enumerate(SPEEDS) if s]
-                r.set_speed(min(levels)[1])
+        if speed == "faster":
+            r.faster()
+        elif speed == "slower":
+            r.slower()
+        elif speed in ("max", "full"):
+            r.set_speed(len(SPEEDS) - 1)
+        elif isinstance(speed, int):
+            levels = [(abs(math.log10(s) - math.log10(speed)), i) for i, s in enumerate(SPEEDS) if s]
+            r.set_speed(min(levels)[1])
         self._write_reply("info", f"speed: {r.speed_label}")
 
-    def _cmd_filter(self, args: list[str]) -> None:
-        target = self.main.query_one(CallsPane)
-        if args and args[0] in ("calls", "io"):
-            if args[0] == "io":
-                target = self.main.query_one(DevicePane)
-            args = args[1:]
+    def _screen_filter(self, log: str, what: str | None, value: str | None) -> None:
+        target = self.main.query_one(DevicePane if log == "io" else CallsPane)
         f = target.filter
         try:
-            if not args:
-                pass
-            elif args[0] == "clear":
+            if what == "clear":
                 f.set_kind("all")
                 f.set_dom("all")
-            elif args[0] == "kind" and len(args) == 2:
-                f.set_kind(args[1])
-            elif args[0] in ("domain", "dom") and len(args) == 2:
-                f.set_dom(args[1])
-            else:
-                raise UserError("usage: filter [calls|io] [kind KIND|domain DOM|clear]")
+            elif what == "kind":
+                f.set_kind(value)
+            elif what == "domain":
+                f.set_dom(value)
         except ValueError as e:
             raise UserError(str(e)) from None
         target.apply_filter()
         self._write_reply("info", f"filter: {f.describe()}")
 
-    def _cmd_theme(self, args: list[str]) -> None:
-        if not args:
+    def _screen_theme(self, name: str | None) -> None:
+        if name is None:
             self._write_reply("info", f"theme: {self.theme}")
             return
-        name = {"dark": DARK, "light": LIGHT}.get(args[0], args[0])
-        if name not in self.available_themes:
-            raise UserError(f"no theme '{args[0]}' (try dark, light, or one of: "
+        theme = {"dark": DARK, "light": LIGHT}.get(name, name)
+        if theme not in self.available_themes:
+            raise UserError(f"no theme '{name}' (try dark, light, or one of: "
                             f"{', '.join(sorted(self.available_themes))})")
-        self.theme = name
-        self._write_reply("info", f"theme: {name}")
+        self.theme = theme
+        self._write_reply("info", f"theme: {theme}")
 
-    def _cmd_clear(self, args: list[str]) -> None:
-        self.main.query_one("#output", RichLog).clear()
+    def _screen_clear(self) -> None:
+        self.main.query_one("#output", OutputLog).clear()
         self.transcript.clear()
 
-    def _cmd_quit(self, args: list[str]) -> None:
+    def _screen_quit(self) -> None:
         self.exit()
 
     # -- lessons ---------------------------------------------------------------------------
     def _mount_lesson_panel(self) -> None:
         if not self.main.query(LessonPanel):
-            self.main.mount(LessonPanel(id="lesson"))
+            # Before the message line: on a small screen it takes its rows in the flow, above
+            # the command line and the footer, instead of lying over them (lesson.tcss).
+            self.main.mount(LessonPanel(id="lesson"), before="#message")
 
-    def _cmd_lessons(self, args: list[str]) -> None:
+    def _screen_lessons(self) -> None:
         self.action_lessons()
 
-    def _cmd_lesson(self, args: list[str]) -> None:
-        if not args:
-            raise UserError("usage: lesson hint|solution|reset|restart|next|prev|goto N")
-        self.lesson_action(args[0], " ".join(args[1:]))
+    def _screen_lesson(self, action: str, arg: str) -> None:
+        self.lesson_action(action, arg)
 
-    def _cmd_answer(self, args: list[str]) -> None:
-        self.lesson_action("answer", " ".join(args))
+    def _screen_answer(self, choice: str) -> None:
+        self.lesson_action("answer", choice)
 
     def lesson_action(self, action: str, arg: str = "") -> None:
         """Hand a lesson action to the tutor (the one place they happen) and show its answer."""
@@ -610,10 +624,10 @@ class XenLab(App[None]):
         self.runner.step(1)
 
     def action_step_event(self) -> None:
-        self.runner.until(AnyEvent(), "next event")
+        self.runner.until("any")
 
     def action_until_xen(self) -> None:
-        self.runner.until(AnyOf(EventSpec("hypercall"), EventSpec("vmexit")), "hypercall or vmexit")
+        self.runner.until("hypercall,vmexit")
 
     def action_faster(self) -> None:
         self.runner.faster()
@@ -624,8 +638,23 @@ class XenLab(App[None]):
         self.main.show_message(f"speed: {self.runner.speed_label}")
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        """Help, opening on the pane that has the focus (its text and its own keys)."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        topic = ""
+        pane = self.main.focused_pane
+        if pane is not None and pane.id:
+            from .screens.main import PANES
+            title = next((t for pid, t, _ in PANES if pid == pane.id), "")
+            focused = self.main.focused
+            keys = []
+            for node in (focused.ancestors_with_self if focused is not None else ()):
+                if node is self.main:
+                    break
+                keys += [(b.key, b.description) for b in getattr(node, "BINDINGS", ())
+                         if isinstance(b, Binding) and b.description and b.show]
+            topic = topic_page(title, keys) if title else ""
+        self.push_screen(HelpScreen(topic))
 
     def action_command_line(self) -> None:
         cmd = self.main.cmd()
@@ -657,9 +686,13 @@ def build_session(target: str | None = None, record: str | Path | None = None) -
 def describe_target(target: str | None) -> str:
     if target is None:
         return "scenario: machines/default.toml"
-    suffix = Path(target).suffix
-    kind = {".toml": "scenario", ".cfg": "guest config"}.get(suffix, "bare metal")
-    return f"{kind}: {display(target)}"
+    try:
+        from ..session.targets import resolve_target
+        path = resolve_target(target)
+    except UserError:
+        return display(target)          # the screen says what is wrong with it
+    kind = {".toml": "scenario", ".cfg": "guest config"}.get(path.suffix, "bare metal")
+    return f"{kind}: {display(path)}"
 
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
@@ -674,7 +707,7 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
     once; a bad target becomes a message on the screen.
     """
     from ..lessons.progress import Progress
-    kwargs: dict[str, Any] = {"execute": execute}
+    kwargs: dict[str, Any] = {}
     if speed is not None:
         kwargs["speed"] = speed
     if progress is None:
@@ -693,7 +726,8 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
         runner = Runner(session, **kwargs)
         subtitle = describe_target(target)
     else:
-        runner = Runner(factory=lambda: build_session(target, record), **kwargs)
+        runner = Runner(factory=lambda: build_session(target, record),
+                        opener=lambda path: build_session(path, record), **kwargs)
         subtitle = describe_target(target)
     app = XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows, lesson=lesson,
                  progress=progress, first_run=first_run_hint and not progress.lessons and progress.saving)

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from ..paths import display as _display
 from ..session.eventspec import NAME_FIELD
+from ..session.sourcemap import HYPERCALL_PAGE_LABEL, SourceMap
 from ..trace import KINDS
 
 TRAPS = {
@@ -241,9 +242,6 @@ def _abi_note(name: str) -> str:
     return getattr(h, "note", "") if h is not None else ""
 
 
-HYPERCALL_PAGE_LABEL = "hypercall page (written by Xen)"
-
-
 def source_of(images: Iterable[Any], addr: int | None) -> str | None:
     """``file:line  text`` of the instruction at ``addr`` in any of the images given.
 
@@ -252,19 +250,12 @@ def source_of(images: Iterable[Any], addr: int | None) -> str | None:
     """
     if addr is None:
         return None
-    images = tuple(images)
-    for image in images:
-        base = getattr(image, "symbols", {}).get("hypercall_page")
-        if base is not None and base <= addr < base + 4096:
-            return f"{HYPERCALL_PAGE_LABEL} at hypercall_page+{addr - base:#x}"
-    for image in images:
-        try:
-            sl = image.source_line(addr)
-        except Exception:
-            sl = None
-        if sl is not None:
-            return f"{display(sl.file)}:{sl.line}  {' '.join(sl.text.split())}"
-    return None
+    place = SourceMap(images).place(addr)
+    if place is None:
+        return None
+    if place.in_hypercall_page:
+        return f"{HYPERCALL_PAGE_LABEL} at hypercall_page+{place.offset:#x}"
+    return f"{display(place.file)}:{place.line}  {' '.join(place.text.split())}"
 
 
 def describe_event(ev: Any, images: Iterable[Any], xen: bool = False, names: dict | None = None) -> list[str]:

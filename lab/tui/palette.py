@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.fuzzy import Matcher
 
 from ..session.commands import REGISTRY
-from .actions import ACTIONS, SCREEN_COMMANDS
+from .actions import ACTIONS
 
 #: A usage with an argument in capitals outside brackets needs the learner to type it.
 _REQUIRED = re.compile(r"^\S+\s+[A-Z]")
@@ -23,10 +23,8 @@ def palette_entries() -> list[tuple[str, str, str, str]]:
     for a in ACTIONS:
         key = a.key.upper() if a.key.startswith("f") else a.key
         out.append((f"{a.label} ({key})", a.tooltip, "action", a.action))
-    for cmd in sorted(REGISTRY.values(), key=lambda c: c.name):
+    for cmd in sorted(REGISTRY.values(), key=lambda c: (c.screen, c.name)):
         out.append((cmd.usage, cmd.summary, "command", cmd.usage))
-    for sc in SCREEN_COMMANDS:
-        out.append((sc.usage, sc.summary, "command", sc.usage))
     return out
 
 

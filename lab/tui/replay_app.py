@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..session.commands import REGISTRY, execute
+from ..session.commands import REGISTRY
 from ..session.recording import Recording
 from ..session.timetravel import timeline_view
 from ..trace import KINDS
-from .actions import SCREEN_COMMANDS
 from .app import XenLab
 from .runner import Runner
 from .screens.replay import ReplayScreen
@@ -28,8 +27,7 @@ PLAY_TICKS = 30
 class ReplayLab(XenLab):
     def __init__(self, runner: Runner, recording: Recording, **kwargs: Any) -> None:
         super().__init__(runner, **kwargs)
-        names = sorted(set(REGISTRY) | {c.name for c in SCREEN_COMMANDS})
-        self.main = ReplayScreen(names, sorted(KINDS))
+        self.main = ReplayScreen(sorted(REGISTRY), sorted(KINDS))
         self.recording = recording
         self.playing = False
         #: Record the new session when the learner takes over (off in tests).
@@ -120,7 +118,7 @@ def make_replay_app(recording: Recording, *, theme: str | None = None, speed: in
     result = replay(recording, verify=False)
     session = result.session
     session.time_machine.goto(0, None)
-    kwargs: dict[str, Any] = {"execute": execute}
+    kwargs: dict[str, Any] = {}
     if speed is not None:
         kwargs["speed"] = speed
     return ReplayLab(Runner(session, **kwargs), recording, theme=theme,

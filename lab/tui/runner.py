@@ -18,7 +18,6 @@ Nothing here imports Textual: the runner can be driven and tested headless.
 from __future__ import annotations
 
 import queue
-import shlex
 import threading
 import time
 import traceback
@@ -27,6 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..session import commands
+from ..session.commands import Call, where_line
+from ..session.eventspec import AnyEvent, AnyOf
+from ..session.view import StateView, build_view
+
+__all__ = ["AnyEvent", "AnyOf", "Runner", "where_line"]
 
 #: Instructions per screen tick at each speed; ``None`` is full speed.
 SPEEDS: tuple[int | None, ...] = (1, 10, 100, 1_000, 10_000, 100_000, None)
@@ -52,96 +57,6 @@ BOOTING, PAUSED, RUNNING, STOPPED, NO_MACHINE, CRASHED = (
 def speed_label(index: int) -> str:
     n = SPEEDS[index]
     return "full speed" if n is None else f"{n:,} insn/tick"
-
-
-class AnyEvent:
-    """An event pattern that every event matches (``step to the next event``)."""
-
-    def matches(self, ev: Any) -> bool:
-        return True
-
-    def __str__(self) -> str:
-        return "any event"
-
-
-class AnyOf:
-    """Matches when one of several patterns does (``hypercall`` or ``vmexit``)."""
-
-    def __init__(self, *specs: Any) -> None:
-        self.specs = specs
-
-    def matches(self, ev: Any) -> bool:
-        return any(s.matches(ev) for s in self.specs)
-
-    def __str__(self) -> str:
-        return " or ".join(str(s) for s in self.specs)
-
-
-@dataclass(frozen=True)
-class VcpuInfo:
-    """One line of the domains tree, and one mark in the rings picture."""
-    label: str
-    dom: int | None
-    vcpu: int
-    spec: str               # what ``focus`` takes to select it
-    state: str              # "running", "halted" or "stopped: why" (the CPU's); Xen's runstate for a service vCPU
-    cpl: int
-    root: bool
-    focused: bool
-    runstate: str = ""      # Xen's runstate: running, runnable, blocked, offline ("" on bare metal)
-    pcpu: int | None = None  # the physical CPU it runs (or last ran) on
-    role: str = ""          # whose code runs now: "kernel" or "user" ("" when unknown)
-    has_cpu: bool = True    # False: the vCPU runs dom0's services in Python, no guest instructions
-    mode: str = ""          # the domain's guest mode: pv, pv32, hvm, pvh ... ("" on bare metal)
-
-
-@dataclass(frozen=True)
-class DomainInfo:
-    """One domain of a Xen host, as the domains tree shows it."""
-    domid: int
-    name: str
-    mode: str               # pv, pv32, hvm, hvm-pvdrivers, pvhvm, pvh
-    type: str               # what Xen calls it: pv, hvm or pvh
-    state: str              # running, runnable, blocked, paused, shutdown, crashed, dying
-    flags: str              # the State column of ``xl list`` (r b p s c d)
-    mem_mib: int
-    vcpus: tuple[VcpuInfo, ...]
-    focused: bool
-    reason: str | None = None     # why it shut down or crashed
-
-
-@dataclass(frozen=True)
-class StateView:
-    """Everything the state panes draw, captured at one instant on the sim thread."""
-    gen: int
-    vcpus: tuple[VcpuInfo, ...]
-    cpu: dict[str, Any]
-    source: tuple[tuple[int, str, bool], ...]
-    tlb: tuple[Any, ...]
-    walk: Any                         # a WalkResult, or None
-    walk_lines: tuple[str, ...]
-    walk_note: str                    # why there is no walk, or ""
-    walk_requested: int | None        # the address asked for, None for rip
-    console: str
-    breakpoints: tuple[str, ...]
-    images: dict[Any, tuple[Any, ...]]   # loaded images by domain, for mapping rip to a source line
-    cpu_hz: int | None
-    stopped: str | None
-    #: The focused CPU as it was when the last step, run or command began: what
-    #: the CPU pane compares against to highlight changed registers.
-    before: dict[str, Any] | None = None
-    #: A Xen host's domains, in domain-id order (empty on bare metal).
-    domains: tuple[DomainInfo, ...] = ()
-    xen: bool = False
-    #: When the focused domain runs no guest code (Domain-0's services): what it does instead.
-    service: str | None = None
-    #: The focused domain (its id), None on bare metal.
-    focus_dom: int | None = None
-    #: Simulated time and instructions of the whole machine (every pCPU and vCPU).
-    host_cycles: int | None = None
-    host_insns: int | None = None
-    #: The focused guest's rings, event channels and grants (``io``), "" when there are none to show.
-    io: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,27 +90,18 @@ class Stats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def where_line(view: dict[str, Any]) -> str:
-    """``bare metal: ring 0 root, rip 0x...: mov rax, 1`` for a cpu_view dict."""
-    if view.get("arch") == "arm64":
-        from ..session.arm_view import where_text
-        return where_text(view)
-    mode = "root" if view["root"] else "non-root"
-    state = f" [{view['stopped']}]" if view["stopped"] else (" [halted]" if view["halted"] else "")
-    return f"{view['label']}: ring {view['cpl']} {mode}, rip {view['rip']:#x}: {view['next']}{state}"
-
-
 class Runner:
     """Runs a session on its own thread and hands the screen what it needs."""
 
     def __init__(self, session: Any = None, *, factory: Callable[[], Any] | None = None,
-                 execute: Callable[[Any, str], str] | None = None,
+                 opener: Callable[[str], Any] | None = None,
                  buffer: int = EVENT_BUFFER, speed: int = DEFAULT_SPEED) -> None:
         if session is None and factory is None:
             raise ValueError("a Runner needs a session or a factory")
         self.session = session
         self._factory = factory
-        self._execute = execute
+        #: Builds the session for ``open PATH`` when no machine is loaded.
+        self._opener = opener or _open_session
         self.events: deque = deque(maxlen=buffer)
         self.replies: deque[Reply] = deque(maxlen=2000)
         self.view: StateView | None = None
@@ -208,10 +114,10 @@ class Runner:
         self.error: str | None = None        # last simulator error (one line)
         self.last_traceback: str | None = None
         self.walk_addr: int | None = None
-        #: A domain focused although its vCPUs run no guest code (Domain-0's services).
-        self.service_dom: int | None = None
         #: Whether the machine is a Xen host (known once it has booted).
         self.xen = False
+        #: The event the last until or breakpoint stopped at: the logs select it.
+        self.stop_event: Any = None
         self._requests: queue.Queue = queue.Queue()
         self._submitted = 0                  # requests put (screen thread) ...
         self._handled = 0                    # ... and handled (sim thread)
@@ -258,8 +164,16 @@ class Runner:
         self._submitted += 1
         self._requests.put(req)
 
+    def submit(self, call: Call) -> None:
+        """A parsed command line for the machine: a timed one becomes a job, the rest run at once."""
+        self.request("call", call)
+
+    def command(self, line: str) -> None:
+        """Parse and submit a command line (a mistake becomes an error reply)."""
+        self.request("line", line)
+
     def run(self, budget: int | None = None) -> None:
-        self.request("run", budget)
+        self.command("run" if budget is None else f"run {budget}")
 
     def pause(self) -> None:
         self.request("pause")
@@ -268,21 +182,18 @@ class Runner:
         self.request("toggle")
 
     def step(self, n: int = 1) -> None:
-        self.request("step", n)
+        self.command("step" if n == 1 else f"step {n}")
 
-    def until(self, spec: Any, label: str | None = None) -> None:
-        self.request("until", spec, label or str(spec))
-
-    def command(self, line: str) -> None:
-        self.request("command", line)
+    def until(self, spec: Any) -> None:
+        self.command(f"until {spec}")
 
     def focus(self, spec: str | None) -> None:
         """Focus ``DOM[.VCPU]`` (by id or name); ``None`` lists what can be focused."""
-        self.request("focus", spec)
+        self.command("focus" if spec is None else f"focus {spec}")
 
     def focus_next(self) -> None:
         """Focus the next domain (on bare metal, the next CPU)."""
-        self.request("focus_next")
+        self.command("focus next")
 
     def walk(self, addr: int | None) -> None:
         self.request("walk", addr)
@@ -392,7 +303,7 @@ class Runner:
             if req[0] == "quit":
                 self._quit = True
                 return False
-            if req[0] == "command" and req[1].split()[:1] == ["reset"] and self.session is not None:
+            if _is_reset(req) and self.session is not None:
                 self.mode = PAUSED
                 self.error = None
                 try:
@@ -431,11 +342,16 @@ class Runner:
                     self._publish()
 
     def _crashed(self, exc: BaseException) -> None:
-        # What went wrong first, the mode last: the screen thread may read them as soon
-        # as it sees CRASHED.
+        """The simulator itself failed: say what failed and what to do next (``reset``).
+
+        What went wrong first, the mode last: the screen thread may read them as soon
+        as it sees CRASHED.
+        """
         self._job = None
+        self.job_label = ""
         self.error = f"{type(exc).__name__}: {exc}"
         self.last_traceback = traceback.format_exc()
+        self._dirty = True
         self.mode = CRASHED
         self._reply("err", f"simulator error: {self.error}")
         try:
@@ -450,26 +366,24 @@ class Runner:
             except UserError as e:
                 self.error = str(e)
                 self.mode = NO_MACHINE
-                self._reply("err", str(e))
-                while not self._quit:
-                    self.idle.set()
-                    req = self._requests.get()
-                    if req[0] == "quit":
-                        return
-                    self._reply("err", "no machine is loaded: " + self.error)
-                    self._handled += 1
+                self._reply("err", f"{e}\n'open PATH' opens another machine (e.g. 'open default')")
                 return
-        self.xen = isinstance(getattr(self.session.machine, "domains", None), dict)
-        trace = self.session.machine.trace
+        self._attach()
+
+    def _attach(self) -> None:
+        """Follow the session's machine: its trace, and the machines time travel builds for it."""
+        s = self.session
+        self.xen = s.xen
+        trace = s.machine.trace
         recent = trace.recent(self.events.maxlen)
         self.events.extend(recent)
         self.stats.events_seen = len(recent)
         trace.listeners.append(self._listen)
-        tm = self.session.time_machine
+        tm = s.time_machine
         if tm is not None:
             tm.on_replace.append(self._machine_replaced)
             tm.on_travel.append(self._travelled)
-        self.mode = STOPPED if self.session.machine.stopped else PAUSED
+        self.mode = STOPPED if s.machine.stopped else PAUSED
 
     def _machine_replaced(self, machine: Any) -> None:
         """Time travel built the session's machine afresh: follow its trace instead."""
@@ -521,7 +435,7 @@ class Runner:
         if op == "quit":
             self._quit = True
             return
-        if self.mode in (NO_MACHINE, CRASHED):
+        if self.session is None and op not in ("line", "call"):
             return
         try:
             getattr(self, "_op_" + op)(*req[1:])
@@ -538,18 +452,65 @@ class Runner:
         if self._job is not None:
             self._finish("paused")
         else:
-            self._op_run(None)
+            self._op_line("run")
 
-    def _op_run(self, budget: int | None) -> None:
-        self._start(_Job("run", budget, label="run" if budget is None else f"run {budget:,}"))
+    def _op_line(self, line: str) -> None:
+        call = commands.parse(line)
+        if call is not None:
+            self._op_call(call)
 
-    def _op_step(self, n: int) -> None:
+    def _op_call(self, call: Call) -> None:
+        if self.session is None:
+            self._no_machine(call)
+            return
+        if call.command.timed:
+            self._timed(call)
+            return
+        self._mark_before()
+        self._note_job(self._job)           # a command while running: the run so far comes first
+        text = commands.perform(self.session, call)
+        if call.name == "walk":
+            self.walk_addr = call.args["addr"]
+        self._reply("out", text)
+
+    def _no_machine(self, call: Call) -> None:
+        """With no machine, only ``open`` (and ``help``) can answer."""
+        if call.name == "help":
+            self._reply("out", commands.help_text(call.args["command"], screen=True))
+            return
+        if call.name != "open":
+            raise UserError(f"no machine is loaded ({self.error}); 'open PATH' opens one (e.g. 'open default')")
+        from ..paths import display
+        from ..session.targets import check_kind, resolve_target
+        path = resolve_target(call.args["path"])
+        check_kind(path)
+        self.session = self._opener(str(path))
+        self.error = None
+        self._attach()
+        self.history += 1
+        self._reply("out", f"opened {display(path)}")
+
+    def _timed(self, call: Call) -> None:
+        """Run, step or until as a job on this thread. A short step is noted as its command;
+        a run or an until as the run it made, when it ends (``_note_job``), so a recording
+        runs it again exactly whatever the speed it ran at on screen."""
         if self._job is not None:
-            self._finish("paused")
+            self._finish("interrupted")
+        if self._refuse_if_stopped():
+            return
+        name, args = call.name, call.args
+        if name == "step":
+            self._step(args["n"] or 1)
+        elif name == "run":
+            budget = args["n"]
+            self._start(_Job("run", budget, label="run" if budget is None else f"run {budget:,}"))
+        else:
+            spec = args["spec"].bind(self.session.machine)      # @DOM: the domain as this machine has it
+            self._start(_Job("until", UNTIL_LIMIT, spec=spec, label=f"until {spec}"))
+
+    def _step(self, n: int) -> None:
         self._mark_before()
         if n <= 64:          # short steps happen at once, whatever the speed
-            if self._refuse_if_stopped():
-                return
             self.session.note_input("command", f"step {n}")      # exactly what the step command does
             try:
                 done = self.session.step(n)
@@ -559,63 +520,12 @@ class Runner:
             hit = self.session.break_hit
             msg = f"stepped {done}: {where_line(self.session.cpu_view())}"
             if hit is not None:
+                self.stop_event = hit
                 msg = f"breakpoint: {hit.summary()}\n" + msg
             self._reply("info", msg)
             self._after_job_checks()
             return
         self._start(_Job("step", n, label=f"step {n:,}"))
-
-    def _op_until(self, spec: Any, label: str) -> None:
-        self._start(_Job("until", UNTIL_LIMIT, spec=spec, label=f"until {label}"))
-
-    def _op_command(self, line: str) -> None:
-        words = line.split()
-        if self.service_dom is not None and words and words[0] in CPU_COMMANDS:
-            dom = self.session.machine.domains.get(self.service_dom)
-            name = dom.name if dom is not None else f"d{self.service_dom}"
-            raise UserError(f"{name} runs no guest code in the lab: focus a guest first "
-                            f"(e.g. 'focus {focus_order(self.session)[-1][1]}')")
-        self._mark_before()
-        self._note_job(self._job)           # a command while running: the run so far comes first
-        text = self._execute(self.session, line) if self._execute else ""
-        self._reply("out", text)
-        words = line.split()
-        if words and words[0] == "walk":
-            self.walk_addr = int(words[1], 0) if len(words) > 1 else None
-
-    def _op_focus(self, spec: str | None) -> None:
-        if spec is None:
-            self._reply("out", focus_listing(self.session, self.service_dom))
-            return
-        try:
-            ref = self.session.set_focus(spec)
-        except UserError:
-            dom = service_domain(self.session.machine, spec)
-            if dom is None:
-                raise
-            self.service_dom = dom.domid
-            self._reply("info", f"focus: {dom.name} (d{dom.domid}): its vCPU runs dom0's services, "
-                                "not guest code")
-            return
-        self.service_dom = None
-        self._reply("info", f"focus: {ref.label} vcpu {ref.vcpu}")
-
-    def _op_focus_next(self) -> None:
-        order = focus_order(self.session)
-        if not order:
-            return
-        current = self.service_dom if self.service_dom is not None else self.session.focus.dom
-        doms = [d for d, _ in order]
-        if current in doms and len(order) > 1:
-            spec = order[(doms.index(current) + 1) % len(order)][1]
-        elif current in doms:
-            ref = self.session.focus
-            refs = self.session.vcpus()
-            nxt = refs[(refs.index(ref) + 1) % len(refs)]
-            spec = f"{0 if nxt.dom is None else nxt.dom}.{nxt.vcpu}"
-        else:
-            spec = order[0][1]
-        self._op_focus(spec)
 
     def _op_lesson_rewind(self, tutor: Any, action: str) -> None:
         if self._job is not None:
@@ -640,10 +550,6 @@ class Runner:
         return False
 
     def _start(self, job: _Job) -> None:
-        if self._job is not None:
-            self._finish("interrupted")
-        if self._refuse_if_stopped():
-            return
         self._mark_before()
         self._job = job
         self.job_label = job.label
@@ -717,9 +623,11 @@ class Runner:
             self._chunks[job.kind] = int(max(100, min(200_000, chunk)))
         self._dirty = True
         if found is not None:
+            self.stop_event = found
             self._finish("reached", f"#{found.seq} {found.summary()}")
             return
         if hit is not None:
+            self.stop_event = hit
             self._finish("breakpoint", f"#{hit.seq} {hit.summary()}")
             return
         why = s.machine.stopped
@@ -794,7 +702,10 @@ class Runner:
             if listener is not None:
                 m.trace.listeners.remove(listener)
         if found:
+            s.focus_event(found[0])
             return None, found[0]
+        if s.break_hit is not None:
+            s.focus_event(s.break_hit)
         return s.break_hit, None
 
     def _publish(self, force: bool = False) -> None:
@@ -809,201 +720,16 @@ class Runner:
         self._dirty = False
         self._gen += 1
         self.stats.snapshots += 1
-        self.view = build_view(self.session, self._gen, self.walk_addr, self._before, self.service_dom)
+        self.view = build_view(self.session, self._gen, self.walk_addr, self._before)
 
 
-#: Commands that read the focused CPU: refused while a domain with no guest code is focused.
-CPU_COMMANDS = ("walk", "regs", "disasm", "source")
+def _is_reset(req: tuple) -> bool:
+    """Whether a request is the ``reset`` command (typed, or parsed already)."""
+    if req[0] == "line":
+        return str(req[1]).split()[:1] == ["reset"]
+    return req[0] == "call" and req[1].name == "reset"
 
 
-def role_of(mode: str, cpl: int, kernel_mode: bool | None) -> str:
-    """Whose code a CPU runs: "kernel" or "user".
-
-    A PV kernel is not told apart by its ring (a 64-bit PV kernel runs in ring 3
-    like its programs): Xen keeps a kernel-mode flag per vCPU, switched on every
-    entry to and exit from the guest kernel. Elsewhere ring 0 is the kernel.
-    """
-    if mode in ("pv", "pv32") and kernel_mode is not None:
-        return "kernel" if kernel_mode else "user"
-    return "kernel" if cpl == 0 else "user"
-
-
-_STATE_LETTERS = (("running", "r"), ("blocked", "b"), ("paused", "p"), ("shutdown", "s"), ("crashed", "c"),
-                  ("dying", "d"))
-
-
-def domain_state(dom: Any) -> tuple[str, str]:
-    """(one word, ``xl list``'s State column) for a domain."""
-    flags = dom.state_flags()
-    letters = "".join(letter if flags[key] else "-" for key, letter in _STATE_LETTERS)
-    if dom.state != "running":
-        return dom.state, letters
-    for word in ("paused", "running", "blocked"):
-        if flags[word]:
-            return word, letters
-    return "runnable", letters
-
-
-def _domains(machine: Any) -> dict[int, Any]:
-    doms = getattr(machine, "domains", None)
-    return doms if isinstance(doms, dict) else {}
-
-
-def service_domain(machine: Any, spec: str) -> Any:
-    """The domain ``spec`` names if none of the vCPUs it names runs guest code (Domain-0), else None."""
-    dom_part, _, vcpu_part = spec.partition(".")
-    for d in sorted(_domains(machine).values(), key=lambda d: d.domid):
-        if dom_part not in (str(d.domid), d.name, f"d{d.domid}"):
-            continue
-        vcpus = [v for v in d.vcpus if not vcpu_part or str(v.id) == vcpu_part]
-        if vcpus and all(v.cpu is None for v in vcpus):
-            return d
-    return None
-
-
-def focus_order(session: Any) -> list[tuple[Any, str]]:
-    """(domain, focus spec of its first vCPU) for every domain, in id order; the CPUs on bare metal."""
-    doms = _domains(session.machine)
-    if doms:
-        return [(d.domid, f"{d.domid}.{d.vcpus[0].id}") for d in sorted(doms.values(), key=lambda d: d.domid)
-                if d.vcpus]
-    return [(r.dom, f"0.{r.vcpu}") for r in session.vcpus()[:1]]
-
-
-def focus_listing(session: Any, service_dom: int | None) -> str:
-    """What ``focus`` with no argument prints: every vCPU, the focused one starred."""
-    doms = _domains(session.machine)
-    if not doms:
-        focus = session.focus
-        return "\n".join(("* " if r == focus else "  ") + f"{r.label} (vcpu {r.vcpu})" for r in session.vcpus())
-    focus = session.focus
-    lines = []
-    for d in sorted(doms.values(), key=lambda d: d.domid):
-        for v in d.vcpus:
-            if v.cpu is None:
-                here = service_dom == d.domid
-                what = "dom0 services"
-            else:
-                here = service_dom is None and focus.dom == d.domid and focus.vcpu == v.id
-                what = f"ring {v.cpu.cpl} {'root' if v.cpu.root else 'non-root'}"
-            lines.append(f"{'* ' if here else '  '}{d.domid}.{v.id}  {d.name} ({d.mode}) vcpu {v.id}: {what}")
-    return "\n".join(lines)
-
-
-def _service_text(machine: Any, dom: Any) -> str:
-    names = ", ".join(sorted(getattr(machine, "services", {}) or {})) or "none yet"
-    parts = []
-    for v in dom.vcpus:
-        where = f"pCPU {v.pcpu}" if v.pcpu is not None else "no pCPU yet"
-        parts.append(f"vcpu {v.id}: {v.runstate} ({where}), {v.run_cycles:,} cycles of work")
-    queued = len(getattr(machine, "dom0_work", ()) or ())
-    return (f"{dom.name}'s vCPU runs the lab's dom0 services as Python code (services: {names}). "
-            "Their work costs simulated cycles on a pCPU, but no guest instructions run, so there are "
-            f"no registers, source or page tables to show. {'; '.join(parts)}; "
-            f"{queued} piece{'s' if queued != 1 else ''} of work queued.")
-
-
-def build_view(session: Any, gen: int, walk_addr: int | None,
-               before: dict[str, Any] | None = None, service_dom: int | None = None) -> StateView:
-    """Read the session's views into a StateView (call only on the thread that owns it)."""
-    m = session.machine
-    doms = _domains(m)
-    xen = bool(doms) or hasattr(m, "domains")
-    if service_dom is not None and service_dom not in doms:
-        service_dom = None              # the domain has gone: back to the session's focus
-    refs = session.vcpus()
-    focus = session.focus
-    infos = []
-    by_cpu: dict[int, VcpuInfo] = {}
-    for r in refs:
-        c = r.cpu
-        state = f"stopped: {c.stopped}" if c.stopped else ("halted" if c.halted else "running")
-        spec = f"{0 if r.dom is None else r.dom}.{r.vcpu}"
-        v = getattr(c, "vcpu", None) if xen else None
-        mode = v.domain.mode if v is not None else ""
-        info = VcpuInfo(r.label, r.dom, r.vcpu, spec, state, c.cpl, c.root,
-                        r == focus and service_dom is None,
-                        runstate=v.runstate if v is not None else "", pcpu=v.pcpu if v is not None else None,
-                        role=role_of(mode, c.cpl, v.kernel_mode if v is not None else None), mode=mode)
-        infos.append(info)
-        by_cpu[id(c)] = info
-    domains = []
-    for d in sorted(doms.values(), key=lambda d: d.domid):
-        vinfos = []
-        for v in d.vcpus:
-            if v.cpu is not None and id(v.cpu) in by_cpu:
-                vinfos.append(by_cpu[id(v.cpu)])
-            else:
-                vinfos.append(VcpuInfo(f"{d.name} ({d.mode})", d.domid, v.id, f"{d.domid}.{v.id}", v.runstate,
-                                       0, True, service_dom == d.domid, runstate=v.runstate, pcpu=v.pcpu,
-                                       role="services" if v.cpu is None else "", has_cpu=v.cpu is not None,
-                                       mode=d.mode))
-        word, letters = domain_state(d)
-        focused = service_dom == d.domid if service_dom is not None else focus.dom == d.domid
-        domains.append(DomainInfo(d.domid, d.name, d.mode, d.type, word, letters, d.mem_mib, tuple(vinfos),
-                                  focused, d.crash_reason or d.shutdown_reason))
-    cpu = session.cpu_view()
-    if before is not None and (before["dom"], before["vcpu"], before["label"]) != \
-            (cpu["dom"], cpu["vcpu"], cpu["label"]):
-        before = None                 # another vCPU: nothing to compare with
-    service = None
-    walk = None
-    lines: tuple[str, ...] = ()
-    note = ""
-    tlb: tuple[Any, ...] = ()
-    source: tuple[tuple[int, str, bool], ...] = ()
-    if service_dom is not None:
-        dom = doms[service_dom]
-        service = _service_text(m, dom)
-        note = f"{dom.name} runs no guest code in the lab: focus a guest to walk its page tables"
-        console = m.console_of(service_dom)
-    else:
-        try:
-            source = tuple(session.source_view())
-        except Exception as e:       # an unmapped rip must not take the pane down
-            source = ((cpu["rip"], f"(no source: {e})", True),)
-        va = cpu["rip"] if walk_addr is None else walk_addr
-        try:
-            walk, text = session.walk(va)
-            lines = tuple(text)
-        except UserError as e:
-            note = str(e)
-        except Exception as e:
-            note = f"cannot walk {va:#x}: {e}"
-        try:
-            tlb = tuple(focus.cpu.tlb.entries())
-        except Exception:
-            tlb = ()
-        console = session.console()
-    images: dict[Any, tuple[Any, ...]] = {}
-    for dom_id in dict.fromkeys([r.dom for r in refs] + list(doms)):
-        by_dom = m.images_for(dom_id) if hasattr(m, "images_for") else getattr(m, "images", {})
-        images[dom_id] = tuple(by_dom.values())
-    host_cycles = host_insns = None
-    if xen:
-        clock = getattr(m, "clock", None)
-        host_cycles = max(clock) if clock else None
-        host_insns = getattr(m, "instructions", None)
-    io = ""
-    focus_dom = service_dom if service_dom is not None else (focus.dom if xen else None)
-    if xen and focus_dom in doms:
-        from ..session.io_state import describe
-        try:
-            io = describe(m, focus_dom)
-        except Exception as e:        # a guest's half-written table must not take the pane down
-            io = f"(cannot read the I/O state: {e})"
-    return StateView(
-        gen=gen, vcpus=tuple(infos), cpu=cpu, source=source, tlb=tlb, walk=walk, walk_lines=lines,
-        walk_note=note, walk_requested=walk_addr, console=console,
-        breakpoints=tuple(str(b) for b in session.breakpoints),
-        images=images, cpu_hz=getattr(m, "cpu_hz", None),
-        stopped=m.stopped, before=before, domains=tuple(domains), xen=xen, service=service,
-        focus_dom=focus_dom, host_cycles=host_cycles, host_insns=host_insns, io=io)
-
-
-def split_command(line: str) -> list[str]:
-    """The words of a command line, or a UserError."""
-    try:
-        return shlex.split(line)
-    except ValueError as e:
-        raise UserError(f"cannot parse the command: {e}") from None
+def _open_session(path: str) -> Any:
+    from ..session.live import open_session
+    return open_session([path])

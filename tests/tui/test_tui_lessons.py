@@ -120,3 +120,16 @@ def test_lesson_panel_large_screen_with_hints(snap_compare):
         await pilot.press("ctrl+g", "h")
         await pilot.pause(0.2)
     assert snap_compare(APP, terminal_size=(200, 50), run_before=run_before)
+
+
+def test_at_80x24_the_lesson_panel_leaves_the_command_line_and_the_footer_in_view(tmp_path):
+    async def go():
+        app = _app(tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _ready(pilot)
+            panel = app.main.query_one(LessonPanel).region
+            assert panel.area
+            for sel in ("#cmd", "#status", "Footer"):
+                region = app.main.query_one(sel).region
+                assert app.main.region.contains_region(region) and not panel.overlaps(region), sel
+    run(go())

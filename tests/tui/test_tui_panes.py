@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import Tabs
 
 from lab.errors import UserError
-from lab.tui.runner import CRASHED, NO_MACHINE
+from lab.tui.runner import CRASHED, NO_MACHINE, PAUSED
 from lab.tui.widgets.domains import DomainTree
 from lab.tui.widgets.eventlist import EventList
 from lab.tui.widgets.logs import CallsPane, DevicePane
@@ -107,12 +107,20 @@ def test_log_filter_keys_k_and_d():
             await pilot.press("k", "k")
             assert pane.filter.kind == "trap"
             assert {e.kind for e in pane.list.events} == {"trap"}
+            assert str(pane.border_title).endswith("(kind trap · domain all)")    # the title says it
             await pilot.press("d")
             assert pane.filter.dom is None               # bare metal: no domain
             assert {e.kind for e in pane.list.events} == {"trap"}
             await pilot.press("d")
             assert pane.filter.dom == "all"
-            await pilot.press("x")
+            await pilot.press("k", "k", "k", "k")        # back to every kind
+            assert "(" not in str(pane.border_title)
+            shown = len(pane.list.events)
+            await pilot.press("x")                       # a stray x asks first ...
+            assert len(pane.list.events) == shown and "x again clears it" in pane_text(app, "#calls .log-filter")
+            await pilot.press("down")                    # ... and any other key keeps the log
+            assert not pane.clear_armed and len(pane.list.events) == shown
+            await pilot.press("x", "x")
             assert pane.list.events == []
     run(go())
 
@@ -180,7 +188,7 @@ def test_layouts_adapt_and_nothing_overlaps():
             assert app.main.layout_name == "narrow"
             assert list(_regions(app)) == ["cpu"]
             assert app.main.query_one(Tabs).display
-            for size, name, count in (((120, 40), "medium", 2), ((200, 50), "wide", 6), ((80, 24), "narrow", 1)):
+            for size, name, count in (((120, 40), "medium", 4), ((200, 50), "wide", 6), ((80, 24), "narrow", 1)):
                 await pilot.resize_terminal(*size)
                 await pilot.pause(0.1)
                 assert app.main.layout_name == name
@@ -228,7 +236,7 @@ def test_a_simulator_failure_is_shown_not_raised():
             assert app.runner.mode == CRASHED
             assert "simulator error: RuntimeError: decoder fell over" in message_text(app)
             await command(pilot, app, "regs")
-            assert "internal error" in message_text(app)
+            assert "internal error" in message_text(app) and "'reset' starts the machine again" in message_text(app)
     run(go())
 
 
@@ -296,3 +304,66 @@ def test_a_xen_scenario_shows_domains_rings_and_hypercalls():
             await pilot.press("d")                                  # one domain at a time
             assert len({e.dom for e in calls.list.events}) <= 1
     run(go())
+
+
+def test_an_internal_error_in_a_command_leaves_the_machine_usable(monkeypatch):
+    from dataclasses import replace
+
+    from lab.session.commands import REGISTRY
+
+    def broken(session):
+        raise TypeError("'VcpuRef' object is not callable")
+    monkeypatch.setitem(REGISTRY, "regs", replace(REGISTRY["regs"], run=broken))
+
+    async def go():
+        async with lab() as (app, pilot):
+            await command(pilot, app, "regs")
+            assert "regs: internal error in the lab (TypeError" in message_text(app)
+            assert app.runner.mode == PAUSED
+            await command(pilot, app, "step 3")
+            assert app.view.cpu["icount"] == 3
+    run(go())
+
+
+def test_f1_opens_help_on_the_focused_pane_with_its_keys():
+    from lab.tui.screens.help import HelpScreen
+
+    async def go():
+        async with lab(size=(120, 40)) as (app, pilot):
+            await command(pilot, app, "until trap:#PF")
+            app.main.query_one(CallsPane).list.focus()
+            await pilot.pause()
+            await pilot.press("f1")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            topic = app.screen.topic
+            assert topic.startswith("## This pane: Hypercalls")
+            assert "hypercalls, VM exits, traps" in topic
+            assert "**k** Kind" in topic and "**x** Clear" in topic
+            await pilot.press("escape")
+            app.main.cmd().focus()
+            await pilot.pause()
+            await pilot.press("f1")
+            await pilot.pause()
+            assert app.screen.topic == ""               # from the prompt: the whole page
+    run(go())
+
+
+def test_every_command_in_the_help_page_parses():
+    """help.md's command table and the program agree: each command written there parses."""
+    import re
+
+    from lab.session.commands import parse
+    from lab.tui.screens.help import help_text
+    text = help_text()
+    table = text.split("## Commands", 1)[1].strip().split("\n\n", 1)[0]
+    fill = {"N": "3", "ADDR": "0x1000", "KIND[:NAME]": "trap:#PF", "DOM": "1", "NAME": "pv-guest",
+            "CFG": "machines/pv-guest.cfg", "M1,M2...": "native,pv", "PATH": "default", "TEXT": "hi",
+            "KIND": "trap", "COMMAND": "step", "DOM[.VCPU]": "1.0"}
+    spans = [cell for row in table.splitlines()[2:] for cell in re.findall(r"`([^`]+)`", row.split("|")[1])]
+    assert len(spans) > 25
+    for span in spans:
+        line = re.sub(r"\[[^\]]*\]", lambda m: "" if "|" in m.group(0) or " " in m.group(0) else m.group(0), span)
+        words = [fill.get(w, w) for w in line.replace("\\|", "|").split()]
+        words = [w for w in words if not w.startswith("[")]
+        assert parse(" ".join(words)) is not None, span

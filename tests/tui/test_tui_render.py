@@ -12,7 +12,7 @@ from lab.hw import paging as P
 from lab.hw.memory import MachineMemory
 from lab.trace import Event
 from lab.tui.explain import event_row, explanation
-from lab.tui.runner import StateView, VcpuInfo
+from lab.session.view import StateView, VcpuInfo
 from lab.tui.state import CALL_KINDS, IO_KINDS
 from lab.tui.widgets.cpu import registers_content, rings_content, source_content, summary_content
 from lab.tui.widgets.logs import route
@@ -111,6 +111,9 @@ def test_two_dimensional_walk_shows_ept_steps_and_24_references():
     assert text.count("   gPA ") == 5                      # four guest tables and the final address
     assert "host pa" in text and f"{res.hpa:#x}" in text
     assert "(host 0x" in text                              # guest tables' machine addresses
+    # EPT's upper levels, the same for every guest table here, are shown once, then folded.
+    assert text.count("EPT L4 [") == 1 and text.count("same as above") == 4
+    assert text.count("EPT L1 [") == 5                       # each translation's own leaf
 
 
 def test_one_dimensional_walk_and_fault_lines():
@@ -153,7 +156,7 @@ def test_xen_event_kinds_are_routed_and_explained():
 
 
 def test_rings_name_the_focused_guest_kernel_or_user_and_wrap_a_crowded_cell():
-    from lab.tui.runner import DomainInfo
+    from lab.session.view import DomainInfo
     pv_kernel = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=0,
                          role="kernel", mode="pv")
     hvm = [VcpuInfo(f"g{d} (hvm)", d, 0, f"{d}.0", "running", 0, False, False, runstate="runnable", pcpu=1,
@@ -184,7 +187,7 @@ def test_rings_name_the_focused_guest_kernel_or_user_and_wrap_a_crowded_cell():
 
 
 def test_service_domain_summary_and_pages():
-    from lab.tui.runner import DomainInfo
+    from lab.session.view import DomainInfo
     dom0 = VcpuInfo("Domain-0 (pv)", 0, 0, "0.0", "blocked", 0, True, True, runstate="blocked", pcpu=1,
                     role="services", has_cpu=False, mode="pv")
     view = StateView(gen=1, vcpus=(), cpu=_cpu(), source=(), tlb=(), walk=None, walk_lines=(),
@@ -198,7 +201,7 @@ def test_service_domain_summary_and_pages():
 
 
 def test_domain_tree_labels():
-    from lab.tui.runner import DomainInfo
+    from lab.session.view import DomainInfo
     from lab.tui.widgets.domains import domain_label, vcpu_label
     v = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running", pcpu=1,
                  role="kernel", mode="pv")

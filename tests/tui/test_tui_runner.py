@@ -7,7 +7,6 @@ import time
 import pytest
 
 from lab.session.build import native_machine
-from lab.session.commands import execute
 from lab.session.eventspec import EventSpec, parse_spec
 from lab.session.session import Session
 from lab.trace import Event
@@ -27,7 +26,7 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 
 @pytest.fixture
 def runner():
-    r = Runner(Session(native_machine()), execute=execute)
+    r = Runner(Session(native_machine()))
     r.start()
     assert r.wait_idle()
     yield r
@@ -81,7 +80,7 @@ def test_pause_interrupts_a_slow_run(runner):
 
 @pytest.mark.machine
 def test_event_buffer_is_bounded():
-    r = Runner(Session(native_machine()), execute=execute, buffer=16)
+    r = Runner(Session(native_machine()), buffer=16)
     r.start()
     r.run()
     assert r.wait_idle(30)
@@ -106,7 +105,7 @@ def test_factory_errors_leave_no_machine():
 
     def bad():
         raise UserError("kernel.s:3:1: unknown instruction 'foo'")
-    r = Runner(factory=bad, execute=execute)
+    r = Runner(factory=bad)
     r.start()
     assert r.wait_idle()
     assert r.mode == "no machine" and "unknown instruction" in r.error
@@ -128,7 +127,7 @@ def test_any_event_and_any_of():
     ev = Event(1, 10, 0, None, 0, "vmexit", {"reason": "CPUID"})
     assert AnyEvent().matches(ev)
     spec = AnyOf(EventSpec("hypercall"), EventSpec("vmexit"))
-    assert spec.matches(ev) and str(spec) == "hypercall or vmexit"
+    assert spec.matches(ev) and str(spec) == "hypercall,vmexit"        # what 'until' takes back
     assert not spec.matches(Event(2, 10, 0, None, 0, "trap", {}))
 
 
@@ -216,7 +215,7 @@ def test_xen_slices_of_any_length_end_where_headless_ends(monkeypatch):
     want = headless.until(parse_spec("vmexit:IO_INSTRUCTION"))
     headless_digest = headless.machine.digest()
     monkeypatch.setattr(runner_mod, "FULL_SPEED_SLICE", 0.0)
-    r = Runner(build_session(str(MACHINES / "default.toml")), execute=execute)
+    r = Runner(build_session(str(MACHINES / "default.toml")))
     r.start()
     try:
         assert r.wait_idle(30)
@@ -224,8 +223,68 @@ def test_xen_slices_of_any_length_end_where_headless_ends(monkeypatch):
         r.until(parse_spec("vmexit:IO_INSTRUCTION"))
         assert r.wait_idle(60)
         replies = " ".join(x.text for x in r.drain_replies())
-        assert f"reached after" in replies and f"#{want.seq} " in replies, replies
+        assert "reached after" in replies and f"#{want.seq} " in replies, replies
         assert r.stats.chunks > 3                          # it really was cut into slices
         assert r.session.machine.digest() == headless_digest
     finally:
         r.close()
+
+
+def test_every_command_from_the_screen_is_noted_once_timed_ones_too(runner):
+    heard = []
+    runner.session.input_listeners.append(heard.append)
+    runner.step(1)
+    runner.command("step 100")              # a long step: a job on the sim thread
+    runner.until("trap:#PF")
+    runner.command("regs")
+    runner.command("step 1 2")              # a mistake reaches nothing
+    runner.focus_next()
+    assert runner.wait_idle(30)
+    # Each command line once; the screen's runs (a long step, until) as the run they made,
+    # up to the instruction count where it ended, so a recording runs them again exactly.
+    assert [i.text for i in heard if i.kind == "command"] == ["step 1", "regs", "focus next"]
+    runs = [i for i in heard if i.kind == "run"]
+    assert runs and int(runs[-1].text.split()[0]) == runner.session.clock()[0]
+    assert "step: unexpected '2'" in " ".join(r.text for r in runner.drain_replies())
+
+
+def test_open_from_the_no_machine_state():
+    from lab.errors import UserError
+
+    def bad():
+        raise UserError("kernel.s:3:1: unknown instruction 'foo'")
+    r = Runner(factory=bad)
+    r.start()
+    try:
+        r.wait_idle(10)
+        assert r.mode == "no machine"
+        r.command("regs")
+        r.command("open native.s")
+        assert r.wait_idle(30)
+        replies = " ".join(x.text for x in r.drain_replies())
+        assert "'open PATH' opens one" in replies
+        assert "opened machines/kernels/native.s" in replies
+        assert r.mode == PAUSED and r.session.time_machine is not None
+        r.step(2)
+        assert r.wait_idle(10) and r.view.cpu["icount"] == 2
+    finally:
+        r.close()
+
+
+def test_reset_from_the_screen_starts_again_and_clears_the_logs():
+    from lab.paths import KERNELS
+    from lab.session import live
+    runner = Runner(live.open_session([str(KERNELS / "native.s")]))
+    runner.start()
+    try:
+        assert runner.wait_idle()
+        runner.run(2000)
+        assert runner.wait_idle(30)
+        runner.drain_events(100_000)
+        history = runner.history
+        runner.command("reset")
+        assert runner.wait_idle(30)
+        assert runner.history > history and runner.view.cpu["icount"] == 0
+        assert [e.kind for e in runner.drain_events(100)][:1] == ["boot"]
+    finally:
+        runner.close()

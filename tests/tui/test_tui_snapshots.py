@@ -39,7 +39,7 @@ def test_page_table_pane_walks_an_unmapped_address(snap_compare):
     async def run_before(pilot):
         await _page_fault(pilot)
         await command(pilot, pilot.app, "walk 0x10000000")
-        assert pilot.app.main.active_pane == "pages"
+        assert "pages" in pilot.app.main.visible_panes()
     assert snap_compare(APP, terminal_size=(120, 40), run_before=run_before)
 
 
@@ -104,7 +104,7 @@ def test_xen_page_table_pane_during_an_hvm_2d_walk(snap_compare):
     table translated through EPT, then the final address; 24 memory references."""
     async def run_before(pilot):
         await _xen("until sysret", "focus hvm-guest", "walk 0x401000")(pilot)
-        assert pilot.app.main.active_pane == "pages"
+        assert "pages" in pilot.app.main.visible_panes()
     assert snap_compare(build_xen(), terminal_size=(110, 60), run_before=run_before)
 
 
@@ -121,3 +121,16 @@ def test_xen_small_screen_domains_tab(snap_compare):
         pilot.app.main.activate("domains")
         await settle(pilot, pilot.app)
     assert snap_compare(build_xen(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_xen_medium_screen(snap_compare):
+    """120x40: domains, page tables and the hypercall log beside the CPU, the breakpoint's
+    event selected in the log where the HVM guest's I/O exit fired."""
+    assert snap_compare(build_xen(), terminal_size=(120, 40),
+                        run_before=_xen("break vmexit:IO_INSTRUCTION", "run"))
+
+
+def test_xen_large_screen(snap_compare):
+    """160x45: every pane at once, a table in the command output kept unwrapped."""
+    assert snap_compare(build_xen(), terminal_size=(160, 45),
+                        run_before=_xen("until hypercall:mmu_update", "xl list"))

@@ -240,8 +240,12 @@ def test_xl_list_console_and_dmesg_at_the_command_line():
             for name in ("Domain-0", "pv-guest", "hvm-guest"):
                 assert name in out
             assert app.main.active_pane == "output"       # a long answer is shown where it can be read
-            await command(pilot, app, "xl console pv-guest")
+            await command(pilot, app, "xl console pv-guest")     # attaches, as real xl console does
             assert "xenlab kernel (PV guest, 64-bit, kernel in ring 3)" in output_text(app)
+            assert app.console_dom == "pv-guest"
+            assert str(app.main.query_one("#prompt").render()) == "pv-guest>"
+            await pilot.press("ctrl+right_square_bracket")
+            assert app.console_dom is None
             await command(pilot, app, "xl dmesg")
             out = output_text(app)
             assert "(XEN) Xen version 4.23" in out and "(XEN) d1: created pv-guest" in out
@@ -297,7 +301,7 @@ def test_f8_lands_on_a_hypercall_or_a_vm_exit():
                 assert reached
                 first = reached[0]
                 assert f"#{first.seq} {first.summary()}" in output_text(app)
-                assert "until hypercall or vmexit: reached" in output_text(app)
+                assert "until hypercall,vmexit: reached" in output_text(app)
     run(go())
 
 
@@ -307,7 +311,7 @@ def test_hvm_two_dimensional_walk_in_the_page_table_pane():
             await command(pilot, app, "until sysret")       # the HVM kernel enters its user program
             await command(pilot, app, "focus hvm-guest")
             await command(pilot, app, "walk 0x401000")
-            assert app.main.active_pane == "pages"
+            assert "pages" in app.main.visible_panes()
             walk = pane_text(app, "#pages-walk")
             assert "walk 0x401000 (pinned address)" in walk and "d2v0" in walk
             assert "2-D walk" in walk and walk.count("through EPT:") == 5
@@ -353,11 +357,20 @@ def test_xen_layouts_keep_everything_on_screen():
     async def go():
         async with xen_lab(size=(80, 24)) as (app, pilot):
             await command(pilot, app, "until hypercall:mmu_update")
-            for size, count in (((80, 24), 1), ((120, 40), 2), ((200, 50), 6)):
+            everything = {"domains", "cpu", "pages", "calls", "devio", "output"}
+            for size, shown in (((70, 24), {"cpu"}), ((80, 24), {"cpu"}),
+                                ((120, 40), {"domains", "cpu", "pages", "calls"}),
+                                ((160, 45), everything), ((200, 50), everything)):
                 await pilot.resize_terminal(*size)
                 await pilot.pause(0.1)
-                panes = [p.region for p in app.main.query(".pane") if p.display and p.region.area]
-                assert len(panes) == count
+                if size == (120, 40):
+                    app.main.activate("calls")
+                    await pilot.pause(0.1)
+                visible = [p for p in app.main.query(".pane") if p.display and p.region.area]
+                assert {p.id for p in visible} == shown, size
+                panes = [p.region for p in visible]
+                # Each pane has room for its content, not a sliver.
+                assert all(r.height >= 5 and r.width >= 30 for r in panes), size
                 for i, a in enumerate(panes):
                     assert app.main.region.contains_region(a)
                     assert not any(a.overlaps(b) for b in panes[i + 1:])
@@ -391,4 +404,23 @@ def test_console_mode_types_lines_into_the_guest_until_ctrl_bracket():
             assert app.console_dom is None and str(app.main.query_one("#prompt").render()) == "xen>"
             await command(pilot, app, "console pv-guest hello")      # with text: one line, no mode
             assert app.console_dom is None
+    run(go())
+
+
+def test_a_breakpoint_in_the_hvm_guest_shows_where_it_fired():
+    """Focused on the PV guest, a breakpoint fires in the HVM guest: the panes move there, the
+    exit is selected in the log with its explanation, and the CPU pane shows its source line."""
+    async def go():
+        async with xen_lab(size=(200, 50)) as (app, pilot):
+            await command(pilot, app, "focus pv-guest")
+            await command(pilot, app, "break vmexit:IO_INSTRUCTION")
+            await command(pilot, app, "run")
+            assert app.view.focus_dom == 2 and app.view.cpu["label"].startswith("hvm-guest")
+            calls = app.main.query_one(CallsPane)
+            ev = calls.list.selected_event
+            assert ev is not None and ev.kind == "vmexit" and ev.data["reason"] == "IO_INSTRUCTION"
+            assert ev is app.runner.stop_event
+            detail = pane_text(app, "#calls .log-detail-text")
+            assert detail.startswith("vmexit IO_INSTRUCTION") and "caused by" in detail
+            assert any(cur for _, _, cur in app.view.source)
     run(go())

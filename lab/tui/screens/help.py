@@ -21,6 +21,23 @@ def help_text() -> str:
         return f"# Help\n\nThe help file could not be read: {e.strerror}."
 
 
+def pane_help(title: str, text: str | None = None) -> str:
+    """The row of help.md's pane table for the pane titled ``title`` (its tab title), or ""."""
+    for line in (text if text is not None else help_text()).splitlines():
+        if line.startswith(f"| **{title}** |"):
+            return line.split("|", 3)[2].strip()
+    return ""
+
+
+def topic_page(title: str, keys: list[tuple[str, str]]) -> str:
+    """The top of the help page when a pane has the focus: what it shows and its own keys."""
+    about = pane_help(title)
+    lines = [f"## This pane: {title}", "", about or "(no help for this pane)", ""]
+    if keys:
+        lines += ["Its keys: " + ", ".join(f"**{k}** {label}" for k, label in keys), ""]
+    return "\n".join(lines) + "\n"
+
+
 class HelpScreen(ModalScreen[None]):
     """A scrollable page of help; escape, F1 or q closes it."""
 
@@ -31,9 +48,16 @@ class HelpScreen(ModalScreen[None]):
         Binding("down", "scroll(1)", "Down", show=False, id="help.down", tooltip="Scroll down"),
     ]
 
+    def __init__(self, topic: str = "") -> None:
+        super().__init__()
+        #: Markdown about the pane that had the focus, shown first (F1 follows the focus).
+        self.topic = topic
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
             yield Static("xenlab help", id="help-title")
+            if self.topic:
+                yield Markdown(self.topic, id="help-topic")
             yield Markdown(help_text(), id="help-text")
         yield Footer()
 

@@ -1,8 +1,9 @@
 """The lab's main screen: the panes, the command line and the status bar, laid out by size.
 
 On a small terminal the panes are tabs, one at a time; on a medium one the
-CPU pane stays on the left beside a tabbed column; on a large one every pane
-is on screen in a grid. The same widgets move between layouts through CSS
+domains, the page tables and the hypercall log (or, one key away, the device
+I/O or the output) sit beside the CPU; on a large one every pane is on screen
+in a grid. The same widgets move between layouts through CSS
 classes, so nothing is rebuilt and no state is lost.
 """
 
@@ -17,7 +18,7 @@ from textual.content import Content
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Header, RichLog, Static, Tab, Tabs
+from textual.widgets import Header, Static, Tab, Tabs
 
 from ..state import layout_for
 from ..widgets.commandline import CommandLine
@@ -26,6 +27,7 @@ from ..widgets.domains import HINT as DOMAINS_HINT
 from ..widgets.domains import DomainTree
 from ..widgets.footer import KeyFooter
 from ..widgets.logs import CallsPane, DevicePane
+from ..widgets.output import OutputLog
 from ..widgets.pages import PagesPane
 from ..widgets.text import Text
 
@@ -39,6 +41,8 @@ PANES = (
     ("output", "Output", "Command output"),
 )
 PANE_IDS = tuple(p[0] for p in PANES)
+#: In the medium layout these are always on screen; the others share one slot, chosen with the tabs.
+MEDIUM_FIXED = ("domains", "cpu", "pages")
 
 
 class MainScreen(Screen[None]):
@@ -68,8 +72,7 @@ class MainScreen(Screen[None]):
             yield PagesPane(id="pages", classes="pane")
             yield CallsPane(id="calls", classes="pane")
             yield DevicePane(id="devio", classes="pane")
-            yield RichLog(id="output", classes="pane", max_lines=2000, wrap=True, markup=False,
-                          highlight=False, min_width=20)
+            yield OutputLog(id="output", classes="pane", min_width=20)
         yield Static("", id="message")
         with Horizontal(id="cmdbar"):
             yield Static("xen>", id="prompt")
@@ -86,6 +89,11 @@ class MainScreen(Screen[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         self.apply_layout(event.size.width, event.size.height)
+        # Below 80 columns the palette hint, docked on the right, would lie over the keys.
+        footer = self.query_one(KeyFooter)
+        wide_enough = event.size.width >= 80
+        if footer.show_command_palette != wide_enough:
+            footer.show_command_palette = wide_enough
 
     # -- layout -----------------------------------------------------------------
     def apply_layout(self, width: int, height: int) -> None:
@@ -97,20 +105,22 @@ class MainScreen(Screen[None]):
             self.set_class(n == name, f"-{n}")
         self.query_one(CpuPane).set_source_radius(3 if name == "narrow" else None)
         tabs = self.query_one(Tabs)
-        if name == "medium":
-            tabs.hide("tab-cpu")
-            if self.active_pane == "cpu":
-                self.activate("pages")
-        else:
-            tabs.show("tab-cpu")
+        for pid in MEDIUM_FIXED:
+            if name == "medium":
+                tabs.hide(f"tab-{pid}")
+            else:
+                tabs.show(f"tab-{pid}")
+        if name == "medium" and self.active_pane in MEDIUM_FIXED:
+            self.activate("calls")
 
     def pane(self, pid: str) -> Widget:
         return self.query_one(f"#{pid}")
 
     def activate(self, pid: str) -> None:
         """Show pane ``pid`` (in the tab layouts) and select its tab."""
-        if self.layout_name == "medium" and pid == "cpu":
-            pid = "pages"
+        if self.layout_name == "medium" and pid in MEDIUM_FIXED:
+            return                          # always on screen in this layout
+
         self.active_pane = pid
         for other in PANE_IDS:
             self.pane(other).set_class(other == pid, "-active")
@@ -130,7 +140,7 @@ class MainScreen(Screen[None]):
         if self.layout_name == "wide":
             return list(PANE_IDS)
         if self.layout_name == "medium":
-            return ["cpu", self.active_pane]
+            return [*MEDIUM_FIXED, self.active_pane]
         return [self.active_pane]
 
     def next_pane(self) -> str:
@@ -146,7 +156,7 @@ class MainScreen(Screen[None]):
             pid = order[(idx + 1) % len(order)]
             self.focus_pane(pid)
             return pid
-        order = [p for p in PANE_IDS if not (self.layout_name == "medium" and p == "cpu")]
+        order = [p for p in PANE_IDS if not (self.layout_name == "medium" and p in MEDIUM_FIXED)]
         idx = order.index(self.active_pane) if self.active_pane in order else -1
         pid = order[(idx + 1) % len(order)]
         self.activate(pid)

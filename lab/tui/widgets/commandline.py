@@ -25,7 +25,18 @@ class CommandSuggester(Suggester):
         return suggest(value, self.names, self.kinds)
 
 
+#: Commands whose argument is an event pattern, KIND or KIND:NAME.
+SPEC_COMMANDS = ("until", "break", "events")
+
+
 def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
+    """The completed line for what is typed so far, or None.
+
+    A command name; after ``until``/``break``/``events`` an event kind, and
+    after ``KIND:`` one of Xen's names for that kind (``hypercall:mmu_u`` ->
+    ``hypercall:mmu_update``). A pattern is one word: nothing is inserted
+    inside it.
+    """
     if not value or value != value.lstrip():
         return None
     words = value.split(" ")
@@ -34,18 +45,18 @@ def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
             if n.startswith(value) and n != value:
                 return n
         return None
-    if len(words) == 2 and words[0] in ("until", "break", "events") and words[1]:
-        kind, colon, partial = words[1].partition(":")
-        if colon:
-            # KIND:NAME completes the name from Xen's tables, inside the same word.
-            from ...session.eventspec import known_names
-            for name in sorted(known_names(kind) or ()):
-                if name.lower().startswith(partial.lower()) and name != partial:
-                    return f"{words[0]} {kind}:{name}"
+    if len(words) == 2 and words[0] in SPEC_COMMANDS and words[1]:
+        kind, colon, name = words[1].partition(":")
+        if not colon:
+            for k in kinds:
+                if k.startswith(kind) and k != kind:
+                    return f"{words[0]} {k}"
             return None
-        for k in kinds:
-            if k.startswith(words[1]) and k != words[1]:
-                return f"{words[0]} {k}"
+        if kind in kinds and name:
+            from ...session.eventspec import known_names
+            for n in sorted(known_names(kind) or ()):
+                if n.lower().startswith(name.lower()) and n != name:
+                    return f"{words[0]} {kind}:{n}"
     return None
 
 

@@ -12,7 +12,7 @@ from .text import Text
 
 from ...hw.x86 import X86_CR0_PE, X86_CR0_PG, X86_CR0_WP, X86_CR4_PAE, X86_CR4_PGE
 from ..explain import display
-from ..runner import StateView
+from ...session.view import StateView
 
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
@@ -132,6 +132,21 @@ def _focused_info(view: StateView) -> Any:
     return next((v for v in view.vcpus if v.focused), None)
 
 
+def why_not_running(view: StateView, info: Any) -> str:
+    """Why the focused vCPU is not on a pCPU now, in Xen's words (its runstate), or ""."""
+    if info is None or not view.xen or info.runstate in ("", "running"):
+        return ""
+    if info.runstate == "runnable":
+        holders = [f"{v.label.split()[0]} vcpu{v.vcpu} holds pCPU{v.pcpu}"
+                   for d in view.domains for v in d.vcpus if v.runstate == "running" and v.pcpu is not None]
+        held = "; ".join(holders) if holders else "the scheduler has not picked it yet"
+        never = "" if info.pcpu is not None else " (it has not run yet)"
+        return f"runnable, waiting for a pCPU{never}: {held}"
+    if info.runstate == "blocked":
+        return "blocked: it gave up its pCPU (hlt or SCHEDOP_block) until an event or timer wakes it"
+    return f"{info.runstate}: Xen does not schedule it"
+
+
 def summary_content(view: StateView) -> Content:
     cpu = view.cpu
     if view.service is not None:
@@ -156,12 +171,17 @@ def summary_content(view: StateView) -> Content:
     parts: list[Any] = [(who, "bold"), "  ", (state, state_style)]
     if info is not None and info.runstate:
         parts.append((f" on pCPU {info.pcpu}" if info.pcpu is not None else " (no pCPU yet)", MUTED))
+    why = why_not_running(view, info)
+    if why:
+        parts += ["\n", (why, "$text-warning")]
     ring = f"{cpu['cpl']} {mode}"
+    # Under Xen each vCPU keeps its own clock; the status bar shows the host's (its furthest pCPU).
+    cycle_label = "  vcpu cycle " if view.xen else "  cycle "
     parts += ["\n", ("ring ", MUTED), (ring, "$text-accent bold"), ": ",
               (where_words(cpu["cpl"], cpu["root"], dmode, role), MUTED), "\n",
               ("next ", MUTED), (cpu["next"], "bold"), "\n",
               ("rip  ", MUTED), f"{cpu['rip']:#x}\n",
-              ("insn ", MUTED), f"{cpu['icount']:,}", ("  cycle ", MUTED), f"{cpu['cycles']:,}"]
+              ("insn ", MUTED), f"{cpu['icount']:,}", (cycle_label, MUTED), f"{cpu['cycles']:,}"]
     if view.cpu_hz:
         parts.append((f" ({cpu['cycles'] / view.cpu_hz * 1e6:,.1f} µs)", MUTED))
     return Content.assemble(*parts)
@@ -212,7 +232,7 @@ def registers_content(cpu: dict[str, Any], prev: dict[str, Any] | None) -> Conte
     ctl("cr3")
     ctl("cr4", CR4_BITS)
     ctl("efer", EFER_BITS)
-    parts.append((f"   cpl ", MUTED))
+    parts.append(("   cpl ", MUTED))
     parts.append(f"{cpu['cpl']}  {'root' if cpu['root'] else 'non-root'}  paging "
                  f"{'on' if cpu['paging'] else 'off'}")
     return Content.assemble(*parts)

@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..runner import DomainInfo, StateView, VcpuInfo
+from ...session.view import DomainInfo, StateView, VcpuInfo
 
 STATE_COLOR = {"running": "text-success", "halted": "text-warning", "runnable": "text-primary",
                "blocked": "text-warning", "paused": "text-warning", "offline": "text-muted"}

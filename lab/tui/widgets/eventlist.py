@@ -215,6 +215,15 @@ class EventList(ScrollView, can_focus=True):
         elif k >= top + height:
             self.scroll_to(y=k - height + 1, animate=False, immediate=True)
 
+    def select_event(self, ev: Any) -> bool:
+        """Put the cursor on ``ev`` (by its sequence number) and explain it; False if not shown."""
+        seq = ev.seq
+        for k in range(len(self._visible) - 1, -1, -1):
+            if self._rows[self._visible[k]][0].seq == seq:
+                self._move_to(k)
+                return True
+        return False
+
     def action_cursor(self, delta: int) -> None:
         if self.cursor is None:
             self._move_to(len(self._visible) - 1 if delta < 0 else len(self._visible) - 1)

@@ -26,3 +26,8 @@ class KeyFooter(Footer):
             return
         self._signature = signature
         super().bindings_changed(screen)
+
+    def watch_show_command_palette(self, show: bool) -> None:
+        # The stock Footer draws the palette hint only when it next rebuilds its keys.
+        if self.is_mounted:
+            self.call_later(self.recompose)

@@ -22,12 +22,11 @@ class EventPane(Vertical):
     KINDS: tuple[str, ...] = ()
     HINT = ""
     BINDINGS = [
-        # Not in the Footer: the pane's filter line shows these keys where they apply.
-        Binding("k", "cycle_kind", "Kind", show=False, id="log.kind", tooltip="Show one kind of event at a time"),
-        Binding("d", "cycle_domain", "Domain", show=False, id="log.domain",
-                tooltip="Show one domain's events at a time"),
-        Binding("x", "clear", "Clear", show=False, id="log.clear",
-                tooltip="Clear this log (the trace keeps everything)"),
+        # In the Footer while the log has the focus, and on the pane's filter line.
+        Binding("k", "cycle_kind", "Kind", id="log.kind", tooltip="Show one kind of event at a time"),
+        Binding("d", "cycle_domain", "Domain", id="log.domain", tooltip="Show one domain's events at a time"),
+        Binding("x", "clear", "Clear", id="log.clear",
+                tooltip="Clear this log, after a second x (the trace keeps everything)"),
     ]
 
     def __init__(self, max_rows: int = 2000, **kwargs: Any) -> None:
@@ -35,6 +34,9 @@ class EventPane(Vertical):
         self.filter = LogFilter(self.KINDS)
         self.max_rows = max_rows
         self.images: dict[Any, tuple[Any, ...]] = {}      # by domain, from the latest StateView
+        #: x was pressed once: the next x clears, any other key keeps the log.
+        self.clear_armed = False
+        self._title = ""
 
     def compose(self) -> ComposeResult:
         yield Static(self._filter_text(), classes="log-filter")
@@ -65,6 +67,10 @@ class EventPane(Vertical):
     def apply_filter(self) -> None:
         self.list.set_filter(self.filter.keep)
         self.query_one(".log-filter", Static).update(self._filter_text())
+        # The pane's title says when it shows only part of the log, whatever has the focus.
+        self._title = self._title or str(self.border_title or "")
+        narrowed = self.filter.kind != "all" or self.filter.dom != "all"
+        self.border_title = f"{self._title} ({self.filter.describe()})" if narrowed else self._title
 
     def action_cycle_kind(self) -> None:
         self.filter.cycle_kind()
@@ -75,8 +81,24 @@ class EventPane(Vertical):
         self.apply_filter()
 
     def action_clear(self) -> None:
+        """The first x asks, the second clears: a stray letter never empties the log."""
+        if not self.clear_armed:
+            self.clear_armed = True
+            self.query_one(".log-filter", Static).update(
+                Content.styled("clear this log? x again clears it, any other key keeps it", "$text-warning bold"))
+            return
+        self.clear()
+
+    def clear(self) -> None:
+        self.clear_armed = False
         self.list.clear()
+        self.query_one(".log-filter", Static).update(self._filter_text())
         self.query_one(".log-detail-text", Static).update(Content.styled(self.HINT, "$text-muted"))
+
+    def on_key(self, event: Any) -> None:
+        if self.clear_armed and event.key != "x":
+            self.clear_armed = False
+            self.query_one(".log-filter", Static).update(self._filter_text())
 
     def on_event_list_selected(self, message: EventList.Selected) -> None:
         message.stop()

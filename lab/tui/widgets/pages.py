@@ -11,7 +11,7 @@ from .text import Text
 
 from ...hw.ept import EPT_ADDR_MASK
 from ...hw.paging import describe_entry, entry_frame, table_indexes
-from ..runner import StateView
+from ...session.view import StateView
 
 MUTED = "$text-muted"
 FAULT = "$text-error bold"
@@ -26,10 +26,30 @@ def _flags(entry: int, level: int) -> str:
     return body.split(" -> ")[0]
 
 
-def ept_lines(steps: Any) -> list[str]:
-    """One short line per EPT entry read: level, index, entry, permissions, where it leads."""
+def ept_lines(steps: Any, seen: set | None = None) -> list[str]:
+    """One short line per EPT entry read: level, index, entry, permissions, where it leads.
+
+    With ``seen``, upper-level entries already shown higher up the same 2-D walk are folded
+    into one "same as above" line: the guest's tables usually sit in one guest-physical
+    region, so EPT's PML4, PDPT and PD entries repeat for every one of them, and the walk
+    stays short enough to keep the TLB in view.
+    """
     out = []
+    folded: list[int] = []
+
+    def flush() -> None:
+        if folded:
+            levels = f"L{folded[0]}" + (f"-L{folded[-1]}" if len(folded) > 1 else "")
+            out.append(f"     EPT {levels} same as above")
+            folded.clear()
     for st in steps or ():
+        key = (st.level, st.index, st.entry)
+        if seen is not None and st.present and not st.leaf:
+            if key in seen:
+                folded.append(st.level)
+                continue
+            seen.add(key)
+        flush()
         if not st.present:
             out.append(f"     EPT L{st.level} [{st.index:3d}] {st.entry:016x}  not present")
             continue
@@ -37,6 +57,7 @@ def ept_lines(steps: Any) -> list[str]:
         flags = " ".join(st.flags)
         out.append(f"     EPT L{st.level} [{st.index:3d}] {st.entry:016x}  {flags}  -> {nxt} "
                    f"{st.entry & EPT_ADDR_MASK:#x}")
+    flush()
     return out
 
 
@@ -63,10 +84,11 @@ def walk_content(view: StateView) -> Content:
     if res.two_dimensional:
         parts.append(("\n2-D walk: each guest table address is itself translated through EPT", "$text-warning"))
     parts.append("\n")
+    seen: set = set()
     for st in res.steps:
         if res.two_dimensional and st.ept:
             parts.append((f"   gPA {st.entry_addr:#x} through EPT:\n", MUTED))
-            for line in ept_lines(st.ept):
+            for line in ept_lines(st.ept, seen):
                 parts.append((line + "\n", MUTED))
         parts.append((f"L{st.level} ", "bold"))
         parts.append((f"{LEVEL_NAMES.get(st.level, '')} ", MUTED))
@@ -105,7 +127,7 @@ def walk_content(view: StateView) -> Content:
         if res.two_dimensional:
             if res.final_ept:
                 parts.append((f"\n   gPA {res.pa:#x} through EPT:\n", MUTED))
-                for line in ept_lines(res.final_ept):
+                for line in ept_lines(res.final_ept, seen):
                     parts.append((line + "\n", MUTED))
             if res.hpa is not None:
                 parts.append(("=> ", "bold"))
