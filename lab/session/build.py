@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import sources
 from ..errors import UserError
@@ -16,6 +17,9 @@ from ..paths import KERNELS, PROGRAMS, display
 
 DEFAULT_PROGRAM = PROGRAMS / "workload.s"
 NATIVE_KERNEL = KERNELS / "native.s"
+
+if TYPE_CHECKING:
+    from ..hw.diskimage import DiskImage
 
 
 def assemble(path: Path | str) -> Image:
