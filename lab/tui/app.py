@@ -95,7 +95,8 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
 def key_names() -> tuple[tuple[str, str], ...]:
     """(key, label) of every key the screen answers, for help."""
     keys = [(a.key.upper() if a.key.startswith("f") else a.key, a.label) for a in ACTIONS]
-    return tuple(keys + [("ctrl+p", "palette"), ("?", "help")])
+    return tuple(keys + [("ctrl+b", "back"), ("ctrl+r", "record"), ("ctrl+o", "mark"),
+                         ("ctrl+p", "palette"), ("?", "help")])
 
 
 def help_listing(name: str | None = None) -> str:
@@ -119,6 +120,8 @@ class XenLab(App[None]):
                 tooltip="Go back one instruction (the whole machine, as it was)"),
         Binding("ctrl+r", "toggle_record", "Record", show=False, id="toggle_record",
                 tooltip="Stop recording the session, or record it (from its start) in the lab's data directory"),
+        Binding("ctrl+o", "mark", "Mark", show=False, id="mark",
+                tooltip="Set a bookmark here, named m1, m2 ... ('seek m1' comes back; 'mark' lists them)"),
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
@@ -188,6 +191,16 @@ class XenLab(App[None]):
 
     def action_back(self) -> None:
         self.runner.command("back 1")
+
+    def action_mark(self) -> None:
+        """A bookmark without typing a name: the first free one of m1, m2 ... (the mark
+        command does the rest, so it is recorded and replayed like a typed one)."""
+        tm = self.runner.time_machine
+        taken = set(tm.markers) if tm is not None else set()
+        n = 1
+        while f"m{n}" in taken:
+            n += 1
+        self.runner.command(f"mark m{n}")
 
     def on_event_list_travel(self, message: Any) -> None:
         """t or a double-click on a logged event: the whole machine to just after it happened."""

@@ -137,6 +137,25 @@ def test_live_screen_records_and_back_key(tmp_path):
     asyncio.run(go())
 
 
+def test_the_mark_key_sets_numbered_bookmarks_that_are_recorded(tmp_path):
+    async def go():
+        path = tmp_path / "marks.jsonl"
+        async with lab(size=(100, 30), record=path) as (app, pilot):
+            await command(pilot, app, "run 1000")
+            await pilot.press("ctrl+o")                    # m1 here
+            await settle(pilot, app)
+            await command(pilot, app, "step 5")
+            await pilot.press("ctrl+o")                    # m2: m1 is taken
+            await settle(pilot, app)
+            tm = app.runner.session.time_machine
+            assert {n: insns for n, (_, _, insns) in tm.markers.items()} == {"m1": 1000, "m2": 1005}
+            await command(pilot, app, "seek m1")
+            assert tm.now() == 1000
+        rec = load_recording(path)
+        assert [ln.obj["text"] for ln in rec.inputs()] == ["1000", "mark m1", "step 5", "mark m2", "seek m1"]
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])
 def test_replay_screen_snapshot(snap_compare, tmp_path, size):
     """The replay screen at a marker: panes as they were, the timeline with both markers."""
