@@ -113,3 +113,14 @@ def test_completion_keeps_kind_and_name_one_word():
     assert suggest("until hypercall:mmu_u", [], kinds) == "until hypercall:mmu_update"
     assert suggest("break vmexit:IO_I", [], kinds) == "break vmexit:IO_INSTRUCTION"
     assert suggest("until hypercall:zzz", [], kinds) is None
+
+
+def test_completion_of_a_domain_after_the_at_sign():
+    kinds, domains = ["hypercall", "trap"], ["Domain-0", "hostile", "pv-guest"]
+    assert suggest("until hypercall:mmu_update@hos", [], kinds, domains) == "until hypercall:mmu_update@hostile"
+    assert suggest("break trap@pv", [], kinds, domains) == "break trap@pv-guest"
+    assert suggest("until trap@hostile,hypercall@D", [], kinds, domains) == "until trap@hostile,hypercall@Domain-0"
+    assert suggest("until trap@hostile", [], kinds, domains) is None      # already whole
+    assert suggest("until trap@x", [], kinds, domains) is None            # no such domain
+    assert suggest("until trap@hos", [], kinds) is None                   # no machine, no names
+

@@ -157,7 +157,7 @@ class XenLab(App[None]):
         self.view: StateView | None = None
         self.screen_error: Exception | None = None
         self._stop_shown: Any = None
-        self.main = MainScreen(sorted(REGISTRY), sorted(KINDS))
+        self.main = MainScreen(sorted(REGISTRY), sorted(KINDS), domains=self._domain_names)
 
     # -- lifecycle ----------------------------------------------------------------
     def get_css_variables(self) -> dict[str, str]:
@@ -191,6 +191,10 @@ class XenLab(App[None]):
 
     def action_back(self) -> None:
         self.runner.command("back 1")
+
+    def _domain_names(self) -> list[str]:
+        view = self.runner.view
+        return [d.name for d in view.domains] if view is not None else []
 
     def action_mark(self) -> None:
         """A bookmark without typing a name: the first free one of m1, m2 ... (the mark

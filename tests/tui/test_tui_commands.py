@@ -290,3 +290,15 @@ def test_compare_runs_in_a_worker_with_progress():
             assert "guest instructions" in out and "native" in out and "pv" in out
             assert app.runner.mode == PAUSED and app.view.cpu["icount"] == 0   # the lab's machine untouched
     run(go())
+
+
+@pytest.mark.machine
+def test_the_command_line_completes_the_machines_domains():
+    from lab.paths import MACHINES
+
+    async def go():
+        async with lab(size=(120, 40), target=str(MACHINES / "default.toml")) as (app, pilot):
+            suggester = app.main.cmd().suggester
+            assert await suggester.get_suggestion("until trap@pv-g") == "until trap@pv-guest"
+            assert await suggester.get_suggestion("until trap@hvm") == "until trap@hvm-guest"
+    run(go())

@@ -9,7 +9,7 @@ classes, so nothing is rebuilt and no state is lost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from textual import events
 from textual.app import ComposeResult
@@ -55,10 +55,12 @@ class MainScreen(Screen[None]):
     #: (``mark_focused_pane``), repaint themselves, so nothing else needs it.
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
-    def __init__(self, command_names: list[str], event_kinds: list[str]) -> None:
+    def __init__(self, command_names: list[str], event_kinds: list[str],
+                 domains: Callable[[], Iterable[str]] = lambda: ()) -> None:
         super().__init__()
         self._names = command_names
         self._kinds = event_kinds
+        self._domains = domains
         self.layout_name = ""
         self.active_pane = "cpu"
         self.focused_pane: Widget | None = None
@@ -76,7 +78,7 @@ class MainScreen(Screen[None]):
         yield Static("", id="message")
         with Horizontal(id="cmdbar"):
             yield Static("xen>", id="prompt")
-            yield CommandLine(self._names, self._kinds, id="cmd", compact=True)
+            yield CommandLine(self._names, self._kinds, domains=self._domains, id="cmd", compact=True)
         yield Text("", id="status")
         yield KeyFooter(compact=True)
 

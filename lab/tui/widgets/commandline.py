@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from textual.binding import Binding
 from textual.geometry import Size
@@ -16,26 +16,30 @@ from ..state import History
 class CommandSuggester(Suggester):
     """Completes the first word from the command names, and event kinds after ``until``/``break``."""
 
-    def __init__(self, names: Iterable[str], kinds: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str], kinds: Iterable[str] = (),
+                 domains: Callable[[], Iterable[str]] = lambda: ()) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
         self.names = sorted(set(names))
         self.kinds = sorted(set(kinds))
+        #: The machine's domain names as they are now (domains come and go).
+        self.domains = domains
 
     async def get_suggestion(self, value: str) -> str | None:
-        return suggest(value, self.names, self.kinds)
+        return suggest(value, self.names, self.kinds, list(self.domains()))
 
 
 #: Commands whose argument is an event pattern, KIND or KIND:NAME.
 SPEC_COMMANDS = ("until", "break", "events")
 
 
-def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
+def suggest(value: str, names: list[str], kinds: list[str], domains: Iterable[str] = ()) -> str | None:
     """The completed line for what is typed so far, or None.
 
-    A command name; after ``until``/``break``/``events`` an event kind, and
-    after ``KIND:`` one of Xen's names for that kind (``hypercall:mmu_u`` ->
-    ``hypercall:mmu_update``). A pattern is one word: nothing is inserted
-    inside it.
+    A command name; after ``until``/``break``/``events`` an event kind, after
+    ``KIND:`` one of Xen's names for that kind (``hypercall:mmu_u`` ->
+    ``hypercall:mmu_update``), and after ``@`` one of the machine's domains
+    (``trap@hos`` -> ``trap@hostile``). A pattern is one word: nothing is
+    inserted inside it.
     """
     if not value or value != value.lstrip():
         return None
@@ -44,6 +48,13 @@ def suggest(value: str, names: list[str], kinds: list[str]) -> str | None:
         for n in names:
             if n.startswith(value) and n != value:
                 return n
+        return None
+    if len(words) == 2 and words[0] in SPEC_COMMANDS and "@" in words[1]:
+        pattern, _, dom = words[1].rpartition("@")
+        if dom and "," not in dom:
+            for d in sorted(domains):
+                if d.startswith(dom) and d != dom:
+                    return f"{words[0]} {pattern}@{d}"
         return None
     if len(words) == 2 and words[0] in SPEC_COMMANDS and words[1]:
         kind, colon, name = words[1].partition(":")
@@ -77,9 +88,10 @@ class CommandLine(Input):
                 tooltip="Accept the suggested completion"),
     ]
 
-    def __init__(self, names: Iterable[str], kinds: Iterable[str] = (), **kwargs: Any) -> None:
+    def __init__(self, names: Iterable[str], kinds: Iterable[str] = (),
+                 domains: Callable[[], Iterable[str]] = lambda: (), **kwargs: Any) -> None:
         super().__init__(placeholder=self.PLACEHOLDER,
-                         suggester=CommandSuggester(names, kinds), **kwargs)
+                         suggester=CommandSuggester(names, kinds, domains), **kwargs)
         self.history = History()
 
     def action_history(self, direction: int) -> None:
