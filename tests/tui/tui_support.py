@@ -27,6 +27,9 @@ async def settle(pilot, app: XenLab, timeout: float = 60.0) -> None:
         if r.settled() and view_shown:
             calm += 1
             if calm >= 3:
+                # a log scrolls to its end with an animation: a snapshot taken mid-way
+                # (on a loaded machine) would show older lines
+                await pilot.wait_for_scheduled_animations()
                 await pilot.pause()
                 return
         else:
