@@ -35,6 +35,7 @@ from ..host import XEN_VERSION
 from . import hypercalls
 from . import layout as L
 from .evtchn import ArmEventChannels
+from .grant import ArmContinuation, ArmGrantTables
 from .p2m import P2m
 
 
@@ -96,6 +97,7 @@ class ArmXenHost:
         self.xen_reserved = (16 << 20) >> PAGE_SHIFT
         self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)
         self.evtchn = ArmEventChannels(self)
+        self.grant_tables = ArmGrantTables(self)
         self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab), arm64")
         self.log(f"{cfg.pcpus} pCPUs (Cortex-A53), {cfg.mem_mib} MiB, GICv3, generic timer "
                  f"62.5 MHz; Xen at EL2, guests at EL1/EL0 behind stage 2")
@@ -302,7 +304,14 @@ class ArmXenHost:
         nr = cpu.x[16]
         args = [cpu.x[i] for i in range(5)]
         ret, info = hypercalls.dispatch(self, v, nr, args)
-        if v.domain.alive:
+        if isinstance(ret, ArmContinuation):
+            # hypercall_create_continuation(): the rest of the batch in x0-x2, the PC back on the hvc
+            for i, value in enumerate(ret.args):
+                cpu.x[i] = value & ((1 << 64) - 1)
+            cpu.sys["elr_el2"] = (cpu.sys["elr_el2"] - 4) & ((1 << 64) - 1)
+            info["continuation"] = True
+            ret = -E["ERESTART"]
+        elif v.domain.alive:
             cpu.x[0] = ret & ((1 << 64) - 1)
         err = abi.errno_name(-ret) if ret < 0 else None
         name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
@@ -445,11 +454,16 @@ class ArmXenHost:
         old_gfn = dom.extra.setdefault("physmap_of", {}).get(mfn)
         if old_gfn is not None and old_gfn != gpfn:
             p2m.unmap(old_gfn)                       # a frame is at one place in the guest at a time
+        if self.grant_tables.mapped_at(dom, gpfn):
+            info["why"] = f"gfn {gpfn:#x} holds a grant mapping (unmap it first)"
+            return -E["EBUSY"]
         replaced = p2m.unmap(gpfn)
-        if replaced is not None and replaced not in (dom.shared_info_mfn,) and \
-                replaced not in dom.extra.get("gnttab_frames", {}).values():
-            self.free_frames.append(replaced)        # guest_physmap_remove_page(): the RAM frame goes
-            dom.mem_pages -= 1
+        own = dom.extra.get("frames", [])
+        if replaced is not None and replaced in own:
+            own.remove(replaced)                     # guest_physmap_remove_page(): the RAM frame goes,
+            dom.mem_pages -= 1                       # when no grant mapping or copy holds it any more
+            if self.grant_tables.free_or_keep(replaced):
+                self.free_frames.append(replaced)
         p2m.map(gpfn, mfn, "rw")
         dom.extra["physmap_of"][mfn] = gpfn
         v = dom.vcpus[0] if dom.vcpus else None
@@ -534,6 +548,7 @@ class ArmXenHost:
         dom.state = DYING
         self._stop(dom)
         self.evtchn.remove_domain(dom)
+        self.grant_tables.domain_gone(dom)
         for svc in self.services.values():
             if hasattr(svc, "domain_gone"):
                 svc.domain_gone(dom)
@@ -545,6 +560,8 @@ class ArmXenHost:
         if dom.shared_info_mfn:
             frames.append(dom.shared_info_mfn)
         for mfn in sorted(set(frames)):
+            if not self.grant_tables.free_or_keep(mfn):
+                continue                             # another domain maps it: freed at its unmap
             self.mem.zero_frame(mfn)
             self.free_frames.append(mfn)
         del self.domains[dom.domid]

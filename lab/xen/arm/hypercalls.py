@@ -18,7 +18,9 @@ from ...hw.memory import BusError
 from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
+from . import grant
 from . import layout as L
+from .grant import ArmContinuation
 
 E = abi.ERRNO
 #: What an Arm guest may call (hypercall-defs.c's arm column: "y", "dep" or "subset").
@@ -61,8 +63,8 @@ def copy_to_guest(host, v, va: int, data: bytes) -> None:
         va, pos = va + chunk, pos + chunk
 
 
-def dispatch(host, v, nr: int, args: list[int]) -> tuple[int, dict[str, Any]]:
-    """The result and what the trace shows of it."""
+def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, dict[str, Any]]:
+    """The result (or a continuation) and what the trace shows of it."""
     info: dict[str, Any] = {}
     dom = v.domain
     if nr not in abi.HYPERCALL_BY_NR or nr not in ARM_CALLABLE:
@@ -207,14 +209,16 @@ def hvm_op(host, v, args, info) -> int:
     return 0
 
 
-def grant_table_op(host, v, args, info) -> int:
+def grant_table_op(host, v, args, info) -> int | ArmContinuation:
     cmd, va, count = args[0], args[1], args[2]
-    info["args"] = [abi.GNTTABOP_NAMES.get(cmd, str(cmd)) if hasattr(abi, "GNTTABOP_NAMES") else cmd]
+    info["args"] = [abi.GNTTABOP_NAMES.get(cmd, str(cmd))]
     if cmd == abi.GNTTABOP_query_size and count == 1:
         # struct gnttab_query_size {domid_t dom; uint32_t nr_frames, max_nr_frames; int16_t status}
         frames = len(v.domain.extra.get("gnttab_frames", {}))
         copy_to_guest(host, v, va + 4, struct.pack("<IIh", max(frames, 1), host.GNTTAB_MAX_FRAMES, 0))
         return 0
+    if cmd in (abi.GNTTABOP_map_grant_ref, abi.GNTTABOP_unmap_grant_ref, abi.GNTTABOP_copy):
+        return grant.grant_table_op(host, v, args, info, copy_from_guest, copy_to_guest)
     return -E["ENOSYS"]
 
 
