@@ -133,7 +133,7 @@ class ArmToolstack:
         dom.images["kernel"] = kernel
         dom.images["program"] = program
         tree = flatten(guest_tree(xen_version=(XEN_VERSION[0], XEN_VERSION[1]), ram_base=L.GUEST_RAM0_BASE,
-                                  ram_size=pages << 12, bootargs=conf.cmdline or ""))
+                                  ram_size=pages << 12, bootargs=conf.cmdline or "", nr_cpus=conf.vcpus))
         dtb = ram_end - DTB_FROM_TOP
         host.write_guest(dom, dtb, tree)
         self.device_trees[dom.domid] = tree
@@ -152,7 +152,7 @@ class ArmToolstack:
                                                2: rounds})
         for vid in range(1, conf.vcpus):
             v = host.new_vcpu(dom, vid)
-            v.runstate = "offline"          # secondary vCPUs wait for PSCI CPU_ON (not modelled)
+            v.runstate = "offline"          # secondary vCPUs wait for PSCI CPU_ON (vpsci.c)
         host.emit(dom.vcpus[0], "boot", mode="arm", entry=entry,
                   message=f"EL1 at {entry:#x}, device tree at {dtb:#x}")
         return dom

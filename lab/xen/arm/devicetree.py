@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 from . import layout as L
+from .psci import PSCI_COMPATIBLE, PSCI_cpu_off, PSCI_cpu_on, vcpuid_to_vaffinity
 
 FDT_MAGIC = 0xD00DFEED
 FDT_BEGIN_NODE, FDT_END_NODE, FDT_PROP, FDT_NOP, FDT_END = 1, 2, 3, 4, 9
@@ -44,13 +45,23 @@ def _ppi(ppi: int) -> list[int]:
     return [GIC_PPI, ppi - 16, (0xF << 8) | DT_IRQ_TYPE_LEVEL_LOW]
 
 
-def guest_tree(*, xen_version: tuple[int, int], ram_base: int, ram_size: int, bootargs: str = "") -> Node:
-    """The tree libxl builds for a guest (make_root_properties, make_memory_nodes, make_gicv3_node,
-    make_timer_node, make_hypervisor_node, make_chosen_node), as far as the lab's guests need it."""
+def guest_tree(*, xen_version: tuple[int, int], ram_base: int, ram_size: int, bootargs: str = "",
+               nr_cpus: int = 1) -> Node:
+    """The tree libxl builds for a guest (make_root_properties, make_chosen_node, make_cpus_node,
+    make_psci_node, make_memory_nodes, make_gicv3_node, make_timer_node, make_hypervisor_node), as
+    far as the lab's guests need it."""
     major, minor = xen_version
     root = Node("", [("compatible", ["xen,xenvm-%d.%d" % (major, minor), "xen,xenvm"]),
                      ("interrupt-parent", _cells(0xFDE8)), ("#address-cells", _cells(2)), ("#size-cells", _cells(2))])
     root.children.append(Node("chosen", [("bootargs", bootargs)]))
+    cpus = Node("cpus", [("#address-cells", _cells(1)), ("#size-cells", _cells(0))])
+    for i in range(nr_cpus):
+        mpidr = vcpuid_to_vaffinity(i)
+        cpus.children.append(Node(f"cpu@{mpidr:x}", [("device_type", "cpu"), ("compatible", ["arm,armv8"]),
+                                                     ("enable-method", "psci"), ("reg", _cells(mpidr))]))
+    root.children.append(cpus)
+    root.children.append(Node("psci", [("compatible", list(PSCI_COMPATIBLE)), ("method", "hvc"),
+                                       ("cpu_off", _cells(PSCI_cpu_off)), ("cpu_on", _cells(PSCI_cpu_on))]))
     root.children.append(Node(f"memory@{ram_base:x}", [("device_type", "memory"),
                                                        ("reg", _cells(ram_base >> 32, ram_base & 0xFFFFFFFF,
                                                                       ram_size >> 32, ram_size & 0xFFFFFFFF))]))

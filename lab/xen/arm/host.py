@@ -32,7 +32,7 @@ from ..domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLIN
                       RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
 from ..heap import FreeFrames
 from ..host import XEN_VERSION
-from . import hypercalls
+from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
 from .grant import ArmContinuation, ArmGrantTables
@@ -46,9 +46,6 @@ def _cpu(v: Vcpu) -> ArmCpu:
 FOREVER = 1 << 62
 MODE = "arm"
 E = abi.ERRNO
-#: PSCI 0.2 function IDs Xen answers on hvc #0 (xen/arch/arm/vpsci.c; Arm DEN 0022).
-PSCI_VERSION, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET = 0x84000000, 0x84000008, 0x84000009
-SMCCC_NOT_SUPPORTED = (1 << 64) - 1
 
 
 class ArmHostConfig:
@@ -208,29 +205,34 @@ class ArmXenHost:
         return bytes(out)
 
     def new_vcpu(self, dom: Domain, vid: int, entry: int | None = None, regs: dict[int, int] | None = None) -> Vcpu:
-        """A vCPU: at EL1 with PSR_GUEST64_INIT, HCR_EL2 as Xen sets it for a guest, its VTTBR."""
-        cpu = None
-        if entry is not None:
-            cpu = ArmCpu(self.mem, cpu_id=vid, cpu_hz=self.cpu_hz)
-            cpu.set_pstate(L.PSR_GUEST64_INIT)
-            cpu.pc = entry
-            for n, value in (regs or {}).items():
-                cpu.x[n] = value
-            p2m = self.p2m(dom)
-            assert p2m is not None
-            cpu.sys["hcr_el2"] = L.HCR_GUEST_FLAGS
-            cpu.sys["vttbr_el2"] = p2m.vttbr
-            cpu.sys["vtcr_el2"] = p2m.vtcr
-            cpu.sys["vmpidr_el2"] = (1 << 31) | vid
-            cpu.sys["vbar_el2"] = 0x00200000 + 0x800 * (vid + 1)     # Xen's hyp_traps_vector (shown only)
-            cpu.gic.ich_hcr = 1                  # ICH_HCR_EL2.En: the virtual CPU interface is on
-            cpu.gic.grpen1, cpu.gic.pmr = 1, 0xFF   # Xen takes every physical interrupt
-            cpu.hypervisor = self
-        v = Vcpu(domain=dom, id=vid, cpu=cpu)       # type: ignore[arg-type]
-        if cpu is not None:
-            cpu.emit = self._cpu_emitter(v)
+        """A vCPU: at EL1 with PSR_GUEST64_INIT, HCR_EL2 as Xen sets it for a guest, its VTTBR.
+        Without an entry point it has no context yet (a secondary waiting for PSCI CPU_ON)."""
+        v = Vcpu(domain=dom, id=vid, cpu=None)
         dom.vcpus.append(v)
+        if entry is not None:
+            self.start_vcpu(v, entry, regs)
         return v
+
+    def start_vcpu(self, v: Vcpu, entry: int, regs: dict[int, int] | None = None) -> None:
+        """arch_vcpu_apply_guest_context(): a fresh core for ``v`` at ``entry``, MMU off."""
+        dom, vid = v.domain, v.id
+        cpu = ArmCpu(self.mem, cpu_id=vid, cpu_hz=self.cpu_hz)
+        cpu.set_pstate(L.PSR_GUEST64_INIT)
+        cpu.pc = entry
+        for n, value in (regs or {}).items():
+            cpu.x[n] = value
+        p2m = self.p2m(dom)
+        assert p2m is not None
+        cpu.sys["hcr_el2"] = L.HCR_GUEST_FLAGS
+        cpu.sys["vttbr_el2"] = p2m.vttbr
+        cpu.sys["vtcr_el2"] = p2m.vtcr
+        cpu.sys["vmpidr_el2"] = psci.MPIDR_SMP | psci.vcpuid_to_vaffinity(vid)
+        cpu.sys["vbar_el2"] = 0x00200000 + 0x800 * (vid + 1)     # Xen's hyp_traps_vector (shown only)
+        cpu.gic.ich_hcr = 1                  # ICH_HCR_EL2.En: the virtual CPU interface is on
+        cpu.gic.grpen1, cpu.gic.pmr = 1, 0xFF   # Xen takes every physical interrupt
+        cpu.hypervisor = self
+        v.cpu = cpu                                      # type: ignore[assignment]
+        cpu.emit = self._cpu_emitter(v)
 
     def _cpu_emitter(self, v: Vcpu) -> Callable[..., Any]:
         def emit(event_kind: str, **d: Any) -> Event | None:
@@ -269,8 +271,17 @@ class ArmXenHost:
             self._stage2_abort(v, syndrome)
         elif syndrome.ec == X.EC_WFX:
             self._wfi(v, syndrome)
+        elif syndrome.ec == X.EC_SMC64:
+            # do_trap_smc(): SMCCC (PSCI) through smc, which HCR_EL2.TSC traps; ELR is the smc itself
+            self.charge(v, "xen_handler")
+            if psci.vsmccc_handle_call(self, v, syndrome):
+                cpu.sys["elr_el2"] = (cpu.sys["elr_el2"] + 4) & ((1 << 64) - 1)
+                self._resume(v)
+            else:
+                self._resume(v)
+                self.inject_sync(v, X.Syndrome(X.EC_UNKNOWN))
         else:
-            # smc (PSCI through SMC is not modelled) and anything else: Undefined in the guest,
+            # anything else: Undefined in the guest,
             # as inject_undef_exception() does (traps.c).
             self._resume(v)
             self.inject_sync(v, X.Syndrome(X.EC_UNKNOWN))
@@ -287,14 +298,9 @@ class ArmXenHost:
         cpu = _cpu(v)
         cost = self.charge(v, "xen_handler")
         if syn.iss == 0:
-            # SMCCC through hvc #0: PSCI (xen/arch/arm/vsmc.c, vpsci.c)
-            fid = cpu.x[0] & 0xFFFFFFFF
-            if fid in (PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET):
-                self.log(f"d{v.domain.domid}: PSCI {'SYSTEM_OFF' if fid == PSCI_SYSTEM_OFF else 'SYSTEM_RESET'}", v)
-                self._resume(v)
-                self.shutdown(v.domain, "poweroff" if fid == PSCI_SYSTEM_OFF else "reboot")
-                return
-            cpu.x[0] = 0x10001 if fid == PSCI_VERSION else SMCCC_NOT_SUPPORTED     # PSCI 1.1
+            # do_trap_hvc_smccc(): SMCCC through hvc #0, PSCI among it (xen/arch/arm/vsmc.c, vpsci.c)
+            self._resume(v)
+            psci.vsmccc_handle_call(self, v, syn)
             return
         if syn.iss != L.XEN_HYPERCALL_TAG:
             self.log(f"d{v.domain.domid}: invalid HVC imm {syn.iss:#x}", v)
