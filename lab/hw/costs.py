@@ -21,6 +21,7 @@ class Costs:
     STATE_CONSTANT = True       # configuration: snapshots keep it by identity
     instruction: dict[str, int] = field(default_factory=dict)
     event: dict[str, int] = field(default_factory=dict)
+    a64: dict[str, int] = field(default_factory=dict)     # the Arm host's cores, by A64 operation
     source: str = ""
 
     def of_mnemonic(self, name: str) -> int:
@@ -39,7 +40,7 @@ def load_costs(path: Path | str | None = None) -> Costs:
     except tomllib.TOMLDecodeError as e:
         raise CostError(f"{p}: {e}") from None
     costs = Costs(source=str(p))
-    for table in ("instruction", "event"):
+    for table in ("instruction", "event", "a64"):
         for key, value in data.get(table, {}).items():
             if not isinstance(value, int) or value < 0:
                 raise CostError(f"{p}: [{table}] {key} must be a whole number of cycles, not {value!r}")

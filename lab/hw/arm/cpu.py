@@ -98,6 +98,9 @@ class ArmCpu:
         self.tlb = Tlb()
         self.icount = 0
         self.cycles = 0
+        #: Cycles per A64 operation (the cost table's [a64]); an operation it does not name costs
+        #: its "default", and with no table every instruction costs one cycle.
+        self.op_cycles: dict[str, int] = {}
         self.halted = False             # in wfi, waiting for an interrupt
         self.stopped: str | None = None
         self.hypervisor: Any = None     # Xen in Python: trap(cpu, syndrome) for exceptions taken to EL2
@@ -374,6 +377,7 @@ class ArmCpu:
             self.cycles += 1
             return
         pc = self.pc
+        cost = 1
         try:
             if pc & 3:
                 raise Abort(X.Syndrome(X.EC_PC_ALIGN, far=pc), max(self.el, 1))
@@ -392,12 +396,14 @@ class ArmCpu:
                     _DECODED.clear()
                 _DECODED[word] = insn
             self.pc = (pc + 4) & M64
+            if self.op_cycles:
+                cost = self.op_cycles.get(insn.op, self.op_cycles.get("default", 1))
             self.execute(insn, pc)
         except Abort as a:
             ret = (pc + 4) if a.next_pc else pc
             self.take_exception(a.target_el, a.syndrome, X.VEC_SYNC, ret)
         self.icount += 1
-        self.cycles += 1
+        self.cycles += cost
 
     def run(self, n: int) -> int:
         """Up to ``n`` instructions or until the core stops; how many steps ran."""

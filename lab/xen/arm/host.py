@@ -231,6 +231,7 @@ class ArmXenHost:
         cpu.gic.ich_hcr = 1                  # ICH_HCR_EL2.En: the virtual CPU interface is on
         cpu.gic.grpen1, cpu.gic.pmr = 1, 0xFF   # Xen takes every physical interrupt
         cpu.hypervisor = self
+        cpu.op_cycles = self.costs.a64
         v.cpu = cpu                                      # type: ignore[assignment]
         cpu.emit = self._cpu_emitter(v)
 
