@@ -228,3 +228,21 @@ def test_a_huge_batch_is_continued_not_run_in_one_go(tmp_path):
     assert len(calls) > 3 and all(c.data["errno"] == "ERESTART" for c in calls[:3])
     cpu = mapper.vcpus[0].cpu
     assert cpu.x[0] == abi.GNTTABOP_copy and cpu.x[2] < 0x7FFFFFFF and mapper.alive
+
+
+def test_xentrace_on_arm_records_grant_maps_and_the_scheduler_not_hypercalls(tmp_path):
+    """Xen on Arm traces only common code's points: TRC_MEM_PAGE_GRANT_MAP/UNMAP with the
+    granter's domid (grant_table.c) and the scheduler's; traps.c has no hypercall trace."""
+    from lab.session.xentrace import attach_xentrace, read_xentrace
+    from lab.xen.abi.trace import TRC_MEM_PAGE_GRANT_MAP, TRC_PV_HYPERCALL_V2, TRC_SCHED_SWITCH
+    host, _, granter, mapper = two_guests(tmp_path, MAP_THEN_TOUCH + "1: wfi\n    b 1b\n")
+    put_ops(host, mapper, map_op(MAP_IPA, GNTMAP_host_map, 8, granter.domid))
+    path = tmp_path / "arm.xt"
+    writer = attach_xentrace(host, str(path))
+    host.run(400)
+    writer.close()
+    records = read_xentrace(path.read_bytes())
+    maps = [r for r in records if r.event == TRC_MEM_PAGE_GRANT_MAP]
+    assert len(maps) == 1 and maps[0].extra == (granter.domid,)
+    assert any(r.event == TRC_SCHED_SWITCH for r in records)
+    assert not any(r.event & 0xFFFFF == TRC_PV_HYPERCALL_V2 & 0xFFFFF for r in records)

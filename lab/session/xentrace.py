@@ -72,6 +72,9 @@ class XentraceWriter:
                  is_hvm: Callable[[int], bool] | None = None) -> None:
         self.fp = fp
         self.vendor = vendor
+        #: Xen on Arm traces only what common code traces (the scheduler, grant map and unmap):
+        #: its traps.c has no hypercall, trap or I/O trace points.
+        self.arm = vendor == "arm"
         #: Is this domain HVM or PVH (its hypercalls are VMCALL exits, its port I/O emulated)?
         self.is_hvm = is_hvm or (lambda domid: False)
         self.pending: dict[int, list[bytes]] = {}
@@ -122,6 +125,8 @@ class XentraceWriter:
                 who = (d.get("to_dom"), d.get("to_vcpu") or 0)
                 yield record(TRC_SCHED_WAKE, tsc, [who[0] or 0, who[1]])
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)])
+        elif self.arm and kind not in ("grant",):
+            return
         elif kind == "vmexit":
             rip = d.get("rip") or 0
             event = TRC_HVM_SVM_EXIT64 if self.vendor == "amd" else TRC_HVM_VMX_EXIT64
@@ -140,9 +145,11 @@ class XentraceWriter:
             # hvmemul / hvm_io: the port and the value read or written
             event = TRC_HVM_IOPORT_READ if d["dir"] == "in" else TRC_HVM_IOPORT_WRITE
             yield record(event, tsc, [d.get("port") or 0, d.get("value") or 0])
-        elif kind == "grant" and d.get("op") in ("map", "unmap"):
-            event = TRC_MEM_PAGE_GRANT_MAP if d["op"] == "map" else TRC_MEM_PAGE_GRANT_UNMAP
-            yield record(event, tsc, [ev.dom or 0])
+        elif kind == "grant" and d.get("op") in ("map_grant_ref", "unmap_grant_ref") and d.get("status") == "GNTST_okay":
+            # map_grant_ref()/unmap_common(): TRACE_TIME(TRC_MEM_PAGE_GRANT_MAP/UNMAP, the granter's domid),
+            # once the operation succeeded
+            event = TRC_MEM_PAGE_GRANT_MAP if d["op"] == "map_grant_ref" else TRC_MEM_PAGE_GRANT_UNMAP
+            yield record(event, tsc, [d.get("granter") or 0])
         elif kind == "pagetable" and str(d.get("op", "")).startswith("shadow"):
             event = TRC_SHADOW_EMULATE if d.get("result") == "emulated" else TRC_SHADOW_FIXUP
             addr = d.get("addr") or 0
