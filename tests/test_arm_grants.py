@@ -246,3 +246,12 @@ def test_xentrace_on_arm_records_grant_maps_and_the_scheduler_not_hypercalls(tmp
     assert len(maps) == 1 and maps[0].extra == (granter.domid,)
     assert any(r.event == TRC_SCHED_SWITCH for r in records)
     assert not any(r.event & 0xFFFFF == TRC_PV_HYPERCALL_V2 & 0xFFFFF for r in records)
+
+
+def test_the_io_view_shows_an_arm_guest_s_grants_and_who_maps_them(tmp_path):
+    from lab.session.io_state import describe
+    host, _, granter, mapper = two_guests(tmp_path, MAP_THEN_TOUCH + "1: wfi\n    b 1b\n")
+    put_ops(host, mapper, map_op(MAP_IPA, GNTMAP_host_map, 8, granter.domid))
+    host.run(400)
+    text = describe(host, granter.domid)
+    assert f"ref 8    d{mapper.domid} frame {DATA_IPA >> 12:#x} permit_access|reading|writing, mapped by d{mapper.domid} (rw)" in text

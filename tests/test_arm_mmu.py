@@ -168,7 +168,7 @@ def test_the_tlb_is_tagged_by_vmid():
     c.pc = CODE + 4
     c.step()
     assert c.x[0] == 2
-    assert {k[0] for k in c.tlb.entries} == {1, 2}
+    assert {k[0] for k in c.tlb.cache} == {1, 2} == {e.vmid for e in c.tlb.entries()}
 
 
 def test_a_changed_descriptor_is_not_seen_until_the_tlb_is_invalidated():

@@ -40,6 +40,17 @@ def test_the_arm_guest_runs_the_workload_with_the_x86_checksum(booted):
     assert "program exited with code 0; syscalls 76" in out
     assert "xenstore: read name = arm-guest" in out
     assert 'compatible "xen,xen-4.23", grant table at 0x0000000038000000, event channel PPI 31' in out
+    assert "psci: CPU_ON started vCPU 1 (MPIDR 0x0000000080000001, context id 0x00000000000005ec)" in out
+
+
+def test_the_shipped_guest_s_second_vcpu_came_up_by_psci_and_went_down_again(booted):
+    host, xl = booted
+    dom = host.domain_by_name("arm-guest")
+    assert len(dom.vcpus) == 2 and dom.vcpus[1].cpu is not None and dom.vcpus[1].cpu.icount > 0
+    ops = [(e.data["op"], e.vcpu) for e in host.trace.iter_all() if e.kind == "sched" and e.data["op"] in ("up", "down")]
+    assert ops == [("up", 1), ("down", 1)]
+    rows = [line.split() for line in xl.vcpu_list().splitlines() if line.startswith("arm-guest")]
+    assert [r[2] for r in rows] == ["0", "1"]
 
 
 def test_hypercalls_are_hvc_0xea1_with_the_number_in_x16(booted):

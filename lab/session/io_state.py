@@ -103,9 +103,13 @@ def event_channels(host, domid: int) -> list[PortView]:
 def grants(host, domid: int) -> list[GrantView]:
     """The domain's grant entries that grant something, and who maps them."""
     from ..xen.grant import ENTRIES_PER_FRAME, _tables
-    gt = _tables(host)
+    if getattr(host, "arch", None) == "arm64":      # the Arm host keeps its own (lab/xen/arm/grant.py)
+        gt = host.grant_tables
+        frames = gt.table_frames(domid)
+    else:
+        gt = _tables(host)
+        frames = gt.frames.get(domid, [])
     out = []
-    frames = gt.frames.get(domid, [])
     mapped: dict[int, list[str]] = {}
     for mapper in sorted(gt.maptrack):
         for handle in sorted(gt.maptrack[mapper]):
@@ -113,6 +117,8 @@ def grants(host, domid: int) -> list[GrantView]:
             if m.granter == domid:
                 mapped.setdefault(m.ref, []).append(f"d{mapper} ({'rw' if m.writable else 'ro'})")
     for i, mfn in enumerate(frames):          # a frame at a time: 512 entries of <u16 flags, u16 domid, u32 frame>
+        if mfn is None:
+            continue
         for slot, (flags, to, frame) in enumerate(struct.iter_unpack("<HHI", host.mem.read(mfn << 12, 4096))):
             if flags & 3:
                 ref = i * ENTRIES_PER_FRAME + slot

@@ -158,7 +158,8 @@ def build_view(session: Session, gen: int, walk_addr: int | None,
             else:
                 vinfos.append(VcpuInfo(f"{d.name} ({d.mode})", d.domid, v.id, f"{d.domid}.{v.id}", v.runstate,
                                        0, True, service_dom == d.domid, runstate=v.runstate, pcpu=v.pcpu,
-                                       role="services" if v.cpu is None else "", has_cpu=v.cpu is not None,
+                                       role="services" if v.cpu is None and d.privileged else "",
+                                       has_cpu=v.cpu is not None,
                                        mode=d.mode))
         word, letters = domain_state(d)
         focused_dom = service_dom == d.domid if service_dom is not None else focus.dom == d.domid

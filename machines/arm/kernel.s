@@ -13,7 +13,10 @@
 //   5. opens the GIC's virtual CPU interface and arms the virtual timer (PPI 27)
 //   6. reads its name from xenstore over the ring, waiting in wfi for the
 //      event channel's PPI
-//   7. runs the user program at EL0 (its entry in x1, the rounds in x2) and
+//   7. starts its second vCPU, if it has one, with PSCI CPU_ON (hvc #0, as the
+//      device tree's /psci node says); that vCPU notes its MPIDR and turns
+//      itself off again with CPU_OFF
+//   8. runs the user program at EL0 (its entry in x1, the rounds in x2) and
 //      serves its system calls (Linux arm64 numbers, svc #0)
 //
 // First it turns its stage 1 on: an identity map in 2 MiB blocks (the kernel's
@@ -46,6 +49,8 @@
 .equ DOMID_SELF,                 0x7ff0
 .equ XS_READ,                    2
 .equ PPI_VTIMER,                 27
+.equ PSCI_SUCCESS,               0
+.equ PSCI_0_2_AFFINITY_LEVEL_OFF, 1
 .equ TIMER_TICKS,                6250      // 100 us at the generic timer's 62.5 MHz
 // struct xencons_interface and struct xenstore_domain_interface offsets
 .equ CONS_OUT, 1024
@@ -186,7 +191,50 @@ _start:
     // 6. xenstore: read our name
     bl xs_read_name
 
-    // 7. the program, at EL0 with interrupts on
+    // 7. the second vCPU: PSCI CPU_ON (the 64-bit function ID 0xc4000003: MPIDR, entry,
+    // context id), then wait for it to say it ran and for AFFINITY_INFO to say it is off
+    movz x0, #0xc400, lsl #16
+    movk x0, #3
+    mov x1, #1                         // MPIDR Aff0 1: vCPU 1
+    adr x2, secondary_start
+    mov x3, #0x5ec                     // its context id, in its x0
+    hvc #0
+    cmp x0, #PSCI_SUCCESS
+    b.ne 4f                            // one vCPU only: INVALID_PARAMETERS
+2:  adr x9, secondary_mpidr
+    ldr x0, [x9]
+    cbnz x0, 3f
+    mov x16, #__HYPERVISOR_sched_op     // let it run on the pCPU
+    mov x0, #SCHEDOP_yield
+    mov x1, #0
+    hvc #XEN_HYPERCALL_TAG
+    b 2b
+3:  movz x0, #0x8400, lsl #16
+    movk x0, #4                        // AFFINITY_INFO (MPIDR 1, level 0)
+    mov x1, #1
+    mov x2, #0
+    hvc #0
+    cmp x0, #PSCI_0_2_AFFINITY_LEVEL_OFF
+    b.eq 5f
+    mov x16, #__HYPERVISOR_sched_op
+    mov x0, #SCHEDOP_yield
+    mov x1, #0
+    hvc #XEN_HYPERCALL_TAG
+    b 3b
+5:  adr x0, msg_psci
+    bl puts
+    adr x0, secondary_mpidr
+    ldr x0, [x0]
+    bl put_hex
+    adr x0, msg_psci_ctx
+    bl puts
+    adr x0, secondary_ctx
+    ldr x0, [x0]
+    bl put_hex
+    adr x0, msg_psci_off
+    bl puts
+4:
+    // 8. the program, at EL0 with interrupts on
     adr x0, msg_exec
     bl puts
     msr elr_el1, x27
@@ -575,6 +623,19 @@ xs_read_name:
     ldp x29, x30, [sp], #16
     ret
 
+// secondary_start: where PSCI CPU_ON starts vCPU 1, at EL1 with its MMU off (VA = IPA,
+// which the identity map makes the same addresses): note who it is, then CPU_OFF.
+secondary_start:
+    adr x9, secondary_ctx
+    str x0, [x9]                       // the context id CPU_ON passed
+    mrs x10, mpidr_el1
+    adr x9, secondary_mpidr
+    str x10, [x9]
+    movz x0, #0x8400, lsl #16
+    movk x0, #2                        // CPU_OFF: never returns while it is off
+    hvc #0
+1:  b 1b
+
 // ---------------------------------------------------------------- exceptions
 .align 2048
 vectors:
@@ -769,6 +830,9 @@ msg_ppi:        .asciz ", event channel PPI "
 msg_shinfo:     .asciz "xen: shared_info mapped at IPA "
 msg_xs:         .asciz "xenstore: read name = "
 msg_exec:       .asciz "kernel: starting the program at EL0\n"
+msg_psci:       .asciz "psci: CPU_ON started vCPU 1 (MPIDR "
+msg_psci_ctx:   .asciz ", context id "
+msg_psci_off:   .asciz "); it turned itself off with CPU_OFF\n"
 msg_exit:       .asciz "kernel: program exited with code "
 msg_syscalls:   .asciz "; syscalls "
 msg_ticks:      .asciz "; virtual timer interrupts (PPI 27) "
@@ -800,6 +864,8 @@ store_ring:     .quad 0
 store_port:     .quad 0
 timer_ticks:    .quad 0
 evtchn_upcalls: .quad 0
+secondary_mpidr: .quad 0
+secondary_ctx:  .quad 0
 syscalls:       .quad 0
 cur_brk:        .quad HEAP_BASE
 xatp:           .zero 24

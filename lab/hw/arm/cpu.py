@@ -18,6 +18,7 @@ VBAR_EL2, as the x86 profile's Xen is called on a VM exit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ...isa.a64 import A64, A64DecodeError, ZR, decode, decode_bit_masks
@@ -47,28 +48,49 @@ class Abort(Exception):
         self.next_pc = next_pc          # the preferred return address is the next instruction (svc, hvc)
 
 
+@dataclass(frozen=True)
+class TlbEntry:
+    """One cached translation, as the TLB pane and ``tlb`` show it."""
+    vmid: int
+    asid: int                   # Tlb.GLOBAL for a global (nG = 0) entry
+    page: int                   # the virtual page number
+    res: WalkResult
+
+    def describe(self) -> str:
+        r = self.res
+        tag = "global" if self.asid == Tlb.GLOBAL else f"ASID {self.asid}"
+        rights = ("RW" if r.writable else "RO") + (" X" if r.executable else " XN") + (" EL0" if r.el0 else " EL1")
+        where = f"VMID {self.vmid}" if self.vmid >= 0 else "EL2"
+        return f"{where} {tag}: {self.page << 12:#x} -> PA {(r.pa or 0) & ~0xFFF:#x} 4K {rights}"
+
+
 class Tlb:
-    """Translations cached per 4 KiB page, tagged by VMID and ASID (global entries match any ASID)."""
+    """Translations cached per 4 KiB page, tagged by VMID and ASID (global entries match any ASID).
+    Each entry is combined: stage 1 and stage 2 in one, VA to machine address."""
 
     GLOBAL = -1
 
     def __init__(self) -> None:
-        self.entries: dict[tuple[int, int, int], tuple[int, WalkResult]] = {}
+        self.cache: dict[tuple[int, int, int], tuple[int, WalkResult]] = {}
+
+    def entries(self) -> list[TlbEntry]:
+        """Every cached translation, by VMID, then page."""
+        return [TlbEntry(k[0], k[1], k[2], v[1]) for k, v in sorted(self.cache.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1]))]
 
     def lookup(self, vmid: int, asid: int, page: int) -> tuple[int, WalkResult] | None:
-        return self.entries.get((vmid, asid, page)) or self.entries.get((vmid, self.GLOBAL, page))
+        return self.cache.get((vmid, asid, page)) or self.cache.get((vmid, self.GLOBAL, page))
 
     def fill(self, vmid: int, asid: int, page: int, res: WalkResult) -> None:
         assert res.pa is not None
         tag = self.GLOBAL if res.global_ else asid
-        self.entries[(vmid, tag, page)] = (res.pa >> 12, res)
+        self.cache[(vmid, tag, page)] = (res.pa >> 12, res)
 
     def invalidate(self, vmid: int | None = None, asid: int | None = None, page: int | None = None) -> int:
         """Drop matching entries (None matches all); how many went."""
-        gone = [k for k in self.entries if (vmid is None or k[0] == vmid) and
+        gone = [k for k in self.cache if (vmid is None or k[0] == vmid) and
                 (asid is None or k[1] in (asid, self.GLOBAL)) and (page is None or k[2] == page)]
         for k in gone:
-            del self.entries[k]
+            del self.cache[k]
         return len(gone)
 
 
@@ -335,7 +357,7 @@ class ArmCpu:
         return {"x": list(self.x), "sp": list(self.sp), "pc": self.pc, "el": self.el, "spsel": self.spsel,
                 "nzcv": self.nzcv, "daif": self.daif, "sys": dict(self.sys), "gic": self.gic.save_state(),
                 "timer": (self.timer.ctl, self.timer.cval, self.timer.voff),
-                "tlb": dict(self.tlb.entries), "icount": self.icount, "cycles": self.cycles,
+                "tlb": dict(self.tlb.cache), "icount": self.icount, "cycles": self.cycles,
                 "halted": self.halted, "stopped": self.stopped}
 
     def snapshot(self) -> dict:
@@ -348,7 +370,7 @@ class ArmCpu:
         self.sys = dict(s["sys"])
         self.gic.load_state(s["gic"])
         self.timer.ctl, self.timer.cval, self.timer.voff = s["timer"]
-        self.tlb.entries = dict(s["tlb"])
+        self.tlb.cache = dict(s["tlb"])
         self.icount, self.cycles, self.halted, self.stopped = s["icount"], s["cycles"], s["halted"], s["stopped"]
 
     # -- running -----------------------------------------------------------------------
@@ -649,8 +671,8 @@ def _tlbi(c: ArmCpu, i: A64, pc: int) -> None:
     elif name == "vmalls12e1":
         c.tlb.invalidate(vmid=vmid)
     elif name == "alle1":
-        for key in [k for k in c.tlb.entries if k[0] != -1]:
-            del c.tlb.entries[key]
+        for key in [k for k in c.tlb.cache if k[0] != -1]:
+            del c.tlb.cache[key]
     elif name == "alle2":
         c.tlb.invalidate(vmid=-1)
     else:                  # ipas2e1: by IPA; the lab's TLB keeps combined entries, so the VMID's go

@@ -43,7 +43,9 @@ def vcpu_label(v: VcpuInfo, colors: dict[str, str]) -> Text:
     parts: list[Any] = [marker, (f"vcpu{v.vcpu}", "bold" if v.focused else ""), (f" {pcpu} ", "dim"),
                         (state, state_color)]
     if not v.has_cpu:
-        parts.append((" · dom0 services", "dim"))
+        parts.append((" · dom0 services" if v.role == "services" else " · not started", "dim"))
+    elif v.mode == "arm":
+        parts.append((f" · EL{v.cpl}", "dim"))            # exception levels: no rings, no root mode
     else:
         mode = "root" if v.root else "non-root"
         parts.append((f" · ring {v.cpl} {mode}", "dim"))

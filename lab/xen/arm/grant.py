@@ -123,6 +123,12 @@ class ArmGrantTables:
     def _frames(self, granter) -> dict[int, int]:
         return granter.extra.get("gnttab_frames", {})
 
+    def table_frames(self, domid: int) -> list[int | None]:
+        """The domain's grant-table frames by index (None where it placed none), for the I/O view."""
+        dom = self.host.domains.get(domid)
+        frames = self._frames(dom) if dom is not None else {}
+        return [frames.get(i) for i in range(max(frames) + 1)] if frames else []
+
     def nr_entries(self, granter) -> int:
         """A domain has one grant frame from creation, and as many as it placed (grow_table)."""
         frames = self._frames(granter)
