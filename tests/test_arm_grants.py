@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from lab.dom0.arm.toolstack import boot_arm_host
 from lab.xen import abi
@@ -223,7 +224,7 @@ def test_a_huge_batch_is_continued_not_run_in_one_go(tmp_path):
     host, _, granter, mapper = two_guests(tmp_path, "    mov x0, #5\n    movz x1, #0x4090, lsl #16\n"
                                           "    movz x2, #0x7fff, lsl #16\n    movk x2, #0xffff\n"
                                           f"    mov x16, #{GRANT_OP}\n    hvc #0xea1\n    mov x19, x0\n")
-    host.run(2000)
+    host.run(20)
     calls = [e for e in host.trace.iter_all() if e.kind == "hypercall" and e.data["name"] == "grant_table_op"]
     assert len(calls) > 3 and all(c.data["errno"] == "ERESTART" for c in calls[:3])
     cpu = mapper.vcpus[0].cpu
@@ -255,3 +256,29 @@ def test_the_io_view_shows_an_arm_guest_s_grants_and_who_maps_them(tmp_path):
     host.run(400)
     text = describe(host, granter.domid)
     assert f"ref 8    d{mapper.domid} frame {DATA_IPA >> 12:#x} permit_access|reading|writing, mapped by d{mapper.domid} (rw)" in text
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from([abi.GNTTABOP_map_grant_ref, abi.GNTTABOP_unmap_grant_ref, abi.GNTTABOP_copy]),
+                          st.binary(min_size=40, max_size=40)), min_size=1, max_size=6))
+def test_random_grant_batches_never_reach_another_domain_s_frames(tmp_path_factory, batches):
+    """Random map/unmap/copy entries from the mapper (with one real map among them): the host never
+    raises, a bystander's memory is untouched, and no frame is both free and mapped or held."""
+    tmp = tmp_path_factory.mktemp("gfuzz")
+    body = "".join(gnttab_call(cmd, 1).replace(f"#{OPS_IPA >> 16:#x}, lsl #16", f"#{(OPS_IPA >> 16) + n:#x}, lsl #16")
+                   for n, (cmd, _) in enumerate(batches))
+    host, xl, granter, mapper = two_guests(tmp, gnttab_call(abi.GNTTABOP_map_grant_ref) + body + "1: wfi\n    b 1b\n")
+    bystander = small_guest(tmp, xl, "bystander", "1: wfi\n    b 1b\n")
+    host.write_guest(bystander, DATA_IPA, b"mine!!!!")
+    put_ops(host, mapper, map_op(MAP_IPA, GNTMAP_host_map, 8, granter.domid))
+    for n, (_, raw) in enumerate(batches):
+        host.write_guest(mapper, OPS_IPA + 0x10000 * (n + 1), raw)
+    before = {mfn: host.mem.read(mfn << 12, 4096) for mfn in bystander.extra["frames"]}
+    host.run(3000)
+    assert {mfn: host.mem.read(mfn << 12, 4096) for mfn in bystander.extra["frames"]} == before
+    free = set(host.free_frames)
+    for dom in (granter, mapper):
+        for gfn, (mfn, _rights) in host.p2m(dom).entries.items():
+            assert mfn not in free, (dom.name, hex(gfn))
+    assert not set(host.grant_tables.refs) & free
+    assert bystander.alive
