@@ -13,7 +13,7 @@ from lab.xen.abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNT
                                      GNTST_permission_denied, GTF_permit_access, GTF_reading,
                                      GTF_readonly, GTF_writing)
 from lab.xen.grant import _tables
-from lab.xen.hypercalls import dispatch
+from lab.xen.hypercall_table import dispatch
 from xen_helpers import two_pv_guests
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine

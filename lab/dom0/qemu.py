@@ -235,7 +235,7 @@ class Qemu:
         """qemu_system_shutdown_request(): QEMU asks Xen to shut the domain down
         (xendevicemodel_shutdown, XEN_DMOP_remote_shutdown), as dom0 does through dm_op."""
         from ..xen import abi
-        from ..xen.hypercalls import dispatch_python
+        from ..xen.hypercall_table import dispatch_python
         host, dom = self.host, self.dom
         dom0 = host.domains.get(0)
         if dom0 is None or not dom0.vcpus:

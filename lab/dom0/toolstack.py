@@ -53,7 +53,7 @@ class Toolstack:
 
     # -- dom0's hypercalls -----------------------------------------------------
     def _call(self, name: str, args: list[Any], fn) -> Any:
-        from ..xen.hypercalls import dispatch_python
+        from ..xen.hypercall_table import dispatch_python
         dom0 = self.host.domains[0]
         return dispatch_python(self.host, dom0.vcpus[0], abi.hypercall_nr(name), args, fn)
 

@@ -160,7 +160,7 @@ def charge_dom0(host, cycles: int) -> None:
 
 def hypercall(host, name: str, args: list, fn: Callable[[], Any]) -> Any:
     """A hypercall made by a backend: Xen's checks and trace event for dom0, then ``fn``."""
-    from ..xen.hypercalls import dispatch_python
+    from ..xen.hypercall_table import dispatch_python
     v = dom0_vcpu(host)
     return dispatch_python(host, v, abi.hypercall_nr(name), args, fn)
 

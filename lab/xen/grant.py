@@ -48,7 +48,7 @@ from .abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_dev
                               GTF_writing)
 from .frames import HeldFrame
 from .guestmem import copy_from_guest, copy_to_guest
-from .hypercalls import Preempted, handler, preempt_check
+from .hypercall_table import Preempted, handler, preempt_check
 
 ENTRY_SIZE = 8
 ENTRIES_PER_FRAME = 4096 // ENTRY_SIZE
@@ -349,7 +349,7 @@ def _tables(host) -> GrantTables:
     return gt
 
 
-@handler("grant_table_op")
+@handler("grant_table_op", nargs=3)
 def grant_table_op(host, v, args, info) -> int | Preempted:
     cmd, va, count = args[0], args[1], args[2] & 0xFFFFFFFF
     name = abi.GNTTABOP_NAMES.get(cmd, str(cmd))

@@ -24,12 +24,18 @@ from ..trace import Event, Trace
 from . import abi
 from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from .evtchn import EventChannels
+from .frames import FrameAccess
 from .heap import FreeFrames
+from .mm_glue import XenMM
+from . import events, hvm, pv, timers
+# The hypercall table is filled by the subsystems' modules as they are imported: here, once.
+from . import descriptors, grant, hypercalls, physdev  # noqa: F401
+from .release import XEN_VERSION
 
 FOREVER = 1 << 62
 #: How far one pCPU may run ahead of the others before the host switches to them.
 QUANTUM = 20_000
-XEN_VERSION = (4, 23, "-dev")
 
 
 class HostConfig:
@@ -82,9 +88,6 @@ class XenHost:
         nr = self.mem.nr_frames
         self.xen_reserved = max((16 << 20) >> PAGE_SHIFT, 0x100 + 1024 + (nr * 8 + 4095) // 4096 + nr // 256)
         self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)   # pop() hands out ascending frames
-        from .evtchn import EventChannels
-        from .frames import FrameAccess
-        from .mm_glue import XenMM
         self.evtchn = EventChannels(self)
         self.mm = XenMM(self)
         self.frames = FrameAccess(self)
@@ -321,22 +324,18 @@ class XenHost:
 
     # -- the CPU's calls into Xen ---------------------------------------------------
     def on_syscall(self, cpu: Cpu, nxt: int) -> None:
-        from . import pv
         pv.on_syscall(self, cpu.vcpu, nxt)
 
     def on_softint(self, cpu: Cpu, vector: int, nxt: int) -> None:
-        from . import pv
         pv.on_softint(self, cpu.vcpu, vector, nxt)
 
     def on_exception(self, cpu: Cpu, fault: Fault) -> None:
-        from . import pv
         pv.on_exception(self, cpu.vcpu, fault)
 
     def on_interrupt(self, cpu: Cpu, vector: int) -> None:
         self.emit(cpu.vcpu, "interrupt", vector=vector, source="host")
 
     def on_vmexit(self, cpu: Cpu, exc: VmExit) -> None:
-        from . import hvm
         hvm.on_vmexit(self, cpu.vcpu, exc)
 
     def on_cpu_stop(self, cpu: Cpu, reason: str) -> None:
@@ -402,7 +401,6 @@ class XenHost:
         return best
 
     def _fire_timers(self, now: int) -> None:
-        from . import timers
         timers.fire(self, now)
 
     @property
@@ -487,8 +485,7 @@ class XenHost:
         cpu = v.cpu
         cpu.cycles = max(cpu.cycles, self.clock[p])
         if v.domain.is_pv:
-            from .events import deliver_upcall
-            deliver_upcall(self, v)
+            events.deliver_upcall(self, v)
         until = min(self.slice_end[p], min((self.clock[i] for i in range(len(self.clock)) if i != p),
                                           default=FOREVER) + QUANTUM)
         dl = self.next_deadline()
@@ -510,7 +507,6 @@ class XenHost:
             self._deschedule(p, v.runstate)
         if cpu.stopped and v.domain.alive:
             self.crash(v.domain, cpu.stopped, v)
-        from . import timers
         timers.tick_devices(self, v.domain, cpu.cycles)
 
     def _run_dom0_services(self, p: int, v: Vcpu) -> None:

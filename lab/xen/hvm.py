@@ -32,6 +32,8 @@ from .paging_pool import PoolExhausted, pool_of
 from . import abi
 from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
+from .hypercall_table import Preempted, dispatch
+from .release import XEN_VERSION
 
 XEN_CPUID_BASE = 0x40000000
 #: A 4-level EPT maps 48-bit guest-physical addresses: gfns below 2^36.
@@ -71,7 +73,6 @@ def _pmtimer_io(host, v, port: int, base: int, direction: str, value: int) -> in
 
 def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
     """Xen's CPUID policy for a guest: the host's, masked, plus Xen's own leaves."""
-    from .host import XEN_VERSION
 
     def s4(text: str) -> int:
         return int.from_bytes(text.encode(), "little")
@@ -226,7 +227,6 @@ def _exit_msr(host, v, exc) -> None:
 
 
 def _exit_vmcall(host, v, exc) -> None:
-    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     _advance(cpu)

@@ -31,6 +31,7 @@ from ..isa.encoding import INSN_SIZE
 from . import abi
 from ..isa.bits import M64
 from .guestmem import GuestFault, copy_from_guest, write_u64
+from .hypercall_table import Preempted, dispatch, handler
 
 from .abi.arch_x86_64 import FLAT_RING1_CS, FLAT_RING3_CS64, FLAT_RING3_SS64
 VGCF_in_syscall = 1 << 8
@@ -189,7 +190,6 @@ def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
 
 # ---------------------------------------------------------------- hypercalls
 def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
-    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     # The lab's 32-bit profile keeps the 64-bit argument registers (its code is
@@ -209,6 +209,13 @@ def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
         r[0] = ret & M64
     from .events import deliver_upcall
     deliver_upcall(host, v)
+
+
+@handler("iret", nargs=0)
+def iret(host, v, args, info) -> None:
+    do_iret(host, v)
+    info["args"] = []
+    return None
 
 
 def do_iret(host, v) -> int | None:

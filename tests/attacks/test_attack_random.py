@@ -42,7 +42,7 @@ from attack_support import DIRECT_MAP, SCRIPT_GUESTS
 from lab.dom0.xenstored import Message
 from lab.xen import abi
 from lab.xen.grant import _tables
-from lab.xen.hypercalls import Preempted, dispatch
+from lab.xen.hypercall_table import Preempted, dispatch
 from xen_helpers import frames_digest, frames_of, small_host, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
