@@ -65,26 +65,6 @@ def local_events_need_delivery(host, v) -> bool:
     return hvm_need(host, v)
 
 
-def deliver_upcall(host, v) -> bool:
-    """On the way back to a PV guest: if an event is pending and events are not
-    masked, bounce to the kernel's event callback with events masked (as Xen's
-    test_guest_events / create_bounce_frame do). True if it delivered."""
-    dom = v.domain
-    target = dom.callbacks.get("event")
-    vi = _vcpu_info(host, v)
-    if not dom.is_pv or not target or vi is None or v.cpu is None:
-        return False
-    pending, masked = host.mem.read(vi, 2)
-    if pending != 1 or masked:
-        return False
-    from .pv import bounce
-    cpu = v.cpu
-    host.emit(v, "trap", vector=None, mnemonic="event upcall", error_code=None, cr2=None, rip=cpu.rip,
-              cpl=cpu.cpl, handler="bounce", reason=f"an event is pending: Xen bounces to the event callback at {target:#x}")
-    bounce(host, v, target, error_code=None, rip=cpu.rip, what="event upcall", disable_events=True)
-    return True
-
-
 def unmask(host, dom, port: int) -> int:
     """EVTCHNOP_unmask: clear the mask bit; re-notify if the port is still pending."""
     if not 0 <= port < host.evtchn.max_ports(dom.domid):

@@ -28,7 +28,7 @@ from .evtchn import EventChannels
 from .frames import FrameAccess
 from .heap import FreeFrames
 from .mm_glue import XenMM
-from . import events, hvm, pv, timers
+from . import hvm, pv, timers
 # The hypercall table is filled by the subsystems' modules as they are imported: here, once.
 from . import descriptors, grant, hypercalls, physdev  # noqa: F401
 from .release import XEN_VERSION
@@ -485,7 +485,7 @@ class XenHost:
         cpu = v.cpu
         cpu.cycles = max(cpu.cycles, self.clock[p])
         if v.domain.is_pv:
-            events.deliver_upcall(self, v)
+            pv.deliver_upcall(self, v)
         until = min(self.slice_end[p], min((self.clock[i] for i in range(len(self.clock)) if i != p),
                                           default=FOREVER) + QUANTUM)
         dl = self.next_deadline()
