@@ -28,7 +28,7 @@ from .evtchn import EventChannels
 from .frames import FrameAccess
 from .heap import FreeFrames
 from .mm_glue import XenMM
-from . import hvm, pv, timers
+from . import events, hvm, pv, timers
 # The hypercall table is filled by the subsystems' modules as they are imported: here, once.
 from . import descriptors, grant, hypercalls, physdev  # noqa: F401
 from .release import XEN_VERSION
@@ -88,7 +88,7 @@ class XenHost:
         nr = self.mem.nr_frames
         self.xen_reserved = max((16 << 20) >> PAGE_SHIFT, 0x100 + 1024 + (nr * 8 + 4095) // 4096 + nr // 256)
         self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)   # pop() hands out ascending frames
-        self.evtchn = EventChannels(self)
+        self.evtchn = EventChannels(self, events.mark_pending)
         self.mm = XenMM(self)
         self.frames = FrameAccess(self)
         self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)

@@ -29,6 +29,7 @@ from ..hw.faults import VmExit
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
+from . import events
 from . import abi
 from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
@@ -359,8 +360,7 @@ IF = 1 << 9
 
 
 def _upcall_pending(host, v) -> bool:
-    from .events import upcall_pending
-    return upcall_pending(host, v)
+    return events.upcall_pending(host, v)
 
 
 class HvmIntr:
@@ -464,6 +464,16 @@ def assert_evtchn_irq(host, v) -> None:
         _kick(host, v)
     elif v.id == 0:
         set_callback_irq_level(host, v)
+
+
+def _notify(host, v, was_pending: bool) -> None:
+    """An HVM/PVH vCPU is told only when evtchn_upcall_pending goes from 0 to 1: while it
+    stays set, further events raise nothing more (the guest clears it before it scans)."""
+    if not was_pending:
+        assert_evtchn_irq(host, v)
+
+
+events.register_delivery("hvm", events.UpcallDelivery(notify=_notify, need_delivery=local_events_need_delivery))
 
 
 def _callback_line(dom) -> tuple[int | None, str]:

@@ -30,6 +30,7 @@ from ..hw.faults import Fault, mnemonic
 from ..isa.encoding import INSN_SIZE
 from . import abi
 from ..isa.bits import M64
+from . import events
 from .guestmem import GuestFault, copy_from_guest, write_u64
 from .hypercall_table import Preempted, dispatch, handler
 from .vcpu_info import maddr
@@ -225,6 +226,14 @@ def deliver_upcall(host, v) -> bool:
               cpl=cpu.cpl, handler="bounce", reason=f"an event is pending: Xen bounces to the event callback at {target:#x}")
     bounce(host, v, target, error_code=None, rip=cpu.rip, what="event upcall", disable_events=True)
     return True
+
+
+def _notify(host, v, was_pending: bool) -> None:
+    """A PV vCPU is kicked at every event, so the callback is bounced to soon."""
+    events.kick(host, v)
+
+
+events.register_delivery("pv", events.UpcallDelivery(notify=_notify, need_delivery=events.upcall_pending))
 
 
 @handler("iret", nargs=0)
