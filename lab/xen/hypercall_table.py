@@ -77,6 +77,37 @@ def handler(name: str, nargs: int = 5):
     return deco
 
 
+class SubOps:
+    """The sub-op table of a multiplexing hypercall (event_channel_op, grant_table_op).
+
+    Sub-op number -> handler, each registered with ``@table.op(number)``, and
+    the wire layout of its argument structure: ``layouts`` from lab/xen/abi,
+    which every registered sub-op must have (tests hold them against Xen's headers).
+    """
+
+    def __init__(self, hypercall: str, layouts: dict[int, Any]) -> None:
+        self.hypercall = hypercall
+        self.layouts = layouts
+        self.handlers: dict[int, Callable] = {}
+
+    def op(self, *cmds: int):
+        def deco(fn):
+            for cmd in cmds:
+                if cmd not in self.layouts:
+                    raise ValueError(f"{self.hypercall} sub-op {cmd} has no wire layout in lab/xen/abi")
+                if cmd in self.handlers:
+                    raise ValueError(f"{self.hypercall} sub-op {cmd} has a handler already")
+                self.handlers[cmd] = fn
+            return fn
+        return deco
+
+    def get(self, cmd: int) -> Callable | None:
+        return self.handlers.get(cmd)
+
+    def layout(self, cmd: int):
+        return self.layouts[cmd]
+
+
 def _s64(v: int) -> int:
     v &= M64
     return v - (1 << 64) if v >> 63 else v

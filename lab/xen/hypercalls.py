@@ -13,7 +13,8 @@ from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 from .release import XEN_VERSION
-from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, dispatch, handler, preempt_check
+from . import events
+from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, handler, preempt_check
 
 E = abi.ERRNO
 
@@ -478,90 +479,125 @@ def multicall(host, v, args, info) -> int | Preempted | None:
 
 
 # ---------------------------------------------------------------- event channels
+EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
+
+
 @handler("event_channel_op", nargs=2)
 def event_channel_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
-    ev = host.evtchn
-    dom = v.domain
     name = abi.EVTCHNOP_NAMES.get(cmd, str(cmd))
     info["args"] = [name]
-    if cmd == abi.EVTCHNOP_send:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        info["args"].append(f"port {port}")
-        host.charge(v, "event_channel_send")
-        return ev.send(dom.domid, port)
-    if cmd == abi.EVTCHNOP_alloc_unbound:
-        d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
-        if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-            return -E["EPERM"]
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target not in host.domains:
-            return -E["ESRCH"]
-        if remote == abi.DOMID_SELF:
-            remote = dom.domid                 # the caller, as evtchn_alloc_unbound() resolves it
-        port = ev.alloc_unbound(target, remote)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
-        info["args"].append(f"remote d{remote} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_bind_interdomain:
-        rdom, rport = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
-        if rdom == abi.DOMID_SELF:
-            rdom = dom.domid
-        port = ev.bind_interdomain(dom.domid, rdom, rport)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
-        info["args"].append(f"d{rdom}:{rport} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_bind_virq:
-        virq, vcpu = struct.unpack("<II", copy_from_guest(host, v, va, 8))
-        port = ev.bind_virq(dom.domid, virq, vcpu)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
-        info["args"].append(f"virq {virq} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_bind_ipi:
-        vcpu = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        port = ev.bind_ipi(dom.domid, vcpu)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
-        info["args"].append(f"vcpu {vcpu} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_close:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        return ev.close(dom.domid, port)
-    if cmd == abi.EVTCHNOP_status:
-        d, port = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target != dom.domid and not dom.privileged:
-            return -E["EPERM"]
-        code, p = ev.status(target, port)
-        copy_to_guest(host, v, va + 8, code.to_bytes(4, "little"))
-        return 0
-    if cmd == abi.EVTCHNOP_unmask:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        from .events import unmask
-        return unmask(host, dom, port)
-    if cmd in (abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont):
-        # common/event_channel.c: struct evtchn_reset {domid_t dom}; XSM_TARGET, so a domU may
-        # reset its own ports only; evtchn_reset() closes every one of them.
-        d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
-        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
-        if target is None:
-            return -E["ESRCH"]
-        info["args"].append(f"d{target.domid}")
-        if target is not dom and not dom.privileged:
-            info["why"] = "another domain's event channels (XSM_TARGET)"
-            return -E["EPERM"]
-        for port in sorted(ev.ports.get(target.domid, {})):
-            if port:
-                ev.close(target.domid, port, quiet=True)
-        return 0
-    return -E["ENOSYS"]
+    op = EVTCHN_OPS.get(cmd)
+    if op is None:
+        return -E["ENOSYS"]
+    return op(host, v, va, info, EVTCHN_OPS.layout(cmd))
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_send)
+def evtchn_send(host, v, va, info, lay) -> int:
+    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    info["args"].append(f"port {port}")
+    host.charge(v, "event_channel_send")
+    return host.evtchn.send(v.domain.domid, port)
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
+def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
+    dom = v.domain
+    d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
+    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
+        return -E["EPERM"]
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target not in host.domains:
+        return -E["ESRCH"]
+    if remote == abi.DOMID_SELF:
+        remote = dom.domid                 # the caller, as evtchn_alloc_unbound() resolves it
+    port = host.evtchn.alloc_unbound(target, remote)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    info["args"].append(f"remote d{remote} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_bind_interdomain)
+def evtchn_bind_interdomain(host, v, va, info, lay) -> int:
+    dom = v.domain
+    rdom, rport = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+    if rdom == abi.DOMID_SELF:
+        rdom = dom.domid
+    port = host.evtchn.bind_interdomain(dom.domid, rdom, rport)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("local_port"), port.to_bytes(4, "little"))
+    info["args"].append(f"d{rdom}:{rport} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_bind_virq)
+def evtchn_bind_virq(host, v, va, info, lay) -> int:
+    virq, vcpu = struct.unpack("<II", copy_from_guest(host, v, va, 8))
+    port = host.evtchn.bind_virq(v.domain.domid, virq, vcpu)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    info["args"].append(f"virq {virq} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_bind_ipi)
+def evtchn_bind_ipi(host, v, va, info, lay) -> int:
+    vcpu = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    port = host.evtchn.bind_ipi(v.domain.domid, vcpu)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    info["args"].append(f"vcpu {vcpu} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_close)
+def evtchn_close(host, v, va, info, lay) -> int:
+    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    return host.evtchn.close(v.domain.domid, port)
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_status)
+def evtchn_status(host, v, va, info, lay) -> int:
+    dom = v.domain
+    d, port = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target != dom.domid and not dom.privileged:
+        return -E["EPERM"]
+    code, p = host.evtchn.status(target, port)
+    copy_to_guest(host, v, va + lay.at("status"), code.to_bytes(4, "little"))
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
+def evtchn_unmask(host, v, va, info, lay) -> int:
+    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    return events.unmask(host, v.domain, port)
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont)
+def evtchn_reset(host, v, va, info, lay) -> int:
+    # common/event_channel.c: struct evtchn_reset {domid_t dom}; XSM_TARGET, so a domU may
+    # reset its own ports only; evtchn_reset() closes every one of them.
+    dom = v.domain
+    ev = host.evtchn
+    d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
+    target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+    if target is None:
+        return -E["ESRCH"]
+    info["args"].append(f"d{target.domid}")
+    if target is not dom and not dom.privileged:
+        info["why"] = "another domain's event channels (XSM_TARGET)"
+        return -E["EPERM"]
+    for port in sorted(ev.ports.get(target.domid, {})):
+        if port:
+            ev.close(target.domid, port, quiet=True)
+    return 0
 
 
 # ---------------------------------------------------------------- HVM
