@@ -182,9 +182,7 @@ class XenHost:
     def new_vcpu(self, dom: Domain, vid: int, cpu: Cpu | None) -> Vcpu:
         v = Vcpu(domain=dom, id=vid, cpu=cpu)
         if cpu is not None:
-            cpu.vcpu = v
-            cpu.host = self
-            cpu.emit = self._cpu_emitter(v)
+            cpu.attach(self, v, self._cpu_emitter(v))
         dom.vcpus.append(v)
         return v
 
