@@ -174,8 +174,7 @@ def ring_event(host, domid: int, **data: Any) -> None:
 
 
 def grant_tables(host):
-    from ..xen.grant import _tables
-    return _tables(host)
+    return host.grant_tables
 
 
 class XenbusBackend(ABC):

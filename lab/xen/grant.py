@@ -338,14 +338,6 @@ class GrantTables:
                        status=abi.GNTST_NAMES.get(status, status))
 
 
-def _tables(host) -> GrantTables:
-    gt = host.services.get("grant_tables")
-    if gt is None:
-        gt = host.services["grant_tables"] = GrantTables(host)
-        host.mm.pv.grant_ok = gt.grant_ok
-    return gt
-
-
 GNTTAB_OPS = SubOps("grant_table_op", abi.GNTTABOP_LAYOUTS)
 
 
@@ -358,7 +350,7 @@ def grant_table_op(host, v, args, info) -> int | Preempted:
         return -abi.ERRNO["ENOSYS"]
     if count >> 31:
         return -abi.ERRNO["EINVAL"]            # do_grant_table_op(): (int)count < 0
-    gt = _tables(host)
+    gt = host.grant_tables
     op = GNTTAB_OPS.get(cmd)
     if op is None:
         return -abi.ERRNO["ENOSYS"]

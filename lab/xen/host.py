@@ -91,6 +91,9 @@ class XenHost:
         self.evtchn = EventChannels(self, events.mark_pending)
         self.mm = XenMM(self)
         self.frames = FrameAccess(self)
+        #: Xen's grant tables (every domain's); mm asks them whether a mapping is granted.
+        self.grant_tables = grant.GrantTables(self)
+        self.mm.pv.grant_ok = self.grant_tables.grant_ok
         self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
         self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
@@ -272,6 +275,7 @@ class XenHost:
         for svc in self.services.values():
             if hasattr(svc, "domain_gone"):
                 svc.domain_gone(dom)
+        self.grant_tables.domain_gone(dom)        # gnttab_release_mappings(), after dom0's services let go
         self.log(f"d{dom.domid}: destroyed")
         self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
 

@@ -585,8 +585,7 @@ def set_upcall_vector(host, dom, vcpu: int, vector: int) -> int:
 # ---------------------------------------------------------------- XENMEM_add_to_physmap
 def _special_frames(host, dom) -> set[int]:
     """Frames Xen owns for the domain and shares with it (is_special_page()): never freed here."""
-    from .grant import _tables
-    out = set(_tables(host).frames.get(dom.domid, []))
+    out = set(host.grant_tables.frames.get(dom.domid, []))
     if dom.shared_info_mfn:
         out.add(dom.shared_info_mfn)
     return out
@@ -655,9 +654,8 @@ def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> in
             return -E["EINVAL"]
         mfn = dom.shared_info_mfn
     elif space == abi.XENMAPSPACE_grant_table:
-        from .grant import _tables
-        # Grant tables are version 1 here: a status-frame index is simply out of range.
-        found = _tables(host).frame_for_physmap(dom.domid, idx)
+            # Grant tables are version 1 here: a status-frame index is simply out of range.
+        found = host.grant_tables.frame_for_physmap(dom.domid, idx)
         if found is None:
             info["why"] = f"grant-table frame {idx:#x} is beyond the table's maximum"
             return -E["EINVAL"]

@@ -41,7 +41,6 @@ from hypothesis import strategies as st
 from attack_support import DIRECT_MAP, SCRIPT_GUESTS
 from lab.dom0.xenstored import Message
 from lab.xen import abi
-from lab.xen.grant import _tables
 from lab.xen.hypercall_table import Preempted, dispatch
 from xen_helpers import frames_digest, frames_of, small_host, write_cfg
 
@@ -69,7 +68,7 @@ class Machine:
         self.hvm = xl.create(write_cfg(self.tmp, "h", "hvm", kernel_hvm, memory=12, hap=1), paused=True)
         self.victim = xl.create(write_cfg(self.tmp, "victim", "pv", kernel_pv, memory=12), paused=True)
         self.attackers = self.pv + [self.hvm]
-        gt = _tables(host)
+        gt = host.grant_tables
         for d in self.attackers + [self.victim]:
             gt.setup_table(d.domid, 1)
         self.victim_digest = frames_digest(host, frames_of(self.victim))
@@ -246,7 +245,7 @@ class Machine:
     def check_step(self, actor: int) -> None:
         host = self.host
         pages = host.mm.pv.pages
-        gt = _tables(host)
+        gt = host.grant_tables
         writable_grants = {m.mfn for t in gt.maptrack.values() for m in t.values() if m.writable}
         held = {f.mfn for f in host.frames.held()}
         tables = {m for frames in gt.frames.values() for m in frames}
