@@ -38,3 +38,29 @@ def test_attach_wires_host_vcpu_and_emitter_and_a_stop_reaches_the_host():
     cpu.attach(Recorder(), "d1v0", lambda kind, **data: events.append(kind))   # type: ignore[arg-type]
     cpu.stop("triple fault")
     assert stops == [("d1v0", "triple fault")] and events == ["halt"]
+
+
+def test_dom0s_services_are_found_by_role_and_told_of_domains_in_the_order_they_started():
+    from lab.xen.services import Dom0Services
+    told = []
+
+    class Svc:
+        def __init__(self, name):
+            self.name = name
+
+        def domain_shutdown(self, dom):
+            told.append(("shutdown", self.name, dom))
+
+        def domain_gone(self, dom):
+            told.append(("gone", self.name, dom))
+
+    services = Dom0Services()
+    for name in ("xenconsoled", "blkback", "xenstored", "device_model"):
+        services.add(Svc(name))
+    assert services.xenconsoled.name == "xenconsoled" and services.device_model.name == "device_model"
+    assert services.bridge is None and list(services.backends) == ["blkback"]
+    assert list(services) == ["xenconsoled", "blkback", "xenstored", "device_model"]
+    assert services["blkback"] is services.backends["blkback"] and "bridge" not in services
+    for svc in services.in_start_order():
+        svc.domain_gone("d3")
+    assert [name for _, name, _ in told] == ["xenconsoled", "blkback", "xenstored", "device_model"]

@@ -132,7 +132,7 @@ class Toolstack:
                 build_pvh(host, dom, kernel, program, arg)
             else:
                 build_hvm(host, dom, self._image(FIRMWARE), kernel, program, arg)
-            xs = host.services.get("xenstored")
+            xs = host.services.xenstored
             if xs is not None:
                 # As libxl does: the domain's home, then a frontend/backend pair per device.
                 from .xsclient import add_disk, add_nic, write_domain_home

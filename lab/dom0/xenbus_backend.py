@@ -197,16 +197,16 @@ class XenbusBackend(ABC):
 
     @classmethod
     def install(cls, host, **kwargs: Any) -> "XenbusBackend":
-        """Create the service, register it as ``host.services[name]`` and start watching."""
+        """Create the service, register it among dom0's services and start watching."""
         svc = cls(host, **kwargs)
-        host.services[cls.name] = svc
+        host.services.add(svc)
         svc.start()
         return svc
 
     # -- plumbing ------------------------------------------------------------------------
     @property
     def xs(self):
-        return self.host.services.get("xenstored")
+        return self.host.services.xenstored
 
     def start(self) -> None:
         if self.xs is None:
@@ -396,6 +396,9 @@ class XenbusBackend(ABC):
                 pass
 
     # -- domain life cycle --------------------------------------------------------------------
+    def domain_shutdown(self, dom) -> None:
+        """A shut-down frontend's devices stay connected until the domain is destroyed."""
+
     def domain_gone(self, dom) -> None:
         for key in sorted(self.devices):
             dev = self.devices.get(key)

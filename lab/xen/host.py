@@ -32,6 +32,7 @@ from . import events, hvm, pv, timers
 # The hypercall table is filled by the subsystems' modules as they are imported: here, once.
 from . import descriptors, grant, hypercalls, physdev  # noqa: F401
 from .release import XEN_VERSION
+from .services import Dom0Services
 
 FOREVER = 1 << 62
 #: How far one pCPU may run ahead of the others before the host switches to them.
@@ -94,7 +95,7 @@ class XenHost:
         #: Xen's grant tables (every domain's); mm asks them whether a mapping is granted.
         self.grant_tables = grant.GrantTables(self)
         self.mm.pv.grant_ok = self.grant_tables.grant_ok
-        self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)
+        self.services = Dom0Services()          # dom0's services (xenstored, xenconsoled, ...), by role
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
         self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
         self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab)")
@@ -230,9 +231,8 @@ class XenHost:
         self._drop_from_pcpus(dom)
         self.log(f"d{dom.domid}: shutdown: {reason}")
         self.emit(None, "domain", op="shutdown", name=dom.name, state=SHUTDOWN, reason=reason)
-        for svc in self.services.values():
-            if hasattr(svc, "domain_shutdown"):
-                svc.domain_shutdown(dom)
+        for svc in self.services.in_start_order():
+            svc.domain_shutdown(dom)
         action = getattr(dom.config, f"on_{'poweroff' if reason == 'poweroff' else reason}", None) \
             if reason in ("poweroff", "reboot", "crash") else None
         if action == "destroy" and not dom.privileged:
@@ -250,9 +250,8 @@ class XenHost:
             v.runstate = RUNSTATE_OFFLINE
         self._drop_from_pcpus(dom)
         self.emit(vcpu, "domain", op="crash", name=dom.name, state=CRASHED, reason=why)
-        for svc in self.services.values():
-            if hasattr(svc, "domain_shutdown"):
-                svc.domain_shutdown(dom)
+        for svc in self.services.in_start_order():
+            svc.domain_shutdown(dom)
         if getattr(dom.config, "on_crash", "preserve") == "destroy" and not dom.privileged:
             self.destroy(dom)
 
@@ -272,9 +271,8 @@ class XenHost:
             else:
                 self.mm.orphans.add(mfn)                     # freed when its last holder lets go
         del self.domains[dom.domid]
-        for svc in self.services.values():
-            if hasattr(svc, "domain_gone"):
-                svc.domain_gone(dom)
+        for svc in self.services.in_start_order():
+            svc.domain_gone(dom)
         self.grant_tables.domain_gone(dom)        # gnttab_release_mappings(), after dom0's services let go
         self.log(f"d{dom.domid}: destroyed")
         self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)

@@ -182,7 +182,7 @@ def _exit_io(host, v, exc) -> None:
         device = "acpi pm1a event block / pm timer (in Xen)"
         result = _pmtimer_io(host, v, port, acpi_pm_base(dom), direction, value)
     else:
-        dm = host.services.get("device_model")
+        dm = host.services.device_model
         if dm is not None and dm.claims(dom, port):
             device = "device model (ioreq)"
             result = dm.port_io(v, port, size, direction, value)
@@ -245,7 +245,7 @@ def _exit_vmcall(host, v, exc) -> None:
 
 def _exit_ept(host, v, exc) -> None:
     gpa = exc.info.get("gpa", 0)
-    dm = host.services.get("device_model")
+    dm = host.services.device_model
     if dm is not None and dm.claims_mmio(v.domain, gpa):
         dm.mmio(v, exc)
         return
