@@ -22,8 +22,9 @@ from ..hw.memory import PAGE_SHIFT, MachineMemory
 from ..hw.snapshot import Snapshot, keeper_of
 from ..trace import Event, Trace
 from . import abi
-from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
-                     RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from .domain_control import DomainControl
+from .scheduler import Scheduler
+from .domain import RUNNING, RUNSTATE_RUNNING, Domain, Vcpu
 from .evtchn import EventChannels
 from .frames import FrameAccess
 from .heap import FreeFrames
@@ -59,7 +60,7 @@ class HostConfig:
         self.costs = costs or load_costs()
 
 
-class XenHost:
+class XenHost(DomainControl, Scheduler):
     #: The snapshot keeper is how state is saved, not state.
     NOT_STATE = ("_keeper",)
 
@@ -205,114 +206,6 @@ class XenHost:
                 return d
         return None
 
-    def pause(self, dom: Domain) -> None:
-        dom.pause_count += 1
-        for v in dom.vcpus:
-            if v.cpu is not None:
-                v.cpu.yield_now = True
-        self.emit(None, "domain", op="pause", name=dom.name, state="paused", reason=None)
-        for p, v in enumerate(self.current):
-            if v is not None and v.domain is dom:
-                self._deschedule(p, "paused")
-
-    def unpause(self, dom: Domain) -> None:
-        if dom.pause_count:
-            dom.pause_count -= 1
-        self.emit(None, "domain", op="unpause", name=dom.name, state=dom.state, reason=None)
-
-    def shutdown(self, dom: Domain, reason: str) -> None:
-        """SCHEDOP_shutdown: the guest asked to stop (poweroff, reboot, crash ...)."""
-        if not dom.alive:
-            return
-        dom.state = SHUTDOWN
-        dom.shutdown_reason = reason
-        for v in dom.vcpus:
-            v.runstate = RUNSTATE_OFFLINE
-        self._drop_from_pcpus(dom)
-        self.log(f"d{dom.domid}: shutdown: {reason}")
-        self.emit(None, "domain", op="shutdown", name=dom.name, state=SHUTDOWN, reason=reason)
-        for svc in self.services.in_start_order():
-            svc.domain_shutdown(dom)
-        action = getattr(dom.config, f"on_{'poweroff' if reason == 'poweroff' else reason}", None) \
-            if reason in ("poweroff", "reboot", "crash") else None
-        if action == "destroy" and not dom.privileged:
-            self.destroy(dom)
-
-    def crash(self, dom: Domain, why: str, vcpu: Vcpu | None = None) -> None:
-        """domain_crash(): this domain alone stops; the host goes on."""
-        if not dom.alive:
-            return
-        self.log(f"domain_crash called: {why}", vcpu)
-        dom.state = CRASHED
-        dom.crash_reason = why
-        dom.shutdown_reason = "crash"
-        for v in dom.vcpus:
-            v.runstate = RUNSTATE_OFFLINE
-        self._drop_from_pcpus(dom)
-        self.emit(vcpu, "domain", op="crash", name=dom.name, state=CRASHED, reason=why)
-        for svc in self.services.in_start_order():
-            svc.domain_shutdown(dom)
-        if getattr(dom.config, "on_crash", "preserve") == "destroy" and not dom.privileged:
-            self.destroy(dom)
-
-    def destroy(self, dom: Domain) -> None:
-        if dom.domid not in self.domains:
-            return
-        dom.state = DYING
-        self._drop_from_pcpus(dom)
-        self.evtchn.remove_domain(dom)
-        self.mm.destroy_domain(dom.domid)
-        pool = dom.extra.get("paging_pool")
-        if pool is not None:
-            pool.release_all()                               # its EPT or shadow tables (paging_teardown)
-        for mfn in sorted((set(dom.p2m) | set(dom.extra.get("frames", []))) - {None}):   # None: a hole
-            if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
-                self.free_frame(mfn)
-            else:
-                self.mm.orphans.add(mfn)                     # freed when its last holder lets go
-        del self.domains[dom.domid]
-        for svc in self.services.in_start_order():
-            svc.domain_gone(dom)
-        self.grant_tables.domain_gone(dom)        # gnttab_release_mappings(), after dom0's services let go
-        self.log(f"d{dom.domid}: destroyed")
-        self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
-
-    def _drop_from_pcpus(self, dom: Domain) -> None:
-        for v in dom.vcpus:
-            if v.cpu is not None:
-                v.cpu.yield_now = True          # leave the CPU loop at the next block boundary
-        for p, v in enumerate(self.current):
-            if v is not None and v.domain is dom:
-                self._deschedule(p, "domain stopped")
-
-    # -- vCPU state changes -----------------------------------------------------
-    def block(self, v: Vcpu, why: str) -> None:
-        v.runstate = RUNSTATE_BLOCKED
-        self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
-                  reason=why)
-        if v.cpu is not None:
-            v.cpu.yield_now = True
-
-    def wake(self, v: Vcpu, why: str) -> None:
-        """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
-
-        A vCPU that was blocked burned no credit, so it goes ahead of the ones
-        that used up their time (``boost``), and, as ``runq_tickle()`` does when
-        no pCPU is idle, the pCPU doing the waking is preempted: an I/O-bound
-        vCPU (dom0's backends) runs soon after its event.
-        """
-        if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
-            v.runstate = RUNSTATE_RUNNABLE
-            v.boost = True
-            self.emit(v, "sched", op="wake", from_dom=None, from_vcpu=None, to_dom=v.domain.domid, to_vcpu=v.id,
-                      reason=why)
-            if all(cur is not None for cur in self.current) and self.running_pcpu is not None:
-                p = self.running_pcpu
-                self.slice_end[p] = 0
-                cur = self.current[p]
-                if cur is not None and cur.cpu is not None:
-                    cur.cpu.yield_now = True
-
     def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
         """Work for a dom0 service, run on dom0's vCPU when the scheduler gets to it."""
         self.dom0_work.append((label, fn))
@@ -341,48 +234,6 @@ class XenHost:
     def on_cpu_stop(self, cpu: Cpu, reason: str) -> None:
         v = cpu.vcpu
         self.crash(v.domain, reason, v)
-
-    # -- scheduling ---------------------------------------------------------------
-    def runnable(self) -> list[Vcpu]:
-        out = []
-        for d in sorted(self.domains.values(), key=lambda d: d.domid):
-            if not d.alive or d.pause_count:
-                continue
-            for v in d.vcpus:
-                if v.runstate == RUNSTATE_RUNNABLE:
-                    out.append(v)
-        return out
-
-    def _deschedule(self, p: int, why: str) -> None:
-        v = self.current[p]
-        if v is None:
-            return
-        if v.cpu is not None:
-            self.clock[p] = max(self.clock[p], v.cpu.cycles)
-        if v.runstate == RUNSTATE_RUNNING:
-            v.runstate = RUNSTATE_RUNNABLE
-        self.current[p] = None
-
-    def _pick(self, p: int) -> Vcpu | None:
-        cands = self.runnable()
-        if not cands:
-            return None
-        # credit2 order, approximated: just woken first, then least recently run (most credit); ties by domain
-        # then vCPU id, so the choice is deterministic.
-        cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
-        v = cands[0]
-        v.boost = False
-        prev = self.current[p]
-        v.runstate = RUNSTATE_RUNNING
-        v.pcpu = p
-        v.last_scheduled = self.clock[p] + 1
-        self.current[p] = v
-        self.slice_end[p] = self.clock[p] + self.timeslice
-        if v.cpu is not None:
-            v.cpu.cycles = max(v.cpu.cycles, self.clock[p])
-        self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
-                  from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
-        return v
 
     def next_deadline(self) -> int | None:
         """The earliest timer of any vCPU or emulated device."""
