@@ -169,7 +169,7 @@ class Machine:
 
     def op_grant_entry(self, d) -> None:
         r = self.rng
-        table = _tables(self.host).frames[d.domid][0]
+        table = self.host.grant_tables.frames[d.domid][0]
         if r.random() < 0.8:                    # one of its own pages (PV: the mfn, HVM: the gfn)
             pfn = r.randrange(len(d.p2m))
             frame = d.p2m[pfn] if d.is_pv else pfn
@@ -282,7 +282,7 @@ class Machine:
     def _grant_slot(self, domid: int, mfn: int, entry: int, addr: int) -> bool:
         """The test's own oracle (not Xen's hook): a live host mapping of ``domid`` put ``mfn`` in
         the slot at ``addr``, writable only if the mapping is."""
-        for m in _tables(self.host).maptrack.get(domid, {}).values():
+        for m in self.host.grant_tables.maptrack.get(domid, {}).values():
             if m.pte_maddr == addr and m.mfn == mfn and (m.writable or not entry & 2):
                 return True
         return False
@@ -309,7 +309,7 @@ class Machine:
         return out
 
     def _granted_to(self, actor: int, mfn: int) -> bool:
-        gt = _tables(self.host)
+        gt = self.host.grant_tables
         for granter, frames in gt.frames.items():
             dom = self.host.domains.get(granter)
             if dom is None:
