@@ -14,9 +14,17 @@ from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 from .release import XEN_VERSION
 from . import events
+from .events import enable_event_delivery, local_events_need_delivery
+from .vcpu_info import register as register_vcpu_info
+from .console import guest_console_write
+from .reservation import reservation_op
+from .hvm import add_to_physmap, set_callback_via, set_upcall_vector
+from . import hvm_params
+from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, handler, preempt_check
 
 E = abi.ERRNO
+
 
 # ---------------------------------------------------------------- PV: traps and stacks
 @handler("set_trap_table", nargs=1)
@@ -204,7 +212,6 @@ def sched_op(host, v, args, info) -> int:
         # vcpu_block_enable_events(): unmask event delivery (local_event_delivery_enable
         # clears vcpu_info's evtchn_upcall_mask), then sleep unless an upcall could be
         # taken now; an HVM/PVH vCPU is woken by its callback interrupt, whatever its IF.
-        from .events import enable_event_delivery, local_events_need_delivery
         enable_event_delivery(host, v)
         if not local_events_need_delivery(host, v):
             host.block(v, "SCHEDOP_block")
@@ -288,8 +295,7 @@ def vcpu_op(host, v, args, info) -> int:
         info["why"] = f"vCPU {vid} is initialised already"
         return -E["EEXIST"]
     if cmd == abi.VCPUOP_register_vcpu_info:
-        from .vcpu_info import register
-        return register(host, v, target, copy_from_guest(host, v, arg, 16), info)
+        return register_vcpu_info(host, v, target, copy_from_guest(host, v, arg, 16), info)
     return -E["ENOSYS"]
 
 
@@ -375,7 +381,6 @@ def console_io(host, v, args, info) -> int:
         return -E["EPERM"]
     if cmd == abi.CONSOLEIO_write:
         text = copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1")
-        from .console import guest_console_write
         guest_console_write(host, v.domain, text)
         return 0
     if cmd == abi.CONSOLEIO_read:
@@ -395,7 +400,6 @@ def memory_op(host, v, args, info) -> int | Preempted:
     if cmd == abi.XENMEM_add_to_physmap:
         return _add_to_physmap(host, v, va, info)
     if cmd in (abi.XENMEM_increase_reservation, abi.XENMEM_decrease_reservation, abi.XENMEM_populate_physmap):
-        from .reservation import reservation_op
         return reservation_op(host, v, args[0], va, info)
     if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
         domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
@@ -439,7 +443,6 @@ def _add_to_physmap(host, v, va: int, info: dict) -> int:
         return -E["EPERM"]
     if gpfn == abi.INVALID_M2P_ENTRY:
         return -E["EINVAL"]                   # INVALID_GFN
-    from .hvm import add_to_physmap
     return add_to_physmap(host, target, space, idx, gpfn, info)
 
 
@@ -607,7 +610,6 @@ def hvm_op(host, v, args, info) -> int:
     dom = v.domain
     info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
     if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
-        from . import hvm_params
         d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
         info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
         if idx >= abi.HVM_NR_PARAMS:
@@ -635,7 +637,6 @@ def hvm_op(host, v, args, info) -> int:
             return rc
         target.hvm_params[idx] = value
         if idx == abi.HVM_PARAM_CALLBACK_IRQ:
-            from .hvm import set_callback_via
             info["args"].append(f"{value:#x}")
             set_callback_via(host, target, value)
         return 0
@@ -643,7 +644,6 @@ def hvm_op(host, v, args, info) -> int:
         # struct xen_hvm_evtchn_upcall_vector {u32 vcpu; u8 vector}
         vcpu, vector = struct.unpack("<IB", copy_from_guest(host, v, va, 5))
         info["args"].append(f"vcpu {vcpu} vector {vector:#x}")
-        from .hvm import set_upcall_vector
         return set_upcall_vector(host, dom, vcpu, vector)
     return -E["ENOSYS"]
 
@@ -688,7 +688,6 @@ def getdomaininfo(host, dom) -> bytes:
     """struct xen_domctl_getdomaininfo as common/domctl.c fills it (public/domctl.h):
     domain, pad, flags (XEN_DOMINF_*), tot/max/outstanding/shr/paged pages, the shared_info
     frame, cpu_time (ns), nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool, gpaddr_bits."""
-    from .domain import CRASHED, DYING, SHUTDOWN
     flags = abi.XEN_DOMINF_blocked
     cpu_ns = 0
     online = 0
