@@ -102,12 +102,11 @@ def event_channels(host, domid: int) -> list[PortView]:
 
 def grants(host, domid: int) -> list[GrantView]:
     """The domain's grant entries that grant something, and who maps them."""
-    from ..xen.grant import ENTRIES_PER_FRAME, _tables
-    if getattr(host, "arch", None) == "arm64":      # the Arm host keeps its own (lab/xen/arm/grant.py)
-        gt = host.grant_tables
+    from ..xen.grant import ENTRIES_PER_FRAME
+    gt = host.grant_tables
+    if getattr(host, "arch", None) == "arm64":      # lab/xen/arm/grant.py: frames by index, None where none is
         frames = gt.table_frames(domid)
     else:
-        gt = _tables(host)
         frames = gt.frames.get(domid, [])
     out = []
     mapped: dict[int, list[str]] = {}

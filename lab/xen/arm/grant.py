@@ -41,7 +41,8 @@ from ..abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_de
                                GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_general_error,
                                GNTST_okay, GNTST_permission_denied, GTF_permit_access, GTF_reading,
                                GTF_readonly, GTF_sub_page, GTF_writing)
-from ..grant import COPY_SIZE, ENTRIES_PER_FRAME, ENTRY_SIZE, MAP_SIZE, UNMAP_SIZE
+from ..abi.grant_table import GNTTABOP_LAYOUTS
+from ..grant import ENTRIES_PER_FRAME, ENTRY_SIZE
 
 E = abi.ERRNO
 #: The IPA size of the lab's stage 2 (VTCR_EL2.T0SZ 16): a gfn at or past 2**36 has no entry.
@@ -349,9 +350,9 @@ def grant_table_op(host, v, args, info, copy_from_guest, copy_to_guest) -> int |
     if count >> 31:
         return -E["EINVAL"]
     gt: ArmGrantTables = host.grant_tables
-    ops = {abi.GNTTABOP_map_grant_ref: (MAP_SIZE, _map_one), abi.GNTTABOP_unmap_grant_ref: (UNMAP_SIZE, _unmap_one),
-           abi.GNTTABOP_copy: (COPY_SIZE, _copy_one)}
-    size, one = ops[cmd]
+    one = {abi.GNTTABOP_map_grant_ref: _map_one, abi.GNTTABOP_unmap_grant_ref: _unmap_one,
+           abi.GNTTABOP_copy: _copy_one}[cmd]
+    size = GNTTABOP_LAYOUTS[cmd].size          # the same structs on arm64 as on x86-64
     info["args"].append(f"{count} op(s)")
     for i in range(count):
         if i and i % PREEMPT_EVERY == 0:

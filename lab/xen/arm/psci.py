@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, cast
 
 from ...hw.arm import exceptions as X
 from ...hw.arm.cpu import ArmCpu
+from ...isa.bits import M64
 from ..domain import RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE
 
 if TYPE_CHECKING:
     from ..domain import Vcpu
-
-M64 = (1 << 64) - 1
 
 #: PSCI return codes (xen/arch/arm/include/asm/psci.h; Arm DEN 0022).
 PSCI_SUCCESS = 0
