@@ -64,3 +64,11 @@ def test_dom0s_services_are_found_by_role_and_told_of_domains_in_the_order_they_
     for svc in services.in_start_order():
         svc.domain_gone("d3")
     assert [name for _, name, _ in told] == ["xenconsoled", "blkback", "xenstored", "device_model"]
+
+
+def test_x86_and_arm_share_one_scheduler_each_supplying_only_how_its_cpu_is_kicked():
+    from lab.xen.arm.host import ArmXenHost
+    from lab.xen.scheduler import Scheduler
+    for name in ("block", "wake", "runnable", "queue_dom0_work"):
+        assert getattr(XenHost, name) is getattr(ArmXenHost, name) is getattr(Scheduler, name), name
+    assert "_kick" in vars(XenHost) and "_kick" in vars(ArmXenHost) and "_kick" not in vars(Scheduler)

@@ -206,14 +206,10 @@ class XenHost(DomainControl, Scheduler):
                 return d
         return None
 
-    def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
-        """Work for a dom0 service, run on dom0's vCPU when the scheduler gets to it."""
-        self.dom0_work.append((label, fn))
-        dom0 = self.domains.get(0)
-        if dom0 is not None:
-            for v in dom0.vcpus:
-                self.wake(v, f"work: {label}")
-                break
+    def _kick(self, v: Vcpu) -> None:
+        """The CPU leaves its run loop at the next block boundary."""
+        if v.cpu is not None:
+            v.cpu.yield_now = True
 
     # -- the CPU's calls into Xen ---------------------------------------------------
     def on_syscall(self, cpu: Cpu, nxt: int) -> None:

@@ -19,15 +19,17 @@ class Scheduler:
     slice_end: list[int]
     timeslice: int
     running_pcpu: int | None
+    dom0_work: list[tuple[str, Callable[[], int]]]
     emit: Callable[..., Any]
+    #: The architecture's part: make ``v``'s CPU leave its run loop soon, so the scheduler runs.
+    _kick: Callable[[Vcpu], None]
 
     # -- vCPU state changes -----------------------------------------------------
     def block(self, v: Vcpu, why: str) -> None:
         v.runstate = RUNSTATE_BLOCKED
         self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
                   reason=why)
-        if v.cpu is not None:
-            v.cpu.yield_now = True
+        self._kick(v)
 
     def wake(self, v: Vcpu, why: str) -> None:
         """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
@@ -46,8 +48,17 @@ class Scheduler:
                 p = self.running_pcpu
                 self.slice_end[p] = 0
                 cur = self.current[p]
-                if cur is not None and cur.cpu is not None:
-                    cur.cpu.yield_now = True
+                if cur is not None:
+                    self._kick(cur)
+
+    def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
+        """Work for a dom0 service, run on dom0's vCPU when the scheduler gets to it."""
+        self.dom0_work.append((label, fn))
+        dom0 = self.domains.get(0)
+        if dom0 is not None:
+            for v in dom0.vcpus:
+                self.wake(v, f"work: {label}")
+                break
 
     # -- scheduling ---------------------------------------------------------------
     def runnable(self) -> list[Vcpu]:

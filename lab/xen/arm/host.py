@@ -32,6 +32,7 @@ from ..domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLIN
                       RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
 from ..heap import FreeFrames
 from ..release import XEN_VERSION
+from ..scheduler import Scheduler
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
@@ -65,7 +66,7 @@ class ArmHostConfig:
         self.costs = costs or load_costs()
 
 
-class ArmXenHost:
+class ArmXenHost(Scheduler):
     arch = "arm64"
     GNTTAB_MAX_FRAMES = 64          # gnttab_max_frames' default (xen/common/grant_table.c)
 
@@ -478,35 +479,18 @@ class ArmXenHost:
             _cpu(v).tlb.invalidate(vmid=p2m.vmid)      # p2m_flush_tlb(): the VMID's entries go
         return 0
 
-    # -- vCPU states --------------------------------------------------------------------
-    def block(self, v: Vcpu, why: str) -> None:
-        v.runstate = RUNSTATE_BLOCKED
-        self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
-                  reason=why)
+    # -- vCPU states (blocking, waking and dom0's work: the scheduler's, shared with x86) ----------
+    def _kick(self, v: Vcpu) -> None:
+        """Nothing to ask of the Arm CPU: it returns to the host at every trap and slice end."""
 
     def block_unless_pending(self, v: Vcpu, why: str) -> None:
         if self.virq_pending(v) or self._timer_due(v, _cpu(v).cycles if _cpu(v) else 0):
             return
         self.block(v, why)
 
-    def wake(self, v: Vcpu, why: str) -> None:
-        if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
-            v.runstate = RUNSTATE_RUNNABLE
-            v.boost = True
-            self.emit(v, "sched", op="wake", from_dom=None, from_vcpu=None, to_dom=v.domain.domid, to_vcpu=v.id,
-                      reason=why)
-            if self.running_pcpu is not None and all(cur is not None for cur in self.current):
-                self.slice_end[self.running_pcpu] = 0     # runq_tickle(): the woken vCPU runs next
-
     def yield_vcpu(self, v: Vcpu) -> None:
         """SCHEDOP_yield or wfe: give the pCPU up at once (the rest of the slice goes)."""
         self.yielded.add((v.domain.domid, v.id))
-
-    def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
-        self.dom0_work.append((label, fn))
-        dom0 = self.domains.get(0)
-        if dom0 is not None and dom0.vcpus:
-            self.wake(dom0.vcpus[0], f"work: {label}")
 
     def pause(self, dom: Domain) -> None:
         dom.pause_count += 1
@@ -588,13 +572,6 @@ class ArmXenHost:
             return None
         count = (t.cval + t.voff) & ((1 << 64) - 1)
         return -(-count * t.cpu_hz // t.counter_hz)
-
-    def runnable(self) -> list[Vcpu]:
-        out = []
-        for d in sorted(self.domains.values(), key=lambda d: d.domid):
-            if d.alive and not d.pause_count:
-                out += [v for v in d.vcpus if v.runstate == RUNSTATE_RUNNABLE]
-        return out
 
     @property
     def instructions(self) -> int:
