@@ -17,7 +17,6 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 from textual import events
 from textual.app import App
 from textual.binding import Binding
@@ -42,7 +41,7 @@ from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
 from .widgets.lesson import LessonPanel
 from .widgets.logs import CallsPane, DevicePane, route
-from .widgets.output import OutputLog, is_table
+from .widgets.output import OutputLog
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
@@ -354,8 +353,7 @@ class XenLab(App[None]):
         style = {"err": colors.get("text-error", "red"), "echo": colors.get("text-accent", ""),
                  "info": colors.get("foreground", "")}.get(kind, "")
         lines = text.splitlines() or [""]
-        out.add([Text(line, style=style + (" bold" if kind == "echo" else "")) for line in lines],
-                table=kind == "out" and is_table(lines))
+        out.add(lines, style + (" bold" if kind == "echo" else ""))
         self.main.show_message(text, kind)
         if kind in ("out", "err") and self._command_pending is not None:
             # A command's multi-line answer is shown where it can be read.
