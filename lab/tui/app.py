@@ -15,7 +15,7 @@ import math
 import shlex
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from textual import events
 from textual.app import App
@@ -406,7 +406,7 @@ class XenLab(App[None]):
     def dispatch(self, call: Call) -> None:
         """One parsed command: the screen's own here, the rest to the simulation thread."""
         if call.command.screen:
-            getattr(self, f"_screen_{call.name}")(**call.args)
+            self.SCREEN_COMMANDS[call.name](self, **call.args)
             return
         if call.name == "help":
             self._command_pending = "help"
@@ -687,6 +687,20 @@ class XenLab(App[None]):
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.current_theme.dark else DARK
+
+    #: The screen's own commands (``screen=True`` in lab/session/commands.py), each with the
+    #: method that does it; tests check that the two lists agree.
+    SCREEN_COMMANDS: ClassVar[dict[str, Callable[..., None]]] = {
+        "pause": _screen_pause,
+        "speed": _screen_speed,
+        "filter": _screen_filter,
+        "theme": _screen_theme,
+        "clear": _screen_clear,
+        "quit": _screen_quit,
+        "lessons": _screen_lessons,
+        "lesson": _screen_lesson,
+        "answer": _screen_answer,
+    }
 
 
 def build_session(target: str | None = None, record: str | Path | None = None) -> Any:
