@@ -69,15 +69,16 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         [("speed ", "$text-muted"), speed]
     if view is not None:
         cpu = view.cpu
-        # On a Xen host: the host's time (its furthest pCPU) and every vCPU's instructions.
-        cycles = view.host_cycles if view.host_cycles is not None else cpu["cycles"]
+        # On a Xen host: the host's clock (its furthest pCPU's, Xen's NOW()) and every vCPU's
+        # instructions; the CPU pane shows the focused vCPU's own (widgets/cpu.py time_parts).
+        host = view.host_cycles is not None
+        cycles = view.host_cycles if host else cpu["cycles"]
         insns = view.host_insns if view.host_insns is not None else cpu["icount"]
-        label = ("host cyc " if compact else "host cycle ") if view.host_cycles is not None else \
-            ("cyc " if compact else "cycle ")
+        label = ("host clk " if compact else "host clock ") if host else ("cyc " if compact else "cycle ")
         parts += [sep, (label, "$text-muted"), f"{cycles:,}"]
         if view.cpu_hz and not compact:
             parts.append((f" ({cycles / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
-        parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
+        parts += [sep, ("host insn " if host and not compact else "insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
     rec = runner.recorder
