@@ -320,6 +320,22 @@ def _walk(session: Session, addr: int | None) -> str:
     return "\n".join([f"walk {va:#x} (cr3 {session.focus.cpu.cr3:#x})"] + lines)
 
 
+@command("grid", "the walk of ADDR (default rip) as a grid: guest levels across, EPT levels down, "
+         "every memory reference numbered in the order the CPU makes it",
+         Arg("ADDR", read_number, optional=True),
+         details="For an HVM guest over EPT each guest table's address is walked through EPT before "
+                 "the guest entry is read: 24 references for 4 levels on both sides, where a walk "
+                 "without EPT makes 4. 'walk' lists the same references level by level.")
+def _grid(session: Session, addr: int | None) -> str:
+    from .walkgrid import grid_lines, walk_grid
+    _guest_cpu(session, "grid")
+    if arm_view.is_arm(session.focus.cpu):
+        raise UserError("grid draws x86 walks (EPT); on Arm 'walk' lists the stage-1 and stage-2 reads")
+    va = session.focus.cpu.rip if addr is None else addr
+    res, _lines = session.walk(va)
+    return "\n".join(grid_lines(walk_grid(res)))
+
+
 def focus_listing(session: Session) -> str:
     """Every vCPU that can be focused, the focused one starred."""
     here = session.focused.spec
