@@ -569,16 +569,13 @@ class XenLab(App[None]):
         """Hand a lesson action to the tutor (the one place they happen) and show its answer."""
         if self.tutor is None:
             raise UserError("no lesson is open: ctrl+l (or 'lessons') chooses one")
-        if action in ("reset", "restart") and self.runner.time_machine is not None:
-            # Back to where the step (or the lesson) began, through the session's time machine.
-            self.runner.lesson_rewind(self.tutor, action)
-            return
-        if action == "restart":
+        if action == "restart" and self.runner.time_machine is None:
             # No time machine: the screen opens the lesson again on a fresh machine.
             self.exit(result=("lesson", self.tutor.lesson.id))
             return
-        self._write_reply("info", self.tutor.act(action, arg))
-        self.main.query_one(LessonPanel).show(self.tutor.state())
+        # On the simulation thread, which owns the session: the action is an input of the
+        # session (recorded in order), and reset/restart go back through its time machine.
+        self.runner.lesson_act(self.tutor, action, arg)
 
     def on_lesson_panel_action(self, message: LessonPanel.Action) -> None:
         if message.action == "answer":
@@ -748,6 +745,11 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
             from ..session.lesson_play import open_lesson
             tutor = open_lesson(lesson, progress, seed=seed)
             tutor._restart = None               # the screen restarts a lesson by opening it again
+            if record is not None:
+                # Recorded like any session: its setup and the lesson's markers so far, then
+                # every input, lesson actions included (docs/recordings.md).
+                from ..session.live import start_recording
+                start_recording(tutor.session, record)
             app_box[0].tutor = tutor
             return tutor.session
         runner = Runner(factory=lesson_session, **kwargs)
