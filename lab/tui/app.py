@@ -30,10 +30,7 @@ from ..session.commands import REGISTRY, Call
 from ..session.view import StateView
 from ..trace import KINDS
 from .actions import ACTIONS, GROUPS
-from .palette import LabCommands
 from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
-from .screens.help import HelpScreen, topic_page
-from .screens.lessons import LessonPicker
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
 from .themes import readable
@@ -104,12 +101,19 @@ def help_listing(name: str | None = None) -> str:
     return commands.help_text(name, screen=True, keys=() if name else key_names())
 
 
+def _lab_commands() -> Any:
+    # The palette, the help screen (Markdown) and the lesson picker load when first used:
+    # none is on the first frame, and together they are about a fifth of the screen's imports.
+    from .palette import LabCommands
+    return LabCommands
+
+
 class XenLab(App[None]):
     """The on-screen lab."""
 
     CSS_PATH = ["app.tcss", "main.tcss", "lesson.tcss"]
     TITLE = "xenlab"
-    COMMANDS = App.COMMANDS | {LabCommands}
+    COMMANDS = App.COMMANDS | {_lab_commands}
     BINDINGS = [Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.tooltip,
                         group=_GROUPS.get(a.group)) for a in ACTIONS] + [
         Binding("question_mark", "help", "Help", show=False, id="help_key",
@@ -587,6 +591,7 @@ class XenLab(App[None]):
             self.error(str(e))
 
     def action_lessons(self) -> None:
+        from .screens.lessons import LessonPicker
         if isinstance(self.screen, LessonPicker):
             return
 
@@ -652,6 +657,7 @@ class XenLab(App[None]):
 
     def action_help(self) -> None:
         """Help, opening on the pane that has the focus (its text and its own keys)."""
+        from .screens.help import HelpScreen, topic_page
         if isinstance(self.screen, HelpScreen):
             return
         topic = ""
