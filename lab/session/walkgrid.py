@@ -18,6 +18,7 @@ TLB) would spare it. Plain text: the command line and the screen draw the same.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,10 @@ def walk_grid(res: Any) -> WalkGrid:
     return WalkGrid(res.va, res.two_dimensional, columns, n, repeats, stopped)
 
 
+#: Prose in the picture is wrapped to this width, so that it fits a pane beside the CPU's.
+TEXT_WIDTH = 52
+
+
 def grid_lines(grid: WalkGrid) -> list[str]:
     """The grid as text, with a legend of what each column translated."""
     rows = ([r for r in EPT_ROWS] if grid.two_dimensional else []) + [GUEST_ROW]
@@ -105,7 +110,7 @@ def grid_lines(grid: WalkGrid) -> list[str]:
     label = max(len(names[r]) for r in rows) + 1
     cell = max(4, len(str(grid.count)) + 3)
     kind = "2-D walk" if grid.two_dimensional else "walk"
-    out = [f"{kind} of {grid.va:#x}: {grid.count} memory references, numbered in the order the CPU makes them"]
+    out = [f"{kind} of {grid.va:#x}: {grid.count} memory references"]
     out.append(" " * label + "".join(c.name.rjust(cell) for c in grid.columns))
     for r in rows:
         line = names[r].ljust(label)
@@ -116,15 +121,18 @@ def grid_lines(grid: WalkGrid) -> list[str]:
             else:
                 line += "·".rjust(cell - 1) + " "
         out.append(line.rstrip())
+    order = "numbered in the order the CPU makes them"
     if grid.two_dimensional:
-        out.append("each column: the EPT walk of a guest-physical address (down), then the read it was for")
+        order += ": down each column, EPT's walk of a guest-physical address, then the read it was for"
+    out += textwrap.wrap(order, TEXT_WIDTH)
     for c in grid.columns:
         if c.gpa is not None:
             what = "the data" if c.name == "data" else f"the {c.name} entry"
             out.append(f"  {c.name:<5} {what} at {'gPA' if grid.two_dimensional else 'pa'} {c.gpa:#x}")
     if grid.repeats:
-        out.append(f"* {grid.repeats} EPT entries read again within this walk: the CPU's paging-structure "
-                   "caches (or its TLB, for a whole translation) would save them")
+        out += textwrap.wrap(f"* {grid.repeats} EPT entries read again within this walk: the CPU's "
+                             "paging-structure caches (or its TLB, for a whole translation) would "
+                             "save them", TEXT_WIDTH, subsequent_indent="  ")
     if grid.stopped:
-        out.append(f"! {grid.stopped}")
+        out += textwrap.wrap(f"! {grid.stopped}", TEXT_WIDTH, subsequent_indent="  ")
     return out

@@ -148,16 +148,18 @@ def grid_content(view: StateView) -> Content:
     res = view.walk
     if res is None or view.cpu.get("arch") == "arm64" or res.noncanonical:
         return walk_content(view)
-    lines = grid_lines(walk_grid(res))
-    parts: list[Any] = [(lines[0], "bold"), ("  (g: as a list)\n", MUTED)]
-    for line in lines[1:]:
+    grid = walk_grid(res)
+    lines = grid_lines(grid)
+    rows = 2 + (5 if grid.two_dimensional else 1)          # the title, the header, the rows
+    parts: list[Any] = [(lines[0] + "\n", "bold")]
+    parts += [line + "\n" for line in lines[1:rows]]
+    style = MUTED
+    for line in lines[rows:]:
         if line.startswith("!"):
-            parts.append((line + "\n", FAULT))
-        elif line.startswith(("*", "each column", "  ")):
-            parts.append((line + "\n", MUTED))
-        else:
-            parts.append(line + "\n")
-    return Content.assemble(*parts).rstrip()
+            style = FAULT               # why the walk stopped: the last lines
+        parts.append((line + "\n", style))
+    parts.append(("g: back to the list of levels", MUTED))
+    return Content.assemble(*parts)
 
 
 def tlb_content(view: StateView) -> Content:
