@@ -13,7 +13,9 @@ again for every width the pane takes. Prose is wrapped by the pane. A table
    ``xl info``), that column wraps under itself, and a row whose first
    columns are too long for the space left puts it on the lines below;
 4. else (a matrix such as ``compare``) in bands: the first column (the rows'
-   names) and as many further columns as fit, then the next band below.
+   names) and as many further columns as fit, then the next band below; where
+   the first column is too wide for any band (a bar chart's names and bars),
+   the other columns go on the line under it.
 
 Plain text in, plain text out: no widget or style here, so it can be tested
 without a screen.
@@ -130,22 +132,40 @@ def fit_table(lines: list[str], width: int) -> list[str]:
     spans = [e - s for s, e in zip(starts, ends)]
     if spans[-1] == max(spans):
         return _wrap_last(rows, starts[-1], width)
+    if ends[1] > width:
+        # the rows' names leave no room for a band (a bar chart's bars): what follows
+        # them goes under them instead
+        return _wrap_last(rows, starts[1], width, stacked=True)
     return _bands(rows, starts, ends, width)
 
 
-def _wrap_last(rows: list[str], start: int, width: int) -> list[str]:
-    """The last column wrapped under itself; where the columns before it leave too
-    little room, it starts further left, below rows too long to share a line with it."""
-    indent = start if start <= width - MIN_WRAP else max(width - 2 * MIN_WRAP, width // 3, 4)
+def _wrap_last(rows: list[str], start: int, width: int, stacked: bool = False) -> list[str]:
+    """The columns from ``start`` on wrapped under themselves; where the columns before
+    them leave too little room, they start further left, below rows too long to share a
+    line with them (``stacked``: below every row, a little indented)."""
+    # the wrapped column keeps at least MIN_WRAP characters and two fifths of the width
+    room = max(MIN_WRAP, width * 2 // 5)
+    if stacked:
+        indent = 2
+    elif start <= width - room:
+        indent = start
+    else:
+        indent = max(width - 2 * MIN_WRAP, width // 3, 4)
     out: list[str] = []
     for row in rows:
         if not has_columns(row):
             out.append(row)
             continue
-        head, tail = row[:start].rstrip(), row[start:].strip()
-        body = textwrap.wrap(tail, max(width - indent, 8), break_long_words=True,
-                             break_on_hyphens=False) or [""]
-        if len(head) + 2 <= indent:
+        head, tail = row[:start].rstrip(), row[start:].rstrip()
+        if len(tail) > width - indent:
+            body = textwrap.wrap(tail.strip(), max(width - indent, 8), break_long_words=True,
+                                 break_on_hyphens=False) or [""]
+        else:
+            body = [tail]           # as it was: right-aligned numbers stay aligned
+        if not tail.strip():
+            out.append(head)
+            continue
+        if len(head) + 2 <= indent and not stacked:
             out.append(head.ljust(indent) + body[0])
             body = body[1:]
         else:       # the first columns on lines of their own (wrapped if even they are too long)

@@ -107,3 +107,19 @@ def test_prose_is_not_a_table():
     prose = ["The lab's Xen runs in Python.", "It is deterministic.", "Same inputs, same trace."]
     assert not is_table(prose)
     assert fit_answer(prose, 10) == [(line, True) for line in prose]
+
+
+def test_a_bar_chart_too_wide_puts_its_numbers_under_each_bar_still_aligned():
+    bars = {"native": 3, "pv": 4, "hvm": 40, "arm": 1}
+    chart = ["cycles per mode   █ guest  ▓ Xen  ░ dom0"] + [
+        f"{name:<6}  {'█' * n:<40}  {n * 287_000:>12,}  {n / 3:.2f}x" for name, n in bars.items()]
+    rows = fit_table(chart, 50)
+    assert max(len(r) for r in rows) <= 50
+    assert rows[0] == chart[0]
+    for k, name in enumerate(bars):
+        bar, numbers = rows[1 + 2 * k], rows[2 + 2 * k]
+        assert bar.split()[0] == name and set(bar.split()[1]) == {"█"}
+        assert numbers.split() == chart[1 + k].split()[2:]
+    numbers = [rows[2 + 2 * k] for k in range(len(bars))]
+    ends = {r.index(r.split()[0]) + len(r.split()[0]) for r in numbers}
+    assert len(ends) == 1                   # right-aligned as written: they end in one column
