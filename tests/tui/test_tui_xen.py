@@ -483,24 +483,3 @@ def test_the_status_bar_and_the_cpu_pane_tell_their_clocks_apart():
     for word in ("**host clock**", "**vcpu clock**", "**ran**", "Time(s)"):
         assert word in text.split("## Time", 1)[1].split("##", 1)[0]
     assert "vcpu clock" in pane_help("CPU")          # F1 on the CPU pane says it too
-
-
-def test_g_in_the_page_table_pane_draws_the_2d_walk_as_a_grid():
-    async def go():
-        async with xen_lab(size=(120, 40)) as (app, pilot):
-            for line in ("until sysret", "focus hvm-guest", "walk 0x401000"):
-                await command(pilot, app, line)
-            pages = app.main.query_one("#pages")
-            app.main.focus_pane("pages")
-            await pilot.pause()
-            assert "(g: as a grid)" in pane_text(app, "#pages-walk")
-            await pilot.press("g")
-            await pilot.pause()
-            grid = pane_text(app, "#pages-walk")
-            assert grid.startswith("2-D walk of 0x401000: 24 memory references")
-            assert "guest entry    5   10   15   20    ·" in grid
-            assert pages.as_grid
-            await pilot.press("g")
-            await pilot.pause()
-            assert "L4 PML4 table" in pane_text(app, "#pages-walk")
-    run(go())
