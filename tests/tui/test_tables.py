@@ -76,7 +76,6 @@ def test_help_wraps_its_descriptions_under_themselves():
     out = fit_answer(HELP, 57)
     rows = [line for line, _ in out]
     assert max(len(r) for r in rows) <= 57
-    text = "\n".join(line for line, _ in out)
     # a usage too long to share a line with its description puts it below (itself wrapped)
     seek = rows.index(next(r for r in rows if r.startswith("seek")))
     assert rows[seek].startswith("seek INSN | #EVENT") and rows[seek + 1].startswith("  ")
