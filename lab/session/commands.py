@@ -320,6 +320,22 @@ def _walk(session: Session, addr: int | None) -> str:
     return "\n".join([f"walk {va:#x} (cr3 {session.focus.cpu.cr3:#x})"] + lines)
 
 
+@command("grid", "the walk of ADDR (default rip) as a grid: guest levels across, EPT levels down, "
+         "every memory reference numbered in the order the CPU makes it",
+         Arg("ADDR", read_number, optional=True),
+         details="For an HVM guest over EPT each guest table's address is walked through EPT before "
+                 "the guest entry is read: 24 references for 4 levels on both sides, where a walk "
+                 "without EPT makes 4. 'walk' lists the same references level by level.")
+def _grid(session: Session, addr: int | None) -> str:
+    from .walkgrid import grid_lines, walk_grid
+    _guest_cpu(session, "grid")
+    if arm_view.is_arm(session.focus.cpu):
+        raise UserError("grid draws x86 walks (EPT); on Arm 'walk' lists the stage-1 and stage-2 reads")
+    va = session.focus.cpu.rip if addr is None else addr
+    res, _lines = session.walk(va)
+    return "\n".join(grid_lines(walk_grid(res)))
+
+
 def focus_listing(session: Session) -> str:
     """Every vCPU that can be focused, the focused one starred."""
     here = session.focused.spec
@@ -483,31 +499,46 @@ def _io(session: Session, dom: str | None) -> str:
 
 
 def _parse_compare(words: list[str]) -> dict[str, Any]:
-    modes, program = None, None
-    it = iter(words)
+    """As ``xenlab compare``: ``--modes``, ``--workload FILE`` (or PROGRAM, not both) and
+    ``--scenario FILE``, each also as ``--opt=VALUE``."""
     usage = REGISTRY["compare"].usage
+    options = {"--modes": None, "--workload": None, "--scenario": None}
+    program = None
+    it = iter(words)
     for word in it:
-        if word == "--modes":
-            value = next(it, None)
-            if value is None:
-                raise UserError(f"compare: --modes needs a list (usage: {usage})")
-            modes = [m for m in value.split(",") if m]
-        elif word.startswith("--modes="):
-            modes = [m for m in word.split("=", 1)[1].split(",") if m]
+        name, eq, value = word.partition("=")
+        if name in options:
+            if not eq:
+                value = next(it, "")
+            if not value:
+                raise UserError(f"compare: {name} needs a value (usage: {usage})")
+            if options[name] is not None:
+                raise UserError(f"compare: {name} given twice (usage: {usage})")
+            options[name] = value
         elif program is None and not word.startswith("-"):
             program = word
         else:
             raise REGISTRY["compare"].unexpected(word)
-    return {"modes": modes, "program": program}
+    if program is not None and options["--workload"] is not None:
+        raise UserError("compare: give the program once (--workload FILE or PROGRAM)")
+    modes = options["--modes"]
+    return {"modes": [m for m in modes.split(",") if m] if modes is not None else None,
+            "program": options["--workload"] or program, "scenario": options["--scenario"]}
 
 
 @command("compare", "run one program in each mode on fresh machines and count them side by side",
-         usage="compare [--modes M1,M2...] [PROGRAM.s]", parser=_parse_compare)
-def _compare(session: Session, modes: list[str] | None, program: str | None,
+         usage="compare [--modes M1,M2...] [--workload FILE | PROGRAM.s] [--scenario FILE.toml]",
+         parser=_parse_compare,
+         details="As 'xenlab compare': --workload runs your own user program (.s) in every mode, "
+                 "--scenario compares on another host (machines/no-vtx.toml has no VT-x); "
+                 "relative paths are read from the current directory.")
+def _compare(session: Session, modes: list[str] | None, program: str | None, scenario: str | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> str:
     from .compare import compare, format_chart, format_table
+    if scenario is not None and not os.path.isfile(scenario):
+        raise UserError(f"{scenario}: no such file (compare --scenario FILE.toml)")
     # fresh machines, one per mode: the session's own machine is not touched
-    results = compare(program, modes, progress=progress)
+    results = compare(program, modes, scenario=scenario, progress=progress)
     return format_table(results, descriptions=False) + "\n\n" + format_chart(results)
 
 

@@ -33,6 +33,9 @@ class VcpuInfo:
     role: str = ""          # whose code runs now: "kernel" or "user" ("" when unknown)
     has_cpu: bool = True    # False: the vCPU runs dom0's services in Python, no guest instructions
     mode: str = ""          # the domain's guest mode: pv, pv32, hvm, pvh ... ("" on bare metal)
+    #: The cycles it has run (its running time: xl vcpu-list's Time(s), VCPUOP_get_runstate_info's
+    #: RUNSTATE_running), on a Xen host; 0 on bare metal.
+    run_cycles: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ class StateView:
     service: str | None = None
     #: The focused domain (its id), None on bare metal.
     focus_dom: int | None = None
-    #: Simulated time and instructions of the whole machine (every pCPU and vCPU).
+    #: Simulated time and instructions of the whole machine: the host's clock (its furthest
+    #: pCPU's, Xen's NOW()) and every vCPU's instructions.
     host_cycles: int | None = None
     host_insns: int | None = None
     #: The focused guest's rings, event channels and grants (``io``), "" when there are none to show.
@@ -146,7 +150,8 @@ def build_view(session: Session, gen: int, walk_addr: int | None,
         info = VcpuInfo(r.label, r.dom, r.vcpu, spec, state, c.cpl, c.root,
                         r == focus and service_dom is None,
                         runstate=v.runstate if v is not None else "", pcpu=v.pcpu if v is not None else None,
-                        role=role_of(mode, c.cpl, v.kernel_mode if v is not None else None), mode=mode)
+                        role=role_of(mode, c.cpl, v.kernel_mode if v is not None else None), mode=mode,
+                        run_cycles=v.run_cycles if v is not None else 0)
         infos.append(info)
         by_ref[(r.dom, r.vcpu)] = info
     domains = []
@@ -160,7 +165,7 @@ def build_view(session: Session, gen: int, walk_addr: int | None,
                                        0, True, service_dom == d.domid, runstate=v.runstate, pcpu=v.pcpu,
                                        role="services" if v.cpu is None and d.privileged else "",
                                        has_cpu=v.cpu is not None,
-                                       mode=d.mode))
+                                       mode=d.mode, run_cycles=v.run_cycles))
         word, letters = domain_state(d)
         focused_dom = service_dom == d.domid if service_dom is not None else focus.dom == d.domid
         domains.append(DomainInfo(d.domid, d.name, d.mode, d.type, word, letters, d.mem_mib, tuple(vinfos),

@@ -15,9 +15,8 @@ import math
 import shlex
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
-from rich.text import Text
 from textual import events
 from textual.app import App
 from textual.binding import Binding
@@ -31,10 +30,7 @@ from ..session.commands import REGISTRY, Call
 from ..session.view import StateView
 from ..trace import KINDS
 from .actions import ACTIONS, GROUPS
-from .palette import LabCommands
 from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
-from .screens.help import HelpScreen, topic_page
-from .screens.lessons import LessonPicker
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS
 from .themes import readable
@@ -42,7 +38,7 @@ from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
 from .widgets.lesson import LessonPanel
 from .widgets.logs import CallsPane, DevicePane, route
-from .widgets.output import OutputLog, is_table
+from .widgets.output import OutputLog
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
@@ -70,15 +66,16 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         [("speed ", "$text-muted"), speed]
     if view is not None:
         cpu = view.cpu
-        # On a Xen host: the host's time (its furthest pCPU) and every vCPU's instructions.
-        cycles = view.host_cycles if view.host_cycles is not None else cpu["cycles"]
+        # On a Xen host: the host's clock (its furthest pCPU's, Xen's NOW()) and every vCPU's
+        # instructions; the CPU pane shows the focused vCPU's own (widgets/cpu.py time_parts).
+        host = view.host_cycles is not None
+        cycles = view.host_cycles if host else cpu["cycles"]
         insns = view.host_insns if view.host_insns is not None else cpu["icount"]
-        label = ("host cyc " if compact else "host cycle ") if view.host_cycles is not None else \
-            ("cyc " if compact else "cycle ")
+        label = ("host clk " if compact else "host clock ") if host else ("cyc " if compact else "cycle ")
         parts += [sep, (label, "$text-muted"), f"{cycles:,}"]
         if view.cpu_hz and not compact:
             parts.append((f" ({cycles / view.cpu_hz * 1e6:,.1f} µs)", "$text-muted"))
-        parts += [sep, ("insn ", "$text-muted"), f"{insns:,}"]
+        parts += [sep, ("host insn " if host and not compact else "insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
     rec = runner.recorder
@@ -104,12 +101,19 @@ def help_listing(name: str | None = None) -> str:
     return commands.help_text(name, screen=True, keys=() if name else key_names())
 
 
+def _lab_commands() -> Any:
+    # The palette, the help screen (Markdown) and the lesson picker load when first used:
+    # none is on the first frame, and together they are about a fifth of the screen's imports.
+    from .palette import LabCommands
+    return LabCommands
+
+
 class XenLab(App[None]):
     """The on-screen lab."""
 
     CSS_PATH = ["app.tcss", "main.tcss", "lesson.tcss"]
     TITLE = "xenlab"
-    COMMANDS = App.COMMANDS | {LabCommands}
+    COMMANDS = App.COMMANDS | {_lab_commands}
     BINDINGS = [Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.tooltip,
                         group=_GROUPS.get(a.group)) for a in ACTIONS] + [
         Binding("question_mark", "help", "Help", show=False, id="help_key",
@@ -354,8 +358,7 @@ class XenLab(App[None]):
         style = {"err": colors.get("text-error", "red"), "echo": colors.get("text-accent", ""),
                  "info": colors.get("foreground", "")}.get(kind, "")
         lines = text.splitlines() or [""]
-        out.add([Text(line, style=style + (" bold" if kind == "echo" else "")) for line in lines],
-                table=kind == "out" and is_table(lines))
+        out.add(lines, style + (" bold" if kind == "echo" else ""))
         self.main.show_message(text, kind)
         if kind in ("out", "err") and self._command_pending is not None:
             # A command's multi-line answer is shown where it can be read.
@@ -408,7 +411,7 @@ class XenLab(App[None]):
     def dispatch(self, call: Call) -> None:
         """One parsed command: the screen's own here, the rest to the simulation thread."""
         if call.command.screen:
-            getattr(self, f"_screen_{call.name}")(**call.args)
+            self.SCREEN_COMMANDS[call.name](self, **call.args)
             return
         if call.name == "help":
             self._command_pending = "help"
@@ -570,16 +573,13 @@ class XenLab(App[None]):
         """Hand a lesson action to the tutor (the one place they happen) and show its answer."""
         if self.tutor is None:
             raise UserError("no lesson is open: ctrl+l (or 'lessons') chooses one")
-        if action in ("reset", "restart") and self.runner.time_machine is not None:
-            # Back to where the step (or the lesson) began, through the session's time machine.
-            self.runner.lesson_rewind(self.tutor, action)
-            return
-        if action == "restart":
+        if action == "restart" and self.runner.time_machine is None:
             # No time machine: the screen opens the lesson again on a fresh machine.
             self.exit(result=("lesson", self.tutor.lesson.id))
             return
-        self._write_reply("info", self.tutor.act(action, arg))
-        self.main.query_one(LessonPanel).show(self.tutor.state())
+        # On the simulation thread, which owns the session: the action is an input of the
+        # session (recorded in order), and reset/restart go back through its time machine.
+        self.runner.lesson_act(self.tutor, action, arg)
 
     def on_lesson_panel_action(self, message: LessonPanel.Action) -> None:
         if message.action == "answer":
@@ -591,6 +591,7 @@ class XenLab(App[None]):
             self.error(str(e))
 
     def action_lessons(self) -> None:
+        from .screens.lessons import LessonPicker
         if isinstance(self.screen, LessonPicker):
             return
 
@@ -656,6 +657,7 @@ class XenLab(App[None]):
 
     def action_help(self) -> None:
         """Help, opening on the pane that has the focus (its text and its own keys)."""
+        from .screens.help import HelpScreen, topic_page
         if isinstance(self.screen, HelpScreen):
             return
         topic = ""
@@ -689,6 +691,20 @@ class XenLab(App[None]):
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.current_theme.dark else DARK
+
+    #: The screen's own commands (``screen=True`` in lab/session/commands.py), each with the
+    #: method that does it; tests check that the two lists agree.
+    SCREEN_COMMANDS: ClassVar[dict[str, Callable[..., None]]] = {
+        "pause": _screen_pause,
+        "speed": _screen_speed,
+        "filter": _screen_filter,
+        "theme": _screen_theme,
+        "clear": _screen_clear,
+        "quit": _screen_quit,
+        "lessons": _screen_lessons,
+        "lesson": _screen_lesson,
+        "answer": _screen_answer,
+    }
 
 
 def build_session(target: str | None = None, record: str | Path | None = None) -> Any:
@@ -735,6 +751,11 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
             from ..session.lesson_play import open_lesson
             tutor = open_lesson(lesson, progress, seed=seed)
             tutor._restart = None               # the screen restarts a lesson by opening it again
+            if record is not None:
+                # Recorded like any session: its setup and the lesson's markers so far, then
+                # every input, lesson actions included (docs/recordings.md).
+                from ..session.live import start_recording
+                start_recording(tutor.session, record)
             app_box[0].tutor = tutor
             return tutor.session
         runner = Runner(factory=lesson_session, **kwargs)

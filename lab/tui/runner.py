@@ -198,10 +198,11 @@ class Runner:
     def walk(self, addr: int | None) -> None:
         self.request("walk", addr)
 
-    def lesson_rewind(self, tutor: Any, action: str) -> None:
-        """``lesson reset``/``restart``: the tutor takes the machine back in time, on this
-        thread, as every trip in time happens."""
-        self.request("lesson_rewind", tutor, action)
+    def lesson_act(self, tutor: Any, action: str, arg: str = "") -> None:
+        """A lesson action, done by the tutor on this thread: each is an input of the session
+        (recorded, in order with the others), next/prev/goto mark the timeline, and
+        reset/restart take the machine back in time, as every trip in time happens here."""
+        self.request("lesson_act", tutor, action, arg)
 
     def set_speed(self, index: int) -> None:
         self.speed = max(0, min(len(SPEEDS) - 1, index))
@@ -527,10 +528,10 @@ class Runner:
             return
         self._start(_Job("step", n, label=f"step {n:,}"))
 
-    def _op_lesson_rewind(self, tutor: Any, action: str) -> None:
-        if self._job is not None:
+    def _op_lesson_act(self, tutor: Any, action: str, arg: str) -> None:
+        if self._job is not None and action in ("reset", "restart"):
             self._finish("paused")
-        self._reply("info", tutor.act(action))
+        self._reply("info", tutor.act(action, arg))
 
     def _op_walk(self, addr: int | None) -> None:
         self.walk_addr = addr

@@ -11,6 +11,24 @@ from lab.tui.widgets.logs import CallsPane, DevicePane
 from tui_support import command, lab, message_text, output_text, run, settle
 
 
+def test_every_screen_command_has_its_method_and_no_other():
+    """The screen's table of its own commands and the registry's screen commands agree, and
+    each method takes exactly the arguments the command's parser gives it."""
+    import inspect
+
+    from lab.session.commands import REGISTRY
+    from lab.tui.app import XenLab
+    screen = {name for name, cmd in REGISTRY.items() if cmd.screen}
+    assert set(XenLab.SCREEN_COMMANDS) == screen
+    examples = {"speed": "speed max", "filter": "filter calls kind trap", "theme": "theme dark",
+                "lesson": "lesson hint", "answer": "answer 2"}
+    from lab.session.commands import parse
+    for name, method in XenLab.SCREEN_COMMANDS.items():
+        call = parse(examples.get(name, name))
+        params = list(inspect.signature(method).parameters)[1:]
+        assert params == list(call.args), name
+
+
 @pytest.mark.machine
 def test_regs_prints_registers():
     async def go():

@@ -40,3 +40,48 @@ def test_reset_and_restart_keys_rewind_the_machine(tmp_path):
             assert app.runner.session is session and app.tutor.index == 0
             assert session.clock() == start and app.return_value is None
     run(go())
+
+
+def test_a_lesson_on_screen_is_recorded_and_replays_exactly(tmp_path):
+    """xenlab lesson ID records like any session: the rec marker, the lesson's setup and
+    markers, its actions (a hint, a reset through time) and the learner's commands, in
+    order; the file replays to the same machine, every digest matching."""
+    import json
+
+    from lab.session.replay import replay
+    from tui_support import pane_text
+    record = tmp_path / "lesson.jsonl"
+
+    async def go():
+        app = make_app(lesson=find_lesson("tour"), theme=THEME, progress=Progress(tmp_path / "p.json"),
+                       record=record)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await settle(pilot, app)
+            await _wait(pilot, lambda: app.main.query(LessonPanel) and app.tutor is not None)
+            await _wait(pilot, lambda: "● rec" in pane_text(app, "#status"))
+            assert "● rec" in pane_text(app, "#status")
+            session = app.runner.session
+            await command(pilot, app, "lesson next")
+            await command(pilot, app, "step 40")
+            await pilot.press("ctrl+g", "h")
+            await _wait(pilot, lambda: "hint 1/" in output_text(app))
+            await pilot.press("r")
+            await _wait(pilot, lambda: "back where the step began" in output_text(app))
+            await command(pilot, app, "step 25")
+            await settle(pilot, app)
+            digest = session.machine.digest()
+        return digest
+
+    digest = run(go())
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    inputs = [(ln["kind"], ln["text"]) for ln in lines if ln.get("t") == "input"]
+    marks = [ln["name"] for ln in lines if ln.get("t") == "mark"]
+    lesson_inputs = [text for kind, text in inputs if kind == "lesson"]
+    assert lesson_inputs == ["next", "hint", "reset"]
+    assert ("command", "seek lesson-step-2") in inputs and ("command", "step 25") in inputs
+    assert {"lesson-start", "lesson-step-1", "lesson-step-2", "lesson:hint", "lesson:reset"} <= set(marks)
+    assert lines[-1]["t"] == "end"
+    result = replay(record)
+    assert result.divergence is None and result.recording.complete
+    assert result.session.machine.digest() == digest

@@ -131,6 +131,38 @@ def test_xen_medium_screen(snap_compare):
 
 
 def test_xen_large_screen(snap_compare):
-    """160x45: every pane at once, a table in the command output kept unwrapped."""
+    """160x45: every pane at once, xl list in the command output fitted to its width, every column kept."""
     assert snap_compare(build_xen(), terminal_size=(160, 45),
                         run_before=_xen("until hypercall:mmu_update", "xl list"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 50)])
+def test_xen_tables_in_the_command_output_at_every_size(snap_compare, size):
+    """xl vcpu-list and xl list fitted to the output pane when drawn: every column kept."""
+    assert snap_compare(build_xen(), terminal_size=size,
+                        run_before=_xen("run 200000", "xl vcpu-list", "xl list"))
+
+
+def test_xen_2d_walk_as_a_grid(snap_compare):
+    """120x40: g in the page-table pane draws the HVM guest's 2-D walk as a grid of its
+    24 memory references."""
+    from tui_support import pane_text
+
+    async def run_before(pilot):
+        await _xen("until sysret", "focus hvm-guest", "walk 0x401000")(pilot)
+        app = pilot.app
+        app.main.focus_pane("pages")
+        await pilot.pause()
+        assert "(g: as a grid)" in pane_text(app, "#pages-walk")
+        await pilot.press("g")
+        await pilot.pause()
+        grid = pane_text(app, "#pages-walk")
+        assert grid.startswith("2-D walk of 0x401000: 24 memory references")
+        assert "guest entry    5   10   15   20    ·" in grid
+        await pilot.press("g")                                  # and back to the levels
+        await pilot.pause()
+        assert "L4 PML4 table" in pane_text(app, "#pages-walk")
+        await pilot.press("g")
+        await settle(pilot, app)
+        assert app.main.query_one("#pages").as_grid
+    assert snap_compare(build_xen(), terminal_size=(120, 40), run_before=run_before)

@@ -424,3 +424,62 @@ def test_a_breakpoint_in_the_hvm_guest_shows_where_it_fired():
             assert detail.startswith("vmexit IO_INSTRUCTION") and "caused by" in detail
             assert any(cur for _, _, cur in app.view.source)
     run(go())
+
+
+def test_tables_in_the_command_output_are_fitted_when_drawn_and_reflow_on_resize():
+    """At 120x40 the output pane is about half the screen: xl list keeps every column
+    (Time(s) included) and xl info's long values wrap under themselves; at 200x50 the same
+    answers are drawn again for the new width, and the transcript keeps them as written."""
+    from lab.tui.widgets.output import OutputLog
+
+    async def go():
+        async with xen_lab(size=(120, 40)) as (app, pilot):
+            await command(pilot, app, "xl list")
+            await command(pilot, app, "xl info")
+            out = app.main.query_one("#output", OutputLog)
+            width = out.scrollable_content_region.width
+            assert width < 80                        # narrower than xl's own 80 columns
+            shown = out.lines_shown()
+            header = next(ln for ln in shown if ln.startswith("Name"))
+            assert header.split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"]
+            assert max(len(ln) for ln in shown) <= width
+            caps = shown.index(next(ln for ln in shown if ln.startswith("hw_caps")))
+            assert shown[caps + 1].startswith(" " * 20)          # the value goes on under itself
+            assert "Name                                        ID" in output_text(app)
+            await pilot.resize_terminal(200, 50)
+            await settle(pilot, app)
+            wide = out.lines_shown()
+            assert out.scrollable_content_region.width != width
+            header = next(ln for ln in wide if ln.startswith("Name"))
+            assert header.split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"]
+            assert wide != shown and max(len(ln) for ln in wide) <= out.scrollable_content_region.width
+    run(go())
+
+
+def test_the_status_bar_and_the_cpu_pane_tell_their_clocks_apart():
+    """One story for time: the status bar's host clock is the furthest pCPU's; the CPU pane
+    shows the focused vCPU's own clock beside it and the cycles it ran (xl vcpu-list's
+    Time(s)); help explains the three words."""
+    from lab.tui.screens.help import help_text, pane_help
+
+    async def go():
+        async with xen_lab(size=(200, 50)) as (app, pilot):
+            await command(pilot, app, "run 300000")
+            await command(pilot, app, "focus pv-guest")
+            await pilot.pause(0.3)
+            await settle(pilot, app)
+            session = app.runner.session
+            host_insns, host_clock = session.clock()
+            vcpu = session.machine.domains[1].vcpus[0]
+            status = pane_text(app, "#status")
+            assert f"host clock {host_clock:,}" in status and f"host insn {host_insns:,}" in status
+            cpu = pane_text(app, "#cpu-summary")
+            assert f"vcpu clock {vcpu.cpu.cycles:,}  host clock {host_clock:,}" in cpu
+            assert f"ran {vcpu.run_cycles:,} cycles" in cpu
+            assert 0 < vcpu.run_cycles <= vcpu.cpu.cycles <= host_clock
+            assert "cycle " not in cpu.replace("cycles", "")      # no unlabelled third counter
+    run(go())
+    text = help_text()
+    for word in ("**host clock**", "**vcpu clock**", "**ran**", "Time(s)"):
+        assert word in text.split("## Time", 1)[1].split("##", 1)[0]
+    assert "vcpu clock" in pane_help("CPU")          # F1 on the CPU pane says it too

@@ -11,7 +11,6 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from rich.markdown import Markdown
 from textual.widgets import Static
 
 from ...lessons.tutor import StepState
@@ -65,6 +64,7 @@ class LessonPanel(VerticalScroll, can_focus=True):
         self.query_one("#lesson-progress", Static).update(Content.assemble(
             (f"step {st.index + 1}/{st.total}  ", "bold"), marks, "\n", (st.title, "bold $accent")))
         if old is None or (old.index, old.text) != (st.index, st.text):
+            from rich.markdown import Markdown      # markdown-it loads only when a lesson shows
             self.query_one("#lesson-text", Static).update(Markdown(st.text.strip()))
         if st.met:
             check = Content.styled("✓ done: " + ("the lesson is complete!" if st.finished else "press n for the next step"),

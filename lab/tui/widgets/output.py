@@ -1,8 +1,7 @@
-"""The command output: answers kept as written, wrapped when drawn, tables scrolled sideways."""
+"""The command output: answers kept as written and laid out for the pane's width when drawn."""
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from typing import Any
 
@@ -10,51 +9,52 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
-#: Two spaces (or a tab) between words: the columns of a table such as ``xl list``.
-_COLUMNS = re.compile(r"\S(\s{2,}|\t)\S")
-
-
-def is_table(lines: list[str]) -> bool:
-    """Whether an answer is a table: most of its lines (at least three) have columns."""
-    rows = [ln for ln in lines if ln.strip()]
-    return len(rows) >= 3 and sum(bool(_COLUMNS.search(ln)) for ln in rows) * 3 >= len(rows) * 2
+from ..tables import fit_answer
 
 
 class OutputLog(RichLog):
-    """A RichLog that keeps every answer's lines and draws them again when its width changes.
+    """A RichLog that keeps every answer as written and draws it again when its width changes.
 
-    Prose is wrapped to the pane's width when drawn (so widening or maximising the pane
-    unwraps it); a table is never wrapped: its rows keep their columns and the pane
-    scrolls sideways.
+    Prose is wrapped by the log (so widening or maximising the pane unwraps it); a table is
+    fitted to the width by ``tables.fit_answer`` (columns kept: gaps shrunk, the last column
+    wrapped under itself, or bands of columns), and what still does not fit scrolls sideways.
     """
 
     def __init__(self, max_lines: int = 2000, **kwargs: Any) -> None:
         super().__init__(max_lines=max_lines, wrap=True, markup=False, highlight=False, **kwargs)
-        self.entries: deque[tuple[Text, bool]] = deque(maxlen=max_lines)
-        self._drawn_width = 0
+        #: Each answer as written: (its lines, their style).
+        self.answers: deque[tuple[list[str], str]] = deque(maxlen=max_lines)
+        self._laid_width = 0        # the width the answers were last fitted to
 
-    def add(self, lines: list[Text], table: bool = False) -> None:
-        for line in lines:
-            self.entries.append((line, table))
-            self._draw(line, table)
+    @property
+    def fit_width(self) -> int:
+        """The columns a line may take: the pane less its vertical scrollbar."""
+        width = self.scrollable_content_region.width or self.size.width
+        return max((width or 80) - 1, 8)
 
-    def _draw(self, line: Text, table: bool) -> None:
-        if table:
-            row = line.copy()
-            row.no_wrap = True
-            row.overflow = "ignore"
-            self.write(row, shrink=False, scroll_end=True)
-        else:
-            self.write(line, scroll_end=True)
+    def add(self, lines: list[str], style: str = "") -> None:
+        self.answers.append((lines, style))
+        self._draw(lines, style)
+
+    def _draw(self, lines: list[str], style: str) -> None:
+        self._laid_width = self.fit_width
+        for line, wraps in fit_answer(lines, self._laid_width):
+            if wraps:
+                self.write(Text(line, style=style), scroll_end=True)
+            else:
+                row = Text(line, style=style, no_wrap=True, overflow="ignore")
+                self.write(row, shrink=False, scroll_end=True)
 
     def on_resize(self, event: events.Resize) -> None:
-        width = event.size.width
-        if width and self._drawn_width and width != self._drawn_width:
+        if event.size.width and self.answers and self.fit_width != self._laid_width:
             super().clear()
-            for line, table in self.entries:
-                self._draw(line, table)
-        self._drawn_width = width or self._drawn_width
+            for lines, style in self.answers:
+                self._draw(lines, style)
+
+    def lines_shown(self) -> list[str]:
+        """The text the log holds now, one string per drawn line (for tests and reading)."""
+        return [strip.text.rstrip() for strip in self.lines]
 
     def clear(self) -> "OutputLog":
-        self.entries.clear()
+        self.answers.clear()
         return super().clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
 from .text import Text
@@ -12,6 +13,7 @@ from .text import Text
 from ...hw.ept import EPT_ADDR_MASK
 from ...hw.paging import describe_entry, entry_frame, table_indexes
 from ...session.view import StateView
+from ...session.walkgrid import grid_lines, walk_grid
 
 MUTED = "$text-muted"
 FAULT = "$text-error bold"
@@ -83,6 +85,7 @@ def walk_content(view: StateView) -> Content:
     parts.append((f"indexes  L4 {i4}  L3 {i3}  L2 {i2}  L1 {i1}  offset {off:#x}", MUTED))
     if res.two_dimensional:
         parts.append(("\n2-D walk: each guest table address is itself translated through EPT", "$text-warning"))
+        parts.append((" (g: as a grid)", MUTED))
     parts.append("\n")
     seen: set = set()
     for st in res.steps:
@@ -140,6 +143,25 @@ def walk_content(view: StateView) -> Content:
     return Content.assemble(*parts)
 
 
+def grid_content(view: StateView) -> Content:
+    """The walk as the grid of its memory references (the ``grid`` command's picture)."""
+    res = view.walk
+    if res is None or view.cpu.get("arch") == "arm64" or res.noncanonical:
+        return walk_content(view)
+    grid = walk_grid(res)
+    lines = grid_lines(grid)
+    rows = 2 + (5 if grid.two_dimensional else 1)          # the title, the header, the rows
+    parts: list[Any] = [(lines[0] + "\n", "bold")]
+    parts += [line + "\n" for line in lines[1:rows]]
+    style = MUTED
+    for line in lines[rows:]:
+        if line.startswith("!"):
+            style = FAULT               # why the walk stopped: the last lines
+        parts.append((line + "\n", style))
+    parts.append(("g: back to the list of levels", MUTED))
+    return Content.assemble(*parts)
+
+
 def tlb_content(view: StateView) -> Content:
     if view.service is not None:
         return Content.styled("TLB: none to show (no guest code runs in this domain)", MUTED)
@@ -156,12 +178,31 @@ def tlb_content(view: StateView) -> Content:
 
 
 class PagesPane(VerticalScroll):
-    """Walk of one address (rip unless pinned with ``walk ADDR``) and the TLB."""
+    """Walk of one address (rip unless pinned with ``walk ADDR``) and the TLB; ``g`` shows
+    the walk as a grid of its memory references instead of level by level."""
+
+    BINDINGS = [
+        Binding("g", "toggle_grid", "Grid", id="pages.grid",
+                tooltip="The walk as a grid (guest levels across, EPT levels down, each reference "
+                        "numbered), or back to the list of levels"),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.as_grid = False
+        self._view: StateView | None = None
 
     def compose(self) -> ComposeResult:
         yield Text("", id="pages-walk")
         yield Text("", id="pages-tlb")
 
     def show(self, view: StateView) -> None:
-        self.query_one("#pages-walk", Text).show(walk_content(view))
+        self._view = view
+        walk = grid_content(view) if self.as_grid else walk_content(view)
+        self.query_one("#pages-walk", Text).show(walk)
         self.query_one("#pages-tlb", Text).show(tlb_content(view))
+
+    def action_toggle_grid(self) -> None:
+        self.as_grid = not self.as_grid
+        if self._view is not None:
+            self.show(self._view)

@@ -34,14 +34,37 @@ def timeline_content(view: TimelineView, width: int) -> Content:
     parts: list = []
     for ch, style in zip(bar, styles):
         parts.append((ch, style) if style else ch)
-    where = "live" if view.live else f"input {view.input_index + 1}/{len(view.inputs)}"
-    marks = "  ".join(name for name, _ in view.markers[:6])
-    info = f" insn {view.now:,} of {view.extent:,} · {where}" + (f" · markers: {marks}" if marks else "")
-    if not view.live:
-        info += " · a command that changes the machine takes over here"
     parts.append("\n")
-    parts.append((info[:width], "$text-muted"))
+    parts.append((info_line(view, width), "$text-muted"))
     return Content.assemble(*parts)
+
+
+def info_line(view: TimelineView, width: int) -> str:
+    """The line under the bar, within ``width``: where the machine is, always; then, as room
+    allows, that a command takes over here (shorter if need be), and the markers (the first
+    few and how many more, or only how many; the bar shows each as ▼). Parts are left out
+    whole, never cut in the middle of a word."""
+    where = "live" if view.live else f"input {view.input_index + 1}/{len(view.inputs)}"
+    head = f" insn {view.now:,} of {view.extent:,} · {where}"
+    if len(head) > width:
+        head = f" {view.now:,}/{view.extent:,} · {where}"
+    names = [name for name, _ in view.markers]
+    takeover = ([] if view.live else
+                [" · a command that changes the machine takes over here", " · a command takes over here", ""])
+
+    def marks(k: int) -> str:
+        if not names or k < 0:
+            return ""
+        if k == 0:
+            return f" · {len(names)} markers"
+        more = f" +{len(names) - k}" if k < len(names) else ""
+        return " · markers: " + "  ".join(names[:k]) + more
+    for hint in takeover or [""]:
+        for k in range(min(len(names), 6), -2, -1):       # down to no word of the markers
+            line = head + marks(k) + hint
+            if len(line) <= width:
+                return line
+    return head[:width]
 
 
 class Timeline(Text):

@@ -1,0 +1,124 @@
+"""Tables in the command output keep their columns at every width (lab/tui/tables.py)."""
+
+from __future__ import annotations
+
+from lab.tui.tables import fit_answer, fit_table, is_table
+
+# As xl prints it: the header's last columns are separated by tabs.
+XL_LIST = [
+    "Name                                        ID   Mem VCPUs\tState\tTime(s)",
+    "Domain-0                                     0    64     1     r-----       0.0",
+    "pv-guest                                     1    32     1     r-----       0.0",
+    "hvm-guest                                    2    32     1     ------       0.0",
+]
+
+MATRIX = [
+    "                     native          pv         hvm",
+    "guest instructions  318,804     393,018     318,293",
+    "hypercalls                0         356           1",
+    "  mmu_update              0          48           0",
+    "total cycles        963,450     879,955  11,533,741",
+]
+
+HELP = [
+    "back [N | event | hypercall | vmexit]                                go back N instructions (default 1), or to the previous event of a kind",
+    "break [KIND[:NAME][@DOM] | clear | list]                             stop running at a matching event",
+    "seek INSN | #EVENT | MARKER | end | +input | -input | +mark | -mark  go to any point of the session",
+    "step [N]                                                             execute N instructions one at a time (default 1)",
+    "",
+    "on the screen (xenlab open) also:",
+    "pause                                                                pause the running machine",
+    "quit                                                                 leave the lab",
+    "theme [dark|light|NAME]                                              switch the colour theme",
+]
+
+
+def _starts(row: str) -> list[int]:
+    """Where each word of a row starts."""
+    return [i for i, ch in enumerate(row) if ch != " " and (i == 0 or row[i - 1] == " ")]
+
+
+def test_a_table_that_fits_is_drawn_as_written():
+    assert fit_answer(XL_LIST, 100) == [(r.expandtabs(8), False) for r in XL_LIST]
+
+
+def test_xl_list_keeps_every_column_aligned_in_a_narrow_pane():
+    rows = [line for line, _ in fit_answer(XL_LIST, 57)]
+    assert max(len(r) for r in rows) <= 57
+    assert rows[0].split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"]
+    assert [r.split()[0] for r in rows[1:]] == ["Domain-0", "pv-guest", "hvm-guest"]
+    # right-aligned numbers end under their headers' ends, in every row
+    for header in ("ID", "Mem", "VCPUs", "Time(s)"):
+        end = rows[0].index(header) + len(header)
+        assert all(r[end - 1] != " " and (end == len(r) or r[end] == " ") for r in rows[1:]), header
+
+
+def test_a_matrix_too_wide_comes_in_bands_led_by_the_row_names():
+    rows = fit_table(MATRIX, 34)
+    assert max(len(r) for r in rows) <= 34
+    bands = "\n".join(rows).split("\n\n")
+    assert len(bands) >= 2
+    for band in bands:
+        lines = band.splitlines()
+        assert [ln[:20].strip() for ln in lines] == ["", "guest instructions", "hypercalls",
+                                                     "mmu_update", "total cycles"]
+    # every value is still under its mode's name, and each mode appears once
+    text = "\n".join(rows)
+    for mode, total in (("native", "963,450"), ("pv", "879,955"), ("hvm", "11,533,741")):
+        assert text.count(f" {mode}") == 1
+        band = next(b for b in bands if f" {mode}" in b.splitlines()[0])
+        head, last = band.splitlines()[0], band.splitlines()[-1]
+        end = head.index(f" {mode}") + 1 + len(mode)
+        assert last[:end].endswith(total)
+
+
+def test_help_wraps_its_descriptions_under_themselves():
+    out = fit_answer(HELP, 57)
+    rows = [line for line, _ in out]
+    assert max(len(r) for r in rows) <= 57
+    # a usage too long to share a line with its description puts it below (itself wrapped)
+    seek = rows.index(next(r for r in rows if r.startswith("seek")))
+    assert rows[seek].startswith("seek INSN | #EVENT") and rows[seek + 1].startswith("  ")
+    assert " ".join(" ".join(rows[seek:seek + 2]).split()) == \
+        "seek INSN | #EVENT | MARKER | end | +input | -input | +mark | -mark"
+    indent = rows[seek + 2]
+    assert indent.lstrip().startswith("go to any point")
+    col = len(indent) - len(indent.lstrip())
+    # short usages share the line, the description at the same column
+    step = next(r for r in rows if r.startswith("step [N]"))
+    assert step[col:].startswith("execute N") and step[:col].strip() == "step [N]"
+    # every word of every description is still there, in order
+    lines = [line for line, _ in out]
+    back = lines[1:lines.index("break [KIND[:NAME][@DOM] | clear | list]")]
+    assert all(ln[:col].strip() == "" for ln in back)
+    assert " ".join(ln.strip() for ln in back) == \
+        "go back N instructions (default 1), or to the previous event of a kind"
+    # a line that is no table row is left to wrap as prose
+    assert ("on the screen (xenlab open) also:", True) in out
+
+
+def test_widening_gives_the_table_back_as_written():
+    wide = [line for line, _ in fit_answer(HELP, 200)]
+    assert wide == [line.rstrip() for line in HELP]
+
+
+def test_prose_is_not_a_table():
+    prose = ["The lab's Xen runs in Python.", "It is deterministic.", "Same inputs, same trace."]
+    assert not is_table(prose)
+    assert fit_answer(prose, 10) == [(line, True) for line in prose]
+
+
+def test_a_bar_chart_too_wide_puts_its_numbers_under_each_bar_still_aligned():
+    bars = {"native": 3, "pv": 4, "hvm": 40, "arm": 1}
+    chart = ["cycles per mode   █ guest  ▓ Xen  ░ dom0"] + [
+        f"{name:<6}  {'█' * n:<40}  {n * 287_000:>12,}  {n / 3:.2f}x" for name, n in bars.items()]
+    rows = fit_table(chart, 50)
+    assert max(len(r) for r in rows) <= 50
+    assert rows[0] == chart[0]
+    for k, name in enumerate(bars):
+        bar, numbers = rows[1 + 2 * k], rows[2 + 2 * k]
+        assert bar.split()[0] == name and set(bar.split()[1]) == {"█"}
+        assert numbers.split() == chart[1 + k].split()[2:]
+    numbers = [rows[2 + 2 * k] for k in range(len(bars))]
+    ends = {r.index(r.split()[0]) + len(r.split()[0]) for r in numbers}
+    assert len(ends) == 1                   # right-aligned as written: they end in one column
