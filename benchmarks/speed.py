@@ -143,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="CPU seconds per steady-state figure")
     ap.add_argument("--warm-up", type=int, default=400_000)
-    ap.add_argument("--modes", default=",".join(C.DEFAULT_MODES))
+    ap.add_argument("--modes", default=",".join(COMPARED))
     ap.add_argument("--no-compare", action="store_true", help="skip timing xenlab compare")
     args = ap.parse_args()
 
