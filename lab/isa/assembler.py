@@ -1096,15 +1096,15 @@ class Assembler:
             raise cur.fail(mn, "rep can only prefix movsb, movsq, stosb or stosq")
         # Operands are a pure function of the line's text (their nodes are immutable and
         # name symbols unqualified), and the kernels' common files repeat in every image.
-        ops = _OPERANDS.get(where.text)
-        if ops is None:
+        parsed = _OPERANDS.get(where.text)
+        if parsed is None:
             rest = toks[cur.pos:]
-            ops = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) \
+            parsed = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) \
                 if rest[0].kind != "end" else ()
             if len(_OPERANDS) >= _TOKENIZED_KEPT:
                 _OPERANDS.clear()
-            _OPERANDS[where.text] = ops
-        ops = list(ops)
+            _OPERANDS[where.text] = parsed
+        ops = list(parsed)
         self.sec.code = True
         self._place(self.sec, where)
         if self.sec.here % INSN_SIZE:
