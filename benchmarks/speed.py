@@ -7,8 +7,10 @@ Prints, in guest instructions per CPU-second:
 * every mode's steady-state speed: the compared guest's workload made long, measured
   after its first ``--warm-up`` instructions;
 * guests idle at their shell prompts (a PV and an HVM guest, as ``soak.py`` boots
-  them), in guest instructions per CPU-second;
-* ``xenlab compare`` (all eight modes) in CPU seconds, with the compiled-block cache
+  them), in guest instructions per CPU-second and in simulated seconds per
+  CPU-second (what idle costs: the guests run only on their ticks and events), with
+  what the machine did per simulated second;
+* ``xenlab compare`` (the eight x86 modes) in CPU seconds, with the compiled-block cache
   warm from an earlier run and cold (an empty cache directory). Python may write
   the lab's own bytecode as an installed lab has it (``PYTHONDONTWRITEBYTECODE`` is
   dropped for these runs), so the figures are the lab's work, not Python's
@@ -49,6 +51,8 @@ from lab.session.scenario import DEFAULT_SCENARIO, boot_host, load_scenario  # n
 PROGRAM_6502 = bytes([0xA2, 0x00, 0x8A, 0x18, 0x65, 0x10, 0x85, 0x10, 0xE8, 0xD0, 0xF7,
                       0xE6, 0x11, 0x4C, 0x02, 0x02])
 ROUNDS = 400            # workload rounds of a guest measured in steady state: it never ends first
+#: The eight x86 modes ``xenlab compare`` is timed on (the target's "all eight modes").
+COMPARED = ["native", "pv", "pv32", "hvm", "hvm-shadow", "hvm-pvdrivers", "pvhvm", "pvh"]
 
 
 def py65_rate(seconds: float) -> float:
@@ -102,16 +106,24 @@ def steady_rate(mode: str, seconds: float, warm_up: int) -> float:
     return (cpu.icount - i0) / (time.process_time() - start)
 
 
-def idle_rate(seconds: float) -> float:
-    """Guest instructions per CPU-second with a PV and an HVM guest idle at their prompts."""
+def idle_rates(seconds: float) -> tuple[float, float, dict[str, float]]:
+    """A PV and an HVM guest idle at their prompts: guest instructions per CPU-second,
+    simulated seconds per CPU-second, and per simulated second what the machine did
+    (instructions, events by kind)."""
     from soak import CHUNK, boot
     host = boot(["pv", "hvm"])
     host.run(CHUNK)
-    i0 = host.instructions
+    i0, c0, n0 = host.instructions, max(host.clock), dict(host.trace.counts)
     start = time.process_time()
     while time.process_time() - start < seconds:
         host.run(CHUNK)
-    return (host.instructions - i0) / (time.process_time() - start)
+    spent = time.process_time() - start
+    simulated = (max(host.clock) - c0) / host.cpu_hz
+    per_sim = {"instructions": (host.instructions - i0) / simulated}
+    for kind, n in sorted(host.trace.counts.items()):
+        if n > n0.get(kind, 0):
+            per_sim[kind] = (n - n0.get(kind, 0)) / simulated
+    return (host.instructions - i0) / spent, simulated / spent, per_sim
 
 
 def compare_cpu(cache: str | None) -> float:
@@ -121,8 +133,8 @@ def compare_cpu(cache: str | None) -> float:
     if cache is not None:
         env["XENLAB_CACHE"] = cache
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "lab.cli", "compare"], cwd=ROOT, env=env,
-                   stdout=subprocess.DEVNULL, check=True)
+    subprocess.run([sys.executable, "-m", "lab.cli", "compare", "--modes", ",".join(COMPARED)], cwd=ROOT,
+                   env=env, stdout=subprocess.DEVNULL, check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -131,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="CPU seconds per steady-state figure")
     ap.add_argument("--warm-up", type=int, default=400_000)
-    ap.add_argument("--modes", default=",".join(C.DEFAULT_MODES))
+    ap.add_argument("--modes", default=",".join(COMPARED))
     ap.add_argument("--no-compare", action="store_true", help="skip timing xenlab compare")
     args = ap.parse_args()
 
@@ -148,9 +160,11 @@ def main() -> None:
         rate = steady_rate(mode, args.seconds, args.warm_up)
         ref = py65_rate(args.seconds / 2)
         print(f"{'steady ' + mode:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
-    rate = idle_rate(args.seconds)
+    rate, sim_rate, per_sim = idle_rates(args.seconds)
     ref = py65_rate(args.seconds / 2)
-    print(f"{'idle guests (pv, hvm)':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
+    print(f"{'idle guests (pv, hvm)':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f}); "
+          f"{sim_rate:.1f} simulated seconds per CPU-second")
+    print(f"{'':<24} per simulated second: " + ", ".join(f"{n:,.0f} {k}" for k, n in per_sim.items()))
     if not args.no_compare:
         with tempfile.TemporaryDirectory(prefix="xenlab-speed-") as cold:
             compare_cpu(None)        # the lab's own bytecode written once, as installed

@@ -260,8 +260,21 @@ class Trace:
             fn(ev)
 
     def emit(self, cycle: int, pcpu: int, dom: int | None, vcpu: int, kind: str, **data: Any) -> Event:
-        ev = Event(self.seq, cycle, pcpu, dom, vcpu, kind, data)
-        self.add(ev)
+        # ``add`` inlined: this runs for every event the machine makes.
+        seq = self.seq
+        ev = Event(seq, cycle, pcpu, dom, vcpu, kind, data)
+        self.seq = seq + 1
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
+        if self.keep:
+            self._window.append(ev)
+            pending = self._pending
+            pending.append(ev)
+            if len(pending) >= self.frame_size:
+                self._spill.append(pending)
+                self._pending = []
+        for fn in self.listeners:
+            fn(ev)
         return ev
 
     # -- reading --------------------------------------------------------------

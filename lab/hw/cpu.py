@@ -123,6 +123,10 @@ class Cpu:
         # flush while they are set aside reaches them too.
         self._parked: tuple | None = None
         self._ept_cache: dict[tuple, int] = {}
+        # The hypervisor's own walks of this vCPU's tables (copies to and from the
+        # guest): (root, page, write) -> (the entries read, frame). Checked against
+        # memory on every use, so no flush has to reach it.
+        self.xen_walks: dict[tuple, tuple] = {}
         self._select_caches()
 
     def _select_caches(self) -> None:

@@ -153,12 +153,31 @@ _IDENT = re.compile(r"\.?[A-Za-z_][A-Za-z0-9_.]*")
 _WORD = re.compile(r"[0-9A-Za-z_]+")
 
 
+#: Lines already split, by (text, arm): the kernels share their common files, so the
+#: same lines come back in every image. Tokens are immutable; each caller gets its own list.
+_TOKENIZED: dict[tuple[str, bool], tuple[Tok, ...]] = {}
+_TOKENIZED_KEPT = 50_000
+#: An instruction line's operands, by its text (see ``Assembler._instruction``).
+_OPERANDS: dict[str, tuple] = {}
+
+
 def tokenize(text: str, where: SourceLine, arm: bool = False) -> list[Tok]:
     """Split one source line into tokens; comments are dropped.
 
     With ``arm`` (after ``.arch arm64``) ``#`` marks an immediate, ``!`` a
     pre-indexed address, and ``//`` starts a comment, as in GNU as for AArch64.
     """
+    key = (text, arm)
+    toks = _TOKENIZED.get(key)
+    if toks is None:
+        toks = tuple(_split_line(text, where, arm))       # a bad line raises, and is not kept
+        if len(_TOKENIZED) >= _TOKENIZED_KEPT:
+            _TOKENIZED.clear()
+        _TOKENIZED[key] = toks
+    return list(toks)
+
+
+def _split_line(text: str, where: SourceLine, arm: bool) -> list[Tok]:
     toks: list[Tok] = []
     if text.lstrip().startswith("#"):
         return [Tok("end", "", len(text) + 1)]
@@ -313,7 +332,9 @@ class _Cursor:
         self.nodes = 0
 
     def peek(self, k: int = 0) -> Tok:
-        return self.toks[min(self.pos + k, len(self.toks) - 1)]
+        toks = self.toks
+        i = self.pos + k
+        return toks[i] if i < len(toks) else toks[-1]
 
     def next(self) -> Tok:
         t = self.peek()
@@ -1073,8 +1094,17 @@ class Assembler:
         info, cond, strsize = _resolve(mn, where)
         if rep and strsize is None:
             raise cur.fail(mn, "rep can only prefix movsb, movsq, stosb or stosq")
-        rest = toks[cur.pos:]
-        ops = [parse_operand(p, where) for p in _split_commas(rest, where)] if rest[0].kind != "end" else []
+        # Operands are a pure function of the line's text (their nodes are immutable and
+        # name symbols unqualified), and the kernels' common files repeat in every image.
+        parsed = _OPERANDS.get(where.text)
+        if parsed is None:
+            rest = toks[cur.pos:]
+            parsed = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) \
+                if rest[0].kind != "end" else ()
+            if len(_OPERANDS) >= _TOKENIZED_KEPT:
+                _OPERANDS.clear()
+            _OPERANDS[where.text] = parsed
+        ops = list(parsed)
         self.sec.code = True
         self._place(self.sec, where)
         if self.sec.here % INSN_SIZE:

@@ -135,6 +135,24 @@ def encode(insn: Instruction) -> bytes:
 def decode(raw: bytes | bytearray | memoryview, offset: int = 0) -> Instruction:
     """Decode the 16 bytes at ``offset``; raise DecodeError if invalid."""
     chunk = bytes(raw[offset:offset + INSN_SIZE])
+    insn = _DECODED.get(chunk)
+    if insn is not None:
+        return insn
+    insn = _decode(chunk)
+    if len(_DECODED) >= _DECODED_KEPT:
+        _DECODED.clear()
+    _DECODED[chunk] = insn
+    return insn
+
+
+#: Instructions decoded before, by their 16 bytes (an Instruction is immutable, and
+#: translating a block decodes each of its instructions again); bounded. Bytes that do
+#: not decode raise every time and are never kept.
+_DECODED: dict[bytes, Instruction] = {}
+_DECODED_KEPT = 65_536
+
+
+def _decode(chunk: bytes) -> Instruction:
     if len(chunk) != INSN_SIZE:
         raise DecodeError("truncated instruction")
     op, form, a, b, base, index, scale, aux = chunk[:8]

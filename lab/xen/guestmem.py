@@ -31,9 +31,27 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
     if dom.is_pv:
         # Xen acts for the guest kernel: through the kernel's base table.
         root = vcpu.guest_table << 12 if vcpu.guest_table else cpu.cr3
-        res = paging.walk(host.mem, root, va, access="w" if write else "r", cpl=0, set_ad=False)
+        mem = host.mem
+        # A walk that set no A/D bits is a pure function of the entries it read, so
+        # a page walked before is reused while those entries are unchanged: one
+        # read per level instead of a walk (create_bounce_frame pushes seven words).
+        walks = cpu.xen_walks
+        key = (root, va >> PAGE_SHIFT, write)
+        hit = walks.get(key)
+        if hit is not None:
+            entries, page = hit
+            read = mem.read_u64
+            for addr, value in entries:
+                if read(addr) != value:
+                    break
+            else:
+                return page | (va & PAGE_MASK)
+        res = paging.walk(mem, root, va, access="w" if write else "r", cpl=0, set_ad=False)
         if not res.ok:
             raise GuestFault(f"{va:#x} is not mapped {'writable ' if write else ''}in d{dom.domid}'s page tables")
+        if len(walks) >= 64:            # bounded: a guest cannot make it grow
+            walks.clear()
+        walks[key] = (tuple((s.entry_hpa, s.entry) for s in res.steps), res.pa & ~PAGE_MASK)
         return res.pa
     if not cpu.paging:
         return gfn_to_maddr(dom, va)

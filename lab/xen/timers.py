@@ -7,6 +7,27 @@ from . import abi
 
 def fire(host, now: int) -> None:
     """Fire every vCPU timer due by ``now`` (VIRQ_TIMER, or a plain wake-up)."""
+    # Called on every scheduling round, and almost always nothing is due: one pass
+    # that changes nothing decides that, and only a round with something due pays
+    # for the ordered pass below (which may then change state as it goes).
+    for dom in host.domains.values():
+        if not dom.alive:
+            continue
+        for v in dom.vcpus:
+            deadline = v.timer_deadline
+            if deadline is not None and deadline <= now:
+                break
+        else:
+            devices = dom.devices
+            pit = devices.get("vpit")
+            if pit is None:
+                continue
+            pic = devices.get("vpic")
+            if pic is None or not (pic.waiting or (pit.running and pit.next_fire() <= now)):
+                continue
+        break
+    else:
+        return
     for dom in sorted(host.domains.values(), key=lambda d: d.domid):
         if not dom.alive:
             continue
