@@ -8,7 +8,7 @@ import pytest
 
 from lab.cli import main
 from lab.errors import UserError
-from lab.session.compare import compare
+from lab.session.compare import compare, disagreement
 from test_machine import expected_checksum
 
 
@@ -22,6 +22,13 @@ def test_every_mode_prints_the_same_checksum(results):
     want = f"{expected_checksum():#018x}"
     assert {r.checksum for r in results.values()} == {want}
     assert all(r.stopped == "poweroff" for r in results.values() if r.mode != "native")
+
+
+@pytest.mark.machine
+def test_every_mode_including_arm_reports_the_same_exit_code(results):
+    # `xenlab compare` fails when the modes disagree: the Arm column must read its kernel's exit line too
+    assert {r.exit_code for r in results.values()} == {0}
+    assert disagreement(list(results.values())) is None
 
 
 @pytest.mark.machine

@@ -236,6 +236,7 @@ def _run_arm(res: ModeResult) -> ModeResult:
     res.instructions, res.cycles, res.dom0_cycles = v.cpu.icount, v.run_cycles, dom0.run_cycles
     res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
     res.checksum = _checksum(dom.console_output)
+    res.exit_code = _exit_code(dom.console_output)
     _count(res, host.trace.iter_all(), dom.domid)
     return res
 
