@@ -92,19 +92,76 @@ def test_giving_back_a_page_table_in_use_frees_it_only_when_nothing_uses_it(aren
 
 
 def test_an_hvm_guest_punches_holes_and_populates_them_within_its_limits(arena):
+    """memory.c populate_physmap() -> guest_physmap_add_page() -> p2m_add_page() (x86/mm/p2m.c):
+    populating a gfn that holds RAM gives it the new frame, the old frame's M2P entry becomes
+    invalid and the old frame stays the domain's (in its page count, in no p2m slot) until the
+    domain goes; max_pages bounds every new frame."""
     host, h = arena.host, arena.hvm
     dom = h.dom
     old = dom.gfn_to_mfn(0x300)
     assert _memop(arena, h, DEC, [0x300, 0x7_0000])[0] == 1, "a gfn that maps nothing stops it"
     assert dom.gfn_to_mfn(0x300) is None and old in host.free_frames
     assert _memop(arena, h, POP, [1 << 36])[0] == 0, "beyond the guest's physical address width"
-    assert _memop(arena, h, POP, [0x301])[0] == 0, "(lab) populated already"
-    assert _memop(arena, h, POP, [0x300, 0x302])[0] == 1
+    assert _memop(arena, h, POP, [0x300, 0x302])[0] == 1, "the second is over max_pages"
     new = dom.gfn_to_mfn(0x300)
     assert new is not None and host.mm.pv.pages[new].owner == dom.domid
     assert host.mem.read(new << 12, 4096) == bytes(4096)
     assert _memop(arena, h, POP, [0x8_0000])[0] == 0, "at max_pages"
+    # a populated gfn: replaced, the old frame kept by the domain
+    assert _memop(arena, h, DEC, [0x503])[0] == 1
+    pages = dom.mem_pages
+    before = dom.gfn_to_mfn(0x501)
+    host.mem.write(before << 12, b"old contents")
+    assert _memop(arena, h, POP, [0x501])[0] == 1
+    after = dom.gfn_to_mfn(0x501)
+    assert after not in (None, before) and host.mem.read(after << 12, 12) == bytes(12)
+    assert dom.mem_pages == pages + 1 == dom.max_pages
+    assert host.mm.pv.pages[before].owner == dom.domid and before not in host.free_frames
+    assert host.mm.pv.m2p.get(before) is None and host.mm.pv.m2p[after] == 0x501
+    assert before not in set(dom.p2m) | set(dom.physmap_extra.values())
+    replaced = [e for e in host.trace.iter_all() if e.kind == "pagetable" and e.data.get("result") == "replaced"]
+    assert replaced and replaced[-1].data["addr"] == 0x501 << 12
     arena.untouched()
+    arena.xl.destroy(dom.name)
+    assert before in host.free_frames and host.mm.pv.pages[before].owner is None
+    assert host.mem.read(before << 12, 12) == bytes(12), "freed with the domain, wiped"
+    assert host.mm.pv.check_invariants() == []
+
+
+def test_extents_of_order_above_zero_up_to_the_callers_max_order(arena):
+    """memory.c: an extent is 2**extent_order pages, up to max_order() of the caller (Kconfig
+    DOMU_MAX_ORDER 9 for a domU); a larger order does nothing (the count done so far, no errno).
+    A new extent is one aligned block of contiguous frames (alloc_domheap_pages()) within
+    max_pages (assign_pages(): "Over-allocation"); decrease_reservation removes it page by page."""
+    host, h, g = arena.host, arena.hvm, arena.pv
+    dom = h.dom
+    olds = [dom.gfn_to_mfn(0x600 + k) for k in range(4)]
+    assert _memop(arena, h, DEC, [0x600], order=2)[0] == 1
+    assert all(dom.gfn_to_mfn(0x600 + k) is None for k in range(4)) and set(olds) <= set(host.free_frames)
+    assert _memop(arena, h, POP, [0x600], order=10)[0] == 0, "above DOMU_MAX_ORDER"
+    assert _memop(arena, h, POP, [0x600], order=3)[0] == 0, "8 pages would pass max_pages"
+    assert all(dom.gfn_to_mfn(0x600 + k) is None for k in range(4)), "nothing of it was done"
+    assert _memop(arena, h, POP, [0x600], order=2)[0] == 1
+    mfns = [dom.gfn_to_mfn(0x600 + k) for k in range(4)]
+    assert mfns[0] % 4 == 0 and mfns == list(range(mfns[0], mfns[0] + 4)), "one aligned block"
+    assert all(host.mm.pv.m2p[m] == 0x600 + k for k, m in enumerate(mfns))
+    assert all(host.mem.read(m << 12, 4096) == bytes(4096) for m in mfns)
+    # a PV guest: told the extent's first frame
+    pv = g.dom
+    got = []
+    for pfn in (0x500, 0x501, 0x502, 0x503):              # room for one extent of four pages
+        assert _memop(arena, g, DEC, [pv.p2m[pfn]])[0] == 1
+        assert arena.call(g, "update_va_mapping", DIRECT_MAP + (pfn << 12), 0, abi.UVMF_INVLPG) == 0
+    pages = pv.mem_pages
+    rc, got = _memop(arena, g, INC, [0], order=2)
+    assert rc == 1 and got[0] % 4 == 0 and pv.mem_pages == pages + 4
+    assert all(host.mm.pv.pages[got[0] + k].owner == pv.domid for k in range(4))
+    assert _memop(arena, g, INC, [0], order=0)[0] == 0, "at max_pages"
+    assert _memop(arena, g, DEC, [got[0] + 1], order=2)[0] == 0, "its fourth page is not the guest's"
+    assert all(host.mm.pv.pages[got[0] + k].owner is None for k in (1, 2, 3)), "the pages before it went"
+    assert host.mm.pv.pages[got[0]].owner == pv.domid and pv.mem_pages == pages + 1
+    arena.untouched()
+    assert host.mm.pv.check_invariants() == []
 
 
 @pytest.mark.parametrize("hap", [1, 0])
