@@ -75,6 +75,10 @@ class MmioEmulation:
         self.dom = v.domain
         self.shadow = self.dom.extra.get("shadow")
         self.count = 0                              # MMIO accesses made by this emulation
+        self.charged = 0                            # cycles the device model's ioreqs cost
+        #: linear page -> guest-physical page of the MMIO pages this instruction reached: one
+        #: instruction's translations do not change under it (the TLB holds them too)
+        self._pages: dict[tuple[int, str], int] = {}
         self._pending: list[Any] | None = None      # a run of null-handler accesses not yet reported
 
     # -- where an access that faulted really goes ------------------------------------
@@ -129,7 +133,9 @@ class MmioEmulation:
         answer = None
         if dm is not None and dm.claims_mmio(v.domain, gpa):
             self._flush()
+            before = v.cpu.cycles
             answer = dm.mmio_io(v, gpa, size, direction, value)
+            self.charged += v.cpu.cycles - before       # the ioreq's round trip
         if answer is None:
             # null_handler: no ioreq server registered the range (hvmemul_do_io()).
             result = _ones(size) if direction == "in" else value & _ones(size)
@@ -160,7 +166,16 @@ class MmioEmulation:
                        device=f"none: no ioreq server claims it; Xen's null handler {what}", **extra)
 
     # -- the CPU's memory accesses, for this one instruction ---------------------------
+    def _cached(self, va: int, size: int, access: str) -> int | None:
+        page = self._pages.get((va >> 12, access))
+        if page is None or (va & 0xFFF) + size > 4096:
+            return None
+        return page | (va & 0xFFF)
+
     def _load(self, orig, va: int, size: int, supervisor: bool = False) -> int:
+        gpa = self._cached(va, size, "r")
+        if gpa is not None:
+            return self.access(gpa, size, "in")
         for attempt in (0, 1):
             try:
                 return orig(va, size, supervisor)
@@ -169,10 +184,15 @@ class MmioEmulation:
                 if gpa is None:
                     raise
                 if gpa >= 0:
+                    self._pages[(va >> 12, "r")] = gpa & ~0xFFF
                     return self.access(gpa, size, "in")
         raise _Unhandleable(f"read of {va:#x} still faults after its shadow was filled")
 
     def _store(self, orig, va: int, size: int, value: int, supervisor: bool = False) -> None:
+        gpa = self._cached(va, size, "w")
+        if gpa is not None:
+            self.access(gpa, size, "out", value)
+            return
         for attempt in (0, 1):
             try:
                 orig(va, size, value, supervisor)
@@ -182,6 +202,7 @@ class MmioEmulation:
                 if gpa is None:
                     raise
                 if gpa >= 0:
+                    self._pages[(va >> 12, "w")] = gpa & ~0xFFF
                     self.access(gpa, size, "out", value)
                     return
         # a write to one of the guest's own page tables from MMIO data: not emulated here
@@ -226,9 +247,10 @@ class MmioEmulation:
         finally:
             del cpu._load_slow, cpu._store_slow
             self._flush()
-            # Xen carries the instruction out: its cycles are Xen's (charged with the exit),
-            # and each access it made costs as one element of a string instruction does.
-            cpu.cycles = cycles + self.count * cpu.costs.get("string_iteration", 1)
+            # Xen carries the instruction out: the exit and the handler are charged with the
+            # exit, each access the emulator made is charged here (mmio_access), and so is
+            # every ioreq's round trip; what the CPU counted for the instruction is not.
+            cpu.cycles = cycles + self.charged + self.count * host.costs.ev("mmio_access")
             cpu.tlb.flush(include_global=True)
             cpu.flush_caches()
         if outcome is True:
