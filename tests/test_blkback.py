@@ -550,7 +550,7 @@ def test_frontend_closing_and_closed(tmp_path):
     closes = [e for e in new if e.kind == "evtchn" and e.data["op"] == "close" and e.dom == 0]
     assert len(closes) == 1
     assert g.grant_flags(fe.ref) & 0x18 == 0
-    assert not host.services["grant_tables"].maptrack.get(0)
+    assert not host.grant_tables.maptrack.get(0)
     # The frontend's port is back to unbound; a kick reaches nobody and nothing breaks.
     assert host.evtchn.ports[d][fe.port].state == "unbound"
     # online is still 1: the device may reconnect (Initialising -> InitWait -> ... -> Connected).
@@ -566,11 +566,11 @@ def test_frontend_closing_and_closed(tmp_path):
 def test_domain_destroyed_unmaps_and_closes(tmp_path):
     host, xl, g, fe, img = connected(tmp_path)
     d = g.dom.domid
-    assert host.services["grant_tables"].maptrack.get(0)
+    assert host.grant_tables.maptrack.get(0)
     port0 = host.services["blkback"].vbd(d, XVDA).port
     xl.destroy(g.dom.name)
     host.run()
-    assert not host.services["grant_tables"].maptrack.get(0)
+    assert not host.grant_tables.maptrack.get(0)
     assert host.evtchn.ports[0][port0].state == "closed"
     assert host.services["blkback"].vbd(d, XVDA) is None
     assert store(host, f"/local/domain/0/backend/vbd/{d}") is None
@@ -611,7 +611,7 @@ def test_nonsense_in_the_frontend_directory_is_fatal_not_a_crash(tmp_path):
         assert store(host, f"{fe.be}/state") == str(CLOSING), keys
         assert why in store(host, error_node(fe.be)), keys
     # Nothing stayed mapped or bound for any of them, and dom0 carries on.
-    assert not host.services["grant_tables"].maptrack.get(0)
+    assert not host.grant_tables.maptrack.get(0)
     assert host.domains[0].alive
 
 

@@ -33,7 +33,7 @@ vif = ['mac=00:16:3e:00:00:01, bridge=xenbr0, model=ne2k_pci']
 def setup_dm(tmp_path: Path, cfg: str = HVM_CFG, mode: str | None = None, blacklist=()):
     host, xl = boot_host()
     dm = DeviceModel(host, image_dir=tmp_path, blacklist=blacklist)
-    host.services["device_model"] = dm
+    host.services.add(dm)
     conf = load_config(cfg, "t.cfg")
     dom = host.new_domain(conf.name, mode or conf.kernel_mode, 16, 1, config=conf)
     v = host.new_vcpu(dom, 0, host.make_cpu())

@@ -12,8 +12,7 @@ from lab.xen.abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNT
                                      GNTST_bad_handle, GNTST_general_error, GNTST_okay,
                                      GNTST_permission_denied, GTF_permit_access, GTF_reading,
                                      GTF_readonly, GTF_writing)
-from lab.xen.grant import _tables
-from lab.xen.hypercalls import dispatch
+from lab.xen.hypercall_table import dispatch
 from xen_helpers import two_pv_guests
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -27,7 +26,7 @@ def two_guests():
 
 
 def grant(host, granter, ref, to_domid, pfn, readonly=False):
-    gt = _tables(host)
+    gt = host.grant_tables
     status, frames = gt.setup_table(granter.domid, 1)
     assert status == GNTST_okay
     flags = GTF_permit_access | (GTF_readonly if readonly else 0)
@@ -99,7 +98,7 @@ def test_every_domain_has_a_grant_table_from_creation(two_guests):
     GNTTABOP_setup_table is an entry without GTF_permit_access, GNTST_general_error
     (_set_status_v1); a ref beyond it is GNTST_bad_gntref ("Bad ref")."""
     host, a, b = two_guests
-    gt = _tables(host)
+    gt = host.grant_tables
     assert a.domid not in gt.frames, "A never set up its table"
     _, va = free_va(b)
     pte = pte_of(host, b, va)
@@ -114,7 +113,7 @@ def test_every_domain_has_a_grant_table_from_creation(two_guests):
 
 def test_without_a_grant_another_domains_frame_cannot_be_mapped(two_guests):
     host, a, b = two_guests
-    _tables(host)
+    assert host.mm.pv.grant_ok == host.grant_tables.grant_ok      # mm asks Xen's grant tables
     _, va = free_va(b)
     val = (a.p2m[5] << 12) | 0x7
     assert host.mm.update_va_mapping(b.vcpus[0], va, val, abi.UVMF_INVLPG) < 0

@@ -15,7 +15,6 @@ from lab.xen import abi
 from lab.xen.abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map,
                                      GNTMAP_readonly, GNTST_bad_copy_arg, GNTST_general_error,
                                      GNTST_okay, GTF_reading, GTF_writing)
-from lab.xen.grant import _tables
 from test_grants import free_va, grant, pte_of
 from xen_helpers import two_pv_guests
 
@@ -41,7 +40,7 @@ def frame_of(pte: int) -> int:
 # ------------------------------------------------------------------ the table's size
 def test_setup_table_stops_at_64_frames(two_guests):
     host, a, _b = two_guests
-    gt = _tables(host)
+    gt = host.grant_tables
     status, frames = gt.setup_table(a.domid, GNTTAB_MAX_FRAMES)
     assert status == GNTST_okay and len(frames) == GNTTAB_MAX_FRAMES == len(set(frames))
     status, frames = gt.setup_table(a.domid, GNTTAB_MAX_FRAMES + 1)
@@ -52,7 +51,7 @@ def test_setup_table_stops_at_64_frames(two_guests):
 
 def test_the_physmap_route_stops_at_the_same_limit(two_guests):
     host, a, _b = two_guests
-    gt = _tables(host)
+    gt = host.grant_tables
     assert gt.frame_for_physmap(a.domid, GNTTAB_MAX_FRAMES) is None
     assert gt.frames.get(a.domid, []) == [], "nothing allocated for a refused index"
     last = gt.frame_for_physmap(a.domid, GNTTAB_MAX_FRAMES - 1)

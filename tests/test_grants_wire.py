@@ -22,7 +22,6 @@ import struct
 
 import pytest
 
-from lab.xen.grant import _tables
 from test_grants import DIRECT_MAP, free_va, grant, pte_of
 from xen_helpers import hypercall, two_pv_guests
 
@@ -192,7 +191,7 @@ def test_setup_table_and_query_size_through_the_hypercall(two_guests):
     assert gnttab_op(host, b, GNTTABOP_setup_table, buf, 1) == 0
     assert buf.s16(8) == GNTST_okay
     frames = [buf.u64(2048 + 8 * i) for i in range(4)]
-    assert frames == _tables(host).frames[b.domid][:4]
+    assert frames == host.grant_tables.frames[b.domid][:4]
     assert all(host.mm.pv.pages[f].owner == b.domid for f in frames), "a PV guest gets its own mfns"
     assert buf.u64(2048 + 32) == 0xEEEEEEEEEEEEEEEE, "no fifth frame written"
 
@@ -203,7 +202,7 @@ def test_setup_table_and_query_size_through_the_hypercall(two_guests):
 
 def test_an_unprivileged_guest_cannot_set_up_another_domains_table(two_guests):
     host, a, b = two_guests
-    gt = _tables(host)
+    gt = host.grant_tables
     buf = GuestBuffer(host, b, b.mem_pages - 4)
     buf.write(2048, bytes(8))
     buf.write(0, struct.pack("<HxxIh6xQ", a.domid, 1, 0x5A5A, buf.va + 2048))

@@ -243,7 +243,7 @@ def test_a_grant_is_what_dom0_sees_and_ends_only_once_unmapped(tmp_path, flavour
     line = dom.console_output.split("gnt: ref=")[1].splitlines()[0]
     ref, frame = int(line.split()[0]), int(line.split("frame=")[1])
     assert ref == 8, "the first ref after the 8 reserved ones"
-    gt = host.services["grant_tables"]
+    gt = host.grant_tables
     flags, domid, entry_frame = gt.read_entry(dom.domid, ref)
     assert (flags, domid, entry_frame) == (GTF_permit_access | GTF_readonly, 0, frame)
     # PV grants machine frames, PVH guest frames

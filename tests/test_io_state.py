@@ -8,7 +8,6 @@ import struct
 import pytest
 
 from lab.session.io_state import describe, event_channels, grants
-from lab.xen.grant import _tables
 from xen_helpers import create, small_host
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -36,7 +35,7 @@ def test_ports_show_their_far_end_and_the_bits_in_shared_info(tmp_path):
 def test_grants_list_what_a_domain_grants_and_who_maps_it(tmp_path):
     host, xl = small_host()
     dom = create(xl, tmp_path, "g", "pv")
-    gt = _tables(host)
+    gt = host.grant_tables
     _, frames = gt.setup_table(dom.domid, 1)
     page = dom.p2m[5]
     host.mem.write((frames[0] << 12) + 8 * 8, struct.pack("<HHI", 1 | 4, 0, page))   # ref 8: read-only to dom0

@@ -12,11 +12,13 @@ import grimp
 import pytest
 from importlinter import configuration
 from importlinter.application import use_cases
+from importlinter.contracts.acyclic_siblings import AcyclicSiblingsContract
 from importlinter.contracts.forbidden import ForbiddenContract
 from importlinter.contracts.layers import LayersContract
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-CONTRACT_TYPES = {"layers": LayersContract, "forbidden": ForbiddenContract}
+CONTRACT_TYPES = {"layers": LayersContract, "forbidden": ForbiddenContract,
+                  "acyclic_siblings": AcyclicSiblingsContract}
 
 
 @functools.cache
@@ -78,3 +80,17 @@ def test_every_package_of_the_lab_has_its_layer():
     headless = set(dict.fromkeys(o for c in options().contracts_options if c["type"] == "forbidden"
                                  for o in c["source_modules"]))
     assert packages - front_ends <= headless, f"core packages not held headless: {sorted(packages - front_ends - headless)}"
+
+
+@pytest.mark.parametrize("importer, imported", [
+    ("lab.xen.events", "lab.xen.hvm"),                 # events choosing the upcall by mode itself again
+    ("lab.xen.evtchn", "lab.xen.events"),              # instead of the hook the host passes in
+    ("lab.xen.hypercall_table", "lab.xen.grant"),      # the leaf table reaching into a subsystem
+    ("lab.xen.hvm", "lab.xen.host"),                   # a subsystem reaching back into the host
+    ("lab.xen.arm.p2m", "lab.xen.arm.host"),           # inside a package of lab.xen too
+])
+def test_an_import_cycle_inside_xen_breaks_the_contract(importer, imported):
+    graph = lab_graph()
+    assert contract("acyclic_siblings").check(graph, verbose=False).kept
+    graph.add_import(importer=importer, imported=imported, line_number=1, line_contents=f"import {imported}")
+    assert not contract("acyclic_siblings").check(graph, verbose=False).kept

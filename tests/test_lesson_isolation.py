@@ -9,7 +9,6 @@ import pytest
 from lab.isa.assembler import assemble_file
 from lab.paths import MACHINES
 from lab.xen import abi
-from lab.xen.grant import _tables
 from xen_helpers import frames_digest, frames_of, m2p_of, pv_mapping_violations, small_host, write_cfg
 
 pytestmark = pytest.mark.machine
@@ -45,7 +44,7 @@ def attacked(tmp_path_factory):
     host, xl = small_host()
     victim = xl.create(write_cfg(tmp, "victim", "pv", MACHINES / "kernels" / "pv.s", memory=16), paused=True)
     # The victim grants its page 0x100 to Domain-0 as grant 8, as a frontend grants its ring.
-    table = _tables(host).setup_table(victim.domid, 1)[1][0]
+    table = host.grant_tables.setup_table(victim.domid, 1)[1][0]
     host.mem.write((table << 12) + 8 * 8, struct.pack("<HHI", GTF_permit_access, 0, victim.p2m[0x100]))
     victim_frames = frames_of(victim) - {table}
     before = (frames_digest(host, victim_frames), m2p_of(host, victim_frames | frames_of(host.domains[0])))
@@ -109,7 +108,7 @@ def test_a_revoked_grant_cannot_be_mapped_and_a_mapped_one_cannot_be_revoked(att
     g_symbols = assemble_file(GRANTER).symbols
     assert _read_u64(host, granter, g_symbols["granted"]) == 1
     assert _read_u64(host, granter, g_symbols["revoked"]) == 1
-    gt = _tables(host)
+    gt = host.grant_tables
     flags, domid, frame = gt.read_entry(granter.domid, 8)
     assert flags == 0, "revoked: no GTF_permit_access, and nobody reading or writing"
     assert (granter.domid, 8) not in gt.active and gt.maptrack.get(hostile.domid, {}) == {}

@@ -365,7 +365,7 @@ def test_frontend_closing_and_closed(tmp_path):
     a.xs("WRITE", f"{fa.fe}/state", str(CLOSING))
     assert store(host, f"{fa.be}/state") == str(CLOSING)
     assert name not in host.services["bridge"].ports
-    assert not [m for m in host.services["grant_tables"].maptrack.get(0, {}).values() if m.granter == a.dom.domid]
+    assert not [m for m in host.grant_tables.maptrack.get(0, {}).values() if m.granter == a.dom.domid]
     assert host.evtchn.ports[a.dom.domid][fa.port].state == "unbound"
     a.xs("WRITE", f"{fa.fe}/state", str(CLOSED))
     assert store(host, f"{fa.be}/state") == str(CLOSED)
@@ -378,7 +378,7 @@ def test_frontend_closing_and_closed(tmp_path):
     xl.destroy(b.dom.name)
     host.run()
     assert f"vif{b.dom.domid}.0" not in host.services["bridge"].ports
-    assert not [m for m in host.services["grant_tables"].maptrack.get(0, {}).values() if m.granter == b.dom.domid]
+    assert not [m for m in host.grant_tables.maptrack.get(0, {}).values() if m.granter == b.dom.domid]
     assert store(host, f"{fa.be}/state") == str(CONNECTED) and store(host, f"{fb.be}/state") is None
 
 

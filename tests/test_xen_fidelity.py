@@ -12,7 +12,8 @@ import pytest
 
 from lab.hw import flags as F
 from lab.xen import pv
-from lab.xen.evtchn import SHINFO_MASK, SHINFO_PENDING, VCPU_INFO_SIZE
+from lab.xen.evtchn import SHINFO_MASK, SHINFO_PENDING
+from lab.xen.vcpu_info import VCPU_INFO_SIZE
 from lab.xen.guestmem import copy_from_guest, copy_to_guest, read_u64
 from xen_helpers import hypercall, last_event, script_guest, small_host
 

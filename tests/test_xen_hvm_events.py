@@ -17,7 +17,6 @@ import struct
 
 import pytest
 
-from lab.xen.grant import _tables
 from xen_helpers import DOMID_SELF, create, events, hypercall, small_host
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -561,7 +560,7 @@ def test_grant_frame_written_by_the_guest_is_seen_and_mapped_by_dom0(tmp_path):
     host, _, g = _run(F_GRANT | F_STAY, tmp_path, via=VECTOR_VIA)
     assert g.dom.alive and g["timer_seen"] == 1
     assert g["res_grant"] == 0
-    gt = _tables(host)
+    gt = host.grant_tables
     frame0 = gt.frames[g.dom.domid][0]
     assert g.dom.gfn_to_mfn(g.gnt_gpfn) == frame0          # beyond RAM: a new p2m entry
     assert g.gnt_gpfn >= len(g.dom.p2m)
@@ -638,8 +637,8 @@ def test_frames_beyond_ram_under_shadow_paging(tmp_path):
     assert g["res_shinfo"] == 0 and g["res_grant"] == 0 and g["timer_seen"] == 1
     assert g.shinfo_gpfn >= len(g.dom.p2m)
     assert g.dom.physmap_extra == {g.shinfo_gpfn: g.dom.shared_info_mfn,
-                                   g.gnt_gpfn: _tables(host).frames[g.dom.domid][0]}
+                                   g.gnt_gpfn: host.grant_tables.frames[g.dom.domid][0]}
     assert g.dom.mem_pages == g.dom.max_pages               # nothing of RAM was given up
     # the guest's grant entry went through the shadow's 1:1 map to the grant frame
     gfn = g.sym["granted_page"] >> 12
-    assert _tables(host).read_entry(g.dom.domid, 8) == (GTF_permit_access, 0, gfn)
+    assert host.grant_tables.read_entry(g.dom.domid, 8) == (GTF_permit_access, 0, gfn)

@@ -1,7 +1,7 @@
 """The hypercall ABI as the running Xen reports it: numbers, errno values, refusals, handlers.
 
 Numbers are checked in the trace events of guests that really made the calls;
-success and refusal paths are driven through ``lab.xen.hypercalls.dispatch``
+success and refusal paths are driven through ``lab.xen.hypercall_table.dispatch``
 (what Xen's entry code does with the registers) from a PV and an HVM guest,
 with argument structures put in guest memory by ``copy_to_guest``.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from lab.xen.console import guest_console_write
 from lab.xen.guestmem import copy_from_guest, copy_to_guest
-from lab.xen.hypercalls import dispatch_python
+from lab.xen.hypercall_table import dispatch_python
 from xen_helpers import (DOMID_SELF, ERRNO, HYPERCALL_NR, SVM_EXIT, VMX_EXIT, default_run, domid, events, peek,
                          hypercall, last_event, script_guest, small_host, vendor_run)
 
@@ -589,3 +589,24 @@ def test_console_io_read_hands_the_control_domain_what_was_typed_at_xens_console
         assert hypercall(host, pv.vcpu, "console_io", 1, 64, va) == 0         # nothing more
     finally:
         pv.dom.privileged = False
+
+
+def test_each_subsystem_registers_its_handlers_in_the_table_when_the_host_is_imported():
+    import lab.xen.host  # noqa: F401 (imports every subsystem once, which fills the table)
+    from lab.xen import hypercall_table as table
+    owner = {name: table.HANDLERS[nr].__module__ for name, nr in NR.items() if nr in table.HANDLERS}
+    assert owner["grant_table_op"] == "lab.xen.grant"
+    assert owner["physdev_op"] == "lab.xen.physdev"
+    assert owner["iret"] == "lab.xen.pv"
+    assert owner["set_gdt"] == owner["update_descriptor"] == "lab.xen.descriptors"
+    assert owner["mmu_update"] == owner["memory_op"] == "lab.xen.hypercalls"
+    # the argument spec travels with the handler: what a trace event shows of the registers
+    assert [table.NARGS[NR[n]] for n in ("iret", "set_trap_table", "grant_table_op", "mmu_update")] == [0, 1, 3, 4]
+
+
+def test_a_second_handler_for_one_hypercall_is_refused():
+    from lab.xen import hypercall_table as table
+    before = dict(table.HANDLERS)
+    with pytest.raises(ValueError, match="grant_table_op has a handler already: lab.xen.grant"):
+        table.handler("grant_table_op")(lambda host, v, args, info: 0)
+    assert table.HANDLERS == before

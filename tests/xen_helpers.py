@@ -19,7 +19,7 @@ from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from lab.paths import MACHINES
 from lab.session.scenario import boot_host, load_scenario, start_scenario
 from lab.xen import abi
-from lab.xen.hypercalls import Preempted, dispatch
+from lab.xen.hypercall_table import Preempted, dispatch
 from lab.xen.host import HostConfig
 from test_machine import expected_checksum
 

@@ -118,7 +118,7 @@ class Blkback(XenbusBackend):
         if not target:
             self.log(f"{dev.nodename}: {vdev}: no medium (empty drive)")
             return None
-        dm = self.host.services.get("device_model")
+        dm = self.host.services.device_model
         return open_disk(target, config_file=getattr(conf, "filename", None) if spec is not None else None,
                          base_dir=getattr(dm, "image_dir", None), readonly=readonly,
                          shared=shared_images(self.host),

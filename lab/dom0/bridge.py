@@ -96,7 +96,7 @@ class Bridge:
     @classmethod
     def install(cls, host) -> "Bridge":
         br = cls(host)
-        host.services[cls.name] = br
+        host.services.add(br)
         return br
 
     def log(self, text: str) -> None:
@@ -129,6 +129,9 @@ class Bridge:
         nic.on_send = lambda frame, name=name: self.receive(name, frame)
         self.attach(name, domid, nic.receive, lambda: bool(nic.present))
         return name
+
+    def domain_shutdown(self, dom) -> None:
+        """A shut-down domain's ports stay until it is destroyed."""
 
     def domain_gone(self, dom) -> None:
         for name in [n for n, p in self.ports.items() if p.domid == dom.domid]:

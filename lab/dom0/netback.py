@@ -97,7 +97,7 @@ class Netback(XenbusBackend):
 
     @property
     def bridge(self) -> Bridge | None:
-        return self.host.services.get("bridge")
+        return self.host.services.bridge
 
     # -- probe ------------------------------------------------------------------------------
     def rings_of(self, dev: BackendDevice) -> list[tuple[str, BackRing | None]]:

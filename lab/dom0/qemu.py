@@ -186,7 +186,7 @@ class Qemu:
             mac = vif.mac_bytes if hasattr(vif, "mac_bytes") else bytes(6)
             nic = Ne2000(self, mac, fn, label=f"{NIC_MODEL} 00:{slot:02x}.0")
             self.nics.append(nic)
-            bridge = self.host.services.get("bridge")
+            bridge = self.host.services.bridge
             if bridge is not None:                     # QEMU's tap joins the vif's bridge
                 bridge.attach_nic(self.dom.domid, vif.devid, nic)
             self.log(f"vif {vif.devid}: {NIC_MODEL} at PCI 00:{slot:02x}.0, I/O {fn.bar_address(0):#x}, "
@@ -235,7 +235,7 @@ class Qemu:
         """qemu_system_shutdown_request(): QEMU asks Xen to shut the domain down
         (xendevicemodel_shutdown, XEN_DMOP_remote_shutdown), as dom0 does through dm_op."""
         from ..xen import abi
-        from ..xen.hypercalls import dispatch_python
+        from ..xen.hypercall_table import dispatch_python
         host, dom = self.host, self.dom
         dom0 = host.domains.get(0)
         if dom0 is None or not dom0.vcpus:
@@ -321,9 +321,9 @@ class DeviceModel:
 
     @classmethod
     def install(cls, host, **kwargs: Any) -> "DeviceModel":
-        """Create the service and register it as ``host.services["device_model"]``."""
+        """Create the service and register it as dom0's device model."""
         dm = cls(host, **kwargs)
-        host.services[cls.name] = dm
+        host.services.add(dm)
         return dm
 
     # -- which domains have one ------------------------------------------------------------
@@ -349,11 +349,11 @@ class DeviceModel:
         ``/mh/driver-blacklist/{product}/{build}`` (if xenstored runs and the node is readable)."""
         if (product, build) in self.driver_blacklist:
             return True
-        request = getattr(self.host.services.get("xenstored"), "dom0_request", None)
-        if request is None:
+        xs = self.host.services.xenstored
+        if xs is None:
             return False
         try:
-            request("read", f"/mh/driver-blacklist/{product}/{build}")
+            xs.dom0_request("read", f"/mh/driver-blacklist/{product}/{build}")
         except Exception:            # ENOENT (the usual answer) or any other refusal: not blacklisted
             return False
         return True

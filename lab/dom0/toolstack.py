@@ -53,7 +53,7 @@ class Toolstack:
 
     # -- dom0's hypercalls -----------------------------------------------------
     def _call(self, name: str, args: list[Any], fn) -> Any:
-        from ..xen.hypercalls import dispatch_python
+        from ..xen.hypercall_table import dispatch_python
         dom0 = self.host.domains[0]
         return dispatch_python(self.host, dom0.vcpus[0], abi.hypercall_nr(name), args, fn)
 
@@ -132,7 +132,7 @@ class Toolstack:
                 build_pvh(host, dom, kernel, program, arg)
             else:
                 build_hvm(host, dom, self._image(FIRMWARE), kernel, program, arg)
-            xs = host.services.get("xenstored")
+            xs = host.services.xenstored
             if xs is not None:
                 # As libxl does: the domain's home, then a frontend/backend pair per device.
                 from .xsclient import add_disk, add_nic, write_domain_home

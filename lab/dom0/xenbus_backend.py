@@ -160,7 +160,7 @@ def charge_dom0(host, cycles: int) -> None:
 
 def hypercall(host, name: str, args: list, fn: Callable[[], Any]) -> Any:
     """A hypercall made by a backend: Xen's checks and trace event for dom0, then ``fn``."""
-    from ..xen.hypercalls import dispatch_python
+    from ..xen.hypercall_table import dispatch_python
     v = dom0_vcpu(host)
     return dispatch_python(host, v, abi.hypercall_nr(name), args, fn)
 
@@ -174,8 +174,7 @@ def ring_event(host, domid: int, **data: Any) -> None:
 
 
 def grant_tables(host):
-    from ..xen.grant import _tables
-    return _tables(host)
+    return host.grant_tables
 
 
 class XenbusBackend(ABC):
@@ -198,16 +197,16 @@ class XenbusBackend(ABC):
 
     @classmethod
     def install(cls, host, **kwargs: Any) -> "XenbusBackend":
-        """Create the service, register it as ``host.services[name]`` and start watching."""
+        """Create the service, register it among dom0's services and start watching."""
         svc = cls(host, **kwargs)
-        host.services[cls.name] = svc
+        host.services.add(svc)
         svc.start()
         return svc
 
     # -- plumbing ------------------------------------------------------------------------
     @property
     def xs(self):
-        return self.host.services.get("xenstored")
+        return self.host.services.xenstored
 
     def start(self) -> None:
         if self.xs is None:
@@ -397,6 +396,9 @@ class XenbusBackend(ABC):
                 pass
 
     # -- domain life cycle --------------------------------------------------------------------
+    def domain_shutdown(self, dom) -> None:
+        """A shut-down frontend's devices stay connected until the domain is destroyed."""
+
     def domain_gone(self, dom) -> None:
         for key in sorted(self.devices):
             dev = self.devices.get(key)

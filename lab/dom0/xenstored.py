@@ -327,9 +327,9 @@ class Xenstored:
 
     @classmethod
     def install(cls, host) -> "Xenstored":
-        """Create the daemon and register it as ``host.services["xenstored"]``."""
+        """Create the daemon and register it as dom0's xenstored."""
         daemon = cls(host)
-        host.services[cls.name] = daemon
+        host.services.add(daemon)
         return daemon
 
     # -- costs and events ---------------------------------------------------------------

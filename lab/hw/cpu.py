@@ -26,6 +26,7 @@ from . import flags as F
 from . import paging
 from .ept import EptMisconfig, EptTranslator, ept_walk
 from .faults import CpuStop, Fault, VmExit, mnemonic
+from .hypervisor import Hypervisor
 from .memory import PAGE_SHIFT, BusError, MachineMemory
 from .snapshot import Plain
 from .tlb import Tlb
@@ -53,12 +54,20 @@ class Cpu:
         self.cpu_id = cpu_id
         self.costs = costs or {}
         self.emit = emit or (lambda kind, **data: None)
-        self.host: Any = None              # the hypervisor, when one runs this CPU's guest
-        self.vcpu: Any = None              # ... and the vCPU it runs here
+        self.host: Hypervisor | None = None     # the hypervisor, when one runs this CPU's guest (attach)
+        self.vcpu: Any = None                   # ... and the vCPU it runs here
+        #: Under shadow paging, the root the hardware walks in non-root operation instead of the
+        #: guest's CR3 (and, while the guest's paging is off, Xen's 1:1 map): set by the hypervisor.
+        self.shadow_cr3: int | None = None
+        self.shadow_unpaged_cr3: int | None = None
         self.irq_source: Any = None        # object with pending() -> vector|None and ack(vector)
         self.tlb = Tlb()
         code.cpus.append(self)
         self.reset()
+
+    def attach(self, host: Hypervisor, vcpu: Any, emit: Callable[..., Any]) -> None:
+        """Run ``vcpu`` of ``host`` here: root-mode entries go to ``host``, events through ``emit``."""
+        self.host, self.vcpu, self.emit = host, vcpu, emit
 
     # -- state ------------------------------------------------------------
     def reset(self) -> None:
@@ -221,7 +230,7 @@ class Cpu:
 
     def _shadowed(self) -> bool:
         """Non-root under shadow paging: the hardware walks Xen's tables, not the guest's."""
-        return not self.root and getattr(self, "shadow_cr3", None) is not None
+        return not self.root and self.shadow_cr3 is not None
 
     def _translate_unpaged_shadow(self, gpa: int, access: str, cpl: int, fill: bool) -> int:
         """A guest with CR0.PG clear under shadow paging.
@@ -261,11 +270,11 @@ class Cpu:
         change through a CR0 access exit and reloads the real CR3; the lab's
         VMCS has no CR0 exiting, so the choice is made here.)
         """
-        shadow = getattr(self, "shadow_cr3", None)
+        shadow = self.shadow_cr3
         if shadow is None or self.root:
             return self.cr3
         if not self.cr0 & X86_CR0_PG:
-            unpaged = getattr(self, "shadow_unpaged_cr3", None)
+            unpaged = self.shadow_unpaged_cr3
             if unpaged is not None:
                 return unpaged
         return shadow
@@ -1054,8 +1063,8 @@ class Cpu:
             "vmcs": self.vmcs.snapshot() if self.vmcs else None, "halted": self.halted,
             "stopped": self.stopped, "int_shadow": self.int_shadow, "icount": self.icount,
             "cycles": self.cycles,
-            "shadow_cr3": getattr(self, "shadow_cr3", None),
-            "shadow_unpaged_cr3": getattr(self, "shadow_unpaged_cr3", None),
+            "shadow_cr3": self.shadow_cr3,
+            "shadow_unpaged_cr3": self.shadow_unpaged_cr3,
         }
 
     def restore(self, s: dict) -> None:

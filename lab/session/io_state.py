@@ -102,8 +102,8 @@ def event_channels(host, domid: int) -> list[PortView]:
 
 def grants(host, domid: int) -> list[GrantView]:
     """The domain's grant entries that grant something, and who maps them."""
-    from ..xen.grant import ENTRIES_PER_FRAME, _tables
-    gt = _tables(host)
+    from ..xen.grant import ENTRIES_PER_FRAME
+    gt = host.grant_tables
     out = []
     frames = gt.frames.get(domid, [])
     mapped: dict[int, list[str]] = {}

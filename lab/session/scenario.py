@@ -159,7 +159,7 @@ def boot_host(host_config: HostConfig | None = None, dom0_memory: int = 64, dom0
     dom0 = host.new_domain("Domain-0", "pv", dom0_memory << 8, dom0_vcpus, privileged=True, domid=0)
     for vid in range(dom0_vcpus):
         host.new_vcpu(dom0, vid, None)          # dom0's work is the lab's services, in Python
-    host.services["xenconsoled"] = ConsoleDaemon(host)
+    host.services.add(ConsoleDaemon(host))
     DeviceModel.install(host)                   # QEMU for HVM guests' emulated devices
     xenstored = Xenstored.install(host)
     init_dom0(xenstored)

@@ -69,7 +69,7 @@ def _load(host, dom, kernel: Image, program: Image | None, arg: int) -> boot.Boo
 
 def _connect_store(host, dom, pfn: int) -> int:
     """Introduce the domain to xenstored with its store ring page; the guest's port (0: none)."""
-    xs = host.services.get("xenstored")
+    xs = host.services.xenstored
     if xs is None or dom.privileged:
         return 0
     dom.store_pfn = pfn
@@ -160,8 +160,8 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     dom.console_pfn = cons_pfn
     dom.start_info_pfn = start_pfn
     console_port = 0
-    if not dom.privileged and "xenconsoled" in host.services:
-        console_port = host.services["xenconsoled"].connect(dom)
+    if not dom.privileged and host.services.xenconsoled is not None:
+        console_port = host.services.xenconsoled.connect(dom)
     dom.console_evtchn = console_port
 
     store_port = _connect_store(host, dom, store_pfn)
@@ -229,9 +229,9 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     if port:
         dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = store_pfn
         dom.hvm_params[abi.HVM_PARAM_STORE_EVTCHN] = port
-    if "xenconsoled" in host.services and not dom.privileged:
+    if host.services.xenconsoled is not None and not dom.privileged:
         dom.console_pfn = cons_pfn
-        dom.console_evtchn = host.services["xenconsoled"].connect(dom)
+        dom.console_evtchn = host.services.xenconsoled.connect(dom)
         dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = cons_pfn
         dom.hvm_params[abi.HVM_PARAM_CONSOLE_EVTCHN] = dom.console_evtchn
     # hvmloader moves the ACPI blocks to the V1 layout (0xb000) for qemu-xen, the lab's device
@@ -306,7 +306,8 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     _write_phys(host, dom, HVM_START_INFO, start)
     _write_phys(host, dom, modlist, struct.pack("<QQQQ", boot.BOOT_INFO, len(info), 0, 0))
     dom.console_pfn = cons_pfn
-    port = host.services["xenconsoled"].connect(dom) if "xenconsoled" in host.services else 0
+    cons = host.services.xenconsoled
+    port = cons.connect(dom) if cons is not None else 0
     dom.console_evtchn = port
     dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = cons_pfn
     dom.hvm_params[abi.HVM_PARAM_CONSOLE_EVTCHN] = port

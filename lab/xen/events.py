@@ -9,12 +9,40 @@ goes from 0 to 1 (``vcpu_mark_events_pending``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 from .abi.errno import EINVAL
 from .evtchn import SHINFO_MASK, SHINFO_PENDING
+from .vcpu_info import maddr
+
+
+@dataclass(frozen=True)
+class UpcallDelivery:
+    """How vCPUs of one kind of guest take their event upcall; pv.py and hvm.py register theirs.
+
+    ``notify(host, v, was_pending)`` runs after evtchn_upcall_pending was set
+    (``was_pending``: it was set already); ``need_delivery(host, v)`` answers
+    whether the vCPU would take an upcall right now.
+    """
+
+    notify: Callable[[Any, Any, bool], None]
+    need_delivery: Callable[[Any, Any], bool]
+
+
+#: "pv" (PV and 32-bit PV) and "hvm" (every translated mode: HVM, PVHVM, PVH)
+DELIVERY: dict[str, UpcallDelivery] = {}
+
+
+def register_delivery(kind: str, delivery: UpcallDelivery) -> None:
+    DELIVERY[kind] = delivery
+
+
+def _delivery(v) -> UpcallDelivery:
+    return DELIVERY["pv" if v.domain.is_pv else "hvm"]
 
 
 def _vcpu_info(host, v) -> int | None:
-    from .vcpu_info import maddr
     return maddr(host, v.domain, v.id)
 
 
@@ -43,11 +71,7 @@ def mark_pending(host, v) -> None:
         return
     was = host.mem.read(vi, 1)[0] & 1
     host.mem.write(vi, b"\x01")
-    if v.domain.is_pv:
-        kick(host, v)
-    elif not was:
-        from .hvm import assert_evtchn_irq
-        assert_evtchn_irq(host, v)
+    _delivery(v).notify(host, v, bool(was))
 
 
 def enable_event_delivery(host, v) -> None:
@@ -59,30 +83,7 @@ def enable_event_delivery(host, v) -> None:
 
 def local_events_need_delivery(host, v) -> bool:
     """Would ``v`` take an upcall right now? (SCHEDOP_block does not sleep if so.)"""
-    if v.domain.is_pv:
-        return upcall_pending(host, v)
-    from .hvm import local_events_need_delivery as hvm_need
-    return hvm_need(host, v)
-
-
-def deliver_upcall(host, v) -> bool:
-    """On the way back to a PV guest: if an event is pending and events are not
-    masked, bounce to the kernel's event callback with events masked (as Xen's
-    test_guest_events / create_bounce_frame do). True if it delivered."""
-    dom = v.domain
-    target = dom.callbacks.get("event")
-    vi = _vcpu_info(host, v)
-    if not dom.is_pv or not target or vi is None or v.cpu is None:
-        return False
-    pending, masked = host.mem.read(vi, 2)
-    if pending != 1 or masked:
-        return False
-    from .pv import bounce
-    cpu = v.cpu
-    host.emit(v, "trap", vector=None, mnemonic="event upcall", error_code=None, cr2=None, rip=cpu.rip,
-              cpl=cpu.cpl, handler="bounce", reason=f"an event is pending: Xen bounces to the event callback at {target:#x}")
-    bounce(host, v, target, error_code=None, rip=cpu.rip, what="event upcall", disable_events=True)
-    return True
+    return _delivery(v).need_delivery(host, v)
 
 
 def unmask(host, dom, port: int) -> int:
@@ -101,7 +102,6 @@ def unmask(host, dom, port: int) -> int:
     if mask >> bit & 1 and host.mem.read_u64(base + SHINFO_PENDING + word * 8) >> bit & 1:
         p = host.evtchn.ports.get(dom.domid, {}).get(port)
         vcpu = p.vcpu if p is not None else 0
-        from .vcpu_info import maddr
         vi = maddr(host, dom, vcpu)
         sel = host.mem.read_u64(vi + 8)
         if not sel >> word & 1:

@@ -3,7 +3,7 @@
 Delivery follows ``xen/common/event_2l.c``: set the port's pending bit (stop
 if it was set), and if the port is unmasked set its selector bit in the
 vCPU's ``evtchn_pending_sel``; if that bit was new, set
-``evtchn_upcall_pending`` and notify the vCPU (``events.mark_pending``: a
+``evtchn_upcall_pending`` and notify the vCPU (``events.mark_pending``, passed in by the host: a
 PV vCPU's callback, an HVM/PVH vCPU's interrupt). A port whose far end is one of
 the lab's dom0 services (written in Python) notifies that service, which runs
 as dom0 work.
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import abi
+from .vcpu_info import maddr
 
 SHINFO_PENDING = 2048      # evtchn_pending[64 longs]
 SHINFO_MASK = 2560         # evtchn_mask[64 longs]
-VCPU_INFO_SIZE = 64
 NR_PORTS_64 = abi.EVTCHN_2L_NR_CHANNELS_64 if hasattr(abi, "EVTCHN_2L_NR_CHANNELS_64") else 4096
 #: libxl's default max_event_channels for a guest (tools/libs/light/libxl_create.c)
 DEFAULT_MAX_EVENT_CHANNELS = 1023
@@ -35,8 +35,11 @@ class Port:
 
 
 class EventChannels:
-    def __init__(self, host) -> None:
+    def __init__(self, host, mark_pending: Callable[[Any, Any], None] | None = None) -> None:
         self.host = host
+        #: events.mark_pending, passed in by the host: how a vCPU is told of a new pending selector
+        #: bit (its upcall), which depends on the guest's mode.
+        self.mark_pending = mark_pending
         self.ports: dict[int, dict[int, Port]] = {}
 
     def add_domain(self, dom) -> None:
@@ -209,15 +212,13 @@ class EventChannels:
         masked = host.mem.read_u64(base + SHINFO_MASK + word * 8) >> bit & 1
         if masked:
             return
-        from .vcpu_info import maddr
         vi = maddr(host, dom, p.vcpu)
         sel = host.mem.read_u64(vi + 8)
         if sel >> word & 1:
             return
         host.mem.write_u64(vi + 8, sel | (1 << word))
         if p.vcpu < len(dom.vcpus):
-            from . import events
-            events.mark_pending(host, dom.vcpus[p.vcpu])     # evtchn_upcall_pending, then the upcall
+            self.mark_pending(host, dom.vcpus[p.vcpu])     # evtchn_upcall_pending, then the upcall
         else:
             host.mem.write(vi, b"\x01")
 

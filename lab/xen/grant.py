@@ -48,15 +48,12 @@ from .abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_dev
                               GTF_writing)
 from .frames import HeldFrame
 from .guestmem import copy_from_guest, copy_to_guest
-from .hypercalls import Preempted, handler, preempt_check
+from .hypercall_table import Preempted, SubOps, handler, preempt_check
 
 ENTRY_SIZE = 8
 ENTRIES_PER_FRAME = 4096 // ENTRY_SIZE
 MAX_FRAMES = abi.DEFAULT_MAX_GRANT_FRAMES
 
-
-#: Sizes of the batch entries (public/grant_table.h).
-MAP_SIZE, UNMAP_SIZE, COPY_SIZE = 32, 24, 40
 
 
 @dataclass(eq=False)
@@ -359,72 +356,81 @@ class GrantTables:
                        status=abi.GNTST_NAMES.get(status, status))
 
 
-def _tables(host) -> GrantTables:
-    gt = host.services.get("grant_tables")
-    if gt is None:
-        gt = host.services["grant_tables"] = GrantTables(host)
-        host.mm.pv.grant_ok = gt.grant_ok
-    return gt
+GNTTAB_OPS = SubOps("grant_table_op", abi.GNTTABOP_LAYOUTS)
 
 
-@handler("grant_table_op")
+@handler("grant_table_op", nargs=3)
 def grant_table_op(host, v, args, info) -> int | Preempted:
-    cmd, va, count = args[0], args[1], args[2] & 0xFFFFFFFF
+    cmd, count = args[0], args[2] & 0xFFFFFFFF
     name = abi.GNTTABOP_NAMES.get(cmd, str(cmd))
     info["args"] = [name, f"{count} op(s)"]
     if v.domain.is_hvm and cmd not in abi.HVM_ALLOWED_GNTTABOP:
         return -abi.ERRNO["ENOSYS"]
     if count >> 31:
         return -abi.ERRNO["EINVAL"]            # do_grant_table_op(): (int)count < 0
-    gt = _tables(host)
-    dom = v.domain
-    if cmd == abi.GNTTABOP_setup_table:
-        if count != 1:
-            return -abi.ERRNO["EINVAL"]
-        d, nr = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
-        frame_list = int.from_bytes(copy_from_guest(host, v, va + 16, 8), "little")
-        if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-            copy_to_guest(host, v, va + 8, struct.pack("<h", GNTST_permission_denied))
-            return 0
-        target = dom.domid if d == abi.DOMID_SELF else d
-        tdom = host.domains.get(target)
-        if tdom is None:
-            copy_to_guest(host, v, va + 8, struct.pack("<h", GNTST_bad_domain))
-            return 0
-        status, frames = gt.setup_table(target, nr)
-        copy_to_guest(host, v, va + 8, struct.pack("<h", status))
-        for i, mfn in enumerate(frames):
-            # gnttab_shared_gfn(): a PV domain gets the mfn; a translated one the gfn where
-            # the frame sits in its physmap (after XENMEM_add_to_physmap), else INVALID_GFN.
-            gfn = mfn if tdom.is_pv else host.mm.pv.m2p.get(mfn, abi.INVALID_M2P_ENTRY)
-            copy_to_guest(host, v, frame_list + 8 * i, gfn.to_bytes(8, "little"))
-        return 0
-    if cmd == abi.GNTTABOP_query_size:
-        if count != 1:
-            return -abi.ERRNO["EINVAL"]
-        d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target not in host.domains:
-            status, nr = GNTST_bad_domain, 0
-        elif target != dom.domid and not dom.privileged:
-            status, nr = GNTST_permission_denied, 0      # xsm_grant_query_size(XSM_TARGET)
-        else:
-            status, nr = GNTST_okay, gt.nr_frames(target)
-        copy_to_guest(host, v, va + 4, struct.pack("<IIh", nr, MAX_FRAMES if status == GNTST_okay else 0, status))
-        return 0
-    ops = {abi.GNTTABOP_map_grant_ref: (MAP_SIZE, _map_one), abi.GNTTABOP_unmap_grant_ref: (UNMAP_SIZE, _unmap_one),
-           abi.GNTTABOP_copy: (COPY_SIZE, _copy_one)}
-    if cmd not in ops:
+    gt = host.grant_tables
+    op = GNTTAB_OPS.get(cmd)
+    if op is None:
         return -abi.ERRNO["ENOSYS"]
-    size, one = ops[cmd]
-    # One entry at a time, each copied in, done and its status copied out before the
-    # next is read; preempted with a continuation as do_grant_table_op() is.
-    for i in range(count):
-        if i and preempt_check(host, v):
-            return Preempted([cmd, va + size * i, count - i] + list(args[3:]))
-        host.charge(v, "hypercall_batch_entry")
-        one(host, v, gt, va + size * i)
+    return op(host, v, gt, args, count, GNTTAB_OPS.layout(cmd))
+
+
+@GNTTAB_OPS.op(abi.GNTTABOP_setup_table)
+def setup_table(host, v, gt: GrantTables, args, count: int, lay) -> int:
+    va, dom = args[1], v.domain
+    if count != 1:
+        return -abi.ERRNO["EINVAL"]
+    d, nr = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+    frame_list = int.from_bytes(copy_from_guest(host, v, va + lay.at("frame_list"), 8), "little")
+    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
+        copy_to_guest(host, v, va + lay.at("status"), struct.pack("<h", GNTST_permission_denied))
+        return 0
+    target = dom.domid if d == abi.DOMID_SELF else d
+    tdom = host.domains.get(target)
+    if tdom is None:
+        copy_to_guest(host, v, va + lay.at("status"), struct.pack("<h", GNTST_bad_domain))
+        return 0
+    status, frames = gt.setup_table(target, nr)
+    copy_to_guest(host, v, va + lay.at("status"), struct.pack("<h", status))
+    for i, mfn in enumerate(frames):
+        # gnttab_shared_gfn(): a PV domain gets the mfn; a translated one the gfn where
+        # the frame sits in its physmap (after XENMEM_add_to_physmap), else INVALID_GFN.
+        gfn = mfn if tdom.is_pv else host.mm.pv.m2p.get(mfn, abi.INVALID_M2P_ENTRY)
+        copy_to_guest(host, v, frame_list + 8 * i, gfn.to_bytes(8, "little"))
     return 0
+
+
+@GNTTAB_OPS.op(abi.GNTTABOP_query_size)
+def query_size(host, v, gt: GrantTables, args, count: int, lay) -> int:
+    va, dom = args[1], v.domain
+    if count != 1:
+        return -abi.ERRNO["EINVAL"]
+    d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target not in host.domains:
+        status, nr = GNTST_bad_domain, 0
+    elif target != dom.domid and not dom.privileged:
+        status, nr = GNTST_permission_denied, 0      # xsm_grant_query_size(XSM_TARGET)
+    else:
+        status, nr = GNTST_okay, gt.nr_frames(target)
+    copy_to_guest(host, v, va + lay.at("nr_frames"),
+                  struct.pack("<IIh", nr, MAX_FRAMES if status == GNTST_okay else 0, status))
+    return 0
+
+
+def _batched(one):
+    """A sub-op over an array of ``count`` structures (map, unmap, copy)."""
+    def run(host, v, gt: GrantTables, args, count: int, lay) -> int | Preempted:
+        cmd, va, size = args[0], args[1], lay.size
+        # One entry at a time, each copied in, done and its status copied out before the
+        # next is read; preempted with a continuation as do_grant_table_op() is.
+        for i in range(count):
+            if i and preempt_check(host, v):
+                return Preempted([cmd, va + size * i, count - i] + list(args[3:]))
+            host.charge(v, "hypercall_batch_entry")
+            one(host, v, gt, va + size * i)
+        return 0
+    return run
 
 
 def _map_one(host, v, gt: GrantTables, base: int) -> None:
@@ -444,3 +450,8 @@ def _copy_one(host, v, gt: GrantTables, base: int) -> None:
     s_val, s_dom, s_off, d_val, d_dom, d_off, length, flags = struct.unpack("<QHH4xQHH4xHH", raw)
     status = gt.copy_one(v, (s_val, s_dom, s_off), (d_val, d_dom, d_off), length, flags)
     copy_to_guest(host, v, base + 36, struct.pack("<h", status))
+
+
+GNTTAB_OPS.op(abi.GNTTABOP_map_grant_ref)(_batched(_map_one))
+GNTTAB_OPS.op(abi.GNTTABOP_unmap_grant_ref)(_batched(_unmap_one))
+GNTTAB_OPS.op(abi.GNTTABOP_copy)(_batched(_copy_one))

@@ -22,14 +22,22 @@ from ..hw.memory import PAGE_SHIFT, MachineMemory
 from ..hw.snapshot import Snapshot, keeper_of
 from ..trace import Event, Trace
 from . import abi
-from .domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
-                     RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from .domain_control import DomainControl
+from .scheduler import Scheduler
+from .domain import RUNNING, RUNSTATE_RUNNING, Domain, Vcpu
+from .evtchn import EventChannels
+from .frames import FrameAccess
 from .heap import FreeFrames
+from .mm_glue import XenMM
+from . import events, hvm, pv, timers
+# The hypercall table is filled by the subsystems' modules as they are imported: here, once.
+from . import descriptors, grant, hypercalls, physdev  # noqa: F401
+from .release import XEN_VERSION
+from .services import Dom0Services
 
 FOREVER = 1 << 62
 #: How far one pCPU may run ahead of the others before the host switches to them.
 QUANTUM = 20_000
-XEN_VERSION = (4, 23, "-dev")
 
 
 class HostConfig:
@@ -52,7 +60,7 @@ class HostConfig:
         self.costs = costs or load_costs()
 
 
-class XenHost:
+class XenHost(DomainControl, Scheduler):
     #: The snapshot keeper is how state is saved, not state.
     NOT_STATE = ("_keeper",)
 
@@ -82,13 +90,13 @@ class XenHost:
         nr = self.mem.nr_frames
         self.xen_reserved = max((16 << 20) >> PAGE_SHIFT, 0x100 + 1024 + (nr * 8 + 4095) // 4096 + nr // 256)
         self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)   # pop() hands out ascending frames
-        from .evtchn import EventChannels
-        from .frames import FrameAccess
-        from .mm_glue import XenMM
-        self.evtchn = EventChannels(self)
+        self.evtchn = EventChannels(self, events.mark_pending)
         self.mm = XenMM(self)
         self.frames = FrameAccess(self)
-        self.services: dict[str, Any] = {}      # dom0 services by name (console daemon, ...)
+        #: Xen's grant tables (every domain's); mm asks them whether a mapping is granted.
+        self.grant_tables = grant.GrantTables(self)
+        self.mm.pv.grant_ok = self.grant_tables.grant_ok
+        self.services = Dom0Services()          # dom0's services (xenstored, xenconsoled, ...), by role
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
         self.running_pcpu: int | None = None     # the pCPU whose vCPU is executing right now
         self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab)")
@@ -179,9 +187,7 @@ class XenHost:
     def new_vcpu(self, dom: Domain, vid: int, cpu: Cpu | None) -> Vcpu:
         v = Vcpu(domain=dom, id=vid, cpu=cpu)
         if cpu is not None:
-            cpu.vcpu = v
-            cpu.host = self
-            cpu.emit = self._cpu_emitter(v)
+            cpu.attach(self, v, self._cpu_emitter(v))
         dom.vcpus.append(v)
         return v
 
@@ -200,116 +206,6 @@ class XenHost:
                 return d
         return None
 
-    def pause(self, dom: Domain) -> None:
-        dom.pause_count += 1
-        for v in dom.vcpus:
-            if v.cpu is not None:
-                v.cpu.yield_now = True
-        self.emit(None, "domain", op="pause", name=dom.name, state="paused", reason=None)
-        for p, v in enumerate(self.current):
-            if v is not None and v.domain is dom:
-                self._deschedule(p, "paused")
-
-    def unpause(self, dom: Domain) -> None:
-        if dom.pause_count:
-            dom.pause_count -= 1
-        self.emit(None, "domain", op="unpause", name=dom.name, state=dom.state, reason=None)
-
-    def shutdown(self, dom: Domain, reason: str) -> None:
-        """SCHEDOP_shutdown: the guest asked to stop (poweroff, reboot, crash ...)."""
-        if not dom.alive:
-            return
-        dom.state = SHUTDOWN
-        dom.shutdown_reason = reason
-        for v in dom.vcpus:
-            v.runstate = RUNSTATE_OFFLINE
-        self._drop_from_pcpus(dom)
-        self.log(f"d{dom.domid}: shutdown: {reason}")
-        self.emit(None, "domain", op="shutdown", name=dom.name, state=SHUTDOWN, reason=reason)
-        for svc in self.services.values():
-            if hasattr(svc, "domain_shutdown"):
-                svc.domain_shutdown(dom)
-        action = getattr(dom.config, f"on_{'poweroff' if reason == 'poweroff' else reason}", None) \
-            if reason in ("poweroff", "reboot", "crash") else None
-        if action == "destroy" and not dom.privileged:
-            self.destroy(dom)
-
-    def crash(self, dom: Domain, why: str, vcpu: Vcpu | None = None) -> None:
-        """domain_crash(): this domain alone stops; the host goes on."""
-        if not dom.alive:
-            return
-        self.log(f"domain_crash called: {why}", vcpu)
-        dom.state = CRASHED
-        dom.crash_reason = why
-        dom.shutdown_reason = "crash"
-        for v in dom.vcpus:
-            v.runstate = RUNSTATE_OFFLINE
-        self._drop_from_pcpus(dom)
-        self.emit(vcpu, "domain", op="crash", name=dom.name, state=CRASHED, reason=why)
-        for svc in self.services.values():
-            if hasattr(svc, "domain_shutdown"):
-                svc.domain_shutdown(dom)
-        if getattr(dom.config, "on_crash", "preserve") == "destroy" and not dom.privileged:
-            self.destroy(dom)
-
-    def destroy(self, dom: Domain) -> None:
-        if dom.domid not in self.domains:
-            return
-        dom.state = DYING
-        self._drop_from_pcpus(dom)
-        self.evtchn.remove_domain(dom)
-        self.mm.destroy_domain(dom.domid)
-        pool = dom.extra.get("paging_pool")
-        if pool is not None:
-            pool.release_all()                               # its EPT or shadow tables (paging_teardown)
-        for mfn in sorted((set(dom.p2m) | set(dom.extra.get("frames", []))) - {None}):   # None: a hole
-            if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
-                self.free_frame(mfn)
-            else:
-                self.mm.orphans.add(mfn)                     # freed when its last holder lets go
-        del self.domains[dom.domid]
-        for svc in self.services.values():
-            if hasattr(svc, "domain_gone"):
-                svc.domain_gone(dom)
-        self.log(f"d{dom.domid}: destroyed")
-        self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
-
-    def _drop_from_pcpus(self, dom: Domain) -> None:
-        for v in dom.vcpus:
-            if v.cpu is not None:
-                v.cpu.yield_now = True          # leave the CPU loop at the next block boundary
-        for p, v in enumerate(self.current):
-            if v is not None and v.domain is dom:
-                self._deschedule(p, "domain stopped")
-
-    # -- vCPU state changes -----------------------------------------------------
-    def block(self, v: Vcpu, why: str) -> None:
-        v.runstate = RUNSTATE_BLOCKED
-        self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
-                  reason=why)
-        if v.cpu is not None:
-            v.cpu.yield_now = True
-
-    def wake(self, v: Vcpu, why: str) -> None:
-        """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
-
-        A vCPU that was blocked burned no credit, so it goes ahead of the ones
-        that used up their time (``boost``), and, as ``runq_tickle()`` does when
-        no pCPU is idle, the pCPU doing the waking is preempted: an I/O-bound
-        vCPU (dom0's backends) runs soon after its event.
-        """
-        if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
-            v.runstate = RUNSTATE_RUNNABLE
-            v.boost = True
-            self.emit(v, "sched", op="wake", from_dom=None, from_vcpu=None, to_dom=v.domain.domid, to_vcpu=v.id,
-                      reason=why)
-            if all(cur is not None for cur in self.current) and self.running_pcpu is not None:
-                p = self.running_pcpu
-                self.slice_end[p] = 0
-                cur = self.current[p]
-                if cur is not None and cur.cpu is not None:
-                    cur.cpu.yield_now = True
-
     def queue_dom0_work(self, label: str, fn: Callable[[], int]) -> None:
         """Work for a dom0 service, run on dom0's vCPU when the scheduler gets to it."""
         self.dom0_work.append((label, fn))
@@ -321,69 +217,23 @@ class XenHost:
 
     # -- the CPU's calls into Xen ---------------------------------------------------
     def on_syscall(self, cpu: Cpu, nxt: int) -> None:
-        from . import pv
         pv.on_syscall(self, cpu.vcpu, nxt)
 
     def on_softint(self, cpu: Cpu, vector: int, nxt: int) -> None:
-        from . import pv
         pv.on_softint(self, cpu.vcpu, vector, nxt)
 
     def on_exception(self, cpu: Cpu, fault: Fault) -> None:
-        from . import pv
         pv.on_exception(self, cpu.vcpu, fault)
 
     def on_interrupt(self, cpu: Cpu, vector: int) -> None:
         self.emit(cpu.vcpu, "interrupt", vector=vector, source="host")
 
     def on_vmexit(self, cpu: Cpu, exc: VmExit) -> None:
-        from . import hvm
         hvm.on_vmexit(self, cpu.vcpu, exc)
 
     def on_cpu_stop(self, cpu: Cpu, reason: str) -> None:
         v = cpu.vcpu
         self.crash(v.domain, reason, v)
-
-    # -- scheduling ---------------------------------------------------------------
-    def runnable(self) -> list[Vcpu]:
-        out = []
-        for d in sorted(self.domains.values(), key=lambda d: d.domid):
-            if not d.alive or d.pause_count:
-                continue
-            for v in d.vcpus:
-                if v.runstate == RUNSTATE_RUNNABLE:
-                    out.append(v)
-        return out
-
-    def _deschedule(self, p: int, why: str) -> None:
-        v = self.current[p]
-        if v is None:
-            return
-        if v.cpu is not None:
-            self.clock[p] = max(self.clock[p], v.cpu.cycles)
-        if v.runstate == RUNSTATE_RUNNING:
-            v.runstate = RUNSTATE_RUNNABLE
-        self.current[p] = None
-
-    def _pick(self, p: int) -> Vcpu | None:
-        cands = self.runnable()
-        if not cands:
-            return None
-        # credit2 order, approximated: just woken first, then least recently run (most credit); ties by domain
-        # then vCPU id, so the choice is deterministic.
-        cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
-        v = cands[0]
-        v.boost = False
-        prev = self.current[p]
-        v.runstate = RUNSTATE_RUNNING
-        v.pcpu = p
-        v.last_scheduled = self.clock[p] + 1
-        self.current[p] = v
-        self.slice_end[p] = self.clock[p] + self.timeslice
-        if v.cpu is not None:
-            v.cpu.cycles = max(v.cpu.cycles, self.clock[p])
-        self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
-                  from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
-        return v
 
     def next_deadline(self) -> int | None:
         """The earliest timer of any vCPU or emulated device."""
@@ -402,7 +252,6 @@ class XenHost:
         return best
 
     def _fire_timers(self, now: int) -> None:
-        from . import timers
         timers.fire(self, now)
 
     @property
@@ -487,8 +336,7 @@ class XenHost:
         cpu = v.cpu
         cpu.cycles = max(cpu.cycles, self.clock[p])
         if v.domain.is_pv:
-            from .events import deliver_upcall
-            deliver_upcall(self, v)
+            pv.deliver_upcall(self, v)
         until = min(self.slice_end[p], min((self.clock[i] for i in range(len(self.clock)) if i != p),
                                           default=FOREVER) + QUANTUM)
         dl = self.next_deadline()
@@ -510,7 +358,6 @@ class XenHost:
             self._deschedule(p, v.runstate)
         if cpu.stopped and v.domain.alive:
             self.crash(v.domain, cpu.stopped, v)
-        from . import timers
         timers.tick_devices(self, v.domain, cpu.cycles)
 
     def _run_dom0_services(self, p: int, v: Vcpu) -> None:

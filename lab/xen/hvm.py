@@ -29,9 +29,12 @@ from ..hw.faults import VmExit
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
+from . import events
 from . import abi
 from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
+from .hypercall_table import Preempted, dispatch
+from .release import XEN_VERSION
 
 XEN_CPUID_BASE = 0x40000000
 #: A 4-level EPT maps 48-bit guest-physical addresses: gfns below 2^36.
@@ -71,7 +74,6 @@ def _pmtimer_io(host, v, port: int, base: int, direction: str, value: int) -> in
 
 def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
     """Xen's CPUID policy for a guest: the host's, masked, plus Xen's own leaves."""
-    from .host import XEN_VERSION
 
     def s4(text: str) -> int:
         return int.from_bytes(text.encode(), "little")
@@ -180,7 +182,7 @@ def _exit_io(host, v, exc) -> None:
         device = "acpi pm1a event block / pm timer (in Xen)"
         result = _pmtimer_io(host, v, port, acpi_pm_base(dom), direction, value)
     else:
-        dm = host.services.get("device_model")
+        dm = host.services.device_model
         if dm is not None and dm.claims(dom, port):
             device = "device model (ioreq)"
             result = dm.port_io(v, port, size, direction, value)
@@ -226,7 +228,6 @@ def _exit_msr(host, v, exc) -> None:
 
 
 def _exit_vmcall(host, v, exc) -> None:
-    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     _advance(cpu)
@@ -365,8 +366,7 @@ IF = 1 << 9
 
 
 def _upcall_pending(host, v) -> bool:
-    from .events import upcall_pending
-    return upcall_pending(host, v)
+    return events.upcall_pending(host, v)
 
 
 class HvmIntr:
@@ -470,6 +470,16 @@ def assert_evtchn_irq(host, v) -> None:
         _kick(host, v)
     elif v.id == 0:
         set_callback_irq_level(host, v)
+
+
+def _notify(host, v, was_pending: bool) -> None:
+    """An HVM/PVH vCPU is told only when evtchn_upcall_pending goes from 0 to 1: while it
+    stays set, further events raise nothing more (the guest clears it before it scans)."""
+    if not was_pending:
+        assert_evtchn_irq(host, v)
+
+
+events.register_delivery("hvm", events.UpcallDelivery(notify=_notify, need_delivery=local_events_need_delivery))
 
 
 def _callback_line(dom) -> tuple[int | None, str]:
@@ -581,8 +591,7 @@ def set_upcall_vector(host, dom, vcpu: int, vector: int) -> int:
 # ---------------------------------------------------------------- XENMEM_add_to_physmap
 def _special_frames(host, dom) -> set[int]:
     """Frames Xen owns for the domain and shares with it (is_special_page()): never freed here."""
-    from .grant import _tables
-    out = set(_tables(host).frames.get(dom.domid, []))
+    out = set(host.grant_tables.frames.get(dom.domid, []))
     if dom.shared_info_mfn:
         out.add(dom.shared_info_mfn)
     return out
@@ -651,9 +660,8 @@ def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> in
             return -E["EINVAL"]
         mfn = dom.shared_info_mfn
     elif space == abi.XENMAPSPACE_grant_table:
-        from .grant import _tables
-        # Grant tables are version 1 here: a status-frame index is simply out of range.
-        found = _tables(host).frame_for_physmap(dom.domid, idx)
+            # Grant tables are version 1 here: a status-frame index is simply out of range.
+        found = host.grant_tables.frame_for_physmap(dom.domid, idx)
         if found is None:
             info["why"] = f"grant-table frame {idx:#x} is beyond the table's maximum"
             return -E["EINVAL"]

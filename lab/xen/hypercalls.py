@@ -1,173 +1,33 @@
-"""The hypercall table: who may call what, argument decoding, and each handler.
+"""The hypercalls' handlers that have no subsystem module of their own.
 
-``dispatch`` does what Xen's hypercall entry does before any handler runs:
-unknown numbers get -ENOSYS, HVM callers at CPL > 0 get -EPERM, hypercalls
-the guest type may not make get -ENOSYS, and the control-domain-only ones
-(domctl, sysctl, platform_op) get -EPERM from anyone but dom0 (the default
-XSM policy). Every hypercall becomes one ``hypercall`` trace event with its
-decoded arguments, its result and the errno name when it failed.
+Each registers itself in the hypercall table (``lab/xen/hypercall_table.py``),
+which checks who may call what and records every call as one trace event.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
 
 from . import abi
 from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
+from .release import XEN_VERSION
+from . import events
+from .events import enable_event_delivery, local_events_need_delivery
+from .vcpu_info import register as register_vcpu_info
+from .console import guest_console_write
+from .reservation import reservation_op
+from .hvm import add_to_physmap, set_callback_via, set_upcall_vector
+from . import hvm_params
+from .domain import CRASHED, DYING, SHUTDOWN
+from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, handler, preempt_check
 
 E = abi.ERRNO
-HANDLERS: dict[int, Callable] = {}
-#: public/xen.h: set in a batch's count when it is a continuation of a preempted call.
-MMU_UPDATE_PREEMPTED = 1 << 31
-#: Entries of one batch done before Xen looks for pending work again, at most.
-PREEMPT_BATCH = 4096
-
-
-class Preempted:
-    """A handler's answer when it stopped a batch to let other work run (-ERESTART).
-
-    ``args`` are the hypercall's arguments for the rest of the batch: the
-    caller re-enters the hypercall with them, as the guest does after
-    ``hypercall_create_continuation()`` rewound its instruction pointer onto
-    the hypercall instruction (xen/arch/x86/hypercall.c).
-    """
-
-    __slots__ = ("args",)
-
-    def __init__(self, args: list[int]) -> None:
-        self.args = [a & M64 for a in args]
-
-
-def preempt_check(host, v) -> bool:
-    """hypercall_preempt_check(): has the vCPU used up its time slice (or been asked to yield)?
-
-    Xen asks whether a softirq (the scheduler's timer) is pending; the lab, whose
-    time is the vCPU's cycles, asks whether the slice has ended, and stops a batch
-    after PREEMPT_BATCH entries in any case, so no single call runs unbounded.
-    """
-    v.batch_entries += 1
-    if v.batch_entries % PREEMPT_BATCH == 0:
-        return True
-    cpu = v.cpu
-    if cpu is None or v.pcpu is None:
-        return False
-    return cpu.yield_now or (host.current[v.pcpu] is v and cpu.cycles >= host.slice_end[v.pcpu])
-
-
-def handler(name: str):
-    def deco(fn):
-        HANDLERS[abi.hypercall_nr(name)] = fn
-        return fn
-    return deco
-
-
-def _s64(v: int) -> int:
-    v &= M64
-    return v - (1 << 64) if v >> 63 else v
-
-
-def refusal(v, nr: int, info: dict) -> int | None:
-    """The checks Xen makes before any handler runs; the errno, or None to go on."""
-    dom = v.domain
-    if dom.is_hvm and v.cpu is not None and v.cpu.cpl > 0:
-        # hvm_hypercall() checks the CPL before it even looks at the number.
-        info["why"] = f"HVM hypercall from CPL {v.cpu.cpl}"
-        return -E["EPERM"]
-    if nr not in abi.HYPERCALL_BY_NR or nr >= 64:
-        return -E["ENOSYS"]
-    if dom.is_hvm and not abi.hvm_may_call(nr):
-        return -E["ENOSYS"]
-    if dom.is_pv and not abi.pv_may_call(nr):
-        return -E["ENOSYS"]
-    if abi.HYPERCALL_BY_NR[nr].control_domain_only and not dom.privileged:
-        info["why"] = "control domain only (XSM default policy)"
-        return -E["EPERM"]
-    return None
-
-
-def _record(host, v, nr: int, args: list, ret: int | None, info: dict) -> None:
-    dom = v.domain
-    # A PV hypercall is a syscall-like entry into Xen; an HVM one was already
-    # charged as its VMCALL exit. Both pay for Xen's handler.
-    cost = (host.charge(v, "hypercall_pv") if dom.is_pv else 0) + host.charge(v, "xen_handler")
-    shown = ret if ret is not None else 0
-    err = abi.errno_name(-_s64(shown)) if ret is not None and _s64(shown) < 0 else None
-    name = abi.hypercall_name(nr) if 0 <= nr < 64 else f"unknown_{nr}"
-    rip, caller = _where(host, v)
-    host.emit(v, "hypercall", name=name, nr=nr, args=info.pop("args", args),
-              ret=_s64(shown), errno=err, rip=rip, caller=caller, cost=cost, **({"detail": info} if info else {}))
-
-
-def _where(host, v) -> tuple[int | None, int | None]:
-    """The trapping instruction, and the call into the hypercall page that led to it.
-
-    The CPU has already moved past the trap instruction. When that sits in the
-    hypercall page (the tail every stub jumps to), the return address on the
-    stack names the kernel's own call site, which is the line a learner wants.
-    """
-    if v.cpu is None:
-        return None, None
-    rip = (v.cpu.rip - 16) & M64
-    kernel = v.domain.images.get("kernel")
-    page = kernel.symbols.get("hypercall_page") if kernel is not None else None
-    if page is None or not page <= rip < page + 4096:
-        return rip, None
-    try:
-        ret = read_u64(host, v, v.cpu.regs[4])
-    except GuestFault:
-        return rip, None
-    return rip, (ret - 16) & M64
-
-
-def dispatch(host, v, nr: int, args: list[int]) -> int | Preempted | None:
-    """A hypercall from guest code: arguments are registers, pointers are guest-virtual.
-
-    Returns the result, None when the handler set the guest's state itself
-    (iret), or :class:`Preempted` when the caller must re-enter the hypercall
-    with new arguments (a continuation)."""
-    info: dict[str, Any] = {}
-    ret = refusal(v, nr, info)
-    if ret is None:
-        if nr not in HANDLERS:
-            ret = -E["ENOSYS"]
-            info["why"] = "not implemented in the lab"
-        else:
-            try:
-                ret = HANDLERS[nr](host, v, args, info)
-            except GuestFault as e:
-                ret = -E["EFAULT"]
-                info["why"] = str(e)
-    if isinstance(ret, Preempted):
-        info["continuation"] = [f"{a:#x}" for a in ret.args[:_nargs(nr)]]
-        _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], None, info)
-        return ret
-    _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], ret, info)
-    return ret
-
-
-def dispatch_python(host, v, nr: int, args: list, fn: Callable[[], Any]) -> Any:
-    """A hypercall made by one of dom0's services (written in Python): same checks, same event."""
-    info: dict[str, Any] = {}
-    ret = refusal(v, nr, info)
-    if ret is not None:
-        _record(host, v, nr, list(args), ret, info)
-        from ..errors import UserError
-        raise UserError(f"{abi.hypercall_name(nr)} refused: {abi.errno_name(-ret)}")
-    result = fn()
-    _record(host, v, nr, list(args), 0, info)
-    return result
-
-
-def _nargs(nr: int) -> int:
-    return {0: 1, 1: 4, 3: 2, 4: 2, 12: 2, 13: 2, 14: 3, 15: 1, 17: 2, 18: 3, 20: 3, 21: 2, 23: 0,
-            24: 3, 26: 4, 29: 2, 30: 2, 32: 2, 34: 2}.get(nr, 5)
 
 
 # ---------------------------------------------------------------- PV: traps and stacks
-@handler("set_trap_table")
+@handler("set_trap_table", nargs=1)
 def set_trap_table(host, v, args, info) -> int:
     """A virtual IDT: struct trap_info {u8 vector, u8 flags, u16 cs, u64 address}, zero-terminated."""
     dom = v.domain
@@ -190,14 +50,14 @@ def set_trap_table(host, v, args, info) -> int:
     return 0
 
 
-@handler("stack_switch")
+@handler("stack_switch", nargs=2)
 def stack_switch(host, v, args, info) -> int:
     v.kernel_ss, v.kernel_sp = args[0] & 0xFFFF, args[1]
     info["args"] = [f"ss={v.kernel_ss:#x}", f"rsp={v.kernel_sp:#x}"]
     return 0
 
 
-@handler("set_callbacks")
+@handler("set_callbacks", nargs=2)
 def set_callbacks(host, v, args, info) -> int:
     # do_set_callbacks() registers each and ignores a refusal (a non-canonical address).
     for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
@@ -207,7 +67,7 @@ def set_callbacks(host, v, args, info) -> int:
     return 0
 
 
-@handler("callback_op")
+@handler("callback_op", nargs=2)
 def callback_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     if cmd not in (0, 1):                      # CALLBACKOP_register 0, unregister 1
@@ -229,14 +89,6 @@ def callback_op(host, v, args, info) -> int:
         v.domain.callbacks.pop(names[typ], None)
         v.domain.callback_flags.pop(names[typ], None)
     return 0
-
-
-@handler("iret")
-def iret(host, v, args, info) -> None:
-    from .pv import do_iret
-    do_iret(host, v)
-    info["args"] = []
-    return None
 
 
 # ---------------------------------------------------------------- PV: memory
@@ -305,7 +157,7 @@ def _batch_call(host, v, info, nr_name: str, args, size: int, run) -> int | Pree
     return rc
 
 
-@handler("mmu_update")
+@handler("mmu_update", nargs=4)
 def mmu_update(host, v, args, info) -> int | Preempted:
     def run(batch: GuestBatch, foreigndom: int):
         def reqs():
@@ -317,7 +169,7 @@ def mmu_update(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmu_update", args, 16, run)
 
 
-@handler("mmuext_op")
+@handler("mmuext_op", nargs=4)
 def mmuext_op(host, v, args, info) -> int | Preempted:
     def run(batch: GuestBatch, foreigndom: int):
         def ops():
@@ -329,26 +181,14 @@ def mmuext_op(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
-@handler("set_gdt")
-def set_gdt(host, v, args, info) -> int:
-    from .descriptors import set_gdt as do_set_gdt
-    return do_set_gdt(host, v, args, info)
-
-
-@handler("update_descriptor")
-def update_descriptor(host, v, args, info) -> int:
-    from .descriptors import update_descriptor as do_update_descriptor
-    return do_update_descriptor(host, v, args, info)
-
-
-@handler("update_va_mapping")
+@handler("update_va_mapping", nargs=3)
 def update_va_mapping(host, v, args, info) -> int:
     va, val, flags = args[0], args[1], args[2]
     info["args"] = [f"{va:#x}", f"{val:#x}", f"flags={flags:#x}"]
     return host.mm.update_va_mapping(v, va, val, flags)
 
 
-@handler("vm_assist")
+@handler("vm_assist", nargs=2)
 def vm_assist(host, v, args, info) -> int:
     cmd, typ = args[0], args[1]
     if typ > 63 or cmd not in (0, 1):
@@ -361,7 +201,7 @@ def vm_assist(host, v, args, info) -> int:
 
 
 # ---------------------------------------------------------------- scheduling, timers, vCPUs
-@handler("sched_op")
+@handler("sched_op", nargs=2)
 def sched_op(host, v, args, info) -> int:
     cmd, arg = args[0], args[1]
     info["args"] = [abi.SCHEDOP_NAMES.get(cmd, str(cmd)), f"{arg:#x}"]
@@ -372,7 +212,6 @@ def sched_op(host, v, args, info) -> int:
         # vcpu_block_enable_events(): unmask event delivery (local_event_delivery_enable
         # clears vcpu_info's evtchn_upcall_mask), then sleep unless an upcall could be
         # taken now; an HVM/PVH vCPU is woken by its callback interrupt, whatever its IF.
-        from .events import enable_event_delivery, local_events_need_delivery
         enable_event_delivery(host, v)
         if not local_events_need_delivery(host, v):
             host.block(v, "SCHEDOP_block")
@@ -395,7 +234,7 @@ def sched_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("set_timer_op")
+@handler("set_timer_op", nargs=1)
 def set_timer_op(host, v, args, info) -> int:
     """Arm the vCPU's single-shot timer at an absolute system time (ns); 0 cancels."""
     ns = args[0]
@@ -407,7 +246,7 @@ def set_timer_op(host, v, args, info) -> int:
     return 0
 
 
-@handler("vcpu_op")
+@handler("vcpu_op", nargs=3)
 def vcpu_op(host, v, args, info) -> int:
     cmd, vid, arg = args[0], args[1], args[2]
     dom = v.domain
@@ -456,8 +295,7 @@ def vcpu_op(host, v, args, info) -> int:
         info["why"] = f"vCPU {vid} is initialised already"
         return -E["EEXIST"]
     if cmd == abi.VCPUOP_register_vcpu_info:
-        from .vcpu_info import register
-        return register(host, v, target, copy_from_guest(host, v, arg, 16), info)
+        return register_vcpu_info(host, v, target, copy_from_guest(host, v, arg, 16), info)
     return -E["ENOSYS"]
 
 
@@ -482,9 +320,8 @@ def runstate_info(host, target) -> bytes:
 
 
 # ---------------------------------------------------------------- information
-@handler("xen_version")
+@handler("xen_version", nargs=2)
 def xen_version(host, v, args, info) -> int:
-    from .host import XEN_VERSION
     cmd, va = args[0], args[1]
     info["args"] = [abi.XENVER_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENVER_NAMES") else cmd]
     if cmd == abi.XENVER_version:
@@ -535,7 +372,7 @@ def guest_features(dom) -> int:
     return feats
 
 
-@handler("console_io")
+@handler("console_io", nargs=3)
 def console_io(host, v, args, info) -> int:
     """Write to Xen's console. A domU is refused, as a non-debug Xen refuses it."""
     cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
@@ -544,7 +381,6 @@ def console_io(host, v, args, info) -> int:
         return -E["EPERM"]
     if cmd == abi.CONSOLEIO_write:
         text = copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1")
-        from .console import guest_console_write
         guest_console_write(host, v.domain, text)
         return 0
     if cmd == abi.CONSOLEIO_read:
@@ -556,7 +392,7 @@ def console_io(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("memory_op")
+@handler("memory_op", nargs=2)
 def memory_op(host, v, args, info) -> int | Preempted:
     cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
     dom = v.domain
@@ -564,7 +400,6 @@ def memory_op(host, v, args, info) -> int | Preempted:
     if cmd == abi.XENMEM_add_to_physmap:
         return _add_to_physmap(host, v, va, info)
     if cmd in (abi.XENMEM_increase_reservation, abi.XENMEM_decrease_reservation, abi.XENMEM_populate_physmap):
-        from .reservation import reservation_op
         return reservation_op(host, v, args[0], va, info)
     if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
         domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
@@ -608,11 +443,10 @@ def _add_to_physmap(host, v, va: int, info: dict) -> int:
         return -E["EPERM"]
     if gpfn == abi.INVALID_M2P_ENTRY:
         return -E["EINVAL"]                   # INVALID_GFN
-    from .hvm import add_to_physmap
     return add_to_physmap(host, target, space, idx, gpfn, info)
 
 
-@handler("multicall")
+@handler("multicall", nargs=2)
 def multicall(host, v, args, info) -> int | Preempted | None:
     """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result.
 
@@ -648,100 +482,134 @@ def multicall(host, v, args, info) -> int | Preempted | None:
 
 
 # ---------------------------------------------------------------- event channels
-@handler("event_channel_op")
+EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
+
+
+@handler("event_channel_op", nargs=2)
 def event_channel_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
-    ev = host.evtchn
-    dom = v.domain
     name = abi.EVTCHNOP_NAMES.get(cmd, str(cmd))
     info["args"] = [name]
-    if cmd == abi.EVTCHNOP_send:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        info["args"].append(f"port {port}")
-        host.charge(v, "event_channel_send")
-        return ev.send(dom.domid, port)
-    if cmd == abi.EVTCHNOP_alloc_unbound:
-        d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
-        if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-            return -E["EPERM"]
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target not in host.domains:
-            return -E["ESRCH"]
-        if remote == abi.DOMID_SELF:
-            remote = dom.domid                 # the caller, as evtchn_alloc_unbound() resolves it
-        port = ev.alloc_unbound(target, remote)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
-        info["args"].append(f"remote d{remote} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_bind_interdomain:
-        rdom, rport = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
-        if rdom == abi.DOMID_SELF:
-            rdom = dom.domid
-        port = ev.bind_interdomain(dom.domid, rdom, rport)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
-        info["args"].append(f"d{rdom}:{rport} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_bind_virq:
-        virq, vcpu = struct.unpack("<II", copy_from_guest(host, v, va, 8))
-        port = ev.bind_virq(dom.domid, virq, vcpu)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 8, port.to_bytes(4, "little"))
-        info["args"].append(f"virq {virq} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_bind_ipi:
-        vcpu = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        port = ev.bind_ipi(dom.domid, vcpu)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
-        info["args"].append(f"vcpu {vcpu} -> port {port}")
-        return 0
-    if cmd == abi.EVTCHNOP_close:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        return ev.close(dom.domid, port)
-    if cmd == abi.EVTCHNOP_status:
-        d, port = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target != dom.domid and not dom.privileged:
-            return -E["EPERM"]
-        code, p = ev.status(target, port)
-        copy_to_guest(host, v, va + 8, code.to_bytes(4, "little"))
-        return 0
-    if cmd == abi.EVTCHNOP_unmask:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        from .events import unmask
-        return unmask(host, dom, port)
-    if cmd in (abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont):
-        # common/event_channel.c: struct evtchn_reset {domid_t dom}; XSM_TARGET, so a domU may
-        # reset its own ports only; evtchn_reset() closes every one of them.
-        d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
-        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
-        if target is None:
-            return -E["ESRCH"]
-        info["args"].append(f"d{target.domid}")
-        if target is not dom and not dom.privileged:
-            info["why"] = "another domain's event channels (XSM_TARGET)"
-            return -E["EPERM"]
-        for port in sorted(ev.ports.get(target.domid, {})):
-            if port:
-                ev.close(target.domid, port, quiet=True)
-        return 0
-    return -E["ENOSYS"]
+    op = EVTCHN_OPS.get(cmd)
+    if op is None:
+        return -E["ENOSYS"]
+    return op(host, v, va, info, EVTCHN_OPS.layout(cmd))
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_send)
+def evtchn_send(host, v, va, info, lay) -> int:
+    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    info["args"].append(f"port {port}")
+    host.charge(v, "event_channel_send")
+    return host.evtchn.send(v.domain.domid, port)
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
+def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
+    dom = v.domain
+    d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
+    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
+        return -E["EPERM"]
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target not in host.domains:
+        return -E["ESRCH"]
+    if remote == abi.DOMID_SELF:
+        remote = dom.domid                 # the caller, as evtchn_alloc_unbound() resolves it
+    port = host.evtchn.alloc_unbound(target, remote)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    info["args"].append(f"remote d{remote} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_bind_interdomain)
+def evtchn_bind_interdomain(host, v, va, info, lay) -> int:
+    dom = v.domain
+    rdom, rport = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+    if rdom == abi.DOMID_SELF:
+        rdom = dom.domid
+    port = host.evtchn.bind_interdomain(dom.domid, rdom, rport)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("local_port"), port.to_bytes(4, "little"))
+    info["args"].append(f"d{rdom}:{rport} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_bind_virq)
+def evtchn_bind_virq(host, v, va, info, lay) -> int:
+    virq, vcpu = struct.unpack("<II", copy_from_guest(host, v, va, 8))
+    port = host.evtchn.bind_virq(v.domain.domid, virq, vcpu)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    info["args"].append(f"virq {virq} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_bind_ipi)
+def evtchn_bind_ipi(host, v, va, info, lay) -> int:
+    vcpu = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    port = host.evtchn.bind_ipi(v.domain.domid, vcpu)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    info["args"].append(f"vcpu {vcpu} -> port {port}")
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_close)
+def evtchn_close(host, v, va, info, lay) -> int:
+    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    return host.evtchn.close(v.domain.domid, port)
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_status)
+def evtchn_status(host, v, va, info, lay) -> int:
+    dom = v.domain
+    d, port = struct.unpack("<HxxI", copy_from_guest(host, v, va, 8))
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target != dom.domid and not dom.privileged:
+        return -E["EPERM"]
+    code, p = host.evtchn.status(target, port)
+    copy_to_guest(host, v, va + lay.at("status"), code.to_bytes(4, "little"))
+    return 0
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
+def evtchn_unmask(host, v, va, info, lay) -> int:
+    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+    return events.unmask(host, v.domain, port)
+
+
+@EVTCHN_OPS.op(abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont)
+def evtchn_reset(host, v, va, info, lay) -> int:
+    # common/event_channel.c: struct evtchn_reset {domid_t dom}; XSM_TARGET, so a domU may
+    # reset its own ports only; evtchn_reset() closes every one of them.
+    dom = v.domain
+    ev = host.evtchn
+    d = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
+    target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+    if target is None:
+        return -E["ESRCH"]
+    info["args"].append(f"d{target.domid}")
+    if target is not dom and not dom.privileged:
+        info["why"] = "another domain's event channels (XSM_TARGET)"
+        return -E["EPERM"]
+    for port in sorted(ev.ports.get(target.domid, {})):
+        if port:
+            ev.close(target.domid, port, quiet=True)
+    return 0
 
 
 # ---------------------------------------------------------------- HVM
-@handler("hvm_op")
+@handler("hvm_op", nargs=2)
 def hvm_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     dom = v.domain
     info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
     if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
-        from . import hvm_params
         d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
         info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
         if idx >= abi.HVM_NR_PARAMS:
@@ -769,7 +637,6 @@ def hvm_op(host, v, args, info) -> int:
             return rc
         target.hvm_params[idx] = value
         if idx == abi.HVM_PARAM_CALLBACK_IRQ:
-            from .hvm import set_callback_via
             info["args"].append(f"{value:#x}")
             set_callback_via(host, target, value)
         return 0
@@ -777,7 +644,6 @@ def hvm_op(host, v, args, info) -> int:
         # struct xen_hvm_evtchn_upcall_vector {u32 vcpu; u8 vector}
         vcpu, vector = struct.unpack("<IB", copy_from_guest(host, v, va, 5))
         info["args"].append(f"vcpu {vcpu} vector {vector:#x}")
-        from .hvm import set_upcall_vector
         return set_upcall_vector(host, dom, vcpu, vector)
     return -E["ENOSYS"]
 
@@ -822,7 +688,6 @@ def getdomaininfo(host, dom) -> bytes:
     """struct xen_domctl_getdomaininfo as common/domctl.c fills it (public/domctl.h):
     domain, pad, flags (XEN_DOMINF_*), tot/max/outstanding/shr/paged pages, the shared_info
     frame, cpu_time (ns), nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool, gpaddr_bits."""
-    from .domain import CRASHED, DYING, SHUTDOWN
     flags = abi.XEN_DOMINF_blocked
     cpu_ns = 0
     online = 0
@@ -872,6 +737,3 @@ def sysctl(host, v, args, info) -> int:
 def platform_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
-
-# Handlers that live in their own modules register themselves on import.
-from . import grant, physdev  # noqa: E402,F401

@@ -129,7 +129,7 @@ class MmioEmulation:
         if self.count >= MAX_REPS:
             raise _Clipped()
         self.count += 1
-        dm = host.services.get("device_model")
+        dm = host.services.device_model
         answer = None
         if dm is not None and dm.claims_mmio(v.domain, gpa):
             self._flush()

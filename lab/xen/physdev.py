@@ -24,7 +24,7 @@ import struct
 from . import abi
 from .guestmem import copy_from_guest, copy_to_guest
 from ..hw.x86 import is_canonical
-from .hypercalls import handler
+from .hypercall_table import handler
 
 E = abi.ERRNO
 #: Interrupt lines the lab's host has: the legacy PIC's (no IO-APIC), Xen's nr_irqs_gsi.

@@ -30,7 +30,10 @@ from ..hw.faults import Fault, mnemonic
 from ..isa.encoding import INSN_SIZE
 from . import abi
 from ..isa.bits import M64
+from . import events
 from .guestmem import GuestFault, copy_from_guest, write_u64
+from .hypercall_table import Preempted, dispatch, handler
+from .vcpu_info import maddr
 
 from .abi.arch_x86_64 import FLAT_RING1_CS, FLAT_RING3_CS64, FLAT_RING3_SS64
 VGCF_in_syscall = 1 << 8
@@ -111,13 +114,11 @@ def bounce(host, v, handler: int, *, error_code: int | None, rip: int, what: str
 
 def _event_mask(host, v) -> int:
     """vcpu_info's evtchn_upcall_mask (0 while the domain has no shared_info page)."""
-    from .vcpu_info import maddr
     vi = maddr(host, v.domain, v.id)
     return 0 if vi is None else host.mem.read(vi + 1, 1)[0]
 
 
 def _set_event_mask(host, v, masked: bool) -> None:
-    from .vcpu_info import maddr
     vi = maddr(host, v.domain, v.id)
     if vi is not None:
         host.mem.write(vi + 1, b"\x01" if masked else b"\x00")
@@ -176,7 +177,6 @@ def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
     host.emit(v, "trap", vector=fault.vector, mnemonic=fault.mnemonic, error_code=fault.error_code, cr2=fault.cr2,
               rip=rip, cpl=cpu.cpl, handler="xen" if entry is None else "bounce",
               reason=fault.reason or mnemonic(fault.vector))
-    from .vcpu_info import maddr
     vi = maddr(host, dom, v.id)
     if fault.vector == 14 and fault.cr2 is not None and vi is not None:
         host.mem.write_u64(vi + VCPU_INFO_CR2, fault.cr2)
@@ -189,7 +189,6 @@ def on_exception(host, v, fault: Fault, rip: int | None = None) -> None:
 
 # ---------------------------------------------------------------- hypercalls
 def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
-    from .hypercalls import Preempted, dispatch
     cpu = v.cpu
     r = cpu.regs
     # The lab's 32-bit profile keeps the 64-bit argument registers (its code is
@@ -207,8 +206,41 @@ def hypercall_from_guest(host, v, nxt: int, compat: bool = False) -> None:
         cpu.yield_now = True
     elif ret is not None:             # iret and a few others set the state themselves
         r[0] = ret & M64
-    from .events import deliver_upcall
     deliver_upcall(host, v)
+
+
+def deliver_upcall(host, v) -> bool:
+    """On the way back to a PV guest: if an event is pending and events are not
+    masked, bounce to the kernel's event callback with events masked (as Xen's
+    test_guest_events / create_bounce_frame do). True if it delivered."""
+    dom = v.domain
+    target = dom.callbacks.get("event")
+    vi = maddr(host, dom, v.id)
+    if not dom.is_pv or not target or vi is None or v.cpu is None:
+        return False
+    pending, masked = host.mem.read(vi, 2)
+    if pending != 1 or masked:
+        return False
+    cpu = v.cpu
+    host.emit(v, "trap", vector=None, mnemonic="event upcall", error_code=None, cr2=None, rip=cpu.rip,
+              cpl=cpu.cpl, handler="bounce", reason=f"an event is pending: Xen bounces to the event callback at {target:#x}")
+    bounce(host, v, target, error_code=None, rip=cpu.rip, what="event upcall", disable_events=True)
+    return True
+
+
+def _notify(host, v, was_pending: bool) -> None:
+    """A PV vCPU is kicked at every event, so the callback is bounced to soon."""
+    events.kick(host, v)
+
+
+events.register_delivery("pv", events.UpcallDelivery(notify=_notify, need_delivery=events.upcall_pending))
+
+
+@handler("iret", nargs=0)
+def iret(host, v, args, info) -> None:
+    do_iret(host, v)
+    info["args"] = []
+    return None
 
 
 def do_iret(host, v) -> int | None:

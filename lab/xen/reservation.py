@@ -42,7 +42,7 @@ from ..hw.x86 import is_canonical
 from ..isa.bits import M32
 from . import abi
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest
-from .hypercalls import Preempted, preempt_check
+from .hypercall_table import Preempted, preempt_check
 
 #: xen/common/Kconfig DOMU_MAX_ORDER and CTLDOM_MAX_ORDER (x86): the largest extent order.
 DOMU_MAX_ORDER, CTLDOM_MAX_ORDER = 9, 12

@@ -16,9 +16,9 @@ from __future__ import annotations
 import struct
 
 from . import abi
-from .evtchn import VCPU_INFO_SIZE
-
 E = abi.ERRNO
+#: sizeof(struct vcpu_info) on x86-64 (public/xen.h); shared_info holds one per vCPU at the start.
+VCPU_INFO_SIZE = 64
 #: alignof(xen_ulong_t)
 VCPU_INFO_ALIGN = 8
 #: dom.extra keys: vcpu id -> the held page, and vcpu id -> the offset in it.
@@ -72,6 +72,5 @@ def register(host, v, target, raw: bytes, info: dict) -> int:
     dom.extra.setdefault(OFFSETS, {})[target.id] = offset & 0xFFF
     # Pending flags are set after the move, so the guest rescans every port.
     held.write((offset & 0xFFF) + 8, struct.pack("<Q", (1 << 64) - 1))
-    from .events import mark_pending
-    mark_pending(host, target)
+    host.evtchn.mark_pending(host, target)
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from lab.xen.grant import _tables
 from xen_helpers import (ScriptGuest, frames_digest, frames_of, hypercall, m2p_of, pv_mapping_violations, small_host, write_cfg)
 
 GUESTS = Path(__file__).parent / "guests"
@@ -45,7 +44,7 @@ class Arena:
         """The victim's memory (but its grant table, which it writes and Xen flags) and the M2P
         entries of its frames and dom0's."""
         v = self.victim.dom
-        table = set(_tables(self.host).frames.get(v.domid, []))
+        table = set(self.host.grant_tables.frames.get(v.domid, []))
         return (frames_digest(self.host, frames_of(v) - table),
                 m2p_of(self.host, frames_of(v) | frames_of(self.host.domains[0])))
 
@@ -61,7 +60,7 @@ class Arena:
 
     def grant_table(self, guest: ScriptGuest) -> int:
         """GNTTABOP_setup_table for the guest; the machine frame of its table."""
-        gt = _tables(self.host)
+        gt = self.host.grant_tables
         return gt.setup_table(guest.dom.domid, 1)[1][0]
 
     def grant(self, guest: ScriptGuest, ref: int, to: int, frame: int, flags: int = 1) -> None:

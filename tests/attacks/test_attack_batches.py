@@ -10,7 +10,7 @@ import pytest
 
 from attack_support import DIRECT_MAP, Arena
 from lab.xen import abi
-from lab.xen.hypercalls import MMU_UPDATE_PREEMPTED, PREEMPT_BATCH, Preempted, dispatch
+from lab.xen.hypercall_table import MMU_UPDATE_PREEMPTED, PREEMPT_BATCH, Preempted, dispatch
 from xen_helpers import events
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine

@@ -12,7 +12,6 @@ import pytest
 from attack_support import DIRECT_MAP, SCRIPT_GUESTS, Arena
 from lab.xen import abi
 from lab.xen.abi.grant_table import (GNTMAP_host_map, GNTST_general_error, GNTST_okay)
-from lab.xen.grant import _tables
 from xen_helpers import OP_STORE, PTE_RW, entry_maddr, frames_of, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -145,7 +144,7 @@ def test_an_unmap_that_does_not_match_leaves_the_grant_busy(arena):
     g.write(g.buf(), struct.pack("<QQI", host_addr, 0, handle))
     assert arena.call(g, "grant_table_op", GNTTABOP_unmap_grant_ref, g.buf(), 1) == 0
     assert struct.unpack("<h", g.read(g.buf(20), 2))[0] == GNTST_general_error
-    gt = _tables(host)
+    gt = host.grant_tables
     flags = gt.read_entry(arena.victim.dom.domid, 8)[0]
     assert flags & 0x18 == 0x18, "GTF_reading and GTF_writing: the grant is still in use"
     count, types = arena.base_refs
@@ -165,7 +164,7 @@ def test_a_frame_given_back_while_mapped_is_not_handed_to_the_next_domain(arena)
     gfn = 0x500
     mfn = h.dom.p2m[gfn]
     arena.grant(h, 9, 0, gfn)
-    gt = _tables(host)
+    gt = host.grant_tables
     dom0 = host.domains[0].vcpus[0]
     status, handle, _ = gt.map_for_service(dom0, h.dom.domid, 9, False)
     assert status == GNTST_okay

@@ -41,8 +41,7 @@ from hypothesis import strategies as st
 from attack_support import DIRECT_MAP, SCRIPT_GUESTS
 from lab.dom0.xenstored import Message
 from lab.xen import abi
-from lab.xen.grant import _tables
-from lab.xen.hypercalls import Preempted, dispatch
+from lab.xen.hypercall_table import Preempted, dispatch
 from xen_helpers import frames_digest, frames_of, small_host, write_cfg
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -69,7 +68,7 @@ class Machine:
         self.hvm = xl.create(write_cfg(self.tmp, "h", "hvm", kernel_hvm, memory=12, hap=1), paused=True)
         self.victim = xl.create(write_cfg(self.tmp, "victim", "pv", kernel_pv, memory=12), paused=True)
         self.attackers = self.pv + [self.hvm]
-        gt = _tables(host)
+        gt = host.grant_tables
         for d in self.attackers + [self.victim]:
             gt.setup_table(d.domid, 1)
         self.victim_digest = frames_digest(host, frames_of(self.victim))
@@ -170,7 +169,7 @@ class Machine:
 
     def op_grant_entry(self, d) -> None:
         r = self.rng
-        table = _tables(self.host).frames[d.domid][0]
+        table = self.host.grant_tables.frames[d.domid][0]
         if r.random() < 0.8:                    # one of its own pages (PV: the mfn, HVM: the gfn)
             pfn = r.randrange(len(d.p2m))
             frame = d.p2m[pfn] if d.is_pv else pfn
@@ -246,7 +245,7 @@ class Machine:
     def check_step(self, actor: int) -> None:
         host = self.host
         pages = host.mm.pv.pages
-        gt = _tables(host)
+        gt = host.grant_tables
         writable_grants = {m.mfn for t in gt.maptrack.values() for m in t.values() if m.writable}
         held = {f.mfn for f in host.frames.held()}
         tables = {m for frames in gt.frames.values() for m in frames}
@@ -283,7 +282,7 @@ class Machine:
     def _grant_slot(self, domid: int, mfn: int, entry: int, addr: int) -> bool:
         """The test's own oracle (not Xen's hook): a live host mapping of ``domid`` put ``mfn`` in
         the slot at ``addr``, writable only if the mapping is."""
-        for m in _tables(self.host).maptrack.get(domid, {}).values():
+        for m in self.host.grant_tables.maptrack.get(domid, {}).values():
             if m.pte_maddr == addr and m.mfn == mfn and (m.writable or not entry & 2):
                 return True
         return False
@@ -310,7 +309,7 @@ class Machine:
         return out
 
     def _granted_to(self, actor: int, mfn: int) -> bool:
-        gt = _tables(self.host)
+        gt = self.host.grant_tables
         for granter, frames in gt.frames.items():
             dom = self.host.domains.get(granter)
             if dom is None:

@@ -33,7 +33,6 @@ from hypothesis import strategies as st
 
 from attack_support import SCRIPT_GUESTS
 from lab.xen import abi
-from lab.xen.grant import _tables
 from test_blkback import BLK_RING_SIZE, XVDA, BlkFront, disk_guest
 from test_netback import NET_RING_SIZE, NetFront, vif_guest
 from xen_helpers import frames_digest, frames_of, small_host, write_cfg
@@ -60,7 +59,7 @@ class RingArena:
         self.nf.connect()
         self.victim = xl.create(write_cfg(tmp, "victim", "pv", SCRIPT_GUESTS / "pv_script.s", memory=16),
                                 paused=True)
-        gt = _tables(host)
+        gt = host.grant_tables
         self.victim_table = gt.setup_table(self.victim.domid, 1)[1][0]
         # the victim grants two pages: one to dom0 (not the attacker), one read-only to the attacker
         vpages = [self.victim.p2m[0x300], self.victim.p2m[0x301]]
@@ -188,7 +187,7 @@ class RingArena:
         host = self.host
         pages = host.mm.pv.pages
         held = {f.mfn for f in host.frames.held()}
-        gt = _tables(host)
+        gt = host.grant_tables
         grant_frames = {m for frames in gt.frames.values() for m in frames}
         for mfn in set(self.writes):
             pg = pages.get(mfn)
@@ -204,7 +203,7 @@ class RingArena:
     def check(self) -> None:
         host = self.host
         assert self._state() == self.before, "the victim's, dom0's or the attacker's page tables changed"
-        gt = _tables(host)
+        gt = host.grant_tables
         assert not [m for m in gt.maptrack.get(0, {}).values() if m.mfn in frames_of(self.victim)], \
             "blkback holds a mapping of the victim's frame"
         assert host.mm.pv.check_invariants() == []

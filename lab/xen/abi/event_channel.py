@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from lab.xen.abi._layout import Layout
 from lab.xen.abi._names import collect
 
 EVTCHNOP_bind_interdomain = 0
@@ -21,6 +22,23 @@ EVTCHNOP_expand_array = 12
 EVTCHNOP_set_priority = 13
 EVTCHNOP_reset_cont = 14
 EVTCHNOP_NAMES: dict[int, str] = collect(globals(), "EVTCHNOP_", strip=True)
+
+#: The argument structure of each sub-op the lab implements (domid_t is u16, evtchn_port_t u32).
+EVTCHNOP_LAYOUTS: dict[int, Layout] = {
+    EVTCHNOP_bind_interdomain: Layout("evtchn_bind_interdomain", 12,
+                                      {"remote_dom": (0, 2), "remote_port": (4, 4), "local_port": (8, 4)}),
+    EVTCHNOP_bind_virq: Layout("evtchn_bind_virq", 12, {"virq": (0, 4), "vcpu": (4, 4), "port": (8, 4)}),
+    EVTCHNOP_close: Layout("evtchn_close", 4, {"port": (0, 4)}),
+    EVTCHNOP_send: Layout("evtchn_send", 4, {"port": (0, 4)}),
+    # u: the union of unbound {dom}, interdomain {dom, port}, pirq and virq (8 bytes)
+    EVTCHNOP_status: Layout("evtchn_status", 24,
+                            {"dom": (0, 2), "port": (4, 4), "status": (8, 4), "vcpu": (12, 4), "u": (16, 8)}),
+    EVTCHNOP_alloc_unbound: Layout("evtchn_alloc_unbound", 8, {"dom": (0, 2), "remote_dom": (2, 2), "port": (4, 4)}),
+    EVTCHNOP_bind_ipi: Layout("evtchn_bind_ipi", 8, {"vcpu": (0, 4), "port": (4, 4)}),
+    EVTCHNOP_unmask: Layout("evtchn_unmask", 4, {"port": (0, 4)}),
+    EVTCHNOP_reset: Layout("evtchn_reset", 2, {"dom": (0, 2)}),
+    EVTCHNOP_reset_cont: Layout("evtchn_reset", 2, {"dom": (0, 2)}),
+}
 
 EVTCHNSTAT_closed = 0
 EVTCHNSTAT_unbound = 1

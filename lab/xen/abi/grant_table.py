@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from lab.xen.abi._layout import Layout
 from lab.xen.abi._names import collect
 
 GNTTABOP_map_grant_ref = 0
@@ -19,6 +20,25 @@ GNTTABOP_get_version = 10
 GNTTABOP_swap_grant_ref = 11
 GNTTABOP_cache_flush = 12
 GNTTABOP_NAMES: dict[int, str] = collect(globals(), "GNTTABOP_", strip=True)
+
+#: The argument structure of each sub-op the lab implements (domid_t u16, grant_ref_t u32,
+#: grant_handle_t u32, a guest handle 8 bytes).
+GNTTABOP_LAYOUTS: dict[int, Layout] = {
+    GNTTABOP_map_grant_ref: Layout("gnttab_map_grant_ref", 32, {
+        "host_addr": (0, 8), "flags": (8, 4), "ref": (12, 4), "dom": (16, 2), "status": (18, 2),
+        "handle": (20, 4), "dev_bus_addr": (24, 8)}),
+    GNTTABOP_unmap_grant_ref: Layout("gnttab_unmap_grant_ref", 24, {
+        "host_addr": (0, 8), "dev_bus_addr": (8, 8), "handle": (16, 4), "status": (20, 2)}),
+    GNTTABOP_setup_table: Layout("gnttab_setup_table", 24, {
+        "dom": (0, 2), "nr_frames": (4, 4), "status": (8, 2), "frame_list": (16, 8)}),
+    # source and dest are struct gnttab_copy_ptr {union {ref, gmfn} u; domid_t domid; u16 offset}
+    GNTTABOP_copy: Layout("gnttab_copy", 40, {
+        "source.u": (0, 8), "source.domid": (8, 2), "source.offset": (10, 2),
+        "dest.u": (16, 8), "dest.domid": (24, 2), "dest.offset": (26, 2),
+        "len": (32, 2), "flags": (34, 2), "status": (36, 2)}),
+    GNTTABOP_query_size: Layout("gnttab_query_size", 16, {
+        "dom": (0, 2), "nr_frames": (4, 4), "max_nr_frames": (8, 4), "status": (12, 2)}),
+}
 
 #: grant_table_op sub-ops an HVM guest may use; the rest return -ENOSYS
 #: (xen/arch/x86/hvm/hypercall.c, hvm_grant_table_op).

@@ -31,7 +31,7 @@ from .. import abi
 from ..domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
                       RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
 from ..heap import FreeFrames
-from ..host import XEN_VERSION
+from ..release import XEN_VERSION
 from . import hypercalls
 from . import layout as L
 from .evtchn import ArmEventChannels

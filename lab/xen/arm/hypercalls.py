@@ -83,7 +83,7 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int, dict[str, Any]]:
 
 def xen_version(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
-    from ..host import XEN_VERSION
+    from ..release import XEN_VERSION
     info["args"] = [{0: "XENVER_version", 1: "XENVER_extraversion", 3: "XENVER_capabilities"}.get(cmd, cmd)]
     if cmd == 0:
         return (XEN_VERSION[0] << 16) | XEN_VERSION[1]

@@ -1,0 +1,92 @@
+"""The scheduler: which vCPU runs on a pCPU next, and vCPUs blocking and waking (credit2, simplified).
+
+A part of the host (``XenHost`` inherits it); the host's run loop asks it for
+the next vCPU of a pCPU (``_pick``) and tells it when one leaves (``_deschedule``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .domain import RUNSTATE_BLOCKED, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING, Domain, Vcpu
+
+
+class Scheduler:
+    # What it uses of the host (declared here, defined there).
+    domains: dict[int, Domain]
+    current: list[Vcpu | None]
+    clock: list[int]
+    slice_end: list[int]
+    timeslice: int
+    running_pcpu: int | None
+    emit: Callable[..., Any]
+
+    # -- vCPU state changes -----------------------------------------------------
+    def block(self, v: Vcpu, why: str) -> None:
+        v.runstate = RUNSTATE_BLOCKED
+        self.emit(v, "sched", op="block", from_dom=v.domain.domid, from_vcpu=v.id, to_dom=None, to_vcpu=None,
+                  reason=why)
+        if v.cpu is not None:
+            v.cpu.yield_now = True
+
+    def wake(self, v: Vcpu, why: str) -> None:
+        """Make a blocked vCPU runnable, as credit2's wake-up does (csched2_unit_wake).
+
+        A vCPU that was blocked burned no credit, so it goes ahead of the ones
+        that used up their time (``boost``), and, as ``runq_tickle()`` does when
+        no pCPU is idle, the pCPU doing the waking is preempted: an I/O-bound
+        vCPU (dom0's backends) runs soon after its event.
+        """
+        if v.runstate == RUNSTATE_BLOCKED and v.domain.alive:
+            v.runstate = RUNSTATE_RUNNABLE
+            v.boost = True
+            self.emit(v, "sched", op="wake", from_dom=None, from_vcpu=None, to_dom=v.domain.domid, to_vcpu=v.id,
+                      reason=why)
+            if all(cur is not None for cur in self.current) and self.running_pcpu is not None:
+                p = self.running_pcpu
+                self.slice_end[p] = 0
+                cur = self.current[p]
+                if cur is not None and cur.cpu is not None:
+                    cur.cpu.yield_now = True
+
+    # -- scheduling ---------------------------------------------------------------
+    def runnable(self) -> list[Vcpu]:
+        out = []
+        for d in sorted(self.domains.values(), key=lambda d: d.domid):
+            if not d.alive or d.pause_count:
+                continue
+            for v in d.vcpus:
+                if v.runstate == RUNSTATE_RUNNABLE:
+                    out.append(v)
+        return out
+
+    def _deschedule(self, p: int, why: str) -> None:
+        v = self.current[p]
+        if v is None:
+            return
+        if v.cpu is not None:
+            self.clock[p] = max(self.clock[p], v.cpu.cycles)
+        if v.runstate == RUNSTATE_RUNNING:
+            v.runstate = RUNSTATE_RUNNABLE
+        self.current[p] = None
+
+    def _pick(self, p: int) -> Vcpu | None:
+        cands = self.runnable()
+        if not cands:
+            return None
+        # credit2 order, approximated: just woken first, then least recently run (most credit); ties by domain
+        # then vCPU id, so the choice is deterministic.
+        cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
+        v = cands[0]
+        v.boost = False
+        prev = self.current[p]
+        v.runstate = RUNSTATE_RUNNING
+        v.pcpu = p
+        v.last_scheduled = self.clock[p] + 1
+        self.current[p] = v
+        self.slice_end[p] = self.clock[p] + self.timeslice
+        if v.cpu is not None:
+            v.cpu.cycles = max(v.cpu.cycles, self.clock[p])
+        self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
+                  from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
+        return v
