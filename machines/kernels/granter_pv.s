@@ -35,7 +35,7 @@
 .equ SCHEDOP_yield,       0
 .equ SCHEDOP_block,       1
 .equ SI_MFN_LIST,         104
-.equ MAX_WAITS,           100000     ; yields before it gives up waiting for the neighbour
+.equ MAX_WAITS,           5000       ; yields before it gives up waiting for the neighbour
 
 .data
 .org 0xffff888000300000
