@@ -90,13 +90,13 @@ def test_until_break_and_events_take_a_domain():
     s = live.open_session([str(MACHINES / "isolation.toml")])
     by_seq = {}
     s.machine.trace.listeners.append(lambda ev: by_seq.__setitem__(ev.seq, ev))
+    out = execute(s, "until trap:#PF@pv-guest")                      # the victim's faults only
+    assert by_seq[int(out.split()[0].lstrip("#"))].dom == 1
     out = execute(s, "until hypercall:mmu_update@hostile")
     assert "mmu_update(1) -> -16 EBUSY" in out.splitlines()[0]     # the victim's succeed
     assert by_seq[int(out.split()[0].lstrip("#"))].dom == 2
-    out = execute(s, "until trap:#PF@pv-guest")                      # the victim's faults only
-    assert by_seq[int(out.split()[0].lstrip("#"))].dom == 1
     assert execute(s, "break grant@2") == "breakpoint 0: grant@2"
     listed = execute(s, "events 50 hypercall@hostile").splitlines()
     assert listed and all(" hypercall " in line for line in listed)
-    with pytest.raises(UserError, match=r"no domain 'victim' \(domains: Domain-0 \(0\), pv-guest \(1\), hostile \(2\)\)"):
+    with pytest.raises(UserError, match=r"no domain 'victim' \(domains: Domain-0 \(0\), pv-guest \(1\), hostile \(2\), granter \(3\)\)"):
         execute(s, "until hypercall@victim")

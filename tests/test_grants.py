@@ -92,6 +92,25 @@ def test_grant_for_someone_else_or_revoked_does_not_work(two_guests):
     assert host.mm.pv.check_invariants() == []
 
 
+def test_every_domain_has_a_grant_table_from_creation(two_guests):
+    """common/grant_table.c grant_table_init() gives each domain INITIAL_NR_GRANT_FRAMES
+    (asm/grant_table.h) at creation: a ref within that frame of a domain that never called
+    GNTTABOP_setup_table is an entry without GTF_permit_access, GNTST_general_error
+    (_set_status_v1); a ref beyond it is GNTST_bad_gntref ("Bad ref")."""
+    host, a, b = two_guests
+    gt = host.grant_tables
+    assert a.domid not in gt.frames, "A never set up its table"
+    _, va = free_va(b)
+    pte = pte_of(host, b, va)
+    assert gt.nr_frames(a.domid) == abi.INITIAL_NR_GRANT_FRAMES == 1
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 8, a.domid)[0] == GNTST_general_error
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 511, a.domid)[0] == GNTST_general_error
+    assert gt.map(b.vcpus[0], va, GNTMAP_host_map, 512, a.domid)[0] == GNTST_bad_gntref
+    assert any("Bad ref 0x200 for d" in line for line in host.dmesg)
+    assert a.domid not in gt.frames and pte_of(host, b, va) == pte
+    assert host.mm.pv.check_invariants() == []
+
+
 def test_without_a_grant_another_domains_frame_cannot_be_mapped(two_guests):
     host, a, b = two_guests
     assert host.mm.pv.grant_ok == host.grant_tables.grant_ok      # mm asks Xen's grant tables
@@ -120,13 +139,14 @@ def test_copy_through_a_grant_and_bounds(two_guests):
 def test_grant_table_op_from_the_hypercall_path(two_guests):
     host, a, b = two_guests
     va_ = a.vcpus[0]
-    # query_size before any table: 0 frames, max 64
+    # query_size before setup_table: the one frame every domain has from creation
+    # (grant_table_init(), INITIAL_NR_GRANT_FRAMES), max 64 (opt_max_grant_frames)
     buf = DIRECT_MAP + ((a.mem_pages - 4) << 12)
     from lab.xen.guestmem import copy_from_guest, copy_to_guest
     copy_to_guest(host, va_, buf, struct.pack("<HxxIIh", abi.DOMID_SELF, 0, 0, 0))
     assert dispatch(host, va_, 20, [abi.GNTTABOP_query_size, buf, 1]) == 0
     nr, mx, st = struct.unpack("<IIh", copy_from_guest(host, va_, buf + 4, 10))
-    assert (nr, mx, st) == (0, 64, 0)
+    assert (nr, mx, st) == (1, 64, 0)
     ev = [e for e in host.trace.iter_all() if e.kind == "hypercall"][-1]
     assert ev.data["name"] == "grant_table_op" and ev.data["nr"] == 20
     assert dispatch(host, va_, 20, [99, buf, 1]) == -abi.ERRNO["ENOSYS"]

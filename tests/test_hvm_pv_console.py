@@ -62,3 +62,37 @@ def test_an_unmodified_hvm_kernel_ignores_the_ring():
                    and e.data.get("port") == dom.console_evtchn for e in host.trace.iter_all())
     assert e9_writes_after(host, dom, 0) > 0
     assert "xenlab kernel (HVM guest" in xl.console(dom.name)
+
+
+def test_xl_console_input_goes_to_the_primary_console_or_the_one_t_names(tmp_path):
+    """tools/libs/light/libxl_console.c libxl__primary_console_find(): `xl console` of an HVM
+    guest, PVHVM included, is its serial port (LIBXL_CONSOLE_TYPE_SERIAL); `xl console -t pv`
+    (tools/xl/xl_console.c) is the PV console, where xenconsoled writes what is typed into the
+    ring's in[] and notifies the guest's port (tools/console/daemon/io.c). A PV guest has no
+    serial console: "Unable to attach console"."""
+    from lab.errors import UserError
+    from lab.session.commands import type_into_console
+    from lab.session.xlcommand import run_xl
+    from lab.xen.console import IN_PROD
+    host, xl = small_host()
+    conf = load_config(MACHINES / "pvhvm-guest.cfg")
+    conf.disks, conf.vifs = [], []
+    dom = xl.create(conf)
+    pv = xl.create(load_config(MACHINES / "pv-guest.cfg"))
+    host.run(300_000)
+    page = host.services["xenconsoled"].pages[dom.domid]
+    before = page.read_u32(IN_PROD)
+    assert "serial port 0x3f8" in type_into_console(host, dom, "stats\n")
+    assert page.read_u32(IN_PROD) == before, "the primary console of an HVM guest is COM1"
+    assert "console ring" in type_into_console(host, dom, "stats\n", "pv")
+    assert page.read_u32(IN_PROD) == before + 6
+    rings = [e for e in host.trace.iter_all() if e.kind == "ring_io" and e.dom == dom.domid
+             and e.data.get("ring") == "console"]
+    assert rings and rings[-1].data["op"] == "input: 6 byte(s) into in[]" and rings[-1].data["notify"]
+    with pytest.raises(UserError, match="Unable to attach console"):
+        type_into_console(host, pv, "x\n", "serial")
+    with pytest.raises(UserError, match="Unable to attach console"):
+        run_xl(xl, ["console", "-t", "serial", pv.name])
+    with pytest.raises(UserError, match="console type supported are"):
+        run_xl(xl, ["console", "-t", "vuart", dom.name])
+    assert run_xl(xl, ["console", "-t", "pv", dom.name]) == xl.console(dom.name)

@@ -482,6 +482,12 @@ LEAF_OUTSIDE = """
     mov [rdi], rax
     mov rsi, 0x405000
     mov rax, [rsi]
+    mov rdi, RES + 48
+    mov [rdi], rax
+    mov rax, 0x5a5a
+    mov [rsi + 8], rax
+    mov rax, [rsi + 8]
+    mov [rdi + 8], rax
 """
 
 RES, FAULTS, DONE = 0x20000, 0x20100, 0x20200
@@ -586,19 +592,31 @@ def test_superpage_is_splintered_and_cr3_reads_back(probe):
 
 
 def test_probe_sees_the_same_memory_under_ept_and_shadow(tmp_path):
+    """A guest table outside RAM ends Xen's own walk of the guest's tables (guest_walk.c,
+    map_domain_gfn() finds no page), so the guest gets the same #PF under EPT and shadow."""
     results = []
     for hap in (0, 1):
-        host, dom, rd = _probe(tmp_path, hap=hap, table_outside=False)
+        host, dom, rd = _probe(tmp_path, hap=hap, table_outside=True)
         assert dom.state == "shutdown", dom.crash_reason
         results.append(([rd(RES + 8 * i) for i in range(10)], _faults(rd), rd(0x14000), rd(0x203008)))
     assert results[0] == results[1]
+    assert (0x600000, 0x0) in results[1][1]
 
 
-def test_a_guest_mapping_memory_it_does_not_have_is_crashed(tmp_path):
-    host, dom, rd = _probe(tmp_path, hap=0, leaf_outside=True)
-    assert dom.state == "crashed"
-    assert "0x40000000" in dom.crash_reason and "outside the domain's memory" in dom.crash_reason
-    assert rd(DONE) == 0
+@pytest.mark.parametrize("hap", [0, 1])
+def test_a_guest_mapping_a_gfn_with_no_ram_reaches_xens_null_handler(tmp_path, hap):
+    """sh_page_fault() (mm/shadow/multi.c) and hvm_hap_nested_page_fault() (hvm/hvm.c): a gfn
+    with no RAM is p2m_mmio_dm and the access is emulated (handle_mmio); with no ioreq server
+    for it, hvmemul_do_io()'s null_handler reads all ones and drops the write. The guest runs on."""
+    host, dom, rd = _probe(tmp_path, hap=hap, leaf_outside=True)
+    assert dom.state == "shutdown", dom.crash_reason
+    assert rd(DONE) == 1
+    assert rd(RES + 48) == rd(RES + 56) == 0xFFFF_FFFF_FFFF_FFFF
+    mmio = [(e.data["addr"], e.data["dir"], e.data["value"]) for e in host.trace.iter_all()
+            if e.kind == "mmio" and e.dom == dom.domid]
+    assert mmio == [(0x40000000, "in", 0xFFFF_FFFF_FFFF_FFFF), (0x40000008, "out", 0x5a5a),
+                    (0x40000008, "in", 0xFFFF_FFFF_FFFF_FFFF)]
+    assert host.mm.pv.check_invariants() == []
 
 
 # ---------------------------------------------------------------- EPT and shadow agree on any page-table program

@@ -260,6 +260,15 @@ class Qemu:
     def claims(self, port: int) -> bool:
         return self.device_at(port) is not None
 
+    def mmio_device_at(self, gpa: int) -> tuple[Any, int] | None:
+        """The device whose memory BAR decodes ``gpa`` now, and the BAR's base."""
+        p = self.platform
+        if p is not None:
+            base = p.pci.bar_address(1)
+            if base is not None and base <= gpa < base + BAR1_SIZE:
+                return p, base
+        return None
+
     def io(self, port: int, size: int, direction: str, value: int = 0) -> int:
         """Emulate one access; the value read (all ones when nothing answers)."""
         dev = self.device_at(port)
@@ -395,12 +404,46 @@ class DeviceModel:
         return cycles
 
     def claims_mmio(self, dom, gpa: int) -> bool:
-        """No MMIO is emulated: every emulated device here is reached by port I/O."""
-        return False
+        """Has this domain's QEMU registered ``gpa`` with its ioreq server (a memory BAR it decodes)?"""
+        if not self.wants(dom):
+            return False
+        q = self.instance(dom)
+        return q is not None and q.mmio_device_at(gpa) is not None
 
-    def mmio(self, v, exc) -> None:
-        # Never called while claims_mmio is False; if it were, the access could not be completed.
-        self.host.crash(v.domain, f"device model has no MMIO device at gpa {exc.info.get('gpa', 0):#x}", v)
+    def mmio_io(self, v, gpa: int, size: int, direction: str, value: int) -> int | None:
+        """An MMIO access Xen's emulator offers: the ioreq round trip if this QEMU registered
+        the range (ioreq_server_select(), common/ioreq.c), else None and Xen answers itself.
+
+        QEMU registers the memory BARs it emulates (its memory listener maps each section
+        to its ioreq server); of the lab's devices only the Xen platform device has one.
+        """
+        q = self.instance(v.domain) if self.wants(v.domain) else None
+        if q is None:
+            return None
+        found = q.mmio_device_at(gpa)
+        if found is None:
+            return None
+        device, base = found
+        host = self.host
+        mask = ones(size)
+        out_value = value & mask if direction == "out" else None
+        extra = {"type": "IOREQ_TYPE_COPY", "addr": gpa}
+        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_READY], gpa, size, direction, out_value, **extra)
+        cost = host.charge(v, "ioreq_round_trip")
+        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_INPROCESS], gpa, size, direction, out_value, **extra)
+        q._vcpu, q._req = v, (gpa, size, direction, out_value)
+        try:
+            if direction == "in":
+                result = device.mmio_read(gpa - base, size) & mask
+            else:
+                result = value & mask
+                device.mmio_write(gpa - base, size, result)
+        finally:
+            q._vcpu, q._req = None, None
+        host.emit(v, "mmio", addr=gpa, size=size, dir=direction, value=result, device=device.mmio_name)
+        ioreq_event(host, v, STATE_NAMES[STATE_IORESP_READY], gpa, size, direction, result, cost=cost, **extra)
+        self._charge_dom0()
+        return result
 
     # -- domain life cycle -------------------------------------------------------------------
     def domain_shutdown(self, dom) -> None:

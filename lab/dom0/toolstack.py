@@ -224,8 +224,17 @@ class Toolstack:
             cc_compile_date="-", build_id="-")
         return format_info(info, key)
 
-    def console(self, name: str) -> str:
-        return self.find(name).console_output
+    def console(self, name: str, kind: str | None = None) -> str:
+        """What xl console shows: the domain's console output; with ``kind`` "serial" only what
+        its emulated serial port printed (an HVM guest's; others have none: "Unable to attach
+        console", as xl says)."""
+        dom = self.find(name)
+        if kind == "serial" and not dom.privileged:
+            dm = self.host.services.get("device_model")
+            if dm is None or not dm.wants(dom):
+                raise UserError("Unable to attach console")
+            return dm.serial_output(dom)
+        return dom.console_output
 
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)

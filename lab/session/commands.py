@@ -398,10 +398,20 @@ def _source(session: Session) -> str:
 # -- consoles and I/O ---------------------------------------------------------------------
 @command("console", "a domain's console output (default: the focused one's); with TEXT, type TEXT and Enter "
          "into it", Arg("DOM", optional=True), Arg("TEXT", optional=True, rest=True),
-         usage="console [DOM [TEXT...]]",
+         usage="console [-t pv|serial] [DOM [TEXT...]]",
          details="  on the screen, 'console DOM' (or 'xl console DOM') attaches the command line to the\n"
-                 "  guest's console, as xl console does; ctrl+] leaves")
+                 "  guest's console, as xl console does; ctrl+] leaves\n"
+                 "  -t pv|serial: which console, as xl console -t; without it the domain's primary one\n"
+                 "  (libxl: the serial port of an HVM guest, PVHVM included; the PV ring of PV and PVH)")
 def _console(session: Session, dom: str | None, text: list[str] | None) -> str:
+    kind = None
+    if dom == "-t":
+        words = list(text or [])
+        if len(words) < 2:
+            raise UserError("usage: console [-t pv|serial] [DOM [TEXT...]]")
+        kind, dom, text = words[0], words[1], words[2:] or None
+        if kind not in CONSOLE_TYPES:
+            raise UserError("console type supported are: " + ", ".join(CONSOLE_TYPES))
     if dom is None:
         return session.console() or "(no console output yet)"
     host = session.machine
@@ -418,29 +428,42 @@ def _console(session: Session, dom: str | None, text: list[str] | None) -> str:
     if d is None:
         raise UserError(f"no domain '{dom}' (xl list shows them)")
     if not text:
+        if kind == "serial":
+            return host.toolstack.console(d.name, kind) or f"(no serial output from {d.name} yet)"
         return host.console_of(d.domid) or f"(no console output from {d.name} yet)"
     line = " ".join(text) + "\n"
-    how = type_into_console(host, d, line)
+    how = type_into_console(host, d, line, kind)
     return f"typed {len(line)} characters into {d.name}'s console ({how}); run to let it answer"
 
 
-def type_into_console(host, dom, text: str) -> str:
-    """Give ``text`` to a guest as console input, the way its console reaches it: an HVM
-    guest's emulated serial port (the device model), else its console ring (xenconsoled)."""
+#: xl console -t (tools/xl/xl_console.c); the lab has no vuart.
+CONSOLE_TYPES = ("pv", "serial")
+
+
+def type_into_console(host, dom, text: str, kind: str | None = None) -> str:
+    """Give ``text`` to a guest as console input, the way its console reaches it.
+
+    ``kind`` is xl console's -t: "serial" (the device model's COM1), "pv" (the console ring,
+    through xenconsoled) or None, the primary console libxl__primary_console_find()
+    (tools/libs/light/libxl_console.c) picks: the serial port of an HVM guest (PVHVM and HVM
+    with PV drivers too), the PV console of a PV or PVH one."""
     if dom.privileged:
         # dom0's console is Xen's own serial console switched to it (ctrl-a three times on a host)
         host.type_at_console(text)
         return "Xen's serial console, which raises VIRQ_CONSOLE for dom0 to read it with CONSOLEIO_read"
     dm = host.services.get("device_model")
-    if dm is not None and dm.wants(dom):
+    if kind != "pv" and dm is not None and dm.wants(dom):
         if not dm.console_input(dom, text):
             raise UserError(f"{dom.name} has no serial port to type into")
         return "serial port 0x3f8 of its device model"
+    if kind == "serial":
+        raise UserError("Unable to attach console")         # xl: a PV or PVH guest has no serial
     cons = host.services.get("xenconsoled")
     feed = getattr(cons, "console_input", None)
     if feed is None or dom.privileged:
         raise UserError(f"{dom.name}'s console takes no input in the lab")
-    feed(dom, text)
+    if not feed(dom, text):
+        raise UserError("Unable to attach console")         # no PV console ring
     return "the console ring's in[] and its event channel"
 
 

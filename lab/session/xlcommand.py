@@ -6,7 +6,7 @@ from ..dom0.toolstack import Toolstack
 from ..errors import UserError
 
 USAGE = {
-    "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg", "console": "xl console DOMAIN",
+    "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg", "console": "xl console [-t pv|serial] DOMAIN",
     "vcpu-list": "xl vcpu-list", "create": "xl create CFG", "destroy": "xl destroy DOMAIN",
     "pause": "xl pause DOMAIN", "unpause": "xl unpause DOMAIN", "shutdown": "xl shutdown DOMAIN",
 }
@@ -18,6 +18,13 @@ def run_xl(xl: Toolstack, words: list[str]) -> str:
     cmd, args = words[0], words[1:]
     if cmd not in USAGE:
         raise UserError(f"xl: unknown command '{cmd}' (known: {', '.join(USAGE)})")
+    if cmd == "console" and args[:1] == ["-t"]:
+        # xl console -t pv|serial DOMAIN (tools/xl/xl_console.c)
+        if len(args) != 3:
+            raise UserError("usage: xl console [-t pv|serial] DOMAIN")
+        if args[1] not in ("pv", "serial"):
+            raise UserError("console type supported are: pv, serial")
+        return xl.console(args[2], args[1]) or f"(no console output from {args[2]} yet)"
     needs_one = cmd in ("console", "create", "destroy", "pause", "unpause", "shutdown")
     if needs_one and len(args) != 1:
         raise UserError(f"usage: {USAGE[cmd]}")

@@ -52,7 +52,7 @@ from .hypercall_table import Preempted, SubOps, handler, preempt_check
 
 ENTRY_SIZE = 8
 ENTRIES_PER_FRAME = 4096 // ENTRY_SIZE
-MAX_FRAMES = 64                       # Xen's default gnttab_max_frames
+MAX_FRAMES = abi.DEFAULT_MAX_GRANT_FRAMES
 
 
 
@@ -109,9 +109,26 @@ class GrantTables:
             return None
         return (frames[idx] << 12) + slot * ENTRY_SIZE
 
+    def nr_frames(self, domid: int) -> int:
+        """nr_grant_frames(): a live domain has had INITIAL_NR_GRANT_FRAMES since its creation
+        (grant_table_init(), common/grant_table.c), whether or not it ever asked for them.
+
+        The lab materialises those first frames when the domain first reaches them
+        (setup_table, XENMEM_add_to_physmap): until then every entry is zero, which is
+        exactly what a fresh table holds.
+        """
+        n = len(self.frames.get(domid, []))
+        dom = self.host.domains.get(domid)
+        if dom is not None and dom.alive:
+            return max(n, abi.INITIAL_NR_GRANT_FRAMES)
+        return n
+
     def read_entry(self, granter: int, ref: int) -> tuple[int, int, int] | None:
+        """The entry (flags, domid, frame), or None for a ref beyond the table (GNTST_bad_gntref)."""
         addr = self._entry_addr(granter, ref)
         if addr is None:
+            if 0 <= ref < self.nr_frames(granter) * ENTRIES_PER_FRAME:
+                return 0, 0, 0                     # a frame of the table nobody has written yet
             return None
         return struct.unpack("<HHI", self.host.mem.read(addr, 8))
 
@@ -142,6 +159,7 @@ class GrantTables:
             return GNTST_bad_domain, None, None
         entry = self.read_entry(granter, ref)
         if entry is None:
+            self._debug(f"Bad ref {ref:#x} for d{granter}")
             return GNTST_bad_gntref, None, None
         act = self.active.get((granter, ref))
         if act is not None and act.domid != user:
@@ -394,7 +412,7 @@ def query_size(host, v, gt: GrantTables, args, count: int, lay) -> int:
     elif target != dom.domid and not dom.privileged:
         status, nr = GNTST_permission_denied, 0      # xsm_grant_query_size(XSM_TARGET)
     else:
-        status, nr = GNTST_okay, len(gt.frames.get(target, []))
+        status, nr = GNTST_okay, gt.nr_frames(target)
     copy_to_guest(host, v, va + lay.at("nr_frames"),
                   struct.pack("<IIh", nr, MAX_FRAMES if status == GNTST_okay else 0, status))
     return 0

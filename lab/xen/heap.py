@@ -44,6 +44,21 @@ class FreeFrames:
         self.next_fresh += 1
         return mfn
 
+    def take_block(self, order: int) -> int | None:
+        """2**order contiguous frames aligned to their size, as Xen's buddy allocator hands out
+        an extent (alloc_heap_pages(), common/page_alloc.c); the first frame, or None.
+
+        The block comes from the part of the heap never handed out; the frames skipped to
+        align it stay free (they go on the stack, to be handed out first, lowest first).
+        """
+        n = 1 << order
+        base = (self.next_fresh + n - 1) & ~(n - 1)
+        if base + n > self.end:
+            return None
+        self.stack.extend(range(base - 1, self.next_fresh - 1, -1))
+        self.next_fresh = base + n
+        return base
+
     def take(self, n: int) -> list[int]:
         """``n`` frames in the order ``n`` pops would give them."""
         if n > len(self):

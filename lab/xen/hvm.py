@@ -244,15 +244,21 @@ def _exit_vmcall(host, v, exc) -> None:
 
 
 def _exit_ept(host, v, exc) -> None:
+    from .mmio import handle_mmio, is_mmio_dm
     gpa = exc.info.get("gpa", 0)
-    dm = host.services.device_model
-    if dm is not None and dm.claims_mmio(v.domain, gpa):
-        dm.mmio(v, exc)
+    if exc.reason == "EPT_VIOLATION" and is_mmio_dm(v.domain, gpa >> 12):
+        # hvm_hap_nested_page_fault() (arch/x86/hvm/hvm.c): a gfn with no RAM is p2m_mmio_dm,
+        # and the access goes to handle_mmio_with_translation(): emulated, not a crash.
+        host.emit(v, "pagetable", op="ept violation", addr=gpa, value=exc.qualification, level=None,
+                  result="mmio", message=f"gfn {gpa >> 12:#x} has no RAM (p2m_mmio_dm): Xen emulates the access")
+        handle_mmio(host, v)
         return
     host.emit(v, "pagetable", op="ept violation", addr=gpa, value=exc.qualification, level=None,
               result="crash", message=exc.info.get("reason", ""))
+    # ept_handle_violation() (arch/x86/hvm/vmx/vmx.c): what hvm_hap_nested_page_fault() cannot
+    # fix (a violation on RAM the lab never restricts, a misconfiguration) crashes the domain.
     host.crash(v.domain, f"EPT violation at gpa {gpa:#x} (qualification {exc.qualification:#x}) "
-                         f"with no device behind it", v)
+                         f"that Xen cannot resolve", v)
 
 
 def _exit_triple(host, v, exc) -> None:

@@ -20,8 +20,18 @@ again, as ``xen/common/memory.c`` does it:
 * every extent is charged, and a long call is preempted with a continuation
   (the extent reached goes into the command's upper bits, MEMOP_EXTENT_SHIFT).
 
-The lab hands out single pages only: an extent order above 0 (up to
-``max_order()``) stops the call where Xen would allocate a larger block.
+An extent is ``2**extent_order`` pages, up to ``max_order()`` of the *caller*
+(9 for a domU, 12 for the control domain); a larger order does nothing (the
+call answers the extents done so far, as memory.c does, not an errno). A new
+extent is one aligned block of contiguous machine frames (the buddy
+allocator's); the whole extent must fit under ``max_pages`` ("Over-allocation").
+``decrease_reservation`` removes an extent page by page and stops at the first
+page it cannot remove (that extent is not counted). ``populate_physmap`` on a
+gfn that holds RAM already does what ``p2m_add_page()`` does: the new frame
+takes the gfn, the old frame's M2P entry becomes invalid, and the old frame
+stays the domain's (counted in its pages, in no p2m slot) until the domain
+goes. The lab maps an extent with 4 KiB EPT entries, where Xen uses a 2 MiB
+or 1 GiB entry when the gfn and the frames are aligned to it.
 """
 
 from __future__ import annotations
@@ -76,9 +86,6 @@ def reservation_op(host, v, cmd: int, va: int, info: dict) -> int | Preempted:
     if order > max_order(caller):
         info["why"] = f"extent order {order} is above max_order() {max_order(caller)}"
         return start
-    if order:
-        info["why"] = "(lab) only single pages are handed out"
-        return start
     if (extent_start or op != abi.XENMEM_increase_reservation) and not _array_ok(extent_start, start, nr - 1):
         return start
     step = {abi.XENMEM_increase_reservation: _increase, abi.XENMEM_decrease_reservation: _decrease,
@@ -89,36 +96,52 @@ def reservation_op(host, v, cmd: int, va: int, info: dict) -> int | Preempted:
             info["continuation_extent"] = i
             return Preempted([op | (i << abi.MEMOP_EXTENT_SHIFT), va])
         host.charge(v, "hypercall_batch_entry")
-        why = step(host, v, target, extent_start, i)
+        why = step(host, v, target, extent_start, i, order)
         if why:
             info["why"] = f"extent {i}: {why}"
             break
         i += 1
     if i > start:
         host.emit(v, "pagetable", op=_OPS[op], addr=None, value=i - start, level=None, result="done",
-                  message=f"XENMEM_{_OPS[op]} for d{target.domid}: {i - start} page(s); d{target.domid} now has "
+                  message=f"XENMEM_{_OPS[op]} for d{target.domid}: {i - start} extent(s) of {1 << order} page(s); "
+                          f"d{target.domid} now has "
                           f"{target.mem_pages} of at most {target.max_pages}")
     return i
 
 
-def _new_frame(host, target) -> tuple[int | None, str]:
-    """alloc_domheap_pages(): within max_pages ("Over-allocation"), from Xen's heap."""
-    if target.mem_pages >= target.max_pages:
-        return None, f"d{target.domid} is at its max_pages ({target.max_pages})"
-    if not host.free_frames:
-        return None, "Xen's heap is empty"
-    mfn = host.alloc_frame(target.domid)
-    target.mem_pages += 1
-    return mfn, ""
+def _new_extent(host, target, order: int) -> tuple[list[int] | None, str]:
+    """alloc_domheap_pages(d, order): within max_pages ("Over-allocation", assign_pages()),
+    one aligned block of 2**order contiguous frames from Xen's heap."""
+    n = 1 << order
+    if target.mem_pages + n > target.max_pages:
+        if n == 1:
+            return None, f"d{target.domid} is at its max_pages ({target.max_pages})"
+        return None, f"Over-allocation for d{target.domid}: {target.mem_pages + n} > {target.max_pages}"
+    if order == 0:
+        if not host.free_frames:
+            return None, "Xen's heap is empty"
+        mfns = [host.alloc_frame(target.domid)]
+    else:
+        base = host.free_frames.take_block(order)
+        if base is None:
+            return None, f"Could not allocate order={order} extent: id={target.domid}"
+        mfns = list(range(base, base + n))
+        frames = target.extra.setdefault("frames", [])
+        for mfn in mfns:                        # what alloc_frame() does for one
+            host.mem.zero_frame(mfn)
+            host.mm.assign(mfn, target.domid)
+            frames.append(mfn)
+    target.mem_pages += n
+    return mfns, ""
 
 
-def _increase(host, v, target, array: int, i: int) -> str:
-    mfn, why = _new_frame(host, target)
-    if mfn is None:
+def _increase(host, v, target, array: int, i: int, order: int) -> str:
+    mfns, why = _new_extent(host, target, order)
+    if mfns is None:
         return why
     if target.is_pv and array:
         try:
-            copy_to_guest(host, v, array + 8 * i, mfn.to_bytes(8, "little"))
+            copy_to_guest(host, v, array + 8 * i, mfns[0].to_bytes(8, "little"))
         except GuestFault as e:
             return str(e)
     return ""
@@ -131,39 +154,72 @@ def _read_entry(host, v, array: int, i: int) -> int | str:
         return str(e)
 
 
-def _populate(host, v, target, array: int, i: int) -> str:
+def _populate(host, v, target, array: int, i: int, order: int) -> str:
     gpfn = _read_entry(host, v, array, i)
     if isinstance(gpfn, str):
         return gpfn
+    n = 1 << order
     if target.is_hvm:
-        from .hvm import EPT_GFN_BITS, _set_p2m
+        from .hvm import EPT_GFN_BITS
         from .paging_pool import pool_of
-        if gpfn >> EPT_GFN_BITS:
+        if (gpfn + n - 1) >> EPT_GFN_BITS:
             return f"gfn {gpfn:#x} is beyond the guest's physical address width"
-        if target.gfn_to_mfn(gpfn) is not None:
-            return f"(lab) gfn {gpfn:#x} is populated already"
         if target.ept_root and pool_of(host, target).free < 3:
             return f"d{target.domid}'s paging pool is exhausted"
-    mfn, why = _new_frame(host, target)
-    if mfn is None:
+    mfns, why = _new_extent(host, target, order)
+    if mfns is None:
         return why
     if target.is_hvm:
-        _set_p2m(host, target, gpfn, mfn)
-        host.mm.set_m2p(mfn, gpfn)
-        return ""
-    # guest_physmap_add_page() for PV: only the M2P learns the pfn; the guest is told the mfn
-    host.mm.set_m2p(mfn, gpfn & ((1 << 52) - 1))
+        return _physmap_add(host, target, gpfn, mfns)
+    # guest_physmap_add_page() for PV: only the M2P learns the pfns; the guest is told the first mfn
+    for k, mfn in enumerate(mfns):
+        host.mm.set_m2p(mfn, (gpfn + k) & ((1 << 52) - 1))
     try:
-        copy_to_guest(host, v, array + 8 * i, mfn.to_bytes(8, "little"))
+        copy_to_guest(host, v, array + 8 * i, mfns[0].to_bytes(8, "little"))
     except GuestFault as e:
         return str(e)
     return ""
 
 
-def _decrease(host, v, target, array: int, i: int) -> str:
+def _physmap_add(host, target, gpfn: int, mfns: list[int]) -> str:
+    """p2m_add_page() (arch/x86/mm/p2m.c): the new frames take the gfns. A gfn that held RAM
+    loses it: the old frame's M2P entry is made invalid and the frame stays the domain's."""
+    from .hvm import _clear_m2p, _set_p2m
+    from .paging_pool import pool_of
+    frames = target.extra.setdefault("frames", [])
+    for k, mfn in enumerate(mfns):
+        gfn = gpfn + k
+        if k and target.ept_root and pool_of(host, target).free < 3:
+            # p2m_set_entry() -ENOMEM: the extent is not done; its frames stay the domain's
+            return f"d{target.domid}'s paging pool ran out at gfn {gfn:#x}"
+        old = target.gfn_to_mfn(gfn)
+        if old is not None:
+            _clear_m2p(host, old)               # set_gpfn_from_mfn(omfn, INVALID_M2P_ENTRY)
+            if old not in frames:
+                frames.append(old)              # still the domain's: freed when the domain goes
+            host.emit(target.vcpus[0] if target.vcpus else None, "pagetable", op="p2m update", addr=gfn << 12,
+                      value=mfn, level=None, result="replaced",
+                      message=f"populate_physmap: gfn {gfn:#x} held mfn {old:#x}; the new mfn {mfn:#x} takes it "
+                              f"and the old frame stays d{target.domid}'s, in no p2m slot (p2m_add_page)")
+        _set_p2m(host, target, gfn, mfn)
+        host.mm.set_m2p(mfn, gfn)
+    return ""
+
+
+def _decrease(host, v, target, array: int, i: int, order: int) -> str:
+    """decrease_reservation(): the extent's pages one by one (guest_remove_page()); the first
+    that cannot go stops the call, and that extent is not counted."""
     gmfn = _read_entry(host, v, array, i)
     if isinstance(gmfn, str):
         return gmfn
+    for j in range(1 << order):
+        why = _remove_one(host, target, gmfn + j)
+        if why:
+            return why
+    return ""
+
+
+def _remove_one(host, target, gmfn: int) -> str:
     from .hvm import _clear_m2p, _remove_ram_page, _set_p2m, _special_frames
     if target.is_pv:
         mfn, gfn = gmfn, None
@@ -184,9 +240,9 @@ def _decrease(host, v, target, array: int, i: int) -> str:
     if gfn is not None:
         _set_p2m(host, target, gfn, None)
     else:
-        for pfn, m in enumerate(target.p2m):
-            if m == mfn:
-                target.p2m[pfn] = None
-                break
+        try:
+            target.p2m[target.p2m.index(mfn)] = None
+        except ValueError:
+            pass                                # a frame it got by increase_reservation: in no pfn
     _remove_ram_page(host, target, gfn if gfn is not None else -1, mfn)
     return ""

@@ -584,13 +584,13 @@ class ShadowPaging:
             self.host.crash(self.dom, f"shadow: cannot make a shadow entry for {va:#x} ({_ACCESS[access]})", v)
 
     def _bad_gfn(self, v, va: int, ec: int, gpa: int) -> None:
-        # Xen hands an access to a guest-physical address with no RAM behind it to the
-        # device model as MMIO; the lab has no memory-mapped device there, so, as under
-        # EPT, the domain is crashed.
-        self._event(v, "shadow fault", va, ec, 1, "crash",
-                    f"{va:#x} maps gpa {gpa:#x}, which has no RAM or device behind it")
-        self.host.crash(self.dom, f"shadow: {va:#x} maps gpa {gpa:#x}, outside the domain's memory, with no "
-                                  f"device behind it", v)
+        # sh_page_fault() (arch/x86/mm/shadow/multi.c): a guest mapping of a gfn with no RAM
+        # behind it is MMIO, and goes to handle_mmio_with_translation() as under EPT.
+        from .mmio import handle_mmio
+        self._event(v, "shadow fault", va, ec, 1, "mmio",
+                    f"{va:#x} maps gpa {gpa:#x}, which has no RAM: Xen emulates the access as MMIO")
+        self._finish()
+        handle_mmio(self.host, v)
 
     def _allows(self, v, va: int, access: str, cpl: int) -> bool:
         cpu = v.cpu
@@ -684,10 +684,7 @@ class ShadowPaging:
     def _unpaged_fault(self, v, gpa: int, ec: int) -> None:
         gfn = gpa >> 12
         if gfn not in self.p2m:
-            self._event(v, "shadow fault", gpa, ec, None, "crash",
-                        f"guest-physical {gpa:#x} (paging off) has no RAM or device behind it")
-            self.host.crash(self.dom, f"shadow: guest-physical {gpa:#x} (paging off) is outside the domain's "
-                                      f"memory, with no device behind it", v)
+            self._bad_gfn(v, gpa, ec, gpa)
             return
         access, cpl = self._access_of(ec)
         slot, path = self._unpaged_path(v, gpa)

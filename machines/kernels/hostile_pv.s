@@ -25,18 +25,28 @@
 ;      the caller).
 ;   6. destroys the VICTIM with domctl: -EPERM, only the control domain may
 ;      (the default XSM policy, xsm/dummy.h).
+;   7. maps grant GRANT_REF of domain GRANTER, which that neighbour made to
+;      this guest (kernels/granter_pv.s): mapped, held a while, unmapped. The
+;      granter then revokes it (clears the entry once nobody maps it), and
+;      the map tried again is refused: GNTST_general_error, the entry no
+;      longer has GTF_permit_access (common/grant_table.c, _set_status_v1).
 ;
 ; Each result is kept in `results` (8 bytes each, in that order; the first is
 ; the page fault's error code), and the kernel then blocks for good: Xen has
 ; refused it everything and it is still alive, as are its neighbours.
 ;
 ; Domain ids are small numbers: an attacker guesses them. The lab's isolation
-; scenario creates the victim first (domain 1) and this guest second.
+; scenario creates the victim first (domain 1), this guest second and the
+; granter third (domain 3).
 
 .include "common/layout.inc"
 .include "common/xen.inc"
 
 .equ VICTIM,             1
+.equ GRANTER,            3
+.equ REVOKE_WAIT,        50          ; yields that give the granter its turns
+.equ BOOT_WAIT,          200000      ; loop rounds (two instructions each) before step 7
+.equ MAP_TRIES,          1000        ; yields before it gives up waiting for the grant
 .equ GRANT_REF,          8           ; the first reference a frontend hands out
 .equ VICTIM_PORT,        1
 .equ XEN_M2P,            0xffff800000000000
@@ -44,10 +54,12 @@
 .equ SI_MFN_LIST,        104
 .equ MMU_NORMAL_PT_UPDATE, 0
 .equ GNTTABOP_map_grant_ref, 0
+.equ GNTTABOP_unmap_grant_ref, 1
 .equ GNTMAP_host_map,    2
 .equ EVTCHNOP_bind_interdomain, 0
 .equ XEN_DOMCTL_destroydomain, 2
 .equ XEN_DOMCTL_INTERFACE_VERSION, 0x18
+.equ SCHEDOP_yield,      0
 .equ SCHEDOP_block,      1
 .equ HC_domctl,          hypercall_page + 36*32
 .equ INSN_BYTES,         16          ; every instruction of the lab's ISA is 16 bytes long
@@ -126,12 +138,76 @@ _start:
     call HC_domctl
     mov [rip + results + 40], rax
 
+    ; 7. the grant GRANTER made to us: map it (once it is there), hold it a
+    ; while, give it back, let the granter revoke it, and map it again
+    mov r12, BOOT_WAIT                   ; a moment for the neighbour to boot and grant
+.let_grant:
+    dec r12
+    jnz .let_grant
+    xor r12d, r12d
+.try_granted:
+    mov edi, GRANTER
+    call map_at_scratch
+    test rax, rax
+    jz .mapped_granted
+    inc r12
+    cmp r12, MAP_TRIES
+    jae .granted_never
+    call do_yield
+    jmp .try_granted
+.mapped_granted:
+    mov [rip + results + 48], rax
+    mov r12, REVOKE_WAIT
+.hold:
+    call do_yield
+    dec r12
+    jnz .hold
+    lea rax, [rip + scratch]
+    mov [rip + unmap_req], rax           ; host_addr
+    mov eax, [rip + map_req + 20]
+    mov [rip + unmap_req + 16], eax      ; handle
+    mov rdi, GNTTABOP_unmap_grant_ref
+    lea rsi, [rip + unmap_req]
+    mov rdx, 1
+    call HC_grant_table_op
+    mov r12, REVOKE_WAIT
+.let_revoke:
+    call do_yield
+    dec r12
+    jnz .let_revoke
+.granted_never:
+    mov edi, GRANTER
+    call map_at_scratch
+    mov [rip + results + 56], rax
+
     inc qword [rip + attacks_done]
 .block:
     mov rdi, SCHEDOP_block
     xor esi, esi
     call HC_sched_op
     jmp .block
+
+; map_at_scratch(di = granting domain): map its grant GRANT_REF at our scratch
+; page -> rax = the status Xen wrote back (the handle stays in map_req)
+map_at_scratch:
+    lea rax, [rip + scratch]
+    mov [rip + map_req], rax             ; host_addr
+    mov dword [rip + map_req + 8], GNTMAP_host_map
+    mov dword [rip + map_req + 12], GRANT_REF
+    mov [rip + map_req + 16], di
+    mov word [rip + map_req + 18], 0
+    mov rdi, GNTTABOP_map_grant_ref
+    lea rsi, [rip + map_req]
+    mov rdx, 1
+    call HC_grant_table_op
+    movsx rax, word [rip + map_req + 18]
+    ret
+
+do_yield:
+    mov rdi, SCHEDOP_yield
+    xor esi, esi
+    call HC_sched_op
+    ret
 
 ; do_mmu_update: the one request in mmu_req, for ourselves -> rax = Xen's answer
 do_mmu_update:
@@ -218,12 +294,14 @@ faults:         .quad 0
 target_mfn:     .quad 0
 attacks_done:   .quad 0
 ; the answers Xen gave, in the order above
-results:        .quad 0, 0, 0, 0, 0, 0
+results:        .quad 0, 0, 0, 0, 0, 0, 0, 0
 ; struct mmu_update {u64 ptr; u64 val}
 mmu_req:        .quad 0, 0
 ; struct gnttab_map_grant_ref {u64 host_addr; u32 flags; u32 ref; u16 dom;
 ; i16 status; u32 handle; u64 dev_bus_addr}
 map_req:        .quad 0, 0, 0, 0
+; struct gnttab_unmap_grant_ref {u64 host_addr; u64 dev_bus_addr; u32 handle; i16 status}
+unmap_req:      .quad 0, 0, 0
 ; struct evtchn_bind_interdomain {u16 remote_dom; u32 remote_port; u32 local_port}
 bind_req:       .quad 0, 0
 ; struct xen_domctl {u32 cmd; u32 interface_version; u16 domain; ...}

@@ -93,6 +93,18 @@ class XenPlatform:
             out.append((b, b + BAR0_SIZE - 1))
         return out
 
+    # -- BAR1, its memory space ------------------------------------------------------------
+    mmio_name = "xen-platform BAR1 (platform_mmio)"
+
+    def mmio_read(self, off: int, size: int) -> int:
+        """QEMU's platform_mmio_read() (hw/i386/xen/xen_platform.c): nothing there, reads 0."""
+        self.ctx.note(f"xen-platform: read of BAR1 offset {off:#x}: nothing is emulated there, QEMU answers 0")
+        return 0
+
+    def mmio_write(self, off: int, size: int, value: int) -> None:
+        """platform_mmio_write(): the write is dropped."""
+        self.ctx.note(f"xen-platform: write of {value:#x} to BAR1 offset {off:#x}: QEMU drops it")
+
     # -- port access ---------------------------------------------------------------
     def io_read(self, port: int, size: int) -> int:
         if FIXED_BASE <= port <= FIXED_END:

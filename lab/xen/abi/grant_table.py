@@ -47,6 +47,13 @@ HVM_ALLOWED_GNTTABOP = frozenset((
     GNTTABOP_copy, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GNTTABOP_swap_grant_ref,
 ))
 
+#: Grant-table frames every domain has from its creation (xen/arch/x86/include/asm/grant_table.h;
+#: grant_table_init() grows the table to it with gnttab_grow_table(d, 0)).
+INITIAL_NR_GRANT_FRAMES = 1
+#: The default of a domain's max_grant_frames (common/grant_table.c opt_max_grant_frames,
+#: the gnttab_max_frames command-line option).
+DEFAULT_MAX_GRANT_FRAMES = 64
+
 # Grant entry flags.
 GTF_invalid = 0
 GTF_permit_access = 1
