@@ -284,8 +284,10 @@ class XenLab(App[None]):
             for reply in replies:
                 self._write_reply(reply.kind, reply.text)
             if r.stop_event is not self._stop_shown and r.stop_event is not None:
-                self._stop_shown = r.stop_event
-                self.show_stop(r.stop_event)
+                # On a loaded machine the stop can arrive a tick before its event reaches the
+                # log: look again on the next tick rather than leave the stop unselected.
+                if self.show_stop(r.stop_event):
+                    self._stop_shown = r.stop_event
             shown_view = False
             if view is not None and view.gen != self._gen:
                 self._gen = view.gen
@@ -317,20 +319,24 @@ class XenLab(App[None]):
                     main.query_one("#cpu-summary", TextView).show(
                         Content.styled(f"{r.mode}: {r.error}", "$text-error bold"))
 
-    def show_stop(self, ev: Any) -> None:
+    def show_stop(self, ev: Any) -> bool:
         """A run stopped at ``ev`` (until, F7/F8, a breakpoint): select it in its log, explained.
+        False while the event has not reached its log yet.
 
         The runner has already focused the domain and vCPU where it fired, so the CPU pane shows
         its source line."""
         pane = self.main.query_one(CallsPane) if ev.kind in CALL_KINDS else \
             self.main.query_one(DevicePane) if ev.kind in IO_KINDS else None
         if pane is None:
-            return
+            return True
         if not pane.filter.keep(ev):
             self.main.show_message(f"stopped at #{ev.seq} {ev.kind}: hidden by the log's filter "
                                    f"({pane.filter.describe()})")
-            return
-        pane.list.select_event(ev)
+            return True
+        if pane.list.select_event(ev):
+            return True
+        # events reach the log in order: once a later one is there, this one never will
+        return pane.list.newest_seq() > ev.seq
 
     def show_view(self, view: StateView) -> None:
         self.view = view

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from textual.widgets import Tabs
@@ -367,3 +368,25 @@ def test_every_command_in_the_help_page_parses():
         words = [fill.get(w, w) for w in line.replace("\\|", "|").split()]
         words = [w for w in words if not w.startswith("[")]
         assert parse(" ".join(words)) is not None, span
+
+
+@pytest.mark.machine
+def test_a_stop_whose_event_has_not_reached_its_log_is_selected_when_it_arrives():
+    # On a loaded machine the runner can report a stop a tick before the log holds its event.
+    async def go():
+        async with lab(size=(120, 40)) as (app, pilot):
+            await command(pilot, app, "until trap:#PF")
+            lst = app.main.query_one(CallsPane).list
+            stop = lst.selected_event
+            assert stop is not None and stop.kind == "trap"
+            earlier = [e for e in lst.events if e.seq < stop.seq]
+            lst.clear()
+            lst.add(earlier)
+            assert app.show_stop(stop) is False                 # not in the log yet: look again
+            lst.add([stop])
+            assert app.show_stop(stop) is True
+            assert lst.selected_event.seq == stop.seq
+            lst.clear()
+            lst.add(earlier + [replace(stop, seq=stop.seq + 1)])
+            assert app.show_stop(stop) is True                  # a later event came: it never will
+    run(go())

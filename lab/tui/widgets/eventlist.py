@@ -105,6 +105,10 @@ class EventList(ScrollView, can_focus=True):
             return None
         return self._rows[self._visible[self.cursor]][0]
 
+    def newest_seq(self) -> int:
+        """The sequence number of the newest event given to the list, -1 if none."""
+        return self._rows[-1][0].seq if self._rows else -1
+
     def add(self, events: Iterable[Any]) -> int:
         """Append events (one batch per tick); returns how many rows were added."""
         rows = self._rows
