@@ -220,3 +220,21 @@ def test_an_unknown_sub_op_is_enosys(two_guests):
     host, _a, b = two_guests
     buf = GuestBuffer(host, b, b.mem_pages - 4)
     assert gnttab_op(host, b, 99, buf, 1) == -38              # ENOSYS (public/errno.h)
+
+
+def test_a_domains_own_max_grant_frames_bounds_setup_table_and_query_size(two_guests):
+    # gt->max_grant_frames comes from the createdomain domctl (xl.cfg's max_grant_frames);
+    # gnttab_setup_table() refuses more with GNTST_general_error, query_size reports it
+    host, a, b = two_guests
+    b.max_grant_frames = 2
+    buf = GuestBuffer(host, b, b.mem_pages - 4)
+    buf.write(0, struct.pack("<HxxIh6xQ", DOMID_SELF, 3, 0x5A5A, buf.va + 2048))
+    assert gnttab_op(host, b, GNTTABOP_setup_table, buf, 1) == 0
+    assert buf.s16(8) == -1, "GNTST_general_error beyond the domain's max_grant_frames"
+    buf.write(0, struct.pack("<HxxIh6xQ", DOMID_SELF, 2, 0x5A5A, buf.va + 2048))
+    assert gnttab_op(host, b, GNTTABOP_setup_table, buf, 1) == 0
+    assert buf.s16(8) == GNTST_okay
+    buf.write(0, struct.pack("<HxxIIh2x", DOMID_SELF, 0x5A5A5A5A, 0x5A5A5A5A, 0x5A5A))
+    assert gnttab_op(host, b, GNTTABOP_query_size, buf, 1) == 0
+    assert (buf.u32(4), buf.u32(8), buf.s16(12)) == (2, 2, GNTST_okay)
+    assert a.max_grant_frames == 64, "a domain without the key has Xen's default"

@@ -103,6 +103,10 @@ class Toolstack:
         mode = "pv32" if conf.lab_pv32 else conf.kernel_mode
         if conf.type in ("hvm", "pvh") and not getattr(host.config, "hvm", True):
             refuse_without_hvm(host)
+        if 0 <= conf.max_grant_frames < abi.INITIAL_NR_GRANT_FRAMES:
+            # grant_table_init() (common/grant_table.c) refuses a table smaller than its first frame
+            host.log(f"common/grant_table.c:2016: Bad grant table size: {conf.max_grant_frames} frames")
+            refuse_domain_create()
         kernel = self._image(self.kernel_for(conf, mode))
         program_path = Path(conf.lab_program) if conf.lab_program else DEFAULT_PROGRAM
         if conf.lab_program and not sources.exists(program_path):
@@ -120,7 +124,8 @@ class Toolstack:
                             f"{conf.memory} MiB wanted, {host.free_pages >> 8} MiB free")
 
         def build() -> int:
-            dom = host.new_domain(conf.name, mode, pages, conf.vcpus, config=conf)
+            dom = host.new_domain(conf.name, mode, pages, conf.vcpus, config=conf,
+                                  max_grant_frames=conf.max_grant_frames)
             dom.hap = conf.hap
             for vid in range(conf.vcpus):
                 host.new_vcpu(dom, vid, host.make_cpu())
@@ -251,5 +256,11 @@ def refuse_without_hvm(host) -> None:
     arch_sanitise_domain_config() (xen/arch/x86/domain.c) says so in a debug build and returns
     -EINVAL, which libxl__domain_make() and initiate_domain_create() (libxl_create.c) report."""
     host.log("arch/x86/domain.c:604: HVM support not available")
+    refuse_domain_create()
+
+
+def refuse_domain_create() -> None:
+    """Xen's domain_create() returned -EINVAL: what libxl__domain_make() and
+    initiate_domain_create() (libxl_create.c) report."""
     raise UserError("libxl: error: libxl_create.c:700:libxl__domain_make: domain creation fail: Invalid argument\n"
                     "libxl: error: libxl_create.c:1309:initiate_domain_create: cannot make domain: -3")

@@ -471,6 +471,7 @@ def _as_text(text: object) -> str:
 # ---------------------------------------------------------------------------
 
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+_INT_MAX = (1 << 31) - 1
 _STRTOL_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
 
@@ -1170,7 +1171,7 @@ DEFAULT_MEMORY_MIB = 32
 LAB_KEYS = frozenset((
     "name", "type", "builder", "memory", "maxmem", "vcpus", "maxvcpus", "kernel", "ramdisk",
     "cmdline", "root", "extra", "on_poweroff", "on_reboot", "on_crash", "hap",
-    "xen_platform_pci", "viridian", "device_model_version", "disk", "vif",
+    "xen_platform_pci", "viridian", "device_model_version", "disk", "vif", "max_grant_frames",
 ))
 LAB_ONLY_KEYS = frozenset(("lab_pv32", "lab_kernel_mode", "lab_program", "lab_stock_kernel"))
 
@@ -1181,7 +1182,7 @@ HOST_ONLY_KEYS = frozenset((
     # general
     "pool", "cpus", "cpus_soft", "cpu_weight", "cap", "vnuma", "on_watchdog",
     "on_soft_reset", "firmware", "pvshim", "pvshim_path", "pvshim_cmdline", "pvshim_extra",
-    "uuid", "seclabel", "init_seclabel", "max_grant_frames", "max_maptrack_frames",
+    "uuid", "seclabel", "init_seclabel", "max_maptrack_frames",
     "max_grant_version", "nomigrate", "driver_domain", "device_tree", "passthrough",
     "xend_suspend_evtchn_compat", "vmtrace_buf_kb", "vpmu", "xenstore_feature_mask",
     "xenstore_quota", "claim_mode", "tsc_mode", "cpuid", "nestedhvm", "altp2m",
@@ -1281,6 +1282,9 @@ class DomainConfig:
     device_model_version: str | None = None
     disks: list[DiskSpec] = field(default_factory=list)
     vifs: list[VifSpec] = field(default_factory=list)
+    #: grant-table frames the domain may have; -1 leaves it to the hypervisor's default
+    #: (xl.conf's max_grant_frames, then Xen's gnttab_max_frames)
+    max_grant_frames: int = -1
     # lab-only keys (see the module docstring)
     lab_pv32: bool = False
     lab_kernel_mode: str | None = None
@@ -1374,6 +1378,8 @@ class DomainConfig:
             lines.append("disk = [")
             lines.extend(f"    {_quote(d.to_spec())}," for d in self.disks)
             lines.append("]")
+        if self.max_grant_frames != -1:
+            put("max_grant_frames", self.max_grant_frames)
         if self.vifs:
             lines.append("vif = [")
             lines.extend(f"    {_quote(v.to_spec(i))}," for i, v in enumerate(self.vifs))
@@ -1478,6 +1484,12 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
     if vcpus is None or vcpus < 1:
         vcpus = 1
     maxvcpus = r.long("maxvcpus")
+    max_grant_frames = r.long("max_grant_frames")
+    if max_grant_frames is not None and not 0 <= max_grant_frames <= _INT_MAX:
+        # xl_parse.c reads it with xlu_cfg_get_bounded_long(0, INT_MAX) and exits; libxlu's words
+        bound = ("smaller than minimum bound '0'" if max_grant_frames < 0
+                 else f"greater than maximum bound '{_INT_MAX}'")
+        raise r.err(r.line("max_grant_frames"), f"value `{max_grant_frames}' is {bound}")
     if maxvcpus is None or maxvcpus == 0:
         maxvcpus = vcpus
     if maxvcpus < vcpus:
@@ -1595,6 +1607,7 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
         on_crash=actions["on_crash"], hap=True if hap is None else hap,
         xen_platform_pci=True if platform_pci is None else platform_pci,
         viridian=viridian, device_model_version=dmv, disks=disks, vifs=vifs,
+        max_grant_frames=-1 if max_grant_frames is None else max_grant_frames,
         lab_pv32=lab_pv32, lab_kernel_mode=mode, lab_program=program, lab_stock_kernel=stock_kernel,
         host_keys=host_keys, warnings=warnings, filename=fname,
     )

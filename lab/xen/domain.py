@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..hw.cpu import Cpu
+from . import abi
 
 # Domain states as `xl list` shows them (r b p s c d).
 RUNNING, BLOCKED, PAUSED, SHUTDOWN, CRASHED, DYING = "running", "blocked", "paused", "shutdown", "crashed", "dying"
@@ -60,6 +61,7 @@ class Domain:
     mem_pages: int
     max_pages: int
     privileged: bool = False        # the control domain (dom0)
+    max_grant_frames: int = abi.DEFAULT_MAX_GRANT_FRAMES  # gt->max_grant_frames (createdomain domctl)
     state: str = RUNNING
     shutdown_reason: str | None = None
     crash_reason: str | None = None

@@ -85,8 +85,13 @@ class GrantTables:
         self.active: dict[tuple[int, int], Active] = {}
 
     # -- the granter's table ------------------------------------------------
+    def max_frames(self, domid: int) -> int:
+        """gt->max_grant_frames: the domain's own limit (xl.cfg's max_grant_frames), else Xen's."""
+        dom = self.host.domains.get(domid)
+        return dom.max_grant_frames if dom is not None else MAX_FRAMES
+
     def setup_table(self, domid: int, nr: int) -> tuple[int, list[int]]:
-        if not 1 <= nr <= MAX_FRAMES:
+        if not 1 <= nr <= self.max_frames(domid):
             return GNTST_general_error, []
         frames = self.frames.setdefault(domid, [])
         while len(frames) < nr:
@@ -97,7 +102,7 @@ class GrantTables:
         """gnttab_get_shared_frame_mfn(): frame ``idx``, growing the table up to its maximum."""
         frames = self.frames.setdefault(domid, [])
         if idx >= len(frames):
-            if idx + 1 > MAX_FRAMES:
+            if idx + 1 > self.max_frames(domid):
                 return None
             self.setup_table(domid, idx + 1)
         return frames[idx]
@@ -414,7 +419,7 @@ def query_size(host, v, gt: GrantTables, args, count: int, lay) -> int:
     else:
         status, nr = GNTST_okay, gt.nr_frames(target)
     copy_to_guest(host, v, va + lay.at("nr_frames"),
-                  struct.pack("<IIh", nr, MAX_FRAMES if status == GNTST_okay else 0, status))
+                  struct.pack("<IIh", nr, gt.max_frames(target) if status == GNTST_okay else 0, status))
     return 0
 
 

@@ -159,7 +159,9 @@ class XenHost(DomainControl, Scheduler):
 
     # -- domains ------------------------------------------------------------
     def new_domain(self, name: str, mode: str, mem_pages: int, vcpus: int, privileged: bool = False,
-                   domid: int | None = None, config: Any = None) -> Domain:
+                   domid: int | None = None, config: Any = None, max_grant_frames: int = -1) -> Domain:
+        """domain_create(): ``max_grant_frames`` -1 takes Xen's default (gnttab_max_frames), as
+        grant_table_init() does; the toolstack has refused a value below one already."""
         if domid is None:
             domid = self.next_domid
             self.next_domid += 1
@@ -167,7 +169,8 @@ class XenHost(DomainControl, Scheduler):
             raise MemoryError(f"not enough free memory for {name}: {mem_pages} pages wanted, "
                               f"{self.free_pages} free")
         dom = Domain(domid=domid, name=name, mode=mode, mem_pages=mem_pages, max_pages=mem_pages,
-                     privileged=privileged, config=config)
+                     privileged=privileged, config=config,
+                     max_grant_frames=abi.DEFAULT_MAX_GRANT_FRAMES if max_grant_frames < 0 else max_grant_frames)
         self.domains[domid] = dom
         # The domain's memory at once: the frames alloc_frame would pop one by one.
         mfns = self.free_frames.take(mem_pages)
