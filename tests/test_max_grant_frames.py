@@ -10,7 +10,7 @@ import pytest
 from lab.dom0.xlcfg import ConfigError, load_config
 from lab.errors import UserError
 from lab.session.scenario import load_scenario, start_scenario
-from xen_helpers import MACHINES
+from xen_helpers import MACHINES, two_pv_guests
 
 LIBXL_LINES = ("libxl: error: libxl_create.c:700:libxl__domain_make: domain creation fail: Invalid argument\n"
                "libxl: error: libxl_create.c:1309:initiate_domain_create: cannot make domain: -3")
@@ -52,3 +52,16 @@ def test_xl_create_passes_it_to_xen_and_zero_is_refused(tmp_path):
     assert str(e.value) == LIBXL_LINES
     assert sorted(host.domains) == before
     assert host.dmesg[-1] == "(XEN) common/grant_table.c:2016: Bad grant table size: 0 frames"
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("value, ports", [("16", 16), ("0x20", 32), ("0", 1023), ("100000", 4095)])
+def test_max_event_channels_is_read_as_xl_reads_it_and_bounds_the_ports(value, ports):
+    # xl_parse.c: xlu_cfg_get_long (strtol, base 0); libxl: 0 is its default 1023;
+    # evtchn_init(): d->max_evtchn_port, never past the 2-level ABI's ports
+    conf = load_config(GUEST + f"max_event_channels = {value}\n", "g.cfg")
+    assert not any("max_event_channels" in w for w in conf.warnings), "it has an effect: no warning"
+    assert load_config(conf.to_text(), "g.cfg") == conf
+    host, a, b = two_pv_guests()
+    b.config = conf
+    assert host.evtchn.max_evtchn_port(b.domid) == ports

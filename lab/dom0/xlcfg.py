@@ -1172,6 +1172,7 @@ LAB_KEYS = frozenset((
     "name", "type", "builder", "memory", "maxmem", "vcpus", "maxvcpus", "kernel", "ramdisk",
     "cmdline", "root", "extra", "on_poweroff", "on_reboot", "on_crash", "hap",
     "xen_platform_pci", "viridian", "device_model_version", "disk", "vif", "max_grant_frames",
+    "max_event_channels",
 ))
 LAB_ONLY_KEYS = frozenset(("lab_pv32", "lab_kernel_mode", "lab_program", "lab_stock_kernel"))
 
@@ -1186,7 +1187,7 @@ HOST_ONLY_KEYS = frozenset((
     "max_grant_version", "nomigrate", "driver_domain", "device_tree", "passthrough",
     "xend_suspend_evtchn_compat", "vmtrace_buf_kb", "vpmu", "xenstore_feature_mask",
     "xenstore_quota", "claim_mode", "tsc_mode", "cpuid", "nestedhvm", "altp2m",
-    "max_event_channels", "period", "slice", "latency", "extratime", "weight",
+    "period", "slice", "latency", "extratime", "weight",
     # devices other than disk and vif
     "vtpm", "p9", "pvcalls", "vfb", "channel", "rdm", "usbctrl", "usbdev", "pci",
     "pci_permissive", "pci_msitranslate", "pci_seize", "pci_power_mgmt", "gfx_passthru",
@@ -1285,6 +1286,8 @@ class DomainConfig:
     #: grant-table frames the domain may have; -1 leaves it to the hypervisor's default
     #: (xl.conf's max_grant_frames, then Xen's gnttab_max_frames)
     max_grant_frames: int = -1
+    #: libxl's event_channels (uint32): 0 leaves it to libxl's default, 1023
+    max_event_channels: int = 0
     # lab-only keys (see the module docstring)
     lab_pv32: bool = False
     lab_kernel_mode: str | None = None
@@ -1380,6 +1383,8 @@ class DomainConfig:
             lines.append("]")
         if self.max_grant_frames != -1:
             put("max_grant_frames", self.max_grant_frames)
+        if self.max_event_channels:
+            put("max_event_channels", self.max_event_channels)
         if self.vifs:
             lines.append("vif = [")
             lines.extend(f"    {_quote(v.to_spec(i))}," for i, v in enumerate(self.vifs))
@@ -1485,6 +1490,7 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
         vcpus = 1
     maxvcpus = r.long("maxvcpus")
     max_grant_frames = r.long("max_grant_frames")
+    max_event_channels = r.long("max_event_channels")      # xlu_cfg_get_long, no bounds (xl_parse.c)
     if max_grant_frames is not None and not 0 <= max_grant_frames <= _INT_MAX:
         # xl_parse.c reads it with xlu_cfg_get_bounded_long(0, INT_MAX) and exits; libxlu's words
         bound = ("smaller than minimum bound '0'" if max_grant_frames < 0
@@ -1608,6 +1614,7 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
         xen_platform_pci=True if platform_pci is None else platform_pci,
         viridian=viridian, device_model_version=dmv, disks=disks, vifs=vifs,
         max_grant_frames=-1 if max_grant_frames is None else max_grant_frames,
+        max_event_channels=max_event_channels or 0,
         lab_pv32=lab_pv32, lab_kernel_mode=mode, lab_program=program, lab_stock_kernel=stock_kernel,
         host_keys=host_keys, warnings=warnings, filename=fname,
     )

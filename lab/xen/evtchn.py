@@ -22,6 +22,7 @@ SHINFO_MASK = 2560         # evtchn_mask[64 longs]
 NR_PORTS_64 = abi.EVTCHN_2L_NR_CHANNELS_64 if hasattr(abi, "EVTCHN_2L_NR_CHANNELS_64") else 4096
 #: libxl's default max_event_channels for a guest (tools/libs/light/libxl_create.c)
 DEFAULT_MAX_EVENT_CHANNELS = 1023
+INT_MAX = (1 << 31) - 1
 
 
 @dataclass
@@ -64,9 +65,9 @@ class EventChannels:
         dom = self.host.domains.get(domid)
         if dom is None or dom.privileged:
             return self.max_ports(domid) - 1
-        value = getattr(getattr(dom, "config", None), "host_keys", {}).get("max_event_channels")
-        text = getattr(value, "text", None)
-        limit = int(text) if text is not None and text.isascii() and text.isdigit() else DEFAULT_MAX_EVENT_CHANNELS
+        # libxl keeps it in a uint32 and makes 0 its default; evtchn_init() caps it at INT_MAX
+        value = getattr(getattr(dom, "config", None), "max_event_channels", 0) & 0xFFFF_FFFF
+        limit = min(value or DEFAULT_MAX_EVENT_CHANNELS, INT_MAX)
         return min(limit, self.max_ports(domid) - 1)
 
     def _free_port(self, domid: int) -> int:
