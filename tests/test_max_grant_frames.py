@@ -65,3 +65,19 @@ def test_max_event_channels_is_read_as_xl_reads_it_and_bounds_the_ports(value, p
     host, a, b = two_pv_guests()
     b.config = conf
     assert host.evtchn.max_evtchn_port(b.domid) == ports
+
+
+@pytest.mark.machine
+def test_on_arm_too(tmp_path):
+    # the Arm host takes the same key: XENMEM_add_to_physmap of grant frame idx stops at it
+    host, xl = start_scenario(load_scenario(MACHINES / "arm" / "arm.toml"))
+    guest = (MACHINES / "arm" / "guest.cfg").read_text()
+    zero = tmp_path / "zero.cfg"
+    zero.write_text(guest.replace('name = "arm-guest"', 'name = "zero"') + "max_grant_frames = 0\n")
+    with pytest.raises(UserError) as e:
+        xl.create(zero)
+    assert str(e.value) == LIBXL_LINES
+    assert host.dmesg[-1] == "(XEN) common/grant_table.c:2016: Bad grant table size: 0 frames"
+    two = tmp_path / "two.cfg"
+    two.write_text(guest.replace('name = "arm-guest"', 'name = "two"') + "max_grant_frames = 2\n")
+    assert xl.create(two).max_grant_frames == 2

@@ -19,11 +19,13 @@ from ...isa.assembler import AsmError
 from ...isa.cache import assemble_file_cached
 from ...isa.image import Image
 from ...paths import MACHINES, display
+from ...xen import abi
 from ...xen.arm import layout as L
 from ...xen.arm.devicetree import flatten, guest_tree
 from ...xen.arm.host import ArmXenHost
 from ...xen.domain import Domain
 from ...xen.host import XEN_VERSION
+from ..toolstack import refuse_domain_create
 from ..xlcfg import ConfigError, DomainConfig, load_config, parse_settings
 from ..xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
 from .services import ArmConsoleBackend, ArmXenstored
@@ -119,7 +121,10 @@ class ArmToolstack:
                             f"{host.free_pages >> 8} MiB free")
         if conf.memory < 8:
             raise UserError(f"{conf.filename}: memory = {conf.memory}: an Arm guest of the lab needs at least 8 MiB")
-        dom = host.new_domain(conf.name, pages, conf.vcpus, config=conf)
+        if 0 <= conf.max_grant_frames < abi.INITIAL_NR_GRANT_FRAMES:
+            host.log(f"common/grant_table.c:2016: Bad grant table size: {conf.max_grant_frames} frames")
+            refuse_domain_create()
+        dom = host.new_domain(conf.name, pages, conf.vcpus, config=conf, max_grant_frames=conf.max_grant_frames)
         ram_end = L.GUEST_RAM0_BASE + (pages << 12)
         for image, path, what in ((kernel, kernel_path, "kernel"), (program, program_path, "program")):
             for sec in image.sections:

@@ -68,7 +68,6 @@ class ArmHostConfig:
 
 class ArmXenHost(Scheduler):
     arch = "arm64"
-    GNTTAB_MAX_FRAMES = 64          # gnttab_max_frames' default (xen/common/grant_table.c)
 
     def __init__(self, config: ArmHostConfig | None = None, keep_trace: bool = True) -> None:
         self.config = cfg = config or ArmHostConfig()
@@ -138,9 +137,10 @@ class ArmXenHost(Scheduler):
         return len(self.free_frames)
 
     def new_domain(self, name: str, mem_pages: int, vcpus: int, privileged: bool = False,
-                   domid: int | None = None, config: Any = None) -> Domain:
+                   domid: int | None = None, config: Any = None, max_grant_frames: int = -1) -> Domain:
         """domain_create() and the toolstack's memory population: RAM at GUEST_RAM0_BASE and the
-        magic pages, each a stage-2 mapping of a frame of Xen's heap."""
+        magic pages, each a stage-2 mapping of a frame of Xen's heap. ``max_grant_frames`` -1
+        takes Xen's default (gnttab_max_frames), as grant_table_init() does."""
         if domid is None:
             domid = self.next_domid
             self.next_domid += 1
@@ -148,7 +148,8 @@ class ArmXenHost(Scheduler):
         if need + 64 > self.free_pages:
             raise MemoryError(f"not enough free memory for {name}: {need} pages wanted, {self.free_pages} free")
         dom = Domain(domid=domid, name=name, mode=MODE, mem_pages=mem_pages, max_pages=mem_pages,
-                     privileged=privileged, config=config)
+                     privileged=privileged, config=config,
+                     max_grant_frames=abi.DEFAULT_MAX_GRANT_FRAMES if max_grant_frames < 0 else max_grant_frames)
         self.domains[domid] = dom
         self.evtchn.add_domain(dom)
         if privileged:
@@ -450,8 +451,8 @@ class ArmXenHost(Scheduler):
                 dom.shared_info_mfn = self.alloc_frame(None)
             mfn = dom.shared_info_mfn
         elif space == abi.XENMAPSPACE_grant_table:
-            if idx >= self.GNTTAB_MAX_FRAMES:
-                info["why"] = f"grant frame {idx} beyond max_grant_frames {self.GNTTAB_MAX_FRAMES}"
+            if idx >= dom.max_grant_frames:
+                info["why"] = f"grant frame {idx} beyond max_grant_frames {dom.max_grant_frames}"
                 return -E["EINVAL"]
             frames = dom.extra.setdefault("gnttab_frames", {})
             if idx not in frames:

@@ -215,7 +215,7 @@ def grant_table_op(host, v, args, info) -> int | ArmContinuation:
     if cmd == abi.GNTTABOP_query_size and count == 1:
         # struct gnttab_query_size {domid_t dom; uint32_t nr_frames, max_nr_frames; int16_t status}
         frames = len(v.domain.extra.get("gnttab_frames", {}))
-        copy_to_guest(host, v, va + 4, struct.pack("<IIh", max(frames, 1), host.GNTTAB_MAX_FRAMES, 0))
+        copy_to_guest(host, v, va + 4, struct.pack("<IIh", max(frames, 1), v.domain.max_grant_frames, 0))
         return 0
     if cmd in (abi.GNTTABOP_map_grant_ref, abi.GNTTABOP_unmap_grant_ref, abi.GNTTABOP_copy):
         return grant.grant_table_op(host, v, args, info, copy_from_guest, copy_to_guest)
