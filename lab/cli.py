@@ -161,7 +161,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def _finish_recording(session) -> None:
-    from .session.live import stop_recording
+    from .session.recorder import stop_recording
     rec = stop_recording(session)
     if rec is not None:
         from .paths import display

@@ -718,7 +718,7 @@ def _parse_record(words: list[str]) -> dict[str, Any]:
          usage=RECORD_USAGE, parser=_parse_record)
 def _record(session: Session, what: str | None, path: str | None) -> str:
     from ..paths import display
-    from .live import start_recording, stop_recording
+    from .recorder import start_recording, stop_recording
     rec = session.recorder
     if what is None:
         if rec is None:

@@ -92,7 +92,7 @@ class Session:
         self.checkpoints: list[tuple[int, Callable[[], None]]] = []
         #: Set by lab.session.timetravel when the session can go back in time.
         self.time_machine: Any = None
-        #: The live recording (lab.session.live.SessionRecorder), or None.
+        #: The live recording (lab.session.recorder.SessionRecorder), or None.
         self.recorder: Any = None
         machine.trace.listeners.append(self._watch)
         self._applied_clock = self.clock()      # the machine as built: nothing ran yet
