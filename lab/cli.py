@@ -124,7 +124,7 @@ def cmd_xenstored(args: argparse.Namespace) -> int:
     host, _ = start_scenario(load_scenario(scenario))
     if args.steps:
         host.run(args.steps)
-    serve(SocketFront(host.services["xenstored"]), args.socket, ready=announce(args.socket, scenario))
+    serve(SocketFront(host.services.xenstored), args.socket, ready=announce(args.socket, scenario))
     return 0
 
 

@@ -191,7 +191,7 @@ class Session:
 
     def service_names(self) -> list[str]:
         """dom0's services on a Xen host (xenstored, xenconsoled, the device model ...)."""
-        return sorted(self.machine.services) if self.xen else []
+        return sorted(svc.name for svc in self.machine.services.in_start_order()) if self.xen else []
 
     def dom0_work_queued(self) -> int:
         return len(self.machine.dom0_work) if self.xen else 0
