@@ -25,6 +25,7 @@ from ..errors import LabBug, UserError
 from ..isa.encoding import INSN_SIZE
 from . import arm_view
 from .eventspec import EventSpec, parse_spec, parse_until
+from .recorder import start_recording, stop_recording
 from .session import Session
 from .summary import format_summary, summarize
 
@@ -719,7 +720,6 @@ def _parse_record(words: list[str]) -> dict[str, Any]:
          usage=RECORD_USAGE, parser=_parse_record)
 def _record(session: Session, what: str | None, path: str | None) -> str:
     from ..paths import display
-    from .recorder import start_recording, stop_recording
     rec = session.recorder
     if what is None:
         if rec is None:
