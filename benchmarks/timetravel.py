@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.paths import KERNELS, MACHINES  # noqa: E402
 from lab.session.commands import execute  # noqa: E402
-from lab.session.live import open_session, stop_recording  # noqa: E402
+from lab.session.live import open_session  # noqa: E402
+from lab.session.recorder import stop_recording  # noqa: E402
 
 ROUNDS = 1 << 40       # the workload's rounds: far more than any measurement runs
 

@@ -124,7 +124,7 @@ def cmd_xenstored(args: argparse.Namespace) -> int:
     host, _ = start_scenario(load_scenario(scenario))
     if args.steps:
         host.run(args.steps)
-    serve(SocketFront(host.services["xenstored"]), args.socket, ready=announce(args.socket, scenario))
+    serve(SocketFront(host.services.xenstored), args.socket, ready=announce(args.socket, scenario))
     return 0
 
 
@@ -161,7 +161,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def _finish_recording(session) -> None:
-    from .session.live import stop_recording
+    from .session.recorder import stop_recording
     rec = stop_recording(session)
     if rec is not None:
         from .paths import display

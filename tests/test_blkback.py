@@ -243,7 +243,7 @@ def disk_guest(tmp_path: Path, xl, name: str = "blk", access: str = "rw", image:
 
 def store(host, path: str):
     """A node's value, read straight from the store (no trace event), or None."""
-    node = host.services["xenstored"].store.node(path)
+    node = host.services.xenstored.store.node(path)
     return node.value if node is not None else None
 
 
@@ -530,7 +530,7 @@ def test_garbage_in_the_ring_never_escapes(tmp_path):
         statuses += [s for _r, _o, s in fe.responses()]
     assert len(statuses) == 40 and set(statuses) <= {ERROR, EOPNOTSUPP, OKAY}
     assert [host.mem.read(f << 12, 64) for f in sorted(host.domains[0].p2m[:4])] == secret_before
-    assert host.domains[0].alive and not host.services["blkback"].vbd(g.dom.domid, XVDA).disabled
+    assert host.domains[0].alive and not host.services.backends["blkback"].vbd(g.dom.domid, XVDA).disabled
     ref = g.grant(page)
     assert fe.io(READ, 0, [(ref, 0, 0)], rid=99) == (99, READ, OKAY)
 
@@ -567,12 +567,12 @@ def test_domain_destroyed_unmaps_and_closes(tmp_path):
     host, xl, g, fe, img = connected(tmp_path)
     d = g.dom.domid
     assert host.grant_tables.maptrack.get(0)
-    port0 = host.services["blkback"].vbd(d, XVDA).port
+    port0 = host.services.backends["blkback"].vbd(d, XVDA).port
     xl.destroy(g.dom.name)
     host.run()
     assert not host.grant_tables.maptrack.get(0)
     assert host.evtchn.ports[0][port0].state == "closed"
-    assert host.services["blkback"].vbd(d, XVDA) is None
+    assert host.services.backends["blkback"].vbd(d, XVDA) is None
     assert store(host, f"/local/domain/0/backend/vbd/{d}") is None
     assert host.domains[0].alive
 
@@ -588,8 +588,8 @@ def test_hvm_disk_is_the_image_qemu_uses(tmp_path):
     devid = 768                                          # hda: 3 << 8
     be = f"/local/domain/0/backend/vbd/{dom.domid}/{devid}"
     assert store(host, f"{be}/state") == str(INITWAIT)
-    vbd = host.services["blkback"].vbd(dom.domid, devid)
-    ide = host.services["device_model"].instance(dom).ide.drives()
+    vbd = host.services.backends["blkback"].vbd(dom.domid, devid)
+    ide = host.services.device_model.instance(dom).ide.drives()
     assert [d.image for _i, d in ide] == [vbd.image] and vbd.image.name == f"private image of {img.name}"
     assert not img.exists()
 

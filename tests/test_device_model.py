@@ -817,7 +817,7 @@ def test_end_to_end_pvh_guest_has_no_device_model(tmp_path):
     assert not [e for e in host.trace.iter_all() if e.kind == "ioreq" and e.dom == dom.domid]
     io = [e for e in host.trace.iter_all() if e.kind == "ioport" and e.dom == dom.domid and e.get("port") == 0x1F0]
     assert io and io[0].get("device") == "none"
-    assert host.services["device_model"].instance(dom, create=False) is None   # no QEMU (blkback serves the disk)
+    assert host.services.device_model.instance(dom, create=False) is None   # no QEMU (blkback serves the disk)
 
 
 @pytest.mark.machine
@@ -881,4 +881,4 @@ def test_hvm_acpi_power_off_goes_through_the_device_model(tmp_path):
     dm_ops = [e for e in host.trace.iter_all() if e.kind == "hypercall" and e.get("name") == "dm_op"]
     assert len(dm_ops) == 1 and dm_ops[0].dom == 0 and dm_ops[0].get("nr") == 41
     assert dom.hvm_params[19] == 1                                   # HVM_PARAM_ACPI_IOPORTS_LOCATION: V1
-    assert "acpi: guest entered S5, requesting shutdown" in host.services["device_model"].qemu_log(dom)
+    assert "acpi: guest entered S5, requesting shutdown" in host.services.device_model.qemu_log(dom)

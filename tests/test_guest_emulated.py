@@ -155,7 +155,7 @@ def workload_sector_bytes() -> bytes:
 def run_guest(tmp_path: Path, flavour: str, requests=(), buf: bytes = b"", *, image: Path | None = None,
               blacklist=(), vif: bool = False, platform: bool = True, vendor: str = "intel") -> Run:
     host, xl = small_host(vendor=vendor)
-    host.services["device_model"].driver_blacklist = set(blacklist)
+    host.services.device_model.driver_blacklist = set(blacklist)
     kernel = selftest_kernel(tmp_path, flavour, list(requests), buf)
     keys = {"hap": 1}
     if image is not None:
@@ -298,7 +298,7 @@ def test_hvm_pvdrivers_unplugs_the_emulated_disk_and_nic(tmp_path):
     out = run.dom.console_output
     assert "xenlab kernel (HVM guest with PV drivers, non-root ring 0)" in out
     assert "platform: unplugged emulated disks and NICs" in out
-    dm = run.host.services["device_model"]
+    dm = run.host.services.device_model
     log = dm.qemu_log(run.dom)
     assert "unplug: IDE disk hda removed" in log and "unplug: NIC ne2k_pci 00:04.0 removed" in log
     assert "xen_platform: xenlab PV drivers: unplugging emulated disks and NICs" in log   # logged via port 0x12
@@ -337,7 +337,7 @@ def test_blacklisted_pv_drivers_keep_the_emulated_ide_disk(tmp_path):
     states = ioreq_states(run)
     assert any("magic 0xd249 read" in s for s in states)
     assert not any("unplug mask" in s for s in states)
-    assert run.host.services["device_model"].claims(run.dom, 0x1F7)
+    assert run.host.services.device_model.claims(run.dom, 0x1F7)
     # so the kernel keeps the emulated disk, and no PV disk is connected
     assert run.init == SECTORS and run.result(0) == 0 and run.buf(0, SECTOR) == data
     assert IDE_LINE in out and DISK_OK in out and CHECKSUM_LINE in out
@@ -373,7 +373,7 @@ def pv_disk_run(tmp_path: Path, flavour: str) -> tuple[Run, bytes, bytes]:
 def check_pv_disk(run: Run, original: bytes, new: bytes) -> None:
     out = run.dom.console_output
     assert "platform: unplugged emulated disks and NICs" in out
-    assert "unplug: IDE disk hda removed" in run.host.services["device_model"].qemu_log(run.dom)
+    assert "unplug: IDE disk hda removed" in run.host.services.device_model.qemu_log(run.dom)
     assert run.init == SECTORS and PV_LINE in out
     assert [run.result(i) for i in range(5)] == [0, 0, 0, -EINVAL, -EIO]
     assert run.buf(0x1000, 2 * SECTOR) == original

@@ -27,7 +27,7 @@ HVM_MAC, PV_MAC = "00:16:3e:00:00:21", "00:16:3e:00:00:31"
 def net_host(**kw):
     """dom0 with xenbr0, netback and blkback running (every host the lab boots has them)."""
     host, xl = small_host(**kw)
-    assert {"bridge", "netback", "blkback"} <= set(host.services)
+    assert host.services.bridge is not None and {"netback", "blkback"} <= set(host.services.backends)
     return host, xl
 
 
@@ -64,11 +64,11 @@ def wait_prompt(host, dom, since: int = 0, budget: int = 4_000_000) -> str:
 
 def type_line(host, dom, line: str) -> None:
     """Type a line at the guest's console: its serial port (HVM) or its console ring (PV, PVH)."""
-    dm = host.services["device_model"]
+    dm = host.services.device_model
     if dm.wants(dom):
         assert dm.console_input(dom, line + "\n")
     else:
-        assert host.services["xenconsoled"].console_input(dom, line + "\n")
+        assert host.services.xenconsoled.console_input(dom, line + "\n")
 
 
 def command(host, dom, line: str, budget: int = 4_000_000) -> str:
@@ -117,7 +117,7 @@ def test_hvm_guest_pings_dom0_through_the_emulated_ne2000(tmp_path):
     # no xenstore in a plain HVM kernel: its domain id comes from Xen's CPUID leaf 0x40000004
     hvm_ip = f"10.0.0.{10 + dom.domid}"
     assert f"net: card up, MAC {HVM_MAC}, IP {hvm_ip}" in boot
-    nic = host.services["device_model"].nic(dom)
+    nic = host.services.device_model.nic(dom)
     exits_before = len(events(host, "ioreq", dom.domid, state="STATE_IOREQ_READY"))
     out = command(host, dom, "ping 0")
     assert out == "ping 10.0.0.1: echo reply from 00:16:3e:00:00:01 seq 1\n"
@@ -148,7 +148,7 @@ def test_pv_guest_pings_dom0_through_netfront(tmp_path):
     boot = wait_prompt(host, dom)
     assert "netfront: connected to the backend" in boot
     assert f"net: card up, MAC {PV_MAC}, IP 10.0.0.{10 + dom.domid}" in boot   # domid from xenstore
-    xs = host.services["xenstored"]
+    xs = host.services.xenstored
     fe, be = f"/local/domain/{dom.domid}/device/vif/0", f"/local/domain/0/backend/vif/{dom.domid}/0"
     assert xs.dom0_request("READ", f"{fe}/state") == "4" and xs.dom0_request("READ", f"{be}/state") == "4"
     assert xs.dom0_request("READ", f"{fe}/request-rx-copy") == "1"
@@ -157,12 +157,12 @@ def test_pv_guest_pings_dom0_through_netfront(tmp_path):
     assert int(xs.dom0_request("READ", f"{fe}/event-channel")) > 0
     out = command(host, dom, "ping 0")
     assert out == "ping 10.0.0.1: echo reply from 00:16:3e:00:00:01 seq 1\n"
-    bridge = host.services["bridge"]
+    bridge = host.services.bridge
     seen = [parse(f) for f in bridge.local_received]
     assert [(f["type"], f.get("op"), f.get("icmp_type")) for f in seen] == [(0x0806, 1, None), (0x0800, None, 8)]
     assert all(f["src"] == mac(PV_MAC) for f in seen)
     assert seen[1]["src_ip"] == ip4(f"10.0.0.{10 + dom.domid}")
-    vif = host.services["netback"].devices[(dom.domid, 0)].data["vif"]
+    vif = host.services.backends["netback"].devices[(dom.domid, 0)].data["vif"]
     assert vif.stats["tx_packets"] == 2 and vif.stats["rx_packets"] == 2 and vif.stats["tx_errors"] == 0
     # no emulation at all: grant copies by dom0, no ioreq
     assert not events(host, "ioreq", dom.domid)
@@ -183,7 +183,7 @@ def test_pv_guest_pings_an_hvm_guest(tmp_path):
     out = command(host, pv, f"ping {hvm.domid}")              # ping DOMID: 10.0.0.(10+DOMID)
     assert out == f"ping {hvm_ip}: echo reply from {HVM_MAC} seq 1\n"
     # the HVM guest's kernel answered ARP and the echo request from its shell's idle loop
-    replies = [parse(f) for f in host.services["device_model"].nic(hvm).sent]
+    replies = [parse(f) for f in host.services.device_model.nic(hvm).sent]
     assert [(f["type"], f.get("op"), f.get("icmp_type")) for f in replies] == [(0x0806, 2, None),
                                                                                 (0x0800, None, 0)]
     arp, echo = replies
@@ -199,8 +199,8 @@ def test_guest_answers_echo_requests_and_drops_damaged_ones(tmp_path):
     host, xl = net_host()
     dom = shell_guest(xl, tmp_path, "h1", "hvm", mac=HVM_MAC)
     wait_prompt(host, dom)
-    bridge = host.services["bridge"]
-    nic = host.services["device_model"].nic(dom)
+    bridge = host.services.bridge
+    nic = host.services.device_model.nic(dom)
 
     def echo_request(seq: int, damage: str = "") -> bytes:
         body = bytearray(b"\x08\x00\x00\x00\x12\x34" + struct.pack(">H", seq) + b"lab payload")
@@ -240,11 +240,11 @@ def test_hvm_guest_with_pv_drivers_uses_netfront_after_the_unplug(tmp_path, mode
     mark = len(host.trace)
     assert command(host, dom, "ping 0") == "ping 10.0.0.1: echo reply from 00:16:3e:00:00:01 seq 1\n"
     # the emulated card is gone: the frames went through the rings, not through port I/O to QEMU
-    nic = host.services["device_model"].nic(dom)
+    nic = host.services.device_model.nic(dom)
     assert not nic.present and nic.sent == []
     nic_ports = range(0xC100, 0xC200)
     assert not [e for e in host.trace.since(mark) if e.kind == "ioreq" and e.get("port") in nic_ports]
-    vif = host.services["netback"].devices[(dom.domid, 0)].data["vif"]
+    vif = host.services.backends["netback"].devices[(dom.domid, 0)].data["vif"]
     assert vif.stats["tx_packets"] == 2 and vif.stats["rx_packets"] == 2
 
 
@@ -254,4 +254,4 @@ def test_32bit_pv_guest_pings_dom0_through_netfront(tmp_path):
     boot = wait_prompt(host, dom)
     assert "kernel in ring 1" in boot and "netfront: connected to the backend" in boot
     assert command(host, dom, "ping 0") == "ping 10.0.0.1: echo reply from 00:16:3e:00:00:01 seq 1\n"
-    assert host.services["netback"].devices[(dom.domid, 0)].data["vif"].stats["tx_packets"] == 2
+    assert host.services.backends["netback"].devices[(dom.domid, 0)].data["vif"].stats["tx_packets"] == 2

@@ -85,7 +85,7 @@ def test_pvh_shell_disk_ping_and_counters(tmp_path):
 def test_console_input_fills_the_ring_and_waits_for_room(tmp_path):
     host, xl = small_host()
     dom = xl.create(write_cfg(tmp_path, "p", "pv"))
-    cons = host.services["xenconsoled"]
+    cons = host.services.xenconsoled
     text = "".join(chr(0x41 + i % 26) for i in range(1500))
     assert cons.console_input(dom, text)
     base = dom.p2m[dom.console_pfn] << 12

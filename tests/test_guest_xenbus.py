@@ -225,7 +225,7 @@ def test_the_guest_reads_and_writes_its_home_through_its_ring(tmp_path, flavour)
     # ENOENT for a node that is not there, EACCES for one dom0 owns (memory/target is n0 r<D>)
     assert (f"0 name={name} len={len(name)} domid={d} missing=-2 write=0 0 answer=42 denied=-13"
             in dom.console_output)
-    store = host.services["xenstored"].store
+    store = host.services.xenstored.store
     assert store.read(0, f"/local/domain/{d}/data/greeting") == "hello"
     assert store.read(0, f"/local/domain/{d}/data/answer") == "42"
     # every request went through the ring: xenstored traced each as the guest's
@@ -290,7 +290,7 @@ def test_blkfront_connects_and_the_workload_uses_the_disk(tmp_path, flavour):
     # the handshake as blkif.h draws it, seen in the store
     d = dom.domid
     fe, be = device_paths("vbd", d, XVDA)
-    store = host.services["xenstored"].store
+    store = host.services.xenstored.store
     assert store.read(0, f"{fe}/state") == "4" and store.read(0, f"{be}/state") == "4"
     assert store.read(0, f"{fe}/protocol") == "x86_64-abi"
     ring_ref = int(store.read(0, f"{fe}/ring-ref"))
@@ -491,7 +491,7 @@ def test_an_event_in_user_mode_reaches_the_ports_handler(tmp_path, flavour):
     run_until(host, dom, "workload: system calls")
     d = dom.domid
     fe, _be = device_paths("vbd", d, XVDA)
-    port = int(host.services["xenstored"].store.read(0, f"{fe}/event-channel"))
+    port = int(host.services.xenstored.store.read(0, f"{fe}/event-channel"))
     far = host.evtchn.ports[d][port].remote_port
     counter = dom.images["kernel"].symbols["blk_events"]
     before = int.from_bytes(peek(host, dom, counter, 8), "little")

@@ -38,7 +38,7 @@ def test_every_hvm_guest_is_given_a_console_ring_and_port(cfg):
     assert pfn and port and (pfn, port) == (dom.console_pfn, dom.console_evtchn)
     # the ring page is neither the store page nor free memory the kernel may hand out
     assert pfn != dom.hvm_params[abi.HVM_PARAM_STORE_PFN]
-    assert dom.domid in host.services["xenconsoled"].pages
+    assert dom.domid in host.services.xenconsoled.pages
 
 
 def test_pvhvm_kernel_prints_through_the_ring_and_xl_console_shows_it():
@@ -80,7 +80,7 @@ def test_xl_console_input_goes_to_the_primary_console_or_the_one_t_names(tmp_pat
     dom = xl.create(conf)
     pv = xl.create(load_config(MACHINES / "pv-guest.cfg"))
     host.run(300_000)
-    page = host.services["xenconsoled"].pages[dom.domid]
+    page = host.services.xenconsoled.pages[dom.domid]
     before = page.read_u32(IN_PROD)
     assert "serial port 0x3f8" in type_into_console(host, dom, "stats\n")
     assert page.read_u32(IN_PROD) == before, "the primary console of an HVM guest is COM1"

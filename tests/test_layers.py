@@ -27,8 +27,10 @@ def options():
     return use_cases.read_user_options(str(PYPROJECT))
 
 
-def contract(kind: str):
-    (opts,) = [c for c in options().contracts_options if c["type"] == kind]
+def contract(kind: str, ancestor: str | None = None):
+    """The one contract of that type (the one over that package, for acyclic siblings)."""
+    (opts,) = [c for c in options().contracts_options
+               if c["type"] == kind and (ancestor is None or c.get("ancestors") == [ancestor])]
     return CONTRACT_TYPES[kind](name=opts["name"], session_options=options().session_options,
                                 contract_options=opts)
 
@@ -91,6 +93,19 @@ def test_every_package_of_the_lab_has_its_layer():
 ])
 def test_an_import_cycle_inside_xen_breaks_the_contract(importer, imported):
     graph = lab_graph()
-    assert contract("acyclic_siblings").check(graph, verbose=False).kept
+    assert contract("acyclic_siblings", "lab.xen").check(graph, verbose=False).kept
     graph.add_import(importer=importer, imported=imported, line_number=1, line_contents=f"import {imported}")
-    assert not contract("acyclic_siblings").check(graph, verbose=False).kept
+    assert not contract("acyclic_siblings", "lab.xen").check(graph, verbose=False).kept
+
+
+@pytest.mark.parametrize("importer, imported", [
+    ("lab.session.commands", "lab.session.live"),       # the record command opening sessions again
+    ("lab.session.recorder", "lab.session.timetravel"), # the recorder reaching the replay of commands
+    ("lab.session.targets", "lab.session.headless"),    # building a target knowing who runs it
+    ("lab.session.session", "lab.session.commands"),    # the session knowing its command language
+])
+def test_an_import_cycle_inside_the_session_breaks_the_contract(importer, imported):
+    graph = lab_graph()
+    assert contract("acyclic_siblings", "lab.session").check(graph, verbose=False).kept
+    graph.add_import(importer=importer, imported=imported, line_number=1, line_contents=f"import {imported}")
+    assert not contract("acyclic_siblings", "lab.session").check(graph, verbose=False).kept

@@ -17,8 +17,8 @@ class FakeMachine:
         self.domains = {0: SimpleNamespace(domid=0, name="Domain-0", state="running"),
                         1: SimpleNamespace(domid=1, name="pv-guest", state="running")}
         store = {"/local/domain/1/name": "pv-guest"}
-        self.services = {"xenstored": SimpleNamespace(store=SimpleNamespace(
-            node=lambda path: SimpleNamespace(value=store[path]) if path in store else None))}
+        self.services = SimpleNamespace(xenstored=SimpleNamespace(store=SimpleNamespace(
+            node=lambda path: SimpleNamespace(value=store[path]) if path in store else None)))
         self.store = store
 
     def domain_by_name(self, name):

@@ -88,7 +88,7 @@ def test_the_card_reaches_a_peer_that_answers_arp_like_dom0():
 def test_the_native_shell_answers_on_com1_and_pings_the_peer(tmp_path):
     from lab.paths import MACHINES
     from lab.session.commands import execute
-    from lab.session.headless import build_target
+    from lab.session.targets import build_target
     from lab.session.session import Session
     scenario = tmp_path / "shell.toml"
     scenario.write_text(f'[native]\nkernel = "{MACHINES / "kernels/native.s"}"\n'
@@ -108,7 +108,7 @@ def test_the_native_shell_answers_on_com1_and_pings_the_peer(tmp_path):
 def test_the_shells_system_call_comes_from_user_mode_and_costs_no_hypervisor(tmp_path):
     from lab.paths import MACHINES
     from lab.session.commands import execute
-    from lab.session.headless import build_target
+    from lab.session.targets import build_target
     from lab.session.session import Session
     scenario = tmp_path / "shell.toml"
     scenario.write_text(f'[native]\nkernel = "{MACHINES / "kernels/native.s"}"\n'

@@ -172,7 +172,7 @@ def test_handshake_and_features(tmp_path):
     assert maps == [(nf.tx_ref, "GNTST_okay"), (nf.rx_ref, "GNTST_okay")]
     assert [e.data["remote_port"] for e in new if e.kind == "evtchn" and e.dom == 0
             and e.data["op"] == "bind_interdomain"] == [nf.port]
-    assert f"vif{dom.domid}.0" in host.services["bridge"].ports
+    assert f"vif{dom.domid}.0" in host.services.bridge.ports
     assert "MAC 00:16:3e:00:01:01" in host.domains[0].console_output
 
 
@@ -184,7 +184,7 @@ def test_rx_copy_is_required(tmp_path):
     nf.connect(rx_copy=None)
     assert store(host, f"{nf.be}/state") == str(CLOSING)
     assert "request-rx-copy" in store(host, error_node(nf.be))
-    assert f"vif{g.dom.domid}.0" not in host.services["bridge"].ports
+    assert f"vif{g.dom.domid}.0" not in host.services.bridge.ports
 
 
 # ------------------------------------------------------------------------------------ frames
@@ -207,7 +207,7 @@ def test_frames_between_two_vifs(tmp_path):
     fb.send(reply, rid=1)
     assert fb.tx_responses() == [(1, RSP_OKAY)]
     assert bridge_ops(host, mark) == [(vb, "forward", [va])]      # a was learned from its first frame
-    assert host.services["netback"].vif(a.dom.domid, 0).stats["rx_dropped"] == 1
+    assert host.services.backends["netback"].vif(a.dom.domid, 0).stats["rx_dropped"] == 1
     assert [e.data["op"] for e in events(host, "ring_io", dom=a.dom.domid, ring=f"{va}-rx")] == \
         ["drop (no rx buffer posted)"]
     fa.post_rx(1)
@@ -286,8 +286,8 @@ def test_bad_tx_requests(tmp_path):
     fa.send(b"", slots=[(a.grant(pfn, readonly=True), 4000, 0, 8, 200)])
     assert "Cross page boundary, txreq.offset: 4000, size: 200" in host.domains[0].console_output
     assert "fatal error; disabling device" in host.domains[0].console_output
-    assert host.services["netback"].vif(a.dom.domid, 0).disabled
-    assert f"vif{a.dom.domid}.0" not in host.services["bridge"].ports
+    assert host.services.backends["netback"].vif(a.dom.domid, 0).disabled
+    assert f"vif{a.dom.domid}.0" not in host.services.bridge.ports
     fa.send(frame, rid=9)
     assert fa.tx_responses() == []
     assert host.domains[0].alive and a.dom.alive and b.dom.alive
@@ -303,8 +303,8 @@ def test_bogus_tx_index_disables_the_vif(tmp_path):
     host, xl, a, b, fa, fb = two_guests(tmp_path)
     fa.send(b"", slots=[], prod=5000)
     assert "Impossible number of requests. req_prod 5000, req_cons 0, size 256" in host.domains[0].console_output
-    assert host.services["netback"].vif(a.dom.domid, 0).disabled
-    assert not host.services["netback"].vif(b.dom.domid, 0).disabled
+    assert host.services.backends["netback"].vif(a.dom.domid, 0).disabled
+    assert not host.services.backends["netback"].vif(b.dom.domid, 0).disabled
     assert fa.tx_responses() == []
 
 
@@ -320,9 +320,9 @@ def test_frame_from_an_emulated_ne2000_reaches_a_pv_vif(tmp_path):
                     vif=[f"type=ioemu, mac={mac_str(mac(d))}, bridge=xenbr0"])
     hvm = xl.create(cfg, paused=True)
     host.run()
-    dm = host.services["device_model"]
+    dm = host.services.device_model
     nic = dm.nic(hvm)
-    assert f"vif{hvm.domid}.0-emu" in host.services["bridge"].ports
+    assert f"vif{hvm.domid}.0-emu" in host.services.bridge.ports
     v = hvm.vcpus[0]
     base = nic.base
 
@@ -364,7 +364,7 @@ def test_frontend_closing_and_closed(tmp_path):
     name = f"vif{a.dom.domid}.0"
     a.xs("WRITE", f"{fa.fe}/state", str(CLOSING))
     assert store(host, f"{fa.be}/state") == str(CLOSING)
-    assert name not in host.services["bridge"].ports
+    assert name not in host.services.bridge.ports
     assert not [m for m in host.grant_tables.maptrack.get(0, {}).values() if m.granter == a.dom.domid]
     assert host.evtchn.ports[a.dom.domid][fa.port].state == "unbound"
     a.xs("WRITE", f"{fa.fe}/state", str(CLOSED))
@@ -374,10 +374,10 @@ def test_frontend_closing_and_closed(tmp_path):
     assert store(host, f"{fa.be}/state") == str(INITWAIT)
     fa2 = NetFront(a)
     fa2.connect()
-    assert store(host, f"{fa.be}/state") == str(CONNECTED) and name in host.services["bridge"].ports
+    assert store(host, f"{fa.be}/state") == str(CONNECTED) and name in host.services.bridge.ports
     xl.destroy(b.dom.name)
     host.run()
-    assert f"vif{b.dom.domid}.0" not in host.services["bridge"].ports
+    assert f"vif{b.dom.domid}.0" not in host.services.bridge.ports
     assert not [m for m in host.grant_tables.maptrack.get(0, {}).values() if m.granter == b.dom.domid]
     assert store(host, f"{fa.be}/state") == str(CONNECTED) and store(host, f"{fb.be}/state") is None
 
@@ -392,7 +392,7 @@ def test_garbage_on_the_tx_ring_never_escapes(tmp_path):
         slots = [(rnd.randrange(1 << 32), rnd.randrange(1 << 16), rnd.randrange(16), rnd.randrange(1 << 16),
                   rnd.randrange(1 << 16)) for _ in range(rnd.randrange(1, 4))]
         fa.send(b"", slots=slots)
-        if host.services["netback"].vif(a.dom.domid, 0).disabled:
+        if host.services.backends["netback"].vif(a.dom.domid, 0).disabled:
             break
     assert host.domains[0].alive and b.dom.alive
     assert all(status in (RSP_OKAY, RSP_ERROR, RSP_NULL) for _id, status in fa.tx_responses())

@@ -15,7 +15,8 @@ from lab.cli import main
 from lab.errors import UserError
 from lab.paths import MACHINES
 from lab.session.commands import execute
-from lab.session.live import open_session, stop_recording
+from lab.session.live import open_session
+from lab.session.recorder import stop_recording
 from lab.session.recording import load_recording
 from lab.session.replay import replay, write_cast
 
@@ -71,9 +72,9 @@ def test_every_shipped_scenario_replays_exactly(tmp_path, scenario):
 
 def small_intervals(monkeypatch, every: int) -> None:
     """Digest lines inside runs every ``every`` instructions instead of every million."""
-    import lab.session.live as live
+    import lab.session.recorder as recorder
     import lab.session.replay as replay_mod
-    monkeypatch.setattr(live, "DIGEST_EVERY", every)
+    monkeypatch.setattr(recorder, "DIGEST_EVERY", every)
     monkeypatch.setattr(replay_mod, "DIGEST_EVERY", every)
 
 

@@ -7,7 +7,7 @@ import pytest
 from lab.isa.encoding import INSN_SIZE
 from lab.paths import MACHINES
 from lab.session.commands import execute
-from lab.session.headless import build_target
+from lab.session.targets import build_target
 from lab.session.session import HYPERCALL_PAGE_LABEL, Session
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine

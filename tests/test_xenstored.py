@@ -159,7 +159,7 @@ def run_dom0(host) -> int:
 
 def make_lab():
     host, xl = boot_host()
-    xsd = host.services["xenstored"]                 # boot_host starts xenstored
+    xsd = host.services.xenstored                 # boot_host starts xenstored
     dom = xl.create(MACHINES / "pv-guest.cfg")       # the builder gave the guest its store ring
     pfn = dom.store_pfn
     assert pfn and xsd.connect(dom) == (pfn, dom.store_evtchn), "connecting again gives the same ring"
@@ -185,7 +185,7 @@ def guest_call(host, dom, guest, *messages: bytes) -> list[Message]:
 @pytest.mark.machine
 def test_connect_introduces_the_domain(lab):
     host, xsd, dom, guest, page = lab
-    assert host.services["xenstored"] is xsd
+    assert host.services.xenstored is xsd
     assert xsd.dom0_request("IS_DOMAIN_INTRODUCED", str(dom.domid)) is True
     ops = [(e.get("op"), e.get("path"), e.get("result")) for e in host.trace.of_kind("xenstore")]
     assert ("XS_INTRODUCE", str(dom.domid), "OK") in ops

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def front() -> tuple[SocketFront, object]:
     host, _ = start_scenario(load_scenario(DEFAULT_SCENARIO))
-    return SocketFront(host.services["xenstored"]), host
+    return SocketFront(host.services.xenstored), host
 
 
 def request(t: int, payload: bytes, req_id: int = 1, tx_id: int = 0) -> Message:
@@ -70,7 +70,7 @@ def test_each_connection_has_its_own_watches_even_with_the_same_token():
 
 def test_a_closed_connection_loses_its_watches_and_transactions():
     f, host = front()
-    store = host.services["xenstored"].store
+    store = host.services.xenstored.store
     c = f.open_client()
     f.handle(c, request(abi.XS_WATCH, b"/x\0t\0"))
     f.handle(c, request(abi.XS_TRANSACTION_START, b"\0"))
@@ -118,7 +118,7 @@ def test_the_same_requests_leave_the_same_store():
         for client, t, payload in ((a, abi.XS_WRITE, b"/d/one\0001"), (b, abi.XS_MKDIR, b"/d/two\0"),
                                    (a, abi.XS_SET_PERMS, b"/d/one\0r1\0"), (b, abi.XS_RM, b"/d/two\0")):
             f.handle(client, request(t, payload))
-        return xsclient.tree(host.services["xenstored"], "/")
+        return xsclient.tree(host.services.xenstored, "/")
     assert run() == run()
 
 
@@ -157,7 +157,7 @@ def test_socket_speaks_xsd_sockmsg(served):
         assert wire(s, abi.XS_WRITE, b"/wire/test\0hello", req_id=5).payload == b"OK\0"
         reply = wire(s, abi.XS_READ, b"/wire/test\0", req_id=6)
         assert (reply.type, reply.req_id, reply.payload) == (abi.XS_READ, 6, b"hello")
-    assert host.services["xenstored"].store.node("/wire/test").value == "hello"
+    assert host.services.xenstored.store.node("/wire/test").value == "hello"
 
 
 def test_socket_refuses_to_replace_a_file(tmp_path):
@@ -204,7 +204,7 @@ def xs(path: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess
 def test_real_xenstore_ls_shows_the_labs_tree(xenstored_process):
     # The same scenario booted here: the real xenstore-ls -f prints what the lab's own prints.
     host, _ = start_scenario(load_scenario(DEFAULT_SCENARIO))
-    ours = xsclient.xenstore_ls(host.services["xenstored"], "/local/domain/1", full_path=True)
+    ours = xsclient.xenstore_ls(host.services.xenstored, "/local/domain/1", full_path=True)
     theirs = xs(xenstored_process, "xenstore-ls", "-f", "/local/domain/1").stdout
     assert theirs.strip() and theirs.strip() == ours.strip()
 

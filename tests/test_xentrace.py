@@ -11,7 +11,8 @@ import pytest
 from lab.errors import UserError
 from lab.paths import MACHINES
 from lab.session import xentrace as X
-from lab.session.headless import build_target, run_headless
+from lab.session.headless import run_headless
+from lab.session.targets import build_target
 
 
 def test_record_layout_is_t_rec():

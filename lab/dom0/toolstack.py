@@ -235,7 +235,7 @@ class Toolstack:
         console", as xl says)."""
         dom = self.find(name)
         if kind == "serial" and not dom.privileged:
-            dm = self.host.services.get("device_model")
+            dm = self.host.services.device_model
             if dm is None or not dm.wants(dom):
                 raise UserError("Unable to attach console")
             return dm.serial_output(dom)

@@ -347,7 +347,8 @@ class XenstoreCheck(Node):
         return f"xenstore {self.path}" + (f"={self.value}" if self.value is not None else "")
 
     def _node(self, ctx: Context) -> Any:
-        xs = getattr(ctx.machine, "services", {}).get("xenstored")
+        services = getattr(ctx.machine, "services", None)            # a bare machine has no dom0
+        xs = services.xenstored if services is not None else None
         return xs.store.node(self.path) if xs is not None else None
 
     def met(self, ctx: Context) -> bool:

@@ -25,6 +25,7 @@ from ..errors import LabBug, UserError
 from ..isa.encoding import INSN_SIZE
 from . import arm_view
 from .eventspec import EventSpec, parse_spec, parse_until
+from .recorder import start_recording, stop_recording
 from .session import Session
 from .summary import format_summary, summarize
 
@@ -451,14 +452,14 @@ def type_into_console(host, dom, text: str, kind: str | None = None) -> str:
         # dom0's console is Xen's own serial console switched to it (ctrl-a three times on a host)
         host.type_at_console(text)
         return "Xen's serial console, which raises VIRQ_CONSOLE for dom0 to read it with CONSOLEIO_read"
-    dm = host.services.get("device_model")
+    dm = host.services.device_model
     if kind != "pv" and dm is not None and dm.wants(dom):
         if not dm.console_input(dom, text):
             raise UserError(f"{dom.name} has no serial port to type into")
         return "serial port 0x3f8 of its device model"
     if kind == "serial":
         raise UserError("Unable to attach console")         # xl: a PV or PVH guest has no serial
-    cons = host.services.get("xenconsoled")
+    cons = host.services.xenconsoled
     feed = getattr(cons, "console_input", None)
     if feed is None or dom.privileged:
         raise UserError(f"{dom.name}'s console takes no input in the lab")
@@ -566,7 +567,8 @@ def _compare(session: Session, modes: list[str] | None, program: str | None, sce
 
 
 def _xenstore(session: Session):
-    xs = getattr(session.machine, "services", {}).get("xenstored")
+    services = getattr(session.machine, "services", None)        # a bare machine has no dom0
+    xs = services.xenstored if services is not None else None
     if xs is None:
         raise UserError("xenstore needs a Xen host; this is a bare machine")
     return xs
@@ -718,7 +720,6 @@ def _parse_record(words: list[str]) -> dict[str, Any]:
          usage=RECORD_USAGE, parser=_parse_record)
 def _record(session: Session, what: str | None, path: str | None) -> str:
     from ..paths import display
-    from .live import start_recording, stop_recording
     rec = session.recorder
     if what is None:
         if rec is None:

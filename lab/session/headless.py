@@ -8,16 +8,19 @@ becomes a domain on the default host, next to Domain-0).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..paths import display
 from ..trace import FORMAT_VERSION
 from ..xen.console import displayable
-from .build import DEFAULT_PROGRAM, native_machine
+from .commands import execute
 from .eventspec import EventSpec
+from .live import open_session
+from .recorder import stop_recording
 from .summary import summarize
+from .targets import build_target
+from .xentrace import attach_xentrace
 
 DEFAULT_LIMIT = 200_000_000
 
@@ -69,36 +72,6 @@ def _write_trace(trace, path: str, target: str) -> None:
         raise UserError(f"{path}: cannot write: {e.strerror}") from None
 
 
-def build_target(targets: list[str], program: str | None = None, arg: int = 0, costs: str | None = None):
-    """The machine a target names: (kind, machine, toolstack or None, warnings).
-
-    Each target is a path from the current directory or a shipped machine's name."""
-    from .targets import resolve_target
-    paths = [resolve_target(t) for t in targets]
-    suffixes = {p.suffix for p in paths}
-    if suffixes == {".s"} and len(paths) == 1:
-        m = native_machine(paths[0], Path(program) if program else DEFAULT_PROGRAM, arg=arg, costs=costs)
-        return "native", m, None, []
-    from .scenario import DEFAULT_SCENARIO, boot_host, load_scenario, start_scenario
-    if suffixes == {".toml"} and len(paths) == 1:
-        sc = load_scenario(paths[0])
-        if sc.native is not None:
-            n = sc.native
-            m = native_machine(n["kernel"], n["program"] or DEFAULT_PROGRAM, arg=n["arg"] or arg,
-                               mem_mib=n["memory"], vendor=n["vendor"], costs=costs)
-            return "native", m, None, []
-        host, xl = start_scenario(sc)
-        return "xen", host, xl, xl.warnings
-    if suffixes == {".cfg"}:
-        sc = load_scenario(DEFAULT_SCENARIO)
-        host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
-        for p in paths:
-            xl.create(p)
-        return "xen", host, xl, xl.warnings
-    bad = next((p for p in paths if p.suffix not in (".s", ".toml", ".cfg")), paths[0])
-    raise UserError(f"{display(bad)}: expected a kernel source (.s), a scenario (.toml) or xl.cfg files (.cfg)")
-
-
 def run_headless(target: str | list[str], *, steps: int | None = None, until: EventSpec | None = None,
                  program: str | None = None, arg: int = 0, trace_path: str | None = None,
                  costs: str | None = None, xentrace_path: str | None = None,
@@ -109,7 +82,6 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
     session = None
     if record is not None:
         # Driven through the command language, so the recording holds the run as its one input.
-        from .live import open_session
         warnings: list[str] = []
         session = open_session(targets, program, arg, costs, record=record, quiet_warnings=warnings)
         machine = session.machine
@@ -120,11 +92,9 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
         until = until.bind(machine)          # run --until KIND@DOMAIN: the domain is known now
     writer = None
     if xentrace_path:
-        from .xentrace import attach_xentrace
         writer = attach_xentrace(machine, xentrace_path)
     try:
         if session is not None:
-            from .commands import execute
             if until is not None:
                 session.note_input("command", f"until {until}")      # what the until command does
                 ev = session.until(until)
@@ -139,7 +109,6 @@ def run_headless(target: str | list[str], *, steps: int | None = None, until: Ev
             machine.run(limit)
     finally:
         if session is not None:
-            from .live import stop_recording
             stop_recording(session)
             session.stop_watching()
         if writer is not None:

@@ -132,8 +132,8 @@ def rings(host, domid: int) -> list[RingView]:
     its private request consumer index, the device's state text) for each ring it serves.
     """
     out = []
-    for name in sorted(host.services):
-        svc = host.services[name]
+    for svc in sorted(host.services.in_start_order(), key=lambda svc: svc.name):
+        name = svc.name
         pages = getattr(svc, "ring_pages", None)
         if pages is None:
             continue

@@ -10,73 +10,19 @@ import os
 
 import weakref
 from pathlib import Path
-from typing import Any
 
 from .. import sources
 from ..sources import DiskStart
-from .recording import DIGEST_EVERY, RecordingWriter
-from .session import Input, Session
+from .recorder import SessionRecorder
+from .recording import RecordingWriter
+from .session import Session
+from .targets import build_target
 from .timetravel import Origin, TimeMachine, build_spec
-
-
-class SessionRecorder:
-    """Writes a session's inputs, digests and markers to a recording as they happen."""
-
-    def __init__(self, session: Session, writer: RecordingWriter, n: int = -1, start: bool = True) -> None:
-        self.session = session
-        self.writer = writer
-        self.n = n
-        if start:
-            writer.start(session.machine)
-        session.input_listeners.append(self._on_input)
-        session.applied_listeners.append(self._on_applied)
-        self._stop_checkpoints = session.add_checkpoint(DIGEST_EVERY, self._on_checkpoint)
-
-    def _on_checkpoint(self) -> None:
-        if not self.writer.closed:
-            self.writer.digest(self.session.machine, "interval", self.n)
-
-    @property
-    def path(self) -> Path:
-        return self.writer.path
-
-    @property
-    def active(self) -> bool:
-        return not self.writer.closed
-
-    def _on_applied(self) -> None:
-        if not self.writer.closed and self.n >= 0:
-            self.writer.digest(self.session.machine, "input", self.n)     # what input n left behind
-
-    def _on_input(self, inp: Input) -> None:
-        if self.writer.closed:
-            return
-        self.n += 1
-        self.writer.input(self.n, inp.kind, inp.text, inp.insns, inp.cycles)
-        words = inp.text.split()
-        if inp.kind == "command" and len(words) == 2 and words[0] == "mark":
-            self.writer.mark(words[1], inp.insns, self.n)
-        elif inp.kind == "lesson":
-            self.writer.mark(f"lesson:{inp.text}", inp.insns, self.n)
-
-    def finish(self) -> None:
-        """The end line (with the last digest); the file is complete."""
-        if not self.writer.closed:
-            self.session._catch_up()        # a run the screen made since the last input
-            self.writer.end(self.session.machine, self.n)
-        for listeners, fn in ((self.session.input_listeners, self._on_input),
-                              (self.session.applied_listeners, self._on_applied)):
-            if fn in listeners:
-                listeners.remove(fn)
-        self._stop_checkpoints()
-        if self.session.recorder is self:
-            self.session.recorder = None
 
 
 def open_session(targets: list[str], program: str | None = None, arg: int = 0, costs: str | None = None,
                  record: str | Path | None = None, quiet_warnings: list[str] | None = None) -> Session:
     """Build the machine the targets name, as a session that can travel in time (and record)."""
-    from .headless import build_target
     build = build_spec(targets, program, arg, costs)
     origin = Origin(build)
     writer = None
@@ -126,57 +72,6 @@ def open_session(targets: list[str], program: str | None = None, arg: int = 0, c
         writer.kind = kind
         session.recorder = SessionRecorder(session, writer)
     return session
-
-
-def start_recording(session: Session, path: str | Path) -> SessionRecorder:
-    """Record the session into a new file: from its start (the inputs of its timeline up to
-    here, without digests, which would mean running it all again), then on as it goes."""
-    tm: TimeMachine = session.time_machine
-    stop_recording(session)
-    kind = "xen" if isinstance(getattr(session.machine, "domains", None), dict) else "native"
-    writer = RecordingWriter(path, tm.origin.build, kind)
-    for key, data in tm.origin.files.items():
-        writer.add_file(key, data)
-    for key, start in tm.origin.disks.items():
-        writer.add_disk(key, start)
-    writer.start(None)
-    i, cap = tm.position
-    n = -1
-    # Markers set between inputs go in as the 'mark' commands that set them, so that a
-    # 'seek NAME' recorded later finds them on replay (a lesson's reset is one).
-    marks: dict[int, list[str]] = {}
-    for name, (at, within, _insns) in tm.markers.items():
-        if within is None:
-            marks.setdefault(at, []).append(name)
-    shown = tm.steps[:i + (1 if cap is not None else 0)]
-    for k, st in enumerate(shown):
-        for name in marks.get(k, []):
-            n += 1
-            writer.input(n, "command", f"mark {name}", st.input.insns, st.input.cycles)
-            writer.mark(name, st.input.insns, n)
-        n += 1
-        writer.input(n, st.input.kind, st.input.text, st.input.insns, st.input.cycles)
-    if cap is None:
-        for name in marks.get(len(shown), []):
-            n += 1
-            writer.input(n, "command", f"mark {name}", *session.clock())
-            writer.mark(name, session.clock()[0], n)
-    if cap is not None:
-        n += 1           # the session is inside that input: say where, as the learner would
-        writer.input(n, "command", f"seek {cap}", *session.clock())
-    rec = SessionRecorder(session, writer, n, start=False)
-    if n >= 0:
-        writer.digest(session.machine, "input", n)
-    session.recorder = rec
-    return rec
-
-
-def stop_recording(session: Session) -> Any:
-    rec = getattr(session, "recorder", None)
-    if rec is not None:
-        rec.finish()
-    session.recorder = None
-    return rec
 
 
 def default_recording_path() -> Path:

@@ -92,7 +92,7 @@ class Session:
         self.checkpoints: list[tuple[int, Callable[[], None]]] = []
         #: Set by lab.session.timetravel when the session can go back in time.
         self.time_machine: Any = None
-        #: The live recording (lab.session.live.SessionRecorder), or None.
+        #: The live recording (lab.session.recorder.SessionRecorder), or None.
         self.recorder: Any = None
         machine.trace.listeners.append(self._watch)
         self._applied_clock = self.clock()      # the machine as built: nothing ran yet
@@ -191,7 +191,7 @@ class Session:
 
     def service_names(self) -> list[str]:
         """dom0's services on a Xen host (xenstored, xenconsoled, the device model ...)."""
-        return sorted(self.machine.services) if self.xen else []
+        return sorted(svc.name for svc in self.machine.services.in_start_order()) if self.xen else []
 
     def dom0_work_queued(self) -> int:
         return len(self.machine.dom0_work) if self.xen else 0

@@ -22,7 +22,9 @@ from typing import Any, Callable
 from .. import sources
 from ..errors import UserError
 from ..sources import DiskStart, ServedSource
+from .commands import execute
 from .session import Input, Session
+from .targets import build_target
 
 #: Commands that move along the timeline (or only look at it): never re-executed.
 TRAVEL_COMMANDS = frozenset({"back", "seek", "mark", "record", "timeline", "reset"})
@@ -54,7 +56,6 @@ class Origin:
 
     def build_machine(self) -> tuple[str, Any, list[str]]:
         """(kind, machine, warnings), built from the captured files only."""
-        from .headless import build_target
         served = _Served(self) if not self.strict else ServedSource(self.files, self.disks)
         b = self.build
         with sources.using(served):
@@ -116,7 +117,6 @@ def changes_machine(inp: Input) -> bool:
 
 def apply_input(session: Session, kind: str, text: str) -> None:
     """Re-execute one input quietly (no listeners told, its answer dropped)."""
-    from .commands import execute
     listeners, applied, checkpoints = session.input_listeners, session.applied_listeners, session.checkpoints
     session.input_listeners, session.applied_listeners, session.checkpoints = [], [], []
     try:

@@ -190,7 +190,7 @@ class XenLab(App[None]):
             self._pump_timer.stop()
         self.runner.close()
         if self.runner.session is not None:
-            from ..session.live import stop_recording
+            from ..session.recorder import stop_recording
             stop_recording(self.runner.session)      # the end line: the recording is complete
 
     def action_back(self) -> None:
@@ -760,7 +760,7 @@ def make_app(target: str | None = None, *, session: Any = None, theme: str | Non
             if record is not None:
                 # Recorded like any session: its setup and the lesson's markers so far, then
                 # every input, lesson actions included (docs/recordings.md).
-                from ..session.live import start_recording
+                from ..session.recorder import start_recording
                 start_recording(tutor.session, record)
             app_box[0].tutor = tutor
             return tutor.session

@@ -9,7 +9,7 @@ down and when it is gone.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 
 class Dom0Service(Protocol):
@@ -50,7 +50,7 @@ ROLES = ("xenstored", "xenconsoled", "device_model", "bridge")
 
 
 class Dom0Services:
-    """The services dom0 runs, by role; read-only by name for the layers above."""
+    """The services dom0 runs, by role; a backend by its name (the xenbus device type it serves)."""
 
     def __init__(self) -> None:
         self.xenstored: Xenstore | None = None
@@ -72,19 +72,3 @@ class Dom0Services:
 
     def in_start_order(self) -> list[Dom0Service]:
         return list(self._started.values())
-
-    # -- by name, for the session, the io view and the command line -------------------------
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._started.get(name, default)
-
-    def __getitem__(self, name: str) -> Any:
-        return self._started[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._started
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._started)
-
-    def __len__(self) -> int:
-        return len(self._started)

@@ -232,7 +232,7 @@ class Machine:
 
     def op_xs(self, d) -> None:
         r = self.rng
-        xsd = self.host.services["xenstored"]
+        xsd = self.host.services.xenstored
         parts = [r.choice(XS_TEXT) for _ in range(r.randint(0, 3))]
         payload = b"".join(p.encode("utf-8") + b"\0" for p in parts)
         if r.random() < 0.2:

@@ -153,7 +153,7 @@ class RingArena:
                           size))
         nf.send(b"", slots=slots, prod=None if r.random() < 0.98 else nf.tx_prod + NET_RING_SIZE + 1)
         nf.tx_responses()
-        vif = self.host.services["netback"].vif(nf.g.dom.domid, 0)
+        vif = self.host.services.backends["netback"].vif(nf.g.dom.domid, 0)
         if vif is None or vif.disabled:
             self.check_step()
             self.net_attackers += 1               # netback gave up on it: the next attacker steps in
@@ -228,7 +228,7 @@ def test_random_hostile_ring_requests_touch_nobody_else(seed):
         if a.rng.random() < 0.04:
             a.check()
     a.check()
-    be = a.host.services["blkback"].vbd(a.g.dom.domid, XVDA)
+    be = a.host.services.backends["blkback"].vbd(a.g.dom.domid, XVDA)
     a.xl.destroy(a.g.dom.name)
     assert a.host.mm.pv.check_invariants() == []
     assert not [f for f in a.host.frames.held() if f.owner == a.g.dom.domid]

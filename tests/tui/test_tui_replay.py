@@ -11,7 +11,8 @@ import pytest
 
 from lab.paths import KERNELS
 from lab.session.commands import execute
-from lab.session.live import open_session, stop_recording
+from lab.session.live import open_session
+from lab.session.recorder import stop_recording
 from lab.session.recording import load_recording
 from lab.session.replay import replay
 from lab.tui.replay_app import make_replay_app

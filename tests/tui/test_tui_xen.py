@@ -396,7 +396,7 @@ def test_console_mode_types_lines_into_the_guest_until_ctrl_bracket():
             await command(pilot, app, "ls -l")
             host = app.runner.session.machine
             dom = host.domain_by_name("hvm-guest")
-            uart = host.services["device_model"].instance(dom).serial
+            uart = host.services.device_model.instance(dom).serial
             assert bytes(uart.rx + uart.pending) == b"ls -l\n"       # waiting in the UART for the guest
             assert "typed 6 characters into hvm-guest's console" in output_text(app)
             await pilot.press("ctrl+right_square_bracket")

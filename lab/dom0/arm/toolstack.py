@@ -51,9 +51,9 @@ def boot_arm_host(config, dom0_memory: int = 64, keep_trace: bool = True) -> tup
     host = ArmXenHost(config, keep_trace=keep_trace)
     dom0 = host.new_domain("Domain-0", dom0_memory << 8, 1, privileged=True, domid=0)
     host.new_vcpu(dom0, 0)
-    host.services["xenconsoled"] = ArmConsoleBackend(host)
+    host.services.add(ArmConsoleBackend(host))
     xenstored = ArmXenstored(host)
-    host.services["xenstored"] = xenstored
+    host.services.add(xenstored)
     store = xenstored.store
     store.write(0, "/local/domain/0/name", "Domain-0")
     store.write(0, "/local/domain/0/domid", "0")
@@ -142,8 +142,8 @@ class ArmToolstack:
         dtb = ram_end - DTB_FROM_TOP
         host.write_guest(dom, dtb, tree)
         self.device_trees[dom.domid] = tree
-        host.services["xenconsoled"].connect(dom)
-        xs = host.services["xenstored"]
+        host.services.xenconsoled.connect(dom)
+        xs = host.services.xenstored
         xs.connect(dom)
         store, home = xs.store, f"/local/domain/{dom.domid}"
         for key, value in (("name", conf.name), ("domid", str(dom.domid)),

@@ -33,6 +33,7 @@ from ..domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLIN
 from ..heap import FreeFrames
 from ..release import XEN_VERSION
 from ..scheduler import Scheduler
+from ..services import Dom0Services
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
@@ -85,7 +86,7 @@ class ArmXenHost(Scheduler):
         self.next_vmid = 1
         self.dmesg: list[str] = []
         self.images: dict[str, Any] = {}
-        self.services: dict[str, Any] = {}
+        self.services = Dom0Services()          # dom0's services (xenstored, xenconsoled), by role
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
         self.yield_now = False
         self.running_pcpu: int | None = None
@@ -541,7 +542,7 @@ class ArmXenHost(Scheduler):
         self._stop(dom)
         self.evtchn.remove_domain(dom)
         self.grant_tables.domain_gone(dom)
-        for svc in self.services.values():
+        for svc in self.services.in_start_order():
             if hasattr(svc, "domain_gone"):
                 svc.domain_gone(dom)
         frames = list(dom.extra.get("frames", []))
