@@ -8,16 +8,29 @@ The usual entry points::
 
 from __future__ import annotations
 
-from .assembler import AsmError, assemble, assemble_file, assemble_line
-from .disassembler import disassemble, disassemble_bytes
-from .encoding import INSN_SIZE, DecodeError, Instruction, Mem, decode, encode
-from .image import Image, ImageFormatError, Section, SourceLine
-from .listing import render_listing
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "AsmError", "assemble", "assemble_file", "assemble_line",
-    "disassemble", "disassemble_bytes",
-    "INSN_SIZE", "DecodeError", "Instruction", "Mem", "decode", "encode",
-    "Image", "ImageFormatError", "Section", "SourceLine",
-    "render_listing",
-]
+#: Where each entry point lives. They load on first use, so that importing one module of
+#: the package (``lab.isa.encoding`` for a decoder) does not load the assembler too.
+_HOMES = {
+    "AsmError": "assembler", "assemble": "assembler", "assemble_file": "assembler",
+    "assemble_line": "assembler",
+    "disassemble": "disassembler", "disassemble_bytes": "disassembler",
+    "INSN_SIZE": "encoding", "DecodeError": "encoding", "Instruction": "encoding", "Mem": "encoding",
+    "decode": "encoding", "encode": "encoding",
+    "Image": "image", "ImageFormatError": "image", "Section": "image", "SourceLine": "image",
+    "render_listing": "listing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_HOMES)

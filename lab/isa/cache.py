@@ -20,7 +20,6 @@ from typing import Iterable
 
 from .. import sources
 from ..paths import ROOT
-from .assembler import assemble_file
 from .image import Image
 
 FORMAT = 1
@@ -62,6 +61,12 @@ def _still_current(image: Image) -> bool:
         except (OSError, UnicodeDecodeError):
             return False
     return bool(image.sources)
+
+
+def assemble_file(path: Path | str, include_dirs: Iterable[Path | str] = ()) -> Image:
+    """The assembler, loaded on a miss only: a warm start reads every image without it."""
+    from .assembler import assemble_file as assemble
+    return assemble(path, include_dirs=include_dirs)
 
 
 def assemble_file_cached(path: Path | str, include_dirs: Iterable[Path | str] = ()) -> Image:

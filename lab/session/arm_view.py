@@ -7,14 +7,16 @@ views and commands ask this module whenever the focused CPU is an Arm core.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
-from ..hw.arm.cpu import ArmCpu
-from ..hw.arm.exceptions import describe_hcr
-from ..hw.arm.gic import lr_fields
-from ..hw.arm.mmu import WalkResult, stage1_walk, walk_text
-from ..isa.a64 import A64DecodeError, decode, disassemble
+
+# The Arm hardware loads with the first Arm machine, not with the session: an x86 lab
+# (and the screen's first frame) never needs it.
+if TYPE_CHECKING:
+    from ..hw.arm.cpu import ArmCpu
+    from ..hw.arm.mmu import WalkResult
 
 INSN_SIZE = 4
 WHO = {0: "user program", 1: "guest kernel", 2: "Xen"}
@@ -23,7 +25,9 @@ SYSREGS = ("sctlr_el1", "ttbr0_el1", "ttbr1_el1", "tcr_el1", "vbar_el1", "esr_el
 
 
 def is_arm(cpu: Any) -> bool:
-    return isinstance(cpu, ArmCpu)
+    # An Arm core exists only once its module is loaded, so asking loads nothing.
+    module = sys.modules.get("lab.hw.arm.cpu")
+    return module is not None and isinstance(cpu, module.ArmCpu)
 
 
 def _regime(cpu: ArmCpu):
@@ -32,17 +36,20 @@ def _regime(cpu: ArmCpu):
 
 def walk(session, va: int, ref) -> tuple[WalkResult, list[str]]:
     """VA -> IPA -> PA as the focused vCPU's EL1&0 regime sees it: every descriptor of both stages."""
+    from ..hw.arm.mmu import stage1_walk, walk_text
     c = ref.cpu
     res = stage1_walk(session.machine.mem, _regime(c), va, "r", el=1)
     return res, walk_text(res)
 
 
 def translate_quietly(session, va: int, ref) -> int | None:
+    from ..hw.arm.mmu import stage1_walk
     res = stage1_walk(session.machine.mem, _regime(ref.cpu), va, "r", el=1)
     return res.pa if res.ok else None
 
 
 def disassemble_at(session, addr: int, ref) -> str:
+    from ..isa.a64 import A64DecodeError, decode, disassemble
     pa = translate_quietly(session, addr, ref)
     if pa is None or pa + 4 > session.machine.mem.size:
         return "(not mapped)"
@@ -53,6 +60,7 @@ def disassemble_at(session, addr: int, ref) -> str:
 
 
 def cpu_view(session, ref) -> dict[str, Any]:
+    from ..hw.arm.exceptions import describe_hcr
     c: ArmCpu = ref.cpu
     regs = {f"x{i}": c.x[i] for i in range(31)}
     regs["sp"] = c.sp_now
@@ -75,6 +83,7 @@ LR_STATES = {0: "invalid", 1: "pending", 2: "active", 3: "pending+active"}
 
 def gic_lines(c: ArmCpu) -> list[str]:
     """The GIC as this vCPU sees it: Xen's list registers, then the physical interface."""
+    from ..hw.arm.gic import lr_fields
     out = []
     for n, value in enumerate(c.gic.lr):
         f = lr_fields(value)

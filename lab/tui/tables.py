@@ -10,7 +10,8 @@ again for every width the pane takes. Prose is wrapped by the pane. A table
    to two spaces (the same character columns are removed from every row, so
    columns stay aligned);
 3. else, when its last column is its widest (descriptions, values: ``help``,
-   ``xl info``), that column wraps under itself, and a row whose first
+   ``xl info``), that column wraps under itself (between words, never inside a
+   short bracketed group such as ``(Hard / Soft)``), and a row whose first
    columns are too long for the space left puts it on the lines below;
 4. else (a matrix such as ``compare``) in bands: the first column (the rows'
    names) and as many further columns as fit, then the next band below; where
@@ -158,8 +159,7 @@ def _wrap_last(rows: list[str], start: int, width: int, stacked: bool = False) -
             continue
         head, tail = row[:start].rstrip(), row[start:].rstrip()
         if len(tail) > width - indent:
-            body = textwrap.wrap(tail.strip(), max(width - indent, 8), break_long_words=True,
-                                 break_on_hyphens=False) or [""]
+            body = _wrap_cell(tail.strip(), max(width - indent, 8))
         else:
             body = [tail]           # as it was: right-aligned numbers stay aligned
         if not tail.strip():
@@ -172,6 +172,22 @@ def _wrap_last(rows: list[str], start: int, width: int, stacked: bool = False) -
             out.extend(textwrap.wrap(head, width, subsequent_indent="  ", break_on_hyphens=False) or [""])
         out.extend(" " * indent + part for part in body)
     return out
+
+
+#: A bracketed group of words, such as xl vcpu-list's "(Hard / Soft)".
+_GROUP = re.compile(r"\([^()]{1,14}\)")
+#: Stands for a space inside a group while wrapping: textwrap breaks only at ASCII blanks.
+_KEEP = "\u00a0"
+
+
+def _wrap_cell(text: str, room: int) -> list[str]:
+    """A cell wrapped to ``room``, never inside a bracketed group that fits on a line
+    ("Affinity" over "(Hard / Soft)", not "Affinity (Hard /" over "Soft)")."""
+    kept = _GROUP.sub(lambda m: m.group().replace(" ", _KEEP), text)
+    lines = textwrap.wrap(kept, room, break_long_words=False, break_on_hyphens=False)
+    if lines and max(len(ln) for ln in lines) <= room:
+        return [ln.replace(_KEEP, " ") for ln in lines]
+    return textwrap.wrap(text, room, break_long_words=True, break_on_hyphens=False) or [""]
 
 
 def _bands(rows: list[str], starts: list[int], ends: list[int], width: int) -> list[str]:

@@ -122,3 +122,31 @@ def test_a_bar_chart_too_wide_puts_its_numbers_under_each_bar_still_aligned():
     numbers = [rows[2 + 2 * k] for k in range(len(bars))]
     ends = {r.index(r.split()[0]) + len(r.split()[0]) for r in numbers}
     assert len(ends) == 1                   # right-aligned as written: they end in one column
+
+
+def test_xl_vcpu_list_keeps_its_header_readable_at_every_width():
+    """xl's header is one line whose last two columns are one space apart ("Time(s) Affinity
+    (Hard / Soft)"), so they are fitted as one column: when it wraps under itself it breaks
+    between words, never inside "(Hard / Soft)" (it read "Affinity (Hard /" over "Soft)")."""
+    from lab.dom0.xlformat import VcpuRow, format_vcpu_list
+
+    text = format_vcpu_list([VcpuRow("Domain-0", 0, 0, 0, running=True, time_s=1.5),
+                             VcpuRow("pv-guest", 1, 0, 1, blocked=True, time_s=0.3),
+                             VcpuRow("hvm-guest", 2, 0, 0, online=False)], nr_cpus=2)
+    lines = text.splitlines()
+    header_words = lines[0].split()
+    wrapped = 0
+    for width in range(30, 121):
+        rows = [line for line, _ in fit_answer(lines, width)]
+        assert max(len(r) for r in rows) <= width, width
+        head = rows[:next(i for i, r in enumerate(rows[1:], 1) if r.startswith("Domain-0"))]
+        assert " ".join(head).split() == header_words, width         # every word, in order
+        assert any("(Hard / Soft)" in r for r in head), (width, head)
+        assert any("Time(s)" in r for r in head) and any("Affinity" in r for r in head)
+        wrapped += len(head) > 1
+        starts = [i for i, r in enumerate(rows) if r.split()[0] in ("Domain-0", "pv-guest", "hvm-guest")]
+        for k, start in enumerate(starts):          # each row keeps its cells, in order
+            end = starts[k + 1] if k + 1 < len(starts) else len(rows)
+            assert " ".join(rows[start:end]).split() == lines[1 + k].split(), width
+    assert wrapped                       # the narrow widths did wrap the header
+    assert [line for line, _ in fit_answer(lines, 100)][0] == lines[0]      # wide: as xl prints it

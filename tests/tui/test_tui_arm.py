@@ -24,3 +24,24 @@ def test_the_cpu_and_walk_panes_speak_arm():
             walk = pane_text(app, "#pages-walk")
             assert "VTTBR_EL2 0x1000005000000" in walk and "through stage 2" in walk
     run(go())
+
+
+@pytest.mark.machine
+def test_the_arm_cpu_pane_tells_the_same_story_for_time_as_x86():
+    """insn and ran cycles, then the vCPU's clock beside the host's: no unlabelled cycle counter."""
+    async def go():
+        async with lab(size=(160, 45), target=str(MACHINES / "arm" / "arm.toml")) as (app, pilot):
+            await command(pilot, app, "run 3000")
+            await settle(pilot, app)
+            session = app.runner.session
+            _, host_clock = session.clock()
+            vcpu = session.machine.domains[1].vcpus[0]
+            summary = pane_text(app, "#cpu-summary")
+            assert f"insn {vcpu.cpu.icount:,}  ran {vcpu.run_cycles:,} cycles" in summary
+            assert f"vcpu clock {vcpu.cpu.cycles:,}  host clock {host_clock:,}" in summary
+            assert 0 < vcpu.run_cycles <= vcpu.cpu.cycles <= host_clock
+            assert "cycle " not in summary.replace("cycles", "")
+            # The state beside the name is Xen's runstate, as in the domains pane, not a bare "ready".
+            assert vcpu.runstate == "running"
+            assert summary.splitlines()[0].endswith("vcpu 0  running")
+    run(go())

@@ -51,6 +51,20 @@ def test_the_screen_does_not_load_prompt_toolkit():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_the_screen_loads_what_its_first_frame_needs_and_no_more():
+    """Start-up: the assembler (images come from the cache), the Arm hardware (an x86 lab
+    never needs it) and the lesson tutor (only with a lesson) load when first used."""
+    later = ("lab.isa.assembler", "lab.hw.arm.cpu", "lab.isa.a64", "lab.lessons.tutor")
+    code = f"import sys, lab.tui.app; print([m for m in {later!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    # ...and they are there when asked for: the package's entry points, an Arm core
+    code = ("import sys, lab.isa; from lab.session import arm_view; from lab.hw.arm.cpu import ArmCpu; "
+            "print(callable(lab.isa.assemble_file), arm_view.is_arm(object.__new__(ArmCpu)), arm_view.is_arm(1))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True True False", out.stdout + out.stderr
+
+
 # -- the xenlab command -----------------------------------------------------------------
 class _FakeApp:
     opened: list = []

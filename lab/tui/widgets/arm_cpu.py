@@ -12,6 +12,7 @@ from typing import Any
 from textual.content import Content
 
 from ...hw.arm.mmu import walk_text
+from .cpu import focused_info, time_parts
 
 MUTED = "$text-muted"
 CURRENT = "reverse $accent"
@@ -44,14 +45,17 @@ def els_content(view: Any) -> Content:
 
 def summary_content(view: Any) -> Content:
     cpu = view.cpu
-    state = f"stopped: {cpu['stopped']}" if cpu["stopped"] else ("in wfi" if cpu["halted"] else "ready")
+    info = focused_info(view)
+    # As on x86: the core's own state when stopped or in wfi, else the vCPU's runstate under Xen.
+    runstate = info.runstate if info is not None else ""
+    state = f"stopped: {cpu['stopped']}" if cpu["stopped"] else ("in wfi" if cpu["halted"] else runstate or "ready")
     parts: list[Any] = [(f"d{cpu['dom']} {cpu['label']} vcpu {cpu['vcpu']}", "bold"), "  ",
                         (state, "$text-error bold" if cpu["stopped"] else "$text-success"), "\n",
                         ("EL ", MUTED), (f"{cpu['el']}", "$text-accent bold"), ": ", (EL_WORDS[cpu["el"]], MUTED), "\n",
                         ("next ", MUTED), (cpu["next"], "bold"), "\n",
-                        ("pc   ", MUTED), f"{cpu['pc']:#x}\n",
-                        ("insn ", MUTED), f"{cpu['icount']:,}", ("  cycle ", MUTED), f"{cpu['cycles']:,}"]
-    return Content.assemble(*parts)
+                        ("pc   ", MUTED), f"{cpu['pc']:#x}\n"]
+    # The same story for time as the x86 pane: what the vCPU ran, its own clock and the host's.
+    return Content.assemble(*parts, *time_parts(view, info))
 
 
 def registers_content(cpu: dict[str, Any], prev: dict[str, Any] | None) -> Content:

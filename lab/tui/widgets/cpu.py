@@ -128,7 +128,7 @@ def rings_content(view: StateView) -> Content:
     return Content.assemble(*parts).rstrip()
 
 
-def _focused_info(view: StateView) -> Any:
+def focused_info(view: StateView) -> Any:
     return next((v for v in view.vcpus if v.focused), None)
 
 
@@ -154,7 +154,7 @@ def summary_content(view: StateView) -> Content:
         name = f"d{dom.domid} {dom.name} ({dom.mode})" if dom is not None else "this domain"
         return Content.assemble((name, "bold"), "  ", ("dom0 services", "$text-accent bold"), "\n",
                                 (view.service, MUTED))
-    info = _focused_info(view)
+    info = focused_info(view)
     runstate = info.runstate if info is not None else ""
     # The CPU's own state when it has stopped or halted; else, under Xen, the vCPU's runstate.
     state = f"stopped: {cpu['stopped']}" if cpu["stopped"] else ("halted" if cpu["halted"] else runstate or "ready")

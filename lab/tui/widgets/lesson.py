@@ -6,6 +6,8 @@ messages; the tutor (``lab/lessons``) holds the state and does the actions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -13,7 +15,8 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from ...lessons.tutor import StepState
+if TYPE_CHECKING:        # only named here: the tutor loads with a lesson, not with the screen
+    from ...lessons.tutor import StepState
 
 #: The panel's keys (when it has the focus): key, lesson action, label.
 PANEL_KEYS = (("h", "hint", "hint"), ("s", "solution", "solution"), ("r", "reset", "reset step"),
