@@ -12,9 +12,8 @@ from typing import Any
 from textual.content import Content
 
 from ...hw.arm.mmu import walk_text
-from .cpu import focused_info, time_parts
+from .cpu_time import MUTED, focused_info, time_parts
 
-MUTED = "$text-muted"
 CURRENT = "reverse $accent"
 CHANGED = "$text-warning bold"
 EL_WORDS = {2: "Xen: stage 2, the vGIC, every hypercall (hvc) and trapped wfi",

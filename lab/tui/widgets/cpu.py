@@ -13,6 +13,7 @@ from .text import Text
 from ...hw.x86 import X86_CR0_PE, X86_CR0_PG, X86_CR0_WP, X86_CR4_PAE, X86_CR4_PGE
 from ..explain import display
 from ...session.view import StateView
+from .cpu_time import MUTED, focused_info, time_parts
 
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
@@ -25,7 +26,6 @@ EFER_BITS = ((1 << 0, "SCE"), (1 << 8, "LME"), (1 << 10, "LMA"), (1 << 11, "NXE"
 _SOURCE = re.compile(r"^(?P<file>.+?):(?P<line>\d+|\+0x[0-9a-f]+)  (?P<text>.*)$")
 
 CHANGED = "$text-warning bold"
-MUTED = "$text-muted"
 CURRENT = "reverse $accent"
 
 
@@ -128,10 +128,6 @@ def rings_content(view: StateView) -> Content:
     return Content.assemble(*parts).rstrip()
 
 
-def focused_info(view: StateView) -> Any:
-    return next((v for v in view.vcpus if v.focused), None)
-
-
 def why_not_running(view: StateView, info: Any) -> str:
     """Why the focused vCPU is not on a pCPU now, in Xen's words (its runstate), or ""."""
     if info is None or not view.xen or info.runstate in ("", "running"):
@@ -182,31 +178,6 @@ def summary_content(view: StateView) -> Content:
     return Content.assemble(*parts, *time_parts(view, info))
 
 
-def _micro(cycles: int, hz: int | None) -> str:
-    return f" ({cycles / hz * 1e6:,.1f} µs)" if hz else ""
-
-
-def time_parts(view: StateView, info: Any) -> list[Any]:
-    """The focused CPU's instructions and time.
-
-    On bare metal the CPU's cycle count is the machine's time. Under Xen there are
-    two clocks: the host's (the furthest pCPU's, Xen's NOW(); the status bar's ``host
-    clock``) and each vCPU's (``vcpu clock``: the host's time when it last ran, plus
-    what it ran since; it stands still while the vCPU waits and catches up when Xen
-    runs it again). ``ran`` is the vCPU's running time, what ``xl vcpu-list`` shows
-    as Time(s).
-    """
-    cpu = view.cpu
-    if not view.xen:
-        return [("insn ", MUTED), f"{cpu['icount']:,}", ("  cycle ", MUTED), f"{cpu['cycles']:,}",
-                (_micro(cpu["cycles"], view.cpu_hz), MUTED)]
-    ran = info.run_cycles if info is not None else 0
-    parts: list[Any] = [("insn ", MUTED), f"{cpu['icount']:,}", ("  ran ", MUTED), f"{ran:,} cycles",
-                        (_micro(ran, view.cpu_hz), MUTED), "\n",
-                        ("vcpu clock ", MUTED), f"{cpu['cycles']:,}"]
-    if view.host_cycles is not None:
-        parts += [("  host clock ", MUTED), f"{view.host_cycles:,}"]
-    return parts
 
 
 def registers_content(cpu: dict[str, Any], prev: dict[str, Any] | None) -> Content:
