@@ -109,10 +109,15 @@ KIND_TEXT = {
               "returns through Xen with the iret hypercall instead)",
     "hypercall": "a hypercall: the guest asks Xen for a service, as a program makes a system "
                  "call to its kernel; the number is in rax, arguments in rdi, rsi, rdx, r10, r8",
+    "hypercall-arm": "a hypercall: the guest asks Xen for a service with hvc #0xEA1, as a program "
+                     "makes a system call to its kernel with svc; the number is in x16, arguments "
+                     "in x0-x4, the result comes back in x0",
     "vmexit": "a VM exit: the CPU leaves the guest (non-root) for Xen (root), saving the "
               "guest's state in the VMCS with a reason",
     "vmentry": "Xen resumes the guest (VM entry to non-root operation)",
     "trap": "an exception or interrupt delivered through the IDT",
+    "trap-arm": "an exception or interrupt taken to the guest kernel's vector table (VBAR_EL1), "
+                "with its syndrome in ESR_EL1 and the return address in ELR_EL1",
     "interrupt": "a device or timer raised an interrupt; the CPU takes it when IF is set",
     "ioport": "an in or out instruction reached a device on the I/O bus",
     "mmio": "a load or store to a device's memory-mapped registers",
@@ -222,15 +227,26 @@ def explanation(ev: Any) -> str:
         note = _abi_note(name)
         if note:
             text = f"{text} ({note})" if text else note
-        text = f"{KIND_TEXT['hypercall']}. {name}: {text}" if text else KIND_TEXT["hypercall"]
+        # Xen on Arm: hvc with the number in x16 (xen/arch/arm/traps.c), told by the ESR it carries
+        detail = ev.get("detail")
+        how = KIND_TEXT["hypercall-arm" if isinstance(detail, dict) and "x16" in detail else "hypercall"]
+        text = f"{how}. {name}: {text}" if text else how
     elif k == "vmexit":
         text = VMEXITS.get(name.upper(), "")
         text = f"{KIND_TEXT['vmexit']}. {name}: {text}" if text else KIND_TEXT["vmexit"]
+    if k == "trap" and not text and _arm_trap(ev):
+        text = KIND_TEXT["trap-arm"]
     if not text:
         text = KIND_TEXT.get(k) or (KINDS[k].doc if k in KINDS else k)
     if k == "trap" and name in TRAPS:
         text = f"{name}: {text}"
     return text
+
+
+def _arm_trap(ev: Any) -> bool:
+    """An Arm core's exception: its reason is the syndrome (ESR) or the kind of interrupt."""
+    reason = ev.get("reason")
+    return isinstance(reason, str) and (reason.startswith("ESR ") or reason in ("IRQ", "FIQ", "SError"))
 
 
 def _abi_note(name: str) -> str:

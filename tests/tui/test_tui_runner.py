@@ -189,6 +189,19 @@ def test_explanations_by_kind_and_name():
     assert "event channel" in explanation(ev)
     row = event_row(hc)
     assert "d1.v0" in row and "hypercall mmu_update nr=1 (0x1, 0x2) -> 0" in row
+    assert "rax" in explanation(hc) and "x16" not in explanation(hc)
+
+
+def test_explanations_on_arm_name_arm_s_registers_and_vectors():
+    # Xen on Arm: hvc #0xEA1, the number in x16 (xen/arch/arm/traps.c); exceptions go to VBAR_EL1
+    hc = Event(7, 100, 0, 1, 0, "hypercall", {"name": "sched_op", "nr": 29, "args": [0, 0], "ret": 0,
+                                              "detail": {"esr": "0x5a000ea1", "x16": 29}})
+    assert "x16" in explanation(hc) and "rax" not in explanation(hc) and "sched_op" in explanation(hc)
+    irq = Event(8, 100, 0, 1, 0, "trap", {"vector": 0x80, "mnemonic": "IRQ", "reason": "IRQ"})
+    assert "VBAR_EL1" in explanation(irq) and "IDT" not in explanation(irq)
+    svc = Event(9, 100, 0, 1, 0, "trap", {"vector": 0x400, "mnemonic": "SVC from AArch64",
+                                          "reason": "ESR 0x56000000: EC 0x15 SVC from AArch64, ISS 0x0"})
+    assert "VBAR_EL1" in explanation(svc)
 
 
 @pytest.mark.machine
