@@ -81,3 +81,16 @@ def test_on_arm_too(tmp_path):
     two = tmp_path / "two.cfg"
     two.write_text(guest.replace('name = "arm-guest"', 'name = "two"') + "max_grant_frames = 2\n")
     assert xl.create(two).max_grant_frames == 2
+
+
+@pytest.mark.machine
+def test_a_table_larger_than_the_host_s_memory_is_refused_not_a_crash():
+    # A config may allow far more grant frames than the host has: growing the table past the
+    # free memory fails as gnttab_grow_table() fails (GNTST_general_error), the host runs on
+    host, a, b = two_pv_guests()
+    b.max_grant_frames = 1 << 30
+    free = len(host.free_frames)
+    assert host.grant_tables.setup_table(b.domid, free + 10)[0] == -1
+    assert len(host.free_frames) == free, "the table stays as it was"
+    assert host.grant_tables.frame_for_physmap(b.domid, free + 10) is None
+    assert host.grant_tables.setup_table(b.domid, 2)[0] == 0

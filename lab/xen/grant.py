@@ -94,6 +94,10 @@ class GrantTables:
         if not 1 <= nr <= self.max_frames(domid):
             return GNTST_general_error, []
         frames = self.frames.setdefault(domid, [])
+        if nr - len(frames) > len(self.host.free_frames):
+            # gnttab_grow_table() failing to allocate: "Expand grant table ... failed", the table
+            # stays as it was (a config may allow far more frames than the host has)
+            return GNTST_general_error, []
         while len(frames) < nr:
             frames.append(self.host.alloc_frame(domid))
         return GNTST_okay, frames[:nr]
@@ -102,9 +106,8 @@ class GrantTables:
         """gnttab_get_shared_frame_mfn(): frame ``idx``, growing the table up to its maximum."""
         frames = self.frames.setdefault(domid, [])
         if idx >= len(frames):
-            if idx + 1 > self.max_frames(domid):
+            if idx + 1 > self.max_frames(domid) or self.setup_table(domid, idx + 1)[0] != GNTST_okay:
                 return None
-            self.setup_table(domid, idx + 1)
         return frames[idx]
 
     def _entry_addr(self, granter: int, ref: int) -> int | None:

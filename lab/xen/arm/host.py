@@ -457,6 +457,9 @@ class ArmXenHost(Scheduler):
                 return -E["EINVAL"]
             frames = dom.extra.setdefault("gnttab_frames", {})
             if idx not in frames:
+                if not self.free_frames:
+                    info["why"] = "no free frame for the grant table (gnttab_grow_table failed)"
+                    return -E["ENOMEM"]
                 frames[idx] = self.alloc_frame(None)
             mfn = frames[idx]
         else:
