@@ -48,9 +48,11 @@ _KINDS = [
     KindInfo("sysret", ("rip",), "PV", "return from a system call to user mode"),
     KindInfo("ring", ("from_cpl", "to_cpl", "root", "why"), None,
              "the CPU changes privilege level or root/non-root operation"),
-    KindInfo("ioport", ("port", "size", "dir", "value", "device"), "HVM",
-             "an I/O port access (dir 'in' or 'out') and the device that claimed it"),
-    KindInfo("mmio", ("addr", "size", "dir", "value", "device"), "HVM", "a memory-mapped I/O access"),
+    KindInfo("ioport", ("port", "size", "dir", "value", "device", "emulator"), "HVM",
+             "an I/O port access (dir 'in' or 'out'), the device that claimed it and who emulated it "
+             "('xen' or 'device model')"),
+    KindInfo("mmio", ("addr", "size", "dir", "value", "device", "emulator", "count"), "HVM",
+             "a memory-mapped I/O access, the device that answered and who emulated it ('xen' or 'device model')"),
     KindInfo("pagetable", ("op", "addr", "value", "level", "result", "message"), "MEM",
              "a page-table update, validation (or its failure), shadow sync or EPT violation"),
     KindInfo("tlb", ("op", "addr", "entries"), None, "a TLB flush or invalidation"),
@@ -125,7 +127,8 @@ class Event:
         if k == "trap":
             return f"trap {d.get('mnemonic')} vector {d.get('vector')} at {d.get('rip', 0):#x}"
         if k == "ioport":
-            return f"{d.get('dir')} port {d.get('port', 0):#x} = {d.get('value', 0):#x} ({d.get('device')})"
+            by = f", emulated by {d['emulator']}" if d.get("emulator") else ""
+            return f"{d.get('dir')} port {d.get('port', 0):#x} = {d.get('value', 0):#x} ({d.get('device')}{by})"
         if k == "console":
             return f"console {d.get('text')!r}"
         parts = " ".join(f"{n}={d[n]}" for n in KINDS[k].fields if n in d and d[n] is not None)

@@ -872,9 +872,12 @@ def test_hvm_acpi_power_off_goes_through_the_device_model(tmp_path):
     assert cpu.regs[12] & 0xFFFF == 0x0100
     assert 0 < cpu.regs[13] < cpu.regs[14] <= 0xFFFF_FFFF
     io = {e.get("port"): e.get("device") for e in host.trace.iter_all() if e.kind == "ioport" and e.dom == dom.domid}
+    by = {e.get("port"): e.get("emulator") for e in host.trace.iter_all() if e.kind == "ioport" and e.dom == dom.domid}
     assert io[0x604] == "none"
-    assert io[0xB000] == io[0xB002] == io[0xB008] == "acpi pm1a event block / pm timer (in Xen)"
+    assert io[0xB000] == io[0xB002] == io[0xB008] == "ACPI PM1a event block / PM timer (in Xen: pmtimer.c)"
+    assert by[0xB000] == by[0xB002] == by[0xB008] == "xen"
     assert io.get(0xB004, "device model (ioreq)") == "device model (ioreq)"
+    assert by.get(0xB004, "device model") == "device model"
     notes = [e.get("state") for e in host.trace.iter_all() if e.kind == "ioreq" and e.get("port") == 0xB004]
     assert notes[:2] == ["STATE_IOREQ_READY", "STATE_IOREQ_INPROCESS"]
     assert "ACPI PM1a_CNT: SLP_EN, SLP_TYP 0 (S5): power off" in notes

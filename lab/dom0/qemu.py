@@ -440,7 +440,8 @@ class DeviceModel:
                 device.mmio_write(gpa - base, size, result)
         finally:
             q._vcpu, q._req = None, None
-        host.emit(v, "mmio", addr=gpa, size=size, dir=direction, value=result, device=device.mmio_name)
+        host.emit(v, "mmio", addr=gpa, size=size, dir=direction, value=result, device=device.mmio_name,
+                  emulator="device model")
         ioreq_event(host, v, STATE_NAMES[STATE_IORESP_READY], gpa, size, direction, result, cost=cost, **extra)
         self._charge_dom0()
         return result

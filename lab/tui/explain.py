@@ -174,6 +174,15 @@ def _fmt(name: str, value: Any) -> str:
     return f"{name}={value}"
 
 
+#: Who carried an emulated access out (the ``emulator`` field of ioport and mmio events).
+EMULATOR_WORDS = {"xen": " in Xen", "device model": " in QEMU"}
+EMULATOR_EXPLANATIONS = {
+    "xen": "Xen emulated it itself: a device in its intercept table (local APIC, IO-APIC, HPET, PIC, PIT, "
+           "RTC, PM timer, debug port), or its null handler when nothing claims the address",
+    "device model": "the device model (QEMU in dom0) emulated it: Xen sent it an ioreq and waited for the answer",
+}
+
+
 def event_details(ev: Any) -> str:
     """The kind-specific fields other than the name, compactly."""
     d = ev.data
@@ -193,7 +202,8 @@ def event_details(ev: Any) -> str:
         val = f"{value:#x}" if isinstance(value, int) else str(value)
         arrow = "<-" if d["dir"] == "in" else "->"
         extra = f" ({d['device']})" if d.get("device") else (f" [{d['state']}]" if d.get("state") else "")
-        return f"{d['dir']:<3} {arrow} {val} size {d.get('size')}{extra}"
+        by = EMULATOR_WORDS.get(d.get("emulator", ""), "")
+        return f"{d['dir']:<3} {arrow} {val} size {d.get('size')}{by}{extra}"
     if k in ("trap", "vmexit", "syscall", "sysret") and isinstance(d.get("rip"), int):
         at = ("to " if k == "sysret" else "at ") + f"{d['rip']:#x}"
         rest = " ".join(_fmt(n, d[n]) for n in KINDS[k].fields
@@ -238,6 +248,8 @@ def explanation(ev: Any) -> str:
         text = KIND_TEXT["trap-arm"]
     if not text:
         text = KIND_TEXT.get(k) or (KINDS[k].doc if k in KINDS else k)
+    if k in ("ioport", "mmio") and ev.get("emulator") in EMULATOR_EXPLANATIONS:
+        text = f"{text}; {EMULATOR_EXPLANATIONS[ev.get('emulator')]}"
     if k == "trap" and name in TRAPS:
         text = f"{name}: {text}"
     return text

@@ -19,13 +19,12 @@ from __future__ import annotations
 import struct
 
 from ..hw import boot
-from ..hw.devices.board import Pic8259, Pit8254
 from ..hw.ept import make_eptp
 from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
 from ..hw.pagebuild import ept_map_pages
 from ..hw.vmx import Vmcs
 from ..isa.image import Image
-from . import abi
+from . import abi, vdev
 from ..hw.x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, X86_CR0_PE, X86_CR0_PG, X86_CR0_WP,
                       X86_CR4_PAE, X86_CR4_PGE, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER)
 from .hvm import HvmIntr
@@ -249,9 +248,8 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
         dom.extra["shadow"] = ShadowPaging(host, dom)
     else:
         dom.ept_root = _ept_for(host, dom)
-    dom.devices["vpic"] = Pic8259()
+    vdev.install_hvm(host, dom)
     v0 = dom.vcpus[0]
-    dom.devices["vpit"] = Pit8254(host.cpu_hz, lambda: v0.cpu.cycles)
     _new_shared_info(host, dom)
     for v in dom.vcpus:
         cpu = v.cpu
@@ -319,6 +317,7 @@ def build_pvh(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> 
     if not (dom.hap and host.config.ept):
         raise BuildError(f"{dom.name}: a PVH guest needs hardware-assisted paging (hap=1 on a host with EPT/NPT)")
     dom.ept_root = root = _ept_for(host, dom)
+    vdev.install_pvh(host, dom)
     entry = boot.physical_of(kernel.entry)
     for v in dom.vcpus:
         cpu = v.cpu

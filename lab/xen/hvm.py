@@ -5,10 +5,12 @@ of its instructions and events leave the guest; each exit lands here with
 its Intel exit reason (reported with the SVM exit code on an AMD host), Xen
 handles it, charges the cycles, and re-enters the guest.
 
-Inside Xen, as in real Xen, live the emulated PIC and PIT (``vpic``,
-``vpit``), the HVM debug port 0xE9 (``hvm_print_line``) and the CPUID
-policy with Xen's leaves at 0x40000000. Port I/O that nothing claims
-completes as real hardware does: reads return all ones.
+Inside Xen, as in real Xen, live the platform devices Xen emulates itself
+(:mod:`lab.xen.vdev`: local APIC, IO-APIC, HPET, PICs, PIT, RTC, PM timer
+and the debug port 0xE9), found through the domain's intercept table before
+anything goes to the device model, and the CPUID policy with Xen's leaves at
+0x40000000. Port I/O that nothing claims completes as real hardware does:
+reads return all ones.
 
 Event channels reach an HVM or PVH vCPU as an interrupt (``xen/arch/x86/hvm/
 irq.c``): the callback that HVM_PARAM_CALLBACK_IRQ names (a GSI or a PCI
@@ -35,41 +37,13 @@ from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
 from .hypercall_table import Preempted, dispatch
 from .release import XEN_VERSION
+from .vdev import intercept
+from .vdev.intercept import EMULATOR_DM, EMULATOR_XEN
+from .vdev.vlapic import eoi as vlapic_eoi
 
 XEN_CPUID_BASE = 0x40000000
 #: A 4-level EPT maps 48-bit guest-physical addresses: gfns below 2^36.
 EPT_GFN_BITS = 36
-#: Xen's HVM ACPI event block (public/hvm/ioreq.h): V0 for qemu-traditional, V1 for
-#: qemu-xen, chosen by HVM_PARAM_ACPI_IOPORTS_LOCATION. Xen emulates PM1a_STS/EN and the
-#: PM timer (hvm/pmtimer.c); PM1a_CNT, between them, is the device model's.
-ACPI_PM1A_EVT_BLK_ADDRESS_V0 = 0x1F40
-ACPI_PM1A_EVT_BLK_ADDRESS_V1 = 0xB000
-#: The ACPI PM timer's frequency (FREQUENCE_PMTIMER, pmtimer.c), a 32-bit counter (TMR_VAL_EXT).
-PMTIMER_HZ = 3_579_545
-
-
-def acpi_pm_base(dom) -> int:
-    """Where this HVM domain's PM1a event block is, as pmtimer.c places it."""
-    if dom.hvm_params.get(abi.HVM_PARAM_ACPI_IOPORTS_LOCATION, 0) == 1:
-        return ACPI_PM1A_EVT_BLK_ADDRESS_V1
-    return ACPI_PM1A_EVT_BLK_ADDRESS_V0
-
-
-def _pmtimer_io(host, v, port: int, base: int, direction: str, value: int) -> int:
-    """pmtimer.c: PM1a_STS (write 1 to clear) and PM1a_EN at base..base+3; TMR_VAL at base+8."""
-    pm = v.domain.devices.setdefault("pmtimer", {"sts": 0, "en": 0})
-    off = port - base
-    if off >= 8:
-        ticks = (v.cpu.cycles if v.cpu else 0) * PMTIMER_HZ // host.cpu_hz
-        return ticks & 0xFFFF_FFFF
-    reg = "sts" if off < 2 else "en"
-    if direction == "out":
-        if reg == "sts":
-            pm["sts"] &= ~value & 0xFFFF
-        else:
-            pm["en"] = value & 0xFFFF
-        return value
-    return pm[reg]
 
 
 def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
@@ -150,46 +124,29 @@ def _exit_hlt(host, v, exc) -> None:
 
 
 def _exit_io(host, v, exc) -> None:
+    """hvmemul_do_pio(): Xen's own port handlers first (hvm_io_intercept()), then an ioreq to
+    the device model if it registered the port, else Xen's null handler (reads all ones)."""
     cpu = v.cpu
     dom = v.domain
     port, size, direction = exc.info["port"], exc.info["size"], exc.info["dir"]
     mask = (1 << (8 * size)) - 1
     value = cpu.regs[0] & mask
-    device = "none"
     result = mask
-    devices = dom.devices
-    if port in (0x20, 0x21) and "vpic" in devices:
-        device = "vpic (in Xen)"
-        if direction == "in":
-            result = devices["vpic"].port_in(port)
-        else:
-            devices["vpic"].port_out(port, value)
-    elif 0x40 <= port <= 0x43 and "vpit" in devices:
-        device = "vpit (in Xen)"
-        if direction == "in":
-            result = devices["vpit"].port_in(port)
-        else:
-            devices["vpit"].port_out(port, value)
-    elif port == 0xE9:
-        device = "debug port (hvm_print_line)"
-        if direction == "out":
-            from .console import guest_console_write
-            guest_console_write(host, dom, chr(value & 0xFF))
-        else:
-            result = 0xE9
-    elif dom.type == "hvm" and (acpi_pm_base(dom) <= port < acpi_pm_base(dom) + 4
-                                or acpi_pm_base(dom) + 8 <= port < acpi_pm_base(dom) + 12):
-        device = "acpi pm1a event block / pm timer (in Xen)"
-        result = _pmtimer_io(host, v, port, acpi_pm_base(dom), direction, value)
+    emulator = EMULATOR_XEN
+    handled = intercept.port_io(host, v, port, size, direction, value)
+    if handled is not None:
+        result, device = handled
     else:
+        device = "none"
         dm = host.services.device_model
         if dm is not None and dm.claims(dom, port):
             device = "device model (ioreq)"
+            emulator = EMULATOR_DM
             result = dm.port_io(v, port, size, direction, value)
     if direction == "in":
         cpu.regs[0] = (cpu.regs[0] & ~mask) | (result & mask) if size < 4 else result & mask
         value = result & mask
-    host.emit(v, "ioport", port=port, size=size, dir=direction, value=value, device=device)
+    host.emit(v, "ioport", port=port, size=size, dir=direction, value=value, device=device, emulator=emulator)
     _advance(cpu)
 
 
@@ -339,10 +296,7 @@ def _x2apic_eoi(host, v, exc) -> None:
         _inject_gp(host, v, "the x2APIC EOI register is write-only and takes 0")
         return
     host.emit(v, "msr", dir="write", msr=abi.MSR_X2APIC_EOI, value=value)
-    if v.lapic_isr:
-        v.lapic_isr &= ~(1 << (v.lapic_isr.bit_length() - 1))
-    if v.lapic_irr and isinstance(cpu.irq_source, HvmIntr):
-        cpu.irq_source.hint = True          # a vector held back by the one in service may go now
+    vlapic_eoi(host, v)
     _advance(cpu)
 
 

@@ -7,7 +7,9 @@ paging a guest mapping of such a gfn (``sh_page_fault()``), goes to
 ``handle_mmio_with_translation()`` (arch/x86/hvm/io.c): Xen's instruction
 emulator carries the instruction out, and each memory operand that lands
 outside RAM becomes an MMIO access (``hvmemul_do_mmio``, arch/x86/hvm/
-emulate.c). ``hvmemul_do_io()`` offers the access to the ioreq servers
+emulate.c). ``hvmemul_do_io()`` offers the access to the devices Xen
+emulates itself first (``hvm_io_intercept()``, arch/x86/hvm/intercept.c: the
+local APIC, IO-APIC and HPET, :mod:`lab.xen.vdev`), then to the ioreq servers
 (``ioreq_server_select()``, common/ioreq.c): a device model that registered
 the range gets an ioreq and answers it; when none did, Xen's own
 ``null_handler`` answers ("If there is no suitable backing DM, just ignore
@@ -34,6 +36,8 @@ from ..hw.faults import CpuStop, Fault, VmExit
 from ..hw.x86 import EFER_NXE, PFEC_insn_fetch, PFEC_user_mode, PFEC_write_access, X86_EXC_GP, X86_EXC_PF, X86_EXC_UD
 from ..isa.encoding import INSN_SIZE, DecodeError, decode
 from .paging_pool import PoolExhausted
+from .vdev import intercept
+from .vdev.intercept import EMULATOR_XEN, register_name
 
 #: hvmemul_linear_to_phys() clips a rep string instruction to 4096 repetitions per emulation
 #: ("Clip repetitions to a sensible maximum"); the guest re-executes it for the rest.
@@ -42,6 +46,10 @@ MAX_REPS = 4096
 
 class _Unhandleable(Exception):
     """X86EMUL_UNHANDLEABLE: the emulator cannot carry the instruction out."""
+
+
+class _DomainCrashed(Exception):
+    """Xen crashed the domain in the middle of the emulation (domain_crash())."""
 
 
 class _Clipped(Exception):
@@ -123,12 +131,24 @@ class MmioEmulation:
             return -1
         return None
 
-    # -- the access itself: an ioreq server's, or Xen's null handler ------------------
+    # -- the access itself: Xen's own device, an ioreq server's, or Xen's null handler ------
     def access(self, gpa: int, size: int, direction: str, value: int = 0) -> int:
         host, v = self.host, self.v
         if self.count >= MAX_REPS:
             raise _Clipped()
         self.count += 1
+        # hvmemul_do_io(): hvm_io_intercept() first, the devices Xen emulates itself
+        device = intercept.mmio_handler(host, v, gpa, size)
+        if not self.dom.alive:
+            raise _DomainCrashed()              # hvm_mmio_accept() crashed it
+        if device is not None:
+            if direction == "in":
+                result = device.read(host, v, gpa, size) & _ones(size)
+            else:
+                result = value & _ones(size)
+                device.write(host, v, gpa, size, result)
+            self._note(gpa, size, direction, result, f"{device.name}: {register_name(device, gpa)}", EMULATOR_XEN)
+            return result
         dm = host.services.device_model
         answer = None
         if dm is not None and dm.claims_mmio(v.domain, gpa):
@@ -139,31 +159,32 @@ class MmioEmulation:
         if answer is None:
             # null_handler: no ioreq server registered the range (hvmemul_do_io()).
             result = _ones(size) if direction == "in" else value & _ones(size)
-            self._note_null(gpa, size, direction, result)
+            what = "reads all ones" if direction == "in" else "drops the write"
+            self._note(gpa, size, direction, result, f"none: no ioreq server claims it; Xen's null handler {what}",
+                       EMULATOR_XEN)
         else:
             result = answer if direction == "in" else value & _ones(size)
         return result & _ones(size)
 
-    def _note_null(self, gpa: int, size: int, direction: str, value: int) -> None:
+    def _note(self, gpa: int, size: int, direction: str, value: int, device: str, emulator: str) -> None:
         # Xen emulates a rep string access as one hvmemul_do_io() with a repeat count: the
         # elements of one run share one event.
         p = self._pending
-        if p is not None and p[1] == size and p[2] == direction and gpa == p[0] + p[4] * size:
+        if p is not None and p[1] == size and p[2] == direction and gpa == p[0] + p[4] * size and p[5] == device:
             p[3] = value
             p[4] += 1
             return
         self._flush()
-        self._pending = [gpa, size, direction, value, 1]
+        self._pending = [gpa, size, direction, value, 1, device, emulator]
 
     def _flush(self) -> None:
         p, self._pending = self._pending, None
         if p is None:
             return
-        gpa, size, direction, value, count = p
-        what = "reads all ones" if direction == "in" else "drops the write"
+        gpa, size, direction, value, count, device, emulator = p
         extra: dict[str, Any] = {"count": count} if count > 1 else {}
-        self.host.emit(self.v, "mmio", addr=gpa, size=size, dir=direction, value=value,
-                       device=f"none: no ioreq server claims it; Xen's null handler {what}", **extra)
+        self.host.emit(self.v, "mmio", addr=gpa, size=size, dir=direction, value=value, device=device,
+                       emulator=emulator, **extra)
 
     # -- the CPU's memory accesses, for this one instruction ---------------------------
     def _cached(self, va: int, size: int, access: str) -> int | None:
@@ -240,6 +261,8 @@ class MmioEmulation:
         except PoolExhausted as exc:
             outcome = "pool"
             host.crash(self.dom, f"shadow: {exc}", v)
+        except _DomainCrashed:
+            outcome = "pool"
         except _Clipped:
             outcome = "clipped"
         except (Fault, VmExit, CpuStop) as exc:

@@ -204,6 +204,22 @@ def test_explanations_on_arm_name_arm_s_registers_and_vectors():
     assert "VBAR_EL1" in explanation(svc)
 
 
+def test_the_io_pane_says_which_emulator_carried_an_access_out():
+    """hvm/intercept.c: Xen's own devices answer before any ioreq reaches QEMU; the I/O log
+    line and its explanation name the emulator the trace records."""
+    from lab.tui.explain import event_details
+    xen = Event(1, 0, 0, 1, 0, "ioport", {"port": 0x21, "size": 1, "dir": "in", "value": 0xFB,
+                                          "device": "vPIC (in Xen: vpic.c)", "emulator": "xen"})
+    dm = Event(2, 0, 0, 1, 0, "ioport", {"port": 0x1F7, "size": 1, "dir": "in", "value": 0x50,
+                                         "device": "device model (ioreq)", "emulator": "device model"})
+    lapic = Event(3, 0, 0, 1, 0, "mmio", {"addr": 0xFEE00030, "size": 4, "dir": "in", "value": 0x50014,
+                                          "device": "vLAPIC (in Xen: vlapic.c): version", "emulator": "xen"})
+    assert "in Xen (vPIC" in event_details(xen) and "in QEMU (device model" in event_details(dm)
+    assert "in Xen (vLAPIC (in Xen: vlapic.c): version)" in event_details(lapic)
+    assert "Xen emulated it itself" in explanation(xen) and "QEMU in dom0" in explanation(dm)
+    assert "emulated by xen" in xen.summary()
+
+
 @pytest.mark.machine
 def test_describe_event_maps_rip_to_the_source_line():
     s = Session(native_machine())

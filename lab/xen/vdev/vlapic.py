@@ -1,0 +1,256 @@
+"""The local APIC Xen emulates for each HVM vCPU: arch/x86/hvm/vlapic.c.
+
+Its registers are a 4 KiB page at the address IA32_APIC_BASE names (0xfee00000
+after reset), reached through the MMIO handler ``vlapic_mmio_ops`` while the
+APIC is enabled and not in x2APIC mode (``vlapic_range()``). Registers are
+32 bits on 16-byte boundaries; an access that fits inside one register is
+carried out (``vlapic_mmio_read()`` / ``vlapic_mmio_write()``), anything else,
+and any offset past the timer's divide configuration (0x3e0), reads 0 and is
+dropped, as Xen does.
+
+Modelled: ID (vCPU id * 2 in bits 31:24), version (VLAPIC_VERSION 0x00050014:
+six LVT entries), TPR, PPR, EOI, LDR, DFR, SVR, ISR and IRR (the vCPU's
+in-service and requested vectors, which the event-channel upcall vector
+uses), ESR, ICR, the six LVT entries with Xen's writable-bit masks, and the
+timer: initial count, current count (counting down from the guest's time at
+APIC_BUS_CYCLE_NS = 10 ns times the divisor, one-shot or periodic) and divide
+configuration. Not modelled: delivering the timer's interrupt and IPIs through
+the ICR (their registers hold what the guest wrote), and the software
+disable's effect on delivery (SVR bit 8 is kept; the lab raises the upcall
+vector whatever it says). Docs: docs/security.md, docs/hvm-devices.md.
+"""
+
+from __future__ import annotations
+
+#: vlapic.c / apicdef.h
+VLAPIC_VERSION = 0x00050014
+VLAPIC_LVT_NUM = 6
+APIC_DEFAULT_PHYS_BASE = 0xFEE00000
+APIC_BASE_ENABLE = 1 << 11
+APIC_BASE_EXTD = 1 << 10
+APIC_BUS_CYCLE_NS = 10
+
+APIC_ID, APIC_LVR, APIC_TASKPRI, APIC_PROCPRI, APIC_EOI = 0x20, 0x30, 0x80, 0xA0, 0xB0
+APIC_LDR, APIC_DFR, APIC_SPIV, APIC_ISR, APIC_TMR, APIC_IRR = 0xD0, 0xE0, 0xF0, 0x100, 0x180, 0x200
+APIC_ESR, APIC_ICR, APIC_ICR2 = 0x280, 0x300, 0x310
+APIC_LVTT, APIC_LVTTHMR, APIC_LVTPC, APIC_LVT0, APIC_LVT1, APIC_LVTERR = 0x320, 0x330, 0x340, 0x350, 0x360, 0x370
+APIC_TMICT, APIC_TMCCT, APIC_TDCR = 0x380, 0x390, 0x3E0
+
+APIC_LVT_MASKED = 1 << 16
+APIC_SEND_PENDING = 1 << 12
+APIC_VECTOR_MASK = 0xFF
+APIC_DM_MASK = 0x700
+APIC_INPUT_POLARITY = 1 << 13
+APIC_LVT_REMOTE_IRR = 1 << 14
+APIC_LVT_LEVEL_TRIGGER = 1 << 15
+APIC_TIMER_MODE_MASK = 3 << 17
+APIC_TIMER_MODE_ONESHOT = 0
+APIC_TIMER_MODE_PERIODIC = 1 << 17
+APIC_TDR_DIV_MASK = 0xB
+APIC_LDR_MASK = 0xFF << 24
+APIC_SPIV_APIC_ENABLED = 1 << 8
+
+LVT_MASK = APIC_LVT_MASKED | APIC_SEND_PENDING | APIC_VECTOR_MASK
+LINT_MASK = LVT_MASK | APIC_DM_MASK | APIC_INPUT_POLARITY | APIC_LVT_REMOTE_IRR | APIC_LVT_LEVEL_TRIGGER
+#: vlapic_lvt_mask[]: the bits of each LVT entry a write may set
+LVT_WRITABLE = (LVT_MASK | APIC_TIMER_MODE_MASK, LVT_MASK | APIC_DM_MASK, LVT_MASK | APIC_DM_MASK,
+                LINT_MASK, LINT_MASK, LVT_MASK)
+
+REGISTER_NAMES = {
+    APIC_ID: "ID", APIC_LVR: "version", APIC_TASKPRI: "TPR", APIC_PROCPRI: "PPR", APIC_EOI: "EOI",
+    APIC_LDR: "LDR", APIC_DFR: "DFR", APIC_SPIV: "SVR", APIC_ESR: "ESR", APIC_ICR: "ICR low",
+    APIC_ICR2: "ICR high", APIC_LVTT: "LVT timer", APIC_LVTTHMR: "LVT thermal", APIC_LVTPC: "LVT perfmon",
+    APIC_LVT0: "LVT LINT0", APIC_LVT1: "LVT LINT1", APIC_LVTERR: "LVT error", APIC_TMICT: "timer initial count",
+    APIC_TMCCT: "timer current count", APIC_TDCR: "timer divide config",
+}
+
+
+def register_name(offset: int) -> str:
+    off = offset & ~0xF
+    if APIC_ISR <= off < APIC_ISR + 0x80:
+        return f"ISR[{(off - APIC_ISR) >> 4}]"
+    if APIC_TMR <= off < APIC_TMR + 0x80:
+        return f"TMR[{(off - APIC_TMR) >> 4}]"
+    if APIC_IRR <= off < APIC_IRR + 0x80:
+        return f"IRR[{(off - APIC_IRR) >> 4}]"
+    return REGISTER_NAMES.get(off, f"reserved {off:#x}")
+
+
+class VlapicState:
+    """One vCPU's vLAPIC registers (the regs page, as far as the lab keeps it)."""
+
+    def __init__(self, vcpu_id: int) -> None:
+        # vlapic_reset() and vlapic_do_init()
+        self.regs: dict[int, int] = {APIC_ID: (vcpu_id * 2) << 24, APIC_LVR: VLAPIC_VERSION, APIC_DFR: 0xFFFF_FFFF,
+                                     APIC_SPIV: 0xFF}
+        for i in range(VLAPIC_LVT_NUM):
+            self.regs[APIC_LVTT + 0x10 * i] = APIC_LVT_MASKED
+        self.timer_divisor = 2                  # vlapic_set_tdcr(0): divide by 2
+        self.timer_last_update: int | None = None   # guest ns when the count was (re)loaded; None: stopped
+
+
+class Vlapic:
+    """The vLAPICs of a domain's vCPUs and their MMIO handler (vlapic_mmio_ops)."""
+
+    name = "vLAPIC (in Xen: vlapic.c)"
+
+    def __init__(self, nr_vcpus: int) -> None:
+        self.vcpus = [VlapicState(i) for i in range(nr_vcpus)]
+
+    def register_name(self, gpa: int) -> str:
+        return register_name(gpa & 0xFFF)
+
+    # -- vlapic_range() ------------------------------------------------------------------
+    def check(self, v, gpa: int) -> bool:
+        cpu = v.cpu
+        if cpu is None or not 0 <= v.id < len(self.vcpus):
+            return False
+        base = cpu.apic_base & ~0xFFF & 0x000F_FFFF_FFFF_F000
+        return bool(cpu.apic_base & APIC_BASE_ENABLE) and not cpu.apic_base & APIC_BASE_EXTD \
+            and base <= gpa < base + 0x1000
+
+    # -- time ------------------------------------------------------------------------------
+    @staticmethod
+    def _guest_ns(host, v) -> int:
+        return v.cpu.cycles * 1_000_000_000 // host.cpu_hz
+
+    def _timer_mode(self, s: VlapicState) -> int | None:
+        mode = s.regs[APIC_LVTT] & APIC_TIMER_MODE_MASK
+        return mode if mode in (APIC_TIMER_MODE_ONESHOT, APIC_TIMER_MODE_PERIODIC) else None
+
+    def _tmcct(self, host, v, s: VlapicState) -> int:
+        """vlapic_get_tmcct(): the initial count less the bus cycles passed since it was loaded."""
+        tmict = s.regs.get(APIC_TMICT, 0)
+        if not tmict or s.timer_last_update is None:
+            return 0
+        passed = (self._guest_ns(host, v) - s.timer_last_update) // (APIC_BUS_CYCLE_NS * s.timer_divisor)
+        if self._timer_mode(s) == APIC_TIMER_MODE_PERIODIC:
+            passed %= tmict
+        return tmict - passed if passed < tmict else 0
+
+    # -- vlapic_read_aligned() -------------------------------------------------------------
+    def read_register(self, host, v, offset: int) -> int:
+        s = self.vcpus[v.id]
+        if offset == APIC_PROCPRI:
+            return self._ppr(v, s)
+        if APIC_ISR <= offset < APIC_ISR + 0x80:
+            return (v.lapic_isr >> (32 * ((offset - APIC_ISR) >> 4))) & 0xFFFF_FFFF
+        if APIC_IRR <= offset < APIC_IRR + 0x80:
+            return (v.lapic_irr >> (32 * ((offset - APIC_IRR) >> 4))) & 0xFFFF_FFFF
+        if offset in (APIC_TMCCT, APIC_TMICT):
+            if self._timer_mode(s) is None:
+                return 0                        # a TSC-deadline or reserved mode: no count
+            if offset == APIC_TMCCT:
+                return self._tmcct(host, v, s)
+        return s.regs.get(offset, 0)
+
+    @staticmethod
+    def _ppr(v, s: VlapicState) -> int:
+        """vlapic_get_ppr(): the TPR, or the class of the highest vector in service if higher."""
+        tpr = s.regs.get(APIC_TASKPRI, 0)
+        isrv = v.lapic_isr.bit_length() - 1 if v.lapic_isr else 0
+        return tpr & 0xFF if (tpr & 0xF0) >= (isrv & 0xF0) else isrv & 0xF0
+
+    # -- the MMIO handler ------------------------------------------------------------------
+    def read(self, host, v, gpa: int, size: int) -> int:
+        """vlapic_mmio_read(): an access that fits one 32-bit register below 0x3f0; else 0."""
+        offset = gpa & 0xFFF
+        align = offset & 0xF
+        if align + size > 4 or offset > APIC_TDCR + 3:
+            return 0
+        reg = self.read_register(host, v, offset & ~0xF)
+        return (reg >> (8 * align)) & ((1 << (8 * size)) - 1)
+
+    def write(self, host, v, gpa: int, size: int, value: int) -> None:
+        """vlapic_mmio_write(): a narrower write merges into the register's current value."""
+        offset = gpa & 0xFFF
+        align = offset & 0xF
+        offset &= ~0xF
+        if align + size > 4 or offset > APIC_TDCR:
+            return
+        value &= (1 << (8 * size)) - 1
+        if size < 4:
+            keep = self.read_register(host, v, offset) & ~(((1 << (8 * size)) - 1) << (8 * align))
+            value = keep | (value << (8 * align))
+        self.write_register(host, v, offset, value & 0xFFFF_FFFF)
+
+    def write_register(self, host, v, reg: int, val: int) -> None:
+        """vlapic_reg_write()."""
+        s = self.vcpus[v.id]
+        r = s.regs
+        if reg == APIC_ID:
+            r[APIC_ID] = val
+        elif reg == APIC_ESR:
+            r[APIC_ESR] = 0                     # the pending errors latch (none are raised in the lab)
+        elif reg == APIC_TASKPRI:
+            r[APIC_TASKPRI] = val & 0xFF
+        elif reg == APIC_EOI:
+            eoi(host, v)
+        elif reg == APIC_LDR:
+            r[APIC_LDR] = val & APIC_LDR_MASK
+        elif reg == APIC_DFR:
+            r[APIC_DFR] = val | 0x0FFF_FFFF
+        elif reg == APIC_SPIV:
+            r[APIC_SPIV] = val & 0x3FF
+            if not val & APIC_SPIV_APIC_ENABLED:
+                # software disabled: every LVT entry masked
+                for i in range(VLAPIC_LVT_NUM):
+                    r[APIC_LVTT + 0x10 * i] = r.get(APIC_LVTT + 0x10 * i, 0) | APIC_LVT_MASKED
+        elif reg == APIC_ICR:
+            r[APIC_ICR] = val & ~APIC_SEND_PENDING
+        elif reg == APIC_ICR2:
+            r[APIC_ICR2] = val & 0xFF00_0000
+        elif APIC_LVTT <= reg <= APIC_LVTERR:
+            if reg == APIC_LVTT:
+                tdt = 2 << 17                   # APIC_TIMER_MODE_TSC_DEADLINE
+                if ((r.get(APIC_LVTT, 0) & APIC_TIMER_MODE_MASK) == tdt) != ((val & APIC_TIMER_MODE_MASK) == tdt):
+                    r[APIC_TMICT] = 0
+                self._update_timer(host, v, s, val, tmict_updated=False, old_divisor=s.timer_divisor)
+            if not r.get(APIC_SPIV, 0) & APIC_SPIV_APIC_ENABLED:
+                val |= APIC_LVT_MASKED
+            r[reg] = val & LVT_WRITABLE[(reg - APIC_LVTT) >> 4]
+        elif reg == APIC_TMICT:
+            if self._timer_mode(s) is None:
+                return
+            r[APIC_TMICT] = val
+            self._update_timer(host, v, s, r[APIC_LVTT], tmict_updated=True, old_divisor=s.timer_divisor)
+        elif reg == APIC_TDCR:
+            old = s.timer_divisor
+            val &= APIC_TDR_DIV_MASK
+            r[APIC_TDCR] = val
+            s.timer_divisor = 1 << ((((val & 3) | ((val & 8) >> 1)) + 1) & 7)
+            self._update_timer(host, v, s, r[APIC_LVTT], tmict_updated=False, old_divisor=old)
+        # every other offset (read-only or reserved) ignores the write, as in Xen
+
+    def _update_timer(self, host, v, s: VlapicState, lvtt: int, tmict_updated: bool, old_divisor: int) -> None:
+        """vlapic_update_timer(): (re)start the count from now, or stop it."""
+        mode = lvtt & APIC_TIMER_MODE_MASK
+        tmict = s.regs.get(APIC_TMICT, 0)
+        now = self._guest_ns(host, v)
+        period = tmict * APIC_BUS_CYCLE_NS * old_divisor
+        delta = 0
+        if tmict_updated:
+            delta = period
+        elif period and s.timer_last_update is not None:
+            passed = now - s.timer_last_update
+            if self._timer_mode(s) == APIC_TIMER_MODE_PERIODIC:
+                passed %= period
+            if passed < period:
+                delta = period - passed
+        if delta and mode in (APIC_TIMER_MODE_ONESHOT, APIC_TIMER_MODE_PERIODIC):
+            if s.timer_divisor != old_divisor:
+                period = tmict * APIC_BUS_CYCLE_NS * s.timer_divisor
+                delta = delta * s.timer_divisor // old_divisor
+            # the count was loaded (period - delta) ns ago
+            s.timer_last_update = now - (period - delta)
+        else:
+            s.timer_last_update = None
+
+
+def eoi(host, v) -> None:
+    """vlapic_EOI_set(): end the highest vector in service."""
+    if v.lapic_isr:
+        v.lapic_isr &= ~(1 << (v.lapic_isr.bit_length() - 1))
+    src = v.cpu.irq_source if v.cpu is not None else None
+    if v.lapic_irr and src is not None and hasattr(src, "hint"):
+        src.hint = True                         # a vector held back by the one in service may go now
