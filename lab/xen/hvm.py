@@ -95,8 +95,17 @@ def on_vmexit(host, v, exc: VmExit) -> None:
         host.emit(v, "vmentry", rip=cpu.rip)
 
 
+def retire_emulated(cpu) -> None:
+    """Xen carried the guest's instruction out: it retires as the guest's, so an
+    instruction-bounded run counts it whichever way it went (the CPU took back its own
+    count of it when it exited)."""
+    cpu.icount += 1
+
+
 def _advance(cpu) -> None:
+    """The exit's instruction is done: past it, and counted."""
     cpu.rip += INSN_SIZE
+    retire_emulated(cpu)
 
 
 def _exit_cpuid(host, v, exc) -> None:
@@ -187,15 +196,17 @@ def _exit_msr(host, v, exc) -> None:
 def _exit_vmcall(host, v, exc) -> None:
     cpu = v.cpu
     r = cpu.regs
-    _advance(cpu)
+    cpu.rip += INSN_SIZE
     ret = dispatch(host, v, r[0], [r[7], r[6], r[2], r[10], r[8]])
     if isinstance(ret, Preempted):
-        # A continuation: the RIP goes back onto the VMCALL, which runs again with the new arguments.
+        # A continuation: the RIP goes back onto the VMCALL, which runs again with the new
+        # arguments (and retires only when the call is done).
         for reg, val in zip((7, 6, 2, 10, 8), ret.args):
             r[reg] = val
         cpu.rip -= INSN_SIZE
         cpu.yield_now = True
         return
+    retire_emulated(cpu)
     if ret is not None:
         r[0] = ret & 0xFFFF_FFFF_FFFF_FFFF
 

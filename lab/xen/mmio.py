@@ -272,11 +272,13 @@ class MmioEmulation:
             self._flush()
             # Xen carries the instruction out: the exit and the handler are charged with the
             # exit, each access the emulator made is charged here (mmio_access), and so is
-            # every ioreq's round trip; what the CPU counted for the instruction is not.
+            # every ioreq's round trip; what the CPU counted for the instruction is not (it
+            # is counted once below, as a retired guest instruction, when it completes).
             cpu.cycles = cycles + self.charged + self.count * host.costs.ev("mmio_access")
             cpu.tlb.flush(include_global=True)
             cpu.flush_caches()
         if outcome is True:
+            self.v.cpu.icount += 1                  # the instruction retires, as the guest's
             return
         if outcome == "clipped":
             # The elements done stay done (rcx, rsi, rdi moved on), as x86 allows a rep string

@@ -756,9 +756,10 @@ class ShadowPaging:
                     done = exc
                     break
                 # Xen carries the instruction out for the guest: like the instructions
-                # Xen completes after other exits, it is charged to Xen (shadow_sync),
-                # not counted as executed by the guest. The cycles a rep string adds
-                # per element are taken back for the same reason.
+                # Xen completes after other exits, its cost is charged to Xen
+                # (shadow_sync), and it retires as the guest's instruction (counted
+                # once, below). The cycles a rep string adds per element are taken
+                # back for the same reason.
                 cycles = cpu.cycles
                 err: Exception | None = None
                 try:
@@ -768,6 +769,7 @@ class ShadowPaging:
                 cpu.cycles = cycles
                 if err is None:
                     done = True
+                    cpu.icount += 1
                     break
                 # Nothing architectural happened (the CPU reads every operand and
                 # translates every page before it writes), or a rep string made
