@@ -81,10 +81,18 @@ def test_runstate_changes_name_domain_and_vcpu(traced):
     to_running = [r for r in recs if r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE
                   and (r.event >> 8) & 3 == 1 and (r.event >> 4) & 3 == 0]     # runnable -> running
     switches = [e for e in events if e.kind == "sched" and e.data["op"] == "switch"]
+    # a pCPU left with nothing to run switches to its idle vCPU (DOMID_IDLE, vCPU = the pCPU)
+    idle = [r for r in to_running if r.extra[0] >> 16 == X.DOMID_IDLE]
+    assert idle and all(r.extra[0] & 0xFFFF == r.cpu for r in idle)
+    to_running = [r for r in to_running if r not in idle]
     assert len(to_running) == len(switches) > 0
     for cpu in range(host.config.pcpus):                            # per pCPU, in the same order
         assert [(r.extra[0] >> 16, r.extra[0] & 0xFFFF) for r in to_running if r.cpu == cpu] == \
             [(e.data["to_dom"], e.data["to_vcpu"]) for e in switches if e.pcpu == cpu]
+    # and the first record of each pCPU is a vCPU leaving it, as on a host xentrace attaches to
+    for cpu in range(host.config.pcpus):
+        first = next(r for r in recs if r.cpu == cpu and r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE)
+        assert (first.event >> 8) & 3 == 0 and first.extra[0] == X.DOMID_IDLE << 16 | cpu
 
 
 def test_cli_writes_the_file_and_refuses_the_bare_machine(tmp_path):

@@ -34,6 +34,8 @@ from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TR
                              TRC_TRACE_CPU_CHANGE)
 
 
+#: The idle domain's id (public/xen.h), whose vCPU n is pCPU n's idle loop.
+DOMID_IDLE = 0x7FFF
 #: vcpu_runstate_info states (public/vcpu.h)
 RUNSTATE = {"running": 0, "runnable": 1, "blocked": 2, "offline": 3}
 
@@ -81,7 +83,15 @@ class XentraceWriter:
         self.count = 0
         self.records = 0
         self.running: dict[int, tuple[int, int]] = {}        # pcpu -> (dom, vcpu) on it
+        self.state: dict[tuple[int, int], int] = {}          # (dom, vcpu) -> its runstate
+        self.idle_pending: dict[int, tuple[int, int]] = {}   # pcpu -> the vCPU that just blocked there
         self.last_tsc: dict[int, int] = {}
+
+    @staticmethod
+    def _idle(pcpu: int) -> tuple[int, int]:
+        """A pCPU's idle vCPU: DOMID_IDLE, vCPU id = the pCPU's number. A trace starts with each
+        pCPU in it, as xentrace finds a host (its first record on a pCPU is a vCPU leaving it)."""
+        return DOMID_IDLE, pcpu
 
     # -- the listener ----------------------------------------------------------------
     def __call__(self, ev: Event) -> None:
@@ -91,14 +101,78 @@ class XentraceWriter:
         # A pCPU's buffer is in time order; the lab stamps a few events (dom0's work, the
         # scheduler's) with the pCPU clock, which can lag a vCPU's cycles by a little: such
         # a record takes the pCPU's latest TSC instead of going back in time.
-        tsc = max(ev.cycle, self.last_tsc.get(ev.pcpu, 0))
+        # xenalyze takes a TSC of 0 for "none yet" (a real host's never is): cycle 0 is stamped 1.
+        tsc = max(ev.cycle, self.last_tsc.get(ev.pcpu, 1))
         self.last_tsc[ev.pcpu] = tsc
-        for rec in self.records_for(ev, tsc):
-            self.pending.setdefault(ev.pcpu, []).append(rec)
-            self.count += 1
-            self.records += 1
+        who = (ev.dom, ev.vcpu) if ev.dom is not None else None
+        pv_record = who is not None and self._is_pv_record(ev)
+        blocked_here = self.idle_pending.pop(ev.pcpu, None)
+        if blocked_here is not None and not (pv_record and who == blocked_here):
+            self._put(ev.pcpu, self._to_idle(ev.pcpu, blocked_here, tsc))
+            blocked_here = None
+        if pv_record and who != blocked_here and self.running.get(ev.pcpu) != who:
+            self._on_behalf(ev, who, tsc)
+        else:
+            self._put(ev.pcpu, self.records_for(ev, tsc))
+        if blocked_here is not None:
+            # the hypercall that blocked the vCPU is traced on entry, before schedule() runs
+            self._put(ev.pcpu, self._to_idle(ev.pcpu, blocked_here, tsc))
         if self.count >= WINDOW_RECORDS:
             self.flush()
+
+    def _put(self, pcpu: int, recs) -> None:
+        for rec in recs:
+            self.pending.setdefault(pcpu, []).append(rec)
+            self.count += 1
+            self.records += 1
+
+    def _is_pv_record(self, ev: Event) -> bool:
+        """A record xenalyze gives to the vCPU current on its pCPU: a PV hypercall or trap."""
+        if self.arm or ev.dom is None or self.is_hvm(ev.dom):
+            return False
+        d = ev.data
+        return ev.kind == "hypercall" and d.get("nr") is not None and 0 <= d["nr"] < 64 or \
+            ev.kind == "trap" and d.get("handler") == "bounce" and d.get("vector") is not None
+
+    @staticmethod
+    def _block(who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+        yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
+        yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (2 << 4), tsc, [_dv(*who)])
+
+    def _to_idle(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+        """``who`` blocked and the pCPU has nothing else to run: schedule() switches to its idle vCPU."""
+        yield from self._block(who, tsc)
+        idle = self._idle(pcpu)
+        yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*idle)])
+        yield record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], idle[0], idle[1]])
+        self.running[pcpu] = idle
+
+    def _on_behalf(self, ev: Event, who: tuple[int, int], tsc: int) -> None:
+        """A PV record of a vCPU that is not the one on the event's pCPU: dom0's services, which
+        the lab runs at once inside another vCPU's time. On a host that vCPU would be scheduled
+        to do the work: where it runs, its record goes to its pCPU; else it is switched in on
+        this pCPU for the moment of the record and out again."""
+        where = next((p for p, v in sorted(self.running.items()) if v == who), None)
+        if where is not None:
+            t = max(tsc, self.last_tsc.get(where, 1))
+            self.last_tsc[where] = t
+            self._put(where, self.records_for(ev, t))
+            return
+        pcpu = ev.pcpu
+        prev = self.running.get(pcpu, self._idle(pcpu))
+        state = self.state.get(who, RUNSTATE["runnable"])
+        out: list[bytes] = []
+        if state == RUNSTATE["blocked"]:
+            out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)]))
+        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)]))
+        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*who)]))
+        out.append(record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], who[0], who[1]]))
+        out.extend(self.records_for(ev, tsc))
+        back = RUNSTATE["blocked"] if state == RUNSTATE["blocked"] else RUNSTATE["runnable"]
+        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (back << 4), tsc, [_dv(*who)]))
+        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*prev)]))
+        out.append(record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], prev[0], prev[1]]))
+        self._put(pcpu, out)
 
     def records_for(self, ev: Event, tsc: int | None = None) -> Iterator[bytes]:
         tsc = ev.cycle if tsc is None else tsc
@@ -107,24 +181,28 @@ class XentraceWriter:
         if kind == "sched":
             op = d.get("op")
             if op == "switch":
-                prev = self.running.get(ev.pcpu)
-                nxt = (d.get("to_dom"), d.get("to_vcpu") or 0)
-                if prev is not None:
-                    yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
+                prev = self.running.get(ev.pcpu, self._idle(ev.pcpu))
+                nxt = (d.get("to_dom") or 0, d.get("to_vcpu") or 0)
+                yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*nxt)])
-                pd, pv = prev if prev is not None else (0x7FFF, 0)
-                yield record(TRC_SCHED_SWITCH, tsc, [pd, pv, nxt[0] or 0, nxt[1]])
-                self.running[ev.pcpu] = (nxt[0] or 0, nxt[1])
+                yield record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]])
+                self.state[prev] = RUNSTATE["runnable"]
+                self.state[nxt] = RUNSTATE["running"]
+                self.running[ev.pcpu] = nxt
             elif op == "block":
-                who = (d.get("from_dom"), d.get("from_vcpu") or 0)
-                yield record(TRC_SCHED_BLOCK, tsc, [who[0] or 0, who[1]])
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (2 << 4), tsc, [_dv(*who)])
+                who = (d.get("from_dom") or 0, d.get("from_vcpu") or 0)
+                self.state[who] = RUNSTATE["blocked"]
                 if self.running.get(ev.pcpu) == who:
-                    del self.running[ev.pcpu]
+                    # Written with the next record of this pCPU (see event()): the hypercall
+                    # that blocked the vCPU, if that is what follows, is traced first, on entry.
+                    self.idle_pending[ev.pcpu] = who
+                else:
+                    yield from self._block(who, tsc)
             elif op == "wake":
-                who = (d.get("to_dom"), d.get("to_vcpu") or 0)
-                yield record(TRC_SCHED_WAKE, tsc, [who[0] or 0, who[1]])
+                who = (d.get("to_dom") or 0, d.get("to_vcpu") or 0)
+                yield record(TRC_SCHED_WAKE, tsc, [who[0], who[1]])
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)])
+                self.state[who] = RUNSTATE["runnable"]
         elif self.arm and kind not in ("grant",):
             return
         elif kind == "vmexit":
@@ -177,6 +255,9 @@ class XentraceWriter:
 
     def flush(self) -> None:
         """Write each pCPU's pending records behind a TRC_TRACE_CPU_CHANGE (cpu, window size)."""
+        for pcpu, who in sorted(self.idle_pending.items()):
+            self._put(pcpu, self._to_idle(pcpu, who, self.last_tsc.get(pcpu, 1)))
+        self.idle_pending.clear()
         for cpu in sorted(self.pending):
             recs = self.pending[cpu]
             if not recs:
