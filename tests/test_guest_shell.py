@@ -131,3 +131,30 @@ def test_run_starts_the_workload_from_the_shell(tmp_path):
     out = dom.console_output[start:]
     assert out.startswith("run\nworkload: ") and "kernel: program exited with code 0" in out
     assert dom.state == "shutdown" and dom.shutdown_reason == "poweroff"
+
+
+def test_pvhvm_shell_reads_its_pv_console_and_its_serial_port(tmp_path):
+    """drivers/tty/hvc/hvc_xen.c: a PVHVM guest's hvc0 is the console ring HVM_PARAM_CONSOLE_PFN
+    names; xenconsoled writes what is typed into in[] and notifies HVM_PARAM_CONSOLE_EVTCHN, and
+    the guest reads it there. Its COM1 (ttyS0, the device model's UART) still takes input too."""
+    from lab.session.commands import type_into_console
+    host, xl = net_host()
+    dom = shell_guest(xl, tmp_path, "m1", "pvhvm")
+    wait_prompt(host, dom)
+    # xl console -t pv: the ring and its event channel, no I/O exit
+    start, mark = len(dom.console_output), host.trace.seq
+    assert type_into_console(host, dom, "frobnicate\n", "pv") == "the console ring's in[] and its event channel"
+    wait_prompt(host, dom, start + 10)
+    assert dom.console_output[start:] == "frobnicate\nunknown command; type help\nguest# "
+    cons, prod = ring_indexes(host, dom)
+    assert cons == prod == len("frobnicate\n")                # the kernel read all of in[]
+    new = [e for e in host.trace.iter_all() if e.seq >= mark and e.dom == dom.domid]
+    assert not [e for e in new if e.kind == "ioreq" and e.get("port") == 0x3F8], "not through the UART"
+    assert [e for e in new if e.kind == "ring_io" and e.get("ring") == "console"]
+    # xl console (the primary, the serial port for an HVM guest) and -t serial: COM1
+    start = len(dom.console_output)
+    assert type_into_console(host, dom, "frobnicate\n") == "serial port 0x3f8 of its device model"
+    wait_prompt(host, dom, start + 10)
+    assert dom.console_output[start:].endswith("unknown command; type help\nguest# ")
+    assert any(e.kind == "ioreq" and e.get("port") == 0x3F8 and e.get("dir") == "in" and e.seq >= mark
+               for e in host.trace.iter_all())

@@ -77,5 +77,6 @@ msg_dot:        .asciz "."
 .include "common/ne2000.s"
 .include "common/net.s"
 .equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
+.equ SHELL_SERIAL, 1                    ; COM1 is its console
 .include "common/shell.s"
 .include "common/kernel.s"

@@ -142,5 +142,6 @@ shared_info_va: .quad 0
 .include "common/netfront.s"
 .include "common/net.s"
 .equ SHELL_CONSOLE_RING, console_page   ; the shell reads the console ring (in[], console_ring.s)
+.equ SHELL_SERIAL, 0                    ; no serial port
 .include "common/shell.s"
 .include "common/kernel.s"

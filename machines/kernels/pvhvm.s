@@ -17,7 +17,9 @@
 ; - The console is hvc0, Xen's PV console: the ring page and event channel
 ;   named by HVM_PARAM_CONSOLE_PFN / _EVTCHN, drained by xenconsoled, one
 ;   notification per write instead of an I/O exit per byte (the debug port
-;   0xe9 only until the ring is known). Console input stays on COM1.
+;   0xe9 only until the ring is known). Input typed into hvc0 (xenconsoled
+;   writes the ring's in[] and notifies the port) is read as hvc_xen.c reads
+;   it; COM1, still emulated by the device model, is read too, as ttyS0.
 
 .include "common/layout.inc"
 
@@ -173,6 +175,7 @@ timer_period:   .quad 10000000             ; ns
 .include "common/ne2000.s"
 .include "common/netfront.s"
 .include "common/net.s"
-.equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
+.equ SHELL_CONSOLE_RING, console_page   ; the shell reads hvc0 (the console ring's in[])
+.equ SHELL_SERIAL, 1                    ; and COM1 (ttyS0, the device model's 16550 UART)
 .include "common/shell.s"
 .include "common/kernel.s"

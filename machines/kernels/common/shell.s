@@ -13,7 +13,10 @@
 ;
 ; Console input comes from the 16550 UART (COM1) on bare metal and in HVM
 ; guests, and from the console ring's in[] (in_cons, in_prod) in PV and PVH
-; guests, where xenconsoled writes what is typed and notifies the guest.
+; guests, where xenconsoled writes what is typed and notifies the guest. A
+; PVHVM guest has both, as Linux's hvc0 (hvc_xen.c) and ttyS0: the shell
+; reads the ring first, then COM1; what it prints goes to the primary one,
+; the ring.
 ; While no key is waiting the shell answers the network (net_poll_all) and
 ; idles until the next interrupt or event.
 ;
@@ -23,7 +26,7 @@
 ; kstack_top and the counters (kernel.s); net_init, net_ping_report, net_poll_all
 ; and the net_* counters (net.s); SHELL_CONSOLE_RING from the flavour: the
 ; address of its console_page variable (console_ring.s) for a ring console,
-; 0 for COM1.
+; else 0; SHELL_SERIAL: 1 if the flavour reads COM1 too (or only), else 0.
 ; Provides: shell_main (never returns).
 
 .equ SH_COM1,           0x3f8
@@ -54,11 +57,16 @@ shell_main:
     call sh_execute
     jmp .prompt
 
-; sh_getc() -> rax = the next input byte, or -1 if none is waiting
+; sh_getc() -> rax = the next input byte, or -1 if none is waiting: the console
+; ring's first (hvc0), then COM1 (ttyS0), as far as the flavour has each
 sh_getc:
     mov rax, SHELL_CONSOLE_RING
     test rax, rax
     jnz .ring
+.serial:
+    mov rax, SHELL_SERIAL
+    test rax, rax
+    jz .none
     mov dx, SH_COM1_LSR
     in al, dx
     cmp al, 0xff                     ; nothing at the port (reads float high): no UART
@@ -72,10 +80,10 @@ sh_getc:
 .ring:
     mov rcx, [rax]                   ; the console page
     test rcx, rcx
-    jz .none
+    jz .serial
     mov eax, [rcx + SH_CONS_IN_CONS]
     cmp eax, [rcx + SH_CONS_IN_PROD]
-    je .none
+    je .serial
     mov edx, eax
     and edx, SH_CONS_IN_SIZE - 1
     movzx edx, byte [rcx + rdx]
