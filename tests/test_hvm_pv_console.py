@@ -95,4 +95,9 @@ def test_xl_console_input_goes_to_the_primary_console_or_the_one_t_names(tmp_pat
         run_xl(xl, ["console", "-t", "serial", pv.name])
     with pytest.raises(UserError, match="console type supported are"):
         run_xl(xl, ["console", "-t", "vuart", dom.name])
-    assert run_xl(xl, ["console", "-t", "pv", dom.name]) == xl.console(dom.name)
+    # -t pv shows the PV console alone (what the kernel wrote to hvc0), -t serial COM1 alone
+    pv_text = run_xl(xl, ["console", "-t", "pv", dom.name])
+    assert pv_text == host.services.xenconsoled.output(dom) and "xenlab kernel (PVHVM guest" in pv_text
+    assert pv_text != xl.console(dom.name) and pv_text in xl.console(dom.name)
+    assert host.services.device_model.serial_output(dom) == ""      # the PVHVM kernel prints nothing on COM1
+    assert run_xl(xl, ["console", "-t", "serial", dom.name]) == "(no console output from pvhvm-guest yet)"

@@ -232,13 +232,18 @@ class Toolstack:
     def console(self, name: str, kind: str | None = None) -> str:
         """What xl console shows: the domain's console output; with ``kind`` "serial" only what
         its emulated serial port printed (an HVM guest's; others have none: "Unable to attach
-        console", as xl says)."""
+        console", as xl says), with "pv" only what it wrote to its PV console (hvc0)."""
         dom = self.find(name)
         if kind == "serial" and not dom.privileged:
             dm = self.host.services.device_model
             if dm is None or not dm.wants(dom):
                 raise UserError("Unable to attach console")
             return dm.serial_output(dom)
+        if kind == "pv" and not dom.privileged:
+            cons = self.host.services.xenconsoled
+            if cons is None or not dom.console_pfn:
+                raise UserError("Unable to attach console")         # no PV console ring
+            return cons.output(dom)
         return dom.console_output
 
     def dmesg(self) -> str:

@@ -97,6 +97,10 @@ class ConsoleDaemon:
                             notify=True)
         return n
 
+    def output(self, dom) -> str:
+        """What the domain wrote to its PV console (hvc0) so far."""
+        return dom.extra.get("pv_console_log", "")
+
     def notified(self, port: int) -> int:
         domid = self.ports.get(port)
         dom = self.host.domains.get(domid)
@@ -116,7 +120,10 @@ class ConsoleDaemon:
             out.append(page.read(OUT_OFF + (cons % OUT_SIZE), 1)[0])
             cons = (cons + 1) & 0xFFFFFFFF
         page.write_u32(OUT_CONS, cons)
-        guest_console_write(self.host, dom, out.decode("latin-1"))
+        text = out.decode("latin-1")
+        # the PV console's own log (xl console -t pv), beside the domain's whole console output
+        dom.extra["pv_console_log"] = dom.extra.get("pv_console_log", "") + text
+        guest_console_write(self.host, dom, text)
         return 200 + 10 * len(out)
 
     def domain_shutdown(self, dom) -> None:

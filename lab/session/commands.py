@@ -429,8 +429,8 @@ def _console(session: Session, dom: str | None, text: list[str] | None) -> str:
     if d is None:
         raise UserError(f"no domain '{dom}' (xl list shows them)")
     if not text:
-        if kind == "serial":
-            return host.toolstack.console(d.name, kind) or f"(no serial output from {d.name} yet)"
+        if kind is not None:
+            return host.toolstack.console(d.name, kind) or f"(no {kind} console output from {d.name} yet)"
         return host.console_of(d.domid) or f"(no console output from {d.name} yet)"
     line = " ".join(text) + "\n"
     how = type_into_console(host, d, line, kind)

@@ -517,3 +517,23 @@ class Session:
     def console(self, ref: VcpuRef | None = None) -> str:
         dom = self.focused.dom if ref is None else ref.dom
         return self.machine.console_of(dom)
+
+    def consoles(self, ref: VcpuRef | None = None) -> tuple[tuple[str, str], ...]:
+        """Each console the focused domain has, as xl console -t names them, with what it
+        printed: the PV console (hvc0, the ring xenconsoled drains) and the serial port of its
+        device model (an HVM guest's COM1), the primary one first (libxl__primary_console_find():
+        the serial port of an HVM guest, the PV console of a PV or PVH one)."""
+        dom_id = self.focused.dom if ref is None else ref.dom
+        m = self.machine
+        dom = getattr(m, "domains", {}).get(dom_id) if dom_id is not None else None
+        if dom is None or dom.privileged:
+            return ()
+        services = getattr(m, "services", None)
+        out: list[tuple[str, str]] = []
+        dm = getattr(services, "device_model", None)
+        if dm is not None and dm.wants(dom):
+            out.append(("serial", dm.serial_output(dom)))
+        cons = getattr(services, "xenconsoled", None)
+        if cons is not None and getattr(dom, "console_pfn", 0) and hasattr(cons, "output"):
+            out.append(("pv", cons.output(dom)))
+        return tuple(out)

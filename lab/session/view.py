@@ -86,6 +86,8 @@ class StateView:
     host_insns: int | None = None
     #: The focused guest's rings, event channels and grants (``io``), "" when there are none to show.
     io: str = ""
+    #: Each console of the focused guest (xl console -t's names, primary first) and its output.
+    consoles: tuple[tuple[str, str], ...] = ()
 
 
 def role_of(mode: str, cpl: int, kernel_mode: bool | None) -> str:
@@ -202,6 +204,7 @@ def build_view(session: Session, gen: int, walk_addr: int | None,
         except Exception:
             tlb = ()
     console = session.console()
+    consoles = session.consoles() if xen else ()
     images = {dom_id: tuple(m.images_for(dom_id).values())
               for dom_id in dict.fromkeys([r.dom for r in refs] + list(doms))}
     host_insns, host_cycles = session.clock() if xen else (None, None)
@@ -219,4 +222,4 @@ def build_view(session: Session, gen: int, walk_addr: int | None,
         breakpoints=tuple(str(b) for b in session.breakpoints),
         images=images, cpu_hz=session.cpu_hz,
         stopped=m.stopped, before=before, domains=tuple(domains), xen=xen, service=service,
-        focus_dom=focus_dom, host_cycles=host_cycles, host_insns=host_insns, io=io)
+        focus_dom=focus_dom, host_cycles=host_cycles, host_insns=host_insns, io=io, consoles=consoles)

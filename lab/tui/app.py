@@ -32,7 +32,7 @@ from ..trace import KINDS
 from .actions import ACTIONS, GROUPS
 from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
 from .screens.main import MainScreen
-from .state import CALL_KINDS, IO_KINDS
+from .state import CALL_KINDS, IO_KINDS, console_choice
 from .themes import readable
 from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
@@ -150,8 +150,10 @@ class XenLab(App[None]):
         self._mode = ""
         self._status_key: tuple = ()
         self._status_due = False
-        #: The domain whose console the command line types into (``console DOM``), or None.
+        #: The domain whose console the command line types into (``console DOM``), or None,
+        #: and which of its consoles (``console -t pv|serial DOM``; None: its primary one).
         self.console_dom: str | None = None
+        self.console_kind: str | None = None
         self._status_waited = 0
         self._history = 0
         self._host_key: tuple = ()
@@ -352,7 +354,8 @@ class XenLab(App[None]):
         if view.xen:
             dom = next((d for d in view.domains if d.domid == view.focus_dom), None)
             name = dom.name if dom is not None else cpu["label"]
-            devio.show_console((view.focus_dom, name), view.console, f"console of {name} (d{view.focus_dom})")
+            text, title = console_choice(view, name, self.console_kind if self.console_dom == name else None)
+            devio.show_console((view.focus_dom, name, self.console_kind), text, title)
         else:
             devio.show_console((cpu["dom"], cpu["label"]), view.console)
 
@@ -400,7 +403,8 @@ class XenLab(App[None]):
             try:
                 self._require_machine()
                 self._command_pending = "console"
-                call = commands.parse(shlex.join(["console", self.console_dom, line]))
+                kind = ["-t", self.console_kind] if self.console_kind else []
+                call = commands.parse(shlex.join(["console", *kind, self.console_dom, line]))
                 assert call is not None
                 self.runner.submit(call)
             except UserError as e:
@@ -431,12 +435,12 @@ class XenLab(App[None]):
         if not (call.name == "open" or call.name == "reset" and self.runner.mode == CRASHED):
             self._require_machine()
         if attach is not None:
-            # "console DOM" or "xl console DOM": show what the guest wrote so far, then the lines
-            # typed next go to that guest, as with xl console.
+            # "console [-t KIND] DOM" or "xl console [-t KIND] DOM": show what the guest wrote so
+            # far, then the lines typed next go to that console of the guest, as with xl console.
             self._command_pending = "console"
             self.runner.submit(call)
-            self.runner.focus(attach)
-            self.enter_console(attach)
+            self.runner.focus(attach[0])
+            self.enter_console(*attach)
             return
         self._command_pending = call.name
         self.runner.submit(call)
@@ -467,23 +471,33 @@ class XenLab(App[None]):
             self.call_from_thread(self._write_reply, "out", text)
         self.run_worker(work, thread=True, exclusive=True, group="compare", name="compare")
 
-    def _console_to_attach(self, call: Call) -> str | None:
-        if call.name == "console" and call.args["dom"] is not None and not call.args["text"]:
-            dom = call.args["dom"]
-        elif call.name == "xl" and len(call.args["words"]) == 2 and call.args["words"][0] == "console":
-            dom = call.args["words"][1]
+    def _console_to_attach(self, call: Call) -> tuple[str, str | None] | None:
+        """The domain (and console type) ``console [-t KIND] DOM`` or ``xl console [-t KIND] DOM``
+        attaches to; None for any other command."""
+        if call.name == "console" and call.args["dom"] is not None:
+            words = [call.args["dom"], *(call.args["text"] or [])]
+        elif call.name == "xl" and call.args["words"][:1] == ["console"]:
+            words = list(call.args["words"][1:])
         else:
             return None
-        if self.view is None or not self.view.xen:
-            return None
+        kind = None
+        if words[:1] == ["-t"] and len(words) >= 3:
+            kind, words = words[1], words[2:]
+            if kind not in commands.CONSOLE_TYPES:
+                raise UserError("console type supported are: " + ", ".join(commands.CONSOLE_TYPES))
+        if len(words) != 1 or self.view is None or not self.view.xen:
+            return None                             # with text: one line typed, no attaching
+        dom = words[0]
         match = next((d for d in self.view.domains if dom in (d.name, str(d.domid))), None)
         if match is None:
             raise UserError(f"no domain '{dom}' (xl list shows them)")
-        return match.name
+        return match.name, kind
 
-    def enter_console(self, dom: str | None) -> None:
-        """Type into ``dom``'s console from the command line (None: back to lab commands)."""
+    def enter_console(self, dom: str | None, kind: str | None = None) -> None:
+        """Type into ``dom``'s console (``kind`` as xl console -t; None: its primary one) from
+        the command line (None: back to lab commands)."""
         self.console_dom = dom
+        self.console_kind = kind if dom is not None else None
         prompt = self.main.query_one("#prompt", Static)
         cmd = self.main.cmd()
         if dom is None:
@@ -491,9 +505,10 @@ class XenLab(App[None]):
             cmd.placeholder = CommandLine.PLACEHOLDER
             self.main.show_message("back to lab commands", "info")
         else:
+            which = f"{kind} console" if kind else "console"
             prompt.update(f"{dom}>")
-            cmd.placeholder = f"a line for {dom}'s console (Enter sends it; ctrl+] leaves)"
-            self.main.show_message(f"typing into {dom}'s console: ctrl+] leaves", "info")
+            cmd.placeholder = f"a line for {dom}'s {which} (Enter sends it; ctrl+] leaves)"
+            self.main.show_message(f"typing into {dom}'s {which}: ctrl+] leaves", "info")
         self.refresh_bindings()
 
     def action_leave_console(self) -> None:

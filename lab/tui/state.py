@@ -139,3 +139,22 @@ def layout_for(width: int, height: int) -> str:
     if width >= MEDIUM_MIN[0] and height >= MEDIUM_MIN[1]:
         return "medium"
     return "narrow"
+
+
+def console_choice(view: Any, name: str, kind: str | None) -> tuple[str, str]:
+    """What the console pane shows for the focused guest, and its title.
+
+    Attached to one of the guest's consoles (``console -t pv|serial DOM``, as xl console -t
+    picks), that console alone; otherwise everything the guest printed on every console it
+    has (its PV console, hvc0, and its device model's serial port), with the title naming
+    them, so nothing a guest writes to a secondary console is out of sight.
+    """
+    consoles = dict(view.consoles)
+    where = f"{name} (d{view.focus_dom})"
+    if kind is not None and kind in consoles:
+        others = [k for k in consoles if k != kind]
+        also = f" · also {', '.join(others)}" if others else ""
+        return consoles[kind], f"{kind} console of {where}{also}"
+    if len(consoles) > 1:
+        return view.console, f"console of {where} · every console: {', '.join(consoles)}"
+    return view.console, f"console of {where}"

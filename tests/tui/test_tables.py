@@ -150,3 +150,16 @@ def test_xl_vcpu_list_keeps_its_header_readable_at_every_width():
             assert " ".join(rows[start:end]).split() == lines[1 + k].split(), width
     assert wrapped                       # the narrow widths did wrap the header
     assert [line for line, _ in fit_answer(lines, 100)][0] == lines[0]      # wide: as xl prints it
+
+
+def test_console_choice_shows_every_console_or_the_one_attached():
+    from types import SimpleNamespace
+    from lab.tui.state import console_choice
+    view = SimpleNamespace(console="boot\nhvc0 line\nttyS0 line\n", focus_dom=4,
+                           consoles=(("serial", "ttyS0 line\n"), ("pv", "hvc0 line\n")))
+    assert console_choice(view, "m", None) == (view.console, "console of m (d4) · every console: serial, pv")
+    assert console_choice(view, "m", "pv") == ("hvc0 line\n", "pv console of m (d4) · also serial")
+    assert console_choice(view, "m", "serial") == ("ttyS0 line\n", "serial console of m (d4) · also pv")
+    lone = SimpleNamespace(console="x", focus_dom=1, consoles=(("pv", "x"),))
+    assert console_choice(lone, "p", None) == ("x", "console of p (d1)")
+    assert console_choice(lone, "p", "serial") == ("x", "console of p (d1)")

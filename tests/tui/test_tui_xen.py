@@ -407,6 +407,33 @@ def test_console_mode_types_lines_into_the_guest_until_ctrl_bracket():
     run(go())
 
 
+def test_console_t_attaches_to_one_of_the_guests_consoles_and_the_pane_shows_it():
+    """xl console -t pv|serial (tools/xl/xl_console.c): an HVM guest has both its device
+    model's serial port and a PV console; attached to one, the command line types into it and
+    the console pane shows that console alone, naming the other; otherwise it shows them all."""
+    async def go():
+        async with xen_lab() as (app, pilot):
+            await command(pilot, app, "focus hvm-guest")
+            assert "every console: serial, pv" in pane_text(app, "#devio .console-title")
+            await command(pilot, app, "xl console -t pv hvm-guest")
+            assert (app.console_dom, app.console_kind) == ("hvm-guest", "pv")
+            await settle(pilot, app)
+            assert "pv console of hvm-guest (d2) · also serial" in pane_text(app, "#devio .console-title")
+            await command(pilot, app, "ls")
+            host = app.runner.session.machine
+            dom = host.domain_by_name("hvm-guest")
+            assert bytes(host.services.xenconsoled.pending_input.get(dom.domid, b"")) == b"" and \
+                "the console ring's in[]" in output_text(app)          # into the ring, not the UART
+            await pilot.press("ctrl+right_square_bracket")
+            await settle(pilot, app)
+            assert (app.console_dom, app.console_kind) == (None, None)
+            await command(pilot, app, "console -t serial hvm-guest")
+            assert (app.console_dom, app.console_kind) == ("hvm-guest", "serial")
+            await settle(pilot, app)
+            assert "serial console of hvm-guest (d2) · also pv" in pane_text(app, "#devio .console-title")
+    run(go())
+
+
 def test_a_breakpoint_in_the_hvm_guest_shows_where_it_fired():
     """Focused on the PV guest, a breakpoint fires in the HVM guest: the panes move there, the
     exit is selected in the log with its explanation, and the CPU pane shows its source line."""
