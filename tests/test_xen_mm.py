@@ -862,3 +862,11 @@ def test_random_hypercalls_keep_xens_invariants(prebuilt, ops):
     env.mm.destroy_domain(D1)
     assert env.mm.check_invariants() == []
     assert all(env.mm.frame_info(m).owner != D1 for m in range(FRAMES))
+
+
+def test_pd_names_domains_as_xen_prints_them():
+    """common/vsprintf.c print_domain(): %pd is d<id>, or the name of a system domain."""
+    from lab.xen.mm import _pd
+    from lab.xen.abi import DOMID_IO, DOMID_XEN
+    assert [_pd(1), _pd(DOMID_XEN), _pd(DOMID_IO), _pd(0x7FFF), _pd(None)] == \
+        ["d1", "d[XEN]", "d[IO]", "d[IDLE]", "NULL"]

@@ -370,6 +370,9 @@ class HvmIntr:
         vec = v.lapic_irr.bit_length() - 1
         if v.lapic_isr and (v.lapic_isr.bit_length() - 1) & 0xF0 >= vec & 0xF0:
             return None                     # a vector of the same or a higher class is in service
+        vlapic = v.domain.devices.get("vlapic")
+        if vlapic is not None and vlapic.tpr(v) & 0xF0 >= vec & 0xF0:
+            return None                     # hvm_interrupt_blocked(): hvm_intblk_tpr
         return vec
 
     def pending(self) -> int | None:

@@ -103,3 +103,19 @@ def test_the_spray_and_the_straddling_access_crash_only_the_prober(probed):
     assert frames_digest(host, frames_of(victim)) == before
     assert host.domains[0].alive and victim.alive
     assert host.mm.pv.check_invariants() == []
+
+
+def test_the_task_priority_holds_back_local_apic_vectors_of_its_class_and_below(tmp_path):
+    """hvm/hvm.c hvm_interrupt_blocked(): a vLAPIC vector whose priority class is not above the
+    TPR's waits (hvm_intblk_tpr); vlapic.c vlapic_reg_write(APIC_TASKPRI) keeps the low byte."""
+    host, xl = small_host(ept=True)
+    dom = xl.create(write_cfg(tmp_path, "tpr", "hvm", SCRIPT_GUESTS / "hvm_script.s", memory=16), paused=True)
+    v = dom.vcpus[0]
+    vlapic = dom.devices["vlapic"]
+    v.lapic_irr |= 1 << 0x93
+    assert v.cpu.irq_source.pending() == 0x93
+    vlapic.write(host, v, 0xFEE00080, 4, 0x1_0090)        # TPR class 9: 0x93 waits
+    assert vlapic.read(host, v, 0xFEE00080, 4) == 0x90
+    assert v.cpu.irq_source.pending() is None
+    vlapic.write(host, v, 0xFEE00080, 1, 0x80)            # a byte write: class 8 lets it through
+    assert v.cpu.irq_source.pending() == 0x93

@@ -144,6 +144,12 @@ class Vlapic:
                 return self._tmcct(host, v, s)
         return s.regs.get(offset, 0)
 
+    def tpr(self, v) -> int:
+        """The vCPU's task priority: a local APIC vector whose class is not above it waits."""
+        if not 0 <= v.id < len(self.vcpus):
+            return 0
+        return self.vcpus[v.id].regs.get(APIC_TASKPRI, 0)
+
     @staticmethod
     def _ppr(v, s: VlapicState) -> int:
         """vlapic_get_ppr(): the TPR, or the class of the highest vector in service if higher."""
