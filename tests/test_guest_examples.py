@@ -31,12 +31,32 @@ def booted(name: str):
     return host, xl, dom, events
 
 
-@pytest.mark.parametrize("name", ["hello-pv", "hello-pvh", "hello-hvm"])
+@pytest.mark.parametrize("name", ["hello-pv", "hello-pv32", "hello-pvh", "hello-hvm", "hello-pvhvm"])
 def test_example_prints_its_line_and_powers_off(name):
     host, xl, dom, _ = booted(name)
     assert dom.crash_reason in (None, ""), dom.crash_reason
     assert dom.shutdown_reason == "poweroff"
-    assert xl.console(name).endswith(message_of(f"{name}.s"))
+    kernel = load_config(EXAMPLES / f"{name}.cfg").kernel
+    assert xl.console(name).endswith(message_of(kernel))
+
+
+def test_pv32_example_is_the_pv_kernel_in_the_32_bit_profile():
+    _, _, dom, events = booted("hello-pv32")
+    assert dom.mode == "pv32"
+    assert [e.data["name"] for e in events if e.kind == "hypercall"] == ["event_channel_op", "sched_op"]
+
+
+def test_pvhvm_example_asks_for_the_callback_vector_and_prints_on_hvc0():
+    """xen_hvm_guest_init() / hvc_xen.c: HVM_PARAM_CALLBACK_IRQ type 2 (a vector), the console
+    ring and port from HVM params; the line is one EVTCHNOP_send, not a VM exit per byte."""
+    host, xl, dom, events = booted("hello-pvhvm")
+    params = [e.data["args"][1] for e in events if e.kind == "hypercall" and e.data["name"] == "hvm_op"]
+    assert params == ["HVM_PARAM_CALLBACK_IRQ", "HVM_PARAM_CONSOLE_EVTCHN", "HVM_PARAM_CONSOLE_PFN"]
+    assert dom.callback_via_type == "vector" and dom.callback_via == 0xF3
+    out = [e for e in events if e.kind == "ioport" and e.data.get("port") == 0xE9]
+    assert len(out) == len("hvmloader: lab firmware, booting the kernel\n")     # the firmware's only
+    from lab.session.xlcommand import run_xl
+    assert run_xl(xl, ["console", "-t", "pv", "hello-pvhvm"]) == message_of("hello-pvhvm.s")
 
 
 def test_pv_example_uses_only_the_console_ring_and_two_hypercalls():
