@@ -102,3 +102,22 @@ def test_cli_writes_the_file_and_refuses_the_bare_machine(tmp_path):
     assert recs and recs[0].event == X.TRC_TRACE_CPU_CHANGE
     with pytest.raises(UserError, match="needs a Xen target"):
         run_headless(str(MACHINES / "kernels" / "native.s"), steps=10, xentrace_path=str(tmp_path / "n"))
+
+
+def test_shadow_and_msr_records_have_xens_layouts():
+    """mm/shadow/multi.c trace_shadow_fixup() / trace_shadow_emulate(): the event carries the
+    guest's paging levels less 2 in bits 8-11 and a packed record (l1e, [value,] va, flags);
+    vmx.c HVMTRACE_3D(MSR_WRITE, msr, low, high)."""
+    from lab.trace import Event
+    w = X.XentraceWriter(io.BytesIO(), "intel", lambda d: d == 1)
+    va = 0x7F12_3456_7000
+
+    def one(kind, **data):
+        (rec,) = X.read_xentrace(b"".join(w.records_for(Event(1, 100, 0, 1, 0, kind, data), 100)))
+        return rec
+    fix = one("pagetable", op="shadow fault", addr=va, result="fixed")
+    emu = one("pagetable", op="shadow fault", addr=va, result="emulated")
+    assert fix.event == X.TRC_SHADOW_FIXUP | 0x200 and len(fix.extra) == 5 and fix.extra[2] | fix.extra[3] << 32 == va
+    assert emu.event == X.TRC_SHADOW_EMULATE | 0x200 and len(emu.extra) == 7 and emu.extra[4] | emu.extra[5] << 32 == va
+    msr = one("msr", dir="write", msr=0x40000000, value=0x1_0000_2000)
+    assert (msr.event, msr.extra) == (0x0008200D, (0x40000000, 0x2000, 1))

@@ -26,6 +26,7 @@ from typing import BinaryIO, Callable, Iterator
 from ..trace import Event
 from ..xen import abi
 from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_IOPORT_READ,
+                             TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
                              TRC_HVM_IOPORT_WRITE, TRC_HVM_SVM_EXIT64, TRC_HVM_VMENTRY,
                              TRC_HVM_VMMCALL, TRC_HVM_VMX_EXIT64, TRC_MEM_PAGE_GRANT_MAP,
                              TRC_MEM_PAGE_GRANT_UNMAP, TRC_PV_HYPERCALL_V2, TRC_PV_TRAP,
@@ -134,6 +135,37 @@ class XentraceWriter:
         return ev.kind == "hypercall" and d.get("nr") is not None and 0 <= d["nr"] < 64 or \
             ev.kind == "trap" and d.get("handler") == "bounce" and d.get("vector") is not None
 
+    def _where(self, who: tuple[int, int]) -> int | None:
+        """The pCPU ``who`` runs on, as the trace has it so far."""
+        for pcpu in sorted(self.running):
+            if self.running[pcpu] == who:
+                return pcpu
+        return None
+
+    def _tsc_on(self, pcpu: int, tsc: int) -> int:
+        t = max(tsc, self.last_tsc.get(pcpu, 1))
+        self.last_tsc[pcpu] = t
+        return t
+
+    def _leave_elsewhere(self, who: tuple[int, int], pcpu: int, tsc: int) -> None:
+        """``who`` is picked on ``pcpu`` but the trace still has it on another pCPU: the lab
+        took it off there without a record of its own (a time slice ended), which Xen traces
+        where it happens, as a switch to that pCPU's idle vCPU until it picks another."""
+        q = self._where(who)
+        if q is None or q == pcpu:
+            return
+        t = self._tsc_on(q, tsc)
+        if self.idle_pending.get(q) == who:
+            del self.idle_pending[q]
+            self._put(q, self._to_idle(q, who, t))
+            return
+        idle = self._idle(q)
+        self._put(q, [record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), t, [_dv(*who)]),
+                      record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), t, [_dv(*idle)]),
+                      record(TRC_SCHED_SWITCH, t, [who[0], who[1], idle[0], idle[1]])])
+        self.state[who] = RUNSTATE["runnable"]
+        self.running[q] = idle
+
     @staticmethod
     def _block(who: tuple[int, int], tsc: int) -> Iterator[bytes]:
         yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
@@ -152,11 +184,9 @@ class XentraceWriter:
         the lab runs at once inside another vCPU's time. On a host that vCPU would be scheduled
         to do the work: where it runs, its record goes to its pCPU; else it is switched in on
         this pCPU for the moment of the record and out again."""
-        where = next((p for p, v in sorted(self.running.items()) if v == who), None)
+        where = self._where(who)
         if where is not None:
-            t = max(tsc, self.last_tsc.get(where, 1))
-            self.last_tsc[where] = t
-            self._put(where, self.records_for(ev, t))
+            self._put(where, self.records_for(ev, self._tsc_on(where, tsc)))
             return
         pcpu = ev.pcpu
         prev = self.running.get(pcpu, self._idle(pcpu))
@@ -181,8 +211,11 @@ class XentraceWriter:
         if kind == "sched":
             op = d.get("op")
             if op == "switch":
-                prev = self.running.get(ev.pcpu, self._idle(ev.pcpu))
                 nxt = (d.get("to_dom") or 0, d.get("to_vcpu") or 0)
+                self._leave_elsewhere(nxt, ev.pcpu, tsc)
+                prev = self.running.get(ev.pcpu, self._idle(ev.pcpu))
+                if prev == nxt:
+                    return                      # picked again where it ran: it just goes on
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*nxt)])
                 yield record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]])
@@ -192,10 +225,13 @@ class XentraceWriter:
             elif op == "block":
                 who = (d.get("from_dom") or 0, d.get("from_vcpu") or 0)
                 self.state[who] = RUNSTATE["blocked"]
-                if self.running.get(ev.pcpu) == who:
+                where = self._where(who)
+                if where == ev.pcpu:
                     # Written with the next record of this pCPU (see event()): the hypercall
                     # that blocked the vCPU, if that is what follows, is traced first, on entry.
                     self.idle_pending[ev.pcpu] = who
+                elif where is not None:
+                    self._put(where, self._to_idle(where, who, self._tsc_on(where, tsc)))
                 else:
                     yield from self._block(who, tsc)
             elif op == "wake":
@@ -223,15 +259,27 @@ class XentraceWriter:
             # hvmemul / hvm_io: the port and the value read or written
             event = TRC_HVM_IOPORT_READ if d["dir"] == "in" else TRC_HVM_IOPORT_WRITE
             yield record(event, tsc, [d.get("port") or 0, d.get("value") or 0])
+        elif kind == "msr" and ev.dom is not None and self.is_hvm(ev.dom) and d.get("dir") in ("read", "write"):
+            # vmx.c: HVMTRACE_3D(MSR_READ / MSR_WRITE, msr, value low, value high)
+            event = TRC_HVM_MSR_READ if d["dir"] == "read" else TRC_HVM_MSR_WRITE
+            value = d.get("value") or 0
+            yield record(event, tsc, [d.get("msr") or 0, value & 0xFFFF_FFFF, (value >> 32) & 0xFFFF_FFFF])
         elif kind == "grant" and d.get("op") in ("map_grant_ref", "unmap_grant_ref") and d.get("status") == "GNTST_okay":
             # map_grant_ref()/unmap_common(): TRACE_TIME(TRC_MEM_PAGE_GRANT_MAP/UNMAP, the granter's domid),
             # once the operation succeeded
             event = TRC_MEM_PAGE_GRANT_MAP if d["op"] == "map_grant_ref" else TRC_MEM_PAGE_GRANT_UNMAP
             yield record(event, tsc, [d.get("granter") or 0])
         elif kind == "pagetable" and str(d.get("op", "")).startswith("shadow"):
-            event = TRC_SHADOW_EMULATE if d.get("result") == "emulated" else TRC_SHADOW_FIXUP
+            # mm/shadow/multi.c trace_shadow_fixup() / trace_shadow_emulate(): the event carries the
+            # guest's paging levels less 2 in bits 8-11 (4-level guests: 2); the record is the
+            # guest l1e, (for an emulation the value written,) the va, and the flags word. The
+            # lab's event keeps the va alone: the l1e, value and flags are written as 0.
             addr = d.get("addr") or 0
-            yield record(event, tsc, [addr & 0xFFFF_FFFF, addr >> 32])
+            va = [addr & 0xFFFF_FFFF, (addr >> 32) & 0xFFFF_FFFF]
+            if d.get("result") == "emulated":
+                yield record(TRC_SHADOW_EMULATE | (2 << 8), tsc, [0, 0, 0, 0] + va + [0])
+            else:
+                yield record(TRC_SHADOW_FIXUP | (2 << 8), tsc, [0, 0] + va + [0])
 
     def _hypercall(self, ev: Event, tsc: int) -> Iterator[bytes]:
         d = ev.data
