@@ -18,7 +18,7 @@ from lab.session.scenario import load_scenario, start_scenario
 
 pytestmark = pytest.mark.machine
 GUEST = __import__("pathlib").Path(__file__).parent / "data" / "guests" / "hvm_retire.s"
-RUNS = ["io_xen", "io_dm", "io_none", "mmio_xen", "mmio_none", "exits", "plain", "done"]
+RUNS = ["io_xen", "io_dm", "io_none", "mmio_xen", "mmio_none", "mmio_dm", "exits", "plain", "done"]
 
 
 def _boot(tmp_path, hap: int):
@@ -51,6 +51,9 @@ def test_run_n_retires_exactly_n_guest_instructions_on_every_path(tmp_path, hap)
     assert {e.data["device"].split(":")[0] for e in mmio} >= {"vLAPIC (in Xen", "none"}
     exits = {e.data["reason"] for e in events(host, "vmexit", dom=dom.domid)}
     assert {"IO_INSTRUCTION", "CPUID", "VMCALL"} <= exits
+    copies = [e for e in events(host, "ioreq", dom=dom.domid) if e.data.get("type") == "IOREQ_TYPE_COPY"
+              and e.data.get("state") == "STATE_IOREQ_READY"]
+    assert len(copies) == 8                                        # the platform BAR's, one per load
 
 
 def test_an_instruction_xen_emulates_under_shadow_paging_retires_once():

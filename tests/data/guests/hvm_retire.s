@@ -5,7 +5,8 @@
 ; instruction-bounded run of N instructions ends N instructions on, whichever way each
 ; went: a port Xen emulates (the vPIC), a port the device model emulates (COM1's line
 ; status), a port nobody claims (Xen's null handler), MMIO Xen emulates (the local
-; APIC's version register), MMIO nobody claims (past the end of RAM), CPUID and a
+; APIC's version register), MMIO nobody claims (past the end of RAM), MMIO the device
+; model emulates (the Xen platform device's memory BAR, an ioreq), CPUID and a
 ; hypercall (VM exits Xen completes), and plain instructions.
 
 .data
@@ -20,6 +21,7 @@ _start:
     mov rsi, 0xfee00030
     mov rdi, 0x4000000
     mov rax, 9999
+    mov r8, 0xf0000020
 io_xen:
     .rept 8
     in al, 0x21
@@ -39,6 +41,10 @@ mmio_xen:
 mmio_none:
     .rept 8
     mov rbx, [rdi]
+    .endr
+mmio_dm:
+    .rept 8
+    mov rbx, [r8]
     .endr
 exits:
     .rept 4
