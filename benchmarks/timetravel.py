@@ -7,7 +7,7 @@ out of ordinary inputs (runs of ``--run`` instructions, with ``xl list``,
 * recording overhead: the first quarter of the session with and without a
   recording, as guest instructions per CPU second (process time, so other
   jobs on a shared machine touch it little); the two alternate ``--turns``
-  times, so a change in the computer's speed touches both alike, and the
+  times after a first turn that only warms up, so a change in the computer's speed touches both alike, and the
   median of the turns' overheads is printed;
 * the recording's size: the whole file, and the part after the header
   (inputs and digests) per 10 million instructions;
@@ -140,7 +140,7 @@ def main() -> int:
     half = lines[:max(2, len(lines) // 4)]
     overheads = []
     plain_ips = rec_ips = 0.0
-    for turn in range(args.turns):
+    for turn in range(args.turns + 1):
         speed = {}
         for recorded in (False, True):
             s = session_for(args.target, tmp, tmp / f"o{turn}.jsonl" if recorded else None)
@@ -149,6 +149,8 @@ def main() -> int:
             if recorded:
                 stop_recording(s)
             s.stop_watching()
+        if turn == 0:
+            continue                # a first turn warms the process's caches (the first run is slow)
         plain_ips, rec_ips = plain_ips + speed[False], rec_ips + speed[True]
         overheads.append((speed[False] - speed[True]) / speed[False] * 100)
     plain_ips, rec_ips = plain_ips / args.turns, rec_ips / args.turns

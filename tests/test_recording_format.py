@@ -16,7 +16,7 @@ from lab.paths import MACHINES
 from lab.session.commands import execute
 from lab.session.live import open_session
 from lab.session.recorder import stop_recording
-from lab.session.recording import VERSION, load_recording, pack_frames, unpack_frames
+from lab.session.recording import VERSION, pack_frames, unpack_frames
 from lab.session.replay import replay
 
 NATIVE = str(MACHINES / "kernels" / "native.s")
