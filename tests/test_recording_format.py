@@ -175,3 +175,15 @@ def test_memory_digest_follows_every_kind_of_write():
         seen.add(d)
     assert len(seen) == 5                                     # every step but the last changed it
     assert mem.frame_hashes() == {1: hashlib.sha256(bytes(mem.frame(1))).digest()[:16]}
+
+
+def test_travel_writes_no_interval_lines_and_going_back_covers_the_memory_again(tmp_path, every_4000):
+    path = record(tmp_path, NATIVE, ["run 30000", "seek 2000", "seek 29000", "run 500", "back 800", "run 100"])
+    rows = [json.loads(x) for x in path.read_text().splitlines()[1:]]
+    after_first = rows[next(i for i, r in enumerate(rows) if r.get("t") == "input" and r["n"] == 1):]
+    # re-executing the past to travel is no input running: no interval lines
+    assert not any(r.get("at") == "interval" for r in after_first)
+    inputs = {r["n"]: r for r in after_first if r.get("t") == "digest" and r["at"] == "input"}
+    assert "digest" in inputs[1] and "digest" in inputs[4]        # back before the last full line
+    assert "digest" not in inputs[3]                              # 500 on from a full line: light
+    assert replay(path).divergence is None

@@ -13,6 +13,12 @@ from .recording import RecordingWriter, memory_due
 from .session import Input, Session
 
 
+def on_live_edge(session: Session) -> bool:
+    """Whether the session runs at its live edge (not re-executing its past to travel there)."""
+    tm = getattr(session, "time_machine", None)
+    return tm is None or tm.live
+
+
 class SessionRecorder:
     """Writes a session's inputs, digests and markers to a recording as they happen."""
 
@@ -30,6 +36,8 @@ class SessionRecorder:
         self._stop_checkpoints = session.add_checkpoint(self._every, self._on_checkpoint)
 
     def _on_checkpoint(self) -> None:
+        if not on_live_edge(self.session):
+            return                  # a trip re-executing the past: no input of the session's is running
         now = self.session.clock()[0]
         if not self.writer.closed and memory_due(self.last_memory, now, self._every):
             self.writer.digest(self.session.machine, "interval", self.n)

@@ -240,9 +240,10 @@ class DigestState:
 def memory_due(last_insns: int, now: int, every: int = DIGEST_EVERY) -> bool:
     """Whether a digest here covers the memory: where a run passes a multiple of ``every``
     (an ``interval`` line) or an input ends, once three quarters of ``every`` instructions
-    have passed since the last line that covered it. The writer and the replay both ask,
-    with the instruction count at their last such line."""
-    return now - last_insns >= every * 3 // 4
+    have passed since the last line that covered it, or the session went back before that
+    line (time travel). The writer and the replay both ask, with the instruction count at
+    their last such line."""
+    return now < last_insns or now - last_insns >= every * 3 // 4
 
 
 def encode_file(data: bytes) -> Any:

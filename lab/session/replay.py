@@ -22,6 +22,7 @@ from ..sources import ServedSource
 from .commands import execute
 from .recording import (DIGEST_HEX, DigestState, Line, Recording, fingerprint, frame_value, memory_due,
                         load_recording)
+from .recorder import on_live_edge
 from .session import Session
 from .timetravel import Origin, TimeMachine, run_to
 
@@ -179,7 +180,8 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
                 watched = bool(during) or (k < len(lines) and lines[k].t == "digest")
 
                 def on_checkpoint() -> None:
-                    if not watched or not memory_due(last_memory[0], session.clock()[0], every):
+                    if not watched or not on_live_edge(session) or \
+                            not memory_due(last_memory[0], session.clock()[0], every):
                         return                  # too close to the last digest line: none was written
                     if during:
                         check(during.pop(0))
