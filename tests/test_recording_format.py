@@ -3,6 +3,7 @@ name what differs (a domain, a vCPU's registers, a machine frame)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
@@ -60,7 +61,10 @@ def test_packed_frames_round_trip():
     assert len(pack_frames(same)) <= 12                     # a range of equal frames is one value
 
 
-@pytest.mark.parametrize("bad", ["!!not base64!!", "gAI=", "/////w=="])
+@pytest.mark.parametrize("bad", ["!!not base64!!", "gAI=", "/////w==",
+                                 # a run of 2**56 equal frames: refused, not built
+                                 base64.b64encode(bytes([0, 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+                                                         1, 2, 3, 4])).decode()])
 def test_damaged_frames_are_refused_with_the_line(bad):
     with pytest.raises(ValueError):
         unpack_frames(bad)

@@ -143,6 +143,11 @@ def pack_frames(frames: dict[int, int]) -> str:
     return base64.b64encode(bytes(out)).decode("ascii")
 
 
+#: Frames one digest line may name at most (8 GiB of memory): a damaged count must not make
+#: the reader build a map of billions of frames.
+MAX_LINE_FRAMES = 1 << 21
+
+
 def unpack_frames(text: str) -> dict[int, int]:
     """The frame values of ``pack_frames``; ValueError if the text is damaged."""
     try:
@@ -158,6 +163,8 @@ def unpack_frames(text: str) -> dict[int, int]:
         need = 4 if same else 4 * n
         if n == 0 or pos + need > len(raw):
             raise ValueError("the frames end in the middle of a run")
+        if len(out) + n > MAX_LINE_FRAMES:
+            raise ValueError(f"more than {MAX_LINE_FRAMES:,} frames on one line")
         start = end + gap
         for k in range(n):
             at = pos if same else pos + 4 * k
