@@ -191,3 +191,20 @@ def test_travel_writes_no_interval_lines_and_going_back_covers_the_memory_again(
     assert "digest" in inputs[1] and "digest" in inputs[4]        # back before the last full line
     assert "digest" not in inputs[3]                              # 500 on from a full line: light
     assert replay(path).divergence is None
+
+
+def test_record_on_after_a_long_run_replays(tmp_path, every_4000):
+    """The inputs 'record on' writes for the session before it have no interval lines: the
+    replay must not look for them (the run here passes several multiples of digest_every)."""
+    session = open_session([NATIVE])
+    execute(session, "run 20000")
+    execute(session, f"record on {tmp_path / 'later.jsonl'}")
+    execute(session, "run 9000")
+    digest = session.machine.digest()
+    execute(session, "record off")
+    session.stop_watching()
+    rows = [json.loads(x) for x in (tmp_path / "later.jsonl").read_text().splitlines()[1:]]
+    assert [r["at"] for r in rows if r.get("t") == "digest"][:1] == ["start"]
+    result = replay(tmp_path / "later.jsonl")
+    assert result.divergence is None, result.summary()
+    assert result.session.machine.digest() == digest

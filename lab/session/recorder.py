@@ -123,7 +123,8 @@ def start_recording(session: Session, path: str | Path) -> SessionRecorder:
         writer.input(n, "command", f"seek {cap}", *session.clock())
     rec = SessionRecorder(session, writer, n, start=False)
     if n >= 0:
-        writer.digest(session.machine, "input", n)
+        # where the recording begins: after those inputs, written without their digests
+        writer.digest(session.machine, "start", n)
     session.recorder = rec
     return rec
 

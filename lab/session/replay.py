@@ -177,7 +177,8 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
                     k += 1
 
                 # An input written without digests (the part before a 'record on') was not watched.
-                watched = bool(during) or (k < len(lines) and lines[k].t == "digest")
+                watched = bool(during) or (k < len(lines) and lines[k].t == "digest"
+                                            and lines[k].obj["at"] == "input")
 
                 def on_checkpoint() -> None:
                     if not watched or not on_live_edge(session) or \
