@@ -50,6 +50,7 @@ from lab.paths import KERNELS, MACHINES  # noqa: E402
 from lab.session.commands import execute  # noqa: E402
 from lab.session.live import open_session  # noqa: E402
 from lab.session.recorder import SessionRecorder, stop_recording  # noqa: E402
+from lab.session.timetravel import TimeMachine  # noqa: E402
 
 ROUNDS = 1 << 40       # the workload's rounds: far more than any measurement runs
 
@@ -103,21 +104,25 @@ def timed(fn) -> tuple[float, float]:
 
 
 RECORDING_CPU = [0.0]       # CPU seconds spent in the recorder's own work (its listeners)
+SAVING_CPU = [0.0]          # ... and in saving states for time travel along the live session
 
 
-def count_recording_work() -> None:
+def count_work() -> None:
     """Time every call into the recorder: its share of the session's CPU time is the overhead
-    too, measured without the noise of comparing two runs on a shared computer."""
-    for name in ("_on_input", "_on_applied", "_on_checkpoint"):
-        plain = getattr(SessionRecorder, name)
+    too, measured without the noise of comparing two runs on a shared computer. Likewise the
+    time machine's saving of states (not the recording's cost, but the simulator's)."""
+    for cls, name, total in [(SessionRecorder, n, RECORDING_CPU) for n in ("_on_input", "_on_applied",
+                                                                           "_on_checkpoint")] + \
+            [(TimeMachine, "_save", SAVING_CPU)]:
+        plain = getattr(cls, name)
 
-        def timed_call(self, *a, _plain=plain):
+        def timed_call(self, *a, _plain=plain, _total=total, **kw):
             start = time.process_time()
             try:
-                return _plain(self, *a)
+                return _plain(self, *a, **kw)
             finally:
-                RECORDING_CPU[0] += time.process_time() - start
-        setattr(SessionRecorder, name, timed_call)
+                _total[0] += time.process_time() - start
+        setattr(cls, name, timed_call)
 
 
 def spread(ms: list[float]) -> str:
@@ -156,12 +161,12 @@ def main() -> int:
     plain_ips, rec_ips = plain_ips / args.turns, rec_ips / args.turns
 
     path = tmp / "session.jsonl"
-    count_recording_work()
+    count_work()
     session = session_for(args.target, tmp, path)
     tm = session.time_machine
     secs, cpu_secs = drive(session, lines)
     total = tm.now()
-    recording_cpu = RECORDING_CPU[0]
+    recording_cpu, saving_cpu = RECORDING_CPU[0], SAVING_CPU[0]
     stop_recording(session)
     size = path.stat().st_size
     header = len(path.read_bytes().split(b"\n", 1)[0]) + 1
@@ -197,6 +202,8 @@ def main() -> int:
           f"({total / cpu_secs:,.0f} instructions per CPU second, recorded)")
     print(f"recording overhead:           {recording_cpu / (cpu_secs - recording_cpu) * 100:.1f}% "
           f"(the recorder's own work: {recording_cpu * 1000:,.0f} ms CPU of the session's {cpu_secs:.1f} s)")
+    print(f"saving states on the way:     {saving_cpu * 1000:,.0f} ms CPU of the session's {cpu_secs:.1f} s "
+          f"(time travel's own cost, recorded or not)")
     print(f"  two runs compared:          {statistics.median(overheads):+.1f}% median of "
           f"{', '.join(f'{o:+.1f}%' for o in overheads)} ({plain_ips:,.0f} vs {rec_ips:,.0f} insn/CPU s)")
     print(f"recording size:               {size:,} bytes ({header:,} header with the sources)")
