@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -216,6 +217,7 @@ def main() -> int:
     print(f"back one instruction, wall:   {spread(back_wall)}")
     print(f"saved states:                 {len(tm._saved)} holding about {tm.saved_bytes() / 2**20:,.1f} MiB")
     session.stop_watching()
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
