@@ -9,8 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .recording import DIGEST_EVERY, RecordingWriter
+from .recording import RecordingWriter, memory_due
 from .session import Input, Session
+
+
+def on_live_edge(session: Session) -> bool:
+    """Whether the session runs at its live edge (not re-executing its past to travel there)."""
+    tm = getattr(session, "time_machine", None)
+    return tm is None or tm.live
 
 
 class SessionRecorder:
@@ -20,15 +26,22 @@ class SessionRecorder:
         self.session = session
         self.writer = writer
         self.n = n
+        #: The instruction count at the last digest line that covered the memory.
+        self.last_memory = session.clock()[0]
         if start:
             writer.start(session.machine)
         session.input_listeners.append(self._on_input)
         session.applied_listeners.append(self._on_applied)
-        self._stop_checkpoints = session.add_checkpoint(DIGEST_EVERY, self._on_checkpoint)
+        self._every = writer.digest_every
+        self._stop_checkpoints = session.add_checkpoint(self._every, self._on_checkpoint)
 
     def _on_checkpoint(self) -> None:
-        if not self.writer.closed:
+        if not on_live_edge(self.session):
+            return                  # a trip re-executing the past: no input of the session's is running
+        now = self.session.clock()[0]
+        if not self.writer.closed and memory_due(self.last_memory, now, self._every):
             self.writer.digest(self.session.machine, "interval", self.n)
+            self.last_memory = now
 
     @property
     def path(self) -> Path:
@@ -40,7 +53,12 @@ class SessionRecorder:
 
     def _on_applied(self) -> None:
         if not self.writer.closed and self.n >= 0:
-            self.writer.digest(self.session.machine, "input", self.n)     # what input n left behind
+            # what input n left behind; its memory only every so often (reading it all is the cost)
+            now = self.session.clock()[0]
+            memory = memory_due(self.last_memory, now, self._every)
+            self.writer.digest(self.session.machine, "input", self.n, memory=memory)
+            if memory:
+                self.last_memory = now
 
     def _on_input(self, inp: Input) -> None:
         if self.writer.closed:
@@ -105,7 +123,8 @@ def start_recording(session: Session, path: str | Path) -> SessionRecorder:
         writer.input(n, "command", f"seek {cap}", *session.clock())
     rec = SessionRecorder(session, writer, n, start=False)
     if n >= 0:
-        writer.digest(session.machine, "input", n)
+        # where the recording begins: after those inputs, written without their digests
+        writer.digest(session.machine, "start", n)
     session.recorder = rec
     return rec
 

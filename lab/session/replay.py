@@ -20,7 +20,9 @@ from ..errors import UserError
 from ..paths import display
 from ..sources import ServedSource
 from .commands import execute
-from .recording import DIGEST_EVERY, Line, Recording, fingerprint, load_recording
+from .recording import (DIGEST_HEX, DigestState, Line, Recording, fingerprint, frame_value, memory_due,
+                        load_recording)
+from .recorder import on_live_edge
 from .session import Session
 from .timetravel import Origin, TimeMachine, run_to
 
@@ -59,16 +61,18 @@ class ReplayResult:
         return f"{head}: all match ({end}); final digest {m.digest()}"
 
 
-def compare(recorded: dict[str, Any], frames: dict[int, int], machine: Any) -> list[str]:
-    """What differs between a recorded digest line (with the frame map so far) and the machine."""
-    fp = fingerprint(machine)
+def compare(recorded: DigestState, line: dict[str, Any], machine: Any) -> list[str]:
+    """What differs between the recorded state (the digest lines up to ``line``) and the machine;
+    the memory only if ``line`` covers it."""
+    memory = "digest" in line
+    fp = fingerprint(machine, memory)
     out: list[str] = []
-    for name in sorted(set(recorded["doms"]) | set(fp["doms"])):
-        if recorded["doms"].get(name) != fp["doms"].get(name):
-            out.append(f"domain {name}'s state" if name in fp["doms"] and name in recorded["doms"]
+    for name in sorted(set(recorded.doms) | set(fp["doms"])):
+        if recorded.doms.get(name) != fp["doms"].get(name):
+            out.append(f"domain {name}'s state" if name in fp["doms"] and name in recorded.doms
                        else f"domain {name} {'is missing' if name not in fp['doms'] else 'should not exist'}")
-    for name in sorted(set(recorded["cpus"]) | set(fp["cpus"])):
-        r, c = recorded["cpus"].get(name), fp["cpus"].get(name)
+    for name in sorted(set(recorded.cpus) | set(fp["cpus"])):
+        r, c = recorded.cpus.get(name), fp["cpus"].get(name)
         if r == c:
             continue
         if r is None or c is None:
@@ -79,12 +83,17 @@ def compare(recorded: dict[str, Any], frames: dict[int, int], machine: Any) -> l
             out.append(f"vCPU {name} rip {c[1]:#x}, recorded {r[1]:#x}")
         else:
             out.append(f"vCPU {name} registers or control state")
-    bad = sorted(mfn for mfn in set(frames) | set(fp["frames"]) if frames.get(mfn, 0) != fp["frames"].get(mfn, 0))
+    if fp["seq"] != line["seq"]:
+        out.append(f"the trace has {fp['seq']:,} events, recorded {line['seq']:,}")
+    if not memory:
+        return out
+    frames, now = recorded.frames, {mfn: frame_value(h) for mfn, h in fp["frames"].items()}
+    bad = sorted(mfn for mfn in set(frames) | set(now) if frames.get(mfn, 0) != now.get(mfn, 0))
     if bad:
         listed = ", ".join(f"{mfn:#x}" for mfn in bad[:4]) + (" ..." if len(bad) > 4 else "")
         out.append(f"machine frame{'s' if len(bad) > 1 else ''} {listed}")
-    if not out and recorded["digest"] != fp["digest"]:
-        out.append("host state (clocks, trace position, devices)")
+    if not out and line["digest"] != fp["digest"]:
+        out.append("host state (clocks, devices)")
     return out
 
 
@@ -123,28 +132,31 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
     rec = path_or_rec if isinstance(path_or_rec, Recording) else load_recording(path_or_rec)
     session, served = open_replay(rec)
     result = ReplayResult(rec, session)
-    frames: dict[int, int] = {}
+    recorded = DigestState()
     shown = display(rec.path)
+    every = rec.header["digest_every"]
+    last_memory = [session.clock()[0]]          # where the last line that covered the memory was
 
     def check(ln: Line) -> None:
-        for k, crc in ln.obj["frames"].items():
-            try:
-                mfn = int(k, 16)
-            except ValueError:
-                raise UserError(f"{shown}:{ln.no}: bad frame number '{k}'") from None
-            if crc:
-                frames[mfn] = crc
-            else:
-                frames.pop(mfn, None)
+        obj = ln.obj
+        if "digest" in obj:
+            last_memory[0] = session.clock()[0]
+        try:
+            recorded.apply(obj)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"{shown}:{ln.no}: bad digest line: {e}") from None
         if not verify or result.divergence is not None:
             return
         result.digests_checked += 1
-        if session.machine.digest() != ln.obj["digest"]:
-            try:
-                what = compare(ln.obj, frames, session.machine)
-            except (TypeError, ValueError, IndexError, KeyError):
-                what = ["the digest (the line's details are damaged)"]
-            result.divergence = Divergence(ln.no, session.clock()[0], what)
+        m = session.machine
+        if "digest" in obj:
+            same = m.digest()[:DIGEST_HEX] == obj["digest"]
+        else:           # a light line: the vCPUs, the domains and the trace's position
+            fp = fingerprint(m, memory=False)
+            same = fp["seq"] == obj["seq"] and fp["cpus"] == recorded.cpus and fp["doms"] == recorded.doms
+        if not same:
+            result.divergence = Divergence(ln.no, session.clock()[0], compare(recorded, obj, m)
+                                           or ["the digest"])
 
     lines = rec.lines
     k = 0
@@ -164,13 +176,20 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
                         during.append(lines[k])
                     k += 1
 
+                # An input written without digests (the part before a 'record on') was not watched.
+                watched = bool(during) or (k < len(lines) and lines[k].t == "digest"
+                                            and lines[k].obj["at"] == "input")
+
                 def on_checkpoint() -> None:
+                    if not watched or not on_live_edge(session) or \
+                            not memory_due(last_memory[0], session.clock()[0], every):
+                        return                  # too close to the last digest line: none was written
                     if during:
                         check(during.pop(0))
                     elif verify and result.divergence is None:
                         result.divergence = Divergence(ln.no, session.clock()[0],
                                                        ["the replay ran further than the recording"])
-                stop = session.add_checkpoint(DIGEST_EVERY, on_checkpoint)
+                stop = session.add_checkpoint(every, on_checkpoint)
                 before = session.machine.trace.seq
                 if on_input is not None:
                     on_input(result.inputs, ln)
@@ -187,7 +206,7 @@ def replay(path_or_rec: Path | str | Recording, *, verify: bool = True, stop_at_
                 check(ln)
             elif t == "end" and verify and result.divergence is None:
                 result.digests_checked += 1
-                if session.machine.digest() != ln.obj["digest"]:
+                if session.machine.digest()[:DIGEST_HEX] != ln.obj["digest"]:
                     result.divergence = Divergence(ln.no, session.clock()[0], ["the final digest"])
     return result
 
