@@ -129,7 +129,7 @@ def _forward_copies(body: list[str]) -> list[str]:
     return lines
 
 
-def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
+def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
     """The block's function, with the registers it uses held in locals.
 
     Each register the block names is read into a local once; those it writes go
@@ -138,7 +138,7 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     leaves by an exception. ``sy`` is set while the CPU's copy is the true one, so
     a method that raises after changing registers keeps its changes.
 
-    With ``loop_va`` (the block jumps back to its own start) the block goes round
+    With ``loop_va`` (the name of the block's own start: it jumps back there) the block goes round
     again by itself for as long as the dispatcher in ``Cpu.run`` would have run it
     again: the same budget checks, and none of the rest can have changed while the
     block touched memory only through its caches. Without system instructions,
@@ -181,7 +181,7 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
             out.append(pad + ln)
     if loop_va is not None:
         out.append("            jl -= 1")
-        out.append(f"            if jl < 0 or cpu.rip != {loop_va:#x} or cpu.slow != sl:")
+        out.append(f"            if jl < 0 or cpu.rip != {loop_va} or cpu.slow != sl:")
         out.append("                break")
         out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
     if store:
@@ -205,6 +205,19 @@ class _Gen:
         # The in-block flag producer: (kind, res, a, b, size) as source expressions.
         self.flags: tuple | None = None
         self.committed = True
+        # Addresses the code names (rip values, branch targets, rip-relative operands), as
+        # offsets from the block's start: the code names them ``A0``, ``A1``... and the
+        # block's namespace holds their values, so one compiled block serves the same
+        # bytes at any address.
+        self.offsets: dict[int, str] = {}
+
+    def at(self, address: int) -> str:
+        """The name of ``address`` (derived from the block's own) in the generated code."""
+        off = (address - self.va) & M64
+        name = self.offsets.get(off)
+        if name is None:
+            name = self.offsets[off] = f"A{len(self.offsets)}"
+        return name
 
     # -- helpers --------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -220,11 +233,10 @@ class _Gen:
         else:
             self.emit(f"r[{n}] = (r[{n}] & {M64 ^ MASK[size]:#x}) | {expr}")
 
-    @staticmethod
-    def ea(insn: Instruction, next_rip: int) -> str:
+    def ea(self, insn: Instruction, next_rip: int) -> str:
         m = insn.mem
         if m.base == RIP_BASE:
-            return f"{(next_rip + m.disp) & M64:#x}"
+            return self.at(next_rip + m.disp)
         parts = []
         if m.base is not None:
             parts.append(f"r[{m.base}]")
@@ -311,9 +323,9 @@ class _Gen:
             getattr(self, "g_" + name)(insn, i, addr, nxt)
             if i == n - 1 and not opcodes.BY_CODE[insn.op].branch and name not in ("ret",):
                 if not self._sets_rip(name):
-                    self.emit(f"cpu.rip = {nxt & M64:#x}")
+                    self.emit(f"cpu.rip = {self.at(nxt)}")
         self.commit_before_end()
-        return _registers_in_locals(self.lines, self.va if self._loops() else None)
+        return _registers_in_locals(self.lines, self.at(self.va) if self._loops() else None)
 
     def _loops(self) -> bool:
         """Whether the block ends by jumping back to its own start (a loop the block can
@@ -429,7 +441,7 @@ class _Gen:
         self.emit(f"r[4] = sp{i}")
 
     def g_popfq(self, insn, i, addr, nxt):
-        self.emit(f"cpu.op_popfq({nxt:#x})")
+        self.emit(f"cpu.op_popfq({self.at(nxt)})")
 
     # -- arithmetic -------------------------------------------------------
     def _alu(self, name, insn, i, addr, nxt):
@@ -676,7 +688,7 @@ class _Gen:
     # -- control flow -----------------------------------------------------
     def _target(self, insn, i, nxt) -> str:
         if insn.form == "i":
-            return f"{(nxt + insn.imm) & M64:#x}"
+            return self.at(nxt + insn.imm)
         if insn.form == "r":
             return self.rd(insn.a, 8)
         self.mload(f"t{i}", self.ea(insn, nxt), 8)
@@ -687,13 +699,13 @@ class _Gen:
 
     def g_jcc(self, insn, i, addr, nxt):
         c = self.cond(insn.aux)
-        self.emit(f"cpu.rip = {(nxt + insn.imm) & M64:#x} if {c} else {nxt:#x}")
+        self.emit(f"cpu.rip = {self.at(nxt + insn.imm)} if {c} else {self.at(nxt)}")
 
     def g_call(self, insn, i, addr, nxt):
         t = self._target(insn, i, nxt)
         self.emit(f"tg{i} = {t}")
         self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}")
-        self.mstore(f"sp{i}", 8, f"{nxt:#x}")
+        self.mstore(f"sp{i}", 8, self.at(nxt))
         self.emit(f"r[4] = sp{i}")
         self.emit(f"cpu.rip = tg{i}")
 
@@ -723,7 +735,7 @@ class _Gen:
 
     # -- system instructions: carried out by the CPU ------------------------
     def _sys(self, name, insn, i, nxt):
-        self.emit(f"cpu.op_{name}(I[{i}], {nxt:#x})")
+        self.emit(f"cpu.op_{name}(I[{i}], {self.at(nxt)})")
 
     def __getattr__(self, item):
         if item.startswith("g_") and item[2:] in _SYSTEM:
@@ -735,14 +747,17 @@ class _Gen:
 def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruction], int],
                   namespace: dict, code_bytes: bytes | None = None) -> Block:
     """The block for ``insns`` at ``va``; with ``code_bytes`` (the instructions' encoding)
-    compiled code is shared through the block cache, keyed by address and bytes."""
-    key = BLOCKS.key(va, code_bytes) if code_bytes is not None else None
-    code = BLOCKS.get(key) if key is not None else None
-    if code is None:
-        src = _Gen(insns, va, cost_of).build()
-        code = compile(src, f"<block {va:#x}>", "exec")
+    compiled code is shared through the block cache, keyed by the bytes alone: the
+    addresses the code names are the namespace's ``A0``, ``A1``..., offsets from ``va``."""
+    key = BLOCKS.key(code_bytes) if code_bytes is not None else None
+    entry = BLOCKS.get(key) if key is not None else None
+    if entry is None:
+        gen = _Gen(insns, va, cost_of)
+        src = gen.build()
+        entry = (compile(src, "<translated block>", "exec"), tuple(gen.offsets))
         if key is not None:
-            BLOCKS.put(key, code)
+            BLOCKS.put(key, entry)
+    code, offsets = entry
     costs = [cost_of(x) for x in insns]
     prefix = []
     total = 0
@@ -753,6 +768,8 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
     ns["I"] = tuple(insns)
     ns["COST"] = total          # for a block that loops by itself: each round's charge
     ns["N"] = len(insns)
+    for j, off in enumerate(offsets):
+        ns[f"A{j}"] = (va + off) & M64
     exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
     chains = not any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in insns)
@@ -760,8 +777,12 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
 
 
 def block_source(insns: list[Instruction], va: int) -> str:
-    """The generated Python for a run of instructions (for debugging the translator)."""
-    return _Gen(insns, va, lambda _: 1).build()
+    """The generated Python for a run of instructions, with the addresses it names
+    (for debugging the translator)."""
+    gen = _Gen(insns, va, lambda _: 1)
+    src = gen.build()
+    names = "".join(f"{name} = {(va + off) & M64:#x}\n" for off, name in gen.offsets.items())
+    return names + src
 
 
 def default_namespace() -> dict:
