@@ -18,6 +18,15 @@ def _no_compiling(*args, **kwargs):
 def test_a_second_machine_reuses_the_compiled_blocks(monkeypatch):
     run_to_halt(machine_with(PROGRAM))
     monkeypatch.setattr(translate, "compile", _no_compiling, raising=False)
+    m = run_to_halt(machine_with(PROGRAM))
+    assert m.cpu.regs[0] == 144 and m.code.translations > 0
+
+
+def test_compiled_code_read_back_from_the_cache_runs_as_compiled(monkeypatch):
+    # Another process: blocks made in this one are forgotten, the compiled code is not.
+    run_to_halt(machine_with(PROGRAM))
+    monkeypatch.setattr(translate, "_MADE", {})
+    monkeypatch.setattr(translate, "compile", _no_compiling, raising=False)
     hits = BLOCKS.hits
     m = run_to_halt(machine_with(PROGRAM))
     assert m.cpu.regs[0] == 144 and BLOCKS.hits > hits

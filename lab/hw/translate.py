@@ -28,7 +28,7 @@ from ..isa.encoding import INSN_SIZE, DecodeError, Instruction, decode
 from ..isa.registers import RIP_BASE, RSP
 from . import flags as F
 from .blockcache import BLOCKS
-from .faults import Fault
+from .faults import CpuStop, Fault, VmExit
 
 MASK = F.MASK
 SIGN = F.SIGN
@@ -148,6 +148,10 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
     comparison of that count replaces watching each of them. Each round is charged
     when it starts, as the dispatcher charges a block, so a fault unwinds the same
     way. ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
+    Within the loop the rounds' charges are counted in a local (``k``) and the CPU's
+    rip in another (``rp``): only the slow memory paths (every ``ld``/``st`` call is
+    an ``else:`` line) and the block's exits can look at them, so the charges reach
+    the CPU before each of those, as they would have round by round.
     """
     body = _forward_copies(_REG.sub(r"r\1", "\n".join(lines)).split("\n"))
     text = "\n".join(body)
@@ -157,7 +161,8 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
     store = "; ".join(f"r[{n}] = r{n}" for n in written)
     out = ["def block(cpu):",
            "    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc",
-           "    ic = 0; sy = 0"]
+           "    ic = 0; sy = 0" + ("; k = 0" if loop_va is not None else "")]
+    charge = "cpu.cycles += k * COST; cpu.icount += k * N; k = 0"
     if load:
         out.append("    " + load)
     out.append("    try:")
@@ -172,6 +177,12 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
         out.append("        while True:")
         pad = "        "
     for ln in body:
+        if loop_va is not None:
+            # No CPU method runs in a block that loops (see Gen._loops): rip is written
+            # by its last instruction alone, and only ld/st reach the slow paths.
+            ln = ln.replace("cpu.rip = ", "rp = ")
+            if ln.lstrip().startswith("else: ") and ("ld(" in ln or "st(" in ln):
+                ln = ln.replace("else: ", f"else: {charge}; ", 1)
         if "cpu.op_" in ln:
             indent = ln[:len(ln) - len(ln.lstrip())]
             out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
@@ -181,13 +192,16 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
             out.append(pad + ln)
     if loop_va is not None:
         out.append("            jl -= 1")
-        out.append(f"            if jl < 0 or cpu.rip != {loop_va} or cpu.slow != sl:")
+        out.append(f"            if jl < 0 or rp != {loop_va} or cpu.slow != sl:")
         out.append("                break")
-        out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
+        out.append("            k += 1; ic = 0")
+        out.append(f"        cpu.rip = rp; {charge}")
     if store:
         out.append("        " + store)
     out.append("    except BlockExit as e:")
     out.append("        e.index = ic")
+    if loop_va is not None:
+        out.append(f"        {charge}")
     if store:
         out.append(f"        if not sy: {store}")
     out.append("        raise")
@@ -259,8 +273,8 @@ class _Gen:
     def mload(self, var: str, addr: str, size: int) -> None:
         """``var = `` the value at ``addr``: inline through the read cache, else cpu.load."""
         self.emit(f"_e = {addr}; _f = rc.get(_e >> 12); _o = _e & 0xFFF")
-        self.emit(f"{var} = int.from_bytes(_f[_o:_o + {size}], 'little') "
-                  f"if _f is not None and _o <= {4096 - size} else ld(_e, {size})")
+        self.emit(f"if _f is not None and _o <= {4096 - size}: {var} = int.from_bytes(_f[_o:_o + {size}], 'little')")
+        self.emit(f"else: {var} = ld(_e, {size})")
 
     def mstore(self, addr: str, size: int, value: str) -> None:
         """Store ``value`` (already within ``size`` bytes) inline through the write cache."""
@@ -744,11 +758,25 @@ class _Gen:
         raise AttributeError(item)
 
 
+#: Blocks already made in this process, by (address, instruction bytes, cycle costs):
+#: every machine of a process (each mode of a comparison) shares them. A block is
+#: immutable; one made for the same bytes at the same address with the same costs is
+#: the same block.
+_MADE: dict[tuple, Block] = {}
+MAX_MADE = 24_000
+
+
 def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruction], int],
-                  namespace: dict, code_bytes: bytes | None = None) -> Block:
+                  code_bytes: bytes | None = None) -> Block:
     """The block for ``insns`` at ``va``; with ``code_bytes`` (the instructions' encoding)
     compiled code is shared through the block cache, keyed by the bytes alone: the
     addresses the code names are the namespace's ``A0``, ``A1``..., offsets from ``va``."""
+    costs = tuple(cost_of(x) for x in insns)
+    made = (va, code_bytes, costs) if code_bytes is not None else None
+    if made is not None:
+        blk = _MADE.get(made)
+        if blk is not None:
+            return blk
     key = BLOCKS.key(code_bytes) if code_bytes is not None else None
     entry = BLOCKS.get(key) if key is not None else None
     if entry is None:
@@ -758,13 +786,12 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
         if key is not None:
             BLOCKS.put(key, entry)
     code, offsets = entry
-    costs = [cost_of(x) for x in insns]
     prefix = []
     total = 0
     for c in costs:
         prefix.append(total)
         total += c
-    ns = dict(namespace)
+    ns = dict(_NAMESPACE)
     ns["I"] = tuple(insns)
     ns["COST"] = total          # for a block that loops by itself: each round's charge
     ns["N"] = len(insns)
@@ -773,7 +800,12 @@ def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruct
     exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
     chains = not any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in insns)
-    return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns), chains)
+    blk = Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns), chains)
+    if made is not None:
+        if len(_MADE) >= MAX_MADE:
+            _MADE.clear()             # a guest writing endless new code: keep memory bounded
+        _MADE[made] = blk
+    return blk
 
 
 def block_source(insns: list[Instruction], va: int) -> str:
@@ -785,10 +817,8 @@ def block_source(insns: list[Instruction], va: int) -> str:
     return names + src
 
 
-def default_namespace() -> dict:
-    from .faults import CpuStop, VmExit
-    return {"Fault": Fault, "cond": F.condition,
-            "BlockExit": (Fault, VmExit, CpuStop)}
+#: What generated code names besides the CPU (copied into each block's namespace).
+_NAMESPACE = {"Fault": Fault, "cond": F.condition, "BlockExit": (Fault, VmExit, CpuStop)}
 
 
 RSP_ = RSP  # re-exported for readers of generated code
