@@ -87,13 +87,16 @@ def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction
     return insns, None
 
 
-_REG = re.compile(r"\br\[(\d+)\]")
-_REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
+# Patterns over generated code, kept cheap (no leading \b, ASCII digits): translating
+# a block runs them on its whole text. ``r`` is the only subscripted name ending in r.
+_REG = re.compile(r"r\[([0-9]+)\]")
+#: How generated code writes a register local (``rN = ``, ``rN &= ``...), every line indented.
+_REG_WRITES = tuple(f" r{{}} {op}= " for op in ("", "-", "+", "|", "&", "^"))
 
 
-_COPY = re.compile(r"^(\s*)([a-z]+\d+) = (r\d+)$")
-_RESULT = re.compile(r"^(\s*)(x\d+) = (.+)$")
-_NAME = re.compile(r"\b[a-z]+\d+\b")
+_COPY = re.compile(r"^(\s*)([a-z]+[0-9]+) = (r[0-9]+)$")
+_RESULT = re.compile(r"^(\s*)(x[0-9]+) = (.+)$")
+_NAME = re.compile(r"\b[a-z]+[0-9]+\b")
 
 
 def _forward_copies(body: list[str]) -> list[str]:
@@ -155,13 +158,18 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
     """
     body = _forward_copies(_REG.sub(r"r\1", "\n".join(lines)).split("\n"))
     text = "\n".join(body)
-    used = sorted({int(n) for n in re.findall(r"\br(\d+)\b", text)})
-    written = sorted({int(n) for n in _REG_WRITE.findall(text)})
+    used = sorted(int(n[1:]) for n in set(_NAME.findall(text)) if n[0] == "r" and n[1:].isdigit())
+    written = [n for n in used if any(w.format(n) in text for w in _REG_WRITES)]
     load = "; ".join(f"r{n} = r[{n}]" for n in used)
     store = "; ".join(f"r[{n}] = r{n}" for n in written)
-    out = ["def block(cpu):",
-           "    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc",
-           "    ic = 0; sy = 0" + ("; k = 0" if loop_va is not None else "")]
+    # Only the names the block uses: compiling is most of what a new block costs.
+    names = [f"{v} = cpu.{attr}" for v, attr, need in (
+        ("r", "regs", used or written), ("ld", "load", "ld(" in text), ("st", "store", "st(" in text),
+        ("rc", "rc", "rc." in text), ("wc", "wc", "wc." in text)) if need]
+    out = ["def block(cpu):"]
+    if names:
+        out.append("    " + "; ".join(names))
+    out.append("    ic = 0; sy = 0" + ("; k = 0" if loop_va is not None else ""))
     charge = "cpu.cycles += k * COST; cpu.icount += k * N; k = 0"
     if load:
         out.append("    " + load)
