@@ -128,8 +128,10 @@ ops = st.one_of(
         lambda t: f"imul {t[0]}, {t[1]}, {t[2]}"),
     st.sampled_from(REGS).map(lambda r: f"imul {r}"),
     st.just("mov eax, 0\ncpuid"),
-    # a load beyond memory faults in mid-block: the registers written before it must hold
+    # a load or a store beyond memory faults in mid-block: the registers and flags
+    # written before it must hold
     st.just("mov rax, [0x7ff000]"),
+    st.just("mov [0x7ff000], rbx"),
 )
 
 

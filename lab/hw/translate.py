@@ -232,6 +232,8 @@ class _Gen:
         # block's namespace holds their values, so one compiled block serves the same
         # bytes at any address.
         self.offsets: dict[int, str] = {}
+        #: What the current instruction's slow memory paths do first (commit the flags).
+        self.slow_commit = ""
 
     def at(self, address: int) -> str:
         """The name of ``address`` (derived from the block's own) in the generated code."""
@@ -282,13 +284,20 @@ class _Gen:
         """``var = `` the value at ``addr``: inline through the read cache, else cpu.load."""
         self.emit(f"_e = {addr}; _f = rc.get(_e >> 12); _o = _e & 0xFFF")
         self.emit(f"if _f is not None and _o <= {4096 - size}: {var} = int.from_bytes(_f[_o:_o + {size}], 'little')")
-        self.emit(f"else: {var} = ld(_e, {size})")
+        self.emit(f"else: {self.slow_commit}{var} = ld(_e, {size})")
 
     def mstore(self, addr: str, size: int, value: str) -> None:
         """Store ``value`` (already within ``size`` bytes) inline through the write cache."""
         self.emit(f"_e = {addr}; _f = wc.get(_e >> 12); _o = _e & 0xFFF")
         self.emit(f"if _f is not None and _o <= {4096 - size}: _f[_o:_o + {size}] = ({value}).to_bytes({size}, 'little')")
-        self.emit(f"else: st(_e, {size}, {value})")
+        self.emit(f"else: {self.slow_commit}st(_e, {size}, {value})")
+
+    def _commit_text(self) -> str:
+        """The statement that commits the pending lazy flags, if any (with its ``; ``)."""
+        if self.flags is None or self.committed:
+            return ""
+        k, res, a, b, size = self.flags
+        return f"cpu.lf = ({k}, {res}, {a}, {b}, {size}); "
 
     def commit(self) -> None:
         """Store the pending lazy flags into the CPU."""
@@ -337,12 +346,17 @@ class _Gen:
             nxt = addr + INSN_SIZE
             name = opcodes.BY_CODE[insn.op].name
             # Commit flags before an instruction that may fault or read them
-            # through the CPU, so a fault sees the architectural flags.
-            if may_fault[i] or name in _SYSTEM:
+            # through the CPU, so a fault sees the architectural flags. An instruction
+            # that can fault only in the CPU's slow memory paths commits them there
+            # (the flags from before it), so a cached access costs nothing for them.
+            if may_fault[i] and name not in _SYSTEM and name not in ("div", "idiv"):
+                self.slow_commit = self._commit_text()
+            elif may_fault[i] or name in _SYSTEM:
                 self.commit()
             if may_fault[i] and i:
                 self.emit(f"ic = {i}")
             getattr(self, "g_" + name)(insn, i, addr, nxt)
+            self.slow_commit = ""
             if i == n - 1 and not opcodes.BY_CODE[insn.op].branch and name not in ("ret",):
                 if not self._sets_rip(name):
                     self.emit(f"cpu.rip = {self.at(nxt)}")
