@@ -132,7 +132,8 @@ def _forward_copies(body: list[str]) -> list[str]:
     return lines
 
 
-def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
+def _registers_in_locals(lines: list[str], loop_va: str | None = None,
+                         again: tuple[list[str], str] | None = None) -> str:
     """The block's function, with the registers it uses held in locals.
 
     Each register the block names is read into a local once; those it writes go
@@ -155,9 +156,21 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
     rip in another (``rp``): only the slow memory paths (every ``ld``/``st`` call is
     an ``else:`` line) and the block's exits can look at them, so the charges reach
     the CPU before each of those, as they would have round by round.
+
+    With ``again`` (the rounds after the first, generated with the first round's last
+    flags still pending, and the statement committing the last round's), the first
+    round is followed by a loop of those: a round then commits its flags only where
+    something could look at them (a slow memory path, the loop's exit), not at
+    every turn.
     """
     body = _forward_copies(_REG.sub(r"r\1", "\n".join(lines)).split("\n"))
-    text = "\n".join(body)
+    body2: list[str] = []
+    end = ""
+    if again is not None:
+        more = _forward_copies(_REG.sub(r"r\1", "\n".join(again[0] + [again[1]])).split("\n"))
+        body2, end = more[:-1], more[-1]
+        assert end == _REG.sub(r"r\1", again[1])
+    text = "\n".join(body + body2 + [end])
     used = sorted(int(n[1:]) for n in set(_NAME.findall(text)) if n[0] == "r" and n[1:].isdigit())
     written = [n for n in used if any(w.format(n) in text for w in _REG_WRITES)]
     load = "; ".join(f"r{n} = r[{n}]" for n in used)
@@ -182,27 +195,45 @@ def _registers_in_locals(lines: list[str], loop_va: str | None = None) -> str:
         out.append("        lu = cpu.loop_until; sl = cpu.slow")
         out.append("        jl = min((lu - cpu.cycles) // COST if COST else (1 << 62 if cpu.cycles < lu else 0),"
                    " (cpu.loop_target - cpu.icount) // N)")
-        out.append("        while True:")
-        pad = "        "
-    for ln in body:
-        if loop_va is not None:
-            # No CPU method runs in a block that loops (see Gen._loops): rip is written
-            # by its last instruction alone, and only ld/st reach the slow paths.
-            ln = ln.replace("cpu.rip = ", "rp = ")
-            if ln.lstrip().startswith("else: ") and ("ld(" in ln or "st(" in ln):
-                ln = ln.replace("else: ", f"else: {charge}; ", 1)
-        if "cpu.op_" in ln:
-            indent = ln[:len(ln) - len(ln.lstrip())]
-            out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
-            out.append(pad + ln)
-            out.append(pad + indent + (f"{load}; " if load else "") + "sy = 0")
-        else:
-            out.append(pad + ln)
-    if loop_va is not None:
+        if again is None:
+            out.append("        while True:")
+            pad = "        "
+
+    def lines_of(body: list[str], pad: str) -> None:
+        for ln in body:
+            if loop_va is not None:
+                # No CPU method runs in a block that loops (see Gen._loops): rip is written
+                # by its last instruction alone, and only ld/st reach the slow paths.
+                ln = ln.replace("cpu.rip = ", "rp = ")
+                if ln.lstrip().startswith("else: ") and ("ld(" in ln or "st(" in ln):
+                    ln = ln.replace("else: ", f"else: {charge}; ", 1)
+            if "cpu.op_" in ln:
+                indent = ln[:len(ln) - len(ln.lstrip())]
+                out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
+                out.append(pad + ln)
+                out.append(pad + indent + (f"{load}; " if load else "") + "sy = 0")
+            else:
+                out.append(pad + ln)
+
+    lines_of(body, pad)
+    again_test = f"jl < 0 or rp != {loop_va} or cpu.slow != sl"
+    if loop_va is not None and again is None:
         out.append("            jl -= 1")
-        out.append(f"            if jl < 0 or rp != {loop_va} or cpu.slow != sl:")
+        out.append(f"            if {again_test}:")
         out.append("                break")
         out.append("            k += 1; ic = 0")
+    elif loop_va is not None:
+        out.append("        jl -= 1")
+        out.append(f"        if not ({again_test}):")
+        out.append("            k += 1; ic = 0")
+        out.append("            while True:")
+        lines_of(body2, "            ")
+        out.append("                jl -= 1")
+        out.append(f"                if {again_test}:")
+        out.append("                    break")
+        out.append("                k += 1; ic = 0")
+        out.append("        " + end)
+    if loop_va is not None:
         out.append(f"        cpu.rip = rp; {charge}")
     if store:
         out.append("        " + store)
@@ -339,6 +370,25 @@ class _Gen:
 
     # -- the block --------------------------------------------------------
     def build(self) -> str:
+        self._instructions()
+        if not self._loops():
+            self.commit_before_end()
+            return _registers_in_locals(self.lines)
+        loop_va = self.at(self.va)
+        if self.flags is None or self.committed:
+            return _registers_in_locals(self.lines, loop_va)
+        # The rounds after the first start with this round's last flags pending: the
+        # same instructions, generated again from that state (the names they use are
+        # the same, so the pending expressions name the previous round's values).
+        again = _Gen(self.insns, self.va, self.cost_of)
+        again.offsets = self.offsets
+        again.flags, again.committed = self.flags, False
+        again._instructions()
+        end = again._commit_text().rstrip("; ") or "pass"
+        self.commit_before_end()
+        return _registers_in_locals(self.lines, loop_va, (again.lines, "    " + end))
+
+    def _instructions(self) -> None:
         n = len(self.insns)
         may_fault = [self._may_fault(i) for i in self.insns]
         for i, insn in enumerate(self.insns):
@@ -360,8 +410,6 @@ class _Gen:
             if i == n - 1 and not opcodes.BY_CODE[insn.op].branch and name not in ("ret",):
                 if not self._sets_rip(name):
                     self.emit(f"cpu.rip = {self.at(nxt)}")
-        self.commit_before_end()
-        return _registers_in_locals(self.lines, self.at(self.va) if self._loops() else None)
 
     def _loops(self) -> bool:
         """Whether the block ends by jumping back to its own start (a loop the block can
