@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..isa import opcodes
 from ..isa.bits import M64
@@ -888,7 +888,7 @@ def block_source(insns: list[Instruction], va: int) -> str:
 
 
 #: What generated code names besides the CPU (copied into each block's namespace).
-_NAMESPACE = {"Fault": Fault, "cond": F.condition, "BlockExit": (Fault, VmExit, CpuStop)}
+_NAMESPACE: dict[str, Any] = {"Fault": Fault, "cond": F.condition, "BlockExit": (Fault, VmExit, CpuStop)}
 
 
 RSP_ = RSP  # re-exported for readers of generated code
