@@ -119,3 +119,24 @@ def test_a_damaged_cache_file_means_compiling_afresh(tmp_path, damage):
     cache.path().parent.mkdir(parents=True)
     cache.path().write_bytes(damage)
     assert cache.get(cache.key(b"\x00" * 16)) is None
+
+
+def test_generated_code_names_no_address_of_its_own():
+    # Every block of the program, generated at two addresses: the same text (the
+    # addresses are the namespace's A0, A1...), different values for the names.
+    a, b = machine_with(RELOCATABLE, org=0x1000), machine_with(RELOCATABLE, org=0x5000)
+    size = len(RELOCATABLE.splitlines()) * 16
+    off = 0
+    while off < size:
+        fa = a.mem.frame(0x1000 >> 12)
+        insns, fault = translate.fetch_run(fa, 0x1000 + off, False)
+        if fault is not None:
+            break
+        there, _ = translate.fetch_run(b.mem.frame(0x5000 >> 12), 0x5000 + off, False)
+        assert there == insns
+        ga = translate._Gen(insns, 0x1000 + off, lambda _: 1)
+        gb = translate._Gen(there, 0x5000 + off, lambda _: 1)
+        assert ga.build() == gb.build()
+        assert list(ga.offsets) == list(gb.offsets)
+        off += len(insns) * 16
+    assert off > 10 * 16
