@@ -64,11 +64,32 @@ class Block:
     chains: bool = False
 
 
+#: Runs already decoded in this process, by the bytes they may span (from their start
+#: to MAX_BLOCK instructions on or the page's end): a run is a function of those bytes
+#: alone. A block dropped and made again (its page written back as it was, a snapshot
+#: restored) is decoded once.
+_DECODED_RUNS: dict[tuple[bool, bytes], tuple[Instruction, ...]] = {}
+MAX_DECODED_RUNS = 10_000
+
+
 def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction], Fault | None]:
     """Decode a straight run of instructions starting at ``va`` within its page."""
-    insns: list[Instruction] = []
     off = va & 0xFFF
     limit = 1 if single else MAX_BLOCK
+    key = (single, bytes(frame[off:min(off + limit * INSN_SIZE, 0x1000)]))
+    known = _DECODED_RUNS.get(key)
+    if known is not None:
+        return list(known), None
+    insns, fault = _decode_run(frame, va, off, limit)
+    if fault is None:
+        if len(_DECODED_RUNS) >= MAX_DECODED_RUNS:
+            _DECODED_RUNS.clear()
+        _DECODED_RUNS[key] = tuple(insns)
+    return insns, fault
+
+
+def _decode_run(frame: bytearray, va: int, off: int, limit: int) -> tuple[list[Instruction], Fault | None]:
+    insns: list[Instruction] = []
     while off + INSN_SIZE <= 0x1000 and len(insns) < limit:
         try:
             insn = decode(frame, off)
