@@ -9,8 +9,8 @@ offsets: in this process for every machine it runs, and on disk for the next
 run; the same bytes at another address (a library every kernel includes, a
 kernel loaded elsewhere) share it. A block whose bytes change (a page written, a
 snapshot restored under the machine) has a new key; nothing is ever keyed by an
-object's identity. A new translator (any change
-to the code that decodes or generates) reads none of the old entries.
+object's identity. A new translator (any change to the code that decodes or
+generates) reads none of the old entries.
 
 Where: beside the assembled images (``lab.isa.cache.cache_dir()``), one file per
 translator version. Any trouble reading or writing it means compiling afresh.
