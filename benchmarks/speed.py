@@ -23,7 +23,7 @@ Usage::
 
     python benchmarks/speed.py [--seconds 3] [--modes pv,hvm] [--no-compare]
 
-py65 is a benchmark-only dependency: ``pip install py65``.
+py65 is a benchmark-only dependency: ``pip install py65`` (or the ``dev`` extra).
 """
 
 from __future__ import annotations

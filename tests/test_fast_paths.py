@@ -153,3 +153,46 @@ def test_a_block_that_loops_by_itself_stops_at_the_cycle_budget_where_single_ste
     assert until <= m.cpu.cycles < until + most         # never a whole round past the budget
     stepped = _stepped(src, m.cpu.icount)
     assert stepped.cpu.regs == m.cpu.regs and stepped.cpu.cycles == m.cpu.cycles
+
+
+def test_a_block_that_loops_by_itself_charges_its_rounds_before_a_device_sees_the_time():
+    # Rounds that hit the write cache count their charges in the block; the round whose
+    # store leaves the cached page reaches a device that reads the time: it must see
+    # every round charged, as the dispatcher charges a block: whole, when it starts
+    # (three instructions of one cycle each after the store that single steps have not).
+    def run(stepping: bool) -> tuple[list[tuple[int, int]], object]:
+        m = machine_with("""
+    mov rdi, 0x1FF80
+    mov rcx, 40
+    jmp .top
+.top:
+    mov [rdi], rcx
+    add rdi, 8
+    dec rcx
+    jnz .top
+    hlt
+""")
+        seen: list[tuple[int, int]] = []
+        m.mem.write_hooks[0x20] = lambda hpa, size, value: seen.append((m.cpu.cycles, m.cpu.icount))
+        if stepping:
+            for _ in range(1_000):
+                m.step()
+        else:
+            m.run(1_000)
+        return seen, m
+    ran, m = run(False)
+    stepped, s = run(True)
+    assert len(ran) == 24 and [(c - 3, i - 3) for c, i in ran] == stepped
+    assert (m.cpu.cycles, m.cpu.icount, m.cpu.regs) == (s.cpu.cycles, s.cpu.icount, s.cpu.regs)
+
+
+def test_a_fault_in_a_later_round_of_a_block_that_loops_by_itself_is_charged_as_stepping():
+    # The divisor reaches zero in the fourth round: the fault (no handler: a triple
+    # fault stops the CPU) must find the same cycles, instructions and registers.
+    src = "mov rcx, 3\njmp .top\n.top:\nmov rax, 100\nxor rdx, rdx\ndiv rcx\nadd rbx, rax\ndec rcx\njmp .top"
+    m = machine_with(src)
+    m.run(1_000)
+    s = _stepped(src, 1_000)
+    assert m.cpu.stopped and s.cpu.stopped
+    assert (m.cpu.cycles, m.cpu.icount, m.cpu.regs, m.cpu.rip) == (s.cpu.cycles, s.cpu.icount, s.cpu.regs, s.cpu.rip)
+    assert m.cpu.regs[3] == 33 + 50 + 100

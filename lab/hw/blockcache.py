@@ -1,12 +1,16 @@
 """Compiled translated blocks kept in the process and between runs.
 
 Python's ``compile()`` is most of what translating a block costs. The generated
-code is a pure function of the block's address, its instruction bytes and the
-translator itself, so compiled code is kept under exactly that key: in this
-process for every machine it runs, and on disk for the next run. A block whose
-bytes change (a page written, a snapshot restored under the machine) has a new
-key; nothing is ever keyed by an object's identity. A new translator (any change
-to the code that decodes or generates) reads none of the old entries.
+code is a pure function of the block's instruction bytes and the translator
+itself: the addresses it names (rip values, branch targets, rip-relative
+operands) are offsets from the block's start, given their values when the code
+is run at an address. So compiled code is kept under exactly that key, with its
+offsets: in this process for every machine it runs, and on disk for the next
+run; the same bytes at another address (a library every kernel includes, a
+kernel loaded elsewhere) share it. A block whose bytes change (a page written, a
+snapshot restored under the machine) has a new key; nothing is ever keyed by an
+object's identity. A new translator (any change to the code that decodes or
+generates) reads none of the old entries.
 
 Where: beside the assembled images (``lab.isa.cache.cache_dir()``), one file per
 translator version. Any trouble reading or writing it means compiling afresh.
@@ -25,10 +29,13 @@ from types import CodeType
 
 from ..isa.cache import cache_dir
 
-FORMAT = 1
-#: Entries kept on disk at most: the lab's own kernels in every mode need about 2,600
-#: (some 4.5 MB); loading the file is part of every start.
+FORMAT = 2
+#: Entries kept on disk at most: the lab's own kernels in every mode need about 2,000
+#: (some 3 MB); loading the file is part of every start.
 MAX_ENTRIES = 6_000
+
+#: A compiled block: its code and the offsets from its start of the addresses it names.
+Entry = tuple[CodeType, tuple[int, ...]]
 
 
 @functools.cache
@@ -44,12 +51,12 @@ def translator_version() -> str:
 
 
 class BlockCache:
-    """Code objects of compiled blocks, by (address, instruction bytes)."""
+    """Compiled blocks (code and address offsets), by instruction bytes."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory
-        self._code: dict[bytes, CodeType] = {}
-        self._added: dict[bytes, CodeType] = {}
+        self._code: dict[bytes, Entry] = {}
+        self._added: dict[bytes, Entry] = {}
         self._loaded = False
         self._path: Path | None = None      # the file read at first use: saved back to the same
         self._lock = threading.Lock()
@@ -57,13 +64,13 @@ class BlockCache:
         self.misses = 0
 
     @staticmethod
-    def key(va: int, code: bytes) -> bytes:
-        return va.to_bytes(8, "little") + code
+    def key(code: bytes) -> bytes:
+        return code
 
     def path(self) -> Path:
         return (self._directory or cache_dir()) / "blocks" / f"{translator_version()}.marshal"
 
-    def get(self, key: bytes) -> CodeType | None:
+    def get(self, key: bytes) -> Entry | None:
         if not self._loaded:
             self._load()
         code = self._code.get(key)
@@ -73,13 +80,13 @@ class BlockCache:
             self.hits += 1
         return code
 
-    def put(self, key: bytes, code: CodeType) -> None:
+    def put(self, key: bytes, entry: Entry) -> None:
         with self._lock:
             if len(self._code) >= 4 * MAX_ENTRIES:
                 return                # a guest writing endless new code: keep memory bounded
-            self._code[key] = code
+            self._code[key] = entry
             if len(self._added) < MAX_ENTRIES:
-                self._added[key] = code
+                self._added[key] = entry
 
     def _load(self) -> None:
         with self._lock:
@@ -92,15 +99,17 @@ class BlockCache:
             self._code = stored
 
     @staticmethod
-    def _read(path: Path) -> dict[bytes, CodeType]:
+    def _read(path: Path) -> dict[bytes, Entry]:
         try:
+            # One read, then unmarshal from memory: marshal.load on a file reads it in
+            # small pieces and takes about six times as long (every start reads this file).
             with open(path, "rb") as f:
-                data = marshal.load(f)
+                data = marshal.loads(f.read())
         except Exception:             # missing, unreadable or damaged: compile afresh
             return {}
         if not isinstance(data, dict):
             return {}
-        return {k: v for k, v in data.items() if isinstance(k, bytes) and isinstance(v, CodeType)}
+        return {k: v for k, v in data.items() if isinstance(k, bytes) and _is_entry(v)}
 
     def save(self) -> None:
         """Add this process's new blocks to the file on disk (whole or not at all)."""
@@ -120,7 +129,7 @@ class BlockCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as f:
-                marshal.dump(merged, f)
+                f.write(marshal.dumps(merged))
             os.replace(tmp, path)
         except OSError:
             pass                      # a read-only home: the lab works, only slower to start
@@ -131,6 +140,11 @@ class BlockCache:
             self._added.clear()
             self._loaded = False
             self._path = None
+
+
+def _is_entry(v: object) -> bool:
+    return (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], CodeType)
+            and isinstance(v[1], tuple) and all(isinstance(o, int) for o in v[1]))
 
 
 #: The one cache every machine in this process shares.

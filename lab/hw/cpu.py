@@ -30,7 +30,7 @@ from .hypervisor import Hypervisor
 from .memory import PAGE_SHIFT, BusError, MachineMemory
 from .snapshot import Plain
 from .tlb import Tlb
-from .translate import Block, compile_block, default_namespace, fetch_run
+from .translate import Block, compile_block, fetch_run
 from .vmx import Vmcs
 from .x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, MSR_APIC_BASE, MSR_CSTAR, MSR_EFER,
                   MSR_FS_BASE, MSR_GS_BASE, MSR_IA32_TSC, MSR_LSTAR, MSR_SHADOW_GS_BASE, MSR_STAR,
@@ -1148,7 +1148,6 @@ class CodeCache:
         self.blocks: dict[tuple, Block] = {}
         self.by_frame: dict[int, list[tuple]] = {}
         self.cpus: list[Cpu] = []
-        self.namespace = default_namespace()
         self.translations = 0
         self.invalidations = 0
         mem.on_watched_write = self.invalidate_frame
@@ -1164,7 +1163,7 @@ class CodeCache:
         if fault is not None:
             raise fault
         off = va & 0xFFF
-        blk = compile_block(insns, va, self.cost_of, self.namespace,
+        blk = compile_block(insns, va, self.cost_of,
                             bytes(frame[off:off + len(insns) * INSN_SIZE]))
         self.translations += 1
         self.blocks[key] = blk

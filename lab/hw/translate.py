@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..isa import opcodes
 from ..isa.bits import M64
@@ -28,7 +28,7 @@ from ..isa.encoding import INSN_SIZE, DecodeError, Instruction, decode
 from ..isa.registers import RIP_BASE, RSP
 from . import flags as F
 from .blockcache import BLOCKS
-from .faults import Fault
+from .faults import CpuStop, Fault, VmExit
 
 MASK = F.MASK
 SIGN = F.SIGN
@@ -64,11 +64,32 @@ class Block:
     chains: bool = False
 
 
+#: Runs already decoded in this process, by the bytes they may span (from their start
+#: to MAX_BLOCK instructions on or the page's end): a run is a function of those bytes
+#: alone. A block dropped and made again (its page written back as it was, a snapshot
+#: restored) is decoded once.
+_DECODED_RUNS: dict[tuple[bool, bytes], tuple[Instruction, ...]] = {}
+MAX_DECODED_RUNS = 10_000
+
+
 def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction], Fault | None]:
     """Decode a straight run of instructions starting at ``va`` within its page."""
-    insns: list[Instruction] = []
     off = va & 0xFFF
     limit = 1 if single else MAX_BLOCK
+    key = (single, bytes(frame[off:min(off + limit * INSN_SIZE, 0x1000)]))
+    known = _DECODED_RUNS.get(key)
+    if known is not None:
+        return list(known), None
+    insns, fault = _decode_run(frame, va, off, limit)
+    if fault is None:
+        if len(_DECODED_RUNS) >= MAX_DECODED_RUNS:
+            _DECODED_RUNS.clear()
+        _DECODED_RUNS[key] = tuple(insns)
+    return insns, fault
+
+
+def _decode_run(frame: bytearray, va: int, off: int, limit: int) -> tuple[list[Instruction], Fault | None]:
+    insns: list[Instruction] = []
     while off + INSN_SIZE <= 0x1000 and len(insns) < limit:
         try:
             insn = decode(frame, off)
@@ -87,13 +108,16 @@ def fetch_run(frame: bytearray, va: int, single: bool) -> tuple[list[Instruction
     return insns, None
 
 
-_REG = re.compile(r"\br\[(\d+)\]")
-_REG_WRITE = re.compile(r"\br(\d+) (?:[-+|&^]?=)(?!=)")
+# Patterns over generated code, kept cheap (no leading \b, ASCII digits): translating
+# a block runs them on its whole text. ``r`` is the only subscripted name ending in r.
+_REG = re.compile(r"r\[([0-9]+)\]")
+#: How generated code writes a register local (``rN = ``, ``rN &= ``...), every line indented.
+_REG_WRITES = tuple(f" r{{}} {op}= " for op in ("", "-", "+", "|", "&", "^"))
 
 
-_COPY = re.compile(r"^(\s*)([a-z]+\d+) = (r\d+)$")
-_RESULT = re.compile(r"^(\s*)(x\d+) = (.+)$")
-_NAME = re.compile(r"\b[a-z]+\d+\b")
+_COPY = re.compile(r"^(\s*)([a-z]+[0-9]+) = (r[0-9]+)$")
+_RESULT = re.compile(r"^(\s*)(x[0-9]+) = (.+)$")
+_NAME = re.compile(r"\b[a-z]+[0-9]+\b")
 
 
 def _forward_copies(body: list[str]) -> list[str]:
@@ -129,7 +153,8 @@ def _forward_copies(body: list[str]) -> list[str]:
     return lines
 
 
-def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
+def _registers_in_locals(lines: list[str], loop_va: str | None = None,
+                         again: tuple[list[str], str] | None = None) -> str:
     """The block's function, with the registers it uses held in locals.
 
     Each register the block names is read into a local once; those it writes go
@@ -138,7 +163,7 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     leaves by an exception. ``sy`` is set while the CPU's copy is the true one, so
     a method that raises after changing registers keeps its changes.
 
-    With ``loop_va`` (the block jumps back to its own start) the block goes round
+    With ``loop_va`` (the name of the block's own start: it jumps back there) the block goes round
     again by itself for as long as the dispatcher in ``Cpu.run`` would have run it
     again: the same budget checks, and none of the rest can have changed while the
     block touched memory only through its caches. Without system instructions,
@@ -148,16 +173,42 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
     comparison of that count replaces watching each of them. Each round is charged
     when it starts, as the dispatcher charges a block, so a fault unwinds the same
     way. ``COST`` and ``N`` are the block's cycles and instructions (its namespace).
+    Within the loop the rounds' charges are counted in a local (``k``) and the CPU's
+    rip in another (``rp``): only the slow memory paths (every ``ld``/``st`` call is
+    an ``else:`` line) and the block's exits can look at them, so the charges reach
+    the CPU before each of those, as they would have round by round.
+
+    With ``again`` (the rounds after the first, generated with the first round's last
+    flags still pending, and the statement committing the last round's), the first
+    round is followed by a loop of those: a round then commits its flags only where
+    something could look at them (a slow memory path, the loop's exit), not at
+    every turn.
     """
     body = _forward_copies(_REG.sub(r"r\1", "\n".join(lines)).split("\n"))
-    text = "\n".join(body)
-    used = sorted({int(n) for n in re.findall(r"\br(\d+)\b", text)})
-    written = sorted({int(n) for n in _REG_WRITE.findall(text)})
+    body2: list[str] = []
+    end = ""
+    if again is not None:
+        more = _forward_copies(_REG.sub(r"r\1", "\n".join(again[0] + [again[1]])).split("\n"))
+        if more[-1] == _REG.sub(r"r\1", again[1]):
+            body2, end = more[:-1], more[-1]
+        else:
+            # Never so (a loop's last line sets rip, which no rewriting merges into the
+            # commit after it), but if it were, the rounds go round unpeeled.
+            again = None
+    text = "\n".join(body + body2 + [end])
+    used = sorted(int(n[1:]) for n in set(_NAME.findall(text)) if n[0] == "r" and n[1:].isdigit())
+    written = [n for n in used if any(w.format(n) in text for w in _REG_WRITES)]
     load = "; ".join(f"r{n} = r[{n}]" for n in used)
     store = "; ".join(f"r[{n}] = r{n}" for n in written)
-    out = ["def block(cpu):",
-           "    r = cpu.regs; ld = cpu.load; st = cpu.store; rc = cpu.rc; wc = cpu.wc",
-           "    ic = 0; sy = 0"]
+    # Only the names the block uses: compiling is most of what a new block costs.
+    names = [f"{v} = cpu.{attr}" for v, attr, need in (
+        ("r", "regs", used or written), ("ld", "load", "ld(" in text), ("st", "store", "st(" in text),
+        ("rc", "rc", "rc." in text), ("wc", "wc", "wc." in text)) if need]
+    out = ["def block(cpu):"]
+    if names:
+        out.append("    " + "; ".join(names))
+    out.append("    ic = 0; sy = 0" + ("; k = 0" if loop_va is not None else ""))
+    charge = "cpu.cycles += k * COST; cpu.icount += k * N; k = 0"
     if load:
         out.append("    " + load)
     out.append("    try:")
@@ -169,25 +220,52 @@ def _registers_in_locals(lines: list[str], loop_va: int | None = None) -> str:
         out.append("        lu = cpu.loop_until; sl = cpu.slow")
         out.append("        jl = min((lu - cpu.cycles) // COST if COST else (1 << 62 if cpu.cycles < lu else 0),"
                    " (cpu.loop_target - cpu.icount) // N)")
-        out.append("        while True:")
-        pad = "        "
-    for ln in body:
-        if "cpu.op_" in ln:
-            indent = ln[:len(ln) - len(ln.lstrip())]
-            out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
-            out.append(pad + ln)
-            out.append(pad + indent + (f"{load}; " if load else "") + "sy = 0")
-        else:
-            out.append(pad + ln)
-    if loop_va is not None:
+        if again is None:
+            out.append("        while True:")
+            pad = "        "
+
+    def lines_of(body: list[str], pad: str) -> None:
+        for ln in body:
+            if loop_va is not None:
+                # No CPU method runs in a block that loops (see Gen._loops): rip is written
+                # by its last instruction alone, and only ld/st reach the slow paths.
+                ln = ln.replace("cpu.rip = ", "rp = ")
+                if ln.lstrip().startswith("else: ") and ("ld(" in ln or "st(" in ln):
+                    ln = ln.replace("else: ", f"else: {charge}; ", 1)
+            if "cpu.op_" in ln:
+                indent = ln[:len(ln) - len(ln.lstrip())]
+                out.append(pad + indent + "sy = 1" + (f"; {store}" if store else ""))
+                out.append(pad + ln)
+                out.append(pad + indent + (f"{load}; " if load else "") + "sy = 0")
+            else:
+                out.append(pad + ln)
+
+    lines_of(body, pad)
+    again_test = f"jl < 0 or rp != {loop_va} or cpu.slow != sl"
+    if loop_va is not None and again is None:
         out.append("            jl -= 1")
-        out.append(f"            if jl < 0 or cpu.rip != {loop_va:#x} or cpu.slow != sl:")
+        out.append(f"            if {again_test}:")
         out.append("                break")
-        out.append("            cpu.cycles += COST; cpu.icount += N; ic = 0")
+        out.append("            k += 1; ic = 0")
+    elif loop_va is not None:
+        out.append("        jl -= 1")
+        out.append(f"        if not ({again_test}):")
+        out.append("            k += 1; ic = 0")
+        out.append("            while True:")
+        lines_of(body2, "            ")
+        out.append("                jl -= 1")
+        out.append(f"                if {again_test}:")
+        out.append("                    break")
+        out.append("                k += 1; ic = 0")
+        out.append("        " + end)
+    if loop_va is not None:
+        out.append(f"        cpu.rip = rp; {charge}")
     if store:
         out.append("        " + store)
     out.append("    except BlockExit as e:")
     out.append("        e.index = ic")
+    if loop_va is not None:
+        out.append(f"        {charge}")
     if store:
         out.append(f"        if not sy: {store}")
     out.append("        raise")
@@ -205,6 +283,21 @@ class _Gen:
         # The in-block flag producer: (kind, res, a, b, size) as source expressions.
         self.flags: tuple | None = None
         self.committed = True
+        # Addresses the code names (rip values, branch targets, rip-relative operands), as
+        # offsets from the block's start: the code names them ``A0``, ``A1``... and the
+        # block's namespace holds their values, so one compiled block serves the same
+        # bytes at any address.
+        self.offsets: dict[int, str] = {}
+        #: What the current instruction's slow memory paths do first (commit the flags).
+        self.slow_commit = ""
+
+    def at(self, address: int) -> str:
+        """The name of ``address`` (derived from the block's own) in the generated code."""
+        off = (address - self.va) & M64
+        name = self.offsets.get(off)
+        if name is None:
+            name = self.offsets[off] = f"A{len(self.offsets)}"
+        return name
 
     # -- helpers --------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -220,11 +313,10 @@ class _Gen:
         else:
             self.emit(f"r[{n}] = (r[{n}] & {M64 ^ MASK[size]:#x}) | {expr}")
 
-    @staticmethod
-    def ea(insn: Instruction, next_rip: int) -> str:
+    def ea(self, insn: Instruction, next_rip: int) -> str:
         m = insn.mem
         if m.base == RIP_BASE:
-            return f"{(next_rip + m.disp) & M64:#x}"
+            return self.at(next_rip + m.disp)
         parts = []
         if m.base is not None:
             parts.append(f"r[{m.base}]")
@@ -247,14 +339,21 @@ class _Gen:
     def mload(self, var: str, addr: str, size: int) -> None:
         """``var = `` the value at ``addr``: inline through the read cache, else cpu.load."""
         self.emit(f"_e = {addr}; _f = rc.get(_e >> 12); _o = _e & 0xFFF")
-        self.emit(f"{var} = int.from_bytes(_f[_o:_o + {size}], 'little') "
-                  f"if _f is not None and _o <= {4096 - size} else ld(_e, {size})")
+        self.emit(f"if _f is not None and _o <= {4096 - size}: {var} = int.from_bytes(_f[_o:_o + {size}], 'little')")
+        self.emit(f"else: {self.slow_commit}{var} = ld(_e, {size})")
 
     def mstore(self, addr: str, size: int, value: str) -> None:
         """Store ``value`` (already within ``size`` bytes) inline through the write cache."""
         self.emit(f"_e = {addr}; _f = wc.get(_e >> 12); _o = _e & 0xFFF")
         self.emit(f"if _f is not None and _o <= {4096 - size}: _f[_o:_o + {size}] = ({value}).to_bytes({size}, 'little')")
-        self.emit(f"else: st(_e, {size}, {value})")
+        self.emit(f"else: {self.slow_commit}st(_e, {size}, {value})")
+
+    def _commit_text(self) -> str:
+        """The statement that commits the pending lazy flags, if any (with its ``; ``)."""
+        if self.flags is None or self.committed:
+            return ""
+        k, res, a, b, size = self.flags
+        return f"cpu.lf = ({k}, {res}, {a}, {b}, {size}); "
 
     def commit(self) -> None:
         """Store the pending lazy flags into the CPU."""
@@ -296,6 +395,25 @@ class _Gen:
 
     # -- the block --------------------------------------------------------
     def build(self) -> str:
+        self._instructions()
+        if not self._loops():
+            self.commit_before_end()
+            return _registers_in_locals(self.lines)
+        loop_va = self.at(self.va)
+        if self.flags is None or self.committed:
+            return _registers_in_locals(self.lines, loop_va)
+        # The rounds after the first start with this round's last flags pending: the
+        # same instructions, generated again from that state (the names they use are
+        # the same, so the pending expressions name the previous round's values).
+        again = _Gen(self.insns, self.va, self.cost_of)
+        again.offsets = self.offsets
+        again.flags, again.committed = self.flags, False
+        again._instructions()
+        end = again._commit_text().rstrip("; ") or "pass"
+        self.commit_before_end()
+        return _registers_in_locals(self.lines, loop_va, (again.lines, "    " + end))
+
+    def _instructions(self) -> None:
         n = len(self.insns)
         may_fault = [self._may_fault(i) for i in self.insns]
         for i, insn in enumerate(self.insns):
@@ -303,17 +421,20 @@ class _Gen:
             nxt = addr + INSN_SIZE
             name = opcodes.BY_CODE[insn.op].name
             # Commit flags before an instruction that may fault or read them
-            # through the CPU, so a fault sees the architectural flags.
-            if may_fault[i] or name in _SYSTEM:
+            # through the CPU, so a fault sees the architectural flags. An instruction
+            # that can fault only in the CPU's slow memory paths commits them there
+            # (the flags from before it), so a cached access costs nothing for them.
+            if may_fault[i] and name not in _SYSTEM and name not in ("div", "idiv"):
+                self.slow_commit = self._commit_text()
+            elif may_fault[i] or name in _SYSTEM:
                 self.commit()
             if may_fault[i] and i:
                 self.emit(f"ic = {i}")
             getattr(self, "g_" + name)(insn, i, addr, nxt)
+            self.slow_commit = ""
             if i == n - 1 and not opcodes.BY_CODE[insn.op].branch and name not in ("ret",):
                 if not self._sets_rip(name):
-                    self.emit(f"cpu.rip = {nxt & M64:#x}")
-        self.commit_before_end()
-        return _registers_in_locals(self.lines, self.va if self._loops() else None)
+                    self.emit(f"cpu.rip = {self.at(nxt)}")
 
     def _loops(self) -> bool:
         """Whether the block ends by jumping back to its own start (a loop the block can
@@ -429,7 +550,7 @@ class _Gen:
         self.emit(f"r[4] = sp{i}")
 
     def g_popfq(self, insn, i, addr, nxt):
-        self.emit(f"cpu.op_popfq({nxt:#x})")
+        self.emit(f"cpu.op_popfq({self.at(nxt)})")
 
     # -- arithmetic -------------------------------------------------------
     def _alu(self, name, insn, i, addr, nxt):
@@ -676,7 +797,7 @@ class _Gen:
     # -- control flow -----------------------------------------------------
     def _target(self, insn, i, nxt) -> str:
         if insn.form == "i":
-            return f"{(nxt + insn.imm) & M64:#x}"
+            return self.at(nxt + insn.imm)
         if insn.form == "r":
             return self.rd(insn.a, 8)
         self.mload(f"t{i}", self.ea(insn, nxt), 8)
@@ -687,13 +808,13 @@ class _Gen:
 
     def g_jcc(self, insn, i, addr, nxt):
         c = self.cond(insn.aux)
-        self.emit(f"cpu.rip = {(nxt + insn.imm) & M64:#x} if {c} else {nxt:#x}")
+        self.emit(f"cpu.rip = {self.at(nxt + insn.imm)} if {c} else {self.at(nxt)}")
 
     def g_call(self, insn, i, addr, nxt):
         t = self._target(insn, i, nxt)
         self.emit(f"tg{i} = {t}")
         self.emit(f"sp{i} = (r[4] - 8) & {M64:#x}")
-        self.mstore(f"sp{i}", 8, f"{nxt:#x}")
+        self.mstore(f"sp{i}", 8, self.at(nxt))
         self.emit(f"r[4] = sp{i}")
         self.emit(f"cpu.rip = tg{i}")
 
@@ -723,7 +844,7 @@ class _Gen:
 
     # -- system instructions: carried out by the CPU ------------------------
     def _sys(self, name, insn, i, nxt):
-        self.emit(f"cpu.op_{name}(I[{i}], {nxt:#x})")
+        self.emit(f"cpu.op_{name}(I[{i}], {self.at(nxt)})")
 
     def __getattr__(self, item):
         if item.startswith("g_") and item[2:] in _SYSTEM:
@@ -732,42 +853,67 @@ class _Gen:
         raise AttributeError(item)
 
 
+#: Blocks already made in this process, by (address, instruction bytes, cycle costs):
+#: every machine of a process (each mode of a comparison) shares them. A block is
+#: immutable; one made for the same bytes at the same address with the same costs is
+#: the same block.
+_MADE: dict[tuple, Block] = {}
+MAX_MADE = 24_000
+
+
 def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruction], int],
-                  namespace: dict, code_bytes: bytes | None = None) -> Block:
+                  code_bytes: bytes | None = None) -> Block:
     """The block for ``insns`` at ``va``; with ``code_bytes`` (the instructions' encoding)
-    compiled code is shared through the block cache, keyed by address and bytes."""
-    key = BLOCKS.key(va, code_bytes) if code_bytes is not None else None
-    code = BLOCKS.get(key) if key is not None else None
-    if code is None:
-        src = _Gen(insns, va, cost_of).build()
-        code = compile(src, f"<block {va:#x}>", "exec")
+    compiled code is shared through the block cache, keyed by the bytes alone: the
+    addresses the code names are the namespace's ``A0``, ``A1``..., offsets from ``va``."""
+    costs = tuple(cost_of(x) for x in insns)
+    made = (va, code_bytes, costs) if code_bytes is not None else None
+    if made is not None:
+        blk = _MADE.get(made)
+        if blk is not None:
+            return blk
+    key = BLOCKS.key(code_bytes) if code_bytes is not None else None
+    entry = BLOCKS.get(key) if key is not None else None
+    if entry is None:
+        gen = _Gen(insns, va, cost_of)
+        src = gen.build()
+        entry = (compile(src, "<translated block>", "exec"), tuple(gen.offsets))
         if key is not None:
-            BLOCKS.put(key, code)
-    costs = [cost_of(x) for x in insns]
+            BLOCKS.put(key, entry)
+    code, offsets = entry
     prefix = []
     total = 0
     for c in costs:
         prefix.append(total)
         total += c
-    ns = dict(namespace)
+    ns = dict(_NAMESPACE)
     ns["I"] = tuple(insns)
     ns["COST"] = total          # for a block that loops by itself: each round's charge
     ns["N"] = len(insns)
+    for j, off in enumerate(offsets):
+        ns[f"A{j}"] = (va + off) & M64
     exec(code, ns)
     addrs = tuple(va + k * INSN_SIZE for k in range(len(insns)))
     chains = not any(opcodes.BY_CODE[x.op].name in _SYSTEM for x in insns)
-    return Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns), chains)
+    blk = Block(va, len(insns), total, ns["block"], addrs, tuple(prefix), tuple(insns), chains)
+    if made is not None:
+        if len(_MADE) >= MAX_MADE:
+            _MADE.clear()             # a guest writing endless new code: keep memory bounded
+        _MADE[made] = blk
+    return blk
 
 
 def block_source(insns: list[Instruction], va: int) -> str:
-    """The generated Python for a run of instructions (for debugging the translator)."""
-    return _Gen(insns, va, lambda _: 1).build()
+    """The generated Python for a run of instructions, with the addresses it names
+    (for debugging the translator)."""
+    gen = _Gen(insns, va, lambda _: 1)
+    src = gen.build()
+    names = "".join(f"{name} = {(va + off) & M64:#x}\n" for off, name in gen.offsets.items())
+    return names + src
 
 
-def default_namespace() -> dict:
-    from .faults import CpuStop, VmExit
-    return {"Fault": Fault, "cond": F.condition,
-            "BlockExit": (Fault, VmExit, CpuStop)}
+#: What generated code names besides the CPU (copied into each block's namespace).
+_NAMESPACE: dict[str, Any] = {"Fault": Fault, "cond": F.condition, "BlockExit": (Fault, VmExit, CpuStop)}
 
 
 RSP_ = RSP  # re-exported for readers of generated code

@@ -514,11 +514,17 @@ class PvMM:
         """:meth:`assign` of free frames to an ordinary domain, in one pass (a domain's
         whole memory at creation: a million frames for 4 GiB)."""
         pages, nr = self.pages, self.nr_frames
+        # The frame table notes the frames looked at once for the whole list, then the
+        # loop goes round plain dict methods (a domain's memory is tens of thousands of frames).
+        touched = getattr(pages, "touched", None)
+        if touched is not None:
+            touched.update(mfns)
+        get, put = dict.get, dict.__setitem__
         for mfn in mfns:
-            pg = pages.get(mfn)
+            pg = get(pages, mfn)
             if not 0 <= mfn < nr or (pg is not None and (pg.owner is not None or pg.count)):
                 raise ValueError(f"mfn {mfn:#x} is not a free frame")
-            pages[mfn] = PageInfo(domid, 1, PGT_none, 0, False, False, True, 0)
+            put(pages, mfn, PageInfo(domid, 1, PGT_none, 0, False, False, True, 0))
         self._owned[domid] = self._owned.get(domid, 0) + len(mfns)
 
     def release(self, mfn: int, domid: int | None = None) -> int:
