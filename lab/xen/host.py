@@ -104,16 +104,8 @@ class XenHost(HostCore):
             self.evtchn.send_global_virq(abi.VIRQ_CON_RING)
 
     # -- frames -------------------------------------------------------------
-    def alloc_frame(self, owner: int | None) -> int:
-        """A zeroed frame from Xen's heap, owned by domain ``owner`` (None: Xen)."""
-        if not self.free_frames:
-            raise MemoryError("out of machine memory")
-        mfn = self.free_frames.pop()
-        self.mem.zero_frame(mfn)
-        self.mm.assign(mfn, owner)
-        if owner is not None and owner in self.domains:
-            self.domains[owner].extra.setdefault("frames", []).append(mfn)
-        return mfn
+    def _assign_frame(self, mfn: int, owner: int | None) -> None:
+        self.mm.assign(mfn, owner)              # its page_info's owner, for the type checks
 
     def free_frame(self, mfn: int) -> None:
         """A frame nobody references any more goes back to Xen's heap, wiped."""

@@ -90,6 +90,20 @@ class HostCore(DomainControl, Scheduler):
         return c
 
     # -- frames and domains ---------------------------------------------------
+    def alloc_frame(self, owner: int | None) -> int:
+        """A zeroed frame from Xen's heap, owned by domain ``owner`` (None: Xen)."""
+        if not self.free_frames:
+            raise MemoryError("out of machine memory")
+        mfn = self.free_frames.pop()
+        self.mem.zero_frame(mfn)
+        self._assign_frame(mfn, owner)
+        if owner is not None and owner in self.domains:
+            self.domains[owner].extra.setdefault("frames", []).append(mfn)
+        return mfn
+
+    def _assign_frame(self, mfn: int, owner: int | None) -> None:
+        """The architecture's record of a frame's owner, if it keeps one."""
+
     @property
     def free_pages(self) -> int:
         return len(self.free_frames)

@@ -94,15 +94,6 @@ class ArmXenHost(HostCore):
         guest_console_write(self, dom, text)
 
     # -- frames and domains ------------------------------------------------------------
-    def alloc_frame(self, owner: int | None) -> int:
-        if not self.free_frames:
-            raise MemoryError("out of machine memory")
-        mfn = self.free_frames.pop()
-        self.mem.zero_frame(mfn)
-        if owner is not None and owner in self.domains:
-            self.domains[owner].extra.setdefault("frames", []).append(mfn)
-        return mfn
-
     def new_domain(self, name: str, mem_pages: int, vcpus: int, privileged: bool = False,
                    domid: int | None = None, config: Any = None, max_grant_frames: int = -1) -> Domain:
         """domain_create() and the toolstack's memory population: RAM at GUEST_RAM0_BASE and the
