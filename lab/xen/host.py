@@ -34,6 +34,7 @@ from .mm_glue import XenMM
 from . import events, hvm, pv, timers
 # The hypercall table is filled by the subsystems' modules as they are imported: here, once.
 from . import descriptors, grant, hypercalls, physdev  # noqa: F401
+from .hypercall_table import X86_HYPERCALLS
 from .release import XEN_VERSION
 
 __all__ = ["FOREVER", "HostConfig", "XenHost", "XEN_VERSION"]
@@ -64,6 +65,8 @@ class HostConfig:
 class XenHost(HostCore):
     #: The snapshot keeper is how state is saved, not state.
     NOT_STATE = ("_keeper",)
+    #: x86's hypercall table, filled by the subsystems' modules imported above.
+    hypercalls = X86_HYPERCALLS
 
     def __init__(self, config: HostConfig | None = None, keep_trace: bool = True) -> None:
         cfg = config or HostConfig()

@@ -21,13 +21,13 @@ from .reservation import reservation_op
 from .hvm import add_to_physmap, set_callback_via, set_upcall_vector
 from . import hvm_params
 from .domain import CRASHED, DYING, SHUTDOWN
-from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, handler, preempt_check
+from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
 
 E = abi.ERRNO
 
 
 # ---------------------------------------------------------------- PV: traps and stacks
-@handler("set_trap_table", nargs=1)
+@X86_HYPERCALLS.handler("set_trap_table", nargs=1)
 def set_trap_table(host, v, args, info) -> int:
     """A virtual IDT: struct trap_info {u8 vector, u8 flags, u16 cs, u64 address}, zero-terminated."""
     dom = v.domain
@@ -50,14 +50,14 @@ def set_trap_table(host, v, args, info) -> int:
     return 0
 
 
-@handler("stack_switch", nargs=2)
+@X86_HYPERCALLS.handler("stack_switch", nargs=2)
 def stack_switch(host, v, args, info) -> int:
     v.kernel_ss, v.kernel_sp = args[0] & 0xFFFF, args[1]
     info["args"] = [f"ss={v.kernel_ss:#x}", f"rsp={v.kernel_sp:#x}"]
     return 0
 
 
-@handler("set_callbacks", nargs=2)
+@X86_HYPERCALLS.handler("set_callbacks", nargs=2)
 def set_callbacks(host, v, args, info) -> int:
     # do_set_callbacks() registers each and ignores a refusal (a non-canonical address).
     for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
@@ -67,7 +67,7 @@ def set_callbacks(host, v, args, info) -> int:
     return 0
 
 
-@handler("callback_op", nargs=2)
+@X86_HYPERCALLS.handler("callback_op", nargs=2)
 def callback_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     if cmd not in (0, 1):                      # CALLBACKOP_register 0, unregister 1
@@ -157,7 +157,7 @@ def _batch_call(host, v, info, nr_name: str, args, size: int, run) -> int | Pree
     return rc
 
 
-@handler("mmu_update", nargs=4)
+@X86_HYPERCALLS.handler("mmu_update", nargs=4)
 def mmu_update(host, v, args, info) -> int | Preempted:
     def run(batch: GuestBatch, foreigndom: int):
         def reqs():
@@ -169,7 +169,7 @@ def mmu_update(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmu_update", args, 16, run)
 
 
-@handler("mmuext_op", nargs=4)
+@X86_HYPERCALLS.handler("mmuext_op", nargs=4)
 def mmuext_op(host, v, args, info) -> int | Preempted:
     def run(batch: GuestBatch, foreigndom: int):
         def ops():
@@ -181,14 +181,14 @@ def mmuext_op(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
-@handler("update_va_mapping", nargs=3)
+@X86_HYPERCALLS.handler("update_va_mapping", nargs=3)
 def update_va_mapping(host, v, args, info) -> int:
     va, val, flags = args[0], args[1], args[2]
     info["args"] = [f"{va:#x}", f"{val:#x}", f"flags={flags:#x}"]
     return host.mm.update_va_mapping(v, va, val, flags)
 
 
-@handler("vm_assist", nargs=2)
+@X86_HYPERCALLS.handler("vm_assist", nargs=2)
 def vm_assist(host, v, args, info) -> int:
     cmd, typ = args[0], args[1]
     if typ > 63 or cmd not in (0, 1):
@@ -201,7 +201,7 @@ def vm_assist(host, v, args, info) -> int:
 
 
 # ---------------------------------------------------------------- scheduling, timers, vCPUs
-@handler("sched_op", nargs=2)
+@X86_HYPERCALLS.handler("sched_op", nargs=2)
 def sched_op(host, v, args, info) -> int:
     cmd, arg = args[0], args[1]
     info["args"] = [abi.SCHEDOP_NAMES.get(cmd, str(cmd)), f"{arg:#x}"]
@@ -234,7 +234,7 @@ def sched_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("set_timer_op", nargs=1)
+@X86_HYPERCALLS.handler("set_timer_op", nargs=1)
 def set_timer_op(host, v, args, info) -> int:
     """Arm the vCPU's single-shot timer at an absolute system time (ns); 0 cancels."""
     ns = args[0]
@@ -246,7 +246,7 @@ def set_timer_op(host, v, args, info) -> int:
     return 0
 
 
-@handler("vcpu_op", nargs=3)
+@X86_HYPERCALLS.handler("vcpu_op", nargs=3)
 def vcpu_op(host, v, args, info) -> int:
     cmd, vid, arg = args[0], args[1], args[2]
     dom = v.domain
@@ -320,7 +320,7 @@ def runstate_info(host, target) -> bytes:
 
 
 # ---------------------------------------------------------------- information
-@handler("xen_version", nargs=2)
+@X86_HYPERCALLS.handler("xen_version", nargs=2)
 def xen_version(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     info["args"] = [abi.XENVER_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENVER_NAMES") else cmd]
@@ -372,7 +372,7 @@ def guest_features(dom) -> int:
     return feats
 
 
-@handler("console_io", nargs=3)
+@X86_HYPERCALLS.handler("console_io", nargs=3)
 def console_io(host, v, args, info) -> int:
     """Write to Xen's console. A domU is refused, as a non-debug Xen refuses it."""
     cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
@@ -392,7 +392,7 @@ def console_io(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("memory_op", nargs=2)
+@X86_HYPERCALLS.handler("memory_op", nargs=2)
 def memory_op(host, v, args, info) -> int | Preempted:
     cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
     dom = v.domain
@@ -446,7 +446,7 @@ def _add_to_physmap(host, v, va: int, info: dict) -> int:
     return add_to_physmap(host, target, space, idx, gpfn, info)
 
 
-@handler("multicall", nargs=2)
+@X86_HYPERCALLS.handler("multicall", nargs=2)
 def multicall(host, v, args, info) -> int | Preempted | None:
     """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result.
 
@@ -485,7 +485,7 @@ def multicall(host, v, args, info) -> int | Preempted | None:
 EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
 
 
-@handler("event_channel_op", nargs=2)
+@X86_HYPERCALLS.handler("event_channel_op", nargs=2)
 def event_channel_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     name = abi.EVTCHNOP_NAMES.get(cmd, str(cmd))
@@ -604,7 +604,7 @@ def evtchn_reset(host, v, va, info, lay) -> int:
 
 
 # ---------------------------------------------------------------- HVM
-@handler("hvm_op", nargs=2)
+@X86_HYPERCALLS.handler("hvm_op", nargs=2)
 def hvm_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     dom = v.domain
@@ -653,7 +653,7 @@ XEN_DOMCTL_NAMES = {1: "createdomain", 2: "destroydomain", 3: "pausedomain", 4: 
                     5: "getdomaininfo"}
 
 
-@handler("domctl")
+@X86_HYPERCALLS.handler("domctl")
 def domctl(host, v, args, info) -> int:
     """struct xen_domctl {u32 cmd; u32 interface_version; u16 domain; ...}; control domain only."""
     cmd, version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
@@ -728,12 +728,12 @@ def _shutdown_code(dom) -> int:
     return _SHUTDOWN_CODES.get(name, abi.SHUTDOWN_poweroff)
 
 
-@handler("sysctl")
+@X86_HYPERCALLS.handler("sysctl")
 def sysctl(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("platform_op")
+@X86_HYPERCALLS.handler("platform_op")
 def platform_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 

@@ -33,6 +33,7 @@ from .. import abi
 from ..domain import RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNING, Domain, Vcpu
 from ..heap import FreeFrames
 from ..host_core import FOREVER, HostCore
+from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
 from . import hypercalls, psci
 from . import layout as L
@@ -69,6 +70,8 @@ class ArmHostConfig:
 
 class ArmXenHost(HostCore):
     arch = "arm64"
+    #: Arm's hypercall table, filled by lab/xen/arm/hypercalls.py.
+    hypercalls = ARM_HYPERCALLS
     #: Dom0's services on Arm hear of a domain's end only when it is destroyed (see DomainControl).
     services_see_shutdown = False
     time_meets_at_switch = False

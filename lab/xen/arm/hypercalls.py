@@ -1,9 +1,11 @@
 """Hypercalls on Arm: ``hvc #0xEA1``, the number in x16, arguments in x0-x4, the result in x0.
 
-The numbers, names and errnos are Xen's common ones (``lab/xen/abi.py``); which
+The numbers, names and errnos are Xen's common ones (``lab/xen/abi``); which
 of them an Arm guest may make is the ``arm`` column of
-``xen/include/hypercall-defs.c``: anything else is -ENOSYS, as
-``call_handlers_arm()`` answers it. Pointers are guest virtual addresses, which
+``xen/include/hypercall-defs.c``, the Arm host's table
+(``ARM_HYPERCALLS`` in ``lab/xen/hypercall_table.py``), into which the
+handlers here register: anything else is -ENOSYS, as ``call_handlers_arm()``
+and ``do_deprecated_hypercall()`` answer it. Pointers are guest virtual addresses, which
 Xen turns into machine addresses through the guest's stage 1 and then stage 2
 (``gvirt_to_maddr()``, the AT S12E1 instruction): a bad one is -EFAULT.
 """
@@ -18,13 +20,12 @@ from ...hw.memory import BusError
 from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
+from ..hypercall_table import ARM_HYPERCALLS
 from . import grant
 from . import layout as L
 from .grant import ArmContinuation
 
 E = abi.ERRNO
-#: What an Arm guest may call (hypercall-defs.c's arm column: "y", "dep" or "subset").
-ARM_CALLABLE = frozenset(h.nr for h in abi.HYPERCALL_BY_NR.values() if h.arm != "-")
 
 
 def _s64(v: int) -> int:
@@ -67,13 +68,13 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, 
     """The result (or a continuation) and what the trace shows of it."""
     info: dict[str, Any] = {}
     dom = v.domain
-    if nr not in abi.HYPERCALL_BY_NR or nr not in ARM_CALLABLE:
+    table = host.hypercalls
+    if nr not in table.numbers:
         return -E["ENOSYS"], info
-    call = abi.HYPERCALL_BY_NR[nr]
-    if call.control_domain_only and not dom.privileged:
+    if abi.HYPERCALL_BY_NR[nr].control_domain_only and not dom.privileged:
         info["why"] = "control domain only (XSM default policy)"
         return -E["EPERM"], info
-    fn = _HANDLERS.get(call.name)
+    fn = table.get(nr)
     if fn is None:
         return -E["ENOSYS"], info
     try:
@@ -83,6 +84,7 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, 
         return -E["EFAULT"], info
 
 
+@ARM_HYPERCALLS.handler("xen_version")
 def xen_version(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     from ..release import XEN_VERSION
@@ -98,6 +100,7 @@ def xen_version(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+@ARM_HYPERCALLS.handler("console_io")
 def console_io(host, v, args, info) -> int:
     cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
     info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
@@ -109,6 +112,7 @@ def console_io(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+@ARM_HYPERCALLS.handler("memory_op")
 def memory_op(host, v, args, info) -> int:
     cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
     dom = v.domain
@@ -132,6 +136,7 @@ def memory_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+@ARM_HYPERCALLS.handler("event_channel_op")
 def event_channel_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     ev = host.evtchn
@@ -161,6 +166,7 @@ def event_channel_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+@ARM_HYPERCALLS.handler("sched_op")
 def sched_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     info["args"] = [abi.SCHEDOP_NAMES.get(cmd, str(cmd))]
@@ -184,6 +190,7 @@ def sched_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+@ARM_HYPERCALLS.handler("hvm_op")
 def hvm_op(host, v, args, info) -> int:
     """Arm's subset (xen/arch/arm/hvm.c): HVMOP_set_param and HVMOP_get_param only."""
     cmd, va = args[0], args[1]
@@ -209,6 +216,7 @@ def hvm_op(host, v, args, info) -> int:
     return 0
 
 
+@ARM_HYPERCALLS.handler("grant_table_op")
 def grant_table_op(host, v, args, info) -> int | ArmContinuation:
     cmd, va, count = args[0], args[1], args[2]
     info["args"] = [abi.GNTTABOP_NAMES.get(cmd, str(cmd))]
@@ -220,8 +228,3 @@ def grant_table_op(host, v, args, info) -> int | ArmContinuation:
     if cmd in (abi.GNTTABOP_map_grant_ref, abi.GNTTABOP_unmap_grant_ref, abi.GNTTABOP_copy):
         return grant.grant_table_op(host, v, args, info, copy_from_guest, copy_to_guest)
     return -E["ENOSYS"]
-
-
-_HANDLERS = {"xen_version": xen_version, "console_io": console_io, "memory_op": memory_op,
-             "event_channel_op": event_channel_op, "sched_op": sched_op, "hvm_op": hvm_op,
-             "grant_table_op": grant_table_op}
