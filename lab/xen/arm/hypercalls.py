@@ -20,7 +20,7 @@ from ...hw.memory import BusError
 from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
-from ..hypercall_table import ARM_HYPERCALLS
+from ..hypercall_table import ARM_HYPERCALLS, SubOps
 from . import grant
 from . import layout as L
 from .grant import ArmContinuation
@@ -136,34 +136,63 @@ def memory_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+#: Arm's event-channel sub-ops, each with the wire layout of its argument (the same structures
+#: as on x86-64: domid_t and evtchn_port_t only, so the same offsets).
+ARM_EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
+
+
+def _fields(raw: bytes, lay, *names: str) -> list[int]:
+    """The named fields of a structure read from the guest, by its layout."""
+    out = []
+    for name in names:
+        off, width = lay.fields[name]
+        out.append(int.from_bytes(raw[off:off + width], "little"))
+    return out
+
+
 @ARM_HYPERCALLS.handler("event_channel_op")
 def event_channel_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
-    ev = host.evtchn
-    dom = v.domain
     info["args"] = [abi.EVTCHNOP_NAMES.get(cmd, str(cmd))]
-    if cmd == abi.EVTCHNOP_send:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        info["args"].append(f"port {port}")
-        return ev.send(dom.domid, port)
-    if cmd == abi.EVTCHNOP_alloc_unbound:
-        d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
-        if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-            return -E["EPERM"]
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target not in host.domains:
-            return -E["ESRCH"]
-        port = ev.alloc_unbound(target, dom.domid if remote == abi.DOMID_SELF else remote)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
-        return 0
-    if cmd == abi.EVTCHNOP_close:
-        return ev.close(dom.domid, int.from_bytes(copy_from_guest(host, v, va, 4), "little"))
-    if cmd == abi.EVTCHNOP_unmask:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        return host.evtchn_unmask(dom, port)
-    return -E["ENOSYS"]
+    op = ARM_EVTCHN_OPS.get(cmd)
+    if op is None:
+        return -E["ENOSYS"]
+    return op(host, v, va, info, ARM_EVTCHN_OPS.layout(cmd))
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_send)
+def evtchn_send(host, v, va, info, lay) -> int:
+    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
+    info["args"].append(f"port {port}")
+    return host.evtchn.send(v.domain.domid, port)
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
+def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
+    dom = v.domain
+    d, remote = _fields(copy_from_guest(host, v, va, lay.at("port")), lay, "dom", "remote_dom")
+    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
+        return -E["EPERM"]
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target not in host.domains:
+        return -E["ESRCH"]
+    port = host.evtchn.alloc_unbound(target, dom.domid if remote == abi.DOMID_SELF else remote)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    return 0
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_close)
+def evtchn_close(host, v, va, info, lay) -> int:
+    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
+    return host.evtchn.close(v.domain.domid, port)
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
+def evtchn_unmask(host, v, va, info, lay) -> int:
+    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
+    return host.evtchn_unmask(v.domain, port)
 
 
 @ARM_HYPERCALLS.handler("sched_op")
