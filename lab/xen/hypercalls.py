@@ -12,7 +12,6 @@ from . import abi
 from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
-from .release import XEN_VERSION
 from . import events
 from .events import enable_event_delivery, local_events_need_delivery
 from .vcpu_info import register as register_vcpu_info
@@ -317,59 +316,6 @@ def runstate_info(host, target) -> bytes:
     times = [0, 0, 0, 0]
     times[abi.RUNSTATE_running] = to_ns(target.run_cycles)
     return struct.pack("<i4xQ4Q", state, to_ns(target.last_scheduled), *times)
-
-
-# ---------------------------------------------------------------- information
-@X86_HYPERCALLS.handler("xen_version", nargs=2)
-def xen_version(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    info["args"] = [abi.XENVER_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENVER_NAMES") else cmd]
-    if cmd == abi.XENVER_version:
-        return (XEN_VERSION[0] << 16) | XEN_VERSION[1]
-    if cmd == abi.XENVER_extraversion:
-        copy_to_guest(host, v, va, XEN_VERSION[2].encode().ljust(16, b"\0"))
-        return 0
-    if cmd == abi.XENVER_capabilities:
-        copy_to_guest(host, v, va, b"xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64".ljust(1024, b"\0"))
-        return 0
-    if cmd == abi.XENVER_pagesize:
-        return 4096
-    if cmd == abi.XENVER_get_features:
-        # xen_feature_info_t {u32 submap_idx; u32 submap}
-        idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        info["args"].append(f"submap {idx}")
-        if idx >= abi.XENFEAT_NR_SUBMAPS:
-            return -E["EINVAL"]
-        copy_to_guest(host, v, va + 4, guest_features(v.domain).to_bytes(4, "little"))
-        return 0
-    return -E["ENOSYS"]
-
-
-def guest_features(dom) -> int:
-    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it for an x86 guest.
-
-    Translated guests (HVM, PVH) get writable_page_tables and auto_translated_physmap; PV
-    guests get the direct-paging extras instead (preserved A/D bits, highmem assist, grant
-    map available bits). ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off
-    unless the config asks for it, and the lab has no such option.
-    """
-    feats = ((1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_vcpu_time_phys_area)
-             | (1 << abi.XENFEAT_runstate_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes))
-    if dom.vm_assist & (1 << abi.VMASST_TYPE_pae_extended_cr3):
-        feats |= 1 << abi.XENFEAT_pae_pgdir_above_4gb
-    translated = not dom.is_pv
-    if translated:
-        feats |= (1 << abi.XENFEAT_writable_page_tables) | (1 << abi.XENFEAT_auto_translated_physmap)
-    if dom.privileged:
-        feats |= 1 << abi.XENFEAT_dom0
-    if dom.is_pv:
-        feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
-                  | (1 << abi.XENFEAT_gnttab_map_avail_bits))
-    else:
-        feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
-    # A PV guest's frames are machine frames: "direct mapped" in the features' sense.
-    feats |= 1 << (abi.XENFEAT_direct_mapped if not translated else abi.XENFEAT_not_direct_mapped)
-    return feats
 
 
 @X86_HYPERCALLS.handler("console_io", nargs=3)
