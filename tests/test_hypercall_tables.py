@@ -78,3 +78,19 @@ def test_an_arm_guest_gets_enosys_for_a_deprecated_call_and_one_only_x86_has(tmp
     assert cpu.x[21] == 0
     calls = [(e.data["name"], e.data["errno"]) for e in host.trace.iter_all() if e.kind == "hypercall"]
     assert calls == [("sched_op_compat", "ENOSYS"), ("set_timer_op", "ENOSYS"), ("sched_op", None)]
+
+
+def test_xen_version_is_common_code_in_both_tables_with_each_architectures_capabilities(tmp_path):
+    nr = abi.hypercall_nr("xen_version")
+    assert X86_HYPERCALLS.get(nr) is ARM_HYPERCALLS.get(nr)
+    assert X86_HYPERCALLS.get(nr).__module__ == "lab.xen.version"
+    host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
+    small_guest(tmp_path, xl, "g", hypercall(17, abi.XENVER_pagesize, 0) + "    mov x19, x0\n"
+                + "    movz x1, #0x4010, lsl #16\n" + hypercall(17, abi.XENVER_capabilities) + "    mov x20, x0\n")
+    host.run(300)
+    dom = host.domain_by_name("g")
+    assert (dom.vcpus[0].cpu.x[19], dom.vcpus[0].cpu.x[20]) == (4096, 0)
+    caps = [e for e in host.trace.iter_all() if e.kind == "hypercall"][1]
+    assert caps.data["args"] == ["XENVER_capabilities"]
+    text = host.read_guest(dom, 0x40100000, 64).split(b"\0")[0].decode()
+    assert text == "xen-3.0-aarch64 xen-3.0-armv7l"

@@ -67,6 +67,8 @@ class XenHost(HostCore):
     NOT_STATE = ("_keeper",)
     #: x86's hypercall table, filled by the subsystems' modules imported above.
     hypercalls = X86_HYPERCALLS
+    #: XENVER_capabilities (and xl info's xen_caps): what this x86-64 Xen runs (arch_get_xen_caps()).
+    xen_caps = "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64"
 
     def __init__(self, config: HostConfig | None = None, keep_trace: bool = True) -> None:
         cfg = config or HostConfig()
@@ -172,6 +174,9 @@ class XenHost(HostCore):
         for svc in self.services.in_start_order():
             svc.domain_gone(dom)
         self.grant_tables.domain_gone(dom)        # after dom0's services let go
+
+    def guest_features(self, dom: Domain) -> int:
+        return version.guest_features(dom)
 
     def _kick(self, v: Vcpu) -> None:
         """The CPU leaves its run loop at the next block boundary."""

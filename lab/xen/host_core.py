@@ -125,6 +125,10 @@ class HostCore(DomainControl, Scheduler):
     def _domain_created(self, dom: Domain, reason: str) -> None:
         self.emit(None, "domain", op="create", name=dom.name, state=RUNNING, reason=reason)
 
+    def guest_features(self, dom: Domain) -> int | None:
+        """Sub-map 0 of XENVER_get_features for ``dom``; None where the lab does not model them."""
+        return None
+
     def domain_by_name(self, name_or_id: str) -> Domain | None:
         for d in self.domains.values():
             if d.name == name_or_id or str(d.domid) == name_or_id:

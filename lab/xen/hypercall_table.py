@@ -29,7 +29,7 @@ from . import abi
 from .abi.hypercalls import HVM_NO, Hypercall
 from ..isa.bits import M64
 from ..errors import UserError
-from .guestmem import GuestFault, read_u64
+from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64
 
 E = abi.ERRNO
 
@@ -38,8 +38,12 @@ class HypercallTable:
     """One architecture's hypercall table: which numbers it has (its column of hypercall-defs.c),
     and the lab's handler of each, with how many argument registers it takes."""
 
-    def __init__(self, arch: str, column: Callable[[Hypercall], bool]) -> None:
+    def __init__(self, arch: str, column: Callable[[Hypercall], bool],
+                 guest_access: tuple[Callable, Callable] | None = None) -> None:
         self.arch = arch
+        #: How a handler reads and writes the caller's memory through its pointers, on this
+        #: architecture: (copy_from_guest, copy_to_guest), each (host, v, va, ...).
+        self.copy_from_guest, self.copy_to_guest = guest_access or (None, None)
         #: The numbers the architecture's column gives a handler to (the rest are -ENOSYS).
         self.numbers = frozenset(h.nr for h in abi.HYPERCALLS if column(h))
         self.handlers: dict[int, Callable] = {}
@@ -62,6 +66,9 @@ class HypercallTable:
             return fn
         return deco
 
+    def set_guest_access(self, copy_from: Callable, copy_to: Callable) -> None:
+        self.copy_from_guest, self.copy_to_guest = copy_from, copy_to
+
     def get(self, nr: int) -> Callable | None:
         return self.handlers.get(nr)
 
@@ -71,8 +78,9 @@ class HypercallTable:
 
 
 #: x86: every call a PV (64- or 32-bit) or HVM/PVH guest may make (the pv and hvm columns).
-X86_HYPERCALLS = HypercallTable("x86", lambda h: h.pv or h.hvm != HVM_NO)
-#: Arm: the arm column's "do" entries ("dep" ones are deprecated: -ENOSYS).
+X86_HYPERCALLS = HypercallTable("x86", lambda h: h.pv or h.hvm != HVM_NO, (copy_from_guest, copy_to_guest))
+#: Arm: the arm column's "do" entries ("dep" ones are deprecated: -ENOSYS); its guest access
+#: (through stage 1 and stage 2) is set by lab/xen/arm/hypercalls.py.
 ARM_HYPERCALLS = HypercallTable("arm", lambda h: h.arm in ("y", "subset"))
 #: public/xen.h: set in a batch's count when it is a continuation of a preempted call.
 MMU_UPDATE_PREEMPTED = 1 << 31

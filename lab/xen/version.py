@@ -1,21 +1,24 @@
 """XENVER_*: what Xen tells a guest about itself (xen/common/kernel.c, do_xen_version).
 
-Common code: the handler registers into every architecture's hypercall table.
+Common code: the handler registers into every architecture's hypercall table,
+and asks the host for what is its architecture's (``xen_caps``, and
+``guest_features``: x86's below; the lab does not model Arm's yet).
 """
 
 from __future__ import annotations
 
 from . import abi
-from .guestmem import copy_from_guest, copy_to_guest
-from .hypercall_table import X86_HYPERCALLS
+from .hypercall_table import ARM_HYPERCALLS, X86_HYPERCALLS
 from .release import XEN_VERSION
 
 E = abi.ERRNO
 
 
 @X86_HYPERCALLS.handler("xen_version", nargs=2)
+@ARM_HYPERCALLS.handler("xen_version", nargs=2)
 def xen_version(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
+    copy_to_guest = host.hypercalls.copy_to_guest
     info["args"] = [abi.XENVER_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENVER_NAMES") else cmd]
     if cmd == abi.XENVER_version:
         return (XEN_VERSION[0] << 16) | XEN_VERSION[1]
@@ -23,17 +26,20 @@ def xen_version(host, v, args, info) -> int:
         copy_to_guest(host, v, va, XEN_VERSION[2].encode().ljust(16, b"\0"))
         return 0
     if cmd == abi.XENVER_capabilities:
-        copy_to_guest(host, v, va, b"xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64".ljust(1024, b"\0"))
+        copy_to_guest(host, v, va, host.xen_caps.encode().ljust(1024, b"\0"))
         return 0
     if cmd == abi.XENVER_pagesize:
         return 4096
     if cmd == abi.XENVER_get_features:
+        features = host.guest_features(v.domain)
+        if features is None:
+            return -E["ENOSYS"]                 # not modelled on this architecture
         # xen_feature_info_t {u32 submap_idx; u32 submap}
-        idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
+        idx = int.from_bytes(host.hypercalls.copy_from_guest(host, v, va, 4), "little")
         info["args"].append(f"submap {idx}")
         if idx >= abi.XENFEAT_NR_SUBMAPS:
             return -E["EINVAL"]
-        copy_to_guest(host, v, va + 4, guest_features(v.domain).to_bytes(4, "little"))
+        copy_to_guest(host, v, va + 4, features.to_bytes(4, "little"))
         return 0
     return -E["ENOSYS"]
 

@@ -35,6 +35,7 @@ from ..heap import FreeFrames
 from ..host_core import FOREVER, HostCore
 from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
+from .. import version  # noqa: F401 (xen_version, common code, registers into Arm's table too)
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
@@ -72,6 +73,7 @@ class ArmXenHost(HostCore):
     arch = "arm64"
     #: Arm's hypercall table, filled by lab/xen/arm/hypercalls.py.
     hypercalls = ARM_HYPERCALLS
+    xen_caps = L.XEN_CAPS
     #: Dom0's services on Arm hear of a domain's end only when it is destroyed (see DomainControl).
     services_see_shutdown = False
     time_meets_at_switch = False

@@ -22,7 +22,6 @@ from .. import abi
 from ..guestmem import GuestFault
 from ..hypercall_table import ARM_HYPERCALLS, SubOps
 from . import grant
-from . import layout as L
 from .grant import ArmContinuation
 
 E = abi.ERRNO
@@ -64,6 +63,9 @@ def copy_to_guest(host, v, va: int, data: bytes) -> None:
         va, pos = va + chunk, pos + chunk
 
 
+ARM_HYPERCALLS.set_guest_access(copy_from_guest, copy_to_guest)
+
+
 def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, dict[str, Any]]:
     """The result (or a continuation) and what the trace shows of it."""
     info: dict[str, Any] = {}
@@ -82,22 +84,6 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, 
     except GuestFault as e:
         info["why"] = str(e)
         return -E["EFAULT"], info
-
-
-@ARM_HYPERCALLS.handler("xen_version")
-def xen_version(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    from ..release import XEN_VERSION
-    info["args"] = [{0: "XENVER_version", 1: "XENVER_extraversion", 3: "XENVER_capabilities"}.get(cmd, cmd)]
-    if cmd == 0:
-        return (XEN_VERSION[0] << 16) | XEN_VERSION[1]
-    if cmd == 1:
-        copy_to_guest(host, v, va, XEN_VERSION[2].encode().ljust(16, b"\0"))
-        return 0
-    if cmd == 3:
-        copy_to_guest(host, v, va, L.XEN_CAPS.encode().ljust(1024, b"\0"))
-        return 0
-    return -E["ENOSYS"]
 
 
 @ARM_HYPERCALLS.handler("console_io")
