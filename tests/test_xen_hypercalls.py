@@ -599,7 +599,8 @@ def test_each_subsystem_registers_its_handlers_in_the_table_when_the_host_is_imp
     assert owner["physdev_op"] == "lab.xen.physdev"
     assert owner["iret"] == "lab.xen.pv"
     assert owner["set_gdt"] == owner["update_descriptor"] == "lab.xen.descriptors"
-    assert owner["mmu_update"] == owner["memory_op"] == "lab.xen.hypercalls"
+    assert owner["mmu_update"] == "lab.xen.hypercalls"
+    assert owner["memory_op"] == "lab.xen.memory" and owner["xen_version"] == "lab.xen.version"
     # the argument spec travels with the handler: what a trace event shows of the registers
     assert [table.nargs[NR[n]] for n in ("iret", "set_trap_table", "grant_table_op", "mmu_update")] == [0, 1, 3, 4]
 
