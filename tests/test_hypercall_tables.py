@@ -80,16 +80,21 @@ def test_an_arm_guest_gets_enosys_for_a_deprecated_call_and_one_only_x86_has(tmp
     assert calls == [("sched_op_compat", "ENOSYS"), ("set_timer_op", "ENOSYS"), ("sched_op", None)]
 
 
-def test_xen_version_is_common_code_in_both_tables_with_each_architectures_capabilities(tmp_path):
-    nr = abi.hypercall_nr("xen_version")
-    assert X86_HYPERCALLS.get(nr) is ARM_HYPERCALLS.get(nr)
-    assert X86_HYPERCALLS.get(nr).__module__ == "lab.xen.version"
+def test_xen_version_and_memory_op_are_common_code_in_both_tables_with_each_architectures_part(tmp_path):
+    for name, module in (("xen_version", "lab.xen.version"), ("memory_op", "lab.xen.memory")):
+        nr = abi.hypercall_nr(name)
+        assert X86_HYPERCALLS.get(nr) is ARM_HYPERCALLS.get(nr)
+        assert X86_HYPERCALLS.get(nr).__module__ == module
     host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
     small_guest(tmp_path, xl, "g", hypercall(17, abi.XENVER_pagesize, 0) + "    mov x19, x0\n"
-                + "    movz x1, #0x4010, lsl #16\n" + hypercall(17, abi.XENVER_capabilities) + "    mov x20, x0\n")
+                + "    movz x1, #0x4010, lsl #16\n" + hypercall(17, abi.XENVER_capabilities) + "    mov x20, x0\n"
+                + hypercall(12, abi.XENMEM_maximum_ram_page) + "    mov x21, x0\n"
+                + hypercall(12, abi.XENMEM_machphys_mapping) + "    mov x22, x0\n")
     host.run(300)
     dom = host.domain_by_name("g")
-    assert (dom.vcpus[0].cpu.x[19], dom.vcpus[0].cpu.x[20]) == (4096, 0)
+    cpu = dom.vcpus[0].cpu
+    assert (cpu.x[19], cpu.x[20], cpu.x[21]) == (4096, 0, host.mem.nr_frames - 1)
+    assert cpu.x[22] == (-abi.ERRNO["ENOSYS"]) & (2**64 - 1)          # x86's arch_memory_op only
     caps = [e for e in host.trace.iter_all() if e.kind == "hypercall"][1]
     assert caps.data["args"] == ["XENVER_capabilities"]
     text = host.read_guest(dom, 0x40100000, 64).split(b"\0")[0].decode()

@@ -16,6 +16,7 @@ the M2P and page types a destroyed domain's memory leaves.
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Any, Callable
 
 from ..hw.costs import Costs, load_costs
@@ -36,6 +37,9 @@ from . import events, hvm, pv, timers
 from . import descriptors, grant, hypercalls, memory, physdev, version  # noqa: F401
 from .hypercall_table import X86_HYPERCALLS
 from .release import XEN_VERSION
+from .guestmem import copy_to_guest
+from .hypercall_table import Preempted
+from .reservation import reservation_op
 
 __all__ = ["FOREVER", "HostConfig", "XenHost", "XEN_VERSION"]
 #: How far one pCPU may run ahead of the others before the host switches to them.
@@ -174,6 +178,27 @@ class XenHost(HostCore):
         for svc in self.services.in_start_order():
             svc.domain_gone(dom)
         self.grant_tables.domain_gone(dom)        # after dom0's services let go
+
+    # -- x86's part of memory_op (lab/xen/memory.py) ----------------------------------
+    def xenmem_add_to_physmap(self, v: Vcpu, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
+        return hvm.xenmem_add_to_physmap(self, v, d, space, idx, gpfn, info)
+
+    def reservation_op(self, v: Vcpu, cmd_word: int, va: int, info: dict) -> int | Preempted:
+        return reservation_op(self, v, cmd_word, va, info)
+
+    def arch_memory_op(self, v: Vcpu, cmd: int, va: int, info: dict) -> int:
+        """arch_memory_op() (xen/arch/x86/mm.c, x86_64/mm.c)."""
+        dom = v.domain
+        if cmd == abi.XENMEM_machphys_mapping:
+            if dom.is_hvm:
+                return -abi.ERRNO["ENOSYS"]
+            # a domU is told the whole M2P area's size; the hardware domain (with memory
+            # hot-plug off) the host's highest frame (x86_64/mm.c)
+            max_mfn = self.mem.nr_frames - 1 if dom.privileged else abi.MACH2PHYS_NR_ENTRIES - 1
+            copy_to_guest(self, v, va, struct.pack("<QQQ", abi.MACH2PHYS_VIRT_START, abi.MACH2PHYS_VIRT_END,
+                                                   max_mfn))
+            return 0
+        return -abi.ERRNO["ENOSYS"]
 
     def guest_features(self, dom: Domain) -> int:
         return version.guest_features(dom)

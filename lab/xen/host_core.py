@@ -125,6 +125,19 @@ class HostCore(DomainControl, Scheduler):
     def _domain_created(self, dom: Domain, reason: str) -> None:
         self.emit(None, "domain", op="create", name=dom.name, state=RUNNING, reason=reason)
 
+    # -- the architecture's part of memory_op (lab/xen/memory.py) --------------------
+    def xenmem_add_to_physmap(self, v: Vcpu, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
+        """XENMEM_add_to_physmap after its arguments were read: the architecture's checks and mapping."""
+        raise NotImplementedError
+
+    def reservation_op(self, v: Vcpu, cmd_word: int, va: int, info: dict) -> Any:
+        """XENMEM_increase/decrease_reservation, populate_physmap: -ENOSYS where the lab lacks them."""
+        return -abi.ERRNO["ENOSYS"]
+
+    def arch_memory_op(self, v: Vcpu, cmd: int, va: int, info: dict) -> int:
+        """The sub-ops of memory_op that are the architecture's (arch_memory_op())."""
+        return -abi.ERRNO["ENOSYS"]
+
     def guest_features(self, dom: Domain) -> int | None:
         """Sub-map 0 of XENVER_get_features for ``dom``; None where the lab does not model them."""
         return None

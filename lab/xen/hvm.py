@@ -709,3 +709,23 @@ def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> in
               message=f"XENMEM_add_to_physmap: {what} (mfn {mfn:#x}) now at gfn {gpfn:#x}"
                       + (f"; the RAM page that was there (mfn {prev:#x}) is freed" if freed else ""))
     return 0
+
+
+def xenmem_add_to_physmap(host, v, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
+    """XENMEM_add_to_physmap on x86, its checks (xatp_permission_check()): only a translated
+    (HVM/PVH) domain has a physmap, and another domain's only for a privileged caller."""
+    dom = v.domain
+    if space == abi.XENMAPSPACE_gmfn_foreign:
+        return -abi.ERRNO["ENOSYS"]                   # foreign frames only through add_to_physmap_batch
+    target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+    if target is None:
+        return -abi.ERRNO["ESRCH"]
+    if not target.is_hvm:
+        info["why"] = "not a translated (HVM/PVH) domain"
+        return -abi.ERRNO["EACCES"]                   # xatp_permission_check(): !paging_mode_translate
+    if target is not dom and not dom.privileged:
+        info["why"] = "another domain's physmap (XSM_TARGET)"
+        return -abi.ERRNO["EPERM"]
+    if gpfn == abi.INVALID_M2P_ENTRY:
+        return -abi.ERRNO["EINVAL"]                   # INVALID_GFN
+    return add_to_physmap(host, target, space, idx, gpfn, info)

@@ -35,7 +35,7 @@ from ..heap import FreeFrames
 from ..host_core import FOREVER, HostCore
 from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
-from .. import version  # noqa: F401 (xen_version, common code, registers into Arm's table too)
+from .. import memory, version  # noqa: F401 (common code: their handlers register into Arm's table too)
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
@@ -387,6 +387,13 @@ class ArmXenHost(HostCore):
         return 0
 
     # -- XENMEM_add_to_physmap ------------------------------------------------------------------
+    def xenmem_add_to_physmap(self, v: Vcpu, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
+        """memory_op's (lab/xen/memory.py) Arm part: a domain's own physmap only."""
+        if d not in (abi.DOMID_SELF, v.domain.domid):
+            info["why"] = "another domain's physmap"
+            return -E["EPERM"]
+        return self.add_to_physmap(v.domain, space, idx, gpfn, info)
+
     def add_to_physmap(self, dom: Domain, space: int, idx: int, gpfn: int, info: dict) -> int:
         """xenmem_add_to_physmap_one() (xen/arch/arm/mm.c): shared_info or a grant-table frame
         at ``gpfn``; whatever RAM frame was there leaves the guest's p2m (and goes back to Xen)."""

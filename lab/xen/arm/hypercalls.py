@@ -98,30 +98,6 @@ def console_io(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@ARM_HYPERCALLS.handler("memory_op")
-def memory_op(host, v, args, info) -> int:
-    cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
-    dom = v.domain
-    info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
-    if cmd == abi.XENMEM_add_to_physmap:
-        d, _size, space, idx, gpfn = struct.unpack("<HHIQQ", copy_from_guest(host, v, va, abi.XEN_ADD_TO_PHYSMAP_SIZE))
-        info["args"].append(f"{abi.XENMAPSPACE_NAMES.get(space, space)} idx {idx:#x} -> gpfn {gpfn:#x}")
-        if d not in (abi.DOMID_SELF, dom.domid):
-            info["why"] = "another domain's physmap"
-            return -E["EPERM"]
-        return host.add_to_physmap(dom, space, idx, gpfn, info)
-    if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
-        domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
-        if domid not in (abi.DOMID_SELF, dom.domid):
-            if not dom.privileged:
-                return -E["EPERM"]
-            dom = host.domains.get(domid)
-            if dom is None:
-                return -E["ESRCH"]
-        return dom.mem_pages if cmd == abi.XENMEM_current_reservation else dom.max_pages
-    return -E["ENOSYS"]
-
-
 #: Arm's event-channel sub-ops, each with the wire layout of its argument (the same structures
 #: as on x86-64: domid_t and evtchn_port_t only, so the same offsets).
 ARM_EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
