@@ -15,7 +15,6 @@ from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, writ
 from . import events
 from .events import enable_event_delivery, local_events_need_delivery
 from .vcpu_info import register as register_vcpu_info
-from .console import guest_console_write
 from .hvm import set_callback_via, set_upcall_vector
 from . import hvm_params
 from .domain import CRASHED, DYING, SHUTDOWN
@@ -315,26 +314,6 @@ def runstate_info(host, target) -> bytes:
     times = [0, 0, 0, 0]
     times[abi.RUNSTATE_running] = to_ns(target.run_cycles)
     return struct.pack("<i4xQ4Q", state, to_ns(target.last_scheduled), *times)
-
-
-@X86_HYPERCALLS.handler("console_io", nargs=3)
-def console_io(host, v, args, info) -> int:
-    """Write to Xen's console. A domU is refused, as a non-debug Xen refuses it."""
-    cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
-    info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
-    if not v.domain.privileged:
-        return -E["EPERM"]
-    if cmd == abi.CONSOLEIO_write:
-        text = copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1")
-        guest_console_write(host, v.domain, text)
-        return 0
-    if cmd == abi.CONSOLEIO_read:
-        # do_console_io(): up to ``count`` bytes of what was typed at Xen's console; the count read
-        data = bytes(host.console_input[:count])
-        del host.console_input[:len(data)]
-        copy_to_guest(host, v, va, data)
-        return len(data)
-    return -E["ENOSYS"]
 
 
 @X86_HYPERCALLS.handler("multicall", nargs=2)
