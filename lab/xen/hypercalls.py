@@ -14,9 +14,6 @@ from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 from . import events
 from .events import enable_event_delivery, local_events_need_delivery
-from .vcpu_info import register as register_vcpu_info
-from .hvm import set_callback_via, set_upcall_vector
-from . import hvm_params
 from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
 
@@ -243,79 +240,6 @@ def set_timer_op(host, v, args, info) -> int:
     return 0
 
 
-@X86_HYPERCALLS.handler("vcpu_op", nargs=3)
-def vcpu_op(host, v, args, info) -> int:
-    cmd, vid, arg = args[0], args[1], args[2]
-    dom = v.domain
-    info["args"] = [abi.VCPUOP_NAMES.get(cmd, str(cmd)), vid, f"{arg:#x}"]
-    if vid >= len(dom.vcpus):
-        return -E["ENOENT"]
-    target = dom.vcpus[vid]
-    if cmd == abi.VCPUOP_is_up:
-        return 0 if target.runstate == "offline" else 1
-    if cmd == abi.VCPUOP_set_periodic_timer:
-        period_ns = read_u64(host, v, arg)
-        if period_ns < 1_000_000:
-            return -E["EINVAL"]
-        target.periodic_period = period_ns * host.cpu_hz // 1_000_000_000
-        target.timer_deadline = (v.cpu.cycles if v.cpu else 0) + target.periodic_period
-        return 0
-    if cmd == abi.VCPUOP_stop_periodic_timer:
-        target.periodic_period = None
-        return 0
-    if cmd == abi.VCPUOP_set_singleshot_timer:
-        # struct vcpu_set_singleshot_timer {u64 timeout_abs_ns; u32 flags}
-        ns, flags = struct.unpack("<QI", copy_from_guest(host, v, arg, 12))
-        deadline = ns * host.cpu_hz // 1_000_000_000
-        info["args"][2] = f"{ns} ns" + (" (future)" if flags & abi.VCPU_SSHOTTMR_future else "")
-        if flags & abi.VCPU_SSHOTTMR_future and v.cpu is not None and deadline < v.cpu.cycles:
-            return -E["ETIME"]
-        target.timer_deadline = deadline
-        return 0
-    if cmd == abi.VCPUOP_stop_singleshot_timer:
-        target.timer_deadline = None
-        return 0
-    if cmd == abi.VCPUOP_get_runstate_info:
-        copy_to_guest(host, v, arg, runstate_info(host, target))
-        return 0
-    if cmd == abi.VCPUOP_down:
-        target.runstate = "offline"
-        return 0
-    if cmd == abi.VCPUOP_up:
-        if target.runstate == "offline":
-            target.runstate = "runnable"
-        return 0
-    if cmd == abi.VCPUOP_initialise:
-        # arch_initialise_vcpu(): the context is read first (-EFAULT), then a vCPU that was
-        # initialised already is -EEXIST; every vCPU of the lab's is, from the domain's build.
-        copy_from_guest(host, v, arg, VCPU_GUEST_CONTEXT_SIZE if dom.is_pv else VCPU_HVM_CONTEXT_SIZE)
-        info["why"] = f"vCPU {vid} is initialised already"
-        return -E["EEXIST"]
-    if cmd == abi.VCPUOP_register_vcpu_info:
-        return register_vcpu_info(host, v, target, copy_from_guest(host, v, arg, 16), info)
-    return -E["ENOSYS"]
-
-
-#: sizeof(struct vcpu_guest_context) and sizeof(struct vcpu_hvm_context) on x86-64
-#: (public/arch-x86/xen.h, public/hvm/hvm_vcpu.h): what VCPUOP_initialise reads.
-VCPU_GUEST_CONTEXT_SIZE, VCPU_HVM_CONTEXT_SIZE = 5168, 128
-
-
-def runstate_info(host, target) -> bytes:
-    """struct vcpu_runstate_info (public/vcpu.h): int state, then (8-byte aligned)
-    u64 state_entry_time and u64 time[4], all in ns of system time. The lab keeps the
-    running time only (run_cycles); time spent runnable, blocked or offline reads 0."""
-    state = {"running": abi.RUNSTATE_running, "runnable": abi.RUNSTATE_runnable,
-             "blocked": abi.RUNSTATE_blocked, "offline": abi.RUNSTATE_offline}[target.runstate]
-    ns = 1_000_000_000
-
-    def to_ns(cycles: int) -> int:
-        return cycles * ns // host.cpu_hz
-    times = [0, 0, 0, 0]
-    times[abi.RUNSTATE_running] = to_ns(target.run_cycles)
-    return struct.pack("<i4xQ4Q", state, to_ns(target.last_scheduled), *times)
-
-
 @X86_HYPERCALLS.handler("multicall", nargs=2)
 def multicall(host, v, args, info) -> int | Preempted | None:
     """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result.
@@ -471,51 +395,6 @@ def evtchn_reset(host, v, va, info, lay) -> int:
         if port:
             ev.close(target.domid, port, quiet=True)
     return 0
-
-
-# ---------------------------------------------------------------- HVM
-@X86_HYPERCALLS.handler("hvm_op", nargs=2)
-def hvm_op(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    dom = v.domain
-    info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
-    if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
-        d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
-        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
-        if idx >= abi.HVM_NR_PARAMS:
-            return -E["EINVAL"]
-        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
-        if target is None:
-            return -E["ESRCH"]
-        if target is not dom and not dom.privileged:
-            info["why"] = "another domain's params (XSM_TARGET)"
-            return -E["EPERM"]
-        if not target.is_hvm:
-            return -E["EINVAL"]
-        if cmd == abi.HVMOP_get_param:
-            rc = hvm_params.allow_get(dom, target, idx)        # hvm_allow_get_param()
-            if rc:
-                return rc
-            copy_to_guest(host, v, va + 8, target.hvm_params.get(idx, 0).to_bytes(8, "little"))
-            return 0
-        rc = hvm_params.allow_set(dom, target, idx, value)     # hvm_allow_set_param()
-        if rc == 0:
-            rc, crash = hvm_params.check_value(dom, target, idx, value)
-            if crash:
-                host.crash(dom, f"HVMOP_set_param {abi.HVM_PARAM_NAMES.get(idx, idx)} {value:#x}: does not fit", v)
-        if rc:
-            return rc
-        target.hvm_params[idx] = value
-        if idx == abi.HVM_PARAM_CALLBACK_IRQ:
-            info["args"].append(f"{value:#x}")
-            set_callback_via(host, target, value)
-        return 0
-    if cmd == abi.HVMOP_set_evtchn_upcall_vector:
-        # struct xen_hvm_evtchn_upcall_vector {u32 vcpu; u8 vector}
-        vcpu, vector = struct.unpack("<IB", copy_from_guest(host, v, va, 5))
-        info["args"].append(f"vcpu {vcpu} vector {vector:#x}")
-        return set_upcall_vector(host, dom, vcpu, vector)
-    return -E["ENOSYS"]
 
 
 # ---------------------------------------------------------------- control domain only
