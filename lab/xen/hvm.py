@@ -26,14 +26,17 @@ from typing import Any
 from ..hw import flags as F
 from ..hw.cpu import native_cpuid
 from ..hw.faults import VmExit
+from ..hw.pagebuild import ept_map
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
 from . import events
+from .console import guest_console_write
 from . import abi
 from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
 from .hypercall_table import Preempted, dispatch
+from .mmio import handle_mmio, is_mmio_dm
 from .release import XEN_VERSION
 
 XEN_CPUID_BASE = 0x40000000
@@ -173,7 +176,6 @@ def _exit_io(host, v, exc) -> None:
     elif port == 0xE9:
         device = "debug port (hvm_print_line)"
         if direction == "out":
-            from .console import guest_console_write
             guest_console_write(host, dom, chr(value & 0xFF))
         else:
             result = 0xE9
@@ -244,7 +246,6 @@ def _exit_vmcall(host, v, exc) -> None:
 
 
 def _exit_ept(host, v, exc) -> None:
-    from .mmio import handle_mmio, is_mmio_dm
     gpa = exc.info.get("gpa", 0)
     if exc.reason == "EPT_VIOLATION" and is_mmio_dm(v.domain, gpa >> 12):
         # hvm_hap_nested_page_fault() (arch/x86/hvm/hvm.c): a gfn with no RAM is p2m_mmio_dm,
@@ -612,7 +613,6 @@ def _flush_domain(host, dom) -> None:
 
 def _set_p2m(host, dom, gfn: int, mfn: int | None) -> None:
     """One p2m entry changes: the p2m itself, then the EPT (or the shadows) that follow it."""
-    from ..hw.pagebuild import ept_map
     old = dom.gfn_to_mfn(gfn)
     shadow = dom.extra.get("shadow")
     if shadow is not None and old is not None:

@@ -35,6 +35,7 @@ from ..heap import FreeFrames
 from ..host_core import FOREVER, HostCore
 from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
+from ..console import guest_console_write
 from .. import memory, version  # noqa: F401 (common code: their handlers register into Arm's table too)
 from . import hypercalls, psci
 from . import layout as L
@@ -95,7 +96,6 @@ class ArmXenHost(HostCore):
 
     # -- logging and events ------------------------------------------------------------
     def console_write(self, dom: Domain, text: str) -> None:
-        from ..console import guest_console_write
         guest_console_write(self, dom, text)
 
     # -- frames and domains ------------------------------------------------------------
