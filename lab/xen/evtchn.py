@@ -228,6 +228,30 @@ class EventChannels:
         host.mem.write_u64(vi + 8, sel | (1 << word))
         self.upcall(dom, p.vcpu, vi)
 
+    def unmask(self, dom, port: int) -> int:
+        """EVTCHNOP_unmask: clear the mask bit; re-notify if the port is still pending."""
+        host = self.host
+        if not 0 <= port < self.max_ports(dom.domid):
+            return -abi.ERRNO["EINVAL"]        # !port_is_valid(): outside shared_info's bitmaps
+        if not dom.shared_info_mfn:
+            return 0
+        base = dom.shared_info_mfn << 12
+        word, bit = divmod(port, 64)
+        mask_addr = base + self.shinfo_mask + word * 8
+        mask = host.mem.read_u64(mask_addr)
+        host.mem.write_u64(mask_addr, mask & ~(1 << bit))
+        # evtchn_2l_unmask(): test_and_clear the mask bit, and only a port that *was* masked
+        # and is pending re-notifies (common/event_2l.c).
+        if mask >> bit & 1 and host.mem.read_u64(base + self.shinfo_pending + word * 8) >> bit & 1:
+            p = self.ports.get(dom.domid, {}).get(port)
+            vcpu = p.vcpu if p is not None else 0
+            vi = self.vcpu_info(dom, vcpu)
+            sel = host.mem.read_u64(vi + 8)
+            if not sel >> word & 1:
+                host.mem.write_u64(vi + 8, sel | (1 << word))
+                self.upcall(dom, vcpu, vi)
+        return 0
+
     def vcpu_info(self, dom, vcpu: int) -> int:
         """The machine address of vCPU ``vcpu``'s vcpu_info (the domain has a shared_info)."""
         return maddr(self.host, dom, vcpu)

@@ -12,7 +12,6 @@ from . import abi
 from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
-from . import events
 from .events import enable_event_delivery, local_events_need_delivery
 from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
@@ -374,7 +373,7 @@ def evtchn_status(host, v, va, info, lay) -> int:
 @EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
 def evtchn_unmask(host, v, va, info, lay) -> int:
     port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-    return events.unmask(host, v.domain, port)
+    return host.evtchn.unmask(v.domain, port)
 
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont)

@@ -370,22 +370,6 @@ class ArmXenHost(HostCore):
         q = v.domain.extra.get("lr_pending", {}).get(v.id)
         return bool(q) or any(value >> 62 == LR_PENDING for value in _cpu(v).gic.lr)
 
-    def evtchn_unmask(self, dom: Domain, port: int) -> int:
-        if dom.shared_info_mfn == 0 or not 0 < port < 4096:
-            return -E["EINVAL"]
-        base = dom.shared_info_mfn << 12
-        word, bit = divmod(port, 64)
-        mask = self.mem.read_u64(base + L.SHINFO_MASK + word * 8)
-        self.mem.write_u64(base + L.SHINFO_MASK + word * 8, mask & ~(1 << bit))
-        if self.mem.read_u64(base + L.SHINFO_PENDING + word * 8) >> bit & 1:
-            sel = self.mem.read_u64(base + 8)
-            self.mem.write_u64(base + 8, sel | (1 << word))
-            if not self.mem.read(base, 1)[0] & 1:
-                self.mem.write(base, b"\x01")
-                if dom.vcpus:
-                    self.inject_evtchn_ppi(dom.vcpus[0])
-        return 0
-
     # -- XENMEM_add_to_physmap ------------------------------------------------------------------
     def xenmem_add_to_physmap(self, v: Vcpu, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
         """memory_op's (lab/xen/memory.py) Arm part: a domain's own physmap only."""

@@ -154,7 +154,7 @@ def evtchn_close(host, v, va, info, lay) -> int:
 @ARM_EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
 def evtchn_unmask(host, v, va, info, lay) -> int:
     [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
-    return host.evtchn_unmask(v.domain, port)
+    return host.evtchn.unmask(v.domain, port)
 
 
 @ARM_HYPERCALLS.handler("sched_op")
