@@ -99,3 +99,4 @@ def test_xen_version_and_memory_op_are_common_code_in_both_tables_with_each_arch
     assert caps.data["args"] == ["XENVER_capabilities"]
     text = host.read_guest(dom, 0x40100000, 64).split(b"\0")[0].decode()
     assert text == "xen-3.0-aarch64 xen-3.0-armv7l"
+
