@@ -80,8 +80,9 @@ def test_an_arm_guest_gets_enosys_for_a_deprecated_call_and_one_only_x86_has(tmp
     assert calls == [("sched_op_compat", "ENOSYS"), ("set_timer_op", "ENOSYS"), ("sched_op", None)]
 
 
-def test_xen_version_and_memory_op_are_common_code_in_both_tables_with_each_architectures_part(tmp_path):
-    for name, module in (("xen_version", "lab.xen.version"), ("memory_op", "lab.xen.memory")):
+def test_common_handlers_are_in_both_tables_with_each_architectures_part(tmp_path):
+    for name, module in (("xen_version", "lab.xen.version"), ("memory_op", "lab.xen.memory"),
+                         ("console_io", "lab.xen.console")):
         nr = abi.hypercall_nr(name)
         assert X86_HYPERCALLS.get(nr) is ARM_HYPERCALLS.get(nr)
         assert X86_HYPERCALLS.get(nr).__module__ == module

@@ -15,8 +15,7 @@ notifies the same channel; the guest consumes it and advances ``in_cons``.
 from __future__ import annotations
 
 from . import abi
-from .guestmem import copy_from_guest, copy_to_guest
-from .hypercall_table import X86_HYPERCALLS
+from .hypercall_table import ARM_HYPERCALLS, X86_HYPERCALLS
 
 E = abi.ERRNO
 
@@ -63,9 +62,12 @@ def guest_console_write(host, dom, text: str) -> None:
 
 
 @X86_HYPERCALLS.handler("console_io", nargs=3)
+@ARM_HYPERCALLS.handler("console_io", nargs=3)
 def console_io(host, v, args, info) -> int:
-    """Write to Xen's console. A domU is refused, as a non-debug Xen refuses it."""
+    """do_console_io(): write to Xen's console, or read what was typed at it. A domU is refused,
+    as a non-debug Xen refuses it. Common code: the handler is in both architectures' tables."""
     cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
+    copy_from_guest, copy_to_guest = host.hypercalls.copy_from_guest, host.hypercalls.copy_to_guest
     info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
     if not v.domain.privileged:
         return -E["EPERM"]

@@ -81,8 +81,6 @@ class XenHost(HostCore):
         table = {code: self.costs.of_mnemonic(info.name) for code, info in
                  __import__("lab.isa.opcodes", fromlist=["BY_CODE"]).BY_CODE.items()}
         self.code = CodeCache(self.mem, lambda insn: table[insn.op])
-        #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
-        self.console_input = bytearray()
         # Machine frames: Xen keeps the first 16 MiB for itself, more on a large host (its
         # M2P, 8 bytes per frame, and room for the p2m/EPT tables of all memory, one table
         # per 512 frames); the rest is its heap.
@@ -101,12 +99,6 @@ class XenHost(HostCore):
                  f"{'' if cfg.hvm else '; no VT-x/AMD-V: PV guests only'}")
 
     # -- logging and events -------------------------------------------------
-    def type_at_console(self, text: str) -> None:
-        """Bytes typed at Xen's own (serial) console while it is switched to dom0: kept for
-        CONSOLEIO_read, and VIRQ_CONSOLE tells dom0 they are there (serial_rx -> __serial_rx)."""
-        self.console_input += text.encode("latin-1", "replace")
-        self.evtchn.send_global_virq(abi.VIRQ_CONSOLE)
-
     def _console_ring_written(self) -> None:
         # Bytes written to Xen's console ring: VIRQ_CON_RING to dom0, if it bound it.
         if getattr(self, "evtchn", None) is not None and 0 in self.evtchn.ports:

@@ -57,6 +57,8 @@ class HostCore(DomainControl, Scheduler):
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
         self.dmesg: list[str] = []
+        #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
+        self.console_input = bytearray()
         self.images: dict[str, Any] = {}
         self.services = Dom0Services()          # dom0's services (xenstored, xenconsoled, ...), by role
         self.dom0_work: list[tuple[str, Callable[[], int]]] = []
@@ -69,6 +71,12 @@ class HostCore(DomainControl, Scheduler):
         prefix = f"(XEN) {vcpu.label} " if vcpu is not None else "(XEN) "
         self.dmesg.append(prefix + text)
         self._console_ring_written()
+
+    def type_at_console(self, text: str) -> None:
+        """Bytes typed at Xen's own (serial) console while it is switched to dom0: kept for
+        CONSOLEIO_read, and VIRQ_CONSOLE tells dom0 they are there (serial_rx -> __serial_rx)."""
+        self.console_input += text.encode("latin-1", "replace")
+        self.evtchn.send_global_virq(abi.VIRQ_CONSOLE)
 
     def _console_ring_written(self) -> None:
         """What a new line in Xen's console ring raises (the architecture's, if anything)."""

@@ -146,6 +146,15 @@ class SubOps:
     def get(self, cmd: int) -> Callable | None:
         return self.handlers.get(cmd)
 
+    def call(self, host, v, cmd: int, va: int, info: dict, names: dict[int, str]) -> Any:
+        """Sub-op ``cmd`` with its argument structure at guest address ``va`` (named first in the
+        trace event's arguments); -ENOSYS for one the table lacks."""
+        info["args"] = [names.get(cmd, str(cmd))]
+        op = self.handlers.get(cmd)
+        if op is None:
+            return -E["ENOSYS"]
+        return op(host, v, va, info, self.layouts[cmd])
+
     def layout(self, cmd: int):
         return self.layouts[cmd]
 

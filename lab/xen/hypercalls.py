@@ -280,13 +280,7 @@ EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
 
 @X86_HYPERCALLS.handler("event_channel_op", nargs=2)
 def event_channel_op(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    name = abi.EVTCHNOP_NAMES.get(cmd, str(cmd))
-    info["args"] = [name]
-    op = EVTCHN_OPS.get(cmd)
-    if op is None:
-        return -E["ENOSYS"]
-    return op(host, v, va, info, EVTCHN_OPS.layout(cmd))
+    return EVTCHN_OPS.call(host, v, args[0], args[1], info, abi.EVTCHNOP_NAMES)
 
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_send)

@@ -36,7 +36,7 @@ from ..host_core import FOREVER, HostCore
 from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
 from ..console import guest_console_write
-from .. import memory, version  # noqa: F401 (common code: their handlers register into Arm's table too)
+from .. import console, memory, version  # noqa: F401 (common code: their handlers register into Arm's table too)
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels

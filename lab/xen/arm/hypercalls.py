@@ -86,18 +86,6 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, 
         return -E["EFAULT"], info
 
 
-@ARM_HYPERCALLS.handler("console_io")
-def console_io(host, v, args, info) -> int:
-    cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
-    info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
-    if not v.domain.privileged:
-        return -E["EPERM"]
-    if cmd == abi.CONSOLEIO_write:
-        host.console_write(v.domain, copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1"))
-        return 0
-    return -E["ENOSYS"]
-
-
 #: Arm's event-channel sub-ops, each with the wire layout of its argument (the same structures
 #: as on x86-64: domid_t and evtchn_port_t only, so the same offsets).
 ARM_EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
@@ -114,12 +102,7 @@ def _fields(raw: bytes, lay, *names: str) -> list[int]:
 
 @ARM_HYPERCALLS.handler("event_channel_op")
 def event_channel_op(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    info["args"] = [abi.EVTCHNOP_NAMES.get(cmd, str(cmd))]
-    op = ARM_EVTCHN_OPS.get(cmd)
-    if op is None:
-        return -E["ENOSYS"]
-    return op(host, v, va, info, ARM_EVTCHN_OPS.layout(cmd))
+    return ARM_EVTCHN_OPS.call(host, v, args[0], args[1], info, abi.EVTCHNOP_NAMES)
 
 
 @ARM_EVTCHN_OPS.op(abi.EVTCHNOP_send)
