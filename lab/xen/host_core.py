@@ -14,7 +14,11 @@ does:
 - how a domain's memory goes back to Xen when it is destroyed
   (``_release_domain``): x86's M2P and page types, Arm's stage 2;
 - making a vCPU leave its run loop (``_kick``), and the event upcall (in
-  ``lab/xen/evtchn.py``).
+  ``lab/xen/evtchn.py``);
+- its hypercall table (``hypercalls``, ``lab/xen/hypercall_table.py``) and
+  what the common handlers ask of it: ``xen_caps``, ``guest_features``, and
+  memory_op's architecture part (``xenmem_add_to_physmap``,
+  ``reservation_op``, ``arch_memory_op``).
 
 Time is per pCPU. The run loop always advances the pCPU whose clock is
 furthest behind, so the interleaving of domains is a pure function of the inputs.
