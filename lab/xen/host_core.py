@@ -35,6 +35,7 @@ from .domain import RUNNING, RUNSTATE_RUNNING, Domain, Vcpu
 from .domain_control import DomainControl
 from .evtchn import EventChannels
 from .heap import FreeFrames
+from .hypercall_table import HypercallTable
 from .scheduler import Scheduler
 from .services import Dom0Services
 
@@ -47,6 +48,9 @@ class HostCore(DomainControl, Scheduler):
     # What the architecture's host sets up (declared here, defined there).
     free_frames: FreeFrames
     evtchn: EventChannels
+    #: The architecture's hypercall table, and its XENVER_capabilities string.
+    hypercalls: HypercallTable
+    xen_caps: str
 
     def __init__(self, config: Any, keep_trace: bool = True) -> None:
         self.config = cfg = config
