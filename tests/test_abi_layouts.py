@@ -143,6 +143,12 @@ def test_the_sub_op_tables_implement_what_they_have_layouts_for():
         assert set(table.handlers) == set(table.layouts)
 
 
+def test_arms_event_channel_sub_ops_go_through_the_same_layouts():
+    from lab.xen.arm.hypercalls import ARM_EVTCHN_OPS
+    assert {abi.EVTCHNOP_NAMES[c] for c in ARM_EVTCHN_OPS.handlers} == {"send", "alloc_unbound", "close", "unmask"}
+    assert all(ARM_EVTCHN_OPS.layout(c) is abi.EVTCHNOP_LAYOUTS[c] for c in ARM_EVTCHN_OPS.handlers)
+
+
 def test_a_sub_op_without_a_layout_cannot_be_registered():
     table = SubOps("event_channel_op", {abi.EVTCHNOP_send: Layout("evtchn_send", 4, {"port": (0, 4)})})
     with pytest.raises(ValueError, match="sub-op 2 has no wire layout"):

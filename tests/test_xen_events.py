@@ -53,8 +53,7 @@ def test_a_masked_port_is_not_delivered_until_unmasked():
     host.run(3_000)
     assert kernel_u64(host, dom, "ticks") == before, "masked: pending but not delivered"
     assert host.mem.read_u64(base + 2048) >> port & 1
-    from lab.xen.events import unmask
-    unmask(host, dom, port)
+    host.evtchn.unmask(dom, port)
     host.run(3_000)
     assert kernel_u64(host, dom, "ticks") == before + 1, "unmask re-notifies a still-pending port"
 

@@ -30,6 +30,7 @@ from ..hw.x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, X86_CR0_PE, X86_CR
 from .hvm import HvmIntr
 from .hypercall_page import build as build_hypercall_page
 from .paging_pool import PoolExhausted, pool_of
+from .shadow import ShadowPaging
 
 DIRECT_MAP = boot.DIRECT_MAP
 SIF_PRIVILEGED, SIF_INITDOMAIN = 1, 2
@@ -244,7 +245,6 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     dom.images["firmware"] = firmware
     use_ept = dom.hap and host.config.ept
     if not use_ept:
-        from .shadow import ShadowPaging
         dom.extra["shadow"] = ShadowPaging(host, dom)
     else:
         dom.ept_root = _ept_for(host, dom)

@@ -1,6 +1,6 @@
-"""Guest consoles, Xen's side: Xen's own console for dom0, port 0xE9 for HVM, and the
-layout of the console ring a domU writes (xenconsoled, which drains it, is dom0's:
-``lab.dom0.xenconsoled``).
+"""Guest consoles, Xen's side: Xen's own console for dom0 (console_io,
+xen/drivers/char/console.c), port 0xE9 for HVM, and the layout of the console
+ring a domU writes (xenconsoled, which drains it, is dom0's: ``lab.dom0.xenconsoled``).
 
 A domU may not write Xen's console (console_io is refused to it), so its
 kernel writes into the console ring page the builder gave it (struct
@@ -13,6 +13,11 @@ notifies the same channel; the guest consumes it and advances ``in_cons``.
 """
 
 from __future__ import annotations
+
+from . import abi
+from .hypercall_table import ARM_HYPERCALLS, X86_HYPERCALLS
+
+E = abi.ERRNO
 
 IN_OFF, IN_SIZE = 0, 1024
 OUT_OFF, OUT_SIZE = 1024, 2048
@@ -54,3 +59,26 @@ def guest_console_write(host, dom, text: str) -> None:
             host.dmesg.append(f"(d{dom.domid}) {printable(line)}")     # as hvm_print_line() passes it
     dom.extra["console_partial"] = lines[-1]
     dom.console_output += text
+
+
+@X86_HYPERCALLS.handler("console_io", nargs=3)
+@ARM_HYPERCALLS.handler("console_io", nargs=3)
+def console_io(host, v, args, info) -> int:
+    """do_console_io(): write to Xen's console, or read what was typed at it. A domU is refused,
+    as a non-debug Xen refuses it. Common code: the handler is in both architectures' tables."""
+    cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
+    copy_from_guest, copy_to_guest = host.hypercalls.copy_from_guest, host.hypercalls.copy_to_guest
+    info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
+    if not v.domain.privileged:
+        return -E["EPERM"]
+    if cmd == abi.CONSOLEIO_write:
+        text = copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1")
+        guest_console_write(host, v.domain, text)
+        return 0
+    if cmd == abi.CONSOLEIO_read:
+        # do_console_io(): up to ``count`` bytes of what was typed at Xen's console; the count read
+        data = bytes(host.console_input[:count])
+        del host.console_input[:len(data)]
+        copy_to_guest(host, v, va, data)
+        return len(data)
+    return -E["ENOSYS"]

@@ -20,7 +20,7 @@ import struct
 
 from . import abi
 from .guestmem import copy_from_guest
-from .hypercall_table import handler
+from .hypercall_table import X86_HYPERCALLS
 
 E = abi.ERRNO
 #: FIRST_RESERVED_GDT_PAGE (14) * 512: the GDT entries above this are Xen's.
@@ -100,7 +100,7 @@ def release_gdt(host, dom, vcpu_id: int) -> None:
         host.mm.pv.put_page_and_type(mfn)
 
 
-@handler("set_gdt")
+@X86_HYPERCALLS.handler("set_gdt")
 def set_gdt(host, v, args, info) -> int:
     """do_set_gdt(frame_list, entries) and pv_set_gdt() (pv/descriptor-tables.c)."""
     dom = v.domain
@@ -124,7 +124,7 @@ def set_gdt(host, v, args, info) -> int:
     return 0
 
 
-@handler("update_descriptor")
+@X86_HYPERCALLS.handler("update_descriptor")
 def update_descriptor(host, v, args, info) -> int:
     """do_update_descriptor(machine address, descriptor) (pv/descriptor-tables.c)."""
     dom = v.domain

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .abi.errno import EINVAL
-from .evtchn import SHINFO_MASK, SHINFO_PENDING
 from .vcpu_info import maddr
 
 
@@ -84,30 +82,3 @@ def enable_event_delivery(host, v) -> None:
 def local_events_need_delivery(host, v) -> bool:
     """Would ``v`` take an upcall right now? (SCHEDOP_block does not sleep if so.)"""
     return _delivery(v).need_delivery(host, v)
-
-
-def unmask(host, dom, port: int) -> int:
-    """EVTCHNOP_unmask: clear the mask bit; re-notify if the port is still pending."""
-    if not 0 <= port < host.evtchn.max_ports(dom.domid):
-        return -EINVAL                      # !port_is_valid(): outside shared_info's bitmaps
-    if not dom.shared_info_mfn:
-        return 0
-    base = dom.shared_info_mfn << 12
-    word, bit = divmod(port, 64)
-    mask_addr = base + SHINFO_MASK + word * 8
-    mask = host.mem.read_u64(mask_addr)
-    host.mem.write_u64(mask_addr, mask & ~(1 << bit))
-    # evtchn_2l_unmask(): test_and_clear the mask bit, and only a port that *was* masked
-    # and is pending re-notifies (common/event_2l.c).
-    if mask >> bit & 1 and host.mem.read_u64(base + SHINFO_PENDING + word * 8) >> bit & 1:
-        p = host.evtchn.ports.get(dom.domid, {}).get(port)
-        vcpu = p.vcpu if p is not None else 0
-        vi = maddr(host, dom, vcpu)
-        sel = host.mem.read_u64(vi + 8)
-        if not sel >> word & 1:
-            host.mem.write_u64(vi + 8, sel | (1 << word))
-            if vcpu < len(dom.vcpus):
-                mark_pending(host, dom.vcpus[vcpu])
-            else:
-                host.mem.write(vi, b"\x01")
-    return 0

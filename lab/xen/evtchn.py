@@ -7,6 +7,10 @@ vCPU's ``evtchn_pending_sel``; if that bit was new, set
 PV vCPU's callback, an HVM/PVH vCPU's interrupt). A port whose far end is one of
 the lab's dom0 services (written in Python) notifies that service, which runs
 as dom0 work.
+
+All of it is common code on every architecture; one supplies where shared_info's
+bitmaps and a vCPU's vcpu_info are (``shinfo_pending``, ``shinfo_mask``,
+``vcpu_info``) and how the upcall is raised (``upcall``): ``lab/xen/arm/evtchn.py``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class Port:
 
 
 class EventChannels:
+    #: Where shared_info's evtchn_pending[] and evtchn_mask[] are (x86-64's struct shared_info).
+    shinfo_pending = SHINFO_PENDING
+    shinfo_mask = SHINFO_MASK
+
     def __init__(self, host, mark_pending: Callable[[Any, Any], None] | None = None) -> None:
         self.host = host
         #: events.mark_pending, passed in by the host: how a vCPU is told of a new pending selector
@@ -205,23 +213,55 @@ class EventChannels:
             return
         base = dom.shared_info_mfn << 12
         word, bit = divmod(port, 64)
-        pend_addr = base + SHINFO_PENDING + word * 8
+        pend_addr = base + self.shinfo_pending + word * 8
         pending = host.mem.read_u64(pend_addr)
         if pending >> bit & 1:
             return                                   # already pending: nothing more to do
         host.mem.write_u64(pend_addr, pending | (1 << bit))
-        masked = host.mem.read_u64(base + SHINFO_MASK + word * 8) >> bit & 1
+        masked = host.mem.read_u64(base + self.shinfo_mask + word * 8) >> bit & 1
         if masked:
             return
-        vi = maddr(host, dom, p.vcpu)
+        vi = self.vcpu_info(dom, p.vcpu)
         sel = host.mem.read_u64(vi + 8)
         if sel >> word & 1:
             return
         host.mem.write_u64(vi + 8, sel | (1 << word))
-        if p.vcpu < len(dom.vcpus):
-            self.mark_pending(host, dom.vcpus[p.vcpu])     # evtchn_upcall_pending, then the upcall
+        self.upcall(dom, p.vcpu, vi)
+
+    def unmask(self, dom, port: int) -> int:
+        """EVTCHNOP_unmask: clear the mask bit; re-notify if the port is still pending."""
+        host = self.host
+        if not 0 <= port < self.max_ports(dom.domid):
+            return -abi.ERRNO["EINVAL"]        # !port_is_valid(): outside shared_info's bitmaps
+        if not dom.shared_info_mfn:
+            return 0
+        base = dom.shared_info_mfn << 12
+        word, bit = divmod(port, 64)
+        mask_addr = base + self.shinfo_mask + word * 8
+        mask = host.mem.read_u64(mask_addr)
+        host.mem.write_u64(mask_addr, mask & ~(1 << bit))
+        # evtchn_2l_unmask(): test_and_clear the mask bit, and only a port that *was* masked
+        # and is pending re-notifies (common/event_2l.c).
+        if mask >> bit & 1 and host.mem.read_u64(base + self.shinfo_pending + word * 8) >> bit & 1:
+            p = self.ports.get(dom.domid, {}).get(port)
+            vcpu = p.vcpu if p is not None else 0
+            vi = self.vcpu_info(dom, vcpu)
+            sel = host.mem.read_u64(vi + 8)
+            if not sel >> word & 1:
+                host.mem.write_u64(vi + 8, sel | (1 << word))
+                self.upcall(dom, vcpu, vi)
+        return 0
+
+    def vcpu_info(self, dom, vcpu: int) -> int:
+        """The machine address of vCPU ``vcpu``'s vcpu_info (the domain has a shared_info)."""
+        return maddr(self.host, dom, vcpu)
+
+    def upcall(self, dom, vcpu: int, vi: int) -> None:
+        """vcpu_mark_events_pending(): evtchn_upcall_pending, then the vCPU's upcall."""
+        if vcpu < len(dom.vcpus):
+            self.mark_pending(self.host, dom.vcpus[vcpu])
         else:
-            host.mem.write(vi, b"\x01")
+            self.host.mem.write(vi, b"\x01")
 
     def _event(self, domid: int, op: str, port: int, rdom, rport, result: int) -> None:
         dom = self.host.domains.get(domid)

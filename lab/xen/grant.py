@@ -48,7 +48,7 @@ from .abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_dev
                               GTF_writing)
 from .frames import HeldFrame
 from .guestmem import copy_from_guest, copy_to_guest
-from .hypercall_table import Preempted, SubOps, handler, preempt_check
+from .hypercall_table import Preempted, SubOps, X86_HYPERCALLS, preempt_check
 
 ENTRY_SIZE = 8
 ENTRIES_PER_FRAME = 4096 // ENTRY_SIZE
@@ -367,7 +367,7 @@ class GrantTables:
 GNTTAB_OPS = SubOps("grant_table_op", abi.GNTTABOP_LAYOUTS)
 
 
-@handler("grant_table_op", nargs=3)
+@X86_HYPERCALLS.handler("grant_table_op", nargs=3)
 def grant_table_op(host, v, args, info) -> int | Preempted:
     cmd, count = args[0], args[2] & 0xFFFFFFFF
     name = abi.GNTTABOP_NAMES.get(cmd, str(cmd))

@@ -28,6 +28,7 @@ from typing import Any
 from ..hw import flags as F
 from ..hw.cpu import native_cpuid
 from ..hw.faults import VmExit
+from ..hw.pagebuild import ept_map
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
@@ -36,6 +37,7 @@ from . import abi
 from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
 from .hypercall_table import Preempted, dispatch
+from .mmio import handle_mmio, is_mmio_dm
 from .release import XEN_VERSION
 from .vdev import intercept
 from .vdev.intercept import EMULATOR_DM, EMULATOR_XEN
@@ -212,7 +214,6 @@ def _exit_vmcall(host, v, exc) -> None:
 
 
 def _exit_ept(host, v, exc) -> None:
-    from .mmio import handle_mmio, is_mmio_dm
     gpa = exc.info.get("gpa", 0)
     if exc.reason == "EPT_VIOLATION" and is_mmio_dm(v.domain, gpa >> 12):
         # hvm_hap_nested_page_fault() (arch/x86/hvm/hvm.c): a gfn with no RAM is p2m_mmio_dm,
@@ -580,7 +581,6 @@ def _flush_domain(host, dom) -> None:
 
 def _set_p2m(host, dom, gfn: int, mfn: int | None) -> None:
     """One p2m entry changes: the p2m itself, then the EPT (or the shadows) that follow it."""
-    from ..hw.pagebuild import ept_map
     old = dom.gfn_to_mfn(gfn)
     shadow = dom.extra.get("shadow")
     if shadow is not None and old is not None:
@@ -677,3 +677,23 @@ def add_to_physmap(host, dom, space: int, idx: int, gpfn: int, info: dict) -> in
               message=f"XENMEM_add_to_physmap: {what} (mfn {mfn:#x}) now at gfn {gpfn:#x}"
                       + (f"; the RAM page that was there (mfn {prev:#x}) is freed" if freed else ""))
     return 0
+
+
+def xenmem_add_to_physmap(host, v, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
+    """XENMEM_add_to_physmap on x86, its checks (xatp_permission_check()): only a translated
+    (HVM/PVH) domain has a physmap, and another domain's only for a privileged caller."""
+    dom = v.domain
+    if space == abi.XENMAPSPACE_gmfn_foreign:
+        return -abi.ERRNO["ENOSYS"]                   # foreign frames only through add_to_physmap_batch
+    target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
+    if target is None:
+        return -abi.ERRNO["ESRCH"]
+    if not target.is_hvm:
+        info["why"] = "not a translated (HVM/PVH) domain"
+        return -abi.ERRNO["EACCES"]                   # xatp_permission_check(): !paging_mode_translate
+    if target is not dom and not dom.privileged:
+        info["why"] = "another domain's physmap (XSM_TARGET)"
+        return -abi.ERRNO["EPERM"]
+    if gpfn == abi.INVALID_M2P_ENTRY:
+        return -abi.ERRNO["EINVAL"]                   # INVALID_GFN
+    return add_to_physmap(host, target, space, idx, gpfn, info)

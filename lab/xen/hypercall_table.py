@@ -1,8 +1,17 @@
-"""The hypercall table: handlers by number, who may call what, and the one entry path.
+"""The hypercall tables: handlers by number, one table per architecture, and x86's entry path.
 
-A leaf of lab/xen: each subsystem registers its handlers here with ``@handler``
-(``hypercalls``, ``grant``, ``physdev``...), and the host imports them all once
-(``lab/xen/host.py``), so nothing here imports a subsystem.
+Each architecture has its own table, as Xen generates one per architecture
+from the columns of ``xen/include/hypercall-defs.c``: :data:`X86_HYPERCALLS`,
+which the x86 host owns, and :data:`ARM_HYPERCALLS`, which the Arm host owns
+(it has no mmu_update, set_trap_table, iret...). A number outside a table's
+column is -ENOSYS on that architecture, a deprecated one (``dep``) too, as
+``do_deprecated_hypercall()`` answers it (xen/arch/arm/traps.c).
+
+A leaf of lab/xen: each subsystem registers its handlers into a table with
+``@X86_HYPERCALLS.handler`` (``hypercalls``, ``grant``, ``physdev``...; the Arm
+ones in ``lab/xen/arm/hypercalls.py``), and each host imports them all once,
+so nothing here imports a subsystem. A handler Xen shares between
+architectures (xen/common/) registers into both tables.
 
 ``dispatch`` does what Xen's hypercall entry does before any handler runs:
 unknown numbers get -ENOSYS, HVM callers at CPL > 0 get -EPERM, hypercalls
@@ -17,14 +26,62 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import abi
+from .abi.hypercalls import HVM_NO, Hypercall
 from ..isa.bits import M64
 from ..errors import UserError
-from .guestmem import GuestFault, read_u64
+from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64
 
 E = abi.ERRNO
-HANDLERS: dict[int, Callable] = {}
-#: How many argument registers each registered hypercall takes (the rest are not shown).
-NARGS: dict[int, int] = {}
+
+
+class HypercallTable:
+    """One architecture's hypercall table: which numbers it has (its column of hypercall-defs.c),
+    and the lab's handler of each, with how many argument registers it takes."""
+
+    def __init__(self, arch: str, column: Callable[[Hypercall], bool],
+                 guest_access: tuple[Callable, Callable] | None = None) -> None:
+        self.arch = arch
+        #: How a handler reads and writes the caller's memory through its pointers, on this
+        #: architecture: (copy_from_guest, copy_to_guest), each (host, v, va, ...).
+        self.copy_from_guest, self.copy_to_guest = guest_access or (None, None)
+        #: The numbers the architecture's column gives a handler to (the rest are -ENOSYS).
+        self.numbers = frozenset(h.nr for h in abi.HYPERCALLS if column(h))
+        self.handlers: dict[int, Callable] = {}
+        #: How many argument registers each registered hypercall takes (the rest are not shown).
+        self.nargs: dict[int, int] = {}
+
+    def handler(self, name: str, nargs: int = 5):
+        """Register the decorated function as this architecture's handler of hypercall ``name``.
+
+        ``nargs`` is how many of the five argument registers the call takes: the ones
+        its trace event shows (and a continuation's rewritten arguments)."""
+        def deco(fn):
+            nr = abi.hypercall_nr(name)
+            if nr not in self.numbers:
+                raise ValueError(f"hypercall {name} is not in {self.arch}'s table (hypercall-defs.c)")
+            if nr in self.handlers:
+                raise ValueError(f"hypercall {name} has a handler already: {self.handlers[nr].__module__}")
+            self.handlers[nr] = fn
+            self.nargs[nr] = nargs
+            return fn
+        return deco
+
+    def set_guest_access(self, copy_from: Callable, copy_to: Callable) -> None:
+        self.copy_from_guest, self.copy_to_guest = copy_from, copy_to
+
+    def get(self, nr: int) -> Callable | None:
+        return self.handlers.get(nr)
+
+    def names(self) -> list[str]:
+        """The names of the hypercalls the lab handles on this architecture, by number."""
+        return [abi.hypercall_name(nr) for nr in sorted(self.handlers)]
+
+
+#: x86: every call a PV (64- or 32-bit) or HVM/PVH guest may make (the pv and hvm columns).
+X86_HYPERCALLS = HypercallTable("x86", lambda h: h.pv or h.hvm != HVM_NO, (copy_from_guest, copy_to_guest))
+#: Arm: the arm column's "do" entries ("dep" ones are deprecated: -ENOSYS); its guest access
+#: (through stage 1 and stage 2) is set by lab/xen/arm/hypercalls.py.
+ARM_HYPERCALLS = HypercallTable("arm", lambda h: h.arm in ("y", "subset"))
 #: public/xen.h: set in a batch's count when it is a continuation of a preempted call.
 MMU_UPDATE_PREEMPTED = 1 << 31
 #: Entries of one batch done before Xen looks for pending work again, at most.
@@ -62,21 +119,6 @@ def preempt_check(host, v) -> bool:
     return cpu.yield_now or (host.current[v.pcpu] is v and cpu.cycles >= host.slice_end[v.pcpu])
 
 
-def handler(name: str, nargs: int = 5):
-    """Register the decorated function as the handler of hypercall ``name``.
-
-    ``nargs`` is how many of the five argument registers the call takes: the ones
-    its trace event shows (and a continuation's rewritten arguments)."""
-    def deco(fn):
-        nr = abi.hypercall_nr(name)
-        if nr in HANDLERS:
-            raise ValueError(f"hypercall {name} has a handler already: {HANDLERS[nr].__module__}")
-        HANDLERS[nr] = fn
-        NARGS[nr] = nargs
-        return fn
-    return deco
-
-
 class SubOps:
     """The sub-op table of a multiplexing hypercall (event_channel_op, grant_table_op).
 
@@ -103,6 +145,15 @@ class SubOps:
 
     def get(self, cmd: int) -> Callable | None:
         return self.handlers.get(cmd)
+
+    def call(self, host, v, cmd: int, va: int, info: dict, names: dict[int, str]) -> Any:
+        """Sub-op ``cmd`` with its argument structure at guest address ``va`` (named first in the
+        trace event's arguments); -ENOSYS for one the table lacks."""
+        info["args"] = [names.get(cmd, str(cmd))]
+        op = self.handlers.get(cmd)
+        if op is None:
+            return -E["ENOSYS"]
+        return op(host, v, va, info, self.layouts[cmd])
 
     def layout(self, cmd: int):
         return self.layouts[cmd]
@@ -167,7 +218,8 @@ def _where(host, v) -> tuple[int | None, int | None]:
 
 
 def dispatch(host, v, nr: int, args: list[int]) -> int | Preempted | None:
-    """A hypercall from guest code: arguments are registers, pointers are guest-virtual.
+    """An x86 hypercall from guest code, through the host's table: arguments are registers,
+    pointers are guest-virtual.
 
     Returns the result, None when the handler set the guest's state itself
     (iret), or :class:`Preempted` when the caller must re-enter the hypercall
@@ -175,20 +227,22 @@ def dispatch(host, v, nr: int, args: list[int]) -> int | Preempted | None:
     info: dict[str, Any] = {}
     ret = refusal(v, nr, info)
     if ret is None:
-        if nr not in HANDLERS:
+        fn = host.hypercalls.handlers.get(nr)
+        if fn is None:
             ret = -E["ENOSYS"]
             info["why"] = "not implemented in the lab"
         else:
             try:
-                ret = HANDLERS[nr](host, v, args, info)
+                ret = fn(host, v, args, info)
             except GuestFault as e:
                 ret = -E["EFAULT"]
                 info["why"] = str(e)
+    n = host.hypercalls.nargs.get(nr, 5)
     if isinstance(ret, Preempted):
-        info["continuation"] = [f"{a:#x}" for a in ret.args[:_nargs(nr)]]
-        _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], None, info)
+        info["continuation"] = [f"{a:#x}" for a in ret.args[:n]]
+        _record(host, v, nr, [a & M64 for a in args[:n]], None, info)
         return ret
-    _record(host, v, nr, [a & M64 for a in args[:_nargs(nr)]], ret, info)
+    _record(host, v, nr, [a & M64 for a in args[:n]], ret, info)
     return ret
 
 
@@ -203,6 +257,3 @@ def dispatch_python(host, v, nr: int, args: list, fn: Callable[[], Any]) -> Any:
     _record(host, v, nr, list(args), 0, info)
     return result
 
-
-def _nargs(nr: int) -> int:
-    return NARGS.get(nr, 5)

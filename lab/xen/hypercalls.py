@@ -12,22 +12,15 @@ from . import abi
 from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
-from .release import XEN_VERSION
-from . import events
 from .events import enable_event_delivery, local_events_need_delivery
-from .vcpu_info import register as register_vcpu_info
-from .console import guest_console_write
-from .reservation import reservation_op
-from .hvm import add_to_physmap, set_callback_via, set_upcall_vector
-from . import hvm_params
 from .domain import CRASHED, DYING, SHUTDOWN
-from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, handler, preempt_check
+from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
 
 E = abi.ERRNO
 
 
 # ---------------------------------------------------------------- PV: traps and stacks
-@handler("set_trap_table", nargs=1)
+@X86_HYPERCALLS.handler("set_trap_table", nargs=1)
 def set_trap_table(host, v, args, info) -> int:
     """A virtual IDT: struct trap_info {u8 vector, u8 flags, u16 cs, u64 address}, zero-terminated."""
     dom = v.domain
@@ -50,14 +43,14 @@ def set_trap_table(host, v, args, info) -> int:
     return 0
 
 
-@handler("stack_switch", nargs=2)
+@X86_HYPERCALLS.handler("stack_switch", nargs=2)
 def stack_switch(host, v, args, info) -> int:
     v.kernel_ss, v.kernel_sp = args[0] & 0xFFFF, args[1]
     info["args"] = [f"ss={v.kernel_ss:#x}", f"rsp={v.kernel_sp:#x}"]
     return 0
 
 
-@handler("set_callbacks", nargs=2)
+@X86_HYPERCALLS.handler("set_callbacks", nargs=2)
 def set_callbacks(host, v, args, info) -> int:
     # do_set_callbacks() registers each and ignores a refusal (a non-canonical address).
     for name, address in (("event", args[0]), ("failsafe", args[1]), ("syscall", args[2])):
@@ -67,7 +60,7 @@ def set_callbacks(host, v, args, info) -> int:
     return 0
 
 
-@handler("callback_op", nargs=2)
+@X86_HYPERCALLS.handler("callback_op", nargs=2)
 def callback_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     if cmd not in (0, 1):                      # CALLBACKOP_register 0, unregister 1
@@ -157,7 +150,7 @@ def _batch_call(host, v, info, nr_name: str, args, size: int, run) -> int | Pree
     return rc
 
 
-@handler("mmu_update", nargs=4)
+@X86_HYPERCALLS.handler("mmu_update", nargs=4)
 def mmu_update(host, v, args, info) -> int | Preempted:
     def run(batch: GuestBatch, foreigndom: int):
         def reqs():
@@ -169,7 +162,7 @@ def mmu_update(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmu_update", args, 16, run)
 
 
-@handler("mmuext_op", nargs=4)
+@X86_HYPERCALLS.handler("mmuext_op", nargs=4)
 def mmuext_op(host, v, args, info) -> int | Preempted:
     def run(batch: GuestBatch, foreigndom: int):
         def ops():
@@ -181,14 +174,14 @@ def mmuext_op(host, v, args, info) -> int | Preempted:
     return _batch_call(host, v, info, "mmuext_op", args, 24, run)
 
 
-@handler("update_va_mapping", nargs=3)
+@X86_HYPERCALLS.handler("update_va_mapping", nargs=3)
 def update_va_mapping(host, v, args, info) -> int:
     va, val, flags = args[0], args[1], args[2]
     info["args"] = [f"{va:#x}", f"{val:#x}", f"flags={flags:#x}"]
     return host.mm.update_va_mapping(v, va, val, flags)
 
 
-@handler("vm_assist", nargs=2)
+@X86_HYPERCALLS.handler("vm_assist", nargs=2)
 def vm_assist(host, v, args, info) -> int:
     cmd, typ = args[0], args[1]
     if typ > 63 or cmd not in (0, 1):
@@ -201,7 +194,7 @@ def vm_assist(host, v, args, info) -> int:
 
 
 # ---------------------------------------------------------------- scheduling, timers, vCPUs
-@handler("sched_op", nargs=2)
+@X86_HYPERCALLS.handler("sched_op", nargs=2)
 def sched_op(host, v, args, info) -> int:
     cmd, arg = args[0], args[1]
     info["args"] = [abi.SCHEDOP_NAMES.get(cmd, str(cmd)), f"{arg:#x}"]
@@ -234,7 +227,7 @@ def sched_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("set_timer_op", nargs=1)
+@X86_HYPERCALLS.handler("set_timer_op", nargs=1)
 def set_timer_op(host, v, args, info) -> int:
     """Arm the vCPU's single-shot timer at an absolute system time (ns); 0 cancels."""
     ns = args[0]
@@ -246,207 +239,7 @@ def set_timer_op(host, v, args, info) -> int:
     return 0
 
 
-@handler("vcpu_op", nargs=3)
-def vcpu_op(host, v, args, info) -> int:
-    cmd, vid, arg = args[0], args[1], args[2]
-    dom = v.domain
-    info["args"] = [abi.VCPUOP_NAMES.get(cmd, str(cmd)), vid, f"{arg:#x}"]
-    if vid >= len(dom.vcpus):
-        return -E["ENOENT"]
-    target = dom.vcpus[vid]
-    if cmd == abi.VCPUOP_is_up:
-        return 0 if target.runstate == "offline" else 1
-    if cmd == abi.VCPUOP_set_periodic_timer:
-        period_ns = read_u64(host, v, arg)
-        if period_ns < 1_000_000:
-            return -E["EINVAL"]
-        target.periodic_period = period_ns * host.cpu_hz // 1_000_000_000
-        target.timer_deadline = (v.cpu.cycles if v.cpu else 0) + target.periodic_period
-        return 0
-    if cmd == abi.VCPUOP_stop_periodic_timer:
-        target.periodic_period = None
-        return 0
-    if cmd == abi.VCPUOP_set_singleshot_timer:
-        # struct vcpu_set_singleshot_timer {u64 timeout_abs_ns; u32 flags}
-        ns, flags = struct.unpack("<QI", copy_from_guest(host, v, arg, 12))
-        deadline = ns * host.cpu_hz // 1_000_000_000
-        info["args"][2] = f"{ns} ns" + (" (future)" if flags & abi.VCPU_SSHOTTMR_future else "")
-        if flags & abi.VCPU_SSHOTTMR_future and v.cpu is not None and deadline < v.cpu.cycles:
-            return -E["ETIME"]
-        target.timer_deadline = deadline
-        return 0
-    if cmd == abi.VCPUOP_stop_singleshot_timer:
-        target.timer_deadline = None
-        return 0
-    if cmd == abi.VCPUOP_get_runstate_info:
-        copy_to_guest(host, v, arg, runstate_info(host, target))
-        return 0
-    if cmd == abi.VCPUOP_down:
-        target.runstate = "offline"
-        return 0
-    if cmd == abi.VCPUOP_up:
-        if target.runstate == "offline":
-            target.runstate = "runnable"
-        return 0
-    if cmd == abi.VCPUOP_initialise:
-        # arch_initialise_vcpu(): the context is read first (-EFAULT), then a vCPU that was
-        # initialised already is -EEXIST; every vCPU of the lab's is, from the domain's build.
-        copy_from_guest(host, v, arg, VCPU_GUEST_CONTEXT_SIZE if dom.is_pv else VCPU_HVM_CONTEXT_SIZE)
-        info["why"] = f"vCPU {vid} is initialised already"
-        return -E["EEXIST"]
-    if cmd == abi.VCPUOP_register_vcpu_info:
-        return register_vcpu_info(host, v, target, copy_from_guest(host, v, arg, 16), info)
-    return -E["ENOSYS"]
-
-
-#: sizeof(struct vcpu_guest_context) and sizeof(struct vcpu_hvm_context) on x86-64
-#: (public/arch-x86/xen.h, public/hvm/hvm_vcpu.h): what VCPUOP_initialise reads.
-VCPU_GUEST_CONTEXT_SIZE, VCPU_HVM_CONTEXT_SIZE = 5168, 128
-
-
-def runstate_info(host, target) -> bytes:
-    """struct vcpu_runstate_info (public/vcpu.h): int state, then (8-byte aligned)
-    u64 state_entry_time and u64 time[4], all in ns of system time. The lab keeps the
-    running time only (run_cycles); time spent runnable, blocked or offline reads 0."""
-    state = {"running": abi.RUNSTATE_running, "runnable": abi.RUNSTATE_runnable,
-             "blocked": abi.RUNSTATE_blocked, "offline": abi.RUNSTATE_offline}[target.runstate]
-    ns = 1_000_000_000
-
-    def to_ns(cycles: int) -> int:
-        return cycles * ns // host.cpu_hz
-    times = [0, 0, 0, 0]
-    times[abi.RUNSTATE_running] = to_ns(target.run_cycles)
-    return struct.pack("<i4xQ4Q", state, to_ns(target.last_scheduled), *times)
-
-
-# ---------------------------------------------------------------- information
-@handler("xen_version", nargs=2)
-def xen_version(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    info["args"] = [abi.XENVER_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENVER_NAMES") else cmd]
-    if cmd == abi.XENVER_version:
-        return (XEN_VERSION[0] << 16) | XEN_VERSION[1]
-    if cmd == abi.XENVER_extraversion:
-        copy_to_guest(host, v, va, XEN_VERSION[2].encode().ljust(16, b"\0"))
-        return 0
-    if cmd == abi.XENVER_capabilities:
-        copy_to_guest(host, v, va, b"xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64".ljust(1024, b"\0"))
-        return 0
-    if cmd == abi.XENVER_pagesize:
-        return 4096
-    if cmd == abi.XENVER_get_features:
-        # xen_feature_info_t {u32 submap_idx; u32 submap}
-        idx = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        info["args"].append(f"submap {idx}")
-        if idx >= abi.XENFEAT_NR_SUBMAPS:
-            return -E["EINVAL"]
-        copy_to_guest(host, v, va + 4, guest_features(v.domain).to_bytes(4, "little"))
-        return 0
-    return -E["ENOSYS"]
-
-
-def guest_features(dom) -> int:
-    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it for an x86 guest.
-
-    Translated guests (HVM, PVH) get writable_page_tables and auto_translated_physmap; PV
-    guests get the direct-paging extras instead (preserved A/D bits, highmem assist, grant
-    map available bits). ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off
-    unless the config asks for it, and the lab has no such option.
-    """
-    feats = ((1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_vcpu_time_phys_area)
-             | (1 << abi.XENFEAT_runstate_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes))
-    if dom.vm_assist & (1 << abi.VMASST_TYPE_pae_extended_cr3):
-        feats |= 1 << abi.XENFEAT_pae_pgdir_above_4gb
-    translated = not dom.is_pv
-    if translated:
-        feats |= (1 << abi.XENFEAT_writable_page_tables) | (1 << abi.XENFEAT_auto_translated_physmap)
-    if dom.privileged:
-        feats |= 1 << abi.XENFEAT_dom0
-    if dom.is_pv:
-        feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
-                  | (1 << abi.XENFEAT_gnttab_map_avail_bits))
-    else:
-        feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
-    # A PV guest's frames are machine frames: "direct mapped" in the features' sense.
-    feats |= 1 << (abi.XENFEAT_direct_mapped if not translated else abi.XENFEAT_not_direct_mapped)
-    return feats
-
-
-@handler("console_io", nargs=3)
-def console_io(host, v, args, info) -> int:
-    """Write to Xen's console. A domU is refused, as a non-debug Xen refuses it."""
-    cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
-    info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
-    if not v.domain.privileged:
-        return -E["EPERM"]
-    if cmd == abi.CONSOLEIO_write:
-        text = copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1")
-        guest_console_write(host, v.domain, text)
-        return 0
-    if cmd == abi.CONSOLEIO_read:
-        # do_console_io(): up to ``count`` bytes of what was typed at Xen's console; the count read
-        data = bytes(host.console_input[:count])
-        del host.console_input[:len(data)]
-        copy_to_guest(host, v, va, data)
-        return len(data)
-    return -E["ENOSYS"]
-
-
-@handler("memory_op", nargs=2)
-def memory_op(host, v, args, info) -> int | Preempted:
-    cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
-    dom = v.domain
-    info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
-    if cmd == abi.XENMEM_add_to_physmap:
-        return _add_to_physmap(host, v, va, info)
-    if cmd in (abi.XENMEM_increase_reservation, abi.XENMEM_decrease_reservation, abi.XENMEM_populate_physmap):
-        return reservation_op(host, v, args[0], va, info)
-    if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
-        domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
-        if domid not in (abi.DOMID_SELF, dom.domid):
-            if not dom.privileged:
-                return -E["EPERM"]
-            dom = host.domains.get(domid)
-            if dom is None:
-                return -E["ESRCH"]
-        return dom.mem_pages if cmd == abi.XENMEM_current_reservation else dom.max_pages
-    if cmd == abi.XENMEM_maximum_ram_page:
-        return host.mem.nr_frames - 1
-    if cmd == abi.XENMEM_machphys_mapping:
-        if dom.is_hvm:
-            return -E["ENOSYS"]
-        # arch_memory_op(): a domU is told the whole M2P area's size; the hardware domain
-        # (with memory hot-plug off) the host's highest frame (x86_64/mm.c)
-        max_mfn = host.mem.nr_frames - 1 if dom.privileged else abi.MACH2PHYS_NR_ENTRIES - 1
-        copy_to_guest(host, v, va, struct.pack("<QQQ", abi.MACH2PHYS_VIRT_START, abi.MACH2PHYS_VIRT_END, max_mfn))
-        return 0
-    if cmd == abi.XENMEM_memory_map:
-        return -E["ENOSYS"]
-    return -E["ENOSYS"]
-
-
-def _add_to_physmap(host, v, va: int, info: dict) -> int:
-    """struct xen_add_to_physmap {domid_t domid; u16 size; u32 space; xen_ulong_t idx; xen_pfn_t gpfn}."""
-    d, _size, space, idx, gpfn = struct.unpack("<HHIQQ", copy_from_guest(host, v, va, abi.XEN_ADD_TO_PHYSMAP_SIZE))
-    dom = v.domain
-    info["args"].append(f"{abi.XENMAPSPACE_NAMES.get(space, space)} idx {idx:#x} -> gpfn {gpfn:#x}")
-    if space == abi.XENMAPSPACE_gmfn_foreign:
-        return -E["ENOSYS"]                   # foreign frames only through add_to_physmap_batch
-    target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
-    if target is None:
-        return -E["ESRCH"]
-    if not target.is_hvm:
-        info["why"] = "not a translated (HVM/PVH) domain"
-        return -E["EACCES"]                   # xatp_permission_check(): !paging_mode_translate
-    if target is not dom and not dom.privileged:
-        info["why"] = "another domain's physmap (XSM_TARGET)"
-        return -E["EPERM"]
-    if gpfn == abi.INVALID_M2P_ENTRY:
-        return -E["EINVAL"]                   # INVALID_GFN
-    return add_to_physmap(host, target, space, idx, gpfn, info)
-
-
-@handler("multicall", nargs=2)
+@X86_HYPERCALLS.handler("multicall", nargs=2)
 def multicall(host, v, args, info) -> int | Preempted | None:
     """struct multicall_entry {u64 op, u64 result, u64 args[6]}: run each, store each result.
 
@@ -485,15 +278,9 @@ def multicall(host, v, args, info) -> int | Preempted | None:
 EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
 
 
-@handler("event_channel_op", nargs=2)
+@X86_HYPERCALLS.handler("event_channel_op", nargs=2)
 def event_channel_op(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    name = abi.EVTCHNOP_NAMES.get(cmd, str(cmd))
-    info["args"] = [name]
-    op = EVTCHN_OPS.get(cmd)
-    if op is None:
-        return -E["ENOSYS"]
-    return op(host, v, va, info, EVTCHN_OPS.layout(cmd))
+    return EVTCHN_OPS.call(host, v, args[0], args[1], info, abi.EVTCHNOP_NAMES)
 
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_send)
@@ -580,7 +367,7 @@ def evtchn_status(host, v, va, info, lay) -> int:
 @EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
 def evtchn_unmask(host, v, va, info, lay) -> int:
     port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-    return events.unmask(host, v.domain, port)
+    return host.evtchn.unmask(v.domain, port)
 
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont)
@@ -603,57 +390,12 @@ def evtchn_reset(host, v, va, info, lay) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- HVM
-@handler("hvm_op", nargs=2)
-def hvm_op(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    dom = v.domain
-    info["args"] = [abi.HVMOP_NAMES.get(cmd, str(cmd))]
-    if cmd in (abi.HVMOP_set_param, abi.HVMOP_get_param):
-        d, idx, value = struct.unpack("<H2xIQ", copy_from_guest(host, v, va, 16))
-        info["args"].append(abi.HVM_PARAM_NAMES.get(idx, str(idx)))
-        if idx >= abi.HVM_NR_PARAMS:
-            return -E["EINVAL"]
-        target = dom if d in (abi.DOMID_SELF, dom.domid) else host.domains.get(d)
-        if target is None:
-            return -E["ESRCH"]
-        if target is not dom and not dom.privileged:
-            info["why"] = "another domain's params (XSM_TARGET)"
-            return -E["EPERM"]
-        if not target.is_hvm:
-            return -E["EINVAL"]
-        if cmd == abi.HVMOP_get_param:
-            rc = hvm_params.allow_get(dom, target, idx)        # hvm_allow_get_param()
-            if rc:
-                return rc
-            copy_to_guest(host, v, va + 8, target.hvm_params.get(idx, 0).to_bytes(8, "little"))
-            return 0
-        rc = hvm_params.allow_set(dom, target, idx, value)     # hvm_allow_set_param()
-        if rc == 0:
-            rc, crash = hvm_params.check_value(dom, target, idx, value)
-            if crash:
-                host.crash(dom, f"HVMOP_set_param {abi.HVM_PARAM_NAMES.get(idx, idx)} {value:#x}: does not fit", v)
-        if rc:
-            return rc
-        target.hvm_params[idx] = value
-        if idx == abi.HVM_PARAM_CALLBACK_IRQ:
-            info["args"].append(f"{value:#x}")
-            set_callback_via(host, target, value)
-        return 0
-    if cmd == abi.HVMOP_set_evtchn_upcall_vector:
-        # struct xen_hvm_evtchn_upcall_vector {u32 vcpu; u8 vector}
-        vcpu, vector = struct.unpack("<IB", copy_from_guest(host, v, va, 5))
-        info["args"].append(f"vcpu {vcpu} vector {vector:#x}")
-        return set_upcall_vector(host, dom, vcpu, vector)
-    return -E["ENOSYS"]
-
-
 # ---------------------------------------------------------------- control domain only
 XEN_DOMCTL_NAMES = {1: "createdomain", 2: "destroydomain", 3: "pausedomain", 4: "unpausedomain",
                     5: "getdomaininfo"}
 
 
-@handler("domctl")
+@X86_HYPERCALLS.handler("domctl")
 def domctl(host, v, args, info) -> int:
     """struct xen_domctl {u32 cmd; u32 interface_version; u16 domain; ...}; control domain only."""
     cmd, version, domid = struct.unpack("<IIH", copy_from_guest(host, v, args[0], 10))
@@ -728,12 +470,12 @@ def _shutdown_code(dom) -> int:
     return _SHUTDOWN_CODES.get(name, abi.SHUTDOWN_poweroff)
 
 
-@handler("sysctl")
+@X86_HYPERCALLS.handler("sysctl")
 def sysctl(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-@handler("platform_op")
+@X86_HYPERCALLS.handler("platform_op")
 def platform_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 

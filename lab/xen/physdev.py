@@ -24,7 +24,7 @@ import struct
 from . import abi
 from .guestmem import copy_from_guest, copy_to_guest
 from ..hw.x86 import is_canonical
-from .hypercall_table import handler
+from .hypercall_table import X86_HYPERCALLS
 
 E = abi.ERRNO
 #: Interrupt lines the lab's host has: the legacy PIC's (no IO-APIC), Xen's nr_irqs_gsi.
@@ -74,7 +74,7 @@ def _hvm_refusal(dom, cmd: int) -> int | None:
     return -E["ENOSYS"]
 
 
-@handler("physdev_op")
+@X86_HYPERCALLS.handler("physdev_op")
 def physdev_op(host, v, args, info) -> int:
     cmd, va = args[0] & 0xFFFF_FFFF, args[1]
     dom = v.domain

@@ -32,7 +32,7 @@ from . import abi
 from ..isa.bits import M64
 from . import events
 from .guestmem import GuestFault, copy_from_guest, write_u64
-from .hypercall_table import Preempted, dispatch, handler
+from .hypercall_table import Preempted, dispatch, X86_HYPERCALLS
 from .vcpu_info import maddr
 
 from .abi.arch_x86_64 import FLAT_RING1_CS, FLAT_RING3_CS64, FLAT_RING3_SS64
@@ -236,7 +236,7 @@ def _notify(host, v, was_pending: bool) -> None:
 events.register_delivery("pv", events.UpcallDelivery(notify=_notify, need_delivery=events.upcall_pending))
 
 
-@handler("iret", nargs=0)
+@X86_HYPERCALLS.handler("iret", nargs=0)
 def iret(host, v, args, info) -> None:
     do_iret(host, v)
     info["args"] = []

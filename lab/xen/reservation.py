@@ -42,7 +42,9 @@ from ..hw.x86 import is_canonical
 from ..isa.bits import M32
 from . import abi
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest
+from .hvm import EPT_GFN_BITS, _clear_m2p, _remove_ram_page, _set_p2m, _special_frames
 from .hypercall_table import Preempted, preempt_check
+from .paging_pool import pool_of
 
 #: xen/common/Kconfig DOMU_MAX_ORDER and CTLDOM_MAX_ORDER (x86): the largest extent order.
 DOMU_MAX_ORDER, CTLDOM_MAX_ORDER = 9, 12
@@ -160,8 +162,6 @@ def _populate(host, v, target, array: int, i: int, order: int) -> str:
         return gpfn
     n = 1 << order
     if target.is_hvm:
-        from .hvm import EPT_GFN_BITS
-        from .paging_pool import pool_of
         if (gpfn + n - 1) >> EPT_GFN_BITS:
             return f"gfn {gpfn:#x} is beyond the guest's physical address width"
         if target.ept_root and pool_of(host, target).free < 3:
@@ -184,8 +184,6 @@ def _populate(host, v, target, array: int, i: int, order: int) -> str:
 def _physmap_add(host, target, gpfn: int, mfns: list[int]) -> str:
     """p2m_add_page() (arch/x86/mm/p2m.c): the new frames take the gfns. A gfn that held RAM
     loses it: the old frame's M2P entry is made invalid and the frame stays the domain's."""
-    from .hvm import _clear_m2p, _set_p2m
-    from .paging_pool import pool_of
     frames = target.extra.setdefault("frames", [])
     for k, mfn in enumerate(mfns):
         gfn = gpfn + k
@@ -220,7 +218,6 @@ def _decrease(host, v, target, array: int, i: int, order: int) -> str:
 
 
 def _remove_one(host, target, gmfn: int) -> str:
-    from .hvm import _clear_m2p, _remove_ram_page, _set_p2m, _special_frames
     if target.is_pv:
         mfn, gfn = gmfn, None
         pg = host.mm.pv.pages[mfn] if host.mm.pv.valid(mfn) else None

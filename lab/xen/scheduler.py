@@ -1,6 +1,6 @@
 """The scheduler: which vCPU runs on a pCPU next, and vCPUs blocking and waking (credit2, simplified).
 
-A part of the host (``XenHost`` inherits it); the host's run loop asks it for
+A part of the host core (``lab/xen/host_core.py``); the run loop asks it for
 the next vCPU of a pCPU (``_pick``) and tells it when one leaves (``_deschedule``).
 """
 
@@ -23,6 +23,9 @@ class Scheduler:
     emit: Callable[..., Any]
     #: The architecture's part: make ``v``'s CPU leave its run loop soon, so the scheduler runs.
     _kick: Callable[[Vcpu], None]
+    #: Whether a vCPU's processor time and its pCPU's meet when it is switched in and out
+    #: (x86); on Arm they meet where the guest is entered and left (its ``_run_guest``).
+    time_meets_at_switch = True
 
     # -- vCPU state changes -----------------------------------------------------
     def block(self, v: Vcpu, why: str) -> None:
@@ -75,7 +78,7 @@ class Scheduler:
         v = self.current[p]
         if v is None:
             return
-        if v.cpu is not None:
+        if self.time_meets_at_switch and v.cpu is not None:
             self.clock[p] = max(self.clock[p], v.cpu.cycles)
         if v.runstate == RUNSTATE_RUNNING:
             v.runstate = RUNSTATE_RUNNABLE
@@ -96,8 +99,8 @@ class Scheduler:
         v.last_scheduled = self.clock[p] + 1
         self.current[p] = v
         self.slice_end[p] = self.clock[p] + self.timeslice
-        if v.cpu is not None:
-            v.cpu.cycles = max(v.cpu.cycles, self.clock[p])
+        if self.time_meets_at_switch and v.cpu is not None:
+            v.cpu.cycles = max(v.cpu.cycles, self.clock[p])     # it starts no earlier than the pCPU's time
         self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
                   from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
         return v

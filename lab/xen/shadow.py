@@ -72,6 +72,7 @@ from ..hw.faults import CpuStop, Fault, VmExit
 from ..hw.x86 import (EFER_NXE, PADDR_MASK, PFEC_insn_fetch, PFEC_user_mode,
                       PFEC_write_access, X86_CR0_WP, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_NX,
                       _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, is_canonical)
+from .mmio import handle_mmio
 from .paging_pool import pool_of
 
 # Entry bits under the short names this module's table code reads best with.
@@ -586,7 +587,6 @@ class ShadowPaging:
     def _bad_gfn(self, v, va: int, ec: int, gpa: int) -> None:
         # sh_page_fault() (arch/x86/mm/shadow/multi.c): a guest mapping of a gfn with no RAM
         # behind it is MMIO, and goes to handle_mmio_with_translation() as under EPT.
-        from .mmio import handle_mmio
         self._event(v, "shadow fault", va, ec, 1, "mmio",
                     f"{va:#x} maps gpa {gpa:#x}, which has no RAM: Xen emulates the access as MMIO")
         self._finish()

@@ -8,7 +8,9 @@ XENMEM_add_to_physmap, the console and xenstore rings in "magic" pages, and a
 device tree saying where Xen is. So there is no PV/HVM split, no device model
 and no shadow paging: the toolstack calls the type PVH.
 
-Xen is Python here as on the x86 host: the core calls :meth:`ArmXenHost.trap`
+The domains, the run loop, time, domain control and dom0's services are the
+host core's (``lab/xen/host_core.py``), shared with x86. What Arm supplies is
+here: Xen is Python as on the x86 host, and the core calls :meth:`ArmXenHost.trap`
 for every exception taken to EL2 (``xen/arch/arm/traps.c``,
 ``do_trap_guest_sync`` and ``do_trap_irq``), which does Xen's work and returns
 to the guest with ``eret``. Each vCPU is an :class:`ArmCpu` whose GIC and
@@ -25,15 +27,16 @@ from ...hw.arm.cpu import ArmCpu
 from ...hw.arm.gic import LR_PENDING, PPI_VIRT_TIMER, lr_value
 from ...hw.arm.timer import ENABLE, IMASK
 from ...hw.costs import Costs, load_costs
-from ...hw.memory import PAGE_SHIFT, MachineMemory
-from ...trace import Event, Trace
+from ...hw.memory import PAGE_SHIFT
+from ...trace import Event
 from .. import abi
-from ..domain import (CRASHED, DYING, RUNNING, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
-                      RUNSTATE_RUNNING, SHUTDOWN, Domain, Vcpu)
+from ..domain import RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNING, Domain, Vcpu
 from ..heap import FreeFrames
+from ..host_core import FOREVER, HostCore
+from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
-from ..scheduler import Scheduler
-from ..services import Dom0Services
+from ..console import guest_console_write
+from .. import console, memory, version  # noqa: F401 (common code: their handlers register into Arm's table too)
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
@@ -45,7 +48,7 @@ def _cpu(v: Vcpu) -> ArmCpu:
     """The vCPU's processor: on an Arm host always an ArmCpu (Vcpu.cpu is typed for x86)."""
     return cast(ArmCpu, v.cpu)
 
-FOREVER = 1 << 62
+__all__ = ["FOREVER", "ArmHostConfig", "ArmXenHost"]
 MODE = "arm"
 E = abi.ERRNO
 
@@ -67,29 +70,20 @@ class ArmHostConfig:
         self.costs = costs or load_costs()
 
 
-class ArmXenHost(Scheduler):
+class ArmXenHost(HostCore):
     arch = "arm64"
+    #: Arm's hypercall table, filled by lab/xen/arm/hypercalls.py.
+    hypercalls = ARM_HYPERCALLS
+    xen_caps = L.XEN_CAPS
+    #: Dom0's services on Arm hear of a domain's end only when it is destroyed (see DomainControl).
+    services_see_shutdown = False
+    time_meets_at_switch = False
 
     def __init__(self, config: ArmHostConfig | None = None, keep_trace: bool = True) -> None:
-        self.config = cfg = config or ArmHostConfig()
+        cfg = config or ArmHostConfig()
+        super().__init__(cfg, keep_trace)
         self.vendor = "arm"
-        self.mem = MachineMemory(cfg.mem_mib << 20)
-        self.costs = cfg.costs
-        self.cpu_hz = cfg.cpu_mhz * 1_000_000
-        self.timeslice = cfg.timeslice_us * cfg.cpu_mhz
-        self.trace = Trace(keep=keep_trace)
-        self.clock = [0] * cfg.pcpus
-        self.current: list[Vcpu | None] = [None] * cfg.pcpus
-        self.slice_end = [0] * cfg.pcpus
-        self.domains: dict[int, Domain] = {}
-        self.next_domid = 1
         self.next_vmid = 1
-        self.dmesg: list[str] = []
-        self.images: dict[str, Any] = {}
-        self.services = Dom0Services()          # dom0's services (xenstored, xenconsoled), by role
-        self.dom0_work: list[tuple[str, Callable[[], int]]] = []
-        self.yield_now = False
-        self.running_pcpu: int | None = None
         self.yielded: set[tuple[int, int]] = set()
         # Xen keeps the first 16 MiB (its image, heap and the stage-2 tables it allocates from there).
         self.xen_reserved = (16 << 20) >> PAGE_SHIFT
@@ -101,58 +95,20 @@ class ArmXenHost(Scheduler):
                  f"62.5 MHz; Xen at EL2, guests at EL1/EL0 behind stage 2")
 
     # -- logging and events ------------------------------------------------------------
-    def log(self, text: str, vcpu: Vcpu | None = None) -> None:
-        self.dmesg.append((f"(XEN) {vcpu.label} " if vcpu is not None else "(XEN) ") + text)
-
-    def emit(self, vcpu: Vcpu | None, kind: str, **data: Any) -> Event:
-        if vcpu is None:
-            return self.trace.emit(max(self.clock), 0, None, 0, kind, **data)
-        p = vcpu.pcpu if vcpu.pcpu is not None else 0
-        cyc = vcpu.cpu.cycles if vcpu.cpu is not None and self.current[p] is vcpu else self.clock[p]
-        return self.trace.emit(cyc, p, vcpu.domain.domid, vcpu.id, kind, **data)
-
-    def charge(self, vcpu: Vcpu, event_cost: str, extra: int = 0) -> int:
-        c = self.costs.ev(event_cost) + extra
-        if vcpu.cpu is not None:
-            vcpu.cpu.cycles += c
-        elif vcpu.pcpu is not None:
-            self.clock[vcpu.pcpu] += c
-        return c
-
     def console_write(self, dom: Domain, text: str) -> None:
-        from ..console import guest_console_write
         guest_console_write(self, dom, text)
 
     # -- frames and domains ------------------------------------------------------------
-    def alloc_frame(self, owner: int | None) -> int:
-        if not self.free_frames:
-            raise MemoryError("out of machine memory")
-        mfn = self.free_frames.pop()
-        self.mem.zero_frame(mfn)
-        if owner is not None and owner in self.domains:
-            self.domains[owner].extra.setdefault("frames", []).append(mfn)
-        return mfn
-
-    @property
-    def free_pages(self) -> int:
-        return len(self.free_frames)
-
     def new_domain(self, name: str, mem_pages: int, vcpus: int, privileged: bool = False,
                    domid: int | None = None, config: Any = None, max_grant_frames: int = -1) -> Domain:
         """domain_create() and the toolstack's memory population: RAM at GUEST_RAM0_BASE and the
         magic pages, each a stage-2 mapping of a frame of Xen's heap. ``max_grant_frames`` -1
         takes Xen's default (gnttab_max_frames), as grant_table_init() does."""
-        if domid is None:
-            domid = self.next_domid
-            self.next_domid += 1
         need = mem_pages + (0 if privileged else L.NR_MAGIC_PAGES)
         if need + 64 > self.free_pages:
             raise MemoryError(f"not enough free memory for {name}: {need} pages wanted, {self.free_pages} free")
-        dom = Domain(domid=domid, name=name, mode=MODE, mem_pages=mem_pages, max_pages=mem_pages,
-                     privileged=privileged, config=config,
-                     max_grant_frames=abi.DEFAULT_MAX_GRANT_FRAMES if max_grant_frames < 0 else max_grant_frames)
-        self.domains[domid] = dom
-        self.evtchn.add_domain(dom)
+        dom = self._create_domain(name, MODE, mem_pages, privileged, domid, config, max_grant_frames)
+        domid = dom.domid
         if privileged:
             # dom0's work is the lab's services in Python: its memory is taken from the heap, unused.
             dom.extra.setdefault("frames", []).extend(self.free_frames.take(mem_pages))
@@ -171,7 +127,7 @@ class ArmXenHost(Scheduler):
             dom.store_pfn = magic + L.XENSTORE_PFN_OFFSET
             dom.hvm_params[abi.HVM_PARAM_CONSOLE_PFN] = dom.console_pfn
             dom.hvm_params[abi.HVM_PARAM_STORE_PFN] = dom.store_pfn
-        self.emit(None, "domain", op="create", name=name, state=RUNNING, reason=MODE)
+        self._domain_created(dom, MODE)
         self.log(f"d{domid}: created {name} ({mem_pages * 4096 >> 20} MiB, {vcpus} vCPU"
                  + (f", VMID {dom.extra['p2m'].vmid}" if "p2m" in dom.extra else "")
                  + "; type pvh, Arm's one guest type: no PV/HVM split)")
@@ -249,12 +205,6 @@ class ArmXenHost(Scheduler):
                                    cr2=cpu.sys.get("far_el1"), rip=d.get("elr"), cpl=d.get("from_el"),
                                    handler=cpu.pc, reason=d.get("why"))
         return emit
-
-    def domain_by_name(self, name_or_id: str) -> Domain | None:
-        for d in self.domains.values():
-            if d.name == name_or_id or str(d.domid) == name_or_id:
-                return d
-        return None
 
     # -- Xen at EL2 ----------------------------------------------------------------------
     def vcpu_of(self, cpu: ArmCpu) -> Vcpu:
@@ -420,23 +370,14 @@ class ArmXenHost(Scheduler):
         q = v.domain.extra.get("lr_pending", {}).get(v.id)
         return bool(q) or any(value >> 62 == LR_PENDING for value in _cpu(v).gic.lr)
 
-    def evtchn_unmask(self, dom: Domain, port: int) -> int:
-        if dom.shared_info_mfn == 0 or not 0 < port < 4096:
-            return -E["EINVAL"]
-        base = dom.shared_info_mfn << 12
-        word, bit = divmod(port, 64)
-        mask = self.mem.read_u64(base + L.SHINFO_MASK + word * 8)
-        self.mem.write_u64(base + L.SHINFO_MASK + word * 8, mask & ~(1 << bit))
-        if self.mem.read_u64(base + L.SHINFO_PENDING + word * 8) >> bit & 1:
-            sel = self.mem.read_u64(base + 8)
-            self.mem.write_u64(base + 8, sel | (1 << word))
-            if not self.mem.read(base, 1)[0] & 1:
-                self.mem.write(base, b"\x01")
-                if dom.vcpus:
-                    self.inject_evtchn_ppi(dom.vcpus[0])
-        return 0
-
     # -- XENMEM_add_to_physmap ------------------------------------------------------------------
+    def xenmem_add_to_physmap(self, v: Vcpu, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
+        """memory_op's (lab/xen/memory.py) Arm part: a domain's own physmap only."""
+        if d not in (abi.DOMID_SELF, v.domain.domid):
+            info["why"] = "another domain's physmap"
+            return -E["EPERM"]
+        return self.add_to_physmap(v.domain, space, idx, gpfn, info)
+
     def add_to_physmap(self, dom: Domain, space: int, idx: int, gpfn: int, info: dict) -> int:
         """xenmem_add_to_physmap_one() (xen/arch/arm/mm.c): shared_info or a grant-table frame
         at ``gpfn``; whatever RAM frame was there leaves the guest's p2m (and goes back to Xen)."""
@@ -497,53 +438,12 @@ class ArmXenHost(Scheduler):
         """SCHEDOP_yield or wfe: give the pCPU up at once (the rest of the slice goes)."""
         self.yielded.add((v.domain.domid, v.id))
 
-    def pause(self, dom: Domain) -> None:
-        dom.pause_count += 1
-        self.emit(None, "domain", op="pause", name=dom.name, state="paused", reason=None)
-
-    def unpause(self, dom: Domain) -> None:
-        if dom.pause_count:
-            dom.pause_count -= 1
-        self.emit(None, "domain", op="unpause", name=dom.name, state=dom.state, reason=None)
-
-    def _stop(self, dom: Domain) -> None:
+    def _release_domain(self, dom: Domain) -> None:
+        """Its vCPUs go offline, the grant tables and dom0's services let go of it, and its frames
+        (RAM, stage-2 tables, grant frames, shared_info) go back to Xen's heap, wiped, unless
+        another domain still maps one (freed at that unmap)."""
         for v in dom.vcpus:
             v.runstate = RUNSTATE_OFFLINE
-        for p, cur in enumerate(self.current):
-            if cur is not None and cur.domain is dom:
-                self.current[p] = None
-
-    def shutdown(self, dom: Domain, reason: str) -> None:
-        if not dom.alive:
-            return
-        dom.state = SHUTDOWN
-        dom.shutdown_reason = reason
-        self._stop(dom)
-        self.log(f"d{dom.domid}: shutdown: {reason}")
-        self.emit(None, "domain", op="shutdown", name=dom.name, state=SHUTDOWN, reason=reason)
-        action = getattr(dom.config, f"on_{reason}", None) if reason in ("poweroff", "reboot") else None
-        if action == "destroy" and not dom.privileged:
-            self.destroy(dom)
-
-    def crash(self, dom: Domain, why: str, vcpu: Vcpu | None = None) -> None:
-        """domain_crash(): this domain alone stops; the host goes on."""
-        if not dom.alive:
-            return
-        self.log(f"domain_crash called: {why}", vcpu)
-        dom.state = CRASHED
-        dom.crash_reason = why
-        dom.shutdown_reason = "crash"
-        self._stop(dom)
-        self.emit(vcpu, "domain", op="crash", name=dom.name, state=CRASHED, reason=why)
-        if getattr(dom.config, "on_crash", "preserve") == "destroy" and not dom.privileged:
-            self.destroy(dom)
-
-    def destroy(self, dom: Domain) -> None:
-        if dom.domid not in self.domains:
-            return
-        dom.state = DYING
-        self._stop(dom)
-        self.evtchn.remove_domain(dom)
         self.grant_tables.domain_gone(dom)
         for svc in self.services.in_start_order():
             if hasattr(svc, "domain_gone"):
@@ -561,8 +461,6 @@ class ArmXenHost(Scheduler):
             self.mem.zero_frame(mfn)
             self.free_frames.append(mfn)
         del self.domains[dom.domid]
-        self.log(f"d{dom.domid}: destroyed")
-        self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
 
     # -- time and scheduling ------------------------------------------------------------------
     def _timer_due(self, v: Vcpu, now: int) -> bool:
@@ -578,15 +476,8 @@ class ArmXenHost(Scheduler):
         count = (t.cval + t.voff) & ((1 << 64) - 1)
         return -(-count * t.cpu_hz // t.counter_hz)
 
-    @property
-    def instructions(self) -> int:
-        return sum(_cpu(v).icount for d in self.domains.values() for v in d.vcpus if _cpu(v) is not None)
-
-    @property
-    def stopped(self) -> str | None:
-        return None if any(d.alive and not d.privileged for d in self.domains.values()) else "no guest running"
-
-    def _wake_timers(self, now: int) -> None:
+    def _fire_timers(self, now: int) -> None:
+        """A blocked vCPU whose virtual timer is due takes it as a virtual interrupt (vtimer.c)."""
         for d in sorted(self.domains.values(), key=lambda d: d.domid):
             for v in d.vcpus:
                 if v.runstate == RUNSTATE_BLOCKED and _cpu(v) is not None:
@@ -597,121 +488,44 @@ class ArmXenHost(Scheduler):
                         _cpu(v).timer.ctl |= IMASK          # Xen masks the timer until the guest handles it
                         _cpu(v).gic.active.discard(PPI_VIRT_TIMER)
 
-    def run(self, max_insns: int = FOREVER, stop: Callable[[], bool] | None = None) -> bool:
-        """Run for up to ``max_insns`` guest instructions in all; False when nothing can run."""
-        start = self.instructions
-        self.yield_now = False
-        while not self.yield_now:
-            done = self.instructions - start
-            if done >= max_insns or (stop is not None and stop()):
-                return True
-            p = min(range(len(self.clock)), key=lambda i: (self.clock[i], i))
-            self._wake_timers(self.clock[p])
-            v = self.current[p]
-            if v is None or v.runstate != RUNSTATE_RUNNING or self.clock[p] >= self.slice_end[p]:
-                if v is not None and v.runstate == RUNSTATE_RUNNING:
-                    v.runstate = RUNSTATE_RUNNABLE
-                self.current[p] = None
-                v = self._pick(p)
-            if v is None:
-                targets = [dl for d in self.domains.values() for w in d.vcpus
-                           if w.runstate == RUNSTATE_BLOCKED and (dl := self._timer_deadline(w)) is not None]
-                busy = [self.clock[i] for i in range(len(self.clock)) if self.current[i] is not None]
-                targets = [t for t in targets + busy if t > self.clock[p]]
-                if not targets:
-                    return False
-                self.clock[p] = min(targets)
-                continue
-            self._run_vcpu(p, v, max_insns - done, stop)
+    def _idle(self, p: int) -> bool:
+        """Nothing to run on ``p``: on to the next virtual timer of a blocked vCPU, or the time
+        of a busy pCPU; False when there is neither."""
+        targets = [dl for d in self.domains.values() for w in d.vcpus
+                   if w.runstate == RUNSTATE_BLOCKED and (dl := self._timer_deadline(w)) is not None]
+        busy = [self.clock[i] for i in range(len(self.clock)) if self.current[i] is not None]
+        targets = [t for t in targets + busy if t > self.clock[p]]
+        if not targets:
+            return False
+        self.clock[p] = min(targets)
         return True
 
-    def _pick(self, p: int) -> Vcpu | None:
-        cands = [v for v in self.runnable() if v not in self.current]
-        if not cands:
-            return None
-        cands.sort(key=lambda v: (not v.boost, v.last_scheduled, v.domain.domid, v.id))
-        v = cands[0]
-        v.boost = False
-        prev = self.current[p]
-        v.runstate = RUNSTATE_RUNNING
-        v.pcpu = p
-        v.last_scheduled = self.clock[p] + 1
-        self.current[p] = v
-        self.slice_end[p] = self.clock[p] + self.timeslice
-        self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
-                  from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
-        return v
-
-    def _run_vcpu(self, p: int, v: Vcpu, budget: int, stop: Callable[[], bool] | None) -> None:
-        self.running_pcpu = p
-        try:
-            if _cpu(v) is None:
-                self._run_dom0_services(p, v)
-                return
-            cpu = _cpu(v)
-            cpu.cycles = max(cpu.cycles, self.clock[p])
-            before = cpu.cycles
-            self._flush_lrs(v)
-            until = self.slice_end[p]
-            others = [self.clock[i] for i in range(len(self.clock)) if i != p]
-            if others:
-                until = min(until, min(others) + 20_000)
-            n = 0
-            key = (v.domain.domid, v.id)
+    def _run_guest(self, p: int, v: Vcpu, budget: int) -> None:
+        """Enter the guest (its pending virtual interrupts into list registers) and step its core
+        until the slice ends, it blocks or yields, or its domain stops."""
+        cpu = _cpu(v)
+        cpu.cycles = max(cpu.cycles, self.clock[p])
+        before = cpu.cycles
+        self._flush_lrs(v)
+        until = self.slice_end[p]
+        others = [self.clock[i] for i in range(len(self.clock)) if i != p]
+        if others:
+            until = min(until, min(others) + 20_000)
+        n = 0
+        key = (v.domain.domid, v.id)
+        self.yielded.discard(key)
+        while (n < budget and cpu.cycles < until and cpu.cycles < self.slice_end[p] and v.runstate == RUNSTATE_RUNNING
+               and not cpu.stopped and v.domain.alive and not self.yield_now and key not in self.yielded):
+            cpu.step()
+            n += 1
+        v.run_cycles += cpu.cycles - before
+        self.clock[p] = max(self.clock[p] + (0 if cpu.cycles > before else 1), cpu.cycles)
+        if key in self.yielded:
             self.yielded.discard(key)
-            while (n < budget and cpu.cycles < until and cpu.cycles < self.slice_end[p] and v.runstate == RUNSTATE_RUNNING and not cpu.stopped
-                   and v.domain.alive and not self.yield_now and key not in self.yielded):
-                cpu.step()
-                n += 1
-            v.run_cycles += cpu.cycles - before
-            self.clock[p] = max(self.clock[p] + (0 if cpu.cycles > before else 1), cpu.cycles)
-            if key in self.yielded:
-                self.yielded.discard(key)
-                self.slice_end[p] = 0
-            if v.runstate != RUNSTATE_RUNNING or not v.domain.alive:
-                if self.current[p] is v:
-                    self.current[p] = None
-        finally:
-            self.running_pcpu = None
-
-    def _run_dom0_services(self, p: int, v: Vcpu) -> None:
-        if not self.dom0_work:
-            self.block(v, "idle")
-            self.current[p] = None
-            return
-        label, fn = self.dom0_work.pop(0)
-        cost = fn() or 0
-        self.clock[p] += max(1, cost)
-        v.run_cycles += max(1, cost)
-
-    def step(self) -> None:
-        self.run(1)
-
-    def run_until(self, predicate: Callable[[Event], bool], max_insns: int = 50_000_000) -> Event | None:
-        hit: list[Event] = []
-
-        def watch(ev: Event) -> None:
-            if not hit and predicate(ev):
-                hit.append(ev)
-                self.yield_now = True
-        self.trace.listeners.append(watch)
-        try:
-            self.run(max_insns, stop=lambda: bool(hit))
-        finally:
-            self.trace.listeners.remove(watch)
-        return hit[0] if hit else None
-
-    def console_of(self, dom: int | None) -> str:
-        d = self.domains.get(dom) if dom is not None else None
-        return d.console_output if d is not None else ""
-
-    def images_for(self, dom: int | None) -> dict[str, Any]:
-        d = self.domains.get(dom) if dom is not None else None
-        return d.images if d is not None else {}
-
-    def vcpu_refs(self) -> list[tuple[str, int | None, int, ArmCpu]]:
-        return [(f"{d.name} ({d.mode})", d.domid, v.id, _cpu(v)) for d in sorted(self.domains.values(),
-                key=lambda d: d.domid) for v in d.vcpus if _cpu(v) is not None]
+            self.slice_end[p] = 0
+        if v.runstate != RUNSTATE_RUNNING or not v.domain.alive:
+            if self.current[p] is v:
+                self.current[p] = None
 
     def digest(self) -> str:
         h = hashlib.sha256()

@@ -1,9 +1,11 @@
 """Hypercalls on Arm: ``hvc #0xEA1``, the number in x16, arguments in x0-x4, the result in x0.
 
-The numbers, names and errnos are Xen's common ones (``lab/xen/abi.py``); which
+The numbers, names and errnos are Xen's common ones (``lab/xen/abi``); which
 of them an Arm guest may make is the ``arm`` column of
-``xen/include/hypercall-defs.c``: anything else is -ENOSYS, as
-``call_handlers_arm()`` answers it. Pointers are guest virtual addresses, which
+``xen/include/hypercall-defs.c``, the Arm host's table
+(``ARM_HYPERCALLS`` in ``lab/xen/hypercall_table.py``), into which the
+handlers here register: anything else is -ENOSYS, as ``call_handlers_arm()``
+and ``do_deprecated_hypercall()`` answer it. Pointers are guest virtual addresses, which
 Xen turns into machine addresses through the guest's stage 1 and then stage 2
 (``gvirt_to_maddr()``, the AT S12E1 instruction): a bad one is -EFAULT.
 """
@@ -18,13 +20,11 @@ from ...hw.memory import BusError
 from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
+from ..hypercall_table import ARM_HYPERCALLS, SubOps
 from . import grant
-from . import layout as L
 from .grant import ArmContinuation
 
 E = abi.ERRNO
-#: What an Arm guest may call (hypercall-defs.c's arm column: "y", "dep" or "subset").
-ARM_CALLABLE = frozenset(h.nr for h in abi.HYPERCALL_BY_NR.values() if h.arm != "-")
 
 
 def _s64(v: int) -> int:
@@ -63,17 +63,20 @@ def copy_to_guest(host, v, va: int, data: bytes) -> None:
         va, pos = va + chunk, pos + chunk
 
 
+ARM_HYPERCALLS.set_guest_access(copy_from_guest, copy_to_guest)
+
+
 def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, dict[str, Any]]:
     """The result (or a continuation) and what the trace shows of it."""
     info: dict[str, Any] = {}
     dom = v.domain
-    if nr not in abi.HYPERCALL_BY_NR or nr not in ARM_CALLABLE:
+    table = host.hypercalls
+    if nr not in table.numbers:
         return -E["ENOSYS"], info
-    call = abi.HYPERCALL_BY_NR[nr]
-    if call.control_domain_only and not dom.privileged:
+    if abi.HYPERCALL_BY_NR[nr].control_domain_only and not dom.privileged:
         info["why"] = "control domain only (XSM default policy)"
         return -E["EPERM"], info
-    fn = _HANDLERS.get(call.name)
+    fn = table.get(nr)
     if fn is None:
         return -E["ENOSYS"], info
     try:
@@ -83,84 +86,61 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, 
         return -E["EFAULT"], info
 
 
-def xen_version(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    from ..release import XEN_VERSION
-    info["args"] = [{0: "XENVER_version", 1: "XENVER_extraversion", 3: "XENVER_capabilities"}.get(cmd, cmd)]
-    if cmd == 0:
-        return (XEN_VERSION[0] << 16) | XEN_VERSION[1]
-    if cmd == 1:
-        copy_to_guest(host, v, va, XEN_VERSION[2].encode().ljust(16, b"\0"))
-        return 0
-    if cmd == 3:
-        copy_to_guest(host, v, va, L.XEN_CAPS.encode().ljust(1024, b"\0"))
-        return 0
-    return -E["ENOSYS"]
+#: Arm's event-channel sub-ops, each with the wire layout of its argument (the same structures
+#: as on x86-64: domid_t and evtchn_port_t only, so the same offsets).
+ARM_EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
 
 
-def console_io(host, v, args, info) -> int:
-    cmd, count, va = args[0], args[1] & 0xFFFFFFFF, args[2]
-    info["args"] = ["CONSOLEIO_write" if cmd == abi.CONSOLEIO_write else "CONSOLEIO_read", count]
-    if not v.domain.privileged:
-        return -E["EPERM"]
-    if cmd == abi.CONSOLEIO_write:
-        host.console_write(v.domain, copy_from_guest(host, v, va, min(count, 4096)).decode("latin-1"))
-        return 0
-    return -E["ENOSYS"]
+def _fields(raw: bytes, lay, *names: str) -> list[int]:
+    """The named fields of a structure read from the guest, by its layout."""
+    out = []
+    for name in names:
+        off, width = lay.fields[name]
+        out.append(int.from_bytes(raw[off:off + width], "little"))
+    return out
 
 
-def memory_op(host, v, args, info) -> int:
-    cmd, va = args[0] & abi.MEMOP_CMD_MASK, args[1]
-    dom = v.domain
-    info["args"] = [abi.XENMEM_NAMES.get(cmd, str(cmd)) if hasattr(abi, "XENMEM_NAMES") else cmd]
-    if cmd == abi.XENMEM_add_to_physmap:
-        d, _size, space, idx, gpfn = struct.unpack("<HHIQQ", copy_from_guest(host, v, va, abi.XEN_ADD_TO_PHYSMAP_SIZE))
-        info["args"].append(f"{abi.XENMAPSPACE_NAMES.get(space, space)} idx {idx:#x} -> gpfn {gpfn:#x}")
-        if d not in (abi.DOMID_SELF, dom.domid):
-            info["why"] = "another domain's physmap"
-            return -E["EPERM"]
-        return host.add_to_physmap(dom, space, idx, gpfn, info)
-    if cmd in (abi.XENMEM_current_reservation, abi.XENMEM_maximum_reservation):
-        domid = int.from_bytes(copy_from_guest(host, v, va, 2), "little")
-        if domid not in (abi.DOMID_SELF, dom.domid):
-            if not dom.privileged:
-                return -E["EPERM"]
-            dom = host.domains.get(domid)
-            if dom is None:
-                return -E["ESRCH"]
-        return dom.mem_pages if cmd == abi.XENMEM_current_reservation else dom.max_pages
-    return -E["ENOSYS"]
-
-
+@ARM_HYPERCALLS.handler("event_channel_op")
 def event_channel_op(host, v, args, info) -> int:
-    cmd, va = args[0], args[1]
-    ev = host.evtchn
+    return ARM_EVTCHN_OPS.call(host, v, args[0], args[1], info, abi.EVTCHNOP_NAMES)
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_send)
+def evtchn_send(host, v, va, info, lay) -> int:
+    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
+    info["args"].append(f"port {port}")
+    return host.evtchn.send(v.domain.domid, port)
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
+def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
     dom = v.domain
-    info["args"] = [abi.EVTCHNOP_NAMES.get(cmd, str(cmd))]
-    if cmd == abi.EVTCHNOP_send:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        info["args"].append(f"port {port}")
-        return ev.send(dom.domid, port)
-    if cmd == abi.EVTCHNOP_alloc_unbound:
-        d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
-        if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-            return -E["EPERM"]
-        target = dom.domid if d == abi.DOMID_SELF else d
-        if target not in host.domains:
-            return -E["ESRCH"]
-        port = ev.alloc_unbound(target, dom.domid if remote == abi.DOMID_SELF else remote)
-        if port < 0:
-            return port
-        copy_to_guest(host, v, va + 4, port.to_bytes(4, "little"))
-        return 0
-    if cmd == abi.EVTCHNOP_close:
-        return ev.close(dom.domid, int.from_bytes(copy_from_guest(host, v, va, 4), "little"))
-    if cmd == abi.EVTCHNOP_unmask:
-        port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        return host.evtchn_unmask(dom, port)
-    return -E["ENOSYS"]
+    d, remote = _fields(copy_from_guest(host, v, va, lay.at("port")), lay, "dom", "remote_dom")
+    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
+        return -E["EPERM"]
+    target = dom.domid if d == abi.DOMID_SELF else d
+    if target not in host.domains:
+        return -E["ESRCH"]
+    port = host.evtchn.alloc_unbound(target, dom.domid if remote == abi.DOMID_SELF else remote)
+    if port < 0:
+        return port
+    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
+    return 0
 
 
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_close)
+def evtchn_close(host, v, va, info, lay) -> int:
+    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
+    return host.evtchn.close(v.domain.domid, port)
+
+
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
+def evtchn_unmask(host, v, va, info, lay) -> int:
+    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
+    return host.evtchn.unmask(v.domain, port)
+
+
+@ARM_HYPERCALLS.handler("sched_op")
 def sched_op(host, v, args, info) -> int:
     cmd, va = args[0], args[1]
     info["args"] = [abi.SCHEDOP_NAMES.get(cmd, str(cmd))]
@@ -184,6 +164,7 @@ def sched_op(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
+@ARM_HYPERCALLS.handler("hvm_op")
 def hvm_op(host, v, args, info) -> int:
     """Arm's subset (xen/arch/arm/hvm.c): HVMOP_set_param and HVMOP_get_param only."""
     cmd, va = args[0], args[1]
@@ -209,6 +190,7 @@ def hvm_op(host, v, args, info) -> int:
     return 0
 
 
+@ARM_HYPERCALLS.handler("grant_table_op")
 def grant_table_op(host, v, args, info) -> int | ArmContinuation:
     cmd, va, count = args[0], args[1], args[2]
     info["args"] = [abi.GNTTABOP_NAMES.get(cmd, str(cmd))]
@@ -220,8 +202,3 @@ def grant_table_op(host, v, args, info) -> int | ArmContinuation:
     if cmd in (abi.GNTTABOP_map_grant_ref, abi.GNTTABOP_unmap_grant_ref, abi.GNTTABOP_copy):
         return grant.grant_table_op(host, v, args, info, copy_from_guest, copy_to_guest)
     return -E["ENOSYS"]
-
-
-_HANDLERS = {"xen_version": xen_version, "console_io": console_io, "memory_op": memory_op,
-             "event_channel_op": event_channel_op, "sched_op": sched_op, "hvm_op": hvm_op,
-             "grant_table_op": grant_table_op}

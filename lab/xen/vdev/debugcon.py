@@ -8,6 +8,8 @@ dropped); a read gives 0xE9, the Bochs "port E9 hack" answer.
 
 from __future__ import annotations
 
+from ..console import guest_console_write
+
 XEN_HVM_DEBUGCONS_IOPORT = 0xE9
 
 
@@ -18,6 +20,5 @@ class DebugConsolePort:
         return XEN_HVM_DEBUGCONS_IOPORT
 
     def port_write(self, host, v, port: int, size: int, value: int) -> bool:
-        from ..console import guest_console_write
         guest_console_write(host, v.domain, chr(value & 0xFF))
         return True
