@@ -115,7 +115,6 @@ def test_typing_at_xens_console_raises_virq_console_for_dom0_to_read():
 def test_unmask_renotifies_only_a_port_that_was_masked():
     """common/event_2l.c evtchn_2l_unmask(): only if test_and_clear of the mask bit found it set
     and the port is pending does Xen set the selector bit and mark the vCPU's upcall pending."""
-    from lab.xen.events import unmask
     from lab.xen.vcpu_info import maddr
     host, xl = boot_host()
     dom = xl.create("machines/pv-guest.cfg")
@@ -128,8 +127,8 @@ def test_unmask_renotifies_only_a_port_that_was_masked():
     host.mem.write_u64(base + 2560 + 8 * word, host.mem.read_u64(base + 2560 + 8 * word) & ~(1 << bit))
     host.mem.write_u64(vi + 8, 0)                      # evtchn_pending_sel
     host.mem.write(vi, b"\x00")                        # evtchn_upcall_pending
-    assert unmask(host, dom, port) == 0
+    assert host.evtchn.unmask(dom, port) == 0
     assert host.mem.read_u64(vi + 8) == 0 and host.mem.read(vi, 1) == b"\x00", "not masked: no notification"
     host.mem.write_u64(base + 2560 + 8 * word, host.mem.read_u64(base + 2560 + 8 * word) | (1 << bit))
-    assert unmask(host, dom, port) == 0
+    assert host.evtchn.unmask(dom, port) == 0
     assert host.mem.read_u64(vi + 8) >> word & 1 and host.mem.read(vi, 1) == b"\x01"

@@ -25,6 +25,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..trace import Event
 from ..xen import abi
+from ..xen.abi.xen import DOMID_IDLE  # the idle domain: its vCPU n is pCPU n's idle loop
 from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_IOPORT_READ,
                              TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
                              TRC_HVM_IOPORT_WRITE, TRC_HVM_SVM_EXIT64, TRC_HVM_VMENTRY,
@@ -35,8 +36,6 @@ from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TR
                              TRC_TRACE_CPU_CHANGE)
 
 
-#: The idle domain's id (public/xen.h), whose vCPU n is pCPU n's idle loop.
-DOMID_IDLE = 0x7FFF
 #: vcpu_runstate_info states (public/vcpu.h)
 RUNSTATE = {"running": 0, "runnable": 1, "blocked": 2, "offline": 3}
 

@@ -21,6 +21,8 @@ SETVAL is set). Not modelled: the timers' interrupts.
 
 from __future__ import annotations
 
+from ...isa.bits import M64
+
 HPET_BASE_ADDRESS = 0xFED00000
 HPET_MMAP_SIZE = 1024
 HPET_TIMER_NUM = 3
@@ -40,7 +42,6 @@ CAPABILITY = (0x80860001 | ((HPET_TIMER_NUM - 1) << HPET_ID_NUMBER_SHIFT) | HPET
 TIMER_CONFIG_RESET = HPET_TN_INT_ROUTE_CAP_VAL | HPET_TN_64BIT_CAP | HPET_TN_PERIODIC_CAP
 #: 100 us in ticks: the shortest period hpet_write() lets a periodic timer have
 MIN_PERIOD_TICKS = 100_000 // STIME_PER_HPET_TICK
-M64 = (1 << 64) - 1
 
 REGISTER_NAMES = {HPET_ID: "capabilities and ID", HPET_CFG: "general configuration",
                   HPET_STATUS: "interrupt status", HPET_COUNTER: "main counter"}

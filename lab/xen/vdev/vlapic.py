@@ -22,12 +22,13 @@ vector whatever it says). Docs: docs/security.md, docs/hvm-devices.md.
 
 from __future__ import annotations
 
+from ..abi.hvm import APIC_BASE_EXTD
+
 #: vlapic.c / apicdef.h
 VLAPIC_VERSION = 0x00050014
 VLAPIC_LVT_NUM = 6
 APIC_DEFAULT_PHYS_BASE = 0xFEE00000
 APIC_BASE_ENABLE = 1 << 11
-APIC_BASE_EXTD = 1 << 10
 APIC_BUS_CYCLE_NS = 10
 
 APIC_ID, APIC_LVR, APIC_TASKPRI, APIC_PROCPRI, APIC_EOI = 0x20, 0x30, 0x80, 0xA0, 0xB0
