@@ -118,6 +118,10 @@ class Runner:
         self.xen = False
         #: The event the last until or breakpoint stopped at: the logs select it.
         self.stop_event: Any = None
+        #: A lesson's tutor, made with the machine on this thread (lab/tui/launch.py).
+        self.tutor: Any = None
+        #: Set once the boot is over (the machine built, or the reason it could not be).
+        self.booted = threading.Event()
         self._requests: queue.Queue = queue.Queue()
         self._submitted = 0                  # requests put (screen thread) ...
         self._handled = 0                    # ... and handled (sim thread)
@@ -136,6 +140,9 @@ class Runner:
 
     # -- screen side ---------------------------------------------------------
     def start(self) -> None:
+        """Start the simulation thread (once; the machine boots there first)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._main, name="xenlab-sim", daemon=True)
         self._thread.start()
 
@@ -361,15 +368,18 @@ class Runner:
             pass
 
     def _boot(self) -> None:
-        if self.session is None:
-            try:
-                self.session = self._factory()   # type: ignore[misc]
-            except UserError as e:
-                self.error = str(e)
-                self.mode = NO_MACHINE
-                self._reply("err", f"{e}\n'open PATH' opens another machine (e.g. 'open default')")
-                return
-        self._attach()
+        try:
+            if self.session is None:
+                try:
+                    self.session = self._factory()   # type: ignore[misc]
+                except UserError as e:
+                    self.error = str(e)
+                    self.mode = NO_MACHINE
+                    self._reply("err", f"{e}\n'open PATH' opens another machine (e.g. 'open default')")
+                    return
+            self._attach()
+        finally:
+            self.booted.set()
 
     def _attach(self) -> None:
         """Follow the session's machine: its trace, and the machines time travel builds for it."""

@@ -284,7 +284,7 @@ def test_the_sim_thread_never_touches_widgets(monkeypatch):
 @pytest.mark.machine
 def test_a_xen_scenario_shows_domains_rings_and_hypercalls():
     from lab.paths import MACHINES
-    from lab.tui.app import build_session
+    from lab.tui.launch import build_session
     session = build_session(str(MACHINES / "default.toml"))
 
     async def go():

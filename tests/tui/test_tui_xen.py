@@ -336,7 +336,7 @@ def test_the_machine_runs_to_its_end_and_shows_the_guests_shut_down():
 def test_until_and_run_end_exactly_where_the_headless_commands_end():
     """The screen runs the machine in slices; on a Xen host they must not change its course."""
     from lab.session.commands import execute
-    from lab.tui.app import build_session
+    from lab.tui.launch import build_session
     headless = build_session(XEN)
     execute(headless, "until vmexit:IO_INSTRUCTION")
     after_until = headless.machine.digest()

@@ -56,11 +56,15 @@ class MainScreen(Screen[None]):
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
     def __init__(self, command_names: list[str], event_kinds: list[str],
-                 domains: Callable[[], Iterable[str]] = lambda: ()) -> None:
+                 domains: Callable[[], Iterable[str]] = lambda: (),
+                 composed: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self._names = command_names
         self._kinds = event_kinds
         self._domains = domains
+        #: Called once the panes are mounted, before the first frame: what the screen has
+        #: to show by then (a machine booted while it loaded) is on that frame.
+        self._composed = composed
         self.layout_name = ""
         self.active_pane = "cpu"
         self.focused_pane: Widget | None = None
@@ -88,6 +92,7 @@ class MainScreen(Screen[None]):
         self.query_one(DomainTree).border_subtitle = DOMAINS_HINT
         self.apply_layout(self.app.size.width, self.app.size.height)
         self.activate(self.active_pane)
+        self._composed()
 
     def on_resize(self, event: events.Resize) -> None:
         self.apply_layout(event.size.width, event.size.height)
