@@ -202,7 +202,7 @@ def test_layouts_adapt_and_nothing_overlaps():
                     for b in items[i + 1:]:
                         assert not a.overlaps(b)
             # The command line, status bar and footer stay on screen.
-            for sel in ("#cmd", "#status", "Footer"):
+            for sel in ("#cmd", "#status", "KeyFooter"):
                 assert app.main.region.contains_region(app.main.query_one(sel).region)
     run(go())
 

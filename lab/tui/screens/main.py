@@ -84,7 +84,7 @@ class MainScreen(Screen[None]):
             yield Static("xen>", id="prompt")
             yield CommandLine(self._names, self._kinds, domains=self._domains, id="cmd", compact=True)
         yield Text("", id="status")
-        yield KeyFooter(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         for pid, _, border in PANES:
