@@ -1,4 +1,5 @@
-"""The key bar: the keys of the focused pane, drawn in place; a click presses a key."""
+"""The key bar and the pane tabs: the keys of the focused pane drawn in place, a click presses
+a key, and the tab underline moves at once."""
 
 from __future__ import annotations
 
@@ -50,4 +51,24 @@ def test_a_click_on_a_key_presses_it_and_the_palette_key_sits_on_the_right():
             await pilot.hover(KeyFooter, offset=(f4[0], 0))
             await pilot.pause()
             assert footer.tooltip == f4[2].tooltip and footer.tooltip
+    run(go())
+
+
+@pytest.mark.machine
+def test_the_tab_underline_moves_at_once_even_with_animations_on():
+    from textual.widgets._tabs import Underline
+
+    async def go():
+        async with lab(size=(120, 40)) as (app, pilot):
+            app.animation_level = "full"
+            tabs = app.main.query_one("#pane-tabs")
+            underline = tabs.query_one(Underline)
+            slides = []
+            underline.animate = lambda *a, **k: slides.append(a)
+            await pilot.press("ctrl+n")
+            await pilot.pause(0.2)              # past the stock slide's 20 ms start
+            active = tabs.query_one(f"#{tabs.active}")
+            start, end = active.virtual_region.shrink(active.styles.gutter).column_span
+            assert slides == []
+            assert (underline.highlight_start, underline.highlight_end) == (start, end)
     run(go())

@@ -29,6 +29,7 @@ from ..widgets.footer import KeyFooter
 from ..widgets.logs import CallsPane, DevicePane
 from ..widgets.output import OutputLog
 from ..widgets.pages import PagesPane
+from ..widgets.tabs import PaneTabs
 from ..widgets.text import Text
 
 #: (id, tab title, border title) in grid order.
@@ -71,7 +72,7 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
-        yield Tabs(*[Tab(title, id=f"tab-{pid}") for pid, title, _ in PANES], active="tab-cpu", id="pane-tabs")
+        yield PaneTabs(*[Tab(title, id=f"tab-{pid}") for pid, title, _ in PANES], active="tab-cpu", id="pane-tabs")
         with Container(id="panes"):
             yield DomainTree(id="domains", classes="pane")
             yield CpuPane(id="cpu", classes="pane")
