@@ -44,6 +44,11 @@ TICK = 1 / 30                      # seconds between screen refreshes
 #: simulation; at five, with the other savings, the simulator keeps over 70% of
 #: its headless speed while the learner moves between panes).
 FULL_SPEED_VIEW_INTERVAL = 1 / 5
+#: ... and the logs at ten a second: the events of a machine running flat out pass too fast
+#: to read, and each tick's frame takes the interpreter from the simulation (on a 2-core
+#: computer shared with other work, every hand-over also waits for the other thread to be
+#: scheduled). Keys are answered at once whatever the tick.
+FULL_SPEED_TICK = 1 / 10
 EVENT_BUFFER = 8192                # events kept for the screen between two ticks
 FULL_SPEED_SLICE = 0.006           # seconds of simulation between looks at the request queue
 INPUT_HOLD = 0.06                  # seconds the simulation gives way after a key press or click
