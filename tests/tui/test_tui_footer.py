@@ -72,3 +72,22 @@ def test_the_tab_underline_moves_at_once_even_with_animations_on():
             assert slides == []
             assert (underline.highlight_start, underline.highlight_end) == (start, end)
     run(go())
+
+
+@pytest.mark.machine
+def test_on_a_narrow_screen_keys_that_do_not_fit_are_left_out_whole_before_the_palette_key():
+    from lab.tui.widgets.footer import KeyItem
+
+    async def go():
+        async with lab(size=(80, 24)) as (app, pilot):
+            footer = app.main.query_one(KeyFooter)
+            extra = tuple(KeyItem(f"ctrl+{c}", f"^{c}", "Something", True, "") for c in "uvw")
+            footer._items = footer._items + extra
+            footer.render()
+            *keys, (start, end, palette) = footer.keys
+            assert palette.key == "ctrl+p" and end == 80
+            assert keys and keys[-1][1] < start                  # room for a space and the edge
+            assert [k.display for _, _, k in keys][-1] != "^w"   # not all of them fitted
+            for s, e, item in keys:                              # each one whole
+                assert e - s == len(item.display) + (1 + len(item.description) if item.description else 0)
+    run(go())

@@ -72,6 +72,21 @@ def key_items(screen: Screen) -> tuple[tuple[Any, ...], KeyItem | None]:
     return tuple(items), palette
 
 
+def _key_width(item: KeyItem) -> int:
+    return len(item.display) + (1 + len(item.description) if item.description else 0)
+
+
+def _draw_key(item: KeyItem, x: int, parts: list[Any], spans: list[tuple[int, int, KeyItem]]) -> int:
+    """Add ``item`` at cell ``x`` (its key, then its description); the cell after it."""
+    dim = "" if item.enabled else " dim"
+    parts.append((item.display, KEY + dim))
+    if item.description:
+        parts.append((" " + item.description, DESCRIPTION + dim))
+    end = x + _key_width(item)
+    spans.append((x, end, item))
+    return end
+
+
 class KeyFooter(Widget, can_focus=False):
     """The screen's key bar (styled in app.tcss)."""
 
@@ -108,40 +123,34 @@ class KeyFooter(Widget, can_focus=False):
         return list(self._spans)
 
     def render(self) -> Content:
+        width = self.size.width
+        palette = self._palette if self.show_command_palette else None
+        room = width
+        if palette is not None:
+            room -= len(PALETTE_EDGE) + _key_width(palette)
         parts: list[Any] = []
         spans: list[tuple[int, int, KeyItem]] = []
         x = 0
-
-        def add(text: str, style: str) -> None:
-            nonlocal x
-            parts.append((text, style))
-            x += len(text)
-
-        def add_key(item: KeyItem) -> None:
-            start = x
-            dim = "" if item.enabled else " dim"
-            add(item.display, KEY + dim)
-            if item.description:
-                add(" " + item.description, DESCRIPTION + dim)
-            spans.append((start, x, item))
-
-        for item in self._items:
-            if isinstance(item, KeyGroupItem):
-                for key in item.keys:
-                    add_key(key)
-                add(" ", "")
-                add(item.label, GROUP_LABEL)
-            else:
-                add_key(item)
-            add(" ", "")
-        width = self.size.width
-        palette = self._palette if self.show_command_palette else None
+        # Whole keys and groups only, as many as fit before the palette key: on a narrow
+        # screen the last ones are left out rather than cut in half.
+        for chunk in self._items:
+            keys = chunk.keys if isinstance(chunk, KeyGroupItem) else (chunk,)
+            end = x + sum(_key_width(k) for k in keys)
+            if isinstance(chunk, KeyGroupItem):
+                end += 1 + len(chunk.label)
+            if end + 1 > room:          # the key and the space after it
+                break
+            for key in keys:
+                x = _draw_key(key, x, parts, spans)
+            if isinstance(chunk, KeyGroupItem):
+                parts += [(" ", ""), (chunk.label, GROUP_LABEL)]
+                x += 1 + len(chunk.label)
+            parts.append((" ", ""))
+            x += 1
         if palette is not None:
-            tail = len(PALETTE_EDGE) + len(palette.display) + 1 + len(palette.description)
-            start = max(x, width - tail)
-            add(" " * (start - x), "")
-            add(PALETTE_EDGE, "$foreground 20%")
-            add_key(palette)
+            start = width - len(PALETTE_EDGE) - _key_width(palette)
+            parts += [(" " * max(0, start - x), ""), (PALETTE_EDGE, "$foreground 20%")]
+            _draw_key(palette, start + len(PALETTE_EDGE), parts, spans)
         self._spans = spans
         return Content.assemble(*parts)
 
