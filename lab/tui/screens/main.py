@@ -71,6 +71,9 @@ class MainScreen(Screen[None]):
         self.focused_pane: Widget | None = None
 
     def compose(self) -> ComposeResult:
+        # The layout's classes before anything is styled: set once mounted, they would
+        # style every widget a second time and lay the screen out again.
+        self._layout_classes(layout_for(self.app.size.width, self.app.size.height))
         yield Header(icon="≡")
         yield PaneTabs(*[Tab(title, id=f"tab-{pid}") for pid, title, _ in PANES], active="tab-cpu", id="pane-tabs")
         with Container(id="panes"):
@@ -109,8 +112,7 @@ class MainScreen(Screen[None]):
         if name == self.layout_name:
             return
         self.layout_name = name
-        for n in ("narrow", "medium", "wide"):
-            self.set_class(n == name, f"-{n}")
+        self._layout_classes(name)
         self.query_one(CpuPane).set_source_radius(3 if name == "narrow" else None)
         tabs = self.query_one(Tabs)
         for pid in MEDIUM_FIXED:
@@ -120,6 +122,10 @@ class MainScreen(Screen[None]):
                 tabs.show(f"tab-{pid}")
         if name == "medium" and self.active_pane in MEDIUM_FIXED:
             self.activate("calls")
+
+    def _layout_classes(self, name: str) -> None:
+        for n in ("narrow", "medium", "wide"):
+            self.set_class(n == name, f"-{n}")
 
     def pane(self, pid: str) -> Widget:
         return self.query_one(f"#{pid}")
