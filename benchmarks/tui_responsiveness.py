@@ -11,9 +11,9 @@ measures:
   vCPU's) against the same machine run with no screen at all, from the same
   point of the workload; the two take turns of a second each, so that a
   change in the computer's speed (it may be shared) touches both alike;
-* start-up time to the first full screen of the default scenario: headless
-  (``run_test``), and in a real terminal (tmux, median of 5), from starting
-  ``xenlab`` to the first frame showing the booted machine.
+* start-up time to the first full screen of the default scenario, headless and
+  in a real terminal (tmux, median of 5), as ``benchmarks/startup.py`` measures
+  it (that script also measures a cold cache and can profile the start).
 
 The target is the default Xen scenario (Domain-0, a PV and an HVM guest, with
 the guests' workload made long enough never to end during a measurement) or
@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -196,103 +196,6 @@ async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per
             "ui_cpu": ui_cpu / elapsed, "frames": frames}
 
 
-_STARTUP = """
-import time
-t0 = time.perf_counter()
-c0 = time.process_time()
-import asyncio, sys
-sys.path.insert(0, {root!r})
-from lab.tui.app import make_app
-async def main():
-    app = make_app(theme="textual-dark")
-    async with app.run_test(size=(80, 24)) as pilot:
-        while app.view is None or app._gen == 0:
-            await asyncio.sleep(0.002)
-        await pilot.pause()
-        print(time.perf_counter() - t0, "prompt_toolkit" in sys.modules, time.process_time() - c0)
-asyncio.run(main())
-"""
-
-
-def startup_seconds(runs: int = 3) -> tuple[float, float, bool, float]:
-    """(first full screen after the program starts, whole process wall time, prompt_toolkit
-    loaded, CPU seconds of every thread to that first screen).
-
-    The first figure runs from the program's first line to the first frame that
-    shows the booted default scenario; the second adds interpreter start-up and
-    exit; the last is the work it took, which a busy computer does not inflate as
-    much as the wall clock. Best of ``runs``, after one that fills the bytecode cache.
-    """
-    import subprocess
-    import tempfile
-    root = str(Path(__file__).resolve().parent.parent)
-    inside_best = wall_best = cpu_best = float("inf")
-    ptk = False
-    with tempfile.TemporaryDirectory() as cache:
-        env = warm_env(cache)
-        # a first run fills the bytecode cache, as the first start after installing does
-        subprocess.run([sys.executable, "-c", _STARTUP.format(root=root)], capture_output=True, check=True, env=env)
-        for _ in range(runs):
-            start = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", _STARTUP.format(root=root)], capture_output=True,
-                                 text=True, check=True, env=env).stdout.split()
-            wall_best = min(wall_best, time.perf_counter() - start)
-            inside_best = min(inside_best, float(out[0]))
-            ptk = ptk or out[1] == "True"
-            cpu_best = min(cpu_best, float(out[2]))
-    return inside_best, wall_best, ptk, cpu_best
-
-
-def warm_env(cache: str) -> dict[str, str]:
-    """The environment of a learner's installed lab: bytecode written and read (here in
-    ``cache``), so start-up does not compile every module each time."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = cache
-    return env
-
-
-def startup_in_tmux(runs: int = 5, size: tuple[int, int] = (120, 40)) -> list[float] | None:
-    """Seconds from starting ``xenlab`` in a real terminal (tmux) to the first full frame:
-    the screen drawn with the booted default scenario (its domains and the status bar's host
-    clock on screen). One figure per run after a first, uncounted run that fills the
-    bytecode cache; None without tmux. Recordings go to a temporary data directory; the
-    tmux server is one of its own."""
-    import shutil
-    import subprocess
-    import tempfile
-    if shutil.which("tmux") is None:
-        return None
-    root = str(Path(__file__).resolve().parent.parent)
-    out = []
-    with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as cache:
-        env = warm_env(cache)
-        env["XENLAB_DATA"] = data
-        tmux = ["tmux", "-L", f"xenlab-startup-{os.getpid()}"]
-        cmd = f"cd {shlex.quote(root)} && {shlex.quote(sys.executable)} -m lab.cli"
-        # A server of our own, kept up by an idle session while the runs come and go.
-        subprocess.run(tmux + ["new-session", "-d", "-s", "keep", "sleep 600"], check=True, env=env)
-        try:
-            for k in range(runs + 1):
-                name = f"run{k}"
-                start = time.perf_counter()
-                subprocess.run(tmux + ["new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]),
-                                       cmd], check=True, env=env)
-                try:
-                    while time.perf_counter() - start < 60:
-                        screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", name], capture_output=True,
-                                                text=True).stdout
-                        if "hvm-guest" in screen and "host clock" in screen:
-                            if k:
-                                out.append(time.perf_counter() - start)
-                            break
-                        time.sleep(0.01)
-                finally:
-                    subprocess.run(tmux + ["kill-session", "-t", name], capture_output=True)
-        finally:
-            subprocess.run(tmux + ["kill-server"], capture_output=True)
-    return out
-
-
 MIXES = {
     "none": (),                            # no key at all: what the screen costs by itself
     "typing": ("typing",),                 # what a learner mostly does while the machine runs
@@ -318,19 +221,20 @@ def main() -> int:
     w, h = (int(x) for x in args.size.lower().split("x"))
 
     print(f"target {args.target}; terminal {w}x{h}; {args.presses:g} key presses a second; "
-          f"{args.seconds:g} s per measurement")
+          f"{args.seconds:g} s per measurement; load average {os.getloadavg()[0]:.2f}")
     if not args.no_startup:
-        start_s, start_wall, ptk, start_cpu = startup_seconds()
-        print(f"start-up to first full screen (headless): {start_s * 1000:.0f} ms, {start_cpu * 1000:.0f} ms of CPU "
-              f"(whole process including interpreter start and exit: {start_wall * 1000:.0f} ms; "
-              f"prompt_toolkit loaded: {ptk})")
-        runs = startup_in_tmux(5, (w, h))
-        if runs is None:
+        import startup           # benchmarks/startup.py: the start-up figures, measured as there
+        runs = startup.headless(3)
+        print(f"start-up to the first frame of the booted machine (headless): median "
+              f"{statistics.median(r[0] for r in runs) * 1000:.0f} ms, "
+              f"{statistics.median(r[1] for r in runs) * 1000:.0f} ms of CPU "
+              f"(prompt_toolkit loaded: {any(r[2] for r in runs)})")
+        if shutil.which("tmux") is None:
             print("start-up in a terminal: no tmux here, not measured")
-        elif runs:
-            print(f"start-up in a terminal (tmux {w}x{h}) to the first full frame: median "
-                  f"{statistics.median(runs) * 1000:.0f} ms of {len(runs)} "
-                  f"({', '.join(f'{x * 1000:.0f}' for x in runs)} ms)")
+        else:
+            got = startup.in_terminal(5, (w, h), cold=False)
+            print(f"start-up in a terminal (tmux {w}x{h}) to the first full frame: "
+                  + (startup.describe(got) if got else "no full frame seen"))
     if args.startup_only:
         return 0
     mixes = list(MIXES) if args.mix == "all" else [args.mix]
@@ -358,6 +262,7 @@ def main() -> int:
         print(f"  frames composed {sum(r['frames'] for r in results)}, screen ticks "
               f"{sum(r['ticks'] for r in results)}, screen thread CPU "
               f"{statistics.median(r['ui_cpu'] for r in results):.0%} of the time (median)")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 

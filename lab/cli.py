@@ -235,18 +235,24 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def run_screen(target: str | None = None, lesson=None, seed: int = 0, no_record: bool = False) -> int:
     """The lab on screen; choosing a lesson there (or restarting one) opens it on a fresh machine."""
-    from .lessons.model import find_lesson
-    from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
+    from .lessons.progress import Progress
+    from .tui.launch import start_runner
     while True:
         from .session.live import default_recording_path
         record = None if no_record else default_recording_path()
-        result = make_app(target, lesson=lesson, seed=seed, first_run_hint=True, record=record).run()
+        progress = Progress()
+        # The machine boots on its own thread from here, while the screen's code loads.
+        runner = start_runner(target, lesson=lesson, seed=seed, progress=progress, record=record)
+        from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
+        result = make_app(target, lesson=lesson, seed=seed, progress=progress, first_run_hint=True,
+                          record=record, runner=runner).run()
         if record is not None and record.exists():
             from .paths import display
             print(f"this session is recorded in {display(record)} (xenlab replay FILE plays it)",
                   file=sys.stderr)
         if not (isinstance(result, tuple) and result[0] == "lesson"):
             return 0
+        from .lessons.model import find_lesson
         lesson = find_lesson(result[1])
 
 

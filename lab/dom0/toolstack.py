@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import sources
 from ..errors import UserError
-from ..isa.assembler import AsmError
+from ..isa.errors import AsmError
 from ..isa.cache import assemble_file_cached
 from ..isa.image import Image
 from ..paths import KERNELS, MACHINES, PROGRAMS, display

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .. import sources
-from ..errors import UserError
 from . import a64_asm, opcodes
+from .errors import AsmError
 from .a64 import A64
 from .a64 import INSN_SIZE as A64_SIZE
 from .a64 import encode as encode_a64
@@ -101,17 +101,6 @@ _RESERVED = set(GPR_BY_NAME) | set(CONTROL_REGS) | set(SIZE_BY_NAME) | {"ptr", "
 _REGISH = re.compile(r"(r\d{1,2}[dwb]?|r[a-z]{2}|e[a-z]{2}|[a-d][hl]|cr\d+|dr\d+|[xyz]mm\d+)", re.I)
 # Table names that are not spellings: the assembler derives them from jne, sete, mov cr3 ...
 _INTERNAL = {"jcc", "setcc", "cmovcc", "movs", "stos", "movtocr", "movfromcr"}
-
-
-class AsmError(UserError):
-    """A mistake in assembly source; ``str()`` is ``file:line:col: message``."""
-
-    def __init__(self, file: str, line: int, col: int, message: str) -> None:
-        super().__init__(f"{file}:{line}:{col}: {message}")
-        self.file = file
-        self.line = line
-        self.col = col
-        self.message = message
 
 
 def _fail(where: SourceLine, col: int, message: str) -> AsmError:

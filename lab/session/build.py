@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..hw.boot import BootError, boot_native
 from ..hw.costs import CostError, load_costs
 from ..hw.machine import Machine
-from ..isa.assembler import AsmError
+from ..isa.errors import AsmError
 from ..isa.cache import assemble_file_cached
 from ..isa.image import Image
 from ..paths import KERNELS, PROGRAMS, display

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import sys
 
-from .app import make_app
+from .launch import start_runner
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    make_app(argv[0] if argv else None).run()
+    target = argv[0] if argv else None
+    runner = start_runner(target)      # the machine boots before the screen's code loads
+    from .app import make_app
+    make_app(target, runner=runner).run()
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -30,7 +31,8 @@ from ..session.commands import REGISTRY, Call
 from ..session.view import StateView
 from ..trace import KINDS
 from .actions import ACTIONS, GROUPS
-from .runner import BOOTING, CRASHED, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
+from .launch import make_runner
+from .runner import BOOTING, CRASHED, FULL_SPEED_TICK, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS, console_choice
 from .themes import readable
@@ -134,7 +136,6 @@ class XenLab(App[None]):
         super().__init__()
         #: The open lesson (its tutor is made with the machine, on the simulation thread).
         self.lesson = lesson
-        self.tutor: Any = None
         self.progress = progress
         self.first_run = first_run
         self.runner = runner
@@ -144,6 +145,7 @@ class XenLab(App[None]):
         self.tick = tick
         self.max_rows = max_rows
         self._pump_timer: Any = None
+        self._last_pump = 0.0
         self.events_shown = 0
         self.ticks = 0
         self._gen = 0
@@ -163,7 +165,13 @@ class XenLab(App[None]):
         self.view: StateView | None = None
         self.screen_error: Exception | None = None
         self._stop_shown: Any = None
-        self.main = MainScreen(sorted(REGISTRY), sorted(KINDS), domains=self._domain_names)
+        self.main = MainScreen(sorted(REGISTRY), sorted(KINDS), domains=self._domain_names,
+                               composed=self._first_pump)
+
+    @property
+    def tutor(self) -> Any:
+        """The open lesson's tutor, once the runner has made it with the machine (else None)."""
+        return self.runner.tutor
 
     # -- lifecycle ----------------------------------------------------------------
     def get_css_variables(self) -> dict[str, str]:
@@ -186,6 +194,11 @@ class XenLab(App[None]):
         elif self.first_run:
             self.call_after_refresh(self.main.show_message,
                                     "new here? press ctrl+l for the lessons (xenlab lesson tour), or F1 for help")
+
+    def _first_pump(self) -> None:
+        # A machine booted while the screen loaded is on the first frame, not a tick later.
+        if not self._exit and not self.ticks:
+            self._pump_safely()
 
     def on_unmount(self) -> None:
         if self._pump_timer is not None:
@@ -227,6 +240,19 @@ class XenLab(App[None]):
     def _on_tick(self) -> None:
         if self._exit or not self.screen_stack or not self.main.is_mounted:
             return
+        now = time.monotonic()
+        if self.pump_due(now):
+            self._last_pump = now
+            self._pump_safely()
+
+    def pump_due(self, now: float) -> bool:
+        """Every tick, except while the machine runs flat out: then every FULL_SPEED_TICK."""
+        r = self.runner
+        if r.mode == RUNNING and SPEEDS[r.speed] is None:
+            return now - self._last_pump >= FULL_SPEED_TICK - self.tick / 2
+        return True
+
+    def _pump_safely(self) -> None:
         try:
             self.pump()
         except Exception as exc:        # a drawing bug must not become a traceback on screen
@@ -304,8 +330,9 @@ class XenLab(App[None]):
             # The status follows the views (at most ten a second while running), one tick
             # later: drawn in the same frame as the panes, the status bar at the bottom
             # would make the frame's update region the whole screen, and every widget on
-            # it would be drawn again.
-            if self._status_due and (not shown_view or self._status_waited):
+            # it would be drawn again. The first view redraws every pane anyway: the status
+            # comes with it, so the first full frame is complete.
+            if self._status_due and (not shown_view or self._status_waited or self._gen == 1):
                 self._status_due = False
                 self._status_waited = 0
                 main.query_one("#status", TextView).show(
@@ -728,15 +755,6 @@ class XenLab(App[None]):
     }
 
 
-def build_session(target: str | None = None, record: str | Path | None = None) -> Any:
-    """The session for ``target``: a kernel source (.s) on the bare machine, a scenario
-    (.toml), or an xl.cfg file; the default scenario (dom0, a PV and an HVM guest) if none.
-    It can go back in time, and records to ``record`` when given."""
-    from ..session.live import open_session
-    from ..session.scenario import DEFAULT_SCENARIO
-    return open_session([str(target) if target is not None else str(DEFAULT_SCENARIO)], record=record)
-
-
 def describe_target(target: str | None) -> str:
     if target is None:
         return "scenario: machines/default.toml"
@@ -752,43 +770,22 @@ def describe_target(target: str | None) -> str:
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
              speed: int | None = None, tick: float = TICK, max_rows: int = 2000, lesson: Any = None,
              seed: int = 0, progress: Any = None, first_run_hint: bool = False,
-             record: str | Path | None = None) -> XenLab:
+             record: str | Path | None = None, runner: Runner | None = None) -> XenLab:
     """Build (not run) the lab app on ``session``, or on a machine built from ``target``,
     or on ``lesson``'s machine with its tutor. ``first_run_hint``: tell a learner with no
     progress yet where to start. ``record``: record the session into this file.
+    ``runner``: one made already (``launch.start_runner``) for the same target or lesson,
+    its machine maybe booted by now.
 
     The machine is built on the simulation thread, so the screen appears at
     once; a bad target becomes a message on the screen.
     """
     from ..lessons.progress import Progress
-    kwargs: dict[str, Any] = {}
-    if speed is not None:
-        kwargs["speed"] = speed
     if progress is None:
         progress = Progress()
-    app_box: list[XenLab] = []
-    if lesson is not None:
-        def lesson_session() -> Any:
-            from ..session.lesson_play import open_lesson
-            tutor = open_lesson(lesson, progress, seed=seed)
-            tutor._restart = None               # the screen restarts a lesson by opening it again
-            if record is not None:
-                # Recorded like any session: its setup and the lesson's markers so far, then
-                # every input, lesson actions included (docs/recordings.md).
-                from ..session.recorder import start_recording
-                start_recording(tutor.session, record)
-            app_box[0].tutor = tutor
-            return tutor.session
-        runner = Runner(factory=lesson_session, **kwargs)
-        subtitle = f"lesson: {lesson.title}"
-    elif session is not None:
-        runner = Runner(session, **kwargs)
-        subtitle = describe_target(target)
-    else:
-        runner = Runner(factory=lambda: build_session(target, record),
-                        opener=lambda path: build_session(path, record), **kwargs)
-        subtitle = describe_target(target)
-    app = XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows, lesson=lesson,
-                 progress=progress, first_run=first_run_hint and not progress.lessons and progress.saving)
-    app_box.append(app)
-    return app
+    if runner is None:
+        runner = make_runner(target, session=session, lesson=lesson, seed=seed, progress=progress,
+                             record=record, speed=speed)
+    subtitle = f"lesson: {lesson.title}" if lesson is not None else describe_target(target)
+    return XenLab(runner, theme=theme, subtitle=subtitle, tick=tick, max_rows=max_rows, lesson=lesson,
+                  progress=progress, first_run=first_run_hint and not progress.lessons and progress.saving)

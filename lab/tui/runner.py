@@ -44,6 +44,11 @@ TICK = 1 / 30                      # seconds between screen refreshes
 #: simulation; at five, with the other savings, the simulator keeps over 70% of
 #: its headless speed while the learner moves between panes).
 FULL_SPEED_VIEW_INTERVAL = 1 / 5
+#: ... and the logs at ten a second: the events of a machine running flat out pass too fast
+#: to read, and each tick's frame takes the interpreter from the simulation (on a 2-core
+#: computer shared with other work, every hand-over also waits for the other thread to be
+#: scheduled). Keys are answered at once whatever the tick.
+FULL_SPEED_TICK = 1 / 10
 EVENT_BUFFER = 8192                # events kept for the screen between two ticks
 FULL_SPEED_SLICE = 0.006           # seconds of simulation between looks at the request queue
 INPUT_HOLD = 0.06                  # seconds the simulation gives way after a key press or click
@@ -118,6 +123,10 @@ class Runner:
         self.xen = False
         #: The event the last until or breakpoint stopped at: the logs select it.
         self.stop_event: Any = None
+        #: A lesson's tutor, made with the machine on this thread (lab/tui/launch.py).
+        self.tutor: Any = None
+        #: Set once the boot is over (the machine built, or the reason it could not be).
+        self.booted = threading.Event()
         self._requests: queue.Queue = queue.Queue()
         self._submitted = 0                  # requests put (screen thread) ...
         self._handled = 0                    # ... and handled (sim thread)
@@ -136,6 +145,9 @@ class Runner:
 
     # -- screen side ---------------------------------------------------------
     def start(self) -> None:
+        """Start the simulation thread (once; the machine boots there first)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._main, name="xenlab-sim", daemon=True)
         self._thread.start()
 
@@ -361,15 +373,18 @@ class Runner:
             pass
 
     def _boot(self) -> None:
-        if self.session is None:
-            try:
-                self.session = self._factory()   # type: ignore[misc]
-            except UserError as e:
-                self.error = str(e)
-                self.mode = NO_MACHINE
-                self._reply("err", f"{e}\n'open PATH' opens another machine (e.g. 'open default')")
-                return
-        self._attach()
+        try:
+            if self.session is None:
+                try:
+                    self.session = self._factory()   # type: ignore[misc]
+                except UserError as e:
+                    self.error = str(e)
+                    self.mode = NO_MACHINE
+                    self._reply("err", f"{e}\n'open PATH' opens another machine (e.g. 'open default')")
+                    return
+            self._attach()
+        finally:
+            self.booted.set()
 
     def _attach(self) -> None:
         """Follow the session's machine: its trace, and the machines time travel builds for it."""

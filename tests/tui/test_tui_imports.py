@@ -39,8 +39,8 @@ def test_simulator_core_imports_no_front_end(module):
     assert result["front_ends"] == [], f"{module} pulled in {result['front_ends']}"
 
 
-@pytest.mark.parametrize("module", ("lab.cli", "lab.tui.runner", "lab.tui.state", "lab.tui.explain",
-                                    "lab.tui.actions"))
+@pytest.mark.parametrize("module", ("lab.cli", "lab.tui.runner", "lab.tui.launch", "lab.tui.state",
+                                    "lab.tui.explain", "lab.tui.actions"))
 def test_headless_parts_of_the_front_end_stay_headless(module):
     assert _probe(module)["front_ends"] == []
 
@@ -55,7 +55,8 @@ def test_the_screen_loads_what_its_first_frame_needs_and_no_more():
     """Start-up: the assembler (images come from the cache), the Arm hardware (an x86 lab
     never needs it) and the lesson tutor (only with a lesson) load when first used."""
     later = ("lab.isa.assembler", "lab.hw.arm.cpu", "lab.isa.a64", "lab.lessons.tutor")
-    code = f"import sys, lab.tui.app; print([m for m in {later!r} if m in sys.modules])"
+    # lab.session.live: what the simulation thread loads to boot the machine
+    code = f"import sys, lab.tui.app, lab.session.live; print([m for m in {later!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     # ...and they are there when asked for: the package's entry points, an Arm core
@@ -79,8 +80,11 @@ class _FakeApp:
 @pytest.fixture
 def fake_screen(monkeypatch):
     import lab.tui.app
+    import lab.tui.launch
     _FakeApp.opened = []
     monkeypatch.setattr(lab.tui.app, "make_app", lambda target=None, **kw: _FakeApp(target))
+    # no machine boots behind the fake screen
+    monkeypatch.setattr(lab.tui.launch, "start_runner", lambda target=None, **kw: None)
     return _FakeApp.opened
 
 

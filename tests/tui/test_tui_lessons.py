@@ -129,7 +129,7 @@ def test_at_80x24_the_lesson_panel_leaves_the_command_line_and_the_footer_in_vie
             await _ready(pilot)
             panel = app.main.query_one(LessonPanel).region
             assert panel.area
-            for sel in ("#cmd", "#status", "Footer"):
+            for sel in ("#cmd", "#status", "KeyFooter"):
                 region = app.main.query_one(sel).region
                 assert app.main.region.contains_region(region) and not panel.overlaps(region), sel
     run(go())

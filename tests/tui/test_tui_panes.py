@@ -202,7 +202,7 @@ def test_layouts_adapt_and_nothing_overlaps():
                     for b in items[i + 1:]:
                         assert not a.overlaps(b)
             # The command line, status bar and footer stay on screen.
-            for sel in ("#cmd", "#status", "Footer"):
+            for sel in ("#cmd", "#status", "KeyFooter"):
                 assert app.main.region.contains_region(app.main.query_one(sel).region)
     run(go())
 
@@ -284,7 +284,7 @@ def test_the_sim_thread_never_touches_widgets(monkeypatch):
 @pytest.mark.machine
 def test_a_xen_scenario_shows_domains_rings_and_hypercalls():
     from lab.paths import MACHINES
-    from lab.tui.app import build_session
+    from lab.tui.launch import build_session
     session = build_session(str(MACHINES / "default.toml"))
 
     async def go():

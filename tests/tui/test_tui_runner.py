@@ -239,7 +239,7 @@ def test_xen_slices_of_any_length_end_where_headless_ends(monkeypatch):
     and a step that moves nothing on (dom0's vCPU blocking) is not taken for a stuck machine."""
     from lab.paths import MACHINES
     from lab.tui import runner as runner_mod
-    from lab.tui.app import build_session
+    from lab.tui.launch import build_session
     headless = build_session(str(MACHINES / "default.toml"))
     want = headless.until(parse_spec("vmexit:IO_INSTRUCTION"))
     headless_digest = headless.machine.digest()

@@ -336,7 +336,7 @@ def test_the_machine_runs_to_its_end_and_shows_the_guests_shut_down():
 def test_until_and_run_end_exactly_where_the_headless_commands_end():
     """The screen runs the machine in slices; on a Xen host they must not change its course."""
     from lab.session.commands import execute
-    from lab.tui.app import build_session
+    from lab.tui.launch import build_session
     headless = build_session(XEN)
     execute(headless, "until vmexit:IO_INSTRUCTION")
     after_until = headless.machine.digest()
@@ -374,13 +374,15 @@ def test_xen_layouts_keep_everything_on_screen():
                 for i, a in enumerate(panes):
                     assert app.main.region.contains_region(a)
                     assert not any(a.overlaps(b) for b in panes[i + 1:])
-                for sel in ("#cmd", "#status", "Footer"):
+                for sel in ("#cmd", "#status", "KeyFooter"):
                     assert app.main.region.contains_region(app.main.query_one(sel).region)
                 # Every key of the footer fits beside the palette hint, even at 80 columns.
-                footer = app.main.query_one("Footer")
-                keys = [k for k in footer.query("FooterKey") if k.region.area]
-                assert keys and all(footer.region.contains_region(k.region) for k in keys)
-                assert not any(a.region.overlaps(b.region) for i, a in enumerate(keys) for b in keys[i + 1:])
+                footer = app.main.query_one("KeyFooter")
+                keys = footer.keys
+                assert keys and all(0 <= start < end <= footer.size.width for start, end, _ in keys)
+                assert all(a[1] <= b[0] for a, b in zip(keys, keys[1:]))
+                # the palette key on the right from 80 columns; below, it would cover keys
+                assert (keys[-1][2].key == "ctrl+p") == (size[0] >= 80)
             # The domains pane is wide enough for a vCPU's line at 200 columns.
             tree = app.main.query_one(DomainTree)
             assert tree.virtual_size.width <= tree.scrollable_content_region.width

@@ -29,6 +29,7 @@ from ..widgets.footer import KeyFooter
 from ..widgets.logs import CallsPane, DevicePane
 from ..widgets.output import OutputLog
 from ..widgets.pages import PagesPane
+from ..widgets.tabs import PaneTabs
 from ..widgets.text import Text
 
 #: (id, tab title, border title) in grid order.
@@ -56,18 +57,25 @@ class MainScreen(Screen[None]):
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
     def __init__(self, command_names: list[str], event_kinds: list[str],
-                 domains: Callable[[], Iterable[str]] = lambda: ()) -> None:
+                 domains: Callable[[], Iterable[str]] = lambda: (),
+                 composed: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self._names = command_names
         self._kinds = event_kinds
         self._domains = domains
+        #: Called once the panes are mounted, before the first frame: what the screen has
+        #: to show by then (a machine booted while it loaded) is on that frame.
+        self._composed = composed
         self.layout_name = ""
         self.active_pane = "cpu"
         self.focused_pane: Widget | None = None
 
     def compose(self) -> ComposeResult:
+        # The layout's classes before anything is styled: set once mounted, they would
+        # style every widget a second time and lay the screen out again.
+        self._layout_classes(layout_for(self.app.size.width, self.app.size.height))
         yield Header(icon="≡")
-        yield Tabs(*[Tab(title, id=f"tab-{pid}") for pid, title, _ in PANES], active="tab-cpu", id="pane-tabs")
+        yield PaneTabs(*[Tab(title, id=f"tab-{pid}") for pid, title, _ in PANES], active="tab-cpu", id="pane-tabs")
         with Container(id="panes"):
             yield DomainTree(id="domains", classes="pane")
             yield CpuPane(id="cpu", classes="pane")
@@ -80,7 +88,7 @@ class MainScreen(Screen[None]):
             yield Static("xen>", id="prompt")
             yield CommandLine(self._names, self._kinds, domains=self._domains, id="cmd", compact=True)
         yield Text("", id="status")
-        yield KeyFooter(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         for pid, _, border in PANES:
@@ -88,6 +96,7 @@ class MainScreen(Screen[None]):
         self.query_one(DomainTree).border_subtitle = DOMAINS_HINT
         self.apply_layout(self.app.size.width, self.app.size.height)
         self.activate(self.active_pane)
+        self._composed()
 
     def on_resize(self, event: events.Resize) -> None:
         self.apply_layout(event.size.width, event.size.height)
@@ -103,8 +112,7 @@ class MainScreen(Screen[None]):
         if name == self.layout_name:
             return
         self.layout_name = name
-        for n in ("narrow", "medium", "wide"):
-            self.set_class(n == name, f"-{n}")
+        self._layout_classes(name)
         self.query_one(CpuPane).set_source_radius(3 if name == "narrow" else None)
         tabs = self.query_one(Tabs)
         for pid in MEDIUM_FIXED:
@@ -114,6 +122,10 @@ class MainScreen(Screen[None]):
                 tabs.show(f"tab-{pid}")
         if name == "medium" and self.active_pane in MEDIUM_FIXED:
             self.activate("calls")
+
+    def _layout_classes(self, name: str) -> None:
+        for n in ("narrow", "medium", "wide"):
+            self.set_class(n == name, f"-{n}")
 
     def pane(self, pid: str) -> Widget:
         return self.query_one(f"#{pid}")
