@@ -242,7 +242,7 @@ def test_the_session_speaks_arm_el_pc_and_the_two_stage_walk():
     regs = execute(session, "regs")
     assert "x19 0000000041e00000" in regs and "HCR_EL2: VM FMO IMO AMO TWI TSC RW" in regs
     walk = execute(session, "walk 0x40400000")
-    assert "VMID 1" in walk and "output IPA 0x40400000 through stage 2" in walk and "S2AP RW AF" in walk
+    assert "VMID 2" in walk and "output IPA 0x40400000 through stage 2" in walk and "S2AP RW AF" in walk
     assert execute(session, "disasm 0x40080000 2").splitlines() == [
         "0x0000000040080000  mov x19, x0", "0x0000000040080004  mov x27, x1"]
     assert "=> machines/arm/kernel.s" in execute(session, "source").replace("\\", "/")

@@ -25,7 +25,12 @@ from ...xen.arm.devicetree import flatten, guest_tree
 from ...xen.arm.host import ArmXenHost
 from ...xen.domain import Domain
 from ...xen.host import XEN_VERSION
+from ...xen.arm.frames import attach_dom0_stage2
+from ..blkback import Blkback
+from ..bridge import Bridge
+from ..netback import Netback
 from ..toolstack import refuse_domain_create
+from ..xsclient import add_disk, add_nic, init_dom0, write_domain_home
 from ..xlcfg import ConfigError, DomainConfig, load_config, parse_settings
 from ..xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
 from .services import ArmConsoleBackend, ArmXenstored
@@ -50,13 +55,14 @@ def boot_arm_host(config, dom0_memory: int = 64, keep_trace: bool = True) -> tup
     """Xen on Arm with Domain-0 (its services in Python) and no guests yet."""
     host = ArmXenHost(config, keep_trace=keep_trace)
     dom0 = host.new_domain("Domain-0", dom0_memory << 8, 1, privileged=True, domid=0)
+    attach_dom0_stage2(host, dom0)
     host.new_vcpu(dom0, 0)
     host.services.add(ArmConsoleBackend(host))
-    xenstored = ArmXenstored(host)
-    host.services.add(xenstored)
-    store = xenstored.store
-    store.write(0, "/local/domain/0/name", "Domain-0")
-    store.write(0, "/local/domain/0/domid", "0")
+    xenstored = ArmXenstored.install(host)
+    init_dom0(xenstored)
+    Bridge.install(host)                            # xenbr0, and the same PV backends as on x86
+    Blkback.install(host)
+    Netback.install(host)
     xl = ArmToolstack(host)
     host.toolstack = xl                             # type: ignore[attr-defined]
     return host, xl
@@ -145,13 +151,14 @@ class ArmToolstack:
         host.services.xenconsoled.connect(dom)
         xs = host.services.xenstored
         xs.connect(dom)
-        store, home = xs.store, f"/local/domain/{dom.domid}"
-        for key, value in (("name", conf.name), ("domid", str(dom.domid)),
-                           ("console/ring-ref", str(dom.console_pfn)), ("console/port", str(dom.console_evtchn)),
-                           ("store/ring-ref", str(dom.store_pfn)), ("store/port", str(dom.store_evtchn))):
-            store.write(0, f"{home}/{key}", value)
-        store.set_perms(0, home, [f"n{dom.domid}", "r0"])
-        store.set_perms(0, f"{home}/name", [f"n{dom.domid}", "r0"])
+        # As libxl does: the domain's home, its console, then a frontend/backend pair per device.
+        home = write_domain_home(xs, dom)
+        for key, value in (("console/ring-ref", dom.console_pfn), ("console/port", dom.console_evtchn)):
+            xs.dom0_request("WRITE", f"{home}/{key}", str(value))
+        for disk in conf.disks:
+            add_disk(xs, dom, disk)
+        for vif in conf.vifs:
+            add_nic(xs, dom, vif)
         entry = kernel.entry or kernel.symbols.get("_start", L.GUEST_RAM0_BASE + L.KERNEL_TEXT_OFFSET)
         host.new_vcpu(dom, 0, entry=entry, regs={0: dtb, 1: program.entry or program.symbols.get("_start", 0),
                                                2: rounds})
