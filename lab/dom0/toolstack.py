@@ -244,6 +244,16 @@ class Toolstack:
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
 
+    def block_list(self, names: list[str]) -> str:
+        """xl block-list: each domain's vbds, as their frontends stand in xenstore."""
+        from .xldevices import block_list, qualify
+        return block_list(self.host.services.xenstored, qualify(self.host, names))
+
+    def network_list(self, names: list[str]) -> str:
+        """xl network-list: each domain's vifs."""
+        from .xldevices import network_list, qualify
+        return network_list(self.host.services.xenstored, qualify(self.host, names))
+
 
 def _xen_caps_without_hvm() -> str:
     """xen_caps of a host without VT-x/AMD-V: init_xen_cap_info() (xen/arch/x86/setup.c) adds

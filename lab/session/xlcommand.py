@@ -9,6 +9,7 @@ USAGE = {
     "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg", "console": "xl console [-t pv|serial] DOMAIN",
     "vcpu-list": "xl vcpu-list", "create": "xl create CFG", "destroy": "xl destroy DOMAIN",
     "pause": "xl pause DOMAIN", "unpause": "xl unpause DOMAIN", "shutdown": "xl shutdown DOMAIN",
+    "block-list": "xl block-list DOMAIN...", "network-list": "xl network-list DOMAIN...",
 }
 
 
@@ -28,6 +29,10 @@ def run_xl(xl: Toolstack, words: list[str]) -> str:
     needs_one = cmd in ("console", "create", "destroy", "pause", "unpause", "shutdown")
     if needs_one and len(args) != 1:
         raise UserError(f"usage: {USAGE[cmd]}")
+    if cmd in ("block-list", "network-list"):
+        if not args:
+            raise UserError(f"usage: {USAGE[cmd]}")
+        return xl.block_list(args) if cmd == "block-list" else xl.network_list(args)
     if cmd == "list":
         return xl.list()
     if cmd == "info":

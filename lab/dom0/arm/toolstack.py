@@ -217,6 +217,16 @@ class ArmToolstack:
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
 
+    def block_list(self, names: list[str]) -> str:
+        """xl block-list: each domain's vbds, as their frontends stand in xenstore."""
+        from ..xldevices import block_list, qualify
+        return block_list(self.host.services.xenstored, qualify(self.host, names))
+
+    def network_list(self, names: list[str]) -> str:
+        """xl network-list: each domain's vifs."""
+        from ..xldevices import network_list, qualify
+        return network_list(self.host.services.xenstored, qualify(self.host, names))
+
     def destroy(self, name: str) -> None:
         d = self.find(name)
         if d.privileged:
