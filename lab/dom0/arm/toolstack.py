@@ -239,6 +239,13 @@ class ArmToolstack:
     def unpause(self, name: str) -> None:
         self.host.unpause(self.find(name))
 
+    def resume(self, name: str) -> None:
+        """xl resume: XEN_DOMCTL_resumedomain for a domain suspended to RAM (PSCI SYSTEM_SUSPEND)."""
+        from ...xen.arm.suspend import domain_resume
+        d = self.find(name)
+        if not domain_resume(self.host, d):
+            raise UserError(f"xl: {d.name} is not suspended")
+
     def shutdown(self, name: str) -> None:
         d = self.find(name)
         if d.privileged:
