@@ -20,7 +20,9 @@
 //      itself off again with CPU_OFF
 //   8. runs the user program at EL0 (its entry in x1, the rounds in x2) and
 //      serves its system calls (Linux arm64 numbers, svc #0): pread64 and
-//      pwrite64 of fd 3 go to the disk, the lab's ping to the NIC
+//      pwrite64 of fd 3 go to the disk, the lab's ping to the NIC. With
+//      "shell" on its command line (bit 63 of x2) it runs a shell on its
+//      console instead (shell.s), reading what xenconsoled puts in in[]
 //
 // First it turns its stage 1 on: an identity map in 2 MiB blocks (the kernel's
 // own block for EL1 only, the rest of RAM for the program), so every access
@@ -106,20 +108,20 @@ _start:
     bl fdt_hypervisor
     adr x9, hyp_compat
     ldr x9, [x9]
-    cbz x9, .not_on_xen
+    cbz x9, not_on_xen
 
     // 3. shared_info over our own page, grant frame 0 where the tree says
     mov x0, #XENMAPSPACE_shared_info
     adr x1, shared_info_page
     lsr x1, x1, #12
     bl add_to_physmap
-    cbnz x0, .setup_failed
+    cbnz x0, setup_failed
     mov x0, #XENMAPSPACE_grant_table
     adr x1, gnttab_base
     ldr x1, [x1]
     lsr x1, x1, #12
     bl add_to_physmap
-    cbnz x0, .setup_failed
+    cbnz x0, setup_failed
 
     // 4. the rings
     mov x0, #HVM_PARAM_CONSOLE_PFN
@@ -267,7 +269,11 @@ _start:
     adr x0, msg_psci_off
     bl puts
 4:
-    // 8. the program, at EL0 with interrupts on
+    // 8. the shell, when the command line asked for it (the toolstack's flag in x2)...
+    lsr x9, x28, #63
+    cbnz x9, shell_main
+    // ... else the program, at EL0 with interrupts on
+start_program:
     adr x0, msg_exec
     bl puts
     msr daifset, #2                    // an interrupt now would overwrite ELR_EL1 and SPSR_EL1
@@ -275,14 +281,14 @@ _start:
     msr spsr_el1, xzr                  // EL0t, D A I F clear
     mov x9, #USER_STACK
     msr sp_el0, x9
-    mov x0, x28
+    and x0, x28, #0x7fffffffffffffff   // its rounds, without the shell flag
     eret
 
-.not_on_xen:
+not_on_xen:
     // No /hypervisor node: there is no Xen to print through. Stop here.
 1:  wfi
     b 1b
-.setup_failed:
+setup_failed:
     mov x0, #SHUTDOWN_crash
     b shutdown
 
@@ -851,6 +857,7 @@ user_sync:
 .include "drivers/blkfront.s"
 .include "drivers/netfront.s"
 .include "drivers/net.s"
+.include "shell.s"
 
 // ---------------------------------------------------------------- data
 msg_banner:     .asciz "xenlab arm64 kernel: EL1 guest of Xen "

@@ -6,7 +6,8 @@ one guest type, which xl calls "pvh"; any other type is refused), a
 device tree itself, as libxl does (``libxl_arm.c``), loads the kernel at
 GUEST_RAM0_BASE + 0x80000 and starts vCPU 0 at EL1 with x0 pointing at the
 tree (Linux's arm64 boot protocol). The lab also passes its user program's
-entry in x1 and the workload's rounds in x2, which Linux keeps zero.
+entry in x1 and the workload's rounds in x2, which Linux keeps zero (bit 63 of x2:
+"shell" on the command line, the kernel's shell instead of the program).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ...xen.arm.frames import attach_dom0_stage2
 from ..blkback import Blkback
 from ..bridge import Bridge
 from ..netback import Netback
-from ..toolstack import refuse_domain_create
+from ..toolstack import SHELL_FLAG, refuse_domain_create
 from ..xsclient import add_disk, add_nic, init_dom0, write_domain_home
 from ..xlcfg import ConfigError, DomainConfig, load_config, parse_settings
 from ..xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
@@ -120,7 +121,9 @@ class ArmToolstack:
         rounds = 0
         for word in (conf.cmdline or "").split():
             if word.startswith("rounds=") and word[7:].isdigit():
-                rounds = int(word[7:])
+                rounds |= int(word[7:]) & ((1 << 63) - 1)
+            elif word == "shell":
+                rounds |= SHELL_FLAG              # the kernel starts its shell on the console
         pages = conf.memory << 8
         if pages + L.NR_MAGIC_PAGES + 64 > host.free_pages:
             raise UserError(f"{conf.filename}: not enough free memory for {conf.name}: {conf.memory} MiB wanted, "
