@@ -141,3 +141,52 @@ def test_a_backend_s_page_is_reachable_only_while_its_grant_is_mapped(ran):
     assert host.p2m(host.domains[0]).lookup(DOM0_GRANT_WINDOW) is None
     with pytest.raises(FrameReleased):
         page.read(0, 4)
+
+
+def test_a_hostile_arm_frontend_gets_xenbus_dev_fatal_and_dom0_goes_on(tmp_path):
+    """A guest (played from Python through its own store ring) names a ring ref it never granted,
+    then one granting a frame outside its memory: blkback's grant map fails through Xen's Arm
+    path (GNTST_general_error, then GNTST_bad_page), it logs and closes the device; nothing is
+    left mapped in dom0's stage 2 and the guest and dom0 run on."""
+    from lab.dom0.xenstore import encode_request, message_type
+    from lab.dom0.xenstored import GuestRing, format_message
+    from lab.xen.abi.grant_table import GTF_permit_access
+    from xen_helpers import GuestPage
+
+    host, xl = boot_host(load_scenario(ARM / "arm.toml").host)
+    src = tmp_path / "quiet.s"
+    src.write_text(".arch arm64\n.org 0x40080000\n_start:\n1:  wfi\n    b 1b\n")
+    cfg = tmp_path / "quiet.cfg"
+    cfg.write_text(f'name = "quiet"\nmemory = 16\nkernel = "{src}"\n'
+                   "disk = ['format=raw, vdev=xvda, access=rw, target=quiet.img']\n")
+    dom = xl.create(cfg)
+    host.run(20_000)
+    ring = GuestRing(GuestPage(host, host.p2m(dom).lookup(dom.store_pfn)))
+    req = [0]
+
+    def xs_write(path: str, value: str) -> None:
+        req[0] += 1
+        t = message_type("WRITE")
+        ring.send(format_message(t, req[0], 0, encode_request(t, path, value)))
+        host.evtchn.send(dom.domid, dom.store_evtchn)
+        host.run(20_000)
+
+    blkback = host.services.backends["blkback"]
+    fe = "device/vbd/51712"
+    port = host.evtchn.alloc_unbound(dom.domid, 0)
+    for key, value in (("ring-ref", "300"), ("event-channel", str(port)), ("protocol", "arm-abi"),
+                       ("state", "3")):
+        xs_write(f"{fe}/{key}", value)
+    log = "\n".join(blkback.log_lines)
+    assert "mapping in shared page 300 from domain 1" in log
+    assert blkback.state(dom.domid, 51712) == 5                      # Closing
+    # again, with ref 8 granted to dom0 but naming a gfn outside the guest's RAM
+    assert host.add_to_physmap(dom, 1, 0, 0x40E00, {}) == 0            # its grant frame 0
+    host.write_guest(dom, 0x40E00 << 12 | 8 * 8, struct.pack("<HHI", GTF_permit_access, 0, 0x7FFFF))
+    for key, value in (("state", "1"), ("ring-ref", "8"), ("state", "3")):
+        xs_write(f"{fe}/{key}", value)
+    statuses = [e.data["status"] for e in host.trace.iter_all() if e.kind == "grant" and e.dom == 0]
+    assert statuses[-2:] == ["GNTST_general_error", "GNTST_bad_page"]
+    d0 = host.domains[0]
+    assert host.p2m(d0).lookup(DOM0_GRANT_WINDOW) is None and host.grant_tables.refs == {}
+    assert dom.alive and d0.alive
