@@ -258,7 +258,7 @@ def test_the_session_speaks_arm_el_pc_and_the_two_stage_walk():
 def test_an_arm_session_records_replays_and_travels_back(tmp_path, capsys):
     from lab.cli import main
     rec = tmp_path / "arm.jsonl"
-    assert main(["exec", str(ARM / "arm.toml"), "--record", str(rec), "-c", "run 80000; back 100"]) == 0
+    assert main(["exec", str(ARM / "arm.toml"), "--record", str(rec), "-c", "run 140000; back 100"]) == 0
     assert "EL0 (user program)" in capsys.readouterr().out
     assert main(["replay", str(rec), "--verify"]) == 0
     assert "all match (complete)" in capsys.readouterr().out
@@ -283,6 +283,26 @@ def test_the_kernel_s_stage_1_over_xen_s_stage_2(booted):
     kernel = stage1_walk(host.mem, cpu.regime(1), 0x40080000, "r", el=0)
     assert kernel.fault is not None and kernel.fault.stage == 1 and kernel.fault.fsc == FSC_PERMISSION
     assert not stage1_walk(host.mem, cpu.regime(1), 0x40400000, "x", el=1).executable     # PXN
+
+
+def test_the_program_s_heap_is_mapped_on_demand_by_the_kernel(booted):
+    """The heap's level-3 tables start empty: each of the 32 pages the workload touches first
+    faults at EL0 (a data abort, translation fault at level 3, taken to the guest's EL1, never to
+    Xen), and the kernel maps it; past brk nothing is mapped."""
+    from lab.hw.arm.mmu import FSC_TRANSLATION, stage1_walk
+    host, _ = booted
+    dom = host.domain_by_name("arm-guest")
+    assert "heap pages mapped on demand 32" in dom.console_output
+    aborts = [e for e in host.trace.iter_all() if e.kind == "trap" and e.dom == dom.domid
+              and e.data["mnemonic"] == "Data abort from a lower EL"]
+    assert len(aborts) == 32 and {e.data["error_code"] >> 26 for e in aborts} == {X.EC_DABT_LOW}
+    assert {e.data["error_code"] & 0x3F for e in aborts} == {FSC_TRANSLATION | 3}
+    cpu = dom.vcpus[0].cpu
+    heap = stage1_walk(host.mem, cpu.regime(1), 0x40800000, "w", el=0)
+    assert heap.ok and heap.level == 3 and heap.el0 and not heap.executable      # a 4 KiB page, UXN
+    assert heap.pa == host.guest_phys_to_machine(dom.domid, 0x40800000)
+    past = stage1_walk(host.mem, cpu.regime(1), 0x40800000 + 32 * 4096, "r", el=0)
+    assert past.fault is not None and past.fault.fsc == FSC_TRANSLATION and past.fault.level == 3
 
 
 @settings(max_examples=12, deadline=None, derandomize=True)

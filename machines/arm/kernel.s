@@ -27,6 +27,11 @@
 // First it turns its stage 1 on: an identity map in 2 MiB blocks (the kernel's
 // own block for EL1 only, the rest of RAM for the program), so every access
 // goes VA -> IPA through its tables and IPA -> PA through Xen's: the 2-D walk.
+// The program's heap (brk, HEAP_BASE up to HEAP_LIMIT) is the exception: its
+// 4 KiB pages are mapped on demand, as the x86 kernels do. Its level-3 tables
+// start empty; the program's first touch of a page inside brk is a stage-1
+// translation fault at EL0 (a data abort, DFSC level 3), and the kernel maps
+// the page, zeroes it and returns to the instruction, which runs again.
 //
 // Output goes to the PV console ring. Registers: x0-x17 scratch (x16 is the
 // hypercall number), x19-x28 kept by every routine.
@@ -327,6 +332,13 @@ stage1_on:
     movz x11, #0x4000, lsl #16
     orr x13, x11, x12
     str x13, [x10]
+    adr x10, l2_ram                    // the heap's two blocks: level-3 tables, empty
+    adr x11, l3_heap
+    orr x11, x11, #3
+    str x11, [x10, #((HEAP_BASE - 0x40000000) >> 21) * 8]
+    adr x11, l3_heap + 4096
+    orr x11, x11, #3
+    str x11, [x10, #((HEAP_BASE - 0x40000000) >> 21) * 8 + 8]
     mov x9, #0xff
     msr mair_el1, x9                   // attribute 0: normal write-back memory
     movz x9, #TCR_T0SZ39_EPD1 >> 16, lsl #16
@@ -595,6 +607,30 @@ fdt_hypervisor:
     ldp x29, x30, [sp], #16
     ret
 
+// demand_map(x0 = a heap page's address): its level-3 entry (identity: VA = IPA), then
+// the page zeroed through it, as a fresh page is
+demand_map:
+    adr x9, l3_heap
+    mov x10, #HEAP_BASE
+    sub x10, x0, x10
+    lsr x10, x10, #12
+    add x9, x9, x10, lsl #3
+    movz x11, #0x0060, lsl #48         // UXN and PXN: the program's data, never executed
+    movk x11, #0x743                   // a page: AF, inner shareable, EL0 and EL1 read/write
+    orr x11, x11, x0
+    str x11, [x9]
+    dsb sy                             // the entry before the accesses through it
+    isb
+    mov x9, #512
+1:  str xzr, [x0], #8
+    subs x9, x9, #1
+    b.ne 1b
+    adr x9, demand_faults
+    ldr x10, [x9]
+    add x10, x10, #1
+    str x10, [x9]
+    ret
+
 // sched_yield(): SCHEDOP_yield, the pCPU to whoever else can run (dom0's services)
 sched_yield:
     mov x16, #__HYPERVISOR_sched_op
@@ -699,7 +735,7 @@ user_sync:
     mrs x9, esr_el1
     lsr x9, x9, #26
     cmp x9, #0x15
-    b.ne .user_fault
+    b.ne .user_abort
     adr x9, syscalls
     ldr x10, [x9]
     add x10, x10, #1
@@ -812,6 +848,11 @@ user_sync:
     adr x0, evtchn_upcalls
     ldr x0, [x0]
     bl put_dec
+    adr x0, msg_demand
+    bl puts
+    adr x0, demand_faults
+    ldr x0, [x0]
+    bl put_dec
     adr x0, msg_nl
     bl puts
     mov x0, #SHUTDOWN_poweroff
@@ -837,6 +878,28 @@ user_sync:
     ldp x27, x28, [sp], #16
     ldp x29, x30, [sp], #16
     eret
+// A data abort from the program: a page of its heap touched for the first time
+// (a translation fault at level 3, inside brk) is mapped; anything else is a fault.
+.user_abort:
+    cmp x9, #0x24                      // EC: data abort from a lower EL
+    b.ne .user_fault
+    mrs x10, esr_el1
+    and x10, x10, #0x3f
+    cmp x10, #0x07                     // DFSC: translation fault, level 3
+    b.ne .user_fault
+    mrs x10, far_el1
+    mov x11, #HEAP_BASE
+    cmp x10, x11
+    b.lo .user_fault
+    adr x11, cur_brk
+    ldr x11, [x11]
+    cmp x10, x11
+    b.hs .user_fault
+    str x0, [sp, #-16]!                // the program's x0: no system call result here
+    and x0, x10, #0xfffffffffffff000
+    bl demand_map
+    ldr x0, [sp], #16
+    b .sys_return                      // back to the instruction that faulted
 .user_fault:
     adr x0, msg_ufault
     bl puts
@@ -882,6 +945,7 @@ msg_exit:       .asciz "kernel: program exited with code "
 msg_syscalls:   .asciz "; syscalls "
 msg_ticks:      .asciz "; virtual timer interrupts (PPI 27) "
 msg_upcalls:    .asciz "; event channel upcalls "
+msg_demand:     .asciz "; heap pages mapped on demand "
 msg_kfault:     .asciz "kernel: exception at EL1, ESR "
 msg_ufault:     .asciz "kernel: the program faulted, ESR "
 msg_far:        .asciz " FAR "
@@ -908,6 +972,7 @@ evtchn_upcalls: .quad 0
 secondary_mpidr: .quad 0
 secondary_ctx:  .quad 0
 syscalls:       .quad 0
+demand_faults:  .quad 0
 cur_brk:        .quad HEAP_BASE
 xatp:           .zero 24
 hvm_param:      .zero 16
@@ -917,6 +982,7 @@ sched_arg:      .zero 8
 l1_table:       .zero 4096
 l2_low:         .zero 4096
 l2_ram:         .zero 4096
+l3_heap:        .zero 8192
 kstack:         .zero 8192
 kstack_top:
 shared_info_page: .zero 4096
