@@ -121,6 +121,14 @@ def test_xl_block_list_and_network_list_show_the_connected_devices(ran):
         run_xl(xl, ["network-list"])
 
 
+def test_xenlab_xl_network_list_on_the_command_line(capsys):
+    from lab.cli import main
+    assert main(["xl", "--scenario", str(ARM / "arm.toml"), "network-list", "arm-guest"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split() == ["0", "0", "00:16:3e:00:00:31", "0", "1", "-1", "-1/-1",
+                               "/local/domain/0/backend/vif/1/0"]      # created, not yet connected
+
+
 def test_xl_block_list_on_x86_shows_a_frontend_that_has_not_connected_yet():
     host, xl = boot_host()
     xl.create(MACHINES / "pv-guest.cfg")
