@@ -64,7 +64,7 @@ def test_the_shell_drives_the_pv_drivers_and_unknown_commands_are_answered(shell
 def test_run_starts_the_workload_from_the_shell(shell_session):
     s = shell_session
     execute(s, "console arm-shell run")
-    execute(s, "run 3000000")
+    execute(s, "run 500000")
     dom = s.machine.domain_by_name("arm-shell")
     assert "arm# run\nkernel: starting the program at EL0\n" in _out(s)
     assert "workload: disk ok" in _out(s) and dom.shutdown_reason == "poweroff"
