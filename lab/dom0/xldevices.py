@@ -10,6 +10,7 @@ layout is ``tools/xl/xl_block.c`` and ``xl_nic.c``'s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UserError
@@ -44,7 +45,7 @@ def _devids(xs: Any, domid: int, kind: str) -> list[int]:
     return sorted(int(n) for n in names if n.isdigit())
 
 
-def qualify(host: Any, names: list[str]) -> list[tuple[str, int | None]]:
+def qualify(host: Any, names: Sequence[str]) -> list[tuple[str, int | None]]:
     """libxl_domain_qualifier_to_domid: a domid, or a domain's name; None for neither."""
     out: list[tuple[str, int | None]] = []
     for name in names:

@@ -12,6 +12,8 @@ entry in x1 and the workload's rounds in x2, which Linux keeps zero (bit 63 of x
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pathlib import Path
 
 from ... import sources
@@ -153,7 +155,7 @@ class ArmToolstack:
         self.device_trees[dom.domid] = tree
         host.services.xenconsoled.connect(dom)
         xs = host.services.xenstored
-        xs.connect(dom)
+        xs.connect(dom, dom.store_pfn)
         # As libxl does: the domain's home, its console, then a frontend/backend pair per device.
         home = write_domain_home(xs, dom)
         for key, value in (("console/ring-ref", dom.console_pfn), ("console/port", dom.console_evtchn)):
@@ -220,12 +222,12 @@ class ArmToolstack:
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
 
-    def block_list(self, names: list[str]) -> str:
+    def block_list(self, names: Sequence[str]) -> str:
         """xl block-list: each domain's vbds, as their frontends stand in xenstore."""
         from ..xldevices import block_list, qualify
         return block_list(self.host.services.xenstored, qualify(self.host, names))
 
-    def network_list(self, names: list[str]) -> str:
+    def network_list(self, names: Sequence[str]) -> str:
         """xl network-list: each domain's vifs."""
         from ..xldevices import network_list, qualify
         return network_list(self.host.services.xenstored, qualify(self.host, names))
