@@ -17,7 +17,7 @@ from lab.errors import UserError
 from lab.paths import MACHINES
 from lab.session.scenario import boot_host, load_scenario, start_scenario
 from lab.session.xlcommand import run_xl
-from lab.xen.arm.frames import DOM0_GRANT_WINDOW
+from lab.xen.arm.frames import DOM0_FOREIGN_WINDOW, DOM0_GRANT_WINDOW
 from lab.xen.frames import FrameReleased
 from test_machine import expected_checksum, workload_sector
 
@@ -198,3 +198,9 @@ def test_a_hostile_arm_frontend_gets_xenbus_dev_fatal_and_dom0_goes_on(tmp_path)
     d0 = host.domains[0]
     assert host.p2m(d0).lookup(DOM0_GRANT_WINDOW) is None and host.grant_tables.refs == {}
     assert dom.alive and d0.alive
+    # its console and store rings are foreign mappings in dom0's stage 2, until it is destroyed
+    rings = {host.p2m(dom).lookup(dom.console_pfn), host.p2m(dom).lookup(dom.store_pfn)}
+    foreign = {host.p2m(d0).lookup(DOM0_FOREIGN_WINDOW + i) for i in range(2)}
+    assert foreign == rings
+    xl.destroy("quiet")
+    assert host.p2m(d0).lookup(DOM0_FOREIGN_WINDOW) is None and host.grant_tables.service_holds == {}

@@ -6,18 +6,21 @@ same byte (``is_domain_direct_mapped()``, ``xen/arch/arm/domain_build.c``), so
 a frame number dom0 gives Xen is both its gfn and the mfn. The lab's dom0 is
 its services in Python, so its stage 2 holds only what they use: the pages of
 its own they give to Xen (netback's bounce page for grant copies, direct
-mapped), guests' ring pages they map as foreign pages (xenstored), and grant
-mappings (blkback, netback), which go in a window of IPA space no RAM uses
-(the "extended regions" Xen lists in dom0's ``/hypervisor`` node for exactly
-this).
+mapped), guests' ring pages they map as foreign pages (xenstored and
+xenconsoled, XENMAPSPACE_gmfn_foreign) and grant mappings (blkback, netback).
+Those last two go in windows of IPA space no RAM uses (the "extended regions"
+Xen lists in dom0's ``/hypervisor`` node for exactly this).
 
-A held frame is the same :class:`~lab.xen.frames.HeldFrame` as on x86; what
-keeps it alive is the Arm grant code's reference (``ArmGrantTables``): a held
-frame outlives its owner's wish to give it back and is freed when the last
-holder lets go.
+A held frame is the same :class:`~lab.xen.frames.HeldFrame` as on x86 (a
+foreign one knows its place in dom0's stage 2, which goes when it is
+released); what keeps it alive is the Arm grant code's reference
+(``ArmGrantTables``): a held frame outlives its owner's wish to give it back
+and is freed when the last holder lets go.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ...hw.memory import PAGE_SHIFT
 from ..abi.errno import EINVAL
@@ -29,6 +32,16 @@ from .p2m import P2m
 DOM0_GRANT_WINDOW = (1 << 40) >> PAGE_SHIFT
 #: How many mappings the window holds at once (Linux's unpopulated-alloc pool is as small).
 DOM0_GRANT_WINDOW_PAGES = 4096
+#: Where foreign mappings go (XENMAPSPACE_gmfn_foreign: the rings xenstored and xenconsoled map),
+#: right after the grant window.
+DOM0_FOREIGN_WINDOW = DOM0_GRANT_WINDOW + DOM0_GRANT_WINDOW_PAGES
+DOM0_FOREIGN_WINDOW_PAGES = 4096
+
+
+@dataclass(eq=False)
+class ForeignFrame(HeldFrame):
+    """A guest's frame held by a dom0 service, and where it sits in dom0's stage 2."""
+    gfn: int | None = None
 
 
 def attach_dom0_stage2(host, dom0) -> P2m:
@@ -55,8 +68,16 @@ class ArmFrames:
         p2m = self.host.p2m(d0) if d0 is not None else None
         if owner == 0 and p2m is not None and p2m.lookup(mfn) is None:
             p2m.map(mfn, mfn, "rw")              # direct mapped: gfn == mfn
+        gfn = None
+        if owner != 0 and p2m is not None:
+            # XENMEM_add_to_physmap_batch(XENMAPSPACE_gmfn_foreign): the page enters dom0's stage 2
+            gfn = next((g for g in range(DOM0_FOREIGN_WINDOW, DOM0_FOREIGN_WINDOW + DOM0_FOREIGN_WINDOW_PAGES)
+                        if p2m.lookup(g) is None), None)
+            if gfn is None:
+                return -EINVAL
+            p2m.map(gfn, mfn, "rw" if writable else "r")
         self.host.grant_tables.hold_frame(mfn)
-        held = HeldFrame(self, mfn, owner, writable, holder)     # type: ignore[arg-type]
+        held = ForeignFrame(self, mfn, owner, writable, holder, gfn=gfn)     # type: ignore[arg-type]
         self._held.append(held)
         return held
 
@@ -69,6 +90,11 @@ class ArmFrames:
 
     def _release(self, held: HeldFrame) -> None:
         self._held.remove(held)
+        gfn = getattr(held, "gfn", None)
+        d0 = self.host.domains.get(0)
+        p2m = self.host.p2m(d0) if d0 is not None else None
+        if gfn is not None and p2m is not None and p2m.lookup(gfn) == held.mfn:
+            p2m.unmap(gfn)                       # the foreign mapping goes with the hold
         self.host.grant_tables.release_frame(held.mfn)
 
     def held(self) -> list[HeldFrame]:
