@@ -1,4 +1,4 @@
-// Grant table and event-channel helpers of the Arm kernel's PV drivers.
+// Grant table and event-channel routines of the Arm kernel's PV drivers.
 //
 // The grant table is frame 0 of the domain's table, mapped with XENMEM_add_to_physmap
 // at the address the device tree's /hypervisor node gave (gnttab_base): 512 entries of
