@@ -121,6 +121,13 @@ def test_xl_block_list_and_network_list_show_the_connected_devices(ran):
         run_xl(xl, ["network-list"])
 
 
+def test_xl_console_with_a_type_on_an_arm_guest(ran):
+    _, xl, _ = ran
+    assert "workload: disk ok" in run_xl(xl, ["console", "-t", "pv", "arm-guest"])
+    with pytest.raises(UserError, match="Unable to attach console"):
+        run_xl(xl, ["console", "-t", "serial", "arm-guest"])
+
+
 def test_xenlab_xl_network_list_on_the_command_line(capsys):
     from lab.cli import main
     assert main(["xl", "--scenario", str(ARM / "arm.toml"), "network-list", "arm-guest"]) == 0

@@ -216,8 +216,12 @@ class ArmToolstack:
             cc_compile_date="-", build_id="-")
         return format_info(info, key)
 
-    def console(self, name: str) -> str:
-        return self.find(name).console_output
+    def console(self, name: str, kind: str | None = None) -> str:
+        """xl console [-t pv|serial]: the PV console; an Arm guest of the lab has no vpl011 serial."""
+        d = self.find(name)
+        if kind == "serial" and not d.privileged:
+            raise UserError("Unable to attach console")
+        return d.console_output
 
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
