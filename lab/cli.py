@@ -73,8 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- xl
-XL_COMMANDS = ("list", "info", "dmesg", "console", "vcpu-list", "create", "destroy", "pause", "unpause",
-               "shutdown")
+XL_COMMANDS = ("list", "info", "dmesg", "console", "vcpu-list", "block-list", "network-list", "create", "destroy",
+               "pause", "unpause", "shutdown", "resume")
 
 
 def cmd_xl(args: argparse.Namespace) -> int:

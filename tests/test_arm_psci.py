@@ -108,7 +108,7 @@ def test_version_features_and_unknown_functions_by_hvc_and_smc(tmp_path):
     host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
     body = ""
     calls = [(P.PSCI_0_2_FN32_PSCI_VERSION,), (P.PSCI_1_0_FN32_PSCI_FEATURES, P.PSCI_0_2_FN64_CPU_ON),
-             (P.PSCI_1_0_FN32_PSCI_FEATURES, P.psci_0_2_fn32(14)), (P.PSCI_0_2_FN32_MIGRATE_INFO_TYPE,),
+             (P.PSCI_1_0_FN32_PSCI_FEATURES, P.psci_0_2_fn32(5)), (P.PSCI_0_2_FN32_MIGRATE_INFO_TYPE,),
              (P.ARM_SMCCC_VERSION_FID,), (P.psci_0_2_fn32(0x1F),), (0xC6000000,)]
     for n, call in enumerate(calls):
         body += smccc(*call, conduit="hvc" if n % 2 else "smc") + f"    mov x{19 + n}, x0\n"

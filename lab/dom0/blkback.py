@@ -51,11 +51,23 @@ OP_NAMES = {0: "READ", 1: "WRITE", 2: "WRITE_BARRIER", 3: "FLUSH_DISKCACHE", 5: 
 RSP_NAMES = {0: "OKAY", -1: "ERROR", -2: "EOPNOTSUPP"}
 SECTORS_PER_PAGE = 4096 // SECTOR_SIZE
 
-#: Request sizes: x86_64 (natural alignment: op, nr_segments, handle, pad, id at 8, sector at 16, seg at 24)
-#: and x86_32 (packed: id at 4, sector at 12, seg at 20); a segment is {u32 gref; u8 first; u8 last; pad}.
-REQUEST_SIZE = {"x86_64-abi": 112, "x86_32-abi": 108}
-PROTOCOL_NUMBER = {"x86_64-abi": 1, "x86_32-abi": 2}         # BLKIF_PROTOCOL_NATIVE, _X86_32
-DEFAULT_PROTOCOL = "x86_64-abi"                             # the lab's dom0 is 64-bit: native
+#: Request sizes: x86_64 (natural alignment: op, nr_segments, handle, pad, id at 8, sector at 16, seg at 24),
+#: arm64's native one ("arm-abi", public/io/protocols.h), laid out as x86_64's, and x86_32 (packed: id at 4,
+#: sector at 12, seg at 20); a segment is {u32 gref; u8 first; u8 last; pad}.
+REQUEST_SIZE = {"x86_64-abi": 112, "arm-abi": 112, "x86_32-abi": 108}
+DEFAULT_PROTOCOL = "x86_64-abi"                             # the lab's x86 dom0 is 64-bit: native
+
+
+def native_protocol(host) -> str:
+    """XEN_IO_PROTO_ABI_NATIVE of dom0's kernel: "arm-abi" on an Arm host."""
+    return "arm-abi" if getattr(host, "arch", "x86_64") == "arm64" else DEFAULT_PROTOCOL
+
+
+def protocol_number(host, protocol: str) -> int:
+    """BLKIF_PROTOCOL_NATIVE (1), _X86_32 (2) or _X86_64 (3), as xen-blkback/common.h numbers them."""
+    if protocol == native_protocol(host):
+        return 1
+    return {"x86_32-abi": 2, "x86_64-abi": 3}.get(protocol, 0)
 RESPONSE = struct.Struct("<QBxh")                            # id, operation, status (both layouts)
 MAX_QUEUES = 1
 
@@ -170,8 +182,8 @@ class Blkback(XenbusBackend):
         fe = dev.otherend
         protocol = self.read(f"{fe}/protocol")
         if protocol is None:
-            protocol = DEFAULT_PROTOCOL
-        elif protocol not in REQUEST_SIZE:
+            protocol = native_protocol(self.host)
+        elif protocol not in REQUEST_SIZE or not protocol_number(self.host, protocol):
             self.fatal(dev, abi.ERRNO["ENOSYS"], f"unknown fe protocol {protocol}")
             return False
         queues = self.read_int(f"{fe}/multi-queue-num-queues")
@@ -207,7 +219,7 @@ class Blkback(XenbusBackend):
             return False
         vbd.port = port
         vbd.disabled = False
-        self.log(f"{dev.nodename}: using {MAX_QUEUES} queues, protocol {PROTOCOL_NUMBER[protocol]} ({protocol})")
+        self.log(f"{dev.nodename}: using {MAX_QUEUES} queues, protocol {protocol_number(self.host, protocol)} ({protocol})")
         return True
 
     def disconnect(self, dev: BackendDevice) -> None:

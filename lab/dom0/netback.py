@@ -248,7 +248,7 @@ class Netback(XenbusBackend):
         through dom0's bounce page (op i at offset 0 of it: ops are used one at a time). Statuses."""
         gt = grant_tables(self.host)
         v = dom0_vcpu(self.host)
-        bounce = self._bounce_page().mfn          # dom0 is PV: its frame numbers are mfns
+        bounce = self._bounce_page().mfn          # dom0's frame numbers are mfns (PV, or direct mapped on Arm)
         self_ = abi.DOMID_SELF                    # only DOMID_SELF may name a frame (gnttab_copy_lock_domain)
         out: list[int] = []
 

@@ -8,6 +8,8 @@ Output follows xl's own formats (``lab.dom0.xlformat``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import struct
 
 from pathlib import Path
@@ -248,6 +250,16 @@ class Toolstack:
 
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
+
+    def block_list(self, names: Sequence[str]) -> str:
+        """xl block-list: each domain's vbds, as their frontends stand in xenstore."""
+        from .xldevices import block_list, qualify
+        return block_list(self.host.services.xenstored, qualify(self.host, names))
+
+    def network_list(self, names: Sequence[str]) -> str:
+        """xl network-list: each domain's vifs."""
+        from .xldevices import network_list, qualify
+        return network_list(self.host.services.xenstored, qualify(self.host, names))
 
 
 def _xen_caps_without_hvm() -> str:

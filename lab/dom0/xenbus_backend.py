@@ -461,7 +461,7 @@ class XenbusBackend(ABC):
         gt = grant_tables(self.host)
         v = dom0_vcpu(self.host)
         hypercall(self.host, "grant_table_op", ["unmap_grant_ref", f"{len(handles)} op(s)"],
-                  lambda: [gt.unmap(v, 0, h) for h in handles] and 0)
+                  lambda: [gt.unmap_for_service(v, h) for h in handles] and 0)
 
     def bind_interdomain(self, domid: int, remote_port: int, handler: Callable[[int], Any]) -> int:
         """EVTCHNOP_bind_interdomain for dom0 and attach ``handler``; the local port or -errno."""

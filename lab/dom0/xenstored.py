@@ -368,12 +368,12 @@ class Xenstored:
             return dom.store_pfn, dom.store_evtchn         # already connected
         if pfn is None:
             pfn = dom.store_pfn or None
-        if pfn is None or dom.gfn_to_mfn(pfn) is None:
+        if pfn is None or self._guest_mfn(dom, pfn) is None:
             raise ValueError(f"d{dom.domid}: no page {pfn!r} for the xenstore ring")
         guest_port = self.host.evtchn.alloc_unbound(dom.domid, 0)
         dom.store_pfn = pfn
         dom.store_evtchn = guest_port
-        frame = dom.gfn_to_mfn(pfn) if dom.is_pv else pfn
+        frame = self._guest_mfn(dom, pfn) if dom.is_pv else pfn
         self.dom0_request("INTRODUCE", str(dom.domid), [str(frame), str(guest_port)])
         return pfn, guest_port
 
@@ -384,8 +384,8 @@ class Xenstored:
             return "EINVAL"
         if domid in self.conns:
             return None                              # already connected: nothing to redo
-        mfn = frame if dom.is_pv else dom.gfn_to_mfn(frame)
-        if mfn is None or mfn not in dom.p2m:
+        mfn = frame if dom.is_pv else self._guest_mfn(dom, frame)
+        if mfn is None or not self._owns(dom, mfn):
             return "EINVAL"                          # not a page of that domain
         # Mapped as xenstored maps it (a foreign mapping by dom0): a writable reference on
         # the frame for as long as the connection lives, so the guest can neither free it
@@ -403,6 +403,13 @@ class Xenstored:
         self.ports[local] = domid
         self.local_port[domid] = local
         return None
+
+    # Where a domain's frames are: its p2m (an Arm host's differs, see lab/dom0/arm/services.py).
+    def _guest_mfn(self, dom, gfn: int) -> int | None:
+        return dom.gfn_to_mfn(gfn)
+
+    def _owns(self, dom, mfn: int) -> bool:
+        return mfn in dom.p2m
 
     def _disconnect(self, domid: int) -> None:
         conn = self.conns.pop(domid, None)

@@ -9,6 +9,8 @@ USAGE = {
     "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg", "console": "xl console [-t pv|serial] DOMAIN",
     "vcpu-list": "xl vcpu-list", "create": "xl create CFG", "destroy": "xl destroy DOMAIN",
     "pause": "xl pause DOMAIN", "unpause": "xl unpause DOMAIN", "shutdown": "xl shutdown DOMAIN",
+    "block-list": "xl block-list DOMAIN...", "network-list": "xl network-list DOMAIN...",
+    "resume": "xl resume DOMAIN",
 }
 
 
@@ -25,9 +27,13 @@ def run_xl(xl: Toolstack, words: list[str]) -> str:
         if args[1] not in ("pv", "serial"):
             raise UserError("console type supported are: pv, serial")
         return xl.console(args[2], args[1]) or f"(no console output from {args[2]} yet)"
-    needs_one = cmd in ("console", "create", "destroy", "pause", "unpause", "shutdown")
+    needs_one = cmd in ("console", "create", "destroy", "pause", "unpause", "shutdown", "resume")
     if needs_one and len(args) != 1:
         raise UserError(f"usage: {USAGE[cmd]}")
+    if cmd in ("block-list", "network-list"):
+        if not args:
+            raise UserError(f"usage: {USAGE[cmd]}")
+        return xl.block_list(args) if cmd == "block-list" else xl.network_list(args)
     if cmd == "list":
         return xl.list()
     if cmd == "info":
@@ -41,5 +47,7 @@ def run_xl(xl: Toolstack, words: list[str]) -> str:
     if cmd == "create":
         dom = xl.create(args[0])
         return f"Parsing config from {args[0]}\ncreated {dom.name} (d{dom.domid})"
+    if cmd == "resume" and not hasattr(xl, "resume"):
+        raise UserError("xl resume: the lab resumes Arm guests suspended to RAM (PSCI SYSTEM_SUSPEND) only")
     getattr(xl, cmd)(args[0])
     return ""

@@ -291,6 +291,10 @@ class GrantTables:
         flags = GNTMAP_device_map | (GNTMAP_readonly if readonly else 0)
         return self.map(service_vcpu, 0, flags, ref, granter)
 
+    def unmap_for_service(self, service_vcpu, handle: int) -> int:
+        """A dom0 service's unmap: its device mapping has no host address."""
+        return self.unmap(service_vcpu, 0, handle)
+
     def frame_of(self, mapper: int, handle: int) -> HeldFrame | None:
         """The held frame of a live mapping: how a service reads and writes what it mapped."""
         m = self.maptrack.get(mapper, {}).get(handle)

@@ -12,16 +12,26 @@
 //   4. reads where its console and xenstore rings are (HVMOP_get_param)
 //   5. opens the GIC's virtual CPU interface and arms the virtual timer (PPI 27)
 //   6. reads its name from xenstore over the ring, waiting in wfi for the
-//      event channel's PPI
+//      event channel's PPI, then finds its disk and NIC there and connects
+//      blkfront and netfront to dom0's backends with the xenbus handshake,
+//      over grants and event channels (drivers/: the x86 kernels' drivers)
 //   7. starts its second vCPU, if it has one, with PSCI CPU_ON (hvc #0, as the
 //      device tree's /psci node says); that vCPU notes its MPIDR and turns
 //      itself off again with CPU_OFF
 //   8. runs the user program at EL0 (its entry in x1, the rounds in x2) and
-//      serves its system calls (Linux arm64 numbers, svc #0)
+//      serves its system calls (Linux arm64 numbers, svc #0): pread64 and
+//      pwrite64 of fd 3 go to the disk, the lab's ping to the NIC. With
+//      "shell" on its command line (bit 63 of x2) it runs a shell on its
+//      console instead (shell.s), reading what xenconsoled puts in in[]
 //
 // First it turns its stage 1 on: an identity map in 2 MiB blocks (the kernel's
 // own block for EL1 only, the rest of RAM for the program), so every access
 // goes VA -> IPA through its tables and IPA -> PA through Xen's: the 2-D walk.
+// The program's heap (brk, HEAP_BASE up to HEAP_LIMIT) is the exception: its
+// 4 KiB pages are mapped on demand, as the x86 kernels do. Its level-3 tables
+// start empty; the program's first touch of a page inside brk is a stage-1
+// translation fault at EL0 (a data abort, DFSC level 3), and the kernel maps
+// the page, zeroes it and returns to the instruction, which runs again.
 //
 // Output goes to the PV console ring. Registers: x0-x17 scratch (x16 is the
 // hypercall number), x19-x28 kept by every routine.
@@ -47,7 +57,6 @@
 .equ HVM_PARAM_CONSOLE_PFN,      17
 .equ HVM_PARAM_CONSOLE_EVTCHN,   18
 .equ DOMID_SELF,                 0x7ff0
-.equ XS_READ,                    2
 .equ PPI_VTIMER,                 27
 .equ PSCI_SUCCESS,               0
 .equ PSCI_0_2_AFFINITY_LEVEL_OFF, 1
@@ -56,10 +65,6 @@
 .equ CONS_OUT, 1024
 .equ CONS_OUT_CONS, 3080
 .equ CONS_OUT_PROD, 3084
-.equ XS_RSP, 1024
-.equ XS_REQ_PROD, 2052
-.equ XS_RSP_CONS, 2056
-.equ XS_RSP_PROD, 2060
 // Linux arm64 system call numbers
 .equ SYS_pread64, 67
 .equ SYS_pwrite64, 68
@@ -70,6 +75,10 @@
 .equ SYS_lab_ping, 512
 .equ ENOSYS, 38
 .equ ENODEV, 19
+.equ EBADF, 9
+.equ EINVAL, 22
+.equ DISK_FD, 3
+.equ SECTOR_SIZE, 512
 .equ HEAP_BASE, 0x40800000
 .equ HEAP_LIMIT, 0x40c00000
 .equ USER_STACK, 0x40700000
@@ -104,20 +113,20 @@ _start:
     bl fdt_hypervisor
     adr x9, hyp_compat
     ldr x9, [x9]
-    cbz x9, .not_on_xen
+    cbz x9, not_on_xen
 
     // 3. shared_info over our own page, grant frame 0 where the tree says
     mov x0, #XENMAPSPACE_shared_info
     adr x1, shared_info_page
     lsr x1, x1, #12
     bl add_to_physmap
-    cbnz x0, .setup_failed
+    cbnz x0, setup_failed
     mov x0, #XENMAPSPACE_grant_table
     adr x1, gnttab_base
     ldr x1, [x1]
     lsr x1, x1, #12
     bl add_to_physmap
-    cbnz x0, .setup_failed
+    cbnz x0, setup_failed
 
     // 4. the rings
     mov x0, #HVM_PARAM_CONSOLE_PFN
@@ -188,8 +197,39 @@ _start:
     adr x0, msg_nl
     bl puts
 
-    // 6. xenstore: read our name
-    bl xs_read_name
+    // 6. xenstore: our name, then our devices
+    adr x0, msg_xs
+    bl puts
+    adr x0, str_name
+    bl xs_read
+    adr x0, xs_buf
+    bl puts
+    adr x0, msg_nl
+    bl puts
+    bl blkfront_init
+    mov x20, x0
+    adr x0, msg_blk
+    bl puts
+    mov x0, x20
+    cmp x0, #0
+    b.le 1f
+    bl put_dec
+    adr x0, msg_blk_ok
+    bl puts
+    b 2f
+1:  adr x0, msg_dev_none
+    bl puts
+2:  bl netfront_init
+    mov x20, x0
+    adr x0, msg_net
+    bl puts
+    cbnz x20, 1f
+    adr x0, msg_net_ok
+    bl puts
+    b 2f
+1:  adr x0, msg_dev_none
+    bl puts
+2:
 
     // 7. the second vCPU: PSCI CPU_ON (the 64-bit function ID 0xc4000003: MPIDR, entry,
     // context id), then wait for it to say it ran and for AFFINITY_INFO to say it is off
@@ -234,21 +274,26 @@ _start:
     adr x0, msg_psci_off
     bl puts
 4:
-    // 8. the program, at EL0 with interrupts on
+    // 8. the shell, when the command line asked for it (the toolstack's flag in x2)...
+    lsr x9, x28, #63
+    cbnz x9, shell_main
+    // ... else the program, at EL0 with interrupts on
+start_program:
     adr x0, msg_exec
     bl puts
+    msr daifset, #2                    // an interrupt now would overwrite ELR_EL1 and SPSR_EL1
     msr elr_el1, x27
     msr spsr_el1, xzr                  // EL0t, D A I F clear
     mov x9, #USER_STACK
     msr sp_el0, x9
-    mov x0, x28
+    and x0, x28, #0x7fffffffffffffff   // its rounds, without the shell flag
     eret
 
-.not_on_xen:
+not_on_xen:
     // No /hypervisor node: there is no Xen to print through. Stop here.
 1:  wfi
     b 1b
-.setup_failed:
+setup_failed:
     mov x0, #SHUTDOWN_crash
     b shutdown
 
@@ -287,6 +332,13 @@ stage1_on:
     movz x11, #0x4000, lsl #16
     orr x13, x11, x12
     str x13, [x10]
+    adr x10, l2_ram                    // the heap's two blocks: level-3 tables, empty
+    adr x11, l3_heap
+    orr x11, x11, #3
+    str x11, [x10, #((HEAP_BASE - 0x40000000) >> 21) * 8]
+    adr x11, l3_heap + 4096
+    orr x11, x11, #3
+    str x11, [x10, #((HEAP_BASE - 0x40000000) >> 21) * 8 + 8]
     mov x9, #0xff
     msr mair_el1, x9                   // attribute 0: normal write-back memory
     movz x9, #TCR_T0SZ39_EPD1 >> 16, lsl #16
@@ -555,72 +607,36 @@ fdt_hypervisor:
     ldp x29, x30, [sp], #16
     ret
 
-// xs_read_name: XS_READ "name" on the xenstore ring; wait for the answer; print it
-xs_read_name:
-    stp x29, x30, [sp, #-16]!
-    stp x20, x21, [sp, #-16]!
-    adr x9, store_ring
-    ldr x9, [x9]
-    ldr w13, [x9, #XS_REQ_PROD]
-    adr x11, xs_request
-    mov x12, #21                       // a 16-byte header and "name\0"
-1:  ldrb w10, [x11], #1
-    and x14, x13, #1023
-    add x14, x14, x9
-    strb w10, [x14]
-    add w13, w13, #1
-    subs x12, x12, #1
+// demand_map(x0 = a heap page's address): its level-3 entry (identity: VA = IPA), then
+// the page zeroed through it, as a fresh page is
+demand_map:
+    adr x9, l3_heap
+    mov x10, #HEAP_BASE
+    sub x10, x0, x10
+    lsr x10, x10, #12
+    add x9, x9, x10, lsl #3
+    movz x11, #0x0060, lsl #48         // UXN and PXN: the program's data, never executed
+    movk x11, #0x743                   // a page: AF, inner shareable, EL0 and EL1 read/write
+    orr x11, x11, x0
+    str x11, [x9]
+    dsb sy                             // the entry before the accesses through it
+    isb
+    mov x9, #512
+1:  str xzr, [x0], #8
+    subs x9, x9, #1
     b.ne 1b
-    dmb sy
-    str w13, [x9, #XS_REQ_PROD]
-    adr x0, store_port
-    ldr x0, [x0]
-    bl notify
-2:  msr daifset, #2                    // test, then sleep, with the interrupt held off
-    adr x9, store_ring
-    ldr x9, [x9]
-    ldr w13, [x9, #XS_RSP_PROD]
-    ldr w14, [x9, #XS_RSP_CONS]
-    cmp w13, w14
-    b.ne 3f
-    wfi
-    msr daifclr, #2                    // the event channel's PPI is taken here
-    b 2b
-3:  msr daifclr, #2
-    and x15, x14, #1023                // the reply's header: type, req_id, tx_id, len
-    add x15, x15, x9
-    add x15, x15, #XS_RSP
-    ldr w20, [x15, #12]                // (x20, x21: kept across puts)
-    add w21, w14, #16
-    adr x0, msg_xs
-    bl puts
-    mov x12, x20
-    mov x14, x21
-    adr x9, store_ring
-    ldr x9, [x9]
-    adr x11, xs_value
-    mov x10, #0
-4:  cmp x10, x12
-    b.eq 5f
-    cmp x10, #63
-    b.eq 5f
-    add w13, w14, w10
-    and x13, x13, #1023
-    add x13, x13, x9
-    ldrb w13, [x13, #XS_RSP]
-    add x16, x11, x10
-    strb w13, [x16]
+    adr x9, demand_faults
+    ldr x10, [x9]
     add x10, x10, #1
-    b 4b
-5:  add w14, w14, w12
-    str w14, [x9, #XS_RSP_CONS]
-    adr x0, xs_value
-    mov x1, x10
-    bl console_write
-    adr x0, msg_nl
-    bl puts
-    ldp x20, x21, [sp], #16
-    ldp x29, x30, [sp], #16
+    str x10, [x9]
+    ret
+
+// sched_yield(): SCHEDOP_yield, the pCPU to whoever else can run (dom0's services)
+sched_yield:
+    mov x16, #__HYPERVISOR_sched_op
+    mov x0, #SCHEDOP_yield
+    mov x1, #0
+    hvc #XEN_HYPERCALL_TAG
     ret
 
 // secondary_start: where PSCI CPU_ON starts vCPU 1, at EL1 with its MMU off (VA = IPA,
@@ -713,10 +729,13 @@ user_sync:
     stp x5, x6, [sp, #-16]!
     stp x3, x4, [sp, #-16]!
     stp x1, x2, [sp, #-16]!
+    mrs x9, elr_el1                    // kept: the drivers wait with interrupts on, and an
+    mrs x10, spsr_el1                  // interrupt taken at EL1 overwrites both
+    stp x9, x10, [sp, #-16]!
     mrs x9, esr_el1
     lsr x9, x9, #26
     cmp x9, #0x15
-    b.ne .user_fault
+    b.ne .user_abort
     adr x9, syscalls
     ldr x10, [x9]
     add x10, x10, #1
@@ -730,11 +749,11 @@ user_sync:
     cmp x8, #SYS_exit
     b.eq .sys_exit
     cmp x8, #SYS_pread64
-    b.eq .sys_nodev
+    b.eq .sys_disk
     cmp x8, #SYS_pwrite64
-    b.eq .sys_nodev
+    b.eq .sys_disk
     cmp x8, #SYS_lab_ping
-    b.eq .sys_nodev
+    b.eq .sys_ping
     mov x0, #-ENOSYS
     b .sys_return
 .sys_write:
@@ -761,8 +780,52 @@ user_sync:
     mov x10, x0
 1:  mov x0, x10
     b .sys_return
-.sys_nodev:
-    mov x0, #-ENODEV                   // no block or network frontend in the Arm kernel yet
+// pread64/pwrite64(fd 3, buffer, count, offset): whole sectors, at most a page, through
+// blkfront's data page (the kernel copies between it and the program's buffer)
+.sys_disk:
+    adr x9, blk_sectors
+    ldr x9, [x9]
+    mov x10, x0
+    mov x0, #-ENODEV
+    cbz x9, .sys_return
+    mov x0, #-EBADF
+    cmp x10, #DISK_FD
+    b.ne .sys_return
+    mov x0, #-EINVAL
+    orr x9, x2, x3
+    tst x9, #SECTOR_SIZE - 1
+    b.ne .sys_return
+    cbz x2, .sys_return
+    mov x9, #4096
+    cmp x2, x9
+    b.hi .sys_return
+    mov x19, x1                        // the buffer
+    mov x20, x2                        // the count
+    mov x21, x3                        // the offset
+    cmp x8, #SYS_pwrite64
+    b.ne 1f
+    adr x0, blk_page
+    bl kmemcpy
+    mov x0, #BLKIF_OP_WRITE
+    lsr x1, x21, #9
+    lsr x2, x20, #9
+    bl blkfront_rw
+    cbnz x0, .sys_return
+    mov x0, x20
+    b .sys_return
+1:  mov x0, #BLKIF_OP_READ
+    lsr x1, x21, #9
+    lsr x2, x20, #9
+    bl blkfront_rw
+    cbnz x0, .sys_return
+    mov x0, x19
+    adr x1, blk_page
+    mov x2, x20
+    bl kmemcpy
+    mov x0, x20
+    b .sys_return
+.sys_ping:
+    bl net_ping
     b .sys_return
 .sys_exit:
     mov x19, x0
@@ -785,11 +848,20 @@ user_sync:
     adr x0, evtchn_upcalls
     ldr x0, [x0]
     bl put_dec
+    adr x0, msg_demand
+    bl puts
+    adr x0, demand_faults
+    ldr x0, [x0]
+    bl put_dec
     adr x0, msg_nl
     bl puts
     mov x0, #SHUTDOWN_poweroff
     b shutdown
 .sys_return:
+    msr daifset, #2                    // nothing may be taken between these and eret
+    ldp x9, x10, [sp], #16
+    msr elr_el1, x9
+    msr spsr_el1, x10
     ldp x1, x2, [sp], #16
     ldp x3, x4, [sp], #16
     ldp x5, x6, [sp], #16
@@ -806,6 +878,28 @@ user_sync:
     ldp x27, x28, [sp], #16
     ldp x29, x30, [sp], #16
     eret
+// A data abort from the program: a page of its heap touched for the first time
+// (a translation fault at level 3, inside brk) is mapped; anything else is a fault.
+.user_abort:
+    cmp x9, #0x24                      // EC: data abort from a lower EL
+    b.ne .user_fault
+    mrs x10, esr_el1
+    and x10, x10, #0x3f
+    cmp x10, #0x07                     // DFSC: translation fault, level 3
+    b.ne .user_fault
+    mrs x10, far_el1
+    mov x11, #HEAP_BASE
+    cmp x10, x11
+    b.lo .user_fault
+    adr x11, cur_brk
+    ldr x11, [x11]
+    cmp x10, x11
+    b.hs .user_fault
+    str x0, [sp, #-16]!                // the program's x0: no system call result here
+    and x0, x10, #0xfffffffffffff000
+    bl demand_map
+    ldr x0, [sp], #16
+    b .sys_return                      // back to the instruction that faulted
 .user_fault:
     adr x0, msg_ufault
     bl puts
@@ -820,6 +914,14 @@ user_sync:
     mov x0, #SHUTDOWN_crash
     b shutdown
 
+// ---------------------------------------------------------------- PV drivers
+.include "drivers/xenbus.s"
+.include "drivers/gnttab.s"
+.include "drivers/blkfront.s"
+.include "drivers/netfront.s"
+.include "drivers/net.s"
+.include "shell.s"
+
 // ---------------------------------------------------------------- data
 msg_banner:     .asciz "xenlab arm64 kernel: EL1 guest of Xen "
 msg_dot:        .asciz "."
@@ -829,6 +931,12 @@ msg_gnttab:     .asciz "\", grant table at "
 msg_ppi:        .asciz ", event channel PPI "
 msg_shinfo:     .asciz "xen: shared_info mapped at IPA "
 msg_xs:         .asciz "xenstore: read name = "
+msg_blk:        .asciz "blkfront: xvda "
+msg_blk_ok:     .asciz " sectors, connected to the backend over a granted ring\n"
+msg_net:        .asciz "netfront: vif "
+msg_net_ok:     .asciz "connected to the backend (rx-copy, two rings)\n"
+msg_dev_none:   .asciz "none\n"
+str_name:       .asciz "name"
 msg_exec:       .asciz "kernel: starting the program at EL0\n"
 msg_psci:       .asciz "psci: CPU_ON started vCPU 1 (MPIDR "
 msg_psci_ctx:   .asciz ", context id "
@@ -837,6 +945,7 @@ msg_exit:       .asciz "kernel: program exited with code "
 msg_syscalls:   .asciz "; syscalls "
 msg_ticks:      .asciz "; virtual timer interrupts (PPI 27) "
 msg_upcalls:    .asciz "; event channel upcalls "
+msg_demand:     .asciz "; heap pages mapped on demand "
 msg_kfault:     .asciz "kernel: exception at EL1, ESR "
 msg_ufault:     .asciz "kernel: the program faulted, ESR "
 msg_far:        .asciz " FAR "
@@ -849,10 +958,6 @@ str_compatible: .asciz "compatible"
 hex_digits:     .ascii "0123456789abcdef"
 hex_buf:        .ascii "0x0000000000000000"
 dec_buf:        .zero 20
-// struct xsd_sockmsg {type XS_READ, req_id 1, tx_id 0, len 5} and the path
-xs_request:     .byte 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0
-                .asciz "name"
-xs_value:       .zero 64
 .align 8
 xen_version:    .quad 0
 hyp_compat:     .quad 0
@@ -867,6 +972,7 @@ evtchn_upcalls: .quad 0
 secondary_mpidr: .quad 0
 secondary_ctx:  .quad 0
 syscalls:       .quad 0
+demand_faults:  .quad 0
 cur_brk:        .quad HEAP_BASE
 xatp:           .zero 24
 hvm_param:      .zero 16
@@ -876,6 +982,7 @@ sched_arg:      .zero 8
 l1_table:       .zero 4096
 l2_low:         .zero 4096
 l2_ram:         .zero 4096
+l3_heap:        .zero 8192
 kstack:         .zero 8192
 kstack_top:
 shared_info_page: .zero 4096

@@ -22,7 +22,7 @@ def test_the_cpu_and_walk_panes_speak_arm():
             regs = pane_text(app, "#cpu-regs")
             assert "x27 0000000040400000" in regs and "HCR_EL2 VM FMO IMO AMO TWI TSC RW" in regs
             walk = pane_text(app, "#pages-walk")
-            assert "VTTBR_EL2 0x1000005000000" in walk and "through stage 2" in walk
+            assert "VTTBR_EL2 0x2000005001000" in walk and "through stage 2" in walk
     run(go())
 
 

@@ -6,10 +6,13 @@ one guest type, which xl calls "pvh"; any other type is refused), a
 device tree itself, as libxl does (``libxl_arm.c``), loads the kernel at
 GUEST_RAM0_BASE + 0x80000 and starts vCPU 0 at EL1 with x0 pointing at the
 tree (Linux's arm64 boot protocol). The lab also passes its user program's
-entry in x1 and the workload's rounds in x2, which Linux keeps zero.
+entry in x1 and the workload's rounds in x2, which Linux keeps zero (bit 63 of x2:
+"shell" on the command line, the kernel's shell instead of the program).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from pathlib import Path
 
@@ -25,7 +28,12 @@ from ...xen.arm.devicetree import flatten, guest_tree
 from ...xen.arm.host import ArmXenHost
 from ...xen.domain import Domain
 from ...xen.host import XEN_VERSION
-from ..toolstack import refuse_domain_create
+from ...xen.arm.frames import attach_dom0_stage2
+from ..blkback import Blkback
+from ..bridge import Bridge
+from ..netback import Netback
+from ..toolstack import SHELL_FLAG, refuse_domain_create
+from ..xsclient import add_disk, add_nic, init_dom0, write_domain_home
 from ..xlcfg import ConfigError, DomainConfig, load_config, parse_settings
 from ..xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
 from .services import ArmConsoleBackend, ArmXenstored
@@ -50,13 +58,14 @@ def boot_arm_host(config, dom0_memory: int = 64, keep_trace: bool = True) -> tup
     """Xen on Arm with Domain-0 (its services in Python) and no guests yet."""
     host = ArmXenHost(config, keep_trace=keep_trace)
     dom0 = host.new_domain("Domain-0", dom0_memory << 8, 1, privileged=True, domid=0)
+    attach_dom0_stage2(host, dom0)
     host.new_vcpu(dom0, 0)
     host.services.add(ArmConsoleBackend(host))
-    xenstored = ArmXenstored(host)
-    host.services.add(xenstored)
-    store = xenstored.store
-    store.write(0, "/local/domain/0/name", "Domain-0")
-    store.write(0, "/local/domain/0/domid", "0")
+    xenstored = ArmXenstored.install(host)
+    init_dom0(xenstored)
+    Bridge.install(host)                            # xenbr0, and the same PV backends as on x86
+    Blkback.install(host)
+    Netback.install(host)
     xl = ArmToolstack(host)
     host.toolstack = xl                             # type: ignore[attr-defined]
     return host, xl
@@ -114,7 +123,9 @@ class ArmToolstack:
         rounds = 0
         for word in (conf.cmdline or "").split():
             if word.startswith("rounds=") and word[7:].isdigit():
-                rounds = int(word[7:])
+                rounds |= int(word[7:]) & ((1 << 63) - 1)
+            elif word == "shell":
+                rounds |= SHELL_FLAG              # the kernel starts its shell on the console
         pages = conf.memory << 8
         if pages + L.NR_MAGIC_PAGES + 64 > host.free_pages:
             raise UserError(f"{conf.filename}: not enough free memory for {conf.name}: {conf.memory} MiB wanted, "
@@ -144,14 +155,15 @@ class ArmToolstack:
         self.device_trees[dom.domid] = tree
         host.services.xenconsoled.connect(dom)
         xs = host.services.xenstored
-        xs.connect(dom)
-        store, home = xs.store, f"/local/domain/{dom.domid}"
-        for key, value in (("name", conf.name), ("domid", str(dom.domid)),
-                           ("console/ring-ref", str(dom.console_pfn)), ("console/port", str(dom.console_evtchn)),
-                           ("store/ring-ref", str(dom.store_pfn)), ("store/port", str(dom.store_evtchn))):
-            store.write(0, f"{home}/{key}", value)
-        store.set_perms(0, home, [f"n{dom.domid}", "r0"])
-        store.set_perms(0, f"{home}/name", [f"n{dom.domid}", "r0"])
+        xs.connect(dom, dom.store_pfn)
+        # As libxl does: the domain's home, its console, then a frontend/backend pair per device.
+        home = write_domain_home(xs, dom)
+        for key, value in (("console/ring-ref", dom.console_pfn), ("console/port", dom.console_evtchn)):
+            xs.dom0_request("WRITE", f"{home}/{key}", str(value))
+        for disk in conf.disks:
+            add_disk(xs, dom, disk)
+        for vif in conf.vifs:
+            add_nic(xs, dom, vif)
         entry = kernel.entry or kernel.symbols.get("_start", L.GUEST_RAM0_BASE + L.KERNEL_TEXT_OFFSET)
         host.new_vcpu(dom, 0, entry=entry, regs={0: dtb, 1: program.entry or program.symbols.get("_start", 0),
                                                2: rounds})
@@ -204,11 +216,25 @@ class ArmToolstack:
             cc_compile_date="-", build_id="-")
         return format_info(info, key)
 
-    def console(self, name: str) -> str:
-        return self.find(name).console_output
+    def console(self, name: str, kind: str | None = None) -> str:
+        """xl console [-t pv|serial]: the PV console; an Arm guest of the lab has no vpl011 serial."""
+        d = self.find(name)
+        if kind == "serial" and not d.privileged:
+            raise UserError("Unable to attach console")
+        return d.console_output
 
     def dmesg(self) -> str:
         return "\n".join(self.host.dmesg)
+
+    def block_list(self, names: Sequence[str]) -> str:
+        """xl block-list: each domain's vbds, as their frontends stand in xenstore."""
+        from ..xldevices import block_list, qualify
+        return block_list(self.host.services.xenstored, qualify(self.host, names))
+
+    def network_list(self, names: Sequence[str]) -> str:
+        """xl network-list: each domain's vifs."""
+        from ..xldevices import network_list, qualify
+        return network_list(self.host.services.xenstored, qualify(self.host, names))
 
     def destroy(self, name: str) -> None:
         d = self.find(name)
@@ -221,6 +247,13 @@ class ArmToolstack:
 
     def unpause(self, name: str) -> None:
         self.host.unpause(self.find(name))
+
+    def resume(self, name: str) -> None:
+        """xl resume: XEN_DOMCTL_resumedomain for a domain suspended to RAM (PSCI SYSTEM_SUSPEND)."""
+        from ...xen.arm.suspend import domain_resume
+        d = self.find(name)
+        if not domain_resume(self.host, d):
+            raise UserError(f"xl: {d.name} is not suspended")
 
     def shutdown(self, name: str) -> None:
         d = self.find(name)

@@ -42,7 +42,9 @@ from ..abi.grant_table import (GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_de
                                GNTST_okay, GNTST_permission_denied, GTF_permit_access, GTF_reading,
                                GTF_readonly, GTF_sub_page, GTF_writing)
 from ..abi.grant_table import GNTTABOP_LAYOUTS
+from ..frames import FrameReleased
 from ..grant import ENTRIES_PER_FRAME, ENTRY_SIZE
+from .frames import DOM0_GRANT_WINDOW, DOM0_GRANT_WINDOW_PAGES
 
 E = abi.ERRNO
 #: The IPA size of the lab's stage 2 (VTCR_EL2.T0SZ 16): a gfn at or past 2**36 has no entry.
@@ -90,28 +92,38 @@ class ArmGrantTables:
         self.maptrack: dict[int, dict[int, ArmMapping]] = {}
         self.next_handle: dict[int, int] = {}
         self.active: dict[tuple[int, int], ArmActive] = {}
-        self.refs: dict[int, int] = {}              # mfn -> holds
+        self.refs: dict[int, int] = {}              # mfn -> holds by grant mappings and copies
+        self.service_holds: dict[int, int] = {}     # mfn -> holds by dom0's services (frames.py)
         self.orphans: set[int] = set()               # held frames whose owner let go of them
 
     # -- frames held ----------------------------------------------------------------------
-    def _get(self, mfn: int) -> None:
-        self.refs[mfn] = self.refs.get(mfn, 0) + 1
+    def _get(self, mfn: int, holds: dict[int, int] | None = None) -> None:
+        holds = self.refs if holds is None else holds
+        holds[mfn] = holds.get(mfn, 0) + 1
 
-    def _put(self, mfn: int) -> None:
-        n = self.refs.get(mfn, 0) - 1
+    def _put(self, mfn: int, holds: dict[int, int] | None = None) -> None:
+        holds = self.refs if holds is None else holds
+        n = holds.get(mfn, 0) - 1
         if n > 0:
-            self.refs[mfn] = n
+            holds[mfn] = n
             return
-        self.refs.pop(mfn, None)
-        if mfn in self.orphans:                      # the last holder lets go: now it is freed
-            self.orphans.discard(mfn)
+        holds.pop(mfn, None)
+        if mfn in self.orphans and mfn not in self.refs and mfn not in self.service_holds:
+            self.orphans.discard(mfn)                # the last holder lets go: now it is freed
             self.host.mem.zero_frame(mfn)
             self.host.free_frames.append(mfn)
+
+    def hold_frame(self, mfn: int) -> None:
+        """A reference on ``mfn`` for a dom0 service's foreign or own mapping (``frames.py``)."""
+        self._get(mfn, self.service_holds)
+
+    def release_frame(self, mfn: int) -> None:
+        self._put(mfn, self.service_holds)
 
     def free_or_keep(self, mfn: int) -> bool:
         """The owner gives ``mfn`` up: True when it may go back to the heap now, False when a
         mapping or copy still holds it (it is freed when the last one lets go)."""
-        if mfn in self.refs:
+        if mfn in self.refs or mfn in self.service_holds:
             self.orphans.add(mfn)
             return False
         return True
@@ -262,6 +274,36 @@ class ArmGrantTables:
         self._event(v, "unmap_grant_ref", m.ref, m.granter, m.mfn, None, GNTST_okay)
         return GNTST_okay
 
+    # -- dom0's backends -------------------------------------------------------------------------
+    def map_for_service(self, v, granter: int, ref: int, readonly: bool) -> tuple[int, int, int]:
+        """A backend maps a grant as Linux's does on Arm: GNTMAP_host_map at a free page of its
+        IPA space (gnttab_alloc_pages() takes one from the unpopulated pool), so the frame enters
+        dom0's stage 2 there."""
+        p2m = self.host.p2m(v.domain)
+        gfn = self._free_window_gfn(p2m, v.domain.domid) if p2m is not None else None
+        flags = GNTMAP_host_map | (GNTMAP_readonly if readonly else 0)
+        if gfn is None:
+            self._debug("no free page in dom0's grant window")
+            return self._mapped(v, ref, granter, None, flags, GNTST_general_error)
+        return self.map(v, gfn << PAGE_SHIFT, flags, ref, granter)
+
+    def _free_window_gfn(self, p2m, mapper: int) -> int | None:
+        used = {m.gfn for m in self.maptrack.get(mapper, {}).values()}
+        for gfn in range(DOM0_GRANT_WINDOW, DOM0_GRANT_WINDOW + DOM0_GRANT_WINDOW_PAGES):
+            if gfn not in used and p2m.lookup(gfn) is None:
+                return gfn
+        return None
+
+    def frame_of(self, mapper: int, handle: int) -> "StageTwoPage | None":
+        """The page a live mapping put in ``mapper``'s stage 2, read and written through it."""
+        m = self.maptrack.get(mapper, {}).get(handle)
+        return StageTwoPage(self.host, mapper, handle, m) if m is not None else None
+
+    def unmap_for_service(self, v, handle: int) -> int:
+        """GNTTABOP_unmap_grant_ref of a backend's mapping, at the IPA it was given."""
+        m = self.maptrack.get(v.domain.domid, {}).get(handle)
+        return self.unmap(v, (m.gfn << PAGE_SHIFT) if m is not None else 0, handle)
+
     def _drop(self, m: ArmMapping, handle: int) -> None:
         del self.maptrack[m.mapper][handle]
         act = self.active.get((m.granter, m.ref))
@@ -340,6 +382,41 @@ class ArmGrantTables:
     def _event(self, v, op, ref, granter, frame, flags, status) -> None:
         self.host.emit(v, "grant", op=op, ref=ref, granter=granter, frame=frame, flags=flags,
                        status=abi.GNTST_NAMES.get(status, status))
+
+
+class StageTwoPage:
+    """A backend's view of a granted page: every access goes IPA -> PA through the mapper's
+    stage 2, so it works only while the mapping is there (as a Linux backend's would fault)."""
+
+    def __init__(self, host, mapper: int, handle: int, mapping: ArmMapping) -> None:
+        self.host = host
+        self.mapper = mapper
+        self.handle = handle
+        self.mapping = mapping
+        self.mfn = mapping.mfn
+
+    @property
+    def maddr(self) -> int:
+        return self.mfn << PAGE_SHIFT
+
+    def _base(self, off: int, n: int, write: bool) -> int:
+        dom = self.host.domains.get(self.mapper)
+        p2m = self.host.p2m(dom) if dom is not None else None
+        m = self.mapping
+        if p2m is None or p2m.lookup(m.gfn) != m.mfn or \
+                self.host.grant_tables.maptrack.get(self.mapper, {}).get(self.handle) is not m:
+            raise FrameReleased(f"grant ref {m.ref} of d{m.granter}: used after it was unmapped")
+        if write and not m.writable:
+            raise FrameReleased(f"grant ref {m.ref} of d{m.granter} is mapped read-only")
+        if off < 0 or n < 0 or off + n > PAGE_SIZE:
+            raise ValueError(f"bytes {off}..{off + n} are outside the page")
+        return self.maddr + off
+
+    def read(self, off: int, n: int) -> bytes:
+        return self.host.mem.read(self._base(off, n, False), n)
+
+    def write(self, off: int, data: bytes) -> None:
+        self.host.mem.write(self._base(off, len(data), True), data)
 
 
 # -- the hypercall ------------------------------------------------------------------------------

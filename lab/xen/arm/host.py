@@ -40,6 +40,7 @@ from .. import console, memory, version  # noqa: F401 (common code: their handle
 from . import hypercalls, psci
 from . import layout as L
 from .evtchn import ArmEventChannels
+from .frames import ArmFrames
 from .grant import ArmContinuation, ArmGrantTables
 from .p2m import P2m
 
@@ -90,6 +91,7 @@ class ArmXenHost(HostCore):
         self.free_frames = FreeFrames(self.xen_reserved, self.mem.nr_frames)
         self.evtchn = ArmEventChannels(self)
         self.grant_tables = ArmGrantTables(self)
+        self.frames = ArmFrames(self)            # how dom0's services hold frames (and map them)
         self.log(f"Xen version {XEN_VERSION[0]}.{XEN_VERSION[1]}{XEN_VERSION[2]} (lab), arm64")
         self.log(f"{cfg.pcpus} pCPUs (Cortex-A53), {cfg.mem_mib} MiB, GICv3, generic timer "
                  f"62.5 MHz; Xen at EL2, guests at EL1/EL0 behind stage 2")

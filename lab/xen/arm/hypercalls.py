@@ -21,7 +21,7 @@ from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
 from ..hypercall_table import ARM_HYPERCALLS, SubOps
-from . import grant
+from . import gnttab_setup, grant
 from .grant import ArmContinuation
 
 E = abi.ERRNO
@@ -199,6 +199,8 @@ def grant_table_op(host, v, args, info) -> int | ArmContinuation:
         frames = len(v.domain.extra.get("gnttab_frames", {}))
         copy_to_guest(host, v, va + 4, struct.pack("<IIh", max(frames, 1), v.domain.max_grant_frames, 0))
         return 0
+    if cmd == abi.GNTTABOP_setup_table:
+        return gnttab_setup.setup_table(host, v, va, count & 0xFFFFFFFF, info, copy_from_guest, copy_to_guest)
     if cmd in (abi.GNTTABOP_map_grant_ref, abi.GNTTABOP_unmap_grant_ref, abi.GNTTABOP_copy):
         return grant.grant_table_op(host, v, args, info, copy_from_guest, copy_to_guest)
     return -E["ENOSYS"]

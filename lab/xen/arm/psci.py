@@ -15,7 +15,14 @@ result in x0. Xen answers PSCI 1.1 (``do_psci_0_2_version()``):
   the new vCPU, which only that guest suffers.
 * ``CPU_OFF`` takes the calling vCPU down; ``AFFINITY_INFO`` says whether any vCPU
   whose MPIDR matches is on; ``CPU_SUSPEND`` is a standby (blocks unless an
-  interrupt is pending); ``SYSTEM_OFF``/``SYSTEM_RESET`` shut the domain down.
+  interrupt is pending); ``SYSTEM_OFF``/``SYSTEM_RESET`` shut the domain down;
+  ``SYSTEM_SUSPEND`` suspends it to RAM until ``xl resume`` (``suspend.py``).
+* ``PSCI_FEATURES`` answers 0 for each function above and SMCCC_VERSION
+  (SYSTEM_SUSPEND: not for the hardware domain), NOT_SUPPORTED for anything else
+  (``do_psci_1_0_features()``).
+* SMCCC's own queries, by the function ID's owner: the Arm Architecture service,
+  the Hypervisor service's UID, and the Standard service's count, UID and
+  revision (``smccc.py``).
 * The PSCI 0.1 IDs libxl writes into ``/psci`` (``cpu_on = <2>``, ``cpu_off = <1>``,
   ``public/arch-arm.h``) work too, answering INVALID_PARAMETERS where 0.1 has
   no better code.
@@ -33,6 +40,7 @@ from ...hw.arm import exceptions as X
 from ...hw.arm.cpu import ArmCpu
 from ...isa.bits import M64
 from ..domain import RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE
+from . import smccc, suspend
 
 if TYPE_CHECKING:
     from ..domain import Vcpu
@@ -79,6 +87,8 @@ PSCI_1_0_FN32_PSCI_FEATURES = psci_0_2_fn32(10)
 PSCI_0_2_FN64_CPU_SUSPEND = psci_0_2_fn64(1)
 PSCI_0_2_FN64_CPU_ON = psci_0_2_fn64(3)
 PSCI_0_2_FN64_AFFINITY_INFO = psci_0_2_fn64(4)
+PSCI_1_0_FN32_SYSTEM_SUSPEND = psci_0_2_fn32(14)
+PSCI_1_0_FN64_SYSTEM_SUSPEND = psci_0_2_fn64(14)
 #: PSCI 0.1, as Xen numbers it for guests (public/arch-arm.h) and libxl puts in /psci.
 PSCI_cpu_off = 1
 PSCI_cpu_on = 2
@@ -90,14 +100,16 @@ FUNCTION_NAMES = {
     PSCI_0_2_FN64_AFFINITY_INFO: "AFFINITY_INFO", PSCI_0_2_FN32_MIGRATE_INFO_TYPE: "MIGRATE_INFO_TYPE",
     PSCI_0_2_FN32_SYSTEM_OFF: "SYSTEM_OFF", PSCI_0_2_FN32_SYSTEM_RESET: "SYSTEM_RESET",
     PSCI_1_0_FN32_PSCI_FEATURES: "PSCI_FEATURES", PSCI_cpu_off: "PSCI 0.1 cpu_off", PSCI_cpu_on: "PSCI 0.1 cpu_on",
-    ARM_SMCCC_VERSION_FID: "SMCCC_VERSION",
+    ARM_SMCCC_VERSION_FID: "SMCCC_VERSION", PSCI_1_0_FN32_SYSTEM_SUSPEND: "SYSTEM_SUSPEND",
+    PSCI_1_0_FN64_SYSTEM_SUSPEND: "SYSTEM_SUSPEND",
 }
-#: do_psci_1_0_features(): what a guest may ask PSCI_FEATURES about (SYSTEM_SUSPEND is not modelled).
+#: do_psci_1_0_features(): what PSCI_FEATURES answers 0 for (SYSTEM_SUSPEND apart: see SUSPEND_FIDS).
 FEATURES = frozenset({PSCI_0_2_FN32_PSCI_VERSION, PSCI_0_2_FN32_CPU_SUSPEND, PSCI_0_2_FN64_CPU_SUSPEND,
                       PSCI_0_2_FN32_CPU_OFF, PSCI_0_2_FN32_CPU_ON, PSCI_0_2_FN64_CPU_ON,
                       PSCI_0_2_FN32_AFFINITY_INFO, PSCI_0_2_FN64_AFFINITY_INFO, PSCI_0_2_FN32_MIGRATE_INFO_TYPE,
                       PSCI_0_2_FN32_SYSTEM_OFF, PSCI_0_2_FN32_SYSTEM_RESET, PSCI_1_0_FN32_PSCI_FEATURES,
                       ARM_SMCCC_VERSION_FID})
+SUSPEND_FIDS = frozenset({PSCI_1_0_FN32_SYSTEM_SUSPEND, PSCI_1_0_FN64_SYSTEM_SUSPEND})
 #: MPIDR_HWID_MASK & AFFINITY_MASK(level) for levels 0-3 (vpsci.c's target_affinity_mask).
 TARGET_AFFINITY_MASK = (0xFF00FFFFFF, 0xFF00FFFF00, 0xFF00FF0000, 0xFF00000000)
 MPIDR_SMP = 1 << 31
@@ -130,7 +142,9 @@ def vsmccc_handle_call(host, v: Vcpu, syn: X.Syndrome) -> bool:
         return cpu.x[n] if conv64 else cpu.x[n] & 0xFFFFFFFF
 
     name = FUNCTION_NAMES.get(fid)
-    result: int
+    owner = (fid >> 24) & 0x3F                                   # smccc_get_owner()
+    result: int | None = None
+    handled = True
     if fid <= ARM_SMCCC_RESERVED_RANGE_END:                     # handle_existing_apis(): PSCI 0.1
         if fid == PSCI_cpu_on:
             result = cpu_on(host, v, cpu.x[1] & 0xFFFFFFFF, cpu.x[2], 0)
@@ -139,16 +153,24 @@ def vsmccc_handle_call(host, v: Vcpu, syn: X.Syndrome) -> bool:
         elif fid == PSCI_cpu_off:
             result = cpu_off(host, v)
         else:
-            result = ARM_SMCCC_ERR_UNKNOWN_FUNCTION
-    elif fid == ARM_SMCCC_VERSION_FID:
-        result = ARM_SMCCC_VERSION_1_2
-    elif (fid >> 24) & 0x3F == ARM_SMCCC_OWNER_STANDARD and fid & 0xFFFF <= PSCI_FNUM_MAX_VALUE and name:
-        result = _psci_0_2(host, v, fid, arg)
+            handled = False
+    elif owner == smccc.ARM_SMCCC_OWNER_ARCH:
+        handled = smccc.handle_arch(cpu.x, fid)
+    elif owner == smccc.ARM_SMCCC_OWNER_HYPERVISOR:
+        handled = smccc.handle_generic(cpu.x, fid, owner)
+    elif owner == ARM_SMCCC_OWNER_STANDARD and fid & 0xFFFF <= PSCI_FNUM_MAX_VALUE:   # is_psci_fid()
+        handled = name is not None
+        if handled:
+            result = _psci_0_2(host, v, fid, arg)
+    elif owner == ARM_SMCCC_OWNER_STANDARD:
+        handled = smccc.handle_generic(cpu.x, fid, owner)
     else:
-        result = ARM_SMCCC_ERR_UNKNOWN_FUNCTION
-    if result == ARM_SMCCC_ERR_UNKNOWN_FUNCTION and name is None:
+        handled = False
+    if not handled:
         host.log(f"d{v.domain.domid}: Unhandled SMC/HVC: {fid:#x}", v)
-    cpu.x[0] = result & M64
+        result = ARM_SMCCC_ERR_UNKNOWN_FUNCTION
+    if result is not None:
+        cpu.x[0] = result & M64
     return True
 
 
@@ -172,7 +194,12 @@ def _psci_0_2(host, v: Vcpu, fid: int, arg) -> int:
         host.shutdown(v.domain, "poweroff" if off else "reboot")
         return PSCI_INTERNAL_FAILURE                             # what x0 holds should it ever run again
     if fid == PSCI_1_0_FN32_PSCI_FEATURES:
-        return 0 if _cpu(v).x[1] & 0xFFFFFFFF in FEATURES else PSCI_NOT_SUPPORTED
+        asked = _cpu(v).x[1] & 0xFFFFFFFF
+        if asked in SUSPEND_FIDS:
+            return PSCI_NOT_SUPPORTED if v.domain.privileged else 0
+        return 0 if asked in FEATURES else PSCI_NOT_SUPPORTED
+    if fid in SUSPEND_FIDS:
+        return suspend.system_suspend(host, v, arg(1), arg(2))
     return ARM_SMCCC_ERR_UNKNOWN_FUNCTION
 
 
