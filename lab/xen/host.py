@@ -78,6 +78,7 @@ class XenHost(DomainControl, Scheduler):
         self.clock = [0] * cfg.pcpus
         self.current: list[Vcpu | None] = [None] * cfg.pcpus
         self.slice_end = [0] * cfg.pcpus
+        self.timers = timers.TimerHeap()          # every armed timer, earliest first
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
         self.dmesg: list[str] = []
@@ -235,20 +236,8 @@ class XenHost(DomainControl, Scheduler):
         self.crash(v.domain, reason, v)
 
     def next_deadline(self) -> int | None:
-        """The earliest timer of any vCPU or emulated device."""
-        best = None
-        for d in self.domains.values():
-            if not d.alive:
-                continue
-            for v in d.vcpus:
-                if v.timer_deadline is not None:
-                    best = v.timer_deadline if best is None else min(best, v.timer_deadline)
-            pit = d.devices.get("vpit")
-            if pit is not None:
-                nf = pit.next_fire()
-                if nf is not None:
-                    best = nf if best is None else min(best, nf)
-        return best
+        """The earliest timer of any vCPU or emulated device (the top of the timer heap)."""
+        return timers.next_deadline(self)
 
     def _fire_timers(self, now: int) -> None:
         timers.fire(self, now)

@@ -29,7 +29,7 @@ from ..hw.faults import VmExit
 from ..hw.vmx import exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
-from . import events
+from . import events, timers
 from . import abi
 from .abi.cpuid import XEN_HYPERCALL_MSR
 from .hypercall_page import build as build_hypercall_page
@@ -170,6 +170,7 @@ def _exit_io(host, v, exc) -> None:
             result = devices["vpit"].port_in(port)
         else:
             devices["vpit"].port_out(port, value)
+            timers.arm_pit(host, dom)              # programmed: its next interrupt moves
     elif port == 0xE9:
         device = "debug port (hvm_print_line)"
         if direction == "out":

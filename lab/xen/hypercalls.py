@@ -19,7 +19,7 @@ from .vcpu_info import register as register_vcpu_info
 from .console import guest_console_write
 from .reservation import reservation_op
 from .hvm import add_to_physmap, set_callback_via, set_upcall_vector
-from . import hvm_params
+from . import hvm_params, timers
 from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, handler, preempt_check
 
@@ -237,13 +237,8 @@ def sched_op(host, v, args, info) -> int:
 @handler("set_timer_op", nargs=1)
 def set_timer_op(host, v, args, info) -> int:
     """Arm the vCPU's single-shot timer at an absolute system time (ns); 0 cancels."""
-    ns = args[0]
-    if ns == 0:
-        v.timer_deadline = None
-    else:
-        v.timer_deadline = ns * host.cpu_hz // 1_000_000_000
-    info["args"] = [f"{ns} ns"]
-    return 0
+    info["args"] = [f"{args[0]} ns"]
+    return timers.do_set_timer_op(host, v, args[0])
 
 
 @handler("vcpu_op", nargs=3)
@@ -256,28 +251,9 @@ def vcpu_op(host, v, args, info) -> int:
     target = dom.vcpus[vid]
     if cmd == abi.VCPUOP_is_up:
         return 0 if target.runstate == "offline" else 1
-    if cmd == abi.VCPUOP_set_periodic_timer:
-        period_ns = read_u64(host, v, arg)
-        if period_ns < 1_000_000:
-            return -E["EINVAL"]
-        target.periodic_period = period_ns * host.cpu_hz // 1_000_000_000
-        target.timer_deadline = (v.cpu.cycles if v.cpu else 0) + target.periodic_period
-        return 0
-    if cmd == abi.VCPUOP_stop_periodic_timer:
-        target.periodic_period = None
-        return 0
-    if cmd == abi.VCPUOP_set_singleshot_timer:
-        # struct vcpu_set_singleshot_timer {u64 timeout_abs_ns; u32 flags}
-        ns, flags = struct.unpack("<QI", copy_from_guest(host, v, arg, 12))
-        deadline = ns * host.cpu_hz // 1_000_000_000
-        info["args"][2] = f"{ns} ns" + (" (future)" if flags & abi.VCPU_SSHOTTMR_future else "")
-        if flags & abi.VCPU_SSHOTTMR_future and v.cpu is not None and deadline < v.cpu.cycles:
-            return -E["ETIME"]
-        target.timer_deadline = deadline
-        return 0
-    if cmd == abi.VCPUOP_stop_singleshot_timer:
-        target.timer_deadline = None
-        return 0
+    if cmd in (abi.VCPUOP_set_periodic_timer, abi.VCPUOP_stop_periodic_timer,
+               abi.VCPUOP_set_singleshot_timer, abi.VCPUOP_stop_singleshot_timer):
+        return timers.vcpu_timer_op(host, v, cmd, target, arg, info)
     if cmd == abi.VCPUOP_get_runstate_info:
         copy_to_guest(host, v, arg, runstate_info(host, target))
         return 0
