@@ -9,8 +9,9 @@ Prints, in guest instructions per CPU-second:
 * guests idle at their shell prompts (a PV and an HVM guest, as ``soak.py`` boots
   them), in guest instructions per CPU-second and in simulated seconds per
   CPU-second (what idle costs: the guests run only on their timers and events), with
-  what the machine did per simulated second; then the same with only tickless guests
-  (PV, 32-bit PV, PVH, PVHVM), whose idle vCPUs arm no timer at all;
+  what the machine did per simulated second; then the same with the tickless guests
+  whose input is a console ring (PV, 32-bit PV, PVH: their idle vCPUs arm no timer at
+  all, so the host stops), and with PVHVM (its idle shell polls COM1 on a deadline);
 * what idle guests cost a busy one: a PV guest running the workload beside the idle PV
   and HVM guests against the same guest alone, in its instructions per CPU-second
   (medians of ``--repeat`` alternating runs);
@@ -189,7 +190,9 @@ def main() -> None:
         rate = steady_rate(mode, args.seconds, args.warm_up)
         ref = py65_rate(args.seconds / 2)
         print(f"{'steady ' + mode:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
-    for guests in (["pv", "hvm"], ["pv", "pv32", "pvh", "pvhvm"]):
+    # The PV and HVM guests; the tickless guests whose input is a console ring; PVHVM, whose
+    # input is COM1 without its interrupt (polled on a 10 ms deadline).
+    for guests in (["pv", "hvm"], ["pv", "pv32", "pvh"], ["pvhvm"]):
         rate, sim_rate, per_sim = idle_rates(args.seconds, guests)
         label = f"idle guests ({', '.join(guests)})"
         if sim_rate is None:
