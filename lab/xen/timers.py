@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import struct
+from typing import Any
 
 from . import abi
 from .vcpu_info import maddr as vcpu_info_maddr
@@ -52,11 +53,11 @@ class TimerHeap:
     MIN_COMPACT = 256
 
     def __init__(self) -> None:
-        self.heap: list[tuple[int, int, str, object]] = []
+        self.heap: list[tuple[int, int, str, Any]] = []
         self.seq = 0
         self.compact_at = self.MIN_COMPACT
 
-    def push(self, deadline: int, kind: str, owner) -> tuple[int, int]:
+    def push(self, deadline: int, kind: str, owner: Any) -> tuple[int, int]:
         self.seq += 1
         heapq.heappush(self.heap, (deadline, self.seq, kind, owner))
         if len(self.heap) > self.compact_at:
@@ -67,7 +68,7 @@ class TimerHeap:
             self.compact_at = max(self.MIN_COMPACT, 2 * len(self.heap))
         return deadline, self.seq
 
-    def top(self) -> tuple[int, int, str, object] | None:
+    def top(self) -> tuple[int, int, str, Any] | None:
         """The earliest live entry (stale ones above it are dropped)."""
         heap = self.heap
         while heap:
@@ -81,7 +82,7 @@ class TimerHeap:
         return len(self.heap)
 
 
-def _live(entry: tuple[int, int, str, object]) -> bool:
+def _live(entry: tuple[int, int, str, Any]) -> bool:
     _deadline, seq, kind, owner = entry
     slot = getattr(owner, kind)
     if slot is None or slot[1] != seq:
