@@ -43,6 +43,7 @@ def resident_mib() -> float:
 
 
 def boot(guests: list[str]):
+    """The default host with ``guests`` booted to their shell prompts: (host, xl)."""
     sc = load_scenario(DEFAULT_SCENARIO)
     host, xl = boot_host(sc.host, sc.dom0_memory, sc.dom0_vcpus)
     doms = []
@@ -56,7 +57,7 @@ def boot(guests: list[str]):
     for d in doms:
         if not d.console_output.endswith(PROMPT):
             sys.exit(f"{d.name} never reached its shell prompt:\n{d.console_output[-400:]}")
-    return host
+    return host, xl
 
 
 def main() -> None:
@@ -65,7 +66,7 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between lines")
     ap.add_argument("--guests", default="pv,hvm", help="guest modes, comma-separated")
     args = ap.parse_args()
-    host = boot(args.guests.split(","))
+    host, _xl = boot(args.guests.split(","))
     trace = host.trace
     start = time.monotonic()
     cpu0 = time.process_time()
@@ -88,7 +89,8 @@ def main() -> None:
             if now >= args.minutes * 60:
                 break
         if not host.run(CHUNK):
-            print("every guest has stopped")
+            # Tickless guests at their prompts arm no timer: nothing happens until input.
+            print("every vCPU is blocked with no timer armed: the host has nothing to run until input")
             break
     # Growth per minute of CPU time (a shared computer gives the lab less than the wall
     # clock), after the trace's window has filled (the first tenth of the run).

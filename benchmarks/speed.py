@@ -8,8 +8,13 @@ Prints, in guest instructions per CPU-second:
   after its first ``--warm-up`` instructions;
 * guests idle at their shell prompts (a PV and an HVM guest, as ``soak.py`` boots
   them), in guest instructions per CPU-second and in simulated seconds per
-  CPU-second (what idle costs: the guests run only on their ticks and events), with
-  what the machine did per simulated second;
+  CPU-second (what idle costs: the guests run only on their timers and events), with
+  what the machine did per simulated second; then the same with the tickless guests
+  whose input is a console ring (PV, 32-bit PV, PVH: their idle vCPUs arm no timer at
+  all, so the host stops), and with PVHVM (its idle shell polls COM1 on a deadline);
+* what idle guests cost a busy one: a PV guest running the workload beside the idle PV
+  and HVM guests against the same guest alone, in its instructions per CPU-second
+  (medians of ``--repeat`` alternating runs);
 * ``xenlab compare`` (the eight x86 modes) in CPU seconds, with the compiled-block cache
   warm from an earlier run and cold (an empty cache directory). Python may write
   the lab's own bytecode as an installed lab has it (``PYTHONDONTWRITEBYTECODE`` is
@@ -21,7 +26,7 @@ each ratio uses the py65 figure nearest to it.
 
 Usage::
 
-    python benchmarks/speed.py [--seconds 3] [--modes pv,hvm] [--no-compare]
+    python benchmarks/speed.py [--seconds 3] [--modes pv,hvm] [--no-compare] [--idle-only] [--repeat 3]
 
 py65 is a benchmark-only dependency: ``pip install py65`` (or the ``dev`` extra).
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,17 +112,19 @@ def steady_rate(mode: str, seconds: float, warm_up: int) -> float:
     return (cpu.icount - i0) / (time.process_time() - start)
 
 
-def idle_rates(seconds: float) -> tuple[float, float, dict[str, float]]:
-    """A PV and an HVM guest idle at their prompts: guest instructions per CPU-second,
-    simulated seconds per CPU-second, and per simulated second what the machine did
-    (instructions, events by kind)."""
+def idle_rates(seconds: float, guests: list[str]) -> tuple[float, float | None, dict[str, float]]:
+    """``guests`` idle at their prompts: guest instructions per CPU-second, simulated
+    seconds per CPU-second (None when no timer is armed anywhere: the host has nothing
+    to run until input, so simulated time costs nothing), and per simulated second what
+    the machine did (instructions, events by kind)."""
     from soak import CHUNK, boot
-    host = boot(["pv", "hvm"])
+    host, _xl = boot(guests)
     host.run(CHUNK)
     i0, c0, n0 = host.instructions, max(host.clock), dict(host.trace.counts)
     start = time.process_time()
     while time.process_time() - start < seconds:
-        host.run(CHUNK)
+        if not host.run(CHUNK):
+            return 0.0, None, {}
     spent = time.process_time() - start
     simulated = (max(host.clock) - c0) / host.cpu_hz
     per_sim = {"instructions": (host.instructions - i0) / simulated}
@@ -124,6 +132,25 @@ def idle_rates(seconds: float) -> tuple[float, float, dict[str, float]]:
         if n > n0.get(kind, 0):
             per_sim[kind] = (n - n0.get(kind, 0)) / simulated
     return (host.instructions - i0) / spent, simulated / spent, per_sim
+
+
+def busy_rate(idle: list[str], seconds: float, warm_up: int) -> float:
+    """Instructions per CPU-second of a PV guest running the workload, beside ``idle``
+    guests sitting at their prompts (or alone)."""
+    from soak import boot
+    host, xl = boot(idle)
+    spec = C.MODES["pv"]
+    conf = DomainConfig(name="busy-pv", type=spec["type"], memory=32, maxmem=32,
+                        kernel=str(KERNELS / spec["kernel"]), lab_program=str(DEFAULT_PROGRAM),
+                        cmdline=f"rounds={ROUNDS}", filename="<speed busy>")
+    dom = xl.create(conf)
+    host.run(warm_up)
+    cpu = dom.vcpus[0].cpu
+    i0 = cpu.icount
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        host.run(200_000)
+    return (cpu.icount - i0) / (time.process_time() - start)
 
 
 def compare_cpu(cache: str | None) -> float:
@@ -145,27 +172,46 @@ def main() -> None:
     ap.add_argument("--warm-up", type=int, default=400_000)
     ap.add_argument("--modes", default=",".join(COMPARED))
     ap.add_argument("--no-compare", action="store_true", help="skip timing xenlab compare")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle guests and the busy guest beside them")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating runs of the busy guest, alone and beside idle ones")
     args = ap.parse_args()
 
     print(f"Python {sys.version.split()[0]} ({sys.implementation.name}), load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     ref = py65_rate(args.seconds)
     print(f"{'py65 (6502)':<24} {ref / 1e6:6.2f} M/s")
-    rate, r = bench_rate()
-    ref2 = py65_rate(args.seconds)
-    ref = (ref + ref2) / 2
-    print(f"{'xenlab bench':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65   ({r['instructions']:,} "
-          f"instructions, {r['translations']} blocks)")
-    for mode in args.modes.split(","):
+    if not args.idle_only:
+        rate, r = bench_rate()
+        ref2 = py65_rate(args.seconds)
+        ref = (ref + ref2) / 2
+        print(f"{'xenlab bench':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65   ({r['instructions']:,} "
+              f"instructions, {r['translations']} blocks)")
+    for mode in [] if args.idle_only else args.modes.split(","):
         rate = steady_rate(mode, args.seconds, args.warm_up)
         ref = py65_rate(args.seconds / 2)
         print(f"{'steady ' + mode:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
-    rate, sim_rate, per_sim = idle_rates(args.seconds)
-    ref = py65_rate(args.seconds / 2)
-    print(f"{'idle guests (pv, hvm)':<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f}); "
-          f"{sim_rate:.1f} simulated seconds per CPU-second")
-    print(f"{'':<24} per simulated second: " + ", ".join(f"{n:,.0f} {k}" for k, n in per_sim.items()))
-    if not args.no_compare:
+    # The PV and HVM guests; the tickless guests whose input is a console ring; PVHVM, whose
+    # input is COM1 without its interrupt (polled on a 10 ms deadline).
+    for guests in (["pv", "hvm"], ["pv", "pv32", "pvh"], ["pvhvm"]):
+        rate, sim_rate, per_sim = idle_rates(args.seconds, guests)
+        label = f"idle guests ({', '.join(guests)})"
+        if sim_rate is None:
+            print(f"{label:<24} no timer armed anywhere: the host has nothing to run until input "
+                  f"(0 instructions and 0 events per simulated second)")
+            continue
+        ref = py65_rate(args.seconds / 2)
+        print(f"{label:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f}); "
+              f"{sim_rate:.1f} simulated seconds per CPU-second")
+        print(f"{'':<24} per simulated second: " + ", ".join(f"{n:,.0f} {k}" for k, n in per_sim.items()))
+    alone, beside = [], []
+    for _ in range(args.repeat):
+        alone.append(busy_rate([], args.seconds, args.warm_up))
+        beside.append(busy_rate(["pv", "hvm"], args.seconds, args.warm_up))
+    a, b = statistics.median(alone), statistics.median(beside)
+    print(f"{'busy pv alone':<24} {a / 1e6:6.2f} M/s (median of {args.repeat})")
+    print(f"{'busy pv beside idle':<24} {b / 1e6:6.2f} M/s beside an idle PV and HVM guest: "
+          f"the idle ones cost it {100 * (1 - b / a):+.1f}%")
+    if not args.no_compare and not args.idle_only:
         with tempfile.TemporaryDirectory(prefix="xenlab-speed-") as cold:
             compare_cpu(None)        # the lab's own bytecode written once, as installed
             cold_s = compare_cpu(cold)

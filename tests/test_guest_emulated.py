@@ -426,14 +426,15 @@ def test_pvhvm_reads_and_writes_its_disk_through_blkfront_with_the_callback_vect
     assert not [e for e in events(run.host, "ioport", dom=run.dom.domid) if 0x40 <= e.data["port"] <= 0x43]
 
 
-def test_pvhvm_ticks_on_the_pv_timer(tmp_path):
+def test_pvhvm_times_with_the_pv_timer(tmp_path):
     host, xl = small_host()
     dom = xl.create(MACHINES / "pvhvm-guest.cfg")
     host.run(MAX_INSNS, stop=lambda: "workload: system calls" in dom.console_output)
-    assert "pvhvm: PV timer: VIRQ_TIMER, 10 ms periodic" in dom.console_output
+    assert "pvhvm: PV timer: VIRQ_TIMER, one-shot deadlines (tickless)" in dom.console_output
     ports = host.evtchn.ports[dom.domid]
     assert [p for p, port in ports.items() if port.state == "virq" and port.virq == abi.VIRQ_TIMER]
-    assert dom.vcpus[0].periodic_period == 10_000_000 * host.cpu_hz // 1_000_000_000
+    # no periodic timer (an HVM vCPU has none unless asked) and nothing armed: no tick
+    assert dom.vcpus[0].periodic_period == 0 and dom.vcpus[0].timer_deadline is None
     ticks = dom.images["kernel"].symbols["ticks"]
 
     def count() -> int:

@@ -124,6 +124,23 @@ def test_every_mode_continues_identically_after_input_and_in_the_middle_of_io(tm
     assert seen & IO_KINDS, seen
 
 
+def test_timers_and_their_heap_save_and_load(tmp_path):
+    # The PVHVM shell polls COM1 on one-shot deadlines: a timer is armed at the prompt.
+    host, xl = net_host()
+    dom = shell_guest(xl, tmp_path, "t", "pvhvm")
+    wait_prompt(host, dom)
+    v = dom.vcpus[0]
+    host.run(100_000, stop=lambda: v.singleshot_timer is not None)
+    armed, top, heap = v.singleshot_timer, host.next_deadline(), list(host.timers.heap)
+    assert armed is not None and top == armed[0]
+    snap = host.snapshot()
+    host.run(3_000_000, stop=lambda: max(host.clock) > armed[0] + host.cpu_hz // 50)
+    assert v.singleshot_timer != armed and host.timers.heap != heap
+    host.restore(snap)
+    assert v.singleshot_timer == armed and host.next_deadline() == top and host.timers.heap == heap
+    continues_identically(host, 300_000)
+
+
 # ------------------------------------------------------------------ shipped scenarios
 @pytest.mark.parametrize("name", ["default.toml", "five-modes.toml", "shadow.toml", "amd.toml"])
 def test_shipped_scenarios_continue_identically(name):

@@ -397,7 +397,7 @@ def test_vcpu_op(env, who):
     assert hypercall(host, v, "vcpu_op", 6, 0, va) == 0
     assert v.periodic_period == 10_000_000 * host.cpu_hz // 1_000_000_000
     assert hypercall(host, v, "vcpu_op", 7, 0, 0) == 0                       # stop_periodic_timer
-    assert v.periodic_period is None
+    assert v.periodic_period == 0
     assert hypercall(host, v, "vcpu_op", 9, 0, 0) == 0                       # stop_singleshot_timer
     assert v.timer_deadline is None
     assert hypercall(host, v, "vcpu_op", 99, 0, 0) == -38

@@ -660,7 +660,9 @@ class Runner:
         # (dom0's vCPU blocking), so on a Xen host only the host's own word counts.
         stuck = self._host_idle if timed else self._progress() == before
         if stuck and self._progress() == before and self._host_time() == host_before:
-            self._finish("stuck", "the CPU is halted and nothing will wake it")
+            # On Xen: every vCPU blocked and no timer armed (tickless guests at their prompts).
+            self._finish("stuck", "every vCPU is blocked and no timer is armed: nothing happens until input"
+                         if s.xen else "the CPU is halted and nothing will wake it")
             return
         if per_tick is not None:
             # Throttled: one slice per tick, but wake at once for a request.

@@ -24,7 +24,7 @@ from ..hw.memory import PAGE_SHIFT, PAGE_SIZE
 from ..hw.pagebuild import ept_map_pages
 from ..hw.vmx import Vmcs
 from ..isa.image import Image
-from . import abi, vdev
+from . import abi, timers, vdev
 from ..hw.x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, X86_CR0_PE, X86_CR0_PG, X86_CR0_WP,
                       X86_CR4_PAE, X86_CR4_PGE, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER)
 from .hvm import HvmIntr
@@ -198,6 +198,8 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
         cpu.rflags = 1 << 9
         cpu.rip = kernel.entry
         cpu.regs[6] = DIRECT_MAP + (start_pfn << PAGE_SHIFT)      # rsi = start_info
+        # pv_vcpu_initialise(): "PV guests by default have a 100Hz ticker" (armed when it first runs)
+        v.periodic_period = timers.ns_to_cycles(host, timers.PV_DEFAULT_PERIOD_NS)
         cpu.regs[4] = DIRECT_MAP + ((stack_pfn + 1) << PAGE_SHIFT)  # the boot stack, until the kernel sets its own
         cpu.root = True
     host.emit(dom.vcpus[0], "boot", mode=dom.mode, entry=kernel.entry,

@@ -36,9 +36,11 @@ class Vcpu:
     guest_table_user: int = 0       # user L4 mfn
     kernel_ss: int = 0
     kernel_sp: int = 0
-    # -- timers ---------------------------------------------------------------
-    timer_deadline: int | None = None     # set_timer_op / singleshot (absolute cycles)
-    periodic_period: int | None = None
+    # -- timers (struct vcpu's singleshot_timer and periodic_timer; lab/xen/timers.py) --
+    singleshot_timer: tuple[int, int] | None = None   # (deadline in cycles, heap sequence) while armed
+    periodic_timer: tuple[int, int] | None = None     # likewise; stopped while the vCPU is off its pCPU
+    periodic_period: int = 0                          # cycles; 0: no periodic timer
+    periodic_last_event: int = 0
     # -- HVM/PVH event delivery (struct hvm_vcpu) -------------------------------
     upcall_vector: int = 0          # HVMOP_set_evtchn_upcall_vector (0: none)
     lapic_irr: int = 0              # the vLAPIC's IRR and ISR, one bit per vector (only the
@@ -47,6 +49,12 @@ class Vcpu:
     @property
     def label(self) -> str:
         return f"d{self.domain.domid}v{self.id}"
+
+    @property
+    def timer_deadline(self) -> int | None:
+        """When this vCPU's next timer event is due (cycles), None with no timer armed."""
+        armed = [t[0] for t in (self.singleshot_timer, self.periodic_timer) if t is not None]
+        return min(armed) if armed else None
 
     @property
     def blocked(self) -> bool:
@@ -89,6 +97,7 @@ class Domain:
     ept_root: int = 0
     hap: bool = True
     devices: dict[str, Any] = field(default_factory=dict)     # Xen-internal emulated devices (vPIC, vPIT)
+    pit_timer: tuple[int, int] | None = None                   # the vPIT's next interrupt (lab/xen/timers.py)
     # HVM_PARAM_CALLBACK_IRQ as Xen keeps it (struct hvm_irq): "none", "gsi", "pci_intx" or
     # "vector"; the GSI, the (device, INTx) pair or the vector; and whether the line is asserted.
     callback_via_type: str = "none"

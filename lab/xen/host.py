@@ -81,6 +81,7 @@ class XenHost(HostCore):
         table = {code: self.costs.of_mnemonic(info.name) for code, info in
                  __import__("lab.isa.opcodes", fromlist=["BY_CODE"]).BY_CODE.items()}
         self.code = CodeCache(self.mem, lambda insn: table[insn.op])
+        self.timers = timers.TimerHeap()          # every armed timer, earliest first
         # Machine frames: Xen keeps the first 16 MiB for itself, more on a large host (its
         # M2P, 8 bytes per frame, and room for the p2m/EPT tables of all memory, one table
         # per 512 frames); the rest is its heap.
@@ -221,20 +222,8 @@ class XenHost(HostCore):
         self.crash(v.domain, reason, v)
 
     def next_deadline(self) -> int | None:
-        """The earliest timer of any vCPU or emulated device."""
-        best = None
-        for d in self.domains.values():
-            if not d.alive:
-                continue
-            for v in d.vcpus:
-                if v.timer_deadline is not None:
-                    best = v.timer_deadline if best is None else min(best, v.timer_deadline)
-            pit = d.devices.get("vpit")
-            if pit is not None:
-                nf = pit.next_fire()
-                if nf is not None:
-                    best = nf if best is None else min(best, nf)
-        return best
+        """The earliest timer of any vCPU or emulated device (the top of the timer heap)."""
+        return timers.next_deadline(self)
 
     def _fire_timers(self, now: int) -> None:
         timers.fire(self, now)

@@ -13,6 +13,7 @@ from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 from .events import enable_event_delivery, local_events_need_delivery
+from . import timers
 from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
 
@@ -230,13 +231,8 @@ def sched_op(host, v, args, info) -> int:
 @X86_HYPERCALLS.handler("set_timer_op", nargs=1)
 def set_timer_op(host, v, args, info) -> int:
     """Arm the vCPU's single-shot timer at an absolute system time (ns); 0 cancels."""
-    ns = args[0]
-    if ns == 0:
-        v.timer_deadline = None
-    else:
-        v.timer_deadline = ns * host.cpu_hz // 1_000_000_000
-    info["args"] = [f"{ns} ns"]
-    return 0
+    info["args"] = [f"{args[0]} ns"]
+    return timers.do_set_timer_op(host, v, args[0])
 
 
 @X86_HYPERCALLS.handler("multicall", nargs=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from . import timers
 from .domain import RUNSTATE_BLOCKED, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING, Domain, Vcpu
 
 
@@ -83,6 +84,7 @@ class Scheduler:
         if v.runstate == RUNSTATE_RUNNING:
             v.runstate = RUNSTATE_RUNNABLE
         self.current[p] = None
+        timers.vcpu_descheduled(v)
 
     def _pick(self, p: int) -> Vcpu | None:
         cands = self.runnable()
@@ -103,4 +105,5 @@ class Scheduler:
             v.cpu.cycles = max(v.cpu.cycles, self.clock[p])     # it starts no earlier than the pCPU's time
         self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
                   from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
+        timers.vcpu_scheduled(self, v)
         return v

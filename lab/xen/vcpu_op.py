@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import struct
 
-from . import abi
-from .guestmem import copy_from_guest, copy_to_guest, read_u64
+from . import abi, timers
+from .guestmem import copy_from_guest, copy_to_guest
 from .hypercall_table import X86_HYPERCALLS
 from .vcpu_info import register as register_vcpu_info
 
@@ -24,28 +24,9 @@ def vcpu_op(host, v, args, info) -> int:
     target = dom.vcpus[vid]
     if cmd == abi.VCPUOP_is_up:
         return 0 if target.runstate == "offline" else 1
-    if cmd == abi.VCPUOP_set_periodic_timer:
-        period_ns = read_u64(host, v, arg)
-        if period_ns < 1_000_000:
-            return -E["EINVAL"]
-        target.periodic_period = period_ns * host.cpu_hz // 1_000_000_000
-        target.timer_deadline = (v.cpu.cycles if v.cpu else 0) + target.periodic_period
-        return 0
-    if cmd == abi.VCPUOP_stop_periodic_timer:
-        target.periodic_period = None
-        return 0
-    if cmd == abi.VCPUOP_set_singleshot_timer:
-        # struct vcpu_set_singleshot_timer {u64 timeout_abs_ns; u32 flags}
-        ns, flags = struct.unpack("<QI", copy_from_guest(host, v, arg, 12))
-        deadline = ns * host.cpu_hz // 1_000_000_000
-        info["args"][2] = f"{ns} ns" + (" (future)" if flags & abi.VCPU_SSHOTTMR_future else "")
-        if flags & abi.VCPU_SSHOTTMR_future and v.cpu is not None and deadline < v.cpu.cycles:
-            return -E["ETIME"]
-        target.timer_deadline = deadline
-        return 0
-    if cmd == abi.VCPUOP_stop_singleshot_timer:
-        target.timer_deadline = None
-        return 0
+    if cmd in (abi.VCPUOP_set_periodic_timer, abi.VCPUOP_stop_periodic_timer,
+               abi.VCPUOP_set_singleshot_timer, abi.VCPUOP_stop_singleshot_timer):
+        return timers.vcpu_timer_op(host, v, cmd, target, arg, info)
     if cmd == abi.VCPUOP_get_runstate_info:
         copy_to_guest(host, v, arg, runstate_info(host, target))
         return 0

@@ -33,6 +33,8 @@
 .equ TRAP_INIT_OP, pvd_trap_init
 .equ CONSOLE_WRITE_OP, native_console_write
 .equ IDLE_OP, native_idle
+.equ CLOCK_NS_OP, native_clock_ns
+.equ TIMER_ARM_OP, native_timer_arm
 .equ SHUTDOWN_OP, xen_hvm_shutdown
 .equ TIMER_INIT_OP, pvd_timer_init
 .equ BLK_INIT_OP, xen_blk_init

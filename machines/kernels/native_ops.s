@@ -5,7 +5,8 @@
 ;
 ; The file that includes this one sets the .text origin, the flavour name and
 ; the operations it does differently: TRAP_INIT_OP, CONSOLE_WRITE_OP, IDLE_OP,
-; SHUTDOWN_OP and TIMER_INIT_OP (the native_* routines below, or its own).
+; SHUTDOWN_OP, TIMER_INIT_OP, CLOCK_NS_OP and TIMER_ARM_OP (the native_*
+; routines below, or its own).
 
 pv_ops:
     .quad native_set_pte
@@ -30,6 +31,8 @@ pv_ops:
     .quad NET_INIT_OP
     .quad NET_SEND_OP
     .quad NET_POLL_OP
+    .quad CLOCK_NS_OP
+    .quad TIMER_ARM_OP
 .align 16
 
 native_set_pte:
@@ -73,6 +76,19 @@ native_console_write:
 native_idle:
     sti
     hlt
+    ret
+
+; native_clock_ns() -> rax: the PIT's ticks of 10 ms, in ns (its period is the
+; clock's resolution: a wait ends at the first tick past its deadline)
+native_clock_ns:
+    mov rax, [rip + ticks]
+    mov rcx, 10000000
+    mul rcx
+    ret
+
+; native_timer_arm(rdi = deadline): nothing to arm, the PIT ticks every 10 ms and
+; each tick ends the idle
+native_timer_arm:
     ret
 
 ; native_shutdown(rdi = code): ACPI power-off as QEMU's q35 machine takes it

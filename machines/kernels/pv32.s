@@ -28,6 +28,8 @@
 .equ NET_INIT_OP, netfront_init
 .equ NET_SEND_OP, netfront_send
 .equ NET_POLL_OP, netfront_poll
+.equ CLOCK_NS_OP, xen_clock_ns
+.equ TIMER_ARM_OP, xen_timer_arm
 .include "pv_ops.s"
 
 ; pv32_share_kernel(rdi = new top-level table): the kernel half, as on bare

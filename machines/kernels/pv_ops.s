@@ -94,6 +94,8 @@ pv_ops:
     .quad NET_INIT_OP
     .quad NET_SEND_OP
     .quad NET_POLL_OP
+    .quad CLOCK_NS_OP
+    .quad TIMER_ARM_OP
 .align 16
 
 ; _start: Xen starts the PV kernel here with paging on, in its own page tables,
@@ -323,23 +325,11 @@ pv_syscall_init:
     jnz pv_failed
     ret
 
-; pv_timer_init: the PV tick is VIRQ_TIMER on an event channel, driven by a
-; periodic timer Xen keeps for the vCPU (VCPUOP_set_periodic_timer, 10 ms)
+; pv_timer_init: tickless, as Linux on Xen (common/xen_timer.s): VIRQ_TIMER
+; bound and Xen's default 100 Hz periodic timer stopped; a wait that needs a
+; timeout arms a one-shot deadline (VCPUOP_set_singleshot_timer)
 pv_timer_init:
-    mov rdi, EVTCHNOP_bind_virq
-    lea rsi, [rip + bind_virq_req]
-    call HC_event_channel_op
-    test rax, rax
-    jnz pv_failed
-    mov eax, [rip + bind_virq_req + 8]
-    mov [rip + timer_port], eax
-    mov edi, eax
-    lea rsi, [rip + pv_timer_event]
-    call evtchn_set_handler
-    mov rdi, VCPUOP_set_periodic_timer
-    xor esi, esi                     ; vCPU 0
-    lea rdx, [rip + timer_period]
-    call HC_vcpu_op
+    call xen_timer_init
     test rax, rax
     jnz pv_failed
     ret
@@ -507,7 +497,7 @@ pv_syscall_entry:
 ; masked them and bounced here with [rcx, r11, rip, cs, rflags, rsp, ss].
 ; evtchn_do_upcall (common/evtchn.s) scans the 2-level bitmaps as Xen's
 ; event_2l ABI lays them out and runs each port's handler (the timer's is
-; pv_timer_event); HYPERVISOR_iret then unmasks events again.
+; xen_timer_event); HYPERVISOR_iret then unmasks events again.
 pv_event_entry:
     pop rcx
     pop r11
@@ -517,9 +507,6 @@ pv_event_entry:
     push r11
     push rax
     jmp HC_iret
-
-pv_timer_event:
-    jmp timer_tick
 
 ; A page fault: [rcx, r11, error code, rip, cs, rflags, rsp, ss]; CR2 is in vcpu_info.
 pv_trap_pf:
@@ -599,10 +586,6 @@ event_callback:
     .word CALLBACKTYPE_event, 0
     .dword 0
     .quad pv_event_entry
-; struct evtchn_bind_virq {u32 virq; u32 vcpu; u32 port (out)}
-bind_virq_req:  .dword VIRQ_TIMER, 0, 0
-timer_port:     .dword 0
-timer_period:   .quad 10000000            ; ns
 start_info:     .quad 0
 p2m_list:       .quad 0
 is_dom0:        .quad 0
@@ -620,6 +603,7 @@ shared_info_page: .zero 4096
 
 .include "common/console_ring.s"
 .include "common/evtchn.s"
+.include "common/xen_timer.s"
 .include "common/gnttab.s"
 .include "common/xenbus.s"
 .include "common/blkfront.s"

@@ -37,6 +37,8 @@ pvh_start:
 .equ TRAP_INIT_OP, pvh_trap_init
 .equ CONSOLE_WRITE_OP, ring_console_write
 .equ IDLE_OP, pvh_idle
+.equ CLOCK_NS_OP, xen_clock_ns
+.equ TIMER_ARM_OP, xen_timer_arm
 .equ SHUTDOWN_OP, pvh_shutdown
 .equ TIMER_INIT_OP, pvh_timer_init
 .equ BLK_INIT_OP, blkfront_init
@@ -118,9 +120,14 @@ pvh_shutdown:
 .stay:
     jmp .stay
 
-; No PIT and no PIC in a PVH guest: its timer would be a PV timer on an event
-; channel, which this kernel does not bind.
+; No PIT and no PIC in a PVH guest: its timer is Xen's PV timer, one-shot, on
+; an event channel (common/xen_timer.s), as Linux's PVH guests use it
 pvh_timer_init:
+    call evtchn_init
+    cmp qword [rip + evtchn_ready], 0
+    je .out
+    call xen_timer_init
+.out:
     ret
 
 .align 4096
@@ -129,6 +136,7 @@ hypercall_page:
 
 .include "common/console_ring.s"
 .include "common/evtchn.s"
+.include "common/xen_timer.s"
 .include "common/gnttab.s"
 .include "common/xenbus.s"
 .include "common/blkfront.s"

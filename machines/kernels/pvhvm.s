@@ -9,11 +9,11 @@
 ; - Events arrive on an IDT vector of their own, 0xf3 as in Linux
 ;   (HYPERVISOR_CALLBACK_VECTOR): HVM_PARAM_CALLBACK_IRQ type 2. Xen injects
 ;   the vector while evtchn_upcall_pending is set; no PIC, no EOI.
-; - The tick is Xen's PV timer: VIRQ_TIMER bound to an event channel
-;   (EVTCHNOP_bind_virq) and a periodic timer Xen keeps for the vCPU
-;   (VCPUOP_set_periodic_timer), instead of the emulated PIT behind the PIC.
-;   The 8259A is set up with every line masked, as a kernel that does not
-;   use it leaves it.
+; - The timer is Xen's PV timer, not the emulated PIT behind the PIC:
+;   VIRQ_TIMER bound to an event channel and one-shot deadlines
+;   (VCPUOP_set_singleshot_timer, common/xen_timer.s), so the idle guest
+;   has no tick at all. The 8259A is set up with every line masked, as a
+;   kernel that does not use it leaves it.
 ; - The console is hvc0, Xen's PV console: the ring page and event channel
 ;   named by HVM_PARAM_CONSOLE_PFN / _EVTCHN, drained by xenconsoled, one
 ;   notification per write instead of an I/O exit per byte (the debug port
@@ -35,6 +35,8 @@
 .equ TRAP_INIT_OP, pvhvm_trap_init
 .equ CONSOLE_WRITE_OP, pvhvm_console_write
 .equ IDLE_OP, native_idle
+.equ CLOCK_NS_OP, xen_clock_ns
+.equ TIMER_ARM_OP, xen_timer_arm
 .equ SHUTDOWN_OP, xen_hvm_shutdown
 .equ TIMER_INIT_OP, pvhvm_timer_init
 .equ BLK_INIT_OP, xen_blk_init
@@ -59,6 +61,7 @@
 .include "common/xen_hvm.s"
 .include "common/platform.s"
 .include "common/evtchn.s"
+.include "common/xen_timer.s"
 .include "common/gnttab.s"
 .include "common/xenbus.s"
 .include "common/blkfront.s"
@@ -111,20 +114,8 @@ pvhvm_timer_init:
     je .no_events
     lea rdi, [rip + msg_callback]
     call puts
-    ; VIRQ_TIMER on a port of ours, its handler, then a 10 ms period
-    mov rdi, EVTCHNOP_bind_virq
-    lea rsi, [rip + bind_virq_req]
-    call HC_event_channel_op
-    test rax, rax
-    jnz .no_timer
-    mov edi, [rip + bind_virq_req + 8]
-    mov [rip + timer_port], edi
-    lea rsi, [rip + pvhvm_timer_event]
-    call evtchn_set_handler
-    mov rdi, VCPUOP_set_periodic_timer
-    xor esi, esi                     ; vCPU 0
-    lea rdx, [rip + timer_period]
-    call HC_vcpu_op
+    ; the PV timer, one-shot (common/xen_timer.s), as xen_hvm_init_time_ops() sets it up
+    call xen_timer_init
     test rax, rax
     jnz .no_timer
     lea rdi, [rip + msg_timer]
@@ -137,10 +128,6 @@ pvhvm_timer_init:
     jmp puts
 .out:
     ret
-
-; pvhvm_timer_event(rdi = port): the PV tick
-pvhvm_timer_event:
-    jmp timer_tick
 
 ; pic_mask_all: initialise the 8259A (vectors 0x20-0x27) with every line masked
 pic_mask_all:
@@ -163,14 +150,11 @@ hypercall_page:
 .data
 flavour_name:   .asciz "PVHVM guest, non-root ring 0, callback vector"
 msg_callback:   .asciz "pvhvm: event channels through callback vector 0xf3\n"
-msg_timer:      .asciz "pvhvm: PV timer: VIRQ_TIMER, 10 ms periodic\n"
+msg_timer:      .asciz "pvhvm: PV timer: VIRQ_TIMER, one-shot deadlines (tickless)\n"
 msg_no_events:  .asciz "pvhvm: no event channels: no PV timer, no PV devices\n"
 msg_no_timer:   .asciz "pvhvm: the PV timer could not be set up\n"
 on_xen:         .quad 0
 shared_info_va: .quad 0
-bind_virq_req:  .dword VIRQ_TIMER, 0, 0     ; struct evtchn_bind_virq {virq, vcpu, port}
-timer_port:     .dword 0
-timer_period:   .quad 10000000             ; ns
 
 .include "common/ne2000.s"
 .include "common/netfront.s"

@@ -317,3 +317,27 @@ def test_reset_from_the_screen_starts_again_and_clears_the_logs():
         assert [e.kind for e in runner.drain_events(100)][:1] == ["boot"]
     finally:
         runner.close()
+
+
+@pytest.mark.machine
+def test_a_run_with_every_vcpu_idle_and_no_timer_says_it_waits_for_input(tmp_path):
+    """Tickless guests at their prompts arm no timer: the host has nothing to run, and the
+    runner says so instead of running on."""
+    from lab.paths import KERNELS
+    from lab.tui.app import build_session
+    (tmp_path / "pv.cfg").write_text(f'name = "idle-pv"\ntype = "pv"\nmemory = 32\nvcpus = 1\n'
+                                     f'kernel = "{KERNELS / "pv.s"}"\ncmdline = "shell"\n')
+    (tmp_path / "idle.toml").write_text('description = "one idle PV guest"\n[host]\npcpus = 2\n'
+                                        'memory = 512\n[dom0]\nmemory = 64\n[[domain]]\nconfig = "pv.cfg"\n')
+    r = Runner(build_session(str(tmp_path / "idle.toml")))
+    r.start()
+    try:
+        assert r.wait_idle(30)
+        r.drain_replies()
+        r.run()
+        assert r.wait_idle(120)
+        replies = " ".join(x.text for x in r.drain_replies())
+        assert "no timer is armed: nothing happens until input" in replies, replies
+        assert r.session.machine.domains[1].console_output.endswith("guest# ")
+    finally:
+        r.close()

@@ -22,7 +22,7 @@ VCPUOP_register_vcpu_time_memory_area = 13
 VCPUOP_register_runstate_phys_area = 14
 VCPUOP_register_vcpu_time_phys_area = 15
 VCPUOP_NAMES: dict[int, str] = collect(globals(), "VCPUOP_")
-#: struct vcpu_set_singleshot_timer flags: fail with -ETIME if the timeout is already past.
+#: struct vcpu_set_singleshot_timer flags: "the timeout must be in the future"; Xen 4.18 and later ignore it.
 VCPU_SSHOTTMR_future = 1
 
 RUNSTATE_running = 0

@@ -12,6 +12,8 @@ back a channel's count is not modelled (reads 0xff).
 
 from __future__ import annotations
 
+from .. import timers
+
 
 class VpitPorts:
     """handle_pit_io() and handle_speaker_io()."""
@@ -40,4 +42,5 @@ class VpitPorts:
         pit = v.domain.devices.get("vpit")
         if size == 1 and pit is not None:
             pit.port_out(port, value & 0xFF)
+            timers.arm_pit(host, v.domain)         # programmed: its next interrupt moves
         return True

@@ -7,8 +7,8 @@
 ; addresses are passed as u32 in host order (10.0.0.1 = 0x0a000001) and turned
 ; into wire order only where a header is written.
 ;
-; Needs: pv_ops with OP_NET_INIT, OP_NET_SEND, OP_NET_POLL, OP_IDLE and
-; OP_CONSOLE_WRITE; puts, put_dec, hex_digits, msg_newline (kernel.s).
+; Needs: pv_ops with OP_NET_INIT, OP_NET_SEND, OP_NET_POLL, OP_IDLE,
+; OP_CLOCK_NS, OP_TIMER_ARM and OP_CONSOLE_WRITE; puts, put_dec, hex_digits, msg_newline (kernel.s).
 ; Provides: net_init, net_send, net_poll_all, ping, net_ping_report, net_mac
 ; and net_domid (which the card's driver fills in: the MAC, and the domid
 ; when it can read it from xenstore), net_ip, net_put_ip, net_put_mac,
@@ -26,7 +26,7 @@
 .equ NET_PING_DATA,     56              ; ping's default payload: 64-byte ICMP messages
 .equ NET_MIN_FRAME,     60              ; without the FCS, which the card adds
 .equ NET_MAX_FRAME,     1514
-.equ NET_WAIT_ROUNDS,   100             ; idle rounds to wait for an answer (1 s of 10 ms ticks)
+.equ NET_WAIT_NS,       1000000000      ; how long to wait for an answer: 1 s
 .equ NET_ARP_TRIES,     3
 .equ NET_ETIMEDOUT,     110
 .equ NET_EINVAL,        22
@@ -308,17 +308,15 @@ net_arp_resolve:
     mov rsi, 42
     call net_send
     inc qword [rip + net_arp_requests]
-    mov rbx, NET_WAIT_ROUNDS
+    call net_wait_start
 .wait:
     call net_poll_all
     mov eax, [rip + net_arp_want]
     cmp eax, [rip + net_arp_ip]
     je .resolved
-    dec rbx
-    jz .again
-    call [rip + pv_ops + OP_IDLE]
-    jmp .wait
-.again:
+    call net_wait_idle
+    test rax, rax
+    jz .wait
     dec r12
     jnz .try
     mov rax, -NET_ETIMEDOUT
@@ -326,6 +324,9 @@ net_arp_resolve:
 .resolved:
     xor eax, eax
 .out:
+    push rax
+    call net_wait_end
+    pop rax
     mov dword [rip + net_arp_want], 0
     pop r12
     pop rbx
@@ -535,24 +536,52 @@ ping:
     test rax, rax
     jnz .out
     inc qword [rip + net_echo_requests]
-    mov rbx, NET_WAIT_ROUNDS
+    call net_wait_start
 .wait:
     call net_poll_all
     cmp qword [rip + net_ping_got], 0
     jne .answered
-    dec rbx
-    jz .timeout
-    call [rip + pv_ops + OP_IDLE]
-    jmp .wait
-.answered:
-    xor eax, eax
-    jmp .out
-.timeout:
+    call net_wait_idle
+    test rax, rax
+    jz .wait
+    call net_wait_end
     mov rax, -NET_ETIMEDOUT
+    jmp .out
+.answered:
+    call net_wait_end
+    xor eax, eax
 .out:
     pop r12
     pop rbx
     ret
+
+; net_wait_start(): an answer is due within NET_WAIT_NS: the deadline, armed
+; as the one timer the idle vCPU will have (a tickless kernel sleeps until an
+; event or this deadline, whichever comes first)
+net_wait_start:
+    call [rip + pv_ops + OP_CLOCK_NS]
+    add rax, NET_WAIT_NS
+    mov [rip + net_wait_until], rax
+    mov rdi, rax
+    jmp [rip + pv_ops + OP_TIMER_ARM]
+
+; net_wait_idle() -> rax = 0 after idling until the next event (or the
+; deadline's timer), 1 once the deadline has passed
+net_wait_idle:
+    call [rip + pv_ops + OP_CLOCK_NS]
+    cmp rax, [rip + net_wait_until]
+    jae .expired
+    call [rip + pv_ops + OP_IDLE]
+    xor eax, eax
+    ret
+.expired:
+    mov eax, 1
+    ret
+
+; net_wait_end(): the answer came or the time is up: no timer left armed
+net_wait_end:
+    xor edi, edi
+    jmp [rip + pv_ops + OP_TIMER_ARM]
 
 ; net_ping_report(edi = IPv4 address, host order) -> rax as ping: ping and say
 ; what happened on the console
@@ -646,6 +675,7 @@ net_put_mac_at:
 
 .data
 net_up:             .quad 0
+net_wait_until:     .quad 0             ; the current wait's deadline (OP_CLOCK_NS time)
 net_ip:             .dword 0            ; host order
 net_ip_wire:        .dword 0
 net_mac:            .zero 8             ; the card's station address (the driver fills it in)

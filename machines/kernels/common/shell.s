@@ -18,10 +18,13 @@
 ; reads the ring first, then COM1; what it prints goes to the primary one,
 ; the ring.
 ; While no key is waiting the shell answers the network (net_poll_all) and
-; idles until the next interrupt or event.
+; idles until the next interrupt or event. A ring console's input comes with
+; an event, so a tickless kernel sleeps with no timer armed; COM1's comes
+; with nothing (the kernel leaves the UART's interrupt off), so there the
+; idle ends 10 ms on at the latest to look at the UART again.
 ;
 ; Needs: pv_ops (OP_CONSOLE_WRITE, OP_IDLE, OP_IRQ_ENABLE, OP_BLK_RW,
-; OP_ENTER_USER); puts, put_dec, put_hex, load_program, do_syscall,
+; OP_ENTER_USER, OP_CLOCK_NS, OP_TIMER_ARM); puts, put_dec, put_hex, load_program, do_syscall,
 ; boot_info, brk_end, disk_sectors and disk_page (the disk found at boot),
 ; kstack_top and the counters (kernel.s); net_init, net_ping_report, net_poll_all
 ; and the net_* counters (net.s); SHELL_CONSOLE_RING from the flavour: the
@@ -37,6 +40,7 @@
 .equ SH_CONS_IN_SIZE,   1024
 .equ SH_LINE_MAX,       200
 .equ SH_SECTOR,         512
+.equ SH_UART_POLL_NS,   10000000         ; how often an idle shell looks at COM1
 
 .equ SH_STUB_VA,            0x0000000070000000
 
@@ -45,7 +49,7 @@
 shell_main:
     mov rsp, kstack_top
     ; the shell waits with interrupts (events) on, as an idle kernel does:
-    ; each wait for a key or a frame lasts until the next tick or event
+    ; each wait for a key or a frame lasts until the next interrupt or event
     call [rip + pv_ops + OP_IRQ_ENABLE]
     lea rdi, [rip + sh_msg_banner]
     call puts
@@ -100,6 +104,19 @@ sh_getc:
     mov rax, -1
     ret
 
+; sh_idle(): wait for input: the next event, and at most SH_UART_POLL_NS when
+; the flavour reads COM1 too (its receive interrupt stays off, so it is polled)
+sh_idle:
+    mov rax, SHELL_SERIAL
+    test rax, rax
+    jz .sleep
+    call [rip + pv_ops + OP_CLOCK_NS]
+    add rax, SH_UART_POLL_NS
+    mov rdi, rax
+    call [rip + pv_ops + OP_TIMER_ARM]
+.sleep:
+    jmp [rip + pv_ops + OP_IDLE]
+
 ; sh_readline(): one line into sh_line (NUL-terminated), echoed as typed
 sh_readline:
     push rbx
@@ -109,7 +126,7 @@ sh_readline:
     test rax, rax
     jns .got
     call net_poll_all
-    call [rip + pv_ops + OP_IDLE]
+    call sh_idle
     jmp .key
 .got:
     cmp al, 13
