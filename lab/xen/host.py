@@ -221,6 +221,12 @@ class XenHost(HostCore):
         v = cpu.vcpu
         self.crash(v.domain, reason, v)
 
+    def _vcpu_scheduled(self, v: Vcpu) -> None:
+        timers.vcpu_scheduled(self, v)        # sched_context_switch(): periodic timer, vcpu_info time
+
+    def _vcpu_descheduled(self, v: Vcpu) -> None:
+        timers.vcpu_descheduled(v)            # stop_timer(&vprev->periodic_timer)
+
     def next_deadline(self) -> int | None:
         """The earliest timer of any vCPU or emulated device (the top of the timer heap)."""
         return timers.next_deadline(self)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import timers
 from .domain import RUNSTATE_BLOCKED, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING, Domain, Vcpu
 
 
@@ -75,6 +74,12 @@ class Scheduler:
                     out.append(v)
         return out
 
+    def _vcpu_scheduled(self, v: Vcpu) -> None:
+        """The architecture's work when a vCPU goes onto a pCPU (its timers, its time record)."""
+
+    def _vcpu_descheduled(self, v: Vcpu) -> None:
+        """The architecture's work when a vCPU leaves its pCPU."""
+
     def _deschedule(self, p: int, why: str) -> None:
         v = self.current[p]
         if v is None:
@@ -84,7 +89,7 @@ class Scheduler:
         if v.runstate == RUNSTATE_RUNNING:
             v.runstate = RUNSTATE_RUNNABLE
         self.current[p] = None
-        timers.vcpu_descheduled(v)
+        self._vcpu_descheduled(v)
 
     def _pick(self, p: int) -> Vcpu | None:
         cands = self.runnable()
@@ -105,5 +110,5 @@ class Scheduler:
             v.cpu.cycles = max(v.cpu.cycles, self.clock[p])     # it starts no earlier than the pCPU's time
         self.emit(v, "sched", op="switch", from_dom=prev.domain.domid if prev else None,
                   from_vcpu=prev.id if prev else None, to_dom=v.domain.domid, to_vcpu=v.id, reason="timeslice")
-        timers.vcpu_scheduled(self, v)
+        self._vcpu_scheduled(v)
         return v
