@@ -324,7 +324,7 @@ def test_a_run_with_every_vcpu_idle_and_no_timer_says_it_waits_for_input(tmp_pat
     """Tickless guests at their prompts arm no timer: the host has nothing to run, and the
     runner says so instead of running on."""
     from lab.paths import KERNELS
-    from lab.tui.app import build_session
+    from lab.tui.launch import build_session
     (tmp_path / "pv.cfg").write_text(f'name = "idle-pv"\ntype = "pv"\nmemory = 32\nvcpus = 1\n'
                                      f'kernel = "{KERNELS / "pv.s"}"\ncmdline = "shell"\n')
     (tmp_path / "idle.toml").write_text('description = "one idle PV guest"\n[host]\npcpus = 2\n'
