@@ -17,6 +17,7 @@ from lab.xen import abi
 from lab.xen.arm import layout as L
 from lab.xen.arm.devicetree import flatten, guest_tree, parse
 from lab.xen.arm.host import ArmHostConfig
+from lab.xen.version import guest_features
 from test_machine import expected_checksum
 
 ARM = MACHINES / "arm"
@@ -173,6 +174,31 @@ def test_only_the_arm_column_of_the_hypercall_table_answers(tmp_path):
     assert cpu.x[21] == (-abi.ERRNO["EFAULT"]) & (2**64 - 1)
     errnos = [e.data["errno"] for e in host.trace.iter_all() if e.kind == "hypercall"]
     assert errnos == ["ENOSYS", "EPERM", "EFAULT"]
+
+
+def test_get_features_is_common_code_with_arms_own_bits(tmp_path):
+    """XENVER_get_features as xen/common/kernel.c answers an Arm guest: sub-map 0 has
+    memory_op_vnode_supported, runstate_phys_area, writable_page_tables and
+    auto_translated_physmap (stage 2 translates every guest), ARM_SMCCC_supported (CONFIG_ARM)
+    and not_direct_mapped; none of the CONFIG_X86 bits. Dom0, mapped 1:1 by create_dom0()
+    (arch/arm/domain_build.c), is direct mapped and has XENFEAT_dom0. Sub-map 1 is -EINVAL."""
+    host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
+    info = 0x40900000
+    load = "    movz x1, #0x4090, lsl #16\n"
+    call = "    mov x0, #6\n" + load + "    mov x16, #17\n    hvc #0xea1\n"
+    g = small_guest(tmp_path, xl, "g", call + "    mov x19, x0\n" + "    mov x9, #1\n" + load
+                    + "    str w9, [x1]\n" + call + "    mov x20, x0\n")
+    host.write_guest(g, info, struct.pack("<II", 0, 0x7777))
+    host.run(200)
+    cpu = g.vcpus[0].cpu
+    assert cpu.x[19] == 0
+    assert cpu.x[20] == (-abi.ERRNO["EINVAL"]) & (2**64 - 1)
+    submap = struct.unpack("<I", host.read_guest(g, info + 4, 4))[0]
+    assert submap == (1 << 0) | (1 << 2) | (1 << 13) | (1 << 14) | (1 << 16) | (1 << 18)
+    dom0 = host.domains[0]
+    assert guest_features(host, dom0) == (1 << 0) | (1 << 2) | (1 << 11) | (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18)
+    args = [e.data["args"] for e in host.trace.iter_all() if e.kind == "hypercall" and e.dom == g.domid]
+    assert args == [["XENVER_get_features", "submap 0"], ["XENVER_get_features", "submap 1"]]
 
 
 def test_an_hvc_without_xens_tag_is_undefined_in_the_guest(tmp_path):

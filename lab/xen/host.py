@@ -193,8 +193,28 @@ class XenHost(HostCore):
             return 0
         return -abi.ERRNO["ENOSYS"]
 
-    def guest_features(self, dom: Domain) -> int:
-        return version.guest_features(dom)
+    # -- the architecture's part of XENVER_get_features (lab/xen/version.py) ----------
+    def paging_mode_translate(self, dom: Domain) -> bool:
+        """HVM and PVH guests are translated; a PV guest's frames are machine frames."""
+        return not dom.is_pv
+
+    def is_domain_direct_mapped(self, dom: Domain) -> bool:
+        """Never on x86 (arch/x86/include/asm/domain.h)."""
+        return False
+
+    def arch_guest_features(self, dom: Domain) -> int:
+        """The bits xen/common/kernel.c sets under CONFIG_X86.
+
+        ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off unless the config
+        asks for it, and the lab has no such option.
+        """
+        feats = (1 << abi.XENFEAT_vcpu_time_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes)
+        if dom.is_pv:
+            feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
+                      | (1 << abi.XENFEAT_gnttab_map_avail_bits))
+        else:
+            feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
+        return feats
 
     def _kick(self, v: Vcpu) -> None:
         """The CPU leaves its run loop at the next block boundary."""

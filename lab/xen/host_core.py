@@ -16,7 +16,9 @@ does:
 - making a vCPU leave its run loop (``_kick``), and the event upcall (in
   ``lab/xen/evtchn.py``);
 - its hypercall table (``hypercalls``, ``lab/xen/hypercall_table.py``) and
-  what the common handlers ask of it: ``xen_caps``, ``guest_features``, and
+  what the common handlers ask of it: ``xen_caps``, XENVER_get_features'
+  architecture part (``paging_mode_translate``, ``is_domain_direct_mapped``,
+  ``arch_guest_features``), and
   memory_op's architecture part (``xenmem_add_to_physmap``,
   ``reservation_op``, ``arch_memory_op``).
 
@@ -154,9 +156,18 @@ class HostCore(DomainControl, Scheduler):
         """The sub-ops of memory_op that are the architecture's (arch_memory_op())."""
         return -abi.ERRNO["ENOSYS"]
 
-    def guest_features(self, dom: Domain) -> int | None:
-        """Sub-map 0 of XENVER_get_features for ``dom``; None where the lab does not model them."""
-        return None
+    # -- the architecture's part of XENVER_get_features (lab/xen/version.py) ----------
+    def paging_mode_translate(self, dom: Domain) -> bool:
+        """Whether Xen translates ``dom``'s frames (paging_mode_translate())."""
+        raise NotImplementedError
+
+    def is_domain_direct_mapped(self, dom: Domain) -> bool:
+        """Whether ``dom``'s guest frames are its machine frames though translated."""
+        raise NotImplementedError
+
+    def arch_guest_features(self, dom: Domain) -> int:
+        """The XENFEAT_* bits kernel.c sets only for this architecture."""
+        raise NotImplementedError
 
     def domain_by_name(self, name_or_id: str) -> Domain | None:
         for d in self.domains.values():

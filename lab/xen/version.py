@@ -1,8 +1,9 @@
 """XENVER_*: what Xen tells a guest about itself (xen/common/kernel.c, do_xen_version).
 
 Common code: the handler registers into every architecture's hypercall table,
-and asks the host for what is its architecture's (``xen_caps``, and
-``guest_features``: x86's below; the lab does not model Arm's yet).
+and asks the host for what is its architecture's: ``xen_caps``, and for
+XENVER_get_features whether a domain is translated and direct mapped and the
+bits kernel.c sets under ``CONFIG_X86`` or ``CONFIG_ARM`` (``arch_guest_features``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ def xen_version(host, v, args, info) -> int:
     if cmd == abi.XENVER_pagesize:
         return 4096
     if cmd == abi.XENVER_get_features:
-        features = host.guest_features(v.domain)
-        if features is None:
-            return -E["ENOSYS"]                 # not modelled on this architecture
+        features = guest_features(host, v.domain)
         # xen_feature_info_t {u32 submap_idx; u32 submap}
         idx = int.from_bytes(host.hypercalls.copy_from_guest(host, v, va, 4), "little")
         info["args"].append(f"submap {idx}")
@@ -44,28 +43,25 @@ def xen_version(host, v, args, info) -> int:
     return -E["ENOSYS"]
 
 
-def guest_features(dom) -> int:
-    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it for an x86 guest.
+def guest_features(host, dom) -> int:
+    """Sub-map 0 of XENVER_get_features as xen/common/kernel.c builds it, on every architecture.
 
-    Translated guests (HVM, PVH) get writable_page_tables and auto_translated_physmap; PV
-    guests get the direct-paging extras instead (preserved A/D bits, highmem assist, grant
-    map available bits). ``hvm_pirqs`` needs XEN_X86_EMU_USE_PIRQ, which libxl leaves off
-    unless the config asks for it, and the lab has no such option.
+    Translated guests (x86's HVM and PVH, every Arm guest) get writable_page_tables and
+    auto_translated_physmap; a guest whose frames are machine frames (x86 PV, Arm's dom0
+    mapped 1:1) is "direct mapped", any other translated one not. What only one
+    architecture sets (under CONFIG_X86 or CONFIG_ARM there) the host adds.
     """
-    feats = ((1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_vcpu_time_phys_area)
-             | (1 << abi.XENFEAT_runstate_phys_area) | (1 << abi.XENFEAT_dm_msix_all_writes))
+    feats = (1 << abi.XENFEAT_memory_op_vnode_supported) | (1 << abi.XENFEAT_runstate_phys_area)
     if dom.vm_assist & (1 << abi.VMASST_TYPE_pae_extended_cr3):
         feats |= 1 << abi.XENFEAT_pae_pgdir_above_4gb
-    translated = not dom.is_pv
+    translated = host.paging_mode_translate(dom)
     if translated:
         feats |= (1 << abi.XENFEAT_writable_page_tables) | (1 << abi.XENFEAT_auto_translated_physmap)
     if dom.privileged:
         feats |= 1 << abi.XENFEAT_dom0
-    if dom.is_pv:
-        feats |= ((1 << abi.XENFEAT_mmu_pt_update_preserve_ad) | (1 << abi.XENFEAT_highmem_assist)
-                  | (1 << abi.XENFEAT_gnttab_map_avail_bits))
+    feats |= host.arch_guest_features(dom)
+    if not translated or host.is_domain_direct_mapped(dom):
+        feats |= 1 << abi.XENFEAT_direct_mapped
     else:
-        feats |= (1 << abi.XENFEAT_hvm_safe_pvclock) | (1 << abi.XENFEAT_hvm_callback_vector)
-    # A PV guest's frames are machine frames: "direct mapped" in the features' sense.
-    feats |= 1 << (abi.XENFEAT_direct_mapped if not translated else abi.XENFEAT_not_direct_mapped)
+        feats |= 1 << abi.XENFEAT_not_direct_mapped
     return feats

@@ -428,6 +428,20 @@ class ArmXenHost(HostCore):
         return 0
 
     # -- vCPU states (blocking, waking and dom0's work: the scheduler's, shared with x86) ----------
+    # -- the architecture's part of XENVER_get_features (lab/xen/version.py) ----------
+    def paging_mode_translate(self, dom: Domain) -> bool:
+        """Every Arm guest is behind stage 2."""
+        return True
+
+    def is_domain_direct_mapped(self, dom: Domain) -> bool:
+        """Dom0 is mapped 1:1: create_dom0() gives it CDF_directmap unless LLC colouring is on,
+        which the lab does not model (xen/arch/arm/domain_build.c)."""
+        return dom.privileged
+
+    def arch_guest_features(self, dom: Domain) -> int:
+        """The one bit xen/common/kernel.c sets under CONFIG_ARM: SMCCC calls are supported."""
+        return 1 << abi.XENFEAT_ARM_SMCCC_supported
+
     def _kick(self, v: Vcpu) -> None:
         """Nothing to ask of the Arm CPU: it returns to the host at every trap and slice end."""
 
