@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..hw.costs import Costs, load_costs
 from ..hw.cpu import CodeCache, Cpu
 from ..hw.faults import Fault, VmExit
 from ..hw.memory import PAGE_SHIFT
 from ..hw.snapshot import Snapshot, keeper_of
 from ..trace import Event
 from . import abi
-from .host_core import FOREVER, HostCore
+from .host_core import FOREVER, HostCore, HostCoreConfig
 from .domain import RUNSTATE_RUNNING, Domain, Vcpu
 from .evtchn import EventChannels
 from .frames import FrameAccess
@@ -46,24 +46,20 @@ __all__ = ["FOREVER", "HostConfig", "XenHost", "XEN_VERSION"]
 QUANTUM = 20_000
 
 
-class HostConfig:
-    """What a scenario says about the host (see docs/scenarios.md)."""
+@dataclass(kw_only=True, eq=False)
+class HostConfig(HostCoreConfig):
+    """What a scenario says about an x86 host (see docs/scenarios.md)."""
 
-    STATE_CONSTANT = True       # configuration: snapshots keep it by identity
+    pcpus: int = 2
+    vendor: str = "intel"
+    #: VT-x (Intel) or AMD-V (AMD) present: without it Xen has no HVM (hvm_enabled stays 0,
+    #: xen/arch/x86/hvm/hvm.c hvm_enable()), so no HVM or PVH guests and no HAP.
+    hvm: bool = True
+    ept: bool = True
 
-    def __init__(self, *, pcpus: int = 2, mem_mib: int = 512, vendor: str = "intel", ept: bool = True,
-                 cpu_mhz: int = 2000, timeslice_us: int = 1000, costs: Costs | None = None,
-                 hvm: bool = True) -> None:
-        self.pcpus = pcpus
-        self.mem_mib = mem_mib
-        self.vendor = vendor
-        #: VT-x (Intel) or AMD-V (AMD) present: without it Xen has no HVM (hvm_enabled stays 0,
-        #: xen/arch/x86/hvm/hvm.c hvm_enable()), so no HVM or PVH guests and no HAP.
-        self.hvm = hvm
-        self.ept = ept and hvm
-        self.cpu_mhz = cpu_mhz
-        self.timeslice_us = timeslice_us
-        self.costs = costs or load_costs()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.ept = self.ept and self.hvm
 
 
 class XenHost(HostCore):

@@ -28,8 +28,10 @@ furthest behind, so the interleaving of domains is a pure function of the inputs
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..hw.costs import Costs, load_costs
 from ..hw.memory import MachineMemory
 from ..trace import Event, Trace
 from . import abi
@@ -44,6 +46,25 @@ from .services import Dom0Services
 FOREVER = 1 << 62
 
 
+@dataclass(kw_only=True, eq=False)
+class HostCoreConfig:
+    """What a scenario's ``[host]`` says on every architecture (docs/scenarios.md); each
+    architecture's config adds its own keys. Compared by identity, as snapshots keep it."""
+
+    STATE_CONSTANT = True       # configuration: snapshots keep it by identity
+
+    pcpus: int = 1
+    mem_mib: int = 512
+    cpu_mhz: int = 2000
+    timeslice_us: int = 1000
+    #: What each instruction and each of Xen's paths costs in cycles (lab/hw/costs.py).
+    costs: Costs = field(default_factory=load_costs)
+
+    def __post_init__(self) -> None:
+        if self.costs is None:      # an explicit None is the default table too
+            self.costs = load_costs()
+
+
 class HostCore(DomainControl, Scheduler):
     """Xen's common part of a host; an architecture's host inherits it and supplies the rest."""
 
@@ -54,7 +75,7 @@ class HostCore(DomainControl, Scheduler):
     hypercalls: HypercallTable
     xen_caps: str
 
-    def __init__(self, config: Any, keep_trace: bool = True) -> None:
+    def __init__(self, config: HostCoreConfig, keep_trace: bool = True) -> None:
         self.config = cfg = config
         self.mem = MachineMemory(cfg.mem_mib << 20)
         self.costs = cfg.costs

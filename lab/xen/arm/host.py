@@ -20,19 +20,19 @@ timer are that vCPU's view of them.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Callable, cast
 
 from ...hw.arm import exceptions as X
 from ...hw.arm.cpu import ArmCpu
 from ...hw.arm.gic import LR_PENDING, PPI_VIRT_TIMER, lr_value
 from ...hw.arm.timer import ENABLE, IMASK
-from ...hw.costs import Costs, load_costs
 from ...hw.memory import PAGE_SHIFT
 from ...trace import Event
 from .. import abi
 from ..domain import RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNING, Domain, Vcpu
 from ..heap import FreeFrames
-from ..host_core import FOREVER, HostCore
+from ..host_core import FOREVER, HostCore, HostCoreConfig
 from ..hypercall_table import ARM_HYPERCALLS
 from ..release import XEN_VERSION
 from ..console import guest_console_write
@@ -54,21 +54,13 @@ MODE = "arm"
 E = abi.ERRNO
 
 
-class ArmHostConfig:
-    """A scenario's ``[host]`` with ``arch = "arm64"``."""
+@dataclass(kw_only=True, eq=False)
+class ArmHostConfig(HostCoreConfig):
+    """A scenario's ``[host]`` with ``arch = "arm64"``: only the keys every host has."""
 
-    STATE_CONSTANT = True
     arch = "arm64"
     vendor = "arm"
     ept = True                  # stage 2 is always there: the lab's name for "HAP"
-
-    def __init__(self, *, pcpus: int = 1, mem_mib: int = 512, cpu_mhz: int = 2000, timeslice_us: int = 1000,
-                 costs: Costs | None = None) -> None:
-        self.pcpus = pcpus
-        self.mem_mib = mem_mib
-        self.cpu_mhz = cpu_mhz
-        self.timeslice_us = timeslice_us
-        self.costs = costs or load_costs()
 
 
 class ArmXenHost(HostCore):
