@@ -201,6 +201,28 @@ def test_get_features_is_common_code_with_arms_own_bits(tmp_path):
     assert args == [["XENVER_get_features", "submap 0"], ["XENVER_get_features", "submap 1"]]
 
 
+def test_sched_op_shutdowns_are_common_code_as_on_x86(tmp_path):
+    """do_sched_op() (common/sched/core.c) on Arm: SCHEDOP_shutdown_code keeps the first code,
+    a domU's SCHEDOP_remote_shutdown is -EPERM (XSM_DM_PRIV), and SCHEDOP_shutdown passes its
+    reason on as a u8, refusing none: 0x107 is code 7, which Xen does not name."""
+    host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
+    load = "    movz x1, #0x4090, lsl #16\n"
+    def sched(cmd: int, save: int) -> str:
+        return f"    mov x0, #{cmd}\n" + load + f"    mov x16, #29\n    hvc #0xea1\n    mov x{save}, x0\n"
+    g = small_guest(tmp_path, xl, "g", sched(abi.SCHEDOP_shutdown_code, 19) + sched(abi.SCHEDOP_shutdown_code, 20)
+                    + sched(abi.SCHEDOP_remote_shutdown, 21) + "    mov x9, #0x107\n" + load
+                    + "    str w9, [x1]\n" + sched(abi.SCHEDOP_shutdown, 22))
+    host.write_guest(g, 0x40900000, struct.pack("<I", abi.SHUTDOWN_reboot))
+    host.run(300)
+    cpu = g.vcpus[0].cpu
+    assert (cpu.x[19], cpu.x[20]) == (0, 0) and g.extra["shutdown_code"] == abi.SHUTDOWN_reboot
+    assert cpu.x[21] == (-abi.ERRNO["EPERM"]) & (2**64 - 1)
+    assert g.state == "shutdown" and g.shutdown_reason == "code 7"
+    args = [e.data["args"] for e in host.trace.iter_all() if e.kind == "hypercall" and e.dom == g.domid]
+    assert args == [["SCHEDOP_shutdown_code", "reboot"]] * 2 + [["SCHEDOP_remote_shutdown"],
+                                                               ["SCHEDOP_shutdown", "code 7"]]
+
+
 def test_an_hvc_without_xens_tag_is_undefined_in_the_guest(tmp_path):
     host, xl = boot_arm_host(ArmHostConfig(mem_mib=256))
     dom = small_guest(tmp_path, xl, "g", "    hvc #1\n")

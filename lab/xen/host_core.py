@@ -74,6 +74,8 @@ class HostCore(DomainControl, Scheduler):
     #: The architecture's hypercall table, and its XENVER_capabilities string.
     hypercalls: HypercallTable
     xen_caps: str
+    #: A guest's SHUTDOWN_crash: a shutdown with that code (x86), or domain_crash() (the lab's Arm).
+    shutdown_crash_crashes = False
 
     def __init__(self, config: HostCoreConfig, keep_trace: bool = True) -> None:
         self.config = cfg = config

@@ -14,6 +14,7 @@ from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 from .events import enable_event_delivery, local_events_need_delivery
 from . import timers
+from .sched_op import common_sched_op
 from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
 
@@ -210,22 +211,8 @@ def sched_op(host, v, args, info) -> int:
         if not local_events_need_delivery(host, v):
             host.block(v, "SCHEDOP_block")
         return 0
-    if cmd in (abi.SCHEDOP_shutdown, abi.SCHEDOP_shutdown_code):
-        # do_sched_op() passes the reason on as a u8 and refuses none (common/sched/core.c):
-        # a code Xen does not name is still the domain's shutdown code.
-        reason = int.from_bytes(copy_from_guest(host, v, arg, 4), "little") & 0xFF
-        name = abi.SHUTDOWN_NAMES.get(reason, f"code {reason}")
-        info["args"] = [abi.SCHEDOP_NAMES.get(cmd), name]
-        if cmd == abi.SCHEDOP_shutdown:
-            host.shutdown(v.domain, name)
-        elif "shutdown_code" not in v.domain.extra:
-            v.domain.extra["shutdown_code"] = reason      # the first one set stays
-        return 0
-    if cmd == abi.SCHEDOP_remote_shutdown and not v.domain.privileged:
-        # common/sched/core.c: xsm_schedop_shutdown(XSM_DM_PRIV) refuses a domU
-        info["why"] = "another domain's shutdown: the control domain's (XSM default policy)"
-        return -E["EPERM"]
-    return -E["ENOSYS"]
+    res = common_sched_op(host, v, cmd, arg, info)
+    return -E["ENOSYS"] if res is None else res
 
 
 @X86_HYPERCALLS.handler("set_timer_op", nargs=1)

@@ -70,6 +70,7 @@ class ArmXenHost(HostCore):
     xen_caps = L.XEN_CAPS
     #: Dom0's services on Arm hear of a domain's end only when it is destroyed (see DomainControl).
     services_see_shutdown = False
+    shutdown_crash_crashes = True
     time_meets_at_switch = False
 
     def __init__(self, config: ArmHostConfig | None = None, keep_trace: bool = True) -> None:

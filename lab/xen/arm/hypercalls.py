@@ -21,6 +21,7 @@ from ...isa.bits import M64
 from .. import abi
 from ..guestmem import GuestFault
 from ..hypercall_table import ARM_HYPERCALLS, SubOps
+from ..sched_op import common_sched_op
 from . import gnttab_setup, grant
 from .grant import ArmContinuation
 
@@ -150,18 +151,8 @@ def sched_op(host, v, args, info) -> int:
     if cmd == abi.SCHEDOP_block:
         host.block_unless_pending(v, "SCHEDOP_block")
         return 0
-    if cmd == abi.SCHEDOP_shutdown:
-        reason = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-        name = abi.SHUTDOWN_NAMES.get(reason)
-        if name is None:
-            return -E["EINVAL"]
-        info["args"].append(name)
-        if name == "crash":
-            host.crash(v.domain, "the guest reported a crash (SCHEDOP_shutdown)", v)
-        else:
-            host.shutdown(v.domain, name)
-        return 0
-    return -E["ENOSYS"]
+    res = common_sched_op(host, v, cmd, va, info)
+    return -E["ENOSYS"] if res is None else res
 
 
 @ARM_HYPERCALLS.handler("hvm_op")
