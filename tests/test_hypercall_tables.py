@@ -101,3 +101,16 @@ def test_common_handlers_are_in_both_tables_with_each_architectures_part(tmp_pat
     text = host.read_guest(dom, 0x40100000, 64).split(b"\0")[0].decode()
     assert text == "xen-3.0-aarch64 xen-3.0-armv7l"
 
+
+
+def test_common_sub_ops_are_one_code_in_both_architectures():
+    """common/event_channel.c's close and unmask, and do_sched_op()'s shutdowns, are one function each."""
+    from lab.xen import evtchn_op, sched_op
+    from lab.xen.arm.hypercalls import ARM_EVTCHN_OPS
+    from lab.xen.hypercalls import EVTCHN_OPS
+    for cmd in (abi.EVTCHNOP_close, abi.EVTCHNOP_unmask):
+        assert EVTCHN_OPS.get(cmd) is ARM_EVTCHN_OPS.get(cmd)
+        assert EVTCHN_OPS.get(cmd).__module__ == evtchn_op.__name__
+    for table in (X86_HYPERCALLS, ARM_HYPERCALLS):
+        handler = table.get(abi.hypercall_nr("sched_op"))
+        assert sched_op.common_sched_op.__name__ in handler.__code__.co_names

@@ -13,7 +13,7 @@ from ..isa.bits import M64
 from ..hw.x86 import is_canonical
 from .guestmem import GuestFault, copy_from_guest, copy_to_guest, read_u64, write_u64
 from .events import enable_event_delivery, local_events_need_delivery
-from . import timers
+from . import evtchn_op, timers
 from .sched_op import common_sched_op
 from .domain import CRASHED, DYING, SHUTDOWN
 from .hypercall_table import MMU_UPDATE_PREEMPTED, Preempted, SubOps, dispatch, X86_HYPERCALLS, preempt_check
@@ -259,6 +259,9 @@ def multicall(host, v, args, info) -> int | Preempted | None:
 
 # ---------------------------------------------------------------- event channels
 EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
+# common/event_channel.c's sub-ops that Arm answers alike (lab/xen/evtchn_op.py)
+EVTCHN_OPS.op(abi.EVTCHNOP_close)(evtchn_op.evtchn_close)
+EVTCHN_OPS.op(abi.EVTCHNOP_unmask)(evtchn_op.evtchn_unmask)
 
 
 @X86_HYPERCALLS.handler("event_channel_op", nargs=2)
@@ -276,21 +279,10 @@ def evtchn_send(host, v, va, info, lay) -> int:
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
 def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
-    dom = v.domain
-    d, remote = struct.unpack("<HH", copy_from_guest(host, v, va, 4))
-    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-        return -E["EPERM"]
-    target = dom.domid if d == abi.DOMID_SELF else d
-    if target not in host.domains:
-        return -E["ESRCH"]
-    if remote == abi.DOMID_SELF:
-        remote = dom.domid                 # the caller, as evtchn_alloc_unbound() resolves it
-    port = host.evtchn.alloc_unbound(target, remote)
-    if port < 0:
-        return port
-    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
-    info["args"].append(f"remote d{remote} -> port {port}")
-    return 0
+    rc, remote, port = evtchn_op.alloc_unbound(host, v, va, lay)
+    if rc == 0:
+        info["args"].append(f"remote d{remote} -> port {port}")      # x86's trace names the port
+    return rc
 
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_bind_interdomain)
@@ -329,12 +321,6 @@ def evtchn_bind_ipi(host, v, va, info, lay) -> int:
     return 0
 
 
-@EVTCHN_OPS.op(abi.EVTCHNOP_close)
-def evtchn_close(host, v, va, info, lay) -> int:
-    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-    return host.evtchn.close(v.domain.domid, port)
-
-
 @EVTCHN_OPS.op(abi.EVTCHNOP_status)
 def evtchn_status(host, v, va, info, lay) -> int:
     dom = v.domain
@@ -345,12 +331,6 @@ def evtchn_status(host, v, va, info, lay) -> int:
     code, p = host.evtchn.status(target, port)
     copy_to_guest(host, v, va + lay.at("status"), code.to_bytes(4, "little"))
     return 0
-
-
-@EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
-def evtchn_unmask(host, v, va, info, lay) -> int:
-    port = int.from_bytes(copy_from_guest(host, v, va, 4), "little")
-    return host.evtchn.unmask(v.domain, port)
 
 
 @EVTCHN_OPS.op(abi.EVTCHNOP_reset, abi.EVTCHNOP_reset_cont)

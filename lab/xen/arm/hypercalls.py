@@ -18,7 +18,7 @@ from typing import Any
 from ...hw.arm.mmu import stage1_walk
 from ...hw.memory import BusError
 from ...isa.bits import M64
-from .. import abi
+from .. import abi, evtchn_op
 from ..guestmem import GuestFault
 from ..hypercall_table import ARM_HYPERCALLS, SubOps
 from ..sched_op import common_sched_op
@@ -90,6 +90,9 @@ def dispatch(host, v, nr: int, args: list[int]) -> tuple[int | ArmContinuation, 
 #: Arm's event-channel sub-ops, each with the wire layout of its argument (the same structures
 #: as on x86-64: domid_t and evtchn_port_t only, so the same offsets).
 ARM_EVTCHN_OPS = SubOps("event_channel_op", abi.EVTCHNOP_LAYOUTS)
+# common/event_channel.c's, shared with x86 (lab/xen/evtchn_op.py)
+ARM_EVTCHN_OPS.op(abi.EVTCHNOP_close)(evtchn_op.evtchn_close)
+ARM_EVTCHN_OPS.op(abi.EVTCHNOP_unmask)(evtchn_op.evtchn_unmask)
 
 
 def _fields(raw: bytes, lay, *names: str) -> list[int]:
@@ -106,39 +109,16 @@ def event_channel_op(host, v, args, info) -> int:
     return ARM_EVTCHN_OPS.call(host, v, args[0], args[1], info, abi.EVTCHNOP_NAMES)
 
 
+@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
+def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
+    return evtchn_op.alloc_unbound(host, v, va, lay)[0]
+
+
 @ARM_EVTCHN_OPS.op(abi.EVTCHNOP_send)
 def evtchn_send(host, v, va, info, lay) -> int:
     [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
     info["args"].append(f"port {port}")
     return host.evtchn.send(v.domain.domid, port)
-
-
-@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_alloc_unbound)
-def evtchn_alloc_unbound(host, v, va, info, lay) -> int:
-    dom = v.domain
-    d, remote = _fields(copy_from_guest(host, v, va, lay.at("port")), lay, "dom", "remote_dom")
-    if d not in (abi.DOMID_SELF, dom.domid) and not dom.privileged:
-        return -E["EPERM"]
-    target = dom.domid if d == abi.DOMID_SELF else d
-    if target not in host.domains:
-        return -E["ESRCH"]
-    port = host.evtchn.alloc_unbound(target, dom.domid if remote == abi.DOMID_SELF else remote)
-    if port < 0:
-        return port
-    copy_to_guest(host, v, va + lay.at("port"), port.to_bytes(4, "little"))
-    return 0
-
-
-@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_close)
-def evtchn_close(host, v, va, info, lay) -> int:
-    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
-    return host.evtchn.close(v.domain.domid, port)
-
-
-@ARM_EVTCHN_OPS.op(abi.EVTCHNOP_unmask)
-def evtchn_unmask(host, v, va, info, lay) -> int:
-    [port] = _fields(copy_from_guest(host, v, va, lay.size), lay, "port")
-    return host.evtchn.unmask(v.domain, port)
 
 
 @ARM_HYPERCALLS.handler("sched_op")
