@@ -121,3 +121,40 @@ def test_shadow_and_msr_records_have_xens_layouts():
     assert emu.event == X.TRC_SHADOW_EMULATE | 0x200 and len(emu.extra) == 7 and emu.extra[4] | emu.extra[5] << 32 == va
     msr = one("msr", dir="write", msr=0x40000000, value=0x1_0000_2000)
     assert (msr.event, msr.extra) == (0x0008200D, (0x40000000, 0x2000, 1))
+
+
+def _runstate_records(recs) -> list[tuple[int, int, int, int]]:
+    """(tsc, pcpu, domain, vcpu) of each runstate change, in the order xenalyze merges the pCPUs:
+    by TSC, and within a pCPU as written."""
+    out = [(r.tsc, r.cpu, r.extra[0] >> 16, r.extra[0] & 0xFFFF, i) for i, r in enumerate(recs)
+           if r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE]
+    return [t[:4] for t in sorted(out, key=lambda t: (t[0], t[4]))]
+
+
+def test_a_vcpus_runstate_records_never_go_back_in_time_across_pcpus():
+    # pCPU 1's clock lags pCPU 0's: d1v0 runs on pCPU 0 at cycle 1000, is picked on pCPU 1 at
+    # cycle 600 (its departure from pCPU 0 is written then), blocks there, and pCPU 0 wakes it
+    # at cycle 1200, before its block at pCPU 1's cycle 1500.
+    from lab.trace import Event
+    buf = io.BytesIO()
+    w = X.XentraceWriter(buf)
+    switch = {"op": "switch", "from_dom": None, "from_vcpu": None, "to_dom": 1, "to_vcpu": 0}
+    for seq, (cycle, pcpu, data) in enumerate([
+            (1000, 0, switch),
+            (600, 1, switch),
+            (1500, 1, {"op": "block", "from_dom": 1, "from_vcpu": 0}),
+            (1200, 0, {"op": "wake", "to_dom": 1, "to_vcpu": 0})]):
+        w.event(Event(seq, cycle, pcpu, 1, 0, "sched", data))
+    w.close()
+    recs = X.read_xentrace(buf.getvalue())
+    mine = [(tsc, cpu) for tsc, cpu, dom, vcpu in _runstate_records(recs) if (dom, vcpu) == (1, 0)]
+    # arrival on 0; departure from 0 at pCPU 0's time and arrival on 1 a cycle after it (the later
+    # clock); block on 1; wake on 0 a cycle after the block
+    assert mine == [(1000, 0), (1000, 0), (1001, 1), (1500, 1), (1501, 0)]
+    for (t0, c0), (t1, c1) in zip(mine, mine[1:]):
+        assert t1 > t0 if c0 != c1 else t1 >= t0      # a move between pCPUs is strictly later
+    # and each pCPU's own records stay in time order
+    for cpu in (0, 1):
+        own = [r.tsc for r in recs if r.cpu == cpu and r.tsc is not None]
+        assert own == sorted(own)
+    assert X.runstate_tsc(None, 0) == 0 and X.runstate_tsc((7, 0), 0) == 7 and X.runstate_tsc((7, 0), 1) == 8

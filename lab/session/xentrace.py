@@ -62,6 +62,16 @@ def record(event: int, tsc: int, words: list[int]) -> bytes:
                        *[w & 0xFFFF_FFFF for w in words])
 
 
+def runstate_tsc(last: tuple[int, int] | None, pcpu: int) -> int:
+    """The earliest TSC a vCPU's next runstate record on ``pcpu`` may carry, given its latest
+    one (TSC, pCPU): no earlier on the same pCPU, a cycle later on another, since xenalyze
+    merges the pCPUs by TSC and, between equal TSCs, goes on with the pCPU it is reading."""
+    if last is None:
+        return 0
+    tsc, where = last
+    return tsc if where == pcpu else tsc + 1
+
+
 def _dv(dom: int | None, vcpu: int) -> int:
     """struct { uint16_t vcpu, domain; } as one little-endian word."""
     return ((dom if dom is not None else 0x7FFF) & 0xFFFF) << 16 | (vcpu & 0xFFFF)
@@ -86,6 +96,8 @@ class XentraceWriter:
         self.state: dict[tuple[int, int], int] = {}          # (dom, vcpu) -> its runstate
         self.idle_pending: dict[int, tuple[int, int]] = {}   # pcpu -> the vCPU that just blocked there
         self.last_tsc: dict[int, int] = {}
+        #: (dom, vcpu) -> (TSC, pCPU) of its latest runstate record: a vCPU's timeline never goes back
+        self.vcpu_tsc: dict[tuple[int, int], tuple[int, int]] = {}
 
     @staticmethod
     def _idle(pcpu: int) -> tuple[int, int]:
@@ -107,7 +119,10 @@ class XentraceWriter:
         who = (ev.dom, ev.vcpu) if ev.dom is not None else None
         pv_record = who is not None and self._is_pv_record(ev)
         blocked_here = self.idle_pending.pop(ev.pcpu, None)
-        if blocked_here is not None and not (pv_record and who == blocked_here):
+        # The lab records the VM entry that follows a blocking HLT exit at the same cycle as the
+        # block; it is written, as the blocking hypercall is, before schedule() switches away.
+        goes_first = pv_record or ev.kind == "vmentry"
+        if blocked_here is not None and not (goes_first and who == blocked_here):
             self._put(ev.pcpu, self._to_idle(ev.pcpu, blocked_here, tsc))
             blocked_here = None
         if pv_record and who != blocked_here and self.running.get(ev.pcpu) != who:
@@ -141,9 +156,19 @@ class XentraceWriter:
                 return pcpu
         return None
 
-    def _tsc_on(self, pcpu: int, tsc: int) -> int:
+    def _tsc_on(self, pcpu: int, tsc: int, *vcpus: tuple[int, int]) -> int:
+        """The TSC of a record on ``pcpu`` at the lab's ``tsc`` that changes the runstate of
+        ``vcpus``: no earlier than the pCPU's latest record nor than any of those vCPUs'
+        latest scheduling record. The lab's pCPU clocks run apart by up to a quantum, so a
+        vCPU's arrival on one pCPU can be stamped before its departure from another; where
+        the clocks disagree the record takes the later of the two (the lab's simplification:
+        on a host the TSCs are synchronised and the departure comes first)."""
         t = max(tsc, self.last_tsc.get(pcpu, 1))
+        for v in vcpus:
+            t = max(t, runstate_tsc(self.vcpu_tsc.get(v), pcpu))
         self.last_tsc[pcpu] = t
+        for v in vcpus:
+            self.vcpu_tsc[v] = (t, pcpu)
         return t
 
     def _leave_elsewhere(self, who: tuple[int, int], pcpu: int, tsc: int) -> None:
@@ -153,27 +178,28 @@ class XentraceWriter:
         q = self._where(who)
         if q is None or q == pcpu:
             return
-        t = self._tsc_on(q, tsc)
         if self.idle_pending.get(q) == who:
             del self.idle_pending[q]
-            self._put(q, self._to_idle(q, who, t))
+            self._put(q, self._to_idle(q, who, tsc))
             return
         idle = self._idle(q)
+        t = self._tsc_on(q, tsc, who, idle)
         self._put(q, [record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), t, [_dv(*who)]),
                       record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), t, [_dv(*idle)]),
                       record(TRC_SCHED_SWITCH, t, [who[0], who[1], idle[0], idle[1]])])
         self.state[who] = RUNSTATE["runnable"]
         self.running[q] = idle
 
-    @staticmethod
-    def _block(who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+    def _block(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+        tsc = self._tsc_on(pcpu, tsc, who)
         yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
         yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (2 << 4), tsc, [_dv(*who)])
 
     def _to_idle(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
         """``who`` blocked and the pCPU has nothing else to run: schedule() switches to its idle vCPU."""
-        yield from self._block(who, tsc)
         idle = self._idle(pcpu)
+        tsc = self._tsc_on(pcpu, tsc, who, idle)
+        yield from self._block(pcpu, who, tsc)
         yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*idle)])
         yield record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], idle[0], idle[1]])
         self.running[pcpu] = idle
@@ -185,11 +211,12 @@ class XentraceWriter:
         this pCPU for the moment of the record and out again."""
         where = self._where(who)
         if where is not None:
-            self._put(where, self.records_for(ev, self._tsc_on(where, tsc)))
+            self._put(where, self.records_for(ev, tsc, where))
             return
         pcpu = ev.pcpu
         prev = self.running.get(pcpu, self._idle(pcpu))
         state = self.state.get(who, RUNSTATE["runnable"])
+        tsc = self._tsc_on(pcpu, tsc, who, prev)
         out: list[bytes] = []
         if state == RUNSTATE["blocked"]:
             out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)]))
@@ -203,10 +230,12 @@ class XentraceWriter:
         out.append(record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], prev[0], prev[1]]))
         self._put(pcpu, out)
 
-    def records_for(self, ev: Event, tsc: int | None = None) -> Iterator[bytes]:
-        tsc = ev.cycle if tsc is None else tsc
+    def records_for(self, ev: Event, tsc: int | None = None, pcpu: int | None = None) -> Iterator[bytes]:
+        """The records of ``ev``, for the buffer of ``pcpu`` (the event's own by default)."""
         d = ev.data
         kind = ev.kind
+        # records written just before (a held-back block) may have moved this pCPU's clock on
+        tsc = self._tsc_on(ev.pcpu if pcpu is None else pcpu, ev.cycle if tsc is None else tsc)
         if kind == "sched":
             op = d.get("op")
             if op == "switch":
@@ -215,6 +244,7 @@ class XentraceWriter:
                 prev = self.running.get(ev.pcpu, self._idle(ev.pcpu))
                 if prev == nxt:
                     return                      # picked again where it ran: it just goes on
+                tsc = self._tsc_on(ev.pcpu, tsc, prev, nxt)
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*nxt)])
                 yield record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]])
@@ -230,11 +260,16 @@ class XentraceWriter:
                     # that blocked the vCPU, if that is what follows, is traced first, on entry.
                     self.idle_pending[ev.pcpu] = who
                 elif where is not None:
-                    self._put(where, self._to_idle(where, who, self._tsc_on(where, tsc)))
+                    self._put(where, self._to_idle(where, who, tsc))
                 else:
-                    yield from self._block(who, tsc)
+                    yield from self._block(ev.pcpu, who, tsc)
             elif op == "wake":
                 who = (d.get("to_dom") or 0, d.get("to_vcpu") or 0)
+                for q, blocked in sorted(self.idle_pending.items()):
+                    if blocked == who:          # its block, still held back, comes first
+                        del self.idle_pending[q]
+                        self._put(q, self._to_idle(q, who, tsc))
+                tsc = self._tsc_on(ev.pcpu, tsc, who)
                 yield record(TRC_SCHED_WAKE, tsc, [who[0], who[1]])
                 yield record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)])
                 self.state[who] = RUNSTATE["runnable"]
