@@ -13,6 +13,7 @@ from lab.paths import MACHINES
 from lab.session import xentrace as X
 from lab.session.headless import run_headless
 from lab.session.targets import build_target
+from lab.xen.hvm import cpuid as hvm_cpuid
 
 
 def test_record_layout_is_t_rec():
@@ -35,7 +36,7 @@ def traced():
     _kind, host, _xl, _w = build_target([str(MACHINES / "default.toml")])
     buf = io.BytesIO()
     first = host.trace.seq
-    writer = X.XentraceWriter(buf, host.vendor, lambda d: d in host.domains and host.domains[d].is_hvm)
+    writer = X.writer_for(host, buf)
     host.trace.listeners.append(writer)
     host.run(400_000)
     writer.close()
@@ -158,3 +159,24 @@ def test_a_vcpus_runstate_records_never_go_back_in_time_across_pcpus():
         own = [r.tsc for r in recs if r.cpu == cpu and r.tsc is not None]
         assert own == sorted(own)
     assert X.runstate_tsc(None, 0) == 0 and X.runstate_tsc((7, 0), 0) == 7 and X.runstate_tsc((7, 0), 1) == 8
+
+
+def test_cpuid_exits_carry_their_handler_record(traced):
+    # hvm_vmexit_cpuid() (arch/x86/hvm/hvm.c): TRC_HVM_CPUID, leaf, subleaf, eax, ebx, ecx, edx,
+    # right behind the exit on the same pCPU
+    host, events, recs = traced
+    assert X.TRC_HVM_CPUID == 0x0008200E
+    exits = [e for e in events if e.kind == "vmexit" and e.data["reason"] == "CPUID"]
+    cpuid_recs = [(i, r) for i, r in enumerate(recs) if r.event == X.TRC_HVM_CPUID]
+    assert len(cpuid_recs) == len(exits) > 0
+    for e, (i, r) in zip(exits, cpuid_recs):
+        assert recs[i - 1].event == X.TRC_HVM_VMX_EXIT64 and recs[i - 1].extra[0] == e.data["nr"]
+        leaf, subleaf = e.data["info"]["leaf"], e.data["info"]["subleaf"]
+        v = next(v for v in host.domains[e.dom].vcpus if v.id == e.vcpu)
+        assert r.extra == (leaf, subleaf, *hvm_cpuid(host, v, leaf, subleaf))
+    # Xen's own leaf: the signature "XenVMMXenVMM" in ebx, ecx, edx
+    sig = next(r for _, r in cpuid_recs if r.extra[0] == 0x4000_0000)
+    assert struct.pack("<3I", *sig.extra[3:6]) == b"XenVMMXenVMM"
+    # with the events alone (no CPUID policy to ask), the exit is written without it
+    w = X.XentraceWriter(io.BytesIO(), host.vendor, lambda d: True)
+    assert [r.event for r in X.read_xentrace(b"".join(w.records_for(exits[0], 100)))] == [X.TRC_HVM_VMX_EXIT64]

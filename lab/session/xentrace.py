@@ -25,8 +25,9 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..trace import Event
 from ..xen import abi
+from ..xen.hvm import cpuid as guest_cpuid
 from ..xen.abi.xen import DOMID_IDLE  # the idle domain: its vCPU n is pCPU n's idle loop
-from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_IOPORT_READ,
+from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_CPUID, TRC_HVM_IOPORT_READ,
                              TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
                              TRC_HVM_IOPORT_WRITE, TRC_HVM_SVM_EXIT64, TRC_HVM_VMENTRY,
                              TRC_HVM_VMMCALL, TRC_HVM_VMX_EXIT64, TRC_MEM_PAGE_GRANT_MAP,
@@ -81,7 +82,8 @@ class XentraceWriter:
     """Turns lab trace events into Xen trace records, kept per pCPU and written in windows."""
 
     def __init__(self, fp: BinaryIO, vendor: str = "intel",
-                 is_hvm: Callable[[int], bool] | None = None) -> None:
+                 is_hvm: Callable[[int], bool] | None = None,
+                 cpuid: Callable[[int, int, int, int], tuple[int, int, int, int] | None] | None = None) -> None:
         self.fp = fp
         self.vendor = vendor
         #: Xen on Arm traces only what common code traces (the scheduler, grant map and unmap):
@@ -89,6 +91,10 @@ class XentraceWriter:
         self.arm = vendor == "arm"
         #: Is this domain HVM or PVH (its hypercalls are VMCALL exits, its port I/O emulated)?
         self.is_hvm = is_hvm or (lambda domid: False)
+        #: (domain, vCPU, leaf, subleaf) -> the guest's CPUID result (eax, ebx, ecx, edx), or None:
+        #: the lab's exit event names the leaf, the policy gives the result. Without it (events
+        #: alone) a CPUID exit is written without its handler record.
+        self.cpuid = cpuid
         self.pending: dict[int, list[bytes]] = {}
         self.count = 0
         self.records = 0
@@ -279,6 +285,8 @@ class XentraceWriter:
             rip = d.get("rip") or 0
             event = TRC_HVM_SVM_EXIT64 if self.vendor == "amd" else TRC_HVM_VMX_EXIT64
             yield record(event, tsc, [d.get("nr") or 0, rip & 0xFFFF_FFFF, rip >> 32])
+            if d.get("reason") == "CPUID":
+                yield from self._cpuid(ev, tsc)
         elif kind == "vmentry":
             yield record(TRC_HVM_VMENTRY, tsc, [])
         elif kind == "hypercall":
@@ -314,6 +322,17 @@ class XentraceWriter:
                 yield record(TRC_SHADOW_EMULATE | (2 << 8), tsc, [0, 0, 0, 0] + va + [0])
             else:
                 yield record(TRC_SHADOW_FIXUP | (2 << 8), tsc, [0, 0] + va + [0])
+
+    def _cpuid(self, ev: Event, tsc: int) -> Iterator[bytes]:
+        """hvm_vmexit_cpuid() (arch/x86/hvm/hvm.c): TRC_HVM_CPUID with the leaf, the subleaf
+        and the four result registers, once guest_cpuid() has answered."""
+        info = ev.data.get("info") or {}
+        leaf, subleaf = info.get("leaf"), info.get("subleaf")
+        if self.cpuid is None or ev.dom is None or not isinstance(leaf, int) or not isinstance(subleaf, int):
+            return
+        res = self.cpuid(ev.dom, ev.vcpu, leaf, subleaf)
+        if res is not None:
+            yield record(TRC_HVM_CPUID, tsc, [leaf, subleaf, *res])
 
     def _hypercall(self, ev: Event, tsc: int) -> Iterator[bytes]:
         d = ev.data
@@ -402,7 +421,17 @@ def attach_xentrace(machine, path: str) -> XentraceWriter:
         fp = open(path, "wb")
     except OSError as e:
         raise UserError(f"{path}: cannot write: {e.strerror}") from None
-    domains = machine.domains
-    writer = XentraceWriter(fp, machine.vendor, lambda d: d in domains and domains[d].is_hvm)
+    writer = writer_for(machine, fp)
     machine.trace.listeners.append(writer)
     return writer
+
+
+def writer_for(host, fp: BinaryIO) -> XentraceWriter:
+    """A writer for ``host``'s events: it asks the host which domains are HVM and what
+    Xen's CPUID policy answers a vCPU."""
+    domains = host.domains
+
+    def cpuid_of(dom: int, vcpu: int, leaf: int, subleaf: int) -> tuple[int, int, int, int] | None:
+        v = next((v for v in domains[dom].vcpus if v.id == vcpu), None) if dom in domains else None
+        return None if v is None else guest_cpuid(host, v, leaf, subleaf)
+    return XentraceWriter(fp, host.vendor, lambda d: d in domains and domains[d].is_hvm, cpuid_of)
