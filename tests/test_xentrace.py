@@ -180,3 +180,24 @@ def test_cpuid_exits_carry_their_handler_record(traced):
     # with the events alone (no CPUID policy to ask), the exit is written without it
     w = X.XentraceWriter(io.BytesIO(), host.vendor, lambda d: True)
     assert [r.event for r in X.read_xentrace(b"".join(w.records_for(exits[0], 100)))] == [X.TRC_HVM_VMX_EXIT64]
+
+
+def test_a_switch_is_written_as_sched_switch_units_writes_it(traced):
+    # common/sched/core.c: TRC_SCHED_SWITCH (prev domain, vCPU, next domain, vCPU), then the
+    # runstate change of the vCPU leaving (running -> runnable or blocked) and of the one arriving
+    _host, _events, recs = traced
+    switches = [i for i, r in enumerate(recs) if r.event == X.TRC_SCHED_SWITCH]
+    assert switches
+    for i in switches:
+        prev_dom, prev_vcpu, next_dom, next_vcpu = recs[i].extra
+        leave, arrive = recs[i + 1], recs[i + 2]
+        assert leave.event & ~0xFF0 == arrive.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE
+        assert leave.extra[0] == prev_dom << 16 | prev_vcpu and (leave.event >> 8) & 0xF == X.RUNSTATE["running"]
+        assert arrive.extra[0] == next_dom << 16 | next_vcpu and arrive.event & 0xFF0 == 0x100   # runnable -> running
+        assert leave.tsc == recs[i].tsc == arrive.tsc
+    # a vCPU that blocks with nothing else to run: vcpu_block()'s record, then the switch to idle
+    blocks = [i for i, r in enumerate(recs) if r.event == X.TRC_SCHED_BLOCK and recs[i + 1].event == X.TRC_SCHED_SWITCH]
+    assert blocks
+    for i in blocks:
+        assert recs[i + 1].extra[:2] == recs[i].extra and recs[i + 1].extra[2] == X.DOMID_IDLE
+        assert (recs[i + 2].event >> 4) & 0xF == X.RUNSTATE["blocked"]

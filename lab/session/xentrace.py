@@ -73,6 +73,19 @@ def runstate_tsc(last: tuple[int, int] | None, pcpu: int) -> int:
     return tsc if where == pcpu else tsc + 1
 
 
+def runstate(who: tuple[int, int], old: int, new: int, tsc: int) -> bytes:
+    """trace_runstate_change() (common/sched/core.c): the states in the event, the vCPU in the word."""
+    return record(TRC_SCHED_RUNSTATE_CHANGE | (old << 8) | (new << 4), tsc, [_dv(*who)])
+
+
+def switch(prev: tuple[int, int], nxt: tuple[int, int], prev_to: int, tsc: int) -> list[bytes]:
+    """sched_switch_units() (common/sched/core.c): TRC_SCHED_SWITCH, then the runstate changes of
+    the vCPU leaving (running -> ``prev_to``) and of the one arriving (runnable -> running)."""
+    return [record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]]),
+            runstate(prev, RUNSTATE["running"], prev_to, tsc),
+            runstate(nxt, RUNSTATE["runnable"], RUNSTATE["running"], tsc)]
+
+
 def _dv(dom: int | None, vcpu: int) -> int:
     """struct { uint16_t vcpu, domain; } as one little-endian word."""
     return ((dom if dom is not None else 0x7FFF) & 0xFFFF) << 16 | (vcpu & 0xFFFF)
@@ -190,24 +203,22 @@ class XentraceWriter:
             return
         idle = self._idle(q)
         t = self._tsc_on(q, tsc, who, idle)
-        self._put(q, [record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), t, [_dv(*who)]),
-                      record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), t, [_dv(*idle)]),
-                      record(TRC_SCHED_SWITCH, t, [who[0], who[1], idle[0], idle[1]])])
+        self._put(q, switch(who, idle, RUNSTATE["runnable"], t))
         self.state[who] = RUNSTATE["runnable"]
         self.running[q] = idle
 
     def _block(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+        """vcpu_block() of a vCPU the trace has on no pCPU: its block and its runstate change."""
         tsc = self._tsc_on(pcpu, tsc, who)
         yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
-        yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (2 << 4), tsc, [_dv(*who)])
+        yield runstate(who, RUNSTATE["running"], RUNSTATE["blocked"], tsc)
 
     def _to_idle(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
         """``who`` blocked and the pCPU has nothing else to run: schedule() switches to its idle vCPU."""
         idle = self._idle(pcpu)
         tsc = self._tsc_on(pcpu, tsc, who, idle)
-        yield from self._block(pcpu, who, tsc)
-        yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*idle)])
-        yield record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], idle[0], idle[1]])
+        yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])      # vcpu_block(), then schedule()
+        yield from switch(who, idle, RUNSTATE["blocked"], tsc)
         self.running[pcpu] = idle
 
     def _on_behalf(self, ev: Event, who: tuple[int, int], tsc: int) -> None:
@@ -225,15 +236,11 @@ class XentraceWriter:
         tsc = self._tsc_on(pcpu, tsc, who, prev)
         out: list[bytes] = []
         if state == RUNSTATE["blocked"]:
-            out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)]))
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)]))
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*who)]))
-        out.append(record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], who[0], who[1]]))
+            out.append(runstate(who, RUNSTATE["blocked"], RUNSTATE["runnable"], tsc))
+        out.extend(switch(prev, who, RUNSTATE["runnable"], tsc))
         out.extend(self.records_for(ev, tsc))
         back = RUNSTATE["blocked"] if state == RUNSTATE["blocked"] else RUNSTATE["runnable"]
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (back << 4), tsc, [_dv(*who)]))
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*prev)]))
-        out.append(record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], prev[0], prev[1]]))
+        out.extend(switch(who, prev, back, tsc))
         self._put(pcpu, out)
 
     def records_for(self, ev: Event, tsc: int | None = None, pcpu: int | None = None) -> Iterator[bytes]:
@@ -251,9 +258,7 @@ class XentraceWriter:
                 if prev == nxt:
                     return                      # picked again where it ran: it just goes on
                 tsc = self._tsc_on(ev.pcpu, tsc, prev, nxt)
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*nxt)])
-                yield record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]])
+                yield from switch(prev, nxt, RUNSTATE["runnable"], tsc)
                 self.state[prev] = RUNSTATE["runnable"]
                 self.state[nxt] = RUNSTATE["running"]
                 self.running[ev.pcpu] = nxt
@@ -277,7 +282,7 @@ class XentraceWriter:
                         self._put(q, self._to_idle(q, who, tsc))
                 tsc = self._tsc_on(ev.pcpu, tsc, who)
                 yield record(TRC_SCHED_WAKE, tsc, [who[0], who[1]])
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)])
+                yield runstate(who, RUNSTATE["blocked"], RUNSTATE["runnable"], tsc)
                 self.state[who] = RUNSTATE["runnable"]
         elif self.arm and kind not in ("grant",):
             return
