@@ -201,3 +201,36 @@ def test_a_switch_is_written_as_sched_switch_units_writes_it(traced):
     for i in blocks:
         assert recs[i + 1].extra[:2] == recs[i].extra and recs[i + 1].extra[2] == X.DOMID_IDLE
         assert (recs[i + 2].event >> 4) & 0xF == X.RUNSTATE["blocked"]
+
+
+def test_a_blocking_hlt_exit_carries_its_handler_record():
+    # hvm_hlt() (arch/x86/hvm/hvm.c): vcpu_block()'s TRC_SCHED_BLOCK, then TRC_HVM_HLT with the
+    # vCPU not runnable (pending = 0), both before schedule() switches away; the VM entry the
+    # lab records at the block goes before the switch
+    from lab.trace import Event
+    assert X.TRC_HVM_HLT == 0x00082013
+    buf = io.BytesIO()
+    w = X.XentraceWriter(buf, "intel", lambda d: d == 2)
+    for seq, (kind, data) in enumerate([
+            ("sched", {"op": "switch", "from_dom": None, "from_vcpu": None, "to_dom": 2, "to_vcpu": 0}),
+            ("vmexit", {"reason": "HLT", "nr": 12, "rip": 0x1000}),
+            ("sched", {"op": "block", "from_dom": 2, "from_vcpu": 0}),
+            ("vmentry", {"rip": 0x1001})]):
+        w.event(Event(seq, 100 + seq, 0, 2, 0, kind, data))
+    w.close()
+    recs = X.read_xentrace(buf.getvalue())
+    i = next(i for i, r in enumerate(recs) if r.event == X.TRC_HVM_VMX_EXIT64)
+    assert [r.event & ~0xFF0 if r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE else r.event
+            for r in recs[i:]] == [X.TRC_HVM_VMX_EXIT64, X.TRC_SCHED_BLOCK, X.TRC_HVM_HLT, X.TRC_HVM_VMENTRY,
+                                   X.TRC_SCHED_SWITCH, X.TRC_SCHED_RUNSTATE_CHANGE, X.TRC_SCHED_RUNSTATE_CHANGE]
+    assert recs[i + 2].extra == (0,) and recs[i + 1].extra == (2, 0)
+    assert recs[i + 4].extra == (2, 0, X.DOMID_IDLE, 0) and (recs[i + 5].event >> 4) & 0xF == X.RUNSTATE["blocked"]
+    # a PV vCPU's block has no HLT record, and one block record only
+    pv = X.XentraceWriter(io.BytesIO(), "intel", lambda d: False)
+    pv.last_exit[1, 0] = "HLT"
+    pv.event(Event(0, 5, 0, 1, 0, "sched", {"op": "switch", "from_dom": None, "from_vcpu": None,
+                                             "to_dom": 1, "to_vcpu": 0}))
+    pv.event(Event(1, 6, 0, 1, 0, "sched", {"op": "block", "from_dom": 1, "from_vcpu": 0}))
+    pv.close()
+    events = [r.event for r in X.read_xentrace(pv.fp.getvalue())]
+    assert X.TRC_HVM_HLT not in events and events.count(X.TRC_SCHED_BLOCK) == 1

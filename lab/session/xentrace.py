@@ -27,7 +27,7 @@ from ..trace import Event
 from ..xen import abi
 from ..xen.hvm import cpuid as guest_cpuid
 from ..xen.abi.xen import DOMID_IDLE  # the idle domain: its vCPU n is pCPU n's idle loop
-from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_CPUID, TRC_HVM_IOPORT_READ,
+from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_CPUID, TRC_HVM_HLT, TRC_HVM_IOPORT_READ,
                              TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
                              TRC_HVM_IOPORT_WRITE, TRC_HVM_SVM_EXIT64, TRC_HVM_VMENTRY,
                              TRC_HVM_VMMCALL, TRC_HVM_VMX_EXIT64, TRC_MEM_PAGE_GRANT_MAP,
@@ -115,6 +115,8 @@ class XentraceWriter:
         self.state: dict[tuple[int, int], int] = {}          # (dom, vcpu) -> its runstate
         self.idle_pending: dict[int, tuple[int, int]] = {}   # pcpu -> the vCPU that just blocked there
         self.last_tsc: dict[int, int] = {}
+        self.last_exit: dict[tuple[int, int], str] = {}     # (dom, vcpu) -> its latest VM exit's reason
+        self.block_written: set[tuple[int, int]] = set()     # blocked HVM vCPUs whose switch is still held back
         #: (dom, vcpu) -> (TSC, pCPU) of its latest runstate record: a vCPU's timeline never goes back
         self.vcpu_tsc: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -217,7 +219,10 @@ class XentraceWriter:
         """``who`` blocked and the pCPU has nothing else to run: schedule() switches to its idle vCPU."""
         idle = self._idle(pcpu)
         tsc = self._tsc_on(pcpu, tsc, who, idle)
-        yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])      # vcpu_block(), then schedule()
+        if who in self.block_written:
+            self.block_written.discard(who)
+        else:
+            yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])  # vcpu_block(), then schedule()
         yield from switch(who, idle, RUNSTATE["blocked"], tsc)
         self.running[pcpu] = idle
 
@@ -266,7 +271,15 @@ class XentraceWriter:
                 who = (d.get("from_dom") or 0, d.get("from_vcpu") or 0)
                 self.state[who] = RUNSTATE["blocked"]
                 where = self._where(who)
-                if where == ev.pcpu:
+                if where == ev.pcpu and self.is_hvm(who[0]) and self.last_exit.get(who) == "HLT":
+                    # hvm_hlt() (arch/x86/hvm/hvm.c): vcpu_block() traces the block, then
+                    # TRC_HVM_HLT with the vCPU not runnable (pending = 0), before the exit
+                    # returns and schedule() switches away (held back, as below)
+                    yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
+                    yield record(TRC_HVM_HLT, tsc, [0])
+                    self.block_written.add(who)
+                    self.idle_pending[ev.pcpu] = who
+                elif where == ev.pcpu:
                     # Written with the next record of this pCPU (see event()): the hypercall
                     # that blocked the vCPU, if that is what follows, is traced first, on entry.
                     self.idle_pending[ev.pcpu] = who
@@ -290,6 +303,8 @@ class XentraceWriter:
             rip = d.get("rip") or 0
             event = TRC_HVM_SVM_EXIT64 if self.vendor == "amd" else TRC_HVM_VMX_EXIT64
             yield record(event, tsc, [d.get("nr") or 0, rip & 0xFFFF_FFFF, rip >> 32])
+            if ev.dom is not None:
+                self.last_exit[ev.dom, ev.vcpu] = d.get("reason") or ""
             if d.get("reason") == "CPUID":
                 yield from self._cpuid(ev, tsc)
         elif kind == "vmentry":
