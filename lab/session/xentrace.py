@@ -27,8 +27,8 @@ from ..trace import Event
 from ..xen import abi
 from ..xen.hvm import cpuid as guest_cpuid
 from ..xen.abi.xen import DOMID_IDLE  # the idle domain: its vCPU n is pCPU n's idle loop
-from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_CPUID, TRC_HVM_HLT, TRC_HVM_IOPORT_READ,
-                             TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
+from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_CPUID, TRC_HVM_HLT,
+                             TRC_HVM_IOPORT_READ, TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
                              TRC_HVM_IOPORT_WRITE, TRC_HVM_SVM_EXIT64, TRC_HVM_VMENTRY,
                              TRC_HVM_VMMCALL, TRC_HVM_VMX_EXIT64, TRC_MEM_PAGE_GRANT_MAP,
                              TRC_MEM_PAGE_GRANT_UNMAP, TRC_PV_HYPERCALL_V2, TRC_PV_TRAP,
