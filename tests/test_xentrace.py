@@ -13,6 +13,7 @@ from lab.paths import MACHINES
 from lab.session import xentrace as X
 from lab.session.headless import run_headless
 from lab.session.targets import build_target
+from lab.xen.hvm import cpuid as hvm_cpuid
 
 
 def test_record_layout_is_t_rec():
@@ -35,7 +36,7 @@ def traced():
     _kind, host, _xl, _w = build_target([str(MACHINES / "default.toml")])
     buf = io.BytesIO()
     first = host.trace.seq
-    writer = X.XentraceWriter(buf, host.vendor, lambda d: d in host.domains and host.domains[d].is_hvm)
+    writer = X.writer_for(host, buf)
     host.trace.listeners.append(writer)
     host.run(400_000)
     writer.close()
@@ -121,3 +122,115 @@ def test_shadow_and_msr_records_have_xens_layouts():
     assert emu.event == X.TRC_SHADOW_EMULATE | 0x200 and len(emu.extra) == 7 and emu.extra[4] | emu.extra[5] << 32 == va
     msr = one("msr", dir="write", msr=0x40000000, value=0x1_0000_2000)
     assert (msr.event, msr.extra) == (0x0008200D, (0x40000000, 0x2000, 1))
+
+
+def _runstate_records(recs) -> list[tuple[int, int, int, int]]:
+    """(tsc, pcpu, domain, vcpu) of each runstate change, in the order xenalyze merges the pCPUs:
+    by TSC, and within a pCPU as written."""
+    out = [(r.tsc, r.cpu, r.extra[0] >> 16, r.extra[0] & 0xFFFF, i) for i, r in enumerate(recs)
+           if r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE]
+    return [t[:4] for t in sorted(out, key=lambda t: (t[0], t[4]))]
+
+
+def test_a_vcpus_runstate_records_never_go_back_in_time_across_pcpus():
+    # pCPU 1's clock lags pCPU 0's: d1v0 runs on pCPU 0 at cycle 1000, is picked on pCPU 1 at
+    # cycle 600 (its departure from pCPU 0 is written then), blocks there, and pCPU 0 wakes it
+    # at cycle 1200, before its block at pCPU 1's cycle 1500.
+    from lab.trace import Event
+    buf = io.BytesIO()
+    w = X.XentraceWriter(buf)
+    switch = {"op": "switch", "from_dom": None, "from_vcpu": None, "to_dom": 1, "to_vcpu": 0}
+    for seq, (cycle, pcpu, data) in enumerate([
+            (1000, 0, switch),
+            (600, 1, switch),
+            (1500, 1, {"op": "block", "from_dom": 1, "from_vcpu": 0}),
+            (1200, 0, {"op": "wake", "to_dom": 1, "to_vcpu": 0})]):
+        w.event(Event(seq, cycle, pcpu, 1, 0, "sched", data))
+    w.close()
+    recs = X.read_xentrace(buf.getvalue())
+    mine = [(tsc, cpu) for tsc, cpu, dom, vcpu in _runstate_records(recs) if (dom, vcpu) == (1, 0)]
+    # arrival on 0; departure from 0 at pCPU 0's time and arrival on 1 a cycle after it (the later
+    # clock); block on 1; wake on 0 a cycle after the block
+    assert mine == [(1000, 0), (1000, 0), (1001, 1), (1500, 1), (1501, 0)]
+    for (t0, c0), (t1, c1) in zip(mine, mine[1:]):
+        assert t1 > t0 if c0 != c1 else t1 >= t0      # a move between pCPUs is strictly later
+    # and each pCPU's own records stay in time order
+    for cpu in (0, 1):
+        own = [r.tsc for r in recs if r.cpu == cpu and r.tsc is not None]
+        assert own == sorted(own)
+    assert X.runstate_tsc(None, 0) == 0 and X.runstate_tsc((7, 0), 0) == 7 and X.runstate_tsc((7, 0), 1) == 8
+
+
+def test_cpuid_exits_carry_their_handler_record(traced):
+    # hvm_vmexit_cpuid() (arch/x86/hvm/hvm.c): TRC_HVM_CPUID, leaf, subleaf, eax, ebx, ecx, edx,
+    # right behind the exit on the same pCPU
+    host, events, recs = traced
+    assert X.TRC_HVM_CPUID == 0x0008200E
+    exits = [e for e in events if e.kind == "vmexit" and e.data["reason"] == "CPUID"]
+    cpuid_recs = [(i, r) for i, r in enumerate(recs) if r.event == X.TRC_HVM_CPUID]
+    assert len(cpuid_recs) == len(exits) > 0
+    for e, (i, r) in zip(exits, cpuid_recs):
+        assert recs[i - 1].event == X.TRC_HVM_VMX_EXIT64 and recs[i - 1].extra[0] == e.data["nr"]
+        leaf, subleaf = e.data["info"]["leaf"], e.data["info"]["subleaf"]
+        v = next(v for v in host.domains[e.dom].vcpus if v.id == e.vcpu)
+        assert r.extra == (leaf, subleaf, *hvm_cpuid(host, v, leaf, subleaf))
+    # Xen's own leaf: the signature "XenVMMXenVMM" in ebx, ecx, edx
+    sig = next(r for _, r in cpuid_recs if r.extra[0] == 0x4000_0000)
+    assert struct.pack("<3I", *sig.extra[3:6]) == b"XenVMMXenVMM"
+    # with the events alone (no CPUID policy to ask), the exit is written without it
+    w = X.XentraceWriter(io.BytesIO(), host.vendor, lambda d: True)
+    assert [r.event for r in X.read_xentrace(b"".join(w.records_for(exits[0], 100)))] == [X.TRC_HVM_VMX_EXIT64]
+
+
+def test_a_switch_is_written_as_sched_switch_units_writes_it(traced):
+    # common/sched/core.c: TRC_SCHED_SWITCH (prev domain, vCPU, next domain, vCPU), then the
+    # runstate change of the vCPU leaving (running -> runnable or blocked) and of the one arriving
+    _host, _events, recs = traced
+    switches = [i for i, r in enumerate(recs) if r.event == X.TRC_SCHED_SWITCH]
+    assert switches
+    for i in switches:
+        prev_dom, prev_vcpu, next_dom, next_vcpu = recs[i].extra
+        leave, arrive = recs[i + 1], recs[i + 2]
+        assert leave.event & ~0xFF0 == arrive.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE
+        assert leave.extra[0] == prev_dom << 16 | prev_vcpu and (leave.event >> 8) & 0xF == X.RUNSTATE["running"]
+        assert arrive.extra[0] == next_dom << 16 | next_vcpu and arrive.event & 0xFF0 == 0x100   # runnable -> running
+        assert leave.tsc == recs[i].tsc == arrive.tsc
+    # a vCPU that blocks with nothing else to run: vcpu_block()'s record, then the switch to idle
+    blocks = [i for i, r in enumerate(recs) if r.event == X.TRC_SCHED_BLOCK and recs[i + 1].event == X.TRC_SCHED_SWITCH]
+    assert blocks
+    for i in blocks:
+        assert recs[i + 1].extra[:2] == recs[i].extra and recs[i + 1].extra[2] == X.DOMID_IDLE
+        assert (recs[i + 2].event >> 4) & 0xF == X.RUNSTATE["blocked"]
+
+
+def test_a_blocking_hlt_exit_carries_its_handler_record():
+    # hvm_hlt() (arch/x86/hvm/hvm.c): vcpu_block()'s TRC_SCHED_BLOCK, then TRC_HVM_HLT with the
+    # vCPU not runnable (pending = 0), both before schedule() switches away; the VM entry the
+    # lab records at the block goes before the switch
+    from lab.trace import Event
+    assert X.TRC_HVM_HLT == 0x00082013
+    buf = io.BytesIO()
+    w = X.XentraceWriter(buf, "intel", lambda d: d == 2)
+    for seq, (kind, data) in enumerate([
+            ("sched", {"op": "switch", "from_dom": None, "from_vcpu": None, "to_dom": 2, "to_vcpu": 0}),
+            ("vmexit", {"reason": "HLT", "nr": 12, "rip": 0x1000}),
+            ("sched", {"op": "block", "from_dom": 2, "from_vcpu": 0}),
+            ("vmentry", {"rip": 0x1001})]):
+        w.event(Event(seq, 100 + seq, 0, 2, 0, kind, data))
+    w.close()
+    recs = X.read_xentrace(buf.getvalue())
+    i = next(i for i, r in enumerate(recs) if r.event == X.TRC_HVM_VMX_EXIT64)
+    assert [r.event & ~0xFF0 if r.event & ~0xFF0 == X.TRC_SCHED_RUNSTATE_CHANGE else r.event
+            for r in recs[i:]] == [X.TRC_HVM_VMX_EXIT64, X.TRC_SCHED_BLOCK, X.TRC_HVM_HLT, X.TRC_HVM_VMENTRY,
+                                   X.TRC_SCHED_SWITCH, X.TRC_SCHED_RUNSTATE_CHANGE, X.TRC_SCHED_RUNSTATE_CHANGE]
+    assert recs[i + 2].extra == (0,) and recs[i + 1].extra == (2, 0)
+    assert recs[i + 4].extra == (2, 0, X.DOMID_IDLE, 0) and (recs[i + 5].event >> 4) & 0xF == X.RUNSTATE["blocked"]
+    # a PV vCPU's block has no HLT record, and one block record only
+    pv = X.XentraceWriter(io.BytesIO(), "intel", lambda d: False)
+    pv.last_exit[1, 0] = "HLT"
+    pv.event(Event(0, 5, 0, 1, 0, "sched", {"op": "switch", "from_dom": None, "from_vcpu": None,
+                                             "to_dom": 1, "to_vcpu": 0}))
+    pv.event(Event(1, 6, 0, 1, 0, "sched", {"op": "block", "from_dom": 1, "from_vcpu": 0}))
+    pv.close()
+    events = [r.event for r in X.read_xentrace(pv.fp.getvalue())]
+    assert X.TRC_HVM_HLT not in events and events.count(X.TRC_SCHED_BLOCK) == 1

@@ -25,9 +25,10 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..trace import Event
 from ..xen import abi
+from ..xen.hvm import cpuid as guest_cpuid
 from ..xen.abi.xen import DOMID_IDLE  # the idle domain: its vCPU n is pCPU n's idle loop
-from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_IOPORT_READ,
-                             TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
+from ..xen.abi.trace import (TRACE_EXTRA_MAX, TRACE_EXTRA_SHIFT, TRC_64_FLAG, TRC_HVM_CPUID, TRC_HVM_HLT,
+                             TRC_HVM_IOPORT_READ, TRC_HVM_MSR_READ, TRC_HVM_MSR_WRITE,
                              TRC_HVM_IOPORT_WRITE, TRC_HVM_SVM_EXIT64, TRC_HVM_VMENTRY,
                              TRC_HVM_VMMCALL, TRC_HVM_VMX_EXIT64, TRC_MEM_PAGE_GRANT_MAP,
                              TRC_MEM_PAGE_GRANT_UNMAP, TRC_PV_HYPERCALL_V2, TRC_PV_TRAP,
@@ -62,6 +63,29 @@ def record(event: int, tsc: int, words: list[int]) -> bytes:
                        *[w & 0xFFFF_FFFF for w in words])
 
 
+def runstate_tsc(last: tuple[int, int] | None, pcpu: int) -> int:
+    """The earliest TSC a vCPU's next runstate record on ``pcpu`` may carry, given its latest
+    one (TSC, pCPU): no earlier on the same pCPU, a cycle later on another, since xenalyze
+    merges the pCPUs by TSC and, between equal TSCs, goes on with the pCPU it is reading."""
+    if last is None:
+        return 0
+    tsc, where = last
+    return tsc if where == pcpu else tsc + 1
+
+
+def runstate(who: tuple[int, int], old: int, new: int, tsc: int) -> bytes:
+    """trace_runstate_change() (common/sched/core.c): the states in the event, the vCPU in the word."""
+    return record(TRC_SCHED_RUNSTATE_CHANGE | (old << 8) | (new << 4), tsc, [_dv(*who)])
+
+
+def switch(prev: tuple[int, int], nxt: tuple[int, int], prev_to: int, tsc: int) -> list[bytes]:
+    """sched_switch_units() (common/sched/core.c): TRC_SCHED_SWITCH, then the runstate changes of
+    the vCPU leaving (running -> ``prev_to``) and of the one arriving (runnable -> running)."""
+    return [record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]]),
+            runstate(prev, RUNSTATE["running"], prev_to, tsc),
+            runstate(nxt, RUNSTATE["runnable"], RUNSTATE["running"], tsc)]
+
+
 def _dv(dom: int | None, vcpu: int) -> int:
     """struct { uint16_t vcpu, domain; } as one little-endian word."""
     return ((dom if dom is not None else 0x7FFF) & 0xFFFF) << 16 | (vcpu & 0xFFFF)
@@ -71,7 +95,8 @@ class XentraceWriter:
     """Turns lab trace events into Xen trace records, kept per pCPU and written in windows."""
 
     def __init__(self, fp: BinaryIO, vendor: str = "intel",
-                 is_hvm: Callable[[int], bool] | None = None) -> None:
+                 is_hvm: Callable[[int], bool] | None = None,
+                 cpuid: Callable[[int, int, int, int], tuple[int, int, int, int] | None] | None = None) -> None:
         self.fp = fp
         self.vendor = vendor
         #: Xen on Arm traces only what common code traces (the scheduler, grant map and unmap):
@@ -79,6 +104,10 @@ class XentraceWriter:
         self.arm = vendor == "arm"
         #: Is this domain HVM or PVH (its hypercalls are VMCALL exits, its port I/O emulated)?
         self.is_hvm = is_hvm or (lambda domid: False)
+        #: (domain, vCPU, leaf, subleaf) -> the guest's CPUID result (eax, ebx, ecx, edx), or None:
+        #: the lab's exit event names the leaf, the policy gives the result. Without it (events
+        #: alone) a CPUID exit is written without its handler record.
+        self.cpuid = cpuid
         self.pending: dict[int, list[bytes]] = {}
         self.count = 0
         self.records = 0
@@ -86,6 +115,10 @@ class XentraceWriter:
         self.state: dict[tuple[int, int], int] = {}          # (dom, vcpu) -> its runstate
         self.idle_pending: dict[int, tuple[int, int]] = {}   # pcpu -> the vCPU that just blocked there
         self.last_tsc: dict[int, int] = {}
+        self.last_exit: dict[tuple[int, int], str] = {}     # (dom, vcpu) -> its latest VM exit's reason
+        self.block_written: set[tuple[int, int]] = set()     # blocked HVM vCPUs whose switch is still held back
+        #: (dom, vcpu) -> (TSC, pCPU) of its latest runstate record: a vCPU's timeline never goes back
+        self.vcpu_tsc: dict[tuple[int, int], tuple[int, int]] = {}
 
     @staticmethod
     def _idle(pcpu: int) -> tuple[int, int]:
@@ -107,7 +140,10 @@ class XentraceWriter:
         who = (ev.dom, ev.vcpu) if ev.dom is not None else None
         pv_record = who is not None and self._is_pv_record(ev)
         blocked_here = self.idle_pending.pop(ev.pcpu, None)
-        if blocked_here is not None and not (pv_record and who == blocked_here):
+        # The lab records the VM entry that follows a blocking HLT exit at the same cycle as the
+        # block; it is written, as the blocking hypercall is, before schedule() switches away.
+        goes_first = pv_record or ev.kind == "vmentry"
+        if blocked_here is not None and not (goes_first and who == blocked_here):
             self._put(ev.pcpu, self._to_idle(ev.pcpu, blocked_here, tsc))
             blocked_here = None
         if pv_record and who != blocked_here and self.running.get(ev.pcpu) != who:
@@ -141,9 +177,19 @@ class XentraceWriter:
                 return pcpu
         return None
 
-    def _tsc_on(self, pcpu: int, tsc: int) -> int:
+    def _tsc_on(self, pcpu: int, tsc: int, *vcpus: tuple[int, int]) -> int:
+        """The TSC of a record on ``pcpu`` at the lab's ``tsc`` that changes the runstate of
+        ``vcpus``: no earlier than the pCPU's latest record nor than any of those vCPUs'
+        latest scheduling record. The lab's pCPU clocks run apart by up to a quantum, so a
+        vCPU's arrival on one pCPU can be stamped before its departure from another; where
+        the clocks disagree the record takes the later of the two (the lab's simplification:
+        on a host the TSCs are synchronised and the departure comes first)."""
         t = max(tsc, self.last_tsc.get(pcpu, 1))
+        for v in vcpus:
+            t = max(t, runstate_tsc(self.vcpu_tsc.get(v), pcpu))
         self.last_tsc[pcpu] = t
+        for v in vcpus:
+            self.vcpu_tsc[v] = (t, pcpu)
         return t
 
     def _leave_elsewhere(self, who: tuple[int, int], pcpu: int, tsc: int) -> None:
@@ -153,29 +199,31 @@ class XentraceWriter:
         q = self._where(who)
         if q is None or q == pcpu:
             return
-        t = self._tsc_on(q, tsc)
         if self.idle_pending.get(q) == who:
             del self.idle_pending[q]
-            self._put(q, self._to_idle(q, who, t))
+            self._put(q, self._to_idle(q, who, tsc))
             return
         idle = self._idle(q)
-        self._put(q, [record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), t, [_dv(*who)]),
-                      record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), t, [_dv(*idle)]),
-                      record(TRC_SCHED_SWITCH, t, [who[0], who[1], idle[0], idle[1]])])
+        t = self._tsc_on(q, tsc, who, idle)
+        self._put(q, switch(who, idle, RUNSTATE["runnable"], t))
         self.state[who] = RUNSTATE["runnable"]
         self.running[q] = idle
 
-    @staticmethod
-    def _block(who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+    def _block(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
+        """vcpu_block() of a vCPU the trace has on no pCPU: its block and its runstate change."""
+        tsc = self._tsc_on(pcpu, tsc, who)
         yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
-        yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (2 << 4), tsc, [_dv(*who)])
+        yield runstate(who, RUNSTATE["running"], RUNSTATE["blocked"], tsc)
 
     def _to_idle(self, pcpu: int, who: tuple[int, int], tsc: int) -> Iterator[bytes]:
         """``who`` blocked and the pCPU has nothing else to run: schedule() switches to its idle vCPU."""
-        yield from self._block(who, tsc)
         idle = self._idle(pcpu)
-        yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*idle)])
-        yield record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], idle[0], idle[1]])
+        tsc = self._tsc_on(pcpu, tsc, who, idle)
+        if who in self.block_written:
+            self.block_written.discard(who)
+        else:
+            yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])  # vcpu_block(), then schedule()
+        yield from switch(who, idle, RUNSTATE["blocked"], tsc)
         self.running[pcpu] = idle
 
     def _on_behalf(self, ev: Event, who: tuple[int, int], tsc: int) -> None:
@@ -185,28 +233,27 @@ class XentraceWriter:
         this pCPU for the moment of the record and out again."""
         where = self._where(who)
         if where is not None:
-            self._put(where, self.records_for(ev, self._tsc_on(where, tsc)))
+            self._put(where, self.records_for(ev, tsc, where))
             return
         pcpu = ev.pcpu
         prev = self.running.get(pcpu, self._idle(pcpu))
         state = self.state.get(who, RUNSTATE["runnable"])
+        tsc = self._tsc_on(pcpu, tsc, who, prev)
         out: list[bytes] = []
         if state == RUNSTATE["blocked"]:
-            out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)]))
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)]))
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*who)]))
-        out.append(record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], who[0], who[1]]))
+            out.append(runstate(who, RUNSTATE["blocked"], RUNSTATE["runnable"], tsc))
+        out.extend(switch(prev, who, RUNSTATE["runnable"], tsc))
         out.extend(self.records_for(ev, tsc))
         back = RUNSTATE["blocked"] if state == RUNSTATE["blocked"] else RUNSTATE["runnable"]
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (back << 4), tsc, [_dv(*who)]))
-        out.append(record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*prev)]))
-        out.append(record(TRC_SCHED_SWITCH, tsc, [who[0], who[1], prev[0], prev[1]]))
+        out.extend(switch(who, prev, back, tsc))
         self._put(pcpu, out)
 
-    def records_for(self, ev: Event, tsc: int | None = None) -> Iterator[bytes]:
-        tsc = ev.cycle if tsc is None else tsc
+    def records_for(self, ev: Event, tsc: int | None = None, pcpu: int | None = None) -> Iterator[bytes]:
+        """The records of ``ev``, for the buffer of ``pcpu`` (the event's own by default)."""
         d = ev.data
         kind = ev.kind
+        # records written just before (a held-back block) may have moved this pCPU's clock on
+        tsc = self._tsc_on(ev.pcpu if pcpu is None else pcpu, ev.cycle if tsc is None else tsc)
         if kind == "sched":
             op = d.get("op")
             if op == "switch":
@@ -215,9 +262,8 @@ class XentraceWriter:
                 prev = self.running.get(ev.pcpu, self._idle(ev.pcpu))
                 if prev == nxt:
                     return                      # picked again where it ran: it just goes on
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (0 << 8) | (1 << 4), tsc, [_dv(*prev)])
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), tsc, [_dv(*nxt)])
-                yield record(TRC_SCHED_SWITCH, tsc, [prev[0], prev[1], nxt[0], nxt[1]])
+                tsc = self._tsc_on(ev.pcpu, tsc, prev, nxt)
+                yield from switch(prev, nxt, RUNSTATE["runnable"], tsc)
                 self.state[prev] = RUNSTATE["runnable"]
                 self.state[nxt] = RUNSTATE["running"]
                 self.running[ev.pcpu] = nxt
@@ -225,18 +271,31 @@ class XentraceWriter:
                 who = (d.get("from_dom") or 0, d.get("from_vcpu") or 0)
                 self.state[who] = RUNSTATE["blocked"]
                 where = self._where(who)
-                if where == ev.pcpu:
+                if where == ev.pcpu and self.is_hvm(who[0]) and self.last_exit.get(who) == "HLT":
+                    # hvm_hlt() (arch/x86/hvm/hvm.c): vcpu_block() traces the block, then
+                    # TRC_HVM_HLT with the vCPU not runnable (pending = 0), before the exit
+                    # returns and schedule() switches away (held back, as below)
+                    yield record(TRC_SCHED_BLOCK, tsc, [who[0], who[1]])
+                    yield record(TRC_HVM_HLT, tsc, [0])
+                    self.block_written.add(who)
+                    self.idle_pending[ev.pcpu] = who
+                elif where == ev.pcpu:
                     # Written with the next record of this pCPU (see event()): the hypercall
                     # that blocked the vCPU, if that is what follows, is traced first, on entry.
                     self.idle_pending[ev.pcpu] = who
                 elif where is not None:
-                    self._put(where, self._to_idle(where, who, self._tsc_on(where, tsc)))
+                    self._put(where, self._to_idle(where, who, tsc))
                 else:
-                    yield from self._block(who, tsc)
+                    yield from self._block(ev.pcpu, who, tsc)
             elif op == "wake":
                 who = (d.get("to_dom") or 0, d.get("to_vcpu") or 0)
+                for q, blocked in sorted(self.idle_pending.items()):
+                    if blocked == who:          # its block, still held back, comes first
+                        del self.idle_pending[q]
+                        self._put(q, self._to_idle(q, who, tsc))
+                tsc = self._tsc_on(ev.pcpu, tsc, who)
                 yield record(TRC_SCHED_WAKE, tsc, [who[0], who[1]])
-                yield record(TRC_SCHED_RUNSTATE_CHANGE | (2 << 8) | (1 << 4), tsc, [_dv(*who)])
+                yield runstate(who, RUNSTATE["blocked"], RUNSTATE["runnable"], tsc)
                 self.state[who] = RUNSTATE["runnable"]
         elif self.arm and kind not in ("grant",):
             return
@@ -244,6 +303,10 @@ class XentraceWriter:
             rip = d.get("rip") or 0
             event = TRC_HVM_SVM_EXIT64 if self.vendor == "amd" else TRC_HVM_VMX_EXIT64
             yield record(event, tsc, [d.get("nr") or 0, rip & 0xFFFF_FFFF, rip >> 32])
+            if ev.dom is not None:
+                self.last_exit[ev.dom, ev.vcpu] = d.get("reason") or ""
+            if d.get("reason") == "CPUID":
+                yield from self._cpuid(ev, tsc)
         elif kind == "vmentry":
             yield record(TRC_HVM_VMENTRY, tsc, [])
         elif kind == "hypercall":
@@ -279,6 +342,17 @@ class XentraceWriter:
                 yield record(TRC_SHADOW_EMULATE | (2 << 8), tsc, [0, 0, 0, 0] + va + [0])
             else:
                 yield record(TRC_SHADOW_FIXUP | (2 << 8), tsc, [0, 0] + va + [0])
+
+    def _cpuid(self, ev: Event, tsc: int) -> Iterator[bytes]:
+        """hvm_vmexit_cpuid() (arch/x86/hvm/hvm.c): TRC_HVM_CPUID with the leaf, the subleaf
+        and the four result registers, once guest_cpuid() has answered."""
+        info = ev.data.get("info") or {}
+        leaf, subleaf = info.get("leaf"), info.get("subleaf")
+        if self.cpuid is None or ev.dom is None or not isinstance(leaf, int) or not isinstance(subleaf, int):
+            return
+        res = self.cpuid(ev.dom, ev.vcpu, leaf, subleaf)
+        if res is not None:
+            yield record(TRC_HVM_CPUID, tsc, [leaf, subleaf, *res])
 
     def _hypercall(self, ev: Event, tsc: int) -> Iterator[bytes]:
         d = ev.data
@@ -367,7 +441,17 @@ def attach_xentrace(machine, path: str) -> XentraceWriter:
         fp = open(path, "wb")
     except OSError as e:
         raise UserError(f"{path}: cannot write: {e.strerror}") from None
-    domains = machine.domains
-    writer = XentraceWriter(fp, machine.vendor, lambda d: d in domains and domains[d].is_hvm)
+    writer = writer_for(machine, fp)
     machine.trace.listeners.append(writer)
     return writer
+
+
+def writer_for(host, fp: BinaryIO) -> XentraceWriter:
+    """A writer for ``host``'s events: it asks the host which domains are HVM and what
+    Xen's CPUID policy answers a vCPU."""
+    domains = host.domains
+
+    def cpuid_of(dom: int, vcpu: int, leaf: int, subleaf: int) -> tuple[int, int, int, int] | None:
+        v = next((v for v in domains[dom].vcpus if v.id == vcpu), None) if dom in domains else None
+        return None if v is None else guest_cpuid(host, v, leaf, subleaf)
+    return XentraceWriter(fp, host.vendor, lambda d: d in domains and domains[d].is_hvm, cpuid_of)
