@@ -11,16 +11,19 @@ dropped, as Xen does.
 Modelled: ID (vCPU id * 2 in bits 31:24), version (VLAPIC_VERSION 0x00050014:
 six LVT entries), TPR, PPR, EOI, LDR, DFR, SVR, ISR and IRR (the vCPU's
 in-service and requested vectors, which the event-channel upcall vector
-uses), ESR, ICR, the six LVT entries with Xen's writable-bit masks, and the
-timer: initial count, current count (counting down from the guest's time at APIC_BUS_CYCLE_NS = 10 ns times
-the divisor, one-shot or periodic) and divide configuration. The timer fires:
-its expiry is a timer of the vCPU in the host's heap (``Vcpu.vlapic_timer``),
-and at expiry the vector in LVT timer is raised in the vCPU's IRR, as Xen's
-periodic_time for the LAPIC source does (hvm/vpt.c). Not modelled: the
-TSC-deadline mode (LVT timer mode 2: the counts read 0 and nothing fires;
-CPUID does not offer it), IPIs through the ICR (its registers hold what the
-guest wrote), and the software disable's effect on the upcall vector (the lab
-raises it whatever SVR bit 8 says). Docs: docs/security.md, docs/hvm-devices.md.
+uses), ESR (the errors since the last write, latched by a write; "receive
+illegal vector" when a vector below 16 is to be raised, vlapic_set_irq()), ICR,
+the six LVT entries with Xen's writable-bit masks, and the timer: initial
+count, current count (counting down from the guest's time at
+APIC_BUS_CYCLE_NS = 10 ns times the divisor, one-shot or periodic) and divide
+configuration. The timer fires: its expiry is a timer of the vCPU in the
+host's heap (``Vcpu.vlapic_timer``), and at expiry the vector in LVT timer is
+raised in the vCPU's IRR, as Xen's periodic_time for the LAPIC source does
+(hvm/vpt.c). Not modelled: the TSC-deadline mode (LVT timer mode 2: the counts
+read 0 and nothing fires; CPUID does not offer it), the x2APIC MSRs of the
+timer, IPIs through the ICR (its registers hold what the guest wrote), and the
+software disable's effect on the upcall vector (the lab raises it whatever SVR
+bit 8 says). Docs: docs/security.md, docs/hvm-devices.md.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ APIC_TIMER_MODE_PERIODIC = 1 << 17
 APIC_TDR_DIV_MASK = 0xB
 APIC_LDR_MASK = 0xFF << 24
 APIC_SPIV_APIC_ENABLED = 1 << 8
+APIC_ESR_RECVILL = 0x40
+#: APIC_VECTOR_VALID(): vectors 0-15 are the CPU's exceptions, never an interrupt's
+APIC_FIRST_VALID_VECTOR = 16
 #: create_periodic_time() (hvm/vpt.c): a periodic timer fires at most every 0.1 ms
 PT_MIN_PERIOD_NS = 100_000
 
@@ -97,6 +103,7 @@ class VlapicState:
         # struct periodic_time of the timer (vpt.c): its next expiry in guest ns and its period (0: one-shot)
         self.timer_scheduled = 0
         self.timer_period = 0
+        self.pending_esr = 0                    # errors since the last ESR write (hw.pending_esr)
 
 
 class Vlapic:
@@ -197,7 +204,8 @@ class Vlapic:
         if reg == APIC_ID:
             r[APIC_ID] = val
         elif reg == APIC_ESR:
-            r[APIC_ESR] = 0                     # the pending errors latch (none are raised in the lab)
+            r[APIC_ESR] = s.pending_esr         # a write latches the errors since the last one
+            s.pending_esr = 0
         elif reg == APIC_TASKPRI:
             r[APIC_TASKPRI] = val & 0xFF
         elif reg == APIC_EOI:
@@ -286,6 +294,10 @@ class Vlapic:
         s.timer_scheduled = scheduled
         # the first cycle at which the vCPU's time (cycles * 10^9 // hz, in ns) has reached it
         timers.set_timer(host, v, timers.VLAPIC, -(-scheduled * host.cpu_hz // 1_000_000_000))
+        if v.cpu is not None and v.runstate == "running":
+            # the run in progress was bounded by the earlier deadlines: end it at the next
+            # block, so that one this close fires on time (Xen reprograms its timer at once)
+            v.cpu.yield_now = True
 
     def timer_expired(self, host, v, now: int) -> None:
         """pt_timer_fn() then pt_update_irq() for the LAPIC source: the vector in LVT timer is
@@ -312,10 +324,30 @@ class Vlapic:
             self._arm(host, v, s, nxt)
         set_irq(host, v, lvtt & APIC_VECTOR_MASK, "vLAPIC timer")
 
+    def error(self, host, v, err_bit: int) -> None:
+        """vlapic_error(): latch the error; an unmasked LVT error entry with a valid vector is
+        raised (one whose vector is invalid adds "receive illegal vector" instead)."""
+        s = self.vcpus[v.id]
+        if s.pending_esr & err_bit:
+            return
+        s.pending_esr |= err_bit
+        lvterr = s.regs.get(APIC_LVTERR, APIC_LVT_MASKED)
+        if lvterr & APIC_LVT_MASKED:
+            return
+        if lvterr & APIC_VECTOR_MASK >= APIC_FIRST_VALID_VECTOR:
+            set_irq(host, v, lvterr & APIC_VECTOR_MASK, "vLAPIC error")
+        else:
+            s.pending_esr |= APIC_ESR_RECVILL
+
 
 def set_irq(host, v, vec: int, source: str) -> None:
-    """vlapic_set_irq(): the vector goes into the IRR, and the vCPU is kicked if it was not
-    already there."""
+    """vlapic_set_irq(): a vector below 16 is refused with "receive illegal vector" in the ESR;
+    any other goes into the IRR, and the vCPU is kicked if it was not already there."""
+    if vec < APIC_FIRST_VALID_VECTOR:
+        vlapic = v.domain.devices.get("vlapic")
+        if vlapic is not None and 0 <= v.id < len(vlapic.vcpus):
+            vlapic.error(host, v, APIC_ESR_RECVILL)
+        return
     host.emit(v, "interrupt", vector=vec, source=f"{source}: vector {vec:#x} raised in the vLAPIC")
     if v.lapic_irr >> vec & 1:
         return
