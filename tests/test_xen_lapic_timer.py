@@ -5,8 +5,9 @@ one-shot count of 50,000 (500 us at APIC_BUS_CYCLE_NS = 10 ns) and sleeps in hlt
 until its interrupt, then a periodic count of 20,000 (200 us) through five
 interrupts, then a masked one-shot that must raise nothing. Expected numbers come
 from Xen's rules: vlapic_update_timer() and vlapic_get_tmcct() for the counts,
-create_periodic_time() for the first periodic tick (half a period later than the
-count's end for the LAPIC source, or aligned to the period with HVM_PARAM_VPT_ALIGN).
+create_periodic_time() for the first periodic tick (on a multiple of the period with
+HVM_PARAM_VPT_ALIGN, which libxl sets unless xl.cfg says vpt_align = 0; otherwise half
+a count later than the count's end, for the LAPIC source).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ APIC_BUS_CYCLE_NS = 10
 
 
 class TimerGuest:
-    def __init__(self, tmp_path, *, vpt_align: bool = False, run: bool = True) -> None:
+    def __init__(self, tmp_path, *, vpt_align: bool = True, run: bool = True) -> None:
         self.host, xl = small_host()
         self.dom = create(xl, tmp_path, "lt", "hvm", kernel=GUESTS / "hvm_lapic_timer.s", memory=16)
-        if vpt_align:
-            self.dom.hvm_params[HVM_PARAM_VPT_ALIGN] = 1
+        if not vpt_align:
+            self.dom.hvm_params[HVM_PARAM_VPT_ALIGN] = 0        # xl.cfg's vpt_align = 0
         self.sym = self.dom.images["kernel"].symbols
         if run:
             self.host.run(max_insns=2_000_000)
@@ -84,8 +85,9 @@ def test_periodic_ticks_a_period_apart_and_its_count_reloads(guest):
     period = 20_000 * APIC_BUS_CYCLE_NS
     fired = guest.raised(0x41)
     assert len(fired) == 5 and guest.taken(0x41) == fired
-    # create_periodic_time(): the LAPIC source's first tick comes half a delta late
-    assert guest.ns(fired[0]) == guest.ns(armed) + period + period // 2
+    # align_timer(): the first multiple of the period at or after the count's end
+    due = guest.ns(armed) + period
+    assert guest.ns(fired[0]) == -(-due // period) * period
     assert [guest.ns(b) - guest.ns(a) for a, b in zip(fired, fired[1:])] == [period] * 4
     ticks = [guest.word("tick_tsc", i) for i in range(5)]
     assert [b - a for a, b in zip(ticks, ticks[1:])] == [guest.cycles(period)] * 4
@@ -97,14 +99,18 @@ def test_a_masked_timer_raises_nothing(guest):
     assert guest["masked"] == 0 and not guest["irr_masked"] & (1 << (0x42 - 0x40))
 
 
-def test_vpt_align_puts_the_first_periodic_tick_on_a_multiple_of_the_period(tmp_path):
-    g = TimerGuest(tmp_path, vpt_align=True)
+def test_the_domain_is_built_with_vpt_align_as_libxl_builds_it(guest):
+    assert guest.dom.hvm_params[HVM_PARAM_VPT_ALIGN] == 1
+
+
+def test_without_vpt_align_the_first_periodic_tick_comes_half_a_count_late(tmp_path):
+    g = TimerGuest(tmp_path, vpt_align=False)
     armed = g.count_written()[1]
     period = 20_000 * APIC_BUS_CYCLE_NS
-    first = g.ns(g.raised(0x41)[0])
-    # align_timer(): the first multiple of the period at or after the count's end
-    due = g.ns(armed) + period
-    assert first == -(-due // period) * period
+    fired = g.raised(0x41)
+    # create_periodic_time(): the LAPIC source's first tick is offset by half its delta
+    assert g.ns(fired[0]) == g.ns(armed) + period + period // 2
+    assert [g.ns(b) - g.ns(a) for a, b in zip(fired, fired[1:])] == [period] * 4
 
 
 def test_the_timer_is_in_the_heap_and_saves_and_loads(tmp_path):
