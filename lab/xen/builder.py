@@ -240,6 +240,9 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     # model (tools/firmware/hvmloader: HVM_PARAM_ACPI_IOPORTS_LOCATION = 1); the lab's small
     # firmware does not make that call, so the builder records its result.
     dom.hvm_params[abi.HVM_PARAM_ACPI_IOPORTS_LOCATION] = 1
+    # libxl's hvm_set_conf_params(): xl.cfg's vpt_align, true unless set (libxl_create.c), so
+    # periodic platform timers tick on multiples of their period (hvm/vpt.c align_timer())
+    dom.hvm_params[abi.HVM_PARAM_VPT_ALIGN] = 1
     for sec in firmware.sections:
         if sec.data:
             _write_phys(host, dom, sec.base, bytes(sec.data))

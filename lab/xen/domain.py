@@ -41,10 +41,11 @@ class Vcpu:
     periodic_timer: tuple[int, int] | None = None     # likewise; stopped while the vCPU is off its pCPU
     periodic_period: int = 0                          # cycles; 0: no periodic timer
     periodic_last_event: int = 0
+    vlapic_timer: tuple[int, int] | None = None       # the vLAPIC timer's next expiry (HVM/PVH; vdev/vlapic.py)
     # -- HVM/PVH event delivery (struct hvm_vcpu) -------------------------------
     upcall_vector: int = 0          # HVMOP_set_evtchn_upcall_vector (0: none)
-    lapic_irr: int = 0              # the vLAPIC's IRR and ISR, one bit per vector (only the
-    lapic_isr: int = 0              # upcall vector is ever raised there in the lab)
+    lapic_irr: int = 0              # the vLAPIC's IRR and ISR, one bit per vector (the upcall
+    lapic_isr: int = 0              # vector and the vLAPIC timer's vector are raised there)
 
     @property
     def label(self) -> str:

@@ -1,15 +1,17 @@
 """Timers: every deadline Xen keeps for a guest, in one heap.
 
 Xen gives each vCPU two timers (struct vcpu's ``periodic_timer`` and
-``singleshot_timer``, xen/common/sched/core.c) and emulates an HVM domain's
-PIT (xen/arch/x86/hvm/i8254.c). The lab keeps all of them in one heap ordered
+``singleshot_timer``, xen/common/sched/core.c), emulates an HVM domain's
+PIT (xen/arch/x86/emul-i8254.c) and each HVM vCPU's local APIC timer (the
+periodic_time of hvm/vlapic.c, driven by hvm/vpt.c). The lab keeps all of them in one heap ordered
 by (deadline, sequence number): the next deadline is at its top, so the host
 finds it, and jumps to it when every vCPU is blocked, without looking at any
 vCPU. The sequence number breaks ties in the order timers were set, so the
 order in which timers fire never depends on anything but the inputs.
 
 An armed timer is its owner's slot (``Vcpu.singleshot_timer``,
-``Vcpu.periodic_timer``, ``Domain.pit_timer``) holding (deadline, sequence);
+``Vcpu.periodic_timer``, ``Vcpu.vlapic_timer``, ``Domain.pit_timer``) holding
+(deadline, sequence);
 an entry of the heap counts only while its owner's slot still holds it, so
 stopping or moving a timer is one assignment and the stale entry is dropped
 when it reaches the top (or when the heap is compacted).
@@ -29,7 +31,7 @@ from . import abi
 from .vcpu_info import maddr as vcpu_info_maddr
 
 #: The owners' slot names: which timer an entry of the heap is.
-SINGLESHOT, PERIODIC, PIT = "singleshot_timer", "periodic_timer", "pit_timer"
+SINGLESHOT, PERIODIC, PIT, VLAPIC = "singleshot_timer", "periodic_timer", "pit_timer", "vlapic_timer"
 
 #: Guests ask for a period of at least 1 ms and at most STIME_DELTA_MAX ns (common/domain.c).
 MIN_PERIOD_NS = 1_000_000
@@ -192,6 +194,10 @@ def fire(host, now: int) -> None:
             send_timer_event(host, owner)                 # vcpu_singleshot_timer_fn()
         elif kind == PERIODIC:
             periodic_timer_work(host, owner, now)         # vcpu_periodic_timer_fn()
+        elif kind == VLAPIC:
+            vlapic = owner.domain.devices.get("vlapic")
+            if vlapic is not None:
+                vlapic.timer_expired(host, owner, now)    # pt_timer_fn() for the vLAPIC's timer
         else:
             tick_devices(host, owner, now)
     for dom in host.domains.values():

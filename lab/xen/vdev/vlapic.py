@@ -11,18 +11,25 @@ dropped, as Xen does.
 Modelled: ID (vCPU id * 2 in bits 31:24), version (VLAPIC_VERSION 0x00050014:
 six LVT entries), TPR, PPR, EOI, LDR, DFR, SVR, ISR and IRR (the vCPU's
 in-service and requested vectors, which the event-channel upcall vector
-uses), ESR, ICR, the six LVT entries with Xen's writable-bit masks, and the
-timer: initial count, current count (counting down from the guest's time at
+uses), ESR (the errors since the last write, latched by a write; "receive
+illegal vector" when a vector below 16 is to be raised, vlapic_set_irq()), ICR,
+the six LVT entries with Xen's writable-bit masks, and the timer: initial
+count, current count (counting down from the guest's time at
 APIC_BUS_CYCLE_NS = 10 ns times the divisor, one-shot or periodic) and divide
-configuration. Not modelled: delivering the timer's interrupt and IPIs through
-the ICR (their registers hold what the guest wrote), and the software
-disable's effect on delivery (SVR bit 8 is kept; the lab raises the upcall
-vector whatever it says). Docs: docs/security.md, docs/hvm-devices.md.
+configuration. The timer fires: its expiry is a timer of the vCPU in the
+host's heap (``Vcpu.vlapic_timer``), and at expiry the vector in LVT timer is
+raised in the vCPU's IRR, as Xen's periodic_time for the LAPIC source does
+(hvm/vpt.c). Not modelled: the TSC-deadline mode (LVT timer mode 2: the counts
+read 0 and nothing fires; CPUID does not offer it), the x2APIC MSRs of the
+timer, IPIs through the ICR (its registers hold what the guest wrote), and the
+software disable's effect on the upcall vector (the lab raises it whatever SVR
+bit 8 says). Docs: docs/security.md, docs/hvm-devices.md.
 """
 
 from __future__ import annotations
 
-from ..abi.hvm import APIC_BASE_EXTD
+from .. import timers
+from ..abi.hvm import APIC_BASE_EXTD, HVM_PARAM_VPT_ALIGN
 
 #: vlapic.c / apicdef.h
 VLAPIC_VERSION = 0x00050014
@@ -50,6 +57,11 @@ APIC_TIMER_MODE_PERIODIC = 1 << 17
 APIC_TDR_DIV_MASK = 0xB
 APIC_LDR_MASK = 0xFF << 24
 APIC_SPIV_APIC_ENABLED = 1 << 8
+APIC_ESR_RECVILL = 0x40
+#: APIC_VECTOR_VALID(): vectors 0-15 are the CPU's exceptions, never an interrupt's
+APIC_FIRST_VALID_VECTOR = 16
+#: create_periodic_time() (hvm/vpt.c): a periodic timer fires at most every 0.1 ms
+PT_MIN_PERIOD_NS = 100_000
 
 LVT_MASK = APIC_LVT_MASKED | APIC_SEND_PENDING | APIC_VECTOR_MASK
 LINT_MASK = LVT_MASK | APIC_DM_MASK | APIC_INPUT_POLARITY | APIC_LVT_REMOTE_IRR | APIC_LVT_LEVEL_TRIGGER
@@ -88,6 +100,10 @@ class VlapicState:
             self.regs[APIC_LVTT + 0x10 * i] = APIC_LVT_MASKED
         self.timer_divisor = 2                  # vlapic_set_tdcr(0): divide by 2
         self.timer_last_update: int | None = None   # guest ns when the count was (re)loaded; None: stopped
+        # struct periodic_time of the timer (vpt.c): its next expiry in guest ns and its period (0: one-shot)
+        self.timer_scheduled = 0
+        self.timer_period = 0
+        self.pending_esr = 0                    # errors since the last ESR write (hw.pending_esr)
 
 
 class Vlapic:
@@ -188,7 +204,8 @@ class Vlapic:
         if reg == APIC_ID:
             r[APIC_ID] = val
         elif reg == APIC_ESR:
-            r[APIC_ESR] = 0                     # the pending errors latch (none are raised in the lab)
+            r[APIC_ESR] = s.pending_esr         # a write latches the errors since the last one
+            s.pending_esr = 0
         elif reg == APIC_TASKPRI:
             r[APIC_TASKPRI] = val & 0xFF
         elif reg == APIC_EOI:
@@ -250,8 +267,100 @@ class Vlapic:
                 delta = delta * s.timer_divisor // old_divisor
             # the count was loaded (period - delta) ns ago
             s.timer_last_update = now - (period - delta)
+            self._create_periodic_time(host, v, s, now, delta, period if mode == APIC_TIMER_MODE_PERIODIC else 0)
         else:
+            # destroy_periodic_time(): the count reads 0 until the initial count is written again
             s.timer_last_update = None
+            timers.stop_timer(v, timers.VLAPIC)
+
+    # -- the timer's interrupt (hvm/vpt.c) -------------------------------------------------
+    def _create_periodic_time(self, host, v, s: VlapicState, now: int, delta: int, period: int) -> None:
+        """create_periodic_time(): the first expiry ``delta`` ns from now; a periodic timer of
+        at least 0.1 ms, its first tick aligned to its period when HVM_PARAM_VPT_ALIGN is set
+        (align_timer()), else put half a delta later to keep off the other timers' ticks."""
+        if period:
+            period = max(period, PT_MIN_PERIOD_NS)
+        scheduled = now + delta
+        if period:
+            if v.domain.hvm_params.get(HVM_PARAM_VPT_ALIGN):
+                scheduled = scheduled + (period - 1) - ((scheduled - 1) % period)
+            else:
+                scheduled += delta >> 1
+        s.timer_period = period
+        self._arm(host, v, s, scheduled)
+
+    @staticmethod
+    def _arm(host, v, s: VlapicState, scheduled: int) -> None:
+        s.timer_scheduled = scheduled
+        # the first cycle at which the vCPU's time (cycles * 10^9 // hz, in ns) has reached it
+        timers.set_timer(host, v, timers.VLAPIC, -(-scheduled * host.cpu_hz // 1_000_000_000))
+        if v.cpu is not None and v.runstate == "running":
+            # the run in progress was bounded by the earlier deadlines: end it at the next
+            # block, so that one this close fires on time (Xen reprograms its timer at once)
+            v.cpu.yield_now = True
+
+    def timer_expired(self, host, v, now: int) -> None:
+        """pt_timer_fn() then pt_update_irq() for the LAPIC source: the vector in LVT timer is
+        raised in the IRR unless the timer is masked (pt_irq_masked(): LVT timer's mask bit, or
+        the local APIC disabled), which suspends it until LVT timer is written again. A periodic
+        timer runs on a period later; periods that went by unseen (the vCPU was not running)
+        are one interrupt, not a burst. vlapic_pt_cb(): the count reloads at each tick."""
+        if not 0 <= v.id < len(self.vcpus):
+            return
+        s = self.vcpus[v.id]
+        lvtt = s.regs.get(APIC_LVTT, 0)
+        cpu = v.cpu
+        enabled = cpu is not None and bool(cpu.apic_base & APIC_BASE_ENABLE) \
+            and bool(s.regs.get(APIC_SPIV, 0) & APIC_SPIV_APIC_ENABLED)
+        if not enabled or lvtt & APIC_LVT_MASKED:
+            return
+        fired = s.timer_scheduled
+        if s.timer_period:
+            s.timer_last_update = fired
+            now_ns = now * 1_000_000_000 // host.cpu_hz
+            nxt = fired + s.timer_period
+            if nxt <= now_ns:
+                nxt += ((now_ns - nxt) // s.timer_period + 1) * s.timer_period
+            self._arm(host, v, s, nxt)
+        set_irq(host, v, lvtt & APIC_VECTOR_MASK, "vLAPIC timer")
+
+    def error(self, host, v, err_bit: int) -> None:
+        """vlapic_error(): latch the error; an unmasked LVT error entry with a valid vector is
+        raised (one whose vector is invalid adds "receive illegal vector" instead)."""
+        s = self.vcpus[v.id]
+        if s.pending_esr & err_bit:
+            return
+        s.pending_esr |= err_bit
+        lvterr = s.regs.get(APIC_LVTERR, APIC_LVT_MASKED)
+        if lvterr & APIC_LVT_MASKED:
+            return
+        if lvterr & APIC_VECTOR_MASK >= APIC_FIRST_VALID_VECTOR:
+            set_irq(host, v, lvterr & APIC_VECTOR_MASK, "vLAPIC error")
+        else:
+            s.pending_esr |= APIC_ESR_RECVILL
+
+
+def set_irq(host, v, vec: int, source: str) -> None:
+    """vlapic_set_irq(): a vector below 16 is refused with "receive illegal vector" in the ESR;
+    any other goes into the IRR, and the vCPU is kicked if it was not already there."""
+    if vec < APIC_FIRST_VALID_VECTOR:
+        vlapic = v.domain.devices.get("vlapic")
+        if vlapic is not None and 0 <= v.id < len(vlapic.vcpus):
+            vlapic.error(host, v, APIC_ESR_RECVILL)
+        return
+    host.emit(v, "interrupt", vector=vec, source=f"{source}: vector {vec:#x} raised in the vLAPIC")
+    if v.lapic_irr >> vec & 1:
+        return
+    v.lapic_irr |= 1 << vec
+    # vcpu_kick(): the interrupt source is told to look, a vCPU blocked in hlt wakes
+    cpu = v.cpu
+    src = cpu.irq_source if cpu is not None else None
+    if src is not None and hasattr(src, "hint"):
+        src.hint = True
+    if v.blocked:
+        if cpu is not None:
+            cpu.halted = False
+        host.wake(v, "interrupt")
 
 
 def eoi(host, v) -> None:
