@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from lab.isa.encoding import decode
-from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, OP_CALL, OP_CPUID, OP_IN, OP_LOAD, OP_USER_CALL, SVM_EXIT,
-                         VMX_EXIT, default_run, domid, ept_violations, events, script_guest, signed, small_host,
+from xen_helpers import (CHECKSUM_LINE, EXIT_LINE, OP_CALL, OP_CPUID, OP_IN, OP_LOAD, OP_STORE, OP_USER_CALL,
+                         SVM_EXIT, VMX_EXIT, default_run, domid, ept_violations, events, script_guest, signed, small_host,
                          stock_guests)
 
 pytestmark = pytest.mark.machine       # every test here boots a whole machine
@@ -247,3 +247,35 @@ def test_shadow_paging_runs_the_same_guest(tmp_path, hap, host_ept):
     ept_host, _ = default_run()
     ept_reasons = {e.data["reason"] for e in events(ept_host, "vmexit", dom=domid(ept_host, "hvm-guest"))}
     assert not {"CR_ACCESS", "EXCEPTION_NMI", "INVLPG"} & ept_reasons
+
+
+# ---------------------------------------------------------------- xl.cfg's hpet
+HPET_BASE, HPET_CFG_REG, HPET_CAPABILITY = 0xFED0_0000, 0xFED0_0010, 0x00F4_2400_8086_A201
+
+
+def test_hpet_0_in_xl_cfg_clears_hvm_param_hpet_enabled_and_xen_answers_all_ones(tmp_path):
+    """libxl's hvm_set_conf_params() writes xl.cfg's hpet (true unless set, libxl_create.c) to
+    HVM_PARAM_HPET_ENABLED; hpet.c's handler still claims its range (hpet_range()), but with the
+    param clear hpet_read() answers ~0 and hpet_write() drops the write, in Xen, never the
+    device model."""
+    from lab.xen.abi.hvm import HVM_PARAM_HPET_ENABLED
+    host, xl = small_host()
+    guests = {}
+    for name, keys in (("with-hpet", {}), ("no-hpet", {"hpet": 0})):
+        g = script_guest(xl, tmp_path, name, "hvm", memory=16, **keys)
+        g.add(OP_LOAD, HPET_BASE)
+        g.add(OP_STORE, HPET_CFG_REG, 1)                 # ENABLE
+        g.add(OP_LOAD, HPET_CFG_REG)
+        g.install()
+        guests[name] = g
+    host.run()
+    on, off = guests["with-hpet"], guests["no-hpet"]
+    assert on.dom.config.hpet is True and off.dom.config.hpet is False
+    assert on.dom.hvm_params[HVM_PARAM_HPET_ENABLED] == 1 and off.dom.hvm_params[HVM_PARAM_HPET_ENABLED] == 0
+    assert on.steps_done == off.steps_done == 3
+    assert on.result(0) == HPET_CAPABILITY and on.result(2) == 1
+    assert off.result(0) == off.result(2) == 0xFFFF_FFFF_FFFF_FFFF
+    assert off.dom.devices["hpet"].config == 0            # the write was dropped
+    mmio = events(host, "mmio", dom=off.dom.domid)
+    assert len(mmio) == 3
+    assert all(e.data["emulator"] == "xen" and e.data["device"].startswith("vHPET") for e in mmio)

@@ -212,6 +212,17 @@ def test_platform_keys():
     assert "not a valid number" in err("name='a'\nhap='yes'").message
 
 
+def test_hpet_is_read_and_kept():
+    """libxl_create.c: u.hvm.hpet defaults to true; hpet = 0 is acted on, not a host-only key."""
+    assert load_config("name='a'\ntype='hvm'").hpet is True
+    c = load_config("name='a'\ntype='hvm'\nhpet=0")
+    assert c.hpet is False and c.warnings == [] and "hpet" not in c.host_keys
+    assert "hpet = 0" in c.to_text() and load_config(c.to_text()) == c
+    assert "hpet" not in load_config("name='a'\ntype='hvm'\nhpet=1").to_text()
+    assert load_config("name='a'\nhpet=0").warnings == ["<string>:2: HVM-only key 'hpet' is ignored for a pv guest"]
+    assert "not a valid number" in err("name='a'\ntype='hvm'\nhpet='off'").message
+
+
 def test_lab_keys():
     c = load_config("name='a'\nlab_pv32=1\nlab_program='machines/programs/hello.S'")
     assert c.lab_pv32 and c.lab_program == "machines/programs/hello.S"

@@ -1172,7 +1172,7 @@ LAB_KEYS = frozenset((
     "name", "type", "builder", "memory", "maxmem", "vcpus", "maxvcpus", "kernel", "ramdisk",
     "cmdline", "root", "extra", "on_poweroff", "on_reboot", "on_crash", "hap",
     "xen_platform_pci", "viridian", "device_model_version", "disk", "vif", "max_grant_frames",
-    "max_event_channels",
+    "max_event_channels", "hpet",
 ))
 LAB_ONLY_KEYS = frozenset(("lab_pv32", "lab_kernel_mode", "lab_program", "lab_stock_kernel"))
 
@@ -1197,7 +1197,7 @@ HOST_ONLY_KEYS = frozenset((
     "bootloader", "bootloader_args", "bootloader_restrict", "bootloader_user", "e820_host",
     # HVM
     "boot", "hdtype", "oos", "shadow_memory", "bios", "bios_path_override", "pae", "acpi",
-    "acpi_s3", "acpi_s4", "acpi_laptop_slate", "apic", "nx", "hpet", "acpi_firmware",
+    "acpi_s3", "acpi_s4", "acpi_laptop_slate", "apic", "nx", "acpi_firmware",
     "smbios_firmware", "smbios", "ms_vm_genid", "localtime", "rtc_timeoffset", "vpt_align",
     "timer_mode", "mmio_hole", "xen_platform_pci_bar_uc", "hvm_pirq", "videoram", "stdvga",
     "vga", "vnc", "vnclisten", "vncdisplay", "vncunused", "vncpasswd", "vncviewer",
@@ -1280,6 +1280,8 @@ class DomainConfig:
     hap: bool = True
     xen_platform_pci: bool = True
     viridian: Union[bool, tuple[str, ...]] = False
+    #: libxl's u.hvm.hpet, true unless set: written to HVM_PARAM_HPET_ENABLED
+    hpet: bool = True
     device_model_version: str | None = None
     disks: list[DiskSpec] = field(default_factory=list)
     vifs: list[VifSpec] = field(default_factory=list)
@@ -1375,6 +1377,8 @@ class DomainConfig:
         if self.viridian is not False:
             put("viridian", list(self.viridian) if isinstance(self.viridian, tuple)
                 else self.viridian)
+        if not self.hpet:
+            put("hpet", False)
         if self.device_model_version is not None:
             put("device_model_version", self.device_model_version)
         if self.disks:
@@ -1541,6 +1545,7 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
             viridian = tuple(groups)
         else:
             viridian = bool(r.boolean("viridian"))
+    hpet = r.boolean("hpet")
     dmv = r.string("device_model_version")
     if dmv is not None and dmv != "qemu-xen":
         raise r.err(r.line("device_model_version"),
@@ -1612,7 +1617,8 @@ def load_config(path_or_text: object, filename: str | None = None) -> DomainConf
         on_poweroff=actions["on_poweroff"], on_reboot=actions["on_reboot"],
         on_crash=actions["on_crash"], hap=True if hap is None else hap,
         xen_platform_pci=True if platform_pci is None else platform_pci,
-        viridian=viridian, device_model_version=dmv, disks=disks, vifs=vifs,
+        viridian=viridian, hpet=True if hpet is None else hpet,
+        device_model_version=dmv, disks=disks, vifs=vifs,
         max_grant_frames=-1 if max_grant_frames is None else max_grant_frames,
         max_event_channels=max_event_channels or 0,
         lab_pv32=lab_pv32, lab_kernel_mode=mode, lab_program=program, lab_stock_kernel=stock_kernel,

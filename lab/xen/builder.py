@@ -254,6 +254,9 @@ def build_hvm(host, dom, firmware: Image, kernel: Image, program: Image | None, 
     else:
         dom.ept_root = _ept_for(host, dom)
     vdev.install_hvm(host, dom)
+    # libxl's hvm_set_conf_params() after the domain is created: xl.cfg's hpet, true unless
+    # set (libxl_create.c); hpet.c answers every access with ~0 while it is clear
+    dom.hvm_params[abi.HVM_PARAM_HPET_ENABLED] = int(getattr(dom.config, "hpet", True))
     v0 = dom.vcpus[0]
     _new_shared_info(host, dom)
     for v in dom.vcpus:

@@ -20,6 +20,7 @@ Xen's ``hvm_domain_initialise()`` and ``hvm_vcpu_initialise()`` do.
 from __future__ import annotations
 
 from ...hw.devices.board import Pic8259, Pit8254
+from ..abi.hvm import HVM_PARAM_HPET_ENABLED
 from .debugcon import XEN_HVM_DEBUGCONS_IOPORT, DebugConsolePort
 from .hpet import Hpet
 from .intercept import IoIntercept
@@ -57,7 +58,8 @@ def install_hvm(host, dom) -> None:
     tab.register_movable_portio_handler("pmtimer", TMR_OFFSET, TMR_SIZE)   # pmtimer_init()
     tab.register_movable_portio_handler("pmtimer", EVT_OFFSET, EVT_SIZE)
     devices["hpet"] = Hpet()
-    tab.register_mmio_handler("hpet")                        # hpet_init()
+    tab.register_mmio_handler("hpet")                        # hpet_init(), which also
+    dom.hvm_params[HVM_PARAM_HPET_ENABLED] = 1               # sets the param the toolstack may clear
 
 
 def install_pvh(host, dom) -> None:

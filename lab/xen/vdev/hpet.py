@@ -1,9 +1,10 @@
 """The HPET Xen emulates for an HVM domain: arch/x86/hvm/hpet.c.
 
 1 KiB of MMIO at 0xfed00000 (HPET_BASE_ADDRESS, HPET_MMAP_SIZE), registered
-while the domain has a vHPET (xl.cfg ``hpet``, on by default; it sets
-HVM_PARAM_HPET_ENABLED). With the param clear every read is all ones and
-every write is dropped; so is an access that is not naturally aligned or is
+by ``hpet_init()`` for every HVM domain, which sets HVM_PARAM_HPET_ENABLED;
+libxl then writes xl.cfg's ``hpet`` (on by default) to the param. The handler
+claims its range either way (``hpet_range()``): with the param clear every
+read is all ones and every write is dropped, in Xen, never the device model; so is an access that is not naturally aligned or is
 wider than 8 bytes (``hpet_check_access_length()``). A narrower access reads
 or merges into its part of the 64-bit register (``hpet_fixup_reg()``).
 
@@ -22,6 +23,7 @@ SETVAL is set). Not modelled: the timers' interrupts.
 from __future__ import annotations
 
 from ...isa.bits import M64
+from ..abi.hvm import HVM_PARAM_HPET_ENABLED
 
 HPET_BASE_ADDRESS = 0xFED00000
 HPET_MMAP_SIZE = 1024
@@ -57,13 +59,17 @@ def register_name(offset: int) -> str:
     return f"reserved {off:#x}"
 
 
+def _enabled(v) -> bool:
+    """HVM_PARAM_HPET_ENABLED, set by hpet_init() and then by the toolstack from xl.cfg's hpet."""
+    return bool(v.domain.hvm_params.get(HVM_PARAM_HPET_ENABLED))
+
+
 class Hpet:
     """One domain's HPET and its MMIO handler (hpet_mmio_ops)."""
 
     name = "vHPET (in Xen: hpet.c)"
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled                  # HVM_PARAM_HPET_ENABLED
+    def __init__(self) -> None:
         self.config = 0
         self.isr = 0
         self.mc64 = 0                           # the main counter while halted
@@ -139,7 +145,7 @@ class Hpet:
 
     def read(self, host, v, gpa: int, size: int) -> int:
         offset = (gpa - HPET_BASE_ADDRESS) & (HPET_MMAP_SIZE - 1)
-        if not self.enabled or self._bad_access(offset, size):
+        if not _enabled(v) or self._bad_access(offset, size):
             return (1 << (8 * size)) - 1        # ~0, as the caller's size sees it
         val = self._read64(offset, self._guest_ticks(host, v))
         if size != 8:
@@ -148,7 +154,7 @@ class Hpet:
 
     def write(self, host, v, gpa: int, size: int, value: int) -> None:
         offset = (gpa - HPET_BASE_ADDRESS) & (HPET_MMAP_SIZE - 1)
-        if not self.enabled or self._bad_access(offset, size):
+        if not _enabled(v) or self._bad_access(offset, size):
             return
         now = self._guest_ticks(host, v)
         old = self._read64(offset, now)
