@@ -279,3 +279,40 @@ def test_hpet_0_in_xl_cfg_clears_hvm_param_hpet_enabled_and_xen_answers_all_ones
     mmio = events(host, "mmio", dom=off.dom.domid)
     assert len(mmio) == 3
     assert all(e.data["emulator"] == "xen" and e.data["device"].startswith("vHPET") for e in mmio)
+
+
+# ---------------------------------------------------------------- the PIC cascade
+def _pic_out(dom, port: int, value: int) -> None:
+    dom.devices["vpic_io"].port_write(None, dom.vcpus[0], port, 1, value)
+
+
+def test_an_irq_on_the_slave_pic_raises_irq_2_on_the_master_and_is_acknowledged_there(tmp_path):
+    """vpic.c vpic_update_int_output(): the slave's INT output holds the master's IRQ 2 (level
+    while it has an unmasked request) and drops when it has none; vpic_ack_pending_irq(): an
+    acknowledged IRQ 2 is the slave's highest request, with the slave's vector."""
+    from lab.xen.vdev.vpic import raise_isa_irq
+    host, xl = small_host()
+    g = script_guest(xl, tmp_path, "cascade", "hvm", memory=16)
+    dom, v = g.dom, g.dom.vcpus[0]
+    host.pause(dom)
+    master, slave, intr = dom.devices["vpic"], dom.devices["vpic_io"].slave, v.cpu.irq_source
+    for port, words in ((0x20, (0x11, 0x20, 0x04, 0x01, 0xFB)),       # master: vectors 0x20, all but IRQ 2 masked
+                        (0xA0, (0x11, 0x28, 0x02, 0x01, 0xFF))):      # slave: vectors 0x28, all masked
+        for i, w in enumerate(words):
+            _pic_out(dom, port + (i > 0), w)
+    assert raise_isa_irq(dom, 10) == 0x2A
+    assert not master.irr & 4 and intr.pending() is None              # masked on the slave: no output
+    _pic_out(dom, 0xA1, 0xFB)                                         # unmask IRQ 10
+    assert master.irr & 4 and master.waiting and intr.pending() == 0x2A
+    assert intr.ack() == 0x2A
+    assert master.isr == 4 and slave.isr == 4 and slave.irr == 0 and not master.irr & 4
+    raise_isa_irq(dom, 9)                                              # masked on the slave
+    raise_isa_irq(dom, 10)
+    assert not master.irr & 4 and intr.pending() is None              # the slave's IRQ 10 in service holds it
+    _pic_out(dom, 0xA0, 0x20)                                         # EOI on the slave: its output rises
+    assert master.irr & 4 and intr.pending() is None                  # the master's IRQ 2 in service holds it
+    _pic_out(dom, 0x20, 0x20)                                         # EOI on the master
+    assert intr.pending() == 0x2A
+    _pic_out(dom, 0xA1, 0xFF)                                         # masking the request drops the line
+    assert not master.irr & 4 and intr.pending() is None
+    assert raise_isa_irq(dom, 3) == 0x23 and raise_isa_irq(dom, 16) is None

@@ -61,6 +61,7 @@ from ..hw.devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFOR
                                   XEN_VENDOR, XenPlatform)
 from ..hw.devices.serial import Uart16550
 from ..hw.diskimage import open_disk, shared_images
+from ..xen.vdev.vpic import raise_isa_irq
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
 STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",
@@ -208,12 +209,11 @@ class Qemu:
     def raise_irq(self, line: int) -> None:
         pic = self.dom.devices.get("vpic")
         v = self.dom.vcpus[0] if self.dom.vcpus else None
-        if pic is None or not 0 <= line < 8:
-            self.note(f"IRQ {line}: not delivered (the lab's emulated PIC has lines 0-7 only)")
+        vector = raise_isa_irq(self.dom, line)
+        if pic is None or vector is None:
+            self.note(f"IRQ {line}: not delivered (the lab's emulated PICs have ISA IRQs 0-15 only)")
             return
-        pic.raise_irq(line)
-        self.host.emit(v, "interrupt", vector=pic.vector_base + line,
-                       source=f"qemu-dm IRQ {line} (dm_op set_isa_irq_level)")
+        self.host.emit(v, "interrupt", vector=vector, source=f"qemu-dm IRQ {line} (dm_op set_isa_irq_level)")
         if pic.waiting:
             for vc in self.dom.vcpus:
                 if vc.cpu is not None and vc.blocked and vc.cpu.rflags & (1 << 9):

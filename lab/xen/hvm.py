@@ -39,7 +39,7 @@ from .hypercall_page import build as build_hypercall_page
 from .hypercall_table import Preempted, dispatch
 from .mmio import handle_mmio, is_mmio_dm
 from .release import XEN_VERSION
-from .vdev import intercept
+from .vdev import intercept, vpic
 from .vdev.intercept import EMULATOR_DM, EMULATOR_XEN
 from .vdev.vlapic import eoi as vlapic_eoi
 
@@ -326,8 +326,8 @@ _HANDLERS = {
 PCI_LINK_ROUTE = (5, 10, 11, 5)
 #: GSIs of an HVM domain's emulated IOAPIC (hvm_irq->nr_gsis = VIOAPIC_NUM_PINS).
 NR_HVM_GSIS = 48
-#: Lines of the lab's emulated PIC (a master 8259A only).
-NR_VPIC_LINES = 8
+#: ISA IRQs of the emulated PICs: the master's 0-7 and, cascaded into its IRQ 2, the slave's 8-15.
+NR_VPIC_LINES = 16
 IF = 1 << 9
 
 
@@ -383,7 +383,7 @@ class HvmIntr:
         if cb is not None:
             return cb
         if self.pic is not None:
-            vec = self.pic.pending()
+            vec = vpic.pending_vector(self.v.domain, self.pic)
             if vec is not None:
                 return vec
         return lap
@@ -395,7 +395,7 @@ class HvmIntr:
             return cb
         if self.pic is not None and self.pic.pending() is not None:
             self.name = "pic"
-            return self.pic.ack()
+            return vpic.ack(self.v.domain, self.pic)
         lap = self._lapic()
         if lap is not None:
             v = self.v
@@ -480,13 +480,12 @@ def set_callback_irq_level(host, v) -> None:
     if dom.callback_via_type not in ("gsi", "pci_intx"):
         return
     line, what = _callback_line(dom)
-    pic = dom.devices.get("vpic")
-    if pic is None or line is None or not 0 <= line < NR_VPIC_LINES:
+    vector = None if line is None or not 0 <= line < NR_VPIC_LINES else vpic.raise_isa_irq(dom, line)
+    if vector is None:
         host.emit(v, "interrupt", vector=None,
-                  source=f"evtchn upcall: {what} not delivered (the lab's emulated PIC has lines 0-7 only)")
+                  source=f"evtchn upcall: {what} not delivered (the lab's emulated PICs have ISA IRQs 0-15 only)")
         return
-    pic.raise_irq(line)
-    host.emit(v, "interrupt", vector=pic.vector_base + line, source=f"evtchn upcall: {what} on the emulated PIC")
+    host.emit(v, "interrupt", vector=vector, source=f"evtchn upcall: {what} on the emulated PIC")
     # vpic_update_int_output(): the PIC's output kicks vCPU 0.
     _kick(host, v)
 
