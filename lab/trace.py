@@ -200,14 +200,15 @@ class TraceSpill:
         self.first_seqs.append(events[0].seq)
         self._end += len(blob)
 
-    def frame(self, i: int) -> list[Event]:
+    def frame(self, i: int, count: int | None = None) -> list[Event]:
+        """The events of frame ``i`` (its first ``count`` only, when given: only those are built)."""
         start = self._offsets[i]
         stop = self._offsets[i + 1] if i + 1 < len(self._offsets) else self._end
         assert self._file is not None           # a frame exists, so the file does
         blob = os.pread(self._file.fileno(), stop - start, start)
         raw = zlib.decompress(blob[1:])
         rows = marshal.loads(raw) if blob[:1] == b"m" else pickle.loads(raw)
-        return [Event(*row) for row in rows]
+        return [Event(*row) for row in (rows if count is None else rows[:count])]
 
     def truncate(self, frames: int) -> None:
         """Keep only the first ``frames`` frames."""
@@ -380,7 +381,8 @@ class Trace:
             return
         frames = n // self.frame_size
         if frames < self._spill.frames:
-            self._pending = self._spill.frame(frames)
+            # Only the frame's events before the snapshot's place are kept: build those alone.
+            self._pending = self._spill.frame(frames, n - frames * self.frame_size)
             self._spill.truncate(frames)
         del self._pending[n - frames * self.frame_size:]
         self._refill_window()

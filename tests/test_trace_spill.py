@@ -124,3 +124,10 @@ def test_restoring_a_later_snapshot_skips_seq_numbers_and_since_still_finds_by_s
         _fill(t, 5)
         assert [e.seq for e in t.since(n + 50)] == list(range(n + 50, n + 55))
         assert [e.seq for e in t.since(n - 3)] == [n - 3, n - 2, n - 1] + list(range(n + 50, n + 55))
+
+
+def test_a_frame_read_in_part_builds_only_its_first_events():
+    t = Trace(window=40, frame=16)
+    _fill(t, 40)
+    whole = t._spill.frame(1)
+    assert t._spill.frame(1, 5) == whole[:5] and [e.seq for e in whole[:5]] == [16, 17, 18, 19, 20]

@@ -870,3 +870,16 @@ def test_pd_names_domains_as_xen_prints_them():
     from lab.xen.abi import DOMID_IO, DOMID_XEN
     assert [_pd(1), _pd(DOMID_XEN), _pd(DOMID_IO), _pd(0x7FFF), _pd(None)] == \
         ["d1", "d[XEN]", "d[IO]", "d[IDLE]", "NULL"]
+
+
+def test_assign_many_gives_free_frames_and_refuses_any_other():
+    env = Env()
+    mm = env.mm
+    mm.assign_many([0x1, 0x2, 0x3], D2)
+    assert [(mm.pages[m].owner, mm.pages[m].count, mm.pages[m].allocated) for m in (0x1, 0x2, 0x3)] \
+        == [(D2, 1, True)] * 3
+    assert mm._owned[D2] == 3 + 8                      # and the eight Env gave it
+    for bad in ([0x4, 0x1], [0x5, 0x5], [0x6, FRAMES], [-1]):
+        with pytest.raises(ValueError, match="is not a free frame"):
+            mm.assign_many(bad, D2)
+    assert mm.pages[0x1].count == 1                   # a refused frame keeps its one reference

@@ -202,6 +202,7 @@ def run_mode(mode: str, program: Path, scenario: Path | None = None,
                         hap=spec.get("hap", True), lab_program=str(program), on_poweroff="preserve",
                         on_crash="preserve", filename=f"<compare {mode}>")
     conf.disks, conf.vifs = guest_devices(mode)
+    start = host.trace.seq               # this mode's events: those from its domain's creation on
     try:
         dom = xl.create(conf)
     except UserError as e:
@@ -219,7 +220,7 @@ def run_mode(mode: str, program: Path, scenario: Path | None = None,
     res.stopped = dom.crash_reason or dom.shutdown_reason or dom.state
     res.checksum = _checksum(dom.console_output)
     res.exit_code = _exit_code(dom.console_output)
-    _count(res, host.trace.iter_all(), dom.domid)
+    _count(res, host.trace.since(start), dom.domid)
     return res
 
 

@@ -111,6 +111,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
@@ -519,13 +520,23 @@ class PvMM:
         touched = getattr(pages, "touched", None)
         if touched is not None:
             touched.update(mfns)
-        get, put = dict.get, dict.__setitem__
-        for mfn in mfns:
-            pg = get(pages, mfn)
-            if not 0 <= mfn < nr or (pg is not None and (pg.owner is not None or pg.count)):
-                raise ValueError(f"mfn {mfn:#x} is not a free frame")
-            put(pages, mfn, PageInfo(domid, 1, PGT_none, 0, False, False, True, 0))
-        self._owned[domid] = self._owned.get(domid, 0) + len(mfns)
+        n = len(mfns)
+        get = dict.get
+        if (n and 0 <= min(mfns) and max(mfns) < nr and len(set(mfns)) == n
+                and not any(pg.owner is not None or pg.count
+                            for pg in filter(None, map(get, repeat(pages, n), mfns)))):
+            # Every frame is free (the usual case): the pages are made in C loops.
+            dict.update(pages, zip(mfns, map(PageInfo, repeat(domid, n), repeat(1), repeat(PGT_none),
+                                             repeat(0), repeat(False), repeat(False), repeat(True),
+                                             repeat(0))))
+        else:
+            put = dict.__setitem__
+            for mfn in mfns:
+                pg = get(pages, mfn)
+                if not 0 <= mfn < nr or (pg is not None and (pg.owner is not None or pg.count)):
+                    raise ValueError(f"mfn {mfn:#x} is not a free frame")
+                put(pages, mfn, PageInfo(domid, 1, PGT_none, 0, False, False, True, 0))
+        self._owned[domid] = self._owned.get(domid, 0) + n
 
     def release(self, mfn: int, domid: int | None = None) -> int:
         """Drop the owner's allocation reference (guest_remove_page).

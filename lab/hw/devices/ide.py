@@ -174,7 +174,7 @@ class IdeChannel:
 
     @property
     def has_drives(self) -> bool:
-        return any(d is not None for d in self.drives)
+        return self.drives.count(None) != len(self.drives)     # asked on every port lookup
 
     def label(self, unit: int | None = None) -> str:
         u = self.unit if unit is None else unit
