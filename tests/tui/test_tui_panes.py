@@ -390,3 +390,30 @@ def test_a_stop_whose_event_has_not_reached_its_log_is_selected_when_it_arrives(
             lst.add(earlier + [replace(stop, seq=stop.seq + 1)])
             assert app.show_stop(stop) is True                  # a later event came: it never will
     run(go())
+
+
+@pytest.mark.machine
+def test_a_short_cpu_pane_keeps_the_line_about_to_run_in_view():
+    """80x24 on the Xen scenario: the CPU tab is taller than the screen, and the source line
+    marked as about to run is scrolled into view, at boot and after each step."""
+    from lab.paths import MACHINES
+    from lab.tui.widgets.cpu import CpuPane
+
+    def current_row_visible(app) -> bool:
+        pane = app.main.query_one(CpuPane)
+        source = pane.query_one("#cpu-source")
+        rows = source.shown.plain.split("\n")
+        here = next(i for i, row in enumerate(rows) if row.startswith("▶"))
+        top = source.virtual_region.y + here
+        return pane.scroll_y <= top < pane.scroll_y + pane.scrollable_content_region.height
+
+    async def go():
+        async with lab(size=(80, 24), target=str(MACHINES / "default.toml")) as (app, pilot):
+            await pilot.pause(0.1)
+            assert current_row_visible(app)
+            for _ in range(3):
+                await command(pilot, app, "step 7")
+                await settle(pilot, app)
+                await pilot.pause(0.1)
+                assert current_row_visible(app)
+    run(go())

@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.geometry import Region
 from textual.content import Content
 from .text import Text
 
@@ -277,6 +278,8 @@ class CpuPane(VerticalScroll):
     def on_resize(self, event: Any) -> None:
         # Rings and summary side by side when there is room, else one above the other.
         self.query_one("#cpu-top").set_class(self.size.width < 80, "-stacked")
+        if self.source_radius is not None and self._view is not None:
+            self.call_after_refresh(self._reveal_current_line)
 
     def set_source_radius(self, radius: int | None) -> None:
         self.source_radius = radius
@@ -310,7 +313,23 @@ class CpuPane(VerticalScroll):
         self.query_one("#cpu-source", Text).show(source_content(view, self.source_radius))
         # Changed registers: against the CPU as it was when the last step, run or command began.
         self.query_one("#cpu-regs", Text).show(registers_content(cpu, view.before))
+        moved = self._view is None or self._view.cpu.get("rip") != cpu.get("rip")
         self._view = view
+        if moved and self.source_radius is not None:
+            # A short pane (the narrow layout) keeps the line about to run in view.
+            self.call_after_refresh(self._reveal_current_line)
+
+    def _reveal_current_line(self) -> None:
+        source = self.query_one("#cpu-source", Text)
+        shown = source.shown
+        if shown is None:
+            return
+        here = next((i for i, row in enumerate(shown.plain.split("\n")) if row.startswith("▶")), None)
+        if here is None:
+            return
+        top = source.virtual_region.y + here
+        if not (self.scroll_y <= top < self.scroll_y + self.scrollable_content_region.height):
+            self.scroll_to_region(Region(0, top, 1, 1), animate=False, immediate=True)
 
     def show_message(self, text: str) -> None:
         self.query_one("#cpu-summary", Text).show(Content(text))

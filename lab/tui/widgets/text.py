@@ -17,6 +17,11 @@ class Text(Static):
         self._shown: Content | None = None
         self._shape: tuple[int, int] = (-1, -1)
 
+    @property
+    def shown(self) -> Content | None:
+        """The content last shown."""
+        return self._shown
+
     def show(self, content: Content) -> None:
         old = self._shown
         if old is not None and old.plain == content.plain and old.spans == content.spans:
