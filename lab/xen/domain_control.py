@@ -9,6 +9,7 @@ destroyed domain's memory goes back to Xen is the architecture's
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Callable
 
 from .domain import CRASHED, DYING, RUNSTATE_OFFLINE, SHUTDOWN, Domain, Vcpu
@@ -88,11 +89,11 @@ class DomainControl:
         self.log(f"d{dom.domid}: destroyed")
         self.emit(None, "domain", op="destroy", name=dom.name, state=DYING, reason=None)
 
+    @abstractmethod
     def _release_domain(self, dom: Domain) -> None:
         """The architecture's part of domain_kill(): the domain's frames go back to Xen (or wait
         for the last domain that maps them), it leaves the host's domains, and dom0's services and
         the grant tables let go of it."""
-        raise NotImplementedError
 
     def _tell_services_of_shutdown(self, dom: Domain) -> None:
         if self.services_see_shutdown:

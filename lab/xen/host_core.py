@@ -28,6 +28,7 @@ furthest behind, so the interleaving of domains is a pure function of the inputs
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -65,7 +66,7 @@ class HostCoreConfig:
             self.costs = load_costs()
 
 
-class HostCore(DomainControl, Scheduler):
+class HostCore(DomainControl, Scheduler, ABC):
     """Xen's common part of a host; an architecture's host inherits it and supplies the rest."""
 
     # What the architecture's host sets up (declared here, defined there).
@@ -167,9 +168,9 @@ class HostCore(DomainControl, Scheduler):
         self.emit(None, "domain", op="create", name=dom.name, state=RUNNING, reason=reason)
 
     # -- the architecture's part of memory_op (lab/xen/memory.py) --------------------
+    @abstractmethod
     def xenmem_add_to_physmap(self, v: Vcpu, d: int, space: int, idx: int, gpfn: int, info: dict) -> int:
         """XENMEM_add_to_physmap after its arguments were read: the architecture's checks and mapping."""
-        raise NotImplementedError
 
     def reservation_op(self, v: Vcpu, cmd_word: int, va: int, info: dict) -> Any:
         """XENMEM_increase/decrease_reservation, populate_physmap: -ENOSYS where the lab lacks them."""
@@ -180,17 +181,17 @@ class HostCore(DomainControl, Scheduler):
         return -abi.ERRNO["ENOSYS"]
 
     # -- the architecture's part of XENVER_get_features (lab/xen/version.py) ----------
+    @abstractmethod
     def paging_mode_translate(self, dom: Domain) -> bool:
         """Whether Xen translates ``dom``'s frames (paging_mode_translate())."""
-        raise NotImplementedError
 
+    @abstractmethod
     def is_domain_direct_mapped(self, dom: Domain) -> bool:
         """Whether ``dom``'s guest frames are its machine frames though translated."""
-        raise NotImplementedError
 
+    @abstractmethod
     def arch_guest_features(self, dom: Domain) -> int:
         """The XENFEAT_* bits kernel.c sets only for this architecture."""
-        raise NotImplementedError
 
     def domain_by_name(self, name_or_id: str) -> Domain | None:
         for d in self.domains.values():
@@ -249,13 +250,13 @@ class HostCore(DomainControl, Scheduler):
             self._run_vcpu(p, v, max_insns - done)
         return True
 
+    @abstractmethod
     def _fire_timers(self, now: int) -> None:
         """The architecture's timers due by ``now`` fire (they may wake vCPUs)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _idle(self, p: int) -> bool:
         """pCPU ``p`` has nothing to run: move its clock on, or say (False) that the host is idle."""
-        raise NotImplementedError
 
     def _run_vcpu(self, p: int, v: Vcpu, budget: int) -> None:
         self.running_pcpu = p
@@ -267,10 +268,10 @@ class HostCore(DomainControl, Scheduler):
         finally:
             self.running_pcpu = None
 
+    @abstractmethod
     def _run_guest(self, p: int, v: Vcpu, budget: int) -> None:
         """Run guest vCPU ``v`` on pCPU ``p`` for up to ``budget`` instructions: the architecture's
         entry into the guest, and Xen's work for every trap that comes back from it."""
-        raise NotImplementedError
 
     def _run_dom0_services(self, p: int, v: Vcpu) -> None:
         """Dom0's vCPU runs the lab's services (Python): one queued piece of work, or it blocks."""
