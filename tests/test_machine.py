@@ -135,6 +135,27 @@ ops = st.one_of(
 )
 
 
+def _run_and_step(src: str, budget: int):
+    """The same program twice: run as translated blocks, and single-stepped, ``budget`` each."""
+    a = machine_with(src)
+    b = machine_with(src)
+    a.run(budget)
+    for _ in range(budget):
+        if b.cpu.stopped:
+            break
+        b.step()
+    return a, b
+
+
+def _assert_same_state(a, b) -> None:
+    """Registers, flags, control state and the data pages agree (the TLB may differ)."""
+    sa, sb = a.cpu.snapshot(), b.cpu.snapshot()
+    sa.pop("tlb")
+    sb.pop("tlb")
+    assert sa == sb
+    assert a.mem.read(0x10000, 2048) == b.mem.read(0x10000, 2048)
+
+
 def _program(body: list[str], seeds: list[int]) -> str:
     init = "\n".join(f"mov {r}, {v}" for r, v in zip(REGS, seeds))
     lines = []
@@ -171,19 +192,8 @@ def _program(body: list[str], seeds: list[int]) -> str:
        seeds=st.lists(st.integers(0, M), min_size=len(REGS), max_size=len(REGS)))
 def test_translated_blocks_and_single_stepping_agree(body, seeds):
     src = _program(body, seeds)
-    a = machine_with(src)
-    b = machine_with(src)
-    a.run(10_000)
-    for _ in range(10_000):
-        if b.cpu.stopped:
-            break
-        b.step()
-    sa, sb = a.cpu.snapshot(), b.cpu.snapshot()
-    for k in ("tlb",):
-        sa.pop(k)
-        sb.pop(k)
-    assert sa == sb
-    assert a.mem.read(0x10000, 2048) == b.mem.read(0x10000, 2048)
+    a, b = _run_and_step(src, 10_000)
+    _assert_same_state(a, b)
     assert a.digest() == b.digest()
 
 
@@ -203,18 +213,8 @@ def test_blocks_that_loop_by_themselves_agree_with_single_steps(body, rounds, se
     # round's first instruction faults (past the machine's 4 MiB).
     src = (f"{init}\nmov r12, {rounds}\nmov r14, 0x10000\n.top:\nmov r13, [r14]\n" + "\n".join(body)
            + "\nadd r14, 0x80000\ndec r12\njnz .top\nhlt")
-    a = machine_with(src)
-    b = machine_with(src)
-    a.run(budget)
-    for _ in range(budget):
-        if b.cpu.stopped:
-            break
-        b.step()
-    sa, sb = a.cpu.snapshot(), b.cpu.snapshot()
-    sa.pop("tlb")
-    sb.pop("tlb")
-    assert sa == sb
-    assert a.mem.read(0x10000, 2048) == b.mem.read(0x10000, 2048)
+    a, b = _run_and_step(src, budget)
+    _assert_same_state(a, b)
 
 
 # What a block that loops by itself may hold: no CPU method, no fault of its own.
@@ -233,18 +233,8 @@ def test_rounds_that_stay_in_cached_pages_agree_with_single_steps(body, rounds, 
     init = "\n".join(f"mov {r}, {v}" for r, v in zip(REGS, seeds))
     src = (f"{init}\nmov r12, {rounds}\nmov r14, 0x3FFC00\n.top:\nmov r13, [r14]\n" + "\n".join(body)
            + "\nadd r14, 0x40\ndec r12\njnz .top\nhlt")
-    a = machine_with(src)
-    b = machine_with(src)
-    a.run(budget)
-    for _ in range(budget):
-        if b.cpu.stopped:
-            break
-        b.step()
-    sa, sb = a.cpu.snapshot(), b.cpu.snapshot()
-    sa.pop("tlb")
-    sb.pop("tlb")
-    assert sa == sb
-    assert a.mem.read(0x10000, 2048) == b.mem.read(0x10000, 2048)
+    a, b = _run_and_step(src, budget)
+    _assert_same_state(a, b)
 
 
 @pytest.mark.parametrize("src", [
@@ -253,11 +243,5 @@ def test_rounds_that_stay_in_cached_pages_agree_with_single_steps(body, rounds, 
     "mov rax, -3\nimul rax, rax, -7\nmov rdx, 5\nimul rdx\nhlt",
 ])
 def test_registers_held_in_locals_reach_the_cpu(src):
-    a = machine_with(src)
-    b = machine_with(src)
-    a.run(100)
-    for _ in range(100):
-        if b.cpu.stopped:
-            break
-        b.step()
+    a, b = _run_and_step(src, 100)
     assert a.cpu.regs == b.cpu.regs and a.cpu.stopped == b.cpu.stopped
