@@ -182,6 +182,10 @@ PGC_allocated = 1 << 63
 #: An L1 entry whose address bits are all ones: Xen's L1TF-safe "INVALID_MFN".
 _INVALID_PTE_MFN = PADDR_MASK >> PAGE_SHIFT
 
+#: adjust_guest_l1e()'s kernel-page tag, and with the global bit, as entry bits.
+_ENTRY_GUEST_KERNEL = _PAGE_GUEST_KERNEL << 40
+_ENTRY_KERNEL_GLOBAL = _ENTRY_GUEST_KERNEL | _PAGE_GLOBAL
+
 _PT_TYPES = (PGT_l1_page_table, PGT_l2_page_table, PGT_l3_page_table, PGT_l4_page_table)
 _CACHE_FLUSH = "flush_cache"
 
@@ -898,6 +902,8 @@ class PvMM:
         """promote_lN_table(): validate every entry, taking its references."""
         d = self.pages[mfn].owner
         assert d is not None
+        if typ == PGT_l1_page_table:
+            return self._promote_l1(mfn, d)
         entries = list(self._read_table(mfn))
         base = mfn << PAGE_SHIFT
         taken: list[int] = []
@@ -933,6 +939,91 @@ class PvMM:
         if typ == PGT_l4_page_table:
             self._init_xen_l4_slots(mfn, d)
         return 0
+
+    def _promote_l1(self, mfn: int, d: int) -> int:
+        """promote_l1_table(): every present entry through get_page_from_l1e().
+
+        The common entry (allowed flags, a RAM frame of ``d`` itself) is taken here
+        in a few operations: a general reference, and for a writable one a
+        PGT_writable_page type reference (a frame with no type references
+        takes that type, as _get_page_type() gives it; one already writable adds
+        a reference). Such an entry cannot fail and Xen prints nothing for it.
+        Every other entry (MMIO, a foreign or free frame, a page table mapped
+        writable, refused flags) goes through :meth:`_get_page_from_l1e`, in
+        order. Entries that adjust_guest_l1e() changes are written back together
+        (before any entry taken the long way, so that one sees the table as Xen
+        would have left it)."""
+        pages = self.pages
+        touched = pages.touched
+        page_of = dict.get
+        entries = list(self._read_table(mfn))
+        base = mfn << PAGE_SHIFT
+        # get_pte_flags(e) & mask, tested on the entry's own bits
+        refused = put_pte_flags(self.l1_disallow_mask(d))
+        nr = self.nr_frames
+        adjust = self._adjusts(d)
+        ordinary = d != DOMID_IO
+        taken: list[int] = []
+        unwritten = False
+        for i, e in enumerate(entries):
+            if not e & _PAGE_PRESENT:
+                continue
+            rc = 1
+            if not e & refused and ordinary:
+                t = (e & PADDR_MASK) >> PAGE_SHIFT
+                pg = page_of(pages, t) if t < nr else None
+                if pg is not None and pg.count > 0 and pg.owner == d:
+                    if not e & _PAGE_RW:
+                        pg.count += 1
+                        rc = 0
+                    elif pg.type_count == 0:
+                        pg.count += 1
+                        pg.type, pg.type_count, pg.validated = PGT_writable_page, 1, True
+                        rc = 0
+                    elif pg.type == PGT_writable_page and pg.validated:
+                        pg.count += 1
+                        pg.type_count += 1
+                        rc = 0
+                    if rc == 0 and touched is not None:
+                        touched.add(t)
+            if rc:
+                if unwritten:
+                    self._write_table(mfn, entries)
+                    unwritten = False
+                first = len(self.messages)
+                self._l1_slot = base | (i << 3)
+                rc = self._get_page_from_l1e(e, d, d)
+                self._l1_slot = None
+                if rc < 0:
+                    self._warn(f"Failure {rc} in promote_l1_table: slot {i:#x}", _PROMOTE_FAILURE[1])
+                    self._event("validate", base | (i << 3), e, PGT_l1_page_table, rc, first)
+                    for j in reversed(taken):
+                        self._put_page_from_l1e(entries[j])
+                    return rc
+                if rc > 0:
+                    e ^= put_pte_flags(rc)
+                    entries[i] = e
+                    unwritten = True
+            if adjust:
+                # adjust_guest_l1e(), its common cases on the entry's bits
+                if e & _ENTRY_KERNEL_GLOBAL == _ENTRY_KERNEL_GLOBAL:
+                    new = self._adjust(1, e, d)           # says why in the log
+                else:
+                    new = e if e & _PAGE_USER else e | _ENTRY_GUEST_KERNEL | _PAGE_USER
+                    if not new & _ENTRY_GUEST_KERNEL:
+                        new |= _PAGE_GLOBAL | _PAGE_USER
+                if new != e:
+                    entries[i] = new
+                    unwritten = True
+            taken.append(i)
+        if unwritten:
+            self._write_table(mfn, entries)
+        return 0
+
+    def _write_table(self, mfn: int, entries: list[int]) -> None:
+        """The whole table at once (what writing each changed entry would leave)."""
+        if not self._dry_run:
+            self.mem.write(mfn << PAGE_SHIFT, _TABLE.pack(*entries))
 
     def _init_xen_l4_slots(self, mfn: int, d: int) -> None:
         """Overwrite slots 256-271 with Xen's entries (whatever the guest left there)."""
