@@ -48,6 +48,10 @@ def assemble(path: Path) -> Image:
 
 
 class Toolstack:
+    #: Assembled images are a cache of their sources, not machine state: a restored host
+    #: keeps them (every ``xenlab compare`` mode starts from the same restored host).
+    NOT_STATE = frozenset({"_images"})
+
     def __init__(self, host: XenHost) -> None:
         self.host = host
         self.warnings: list[str] = []
