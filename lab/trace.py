@@ -264,6 +264,12 @@ class Trace:
             fn(ev)
 
     def emit(self, cycle: int, pcpu: int, dom: int | None, vcpu: int, kind: str, **data: Any) -> Event:
+        return self.record(cycle, pcpu, dom, vcpu, kind, data)
+
+    def record(self, cycle: int, pcpu: int, dom: int | None, vcpu: int, kind: str, data: dict[str, Any]) -> Event:
+        """:meth:`emit` with the fields already in a dict, which the event keeps (the caller's
+        own ``**data``, so nothing else holds it): emitters pass theirs on without packing
+        the keywords again."""
         # ``add`` inlined: this runs for every event the machine makes.
         seq = self.seq
         ev = Event(seq, cycle, pcpu, dom, vcpu, kind, data)

@@ -131,3 +131,16 @@ def test_a_frame_read_in_part_builds_only_its_first_events():
     _fill(t, 40)
     whole = t._spill.frame(1)
     assert t._spill.frame(1, 5) == whole[:5] and [e.seq for e in whole[:5]] == [16, 17, 18, 19, 20]
+
+
+def test_record_takes_the_fields_as_a_dict_and_makes_what_emit_makes():
+    a, b = Trace(window=40, frame=16), Trace(window=40, frame=16)
+    seen: list = []
+    b.listeners.append(seen.append)
+    for i in range(40):
+        fields = {"name": "xen_version", "nr": 17, "args": (i,), "ret": 0}
+        ev = b.record(10 * i, 1, 2, 0, "hypercall", fields)
+        assert ev.data is fields and seen[-1] is ev
+        a.emit(10 * i, 1, 2, 0, "hypercall", name="xen_version", nr=17, args=(i,), ret=0)
+    assert [e.to_json() for e in a.iter_all()] == [e.to_json() for e in b.iter_all()]
+    assert (b.seq, b.counts, len(b)) == (40, {"hypercall": 40}, 40)

@@ -61,7 +61,7 @@ class Machine:
 
     def _emit(self, kind: str, **data: Any) -> Event:
         cpu = self.cpu
-        return self.trace.emit(cpu.cycles, 0, None, 0, kind, **data)
+        return self.trace.record(cpu.cycles, 0, None, 0, kind, data)
 
     def vcpu_refs(self) -> list[tuple[str, int | None, int, Cpu]]:
         """The CPUs a learner can focus: (label, domain, vcpu, cpu)."""

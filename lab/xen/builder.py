@@ -120,7 +120,7 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     l3_pfn = take()
     l2_pfn = take(n_l2)
     l1_pfn = take(n_l1)
-    pt_frames = {l4_pfn, l3_pfn} | set(range(l2_pfn, l2_pfn + n_l2)) | set(range(l1_pfn, l1_pfn + n_l1))
+    pt_end = l1_pfn + n_l1               # the tables are pfns l4_pfn .. pt_end - 1
     # The boot stack: a page of its own after the page tables, rsp at its top
     # (xg_dom_x86.c: bootstack_pfn, rsp = virt_base + (bootstack_pfn + 1) * PAGE_SIZE).
     stack_pfn = take()
@@ -137,10 +137,13 @@ def build_pv(host, dom, kernel: Image, program: Image | None, arg: int = 0) -> N
     # A 64-bit PV kernel runs in ring 3, so its pages need US; a ring-1 kernel
     # (32-bit profile) keeps them supervisor-only, out of user code's reach.
     kernel_us = 0 if pv32 else _PAGE_USER
+    rw = _PAGE_PRESENT | kernel_us | _PAGE_RW
+    entries = [(mfn << PAGE_SHIFT) | rw for mfn in p2m[:mapped]]
+    for pfn in range(l4_pfn, pt_end):
+        entries[pfn] &= ~_PAGE_RW
     for first in range(0, mapped, 512):
-        mem.write(p2m[l1_pfn + first // 512] << PAGE_SHIFT, b"".join(
-            ((p2m[pfn] << PAGE_SHIFT) | _PAGE_PRESENT | kernel_us | (0 if pfn in pt_frames else _PAGE_RW)).to_bytes(8, "little")
-            for pfn in range(first, min(first + 512, mapped))))
+        chunk = entries[first:first + 512]
+        mem.write(p2m[l1_pfn + first // 512] << PAGE_SHIFT, struct.pack(f"<{len(chunk)}Q", *chunk))
     for i in range(n_l1):
         l2 = l2_pfn + i // 512
         mem.write_u64((p2m[l2] << PAGE_SHIFT) + (i % 512) * 8, (p2m[l1_pfn + i] << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_RW | _PAGE_USER)

@@ -147,8 +147,8 @@ class XenHost(HostCore):
 
     def _cpu_emitter(self, v: Vcpu) -> Callable[..., Event]:
         def emit(kind: str, **data: Any) -> Event:
-            return self.trace.emit(v.cpu.cycles, v.pcpu if v.pcpu is not None else 0, v.domain.domid, v.id,
-                                   kind, **data)
+            return self.trace.record(v.cpu.cycles, v.pcpu if v.pcpu is not None else 0, v.domain.domid, v.id,
+                                     kind, data)
         return emit
 
     def _release_domain(self, dom: Domain) -> None:

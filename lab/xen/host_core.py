@@ -117,18 +117,24 @@ class HostCore(DomainControl, Scheduler, ABC):
 
     def emit(self, vcpu: Vcpu | None, kind: str, **data: Any) -> Event:
         if vcpu is None:
-            return self.trace.emit(max(self.clock), 0, None, 0, kind, **data)
-        p = vcpu.pcpu if vcpu.pcpu is not None else 0
-        cyc = vcpu.cpu.cycles if vcpu.cpu is not None and self.current[p] is vcpu else self.clock[p]
-        return self.trace.emit(cyc, p, vcpu.domain.domid, vcpu.id, kind, **data)
+            return self.trace.record(max(self.clock), 0, None, 0, kind, data)
+        p = vcpu.pcpu
+        if p is None:
+            p = 0
+        cpu = vcpu.cpu
+        cyc = cpu.cycles if cpu is not None and self.current[p] is vcpu else self.clock[p]
+        return self.trace.record(cyc, p, vcpu.domain.domid, vcpu.id, kind, data)
 
     def charge(self, vcpu: Vcpu, event_cost: str, extra: int = 0) -> int:
         """Add the cost of Xen work done for ``vcpu`` to the time of the pCPU running it."""
-        c = self.costs.ev(event_cost) + extra
-        if vcpu.cpu is not None and vcpu.pcpu is not None and self.current[vcpu.pcpu] is vcpu:
-            vcpu.cpu.cycles += c
-        elif vcpu.pcpu is not None:
-            self.clock[vcpu.pcpu] += c
+        c = self.costs.event.get(event_cost, 0) + extra
+        p = vcpu.pcpu
+        if p is not None:
+            cpu = vcpu.cpu
+            if cpu is not None and self.current[p] is vcpu:
+                cpu.cycles += c
+            else:
+                self.clock[p] += c
         return c
 
     # -- frames and domains ---------------------------------------------------
