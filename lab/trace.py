@@ -249,6 +249,9 @@ class Trace:
         self.listeners: list[Listener] = []
         self.counts: dict[str, int] = {}
         self.seq = 0
+        #: (frame number, the first events of that frame as a snapshot saw them): a restore
+        #: to a place inside that frame takes its events from here, not from the spill file.
+        self._kept: tuple[int, list[Event]] | None = None
 
     def add(self, ev: Event) -> None:
         self.seq = ev.seq + 1
@@ -367,10 +370,15 @@ class Trace:
         """Drop every kept event and the spill file (the counts and seq stay)."""
         self._spill.close()
         self._pending = []
+        self._kept = None
         self._window.clear()
 
     # Snapshot support: the trace is part of the state that replay restores.
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
+        if self.keep:
+            # The unfinished frame's events (events never change once made): restoring to here
+            # after they have been spilled need not read the frame back and rebuild them.
+            self._kept = (self._spill.frames, list(self._pending))
         return (self.seq, len(self), dict(self.counts))
 
     # Its position is state; its events and listeners are not.
@@ -386,11 +394,19 @@ class Trace:
         if not self.keep or n >= len(self):
             return
         frames = n // self.frame_size
+        keep = n - frames * self.frame_size
+        kept = self._kept
         if frames < self._spill.frames:
-            # Only the frame's events before the snapshot's place are kept: build those alone.
-            self._pending = self._spill.frame(frames, n - frames * self.frame_size)
+            if kept is not None and kept[0] == frames and len(kept[1]) >= keep:
+                self._pending = kept[1][:keep]
+            else:
+                # Only the frame's events before the snapshot's place are kept: build those alone.
+                self._pending = self._spill.frame(frames, keep)
             self._spill.truncate(frames)
-        del self._pending[n - frames * self.frame_size:]
+        del self._pending[keep:]
+        if kept is not None and kept[0] * self.frame_size + len(kept[1]) > n:
+            # Events from n on are gone: what comes after them is another history.
+            self._kept = (kept[0], kept[1][:n - kept[0] * self.frame_size]) if kept[0] <= frames else None
         self._refill_window()
 
     def _refill_window(self) -> None:

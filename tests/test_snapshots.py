@@ -249,10 +249,10 @@ def test_diff_names_what_differs():
 # ------------------------------------------------------------------ covered by construction
 #: Saved inside their owner's own state: the frame table's pages, a CPU's TLB and VMCS.
 SAVED_BY_OWNER = {"PageInfo", "Tlb", "Vmcs"}
-#: Not state: the trace's events (its window, those not yet spilled, the spill file) and
-#: listeners, translated code and the CPUs' page caches (with the guest's, set aside
-#: during a VM exit, and its cached EPT translations).
-NOT_STATE = {"_window", "_pending", "_spill", "listeners", "blocks", "by_frame", "_keeper", "_sup", "_usr",
+#: Not state: the trace's events (its window, those not yet spilled, the spill file, those
+#: a snapshot kept aside) and listeners, translated code and the CPUs' page caches (with the
+#: guest's, set aside during a VM exit, and its cached EPT translations).
+NOT_STATE = {"_window", "_pending", "_spill", "_kept", "listeners", "blocks", "by_frame", "_keeper", "_sup", "_usr",
              "_parked", "_ept_cache", "rc", "wc", "xc", "bc"}
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import random
+
+import pytest
 
 from lab.session.build import native_machine
 from lab.session.commands import execute
@@ -144,3 +147,49 @@ def test_record_takes_the_fields_as_a_dict_and_makes_what_emit_makes():
         a.emit(10 * i, 1, 2, 0, "hypercall", name="xen_version", nr=17, args=(i,), ret=0)
     assert [e.to_json() for e in a.iter_all()] == [e.to_json() for e in b.iter_all()]
     assert (b.seq, b.counts, len(b)) == (40, {"hypercall": 40}, 40)
+
+
+def _replay(ops, kept: bool) -> list:
+    """Emits, snapshots and restores on a small trace; what it holds after each step."""
+    t = Trace(window=24, frame=8)
+    if not kept:
+        t.snapshot = lambda: (t.seq, len(t), dict(t.counts))      # no events kept aside
+    snaps, out, n = [], [], 0
+    for op, arg in ops:
+        if op == "emit":
+            for _ in range(arg):
+                t.emit(n, 0, 1, 0, "console", text=f"event {n}")
+                n += 1
+        elif op == "snap":
+            snaps.append(t.snapshot())
+        elif snaps:
+            t.restore(snaps[arg % len(snaps)])
+        out.append(([e.to_json() for e in t.iter_all()], [e.seq for e in t.recent()], t.seq, len(t)))
+    return out
+
+
+def test_restoring_into_a_spilled_frame_takes_the_snapshots_own_events_without_reading_the_file(monkeypatch):
+    t = Trace(window=24, frame=8)
+    for i in range(3):
+        t.emit(i, 0, 1, 0, "console", text=f"boot {i}")
+    snap = t.snapshot()
+    for i in range(40):
+        t.emit(10 + i, 0, 1, 0, "console", text=f"mode {i}")
+    assert t._spill.frames == 5
+    monkeypatch.setattr(t._spill, "frame", lambda *a: pytest.fail("read a spilled frame back"))
+    t.restore(snap)
+    assert [e.data["text"] for e in t.iter_all()] == ["boot 0", "boot 1", "boot 2"]
+    assert [e.seq for e in t.recent()] == [0, 1, 2] and t.seq == 3
+
+
+def test_restores_with_kept_events_hold_what_restores_reading_the_file_hold():
+    # including a history that went another way after the events were kept
+    ops = [("emit", 3), ("snap", 0), ("emit", 2), ("snap", 0), ("emit", 30), ("restore", 0),
+           ("emit", 40), ("restore", 1), ("emit", 9), ("snap", 0), ("emit", 20), ("restore", 2),
+           ("restore", 0), ("emit", 12), ("restore", 2), ("restore", 1), ("emit", 5)]
+    assert _replay(ops, kept=True) == _replay(ops, kept=False)
+    rng = random.Random(7)
+    for _ in range(30):
+        ops = [rng.choice([("emit", rng.randrange(1, 20)), ("snap", 0), ("restore", rng.randrange(9))])
+               for _ in range(14)]
+        assert _replay(ops, kept=True) == _replay(ops, kept=False), ops

@@ -111,8 +111,9 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter
+from collections import deque
+from itertools import filterfalse, repeat
+from operator import attrgetter, floordiv
 from typing import Any, Callable, Iterable
 
 from lab.hw.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
@@ -1676,13 +1677,16 @@ class PvMM:
                 if a is not b:
                     suspects.update(a or ())
                     suspects.update(b or ())
-        for m in suspects:
-            row = chunks.get(m // _CHUNK, {}).get(m)
+        rows: dict[int, tuple] = {}             # the suspects' chunks, as one table
+        for cid in set(map(floordiv, suspects, repeat(_CHUNK))):
+            rows.update(chunks.get(cid, ()))
+        # Frames the snapshot has no row for are free: out of the table (in C; most
+        # suspects are a guest's frames, made after the snapshot).
+        deque(map(dict.pop, repeat(pages), filterfalse(rows.__contains__, suspects), repeat(None)), maxlen=0)
+        for m in filter(rows.__contains__, suspects):
+            row = rows[m]
             pg = dict.get(pages, m)
-            if row is None:
-                if pg is not None:
-                    dict.__delitem__(pages, m)
-            elif pg is None:
+            if pg is None:
                 pg = PageInfo()
                 _set_page(pg, row)
                 dict.__setitem__(pages, m, pg)
