@@ -31,3 +31,14 @@ def test_a_restored_host_keeps_its_toolstacks_assembled_images(monkeypatch):
     assert again == first
     assert all(xl._images[k] is v for k, v in images.items())
     assert "_images" not in host.snapshot().states[host._keeper.token(xl)][1]
+
+
+def test_compare_collects_young_objects_seldom_while_it_runs_and_puts_the_collector_back():
+    import gc
+
+    from lab.session.compare import COMPARE_GC_THRESHOLD, compare
+    before = gc.get_threshold()
+    seen = []
+    compare(modes=["native"], progress=lambda i, n, m: seen.append(gc.get_threshold()))
+    assert seen == [(COMPARE_GC_THRESHOLD, *before[1:])]
+    assert gc.get_threshold() == before
