@@ -8,12 +8,14 @@ the CPU's fast paths can index them directly.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable
 from itertools import compress, filterfalse
 from operator import ne
 
 from .snapshot import Plain
 
+_U64 = struct.Struct("<Q")
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = PAGE_SIZE - 1
@@ -86,11 +88,24 @@ class MachineMemory:
 
     def read_u64(self, addr: int) -> int:
         if addr & 7 == 0:
-            return int.from_bytes(self.frame(addr >> PAGE_SHIFT)[addr & PAGE_MASK:(addr & PAGE_MASK) + 8], "little")
+            f = self.frames.get(addr >> PAGE_SHIFT)
+            if f is None:
+                f = self.frame(addr >> PAGE_SHIFT)
+            return _U64.unpack_from(f, addr & PAGE_MASK)[0]
         return int.from_bytes(self.read(addr, 8), "little")
 
     def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+        off = addr & PAGE_MASK
+        if off > PAGE_SIZE - 8:
+            self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+            return
+        mfn = addr >> PAGE_SHIFT
+        f = self.frames.get(mfn)
+        if f is None:
+            f = self.frame(mfn)
+        _U64.pack_into(f, off, value & 0xFFFF_FFFF_FFFF_FFFF)
+        if mfn in self.watched and self.on_watched_write is not None:
+            self.on_watched_write(mfn)
 
     def read_uint(self, addr: int, size: int) -> int:
         return int.from_bytes(self.read(addr, size), "little")
