@@ -25,6 +25,8 @@ hypercalls with ``int 0x82``; the lab keeps 4-level page tables for it.
 
 from __future__ import annotations
 
+import struct
+
 from ..hw import flags as F
 from ..hw.faults import Fault, mnemonic
 from ..isa.encoding import INSN_SIZE
@@ -36,6 +38,9 @@ from .hypercall_table import Preempted, dispatch, X86_HYPERCALLS
 from .vcpu_info import maddr
 
 from .abi.arch_x86_64 import FLAT_RING1_CS, FLAT_RING3_CS64, FLAT_RING3_SS64
+
+#: struct iret_context (public/arch-x86/xen-x86_64.h): rax r11 rcx flags rip cs rflags rsp ss.
+_IRET_CONTEXT = struct.Struct("<9Q")
 VGCF_in_syscall = 1 << 8
 VCPU_INFO_CR2 = 16          # offsetof(vcpu_info, arch.cr2)
 
@@ -252,7 +257,7 @@ def do_iret(host, v) -> int | None:
     except GuestFault as e:
         host.crash(v.domain, f"iret with a bad stack: {e}", v)
         return None
-    rax, r11, rcx, flags, rip, cs, rflags, rsp, ss = (int.from_bytes(raw[i:i + 8], "little") for i in range(0, 72, 8))
+    rax, r11, rcx, flags, rip, cs, rflags, rsp, ss = _IRET_CONTEXT.unpack(raw)
     cpu.regs[0] = rax
     if not flags & VGCF_in_syscall:
         cpu.regs[11] = r11
