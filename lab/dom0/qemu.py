@@ -268,9 +268,14 @@ class Qemu:
                 return p, base
         return None
 
-    def io(self, dev: Any, port: int, size: int, direction: str, value: int = 0) -> int:
-        """Emulate one access of device ``dev`` (the one ``device_at`` found); the value read."""
+    def io(self, port: int, size: int, direction: str, value: int = 0, dev: Any | None = None) -> int:
+        """Emulate one access; the value read (all ones when nothing answers). ``dev`` is the
+        device ``device_at`` gave, when it was asked already."""
         mask = (1 << (8 * size)) - 1
+        if dev is None:
+            dev = self.device_at(port)
+            if dev is None:
+                return mask
         if direction == "in":
             return dev.io_read(port, size) & mask
         dev.io_write(port, size, value & mask)
@@ -356,6 +361,9 @@ class DeviceModel:
         return True
 
     # -- what Xen calls ----------------------------------------------------------------------
+    def claims(self, dom, port: int) -> bool:
+        return self.port_target(dom, port) is not None
+
     def port_target(self, dom, port: int) -> tuple[Qemu, Any] | None:
         """The QEMU instance and its device that registered ``port`` for ``dom`` with its ioreq
         server, or None: found once per ioreq, and handed back to :meth:`port_io`."""
@@ -367,12 +375,18 @@ class DeviceModel:
         dev = q.device_at(port)
         return None if dev is None else (q, dev)
 
-    def port_io(self, v, target: tuple[Qemu, Any], port: int, size: int, direction: str, value: int) -> int:
-        """One ioreq to the ``target`` that :meth:`port_target` found: Xen sends it, QEMU
-        emulates the access, Xen gets the answer."""
+    def port_io(self, v, port: int, size: int, direction: str, value: int,
+                target: tuple[Qemu, Any] | None = None) -> int:
+        """One ioreq: Xen sends it, QEMU emulates the access, Xen gets the answer. ``target`` is
+        what :meth:`port_target` found, when Xen's exit handler has asked already."""
         host = self.host
-        q, dev = target
         mask = (1 << (8 * size)) - 1
+        if target is None:
+            q, dev = self.instance(v.domain), None
+            if q is None:
+                return mask
+        else:
+            q, dev = target
         value &= mask
         out_value = value if direction == "out" else None
         ioreq_event(host, v, READY, port, size, direction, out_value)
@@ -380,7 +394,7 @@ class DeviceModel:
         ioreq_event(host, v, INPROCESS, port, size, direction, out_value)
         q._vcpu, q._req = v, (port, size, direction, out_value)
         try:
-            result = q.io(dev, port, size, direction, value)
+            result = q.io(port, size, direction, value, dev)
         except Exception as e:       # a device bug must not take the host down with it
             q.log(f"internal error emulating {direction} {port:#x}: {type(e).__name__}: {e}")
             host.log(f"d{v.domain.domid} qemu-dm: internal error at port {port:#x}: {e}", v)

@@ -181,7 +181,7 @@ def _exit_io(host, v, exc) -> None:
             result, device, emulator = mask, "none", EMULATOR_XEN
         else:
             device, emulator = "device model (ioreq)", EMULATOR_DM
-            result = dm.port_io(v, target, port, size, direction, value)
+            result = dm.port_io(v, port, size, direction, value, target)
     if direction == "in":
         cpu.regs[0] = (cpu.regs[0] & ~mask) | (result & mask) if size < 4 else result & mask
         value = result & mask
