@@ -344,7 +344,8 @@ def ept_walk(mem, eptp: int, gpa: int, access: str, *, gla: int | None = None,
             # Bits 5:3 (the AND of R/W/X over the entries) are 0: this entry has none.
             v = EptViolation(gpa, gla, qual, reason, steps)
             return EptResult(gpa, None, steps, violation=v, mem_refs=len(steps))
-        problem = _reserved_problem(entry, level)
+        # Only W without R, or bits 7:3 (PS, IPAT, the memory type) can make an entry bad.
+        problem = _reserved_problem(entry, level) if (entry & 3) == EPT_W or entry & 0xF8 else None
         if problem is not None:
             m = EptMisconfig(gpa, f"EPT L{level} entry {entry:#x}: {problem}", level, entry, steps)
             return EptResult(gpa, None, steps, misconfig=m, mem_refs=len(steps))
