@@ -58,8 +58,8 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
     # As for a PV guest, a walk made before is reused while what it read is unchanged:
     # here the entries and the p2m entries that placed each table and the page.
     walks = cpu.xen_walks
-    key = (cpu.cr3, va >> PAGE_SHIFT, write, "p2m")
-    hit = walks.get(key)
+    hvm_key = (cpu.cr3, va >> PAGE_SHIFT, write, "p2m")
+    hit = walks.get(hvm_key)
     if hit is not None:
         entries, page_gfn, page = hit
         read, p2m = host.mem.read_u64, dom.gfn_to_mfn
@@ -78,7 +78,7 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
         raise GuestFault(f"{va:#x} is not mapped in d{dom.domid}'s page tables")
     if len(walks) >= 64:
         walks.clear()
-    walks[key] = (tuple((s.entry_addr, s.entry_hpa, s.entry) for s in res.steps), res.pa >> PAGE_SHIFT,
+    walks[hvm_key] = (tuple((s.entry_addr, s.entry_hpa, s.entry) for s in res.steps), res.pa >> PAGE_SHIFT,
                   res.hpa & ~PAGE_MASK)
     return res.hpa
 
