@@ -388,10 +388,17 @@ class DeviceModel:
         else:
             q, dev = target
         value &= mask
-        out_value = value if direction == "out" else None
-        ioreq_event(host, v, READY, port, size, direction, out_value)
-        cost = host.charge(v, "ioreq_round_trip")
-        ioreq_event(host, v, INPROCESS, port, size, direction, out_value)
+        emit = host.emit
+        if direction == "out":
+            out_value: int | None = value
+            emit(v, "ioreq", port=port, size=size, dir=direction, value=value, state=READY)
+            cost = host.charge(v, "ioreq_round_trip")
+            emit(v, "ioreq", port=port, size=size, dir=direction, value=value, state=INPROCESS)
+        else:                                   # a read's value is not known until QEMU answers
+            out_value = None
+            emit(v, "ioreq", port=port, size=size, dir=direction, state=READY)
+            cost = host.charge(v, "ioreq_round_trip")
+            emit(v, "ioreq", port=port, size=size, dir=direction, state=INPROCESS)
         q._vcpu, q._req = v, (port, size, direction, out_value)
         try:
             result = q.io(port, size, direction, value, dev)
@@ -401,14 +408,17 @@ class DeviceModel:
             result = mask
         finally:
             q._vcpu, q._req = None, None
-        ioreq_event(host, v, RESP_READY, port, size, direction,
-                    result & mask if direction == "in" else value, cost=cost)
+        result &= mask
+        emit(v, "ioreq", port=port, size=size, dir=direction, value=result if direction == "in" else value,
+             state=RESP_READY, cost=cost)
         self._charge_dom0()
-        return result & mask
+        return result
 
     def _charge_dom0(self) -> None:
         costs = self.host.costs
-        share = costs.event.get("ioreq_dom0", costs.ev("ioreq_round_trip") // 2)
+        share = costs.event.get("ioreq_dom0")
+        if share is None:
+            share = costs.ev("ioreq_round_trip") // 2
         self._dom0_pending += share
         if not self._dom0_queued:
             self._dom0_queued = True
