@@ -350,3 +350,7 @@ def test_the_intercept_table_dispatches_by_port_and_follows_every_change_of_its_
     tab.portio[:] = tab.portio[1:]                               # a restore to a table without "a"
     assert port_io(None, v, 0x42, 1, "in", 0) is None
     assert [h.device for h in tab.port_handlers(0x44)] == ["pm", "b"]   # registration order
+    for port in range(0x10000):                                  # a guest trying every port
+        tab.port_handlers(port)
+    assert len(tab._by_port) <= 1024
+    assert port_io(None, v, 0x44, 1, "in", 0) == (0x44, "b")

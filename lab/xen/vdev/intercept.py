@@ -78,6 +78,8 @@ class IoIntercept:
             self._dispatch_from = list(self.portio)
         found = self._by_port.get(port)
         if found is None:
+            if len(self._by_port) >= 1024:          # bounded, whatever ports a guest tries
+                self._by_port.clear()
             found = self._by_port[port] = tuple(
                 h for h in self._dispatch_from
                 if isinstance(h, MovablePortioHandler) or h.port <= port < h.port + h.size)
