@@ -797,6 +797,19 @@ def test_end_to_end_hvm_guest_writes_and_reads_a_sector(tmp_path):
 
 
 @pytest.mark.machine
+def test_each_ioreq_looks_its_device_up_once(tmp_path, monkeypatch):
+    """Xen asks which QEMU device took the port once, and the ioreq goes to that device."""
+    lookups = []
+    device_at = Qemu.device_at
+    monkeypatch.setattr(Qemu, "device_at", lambda self, port: lookups.append(port) or device_at(self, port))
+    host, dom = run_guest(tmp_path, GUEST, "hvm")
+    assert "disk ok\n" in dom.console_output
+    asked = [e.get("port") for e in host.trace.iter_all() if e.kind == "ioport" and e.dom == dom.domid
+             and (e.get("emulator") == "device model" or e.get("device") == "none")]
+    assert len(asked) > 500 and lookups == asked
+
+
+@pytest.mark.machine
 def test_end_to_end_every_run_starts_from_the_same_disk(tmp_path):
     """A private image starts zero-filled on every host, whatever an earlier run wrote: replays
     see the same disk."""

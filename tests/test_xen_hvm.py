@@ -316,3 +316,41 @@ def test_an_irq_on_the_slave_pic_raises_irq_2_on_the_master_and_is_acknowledged_
     _pic_out(dom, 0xA1, 0xFF)                                         # masking the request drops the line
     assert not master.irr & 4 and intr.pending() is None
     assert raise_isa_irq(dom, 3) == 0x23 and raise_isa_irq(dom, 16) is None
+
+
+def test_the_intercept_table_dispatches_by_port_and_follows_every_change_of_its_handlers():
+    from types import SimpleNamespace
+
+    from lab.xen.vdev.intercept import IoIntercept, port_io
+
+    class Device:                       # a device Xen emulates: reads answer the port's low byte
+        def __init__(self, name: str, base: int = 0) -> None:
+            self.name, self.at = name, base
+
+        def base(self, dom) -> int:
+            return self.at
+
+        def port_read(self, host, v, port, size):
+            return port & 0xFF
+
+    tab = IoIntercept()
+    dom = SimpleNamespace(devices={"intercept": tab, "a": Device("a"), "b": Device("b"), "pm": Device("pm", 0x100)})
+    v = SimpleNamespace(domain=dom)
+    tab.register_portio_handler(0x40, 4, "a")
+    tab.register_movable_portio_handler("pm", 8, 4)
+    assert port_io(None, v, 0x42, 1, "in", 0) == (0x42, "a")
+    assert port_io(None, v, 0x44, 1, "in", 0) is None           # past a's range
+    assert port_io(None, v, 0x43, 2, "in", 0) is None           # across its end (hvm_portio_accept)
+    assert port_io(None, v, 0x108, 4, "in", 0) == (0x08, "pm")
+    dom.devices["pm"].at = 0x200                                 # its HVM param moved it
+    assert port_io(None, v, 0x108, 4, "in", 0) is None
+    assert port_io(None, v, 0x208, 4, "in", 0) == (0x08, "pm")
+    tab.register_portio_handler(0x44, 1, "b")                   # registered after a lookup there
+    assert port_io(None, v, 0x44, 1, "in", 0) == (0x44, "b")
+    tab.portio[:] = tab.portio[1:]                               # a restore to a table without "a"
+    assert port_io(None, v, 0x42, 1, "in", 0) is None
+    assert [h.device for h in tab.port_handlers(0x44)] == ["pm", "b"]   # registration order
+    for port in range(0x10000):                                  # a guest trying every port
+        tab.port_handlers(port)
+    assert len(tab._by_port) <= 1024
+    assert port_io(None, v, 0x44, 1, "in", 0) == (0x44, "b")

@@ -66,6 +66,8 @@ from ..xen.vdev.vpic import raise_isa_irq
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
 STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",
                3: "STATE_IORESP_READY"}
+READY, INPROCESS, RESP_READY = (STATE_NAMES[s] for s in (STATE_IOREQ_READY, STATE_IOREQ_INPROCESS,
+                                                         STATE_IORESP_READY))
 
 #: Where the lab's firmware puts the BARs (hvmloader assigns I/O BARs from 0xC000
 #: and memory BARs from 0xF0000000).
@@ -83,10 +85,10 @@ _VDEV_RE = re.compile(r"(xvd|hd|sd)([a-z]+)(\d*)")
 
 def ioreq_event(host, v, state: str, port: int, size: int, direction: str, value: int | None, **extra: Any) -> None:
     """An ``ioreq`` trace event; ``value`` is left out while it is not known (a read not yet answered)."""
-    data: dict[str, Any] = {"port": port, "size": size, "dir": direction}
-    if value is not None:
-        data["value"] = value
-    host.emit(v, "ioreq", **data, state=state, **extra)
+    if value is None:
+        host.emit(v, "ioreq", port=port, size=size, dir=direction, state=state, **extra)
+    else:
+        host.emit(v, "ioreq", port=port, size=size, dir=direction, value=value, state=state, **extra)
 
 
 def pci_irq(slot: int, pin: int = 1) -> int:
@@ -257,9 +259,6 @@ class Qemu:
                     return dev
         return None
 
-    def claims(self, port: int) -> bool:
-        return self.device_at(port) is not None
-
     def mmio_device_at(self, gpa: int) -> tuple[Any, int] | None:
         """The device whose memory BAR decodes ``gpa`` now, and the BAR's base."""
         p = self.platform
@@ -269,15 +268,18 @@ class Qemu:
                 return p, base
         return None
 
-    def io(self, port: int, size: int, direction: str, value: int = 0) -> int:
-        """Emulate one access; the value read (all ones when nothing answers)."""
-        dev = self.device_at(port)
+    def io(self, port: int, size: int, direction: str, value: int = 0, dev: Any | None = None) -> int:
+        """Emulate one access; the value read (all ones when nothing answers). ``dev`` is the
+        device ``device_at`` gave, when it was asked already."""
+        mask = (1 << (8 * size)) - 1
         if dev is None:
-            return ones(size)
+            dev = self.device_at(port)
+            if dev is None:
+                return mask
         if direction == "in":
-            return dev.io_read(port, size) & ones(size)
-        dev.io_write(port, size, value & ones(size))
-        return value & ones(size)
+            return dev.io_read(port, size) & mask
+        dev.io_write(port, size, value & mask)
+        return value & mask
 
     # -- the unplug protocol's effect ------------------------------------------------------
     def unplug(self, mask: int) -> list[str]:
@@ -360,40 +362,63 @@ class DeviceModel:
 
     # -- what Xen calls ----------------------------------------------------------------------
     def claims(self, dom, port: int) -> bool:
-        if not self.wants(dom):
-            return False
-        q = self.instance(dom)
-        return q is not None and q.claims(port)
+        return self.port_target(dom, port) is not None
 
-    def port_io(self, v, port: int, size: int, direction: str, value: int) -> int:
-        """One ioreq: Xen sends it, QEMU emulates the access, Xen gets the answer."""
-        host = self.host
-        q = self.instance(v.domain)
-        mask = ones(size)
+    def port_target(self, dom, port: int) -> tuple[Qemu, Any] | None:
+        """The QEMU instance and its device that registered ``port`` for ``dom`` with its ioreq
+        server, or None: found once per ioreq, and handed back to :meth:`port_io`."""
+        if not self.wants(dom):
+            return None
+        q = self.instance(dom)
         if q is None:
-            return mask
+            return None
+        dev = q.device_at(port)
+        return None if dev is None else (q, dev)
+
+    def port_io(self, v, port: int, size: int, direction: str, value: int,
+                target: tuple[Qemu, Any] | None = None) -> int:
+        """One ioreq: Xen sends it, QEMU emulates the access, Xen gets the answer. ``target`` is
+        what :meth:`port_target` found, when Xen's exit handler has asked already."""
+        host = self.host
+        mask = (1 << (8 * size)) - 1
+        if target is None:
+            q, dev = self.instance(v.domain), None
+            if q is None:
+                return mask
+        else:
+            q, dev = target
         value &= mask
-        out_value = value if direction == "out" else None
-        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_READY], port, size, direction, out_value)
-        cost = host.charge(v, "ioreq_round_trip")
-        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_INPROCESS], port, size, direction, out_value)
+        emit = host.emit
+        if direction == "out":
+            out_value: int | None = value
+            emit(v, "ioreq", port=port, size=size, dir=direction, value=value, state=READY)
+            cost = host.charge(v, "ioreq_round_trip")
+            emit(v, "ioreq", port=port, size=size, dir=direction, value=value, state=INPROCESS)
+        else:                                   # a read's value is not known until QEMU answers
+            out_value = None
+            emit(v, "ioreq", port=port, size=size, dir=direction, state=READY)
+            cost = host.charge(v, "ioreq_round_trip")
+            emit(v, "ioreq", port=port, size=size, dir=direction, state=INPROCESS)
         q._vcpu, q._req = v, (port, size, direction, out_value)
         try:
-            result = q.io(port, size, direction, value)
+            result = q.io(port, size, direction, value, dev)
         except Exception as e:       # a device bug must not take the host down with it
             q.log(f"internal error emulating {direction} {port:#x}: {type(e).__name__}: {e}")
             host.log(f"d{v.domain.domid} qemu-dm: internal error at port {port:#x}: {e}", v)
             result = mask
         finally:
             q._vcpu, q._req = None, None
-        ioreq_event(host, v, STATE_NAMES[STATE_IORESP_READY], port, size, direction,
-                    result & mask if direction == "in" else value, cost=cost)
+        result &= mask
+        emit(v, "ioreq", port=port, size=size, dir=direction, value=result if direction == "in" else value,
+             state=RESP_READY, cost=cost)
         self._charge_dom0()
-        return result & mask
+        return result
 
     def _charge_dom0(self) -> None:
         costs = self.host.costs
-        share = costs.event.get("ioreq_dom0", costs.ev("ioreq_round_trip") // 2)
+        share = costs.event.get("ioreq_dom0")
+        if share is None:
+            share = costs.ev("ioreq_round_trip") // 2
         self._dom0_pending += share
         if not self._dom0_queued:
             self._dom0_queued = True
@@ -428,9 +453,9 @@ class DeviceModel:
         mask = ones(size)
         out_value = value & mask if direction == "out" else None
         extra = {"type": "IOREQ_TYPE_COPY", "addr": gpa}
-        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_READY], gpa, size, direction, out_value, **extra)
+        ioreq_event(host, v, READY, gpa, size, direction, out_value, **extra)
         cost = host.charge(v, "ioreq_round_trip")
-        ioreq_event(host, v, STATE_NAMES[STATE_IOREQ_INPROCESS], gpa, size, direction, out_value, **extra)
+        ioreq_event(host, v, INPROCESS, gpa, size, direction, out_value, **extra)
         q._vcpu, q._req = v, (gpa, size, direction, out_value)
         try:
             if direction == "in":
@@ -442,7 +467,7 @@ class DeviceModel:
             q._vcpu, q._req = None, None
         host.emit(v, "mmio", addr=gpa, size=size, dir=direction, value=result, device=device.mmio_name,
                   emulator="device model")
-        ioreq_event(host, v, STATE_NAMES[STATE_IORESP_READY], gpa, size, direction, result, cost=cost, **extra)
+        ioreq_event(host, v, RESP_READY, gpa, size, direction, result, cost=cost, **extra)
         self._charge_dom0()
         return result
 

@@ -122,6 +122,8 @@ class Cpu:
         # VM exit (VPID-tagged TLB entries survive exits and entries alike). Every
         # flush while they are set aside reaches them too.
         self._parked: tuple | None = None
+        # Root operation's caches while the guest runs, for the next exit to empty and reuse.
+        self._root_caches: tuple | None = None
         self._ept_cache: dict[tuple, int] = {}
         # The hypervisor's own walks of this vCPU's tables (copies to and from the
         # guest): (root, page, write) -> (the entries read, frame). Checked against
@@ -629,10 +631,18 @@ class Cpu:
         vm.record_exit(exc.reason, exc.qualification, self, INSN_SIZE)
         self.root = True
         if self._parked is None:
-            # Root operation gets caches of its own; the guest's wait for the entry.
+            # Root operation gets caches of its own, empty (those of the last exit, emptied,
+            # rather than new ones at every exit); the guest's wait for the entry.
             self._parked = (self._sup, self._usr)
-            self._sup = ({}, {}, {}, {})
-            self._usr = ({}, {}, {}, {})
+            spare = self._root_caches
+            if spare is None:
+                self._sup, self._usr = ({}, {}, {}, {}), ({}, {}, {}, {})
+            else:
+                self._sup, self._usr = spare
+                for group in spare:
+                    for c in group:
+                        if c:
+                            c.clear()
             self._select_caches()
         else:
             for group in (self._sup, self._usr):
@@ -645,6 +655,7 @@ class Cpu:
         if self._parked is not None:
             # Back to the guest's own caches: whatever changed its translations
             # while Xen ran (EPT or shadow updates, TLB flushes) has flushed them.
+            self._root_caches = (self._sup, self._usr)
             self._sup, self._usr = self._parked
             self._parked = None
         else:

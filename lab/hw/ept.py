@@ -87,13 +87,14 @@ _QUAL_NAMES = (
     (EPTQ_GLA_VALID, "guest linear address valid"),
 )
 
-_LEVEL_SHIFT = {4: 39, 3: 30, 2: 21, 1: 12}
+_SHIFT_OF_LEVEL = (0, 12, 21, 30, 39)
 _LEVEL_NAME = {4: "PML4", 3: "PDPT", 2: "PD", 1: "PT"}
 _ACCESS_BIT = {"r": EPTQ_READ, "w": EPTQ_WRITE, "x": EPTQ_FETCH}
 _ACCESS_WORD = {"r": "read", "w": "write", "x": "instruction fetch"}
 
 PAGE_2M = 1 << 21
 PAGE_1G = 1 << 30
+_SIZE_OF_LEVEL = (0, PAGE_SIZE, PAGE_2M, PAGE_1G)
 
 
 # -- EPTP ---------------------------------------------------------------------------
@@ -314,11 +315,11 @@ def ept_walk(mem, eptp: int, gpa: int, access: str, *, gla: int | None = None,
     Nothing is raised: the result carries the violation or misconfiguration.
     With ``set_ad`` false (inspection) nothing in memory changes.
     """
-    if access not in _ACCESS_BIT:
+    qual = _ACCESS_BIT.get(access)
+    if qual is None:
         raise ValueError(f"access must be 'r', 'w' or 'x', not {access!r}")
-    ad = eptp_ad_enabled(eptp)
+    ad = bool(eptp & EPTP_AD)
     as_write = access == "w" or (is_table_access and ad)
-    qual = _ACCESS_BIT[access]
     if is_table_access and ad:
         qual |= EPTQ_WRITE
     if gla is not None:
@@ -326,40 +327,38 @@ def ept_walk(mem, eptp: int, gpa: int, access: str, *, gla: int | None = None,
         if not is_table_access:
             qual |= EPTQ_GLA_FINAL
 
-    what = _ACCESS_WORD[access]
-    if is_table_access:
-        what = "guest page-table " + ("access (a write, as EPT A/D is on)" if ad else "read")
     steps: list[EptStep] = []
-    table = eptp_root(eptp)
-    r = w = x = True
+    table = eptp & EPT_ADDR_MASK                # eptp_root()
+    rwx = EPT_RWX                               # the AND of R, W and X over the entries
     level = 4
+    read_u64 = mem.read_u64
     while True:
-        index = (gpa >> _LEVEL_SHIFT[level]) & 511
+        index = (gpa >> _SHIFT_OF_LEVEL[level]) & 511
         entry_addr = table + index * 8
-        entry = mem.read_u64(entry_addr)
+        entry = read_u64(entry_addr)
         steps.append(EptStep(level, table, index, entry_addr, entry))
-        r = r and bool(entry & EPT_R)
-        w = w and bool(entry & EPT_W)
-        x = x and bool(entry & EPT_X)
+        rwx &= entry
         if not entry & EPT_RWX:
-            reason = f"EPT {what} of gpa {gpa:#x}: not present at EPT L{level} (entry {entry:#x})"
+            reason = (f"EPT {_what(access, is_table_access, ad)} of gpa {gpa:#x}: not present at EPT L{level} "
+                      f"(entry {entry:#x})")
             # Bits 5:3 (the AND of R/W/X over the entries) are 0: this entry has none.
             v = EptViolation(gpa, gla, qual, reason, steps)
             return EptResult(gpa, None, steps, violation=v, mem_refs=len(steps))
-        problem = _reserved_problem(entry, level)
+        # Only W without R, or bits 7:3 (PS, IPAT, the memory type) can make an entry bad.
+        problem = _reserved_problem(entry, level) if (entry & 3) == EPT_W or entry & 0xF8 else None
         if problem is not None:
             m = EptMisconfig(gpa, f"EPT L{level} entry {entry:#x}: {problem}", level, entry, steps)
             return EptResult(gpa, None, steps, misconfig=m, mem_refs=len(steps))
-        if is_leaf(entry, level):
+        if level == 1 or (entry & EPT_PS and level != 4):    # is_leaf(); PS at L4 is a misconfiguration
             break
         table = entry & EPT_ADDR_MASK
         level -= 1
 
-    size = {1: PAGE_SIZE, 2: PAGE_2M, 3: PAGE_1G}[level]
+    r, w, x = bool(rwx & EPT_R), bool(rwx & EPT_W), bool(rwx & EPT_X)
+    size = _SIZE_OF_LEVEL[level]
     result = EptResult(gpa, None, steps, mem_refs=len(steps), page_size=size,
                        readable=r, writable=w, executable=x,
                        memory_type=(entry & EPT_MT_MASK) >> EPT_MT_SHIFT)
-    perm_bits = (EPTQ_READABLE if r else 0) | (EPTQ_WRITABLE if w else 0) | (EPTQ_EXECUTABLE if x else 0)
     missing = None
     if access == "x" and not x:
         missing = "X"
@@ -368,19 +367,29 @@ def ept_walk(mem, eptp: int, gpa: int, access: str, *, gla: int | None = None,
     if as_write and not w and missing is None:
         missing = "W"
     if missing is not None:
-        reason = f"EPT {what} of gpa {gpa:#x}: {missing} clear (entries allow {result.perms()})"
+        perm_bits = (EPTQ_READABLE if r else 0) | (EPTQ_WRITABLE if w else 0) | (EPTQ_EXECUTABLE if x else 0)
+        reason = (f"EPT {_what(access, is_table_access, ad)} of gpa {gpa:#x}: {missing} clear "
+                  f"(entries allow {result.perms()})")
         result.violation = EptViolation(gpa, gla, qual | perm_bits, reason, steps)
         return result
 
     if set_ad and ad:
+        last = len(steps) - 1
         for i, st in enumerate(steps):
             new = st.entry | EPT_A
-            if i == len(steps) - 1 and as_write:
+            if i == last and as_write:
                 new |= EPT_D
             if new != st.entry:
                 mem.write_u64(st.entry_addr, new)
     result.hpa = (entry & EPT_ADDR_MASK & ~(size - 1)) | (gpa & (size - 1))
     return result
+
+
+def _what(access: str, is_table_access: bool, ad: bool) -> str:
+    """How an EPT exit's reason names the access (built only when there is an exit)."""
+    if is_table_access:
+        return "guest page-table " + ("access (a write, as EPT A/D is on)" if ad else "read")
+    return _ACCESS_WORD[access]
 
 
 class EptTranslator:

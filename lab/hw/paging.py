@@ -64,6 +64,9 @@ PAGE_4K = 1 << 12
 PAGE_2M = 1 << 21
 PAGE_1G = 1 << 30
 LEVEL_SHIFT = {4: 39, 3: 30, 2: 21, 1: 12}
+# The same, and each level's leaf size, indexed by level (the walk's inner loop).
+_SHIFT_OF_LEVEL = (0, 12, 21, 30, 39)
+_SIZE_OF_LEVEL = (0, PAGE_4K, PAGE_2M, PAGE_1G)
 #: Reserved low address bits of a large-page leaf (the bit above PAT up to the page size).
 _LARGE_RSVD = {3: 0x3FFF_E000, 2: 0x1F_E000}
 
@@ -299,47 +302,58 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
     nx = False
     level = 4
     steps = res.steps
+    read_u64 = mem.read_u64
+    refs = 0
     while True:
-        index = (va >> LEVEL_SHIFT[level]) & 511
+        index = (va >> _SHIFT_OF_LEVEL[level]) & 511
         entry_addr = table + index * 8
         ept_steps = None
         if table_translate is not None:
+            res.mem_refs += refs
+            refs = 0
             tr = translate(entry_addr, "r", True, level)
             if tr is None:
                 return res
             entry_hpa, ept_steps = tr
             ept_steps = list(ept_steps)
-            res.mem_refs += len(ept_steps)
+            refs += len(ept_steps)
             table_hpa = entry_hpa - index * 8
         else:
             table_hpa = table
+        refs += 1
         try:
-            entry = mem.read_u64(table_hpa + index * 8)
+            entry = read_u64(table_hpa + index * 8)
         except BusError:
-            res.mem_refs += 1
+            res.mem_refs += refs
             res.fault = PageFault(base_code | PFEC_page_present | PFEC_reserved_bit, va,
                                   f"L{level} table at {table_hpa:#x} is beyond the end of memory "
                                   f"(reads as all ones)", level)
             return res
-        res.mem_refs += 1
         steps.append(WalkStep(level, table, index, entry_addr, entry, ept_steps, table_hpa))
         if not entry & _PAGE_PRESENT:
+            res.mem_refs += refs
             res.fault = PageFault(base_code, va, f"not present at L{level} (entry {entry:#x})", level)
             return res
-        rsvd = _reserved_bits(entry, level, nxe)
+        # Only NX and PS can make a present entry's bits reserved (see _reserved_bits).
+        rsvd = _reserved_bits(entry, level, nxe) if entry & (_PAGE_NX | _PAGE_PSE) else None
         if rsvd is not None:
+            res.mem_refs += refs
             res.fault = PageFault(base_code | PFEC_page_present | PFEC_reserved_bit, va,
                                   f"reserved bit set in L{level} entry ({rsvd})", level)
             return res
-        writable = writable and bool(entry & _PAGE_RW)
-        user = user and bool(entry & _PAGE_USER)
-        nx = nx or bool(entry & _PAGE_NX)
-        if is_leaf(entry, level):
+        if not entry & _PAGE_RW:
+            writable = False
+        if not entry & _PAGE_USER:
+            user = False
+        if entry & _PAGE_NX:
+            nx = True
+        if level == 1 or (entry & _PAGE_PSE and level != 4):    # is_leaf(); PS at L4 is reserved
             break
         table = entry & PADDR_MASK
         level -= 1
+    res.mem_refs += refs
 
-    size = leaf_size(level)
+    size = _SIZE_OF_LEVEL[level]
     res.page_size = size
     res.writable, res.user, res.nx = writable, user, nx
     res.global_ = bool(entry & _PAGE_GLOBAL)
@@ -387,7 +401,7 @@ def walk(mem, cr3: int, va: int, *, access: str = "r", cpl: int = 0, wp: bool = 
             if i == last and access == "w":
                 new |= _PAGE_DIRTY
             if new != st.entry:
-                mem.write_u64(st.entry_hpa, new)
+                mem.write_u64(st.table_hpa + st.index * 8, new)
             if i == last:
                 res.leaf_entry = new
     res.pa = pa

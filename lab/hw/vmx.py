@@ -37,8 +37,20 @@ SVM_CODES = {
 CR_ACCESS_TYPE_MOV_FROM = 1
 
 
+#: (vendor, reason) -> (name, number) for every exit whose code depends on nothing else:
+#: all but SVM's exception exits (0x40 + vector) and CR accesses (read or write).
+_FIXED_CODES: dict[tuple[str, str], tuple[str, int]] = {
+    **{("intel", reason): (reason, number) for number, reason in EXIT_REASONS.items()},
+    **{("amd", reason): (code[1], code[0]) for reason, code in SVM_CODES.items()
+       if code is not None and reason != "CR_ACCESS"},
+}
+
+
 def exit_code(vendor: str, reason: str, vector: int | None = None, qualification: int = 0) -> tuple[str, int]:
     """(name, number) of an exit as the host's vendor reports it."""
+    fixed = _FIXED_CODES.get((vendor, reason))
+    if fixed is not None:
+        return fixed
     if vendor == "amd":
         if reason == "EXCEPTION_NMI":
             return (f"EXCP_{vector}", 0x40 + (vector or 0))
@@ -103,8 +115,9 @@ class Vmcs:
 
     def record_exit(self, reason: str, qualification: int, cpu, insn_len: int) -> None:
         self.exit_reason = reason
-        name, number = exit_code(self.vendor, reason, qualification=qualification)
-        self.exit_number = number if self.vendor == "intel" else number
+        fixed = _FIXED_CODES.get((self.vendor, reason))
+        self.exit_number = fixed[1] if fixed is not None else exit_code(self.vendor, reason,
+                                                                       qualification=qualification)[1]
         self.exit_qualification = qualification
         self.exit_instruction_length = insn_len
         self.guest_rip = cpu.rip

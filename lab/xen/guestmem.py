@@ -55,6 +55,20 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
         return res.pa
     if not cpu.paging:
         return gfn_to_maddr(dom, va)
+    # As for a PV guest, a walk made before is reused while what it read is unchanged:
+    # here the entries and the p2m entries that placed each table and the page.
+    walks = cpu.xen_walks
+    hvm_key = (cpu.cr3, va >> PAGE_SHIFT, write, "p2m")
+    hit = walks.get(hvm_key)
+    if hit is not None:
+        entries, page_gfn, page = hit
+        read, p2m = host.mem.read_u64, dom.gfn_to_mfn
+        for gpa, hpa, value in entries:
+            if p2m(gpa >> PAGE_SHIFT) != hpa >> PAGE_SHIFT or read(hpa) != value:
+                break
+        else:
+            if p2m(page_gfn) == page >> PAGE_SHIFT:
+                return page | (va & PAGE_MASK)
 
     def through_p2m(gpa: int, access: str):
         return gfn_to_maddr(dom, gpa), []
@@ -62,6 +76,10 @@ def guest_va_to_maddr(host, vcpu, va: int, write: bool = False) -> int:
                       table_translate=through_p2m)
     if not res.ok:
         raise GuestFault(f"{va:#x} is not mapped in d{dom.domid}'s page tables")
+    if len(walks) >= 64:
+        walks.clear()
+    walks[hvm_key] = (tuple((s.entry_addr, s.entry_hpa, s.entry) for s in res.steps), res.pa >> PAGE_SHIFT,
+                  res.hpa & ~PAGE_MASK)
     return res.hpa
 
 

@@ -29,7 +29,7 @@ from ..hw import flags as F
 from ..hw.cpu import native_cpuid
 from ..hw.faults import VmExit
 from ..hw.pagebuild import ept_map
-from ..hw.vmx import exit_code
+from ..hw.vmx import EXIT_REASONS, exit_code
 from ..isa.encoding import INSN_SIZE
 from .paging_pool import PoolExhausted, pool_of
 from . import events
@@ -73,24 +73,51 @@ def cpuid(host, v, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
     return a, b, c, d
 
 
+def _exit_name(vendor: str, exc: VmExit) -> tuple[str, int]:
+    """The exit's name and number as the trace shows them: Xen's EXIT_REASON_ names on an Intel
+    host, its VMEXIT_ names on an AMD one (svm/vmcb.h: EXCEPTION_PF, not EXCP_14)."""
+    found = _EXIT_NAMES.get((vendor, exc.reason))
+    if found is not None:
+        return found
+    name, number = exit_code(vendor, exc.reason, exc.info.get("vector"), exc.qualification)
+    return (abi.vmx_exit_name(number) if vendor == "intel" else abi.svm_exit_name(number)), number
+
+
+def _fixed_exit_names() -> dict[tuple[str, str], tuple[str, int]]:
+    """The names of the exits whose number depends only on the vendor and the reason (all
+    but SVM's exception and CR exits), worked out once rather than at every exit."""
+    out = {}
+    for reason in EXIT_REASONS.values():
+        for vendor, name_of in (("intel", abi.vmx_exit_name), ("amd", abi.svm_exit_name)):
+            if vendor == "amd" and reason in ("EXCEPTION_NMI", "CR_ACCESS"):
+                continue
+            number = exit_code(vendor, reason)[1]
+            out[(vendor, reason)] = (name_of(number), number)
+    return out
+
+
+_EXIT_NAMES = _fixed_exit_names()
+
+
 def on_vmexit(host, v, exc: VmExit) -> None:
     cpu = v.cpu
     dom = v.domain
-    name, number = exit_code(host.vendor, exc.reason, exc.info.get("vector"), exc.qualification)
-    if host.vendor == "intel":
-        name = abi.vmx_exit_name(number) if hasattr(abi, "vmx_exit_name") else name
-    else:
-        name = abi.svm_exit_name(number)      # Xen's VMEXIT_ names (svm/vmcb.h): EXCEPTION_PF, not EXCP_14
+    name, number = _exit_name(host.vendor, exc)
     cost = host.charge(v, "vmexit")
+    info = exc.info
+    if "reason" in info:                     # the text of why a walk failed stays out of the event
+        info = {k: val for k, val in info.items() if k != "reason"}
     host.emit(v, "vmexit", reason=name, nr=number, rip=cpu.rip, qualification=exc.qualification,
-              info={k: val for k, val in exc.info.items() if k != "reason"}, cost=cost)
-    handler = _HANDLERS.get(exc.reason)
+              info=info, cost=cost)
+    reason = exc.reason
+    handler = _HANDLERS.get(reason)
     if handler is None:
         host.crash(dom, f"unhandled VM exit {name} ({number}) at {cpu.rip:#x}", v)
         return
-    maybe_deassert_evtchn_irq(host, dom)
+    if dom.callback_via_asserted:
+        maybe_deassert_evtchn_irq(host, dom)
     handler(host, v, exc)
-    if exc.reason != "VMCALL":               # a hypercall charges its handler itself
+    if reason != "VMCALL":                   # a hypercall charges its handler itself
         host.charge(v, "xen_handler")
     if dom.alive and cpu.stopped is None:
         cpu.vmentry()
@@ -138,22 +165,23 @@ def _exit_io(host, v, exc) -> None:
     """hvmemul_do_pio(): Xen's own port handlers first (hvm_io_intercept()), then an ioreq to
     the device model if it registered the port, else Xen's null handler (reads all ones)."""
     cpu = v.cpu
-    dom = v.domain
-    port, size, direction = exc.info["port"], exc.info["size"], exc.info["dir"]
+    info = exc.info
+    port, size, direction = info["port"], info["size"], info["dir"]
     mask = (1 << (8 * size)) - 1
     value = cpu.regs[0] & mask
-    result = mask
-    emulator = EMULATOR_XEN
     handled = intercept.port_io(host, v, port, size, direction, value)
     if handled is not None:
         result, device = handled
+        emulator = EMULATOR_XEN
     else:
-        device = "none"
+        # ioreq_server_select(): the server that registered the port, found once for the round trip
         dm = host.services.device_model
-        if dm is not None and dm.claims(dom, port):
-            device = "device model (ioreq)"
-            emulator = EMULATOR_DM
-            result = dm.port_io(v, port, size, direction, value)
+        target = dm.port_target(v.domain, port) if dm is not None else None
+        if target is None:
+            result, device, emulator = mask, "none", EMULATOR_XEN
+        else:
+            device, emulator = "device model (ioreq)", EMULATOR_DM
+            result = dm.port_io(v, port, size, direction, value, target)
     if direction == "in":
         cpu.regs[0] = (cpu.regs[0] & ~mask) | (result & mask) if size < 4 else result & mask
         value = result & mask

@@ -55,11 +55,35 @@ class MovablePortioHandler(PortioHandler):
 
 
 class IoIntercept:
-    """One domain's table of Xen-internal I/O handlers, in registration order."""
+    """One domain's table of Xen-internal I/O handlers, in registration order.
+
+    A port access asks only the handlers that could take it: those whose range holds
+    its first port, and those whose range moves (an HVM param places them), still in
+    registration order. That dispatch table is worked out from the handlers once
+    and again whenever they are not the ones it was made from.
+    """
+
+    NOT_STATE = ("_by_port", "_dispatch_from")
 
     def __init__(self) -> None:
         self.portio: list[PortioHandler] = []
         self.mmio: list[str] = []                   # device keys; each device's check() decides
+        self._by_port: dict[int, tuple[PortioHandler, ...]] = {}
+        self._dispatch_from: list[PortioHandler] = []
+
+    def port_handlers(self, port: int) -> tuple[PortioHandler, ...]:
+        """The handlers that may accept an access starting at ``port``, in registration order."""
+        if self._dispatch_from != self.portio:      # new handlers, or others restored
+            self._by_port = {}
+            self._dispatch_from = list(self.portio)
+        found = self._by_port.get(port)
+        if found is None:
+            if len(self._by_port) >= 1024:          # bounded, whatever ports a guest tries
+                self._by_port.clear()
+            found = self._by_port[port] = tuple(
+                h for h in self._dispatch_from
+                if isinstance(h, MovablePortioHandler) or h.port <= port < h.port + h.size)
+        return found
 
     def register_portio_handler(self, port: int, size: int, device: str) -> None:
         self.portio.append(PortioHandler(port, size, device))
@@ -93,7 +117,7 @@ def port_io(host, v, port: int, size: int, direction: str, value: int) -> tuple[
     tab = table(dom)
     if tab is None:
         return None
-    for h in tab.portio:
+    for h in tab.port_handlers(port):
         if not h.accept(dom, port, size):
             continue
         device = dom.devices.get(h.device)
