@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import sources
 from . import a64_asm, opcodes
@@ -142,28 +142,13 @@ _IDENT = re.compile(r"\.?[A-Za-z_][A-Za-z0-9_.]*")
 _WORD = re.compile(r"[0-9A-Za-z_]+")
 
 
-#: Lines already split, by (text, arm): the kernels share their common files, so the
-#: same lines come back in every image. Tokens are immutable; each caller gets its own list.
-_TOKENIZED: dict[tuple[str, bool], tuple[Tok, ...]] = {}
-_TOKENIZED_KEPT = 50_000
-#: An instruction line's operands, by its text (see ``Assembler._instruction``).
-_OPERANDS: dict[str, tuple] = {}
-
-
 def tokenize(text: str, where: SourceLine, arm: bool = False) -> list[Tok]:
     """Split one source line into tokens; comments are dropped.
 
     With ``arm`` (after ``.arch arm64``) ``#`` marks an immediate, ``!`` a
     pre-indexed address, and ``//`` starts a comment, as in GNU as for AArch64.
     """
-    key = (text, arm)
-    toks = _TOKENIZED.get(key)
-    if toks is None:
-        toks = tuple(_split_line(text, where, arm))       # a bad line raises, and is not kept
-        if len(_TOKENIZED) >= _TOKENIZED_KEPT:
-            _TOKENIZED.clear()
-        _TOKENIZED[key] = toks
-    return list(toks)
+    return _split_line(text, where, arm)
 
 
 def _split_line(text: str, where: SourceLine, arm: bool) -> list[Tok]:
@@ -560,6 +545,106 @@ def _linearize(node: object, sign: int, terms: list, regs: list, cur: _Cursor) -
         raise cur.fail(node, "a memory operand is base + index*scale + displacement")
 
 
+# ============================================================== line plans
+class _Insn:
+    """An x86 instruction line's parse: its mnemonic, table entry and operands."""
+    __slots__ = ("mn", "info", "cond", "strsize", "rep", "ops", "shape", "has_ref", "pure", "encoded")
+
+    def __init__(self, mn: Tok, info: opcodes.OpInfo, cond: int | None, strsize: int | None, rep: bool,
+                 ops: tuple, has_ref: bool) -> None:
+        self.mn, self.info, self.cond, self.strsize, self.rep, self.ops = mn, info, cond, strsize, rep, ops
+        self.shape = "".join(o.kind for o in ops)
+        self.has_ref = has_ref           # names a numeric label (`1f`): its context counts them
+        # Without an expression among its operands the encoding cannot depend on where the
+        # line stands or on any symbol: pass 2 encodes it once and reuses the bytes.
+        self.pure = not any(o.kind == "i" or (o.kind == "m" and (o.terms or o.scale is not None)) for o in ops)
+        self.encoded: bytes | None = None
+
+
+class _LinePlan:
+    """What a line says, apart from where it stands: its labels, then a directive, an
+    ``=`` constant, an instruction or nothing. A plan is a pure function of the line's
+    text (and of the instruction set it is read in), so it is made once per process and
+    reused: the kernels include the same common files, and their lines come back in
+    every image. Everything that depends on the line's place (scope, section, symbols,
+    numeric label counts) is looked at when the plan is carried out."""
+    __slots__ = ("labels", "kind", "head", "rest", "insn", "error")
+
+    def __init__(self, labels: tuple, kind: str, head: Tok | None = None, rest: tuple = (),
+                 insn: _Insn | None = None, error: tuple[int, str] | None = None) -> None:
+        self.labels = labels             # ((token, numeric), ...) in source order
+        self.kind = kind                 # none, equ, directive, insn, a64 or error
+        self.head = head                 # the directive's or constant's name token
+        self.rest = rest                 # the tokens its handler reads
+        self.insn = insn
+        self.error = error               # (col, message): raised after the labels are defined
+
+
+#: Plans by (line text, arm); bounded, since macros and .rept make new lines.
+_PLANS: dict[tuple[str, bool], _LinePlan] = {}
+_PLANS_KEPT = 50_000
+
+
+def _line_plan(where: SourceLine, arm: bool) -> _LinePlan:
+    key = (where.text, arm)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _make_plan(where, arm)         # a line the lexer rejects raises, and is not kept
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _make_plan(where: SourceLine, arm: bool) -> _LinePlan:
+    toks = _split_line(where.text, where, arm)
+    labels = []
+    i = 0
+    while True:
+        t, nxt = toks[i], toks[i + 1] if i + 1 < len(toks) else toks[-1]
+        if t.kind == "id" and nxt.is_op(":"):
+            labels.append((t, False))
+        elif t.kind == "num" and t.text.isdigit() and nxt.is_op(":"):
+            labels.append((t, True))
+        else:
+            break
+        i += 2
+    labels_ = tuple(labels)
+    t = toks[i]
+    rest = tuple(toks[i:])
+    if t.kind == "end":
+        return _LinePlan(labels_, "none")
+    if t.kind == "id" and rest[1].is_op("="):
+        return _LinePlan(labels_, "equ", t, rest[2:])
+    if t.kind == "id" and t.text.startswith("."):
+        return _LinePlan(labels_, "directive", t, rest[1:])
+    if t.kind == "id":
+        if arm:
+            return _LinePlan(labels_, "a64", rest=rest)
+        try:
+            return _LinePlan(labels_, "insn", insn=_parse_instruction(list(rest), where))
+        except AsmError as e:           # reported where the line stands, after its labels
+            return _LinePlan(labels_, "error", error=(e.col, e.message))
+    return _LinePlan(labels_, "error", error=(t.col, f"expected a label, directive or instruction but found "
+                                                     f"{t.show()}"))
+
+
+def _parse_instruction(toks: list[Tok], where: SourceLine) -> _Insn:
+    cur = _Cursor(toks, where)
+    mn = cur.next()
+    rep = mn.text.lower() == "rep"
+    if rep:
+        mn = cur.next()
+        if mn.kind != "id":
+            raise cur.fail(mn, "rep must be followed by movsb, movsq, stosb or stosq")
+    info, cond, strsize = _resolve(mn, where)
+    if rep and strsize is None:
+        raise cur.fail(mn, "rep can only prefix movsb, movsq, stosb or stosq")
+    rest = toks[cur.pos:]
+    ops = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) if rest[0].kind != "end" else ()
+    return _Insn(mn, info, cond, strsize, rep, ops, any(t.kind == "ref" for t in toks))
+
+
 # ============================================================== sections, symbols
 @dataclass(eq=False)
 class _Sec:
@@ -758,30 +843,23 @@ class Assembler:
 
     # -- pass 1: one line -------------------------------------------------------
     def _line(self, where: SourceLine) -> None:
-        toks = tokenize(where.text, where, arm=self.arch == "arm64")
-        cur = _Cursor(toks, where)
-        while True:
-            t, nxt = cur.peek(), cur.peek(1)
-            if t.kind == "id" and nxt.is_op(":"):
-                self._label(t, where)
-            elif t.kind == "num" and t.text.isdigit() and nxt.is_op(":"):
-                self._numeric_label(t, where)
+        plan = _line_plan(where, self.arch == "arm64")
+        for tok, numeric in plan.labels:
+            if numeric:
+                self._numeric_label(tok, where)
             else:
-                break
-            cur.next()
-            cur.next()
-        t = cur.peek()
-        if t.kind == "end":
-            return
-        rest = toks[cur.pos:]
-        if t.kind == "id" and cur.peek(1).is_op("="):
-            self._equ(t, rest[2:], where)
-        elif t.kind == "id" and t.text.startswith("."):
-            self._directive(t, rest[1:], where)
-        elif t.kind == "id":
-            self._instruction(rest, where)
-        else:
-            raise cur.fail(t, f"expected a label, directive or instruction but found {t.show()}")
+                self._label(tok, where)
+        kind = plan.kind
+        if kind == "insn":
+            self._instruction(plan.insn, where)
+        elif kind == "directive":
+            self._directive(plan.head, list(plan.rest), where)
+        elif kind == "equ":
+            self._equ(plan.head, list(plan.rest), where)
+        elif kind == "a64":
+            self._a64_instruction(list(plan.rest), where)
+        elif kind == "error":
+            raise _fail(where, *plan.error)
 
     def _ctx(self, where: SourceLine, toks: list[Tok] | None = None) -> _Ctx:
         nums = dict((k, len(v)) for k, v in self.numeric.items()) if toks and any(
@@ -1069,40 +1147,17 @@ class Assembler:
         self._grow(A64_SIZE, where, mn.col)
         self._record("a64", ctx, A64_SIZE, (name, mn.col, ops))
 
-    def _instruction(self, toks: list[Tok], where: SourceLine) -> None:
-        if self.arch == "arm64":
-            self._a64_instruction(toks, where)
-            return
-        cur = _Cursor(toks, where)
-        mn = cur.next()
-        rep = mn.text.lower() == "rep"
-        if rep:
-            mn = cur.next()
-            if mn.kind != "id":
-                raise cur.fail(mn, "rep must be followed by movsb, movsq, stosb or stosq")
-        info, cond, strsize = _resolve(mn, where)
-        if rep and strsize is None:
-            raise cur.fail(mn, "rep can only prefix movsb, movsq, stosb or stosq")
-        # Operands are a pure function of the line's text (their nodes are immutable and
-        # name symbols unqualified), and the kernels' common files repeat in every image.
-        parsed = _OPERANDS.get(where.text)
-        if parsed is None:
-            rest = toks[cur.pos:]
-            parsed = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) \
-                if rest[0].kind != "end" else ()
-            if len(_OPERANDS) >= _TOKENIZED_KEPT:
-                _OPERANDS.clear()
-            _OPERANDS[where.text] = parsed
-        ops = list(parsed)
-        self.sec.code = True
-        self._place(self.sec, where)
-        if self.sec.here % INSN_SIZE:
-            at = f"{self.sec.here:#x}" if self.sec.base is not None else \
-                f"offset {self.sec.here:#x} of section '{self.sec.name}'"
-            raise _fail(where, mn.col, f"instruction at {at} is not 16-byte aligned; put '.align 16' before it")
-        ctx = self._ctx(where, toks)
-        self._grow(INSN_SIZE, where, mn.col)
-        self._record("insn", ctx, INSN_SIZE, (mn, info, cond, strsize, rep, ops))
+    def _instruction(self, insn: _Insn, where: SourceLine) -> None:
+        sec = self.sec
+        sec.code = True
+        self._place(sec, where)
+        if sec.here % INSN_SIZE:
+            at = f"{sec.here:#x}" if sec.base is not None else f"offset {sec.here:#x} of section '{sec.name}'"
+            raise _fail(where, insn.mn.col, f"instruction at {at} is not 16-byte aligned; put '.align 16' before it")
+        nums = dict((k, len(v)) for k, v in self.numeric.items()) if insn.has_ref else None
+        ctx = _Ctx(where, self.scope, sec, len(sec.data), nums)
+        self._grow(INSN_SIZE, where, insn.mn.col)
+        self.items.append(_Item("insn", ctx, (insn,), INSN_SIZE))
 
     # -- between the passes --------------------------------------------------------
     def _finish_layout(self) -> None:
@@ -1243,8 +1298,13 @@ class Assembler:
         self._write(item, bytes(out))
 
     def _emit_insn(self, item: _Item) -> None:
-        insn = _build_instruction(self, item)
-        self._write(item, encode(insn))
+        insn: _Insn = item.args[0]
+        data = insn.encoded
+        if data is None:
+            data = encode(_Builder(self, item).build())
+            if insn.pure:
+                insn.encoded = data
+        self._write(item, data)
 
     def _emit_a64(self, item: _Item) -> None:
         name, col, ops = item.args
@@ -1356,15 +1416,14 @@ class _Builder:
         self.asm = asm
         self.ctx = item.ctx
         self.addr = item.addr
-        self.mn, self.info, self.cond, self.strsize, self.rep, self.ops = item.args
+        insn: _Insn = item.args[0]
+        self.mn, self.info, self.cond, self.strsize, self.rep = insn.mn, insn.info, insn.cond, insn.strsize, insn.rep
+        self.ops = insn.ops
+        self.shape = insn.shape
         self.op = self.info.code
 
     def fail(self, col: int, message: str) -> AsmError:
         return _fail(self.ctx.where, col, message)
-
-    @property
-    def shape(self) -> str:
-        return "".join(o.kind for o in self.ops)
 
     def build(self) -> Instruction:
         name = self.info.name
@@ -1416,7 +1475,7 @@ class _Builder:
         takes = ", ".join(_describe(f) for f in forms)
         raise self.fail(col, f"'{self.mn.text}' cannot take {_describe(shape)}; it takes {takes}")
 
-    def size_of(self, ops: list) -> int:
+    def size_of(self, ops: Sequence) -> int:
         """The operand size the registers and size keywords agree on."""
         known = [o for o in ops if o.kind == "r" or (o.kind == "m" and o.size)]
         if not known:
@@ -1509,7 +1568,8 @@ class _Builder:
     def data_op(self, wide: bool = False) -> Instruction:
         self.count(2)
         if self.info.name == "test" and self.shape == "rm":
-            self.ops = [self.ops[1], self.ops[0]]      # test is symmetric; the table has mr
+            self.ops = (self.ops[1], self.ops[0])      # test is symmetric; the table has mr
+            self.shape = "mr"
         self.check_form(self.info.forms)
         size = self.size_of(self.ops)
         imm = self.imm(self.ops[1], size, wide and self.shape == "ri") if self.shape[1] == "i" else None
@@ -1697,10 +1757,6 @@ def _sized(o) -> str:
     if o.kind == "r":
         return f"{o.name} is {SIZE_NAMES[o.size]}"
     return f"the memory operand is {SIZE_NAMES[o.size]}"
-
-
-def _build_instruction(asm: Assembler, item: _Item) -> Instruction:
-    return _Builder(asm, item).build()
 
 
 # ============================================================== public API
