@@ -580,6 +580,39 @@ class _LinePlan:
         self.error = error               # (col, message): raised after the labels are defined
 
 
+#: A file's lines, by (name, text): a SourceLine is immutable, and images may share them.
+_LINES: dict[tuple[str, str], tuple[SourceLine, ...]] = {}
+_LINES_KEPT = 1_000
+
+
+def _source_lines(name: str, text: str) -> tuple[SourceLine, ...]:
+    key = (name, text)
+    lines = _LINES.get(key)
+    if lines is None:
+        lines = tuple(SourceLine(name, i + 1, line.rstrip("\r")) for i, line in enumerate(text.split("\n")))
+        if len(_LINES) >= _LINES_KEPT:
+            _LINES.clear()
+        _LINES[key] = lines
+    return lines
+
+
+#: A line's block keyword (lower case, with its span) and first word, by text (``Assembler._feed``).
+_HEADS: dict[str, tuple[str, int, int, str]] = {}
+
+
+def _line_head(text: str) -> tuple[str, int, int, str]:
+    head = _HEADS.get(text)
+    if head is None:
+        m = _BLOCK_WORD.match(text)
+        first = text.split(None, 1)
+        name = first[0] if first else ""
+        head = (m.group(1).lower(), m.start(1), m.end(1), name) if m else ("", 0, 0, name)
+        if len(_HEADS) >= _PLANS_KEPT:
+            _HEADS.clear()
+        _HEADS[text] = head
+    return head
+
+
 #: Plans by (line text, arm); bounded, since macros and .rept make new lines.
 _PLANS: dict[tuple[str, bool], _LinePlan] = {}
 _PLANS_KEPT = 50_000
@@ -738,8 +771,8 @@ class Assembler:
     def _file(self, text: str, name: str, real: str) -> None:
         self.sources.setdefault(name, text)
         self.include_stack.append(real)
-        for i, line in enumerate(text.split("\n")):
-            self._feed(SourceLine(name, i + 1, line.rstrip("\r")))
+        for where in _source_lines(name, text):
+            self._feed(where)
         if self._block is not None and len(self.include_stack) == 1:
             kind, start = self._block[0], self._block[1]
             raise _fail(start, 1, f"'.{kind}' has no '.end{'m' if kind == 'macro' else 'r'}'")
@@ -748,8 +781,7 @@ class Assembler:
     # -- pass 1: .macro and .rept blocks, macro calls ---------------------------------
     def _feed(self, where: SourceLine) -> None:
         """One source line: collected into a block, expanded, or assembled."""
-        m = _BLOCK_WORD.match(where.text)
-        word = m.group(1).lower() if m else ""
+        word, start, after, name = _line_head(where.text)
         if self._block is not None:
             block = self._block
             if word in (".macro", ".rept"):
@@ -758,25 +790,23 @@ class Assembler:
                 block[3] -= 1
                 if block[3] == 0:
                     if word != (".endm" if block[0] == "macro" else ".endr"):
-                        raise _fail(where, m.start(1) + 1, f"'{word}' closes a '.{block[0]}' block")
+                        raise _fail(where, start + 1, f"'{word}' closes a '.{block[0]}' block")
                     self._block = None
                     self._end_block(block, where)
                     return
             block[2].append(where)
             return
         if word == ".macro":
-            self._start_macro(where, m.end(1))
+            self._start_macro(where, after)
         elif word == ".rept":
-            toks = tokenize(where.text[m.end(1):], where)
+            toks = tokenize(where.text[after:], where)
             count = self._layout_value(toks, where) if toks[0].kind != "end" else None
             if count is None or count < 0:
-                raise _fail(where, m.start(1) + 1, ".rept takes a count of zero or more")
+                raise _fail(where, start + 1, ".rept takes a count of zero or more")
             self._block = ["rept", where, [], 1, count]
         elif word in (".endm", ".endr"):
-            raise _fail(where, m.start(1) + 1, f"'{word}' with no block open")
+            raise _fail(where, start + 1, f"'{word}' with no block open")
         else:
-            first = where.text.split(None, 1)
-            name = first[0] if first else ""
             if name in self.macros and not name.endswith(":"):
                 self._call_macro(self.macros[name], where, where.text.lstrip()[len(name):])
             else:
@@ -1279,7 +1309,7 @@ class Assembler:
 
     def value(self, node: object, ctx: _Ctx, regish: bool = False) -> int:
         """Evaluate an operand; a bare undefined name that looks like a register is reported as one."""
-        if regish and isinstance(node, Sym) and _REGISH.fullmatch(node.name) and node.name not in self.syms:
+        if regish and isinstance(node, Sym) and node.name not in self.syms and _REGISH.fullmatch(node.name):
             raise _fail(ctx.where, node.col, _unknown_register(node.name))
         return self._eval(node, ctx)[0]
 
@@ -1745,7 +1775,7 @@ class _Builder:
 def _register_typo(node: object, syms: dict) -> Sym | None:
     """An undefined name inside [ ] that looks like a register (say `rxx`)."""
     if isinstance(node, Sym):
-        return node if _REGISH.fullmatch(node.name) and node.name not in syms else None
+        return node if node.name not in syms and _REGISH.fullmatch(node.name) else None
     if isinstance(node, Unary):
         return _register_typo(node.x, syms)
     if isinstance(node, Bin):
