@@ -44,6 +44,7 @@ _MAX_SHIFT = 1024           # keeps `1 << huge` from eating memory
 _MAX_INCLUDE_DEPTH = 32
 _MAX_MACRO_DEPTH = 64          # macros expanding macros (and .rept inside them)
 _MAX_EXPANDED_LINES = 1_000_000   # all .rept and macro expansion together: a typo must not hang
+_EMPTY_SLOT = bytes(INSN_SIZE)    # an instruction's room, filled in pass 2
 _BLOCK_WORD = re.compile(r"\s*(\.[A-Za-z_]+)\b")
 _MACRO_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -548,7 +549,7 @@ def _linearize(node: object, sign: int, terms: list, regs: list, cur: _Cursor) -
 # ============================================================== line plans
 class _Insn:
     """An x86 instruction line's parse: its mnemonic, table entry and operands."""
-    __slots__ = ("mn", "info", "cond", "strsize", "rep", "ops", "shape", "has_ref", "pure", "encoded")
+    __slots__ = ("mn", "info", "cond", "strsize", "rep", "ops", "shape", "has_ref", "pure", "encoded", "template")
 
     def __init__(self, mn: Tok, info: opcodes.OpInfo, cond: int | None, strsize: int | None, rep: bool,
                  ops: tuple, has_ref: bool) -> None:
@@ -559,6 +560,7 @@ class _Insn:
         # line stands or on any symbol: pass 2 encodes it once and reuses the bytes.
         self.pure = not any(o.kind == "i" or (o.kind == "m" and (o.terms or o.scale is not None)) for o in ops)
         self.encoded: bytes | None = None
+        self.template: _Template | None = None      # for the others, once built (see _Recorder)
 
 
 class _LinePlan:
@@ -1180,13 +1182,18 @@ class Assembler:
     def _instruction(self, insn: _Insn, where: SourceLine) -> None:
         sec = self.sec
         sec.code = True
-        self._place(sec, where)
-        if sec.here % INSN_SIZE:
-            at = f"{sec.here:#x}" if sec.base is not None else f"offset {sec.here:#x} of section '{sec.name}'"
+        if sec.base is None and not sec.deferred:
+            self._place(sec, where)
+        offset = len(sec.data)
+        here = offset if sec.base is None else sec.base + offset
+        if here % INSN_SIZE:
+            at = f"{here:#x}" if sec.base is not None else f"offset {here:#x} of section '{sec.name}'"
             raise _fail(where, insn.mn.col, f"instruction at {at} is not 16-byte aligned; put '.align 16' before it")
         nums = dict((k, len(v)) for k, v in self.numeric.items()) if insn.has_ref else None
-        ctx = _Ctx(where, self.scope, sec, len(sec.data), nums)
-        self._grow(INSN_SIZE, where, insn.mn.col)
+        ctx = _Ctx(where, self.scope, sec, offset, nums)
+        if offset + INSN_SIZE > MAX_SECTION or here + INSN_SIZE > 1 << 64:
+            self._grow(INSN_SIZE, where, insn.mn.col)        # says which limit
+        sec.data += _EMPTY_SLOT
         self.items.append(_Item("insn", ctx, (insn,), INSN_SIZE))
 
     # -- between the passes --------------------------------------------------------
@@ -1331,9 +1338,17 @@ class Assembler:
         insn: _Insn = item.args[0]
         data = insn.encoded
         if data is None:
-            data = encode(_Builder(self, item).build())
-            if insn.pure:
-                insn.encoded = data
+            template = insn.template
+            if template is not None:
+                data = encode(template.rebuild(_Builder(self, item)))
+            else:
+                recorder = _Recorder(self, item)
+                built = recorder.build()
+                data = encode(built)
+                if insn.pure:
+                    insn.encoded = data
+                else:
+                    insn.template = recorder.template(built)
         self._write(item, data)
 
     def _emit_a64(self, item: _Item) -> None:
@@ -1364,13 +1379,18 @@ class Assembler:
             elif sym.kind == "equ":
                 # Constants nobody used are still checked: the image lists every value.
                 img.symbols[name] = self._sym_value(Sym(name, 1), sym.ctx, False, 0)[0]
+        line_map, sizes, instructions = img.line_map, img.item_sizes, img.instructions
         for item in self.items:
-            if item.size and item.addr not in img.line_map:
-                img.line_map[item.addr] = item.ctx.where
-                img.item_sizes[item.addr] = item.size
-                if item.kind in ("insn", "a64"):
-                    img.instructions.add(item.addr)
-        img.line_map = dict(sorted(img.line_map.items()))
+            size = item.size
+            if size:
+                ctx = item.ctx
+                addr = ctx.sec.base + ctx.offset
+                if addr not in line_map:
+                    line_map[addr] = ctx.where
+                    sizes[addr] = size
+                    if item.kind in ("insn", "a64"):
+                        instructions.add(addr)
+        img.line_map = dict(sorted(line_map.items()))
         if self.entry_item is not None:
             img.entry = self.value(self.entry_item.args[0], self.entry_item.ctx) & M64
         elif "_start" in img.symbols:
@@ -1770,6 +1790,70 @@ class _Builder:
         if self.ops[0].size != 2:
             raise self.fail(self.ops[0].col, "ltr takes a 16-bit selector register such as ax")
         return self.fields(2)
+
+
+class _Template:
+    """How to build an instruction line again: only its operand evaluations.
+
+    Everything else a build checks and derives (operand count, forms, sizes, registers,
+    condition) depends on the line's text alone, and passed the first time; an operand's
+    value depends on where the line stands. So the next build of the same line redoes
+    those evaluations, in the same order and through the same code (any mistake they find
+    is reported exactly as before), and puts their results in the first build's place.
+    """
+    __slots__ = ("steps", "base")
+
+    def __init__(self, steps: tuple, base: Instruction) -> None:
+        self.steps = steps              # ((method, args, is_mem), ...) in the order first made
+        self.base = base
+
+    def rebuild(self, builder: _Builder) -> Instruction:
+        base = self.base
+        mem, imm = base.mem, base.imm
+        for method, args, is_mem in self.steps:
+            if is_mem:
+                mem = method(builder, *args)
+            else:
+                imm = method(builder, *args)
+        return Instruction(base.op, base.form, base.size, base.a, base.b, mem, imm, base.aux)
+
+
+class _Recorder(_Builder):
+    """A builder that notes its operand evaluations, to make the line's :class:`_Template`."""
+
+    def __init__(self, asm: Assembler, item: _Item) -> None:
+        super().__init__(asm, item)
+        self.steps: list[tuple[Callable, tuple, bool, Any]] = []
+
+    def mem(self, o: MemOp) -> Mem:
+        value = super().mem(o)
+        self.steps.append((_Builder.mem, (o,), True, value))
+        return value
+
+    def imm(self, o: ImmOp, size: int, wide: bool = False) -> int:
+        value = super().imm(o, size, wide)
+        self.steps.append((_Builder.imm, (o, size, wide), False, value))
+        return value
+
+    def uimm(self, o: ImmOp, hi: int, what: str, hint: str = "") -> int:
+        value = super().uimm(o, hi, what, hint)
+        self.steps.append((_Builder.uimm, (o, hi, what, hint), False, value))
+        return value
+
+    def target(self, o: ImmOp) -> int:
+        value = super().target(o)
+        self.steps.append((_Builder.target, (o,), False, value))
+        return value
+
+    def template(self, built: Instruction) -> _Template | None:
+        """The template, if the built instruction is its evaluations' results in fixed fields."""
+        mems = [s for s in self.steps if s[2]]
+        imms = [s for s in self.steps if not s[2]]
+        if len(mems) > 1 or len(imms) > 1:
+            return None
+        if mems and built.mem is not mems[0][3] or imms and built.imm is not imms[0][3]:
+            return None
+        return _Template(tuple(s[:3] for s in self.steps), built)
 
 
 def _register_typo(node: object, syms: dict) -> Sym | None:
