@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -45,6 +46,7 @@ _MAX_INCLUDE_DEPTH = 32
 _MAX_MACRO_DEPTH = 64          # macros expanding macros (and .rept inside them)
 _MAX_EXPANDED_LINES = 1_000_000   # all .rept and macro expansion together: a typo must not hang
 _EMPTY_SLOT = bytes(INSN_SIZE)    # an instruction's room, filled in pass 2
+_DISP_IMM = struct.Struct("<ii")   # an instruction's bytes 8-15
 _BLOCK_WORD = re.compile(r"\s*(\.[A-Za-z_]+)\b")
 _MACRO_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -766,8 +768,9 @@ class Assembler:
     def run(self, source: str, filename: str) -> Image:
         self._file(source, filename, os.path.realpath(filename))
         self._finish_layout()
+        emit = {"insn": self._emit_insn, "data": self._emit_data, "a64": self._emit_a64}
         for item in self.items:
-            getattr(self, "_emit_" + item.kind)(item)
+            emit[item.kind](item)
         return self._image()
 
     def _file(self, text: str, name: str, real: str) -> None:
@@ -1340,7 +1343,7 @@ class Assembler:
         if data is None:
             template = insn.template
             if template is not None:
-                data = encode(template.rebuild(_Builder(self, item)))
+                data = template.rebuild(_Builder(self, item))
             else:
                 recorder = _Recorder(self, item)
                 built = recorder.build()
@@ -1348,7 +1351,7 @@ class Assembler:
                 if insn.pure:
                     insn.encoded = data
                 else:
-                    insn.template = recorder.template(built)
+                    insn.template = recorder.template(built, data)
         self._write(item, data)
 
     def _emit_a64(self, item: _Item) -> None:
@@ -1801,13 +1804,16 @@ class _Template:
     those evaluations, in the same order and through the same code (any mistake they find
     is reported exactly as before), and puts their results in the first build's place.
     """
-    __slots__ = ("steps", "base")
+    __slots__ = ("steps", "base", "head")
 
-    def __init__(self, steps: tuple, base: Instruction) -> None:
+    def __init__(self, steps: tuple, base: Instruction, encoded: bytes) -> None:
         self.steps = steps              # ((method, args, is_mem), ...) in the order first made
         self.base = base
+        # The eight head bytes (opcode, form, registers, base, index, scale, aux) stay as
+        # they are while the scale does and the immediate needs no 64-bit form.
+        self.head = encoded[:8] if not encoded[1] & 0x40 else None
 
-    def rebuild(self, builder: _Builder) -> Instruction:
+    def rebuild(self, builder: _Builder) -> bytes:
         base = self.base
         mem, imm = base.mem, base.imm
         for method, args, is_mem in self.steps:
@@ -1815,7 +1821,12 @@ class _Template:
                 mem = method(builder, *args)
             else:
                 imm = method(builder, *args)
-        return Instruction(base.op, base.form, base.size, base.a, base.b, mem, imm, base.aux)
+        head = self.head
+        if head is not None and (imm is None or -(1 << 31) <= imm < 1 << 31) and \
+                (mem is None or mem.scale == base.mem.scale):     # type: ignore[union-attr]
+            # mem() has checked that the displacement fits in 32 bits
+            return head + _DISP_IMM.pack(0 if mem is None else mem.disp, imm or 0)
+        return encode(Instruction(base.op, base.form, base.size, base.a, base.b, mem, imm, base.aux))
 
 
 class _Recorder(_Builder):
@@ -1845,7 +1856,7 @@ class _Recorder(_Builder):
         self.steps.append((_Builder.target, (o,), False, value))
         return value
 
-    def template(self, built: Instruction) -> _Template | None:
+    def template(self, built: Instruction, encoded: bytes) -> _Template | None:
         """The template, if the built instruction is its evaluations' results in fixed fields."""
         mems = [s for s in self.steps if s[2]]
         imms = [s for s in self.steps if not s[2]]
@@ -1853,7 +1864,7 @@ class _Recorder(_Builder):
             return None
         if mems and built.mem is not mems[0][3] or imms and built.imm is not imms[0][3]:
             return None
-        return _Template(tuple(s[:3] for s in self.steps), built)
+        return _Template(tuple(s[:3] for s in self.steps), built, encoded)
 
 
 def _register_typo(node: object, syms: dict) -> Sym | None:
