@@ -21,7 +21,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from .. import sources
 from . import a64_asm, opcodes
@@ -124,8 +124,8 @@ def _hex(v: int) -> str:
 
 
 # ============================================================== lexer
-@dataclass(frozen=True, slots=True)
-class Tok:
+class Tok(NamedTuple):
+    """One token (a named tuple: lines are split into thousands of them)."""
     kind: str          # id num str ref op dot end
     text: str
     col: int           # 1-based column of the first character
@@ -572,7 +572,7 @@ class _LinePlan:
     reused: the kernels include the same common files, and their lines come back in
     every image. Everything that depends on the line's place (scope, section, symbols,
     numeric label counts) is looked at when the plan is carried out."""
-    __slots__ = ("labels", "kind", "head", "rest", "insn", "error")
+    __slots__ = ("labels", "kind", "head", "rest", "insn", "error", "args")
 
     def __init__(self, labels: tuple, kind: str, head: Tok | None = None, rest: tuple = (),
                  insn: _Insn | None = None, error: tuple[int, str] | None = None) -> None:
@@ -582,6 +582,7 @@ class _LinePlan:
         self.rest = rest                 # the tokens its handler reads
         self.insn = insn
         self.error = error               # (col, message): raised after the labels are defined
+        self.args: list[list[Tok]] | None = None     # a directive's arguments, once split
 
 
 #: A file's lines, by (name, text): a SourceLine is immutable, and images may share them.
@@ -715,8 +716,9 @@ class _Sym:
     busy: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
+# _Ctx and _Item are named tuples: one of each per instruction, and a tuple is made
+# several times faster than a frozen dataclass.
+class _Ctx(NamedTuple):
     """Everything an expression on one line needs: where it is and what `.` means."""
     where: SourceLine
     scope: str | None                # the current global label (for .local names)
@@ -725,9 +727,8 @@ class _Ctx:
     nums: dict | None                # numeric label counts when the line was read
 
 
-@dataclass
-class _Item:
-    kind: str                         # insn, data, entry
+class _Item(NamedTuple):
+    kind: str                         # insn, data, a64, entry
     ctx: _Ctx
     args: tuple
     size: int = 0
@@ -888,7 +889,7 @@ class Assembler:
         if kind == "insn":
             self._instruction(plan.insn, where)
         elif kind == "directive":
-            self._directive(plan.head, list(plan.rest), where)
+            self._directive(plan, where)
         elif kind == "equ":
             self._equ(plan.head, list(plan.rest), where)
         elif kind == "a64":
@@ -973,12 +974,17 @@ class Assembler:
         return item
 
     # -- pass 1: directives -------------------------------------------------------
-    def _directive(self, tok: Tok, toks: list[Tok], where: SourceLine) -> None:
-        name = tok.text.lower()
-        handler = _DIRECTIVES.get(name)
+    def _directive(self, plan: _LinePlan, where: SourceLine) -> None:
+        tok = plan.head
+        assert tok is not None
+        handler = _DIRECTIVES.get(tok.text.lower())
         if handler is None:
             raise _fail(where, tok.col, f"unknown directive '{tok.text}'")
-        args = _split_commas(toks, where) if toks[0].kind != "end" else []
+        args = plan.args
+        if args is None:
+            # Split once per line: the handlers only read their arguments.
+            toks = list(plan.rest)
+            args = plan.args = _split_commas(toks, where) if toks[0].kind != "end" else []
         handler(self, tok, args, where)
 
     def _args(self, tok: Tok, args: list, where: SourceLine, lo: int, hi: int) -> None:
@@ -1436,6 +1442,9 @@ def _unknown_register(name: str) -> str:
     return f"unknown register '{name}'"
 
 
+_PREFIXES_LONGEST_FIRST = sorted(opcodes.CONDITIONAL_PREFIXES, key=len, reverse=True)
+
+
 def _resolve(mn: Tok, where: SourceLine) -> tuple[opcodes.OpInfo, int | None, int | None]:
     """A spelling to (table entry, condition code, string size)."""
     name = mn.text.lower()
@@ -1444,7 +1453,7 @@ def _resolve(mn: Tok, where: SourceLine) -> tuple[opcodes.OpInfo, int | None, in
         return opcodes.BY_NAME[base], None, size
     if name in opcodes.BY_NAME and name not in _INTERNAL:
         return opcodes.BY_NAME[name], None, None
-    for prefix in sorted(opcodes.CONDITIONAL_PREFIXES, key=len, reverse=True):
+    for prefix in _PREFIXES_LONGEST_FIRST:
         if name.startswith(prefix) and name[len(prefix):] in opcodes.CONDITIONS:
             return opcodes.BY_NAME[opcodes.CONDITIONAL_PREFIXES[prefix]], opcodes.CONDITIONS[name[len(prefix):]], None
     raise _fail(where, mn.col, f"unknown instruction '{mn.text}'")
