@@ -582,7 +582,7 @@ class _LinePlan:
         self.rest = rest                 # the tokens its handler reads
         self.insn = insn
         self.error = error               # (col, message): raised after the labels are defined
-        self.args: list[list[Tok]] | None = None     # a directive's arguments, once split
+        self.args: list[list[Tok]] | None = None     # a directive's (or constant's) arguments, once split
 
 
 #: A file's lines, by (name, text): a SourceLine is immutable, and images may share them.
@@ -621,6 +621,26 @@ def _line_head(text: str) -> tuple[str, int, int, str]:
 #: Plans by (line text, arm); bounded, since macros and .rept make new lines.
 _PLANS: dict[tuple[str, bool], _LinePlan] = {}
 _PLANS_KEPT = 50_000
+
+
+#: Expressions parsed before, by the identity of their token list, which the entry keeps
+#: alive (so its id is not reused while the entry stands): a plan's argument lists come
+#: back in every image, and the nodes are immutable.
+_PARSED: dict[int, tuple[list[Tok], object]] = {}
+
+
+def _parse_expr(toks: list[Tok], where: SourceLine) -> object:
+    """A whole argument as one expression."""
+    hit = _PARSED.get(id(toks))
+    if hit is not None and hit[0] is toks:
+        return hit[1]
+    cur = _Cursor(toks, where)
+    node = cur.expr()
+    cur.expect_end()
+    if len(_PARSED) >= _PLANS_KEPT:
+        _PARSED.clear()
+    _PARSED[id(toks)] = (toks, node)
+    return node
 
 
 def _line_plan(where: SourceLine, arm: bool) -> _LinePlan:
@@ -891,7 +911,9 @@ class Assembler:
         elif kind == "directive":
             self._directive(plan, where)
         elif kind == "equ":
-            self._equ(plan.head, list(plan.rest), where)
+            if plan.args is None:
+                plan.args = [list(plan.rest)]
+            self._equ(plan.head, plan.args[0], where)
         elif kind == "a64":
             self._a64_instruction(list(plan.rest), where)
         elif kind == "error":
@@ -930,9 +952,7 @@ class Assembler:
         self.numeric.setdefault(key, []).append(_Sym(key, "label", where, self.sec, len(self.sec.data), rel=1))
 
     def _equ(self, tok: Tok, expr_toks: list[Tok], where: SourceLine) -> None:
-        cur = _Cursor(expr_toks, where)
-        node = cur.expr()
-        cur.expect_end()
+        node = _parse_expr(expr_toks, where)
         name = self._qualify(tok.text, self.scope, where, tok.col)
         self._define(tok, where, _Sym(name, "equ", where, expr=node, ctx=self._ctx(where, expr_toks)))
 
@@ -994,10 +1014,7 @@ class Assembler:
             raise _fail(where, col, f"'{tok.text}' takes {want} argument{'s' if want != '1' else ''}")
 
     def _expr_arg(self, arg: list[Tok], where: SourceLine) -> object:
-        cur = _Cursor(arg, where)
-        node = cur.expr()
-        cur.expect_end()
-        return node
+        return _parse_expr(arg, where)
 
     def _layout_value(self, arg: list[Tok], where: SourceLine) -> int:
         """Evaluate an argument that decides addresses: it may only use what is already known."""
