@@ -52,3 +52,33 @@ def test_a_repeated_mistake_is_reported_at_each_place(bad):
         with pytest.raises(AsmError) as err:
             assemble(src, f"bad{line}.s")
         assert (err.value.file, err.value.line) == (f"bad{line}.s", line)
+
+
+def test_a_line_built_before_takes_its_new_values_and_reports_its_new_mistakes():
+    # The same instruction lines, in a second image where the constant and the targets differ.
+    line = "    mov eax, VALUE\n    call far\n    jne far\n    mov rbx, [rip + far]\n"
+    near = assemble(f"VALUE = 7\nstart:\n{line}far:\n    ret\n", "near.s")
+    later = assemble(f"VALUE = -1\nstart:\n{line}.space 0x1000\nfar:\n    ret\n", "later.s")
+    for image, value in ((near, 7), (later, -1)):
+        start, far = image.symbols["start"], image.symbols["far"]
+        mov, call, jne, load = (decode(image.bytes_at(start + k * INSN_SIZE, INSN_SIZE)) for k in range(4))
+        assert mov.imm == value
+        assert start + 2 * INSN_SIZE + call.imm == far and start + 3 * INSN_SIZE + jne.imm == far
+        assert start + 4 * INSN_SIZE + load.mem.disp == far
+    with pytest.raises(AsmError, match=r"wide.s:3:14: immediate does not fit in 32 bits"):
+        assemble(f"VALUE = 1 << 32\nstart:\n{line}far:\n    ret\n", "wide.s")
+    with pytest.raises(AsmError, match=r"gone.s:4:10: undefined symbol 'far'"):
+        assemble(f"VALUE = 1\nstart:\n{line}", "gone.s")
+
+
+def test_an_image_assembled_again_reads_and_builds_no_line_afresh(monkeypatch):
+    from lab.isa import assembler
+    source = "VALUE = 3\n.macro twice r\n    add \\r, \\r\n.endm\nstart:\n    mov rax, VALUE\n" \
+             "    twice rax\n    jmp start\n    .quad start, VALUE\n"
+    first = assemble(source, "again.s")
+    plans, builds = [], []
+    make_plan, build = assembler._make_plan, assembler._Builder.build
+    monkeypatch.setattr(assembler, "_make_plan", lambda *a: plans.append(a) or make_plan(*a))
+    monkeypatch.setattr(assembler._Builder, "build", lambda self: builds.append(self) or build(self))
+    assert assemble(source, "again.s").to_bytes() == first.to_bytes()
+    assert plans == [] and builds == []

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from .. import sources
 from . import a64_asm, opcodes
@@ -44,6 +45,8 @@ _MAX_SHIFT = 1024           # keeps `1 << huge` from eating memory
 _MAX_INCLUDE_DEPTH = 32
 _MAX_MACRO_DEPTH = 64          # macros expanding macros (and .rept inside them)
 _MAX_EXPANDED_LINES = 1_000_000   # all .rept and macro expansion together: a typo must not hang
+_EMPTY_SLOT = bytes(INSN_SIZE)    # an instruction's room, filled in pass 2
+_DISP_IMM = struct.Struct("<ii")   # an instruction's bytes 8-15
 _BLOCK_WORD = re.compile(r"\s*(\.[A-Za-z_]+)\b")
 _MACRO_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -121,8 +124,8 @@ def _hex(v: int) -> str:
 
 
 # ============================================================== lexer
-@dataclass(frozen=True, slots=True)
-class Tok:
+class Tok(NamedTuple):
+    """One token (a named tuple: lines are split into thousands of them)."""
     kind: str          # id num str ref op dot end
     text: str
     col: int           # 1-based column of the first character
@@ -142,28 +145,13 @@ _IDENT = re.compile(r"\.?[A-Za-z_][A-Za-z0-9_.]*")
 _WORD = re.compile(r"[0-9A-Za-z_]+")
 
 
-#: Lines already split, by (text, arm): the kernels share their common files, so the
-#: same lines come back in every image. Tokens are immutable; each caller gets its own list.
-_TOKENIZED: dict[tuple[str, bool], tuple[Tok, ...]] = {}
-_TOKENIZED_KEPT = 50_000
-#: An instruction line's operands, by its text (see ``Assembler._instruction``).
-_OPERANDS: dict[str, tuple] = {}
-
-
 def tokenize(text: str, where: SourceLine, arm: bool = False) -> list[Tok]:
     """Split one source line into tokens; comments are dropped.
 
     With ``arm`` (after ``.arch arm64``) ``#`` marks an immediate, ``!`` a
     pre-indexed address, and ``//`` starts a comment, as in GNU as for AArch64.
     """
-    key = (text, arm)
-    toks = _TOKENIZED.get(key)
-    if toks is None:
-        toks = tuple(_split_line(text, where, arm))       # a bad line raises, and is not kept
-        if len(_TOKENIZED) >= _TOKENIZED_KEPT:
-            _TOKENIZED.clear()
-        _TOKENIZED[key] = toks
-    return list(toks)
+    return _split_line(text, where, arm)
 
 
 def _split_line(text: str, where: SourceLine, arm: bool) -> list[Tok]:
@@ -560,6 +548,161 @@ def _linearize(node: object, sign: int, terms: list, regs: list, cur: _Cursor) -
         raise cur.fail(node, "a memory operand is base + index*scale + displacement")
 
 
+# ============================================================== line plans
+class _Insn:
+    """An x86 instruction line's parse: its mnemonic, table entry and operands."""
+    __slots__ = ("mn", "info", "cond", "strsize", "rep", "ops", "shape", "has_ref", "pure", "encoded", "template")
+
+    def __init__(self, mn: Tok, info: opcodes.OpInfo, cond: int | None, strsize: int | None, rep: bool,
+                 ops: tuple, has_ref: bool) -> None:
+        self.mn, self.info, self.cond, self.strsize, self.rep, self.ops = mn, info, cond, strsize, rep, ops
+        self.shape = "".join(o.kind for o in ops)
+        self.has_ref = has_ref           # names a numeric label (`1f`): its context counts them
+        # Without an expression among its operands the encoding cannot depend on where the
+        # line stands or on any symbol: pass 2 encodes it once and reuses the bytes.
+        self.pure = not any(o.kind == "i" or (o.kind == "m" and (o.terms or o.scale is not None)) for o in ops)
+        self.encoded: bytes | None = None
+        self.template: _Template | None = None      # for the others, once built (see _Recorder)
+
+
+class _LinePlan:
+    """What a line says, apart from where it stands: its labels, then a directive, an
+    ``=`` constant, an instruction or nothing. A plan is a pure function of the line's
+    text (and of the instruction set it is read in), so it is made once per process and
+    reused: the kernels include the same common files, and their lines come back in
+    every image. Everything that depends on the line's place (scope, section, symbols,
+    numeric label counts) is looked at when the plan is carried out."""
+    __slots__ = ("labels", "kind", "head", "rest", "insn", "error", "args")
+
+    def __init__(self, labels: tuple, kind: str, head: Tok | None = None, rest: tuple = (),
+                 insn: _Insn | None = None, error: tuple[int, str] | None = None) -> None:
+        self.labels = labels             # ((token, numeric), ...) in source order
+        self.kind = kind                 # none, equ, directive, insn, a64 or error
+        self.head = head                 # the directive's or constant's name token
+        self.rest = rest                 # the tokens its handler reads
+        self.insn = insn
+        self.error = error               # (col, message): raised after the labels are defined
+        self.args: list[list[Tok]] | None = None     # a directive's (or constant's) arguments, once split
+
+
+#: A file's lines, by (name, text): a SourceLine is immutable, and images may share them.
+_LINES: dict[tuple[str, str], tuple[SourceLine, ...]] = {}
+_LINES_KEPT = 1_000
+
+
+def _source_lines(name: str, text: str) -> tuple[SourceLine, ...]:
+    key = (name, text)
+    lines = _LINES.get(key)
+    if lines is None:
+        lines = tuple(SourceLine(name, i + 1, line.rstrip("\r")) for i, line in enumerate(text.split("\n")))
+        if len(_LINES) >= _LINES_KEPT:
+            _LINES.clear()
+        _LINES[key] = lines
+    return lines
+
+
+#: A line's block keyword (lower case, with its span) and first word, by text (``Assembler._feed``).
+_HEADS: dict[str, tuple[str, int, int, str]] = {}
+
+
+def _line_head(text: str) -> tuple[str, int, int, str]:
+    head = _HEADS.get(text)
+    if head is None:
+        m = _BLOCK_WORD.match(text)
+        first = text.split(None, 1)
+        name = first[0] if first else ""
+        head = (m.group(1).lower(), m.start(1), m.end(1), name) if m else ("", 0, 0, name)
+        if len(_HEADS) >= _PLANS_KEPT:
+            _HEADS.clear()
+        _HEADS[text] = head
+    return head
+
+
+#: Plans by (line text, arm); bounded, since macros and .rept make new lines.
+_PLANS: dict[tuple[str, bool], _LinePlan] = {}
+_PLANS_KEPT = 50_000
+
+
+#: Expressions parsed before, by the identity of their token list, which the entry keeps
+#: alive (so its id is not reused while the entry stands): a plan's argument lists come
+#: back in every image, and the nodes are immutable.
+_PARSED: dict[int, tuple[list[Tok], object]] = {}
+
+
+def _parse_expr(toks: list[Tok], where: SourceLine) -> object:
+    """A whole argument as one expression."""
+    hit = _PARSED.get(id(toks))
+    if hit is not None and hit[0] is toks:
+        return hit[1]
+    cur = _Cursor(toks, where)
+    node = cur.expr()
+    cur.expect_end()
+    if len(_PARSED) >= _PLANS_KEPT:
+        _PARSED.clear()
+    _PARSED[id(toks)] = (toks, node)
+    return node
+
+
+def _line_plan(where: SourceLine, arm: bool) -> _LinePlan:
+    key = (where.text, arm)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _make_plan(where, arm)         # a line the lexer rejects raises, and is not kept
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _make_plan(where: SourceLine, arm: bool) -> _LinePlan:
+    toks = _split_line(where.text, where, arm)
+    labels = []
+    i = 0
+    while True:
+        t, nxt = toks[i], toks[i + 1] if i + 1 < len(toks) else toks[-1]
+        if t.kind == "id" and nxt.is_op(":"):
+            labels.append((t, False))
+        elif t.kind == "num" and t.text.isdigit() and nxt.is_op(":"):
+            labels.append((t, True))
+        else:
+            break
+        i += 2
+    labels_ = tuple(labels)
+    t = toks[i]
+    rest = tuple(toks[i:])
+    if t.kind == "end":
+        return _LinePlan(labels_, "none")
+    if t.kind == "id" and rest[1].is_op("="):
+        return _LinePlan(labels_, "equ", t, rest[2:])
+    if t.kind == "id" and t.text.startswith("."):
+        return _LinePlan(labels_, "directive", t, rest[1:])
+    if t.kind == "id":
+        if arm:
+            return _LinePlan(labels_, "a64", rest=rest)
+        try:
+            return _LinePlan(labels_, "insn", insn=_parse_instruction(list(rest), where))
+        except AsmError as e:           # reported where the line stands, after its labels
+            return _LinePlan(labels_, "error", error=(e.col, e.message))
+    return _LinePlan(labels_, "error", error=(t.col, f"expected a label, directive or instruction but found "
+                                                     f"{t.show()}"))
+
+
+def _parse_instruction(toks: list[Tok], where: SourceLine) -> _Insn:
+    cur = _Cursor(toks, where)
+    mn = cur.next()
+    rep = mn.text.lower() == "rep"
+    if rep:
+        mn = cur.next()
+        if mn.kind != "id":
+            raise cur.fail(mn, "rep must be followed by movsb, movsq, stosb or stosq")
+    info, cond, strsize = _resolve(mn, where)
+    if rep and strsize is None:
+        raise cur.fail(mn, "rep can only prefix movsb, movsq, stosb or stosq")
+    rest = toks[cur.pos:]
+    ops = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) if rest[0].kind != "end" else ()
+    return _Insn(mn, info, cond, strsize, rep, ops, any(t.kind == "ref" for t in toks))
+
+
 # ============================================================== sections, symbols
 @dataclass(eq=False)
 class _Sec:
@@ -593,8 +736,9 @@ class _Sym:
     busy: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
+# _Ctx and _Item are named tuples: one of each per instruction, and a tuple is made
+# several times faster than a frozen dataclass.
+class _Ctx(NamedTuple):
     """Everything an expression on one line needs: where it is and what `.` means."""
     where: SourceLine
     scope: str | None                # the current global label (for .local names)
@@ -603,9 +747,8 @@ class _Ctx:
     nums: dict | None                # numeric label counts when the line was read
 
 
-@dataclass
-class _Item:
-    kind: str                         # insn, data, entry
+class _Item(NamedTuple):
+    kind: str                         # insn, data, a64, entry
     ctx: _Ctx
     args: tuple
     size: int = 0
@@ -646,15 +789,16 @@ class Assembler:
     def run(self, source: str, filename: str) -> Image:
         self._file(source, filename, os.path.realpath(filename))
         self._finish_layout()
+        emit = {"insn": self._emit_insn, "data": self._emit_data, "a64": self._emit_a64}
         for item in self.items:
-            getattr(self, "_emit_" + item.kind)(item)
+            emit[item.kind](item)
         return self._image()
 
     def _file(self, text: str, name: str, real: str) -> None:
         self.sources.setdefault(name, text)
         self.include_stack.append(real)
-        for i, line in enumerate(text.split("\n")):
-            self._feed(SourceLine(name, i + 1, line.rstrip("\r")))
+        for where in _source_lines(name, text):
+            self._feed(where)
         if self._block is not None and len(self.include_stack) == 1:
             kind, start = self._block[0], self._block[1]
             raise _fail(start, 1, f"'.{kind}' has no '.end{'m' if kind == 'macro' else 'r'}'")
@@ -663,8 +807,7 @@ class Assembler:
     # -- pass 1: .macro and .rept blocks, macro calls ---------------------------------
     def _feed(self, where: SourceLine) -> None:
         """One source line: collected into a block, expanded, or assembled."""
-        m = _BLOCK_WORD.match(where.text)
-        word = m.group(1).lower() if m else ""
+        word, start, after, name = _line_head(where.text)
         if self._block is not None:
             block = self._block
             if word in (".macro", ".rept"):
@@ -673,25 +816,23 @@ class Assembler:
                 block[3] -= 1
                 if block[3] == 0:
                     if word != (".endm" if block[0] == "macro" else ".endr"):
-                        raise _fail(where, m.start(1) + 1, f"'{word}' closes a '.{block[0]}' block")
+                        raise _fail(where, start + 1, f"'{word}' closes a '.{block[0]}' block")
                     self._block = None
                     self._end_block(block, where)
                     return
             block[2].append(where)
             return
         if word == ".macro":
-            self._start_macro(where, m.end(1))
+            self._start_macro(where, after)
         elif word == ".rept":
-            toks = tokenize(where.text[m.end(1):], where)
+            toks = tokenize(where.text[after:], where)
             count = self._layout_value(toks, where) if toks[0].kind != "end" else None
             if count is None or count < 0:
-                raise _fail(where, m.start(1) + 1, ".rept takes a count of zero or more")
+                raise _fail(where, start + 1, ".rept takes a count of zero or more")
             self._block = ["rept", where, [], 1, count]
         elif word in (".endm", ".endr"):
-            raise _fail(where, m.start(1) + 1, f"'{word}' with no block open")
+            raise _fail(where, start + 1, f"'{word}' with no block open")
         else:
-            first = where.text.split(None, 1)
-            name = first[0] if first else ""
             if name in self.macros and not name.endswith(":"):
                 self._call_macro(self.macros[name], where, where.text.lstrip()[len(name):])
             else:
@@ -758,30 +899,25 @@ class Assembler:
 
     # -- pass 1: one line -------------------------------------------------------
     def _line(self, where: SourceLine) -> None:
-        toks = tokenize(where.text, where, arm=self.arch == "arm64")
-        cur = _Cursor(toks, where)
-        while True:
-            t, nxt = cur.peek(), cur.peek(1)
-            if t.kind == "id" and nxt.is_op(":"):
-                self._label(t, where)
-            elif t.kind == "num" and t.text.isdigit() and nxt.is_op(":"):
-                self._numeric_label(t, where)
+        plan = _line_plan(where, self.arch == "arm64")
+        for tok, numeric in plan.labels:
+            if numeric:
+                self._numeric_label(tok, where)
             else:
-                break
-            cur.next()
-            cur.next()
-        t = cur.peek()
-        if t.kind == "end":
-            return
-        rest = toks[cur.pos:]
-        if t.kind == "id" and cur.peek(1).is_op("="):
-            self._equ(t, rest[2:], where)
-        elif t.kind == "id" and t.text.startswith("."):
-            self._directive(t, rest[1:], where)
-        elif t.kind == "id":
-            self._instruction(rest, where)
-        else:
-            raise cur.fail(t, f"expected a label, directive or instruction but found {t.show()}")
+                self._label(tok, where)
+        kind = plan.kind
+        if kind == "insn":
+            self._instruction(plan.insn, where)
+        elif kind == "directive":
+            self._directive(plan, where)
+        elif kind == "equ":
+            if plan.args is None:
+                plan.args = [list(plan.rest)]
+            self._equ(plan.head, plan.args[0], where)
+        elif kind == "a64":
+            self._a64_instruction(list(plan.rest), where)
+        elif kind == "error":
+            raise _fail(where, *plan.error)
 
     def _ctx(self, where: SourceLine, toks: list[Tok] | None = None) -> _Ctx:
         nums = dict((k, len(v)) for k, v in self.numeric.items()) if toks and any(
@@ -816,9 +952,7 @@ class Assembler:
         self.numeric.setdefault(key, []).append(_Sym(key, "label", where, self.sec, len(self.sec.data), rel=1))
 
     def _equ(self, tok: Tok, expr_toks: list[Tok], where: SourceLine) -> None:
-        cur = _Cursor(expr_toks, where)
-        node = cur.expr()
-        cur.expect_end()
+        node = _parse_expr(expr_toks, where)
         name = self._qualify(tok.text, self.scope, where, tok.col)
         self._define(tok, where, _Sym(name, "equ", where, expr=node, ctx=self._ctx(where, expr_toks)))
 
@@ -860,12 +994,17 @@ class Assembler:
         return item
 
     # -- pass 1: directives -------------------------------------------------------
-    def _directive(self, tok: Tok, toks: list[Tok], where: SourceLine) -> None:
-        name = tok.text.lower()
-        handler = _DIRECTIVES.get(name)
+    def _directive(self, plan: _LinePlan, where: SourceLine) -> None:
+        tok = plan.head
+        assert tok is not None
+        handler = _DIRECTIVES.get(tok.text.lower())
         if handler is None:
             raise _fail(where, tok.col, f"unknown directive '{tok.text}'")
-        args = _split_commas(toks, where) if toks[0].kind != "end" else []
+        args = plan.args
+        if args is None:
+            # Split once per line: the handlers only read their arguments.
+            toks = list(plan.rest)
+            args = plan.args = _split_commas(toks, where) if toks[0].kind != "end" else []
         handler(self, tok, args, where)
 
     def _args(self, tok: Tok, args: list, where: SourceLine, lo: int, hi: int) -> None:
@@ -875,10 +1014,7 @@ class Assembler:
             raise _fail(where, col, f"'{tok.text}' takes {want} argument{'s' if want != '1' else ''}")
 
     def _expr_arg(self, arg: list[Tok], where: SourceLine) -> object:
-        cur = _Cursor(arg, where)
-        node = cur.expr()
-        cur.expect_end()
-        return node
+        return _parse_expr(arg, where)
 
     def _layout_value(self, arg: list[Tok], where: SourceLine) -> int:
         """Evaluate an argument that decides addresses: it may only use what is already known."""
@@ -1069,40 +1205,22 @@ class Assembler:
         self._grow(A64_SIZE, where, mn.col)
         self._record("a64", ctx, A64_SIZE, (name, mn.col, ops))
 
-    def _instruction(self, toks: list[Tok], where: SourceLine) -> None:
-        if self.arch == "arm64":
-            self._a64_instruction(toks, where)
-            return
-        cur = _Cursor(toks, where)
-        mn = cur.next()
-        rep = mn.text.lower() == "rep"
-        if rep:
-            mn = cur.next()
-            if mn.kind != "id":
-                raise cur.fail(mn, "rep must be followed by movsb, movsq, stosb or stosq")
-        info, cond, strsize = _resolve(mn, where)
-        if rep and strsize is None:
-            raise cur.fail(mn, "rep can only prefix movsb, movsq, stosb or stosq")
-        # Operands are a pure function of the line's text (their nodes are immutable and
-        # name symbols unqualified), and the kernels' common files repeat in every image.
-        parsed = _OPERANDS.get(where.text)
-        if parsed is None:
-            rest = toks[cur.pos:]
-            parsed = tuple(parse_operand(p, where) for p in _split_commas(rest, where)) \
-                if rest[0].kind != "end" else ()
-            if len(_OPERANDS) >= _TOKENIZED_KEPT:
-                _OPERANDS.clear()
-            _OPERANDS[where.text] = parsed
-        ops = list(parsed)
-        self.sec.code = True
-        self._place(self.sec, where)
-        if self.sec.here % INSN_SIZE:
-            at = f"{self.sec.here:#x}" if self.sec.base is not None else \
-                f"offset {self.sec.here:#x} of section '{self.sec.name}'"
-            raise _fail(where, mn.col, f"instruction at {at} is not 16-byte aligned; put '.align 16' before it")
-        ctx = self._ctx(where, toks)
-        self._grow(INSN_SIZE, where, mn.col)
-        self._record("insn", ctx, INSN_SIZE, (mn, info, cond, strsize, rep, ops))
+    def _instruction(self, insn: _Insn, where: SourceLine) -> None:
+        sec = self.sec
+        sec.code = True
+        if sec.base is None and not sec.deferred:
+            self._place(sec, where)
+        offset = len(sec.data)
+        here = offset if sec.base is None else sec.base + offset
+        if here % INSN_SIZE:
+            at = f"{here:#x}" if sec.base is not None else f"offset {here:#x} of section '{sec.name}'"
+            raise _fail(where, insn.mn.col, f"instruction at {at} is not 16-byte aligned; put '.align 16' before it")
+        nums = dict((k, len(v)) for k, v in self.numeric.items()) if insn.has_ref else None
+        ctx = _Ctx(where, self.scope, sec, offset, nums)
+        if offset + INSN_SIZE > MAX_SECTION or here + INSN_SIZE > 1 << 64:
+            self._grow(INSN_SIZE, where, insn.mn.col)        # says which limit
+        sec.data += _EMPTY_SLOT
+        self.items.append(_Item("insn", ctx, (insn,), INSN_SIZE))
 
     # -- between the passes --------------------------------------------------------
     def _finish_layout(self) -> None:
@@ -1224,7 +1342,7 @@ class Assembler:
 
     def value(self, node: object, ctx: _Ctx, regish: bool = False) -> int:
         """Evaluate an operand; a bare undefined name that looks like a register is reported as one."""
-        if regish and isinstance(node, Sym) and _REGISH.fullmatch(node.name) and node.name not in self.syms:
+        if regish and isinstance(node, Sym) and node.name not in self.syms and _REGISH.fullmatch(node.name):
             raise _fail(ctx.where, node.col, _unknown_register(node.name))
         return self._eval(node, ctx)[0]
 
@@ -1243,8 +1361,21 @@ class Assembler:
         self._write(item, bytes(out))
 
     def _emit_insn(self, item: _Item) -> None:
-        insn = _build_instruction(self, item)
-        self._write(item, encode(insn))
+        insn: _Insn = item.args[0]
+        data = insn.encoded
+        if data is None:
+            template = insn.template
+            if template is not None:
+                data = template.rebuild(_Builder(self, item))
+            else:
+                recorder = _Recorder(self, item)
+                built = recorder.build()
+                data = encode(built)
+                if insn.pure:
+                    insn.encoded = data
+                else:
+                    insn.template = recorder.template(built, data)
+        self._write(item, data)
 
     def _emit_a64(self, item: _Item) -> None:
         name, col, ops = item.args
@@ -1274,13 +1405,18 @@ class Assembler:
             elif sym.kind == "equ":
                 # Constants nobody used are still checked: the image lists every value.
                 img.symbols[name] = self._sym_value(Sym(name, 1), sym.ctx, False, 0)[0]
+        line_map, sizes, instructions = img.line_map, img.item_sizes, img.instructions
         for item in self.items:
-            if item.size and item.addr not in img.line_map:
-                img.line_map[item.addr] = item.ctx.where
-                img.item_sizes[item.addr] = item.size
-                if item.kind in ("insn", "a64"):
-                    img.instructions.add(item.addr)
-        img.line_map = dict(sorted(img.line_map.items()))
+            size = item.size
+            if size:
+                ctx = item.ctx
+                addr = ctx.sec.base + ctx.offset
+                if addr not in line_map:
+                    line_map[addr] = ctx.where
+                    sizes[addr] = size
+                    if item.kind in ("insn", "a64"):
+                        instructions.add(addr)
+        img.line_map = dict(sorted(line_map.items()))
         if self.entry_item is not None:
             img.entry = self.value(self.entry_item.args[0], self.entry_item.ctx) & M64
         elif "_start" in img.symbols:
@@ -1323,6 +1459,9 @@ def _unknown_register(name: str) -> str:
     return f"unknown register '{name}'"
 
 
+_PREFIXES_LONGEST_FIRST = sorted(opcodes.CONDITIONAL_PREFIXES, key=len, reverse=True)
+
+
 def _resolve(mn: Tok, where: SourceLine) -> tuple[opcodes.OpInfo, int | None, int | None]:
     """A spelling to (table entry, condition code, string size)."""
     name = mn.text.lower()
@@ -1331,7 +1470,7 @@ def _resolve(mn: Tok, where: SourceLine) -> tuple[opcodes.OpInfo, int | None, in
         return opcodes.BY_NAME[base], None, size
     if name in opcodes.BY_NAME and name not in _INTERNAL:
         return opcodes.BY_NAME[name], None, None
-    for prefix in sorted(opcodes.CONDITIONAL_PREFIXES, key=len, reverse=True):
+    for prefix in _PREFIXES_LONGEST_FIRST:
         if name.startswith(prefix) and name[len(prefix):] in opcodes.CONDITIONS:
             return opcodes.BY_NAME[opcodes.CONDITIONAL_PREFIXES[prefix]], opcodes.CONDITIONS[name[len(prefix):]], None
     raise _fail(where, mn.col, f"unknown instruction '{mn.text}'")
@@ -1356,15 +1495,14 @@ class _Builder:
         self.asm = asm
         self.ctx = item.ctx
         self.addr = item.addr
-        self.mn, self.info, self.cond, self.strsize, self.rep, self.ops = item.args
+        insn: _Insn = item.args[0]
+        self.mn, self.info, self.cond, self.strsize, self.rep = insn.mn, insn.info, insn.cond, insn.strsize, insn.rep
+        self.ops = insn.ops
+        self.shape = insn.shape
         self.op = self.info.code
 
     def fail(self, col: int, message: str) -> AsmError:
         return _fail(self.ctx.where, col, message)
-
-    @property
-    def shape(self) -> str:
-        return "".join(o.kind for o in self.ops)
 
     def build(self) -> Instruction:
         name = self.info.name
@@ -1416,7 +1554,7 @@ class _Builder:
         takes = ", ".join(_describe(f) for f in forms)
         raise self.fail(col, f"'{self.mn.text}' cannot take {_describe(shape)}; it takes {takes}")
 
-    def size_of(self, ops: list) -> int:
+    def size_of(self, ops: Sequence) -> int:
         """The operand size the registers and size keywords agree on."""
         known = [o for o in ops if o.kind == "r" or (o.kind == "m" and o.size)]
         if not known:
@@ -1509,7 +1647,8 @@ class _Builder:
     def data_op(self, wide: bool = False) -> Instruction:
         self.count(2)
         if self.info.name == "test" and self.shape == "rm":
-            self.ops = [self.ops[1], self.ops[0]]      # test is symmetric; the table has mr
+            self.ops = (self.ops[1], self.ops[0])      # test is symmetric; the table has mr
+            self.shape = "mr"
         self.check_form(self.info.forms)
         size = self.size_of(self.ops)
         imm = self.imm(self.ops[1], size, wide and self.shape == "ri") if self.shape[1] == "i" else None
@@ -1682,10 +1821,82 @@ class _Builder:
         return self.fields(2)
 
 
+class _Template:
+    """How to build an instruction line again: only its operand evaluations.
+
+    Everything else a build checks and derives (operand count, forms, sizes, registers,
+    condition) depends on the line's text alone, and passed the first time; an operand's
+    value depends on where the line stands. So the next build of the same line redoes
+    those evaluations, in the same order and through the same code (any mistake they find
+    is reported exactly as before), and puts their results in the first build's place.
+    """
+    __slots__ = ("steps", "base", "head")
+
+    def __init__(self, steps: tuple, base: Instruction, encoded: bytes) -> None:
+        self.steps = steps              # ((method, args, is_mem), ...) in the order first made
+        self.base = base
+        # The eight head bytes (opcode, form, registers, base, index, scale, aux) stay as
+        # they are while the scale does and the immediate needs no 64-bit form.
+        self.head = encoded[:8] if not encoded[1] & 0x40 else None
+
+    def rebuild(self, builder: _Builder) -> bytes:
+        base = self.base
+        mem, imm = base.mem, base.imm
+        for method, args, is_mem in self.steps:
+            if is_mem:
+                mem = method(builder, *args)
+            else:
+                imm = method(builder, *args)
+        head = self.head
+        if head is not None and (imm is None or -(1 << 31) <= imm < 1 << 31) and \
+                (mem is None or mem.scale == base.mem.scale):     # type: ignore[union-attr]
+            # mem() has checked that the displacement fits in 32 bits
+            return head + _DISP_IMM.pack(0 if mem is None else mem.disp, imm or 0)
+        return encode(Instruction(base.op, base.form, base.size, base.a, base.b, mem, imm, base.aux))
+
+
+class _Recorder(_Builder):
+    """A builder that notes its operand evaluations, to make the line's :class:`_Template`."""
+
+    def __init__(self, asm: Assembler, item: _Item) -> None:
+        super().__init__(asm, item)
+        self.steps: list[tuple[Callable, tuple, bool, Any]] = []
+
+    def mem(self, o: MemOp) -> Mem:
+        value = super().mem(o)
+        self.steps.append((_Builder.mem, (o,), True, value))
+        return value
+
+    def imm(self, o: ImmOp, size: int, wide: bool = False) -> int:
+        value = super().imm(o, size, wide)
+        self.steps.append((_Builder.imm, (o, size, wide), False, value))
+        return value
+
+    def uimm(self, o: ImmOp, hi: int, what: str, hint: str = "") -> int:
+        value = super().uimm(o, hi, what, hint)
+        self.steps.append((_Builder.uimm, (o, hi, what, hint), False, value))
+        return value
+
+    def target(self, o: ImmOp) -> int:
+        value = super().target(o)
+        self.steps.append((_Builder.target, (o,), False, value))
+        return value
+
+    def template(self, built: Instruction, encoded: bytes) -> _Template | None:
+        """The template, if the built instruction is its evaluations' results in fixed fields."""
+        mems = [s for s in self.steps if s[2]]
+        imms = [s for s in self.steps if not s[2]]
+        if len(mems) > 1 or len(imms) > 1:
+            return None
+        if mems and built.mem is not mems[0][3] or imms and built.imm is not imms[0][3]:
+            return None
+        return _Template(tuple(s[:3] for s in self.steps), built, encoded)
+
+
 def _register_typo(node: object, syms: dict) -> Sym | None:
     """An undefined name inside [ ] that looks like a register (say `rxx`)."""
     if isinstance(node, Sym):
-        return node if _REGISH.fullmatch(node.name) and node.name not in syms else None
+        return node if node.name not in syms and _REGISH.fullmatch(node.name) else None
     if isinstance(node, Unary):
         return _register_typo(node.x, syms)
     if isinstance(node, Bin):
@@ -1697,10 +1908,6 @@ def _sized(o) -> str:
     if o.kind == "r":
         return f"{o.name} is {SIZE_NAMES[o.size]}"
     return f"the memory operand is {SIZE_NAMES[o.size]}"
-
-
-def _build_instruction(asm: Assembler, item: _Item) -> Instruction:
-    return _Builder(asm, item).build()
 
 
 # ============================================================== public API

@@ -78,38 +78,53 @@ def _fits_s32(v: int) -> bool:
     return -(1 << 31) <= v < (1 << 31)
 
 
+#: The form byte's operand bits for each form string (filled as forms are first encoded).
+_FORM_BITS: dict[str, int] = {}
+_SLOT = struct.Struct("<8Bii")          # head, displacement, immediate
+_SLOT_IMM64 = struct.Struct("<8Bq")     # head, 64-bit immediate
+
+
+def _form_bits(form: str) -> int:
+    kinds = [_LETTER_KIND[c] for c in form]
+    bits = 0
+    if len(kinds) > 0:
+        bits |= kinds[0]
+    if len(kinds) > 1:
+        bits |= kinds[1] << 2
+    if len(kinds) > 2:
+        bits |= 0x80                    # a third operand
+    _FORM_BITS[form] = bits
+    return bits
+
+
 def encode(insn: Instruction) -> bytes:
     """Encode one instruction into its 16 bytes."""
-    info = opcodes.BY_CODE.get(insn.op)
+    op, form, size, a, b, mem, imm_given, aux = (insn.op, insn.form, insn.size, insn.a, insn.b, insn.mem,
+                                                 insn.imm, insn.aux)
+    info = opcodes.BY_CODE.get(op)
     if info is None:
-        raise ValueError(f"unknown opcode {insn.op:#x}")
-    if insn.form not in info.forms:
-        raise ValueError(f"{info.name} has no form {insn.form!r}")
-    if insn.size not in _SIZE_CODE:
-        raise ValueError(f"bad operand size {insn.size}")
-    if not (0 <= insn.a <= 15 and 0 <= insn.b <= 15 and 0 <= insn.aux <= 0xFF):
+        raise ValueError(f"unknown opcode {op:#x}")
+    if form not in info.forms:
+        raise ValueError(f"{info.name} has no form {form!r}")
+    if size not in _SIZE_CODE:
+        raise ValueError(f"bad operand size {size}")
+    if not (0 <= a <= 15 and 0 <= b <= 15 and 0 <= aux <= 0xFF):
         raise ValueError("register or aux field out of range")
-    if ("i" in insn.form) != (insn.imm is not None) or ("m" in insn.form) != (insn.mem is not None):
-        raise ValueError(f"form {insn.form!r} does not match the operands given")
-    kinds = [_LETTER_KIND[c] for c in insn.form]
-    form = 0
-    if len(kinds) > 0:
-        form |= kinds[0]
-    if len(kinds) > 1:
-        form |= kinds[1] << 2
-    third = len(kinds) > 2
-    if third:
-        form |= 0x80
-    form |= _SIZE_CODE[insn.size] << 4
-    imm = insn.imm or 0
+    if ("i" in form) != (imm_given is not None) or ("m" in form) != (mem is not None):
+        raise ValueError(f"form {form!r} does not match the operands given")
+    bits = _FORM_BITS.get(form)
+    if bits is None:
+        bits = _form_bits(form)
+    bits |= _SIZE_CODE[size] << 4
+    imm = imm_given or 0
     disp = 0
     base = index = NO_REG
     scale = 0
-    if insn.mem is not None:
-        base = NO_REG if insn.mem.base is None else insn.mem.base
-        index = NO_REG if insn.mem.index is None else insn.mem.index
-        scale = insn.mem.scale
-        disp = insn.mem.disp
+    if mem is not None:
+        base = NO_REG if mem.base is None else mem.base
+        index = NO_REG if mem.index is None else mem.index
+        scale = mem.scale
+        disp = mem.disp
         if scale not in (1, 2, 4, 8):
             raise ValueError(f"bad scale {scale}")
         if not (0 <= base <= RIP_BASE or base == NO_REG) or not (0 <= index <= 15 or index == NO_REG):
@@ -120,16 +135,11 @@ def encode(insn: Instruction) -> bytes:
         raise ValueError("immediate does not fit in 64 bits")
     if imm >= 1 << 63:
         imm -= 1 << 64      # an unsigned 64-bit value: the same bits, read signed
-    wide = insn.imm is not None and not _fits_s32(imm)
-    if wide:
-        if insn.mem is not None:
+    if imm_given is not None and not _fits_s32(imm):
+        if mem is not None:
             raise ValueError("a 64-bit immediate cannot go with a memory operand")
-        form |= 0x40
-        tail = struct.pack("<Q", imm & (2**64 - 1))
-    else:
-        tail = struct.pack("<ii", disp, imm)
-    head = bytes((insn.op, form, insn.a & 0xFF, insn.b & 0xFF, base, index, scale, insn.aux & 0xFF))
-    return head + tail
+        return _SLOT_IMM64.pack(op, bits | 0x40, a, b, base, index, scale, aux, imm)
+    return _SLOT.pack(op, bits, a, b, base, index, scale, aux, disp, imm)
 
 
 def decode(raw: bytes | bytearray | memoryview, offset: int = 0) -> Instruction:
