@@ -290,10 +290,12 @@ def test_serial_input_queue_interrupts_and_iir():
     assert u.io_read(0x3FA, 1) == 0x01                            # nothing pending
     u.io_write(0x3F9, 1, 0x01)                                    # enable RDA interrupts
     u.feed(b"ok")
-    assert ctx.irqs == [4]
+    assert ctx.irqs == [(4, True)]                                # IRQ 4 up while data waits
     assert u.io_read(0x3FD, 1) & 0x01 and u.io_read(0x3FA, 1) == 0x04
     assert u.io_read(0x3F8, 1) == ord("o")
+    assert ctx.irqs == [(4, True)]                                # "k" still waits: still up
     assert u.io_read(0x3F8, 1) == ord("k")
+    assert ctx.irqs == [(4, True), (4, False)]                    # the last byte read: down
     assert not u.io_read(0x3FD, 1) & 0x01 and u.io_read(0x3FA, 1) == 0x01
     u.io_write(0x3F9, 1, 0x02)                                    # THRE interrupt: pending at once
     assert u.io_read(0x3FA, 1) == 0x02
