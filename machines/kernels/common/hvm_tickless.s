@@ -97,11 +97,12 @@ lapic_timer_init:
     mov dword [rax + LAPIC_SVR], LAPIC_SVR_ENABLE | LAPIC_SPURIOUS_VECTOR
     mov dword [rax + LAPIC_TDCR], LAPIC_TDCR_DIV_1
     mov dword [rax + LAPIC_LVTT], LAPIC_TIMER_VECTOR
+    call pm_clock_ns                 ; the clock's first reading
     ; COM1 interrupts when a byte is received
     mov dx, COM1_IER
     mov al, COM1_IER_RDA
     out dx, al
-    jmp pm_clock_ns                  ; the clock's first reading
+    ret
 
 ; pm_clock_ns() -> rax = ns since the vCPU started. Clobbers rcx, rdx, r8.
 pm_clock_ns:
