@@ -552,6 +552,33 @@ def test_nic_prom_send_and_receive_by_port_io(tmp_path):
 
 
 @pytest.mark.machine
+def test_nic_inta_is_a_level_qemu_passes_to_xen_by_slot_and_pin(tmp_path):
+    """ISR & IMR drives INTA; each change is XEN_DMOP_set_pci_intx_level for 00:04.0 INTA,
+    which Xen routes through link 0 to ISA IRQ 5, whatever the interrupt line register says."""
+    host, dm, dom, v = setup_dm(tmp_path)
+    p = Port(dm, v)
+    nic = dm.nic(dom)
+    nic_init(p)
+    p.outb(NIC, 0x22)                                              # page 0, start
+    pci_write(p, 4, 0, 0x3C, 0x0E)                                 # a line the guest made up
+    pic = dom.devices["vpic"]
+    seq = host.trace.seq
+
+    def ops():
+        return [e.data["args"][1:] for e in host.trace.iter_all()
+                if e.seq >= seq and e.kind == "hypercall" and e.data["name"] == "dm_op"]
+    assert nic.receive(GUEST_MAC + PEER_MAC + b"\x08\x00" + b"ping")
+    assert ops() == [["XEN_DMOP_set_pci_intx_level", 0, 0, 4, 0, 1]]
+    assert pic.irr & (1 << 5) and not pic.irr & (1 << 6)
+    assert nic.receive(GUEST_MAC + PEER_MAC + b"\x08\x00" + b"pong")
+    assert len(ops()) == 1                                         # already up: nothing new
+    p.outb(NIC + 0x07, 0x01)                                       # PRX acknowledged: down
+    assert ops()[-1] == ["XEN_DMOP_set_pci_intx_level", 0, 0, 4, 0, 0]
+    assert not pic.irr & (1 << 5)                                  # the untaken request withdrawn
+    assert dom.devices["hvm_irq"].pci_intx == 0
+
+
+@pytest.mark.machine
 def test_nic_stopped_or_unplugged_drops_frames_and_multicast_hash(tmp_path):
     host, dm, dom, v = setup_dm(tmp_path)
     p = Port(dm, v)
