@@ -107,3 +107,17 @@ def test_the_shadow_paging_guest_is_tickless_too(tmp_path):
     host, dom = idle_guest(tmp_path, "hvm", hap=0)
     assert host.run(100_000) is False
     assert command(host, dom, "stats").startswith("syscalls ")
+
+
+def test_a_burst_of_typing_is_one_rise_and_one_fall_of_irq_4(tmp_path):
+    # Input waits in QEMU's queue and refills the receive buffer as the guest reads it, so
+    # the line stays up until the last byte is read: a flood of keys costs two dm_ops.
+    host, dom = idle_guest(tmp_path, "hvm")
+    seq = host.trace.seq
+    start = len(dom.console_output)
+    host.services.device_model.console_input(dom, "x" * 300 + "\n")
+    wait_prompt(host, dom, start + 200, budget=20_000_000)
+    assert dm_ops(host, dom, seq) == [["XEN_DMOP_set_isa_irq_level", 4, 1], ["XEN_DMOP_set_isa_irq_level", 4, 0]]
+    assert interrupts(host, dom, seq, "XEN_DMOP_set_isa_irq_level") == [COM1_VECTOR]
+    host.run(200_000)
+    assert dom.vcpus[0].blocked and host.run(100_000) is False
