@@ -290,10 +290,12 @@ def test_serial_input_queue_interrupts_and_iir():
     assert u.io_read(0x3FA, 1) == 0x01                            # nothing pending
     u.io_write(0x3F9, 1, 0x01)                                    # enable RDA interrupts
     u.feed(b"ok")
-    assert ctx.irqs == [4]
+    assert ctx.irqs == [(4, True)]                                # IRQ 4 up while data waits
     assert u.io_read(0x3FD, 1) & 0x01 and u.io_read(0x3FA, 1) == 0x04
     assert u.io_read(0x3F8, 1) == ord("o")
+    assert ctx.irqs == [(4, True)]                                # "k" still waits: still up
     assert u.io_read(0x3F8, 1) == ord("k")
+    assert ctx.irqs == [(4, True), (4, False)]                    # the last byte read: down
     assert not u.io_read(0x3FD, 1) & 0x01 and u.io_read(0x3FA, 1) == 0x01
     u.io_write(0x3F9, 1, 0x02)                                    # THRE interrupt: pending at once
     assert u.io_read(0x3FA, 1) == 0x02
@@ -547,6 +549,33 @@ def test_nic_prom_send_and_receive_by_port_io(tmp_path):
     assert body == reply.ljust(60, b"\0")
     assert nic.receive(b"\xff" * 6 + PEER_MAC + b"\x08\x06")       # broadcast accepted (RCR.AB)
     assert any("received frame of 60 bytes" in (s or "") for s in ioreq_states(host))
+
+
+@pytest.mark.machine
+def test_nic_inta_is_a_level_qemu_passes_to_xen_by_slot_and_pin(tmp_path):
+    """ISR & IMR drives INTA; each change is XEN_DMOP_set_pci_intx_level for 00:04.0 INTA,
+    which Xen routes through link 0 to ISA IRQ 5, whatever the interrupt line register says."""
+    host, dm, dom, v = setup_dm(tmp_path)
+    p = Port(dm, v)
+    nic = dm.nic(dom)
+    nic_init(p)
+    p.outb(NIC, 0x22)                                              # page 0, start
+    pci_write(p, 4, 0, 0x3C, 0x0E)                                 # a line the guest made up
+    pic = dom.devices["vpic"]
+    seq = host.trace.seq
+
+    def ops():
+        return [e.data["args"][1:] for e in host.trace.iter_all()
+                if e.seq >= seq and e.kind == "hypercall" and e.data["name"] == "dm_op"]
+    assert nic.receive(GUEST_MAC + PEER_MAC + b"\x08\x00" + b"ping")
+    assert ops() == [["XEN_DMOP_set_pci_intx_level", 0, 0, 4, 0, 1]]
+    assert pic.irr & (1 << 5) and not pic.irr & (1 << 6)
+    assert nic.receive(GUEST_MAC + PEER_MAC + b"\x08\x00" + b"pong")
+    assert len(ops()) == 1                                         # already up: nothing new
+    p.outb(NIC + 0x07, 0x01)                                       # PRX acknowledged: down
+    assert ops()[-1] == ["XEN_DMOP_set_pci_intx_level", 0, 0, 4, 0, 0]
+    assert not pic.irr & (1 << 5)                                  # the untaken request withdrawn
+    assert dom.devices["hvm_irq"].pci_intx == 0
 
 
 @pytest.mark.machine

@@ -124,3 +124,21 @@ def test_the_shells_system_call_comes_from_user_mode_and_costs_no_hypervisor(tmp
     execute(s, "console syscall")                 # the shell's stack survived: it works again
     execute(s, "run 500000")
     assert s.console().count("(from user mode)") == 2
+
+
+def test_the_bare_boards_8259_takes_the_cards_and_the_uarts_rises_only():
+    # The bare board has no PCI interrupt router and an edge-triggered 8259: INTA reaches the
+    # line in the card's interrupt line register, a rise requests, a fall takes nothing back.
+    m = native_machine()
+    pic, nic, uart = m.pic, m.pc.nic, m.pc.serial
+    nic.io_write(0xC100 + 0x0F, 1, 0x80 | 0x40)     # IMR: RDC (and RST, which never interrupts)
+    nic.io_write(0xC100 + 0x0A, 1, 0)               # a remote read of nothing: RDC at once
+    nic.io_write(0xC100 + 0x0B, 1, 0)
+    nic.io_write(0xC100, 1, 0x0A)
+    assert pic.irr & (1 << 5)                       # slot 4's line, 5
+    nic.io_write(0xC100 + 0x07, 1, 0x40)            # acknowledged: INTA falls
+    assert nic.irq_level is False and pic.irr & (1 << 5)
+    uart.io_write(0x3F9, 1, 0x01)
+    uart.feed(b"k")
+    assert pic.irr & (1 << 4)
+    assert uart.io_read(0x3F8, 1) == ord("k") and uart.irq_pending is False and pic.irr & (1 << 4)

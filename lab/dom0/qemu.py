@@ -61,7 +61,7 @@ from ..hw.devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFOR
                                   XEN_VENDOR, XenPlatform)
 from ..hw.devices.serial import Uart16550
 from ..hw.diskimage import open_disk, shared_images
-from ..xen.vdev.vpic import raise_isa_irq
+from ..xen.vdev import irq as hvm_irq
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
 STATE_NAMES = {0: "STATE_IOREQ_NONE", 1: "STATE_IOREQ_READY", 2: "STATE_IOREQ_INPROCESS",
@@ -208,19 +208,35 @@ class Qemu:
     def log(self, text: str) -> None:
         self.log_lines.append(text)
 
-    def raise_irq(self, line: int) -> None:
-        pic = self.dom.devices.get("vpic")
-        v = self.dom.vcpus[0] if self.dom.vcpus else None
-        vector = raise_isa_irq(self.dom, line)
-        if pic is None or vector is None:
-            self.note(f"IRQ {line}: not delivered (the lab's emulated PICs have ISA IRQs 0-15 only)")
-            return
-        self.host.emit(v, "interrupt", vector=vector, source=f"qemu-dm IRQ {line} (dm_op set_isa_irq_level)")
-        if pic.waiting:
-            for vc in self.dom.vcpus:
-                if vc.cpu is not None and vc.blocked and vc.cpu.rflags & (1 << 9):
-                    vc.cpu.halted = False
-                    self.host.wake(vc, "interrupt")
+    def set_irq_level(self, line: int, level: bool) -> None:
+        """An ISA device's line (the UART's IRQ 4) changed: QEMU tells Xen
+        (xendevicemodel_set_isa_irq_level, XEN_DMOP_set_isa_irq_level)."""
+        self._dm_op("XEN_DMOP_set_isa_irq_level", [line, int(level)],
+                    lambda: hvm_irq.set_isa_irq_level(self.host, self.dom, line, int(level)))
+
+    def set_pci_intx_level(self, function: PciFunction, level: bool) -> None:
+        """A PCI function's INTx pin changed (pci_set_irq -> xen_set_irq in QEMU's xen-hvm.c):
+        XEN_DMOP_set_pci_intx_level for its slot and pin; Xen routes it to a GSI and a link."""
+        slot = next((s for (s, _fn), f in self.pci.functions.items() if f is function), None)
+        pin = function.get(0x3D, 1)
+        if slot is None or not 1 <= pin <= 4:
+            return                            # no pin: the function raises nothing
+        intx = pin - 1
+        self._dm_op("XEN_DMOP_set_pci_intx_level", [0, 0, slot, intx, int(level)],
+                    lambda: hvm_irq.set_pci_intx_level(self.host, self.dom, 0, 0, slot, intx, int(level)))
+
+    def _dm_op(self, op: str, args: list, apply) -> None:
+        """One dm_op from QEMU's dom0 process, traced as dom0's hypercall."""
+        from ..xen import abi
+        from ..xen.hypercall_table import dispatch_python
+        host, dom = self.host, self.dom
+        dom0 = host.domains.get(0)
+        if dom0 is None or not dom0.vcpus:
+            why = apply()
+        else:
+            why = dispatch_python(host, dom0.vcpus[0], abi.hypercall_nr("dm_op"), [f"d{dom.domid}", op, *args], apply)
+        if why is not None:
+            self.log(f"{op} refused (-EINVAL): {why}")
 
     def _serial_out(self, ch: str) -> None:
         dom = self.dom

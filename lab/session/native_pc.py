@@ -41,11 +41,17 @@ class NativeContext:
     def log(self, text: str) -> None:
         self.log_lines.append(text)
 
-    def raise_irq(self, line: int) -> None:
-        # The bare machine has one 8259 (lines 0-7); the IDE channels' 14/15 stay unwired,
-        # which the lab's drivers do not need (they poll).
-        if 0 <= line < 8:
+    def set_irq_level(self, line: int, level: bool) -> None:
+        # The bare machine has one edge-triggered 8259 (lines 0-7): a rise requests, a fall
+        # does nothing; the IDE channels' 14/15 stay unwired, which the lab's drivers do not
+        # need (they poll).
+        if level and 0 <= line < 8:
             self.machine.pic.raise_irq(line)
+
+    def set_pci_intx_level(self, function, level: bool) -> None:
+        # No PCI interrupt router on the bare board: the pin reaches the 8259 line the
+        # configuration space's interrupt line names.
+        self.set_irq_level(function.get(0x3C, 1), level)
 
 
 class NativePc:

@@ -13,6 +13,11 @@
 ; Its disk is the emulated IDE disk (common/ide.s), the same driver as on
 ; bare metal: every port access it makes is an I/O exit and an ioreq to the
 ; device model in dom0.
+;
+; Its time is what Linux uses on an HVM guest (common/hvm_tickless.s): the
+; PM timer as its clock, the local APIC timer one-shot for a deadline, no
+; PIT, and the UART's and NE2000's interrupts to wake it; idle at its prompt
+; it arms nothing and halts, costing the host nothing until a key or a frame.
 
 .include "common/layout.inc"
 
@@ -27,14 +32,14 @@
 .org 0xffff888000200000
 .equ TRAP_INIT_OP, hvm_trap_init
 .equ CONSOLE_WRITE_OP, native_console_write
-.equ IDLE_OP, native_idle
-.equ CLOCK_NS_OP, native_clock_ns
-.equ TIMER_ARM_OP, native_timer_arm
+.equ IDLE_OP, hvm_idle
+.equ CLOCK_NS_OP, pm_clock_ns
+.equ TIMER_ARM_OP, lapic_timer_arm
 .equ SHUTDOWN_OP, xen_hvm_shutdown
-.equ TIMER_INIT_OP, native_timer_init
+.equ TIMER_INIT_OP, lapic_timer_init
 .equ BLK_INIT_OP, ide_init
 .equ BLK_RW_OP, ide_rw
-.equ NET_INIT_OP, ne2k_init
+.equ NET_INIT_OP, hvm_ne2k_init
 .equ NET_SEND_OP, ne2k_send
 .equ NET_POLL_OP, ne2k_poll
 .include "native_ops.s"
@@ -77,8 +82,9 @@ msg_xen:        .asciz "hvm: found Xen with CPUID, hypercall page set; Xen "
 msg_dot:        .asciz "."
 
 .include "common/ne2000.s"
+.include "common/hvm_tickless.s"
 .include "common/net.s"
 .equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
-.equ SHELL_SERIAL, 1                    ; COM1 is its console
+.equ SHELL_SERIAL, 2                    ; COM1 is its console, its receive interrupt on
 .include "common/shell.s"
 .include "common/kernel.s"

@@ -1,8 +1,9 @@
 ; The lab kernel as an HVM guest with PV drivers.
 ;
 ; Everything an HVM guest has stays: hvmloader boots it, it runs in non-root
-; ring 0 with its own page tables over EPT, and its timer is the emulated
-; PIT behind the emulated PIC (native_ops.s). What changes is the disk: at
+; ring 0 with its own page tables over EPT, and its time is the PM timer and
+; the local APIC timer, one-shot, with the UART's interrupt to wake it
+; (common/hvm_tickless.s, as hvm.s). What changes is the disk: at
 ; boot the kernel finds Xen with CPUID, then the Xen platform PCI device, and
 ; asks the device model to unplug the emulated IDE disks and NICs (as Linux's
 ; platform-pci-unplug.c does). The same disk is then a PV block device, a
@@ -32,9 +33,9 @@
 .org 0xffff888000200000
 .equ TRAP_INIT_OP, pvd_trap_init
 .equ CONSOLE_WRITE_OP, native_console_write
-.equ IDLE_OP, native_idle
-.equ CLOCK_NS_OP, native_clock_ns
-.equ TIMER_ARM_OP, native_timer_arm
+.equ IDLE_OP, hvm_idle
+.equ CLOCK_NS_OP, pm_clock_ns
+.equ TIMER_ARM_OP, lapic_timer_arm
 .equ SHUTDOWN_OP, xen_hvm_shutdown
 .equ TIMER_INIT_OP, pvd_timer_init
 .equ BLK_INIT_OP, xen_blk_init
@@ -53,7 +54,7 @@
 .equ XEN_FIND_STORE,      hvm_find_store
 .equ GNTTAB_MAP,          hvm_gnttab_map
 .equ VIRT_TO_GFN,         hvm_virt_to_gfn
-.equ PIC_VECTOR_BASE,     0x20           ; where native_timer_init puts the 8259A's IRQ 0
+.equ PIC_VECTOR_BASE,     0x20           ; where lapic_timer_init puts the 8259A's IRQ 0
 
 .include "common/ide.s"
 .include "common/xen_hvm.s"
@@ -72,13 +73,13 @@ pvd_trap_init:
     ret
 
 ; pvd_timer_init: the platform device and the unplug (before any driver
-; touches a disk), then the PIT on IRQ 0 as on any HVM guest
+; touches a disk), then the local APIC timer as in hvm.s
 pvd_timer_init:
     cmp qword [rip + on_xen], 0
-    je .pit
+    je .lapic
     call platform_init
-.pit:
-    call native_timer_init           ; it masks every PIC line but IRQ 0
+.lapic:
+    call lapic_timer_init            ; it masks every PIC line but COM1's
     cmp qword [rip + callback_gsi], 0
     je .done
     call pvd_unmask_callback
@@ -141,6 +142,7 @@ pvd_unmask_callback:
 ; then EOI the PIC.
 pvd_callback_irq:
     inc qword [rip + callback_irqs]
+    mov byte [rip + hvm_irq_seen], 1   ; an idle that looks next does not halt
     call evtchn_upcall_saving
     push rax
     mov al, 0x20                     ; EOI to the 8259A
@@ -162,9 +164,10 @@ shared_info_va: .quad 0
 pvd_param:      .quad 0, 0
 
 .include "common/ne2000.s"
+.include "common/hvm_tickless.s"
 .include "common/netfront.s"
 .include "common/net.s"
 .equ SHELL_CONSOLE_RING, 0              ; the shell reads COM1 (the 16550 UART)
-.equ SHELL_SERIAL, 1                    ; COM1 is its console
+.equ SHELL_SERIAL, 2                    ; COM1 is its console, its receive interrupt on
 .include "common/shell.s"
 .include "common/kernel.s"

@@ -7,7 +7,7 @@ them in directly (``lab.session.native_pc``) and the device model wraps them
 (``lab.dom0.qemu``). Each device is plain Python that speaks its hardware's register protocol on
 I/O ports. A device never reaches into Xen: it talks to the world through a
 :class:`DeviceContext` that the device model gives it (a note for the trace,
-a line for a log, an interrupt line to raise, the serial console). Unit tests
+a line for a log, an interrupt line to raise and lower, the serial console). Unit tests
 hand devices a :class:`RecordingContext` instead and read what they did.
 
 Every device answers any access, whatever its size or value, without raising:
@@ -17,7 +17,10 @@ write to it is dropped.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from .pci import PciFunction
 
 
 class DeviceContext(Protocol):
@@ -27,8 +30,11 @@ class DeviceContext(Protocol):
     def log(self, text: str) -> None:
         """A line for the device model's log (QEMU's stderr / qemu-dm-NAME.log)."""
 
-    def raise_irq(self, line: int) -> None:
-        """Assert ISA interrupt ``line`` of the guest's interrupt controller (edge)."""
+    def set_irq_level(self, line: int, level: bool) -> None:
+        """An ISA device's interrupt ``line`` rises (True) or falls (False)."""
+
+    def set_pci_intx_level(self, function: "PciFunction", level: bool) -> None:
+        """A PCI function's interrupt pin (its INTx, config offset 0x3d) rises or falls."""
 
 
 class RecordingContext:
@@ -37,7 +43,8 @@ class RecordingContext:
     def __init__(self) -> None:
         self.notes: list[str] = []
         self.logs: list[str] = []
-        self.irqs: list[int] = []
+        self.irqs: list[tuple[int, bool]] = []          # (ISA line, level), each change
+        self.intx: list[tuple["PciFunction", bool]] = []
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -45,8 +52,11 @@ class RecordingContext:
     def log(self, text: str) -> None:
         self.logs.append(text)
 
-    def raise_irq(self, line: int) -> None:
-        self.irqs.append(line)
+    def set_irq_level(self, line: int, level: bool) -> None:
+        self.irqs.append((line, level))
+
+    def set_pci_intx_level(self, function: "PciFunction", level: bool) -> None:
+        self.intx.append((function, level))
 
 
 def ones(size: int) -> int:

@@ -34,8 +34,10 @@ header (RSR, next page, count = length + 4), CURR moves on, and ISR.PRX
 (0x01) is set; a full ring drops the frame. Reading it back is a remote read
 from BNRY.
 
-An interrupt (ISR & IMR) raises the card's PCI interrupt line (5, as the
-firmware routes it). Not modelled: the network tally counters, CRC and
+Its PCI interrupt pin, INTA, is up while ISR & IMR has a bit set and down
+when it has none (writing 1s to ISR acknowledges); Xen routes INTA of slot 4
+through PCI link 0 to ISA IRQ 5, which the firmware writes into the
+interrupt line register. Not modelled: the network tally counters, CRC and
 alignment errors, the FIFO, and timing (a send completes within its ioreq).
 """
 
@@ -134,10 +136,12 @@ class Ne2000:
             self.mem[2 * i] = self.mem[2 * i + 1] = prom[i]
 
     def _update_irq(self) -> None:
+        """INTA follows ISR & IMR (ne2000_update_irq() in QEMU's hw/net/ne2000.c); only a
+        change is signalled."""
         level = bool(self.isr & self.imr & 0x7F)
-        if level and not self.irq_level:
-            self.ctx.raise_irq(self.pci.get(0x3C, 1))
-        self.irq_level = level
+        if level != self.irq_level:
+            self.irq_level = level
+            self.ctx.set_pci_intx_level(self.pci, level)
 
     # -- port access -----------------------------------------------------------------
     def io_read(self, port: int, size: int) -> int:

@@ -25,8 +25,10 @@ THRE and TEMT stay set and the baud rate (115200 / divisor) only shows in the
 trace. Bytes sent go to the domain's serial log (what ``xl console`` shows for
 an HVM guest). Console input waits in a queue and enters the receive buffer
 as room appears (one byte, or 16 with the FIFO on), as QEMU only hands the
-UART what it can take, so input is never lost. An enabled interrupt raises
-IRQ 4 when it becomes pending.
+UART what it can take, so input is never lost. IRQ 4 is up while an enabled
+interrupt is pending (IIR is not 0x01) and down when none is: received data
+until RBR is read, THR empty until IIR is read or a byte is written, line
+status until LSR is read.
 """
 
 from __future__ import annotations
@@ -119,10 +121,12 @@ class Uart16550:
         return IIR_NONE
 
     def _update_irq(self) -> None:
+        """The line follows IIR (serial_update_irq() in QEMU's hw/char/serial.c): up while an
+        enabled interrupt is pending, down when none is; only a change is signalled."""
         now = self.iir_source() != IIR_NONE
-        if now and not self.irq_pending:
-            self.ctx.raise_irq(self.irq)
-        self.irq_pending = now
+        if now != self.irq_pending:
+            self.irq_pending = now
+            self.ctx.set_irq_level(self.irq, now)
 
     # -- console input ------------------------------------------------------------
     def feed(self, data: bytes) -> None:

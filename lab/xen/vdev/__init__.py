@@ -9,7 +9,8 @@ speaker port (emul-i8254.c, 0x40-0x43, 0x61), the RTC (rtc.c, 0x70-0x71), the
 ACPI PM1a event block and PM timer (pmtimer.c) and the debug port 0xe9
 (hvm.c). Everything else (IDE, the UART, the NIC, PCI configuration, the
 ACPI sleep register, the Xen platform device) is the device model's, QEMU in
-dom0, reached by an ioreq. A PVH guest has only the local APIC and the debug
+dom0, reached by an ioreq; QEMU raises and lowers its devices' interrupt
+lines with dm_op (:mod:`.irq`). A PVH guest has only the local APIC and the debug
 port (XEN_X86_EMU_LAPIC; no device model at all).
 
 ``install_hvm()`` / ``install_pvh()`` build a domain's devices and register
@@ -24,6 +25,7 @@ from ..abi.hvm import HVM_PARAM_HPET_ENABLED
 from .debugcon import XEN_HVM_DEBUGCONS_IOPORT, DebugConsolePort
 from .hpet import Hpet
 from .intercept import IoIntercept
+from .irq import HvmIrq
 from .pmtimer import EVT_OFFSET, EVT_SIZE, TMR_OFFSET, TMR_SIZE, PmTimer
 from .rtc import Rtc
 from .vioapic import Vioapic
@@ -43,6 +45,7 @@ def install_hvm(host, dom) -> None:
     tab.register_portio_handler(0x4D0, 2, "vpic_io")
     devices["vioapic"] = Vioapic()
     tab.register_mmio_handler("vioapic")                     # vioapic_init()
+    devices["hvm_irq"] = HvmIrq()                            # hvm_irq: the lines dm_op drives
     devices["rtc"] = Rtc()
     tab.register_portio_handler(0x70, 2, "rtc")              # rtc_init()
     devices["debugcon"] = DebugConsolePort()

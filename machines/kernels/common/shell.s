@@ -19,9 +19,11 @@
 ; the ring.
 ; While no key is waiting the shell answers the network (net_poll_all) and
 ; idles until the next interrupt or event. A ring console's input comes with
-; an event, so a tickless kernel sleeps with no timer armed; COM1's comes
-; with nothing (the kernel leaves the UART's interrupt off), so there the
-; idle ends 10 ms on at the latest to look at the UART again.
+; an event, so a tickless kernel sleeps with no timer armed. COM1's comes
+; with its receive interrupt where the kernel turns it on (SHELL_SERIAL 2:
+; the HVM kernels, common/hvm_tickless.s), and so sleeps as long; where the
+; kernel leaves it off (SHELL_SERIAL 1) the idle ends 10 ms on at the latest
+; to look at the UART again.
 ;
 ; Needs: pv_ops (OP_CONSOLE_WRITE, OP_IDLE, OP_IRQ_ENABLE, OP_BLK_RW,
 ; OP_ENTER_USER, OP_CLOCK_NS, OP_TIMER_ARM); puts, put_dec, put_hex, load_program, do_syscall,
@@ -29,7 +31,8 @@
 ; kstack_top and the counters (kernel.s); net_init, net_ping_report, net_poll_all
 ; and the net_* counters (net.s); SHELL_CONSOLE_RING from the flavour: the
 ; address of its console_page variable (console_ring.s) for a ring console,
-; else 0; SHELL_SERIAL: 1 if the flavour reads COM1 too (or only), else 0.
+; else 0; SHELL_SERIAL: 1 if the flavour reads COM1 too (or only) and polls it,
+; 2 if it reads COM1 on its receive interrupt, else 0.
 ; Provides: shell_main (never returns).
 
 .equ SH_COM1,           0x3f8
@@ -105,9 +108,9 @@ sh_getc:
     ret
 
 ; sh_idle(): wait for input: the next event, and at most SH_UART_POLL_NS when
-; the flavour reads COM1 too (its receive interrupt stays off, so it is polled)
+; the flavour polls COM1 (SHELL_SERIAL 1: its receive interrupt stays off)
 sh_idle:
-    mov rax, SHELL_SERIAL
+    mov rax, SHELL_SERIAL & 1
     test rax, rax
     jz .sleep
     call [rip + pv_ops + OP_CLOCK_NS]
