@@ -75,9 +75,6 @@ PLATFORM_IO_BAR = 0xC000
 NIC_IO_BAR = 0xC100
 PLATFORM_MMIO_BAR = 0xF0000000
 PLATFORM_SLOT, FIRST_NIC_SLOT, MAX_NICS = 3, 4, 4
-#: hvmloader routes PCI interrupt links A-D to ISA IRQs 5, 10, 11, 5 (PCI_ISA_IRQ_MASK 0x0c20);
-#: a device's link is (pin - 1 + slot) & 3.
-LINK_IRQS = (5, 10, 11, 5)
 NIC_MODEL = "ne2k_pci"
 
 _VDEV_RE = re.compile(r"(xvd|hd|sd)([a-z]+)(\d*)")
@@ -92,7 +89,8 @@ def ioreq_event(host, v, state: str, port: int, size: int, direction: str, value
 
 
 def pci_irq(slot: int, pin: int = 1) -> int:
-    return LINK_IRQS[(pin - 1 + slot) & 3]
+    """The ISA IRQ hvmloader routed a device's interrupt link to: its link is (pin - 1 + slot) & 3."""
+    return hvm_irq.PCI_LINK_ROUTE[(pin - 1 + slot) & 3]
 
 
 def disk_index(vdev: str) -> tuple[str, int] | None:

@@ -40,6 +40,7 @@ from .hypercall_table import Preempted, dispatch
 from .mmio import handle_mmio, is_mmio_dm
 from .release import XEN_VERSION
 from .vdev import intercept, vpic
+from .vdev.irq import NR_GSIS, PCI_LINK_ROUTE  # Xen keeps the routing in hvm_irq->pci_link.route
 from .vdev.intercept import EMULATOR_DM, EMULATOR_XEN
 from .vdev.vlapic import eoi as vlapic_eoi
 
@@ -349,11 +350,6 @@ _HANDLERS = {
 
 
 # ---------------------------------------------------------------- event-channel upcalls
-#: Where hvmloader routes PCI interrupt links A-D (PCI_ISA_IRQ_MASK 0x0c20): ISA IRQs 5, 10, 11, 5.
-#: Xen keeps the routing in hvm_irq->pci_link.route; the lab's firmware never changes it.
-PCI_LINK_ROUTE = (5, 10, 11, 5)
-#: GSIs of an HVM domain's emulated IOAPIC (hvm_irq->nr_gsis = VIOAPIC_NUM_PINS).
-NR_HVM_GSIS = 48
 #: ISA IRQs of the emulated PICs: the master's 0-7 and, cascaded into its IRQ 2, the slave's 8-15.
 NR_VPIC_LINES = 16
 IF = 1 << 9
@@ -542,7 +538,7 @@ def set_callback_via(host, dom, via: int) -> None:
         return
     if kind == "gsi":
         value: Any = via & 0xFF
-        if value == 0 or value >= NR_HVM_GSIS:
+        if value == 0 or value >= NR_GSIS:
             kind = "none"
     elif kind == "pci_intx":
         value = ((via >> 11) & 31, via & 3)
