@@ -44,6 +44,8 @@ from .widgets.output import OutputLog
 from .widgets.text import Text as TextView
 
 DARK, LIGHT = "textual-dark", "textual-light"
+#: The panes drawn from the StateView (the logs are fed events by the pump instead).
+VIEW_PANES = ("domains", "cpu", "pages", "devio")
 TIME_ACTIONS = ("run", "pause", "run_pause", "step", "step_event", "until_xen")
 _GROUPS = {name: Binding.Group(label, compact=True) for name, label in GROUPS.items()}
 
@@ -163,10 +165,12 @@ class XenLab(App[None]):
         self.transcript: deque[tuple[str, str]] = deque(maxlen=2000)
         self._command_pending: str | None = None
         self.view: StateView | None = None
+        #: Panes out of sight when the last view came: drawn from it when they come back.
+        self._stale_panes: set[str] = set()
         self.screen_error: Exception | None = None
         self._stop_shown: Any = None
         self.main = MainScreen(sorted(REGISTRY), sorted(KINDS), domains=self._domain_names,
-                               composed=self._first_pump)
+                               composed=self._first_pump, shown=self.pane_shown)
 
     @property
     def tutor(self) -> Any:
@@ -345,6 +349,7 @@ class XenLab(App[None]):
                 self._mode = r.mode
                 self.refresh_bindings()
                 if r.mode in (NO_MACHINE, CRASHED) and r.error:
+                    self._stale_panes.discard("cpu")     # the error stays until the next view
                     main.query_one("#cpu-summary", TextView).show(
                         Content.styled(f"{r.mode}: {r.error}", "$text-error bold"))
 
@@ -368,14 +373,29 @@ class XenLab(App[None]):
         return pane.list.newest_seq() > ev.seq
 
     def show_view(self, view: StateView) -> None:
+        """Show a new StateView in the panes on screen; a pane out of sight (another tab)
+        is drawn from the latest view when it comes back (``pane_shown``)."""
         self.view = view
         main = self.main
-        main.query_one(DomainTree).show(view)
-        main.query_one("#cpu").show(view)
-        main.query_one("#pages").show(view)
-        calls = main.query_one(CallsPane)
+        main.query_one(CallsPane).images = main.query_one(DevicePane).images = view.images
+        shown = set(main.visible_panes())
+        self._stale_panes = {pid for pid in VIEW_PANES if pid not in shown}
+        for pid in VIEW_PANES:
+            if pid in shown:
+                self._show_pane(pid, view)
+
+    def pane_shown(self, pid: str) -> None:
+        """A pane came into sight: bring it up to the latest view if it missed one."""
+        if pid in self._stale_panes and self.view is not None:
+            self._stale_panes.discard(pid)
+            self._show_pane(pid, self.view)
+
+    def _show_pane(self, pid: str, view: StateView) -> None:
+        main = self.main
+        if pid in ("domains", "cpu", "pages"):
+            main.query_one(f"#{pid}").show(view)
+            return
         devio = main.query_one(DevicePane)
-        calls.images = devio.images = view.images
         cpu = view.cpu
         devio.show_io(view.io)
         if view.xen:

@@ -229,8 +229,11 @@ class Runner:
         self._hold_until = time.monotonic() + seconds
 
     def resume(self) -> None:
-        """The screen has answered: the simulation may have the CPU back."""
-        self._hold_until = 0.0
+        """The screen has answered: the simulation may have the CPU back, at once (it waits
+        for a request while it gives way, so one wakes it)."""
+        if self._hold_until:
+            self._hold_until = 0.0
+            self.request("resume")
 
     def faster(self) -> None:
         self.set_speed(self.speed + 1)
@@ -344,8 +347,8 @@ class Runner:
                 self._drain_requests()
                 hold = self._hold_until - time.monotonic()
                 if hold > 0:
-                    try:                 # wait, but wake at once for a request
-                        req = self._requests.get(timeout=min(hold, 0.02))
+                    try:                 # wait, but wake at once for a request (resume is one)
+                        req = self._requests.get(timeout=hold)
                     except queue.Empty:
                         continue
                     self._handle(req)
@@ -452,6 +455,8 @@ class Runner:
             self._quit = True
             return
         if self.session is None and op not in ("line", "call"):
+            return
+        if op == "resume":               # the screen has answered a key: nothing to do
             return
         try:
             getattr(self, "_op_" + op)(*req[1:])

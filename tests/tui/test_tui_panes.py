@@ -150,7 +150,30 @@ def test_device_pane_shows_port_io_and_the_console():
             await command(pilot, app, "run")
             pane = app.main.query_one(DevicePane)
             assert pane.list.events and all(e.kind in pane.KINDS for e in pane.list.events)
+            app.main.activate("devio")
+            await pilot.pause()
             assert "xenlab kernel" in pane.console_text
+            assert "checksum" in pane.console_text
+    run(go())
+
+
+@pytest.mark.machine
+def test_a_pane_out_of_sight_is_drawn_from_the_latest_state_when_it_comes_back():
+    async def go():
+        async with lab(size=(80, 24)) as (app, pilot):       # narrow: one pane at a time
+            app.main.activate("pages")
+            await pilot.pause()
+            before = pane_text(app, "#cpu-summary")
+            await command(pilot, app, "step 3")
+            assert pane_text(app, "#cpu-summary") == before  # behind its tab: not drawn
+            app.main.activate("cpu")
+            assert pane_text(app, "#cpu-summary") != before  # drawn as it comes into sight
+            await pilot.resize_terminal(120, 40)             # medium: the hypercall log in the slot
+            await pilot.pause()
+            await command(pilot, app, "run")
+            pane = app.main.query_one(DevicePane)
+            assert pane.console_text == ""
+            app.main.activate("devio")
             assert "checksum" in pane.console_text
     run(go())
 

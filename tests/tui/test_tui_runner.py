@@ -79,6 +79,27 @@ def test_pause_interrupts_a_slow_run(runner):
 
 
 @pytest.mark.machine
+def test_the_simulation_gives_way_to_the_screen_until_it_has_answered():
+    runner = Runner(Session(native_machine(arg=600)))        # a workload that outlasts the test
+    runner.start()
+    try:
+        assert runner.wait_idle()
+        runner.run()                                          # full speed
+        wait_for(lambda: runner.stats.instructions > 0)
+        runner.give_way(30.0)                                 # a key: the screen has work to do
+        time.sleep(0.05)                                      # the slice under way ends
+        held = runner.stats.instructions
+        time.sleep(0.1)
+        assert runner.stats.instructions == held and runner.mode == RUNNING
+        runner.resume()                                       # answered: at once, not after the hold
+        wait_for(lambda: runner.stats.instructions > held, timeout=2.0)
+        runner.pause()
+        assert runner.wait_idle()
+    finally:
+        runner.close()
+
+
+@pytest.mark.machine
 def test_event_buffer_is_bounded():
     r = Runner(Session(native_machine()), buffer=16)
     r.start()
