@@ -12,7 +12,7 @@ from lab.hw import translate
 from lab.hw.blockcache import BlockCache
 
 #: Runs a block makes before its whole code is compiled, by way of running.
-HOT_AFTER = {"hot": 0, "cold": 1 << 62, "warming": 2}
+HOT_AFTER = {"hot": 0, "cold": 1 << 62, "warming": 2, "lab": translate.HOT_AFTER}
 
 
 @contextlib.contextmanager
