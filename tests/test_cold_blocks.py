@@ -82,11 +82,13 @@ def test_pieces_and_shapes_survive_the_process_on_disk(tmp_path, monkeypatch):
     insn, raw = _insn("mov rbx, [rip + 0x40]")
     for kind in ("-pieces", "-shapes"):
         monkeypatch.setattr(translate, kind[1:].upper(), BlockCache(tmp_path, kind=kind))
+    monkeypatch.setattr(translate, "_MADE_PIECES", {})
     first = translate.piece(insn, 0x2000, raw, True)
     translate.PIECES.save()
     translate.SHAPES.save()
     # Another process: nothing generated or compiled, the same piece at another address.
     monkeypatch.setattr(translate, "PIECES", BlockCache(tmp_path, kind="-pieces"))
+    monkeypatch.setattr(translate, "_MADE_PIECES", {})
     monkeypatch.setattr(translate, "piece_shape", None)
     monkeypatch.setattr(translate, "compile", None, raising=False)
     again = translate.piece(insn, 0x6000, raw, True)

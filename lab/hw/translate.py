@@ -969,6 +969,8 @@ def _cold(blk: Block, cost_of: Callable[[Instruction], int], key: bytes | None,
 _LITERAL = re.compile(r"'[^']*'|(?<![\w.])(0x[0-9a-fA-F]+|[0-9]+)(?![\w.])")
 #: The function each shape's code defines, by the code object (kept alive beside it).
 _MAKERS: dict[int, tuple[CodeType, Callable]] = {}
+#: Pieces already looked up in this process, by their key: the shape's function and values.
+_MADE_PIECES: dict[bytes, tuple[Callable, tuple[int, ...]]] = {}
 
 
 def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
@@ -981,6 +983,9 @@ def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
     the shape's function its values. Pieces are kept by instruction bytes, shapes by
     text, in the process and on disk beside the blocks."""
     key = raw + (b"\x01" if last else b"\x00")
+    known = _MADE_PIECES.get(key)
+    if known is not None:
+        return known[0]((insn,), addr, *known[1])
     entry = PIECES.get(key)
     if entry is None:
         text, ints = piece_shape(insn, addr, last)
@@ -997,6 +1002,9 @@ def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
         ns = dict(_NAMESPACE)
         exec(code, ns)
         maker = _MAKERS[id(code)] = (code, ns["make"])
+    if len(_MADE_PIECES) >= MAX_MADE:
+        _MADE_PIECES.clear()          # a guest writing endless new code: keep memory bounded
+    _MADE_PIECES[key] = (maker[1], ints)
     return maker[1]((insn,), addr, *ints)
 
 
