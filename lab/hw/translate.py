@@ -17,6 +17,7 @@ Generated code follows three rules that keep faults precise:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -964,9 +965,10 @@ def _cold(blk: Block, cost_of: Callable[[Instruction], int], key: bytes | None,
     return cold
 
 
-#: Integer literals in generated code (and the strings to leave alone): a piece's shape
-#: is its code with each literal made a parameter.
-_LITERAL = re.compile(r"'[^']*'|(?<![\w.])(0x[0-9a-fA-F]+|[0-9]+)(?![\w.])")
+#: Integer literals in generated code: a piece's shape is its code with each made a
+#: parameter. (Its strings hold no digits: checked, as a literal there is no number.)
+_LITERAL = re.compile(r"\b(0x[0-9a-fA-F]+|[0-9]+)\b")
+_DIGIT_IN_STRING = re.compile(r"'[^'\n]*[0-9][^'\n]*'")
 #: The function each shape's code defines, by the code object (kept alive beside it).
 _MAKERS: dict[int, tuple[CodeType, Callable]] = {}
 #: Pieces already looked up in this process, by their key: the shape's function and values.
@@ -1008,6 +1010,21 @@ def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
     return maker[1]((insn,), addr, *ints)
 
 
+@functools.cache
+def _piece_head(params: int, offsets: int, *need: bool) -> str:
+    """The lines of a shape's source before its instruction's: ``make``, the addresses it
+    names and the CPU's parts its code uses (``need``: regs, load, store, rc, wc)."""
+    args = ["I", "V"] + [f"P{k}" for k in range(params)] + [f"O{k}" for k in range(offsets)]
+    out = [f"def make({', '.join(args)}):"]
+    out += [f"    A{k} = (V + O{k}) & {M64:#x}" for k in range(offsets)]
+    out.append("    def piece(cpu):")
+    names = [f"{v} = cpu.{attr}" for (v, attr), n in zip(
+        (("r", "regs"), ("ld", "load"), ("st", "store"), ("rc", "rc"), ("wc", "wc")), need) if n]
+    if names:
+        out.append("        " + "; ".join(names))
+    return "\n".join(out)
+
+
 def piece_shape(insn: Instruction, addr: int, last: bool) -> tuple[str, tuple[int, ...]]:
     """The source of a piece's shape (it defines ``make(I, V, P0.., O0..)``: ``V`` the
     instruction's address, ``O0``... the offsets from it of the addresses the code
@@ -1016,28 +1033,19 @@ def piece_shape(insn: Instruction, addr: int, last: bool) -> tuple[str, tuple[in
     gen.ends = last
     gen._instructions()
     gen.commit()
-    ints: list[int] = []
-
-    def param(m: re.Match) -> str:
-        if m.group(1) is None:
-            return m.group(0)
-        ints.append(int(m.group(1), 0))
-        return f"P{len(ints) - 1}"
-    body = _LITERAL.sub(param, "\n".join(gen.lines) or "    pass")
-    n = len(ints)
+    body = "\n".join(gen.lines) or "    pass"
+    if "'" in body and _DIGIT_IN_STRING.search(body):
+        raise AssertionError(f"a string in generated code holds a digit: {body}")
+    parts = _LITERAL.split(body)
+    ints = [int(v, 0) for v in parts[1::2]]
+    parts[1::2] = [f"P{k}" for k in range(len(ints))]
+    body = "".join(parts)
     offsets = tuple(gen.offsets)
-    ints.extend(offsets)
-    args = ["I", "V"] + [f"P{k}" for k in range(n)] + [f"O{k}" for k in range(len(offsets))]
-    out = [f"def make({', '.join(args)}):"]
-    out += [f"    A{k} = (V + O{k}) & {M64:#x}" for k in range(len(offsets))]
-    out.append("    def piece(cpu):")
-    names = [f"{v} = cpu.{attr}" for v, attr, need in (
-        ("r", "regs", "r[" in body), ("ld", "load", "ld(" in body), ("st", "store", "st(" in body),
-        ("rc", "rc", "rc." in body), ("wc", "wc", "wc." in body)) if need]
-    if names:
-        out.append("        " + "; ".join(names))
+    out = [_piece_head(len(ints), len(offsets), "r[" in body, "ld(" in body, "st(" in body,
+                       "rc." in body, "wc." in body)]
     out += ["    " + ln for ln in body.split("\n")]
     out.append("    return piece")
+    ints.extend(offsets)
     return "\n".join(out) + "\n", tuple(ints)
 
 
