@@ -971,8 +971,10 @@ _LITERAL = re.compile(r"\b(0x[0-9a-fA-F]+|[0-9]+)\b")
 _DIGIT_IN_STRING = re.compile(r"'[^'\n]*[0-9][^'\n]*'")
 #: The function each shape's code defines, by the code object (kept alive beside it).
 _MAKERS: dict[int, tuple[CodeType, Callable]] = {}
-#: Pieces already looked up in this process, by their key: the shape's function and values.
-_MADE_PIECES: dict[bytes, tuple[Callable, tuple[int, ...]]] = {}
+#: Pieces already looked up in this process: by their key, the shape's function and its
+#: values; by their key and address, the piece made (blocks overlap, and every machine of
+#: a process shares them).
+_MADE_PIECES: dict[Any, Any] = {}
 
 
 def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
@@ -985,9 +987,14 @@ def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
     the shape's function its values. Pieces are kept by instruction bytes, shapes by
     text, in the process and on disk beside the blocks."""
     key = raw + (b"\x01" if last else b"\x00")
+    made = _MADE_PIECES.get((key, addr))
+    if made is not None:
+        return made
     known = _MADE_PIECES.get(key)
     if known is not None:
-        return known[0]((insn,), addr, *known[1])
+        made = known[0]((insn,), addr, *known[1])
+        _MADE_PIECES[(key, addr)] = made
+        return made
     entry = PIECES.get(key)
     if entry is None:
         text, ints = piece_shape(insn, addr, last)
@@ -1007,7 +1014,8 @@ def piece(insn: Instruction, addr: int, raw: bytes, last: bool) -> Callable:
     if len(_MADE_PIECES) >= MAX_MADE:
         _MADE_PIECES.clear()          # a guest writing endless new code: keep memory bounded
     _MADE_PIECES[key] = (maker[1], ints)
-    return maker[1]((insn,), addr, *ints)
+    made = _MADE_PIECES[(key, addr)] = maker[1]((insn,), addr, *ints)
+    return made
 
 
 @functools.cache
@@ -1017,7 +1025,9 @@ def _piece_head(params: int, offsets: int, *need: bool) -> str:
     args = ["I", "V"] + [f"P{k}" for k in range(params)] + [f"O{k}" for k in range(offsets)]
     out = [f"def make({', '.join(args)}):"]
     out += [f"    A{k} = (V + O{k}) & {M64:#x}" for k in range(offsets)]
-    out.append("    def piece(cpu):")
+    # The values as defaults, not a closure's cells: fewer objects for the collector.
+    bound = ["I"] + [f"P{k}" for k in range(params)] + [f"A{k}" for k in range(offsets)]
+    out.append(f"    def piece(cpu, {', '.join(f'{n}={n}' for n in bound)}):")
     names = [f"{v} = cpu.{attr}" for (v, attr), n in zip(
         (("r", "regs"), ("ld", "load"), ("st", "store"), ("rc", "rc"), ("wc", "wc")), need) if n]
     if names:
