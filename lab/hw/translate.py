@@ -868,10 +868,11 @@ MAX_MADE = 24_000
 
 #: Runs a block makes as a sequence of one-instruction pieces before its whole code is
 #: compiled. Compiling a block costs about as much as running it a few hundred times,
-#: and most blocks of a boot run only a few times (in ``xenlab compare``, three in four
-#: of some 2,000 blocks run ten times or fewer); a block that proves hot goes on as one
-#: compiled function. 0 compiles every block at once.
-HOT_AFTER = 10
+#: and most blocks of a boot run only a few times (in ``xenlab compare``, some 1,250 of
+#: 1,950 run five times or fewer); a block that proves hot goes on as one compiled
+#: function. Measured on that command, 2 to 40 differ little; fewer leaves more blocks
+#: cold on the next start. 0 compiles every block at once.
+HOT_AFTER = 5
 
 
 def compile_block(insns: list[Instruction], va: int, cost_of: Callable[[Instruction], int],
