@@ -12,8 +12,13 @@ snapshot restored under the machine) has a new key; nothing is ever keyed by an
 object's identity. A new translator (any change to the code that decodes or
 generates) reads none of the old entries.
 
+The one-instruction pieces a cold block runs as are kept the same way, in files of
+their own: each piece's shape (its code with every integer literal a parameter,
+compiled once) by its text, and each piece (its shape's code and its values) by its
+instruction's bytes.
+
 Where: beside the assembled images (``lab.isa.cache.cache_dir()``), one file per
-translator version. Any trouble reading or writing it means compiling afresh.
+translator version and kind. Any trouble reading or writing one means compiling afresh.
 """
 
 from __future__ import annotations
