@@ -161,5 +161,6 @@ def _is_entry(v: object) -> bool:
 BLOCKS = BlockCache()
 PIECES = BlockCache(kind="-pieces", max_entries=3 * MAX_ENTRIES)
 SHAPES = BlockCache(kind="-shapes")
-for _cache in (BLOCKS, PIECES, SHAPES):
-    atexit.register(_cache.save)
+atexit.register(BLOCKS.save)
+atexit.register(PIECES.save)
+atexit.register(SHAPES.save)
