@@ -125,11 +125,12 @@ def test_every_mode_continues_identically_after_input_and_in_the_middle_of_io(tm
 
 
 def test_timers_and_their_heap_save_and_load(tmp_path):
-    # The PVHVM shell polls COM1 on one-shot deadlines: a timer is armed at the prompt.
+    # A ping nobody answers waits for its reply on a one-shot deadline of 1 s.
     host, xl = net_host()
-    dom = shell_guest(xl, tmp_path, "t", "pvhvm")
+    dom = shell_guest(xl, tmp_path, "t", "pv", mac=PV_MAC)
     wait_prompt(host, dom)
     v = dom.vcpus[0]
+    type_line(host, dom, "ping 7")
     host.run(100_000, stop=lambda: v.singleshot_timer is not None)
     armed, top, heap = v.singleshot_timer, host.next_deadline(), list(host.timers.heap)
     assert armed is not None and top == armed[0]
