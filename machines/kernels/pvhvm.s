@@ -12,8 +12,8 @@
 ; - The timer is Xen's PV timer, not the emulated PIT behind the PIC:
 ;   VIRQ_TIMER bound to an event channel and one-shot deadlines
 ;   (VCPUOP_set_singleshot_timer, common/xen_timer.s), so the idle guest
-;   has no tick at all. The 8259A is set up with every line masked, as a
-;   kernel that does not use it leaves it.
+;   has no tick at all. The 8259A is set up with every line masked but
+;   COM1's (below).
 ; - The console is hvc0, Xen's PV console: the ring page and event channel
 ;   named by HVM_PARAM_CONSOLE_PFN / _EVTCHN, drained by xenconsoled, one
 ;   notification per write instead of an I/O exit per byte (the debug port
