@@ -12,8 +12,8 @@ Prints, in guest instructions per CPU-second:
   timer is armed anywhere (the host stops): a PV and an HVM guest (as ``soak.py``
   boots them) with the HVM guest with PV drivers, all tickless (the HVM kernels on
   the local APIC timer one-shot, woken by the UART's and the NIC's interrupts); the
-  tickless guests whose input is a console ring (PV, 32-bit PV, PVH); and PVHVM (its
-  idle shell polls COM1 on a deadline);
+  tickless guests whose input is a console ring (PV, 32-bit PV, PVH); and PVHVM (on
+  Xen's PV timer, woken by hvc0's event and COM1's interrupt);
 * what idle guests cost a busy one: a PV guest running the workload beside the idle PV
   and HVM guests against the same guest alone, in its instructions per CPU-second
   (medians of ``--repeat`` alternating runs);
@@ -193,8 +193,8 @@ def main() -> None:
         ref = py65_rate(args.seconds / 2)
         print(f"{'steady ' + mode:<24} {rate / 1e6:6.2f} M/s  {rate / ref:4.1f}x py65 ({ref / 1e6:.2f})")
     # The PV and HVM guests (the HVM kernels take COM1 on its interrupt); the tickless guests
-    # whose input is a console ring; PVHVM, whose input is COM1 without its interrupt
-    # (polled on a 10 ms deadline).
+    # whose input is a console ring; PVHVM, whose inputs are hvc0 (an event) and COM1 (its
+    # interrupt).
     for guests in (["pv", "hvm", "hvm-pvdrivers"], ["pv", "pv32", "pvh"], ["pvhvm"]):
         rate, sim_rate, per_sim = idle_rates(args.seconds, guests)
         label = f"idle guests ({', '.join(guests)})"

@@ -39,20 +39,42 @@ def test_an_idle_guest_at_its_prompt_has_no_timer_and_the_host_goes_idle(tmp_pat
     assert command(host, dom, "stats").startswith("syscalls ")
 
 
-def test_the_pvhvm_guest_polls_its_uart_on_a_deadline_not_a_tick(tmp_path):
-    # Its input is COM1, whose interrupt the kernel leaves off: the idle shell arms one
-    # 10 ms deadline per look at the UART, and the periodic timer stays off.
+def test_an_idle_pvhvm_guest_arms_nothing_and_com1_wakes_it_on_irq_4(tmp_path):
+    # Its inputs are hvc0 (an event) and COM1 (its receive interrupt, ISA IRQ 4 through QEMU's
+    # dm_op and the vPIC): neither needs a timer, so the idle shell arms none.
+    from lab.session.commands import type_into_console
     host, xl = net_host()
     dom = shell_guest(xl, tmp_path, "t1", "pvhvm")
     wait_prompt(host, dom)
     v = dom.vcpus[0]
+    host.run(200_000)                   # let the boot's last events settle
+    assert v.blocked and v.timer_deadline is None and v.periodic_period == 0
+    icount, seq = host.instructions, host.trace.seq
+    assert host.run(1_000_000) is False
+    assert host.instructions == icount and host.trace.seq == seq
+    assert host.next_deadline() is None
+    # A key on COM1 (xl console's primary console of an HVM guest): QEMU raises IRQ 4, the
+    # guest takes vector 0x24, reads the byte (the line falls) and echoes it on hvc0.
+    start = len(dom.console_output)
+    assert "serial port" in type_into_console(host, dom, "stats\n", "serial")
+    wait_prompt(host, dom, start + 5)
+    assert dom.console_output[start:].startswith("stats\nsyscalls "), dom.console_output[start:]
+    irq4 = [e for e in host.trace.iter_all() if e.seq >= seq and e.kind == "interrupt"
+            and e.dom == dom.domid and "ISA IRQ 4" in str(e.data.get("source", ""))]
+    assert irq4 and {e.data["vector"] for e in irq4} == {0x24}
+    assert timer_calls(host, dom, seq) == []        # no deadline armed to look at the UART
+    host.run(200_000)
+    assert v.blocked and v.timer_deadline is None and host.run(100_000) is False
+    # hvc0 (xl console -t pv) still wakes it, with the console's event
     seq = host.trace.seq
-    start = max(host.clock)
-    host.run(3_000_000, stop=lambda: max(host.clock) >= start + host.cpu_hz // 10)
-    calls = timer_calls(host, dom, seq)
-    assert calls and set(calls) == {"VCPUOP_set_singleshot_timer"}
-    assert 8 <= len(calls) <= 12                    # ten looks in 100 ms
-    assert v.periodic_period == 0
+    start = len(dom.console_output)
+    assert "console ring" in type_into_console(host, dom, "stats\n", "pv")
+    wait_prompt(host, dom, start + 5)
+    assert dom.console_output[start:].startswith("stats\nsyscalls "), dom.console_output[start:]
+    assert not [e for e in host.trace.iter_all() if e.seq >= seq and e.kind == "interrupt"
+                and e.dom == dom.domid and "ISA IRQ 4" in str(e.data.get("source", ""))]
+    host.run(200_000)
+    assert v.blocked and v.timer_deadline is None and host.run(100_000) is False
 
 
 def test_a_ping_nobody_answers_waits_on_one_deadline_per_try(tmp_path):

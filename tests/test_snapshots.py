@@ -9,9 +9,11 @@ middle of disk and network I/O and after console input.
 from __future__ import annotations
 
 import collections
+import gc
 import pickle
 import random
 import types
+import weakref
 
 import pytest
 
@@ -125,11 +127,12 @@ def test_every_mode_continues_identically_after_input_and_in_the_middle_of_io(tm
 
 
 def test_timers_and_their_heap_save_and_load(tmp_path):
-    # The PVHVM shell polls COM1 on one-shot deadlines: a timer is armed at the prompt.
+    # A ping nobody answers waits for its reply on a one-shot deadline of 1 s.
     host, xl = net_host()
-    dom = shell_guest(xl, tmp_path, "t", "pvhvm")
+    dom = shell_guest(xl, tmp_path, "t", "pv", mac=PV_MAC)
     wait_prompt(host, dom)
     v = dom.vcpus[0]
+    type_line(host, dom, "ping 7")
     host.run(100_000, stop=lambda: v.singleshot_timer is not None)
     armed, top, heap = v.singleshot_timer, host.next_deadline(), list(host.timers.heap)
     assert armed is not None and top == armed[0]
@@ -177,9 +180,25 @@ def test_restore_across_xl_create_and_xl_destroy(tmp_path):
     xl.destroy(str(first.domid))
     host.run(5_000)
     assert first.domid not in host.domains
+    assert first.vcpus[0].cpu not in host.code.cpus           # the code cache lets go of it
     host.restore(with_second)                                # back across the destroy
     assert host.domains[first.domid] is first and first.vcpus[0].cpu is not None
+    assert first.vcpus[0].cpu in host.code.cpus               # ... and hears of its pages again
     continues_identically(host, 10_000)
+
+
+def test_a_destroyed_domain_is_freed(tmp_path):
+    # A lab that creates and destroys guests all day must not keep them: nothing of the host
+    # (the code cache's list of CPUs included) holds a destroyed domain.
+    host, xl = net_host()
+    dom = xl.create(write_cfg(tmp_path, "gone", "pv", memory=16))
+    host.run(50_000)
+    xl.destroy("gone")
+    host.run(5_000)
+    gone = weakref.ref(dom)
+    del dom
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_snapshot_is_independent_plain_data_and_restores_after_pickling():

@@ -158,6 +158,10 @@ class XenHost(HostCore):
         pool = dom.extra.get("paging_pool")
         if pool is not None:
             pool.release_all()
+        # Its CPUs leave the code cache's list, which would otherwise keep every destroyed
+        # domain alive through them (a lab that creates and destroys guests all day).
+        gone = {id(v.cpu) for v in dom.vcpus if v.cpu is not None}
+        self.code.cpus[:] = [c for c in self.code.cpus if id(c) not in gone]
         for mfn in sorted((set(dom.p2m) | set(dom.extra.get("frames", []))) - {None}):   # None: a hole
             if self.mm.pv.pages[mfn].owner is None:          # nothing holds it any more
                 self.free_frame(mfn)
@@ -332,6 +336,15 @@ class XenHost(HostCore):
         """Back to ``snap`` (across ``xl create`` and ``xl destroy`` too): the same objects,
         holding what they held then, so the host runs on exactly as it did from there."""
         keeper_of(self).load(snap)
+        # A domain back across its destroy has its CPUs back in the code cache's list; they
+        # missed its invalidations meanwhile, so they start with empty fast caches.
+        listed = {id(c) for c in self.code.cpus}
+        for d in self.domains.values():
+            for v in d.vcpus:
+                if v.cpu is not None and id(v.cpu) not in listed:
+                    self.code.cpus.append(v.cpu)
+                    v.cpu.drop_blocks()
+                    v.cpu.drop_write_caches()
 
     def digest(self) -> str:
         h = hashlib.sha256()

@@ -12,14 +12,20 @@
 ; - The timer is Xen's PV timer, not the emulated PIT behind the PIC:
 ;   VIRQ_TIMER bound to an event channel and one-shot deadlines
 ;   (VCPUOP_set_singleshot_timer, common/xen_timer.s), so the idle guest
-;   has no tick at all. The 8259A is set up with every line masked, as a
-;   kernel that does not use it leaves it.
+;   has no tick at all. The 8259A is set up with every line masked but
+;   COM1's (below).
 ; - The console is hvc0, Xen's PV console: the ring page and event channel
 ;   named by HVM_PARAM_CONSOLE_PFN / _EVTCHN, drained by xenconsoled, one
 ;   notification per write instead of an I/O exit per byte (the debug port
 ;   0xe9 only until the ring is known). Input typed into hvc0 (xenconsoled
 ;   writes the ring's in[] and notifies the port) is read as hvc_xen.c reads
 ;   it; COM1, still emulated by the device model, is read too, as ttyS0.
+; - COM1 is interrupt driven, as Linux's 8250 driver runs on a PVHVM guest:
+;   its receive interrupt (IER bit 0) on ISA IRQ 4, which QEMU raises and
+;   lowers with XEN_DMOP_set_isa_irq_level and Xen's vPIC delivers on vector
+;   0x24 (the only 8259A line left unmasked). Neither input needs a timer, so
+;   an idle guest with nothing to time arms none and costs nothing until a
+;   key or an event comes.
 
 .include "common/layout.inc"
 
@@ -34,7 +40,7 @@
 .org 0xffff888000200000
 .equ TRAP_INIT_OP, pvhvm_trap_init
 .equ CONSOLE_WRITE_OP, pvhvm_console_write
-.equ IDLE_OP, native_idle
+.equ IDLE_OP, pvhvm_idle
 .equ CLOCK_NS_OP, xen_clock_ns
 .equ TIMER_ARM_OP, xen_timer_arm
 .equ SHUTDOWN_OP, xen_hvm_shutdown
@@ -57,6 +63,12 @@
 .equ GNTTAB_MAP,          hvm_gnttab_map
 .equ VIRT_TO_GFN,         hvm_virt_to_gfn
 
+; COM1 on the 8259A
+.equ PVHVM_PIC_BASE,      0x20               ; IRQ n at vector 0x20 + n
+.equ PVHVM_COM1_IRQ,      4
+.equ PVHVM_COM1_IER,      0x3f9
+.equ PVHVM_COM1_IER_RDA,  0x01
+
 .include "common/ide.s"
 .include "common/xen_hvm.s"
 .include "common/platform.s"
@@ -77,7 +89,7 @@ pvhvm_trap_init:
     test rax, rax
     jz .done
     mov rdi, HVM_CALLBACK_VECTOR
-    lea rsi, [rip + hvm_callback_entry]
+    lea rsi, [rip + pvhvm_callback_irq]
     call set_gate
     ; hvc0: the PV console ring and its event channel, from HVM params as Linux's
     ; xen_hvm_console_init() finds them (drivers/tty/hvc/hvc_xen.c). The port
@@ -103,9 +115,10 @@ pvhvm_console_write:
     je native_console_write
     jmp ring_console_write
 
-; pvhvm_timer_init: the unplug, the PIC quiet, then events and the PV timer
+; pvhvm_timer_init: the PIC with COM1's line alone open and COM1's receive
+; interrupt on, the unplug, then events and the PV timer
 pvhvm_timer_init:
-    call pic_mask_all
+    call pic_com1_only
     cmp qword [rip + on_xen], 0
     je .out
     call platform_init
@@ -129,19 +142,61 @@ pvhvm_timer_init:
 .out:
     ret
 
-; pic_mask_all: initialise the 8259A (vectors 0x20-0x27) with every line masked
-pic_mask_all:
+; pic_com1_only: initialise the 8259A (vectors 0x20-0x27) with every line
+; masked but COM1's, and turn on COM1's receive interrupt (8250_port.c sets
+; UART_IER_RDI when the port is opened)
+pic_com1_only:
     mov al, 0x11
     out 0x20, al
-    mov al, 0x20
+    mov al, PVHVM_PIC_BASE
     out 0x21, al
     mov al, 0x04
     out 0x21, al
     mov al, 0x01
     out 0x21, al
-    mov al, 0xff
+    mov al, 0xff & ~(1 << PVHVM_COM1_IRQ)
     out 0x21, al
+    mov rdi, PVHVM_PIC_BASE + PVHVM_COM1_IRQ
+    lea rsi, [rip + pvhvm_com1_irq]
+    call set_gate
+    mov dx, PVHVM_COM1_IER
+    mov al, PVHVM_COM1_IER_RDA
+    out dx, al
     ret
+
+; pvhvm_idle(): interrupts off while looking whether one came since the last
+; idle (the callback vector and COM1's interrupt each set pvhvm_irq_seen); if
+; none did, sti;hlt: sti's interrupt shadow lets none in before the hlt, and
+; Xen does not block a vCPU that has an interrupt to take. So a key or an
+; event that comes between the shell's look and its wait still ends the wait.
+; Interrupts are on again on return.
+pvhvm_idle:
+    cli
+    cmp byte [rip + pvhvm_irq_seen], 0
+    jne .awake
+    sti
+    hlt
+.awake:
+    mov byte [rip + pvhvm_irq_seen], 0
+    sti
+    ret
+
+; The interrupts. Each notes that it came (pvhvm_idle looks); the callback
+; vector scans the event channels (no EOI: the vector type needs none), COM1's
+; ends itself at the PIC and leaves the byte to whoever waits for it (reading
+; it lowers the line).
+pvhvm_callback_irq:
+    mov byte [rip + pvhvm_irq_seen], 1
+    call evtchn_upcall_saving
+    iretq
+
+pvhvm_com1_irq:
+    push rax
+    mov byte [rip + pvhvm_irq_seen], 1
+    mov al, 0x20                     ; EOI to the 8259A
+    out 0x20, al
+    pop rax
+    iretq
 
 .align 4096
 hypercall_page:
@@ -155,11 +210,12 @@ msg_no_events:  .asciz "pvhvm: no event channels: no PV timer, no PV devices\n"
 msg_no_timer:   .asciz "pvhvm: the PV timer could not be set up\n"
 on_xen:         .quad 0
 shared_info_va: .quad 0
+pvhvm_irq_seen: .byte 0
 
 .include "common/ne2000.s"
 .include "common/netfront.s"
 .include "common/net.s"
 .equ SHELL_CONSOLE_RING, console_page   ; the shell reads hvc0 (the console ring's in[])
-.equ SHELL_SERIAL, 1                    ; and COM1 (ttyS0, the device model's 16550 UART)
+.equ SHELL_SERIAL, 2                    ; and COM1 (ttyS0, the device model's 16550 UART) on IRQ 4
 .include "common/shell.s"
 .include "common/kernel.s"
