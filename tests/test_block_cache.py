@@ -7,6 +7,7 @@ import pytest
 from lab.hw import blockcache, translate
 from lab.hw.blockcache import BLOCKS, BlockCache
 from machine_helpers import machine_with, run_to_halt
+from translation_modes import translation
 
 PROGRAM = "mov rax, 5\nmov rbx, 7\nadd rax, rbx\nimul rax, rax\nhlt"
 
@@ -15,7 +16,14 @@ def _no_compiling(*args, **kwargs):
     raise AssertionError("a cached block was compiled again")
 
 
-def test_a_second_machine_reuses_the_compiled_blocks(monkeypatch):
+@pytest.fixture(params=["hot", "cold"])
+def way(request):
+    """Blocks compiled whole from their first run, or run as their pieces (never hot)."""
+    with translation(request.param):
+        yield request.param
+
+
+def test_a_second_machine_reuses_the_compiled_blocks(monkeypatch, way):
     run_to_halt(machine_with(PROGRAM))
     monkeypatch.setattr(translate, "compile", _no_compiling, raising=False)
     m = run_to_halt(machine_with(PROGRAM))
@@ -24,6 +32,7 @@ def test_a_second_machine_reuses_the_compiled_blocks(monkeypatch):
 
 def test_compiled_code_read_back_from_the_cache_runs_as_compiled(monkeypatch):
     # Another process: blocks made in this one are forgotten, the compiled code is not.
+    monkeypatch.setattr(translate, "HOT_AFTER", 0)
     run_to_halt(machine_with(PROGRAM))
     monkeypatch.setattr(translate, "_MADE", {})
     monkeypatch.setattr(translate, "compile", _no_compiling, raising=False)
@@ -59,7 +68,7 @@ RELOCATABLE = """\
 """
 
 
-def test_the_same_bytes_at_another_address_share_one_compiled_block_and_run_there(monkeypatch):
+def test_the_same_bytes_at_another_address_share_one_compiled_block_and_run_there(monkeypatch, way):
     a = run_to_halt(machine_with(RELOCATABLE, org=0x1000))
     monkeypatch.setattr(translate, "compile", _no_compiling, raising=False)
     b = run_to_halt(machine_with(RELOCATABLE, org=0x5000))

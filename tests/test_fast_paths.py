@@ -1,5 +1,6 @@
 """The CPU's fast paths do exactly what the slow ones do: chained blocks, blocks that loop by
-themselves and rep string instructions stop, fault and write where single steps would."""
+themselves, cold blocks run as pieces and rep string instructions stop, fault and write where
+single steps would."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from machine_helpers import machine_with
+from translation_modes import translation
 
 pytestmark = pytest.mark.machine
+
+
+@pytest.fixture(autouse=True, params=["hot", "cold", "warming"])
+def _translation(request):
+    """Each test with blocks compiled whole from the start, run as their one-instruction
+    pieces throughout, and turning hot after two runs."""
+    with translation(request.param):
+        yield
 
 
 def _stepped(src: str, n: int):

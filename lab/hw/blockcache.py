@@ -12,8 +12,13 @@ snapshot restored under the machine) has a new key; nothing is ever keyed by an
 object's identity. A new translator (any change to the code that decodes or
 generates) reads none of the old entries.
 
+The one-instruction pieces a cold block runs as are kept the same way, in files of
+their own: each piece's shape (its code with every integer literal a parameter,
+compiled once) by its text, and each piece (its shape's code and its values) by its
+instruction's bytes.
+
 Where: beside the assembled images (``lab.isa.cache.cache_dir()``), one file per
-translator version. Any trouble reading or writing it means compiling afresh.
+translator version and kind. Any trouble reading or writing one means compiling afresh.
 """
 
 from __future__ import annotations
@@ -53,8 +58,11 @@ def translator_version() -> str:
 class BlockCache:
     """Compiled blocks (code and address offsets), by instruction bytes."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, kind: str = "",
+                 max_entries: int = MAX_ENTRIES) -> None:
         self._directory = directory
+        self._max = max_entries
+        self._kind = kind             # "" for whole blocks, else a suffix of the file's name
         self._code: dict[bytes, Entry] = {}
         self._added: dict[bytes, Entry] = {}
         self._loaded = False
@@ -68,7 +76,7 @@ class BlockCache:
         return code
 
     def path(self) -> Path:
-        return (self._directory or cache_dir()) / "blocks" / f"{translator_version()}.marshal"
+        return (self._directory or cache_dir()) / "blocks" / f"{translator_version()}{self._kind}.marshal"
 
     def get(self, key: bytes) -> Entry | None:
         if not self._loaded:
@@ -82,10 +90,10 @@ class BlockCache:
 
     def put(self, key: bytes, entry: Entry) -> None:
         with self._lock:
-            if len(self._code) >= 4 * MAX_ENTRIES:
+            if len(self._code) >= 4 * self._max:
                 return                # a guest writing endless new code: keep memory bounded
             self._code[key] = entry
-            if len(self._added) < MAX_ENTRIES:
+            if len(self._added) < self._max:
                 self._added[key] = entry
 
     def _load(self) -> None:
@@ -120,10 +128,10 @@ class BlockCache:
         path = self._path or self.path()
         merged = self._read(path)
         merged.update(added)
-        if len(merged) > MAX_ENTRIES:
+        if len(merged) > self._max:
             # Too many: keep this run's blocks and the most recently stored of the rest.
             rest = [k for k in merged if k not in added]
-            keep = rest[len(rest) - max(MAX_ENTRIES - len(added), 0):]
+            keep = rest[len(rest) - max(self._max - len(added), 0):]
             merged = {k: merged[k] for k in keep} | added
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +155,12 @@ def _is_entry(v: object) -> bool:
             and isinstance(v[1], tuple) and all(isinstance(o, int) for o in v[1]))
 
 
-#: The one cache every machine in this process shares.
+#: The caches every machine in this process shares: whole blocks, the one-instruction
+#: pieces cold blocks run as (by instruction bytes: their shape's code and its
+#: parameters) and the pieces' shapes (by their text), see translate.py.
 BLOCKS = BlockCache()
+PIECES = BlockCache(kind="-pieces", max_entries=3 * MAX_ENTRIES)
+SHAPES = BlockCache(kind="-shapes")
 atexit.register(BLOCKS.save)
+atexit.register(PIECES.save)
+atexit.register(SHAPES.save)
