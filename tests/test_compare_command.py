@@ -52,3 +52,23 @@ def test_compare_runs_a_workload_of_ones_own_on_another_host():
     assert rows["xl create"] == ["ok", "refused"]
     assert rows["system calls"][1] == "0" and int(rows["system calls"][0]) > 0
     assert "cycles per mode" in text
+
+
+def test_only_the_compare_process_skips_the_collection_at_exit(monkeypatch, capsys):
+    """`xenlab compare` as a process freezes its objects in its last exit handler (finalization
+    then has nothing to walk); main() called in a caller's process leaves its collector alone."""
+    import gc
+    import sys
+
+    from lab import cli
+    registered = []
+    monkeypatch.setattr(cli.atexit, "register", registered.append)
+    monkeypatch.setattr(sys, "argv", ["xenlab", "compare", "--modes", "nosuch"])
+    assert cli.main() == 2
+    assert registered == [gc.freeze]
+    registered.clear()
+    assert cli.main(["compare", "--modes", "nosuch"]) == 2
+    monkeypatch.setattr(sys, "argv", ["xenlab", "asm", "machines/programs/workload.s", "--listing"])
+    assert cli.main() == 0
+    assert registered == []
+    capsys.readouterr()
