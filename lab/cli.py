@@ -500,6 +500,7 @@ def _end_without_collecting() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    this_process = argv is None          # the ``xenlab`` program itself, not a caller of main
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     try:
@@ -512,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command is None:
             return cmd_open(args)
-        if argv is None and args.command in _ENDS_WITHOUT_COLLECTING:
+        if this_process and args.command in _ENDS_WITHOUT_COLLECTING:
             _end_without_collecting()
         handler = {name: fn for name, _, _, fn in COMMANDS}[args.command]
         return handler(args)
