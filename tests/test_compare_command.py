@@ -54,21 +54,24 @@ def test_compare_runs_a_workload_of_ones_own_on_another_host():
     assert "cycles per mode" in text
 
 
-def test_only_the_compare_process_skips_the_collection_at_exit(monkeypatch, capsys):
-    """`xenlab compare` as a process freezes its objects in its last exit handler (finalization
-    then has nothing to walk); main() called in a caller's process leaves its collector alone."""
+def test_only_the_compare_process_runs_without_the_cyclic_collector(monkeypatch, capsys):
+    """`xenlab compare` as a process turns the collector off and freezes its objects in its
+    last exit handler (finalization then has nothing to walk); main() called in a caller's
+    process leaves its collector alone."""
     import gc
     import sys
 
     from lab import cli
-    registered = []
+    registered, disabled = [], []
     monkeypatch.setattr(cli.atexit, "register", registered.append)
+    monkeypatch.setattr(cli.gc, "disable", lambda: disabled.append(True))
     monkeypatch.setattr(sys, "argv", ["xenlab", "compare", "--modes", "nosuch"])
     assert cli.main() == 2
-    assert registered == [gc.freeze]
+    assert registered == [gc.freeze] and disabled == [True]
     registered.clear()
+    disabled.clear()
     assert cli.main(["compare", "--modes", "nosuch"]) == 2
     monkeypatch.setattr(sys, "argv", ["xenlab", "asm", "machines/programs/workload.s", "--listing"])
     assert cli.main() == 0
-    assert registered == []
+    assert registered == [] and disabled == []
     capsys.readouterr()
