@@ -75,3 +75,14 @@ def test_only_the_compare_process_runs_without_the_cyclic_collector(monkeypatch,
     assert cli.main() == 0
     assert registered == [] and disabled == []
     capsys.readouterr()
+
+
+def test_compare_loads_neither_the_assembler_nor_xl_s_table_formats_when_it_needs_none():
+    """A warm compare imports only what it runs: the kernels come from the image cache (the
+    assembler is loaded on a miss only) and xl's list/info tables are another command's."""
+    import subprocess
+    import sys
+    code = ("import sys; import lab.cli, lab.session.compare, lab.session.scenario, lab.dom0.toolstack; "
+            "print(sorted(m for m in ('lab.isa.assembler', 'lab.dom0.xlformat') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
