@@ -95,7 +95,8 @@ class Image:
         packed = self.__dict__.pop("_packed_lines", None) if name in _LINE_FIELDS else None
         if packed is None:
             raise AttributeError(name)
-        self.__dict__.update(zip(_LINE_FIELDS, pickle.loads(packed)))
+        for field_name, value in zip(_LINE_FIELDS, pickle.loads(packed)):
+            self.__dict__.setdefault(field_name, value)
         return self.__dict__[name]
 
     # -- lookups --------------------------------------------------------
