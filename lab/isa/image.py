@@ -92,11 +92,14 @@ class Image:
 
     def __getattr__(self, name: str):
         # Called only for a missing attribute: the line maps of an image not yet unpacked.
-        packed = self.__dict__.pop("_packed_lines", None) if name in _LINE_FIELDS else None
+        # The packed copy goes only once the fields are set, and the first values set stay:
+        # a second thread asking meanwhile unpacks the same and gets the first's.
+        packed = self.__dict__.get("_packed_lines") if name in _LINE_FIELDS else None
         if packed is None:
             raise AttributeError(name)
         for field_name, value in zip(_LINE_FIELDS, pickle.loads(packed)):
             self.__dict__.setdefault(field_name, value)
+        self.__dict__.pop("_packed_lines", None)
         return self.__dict__[name]
 
     # -- lookups --------------------------------------------------------
