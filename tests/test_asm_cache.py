@@ -37,3 +37,23 @@ def test_errors_come_from_the_assembler_and_a_broken_cache_is_ignored(tmp_path, 
     for entry in (tmp_path / "cache" / "images").iterdir():
         entry.write_bytes(b"not a pickle")
     assert cache.assemble_file_cached(good).sections[0].data      # assembled afresh
+
+
+def test_a_cached_image_unpacks_its_line_maps_only_when_read(tmp_path, monkeypatch):
+    import pickle
+    monkeypatch.setenv("XENLAB_CACHE", str(tmp_path / "cache"))
+    main = tmp_path / "main.s"
+    main.write_text(".text\nstart:\n    mov rax, 7\n    hlt\n.data\nvalue:\n    .quad 1\n")
+    first = cache.assemble_file_cached(main)
+    again = cache.assemble_file_cached(main)
+    assert "line_map" not in vars(again) and "_packed_lines" in vars(again)
+    # passed on packed (a snapshot or a second cache copies it without unpacking)
+    copy = pickle.loads(pickle.dumps(again))
+    assert "line_map" not in vars(copy) and "line_map" not in vars(again)
+    for image in (again, copy):
+        assert image.source_line(first.entry) == first.source_line(first.entry)
+        assert image.line_map == first.line_map and image.item_sizes == first.item_sizes
+        assert image.instructions == first.instructions and "_packed_lines" not in vars(image)
+    assert again == first
+    with pytest.raises(AttributeError):
+        again.no_such_field

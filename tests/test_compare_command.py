@@ -52,3 +52,37 @@ def test_compare_runs_a_workload_of_ones_own_on_another_host():
     assert rows["xl create"] == ["ok", "refused"]
     assert rows["system calls"][1] == "0" and int(rows["system calls"][0]) > 0
     assert "cycles per mode" in text
+
+
+def test_only_the_compare_process_runs_without_the_cyclic_collector(monkeypatch, capsys):
+    """`xenlab compare` as a process turns the collector off and freezes its objects in its
+    last exit handler (finalization then has nothing to walk); main() called in a caller's
+    process leaves its collector alone."""
+    import gc
+    import sys
+
+    from lab import cli
+    registered, disabled = [], []
+    monkeypatch.setattr(cli.atexit, "register", registered.append)
+    monkeypatch.setattr(cli.gc, "disable", lambda: disabled.append(True))
+    monkeypatch.setattr(sys, "argv", ["xenlab", "compare", "--modes", "nosuch"])
+    assert cli.main() == 2
+    assert registered == [gc.freeze] and disabled == [True]
+    registered.clear()
+    disabled.clear()
+    assert cli.main(["compare", "--modes", "nosuch"]) == 2
+    monkeypatch.setattr(sys, "argv", ["xenlab", "asm", "machines/programs/workload.s", "--listing"])
+    assert cli.main() == 0
+    assert registered == [] and disabled == []
+    capsys.readouterr()
+
+
+def test_compare_loads_neither_the_assembler_nor_xl_s_table_formats_when_it_needs_none():
+    """A warm compare imports only what it runs: the kernels come from the image cache (the
+    assembler is loaded on a miss only) and xl's list/info tables are another command's."""
+    import subprocess
+    import sys
+    code = ("import sys; import lab.cli, lab.session.compare, lab.session.scenario, lab.dom0.toolstack; "
+            "print(sorted(m for m in ('lab.isa.assembler', 'lab.dom0.xlformat') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

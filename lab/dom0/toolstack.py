@@ -26,7 +26,6 @@ from ..xen.builder import BuildError, build_hvm, build_pv, build_pvh
 from ..xen.domain import Domain
 from ..xen.host import XEN_VERSION, XenHost
 from .xlcfg import ConfigError, DomainConfig, load_config
-from .xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
 
 #: Bit 63 of the boot argument: the guest kernel runs its shell instead of the program.
 SHELL_FLAG = 1 << 63
@@ -192,8 +191,9 @@ class Toolstack:
     # -- reports ---------------------------------------------------------------------
     def list(self) -> str:
         host = self.host
-        rows = []
         from ..xen.hypercalls import getdomaininfo
+        from .xlformat import DomainRow, format_list, state_string
+        rows = []
         for d in sorted(host.domains.values(), key=lambda d: d.domid):
             # xl list reads each domain's getdomaininfo: XEN_DOMINF_* flags, online vCPUs, cpu_time
             raw = getdomaininfo(host, d)
@@ -210,6 +210,7 @@ class Toolstack:
         return format_list(rows)
 
     def vcpu_list(self) -> str:
+        from .xlformat import VcpuRow, format_vcpu_list
         host = self.host
         rows = []
         for d in sorted(host.domains.values(), key=lambda d: d.domid):
@@ -220,6 +221,7 @@ class Toolstack:
         return format_vcpu_list(rows, host.config.pcpus)
 
     def info(self, key: str | None = None) -> str:
+        from .xlformat import HostInfo, format_info
         host = self.host
         cfg = host.config
         hvm = getattr(cfg, "hvm", True)
@@ -269,6 +271,7 @@ class Toolstack:
 def _xen_caps_without_hvm() -> str:
     """xen_caps of a host without VT-x/AMD-V: init_xen_cap_info() (xen/arch/x86/setup.c) adds
     the hvm-3.0-* tokens only when hvm_enabled."""
+    from .xlformat import HostInfo
     return " ".join(t for t in HostInfo().xen_caps.split() if not t.startswith("hvm-"))
 
 

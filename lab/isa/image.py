@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import bisect
 import json
+import pickle
 import struct
 from dataclasses import dataclass, field
 
 MAGIC = b"XLIMAGE1"
+#: What maps addresses back to source lines: kept pickled in a stored image until first read.
+_LINE_FIELDS = ("line_map", "item_sizes", "instructions")
 
 
 class ImageFormatError(ValueError):
@@ -76,6 +79,28 @@ class Image:
     arch: str = "x86_64"
     # Sorted line_map addresses, rebuilt when line_map changes size (lookups happen every step).
     _starts: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    # -- pickling: the line maps stay packed until something reads them ----
+    # A kernel's line map is thousands of SourceLine objects (about 5 ms to unpickle each);
+    # running a kernel never reads it, the source pane and listings do.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if "line_map" in state:
+            state["_packed_lines"] = pickle.dumps(tuple(state.pop(k) for k in _LINE_FIELDS),
+                                                  protocol=pickle.HIGHEST_PROTOCOL)
+        return state
+
+    def __getattr__(self, name: str):
+        # Called only for a missing attribute: the line maps of an image not yet unpacked.
+        # The packed copy goes only once the fields are set, and the first values set stay:
+        # a second thread asking meanwhile unpacks the same and gets the first's.
+        packed = self.__dict__.get("_packed_lines") if name in _LINE_FIELDS else None
+        if packed is None:
+            raise AttributeError(name)
+        for field_name, value in zip(_LINE_FIELDS, pickle.loads(packed)):
+            self.__dict__.setdefault(field_name, value)
+        self.__dict__.pop("_packed_lines", None)
+        return self.__dict__[name]
 
     # -- lookups --------------------------------------------------------
     def section_at(self, addr: int) -> Section | None:
