@@ -9,6 +9,7 @@ import pytest
 from textual.widgets import Tabs
 
 from lab.errors import UserError
+from lab.tui.explain import event_row
 from lab.tui.runner import CRASHED, NO_MACHINE, PAUSED
 from lab.tui.widgets.domains import DomainTree
 from lab.tui.widgets.eventlist import EventList
@@ -175,6 +176,26 @@ def test_a_pane_out_of_sight_is_drawn_from_the_latest_state_when_it_comes_back()
             assert pane.console_text == ""
             app.main.activate("devio")
             assert "checksum" in pane.console_text
+    run(go())
+
+
+@pytest.mark.machine
+def test_a_log_out_of_sight_formats_no_row_until_it_comes_back():
+    async def go():
+        async with lab(size=(80, 24)) as (app, pilot):       # narrow: the hypercall log behind a tab
+            app.main.activate("cpu")
+            await pilot.pause()
+            await command(pilot, app, "until trap:#PF")
+            lst = app.main.query_one(CallsPane).list
+            assert lst.events and lst.behind == len(lst.events)
+            assert all(text is None for _, text in lst._rows)      # kept as events only
+            app.main.activate("calls")                             # measured as it comes into sight
+            assert lst.behind == 0
+            rows = [event_row(ev, lst.xen) for ev in lst.events]
+            assert lst.virtual_size.width == max(map(len, rows)) + 1
+            await pilot.pause()
+            newest = lst.render_line(len(rows) - 1 - lst.scroll_offset.y).text   # in view
+            assert newest.strip() and rows[-1].startswith(newest.rstrip())
     run(go())
 
 
