@@ -6,7 +6,8 @@ import threading
 from dataclasses import replace
 
 import pytest
-from textual.widgets import Tabs
+from textual.widgets import Tab, Tabs
+from textual.widgets._tabs import Underline
 
 from lab.errors import UserError
 from lab.tui.explain import event_row
@@ -141,6 +142,19 @@ def test_clicking_a_tab_and_an_event_row():
             await pilot.pause()
             assert lst.selected_event is not None and lst.selected_event.kind == "ioport"
             assert "0xe9" in pane_text(app, "#devio .log-detail-text")
+    run(go())
+
+
+def test_the_tab_underline_moves_in_the_frame_that_shows_the_pane():
+    async def go():
+        async with lab(size=(120, 40)) as (app, pilot):
+            await pilot.pause()
+            underline = app.main.query_one(Underline)
+            for pid in ("devio", "output", "calls"):
+                app.main.activate(pid)                       # no refresh in between
+                tab = app.main.query_one(f"#tab-{pid}", Tab)
+                start, end = tab.virtual_region.shrink(tab.styles.gutter).column_span
+                assert (underline.highlight_start, underline.highlight_end) == (start, end)
     run(go())
 
 
