@@ -11,6 +11,10 @@ measures:
   vCPU's) against the same machine run with no screen at all, from the same
   point of the workload; the two take turns of a second each, so that a
   change in the computer's speed (it may be shared) touches both alike;
+* the screen thread's CPU time per ctrl+n with the machine paused (steadier
+  than the figures above on a shared computer: nothing else competes within
+  the process; the test driver's own pauses are counted too, alike for every
+  version measured);
 * start-up time to the first full screen of the default scenario, headless and
   in a real terminal (tmux, median of 5), as ``benchmarks/startup.py`` measures
   it (that script also measures a cold cache and can profile the start).
@@ -23,6 +27,7 @@ Usage::
 
     python benchmarks/tui_responsiveness.py [--target xen|native] [--seconds 5] [--size 200x50]
                                             [--mix typing|panes|typing+panes|all] [--startup-only]
+                                            [--paused-switches N]
 
 It prints the figures and exits 0; it is a measurement, not a test.
 """
@@ -196,6 +201,27 @@ async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per
             "ui_cpu": ui_cpu / elapsed, "frames": frames}
 
 
+async def paused_switches(target: str, size: tuple[int, int], count: int) -> list[float]:
+    """The screen thread's CPU seconds for each of ``count`` ctrl+n, the machine paused."""
+    app = make_app(session=Session(build_machine(target)), theme="textual-dark")
+    costs = []
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        app.runner.run(WARM_UP)
+        app.runner.wait_idle(30)
+        await pilot.pause(0.3)
+        for _ in range(7):                       # every pane drawn once (see in_app)
+            await pilot.press("ctrl+n")
+        await pilot.pause(0.3)
+        for _ in range(count):
+            t0 = time.thread_time()
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+            await pilot.pause()
+            costs.append(time.thread_time() - t0)
+    return costs
+
+
 MIXES = {
     "none": (),                            # no key at all: what the screen costs by itself
     "typing": ("typing",),                 # what a learner mostly does while the machine runs
@@ -217,11 +243,18 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="measurements of each mix (the median is shown)")
     ap.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
     ap.add_argument("--startup-only", action="store_true", help="measure start-up only")
+    ap.add_argument("--paused-switches", type=int, default=0, metavar="N",
+                    help="only measure the screen's CPU for N ctrl+n with the machine paused")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.lower().split("x"))
 
     print(f"target {args.target}; terminal {w}x{h}; {args.presses:g} key presses a second; "
           f"{args.seconds:g} s per measurement; load average {os.getloadavg()[0]:.2f}")
+    if args.paused_switches:
+        ms = sorted(x * 1000 for x in asyncio.run(paused_switches(args.target, (w, h), args.paused_switches)))
+        print(f"screen thread CPU per ctrl+n, machine paused: median {statistics.median(ms):.1f} ms, "
+              f"quartiles {ms[len(ms) // 4]:.1f}-{ms[3 * len(ms) // 4]:.1f} ms ({len(ms)} presses)")
+        return 0
     if not args.no_startup:
         import startup           # benchmarks/startup.py: the start-up figures, measured as there
         runs = startup.headless(3)

@@ -307,12 +307,14 @@ class XenLab(App[None]):
                 for pane in (main.query_one(CallsPane), main.query_one(DevicePane)):
                     pane.set_host(r.xen, dict(names))
             if batch:
+                # A log out of sight keeps the events and formats them when it is shown.
+                visible = main.visible_panes()
                 calls = route(batch, CALL_KINDS, self.max_rows)
                 if calls:
-                    main.query_one(CallsPane).add(calls)
+                    main.query_one(CallsPane).add(calls, "calls" in visible)
                 devs = route(batch, IO_KINDS, self.max_rows)
                 if devs:
-                    main.query_one(DevicePane).add(devs)
+                    main.query_one(DevicePane).add(devs, "devio" in visible)
             for reply in replies:
                 self._write_reply(reply.kind, reply.text)
             if r.stop_event is not self._stop_shown and r.stop_event is not None:
@@ -385,7 +387,10 @@ class XenLab(App[None]):
                 self._show_pane(pid, view)
 
     def pane_shown(self, pid: str) -> None:
-        """A pane came into sight: bring it up to the latest view if it missed one."""
+        """A pane came into sight: bring it up to the latest view if it missed one, and
+        a log up to the events it was given meanwhile (in the frame that shows it)."""
+        if pid in ("calls", "devio"):
+            self.main.query_one(CallsPane if pid == "calls" else DevicePane).list.catch_up()
         if pid in self._stale_panes and self.view is not None:
             self._stale_panes.discard(pid)
             self._show_pane(pid, self.view)

@@ -6,9 +6,11 @@ import threading
 from dataclasses import replace
 
 import pytest
-from textual.widgets import Tabs
+from textual.widgets import Tab, Tabs
+from textual.widgets._tabs import Underline
 
 from lab.errors import UserError
+from lab.tui.explain import event_row
 from lab.tui.runner import CRASHED, NO_MACHINE, PAUSED
 from lab.tui.widgets.domains import DomainTree
 from lab.tui.widgets.eventlist import EventList
@@ -143,6 +145,19 @@ def test_clicking_a_tab_and_an_event_row():
     run(go())
 
 
+def test_the_tab_underline_moves_in_the_frame_that_shows_the_pane():
+    async def go():
+        async with lab(size=(120, 40)) as (app, pilot):
+            await pilot.pause()
+            underline = app.main.query_one(Underline)
+            for pid in ("devio", "output", "calls"):
+                app.main.activate(pid)                       # no refresh in between
+                tab = app.main.query_one(f"#tab-{pid}", Tab)
+                start, end = tab.virtual_region.shrink(tab.styles.gutter).column_span
+                assert (underline.highlight_start, underline.highlight_end) == (start, end)
+    run(go())
+
+
 @pytest.mark.machine
 def test_device_pane_shows_port_io_and_the_console():
     async def go():
@@ -175,6 +190,26 @@ def test_a_pane_out_of_sight_is_drawn_from_the_latest_state_when_it_comes_back()
             assert pane.console_text == ""
             app.main.activate("devio")
             assert "checksum" in pane.console_text
+    run(go())
+
+
+@pytest.mark.machine
+def test_a_log_out_of_sight_formats_no_row_until_it_comes_back():
+    async def go():
+        async with lab(size=(80, 24)) as (app, pilot):       # narrow: the hypercall log behind a tab
+            app.main.activate("cpu")
+            await pilot.pause()
+            await command(pilot, app, "until trap:#PF")
+            lst = app.main.query_one(CallsPane).list
+            assert lst.events and lst.behind == len(lst.events)
+            assert all(text is None for _, text in lst._rows)      # kept as events only
+            app.main.activate("calls")                             # measured as it comes into sight
+            assert lst.behind == 0
+            rows = [event_row(ev, lst.xen) for ev in lst.events]
+            assert lst.virtual_size.width == max(map(len, rows)) + 1
+            await pilot.pause()
+            newest = lst.render_line(len(rows) - 1 - lst.scroll_offset.y).text   # in view
+            assert newest.strip() and rows[-1].startswith(newest.rstrip())
     run(go())
 
 

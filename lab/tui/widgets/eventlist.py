@@ -2,7 +2,13 @@
 
 Only visible rows are rendered; new events arrive in batches (``add``), once
 per screen tick. The full history stays in the trace: this list keeps the last
-``max_rows`` rows.
+``max_rows`` events.
+
+A row's text is made once, when it is first needed. A list out of sight (its
+pane behind a tab) keeps the events only: it makes no text until it comes
+back (``catch_up``), and events that pass out of its window meanwhile are never
+formatted (with idle guests thousands a second do). The list is as wide as its
+widest row, so when it is on screen every row kept has been measured.
 """
 
 from __future__ import annotations
@@ -81,13 +87,36 @@ class EventList(ScrollView, can_focus=True):
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.max_rows = max_rows
-        self._rows: list[tuple[Any, str]] = []
+        #: [event, its row's text or None until first needed]
+        self._rows: list[list[Any]] = []
+        self._measured = 0                  # rows before this one count in the width
         self._visible: list[int] = []
         self._filter: Callable[[Any], bool] = lambda ev: True
         self._width = 0
         self.cursor: int | None = None      # index into the visible rows
         self.follow = True                  # keep the newest row in view
-        self.xen = False                    # events with no domain are Xen's (else the bare machine's)
+        self._xen = False
+
+    @property
+    def xen(self) -> bool:
+        """Events with no domain are Xen's (else the bare machine's)."""
+        return self._xen
+
+    @xen.setter
+    def xen(self, xen: bool) -> None:
+        if xen != self._xen:
+            # Rows already given keep the words they arrived with.
+            for i in range(len(self._rows)):
+                self._text(i)
+            self._xen = xen
+
+    def _text(self, i: int) -> str:
+        """Row ``i``'s text, made once."""
+        row = self._rows[i]
+        text = row[1]
+        if text is None:
+            text = row[1] = event_row(row[0], self._xen)
+        return text
 
     # -- data ---------------------------------------------------------------
     @property
@@ -109,29 +138,49 @@ class EventList(ScrollView, can_focus=True):
         """The sequence number of the newest event given to the list, -1 if none."""
         return self._rows[-1][0].seq if self._rows else -1
 
-    def add(self, events: Iterable[Any]) -> int:
-        """Append events (one batch per tick); returns how many rows were added."""
+    def add(self, events: Iterable[Any], shown: bool = True) -> int:
+        """Append events (one batch per tick); returns how many rows were added.
+
+        ``shown=False``: the list is out of sight; it is measured and laid out
+        when it comes back (``catch_up``)."""
         rows = self._rows
         start = len(rows)
-        for ev in events:
-            rows.append((ev, event_row(ev, self.xen)))
+        rows.extend([ev, None] for ev in events)
         added = len(rows) - start
         if not added:
             return 0
         keep = self._filter
-        new_visible = [i for i in range(start, len(rows)) if keep(rows[i][0])]
-        for i in new_visible:
-            self._width = max(self._width, len(rows[i][1]))
-        self._visible.extend(new_visible)
+        self._visible.extend(i for i in range(start, len(rows)) if keep(rows[i][0]))
         if len(rows) > self.max_rows + self.max_rows // 4:
             self._trim()
-        self._update_size()
+        if shown:
+            self.catch_up()
         return added
+
+    @property
+    def behind(self) -> int:
+        """Rows given while out of sight and not yet measured."""
+        return len(self._rows) - self._measured
+
+    def catch_up(self) -> None:
+        """Measure the rows given since the last time, and lay the list out for them."""
+        if self._measured == len(self._rows):
+            return
+        width = self._width
+        visible = self._visible
+        k = len(visible) - 1
+        while k >= 0 and visible[k] >= self._measured:
+            width = max(width, len(self._text(visible[k])))
+            k -= 1
+        self._width = width
+        self._measured = len(self._rows)
+        self._update_size()
 
     def _trim(self) -> None:
         drop = len(self._rows) - self.max_rows
         old_cursor_row = self._visible[self.cursor] if self.cursor is not None and self._visible else None
         del self._rows[:drop]
+        self._measured = max(0, self._measured - drop)
         self._visible = [i - drop for i in self._visible if i >= drop]
         if old_cursor_row is not None:
             self._place_cursor(old_cursor_row - drop)
@@ -151,7 +200,8 @@ class EventList(ScrollView, can_focus=True):
         row = self._visible[self.cursor] if self.cursor is not None and self._visible else None
         self._filter = keep
         self._visible = [i for i, (ev, _) in enumerate(self._rows) if keep(ev)]
-        self._width = max((len(self._rows[i][1]) for i in self._visible), default=0)
+        self._width = max((len(self._text(i)) for i in self._visible), default=0)
+        self._measured = len(self._rows)
         if row is not None and not self.follow:
             self._place_cursor(row)
         else:
@@ -161,6 +211,7 @@ class EventList(ScrollView, can_focus=True):
     def clear(self) -> None:
         self._rows.clear()
         self._visible.clear()
+        self._measured = 0
         self.cursor = None
         self.follow = True
         self._width = 0
@@ -192,7 +243,9 @@ class EventList(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= len(self._visible):
             return Strip.blank(width, base)
-        ev, text = self._rows[self._visible[index]]
+        i = self._visible[index]
+        ev = self._rows[i][0]
+        text = self._text(i)
         style = base + self.get_component_rich_style(KIND_CLASS.get(ev.kind, "eventlist--other"),
                                                      partial=True)
         if index == self.cursor:

@@ -52,9 +52,10 @@ class EventPane(Vertical):
         return Content.assemble(("filter ", "$text-muted"), (self.filter.describe(), "$text-accent"),
                                 ("   k kind · d domain · x clear · enter explains", "$text-muted"))
 
-    def add(self, events: list[Any]) -> None:
+    def add(self, events: list[Any], shown: bool = True) -> None:
+        """New events; ``shown=False`` while the pane is out of sight (behind a tab)."""
         self.filter.saw(events)
-        self.list.add(events)
+        self.list.add(events, shown)
 
     def set_host(self, xen: bool, names: dict[int, str]) -> None:
         """What the machine is: on a Xen host events with no domain are Xen's; domains have names."""
