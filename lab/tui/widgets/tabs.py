@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from textual.css.query import NoMatches
 from textual.widgets import Tab, Tabs
-from textual.widgets._tabs import Underline
 
 
 class PaneTabs(Tabs):
@@ -25,5 +24,5 @@ class PaneTabs(Tabs):
             return
         region = tab.virtual_region.shrink(tab.styles.gutter)
         if region.width:
-            underline = self.query_one(Underline)
+            underline = self.query_one("Underline")   # by type name: the class is private to Textual
             underline.highlight_start, underline.highlight_end = region.column_span
