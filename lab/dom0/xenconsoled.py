@@ -133,8 +133,14 @@ class ConsoleDaemon:
                 self.notified(port)
 
     def domain_gone(self, dom) -> None:
+        # The domain's end went with evtchn_destroy(), leaving dom0's end unbound: the daemon
+        # unbinds it, as shutdown_domain() in tools/console/daemon/io.c does, so the port is free
+        # again and holds nothing of the dead domain.
+        ev = self.host.evtchn
         for port, domid in list(self.ports.items()):
             if domid == dom.domid:
                 del self.ports[port]
+                if 0 in ev.ports:
+                    ev.close(0, port, quiet=True)
         self.pending_input.pop(dom.domid, None)
         self._release(dom.domid)

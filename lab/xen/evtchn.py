@@ -164,6 +164,7 @@ class EventChannels:
                 rp.remote_dom = domid
                 rp.remote_port = None
         p.state = "closed"
+        p.handler = None                      # a dom0 service's binding ends with the port
         if not quiet:
             self._event(domid, "close", port, p.remote_dom, p.remote_port, 0)
         return 0
@@ -205,9 +206,10 @@ class EventChannels:
         p = self.ports.get(domid, {}).get(port)
         if dom is None or p is None:
             return
-        if p.handler is not None:
-            # The far end is a dom0 service: it runs as dom0 work.
-            host.queue_dom0_work(f"event on port {port}", lambda: p.handler(port) or 0)
+        handler = p.handler
+        if handler is not None:
+            # The far end is a dom0 service: it runs as dom0 work (even if the port closes first).
+            host.queue_dom0_work(f"event on port {port}", lambda: handler(port) or 0)
             return
         if not dom.shared_info_mfn:
             return
