@@ -106,6 +106,8 @@ def test_bench_json_has_instructions_per_second(capsys):
     code, out, err = run(capsys, "bench", "--json", "--rounds", "1")
     data = json.loads(out)
     assert data["instructions_per_second"] > 0 and "checksum" in data["checksum"]
+    # The benchmark script divides by the run's CPU time: the run's, not the process's.
+    assert 0 < data["cpu_seconds"] <= data["seconds"] * 4 + 0.5
 
 
 def test_the_installed_entry_point_runs():
