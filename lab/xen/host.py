@@ -356,5 +356,5 @@ class XenHost(HostCore):
             for v in d.vcpus:
                 if v.cpu is not None:
                     v.cpu.digest_into(h)
-        h.update(repr((self.clock, self.trace.seq, len(self.dmesg))).encode())
+        h.update(repr((self.clock, self.trace.seq, self.dmesg.logged)).encode())
         return h.hexdigest()[:32]
