@@ -9,8 +9,9 @@ at full speed in the lab has: domains built and torn down, boots through xenstor
 console input and output, system calls, demand faults, VM exits and the device
 model's I/O, every one of them traced. It runs the host flat out for the time asked,
 printing every interval: guest instructions, trace events (all kept: the last ones
-in memory, all of them in the trace's spill file on disk), the spill file's size and
-the process's resident memory. At the end it prints the growth of resident memory
+in memory, all of them in the trace's spill file on disk), the spill file's size, the
+bytes held in Xen's console ring (``xl dmesg``, bounded as Xen bounds it) and the
+process's resident memory. At the end it prints the growth of resident memory
 per minute of CPU time once the trace's window has filled, and what that would make
 after an hour at full speed.
 
@@ -133,7 +134,7 @@ def main() -> None:
     i0 = instructions()
     samples: list[tuple[float, float]] = []
     print(f"{'seconds':>8} {'instructions':>14} {'M/s (CPU)':>10} {'events':>12} {'in memory':>10} "
-          f"{'spill MiB':>10} {'RSS MiB':>8}")
+          f"{'spill MiB':>10} {'dmesg B':>8} {'RSS MiB':>8}")
     next_line = 0.0
     while True:
         now = time.monotonic() - start
@@ -144,7 +145,7 @@ def main() -> None:
             samples.append((cpu, rss))
             rate = done / cpu / 1e6 if cpu else 0.0
             print(f"{now:8.0f} {done:14,} {rate:10.2f} {len(trace):12,} {len(trace.recent()):10,} "
-                  f"{trace.spilled_bytes / (1 << 20):10.1f} {rss:8.1f}", flush=True)
+                  f"{trace.spilled_bytes / (1 << 20):10.1f} {host.dmesg.used:8,} {rss:8.1f}", flush=True)
             next_line += args.interval
             if now >= args.minutes * 60:
                 break
@@ -169,6 +170,9 @@ def main() -> None:
     print(f"{done:,} guest instructions, {len(trace):,} events in {cpu:.1f} s of CPU "
           f"({done / cpu / 1e6:.2f} M/s); spill file {trace.spilled_bytes / (1 << 20):.1f} MiB "
           f"({trace.spilled_bytes / max(len(trace), 1):.1f} bytes an event)")
+    ring = host.dmesg
+    print(f"Xen's console ring: {ring.logged:,} lines ({ring.written:,} bytes) logged, "
+          f"{len(ring):,} lines ({ring.used:,} bytes) held in its {ring.size:,} bytes")
 
 
 if __name__ == "__main__":

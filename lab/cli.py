@@ -390,7 +390,8 @@ def _setup_xl(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_int, default=0, help="run the guests this many instructions first")
     p.add_argument("xl_command", choices=XL_COMMANDS, metavar="COMMAND",
                    help="one of: " + ", ".join(XL_COMMANDS))
-    p.add_argument("xl_args", nargs="*", metavar="ARG")
+    # the rest goes to xl as it is, options included (xl dmesg -c, xl console -t pv DOMAIN)
+    p.add_argument("xl_args", nargs=argparse.REMAINDER, metavar="ARG")
 
 
 def _setup_compare(p: argparse.ArgumentParser) -> None:

@@ -146,6 +146,15 @@ def test_xl_against_the_default_scenario(capsys):
     assert code == 2 and "invalid domain identifier 'nosuch'" in err
 
 
+def test_xl_options_after_the_command_go_to_xl(capsys):
+    code, out, err = run(capsys, "xl", "dmesg", "-c")
+    assert code == 0 and out.startswith("(XEN) Xen version 4.23")
+    code, out, err = run(capsys, "xl", "console", "-t", "serial", "Domain-0")
+    assert code == 0 and out.startswith("(no console output")
+    code, out, err = run(capsys, "xl", "dmesg", "-x")
+    assert code == 2 and "usage: xl dmesg [-c]" in err
+
+
 @pytest.mark.machine
 def test_exec_runs_lab_commands_headless(capsys):
     code, out, err = run(capsys, "exec", "machines/default.toml", "-c",

@@ -96,10 +96,10 @@ def test_bind_ipi_notifies_the_same_domain_and_global_virqs_go_to_dom0():
     got = []
     dom0_port = ev.bind_virq(0, abi.VIRQ_CON_RING, 0)
     ev.bind_service(0, dom0_port, lambda p: got.append(p))
-    mark = len(host.dmesg)
+    mark = host.dmesg.logged
     host.log("a line on Xen's console")
     host.run(2_000_000)                        # dom0's services run when dom0 is scheduled
-    xen_lines = [line for line in host.dmesg[mark:] if line.startswith("(XEN)")]
+    xen_lines = [line for line in host.dmesg.since(mark) if line.startswith("(XEN)")]
     assert got and set(got) == {dom0_port} and len(got) == len(xen_lines)    # one per line of Xen's
     word, bit = divmod(guest_port, 64)
     assert not host.mem.read_u64(base + 2048 + word * 8) >> bit & 1

@@ -191,10 +191,11 @@ ROLES = {
     22: ("va", "pte", "small", "domid"), 23: (), 24: ("cmd", "cmd", "ptr"), 25: ("small", "any"),
     26: ("ptr", "count", "ptr", "domid"), 29: ("cmd", "ptr"), 30: ("cmd", "ptr"), 32: ("cmd", "ptr"),
     33: ("cmd", "ptr"), 34: ("cmd", "ptr"), 35: ("ptr",), 36: ("ptr",), 37: ("cmd", "ptr"),
+    41: ("domid", "count", "ptr"),
 }
 #: What the attacker calls most: the memory and event-channel paths, the privileged calls, multicall.
 COMMON = [1, 1, 1, 1, 14, 14, 26, 26, 26, 32, 32, 32, 32, 13, 13, 29, 24, 30, 0, 4, 3, 12, 12, 17, 18, 34, 34, 15,
-          21, 36, 36, 35, 7, 20, 20, 23]
+          21, 36, 36, 35, 7, 20, 20, 23, 41]
 
 
 class Attack:
@@ -323,6 +324,10 @@ class Attack:
             return struct.pack("<H2xIQ", dom(), data.draw(st.integers(0, 40)), self.word(data, "any"))
         if nr == 12:                                         # memory_op: a domid, or a struct
             return struct.pack("<H6xQQ", dom(), self.word(data, "any"), self.word(data, "any"))
+        if nr == 41:                                         # dm_op: {h, size} then struct xen_dm_op
+            return struct.pack("<QQIIBB", self.buf + 16, data.draw(st.sampled_from([10, 4, 0, 1 << 63])),
+                               data.draw(st.sampled_from([10, 10, 0, 0xFFFF_FFFF])), data.draw(st.sampled_from([0, 1])),
+                               data.draw(st.integers(0, 255)), data.draw(st.integers(0, 255)))
         if nr == 29:                                         # sched_op: {reason}
             return struct.pack("<I", data.draw(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 255, 0xFFFF_FFFF])))
         if nr == 30:                                         # callback_register

@@ -74,7 +74,7 @@ def page_rules(tmp_path_factory):
     ext("unpin what is not pinned", 4, spare_mfn)
     ext("flush", 6, 0)
     g.install()
-    mark = len(host.dmesg)
+    mark = host.dmesg.logged
     host.run()
     return host, g, victim, cases, dmesg_since(host, mark), (l4, l1, spare_va, spare_mfn)
 
@@ -212,7 +212,7 @@ def test_a_pv_kernel_without_a_trap_handler_crashes_alone(tmp_path):
     bad.add(OP_UD2)
     bad.add("xen_version", 0, 0)
     bad.install()
-    mark = len(host.dmesg)
+    mark = host.dmesg.logged
     host.run()
     dom = bad.dom
     assert dom.state == "crashed" and bad.steps_done == 1

@@ -350,7 +350,8 @@ def events(host, kind: str, dom: int | None = None, **match) -> list:
 
 
 def dmesg_since(host, mark: int) -> str:
-    return "\n".join(host.dmesg[mark:])
+    """Xen's console lines logged since ``host.dmesg.logged`` was ``mark``."""
+    return "\n".join(host.dmesg.since(mark))
 
 
 def entry_maddr(host, l4: int, va: int, level: int = 1) -> int:

@@ -254,8 +254,11 @@ class Toolstack:
             return cons.output(dom)
         return dom.console_output
 
-    def dmesg(self) -> str:
-        return "\n".join(self.host.dmesg)
+    def dmesg(self, clear: bool = False) -> str:
+        """xl dmesg [-c] (main_dmesg, tools/xl/xl_info.c): Xen's console ring as
+        XEN_SYSCTL_readconsole reads it; ``clear`` empties the ring after reading it."""
+        from .xlformat import format_dmesg
+        return format_dmesg(self.host.dmesg.read(clear))
 
     def block_list(self, names: Sequence[str]) -> str:
         """xl block-list: each domain's vbds, as their frontends stand in xenstore."""

@@ -6,7 +6,7 @@ from ..dom0.toolstack import Toolstack
 from ..errors import UserError
 
 USAGE = {
-    "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg", "console": "xl console [-t pv|serial] DOMAIN",
+    "list": "xl list", "info": "xl info [KEY]", "dmesg": "xl dmesg [-c]", "console": "xl console [-t pv|serial] DOMAIN",
     "vcpu-list": "xl vcpu-list", "create": "xl create CFG", "destroy": "xl destroy DOMAIN",
     "pause": "xl pause DOMAIN", "unpause": "xl unpause DOMAIN", "shutdown": "xl shutdown DOMAIN",
     "block-list": "xl block-list DOMAIN...", "network-list": "xl network-list DOMAIN...",
@@ -39,7 +39,10 @@ def run_xl(xl: Toolstack, words: list[str]) -> str:
     if cmd == "info":
         return xl.info(args[0] if args else None)
     if cmd == "dmesg":
-        return xl.dmesg()
+        # main_dmesg (tools/xl/xl_info.c): -c / --clear clears the ring after printing it
+        if any(a not in ("-c", "--clear") for a in args):
+            raise UserError(f"usage: {USAGE[cmd]}")
+        return xl.dmesg(clear=bool(args))
     if cmd == "vcpu-list":
         return xl.vcpu_list()
     if cmd == "console":

@@ -34,7 +34,7 @@ from .heap import FreeFrames
 from .mm_glue import XenMM
 from . import events, hvm, pv, timers
 # The hypercall table is filled by the subsystems' modules as they are imported: here, once.
-from . import console, descriptors, grant, hvm_op, hypercalls, memory, physdev, vcpu_op, version  # noqa: F401
+from . import console, descriptors, dm_op, grant, hvm_op, hypercalls, memory, physdev, vcpu_op, version  # noqa: F401
 from .hypercall_table import X86_HYPERCALLS
 from .release import XEN_VERSION
 from .guestmem import copy_to_guest
@@ -356,5 +356,5 @@ class XenHost(HostCore):
             for v in d.vcpus:
                 if v.cpu is not None:
                     v.cpu.digest_into(h)
-        h.update(repr((self.clock, self.trace.seq, len(self.dmesg))).encode())
+        h.update(repr((self.clock, self.trace.seq, self.dmesg.logged)).encode())
         return h.hexdigest()[:32]

@@ -36,6 +36,7 @@ from ..hw.costs import Costs, load_costs
 from ..hw.memory import MachineMemory
 from ..trace import Event, Trace
 from . import abi
+from .conring import ConsoleRing, conring_size
 from .domain import RUNNING, RUNSTATE_RUNNING, Domain, Vcpu
 from .domain_control import DomainControl
 from .evtchn import EventChannels
@@ -60,6 +61,9 @@ class HostCoreConfig:
     timeslice_us: int = 1000
     #: What each instruction and each of Xen's paths costs in cycles (lab/hw/costs.py).
     costs: Costs = field(default_factory=load_costs)
+    #: Xen's ``conring_size=`` boot parameter in bytes; 0 lets Xen size its console ring
+    #: from the number of pCPUs (lab/xen/conring.py).
+    conring_size: int = 0
 
     def __post_init__(self) -> None:
         if self.costs is None:      # an explicit None is the default table too
@@ -90,7 +94,8 @@ class HostCore(DomainControl, Scheduler, ABC):
         self.slice_end = [0] * cfg.pcpus
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
-        self.dmesg: list[str] = []
+        #: Xen's console ring, what ``xl dmesg`` reads: a fixed number of bytes, the newest kept.
+        self.dmesg = ConsoleRing(conring_size(cfg.pcpus, cfg.conring_size))
         #: What was typed at Xen's console for dom0 and not read yet (CONSOLEIO_read).
         self.console_input = bytearray()
         self.images: dict[str, Any] = {}

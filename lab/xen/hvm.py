@@ -40,7 +40,7 @@ from .hypercall_table import Preempted, dispatch
 from .mmio import handle_mmio, is_mmio_dm
 from .release import XEN_VERSION
 from .vdev import intercept, vpic
-from .vdev.irq import NR_GSIS, PCI_LINK_ROUTE  # Xen keeps the routing in hvm_irq->pci_link.route
+from .vdev.irq import NR_GSIS, link_route
 from .vdev.intercept import EMULATOR_DM, EMULATOR_XEN
 from .vdev.vlapic import eoi as vlapic_eoi
 
@@ -482,7 +482,9 @@ def _callback_line(dom) -> tuple[int | None, str]:
         return gsi, f"GSI {gsi}"
     dev, intx = dom.callback_via
     link = (dev + intx) & 3                     # hvm_pci_intx_link()
-    irq = dom.extra.get("pci_link_route", PCI_LINK_ROUTE)[link]
+    irq = link_route(dom, link)                 # hvm_irq->pci_link.route
+    if not irq:
+        return None, f"PCI INTx 00:{dev:02x}.0 INT{'ABCD'[intx]} (link {link}, routed to no ISA IRQ)"
     return irq, f"PCI INTx 00:{dev:02x}.0 INT{'ABCD'[intx]} (link {link}, ISA IRQ {irq})"
 
 
@@ -506,8 +508,8 @@ def set_callback_irq_level(host, v) -> None:
     line, what = _callback_line(dom)
     vector = None if line is None or not 0 <= line < NR_VPIC_LINES else vpic.raise_isa_irq(dom, line)
     if vector is None:
-        host.emit(v, "interrupt", vector=None,
-                  source=f"evtchn upcall: {what} not delivered (the lab's emulated PICs have ISA IRQs 0-15 only)")
+        why = "" if line is None else " (the lab's emulated PICs have ISA IRQs 0-15 only)"
+        host.emit(v, "interrupt", vector=None, source=f"evtchn upcall: {what} not delivered{why}")
         return
     host.emit(v, "interrupt", vector=vector, source=f"evtchn upcall: {what} on the emulated PIC")
     # vpic_update_int_output(): the PIC's output kicks vCPU 0.

@@ -54,4 +54,8 @@ def hvm_op(host, v, args, info) -> int:
         vcpu, vector = struct.unpack("<IB", copy_from_guest(host, v, va, 5))
         info["args"].append(f"vcpu {vcpu} vector {vector:#x}")
         return set_upcall_vector(host, dom, vcpu, vector)
+    if cmd in (abi.HVMOP_set_pci_intx_level, abi.HVMOP_set_isa_irq_level, abi.HVMOP_set_pci_link_route):
+        # public/hvm/hvm_op.h keeps them for __XEN_INTERFACE_VERSION__ < 0x00040900 only: Xen 4.9
+        # made them dm_ops (XEN_DMOP_*, lab/xen/dm_op.py) and do_hvm_op() no longer knows them
+        info["why"] = "a dm_op since Xen 4.9 (XEN_DMOP_*)"
     return -E["ENOSYS"]

@@ -35,7 +35,8 @@ from ..netback import Netback
 from ..toolstack import SHELL_FLAG, refuse_domain_create
 from ..xsclient import add_disk, add_nic, init_dom0, write_domain_home
 from ..xlcfg import ConfigError, DomainConfig, load_config, parse_settings
-from ..xlformat import DomainRow, HostInfo, VcpuRow, format_info, format_list, format_vcpu_list, state_string
+from ..xlformat import (DomainRow, HostInfo, VcpuRow, format_dmesg, format_info, format_list, format_vcpu_list,
+                        state_string)
 from .services import ArmConsoleBackend, ArmXenstored
 
 ARM_MACHINES = MACHINES / "arm"
@@ -223,8 +224,10 @@ class ArmToolstack:
             raise UserError("Unable to attach console")
         return d.console_output
 
-    def dmesg(self) -> str:
-        return "\n".join(self.host.dmesg)
+    def dmesg(self, clear: bool = False) -> str:
+        """xl dmesg [-c] (main_dmesg, tools/xl/xl_info.c): Xen's console ring as
+        XEN_SYSCTL_readconsole reads it; ``clear`` empties the ring after reading it."""
+        return format_dmesg(self.host.dmesg.read(clear))
 
     def block_list(self, names: Sequence[str]) -> str:
         """xl block-list: each domain's vbds, as their frontends stand in xenstore."""

@@ -14,16 +14,24 @@ first source and falls with its last. An ISA IRQ is GSI ``isa_irq`` (IRQ 0
 is GSI 2, ``hvm_isa_irq_to_gsi()``); a PCI device's INTx pin is GSI
 ``((device << 2) + (device >> 3) + intx) % 32 + 16`` (``hvm_pci_intx_gsi()``)
 and, through the link ``(device + intx) % 4`` (``hvm_pci_intx_link()``), the
-ISA IRQ the firmware routed that link to. A line's rise is a positive edge
+ISA IRQ the link is routed to. A line's rise is a positive edge
 on the vPIC (``vpic_irq_positive_edge()``: its IRR bit set, vCPU 0 kicked when
 the line is unmasked) and on the vIOAPIC pin; its fall a negative edge
 (``vpic_irq_negative_edge()``: the IRR bit cleared, a request not yet taken is
 withdrawn). The lab's vIOAPIC does not deliver (docs/hvm-devices.md): the GSI
 is counted, the guest's interrupt comes through the vPIC.
+
+The links' routing (``hvm_irq->pci_link.route``) is set with
+``XEN_DMOP_set_pci_link_route`` (``hvm_set_pci_link_route()``): on a Xen host
+hvmloader's ``pci_setup()`` writes the PIIX3's PIRQ route registers
+(0x60-0x63) and QEMU passes each write on as that dm_op. The lab's domain
+starts with hvmloader's routing in place (links A-D to ISA IRQs 5, 10, 11,
+5); a route changed later moves the link's asserted sources with it.
 """
 
 from __future__ import annotations
 
+from .. import abi
 from . import vpic
 
 #: dm.c: ISA IRQs 0-15, PCI devices 0-31 on segment 0 bus 0, INTA-INTD
@@ -34,6 +42,8 @@ NR_PCI_INTX = 4
 NR_GSIS = 48
 #: hvmloader routes PCI interrupt links A-D to ISA IRQs 5, 10, 11, 5 (PCI_ISA_IRQ_MASK 0x0c20)
 PCI_LINK_ROUTE = (5, 10, 11, 5)
+#: asm/hvm/irq.h: NR_LINK
+NR_LINKS = 4
 IF = 1 << 9
 
 
@@ -59,7 +69,9 @@ class HvmIrq:
         self.isa_irq = 0                        # bitmap: ISA IRQs asserted by dm_op
         self.pci_intx = 0                       # bitmap: device * 4 + intx asserted
         self.gsi_assert_count = [0] * NR_GSIS
-        self.pci_link_assert_count = [0] * 4
+        self.pci_link_assert_count = [0] * NR_LINKS
+        #: pci_link.route: the ISA IRQ each link A-D is routed to, 0 for none (hvmloader's to start)
+        self.pci_link_route = list(PCI_LINK_ROUTE)
 
 
 def state(dom) -> HvmIrq:
@@ -69,8 +81,11 @@ def state(dom) -> HvmIrq:
     return irq
 
 
-def _link_route(dom) -> tuple[int, ...]:
-    return tuple(dom.extra.get("pci_link_route", PCI_LINK_ROUTE))
+def link_route(dom, link: int) -> int:
+    """The ISA IRQ PCI interrupt link ``link`` is routed to now (0: none); read without
+    creating the domain's line state (hvmloader's routing when it has none)."""
+    irq = dom.devices.get("hvm_irq")
+    return irq.pci_link_route[link] if isinstance(irq, HvmIrq) else PCI_LINK_ROUTE[link]
 
 
 def _positive_edge(host, dom, isa_irq: int, what: str) -> None:
@@ -139,7 +154,7 @@ def pci_intx_assert(host, dom, device: int, intx: int) -> None:
     s.pci_intx |= bit
     s.gsi_assert_count[pci_intx_gsi(device, intx)] += 1     # the vIOAPIC pin (not delivered)
     link = pci_intx_link(device, intx)
-    isa_irq = _link_route(dom)[link]
+    isa_irq = s.pci_link_route[link]
     s.pci_link_assert_count[link] += 1
     if s.pci_link_assert_count[link] == 1 and isa_irq:
         s.gsi_assert_count[isa_irq] += 1
@@ -156,7 +171,7 @@ def pci_intx_deassert(host, dom, device: int, intx: int) -> None:
     s.pci_intx &= ~bit
     s.gsi_assert_count[pci_intx_gsi(device, intx)] -= 1
     link = pci_intx_link(device, intx)
-    isa_irq = _link_route(dom)[link]
+    isa_irq = s.pci_link_route[link]
     s.pci_link_assert_count[link] -= 1
     if s.pci_link_assert_count[link] == 0 and isa_irq:
         s.gsi_assert_count[isa_irq] -= 1
@@ -188,3 +203,30 @@ def set_pci_intx_level(host, dom, segment: int, bus: int, device: int, intx: int
     else:
         return f"level {level} is not 0 or 1"
     return None
+
+
+def set_pci_link_route(host, dom, link: int, isa_irq: int) -> int:
+    """hvm_set_pci_link_route() (xen/arch/x86/hvm/irq.c), for XEN_DMOP_set_pci_link_route:
+    route PCI interrupt link ``link`` (0-3) to ISA IRQ ``isa_irq`` (1-15; 0 disables it).
+
+    A link with asserted sources moves them: the old ISA IRQ loses one (its line falls with
+    its last source) and the new one gains one (its line rises with its first). Returns 0,
+    or -EINVAL for a link above 3 or an IRQ above 15."""
+    if not 0 <= link < NR_LINKS or not 0 <= isa_irq < NR_ISAIRQS:
+        return -abi.ERRNO["EINVAL"]
+    s = state(dom)
+    old = s.pci_link_route[link]
+    if old != isa_irq:
+        s.pci_link_route[link] = isa_irq
+        if s.pci_link_assert_count[link]:
+            if old:
+                s.gsi_assert_count[old] -= 1
+                if s.gsi_assert_count[old] == 0:
+                    _negative_edge(dom, old)
+            if isa_irq:
+                s.gsi_assert_count[isa_irq] += 1
+                if s.gsi_assert_count[isa_irq] == 1:
+                    _positive_edge(host, dom, isa_irq, f"XEN_DMOP_set_pci_link_route: link {link}")
+    # dprintk(XENLOG_G_INFO, ...): a debug build logs every route set, changed or not
+    host.log(f"arch/x86/hvm/irq.c:368: Dom{dom.domid} PCI link {link} changed {old} -> {isa_irq}")
+    return 0
