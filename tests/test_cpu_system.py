@@ -367,3 +367,137 @@ def test_faults_never_escape_as_python_exceptions():
     m.run(50)
     assert m.cpu.stopped  # triple fault: no IDT at all
     assert not isinstance(m.cpu.stopped, Fault)
+
+
+# ------------------------------------------------------------------ sti's interrupt shadow
+class OneInterrupt:
+    """An interrupt controller with one vector to give, requesting from when r13 is set."""
+
+    name = "test line"
+
+    def __init__(self, cpu, vector: int = 0x1F):
+        self.cpu, self.vector, self.given = cpu, vector, False
+
+    @property
+    def waiting(self) -> bool:
+        return not self.given and self.cpu.regs[13] != 0
+
+    def pending(self):
+        return self.vector if self.waiting else None
+
+    def ack(self):
+        if not self.waiting:
+            return None
+        self.given = True
+        return self.vector
+
+
+def _shadow_machine(src: str, guest: Vmcs | None = None):
+    m = machine_with(IDT_SETUP + src + handlers_src())
+    m.cpu.irq_source = OneInterrupt(m.cpu)
+    if guest is not None:
+        m.cpu.host = ShadowHost()
+        m.cpu.vmcs = guest
+        m.cpu.vmentry()
+    return m
+
+
+SHADOW_BODY = """
+    mov r13, 1
+    sti
+    mov r12, 1
+after:
+    mov r12, 2
+    cli
+    hlt
+"""
+
+
+@pytest.mark.parametrize("stepped", [False, True])
+def test_sti_lets_one_more_instruction_run_before_an_interrupt(stepped):
+    # SDM vol. 2, STI: with IF clear before it, interrupts are taken at the boundary after the
+    # next instruction, not the one after sti, whether the code runs as blocks or single steps.
+    m = _shadow_machine(SHADOW_BODY)
+    if stepped:
+        for _ in range(5_000):
+            if m.cpu.stopped:
+                break
+            m.cpu.step()
+    else:
+        run_to_halt(m)
+    assert m.cpu.regs[15] == 0x1F                                   # the interrupt came
+    assert m.cpu.regs[14] == m.images["test"].symbols["after"]      # after the one instruction
+    assert m.cpu.regs[12] == 1 and m.cpu.int_shadow is False
+
+
+def test_sti_with_interrupts_already_on_opens_no_shadow():
+    m = _shadow_machine("""
+    sti
+    nop
+    mov r13, 1
+    sti
+after:
+    mov r12, 1
+    cli
+    hlt
+""")
+    run_to_halt(m)
+    assert m.cpu.regs[15] == 0x1F and m.cpu.regs[14] == m.images["test"].symbols["after"]
+    assert m.cpu.regs[12] == 0
+
+
+class ShadowHost(RecordingHost):
+    """Resumes the first I/O exit without moving on (the instruction runs again) and carries
+    the guest past the second, noting the interruptibility state each exit saved."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocking: list[int] = []
+
+    def on_vmexit(self, cpu, exc):
+        self.exits.append((exc.reason, exc.qualification, dict(exc.info)))
+        self.blocking.append(cpu.vmcs.guest_interruptibility)
+        if exc.reason == "HLT":
+            cpu.stop("exit HLT")
+            return
+        if exc.reason == "IO_INSTRUCTION" and len(self.exits) > 1:
+            cpu.rip += 16
+        cpu.vmentry()
+
+
+def test_an_exit_in_stis_shadow_keeps_it_for_the_instruction_run_again():
+    # The exit saves "blocking by STI" in the VMCS; the entry that resumes the same instruction
+    # brings it back, and once the hypervisor moves the guest past it (update_guest_eip) it is gone.
+    m = _shadow_machine("""
+    mov r13, 1
+    sti
+    out 0x80, al
+after:
+    mov r12, 1
+    cli
+    hlt
+""", Vmcs(external_interrupt_exiting=False))
+    run_to_halt(m)
+    host = m.cpu.host
+    assert [r for r, _, _ in host.exits] == ["IO_INSTRUCTION", "IO_INSTRUCTION", "HLT"]
+    assert host.blocking == [1, 1, 0]
+    assert m.cpu.regs[15] == 0x1F and m.cpu.regs[14] == m.images["test"].symbols["after"]
+    assert m.cpu.regs[12] == 0
+
+
+def test_an_exit_outside_stis_shadow_saves_no_blocking():
+    m = _shadow_machine("""
+    sti
+    nop
+    cli
+    mov r13, 1
+    out 0x80, al
+    sti
+after:
+    mov r12, 1
+    cli
+    hlt
+""", Vmcs(external_interrupt_exiting=False))
+    run_to_halt(m)
+    assert m.cpu.host.blocking == [0, 0, 0]
+    assert m.cpu.regs[14] == m.images["test"].symbols["after"] + 16 and m.cpu.regs[12] == 1

@@ -398,6 +398,37 @@ def test_pci_bar_moves_the_nic_ports(tmp_path):
     assert not dm.claims(dom, 0xD000)
 
 
+@pytest.mark.machine
+def test_a_moved_bar_answers_at_its_new_ports_only(tmp_path):
+    # Each port is asked once before the move, so a remembered answer that outlived the
+    # configuration write would show.
+    host, dm, dom, v = setup_dm(tmp_path)
+    p = Port(dm, v)
+    cr = p.inb(0xC100)                                             # the NE2000's CR at BAR0
+    assert cr != 0xFF and p.inb(0xD000) == 0xFF
+    pci_write(p, 4, 0, 0x10, 0xD000)
+    assert p.inb(0xC100) == 0xFF and p.inb(0xD000) == cr
+    assert p.inb(0xD000 + 0x1F) != 0xFF and p.inb(0xD000 + 0x20) == 0xFF   # 32 ports, no more
+    pci_write(p, 4, 0, 0x04, 0)                                    # I/O decoding off
+    assert p.inb(0xD000) == 0xFF
+    pci_write(p, 4, 0, 0x04, 1)                                    # and on again
+    assert p.inb(0xD000) == cr
+
+
+@pytest.mark.machine
+def test_port_decoding_comes_back_with_a_restored_snapshot(tmp_path):
+    host, dm, dom, v = setup_dm(tmp_path)
+    p = Port(dm, v)
+    cr = p.inb(0xC100)
+    snap = host.snapshot()
+    pci_write(p, 4, 0, 0x10, 0xD000)
+    p.outw(0x10, 0x0001)                                           # unplug the disks
+    assert p.inb(0xC100) == 0xFF and p.inb(0xD000) == cr and p.inb(0x1F7) == 0xFF
+    host.restore(snap)
+    assert p.inb(0xC100) == cr and p.inb(0xD000) == 0xFF           # the BAR where it was saved
+    assert p.inb(0x1F7) != 0xFF and dm.claims(dom, 0x1F0)          # and the disks back
+
+
 # ------------------------------------------------------------------ platform device and unplug
 
 @pytest.mark.machine
@@ -412,10 +443,13 @@ def test_unplug_protocol_step_by_step(tmp_path):
     for ch in b"xen: unplugging emulated devices\n":                # log bytes to Xen's log
         p.outb(0x12, ch)
     assert any("PV driver log: xen: unplugging emulated devices" in line for line in host.dmesg)
-    assert dm.claims(dom, 0x1F0) and dm.claims(dom, 0xC100)
+    assert dm.claims(dom, 0x1F0) and dm.claims(dom, 0x3F6) and dm.claims(dom, 0xC100)
+    status, cr = p.inb(0x1F7), p.inb(0xC100)
+    assert status != 0xFF and cr != 0xFF
     assert 0x802910EC in [pci_read(p, 0, d, 0, 0) for d in range(8)]
     p.outw(0x10, 0x0003)                                           # 6. unplug disks and NICs
     assert not dm.claims(dom, 0x1F0) and not dm.claims(dom, 0x3F6) and not dm.claims(dom, 0xC100)
+    assert p.inb(0x1F7) == 0xFF and p.inb(0xC100) == 0xFF          # nothing answers there now
     assert pci_read(p, 0, 4, 0, 0) == 0xFFFFFFFF                    # the NIC's function is gone
     assert pci_read(p, 0, 1, 1, 0) == 0x70108086                    # the IDE controller stays, drive-less
     assert pci_read(p, 0, 3, 0, 0) == 0x00015853

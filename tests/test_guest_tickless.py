@@ -104,3 +104,30 @@ def test_an_answered_ping_leaves_no_timer_armed(tmp_path):
     assert calls == ["VCPUOP_set_singleshot_timer", "VCPUOP_stop_singleshot_timer"] * 2
     assert dom.vcpus[0].timer_deadline is None
     assert kernel_ticks(host, dom) == 0
+
+
+@pytest.mark.parametrize("mode,idle", [("pvh", "pvh_idle"), ("pvhvm", "pvhvm_idle")])
+def test_an_event_that_comes_just_before_the_idle_is_not_slept_through(tmp_path, mode, idle):
+    # The shell looked at its console ring, found it empty and calls the idle with interrupts on;
+    # the console's event comes right then, before the idle's first instruction, and its
+    # handler runs. The idle must see that it came and return instead of halting until some
+    # later event: the key is read and echoed with no other input.
+    from lab.session.commands import type_into_console
+    host, xl = net_host()
+    dom = shell_guest(xl, tmp_path, "t1", mode)
+    wait_prompt(host, dom)
+    v = dom.vcpus[0]
+    entry = dom.images["kernel"].symbols[idle]
+    start = len(dom.console_output)
+    assert v.blocked and v.cpu.rip != entry
+    type_into_console(host, dom, "x", "pv")
+    for _ in range(50_000):                     # one instruction at a time, to the idle after
+        if v.cpu.rip == entry:                  # the shell has read and echoed the key
+            break
+        host.run(1)
+    assert v.cpu.rip == entry and v.cpu.rflags & 0x200     # IF: the shell waits with interrupts on
+    type_into_console(host, dom, "y", "pv")
+    host.run(400_000, stop=lambda: len(dom.console_output) > start + 1)
+    assert dom.console_output[start:] == "xy"       # the idle returned and the shell read it
+    host.run(200_000)
+    assert v.blocked and v.timer_deadline is None

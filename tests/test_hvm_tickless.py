@@ -76,6 +76,9 @@ def test_the_pit_is_never_started_and_the_workload_takes_no_tick(tmp_path):
 
 def test_the_ne2000_interrupt_ends_the_wait_for_a_reply(tmp_path):
     host, dom = idle_guest(tmp_path, "hvm", mac=HVM_MAC)
+    # the driver's one PCI scan kept the card's slot, whose interrupt line the kernel then read
+    slot = peek(host, dom, dom.images["kernel"].symbols["ne2k_slot"], 4)
+    assert int.from_bytes(slot, "little") == 4
     seq, start = host.trace.seq, max(host.clock)
     assert command(host, dom, "ping 0") == "ping 10.0.0.1: echo reply from 00:16:3e:00:00:01 seq 1\n"
     # The answers came as INTA of slot 4 (link 0, ISA IRQ 5): vector 0x25, not a timeout

@@ -55,12 +55,13 @@ from ..hw.devices.acpi import AcpiPmControl
 from ..hw.devices.ide import IdeController, IdeDrive
 from ..hw.devices.nic import BAR_SIZE as NIC_BAR_SIZE
 from ..hw.devices.nic import Ne2000, mac_text, ne2k_pci_function
-from ..hw.devices.pci import CMD_IO, CMD_MEMORY, Bar, PciFunction, PciHost, add_pc_chipset
+from ..hw.devices.pci import CMD_IO, CMD_MEMORY, CONFIG_DATA, Bar, PciFunction, PciHost, add_pc_chipset
 from ..hw.devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFORM_REVISION, UNPLUG_ALL_DISKS,
                                   UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS, UNPLUG_NVME_DISKS, XEN_PLATFORM_DEVICE,
                                   XEN_VENDOR, XenPlatform)
 from ..hw.devices.serial import Uart16550
 from ..hw.diskimage import open_disk, shared_images
+from ..hw.snapshot import Plain
 from ..xen.vdev import irq as hvm_irq
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
@@ -105,6 +106,56 @@ def disk_index(vdev: str) -> tuple[str, int] | None:
     return ("scsi" if m.group(1) == "sd" else "ide", n - 1)
 
 
+class PortDecode:
+    """Which of one QEMU's devices answers each I/O port: the table QEMU's memory API keeps
+    of its ioport regions, so an ioreq looks its port up in a dict instead of asking every
+    device for its ranges (which reads the PCI BARs).
+
+    A port is looked up among the devices the first time it is asked after a change, then
+    remembered. What can change the answer is known, and each such change calls
+    :meth:`changed`, which bumps the generation the remembered answers belong to: a PCI
+    configuration write (a BAR moved, I/O decoding switched in the command register), the
+    platform device's unplug (disks and NICs gone) and a restored snapshot. The devices
+    themselves are fixed when QEMU starts. The table is not machine state: a snapshot saves
+    nothing of it, and loading one starts a new generation.
+    """
+
+    #: Ports remembered at most (a guest may try every port); past it, the table starts over.
+    MAX_PORTS = 1024
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._built_for = 0
+        self._by_port: dict[int, Any] = {}
+
+    def changed(self) -> None:
+        self.generation += 1
+
+    def device_at(self, port: int, devices: list[Any]) -> Any | None:
+        """The first of ``devices`` (QEMU's, in the order it asks them) that decodes ``port``."""
+        table = self._by_port
+        if self._built_for != self.generation:
+            table.clear()
+            self._built_for = self.generation
+        elif port in table:
+            return table[port]
+        found = None
+        for dev in devices:
+            if any(lo <= port <= hi for lo, hi in dev.port_ranges()):
+                found = dev
+                break
+        if len(table) >= self.MAX_PORTS:
+            table.clear()
+        table[port] = found
+        return found
+
+    def save_state(self) -> Plain:
+        return Plain(None)
+
+    def load_state(self, state: None) -> None:
+        self.changed()
+
+
 class Qemu:
     """One device-model instance: the emulated PC of one HVM domain."""
 
@@ -143,6 +194,7 @@ class Qemu:
         if self.platform is not None:
             self.devices.append(self.platform)
         self.devices += self.nics
+        self.decode = PortDecode()
         self.log(f"started for d{dom.domid} ({dom.name}): " + "; ".join(self.pci.enumerate()))
 
     # -- construction ----------------------------------------------------------------
@@ -267,11 +319,8 @@ class Qemu:
 
     # -- ports ---------------------------------------------------------------------------
     def device_at(self, port: int) -> Any | None:
-        for dev in self.devices:
-            for lo, hi in dev.port_ranges():
-                if lo <= port <= hi:
-                    return dev
-        return None
+        """The device that decodes ``port`` now, or None."""
+        return self.decode.device_at(port, self.devices)
 
     def mmio_device_at(self, gpa: int) -> tuple[Any, int] | None:
         """The device whose memory BAR decodes ``gpa`` now, and the BAR's base."""
@@ -293,6 +342,8 @@ class Qemu:
         if direction == "in":
             return dev.io_read(port, size) & mask
         dev.io_write(port, size, value & mask)
+        if dev is self.pci and port >= CONFIG_DATA:
+            self.decode.changed()           # a configuration write may move or switch a BAR
         return value & mask
 
     # -- the unplug protocol's effect ------------------------------------------------------
@@ -311,6 +362,7 @@ class Qemu:
             self.log("unplug: no NVMe disks are emulated")
         for what in gone:
             self.log(f"unplug: {what} removed")
+        self.decode.changed()
         return gone
 
     # -- views -------------------------------------------------------------------------------

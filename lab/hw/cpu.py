@@ -31,7 +31,7 @@ from .memory import PAGE_SHIFT, BusError, MachineMemory
 from .snapshot import Plain
 from .tlb import Tlb
 from .translate import Block, compile_block, fetch_run
-from .vmx import Vmcs
+from .vmx import INTR_BLOCKING_BY_STI, Vmcs
 from .x86 import (EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, MSR_APIC_BASE, MSR_CSTAR, MSR_EFER,
                   MSR_FS_BASE, MSR_GS_BASE, MSR_IA32_TSC, MSR_LSTAR, MSR_SHADOW_GS_BASE, MSR_STAR,
                   MSR_SYSCALL_MASK, PFEC_write_access, X86_CR0_PE, X86_CR0_PG, X86_CR0_WP, X86_CR4_PAE, X86_CR4_PGE,
@@ -99,7 +99,10 @@ class Cpu:
         self.vmcs: Vmcs | None = None
         self.halted = False
         self.stopped: str | None = None
+        # STI's interrupt shadow: set by an sti that turned IF on, it blocks interrupts at the
+        # boundary after the next instruction only (SDM vol. 2, STI); see _execute and vmentry.
         self.int_shadow = False
+        self.vmentries = 0          # VM entries so far (an exit in sti's shadow may re-enter in it)
         self.yield_now = False      # set (e.g. by a breakpoint) to end run() at the next block
         self.reschedule = False     # set when a device's deadlines change: run() returns so they are re-read
         self.icount = 0
@@ -445,7 +448,20 @@ class Cpu:
                     break
 
     def _execute(self, single: bool, budget_cycles: int | None) -> None:
-        was_shadow = self.int_shadow
+        if not self.int_shadow:
+            self._execute_block(single)
+            return
+        # The instruction in sti's shadow (sti ends its block, so this is one instruction).
+        # The shadow ends with it, whether it completes or faults; if it leaves the guest,
+        # the VM exit saves the shadow and the entry decides whether it holds again.
+        entries = self.vmentries
+        try:
+            self._execute_block(single)
+        finally:
+            if self.vmentries == entries:
+                self.int_shadow = False
+
+    def _execute_block(self, single: bool) -> None:
         try:
             blk = self._block_here(single)
         except (Fault, VmExit, CpuStop) as exc:
@@ -458,8 +474,6 @@ class Cpu:
         except (Fault, VmExit, CpuStop) as exc:
             self._unwind(blk, exc.index)
             self._handle(exc, blk)
-        if was_shadow:
-            self.int_shadow = False
 
     def _unwind(self, blk: Block, index: int) -> None:
         """Take back the cost of the instructions after the faulting one."""
@@ -652,6 +666,17 @@ class Cpu:
 
     def vmentry(self) -> None:
         self.root = False
+        self.vmentries += 1
+        vm = self.vmcs
+        # VM entry loads the guest's interruptibility state (SDM vol. 3, "Loading Guest
+        # State"): blocking by STI holds again when the guest resumes at the instruction
+        # whose exit saved it. Xen clears the bit whenever it carries the guest past that
+        # instruction (update_guest_eip(), hvm/vmx/vmx.c; __update_guest_eip(), svm.c), and
+        # an injected event leaves no blocking behind; the lab's exit handlers and event
+        # delivery move RIP without touching the field, so a RIP moved from the exit's
+        # stands for that clearing.
+        self.int_shadow = vm is not None and bool(vm.guest_interruptibility & INTR_BLOCKING_BY_STI) \
+            and self.rip == vm.guest_rip
         if self._parked is not None:
             # Back to the guest's own caches: whatever changed its translations
             # while Xen ran (EPT or shadow updates, TLB flushes) has flushed them.

@@ -33,6 +33,10 @@ SVM_CODES = {
 }
 
 
+#: The guest interruptibility state's "blocking by STI" bit (SDM table 24-3; Xen's
+#: VMX_INTR_SHADOW_STI in vmcs.h; an AMD VMCB keeps the same as its interrupt shadow).
+INTR_BLOCKING_BY_STI = 1
+
 #: Bits 5:4 of a CR_ACCESS qualification: the access type, 1 for ``mov reg, crN`` (SDM table 28-3).
 CR_ACCESS_TYPE_MOV_FROM = 1
 
@@ -89,6 +93,7 @@ class Vmcs:
     guest_cr4: int = 0
     guest_rflags: int = 0
     guest_cpl: int = 0
+    guest_interruptibility: int = 0         # INTR_BLOCKING_BY_STI: the exit came in sti's shadow
     # -- host state area: where Xen's exit handler runs ----------------------
     host_rip: int = 0
     host_rsp: int = 0
@@ -127,6 +132,7 @@ class Vmcs:
         self.guest_cr4 = cpu.cr4
         self.guest_rflags = cpu.rflags
         self.guest_cpl = cpu.cpl
+        self.guest_interruptibility = INTR_BLOCKING_BY_STI if cpu.int_shadow else 0
         self.exits += 1
 
     def snapshot(self) -> dict:

@@ -3,7 +3,7 @@
 ; Everything an HVM guest has stays: hvmloader boots it, it runs in non-root
 ; ring 0 with its own page tables over EPT, and its time is the PM timer and
 ; the local APIC timer, one-shot, with the UART's interrupt to wake it
-; (common/hvm_tickless.s, as hvm.s). What changes is the disk: at
+; (common/hvm_tickless.s, as hvm.s). What changes are the disk and NIC: at
 ; boot the kernel finds Xen with CPUID, then the Xen platform PCI device, and
 ; asks the device model to unplug the emulated IDE disks and NICs (as Linux's
 ; platform-pci-unplug.c does). The same disk is then a PV block device, a

@@ -7,7 +7,8 @@
 ; paging off and rbx pointing at struct hvm_start_info (magic 0x336ec578);
 ; everything a device would do is a hypercall through the page it asks for
 ; with CPUID and an MSR: the console ring and its event channel (found in
-; HVM params), sti; hlt to idle (a HLT exit), SCHEDOP_shutdown to power off.
+; HVM params), sti; hlt to idle (a HLT exit, pvh_idle), SCHEDOP_shutdown to
+; power off.
 
 .include "common/layout.inc"
 
@@ -82,7 +83,7 @@ pvh_trap_init:
     mov [rip + console_evtchn], eax
     ; the event upcall arrives as an interrupt on Linux's callback vector
     mov rdi, HVM_CALLBACK_VECTOR
-    lea rsi, [rip + hvm_callback_entry]
+    lea rsi, [rip + pvh_callback_irq]
     call set_gate
     ret
 
@@ -97,15 +98,34 @@ get_param:
     mov rax, [rip + hvm_param + 8]
     ret
 
-; pvh_idle: wait for the next interrupt as Linux's PVH guests do (safe_halt):
-; sti; hlt leaves the guest on a HLT exit, and the callback vector wakes it.
+; pvh_idle(): wait for the next interrupt as Linux's PVH guests idle
+; (default_idle: interrupts off, the condition looked at, then safe_halt's
+; sti; hlt, which leaves the guest on a HLT exit). Interrupts off while
+; looking whether the callback vector came since the last idle (its handler
+; sets pvh_irq_seen); if it did not, sti; hlt: sti's interrupt shadow lets no
+; interrupt in before the hlt, and Xen does not block a vCPU that has one to
+; take. So an event that comes between a caller's look at its console ring
+; or network and this wait ends the wait instead of being slept through.
 ; (SCHEDOP_block would do with interrupts on, but a wait from a system call
 ; runs with them off, and Xen only wakes an HVM-like vCPU for an interrupt it
-; can take.)
+; can take.) Interrupts are on again on return.
 pvh_idle:
+    cli
+    cmp byte [rip + pvh_irq_seen], 0
+    jne .awake
     sti
     hlt
+.awake:
+    mov byte [rip + pvh_irq_seen], 0
+    sti
     ret
+
+; pvh_callback_irq: Xen's callback vector (HVM_PARAM_CALLBACK_IRQ type 2, no
+; EOI): noted for pvh_idle, then the pending event channels dispatched
+pvh_callback_irq:
+    mov byte [rip + pvh_irq_seen], 1
+    call evtchn_upcall_saving
+    iretq
 
 ; pvh_shutdown(rdi = exit code): there is no ACPI to write to, so ask Xen
 pvh_shutdown:
@@ -146,6 +166,7 @@ flavour_name:   .asciz "PVH guest, non-root ring 0, no device model"
 hvm_param:      .quad 0, 0
 shutdown_reason: .dword 0
 shared_info_va: .quad 0
+pvh_irq_seen:   .byte 0
 
 .include "common/netfront.s"
 .include "common/net.s"

@@ -33,8 +33,9 @@
 ; HVM/PVH flavours also define HC_memory_op, HC_hvm_op and HVM_CALLBACK_VIA
 ; (the HVM_PARAM_CALLBACK_IRQ value: (2 << 56) | 0xf3 for the vector Linux
 ; uses, 0 for "none": the flavour delivers events its own way), and route the
-; interrupt to a handler that calls evtchn_do_upcall (hvm_callback_entry
-; below for the vector; a GSI/INTx handler also acknowledges the PIC).
+; interrupt to a handler that calls evtchn_upcall_saving (below) and returns
+; with iretq; the vector needs no EOI, a GSI/INTx handler also acknowledges
+; the PIC.
 
 .equ SHINFO_PENDING,     2048
 .equ SHINFO_MASK,        2560
@@ -262,12 +263,6 @@ hvm_events_init:
     xor eax, eax
 .fail:
     ret
-
-; hvm_callback_entry: the interrupt vector Xen raises for pending events
-; (HVM_PARAM_CALLBACK_IRQ type 2). No EOI: the vector type needs none.
-hvm_callback_entry:
-    call evtchn_upcall_saving
-    iretq
 
 ; evtchn_upcall_saving: evtchn_do_upcall for an interrupt or callback entry, with
 ; every register the call may change saved around it

@@ -29,7 +29,8 @@
 ; A one-shot count is at most 2^32 - 1 bus cycles of 10 ns (43 s): a longer
 ; wait wakes early, finds its deadline still ahead and idles on.
 ;
-; Needs: set_gate, kernel_pml4, map_page, timer_tick, ne2k_init (ne2000.s).
+; Needs: set_gate, kernel_pml4, map_page, timer_tick; ne2k_init, ne2k_base,
+; ne2k_slot and ne2k_config_read (ne2000.s).
 
 .equ LAPIC_PHYS,          0xfee00000         ; IA32_APIC_BASE after reset
 .equ LAPIC_VA,            DIRECT_MAP + 0xfee00000
@@ -211,34 +212,18 @@ hvm_ne2k_init:
 .out:
     ret
 
-; hvm_ne2k_line() -> rax = the interrupt line (config offset 0x3c) of the
-; first 10ec:8029 on PCI bus 0, or -1
+; hvm_ne2k_line() -> rax = the interrupt line (config offset 0x3c) of the card
+; ne2k_init found, or -1 for a card without PCI configuration (the fixed base)
 hvm_ne2k_line:
-    xor ecx, ecx
-.slot:
-    mov eax, ecx
-    shl eax, 11
-    or eax, 0x80000000
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
-    cmp eax, NE2K_VENDOR_DEVICE
-    je .found
-    inc ecx
-    cmp ecx, 32
-    jb .slot
-    mov rax, -1
-    ret
-.found:
-    mov eax, ecx
-    shl eax, 11
-    or eax, 0x8000003c
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
+    mov ecx, [rip + ne2k_slot]
+    cmp ecx, 32                      ; -1: no slot
+    jae .none
+    mov esi, 0x3c
+    call ne2k_config_read
     and eax, 0xff
+    ret
+.none:
+    mov rax, -1
     ret
 
 ; The interrupts. Each notes that it came (hvm_idle looks) and ends itself;

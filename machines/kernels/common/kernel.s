@@ -583,7 +583,9 @@ no_device:
     mov rax, -ENODEV
     ret
 
-; timer_tick(): the periodic tick's common work
+; timer_tick(): a timer interrupt's common work, counted for stats: the PIT's
+; 100 Hz tick on bare metal, else each one-shot expiry (the local APIC timer's,
+; common/hvm_tickless.s, or Xen's PV timer's, common/xen_timer.s)
 timer_tick:
     inc qword [rip + ticks]
     ret

@@ -7,11 +7,14 @@
 ; Packet memory (pages of 256 bytes): 0x40-0x45 the transmit buffer, 0x46-0x7f
 ; the receive ring. The card writes each frame it accepts at CURR behind a
 ; 4-byte header (status, next page, byte count); the driver reads from the
-; page after BNRY and moves BNRY on. Interrupts stay masked: the kernel polls.
+; page after BNRY and moves BNRY on. ne2k_init leaves the card's interrupts
+; masked (IMR 0): native.s polls it; the tickless HVM kernels then unmask
+; IMR.PRX on the line its PCI configuration names (common/hvm_tickless.s).
 ;
 ; Needs: net_mac (net.s), ENODEV and EIO (layout.inc).
 ; Provides: ne2k_init (OP_NET_INIT), ne2k_send (OP_NET_SEND), ne2k_poll
-; (OP_NET_POLL), ne2k_base.
+; (OP_NET_POLL), ne2k_base, ne2k_slot (the card's PCI device number on bus 0,
+; -1 for the card at the fixed base), ne2k_config_read.
 
 .equ NE2K_VENDOR_DEVICE, 0x802910ec     ; PCI 10ec:8029 as the dword at config offset 0
 .equ NE2K_FIXED_BASE,   0xc100          ; where the firmware puts the first card's I/O BAR
@@ -70,24 +73,34 @@ ne2k_in:
     in al, dx
     ret
 
-; ne2k_find() -> rax = the I/O base of the first 10ec:8029 on PCI bus 0, or 0.
-; Configuration mechanism #1: the address (enable, bus, device, register) to
-; 0xCF8, the register through 0xCFC.
-ne2k_find:
-    xor ecx, ecx                     ; device number
-.slot:
+; ne2k_config_read(ecx = device number, esi = register) -> eax = that dword of
+; the device's configuration space on PCI bus 0. Configuration mechanism #1:
+; the address (enable, bus, device, register) to 0xCF8, the register through
+; 0xCFC.
+ne2k_config_read:
     mov eax, ecx
     shl eax, 11
+    or eax, esi
     or eax, 0x80000000
     mov dx, 0xcf8
     out dx, eax
     mov dx, 0xcfc
     in eax, dx
+    ret
+
+; ne2k_find() -> rax = the I/O base of the first 10ec:8029 on PCI bus 0, or 0;
+; rcx = its device number (the slot), -1 for a card at the fixed base
+ne2k_find:
+    xor ecx, ecx                     ; device number
+.slot:
+    xor esi, esi                     ; vendor and device IDs
+    call ne2k_config_read
     cmp eax, NE2K_VENDOR_DEVICE
     je .found
     inc ecx
     cmp ecx, 32
     jb .slot
+    mov rcx, -1
     ; no PCI card: a card at the firmware's fixed base answers with the
     ; RTL8029 ID bytes 'P' 'C' in page 0 registers 0x0a and 0x0b
     mov dx, NE2K_FIXED_BASE + NE2K_CR
@@ -104,13 +117,8 @@ ne2k_find:
     mov eax, NE2K_FIXED_BASE
     ret
 .found:
-    mov eax, ecx
-    shl eax, 11
-    or eax, 0x80000010               ; BAR0
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
+    mov esi, 0x10                    ; BAR0
+    call ne2k_config_read
     test eax, 1                      ; an I/O BAR?
     jz .none
     and eax, 0xfffc
@@ -126,6 +134,7 @@ ne2k_init:
     test eax, eax
     jz .absent
     mov [rip + ne2k_base], eax
+    mov [rip + ne2k_slot], ecx
     ; reset: reading the reset port resets the card, which says so in ISR.RST
     mov esi, NE2K_RESET
     call ne2k_in
@@ -175,7 +184,7 @@ ne2k_init:
     mov eax, 0xff
     call ne2k_out
     mov esi, NE2K_IMR
-    xor eax, eax                     ; polled: no interrupts
+    xor eax, eax                     ; no interrupts (polled until a kernel unmasks one)
     call ne2k_out
     ; the station address: the PROM at 0, each byte doubled (word mode reads both)
     mov edi, 0
@@ -460,6 +469,7 @@ ne2k_poll:
 
 .data
 ne2k_base:      .dword 0
+ne2k_slot:      .dword -1
 ne2k_rx_count:  .dword 0
 ne2k_draining:  .byte 0
 .text

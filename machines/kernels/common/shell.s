@@ -21,9 +21,10 @@
 ; idles until the next interrupt or event. A ring console's input comes with
 ; an event, so a tickless kernel sleeps with no timer armed. COM1's comes
 ; with its receive interrupt where the kernel turns it on (SHELL_SERIAL 2:
-; the HVM kernels, common/hvm_tickless.s), and so sleeps as long; where the
-; kernel leaves it off (SHELL_SERIAL 1) the idle ends 10 ms on at the latest
-; to look at the UART again.
+; hvm.s and hvm_pvdrivers.s, common/hvm_tickless.s, and pvhvm.s), and so
+; sleeps as long; where the kernel leaves it off (SHELL_SERIAL 1: native.s,
+; whose PIT ticks) the idle ends 10 ms on at the latest to look at the UART
+; again.
 ;
 ; Needs: pv_ops (OP_CONSOLE_WRITE, OP_IDLE, OP_IRQ_ENABLE, OP_BLK_RW,
 ; OP_ENTER_USER, OP_CLOCK_NS, OP_TIMER_ARM); puts, put_dec, put_hex, load_program, do_syscall,
