@@ -12,6 +12,7 @@ become one of the guest's page tables.
 
 from __future__ import annotations
 
+from ..hw.consolelog import ConsoleLog
 from ..xen.console import IN_CONS, IN_OFF, IN_PROD, IN_SIZE, OUT_CONS, OUT_OFF, OUT_PROD, OUT_SIZE, guest_console_write
 from ..xen.frames import HeldFrame
 
@@ -99,7 +100,8 @@ class ConsoleDaemon:
 
     def output(self, dom) -> str:
         """What the domain wrote to its PV console (hvc0) so far."""
-        return dom.extra.get("pv_console_log", "")
+        log = dom.extra.get("pv_console_log")
+        return log.text if log is not None else ""
 
     def notified(self, port: int) -> int:
         domid = self.ports.get(port)
@@ -122,7 +124,10 @@ class ConsoleDaemon:
         page.write_u32(OUT_CONS, cons)
         text = out.decode("latin-1")
         # the PV console's own log (xl console -t pv), beside the domain's whole console output
-        dom.extra["pv_console_log"] = dom.extra.get("pv_console_log", "") + text
+        log = dom.extra.get("pv_console_log")
+        if log is None:
+            log = dom.extra["pv_console_log"] = ConsoleLog()     # bounded as console/limit bounds io.c's buffer
+        log.append(text)
         guest_console_write(self.host, dom, text)
         return 200 + 10 * len(out)
 
