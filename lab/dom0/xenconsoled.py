@@ -117,10 +117,11 @@ class ConsoleDaemon:
             self.host.log(f"xenconsoled: d{domid} console ring indexes are inconsistent; ignoring")
             page.write_u32(OUT_CONS, prod)
             return 200
-        out = bytearray()
-        while cons != prod:
-            out.append(page.read(OUT_OFF + (cons % OUT_SIZE), 1)[0])
-            cons = (cons + 1) & 0xFFFFFFFF
+        # out[] from cons to prod: one read, or two where it wraps
+        n, start = (prod - cons) & 0xFFFFFFFF, cons % OUT_SIZE
+        first = min(n, OUT_SIZE - start)
+        out = page.read(OUT_OFF + start, first) + page.read(OUT_OFF, n - first)
+        cons = prod
         page.write_u32(OUT_CONS, cons)
         text = out.decode("latin-1")
         # the PV console's own log (xl console -t pv), beside the domain's whole console output

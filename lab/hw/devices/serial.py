@@ -63,7 +63,8 @@ class Uart16550:
         self.base = base
         self.irq = irq
         self.on_output = on_output
-        self.output = bytearray()         # the newest bytes the guest sent (at most OUTPUT_LIMIT)
+        self.output = bytearray()         # the newest bytes the guest sent (at most output_limit)
+        self.output_limit = OUTPUT_LIMIT
         self.pending = bytearray()        # console input not yet in the receive buffer
         self.reset()
 
@@ -241,9 +242,9 @@ class Uart16550:
             self.ctx.note(f"serial: THR <- {byte:#04x} looped back to RBR")
         else:
             self.output.append(byte)
-            if len(self.output) > OUTPUT_LIMIT:
+            if len(self.output) > self.output_limit:
                 # a guest sends as much as it likes: keep the newest, dropping a block at a time
-                del self.output[:OUTPUT_LIMIT // 16]
+                del self.output[:max(1, self.output_limit // 16)]
             self.ctx.note(f"serial: THR <- {byte:#04x} {chr(byte)!r} sent to the console")
             if self.on_output is not None:
                 self.on_output(chr(byte))
