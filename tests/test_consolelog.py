@@ -32,6 +32,7 @@ def test_below_its_bound_the_log_is_the_whole_text_and_digests_as_the_text():
     log = written("hello\nworld\n" * 5, [1, 3, 7])
     assert log.text == "hello\nworld\n" * 5 and log.dropped == 0 and log.total == 60
     assert log.digest_form() == log.text           # a machine digest hashes what it hashed before
+    assert repr(log) == "ConsoleLog(total=60, kept=60, limit=64)"     # no address: reprs stay deterministic
 
 
 @settings(max_examples=60, deadline=None)

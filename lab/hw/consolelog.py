@@ -87,6 +87,9 @@ class ConsoleLog:
     def __len__(self) -> int:
         return self._held
 
+    def __repr__(self) -> str:
+        return f"ConsoleLog(total={self.total}, kept={self._held}, limit={self.limit})"
+
     def digest_form(self) -> str | tuple[int, str, str]:
         """What a machine digest hashes: the text itself while nothing was dropped (so a
         digest is what it was before the log had a bound), else the count dropped, the
