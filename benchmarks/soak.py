@@ -96,8 +96,9 @@ class BusyGuest:
 
     def wants_attention(self) -> bool:
         """The guest has stopped, or waits at a new prompt for its next command."""
-        out = self.dom.console_output
-        return not self.dom.alive or (len(out) > self.answered and out.endswith(PROMPT))
+        # counted in characters ever written: the console log keeps only its newest 1 MiB
+        log = self.dom.console_log
+        return not self.dom.alive or (log.total > self.answered and log.text.endswith(PROMPT))
 
     def attend(self) -> None:
         if not self.dom.alive:
@@ -109,7 +110,7 @@ class BusyGuest:
             self.xl.destroy(self.dom.name)
             self._start()
         elif self.wants_attention():
-            self.answered = len(self.dom.console_output)
+            self.answered = self.dom.console_log.total
             type_into_console(self.host, self.dom, self.COMMANDS[self.next_command] + "\n")
             self.next_command += 1
 

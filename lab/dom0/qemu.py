@@ -62,6 +62,7 @@ from ..hw.devices.platform import (BAR0_SIZE, BAR1_SIZE, PLATFORM_CLASS, PLATFOR
 from ..hw.devices.serial import Uart16550
 from ..hw.diskimage import open_disk, shared_images
 from ..hw.snapshot import Plain
+from ..xen.console import CONSOLE_LINE_MAX
 from ..xen.vdev import irq as hvm_irq
 
 STATE_IOREQ_NONE, STATE_IOREQ_READY, STATE_IOREQ_INPROCESS, STATE_IORESP_READY = 0, 1, 2, 3
@@ -289,15 +290,17 @@ class Qemu:
             self.log(f"{op} refused (-EINVAL): {why}")
 
     def _serial_out(self, ch: str) -> None:
+        # The byte joins the domain's bounded console log; the line for the trace is held
+        # until its newline or until it is CONSOLE_LINE_MAX long, as Xen holds a console line.
         dom = self.dom
-        dom.console_output += ch
-        dom.extra["serial_log"] = dom.extra.get("serial_log", "") + ch
-        if ch == "\n":
-            v = dom.vcpus[0] if dom.vcpus else None
-            self.host.emit(v, "console", text=self._serial_line)
-            self._serial_line = ""
-        else:
+        dom.console_log.append(ch)
+        if ch != "\n":
             self._serial_line += ch
+            if len(self._serial_line) < CONSOLE_LINE_MAX:
+                return
+        v = dom.vcpus[0] if dom.vcpus else None
+        self.host.emit(v, "console", text=self._serial_line)
+        self._serial_line = ""
 
     def _power_off(self) -> None:
         """qemu_system_shutdown_request(): QEMU asks Xen to shut the domain down

@@ -12,6 +12,7 @@ become one of the guest's page tables.
 
 from __future__ import annotations
 
+from ..hw.consolelog import ConsoleLog
 from ..xen.console import IN_CONS, IN_OFF, IN_PROD, IN_SIZE, OUT_CONS, OUT_OFF, OUT_PROD, OUT_SIZE, guest_console_write
 from ..xen.frames import HeldFrame
 
@@ -99,7 +100,8 @@ class ConsoleDaemon:
 
     def output(self, dom) -> str:
         """What the domain wrote to its PV console (hvc0) so far."""
-        return dom.extra.get("pv_console_log", "")
+        log = dom.extra.get("pv_console_log")
+        return log.text if log is not None else ""
 
     def notified(self, port: int) -> int:
         domid = self.ports.get(port)
@@ -115,14 +117,18 @@ class ConsoleDaemon:
             self.host.log(f"xenconsoled: d{domid} console ring indexes are inconsistent; ignoring")
             page.write_u32(OUT_CONS, prod)
             return 200
-        out = bytearray()
-        while cons != prod:
-            out.append(page.read(OUT_OFF + (cons % OUT_SIZE), 1)[0])
-            cons = (cons + 1) & 0xFFFFFFFF
+        # out[] from cons to prod: one read, or two where it wraps
+        n, start = (prod - cons) & 0xFFFFFFFF, cons % OUT_SIZE
+        first = min(n, OUT_SIZE - start)
+        out = page.read(OUT_OFF + start, first) + page.read(OUT_OFF, n - first)
+        cons = prod
         page.write_u32(OUT_CONS, cons)
         text = out.decode("latin-1")
         # the PV console's own log (xl console -t pv), beside the domain's whole console output
-        dom.extra["pv_console_log"] = dom.extra.get("pv_console_log", "") + text
+        log = dom.extra.get("pv_console_log")
+        if log is None:
+            log = dom.extra["pv_console_log"] = ConsoleLog()     # bounded as console/limit bounds io.c's buffer
+        log.append(text)
         guest_console_write(self.host, dom, text)
         return 200 + 10 * len(out)
 

@@ -495,7 +495,7 @@ def keeper_of(machine: Any) -> StateKeeper:
 
 def snapshot_diff(a: Snapshot, b: Snapshot, limit: int = 10) -> list[str]:
     """Where two snapshots of the same machine differ, as paths from the machine
-    (``XenHost.domains[1] Domain.console_output``); at most ``limit`` of them.
+    (``XenHost.domains[1] Domain.pause_count``); at most ``limit`` of them.
 
     Components are matched by where they are reached from the root, not by token,
     so two runs that made new objects (a xenstore watch, a queued callback) compare

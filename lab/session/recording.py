@@ -88,7 +88,7 @@ def fingerprint(machine: Any, memory: bool = True) -> dict[str, Any]:
         cpus[name] = [cpu.icount, cpu.rip, vcpu_crc(cpu)]
     doms = {}
     for d in sorted(getattr(machine, "domains", {}).values(), key=lambda d: d.domid):
-        state = repr((d.name, d.state, d.pause_count, d.console_output,
+        state = repr((d.name, d.state, d.pause_count, d.console_log.digest_form(),
                       [(v.runstate, v.kernel_mode, v.guest_table, v.guest_table_user, v.timer_deadline)
                        for v in d.vcpus]))
         doms[f"d{d.domid}"] = zlib.crc32(state.encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..hw.consolelog import ConsoleLog
 from ..hw.cpu import Cpu
 from . import abi
 
@@ -79,7 +80,8 @@ class Domain:
     vcpus: list[Vcpu] = field(default_factory=list)
     config: Any = None
     images: dict[str, Any] = field(default_factory=dict)
-    console_output: str = ""
+    # what the domain printed, on any of its consoles, as a bounded ring (lab/hw/consolelog.py)
+    console_log: ConsoleLog = field(default_factory=ConsoleLog)
     # -- shared pages -----------------------------------------------------------
     shared_info_mfn: int = 0
     start_info_pfn: int = 0
@@ -107,6 +109,11 @@ class Domain:
     # p2m entries that XENMEM_add_to_physmap put beyond the domain's RAM (gfn -> mfn).
     physmap_extra: dict[int, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def console_output(self) -> str:
+        """The console text kept: all of it while under the bound, then the newest part."""
+        return self.console_log.text
 
     @property
     def type(self) -> str:

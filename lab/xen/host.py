@@ -350,7 +350,7 @@ class XenHost(HostCore):
         h = hashlib.sha256()
         self.mem.digest_into(h)
         for d in sorted(self.domains.values(), key=lambda d: d.domid):
-            h.update(repr((d.domid, d.name, d.state, d.pause_count, d.console_output,
+            h.update(repr((d.domid, d.name, d.state, d.pause_count, d.console_log.digest_form(),
                            [(v.runstate, v.kernel_mode, v.guest_table, v.guest_table_user, v.timer_deadline)
                             for v in d.vcpus])).encode())
             for v in d.vcpus:

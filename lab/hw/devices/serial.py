@@ -23,7 +23,8 @@ status; bits 6-7 are set when the FIFOs are on.
 Transmission takes no time: a byte written to THR is on the line at once, so
 THRE and TEMT stay set and the baud rate (115200 / divisor) only shows in the
 trace. Bytes sent go to the domain's serial log (what ``xl console`` shows for
-an HVM guest). Console input waits in a queue and enters the receive buffer
+an HVM guest), its newest ``OUTPUT_LIMIT`` bytes (a guest sends as much as it
+likes; the log drops a sixteenth of it at a time from the front). Console input waits in a queue and enters the receive buffer
 as room appears (one byte, or 16 with the FIFO on), as QEMU only hands the
 UART what it can take, so input is never lost. IRQ 4 is up while an enabled
 interrupt is pending (IIR is not 0x01) and down when none is: received data
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..consolelog import XENCONSOLE_LIMIT
 from . import DeviceContext, split_read, split_write
 
 COM1 = 0x3F8
@@ -46,6 +48,8 @@ IIR_NONE, IIR_RLS, IIR_RDA, IIR_THRE, IIR_MSI = 0x01, 0x06, 0x04, 0x02, 0x00
 LCR_DLAB = 0x80
 MCR_DTR, MCR_RTS, MCR_OUT1, MCR_OUT2, MCR_LOOP = 0x01, 0x02, 0x04, 0x08, 0x10
 MSR_CTS, MSR_DSR, MSR_RI, MSR_DCD = 0x10, 0x20, 0x40, 0x80
+#: What the serial log keeps of a guest's output: as much as xenconsoled keeps of a console (console/limit)
+OUTPUT_LIMIT = XENCONSOLE_LIMIT
 UART_CLOCK = 1_843_200          # the crystal: 115200 baud at divisor 1
 REG_NAMES = ("RBR/THR", "IER", "IIR/FCR", "LCR", "MCR", "LSR", "MSR", "SCR")
 
@@ -59,7 +63,8 @@ class Uart16550:
         self.base = base
         self.irq = irq
         self.on_output = on_output
-        self.output = bytearray()         # every byte the guest sent
+        self.output = bytearray()         # the newest bytes the guest sent (at most output_limit)
+        self.output_limit = OUTPUT_LIMIT
         self.pending = bytearray()        # console input not yet in the receive buffer
         self.reset()
 
@@ -237,6 +242,9 @@ class Uart16550:
             self.ctx.note(f"serial: THR <- {byte:#04x} looped back to RBR")
         else:
             self.output.append(byte)
+            if len(self.output) > self.output_limit:
+                # a guest sends as much as it likes: keep the newest, dropping a block at a time
+                del self.output[:max(1, self.output_limit // 16)]
             self.ctx.note(f"serial: THR <- {byte:#04x} {chr(byte)!r} sent to the console")
             if self.on_output is not None:
                 self.on_output(chr(byte))

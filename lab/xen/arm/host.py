@@ -540,7 +540,7 @@ class ArmXenHost(HostCore):
         h = hashlib.sha256()
         self.mem.digest_into(h)
         for d in sorted(self.domains.values(), key=lambda d: d.domid):
-            h.update(repr((d.domid, d.name, d.state, d.console_output)).encode())
+            h.update(repr((d.domid, d.name, d.state, d.console_log.digest_form())).encode())
             for v in d.vcpus:
                 if _cpu(v) is not None:
                     h.update(repr((v.runstate, _cpu(v).save_state())).encode())
