@@ -81,3 +81,19 @@ def test_it_saves_and_loads_through_a_snapshot_and_a_pickle():
 def test_a_limit_too_small_to_keep_a_block_is_refused():
     with pytest.raises(ValueError):
         ConsoleLog(limit=8)
+
+
+def test_the_bare_machines_debug_console_is_bounded_too():
+    from lab.hw.devices.board import DebugConsole
+    lines: list[str] = []
+    con = DebugConsole(lines.append)
+    for _ in range(3 * XENCONSOLE_LIMIT // 1000):
+        for b in b"x" * 999 + b"\n":
+            con.put(b)
+    # a line with no newline is handed on at LINE_MAX characters, the rest when it ends
+    assert {len(ln) for ln in lines} == {DebugConsole.LINE_MAX, 999 - 3 * DebugConsole.LINE_MAX}
+    assert len(con.output) <= XENCONSOLE_LIMIT and con.output.endswith("x" * 999 + "\n")
+    assert con.log.total == 3 * XENCONSOLE_LIMIT // 1000 * 1000 and con.log.dropped > 0
+    con.put(ord("y"))
+    con.flush()
+    assert lines[-1] == "y" and con.buffer == ""

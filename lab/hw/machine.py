@@ -163,6 +163,7 @@ class Machine:
         self.cpu.digest_into(h)
         h.update(repr(sorted(self.pic.snapshot().items())).encode())
         h.update(repr(sorted(self.pit.snapshot().items())).encode())
-        h.update(self.console.output.encode())
+        form = self.console.log.digest_form()     # the text itself below the log's bound
+        h.update(form.encode() if isinstance(form, str) else repr(form).encode())
         h.update(repr((self.trace.seq, self.idle_cycles)).encode())
         return h.hexdigest()[:32]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..consolelog import ConsoleLog
+
 PIT_HZ = 1_193_182     # the 8254's input clock
 
 
@@ -171,12 +173,27 @@ class Pit8254:
 
 
 class DebugConsole:
-    """Port 0xE9: each byte written is a character of console output."""
+    """Port 0xE9: each byte written is a character of console output.
+
+    Bounded as the Xen host's consoles are (lab/hw/consolelog.py): the output
+    keeps its newest ``XENCONSOLE_LIMIT`` characters, and a line with no newline
+    is handed on once it is ``LINE_MAX`` long, so a kernel printing without
+    end costs the same per byte and holds the same memory after an hour as
+    after a second."""
+
+    #: A held line is passed on at this length (Xen holds a guest's line in 256 bytes,
+    #: struct domain_console in xen/include/xen/sched.h; the bare machine does the same).
+    LINE_MAX = 255
 
     def __init__(self, on_line: Callable[[str], object]) -> None:
         self.on_line = on_line
         self.buffer = ""
-        self.output = ""
+        self.log = ConsoleLog()
+
+    @property
+    def output(self) -> str:
+        """What is kept of everything printed (all of it below the bound)."""
+        return self.log.text
 
     def port_in(self, port: int) -> int:
         return 0xE9   # Bochs convention: reading the port tells software it exists
@@ -186,23 +203,20 @@ class DebugConsole:
 
     def put(self, value: int) -> None:
         ch = chr(value & 0xFF)
-        self.output += ch
+        self.log.append(ch)
         if ch == "\n":
             self.on_line(self.buffer)
             self.buffer = ""
         else:
-            self.buffer += ch
+            self.buffer += ch          # at most LINE_MAX long: the copy is bounded
+            if len(self.buffer) >= self.LINE_MAX:
+                self.on_line(self.buffer)
+                self.buffer = ""
 
     def flush(self) -> None:
         if self.buffer:
             self.on_line(self.buffer)
             self.buffer = ""
-
-    def snapshot(self) -> dict:
-        return {"buffer": self.buffer, "output": self.output}
-
-    def restore(self, s: dict) -> None:
-        self.buffer, self.output = s["buffer"], s["output"]
 
 
 class IoBus:
