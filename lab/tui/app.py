@@ -1,4 +1,4 @@
-"""The xenlab app: wires the runner (simulation thread) to the main screen.
+"""The xenlab app: wires the runner (the simulation, in its own process or thread) to the screen.
 
 ``make_app`` builds the app without running it, so tests, snapshot modules
 and the ``xenlab`` command all get the same app.

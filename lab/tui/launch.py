@@ -1,15 +1,17 @@
 """What the screen opens: its runner, with the machine booting from the moment it is made.
 
-Nothing here imports Textual. The ``xenlab`` command starts the runner first and
-lets the machine boot before it loads the screen's code, so the first frame
-already shows the machine's domains instead of "booting" and, a moment later,
-a second full frame. The screen's thread waits for the boot rather than load
-alongside it: both are Python, so they would only take turns at one
-interpreter, and an import gives the interpreter up at every file it opens,
-to get it back only when the boot's thread next lets go (up to 5 ms later, and
-longer on a busy computer). A boot that takes longer than ``BOOT_WAIT`` (a
-large guest) goes on while the screen loads, which shows "booting" meanwhile:
-the screen draws what the runner has, never a made-up machine.
+Nothing here imports Textual. The ``xenlab`` command starts the runner first, so
+the machine boots while the screen's code loads and the first frame already shows
+its domains instead of "booting" and, a moment later, a second full frame. By
+default (on Linux) the simulation is forked into a process of its own
+(lab/tui/sim_process.py): the boot and the screen's imports then truly run at
+once, and the screen waits only for what is left of ``BOOT_WAIT`` (``await_boot``).
+With ``XENLAB_SIM_THREAD=1`` the simulation runs on a thread of the screen's
+process, and the screen's thread waits for the boot rather than load alongside
+it: both are Python, so they would only take turns at one interpreter, and an
+import gives the interpreter up at every file it opens. A boot that takes longer
+than ``BOOT_WAIT`` (a large guest) goes on while the screen loads, which shows
+"booting" meanwhile: the screen draws what the runner has, never a made-up machine.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def start_runner(target: str | None = None, *, wait: float = BOOT_WAIT, process:
     runner = make_runner(target, process=process, **kwargs)
     started = time.monotonic()
     runner.start()
-    if process:
+    if isinstance(runner, ProcessRunner):
         runner.boot_deadline = started + wait
     else:
         runner.booted.wait(wait)
@@ -96,6 +98,6 @@ def await_boot(runner: Runner | ProcessRunner) -> None:
     """Before the first frame: give a machine booting in its own process what is left of the
     start's ``wait``, so that the first frame shows it booted (a slower boot goes on while the
     screen shows "booting")."""
-    deadline = getattr(runner, "boot_deadline", None)
+    deadline = runner.boot_deadline if isinstance(runner, ProcessRunner) else None
     if deadline is not None:
         runner.booted.wait(max(0.0, deadline - time.monotonic()))

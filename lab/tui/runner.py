@@ -12,6 +12,11 @@ line...) and, about thirty times a second, collects three things from it:
   built on the simulation thread so the screen never reads a machine that is
   changing under it.
 
+By default the screen runs this runner in a process of its own
+(``sim_process.py``), which sends what it collects across in batches; with
+``XENLAB_SIM_THREAD=1`` (and in the replay screen) it is a thread of the
+screen's process.
+
 Nothing here imports Textual: the runner can be driven and tested headless.
 """
 

@@ -237,6 +237,10 @@ def _child_main(pipe: _Pipe, parent: int, args: tuple, kwargs: dict) -> int:
     # tells this process when to stop. A hang-up or a polite kill stops it as quit does,
     # so its recording gets its end line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)      # a signal here must not wake the screen's event loop
+    except ValueError:                # forked from another thread than the main one: none was set
+        pass
     # The terminal is the screen's: nothing of this process may be written on it.
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -288,7 +292,7 @@ class ProcessRunner(Controls):
         if session is None and factory is None:
             raise ValueError("a ProcessRunner needs a session or a factory")
         # What the child builds its runner from (the fork copies the session as it is now).
-        self._args = (session,)
+        self._args: tuple[Any, ...] = (session,)
         self._kwargs: dict[str, Any] = {"factory": factory, "opener": opener, "buffer": buffer, "speed": speed}
         self.events: deque = deque(maxlen=buffer)
         self.replies: deque[Reply] = deque(maxlen=2000)
