@@ -52,8 +52,8 @@ from typing import Any, Callable
 
 from ..session.commands import REGISTRY, Call
 from ..trace import Event
-from .runner import (BOOTING, CRASHED, DEFAULT_SPEED, EVENT_BUFFER, FULL_SPEED_TICK, RUNNING, SPEEDS, TICK,
-                     Controls, Reply, Runner, Stats)
+from .runner import (BOOTING, CRASHED, DEFAULT_SPEED, EVENT_BUFFER, FULL_SPEED_TICK, INPUT_HOLD, RUNNING, SPEEDS,
+                     TICK, Controls, Reply, Runner, Stats)
 from .state import CALL_KINDS, IO_KINDS
 
 #: Rows each event log keeps (the app's ``max_rows``): no batch carries more of a log's events.
@@ -62,6 +62,11 @@ LOG_ROWS = 2000
 PARENT_CHECK = 0.5
 #: Seconds ``close`` waits for the child to quit (its recording closed) before it kills it.
 CLOSE_WAIT = 3.0
+#: Below this share of a core while running flat out, the child shares its core with other
+#: work (the computer is busy): then it gives way to the screen for a key, as a thread does.
+CONTENDED = 0.8
+#: Seconds of running over which the child measures its share of a core.
+SHARE_WINDOW = 0.5
 
 _HEADER = struct.Struct("!Q")
 _LOG_OF = {kind: 0 for kind in CALL_KINDS} | {kind: 1 for kind in IO_KINDS}
@@ -138,6 +143,32 @@ class _ChildRunner(Runner):
         self._image_keys: dict[int, tuple[int, Any]] = {}    # id(image): (its number, the image)
         self._next_image = 0
         self.lost = False                                    # the screen's end is gone
+        #: Whether the child shares its core with other work (see ``CONTENDED``).
+        self.contended = False
+        self._share_from: tuple[float, float] | None = None  # (time in slices, CPU) when measuring began
+
+    def key_pressed(self, seconds: float) -> None:
+        """The screen has a key to answer: on a busy computer, where the screen and the
+        simulation would share a core, the simulation gives way until it has answered
+        (``resume``); with a core each it runs on."""
+        if self.contended:
+            self.give_way(seconds)
+
+    def _measure_share(self) -> None:
+        """The share of a core the child gets while it runs flat out: its CPU time against
+        the time it spent running slices (a slice would take all of a core; the time it gave
+        way or waited is not counted)."""
+        if self.mode != RUNNING or SPEEDS[self.speed] is not None:
+            self._share_from = None
+            return
+        now = (self.stats.sim_seconds, time.process_time())
+        if self._share_from is None:
+            self._share_from = now
+            return
+        ran = now[0] - self._share_from[0]
+        if ran >= SHARE_WINDOW:
+            self.contended = (now[1] - self._share_from[1]) / ran < CONTENDED
+            self._share_from = now
 
     def _settle(self) -> None:
         super()._settle()
@@ -154,6 +185,7 @@ class _ChildRunner(Runner):
         reads it: a status saying idle comes with everything that led there)."""
         if self.lost:
             return
+        self._measure_share()
         self._last_ship = time.monotonic()
         batch: dict[str, Any] = {}
         events = self.drain_events(len(self.events))
@@ -179,6 +211,7 @@ class _ChildRunner(Runner):
         batch["status"] = {
             "mode": self.mode, "job": self.job_label, "error": self.error, "history": self.history,
             "xen": self.xen, "handled": self._handled, "idle": idle, "booted": self.booted.is_set(),
+            "contended": self.contended,
             "recording": self.recording, "travel": self.time_travel, "final": final,
             "stats": (st.events_seen, st.snapshots, st.chunks, st.sim_seconds, st.instructions),
             "at": self._last_ship}
@@ -221,6 +254,11 @@ def _child_requests(runner: _ChildRunner, pipe: _Pipe, parent: int) -> None:
             if req[0] == "speed":               # not a request: the screen's setting
                 runner.speed = req[1]
                 continue
+            if req[0] == "key":                 # nor this: the screen has a key to answer
+                runner.key_pressed(req[1])
+                continue
+            if req[0] == "resume":              # the screen has answered the key: run on at once
+                runner._hold_until = 0.0
             if req[0] == "call":                # a parsed command line, by its command's name
                 req = ("call", Call(REGISTRY[req[1]], req[2], req[3]))
             runner._requests.put(req)
@@ -327,6 +365,8 @@ class ProcessRunner(Controls):
         self._images: dict[int, Any] = {}
         self._closing = False
         self._ended = False
+        self._contended = False
+        self._holding = False
 
     # -- the child's life ---------------------------------------------------------------
     def start(self) -> None:
@@ -426,11 +466,24 @@ class ProcessRunner(Controls):
         self.speed = max(0, min(len(SPEEDS) - 1, index))
         self._send(("speed", self.speed))
 
-    def give_way(self, seconds: float = 0.0) -> None:
-        """Nothing to do: the simulation has a process (and a core) of its own."""
+    def give_way(self, seconds: float = INPUT_HOLD) -> None:
+        """The screen has a key to answer. The simulation has a process of its own, and on
+        a computer with a core free for each it runs on; on a busy one, where they would
+        share a core, it gives way until the screen has answered (``resume``)."""
+        if self.contended:
+            self._holding = True
+            self._send(("key", seconds))
 
     def resume(self) -> None:
-        """Nothing to do (see ``give_way``)."""
+        """The screen has answered: the simulation runs on at once, if it gave way."""
+        if self._holding:
+            self._holding = False
+            self.request("resume")
+
+    @property
+    def contended(self) -> bool:
+        """Whether the simulation shares its core with other work (it said so in its status)."""
+        return self._contended
 
     # -- what the child publishes ---------------------------------------------------------
     @property
@@ -503,6 +556,7 @@ class ProcessRunner(Controls):
         self.xen = status["xen"]
         self._recording = status["recording"]
         self._travel = status["travel"]
+        self._contended = status["contended"]
         self.job_label = status["job"]
         self.error = status["error"]
         with self._changed:

@@ -227,3 +227,30 @@ def test_the_screen_on_a_process_runner(booted):
         return runner
     runner = run(go())
     assert_gone(runner.pid)
+
+
+@pytest.mark.parametrize("busy", (True, False))
+def test_a_key_holds_the_simulation_only_where_it_shares_its_core(monkeypatch, busy):
+    """On a busy computer (the child gets less than CONTENDED of a core) the simulation gives
+    way to the screen for a key until it has answered; with a core of its own it runs on."""
+    from lab.tui import sim_process
+    monkeypatch.setattr(sim_process, "CONTENDED", 2.0 if busy else 0.0)     # the fork copies it
+    monkeypatch.setattr(sim_process, "SHARE_WINDOW", 0.05)
+    r = ProcessRunner(Session(native_machine(arg=600)))
+    r.start()
+    try:
+        assert r.wait_idle(30)
+        r.run()
+        wait_for(lambda: r.stats.sim_seconds > 0.2)      # it has measured its share
+        assert r.contended is busy
+        r.give_way(30.0)
+        time.sleep(0.3)                                  # the slice under way ends, a batch comes
+        held = r.stats.instructions
+        time.sleep(0.3)
+        assert (r.stats.instructions == held) is busy and r.mode == RUNNING
+        r.resume()                                       # answered: on at once, not after the hold
+        wait_for(lambda: r.stats.instructions > held, timeout=2.0)
+        r.pause()
+        assert r.wait_idle()
+    finally:
+        r.close()
