@@ -126,6 +126,8 @@ def test_recording_indicator_and_the_end_line_on_quit(booted, tmp_path):
         assert r.wait_idle() and not r.recording
         r.command(f"record on {rec}")
         r.step(1)
+        r.run(500)
+        r.command("regs")
         assert r.wait_idle() and r.recording
     finally:
         r.close()
@@ -133,6 +135,11 @@ def test_recording_indicator_and_the_end_line_on_quit(booted, tmp_path):
     assert r.exit_status == 0                        # quit as asked, not killed
     last = json.loads(rec.read_text().splitlines()[-1])
     assert last["t"] == "end"                        # the child closed the recording on quit
+    # and the recording made through the screen's process replays exactly
+    from lab.session.recording import load_recording
+    from lab.session.replay import replay
+    result = replay(load_recording(rec), verify=True)
+    assert result.divergence is None and result.session.machine.cpu.icount == 503
 
 
 def test_a_lesson_action_is_done_by_the_tutor_in_the_child(tmp_path):
