@@ -459,7 +459,7 @@ class ProcessRunner(Controls):
         if not self._send(req):
             with self._changed:
                 self._handled += 1
-            self.replies.append(Reply("err", "the simulator's process has ended: quit the screen (ctrl+q) and "
+            self.replies.append(Reply("err", "the simulator's process has ended: 'quit' the screen and "
                                              "start the lab again"))
 
     def set_speed(self, index: int) -> None:
@@ -575,7 +575,7 @@ class ProcessRunner(Controls):
         self._ended = True
         if not self._closing:
             self.error = why or f"its process ended ({_exit_reason(self.exit_status)})"
-            self.replies.append(Reply("err", f"simulator error: {self.error}; quit the screen (ctrl+q) "
+            self.replies.append(Reply("err", f"simulator error: {self.error}; 'quit' the screen "
                                              "and start the lab again"))
         with self._changed:
             if not self._closing:
