@@ -25,7 +25,7 @@ the bare machine.
 
 Usage::
 
-    python benchmarks/tui_responsiveness.py [--target xen|native] [--seconds 5] [--size 200x50]
+    python benchmarks/tui_responsiveness.py [--sim process|thread] [--target xen|native] [--seconds 5] [--size 200x50]
                                             [--mix typing|panes|typing+panes|all] [--startup-only]
                                             [--paused-switches N]
 
@@ -50,6 +50,7 @@ from textual import events  # noqa: E402
 from lab.session.build import native_machine  # noqa: E402
 from lab.session.session import Session  # noqa: E402
 from lab.tui.app import make_app  # noqa: E402
+from lab.tui.launch import make_runner  # noqa: E402
 
 ROUNDS = 600            # workload rounds: long enough never to finish during a measurement
 WARM_UP = 200_000       # instructions run before measuring (past boot)
@@ -107,10 +108,27 @@ WINDOW = 1.0            # seconds of each turn of the app and of the reference
 SETTLE = 0.3            # seconds the app runs at the start of its turn before measuring
 
 
+def sim_progress(runner, machine) -> tuple[int, float]:
+    """(instructions run so far, when): the thread runner's machine is at hand; a process
+    runner's child says, with each batch, how far it is and when it said so."""
+    if runner.separate_process:
+        return runner.stats.instructions, runner.stats_at
+    return instructions(machine), time.monotonic()
+
+
+def position(runner, machine) -> int:
+    """Where the paused machine is in its workload (every vCPU's instructions)."""
+    if not runner.separate_process:
+        return instructions(machine)
+    view = runner.view
+    return view.host_insns if view.host_insns is not None else view.cpu["icount"]
+
+
 async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per_second: float,
-                 kinds: tuple[str, ...]) -> dict:
+                 kinds: tuple[str, ...], process: bool = True) -> dict:
     session = Session(build_machine(target))
-    app = make_app(session=session, theme="textual-dark")
+    runner = make_runner(session=session, process=process)
+    app = make_app(session=session, theme="textual-dark", runner=runner)
     frames = 0
     # The key being measured: what the screen showed before it, and when a frame showing
     # something else was composed. The display hook wakes the waiting loop, so the
@@ -148,11 +166,12 @@ async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per
         await pilot.pause(0.2)
         app._display = display                   # type: ignore[method-assign]
         machine = session.machine
-        reference = Reference(target, instructions(machine))
+        reference = Reference(target, position(app.runner, machine))
         latencies: dict[str, list[float]] = {"typing": [], "pane": []}
         gap = 1 / presses_per_second
         n = 0
         insns = 0
+        sim_time = 0.0          # the time over which ``insns`` ran (a process runner's batches say when)
         elapsed = 0.0
         ui_cpu = 0.0
         while elapsed < seconds:
@@ -163,7 +182,7 @@ async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per
             # Starting (and at the end of the turn, pausing) redraws the key bar (F5 reads
             # Pause, then Run): once per press of F5 for a learner, not part of the steady state.
             await asyncio.sleep(SETTLE)
-            insn0 = instructions(machine)
+            insn0, at0 = sim_progress(app.runner, machine)
             ui_cpu0 = time.thread_time()
             t0 = time.perf_counter()
             while kinds and time.perf_counter() - t0 < WINDOW:
@@ -191,19 +210,22 @@ async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per
                 await asyncio.sleep(WINDOW)
             elapsed += time.perf_counter() - t0
             ui_cpu += time.thread_time() - ui_cpu0
-            insns += instructions(machine) - insn0
+            insn1, at1 = sim_progress(app.runner, machine)
+            insns += insn1 - insn0
+            sim_time += at1 - at0
             app.runner.pause()
             app.runner.wait_idle(5)
             # The reference's turn (the screen waits meanwhile).
             reference.turn(WINDOW)
         ticks = app.ticks
-    return {"rate": insns / elapsed, "headless": reference.rate, "latencies": latencies, "ticks": ticks,
+    return {"rate": insns / sim_time, "headless": reference.rate, "latencies": latencies, "ticks": ticks,
             "ui_cpu": ui_cpu / elapsed, "frames": frames}
 
 
-async def paused_switches(target: str, size: tuple[int, int], count: int) -> list[float]:
+async def paused_switches(target: str, size: tuple[int, int], count: int, process: bool = True) -> list[float]:
     """The screen thread's CPU seconds for each of ``count`` ctrl+n, the machine paused."""
-    app = make_app(session=Session(build_machine(target)), theme="textual-dark")
+    session = Session(build_machine(target))
+    app = make_app(session=session, theme="textual-dark", runner=make_runner(session=session, process=process))
     costs = []
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
@@ -240,6 +262,9 @@ def main() -> int:
     ap.add_argument("--presses", type=float, default=4.0, help="key presses per second")
     ap.add_argument("--mix", choices=sorted(MIXES) + ["all"], default="all",
                     help="which keys to press while the machine runs")
+    ap.add_argument("--sim", choices=("process", "thread"), default="process",
+                    help="the simulation in a process of its own (default, as xenlab runs it) or on a "
+                         "thread of the screen's process (XENLAB_SIM_THREAD=1)")
     ap.add_argument("--repeat", type=int, default=3, help="measurements of each mix (the median is shown)")
     ap.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
     ap.add_argument("--startup-only", action="store_true", help="measure start-up only")
@@ -248,10 +273,12 @@ def main() -> int:
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.lower().split("x"))
 
-    print(f"target {args.target}; terminal {w}x{h}; {args.presses:g} key presses a second; "
+    process = args.sim == "process"
+    print(f"simulation: {args.sim}; target {args.target}; terminal {w}x{h}; {args.presses:g} key presses a second; "
           f"{args.seconds:g} s per measurement; load average {os.getloadavg()[0]:.2f}")
     if args.paused_switches:
-        ms = sorted(x * 1000 for x in asyncio.run(paused_switches(args.target, (w, h), args.paused_switches)))
+        ms = sorted(x * 1000 for x in asyncio.run(paused_switches(args.target, (w, h), args.paused_switches,
+                                                                   process)))
         print(f"screen thread CPU per ctrl+n, machine paused: median {statistics.median(ms):.1f} ms, "
               f"quartiles {ms[len(ms) // 4]:.1f}-{ms[3 * len(ms) // 4]:.1f} ms ({len(ms)} presses)")
         return 0
@@ -274,7 +301,7 @@ def main() -> int:
     for mix in mixes:
         shares, rates, heads, results = [], [], [], []
         for _ in range(args.repeat):
-            r = asyncio.run(in_app(args.target, args.seconds, (w, h), args.presses, MIXES[mix]))
+            r = asyncio.run(in_app(args.target, args.seconds, (w, h), args.presses, MIXES[mix], process))
             shares.append(r["rate"] / r["headless"])
             rates.append(r["rate"])
             heads.append(r["headless"])

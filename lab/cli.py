@@ -238,14 +238,16 @@ def cmd_open(args: argparse.Namespace) -> int:
 def run_screen(target: str | None = None, lesson=None, seed: int = 0, no_record: bool = False) -> int:
     """The lab on screen; choosing a lesson there (or restarting one) opens it on a fresh machine."""
     from .lessons.progress import Progress
-    from .tui.launch import start_runner
+    from .tui.launch import await_boot, start_runner
     while True:
         from .session.live import default_recording_path
         record = None if no_record else default_recording_path()
         progress = Progress()
-        # The machine boots on its own thread from here, while the screen's code loads.
+        # The machine boots from here (in a process of its own, XENLAB_SIM_THREAD=1: on a thread),
+        # while the screen's code loads.
         runner = start_runner(target, lesson=lesson, seed=seed, progress=progress, record=record)
         from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
+        await_boot(runner)
         result = make_app(target, lesson=lesson, seed=seed, progress=progress, first_run_hint=True,
                           record=record, runner=runner).run()
         if record is not None and record.exists():

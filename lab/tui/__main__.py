@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .launch import start_runner
+from .launch import await_boot, start_runner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     target = argv[0] if argv else None
     runner = start_runner(target)      # the machine boots before the screen's code loads
     from .app import make_app
+    await_boot(runner)
     make_app(target, runner=runner).run()
     return 0
 

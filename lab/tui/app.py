@@ -1,4 +1,4 @@
-"""The xenlab app: wires the runner (simulation thread) to the main screen.
+"""The xenlab app: wires the runner (the simulation, in its own process or thread) to the screen.
 
 ``make_app`` builds the app without running it, so tests, snapshot modules
 and the ``xenlab`` command all get the same app.
@@ -82,8 +82,7 @@ def status_content(runner: Runner, view: StateView | None, shown: int, width: in
         parts += [sep, ("host insn " if host and not compact else "insn ", "$text-muted"), f"{insns:,}"]
         if view.breakpoints and not compact:
             parts += [sep, ("break ", "$text-muted"), ", ".join(view.breakpoints)]
-    rec = runner.recorder
-    if rec is not None and rec.active:
+    if runner.recording:
         parts += [sep, ("● rec", "$text-error bold")]
     seen = runner.stats.events_seen
     parts += [sep, ("ev " if compact else "events ", "$text-muted"), f"{seen:,}"]
@@ -207,10 +206,7 @@ class XenLab(App[None]):
     def on_unmount(self) -> None:
         if self._pump_timer is not None:
             self._pump_timer.stop()
-        self.runner.close()
-        if self.runner.session is not None:
-            from ..session.recorder import stop_recording
-            stop_recording(self.runner.session)      # the end line: the recording is complete
+        self.runner.close()          # the recording gets its end line: it is complete
 
     def action_back(self) -> None:
         self.runner.command("back 1")
@@ -222,20 +218,14 @@ class XenLab(App[None]):
     def action_mark(self) -> None:
         """A bookmark without typing a name: the first free one of m1, m2 ... (the mark
         command does the rest, so it is recorded and replayed like a typed one)."""
-        tm = self.runner.time_machine
-        taken = set(tm.markers) if tm is not None else set()
-        n = 1
-        while f"m{n}" in taken:
-            n += 1
-        self.runner.command(f"mark m{n}")
+        self.runner.mark()
 
     def on_event_list_travel(self, message: Any) -> None:
         """t or a double-click on a logged event: the whole machine to just after it happened."""
         self.runner.command(f"seek #{message.event.seq}")
 
     def action_toggle_record(self) -> None:
-        rec = self.runner.recorder
-        if rec is not None and rec.active:
+        if self.runner.recording:
             self.runner.command("record off")
         else:
             from ..session.live import default_recording_path
@@ -345,8 +335,10 @@ class XenLab(App[None]):
                     status_content(r, self.view, self.events_shown, self.size.width))
             elif self._status_due:
                 self._status_waited += 1
-            if self.tutor is not None and self.main.query(LessonPanel):
-                self.main.query_one(LessonPanel).show(self.tutor.state())
+            if self.lesson is not None and self.main.query(LessonPanel):
+                state = r.lesson_state()
+                if state is not None:
+                    self.main.query_one(LessonPanel).show(state)
             if r.mode != self._mode:
                 self._mode = r.mode
                 self.refresh_bindings()
@@ -501,6 +493,7 @@ class XenLab(App[None]):
         """compare runs fresh machines, one per mode, for seconds: in a worker, with progress,
         while the screen (and the learner's own machine) stays usable."""
         self._require_machine()
+        # None when the simulation runs in a process of its own: compare never uses it
         session = self.runner.session
 
         def progress(i: int, n: int, mode: str) -> None:
@@ -644,15 +637,15 @@ class XenLab(App[None]):
 
     def lesson_action(self, action: str, arg: str = "") -> None:
         """Hand a lesson action to the tutor (the one place they happen) and show its answer."""
-        if self.tutor is None:
+        if self.lesson is None:
             raise UserError("no lesson is open: ctrl+l (or 'lessons') chooses one")
-        if action == "restart" and self.runner.time_machine is None:
+        if action == "restart" and not self.runner.time_travel:
             # No time machine: the screen opens the lesson again on a fresh machine.
-            self.exit(result=("lesson", self.tutor.lesson.id))
+            self.exit(result=("lesson", self.lesson.id))
             return
         # On the simulation thread, which owns the session: the action is an input of the
         # session (recorded in order), and reset/restart go back through its time machine.
-        self.runner.lesson_act(self.tutor, action, arg)
+        self.runner.lesson_act(action, arg)
 
     def on_lesson_panel_action(self, message: LessonPanel.Action) -> None:
         if message.action == "answer":
@@ -667,6 +660,10 @@ class XenLab(App[None]):
         from .screens.lessons import LessonPicker
         if isinstance(self.screen, LessonPicker):
             return
+        if self.runner.separate_process and self.progress.saving:
+            # the lesson's tutor saved its progress in the simulation's process: read it again
+            from ..lessons.progress import Progress
+            self.progress = Progress(self.progress.path)
 
         def chosen(lesson_id: str | None) -> None:
             if lesson_id is not None:

@@ -12,6 +12,11 @@ line...) and, about thirty times a second, collects three things from it:
   built on the simulation thread so the screen never reads a machine that is
   changing under it.
 
+By default the screen runs this runner in a process of its own
+(``sim_process.py``), which sends what it collects across in batches; with
+``XENLAB_SIM_THREAD=1`` (and in the replay screen) it is a thread of the
+screen's process.
+
 Nothing here imports Textual: the runner can be driven and tested headless.
 """
 
@@ -95,86 +100,30 @@ class Stats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Runner:
-    """Runs a session on its own thread and hands the screen what it needs."""
+class Controls:
+    """What the screen asks of a runner, whichever kind: each request goes to the simulation
+    (``request``), which handles them in order. Collected from it, the same on every kind:
+    ``events``, ``replies``, ``view``, ``mode``, ``job_label``, ``speed``, ``stats``, ``history``,
+    ``error``, ``xen``, ``stop_event`` and ``booted``."""
 
-    def __init__(self, session: Any = None, *, factory: Callable[[], Any] | None = None,
-                 opener: Callable[[str], Any] | None = None,
-                 buffer: int = EVENT_BUFFER, speed: int = DEFAULT_SPEED) -> None:
-        if session is None and factory is None:
-            raise ValueError("a Runner needs a session or a factory")
-        self.session = session
-        self._factory = factory
-        #: Builds the session for ``open PATH`` when no machine is loaded.
-        self._opener = opener or _open_session
-        self.events: deque = deque(maxlen=buffer)
-        self.replies: deque[Reply] = deque(maxlen=2000)
-        self.view: StateView | None = None
-        self.mode = BOOTING
-        self.job_label = ""
-        self.speed = speed
-        self.stats = Stats()
-        #: Bumped when time travel puts the machine at another time (the logs start again).
-        self.history = 0
-        self.error: str | None = None        # last simulator error (one line)
-        self.last_traceback: str | None = None
-        self.walk_addr: int | None = None
-        #: Whether the machine is a Xen host (known once it has booted).
-        self.xen = False
-        #: The event the last until or breakpoint stopped at: the logs select it.
-        self.stop_event: Any = None
-        #: A lesson's tutor, made with the machine on this thread (lab/tui/launch.py).
-        self.tutor: Any = None
-        #: Set once the boot is over (the machine built, or the reason it could not be).
-        self.booted = threading.Event()
-        self._requests: queue.Queue = queue.Queue()
-        self._submitted = 0                  # requests put (screen thread) ...
-        self._handled = 0                    # ... and handled (sim thread)
-        self._job: _Job | None = None
-        self._gen = 0
-        self._dirty = True
-        self._last_publish = 0.0
-        # Instructions per slice at full speed, per kind of job (until single-steps, so is slower).
-        self._chunks = {"run": 2_000, "step": 500, "until": 500}
-        self._hold_until = 0.0
-        self._host_idle = False
-        self._before: dict[str, Any] | None = None
-        self._thread: threading.Thread | None = None
-        self._quit = False
-        self.idle = threading.Event()        # set while the sim thread waits for a request
+    events: deque
+    replies: deque
+    mode: str
+    speed: int
 
-    # -- screen side ---------------------------------------------------------
-    def start(self) -> None:
-        """Start the simulation thread (once; the machine boots there first)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._main, name="xenlab-sim", daemon=True)
-        self._thread.start()
+    def request(self, *req: Any) -> None:
+        raise NotImplementedError
 
-    def close(self, timeout: float = 2.0) -> None:
-        self._quit = True
-        self._requests.put(("quit",))
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def set_speed(self, index: int) -> None:
+        raise NotImplementedError
 
-    @property
-    def recorder(self) -> Any:
-        """The session's live recording, or None (also before the machine is built)."""
-        return self.session.recorder if self.session is not None else None
-
-    @property
-    def time_machine(self) -> Any:
-        """The session's time machine, or None (also before the machine is built)."""
-        return self.session.time_machine if self.session is not None else None
+    def _quiet(self) -> bool:
+        raise NotImplementedError
 
     @property
     def busy(self) -> bool:
         """Whether a job (run, step, until) is in progress."""
         return self.mode == RUNNING
-
-    def request(self, *req: Any) -> None:
-        self._submitted += 1
-        self._requests.put(req)
 
     def submit(self, call: Call) -> None:
         """A parsed command line for the machine: a timed one becomes a job, the rest run at once."""
@@ -210,30 +159,16 @@ class Runner:
     def walk(self, addr: int | None) -> None:
         self.request("walk", addr)
 
-    def lesson_act(self, tutor: Any, action: str, arg: str = "") -> None:
+    def lesson_act(self, action: str, arg: str = "") -> None:
         """A lesson action, done by the tutor on this thread: each is an input of the session
         (recorded, in order with the others), next/prev/goto mark the timeline, and
         reset/restart take the machine back in time, as every trip in time happens here."""
-        self.request("lesson_act", tutor, action, arg)
+        self.request("lesson_act", action, arg)
 
-    def set_speed(self, index: int) -> None:
-        self.speed = max(0, min(len(SPEEDS) - 1, index))
-
-    def give_way(self, seconds: float = INPUT_HOLD) -> None:
-        """Let the screen have the CPU for a moment (it has input to answer).
-
-        Python runs one thread at a time; while the simulation runs flat out the
-        screen would otherwise share the interpreter with it in 5 ms turns, and
-        a key press could take several turns to show.
-        """
-        self._hold_until = time.monotonic() + seconds
-
-    def resume(self) -> None:
-        """The screen has answered: the simulation may have the CPU back, at once (it waits
-        for a request while it gives way, so one wakes it)."""
-        if self._hold_until:
-            self._hold_until = 0.0
-            self.request("resume")
+    def mark(self) -> None:
+        """A bookmark without a name: the first free one of m1, m2 ... (as the mark command,
+        so it is recorded and replayed like a typed one)."""
+        self.request("mark")
 
     def faster(self) -> None:
         self.set_speed(self.speed + 1)
@@ -268,6 +203,125 @@ class Runner:
     def settled(self) -> bool:
         """Paused (or stopped), every request handled, nothing left for the screen to collect."""
         return (self._quiet() and not self.events and not self.replies)
+
+
+class Runner(Controls):
+    """Runs a session on its own thread and hands the screen what it needs."""
+
+    def __init__(self, session: Any = None, *, factory: Callable[[], Any] | None = None,
+                 opener: Callable[[str], Any] | None = None,
+                 buffer: int = EVENT_BUFFER, speed: int = DEFAULT_SPEED) -> None:
+        if session is None and factory is None:
+            raise ValueError("a Runner needs a session or a factory")
+        self.session = session
+        self._factory = factory
+        #: Builds the session for ``open PATH`` when no machine is loaded.
+        self._opener = opener or _open_session
+        self.events: deque = deque(maxlen=buffer)
+        self.replies: deque[Reply] = deque(maxlen=2000)
+        self.view: StateView | None = None
+        self.mode = BOOTING
+        self.job_label = ""
+        self.speed = speed
+        self.stats = Stats()
+        #: Bumped when time travel puts the machine at another time (the logs start again).
+        self.history = 0
+        self.error: str | None = None        # last simulator error (one line)
+        self.last_traceback: str | None = None
+        self.walk_addr: int | None = None
+        #: Whether the machine is a Xen host (known once it has booted).
+        self.xen = False
+        #: The event the last until or breakpoint stopped at: the logs select it.
+        self.stop_event: Any = None
+        #: A lesson's tutor, made with the machine on this thread: the factory returns
+        #: (session, tutor) for a lesson (lab/tui/launch.py).
+        self.tutor: Any = None
+        #: Set once the boot is over (the machine built, or the reason it could not be).
+        self.booted = threading.Event()
+        self._requests: queue.Queue = queue.Queue()
+        self._submitted = 0                  # requests put (screen thread) ...
+        self._handled = 0                    # ... and handled (sim thread)
+        self._job: _Job | None = None
+        self._gen = 0
+        self._dirty = True
+        self._last_publish = 0.0
+        # Instructions per slice at full speed, per kind of job (until single-steps, so is slower).
+        self._chunks = {"run": 2_000, "step": 500, "until": 500}
+        self._hold_until = 0.0
+        self._host_idle = False
+        self._before: dict[str, Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._quit = False
+        self.idle = threading.Event()        # set while the sim thread waits for a request
+
+    # -- screen side ---------------------------------------------------------
+    def start(self) -> None:
+        """Start the simulation thread (once; the machine boots there first)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._main, name="xenlab-sim", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the simulation and close the session's recording (its end line: complete)."""
+        self._quit = True
+        self._requests.put(("quit",))
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.session is not None:
+            from ..session.recorder import stop_recording
+            stop_recording(self.session)
+
+    #: Whether the simulation runs in a process of its own (lab/tui/sim_process.py).
+    separate_process = False
+
+    @property
+    def recorder(self) -> Any:
+        """The session's live recording, or None (also before the machine is built)."""
+        return self.session.recorder if self.session is not None else None
+
+    @property
+    def time_machine(self) -> Any:
+        """The session's time machine, or None (also before the machine is built)."""
+        return self.session.time_machine if self.session is not None else None
+
+    @property
+    def recording(self) -> bool:
+        """Whether the session is being recorded (the status bar's indicator)."""
+        rec = self.recorder
+        return rec is not None and rec.active
+
+    @property
+    def time_travel(self) -> bool:
+        """Whether the machine can go back in time (a lesson restarts through it)."""
+        return self.time_machine is not None
+
+    def lesson_state(self) -> Any:
+        """What the lesson panel shows (a StepState), or None with no lesson (or not yet)."""
+        return self.tutor.state() if self.tutor is not None else None
+
+    def request(self, *req: Any) -> None:
+        self._submitted += 1
+        self._requests.put(req)
+
+    def set_speed(self, index: int) -> None:
+        self.speed = max(0, min(len(SPEEDS) - 1, index))
+
+    def give_way(self, seconds: float = INPUT_HOLD) -> None:
+        """Let the screen have the CPU for a moment (it has input to answer).
+
+        Python runs one thread at a time; while the simulation runs flat out the
+        screen would otherwise share the interpreter with it in 5 ms turns, and
+        a key press could take several turns to show.
+        """
+        self._hold_until = time.monotonic() + seconds
+
+    def resume(self) -> None:
+        """The screen has answered: the simulation may have the CPU back, at once (it waits
+        for a request while it gives way, so one wakes it)."""
+        if self._hold_until:
+            self._hold_until = 0.0
+            self.request("resume")
 
     def _quiet(self) -> bool:
         # Order matters: the sim thread clears ``idle`` when it takes a request and sets it
@@ -310,11 +364,15 @@ class Runner:
                 if not self._wait_for_reset():
                     return
 
+    def _settle(self) -> None:
+        """The simulation has handled every request and waits for the next one."""
+        self.idle.set()
+
     def _wait_for_reset(self) -> bool:
         """After an internal error: answer every request with what to do, until ``reset``
         (which goes back to the machine's start) or quit. True to carry on."""
         while not self._quit:
-            self.idle.set()
+            self._settle()
             req = self._requests.get()
             if req[0] == "quit":
                 self._quit = True
@@ -339,7 +397,7 @@ class Runner:
         while not self._quit:
             if self._job is None or self.mode != RUNNING:
                 self._publish(force=True)
-                self.idle.set()
+                self._settle()
                 req = self._requests.get()
                 self.idle.clear()
                 self._handle(req)
@@ -379,12 +437,14 @@ class Runner:
         try:
             if self.session is None:
                 try:
-                    self.session = self._factory()   # type: ignore[misc]
+                    made = self._factory()   # type: ignore[misc]
                 except UserError as e:
                     self.error = str(e)
                     self.mode = NO_MACHINE
                     self._reply("err", f"{e}\n'open PATH' opens another machine (e.g. 'open default')")
                     return
+                # a lesson's factory makes its tutor with the machine, here
+                self.session, self.tutor = made if isinstance(made, tuple) else (made, None)
             self._attach()
         finally:
             self.booted.set()
@@ -548,10 +608,20 @@ class Runner:
             return
         self._start(_Job("step", n, label=f"step {n:,}"))
 
-    def _op_lesson_act(self, tutor: Any, action: str, arg: str) -> None:
+    def _op_lesson_act(self, action: str, arg: str) -> None:
+        if self.tutor is None:
+            raise UserError("no lesson is open: ctrl+l (or 'lessons') chooses one")
         if self._job is not None and action in ("reset", "restart"):
             self._finish("paused")
-        self._reply("info", tutor.act(action, arg))
+        self._reply("info", self.tutor.act(action, arg))
+
+    def _op_mark(self) -> None:
+        tm = self.session.time_machine
+        taken = set(tm.markers) if tm is not None else set()
+        n = 1
+        while f"m{n}" in taken:
+            n += 1
+        self._op_line(f"mark m{n}")
 
     def _op_walk(self, addr: int | None) -> None:
         self.walk_addr = addr

@@ -39,7 +39,7 @@ def test_simulator_core_imports_no_front_end(module):
     assert result["front_ends"] == [], f"{module} pulled in {result['front_ends']}"
 
 
-@pytest.mark.parametrize("module", ("lab.cli", "lab.tui.runner", "lab.tui.launch", "lab.tui.state",
+@pytest.mark.parametrize("module", ("lab.cli", "lab.tui.runner", "lab.tui.sim_process", "lab.tui.launch", "lab.tui.state",
                                     "lab.tui.explain", "lab.tui.actions"))
 def test_headless_parts_of_the_front_end_stay_headless(module):
     assert _probe(module)["front_ends"] == []

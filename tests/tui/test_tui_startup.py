@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lab.paths import KERNELS
 from lab.tui.app import make_app
-from lab.tui.launch import start_runner
+from lab.tui.launch import await_boot, start_runner
 from lab.tui.runner import BOOTING, PAUSED
 from lab.tui.widgets.domains import DomainTree
 from tui_support import THEME, run
@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NATIVE = str(KERNELS / "native.s")
 
 
-def test_start_runner_returns_with_the_machine_booted():
-    runner = start_runner(NATIVE, wait=60)
+def test_start_runner_on_a_thread_returns_with_the_machine_booted():
+    runner = start_runner(NATIVE, wait=60, process=False)
     try:
         assert runner.booted.is_set() and runner.session is not None and runner.mode == PAUSED
     finally:
@@ -36,7 +36,7 @@ def test_a_slow_boot_does_not_hold_the_screen_back():
     real = launch.build_session
     launch.build_session = slow_session
     try:
-        runner = start_runner(NATIVE, wait=0.05)
+        runner = start_runner(NATIVE, wait=0.05, process=False)
         assert not runner.booted.is_set() and runner.mode == BOOTING
     finally:
         launch.build_session = real
@@ -47,9 +47,12 @@ def test_a_slow_boot_does_not_hold_the_screen_back():
 
 def test_the_first_frame_of_a_booted_machine_shows_it_and_its_status():
     """No timer tick has run (the pump's interval is a minute): what the screen shows
-    comes from mounting, so the first frame has the panes and the status bar filled."""
-    runner = start_runner(None, wait=60)
-    assert runner.booted.is_set()
+    comes from mounting, so the first frame has the panes and the status bar filled.
+    The machine boots in its own process while this one loads the screen."""
+    runner = start_runner(None, wait=60, process=True)
+    assert runner.separate_process
+    await_boot(runner)
+    assert runner.booted.is_set() and runner.view is not None
 
     async def go():
         app = make_app(theme=THEME, runner=runner, tick=60)
