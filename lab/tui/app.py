@@ -565,6 +565,9 @@ class XenLab(App[None]):
         if r.mode == NO_MACHINE:
             raise UserError(f"no machine is loaded ({r.error}); 'open PATH' opens one (e.g. 'open default')")
         if r.mode == CRASHED:
+            if not getattr(r, "alive", True):      # the simulation's process itself has ended
+                raise UserError(f"the simulator's process ended ({r.error}); 'quit' the screen "
+                                "and start the lab again")
             raise UserError(f"the simulator stopped with an internal error ({r.error}); "
                             "'reset' starts the machine again from its start")
 

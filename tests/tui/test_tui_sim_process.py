@@ -176,6 +176,7 @@ def test_the_child_killed_mid_run_is_a_simulator_error(booted):
         os.kill(r.pid, signal.SIGKILL)
         assert r.wait_idle(10)
         assert r.mode == CRASHED and r.error == "its process ended (killed by SIGKILL)"
+        assert not r.alive                            # the screen then says quit and start again, not reset
         assert any(x.kind == "err" and "simulator error" in x.text for x in r.drain_replies())
         r.command("regs")                             # nothing hangs: one clear line
         assert r.wait_idle(2)
