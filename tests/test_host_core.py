@@ -28,7 +28,7 @@ def test_both_hosts_run_on_one_core_and_a_paused_arm_guest_stops_at_once(tmp_pat
 
 
 def test_both_configs_share_the_common_keys_and_add_their_own():
-    common = {"pcpus", "mem_mib", "cpu_mhz", "timeslice_us", "costs"}
+    common = {"pcpus", "mem_mib", "cpu_mhz", "timeslice_us", "costs", "conring_size"}
     assert {f.name for f in dataclasses.fields(HostCoreConfig)} == common
     assert {f.name for f in dataclasses.fields(ArmHostConfig)} == common
     assert {f.name for f in dataclasses.fields(HostConfig)} == common | {"vendor", "hvm", "ept"}
