@@ -3,11 +3,20 @@ benchmarks/tui_responsiveness.py; these tests keep the mechanisms in place)."""
 
 from __future__ import annotations
 
-import pytest
-from textual.scrollbar import ScrollBar
-from textual.widget import Widget
+from dataclasses import replace
 
+import pytest
+from textual.app import App
+from textual.content import Content
+from textual.scrollbar import ScrollBar
+from textual.visual import Visual
+from textual.widget import Widget
+from textual.widgets.tree import TreeNode
+
+from lab.session.view import VcpuInfo
 from lab.tui.stylesheet import LabStylesheet
+from lab.tui.widgets.domains import DomainTree
+from lab.tui.widgets.text import Text
 from tui_support import lab, run
 
 
@@ -55,4 +64,70 @@ def test_restyling_sets_only_the_values_that_changed(monkeypatch):
             output.remove_class("-focused", update=False)
             sheet.apply(output)
             assert output.styles.border_top == border  # and a rule that no longer applies is removed
+    run(go())
+
+
+class _TextApp(App[None]):
+    CSS = "Text { text-wrap: nowrap; text-overflow: ellipsis; width: 30; height: auto; padding: 0 1; }"
+
+    def compose(self):
+        yield Text("", id="t")
+
+
+def _regs(rax: str, note: str = "") -> Content:
+    return Content.assemble(("rax ", "$text-muted"), rax, "\n", ("rbx ", "bold"), "0x1\n\n",
+                            ("a line too long for the thirty columns of this text", "$text-error"), f"\nlast{note}")
+
+
+def test_a_text_redraws_only_the_lines_that_changed_and_draws_them_as_static_does(monkeypatch):
+    async def go():
+        app = _TextApp()
+        async with app.run_test(size=(60, 12)) as pilot:
+            text = app.query_one(Text)
+            text.show(_regs("0x1234"))
+            await pilot.pause()
+            drawn: list[int] = []
+            render_line = Text.render_line
+
+            def counting(self, y):
+                drawn.append(y)
+                return render_line(self, y)
+            monkeypatch.setattr(Text, "render_line", counting)
+            text.show(_regs("0x5678", note="!"))
+            await pilot.pause()
+            assert sorted(set(drawn)) == [0, 4]                     # the two lines that changed
+            drawn.clear()
+            text.show(_regs("0x5678", note="!"))                    # the same text: nothing
+            await pilot.pause()
+            assert drawn == []
+            # Line by line, each row is what Static draws for the whole text (offsets included).
+            whole = Visual.to_strips(text, text.visual, text.size.width, text.size.height, text.visual_style)
+            assert [list(render_line(text, y)) for y in range(5)] == [list(s) for s in whole]
+            assert render_line(text, 3).text == "a line too long for the thi…"
+            # A restyle (a theme) draws every line again, in the new colours.
+            before = list(render_line(text, 3))
+            app.theme = "textual-light"
+            await pilot.pause()
+            assert list(render_line(text, 3)) != before
+            whole = Visual.to_strips(text, text.visual, text.size.width, text.size.height, text.visual_style)
+            assert [list(render_line(text, y)) for y in range(5)] == [list(s) for s in whole]
+    run(go())
+
+
+def test_the_domains_tree_relabels_only_a_node_that_reads_differently(monkeypatch):
+    async def go():
+        async with lab(size=(200, 50), target="no/such/kernel.s") as (app, pilot):
+            tree = app.main.query_one(DomainTree)
+            running = VcpuInfo("pv-guest (pv)", 1, 0, "1.0", "running", 3, True, True, runstate="running",
+                               pcpu=1, role="kernel", mode="pv", run_cycles=100)
+            tree.show((running,))
+            await pilot.pause()
+            relabelled: list[object] = []
+            monkeypatch.setattr(TreeNode, "set_label", lambda node, label: relabelled.append(label))
+            later = replace(running, run_cycles=200)                # the same line on screen
+            tree.show((later,))
+            assert relabelled == []
+            assert tree.node_for(1, 0).data == later               # the node holds the newest info
+            tree.show((replace(later, runstate="runnable"),))
+            assert [str(label) for label in relabelled] == ["▶ vcpu0 pCPU1 runnable · ring 3 root kernel"]
     run(go())
