@@ -111,6 +111,13 @@ def test_a_text_redraws_only_the_lines_that_changed_and_draws_them_as_static_doe
             assert list(render_line(text, 3)) != before
             whole = Visual.to_strips(text, text.visual, text.size.width, text.size.height, text.visual_style)
             assert [list(render_line(text, y)) for y in range(5)] == [list(s) for s in whole]
+            # Most lines changed: drawn at once, the same.
+            drawn.clear()
+            text.show(Content.assemble(*[(f"line {y}\n", "$text-success") for y in range(4)], "end"))
+            await pilot.pause()
+            assert sorted(set(drawn)) == [0, 1, 2, 3, 4]
+            whole = Visual.to_strips(text, text.visual, text.size.width, text.size.height, text.visual_style)
+            assert [list(render_line(text, y)) for y in range(5)] == [list(s) for s in whole]
     run(go())
 
 
