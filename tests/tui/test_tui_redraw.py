@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from textual.app import App
 from textual.content import Content
+from textual.screen import Screen
 from textual.scrollbar import ScrollBar
 from textual.visual import Visual
 from textual.widget import Widget
@@ -137,4 +138,32 @@ def test_the_domains_tree_relabels_only_a_node_that_reads_differently(monkeypatc
             assert tree.node_for(1, 0).data == later               # the node holds the newest info
             tree.show((replace(later, runstate="runnable"),))
             assert [str(label) for label in relabelled] == ["▶ vcpu0 pCPU1 runnable · ring 3 root kernel"]
+    run(go())
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("size, tabs", [((80, 24), 6), ((120, 40), 3)])
+def test_a_tab_switch_is_one_frame(monkeypatch, size, tabs):
+    async def go():
+        async with lab(size=size) as (app, pilot):
+            app.main.cmd().cursor_blink = False
+            for _ in range(tabs):                   # every pane behind a tab shown once
+                await pilot.press("ctrl+n")
+            await pilot.pause(0.2)
+            frames: list[str] = []
+            refresh = Screen._compositor_refresh
+
+            def counting(screen):
+                if screen._compositor._dirty_regions:       # a frame that draws something
+                    frames.append(screen.app.main.active_pane)
+                return refresh(screen)
+            monkeypatch.setattr(Screen, "_compositor_refresh", counting)
+            shown = set()
+            for _ in range(tabs):
+                frames.clear()
+                await pilot.press("ctrl+n")
+                await pilot.pause(0.2)
+                shown.add(app.main.active_pane)
+                assert frames == [app.main.active_pane]
+            assert len(shown) == tabs
     run(go())

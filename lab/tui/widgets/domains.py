@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Tree
@@ -98,6 +100,7 @@ class DomainTree(Tree[VcpuInfo]):
         self._vcpu_nodes: dict[tuple, TreeNode[VcpuInfo]] = {}
         self._dom_nodes: dict[Any, TreeNode[VcpuInfo]] = {}
         self._dom_infos: dict[Any, DomainInfo] = {}
+        self._laid_size = Size(0, 0)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._relabel)
@@ -112,6 +115,14 @@ class DomainTree(Tree[VcpuInfo]):
         self._updates += 1
         self.root._reset()
         self.refresh()
+
+    def _on_resize(self, event: events.Resize) -> None:
+        # A tab showing the pane again sends a Resize at the size the tree had, and Tree's own
+        # handler then lays the whole screen out once more, in a frame of its own.
+        if event.size == self._laid_size:
+            event.prevent_default()
+            return
+        self._laid_size = event.size
 
     def _relabel(self, theme: Any = None) -> None:
         """Rich labels carry colours: draw them again in the new theme's."""
