@@ -68,7 +68,7 @@ class Text(Static):
             self._shape = shape
             return
         changed = [y for y, (a, b) in enumerate(zip(old_lines, new_lines)) if not _same(a, b)]
-        # One line costs about a sixth of drawing fourteen at once.
+        # One line costs about a seventh of drawing fourteen at once.
         self._draw_whole = len(changed) * 2 > len(new_lines)
         for y in changed:
             self._strips.pop(y, None)
