@@ -50,6 +50,29 @@ def test_moving_the_focus_between_panes_leaves_every_scrollbar_alone(monkeypatch
     run(go())
 
 
+@pytest.mark.machine
+def test_a_focus_move_between_panes_is_one_frame(monkeypatch):
+    async def go():
+        async with lab(size=(200, 50)) as (app, pilot):
+            for _ in range(7):                      # every pane focused once
+                await pilot.press("ctrl+n")
+            await pilot.pause(0.2)
+            frames: list[object] = []
+            refresh = Screen._compositor_refresh
+
+            def counting(screen):
+                if screen._compositor._dirty_regions:       # a frame that draws something
+                    frames.append(screen.focused_pane)
+                return refresh(screen)
+            monkeypatch.setattr(Screen, "_compositor_refresh", counting)
+            for _ in range(6):
+                frames.clear()
+                await pilot.press("ctrl+n")
+                await pilot.pause(0.2)
+                assert frames == [app.main.focused_pane]
+    run(go())
+
+
 def test_restyling_sets_only_the_values_that_changed(monkeypatch):
     async def go():
         async with lab(size=(200, 50), target="no/such/kernel.s") as (app, pilot):

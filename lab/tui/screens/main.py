@@ -237,6 +237,11 @@ class MainScreen(Screen[None]):
             p.set_class(p is pane, "-focused", update=False)
             self.app.stylesheet.apply(p)
             p.refresh()
+            # Into the frame that answers the key: left to the pane's own turn, its repaint
+            # came in a second frame when the pane had focus events of its own to handle.
+            p._repaint_required = False
+            self._dirty_widgets.add(p)
+            self.check_idle()
 
     def show_message(self, text: str, kind: str = "info") -> None:
         msg = self.query_one("#message", Static)
