@@ -35,6 +35,7 @@ from .launch import make_runner
 from .runner import BOOTING, CRASHED, FULL_SPEED_TICK, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
 from .screens.main import MainScreen
 from .state import CALL_KINDS, IO_KINDS, console_choice
+from .stylesheet import LabStylesheet
 from .themes import readable
 from .widgets.commandline import CommandLine
 from .widgets.domains import DomainTree
@@ -135,6 +136,9 @@ class XenLab(App[None]):
                  tick: float = TICK, max_rows: int = 2000, lesson: Any = None, progress: Any = None,
                  first_run: bool = False) -> None:
         super().__init__()
+        # Restyling sets only what changed (stylesheet.py): a focus change no longer
+        # redraws the scrollbars of every widget it restyles.
+        self.stylesheet = LabStylesheet(variables=self.get_css_variables())
         #: The open lesson (its tutor is made with the machine, on the simulation thread).
         self.lesson = lesson
         self.progress = progress

@@ -29,6 +29,7 @@ from ..widgets.footer import KeyFooter
 from ..widgets.logs import CallsPane, DevicePane
 from ..widgets.output import OutputLog
 from ..widgets.pages import PagesPane
+from ..widgets.shown import ShownInOneFrame
 from ..widgets.tabs import PaneTabs
 from ..widgets.text import Text
 
@@ -148,6 +149,11 @@ class MainScreen(Screen[None]):
                 # class, and restyling every widget inside the two panes took a third of a switch.
                 pane.set_class(other == pid, "-active", update=False)
                 self.app.stylesheet.apply(pane)
+                if other == pid and self.layout_name != "wide":
+                    # Shown by the next layout, whole: its scrollbars need no frame of their own.
+                    for widget in (pane, *pane.query("*")):
+                        if isinstance(widget, ShownInOneFrame):
+                            widget.coming_into_sight()
         tabs = self.query_one(Tabs)
         if tabs.active != f"tab-{pid}":
             tabs.active = f"tab-{pid}"
@@ -231,6 +237,11 @@ class MainScreen(Screen[None]):
             p.set_class(p is pane, "-focused", update=False)
             self.app.stylesheet.apply(p)
             p.refresh()
+            # Into the frame that answers the key: left to the pane's own turn, its repaint
+            # came in a second frame when the pane had focus events of its own to handle.
+            p._repaint_required = False
+            self._dirty_widgets.add(p)
+            self.check_idle()
 
     def show_message(self, text: str, kind: str = "info") -> None:
         msg = self.query_one("#message", Static)

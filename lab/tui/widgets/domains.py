@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Tree
@@ -66,6 +68,13 @@ def bare_label(vcpus: list[VcpuInfo]) -> Text:
     return Text(vcpus[0].label, style="bold")
 
 
+def _relabel(node: TreeNode[VcpuInfo], label: Text) -> None:
+    shown = node.label
+    if not (isinstance(shown, Text) and shown.plain == label.plain and shown.spans == label.spans
+            and shown.style == label.style):
+        node.set_label(label)
+
+
 class DomainTree(Tree[VcpuInfo]):
     """Domains and vCPUs; enter or a click focuses the lab on the vCPU (or domain)."""
 
@@ -91,6 +100,7 @@ class DomainTree(Tree[VcpuInfo]):
         self._vcpu_nodes: dict[tuple, TreeNode[VcpuInfo]] = {}
         self._dom_nodes: dict[Any, TreeNode[VcpuInfo]] = {}
         self._dom_infos: dict[Any, DomainInfo] = {}
+        self._laid_size = Size(0, 0)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._relabel)
@@ -105,6 +115,14 @@ class DomainTree(Tree[VcpuInfo]):
         self._updates += 1
         self.root._reset()
         self.refresh()
+
+    def _on_resize(self, event: events.Resize) -> None:
+        # A tab showing the pane again sends a Resize at the size the tree had, and Tree's own
+        # handler then lays the whole screen out once more, in a frame of its own.
+        if event.size == self._laid_size:
+            event.prevent_default()
+            return
+        self._laid_size = event.size
 
     def _relabel(self, theme: Any = None) -> None:
         """Rich labels carry colours: draw them again in the new theme's."""
@@ -139,17 +157,20 @@ class DomainTree(Tree[VcpuInfo]):
             self._shape = shape
             return
         colors = self.app.theme_variables
-        for dom, info in infos.items():             # relabel only what changed
+        # Relabel only what reads differently: the infos change with every state (a vCPU's
+        # running time), and a new label redraws the node's line and every line under it.
+        for dom, info in infos.items():
+            node = self._dom_nodes[dom]
             if self._dom_infos.get(dom) != info:
-                self._dom_nodes[dom].set_label(domain_label(info, colors))
-                self._dom_nodes[dom].data = info.vcpus[0] if info.vcpus else None
+                _relabel(node, domain_label(info, colors))
+                node.data = info.vcpus[0] if info.vcpus else None
         self._dom_infos = infos
         for dom, vs in groups.items():
             for v in vs:
                 node = self._vcpu_nodes[(dom, v.vcpu)]
                 if node.data != v:
                     node.data = v
-                    node.set_label(vcpu_label(v, colors))
+                    _relabel(node, vcpu_label(v, colors))
 
     def _rebuild(self, groups: dict[Any, list[VcpuInfo]]) -> None:
         self.clear()

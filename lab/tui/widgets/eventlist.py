@@ -24,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..explain import event_row
+from .shown import ShownInOneFrame
 
 #: Component class per kind (the .tcss colours them with theme variables).
 KIND_CLASS = {
@@ -36,7 +37,7 @@ KIND_CLASS = {
 }
 
 
-class EventList(ScrollView, can_focus=True):
+class EventList(ShownInOneFrame, ScrollView, can_focus=True):
     """Rows of events; up/down move a cursor, enter or a click selects."""
 
     COMPONENT_CLASSES = {

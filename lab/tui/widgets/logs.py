@@ -13,7 +13,12 @@ from textual.widgets import Log, Static
 from ..explain import describe_event
 from ..state import CALL_KINDS, IO_KINDS, LogFilter
 from .eventlist import EventList
+from .shown import ShownInOneFrame
 from .text import Text as TextView
+
+
+class ConsoleLog(ShownInOneFrame, Log):
+    """The focused guest's console output (a plain log, shown in one frame with its pane)."""
 
 
 class EventPane(Vertical):
@@ -140,7 +145,7 @@ class DevicePane(EventPane):
         yield TextView("", classes="io-state")
         yield from super().compose()
         yield Static(Content.styled("console", "bold"), classes="console-title")
-        yield Log(max_lines=self.console_lines, classes="console-log")
+        yield ConsoleLog(max_lines=self.console_lines, classes="console-log")
 
     def show_io(self, text: str) -> None:
         """The focused domain's rings, event channels and grants (the ``io`` command's text)."""

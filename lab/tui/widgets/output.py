@@ -10,9 +10,10 @@ from textual import events
 from textual.widgets import RichLog
 
 from ..tables import fit_answer
+from .shown import ShownInOneFrame
 
 
-class OutputLog(RichLog):
+class OutputLog(ShownInOneFrame, RichLog):
     """A RichLog that keeps every answer as written and draws it again when its width changes.
 
     Prose is wrapped by the log (so widening or maximising the pane unwraps it); a table is
