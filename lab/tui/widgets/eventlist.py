@@ -226,7 +226,7 @@ class EventList(ShownInOneFrame, ScrollView, can_focus=True):
             # of the whole screen that assigning ``virtual_size`` asks for (15-20 ms at
             # 200x50). A scrollbar that appears or goes still lays the screen out (its own
             # reactive asks for it); a list not yet laid out gets its scrollbars then.
-            self.set_reactive(EventList.virtual_size, size)    # type: ignore[arg-type]  (the descriptor)
+            self.set_reactive(EventList.virtual_size, size)    # type: ignore[arg-type]
             self._scroll_update(size)
         if self.follow:
             # Now, against the size the list has; and again after the next refresh, when a
