@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import statistics
@@ -126,9 +127,12 @@ def position(runner, machine) -> int:
 
 async def in_app(target: str, seconds: float, size: tuple[int, int], presses_per_second: float,
                  kinds: tuple[str, ...], process: bool = True) -> dict:
+    # The app freezes what exists after its first view, as ``xenlab`` does: the app of an
+    # earlier measurement must be gone by then, not kept for good.
+    gc.collect()
     session = Session(build_machine(target))
     runner = make_runner(session=session, process=process)
-    app = make_app(session=session, theme="textual-dark", runner=runner)
+    app = make_app(session=session, theme="textual-dark", runner=runner, freeze_after_start=True)
     frames = 0
     # The key being measured: what the screen showed before it, and when a frame showing
     # something else was composed. The display hook wakes the waiting loop, so the

@@ -249,7 +249,7 @@ def run_screen(target: str | None = None, lesson=None, seed: int = 0, no_record:
         from .tui.app import make_app     # Textual only loads for the screen, never for headless commands
         await_boot(runner)
         result = make_app(target, lesson=lesson, seed=seed, progress=progress, first_run_hint=True,
-                          record=record, runner=runner).run()
+                          record=record, runner=runner, freeze_after_start=True).run()
         if record is not None and record.exists():
             from .paths import display
             print(f"this session is recorded in {display(record)} (xenlab replay FILE plays it)",

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = start_runner(target)      # the machine boots before the screen's code loads
     from .app import make_app
     await_boot(runner)
-    make_app(target, runner=runner).run()
+    make_app(target, runner=runner, freeze_after_start=True).run()
     return 0
 
 

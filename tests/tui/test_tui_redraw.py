@@ -15,8 +15,10 @@ from textual.widget import Widget
 from textual.widgets.tree import TreeNode
 
 from lab.session.view import VcpuInfo
+from lab.trace import Event
 from lab.tui.stylesheet import LabStylesheet
 from lab.tui.widgets.domains import DomainTree
+from lab.tui.widgets.eventlist import EventList
 from lab.tui.widgets.text import Text
 from tui_support import lab, run
 
@@ -189,4 +191,44 @@ def test_a_tab_switch_is_one_frame(monkeypatch, size, tabs):
                 shown.add(app.main.active_pane)
                 assert frames == [app.main.active_pane]
             assert len(shown) == tabs
+    run(go())
+
+
+def test_a_growing_event_list_sets_its_scrollbars_without_laying_the_screen_out(monkeypatch):
+    def events(start: int, count: int) -> list[Event]:
+        return [Event(seq, seq * 10, 0, 0, 0, "hypercall", {"name": "sched_op", "nr": 29})
+                for seq in range(start, start + count)]
+
+    class OneList(App):
+        def compose(self):
+            yield EventList(classes="log-list")
+
+    async def go():
+        app = OneList()
+        async with app.run_test(size=(60, 12)) as pilot:
+            lst = app.query_one(EventList)
+            lst.add(events(0, 5))
+            await pilot.pause()
+            assert not lst.show_vertical_scrollbar
+            layouts: list[bool] = []
+            layout = Screen._refresh_layout
+
+            def counting(screen, size=None, scroll=False):
+                if screen._layout_required or screen._layout_widgets:
+                    layouts.append(scroll)
+                return layout(screen, size, scroll)
+            monkeypatch.setattr(Screen, "_refresh_layout", counting)
+            lst.add(events(5, 20))                  # the scrollbar appears: one layout
+            await pilot.pause()
+            assert lst.show_vertical_scrollbar and len(layouts) >= 1
+            for start in (25, 40, 55):              # more rows: scrollbars only
+                layouts.clear()
+                lst.add(events(start, 15))
+                await pilot.pause()
+                assert layouts == []
+                assert lst.virtual_size.height == start + 15
+                assert lst.vertical_scrollbar.window_virtual_size == start + 15
+                assert lst.scroll_y == lst.max_scroll_y > 0         # still following the newest
+                assert lst.render_line(lst.scrollable_content_region.height - 1).text.startswith(
+                    f"#{start + 14:<6}")
     run(go())

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
+
+import pytest
 from pathlib import Path
 
 from lab.paths import KERNELS
-from lab.tui.app import make_app
+from lab.tui.app import XenLab, make_app
 from lab.tui.launch import await_boot, start_runner
 from lab.tui.runner import BOOTING, PAUSED
 from lab.tui.widgets.domains import DomainTree
-from tui_support import THEME, run
+from tui_support import THEME, lab, run, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = str(KERNELS / "native.s")
@@ -80,3 +83,30 @@ main([])
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "textual not loaded", out.stdout + out.stderr
+
+
+
+@pytest.mark.machine
+@pytest.mark.parametrize("asked", [False, True])
+def test_the_lab_freezes_what_it_holds_once_its_first_view_is_drawn_only_when_asked(monkeypatch, asked):
+    happened: list[str] = []
+    show_view = XenLab.show_view
+
+    def showing(app, view):
+        happened.append("view")
+        show_view(app, view)
+    monkeypatch.setattr(XenLab, "show_view", showing)
+    # Record the freeze instead of freezing this process (it runs other screens' tests).
+    monkeypatch.setattr(gc, "freeze", lambda: happened.append("freeze"))
+
+    async def go():
+        async with lab(size=(80, 24), freeze_after_start=asked) as (app, pilot):
+            app.runner.command("step 5")
+            await settle(pilot, app)
+            await pilot.pause()
+    run(go())
+    assert happened.count("view") >= 2
+    if asked:       # once, after the first view
+        assert happened[:2] == ["view", "freeze"] and happened.count("freeze") == 1
+    else:
+        assert "freeze" not in happened

@@ -219,7 +219,15 @@ class EventList(ShownInOneFrame, ScrollView, can_focus=True):
         self._update_size()
 
     def _update_size(self) -> None:
-        self.virtual_size = Size(self._width + 1, len(self._visible))
+        size = Size(self._width + 1, len(self._visible))
+        if size != self.virtual_size:
+            # The list's region is set by the stylesheet, not by its rows: only the size it
+            # scrolls over changes, so set that and update the scrollbars, without the layout
+            # of the whole screen that assigning ``virtual_size`` asks for (15-20 ms at
+            # 200x50). A scrollbar that appears or goes still lays the screen out (its own
+            # reactive asks for it); a list not yet laid out gets its scrollbars then.
+            self.set_reactive(EventList.virtual_size, size)    # type: ignore[arg-type]
+            self._scroll_update(size)
         if self.follow:
             # Now, against the size the list has; and again after the next refresh, when a
             # scrollbar that has just appeared may have taken a row.
