@@ -29,6 +29,10 @@ from .progress import Progress
 ACTIONS = ("hint", "solution", "reset", "restart", "next", "prev", "answer", "goto")
 
 
+#: What is missing once a step's objective is met and its question is not yet answered.
+AWAITING_ANSWER = "the objective is met; now answer the question (answer ...)"
+
+
 @dataclass
 class StepState:
     """What the lesson panel shows, copied so another thread may read it."""
@@ -49,6 +53,8 @@ class StepState:
     feedback: str = ""
     done_steps: frozenset[int] = frozenset()
     finished: bool = False
+    #: The objective is met and only the step's question is left (``missing`` says so).
+    awaiting_answer: bool = False
 
 
 def drill_values(seed: int) -> dict[str, str]:
@@ -236,7 +242,7 @@ class Tutor:
         if not objective:
             self.missing = w.explain()
         elif not self.answered:
-            self.missing = "the objective is met; now answer the question (answer ...)"
+            self.missing = AWAITING_ANSWER
         else:
             self.missing = ""
         if self.met and not was:
@@ -405,4 +411,5 @@ class Tutor:
             self.met, self.missing, list(st.hints[:self.hints_shown]), len(st.hints),
             list(st.solution) if self.solution_shown else None,
             self.render(q.ask) if q else None, list(q.choices) if q else [], self.answered, self.feedback,
-            frozenset(self.done_steps), self.finished)
+            frozenset(self.done_steps), self.finished,
+            awaiting_answer=bool(q) and not self.met and self.missing == AWAITING_ANSWER)

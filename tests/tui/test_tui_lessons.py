@@ -64,6 +64,10 @@ def test_the_check_turns_met_as_the_learner_works(tmp_path):
             await pilot.pause(0.2)
             panel = app.main.query_one(LessonPanel)
             assert not panel.state.met and "answer the question" in panel.state.missing
+            # shown as progress (the objective is met), not as a failure
+            assert panel.state.awaiting_answer
+            check = str(app.main.query_one("#lesson-check").render())
+            assert check.startswith("◐ objective met") and "not yet" not in check
             await command(pilot, app, "answer 2")
             assert "not 2" in output_text(app)
             await command(pilot, app, "answer 3")

@@ -72,6 +72,9 @@ class LessonPanel(VerticalScroll, can_focus=True):
         if st.met:
             check = Content.styled("✓ done: " + ("the lesson is complete!" if st.finished else "press n for the next step"),
                                    "bold $text-success")
+        elif st.awaiting_answer:       # progress, not a failure: the work is done, the question is left
+            check = Content.assemble(("◐ objective met: ", "bold $text-success"),
+                                     "now answer the question below (answer ...)")
         else:
             check = Content.assemble(("✗ not yet: ", "bold $text-warning"), st.missing)
         self.query_one("#lesson-check", Static).update(check)
