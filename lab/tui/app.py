@@ -35,7 +35,7 @@ from .actions import ACTIONS, GROUPS
 from .launch import make_runner
 from .runner import BOOTING, CRASHED, FULL_SPEED_TICK, NO_MACHINE, PAUSED, RUNNING, SPEEDS, STOPPED, TICK, Runner
 from .screens.main import MainScreen
-from .state import CALL_KINDS, IO_KINDS, console_choice
+from .state import CALL_KINDS, IO_KINDS, LOG_ROWS, console_choice
 from .stylesheet import LabStylesheet
 from .themes import readable
 from .widgets.commandline import CommandLine
@@ -134,7 +134,7 @@ class XenLab(App[None]):
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, subtitle: str = "",
-                 tick: float = TICK, max_rows: int = 2000, lesson: Any = None, progress: Any = None,
+                 tick: float = TICK, max_rows: int = LOG_ROWS, lesson: Any = None, progress: Any = None,
                  first_run: bool = False, freeze_after_start: bool = False) -> None:
         super().__init__()
         # Restyling sets only what changed (stylesheet.py): a focus change no longer
@@ -181,7 +181,8 @@ class XenLab(App[None]):
 
     @property
     def tutor(self) -> Any:
-        """The open lesson's tutor, once the runner has made it with the machine (else None)."""
+        """The open lesson's tutor, once the runner has made it with the machine, where it lives
+        in this process (a thread runner; else None: the screen shows ``lesson_state()``)."""
         return self.runner.tutor
 
     # -- lifecycle ----------------------------------------------------------------
@@ -586,7 +587,7 @@ class XenLab(App[None]):
         if r.mode == NO_MACHINE:
             raise UserError(f"no machine is loaded ({r.error}); 'open PATH' opens one (e.g. 'open default')")
         if r.mode == CRASHED:
-            if not getattr(r, "alive", True):      # the simulation's process itself has ended
+            if not r.alive:                        # the simulation's process itself has ended
                 raise UserError(f"the simulator's process ended ({r.error}); 'quit' the screen "
                                 "and start the lab again")
             raise UserError(f"the simulator stopped with an internal error ({r.error}); "
@@ -814,7 +815,7 @@ def describe_target(target: str | None) -> str:
 
 
 def make_app(target: str | None = None, *, session: Any = None, theme: str | None = None,
-             speed: int | None = None, tick: float = TICK, max_rows: int = 2000, lesson: Any = None,
+             speed: int | None = None, tick: float = TICK, max_rows: int = LOG_ROWS, lesson: Any = None,
              seed: int = 0, progress: Any = None, first_run_hint: bool = False,
              record: str | Path | None = None, runner: Runner | None = None,
              freeze_after_start: bool = False) -> XenLab:

@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -100,25 +101,36 @@ class Stats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Controls:
+class Controls(ABC):
     """What the screen asks of a runner, whichever kind: each request goes to the simulation
     (``request``), which handles them in order. Collected from it, the same on every kind:
     ``events``, ``replies``, ``view``, ``mode``, ``job_label``, ``speed``, ``stats``, ``history``,
-    ``error``, ``xen``, ``stop_event`` and ``booted``."""
+    ``error``, ``xen``, ``stop_event`` and ``booted``. Each kind says how a request reaches
+    its simulation (a queue on a thread, a pipe to a process)."""
 
     events: deque
     replies: deque
     mode: str
     speed: int
+    #: The open lesson's tutor where it lives in this process (a thread runner); the screen
+    #: itself reads ``lesson_state()``, which every kind gives.
+    tutor: Any = None
 
-    def request(self, *req: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def request(self, *req: Any) -> None: ...
 
-    def set_speed(self, index: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def set_speed(self, index: int) -> None: ...
 
+    @abstractmethod
     def _quiet(self) -> bool:
-        raise NotImplementedError
+        """Every request handled, the simulation paused and its latest view published."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the simulation is still there to take requests (after an internal error
+        too: ``reset`` starts its machine again). A thread always is."""
+        return True
 
     @property
     def busy(self) -> bool:

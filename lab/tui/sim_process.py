@@ -54,10 +54,8 @@ from ..session.commands import REGISTRY, Call
 from ..trace import Event
 from .runner import (BOOTING, CRASHED, DEFAULT_SPEED, EVENT_BUFFER, FULL_SPEED_TICK, INPUT_HOLD, RUNNING, SPEEDS,
                      TICK, Controls, Reply, Runner, Stats)
-from .state import CALL_KINDS, IO_KINDS
+from .state import CALL_KINDS, IO_KINDS, LOG_ROWS
 
-#: Rows each event log keeps (the app's ``max_rows``): no batch carries more of a log's events.
-LOG_ROWS = 2000
 #: Seconds between two looks of the child at its parent (it quits when the parent is gone).
 PARENT_CHECK = 0.5
 #: Seconds ``close`` waits for the child to quit (its recording closed) before it kills it.
@@ -437,6 +435,7 @@ class ProcessRunner(Controls):
 
     @property
     def alive(self) -> bool:
+        """Its process started and has not ended (once ended, nothing brings it back)."""
         return self.pid is not None and not self._ended
 
     # -- requests -------------------------------------------------------------------------

@@ -15,6 +15,8 @@ ALL = "all"
 #: hypercall log also shows domains' lives (created, paused, shut down, crashed, destroyed).
 CALL_KINDS = ("hypercall", "vmexit", "trap", "syscall", "sysret", "domain")
 IO_KINDS = ("ioport", "mmio", "ioreq", "ring_io", "evtchn", "grant", "xenstore")
+#: Rows each event log keeps; older rows scroll out unseen (so no more need reach the screen).
+LOG_ROWS = 2000
 
 
 class History:
