@@ -588,8 +588,7 @@ class XenLab(App[None]):
             raise UserError(f"no machine is loaded ({r.error}); 'open PATH' opens one (e.g. 'open default')")
         if r.mode == CRASHED:
             if not r.alive:                        # the simulation's process itself has ended
-                raise UserError(f"the simulator's process ended ({r.error}); 'quit' the screen "
-                                "and start the lab again")
+                raise UserError(f"the simulator stopped: {r.error}; 'quit' the screen and start the lab again")
             raise UserError(f"the simulator stopped with an internal error ({r.error}); "
                             "'reset' starts the machine again from its start")
 

@@ -214,6 +214,14 @@ def test_the_child_quits_when_the_screen_process_dies(tmp_path):
     assert json.loads(rec.read_text().splitlines()[-1])["t"] == "end"
 
 
+async def _until(pilot, cond, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out")
+
+
 def test_the_screen_on_a_process_runner(booted):
     """A key that moves the focus to another pane, a command's output, and quitting: the
     child leaves no process behind."""
@@ -232,6 +240,12 @@ def test_the_screen_on_a_process_runner(booted):
             await command(pilot, app, "step 5")
             await command(pilot, app, "regs")
             assert "rflags" in output_text(app) and app.view.cpu["icount"] == 5
+            # the child killed: a command says what to do, and it is not 'reset'
+            os.kill(runner.pid, signal.SIGKILL)
+            await _until(pilot, lambda: not runner.alive)
+            await command(pilot, app, "regs")
+            assert "the simulator stopped: its process ended (killed by SIGKILL); 'quit' the screen" \
+                in output_text(app)
         return runner
     runner = run(go())
     assert_gone(runner.pid)
